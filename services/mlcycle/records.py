@@ -1,0 +1,66 @@
+"""The records that flow through mlcycle's topics and into its store.
+
+Validated with pydantic at every edge: the REST API, the importers and the
+indexer (a record produced straight into a topic by any Kafka client is
+checked again before it is stored). Types are strict: an id that is a number
+or a text that is a list is rejected with the field named, not coerced.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+# Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
+RecordId = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")]
+# Large enough for any real comment, small enough that one record cannot eat a batch.
+MAX_TEXT_CHARS = 1_000_000
+
+
+class Comment(BaseModel):
+    """A raw comment: the source's own stable id, its text and free metadata."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: RecordId
+    text: Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
+    source: StrictStr | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The Kafka key and store id."""
+        return self.id
+
+
+class Vote(BaseModel):
+    """One crowd worker's (or one heuristic's) judgement of one item for one task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: RecordId
+    annotator_id: RecordId
+    label: StrictInt | StrictFloat
+    task: RecordId = "toxicity"
+    score: StrictFloat | StrictInt | None = None
+    # True when the source published only per-item counts and the annotator id was made up.
+    synthetic_annotator: bool = False
+    source: StrictStr | None = None
+    created_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        """Keyed by the item, so one item's votes stay in one partition."""
+        return self.item_id
+
+    @property
+    def id(self) -> str:
+        """Store id: one vote per worker per item per task, so a re-import overwrites."""
+        return f"{self.task}:{self.item_id}:{self.annotator_id}"
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored form: the record plus its id."""
+        return {"id": self.id, **self.model_dump(mode="json")}
