@@ -1,4 +1,4 @@
-"""Shared fixtures. Real servers (broker, Elasticsearch-API server, Redis) live in tests/fixtures/."""
+"""Shared fixtures. Real servers (broker, Elasticsearch-API server, Redis) are in fixtures/."""
 
 pytest_plugins = [
     "tests.fixtures.broker",

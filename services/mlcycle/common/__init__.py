@@ -1,1 +1,1 @@
-"""Plumbing shared by every mlcycle service: settings, logging, errors, metrics, store, Kafka, gRPC."""
+"""Plumbing every mlcycle service shares: settings, logging, errors, metrics, store, Kafka, gRPC."""

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
-class TopicNames(BaseSettings):
+class TopicNames(BaseModel):
     """Kafka topic names; every consumed topic has a ``<topic><dlq_suffix>`` dead-letter twin."""
 
-    model_config = SettingsConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     comments_raw: str = "comments.raw"
     votes_raw: str = "votes.raw"
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # -- HTTP edge
     host: str = "127.0.0.1"
     collector_port: int = 8001
+    # The indexer runs as its own process; it serves /metrics and /healthz here.
+    indexer_metrics_port: int = 9401
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(default=10_000, ge=1)
@@ -110,3 +112,22 @@ class Settings(BaseSettings):
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; ``overrides`` win (tests and CLI flags use them)."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """``MLCYCLE_*`` variables that make a child process load exactly ``settings``.
+
+    The local stack starts each service as its own process; this is how the
+    parent's resolved settings (free ports, the embedded broker's address)
+    reach them without a second source of truth.
+    """
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if name == "topics":
+            for topic_field, topic in value.items():
+                env[f"MLCYCLE_TOPICS__{topic_field.upper()}"] = str(topic)
+        elif name == "api_keys":
+            env["MLCYCLE_API_KEYS"] = ",".join(value)
+        elif value is not None:
+            env[f"MLCYCLE_{name.upper()}"] = str(value)
+    return env

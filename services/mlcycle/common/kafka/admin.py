@@ -1,0 +1,102 @@
+"""Topic creation and broker reachability, done once at start-up by the stack and the CLI."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from mlcycle.common.errors import Unavailable
+from mlcycle.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PROBE_TIMEOUT_MS = 1000
+
+
+def _admin(
+    bootstrap: str, *, request_timeout_ms: int, bootstrap_timeout_ms: int
+) -> KafkaAdminClient:
+    return KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="mlcycle-admin",
+        request_timeout_ms=request_timeout_ms,
+        bootstrap_timeout_ms=bootstrap_timeout_ms,
+    )
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
+    """Block until a Kafka broker at ``bootstrap`` answers a metadata request.
+
+    Raises :class:`~mlcycle.common.errors.Unavailable` after ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while True:
+        try:
+            admin = _admin(
+                bootstrap,
+                request_timeout_ms=_PROBE_TIMEOUT_MS * 2,
+                bootstrap_timeout_ms=_PROBE_TIMEOUT_MS,
+            )
+        except (KafkaError, OSError) as exc:
+            last_error = exc
+        else:
+            admin.close()
+            return
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f} s",
+                details={"bootstrap": bootstrap, "error": str(last_error)},
+            )
+        time.sleep(0.1)
+
+
+def ensure_topics(settings: Settings, topics: list[str] | None = None) -> None:
+    """Create ``topics`` (default: every topic mlcycle uses, with dead-letter twins).
+
+    Topics that already exist are left as they are (their partition count is
+    not changed). Returns once broker metadata lists every topic with a leader
+    for each partition, so producers and consumers can use them at once.
+    """
+    names = list(dict.fromkeys(topics if topics is not None else settings.topics.all_with_dlqs()))
+    if not names:
+        return
+    spec = {
+        name: {
+            "num_partitions": settings.kafka_partitions,
+            "replication_factor": settings.kafka_replication_factor,
+        }
+        for name in names
+    }
+    try:
+        admin = _admin(
+            settings.bootstrap_servers,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            bootstrap_timeout_ms=settings.kafka_request_timeout_ms,
+        )
+    except KafkaError as exc:
+        raise Unavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+    try:
+        response = admin.create_topics(spec, raise_errors=False)
+        created = _check_created(response)
+        admin.wait_for_topics(names, timeout_ms=settings.kafka_request_timeout_ms)
+    except KafkaError as exc:
+        raise Unavailable(f"cannot create Kafka topics {names}: {exc}") from exc
+    finally:
+        admin.close()
+    log.info("topics ready", extra={"topics": names, "new_topics": created})
+
+
+def _check_created(response: dict[str, object]) -> list[str]:
+    """Names created by this call; raise on any error other than 'already exists'."""
+    created: list[str] = []
+    for topic in response.get("topics", []):  # type: ignore[union-attr]
+        error = for_code(topic["error_code"])
+        if topic["error_code"] == 0:
+            created.append(topic["name"])
+        elif error is not TopicAlreadyExistsError:
+            raise error(f"{topic['name']}: {topic.get('error_message') or error.__name__}")
+    return created

@@ -1,0 +1,65 @@
+"""How far a consumer group is behind: the signal that a topic has been fully handled."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from mlcycle.common.settings import Settings
+
+
+def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    """The next offset to be written, per partition of ``topics``.
+
+    Some Kafka-protocol brokers (Tansu among them) answer ListOffsets(latest)
+    with the base offset of the last record batch rather than the high
+    watermark, so the reported end is only a starting point: the tail after it
+    is read (at most one batch per partition) to find the true end.
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return {}
+        ends = dict(consumer.end_offsets(partitions))
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, ends[tp])
+        while True:
+            polled = consumer.poll(timeout_ms=300)
+            if not polled:
+                return ends
+            for tp, records in polled.items():
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        consumer.close()
+
+
+def topic_sizes(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Records ever written to each topic (end offsets summed; nothing is compacted here)."""
+    sizes = dict.fromkeys(topics, 0)
+    for tp, offset in end_offsets(settings, topics).items():
+        sizes[tp.topic] += offset
+    return sizes
+
+
+def group_lag(settings: Settings, group_id: str, topics: list[str]) -> int:
+    """Records in ``topics`` not yet committed by ``group_id`` (0 means caught up)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(group_id).get(group_id, {})
+    finally:
+        admin.close()
+    lag = 0
+    for tp, end in end_offsets(settings, topics).items():
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag += max(0, end - done)
+    return lag
