@@ -16,8 +16,16 @@ from mlcycle.common.store.base import (
 )
 
 __all__ = [
-    "COLLECTIONS", "COMMENTS", "LABELS", "MODELS", "RUNS", "VOTES",
-    "Document", "Page", "Store", "open_store",
+    "COLLECTIONS",
+    "COMMENTS",
+    "LABELS",
+    "MODELS",
+    "RUNS",
+    "VOTES",
+    "Document",
+    "Page",
+    "Store",
+    "open_store",
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,13 @@ TEXT_FIELD = "text"
 Document = dict[str, Any]
 Filters = Mapping[str, str | int | float | bool | None]
 
+# Bounds every backend enforces, so a request is rejected the same way everywhere.
+MAX_LIMIT = 5000
+MAX_QUERY_CHARS = 1000
+FILTER_VALUE_TYPES = (str, int, float, bool, type(None))
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
 
 @dataclass(frozen=True)
 class Page:
@@ -53,10 +61,14 @@ def decode_cursor(cursor: str) -> list[Any]:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, orjson.JSONDecodeError) as exc:
-        raise InvalidInput("cursor is not one this API handed out", details={"cursor": cursor}) from exc
+        raise _bad_cursor(cursor) from exc
     if not isinstance(value, list) or not value:
-        raise InvalidInput("cursor is not one this API handed out", details={"cursor": cursor})
+        raise _bad_cursor(cursor)
     return value
+
+
+def _bad_cursor(cursor: str) -> InvalidInput:
+    return InvalidInput("cursor is not one this API handed out", details={"cursor": cursor})
 
 
 def check_collection(name: str) -> str:
@@ -66,14 +78,86 @@ def check_collection(name: str) -> str:
     return name
 
 
+def check_limit(limit: int) -> int:
+    """Reject page sizes outside ``1..MAX_LIMIT``."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}", details={"limit": limit})
+    return limit
+
+
+def check_filters(filters: Filters | None) -> dict[str, Any]:
+    """Filters as a dict; field names must be plain top-level identifiers, values scalars."""
+    checked: dict[str, Any] = {}
+    for name, value in (filters or {}).items():
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise InvalidInput("filter field must be a top-level name", details={"field": name})
+        if not isinstance(value, FILTER_VALUE_TYPES):
+            raise InvalidInput("filter value must be a scalar or null", details={"field": name})
+        if name == TEXT_FIELD and value is not None:
+            # Analyzed for search: equality on it means different things per backend.
+            raise InvalidInput("search text with a query, not a filter", details={"field": name})
+        checked[name] = value
+    return checked
+
+
+def normalize_query(query: str | None) -> str | None:
+    """The full-text query to run, or None when there is none (missing or blank).
+
+    Control characters become spaces; over-long queries are bad input.
+    """
+    if query is None:
+        return None
+    if not isinstance(query, str):
+        raise InvalidInput("query must be a string")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"query is longer than {MAX_QUERY_CHARS} characters")
+    cleaned = _CONTROL_CHARS.sub(" ", query).strip()
+    return cleaned or None
+
+
+def decode_position(cursor: str | None, *shape: type) -> list[Any] | None:
+    """The sort position in ``cursor``, checked against ``shape`` (one type per value).
+
+    Each backend knows what its positions hold (``str`` for an id, ``float`` for a
+    score, which accepts ints, ``int`` for an offset). A cursor of another shape,
+    tampered or from the other kind of search, is bad input.
+    """
+    if cursor is None:
+        return None
+    position = decode_cursor(cursor)
+    if len(position) != len(shape) or not all(map(_is_a, position, shape)):
+        raise _bad_cursor(cursor)
+    return position
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def unique_by_id(docs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """``docs`` keyed by id, the last one winning; every doc needs a non-empty string id."""
+    unique: dict[str, Mapping[str, Any]] = {}
+    for doc in docs:
+        doc_id = doc.get("id") if isinstance(doc, Mapping) else None
+        if not isinstance(doc_id, str) or not doc_id:
+            raise InvalidInput("every document needs a non-empty string id")
+        unique[doc_id] = doc
+    return unique
+
+
 class Store(abc.ABC):
     """What business code needs from storage. Implementations must be thread-safe."""
 
     @abc.abstractmethod
     def upsert(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
-        """Insert or replace ``docs`` by their ``id``; durable when this returns. Returns the count.
+        """Insert or replace ``docs`` by their ``id``; durable when this returns.
 
-        Within one call the last document with a given id wins.
+        Within one call the last document with a given id wins. Returns how many
+        distinct ids were written.
         """
 
     @abc.abstractmethod
@@ -98,6 +182,11 @@ class Store(abc.ABC):
 
         Without a query the order is by id; with one, by relevance then id. Following
         ``next_cursor`` until it is None visits every match exactly once.
+
+        The query is plain words, never syntax: every word must occur in ``text``
+        (case- and accent-insensitive). A blank query means no query; one without
+        any word (only punctuation or symbols) matches nothing. Filters compare
+        top-level fields for equality; a None value matches a missing or null field.
         """
 
     @abc.abstractmethod
@@ -108,10 +197,11 @@ class Store(abc.ABC):
     def ping(self) -> bool:
         """True when the backend answers."""
 
-    def refresh(self) -> None:
+    # Optional hooks: backends without the concern keep these no-ops.
+    def refresh(self) -> None:  # noqa: B027
         """Make everything written so far visible to :meth:`search` (near-real-time backends)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027
         """Release connections."""
 
     def stats(self) -> dict[str, int]:

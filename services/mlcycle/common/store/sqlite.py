@@ -1,0 +1,362 @@
+"""The embedded store: one SQLite file, one table per collection, FTS5 for full-text search.
+
+Layout per collection ``c``: a table ``c(id TEXT PRIMARY KEY, doc TEXT)`` holding
+the JSON document, a virtual ``text`` column computed from ``doc`` (the ``text``
+field when it is a string), and an external-content FTS5 index ``c_fts`` over
+that column. The text lives once, inside the document.
+
+:meth:`SqliteStore.upsert` is the only writer and maintains the index itself,
+inside the same transaction: it looks the batch's ids up first, then inserts new
+rows, rewrites changed ones, and for a changed text removes the old words from
+the index before adding the new ones. Doing this in Python rather than with
+triggers halves the cost of a batch (per-row trigger programs dominate), and an
+identical redelivered document costs a lookup and nothing else.
+
+Durability: WAL journal with ``synchronous=FULL`` fsyncs the log on every commit,
+so a batch is on disk when ``upsert`` returns (``NORMAL`` would only guarantee
+consistency, not that the last commits survive a power loss). Several processes
+may share the file (the indexer writes while the API reads): writers take the
+lock up front with ``BEGIN IMMEDIATE`` and wait on a busy timeout instead of
+failing; readers never block in WAL mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlcycle.common.errors import InvalidInput, StoreError
+from mlcycle.common.store.base import (
+    COLLECTIONS,
+    Document,
+    Filters,
+    Page,
+    Store,
+    check_collection,
+    check_filters,
+    check_limit,
+    decode_position,
+    encode_cursor,
+    normalize_query,
+    unique_by_id,
+)
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+MAX_IDLE_CONNECTIONS = 8
+# Accent- and case-insensitive words, like the Elasticsearch backend's analyzer.
+TOKENIZER = "unicode61 remove_diacritics 2"
+_HAS_WORD = re.compile(r"[^\W_]")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS "{c}" (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    text TEXT GENERATED ALWAYS AS (
+        CASE json_type(doc, '$.text') WHEN 'text' THEN json_extract(doc, '$.text') END
+    ) VIRTUAL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS "{c}_fts" USING fts5(
+    text, content='{c}', content_rowid='rowid', tokenize='{tokenizer}'
+);
+-- Index pages that fill a database page instead of the 1000-byte default.
+INSERT INTO "{c}_fts"("{c}_fts", rank) VALUES ('pgsz', 4050);
+"""
+
+
+class SqliteStore(Store):
+    """The :class:`Store` on a local SQLite file; safe to share between threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._closed = False
+        self._create_schema()
+
+    # -- connections ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection for one call (a connection must not serve two threads at once).
+
+        A pool rather than one connection per thread: server thread pools retire
+        idle threads, which would leave their connections open forever.
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            with _errors():
+                conn = _connect(self.path)
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                keep = (
+                    not self._closed
+                    and not conn.in_transaction
+                    and len(self._idle) < MAX_IDLE_CONNECTIONS
+                )
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from its start."""
+        with self._connection() as conn, _errors():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn, _errors():
+            return conn.execute(sql, params).fetchall()
+
+    def _create_schema(self) -> None:
+        script = "".join(_SCHEMA.format(c=name, tokenizer=TOKENIZER) for name in COLLECTIONS)
+        with self._connection() as conn, _errors():
+            # Persistent in the file; every later connection inherits it.
+            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                # Inside the script: executescript() would commit a transaction opened outside.
+                conn.executescript(f"BEGIN IMMEDIATE;{script}COMMIT;")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # -- Store ---------------------------------------------------------------------
+
+    def upsert(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+        """Insert or replace ``docs`` by id, index included, in one durable transaction."""
+        table = check_collection(collection)
+        encoded = {
+            doc_id: (_dumps(doc), _indexed_text(doc)) for doc_id, doc in unique_by_id(docs).items()
+        }
+        if not encoded:
+            return 0
+        with self._write() as conn:
+            _write_batch(conn, table, encoded)
+        return len(encoded)
+
+    def get(self, collection: str, doc_id: str) -> Document | None:
+        """The document with ``doc_id``, or None."""
+        table = check_collection(collection)
+        rows = self._read(f'SELECT doc FROM "{table}" WHERE id = ?', (doc_id,))
+        return orjson.loads(rows[0][0]) if rows else None
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, Document]:
+        """The documents among ``ids`` that exist, keyed by id."""
+        table = check_collection(collection)
+        if not ids:
+            return {}
+        # One JSON array parameter instead of N placeholders: no variable-count limit.
+        sql = f'SELECT id, doc FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
+        rows = self._read(sql, (_dumps(list(ids)),))
+        return {doc_id: orjson.loads(doc) for doc_id, doc in rows}
+
+    def search(
+        self,
+        collection: str,
+        *,
+        query: str | None = None,
+        filters: Filters | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Keyset-paginated search: by id, or by bm25 relevance then id with a query."""
+        table = check_collection(collection)
+        check_limit(limit)
+        where, params = _filter_sql(check_filters(filters), column_prefix="c.")
+        text = normalize_query(query)
+        if text is None:
+            return self._page_by_id(table, where, params, limit, cursor)
+        match = match_expression(text)
+        position = decode_position(cursor, float, str)
+        if match is None:
+            return Page(items=[])
+        return self._page_by_score(table, match, where, params, limit, position)
+
+    def count(self, collection: str, filters: Filters | None = None) -> int:
+        """How many documents match ``filters``."""
+        table = check_collection(collection)
+        where, params = _filter_sql(check_filters(filters), column_prefix="c.")
+        sql = f'SELECT count(*) FROM "{table}" AS c WHERE {where}'
+        return int(self._read(sql, params)[0][0])
+
+    def ping(self) -> bool:
+        """True when the file can be read."""
+        try:
+            self._read("SELECT 1")
+        except StoreError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the pooled connections; the store cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    # -- search helpers --------------------------------------------------------------
+
+    def _page_by_id(
+        self, table: str, where: str, params: list[Any], limit: int, cursor: str | None
+    ) -> Page:
+        position = decode_position(cursor, str)
+        if position is not None:
+            where += " AND c.id > ?"
+            params = [*params, position[0]]
+        sql = f'SELECT c.id, c.doc FROM "{table}" AS c WHERE {where} ORDER BY c.id LIMIT ?'
+        rows = self._read(sql, [*params, limit + 1])
+        return _page(rows, limit, lambda row: [row[0]])
+
+    def _page_by_score(
+        self,
+        table: str,
+        match: str,
+        where: str,
+        params: list[Any],
+        limit: int,
+        position: list[Any] | None,
+    ) -> Page:
+        after, after_params = "1", []
+        if position is not None:
+            # bm25() is lower-is-better, so "after" means a larger score or a tie and a larger id.
+            after = "(score > ? OR (score = ? AND id > ?))"
+            after_params = [position[0], position[0], position[1]]
+        sql = (
+            "SELECT id, doc, score FROM ("
+            f'  SELECT c.id AS id, c.doc AS doc, bm25("{table}_fts") AS score'
+            f'  FROM "{table}_fts" JOIN "{table}" AS c ON c.rowid = "{table}_fts".rowid'
+            f'  WHERE "{table}_fts" MATCH ? AND {where}'
+            f") WHERE {after} ORDER BY score, id LIMIT ?"
+        )
+        rows = self._read(sql, [match, *params, *after_params, limit + 1])
+        return _page(rows, limit, lambda row: [row[2], row[0]])
+
+
+def _write_batch(
+    conn: sqlite3.Connection, table: str, encoded: dict[str, tuple[str, str | None]]
+) -> None:
+    """Write ``{id: (json, text)}`` and keep the FTS index in step; runs under the write lock."""
+    fts = f"{table}_fts"
+    lookup = (
+        f'SELECT id, rowid, doc, text FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
+    )
+    existing = {row[0]: row[1:] for row in conn.execute(lookup, (_dumps(list(encoded)),))}
+    # Safe to hand out rowids: BEGIN IMMEDIATE holds the only write lock.
+    next_rowid = (conn.execute(f'SELECT max(rowid) FROM "{table}"').fetchone()[0] or 0) + 1
+    inserts, updates, unindex, index = [], [], [], []
+    for doc_id, (doc, text) in encoded.items():
+        old = existing.get(doc_id)
+        if old is None:
+            rowid, next_rowid = next_rowid, next_rowid + 1
+            inserts.append((rowid, doc_id, doc))
+        else:
+            rowid, old_doc, old_text = old
+            if old_doc == doc:
+                continue
+            updates.append((doc, rowid))
+            if old_text == text:
+                continue
+            # External-content FTS: removing a row needs the exact values it was indexed with.
+            unindex.append(("delete", rowid, old_text))
+        index.append((rowid, text))
+    conn.executemany(f'INSERT INTO "{table}"(rowid, id, doc) VALUES (?, ?, ?)', inserts)
+    conn.executemany(f'UPDATE "{table}" SET doc = ? WHERE rowid = ?', updates)
+    conn.executemany(f'INSERT INTO "{fts}"("{fts}", rowid, text) VALUES (?, ?, ?)', unindex)
+    conn.executemany(f'INSERT INTO "{fts}"(rowid, text) VALUES (?, ?)', index)
+
+
+def _indexed_text(doc: Mapping[str, Any]) -> str | None:
+    """What the index holds for ``doc``; must equal the table's generated ``text`` column."""
+    text = doc.get("text")
+    return text if isinstance(text, str) else None
+
+
+def match_expression(text: str) -> str | None:
+    """An FTS5 query requiring every whitespace-separated word of ``text``, as plain text.
+
+    Each word becomes a quoted phrase (quotes doubled), so operators, stars,
+    parentheses and column filters in user input are just characters. Words with
+    no letter or digit produce no token and are dropped; None when nothing is left.
+    """
+    words = [w for w in text.split() if _HAS_WORD.search(w)]
+    if not words:
+        return None
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def _filter_sql(filters: dict[str, Any], column_prefix: str) -> tuple[str, list[Any]]:
+    """A WHERE clause (``1`` when empty) for equality filters on top-level fields."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name, value in filters.items():
+        if name == "id":
+            clauses.append(f"{column_prefix}id IS ?")
+            params.append(value)
+            continue
+        # check_filters allowed only identifiers, so the path is safe to inline.
+        extract = f"json_extract({column_prefix}doc, '$.{name}')"
+        if value is None:
+            clauses.append(f"{extract} IS NULL")
+        else:
+            clauses.append(f"{extract} = ?")
+            params.append(value)
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _page(rows: list[tuple[Any, ...]], limit: int, position: Any) -> Page:
+    """A page from ``limit + 1`` fetched rows: the extra row only says there is more."""
+    items = [orjson.loads(row[1]) for row in rows[:limit]]
+    next_cursor = encode_cursor(position(rows[limit - 1])) if len(rows) > limit else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-16000")  # KiB, per pooled connection
+    return conn
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(f"document is not JSON-serializable: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """SQLite failures (locked past the timeout, disk full, corrupt file) as StoreError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        logger.warning("sqlite store error: %s", exc)
+        raise StoreError(f"sqlite store error: {exc}") from exc
