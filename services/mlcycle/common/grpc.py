@@ -1,0 +1,267 @@
+"""The gRPC edge every service reuses: one server builder, one error interceptor, one channel.
+
+Every server built here registers the standard health service
+(``grpc.health.v1.Health``: the overall status ``""`` and each named service
+SERVING while up, NOT_SERVING once stopping) and server reflection, so
+``grpcurl`` and Kubernetes gRPC probes work against any mlcycle server.
+
+:class:`ErrorInterceptor` is the one place that turns a raised
+:class:`~mlcycle.common.errors.MlcycleError` into a gRPC status: its code and
+message, plus the REST error body as JSON in the ``mlcycle-error-bin``
+trailing metadata entry. Anything else that escapes a handler is logged and
+answered INTERNAL with a generic message, so no internals reach the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+import orjson
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mlcycle.common.errors import MlcycleError, Unavailable
+
+log = logging.getLogger(__name__)
+
+# Trailing metadata key carrying {"error": {"code", "message", "details"}} as UTF-8 JSON.
+# Binary ("-bin") because details may hold any text, and text metadata must be ASCII.
+ERROR_METADATA_KEY = "mlcycle-error-bin"
+INTERNAL_MESSAGE = "internal error"
+# Feature batches and prediction tensors outgrow gRPC's 4 MiB receive default.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Clients ping an idle call every minute to notice dead peers behind load balancers;
+# servers accept pings that often (their default policy would answer GOAWAY to them).
+CLIENT_KEEPALIVE_MS = 60_000
+CLIENT_KEEPALIVE_TIMEOUT_MS = 20_000
+SERVER_MIN_PING_INTERVAL_MS = 30_000
+# Codes that mean the server, not the caller, is at fault: logged as warnings.
+_SERVER_SIDE_CODES = frozenset(
+    {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS}
+)
+
+AddServicer = Callable[[Any, grpc.Server], None]
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Maps MlcycleError to its gRPC status, and anything unexpected to a bare INTERNAL."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _guard_handler(handler, handler_call_details.method)
+
+
+_HANDLER_FACTORIES = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _guard_handler(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    for kind, factory in _HANDLER_FACTORIES.items():
+        behavior = getattr(handler, kind)
+        if behavior is None:
+            continue
+        if getattr(behavior, "experimental_non_blocking", False):
+            # Callback-style streams (the health Watch) take a third argument; leave them be.
+            return handler
+        guarded = _guard(behavior, method, streaming=kind.endswith("_stream"))
+        return factory(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
+
+
+def _guard(behavior: Callable[..., Any], method: str, *, streaming: bool) -> Callable[..., Any]:
+    if streaming:
+
+        def guarded_stream(request: Any, context: grpc.ServicerContext) -> Iterable[Any]:
+            try:
+                yield from behavior(request, context)
+            except Exception as exc:
+                _abort(context, exc, method)
+
+        return guarded_stream
+
+    def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request, context)
+        except Exception as exc:
+            _abort(context, exc, method)
+
+    return guarded
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    """End the call with the status ``exc`` maps to (``context.abort`` raises)."""
+    if isinstance(exc, MlcycleError):
+        level = logging.WARNING if exc.grpc_code in _SERVER_SIDE_CODES else logging.INFO
+        log.log(level, "%s failed: %s %s", method, exc.grpc_code.name, exc.message)
+        body = orjson.dumps(exc.to_body(), default=str)  # details must never break the answer
+        context.set_trailing_metadata(((ERROR_METADATA_KEY, body),))
+        context.abort(exc.grpc_code, exc.message)
+    elif context.code() not in (None, grpc.StatusCode.OK):
+        # The handler chose a status itself: context.abort raises a bare Exception.
+        # Keep its code; never let grpc fill in the exception text as details.
+        if not context.details():
+            context.set_details(INTERNAL_MESSAGE)
+        raise exc
+    else:
+        log.error("%s raised an unexpected error", method, exc_info=exc)
+        context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+
+class GrpcServer:
+    """A bound, not yet started gRPC server with health and reflection (see build_server)."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        *,
+        host: str,
+        port: int,
+        service_names: Sequence[str],
+    ) -> None:
+        self._server = server
+        self.health = health_servicer
+        self.host = host
+        self.port = port
+        self.service_names = tuple(service_names)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to dial, with the bound port."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def start(self) -> GrpcServer:
+        """Start serving; every registered service is reported SERVING."""
+        for name in ("", *self.service_names):
+            self.set_serving(name, True)
+        self._server.start()
+        log.info("gRPC server listening on %s", self.address)
+        return self
+
+    def set_serving(self, service: str, serving: bool) -> None:
+        """Report ``service`` (``""`` for the whole server) SERVING or NOT_SERVING."""
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not serving:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set(service, status)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new calls, give running ones ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        log.info("gRPC server on %s stopped", self.address)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (True) or ``timeout`` seconds pass (False)."""
+        return self._server.wait_for_termination(timeout)
+
+    def __enter__(self) -> GrpcServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop(grace=None)
+
+
+def build_server(
+    *,
+    port: int,
+    host: str = "127.0.0.1",
+    servicers: Sequence[tuple[AddServicer, object]] = (),
+    service_names: Sequence[str] = (),
+    max_workers: int = 8,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> GrpcServer:
+    """A gRPC server with ``servicers``, health and reflection, bound but not started.
+
+    ``servicers`` pairs each generated ``add_XServicer_to_server`` with its
+    servicer; ``service_names`` are their full names (``mlcycle.v1.CollectorService``),
+    reported in health and listed by reflection. ``port=0`` binds a free port,
+    readable afterwards as ``.port``. :class:`ErrorInterceptor` runs outermost,
+    so errors raised by the handlers that ``interceptors`` return are mapped too.
+    Raises Unavailable when the address cannot be bound.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=(ErrorInterceptor(), *interceptors),
+        options=_server_options(max_message_bytes),
+    )
+    for add_servicer, servicer in servicers:
+        add_servicer(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound = _bind(server, host, port)
+    return GrpcServer(server, health_servicer, host=host, port=bound, service_names=service_names)
+
+
+def channel(
+    target: str,
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.Channel:
+    """An insecure client channel to ``target`` with mlcycle's keepalive and size limits.
+
+    ``options`` are appended and win over the defaults.
+    """
+    defaults = [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", CLIENT_KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
+    return grpc.insecure_channel(target, options=_merge(defaults, options))
+
+
+def _server_options(max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.http2.min_ping_interval_without_data_ms", SERVER_MIN_PING_INTERVAL_MS),
+        # Without this, Linux lets a second server bind the same port and silently share it.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+def _merge(
+    defaults: Sequence[tuple[str, Any]], overrides: Sequence[tuple[str, Any]]
+) -> list[tuple[str, Any]]:
+    merged = dict(defaults)
+    merged.update(overrides)
+    return list(merged.items())
+
+
+def _bind(server: grpc.Server, host: str, port: int) -> int:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise Unavailable(
+            f"cannot listen on {address}: the address is in use or not local",
+            details={"address": address},
+        )
+    return bound
