@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 # Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
@@ -34,6 +35,14 @@ class Comment(BaseModel):
     def key(self) -> str:
         """The Kafka key and store id."""
         return self.id
+
+    def to_message(self) -> tuple[str, bytes]:
+        """The (key, value) this comment travels as on ``comments.raw``."""
+        return self.id, orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    def to_document(self) -> dict[str, Any]:
+        """The stored form."""
+        return self.model_dump(mode="json")
 
 
 class Vote(BaseModel):
@@ -60,6 +69,10 @@ class Vote(BaseModel):
     def id(self) -> str:
         """Store id: one vote per worker per item per task, so a re-import overwrites."""
         return f"{self.task}:{self.item_id}:{self.annotator_id}"
+
+    def to_message(self) -> tuple[str, bytes]:
+        """The (key, value) this vote travels as on ``votes.raw``."""
+        return self.item_id, orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: the record plus its id."""
