@@ -28,5 +28,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str = "ml
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # The Kafka client is chatty at INFO about every connection it makes.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # The Kafka client is chatty at INFO about every connection it makes, httpx
+    # about every request a CLI command sends.
+    for chatty in ("kafka", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 from kafka import KafkaAdminClient
@@ -27,6 +28,22 @@ def _admin(
     )
 
 
+def _listening(bootstrap: str) -> bool:
+    """True if any bootstrap address accepts a TCP connection.
+
+    Checked before a Kafka client is built, so that waiting for a broker
+    that is still starting does not log a connection error per attempt.
+    """
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), 1.0):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Block until a Kafka broker at ``bootstrap`` answers a metadata request.
 
@@ -36,6 +53,8 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
     last_error: Exception | None = None
     while True:
         try:
+            if not _listening(bootstrap):
+                raise OSError(f"nothing listens at {bootstrap}")
             admin = _admin(
                 bootstrap,
                 request_timeout_ms=_PROBE_TIMEOUT_MS * 2,

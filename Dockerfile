@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1.7
+# One image per service, one target each; TensorFlow only in the targets that need it
+# (none yet). Dependencies sit in their own cached layer, below the source.
+FROM python:3.11.10-slim-bookworm AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --create-home --uid 10001 mlcycle
+WORKDIR /app
+
+FROM base AS collector
+COPY pyproject.toml README.md ./
+COPY services/mlcycle/__init__.py services/mlcycle/__init__.py
+RUN pip install '.[collector]' && pip uninstall -y mlcycle
+COPY services ./services
+RUN pip install --no-deps '.[collector]'
+USER 10001
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=2)" || exit 1
+CMD ["mlcycle", "collector", "api"]

@@ -1,0 +1,47 @@
+# mlcycle — `make help` lists the targets. Every target creates .venv and installs
+# what it needs first, so `make demo` and `make test` work on a fresh machine.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The demo reads the Davidson corpus from ../shared/data when it is there; otherwise it
+# downloads the Wikipedia Talk Labels dataset the original talk used.
+DEMO_DATA ?= $(wildcard ../shared/data/davidson_hate_offensive/labeled_data.csv.gz)
+DEMO_ARGS ?= $(if $(DEMO_DATA),--data $(DEMO_DATA) --format davidson,)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test up bench protos lint clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install mlcycle with every extra
+
+demo: $(STAMP) ## Run the main job end to end on the embedded stack
+	$(BIN)/mlcycle demo $(DEMO_ARGS)
+
+test: $(STAMP) ## Run the whole test suite (starts its own broker, store and servers)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+up: $(STAMP) ## Start the local stack in the foreground (Ctrl-C stops it)
+	$(BIN)/mlcycle up
+
+bench: $(STAMP) ## Run every benchmark in benchmarks/ (each prints a JSON line last)
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+protos: $(STAMP) ## Regenerate the gRPC stubs from proto/
+	$(BIN)/python scripts/gen_protos.py
+
+lint: $(STAMP) ## Lint with ruff
+	$(BIN)/ruff check services tests benchmarks scripts
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) .mlcycle

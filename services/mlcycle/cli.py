@@ -1,0 +1,167 @@
+"""The ``mlcycle`` command line: run the stack, import data, run the main job.
+
+Settings come from ``MLCYCLE_*`` variables, read once here and passed down.
+Imports of the heavier parts happen inside each command so ``--help`` is quick.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mlcycle.common.errors import MlcycleError
+from mlcycle.common.logging import configure_logging
+from mlcycle.common.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="mlcycle",
+    help="The life cycle of a production ML project: collect, label, featurize, train, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
+download_app = typer.Typer(help="Fetch public datasets into the local cache.")
+app.add_typer(collector_app, name="collector")
+app.add_typer(download_app, name="download")
+
+console = Console(stderr=True)
+
+
+def _settings(service: str, *, interactive: bool = False) -> Settings:
+    """Settings from the environment, and logging configured for ``service``.
+
+    Commands a person runs in a terminal log plain text unless
+    MLCYCLE_LOG_FORMAT says otherwise; services log JSON lines.
+    """
+    settings = load_settings()
+    fmt = settings.log_format
+    if interactive and "log_format" not in settings.model_fields_set:
+        fmt = "text"
+    configure_logging(settings.log_level, fmt, service=service)
+    return settings
+
+
+def _fail(exc: MlcycleError) -> None:
+    console.print(f"[bold red]error:[/] {exc.message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def up(
+    redis: Annotated[bool, typer.Option(help="Also start the embedded Redis.")] = True,
+) -> None:
+    """Start the local stack in the foreground: embedded broker, Redis and every service.
+
+    Ctrl-C (or SIGTERM) stops everything cleanly.
+    """
+    from mlcycle.stack import LocalStack
+
+    settings = _settings("stack", interactive=True)
+    stack = LocalStack(settings, with_redis=redis)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        resolved = stack.start()
+        console.print(f"broker     {resolved.bootstrap_servers}")
+        if resolved.redis_url:
+            console.print(f"redis      {resolved.redis_url}")
+        console.print(f"store      {resolved.es_url or resolved.store_path}")
+        collector_url = f"http://{resolved.host}:{resolved.collector_port}"
+        console.print(f"collector  {collector_url}  (docs at /docs)")
+        console.print("[green]stack is up[/]; Ctrl-C to stop")
+        while not stopping:
+            failed = stack.failed_services()
+            if failed:
+                console.print(f"[red]service exited:[/] {failed}")
+                break
+            time.sleep(0.5)
+    except MlcycleError as exc:
+        _fail(exc)
+    finally:
+        console.print("stopping…")
+        stack.stop()
+
+
+@collector_app.command("api")
+def collector_api() -> None:
+    """Run the collector's REST API in the foreground."""
+    from mlcycle.collector.api import serve
+
+    serve(_settings("collector"))
+
+
+@collector_app.command("indexer")
+def collector_indexer() -> None:
+    """Run the indexer (comments.raw and votes.raw into the store) in the foreground."""
+    from mlcycle.collector.indexer import run_indexer
+
+    run_indexer(_settings("collector-indexer"))
+
+
+@app.command("import")
+def import_(
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="wikidetox|davidson|lewidi|jsonl|csv")
+    ],
+    paths: Annotated[list[Path], typer.Argument(help="Files (or a folder) to read; .gz is fine.")],
+) -> None:
+    """Stream a dataset into comments.raw and votes.raw (the indexer stores it).
+
+    Needs a running broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP).
+    Re-running it is safe: records are keyed by id and the store upserts.
+    """
+    from mlcycle.pipeline import import_dataset
+
+    settings = _settings("import", interactive=True)
+    try:
+        result = import_dataset(settings, fmt, paths, console=console)
+    except MlcycleError as exc:
+        _fail(exc)
+    console.print(result.describe())
+
+
+@download_app.command("wikidetox")
+def download_wikidetox() -> None:
+    """Download the Wikipedia Talk Labels toxicity dataset (cached and checksummed)."""
+    from mlcycle.importers.download import download_wikidetox as fetch
+
+    settings = _settings("download", interactive=True)
+    try:
+        files = fetch(settings.data_dir / "downloads")
+    except MlcycleError as exc:
+        _fail(exc)
+    for path in files:
+        console.print(str(path))
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        list[Path] | None, typer.Option(help="Local dataset files instead of downloading.")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="wikidetox|davidson|lewidi|jsonl|csv")
+    ] = "wikidetox",
+    trials: Annotated[int, typer.Option(help="Hyper-parameter trials (training stage).")] = 8,
+) -> None:
+    """Run the main job end to end on the embedded stack and print what it did."""
+    from mlcycle.demo import run_demo
+
+    settings = _settings("demo", interactive=True)
+    try:
+        code = run_demo(settings, data=data or [], fmt=fmt, trials=trials, console=console)
+    except MlcycleError as exc:
+        _fail(exc)
+    sys.exit(code)

@@ -1,0 +1,201 @@
+"""The local stack: embedded infrastructure plus every service that exists, each in its own process.
+
+``mlcycle up`` runs it in the foreground; ``mlcycle demo``, the benchmarks and
+the end-to-end tests start it the same way, so what they measure is what a
+user runs. Services are separate processes (as in a cluster) so that one can be
+killed and restarted without the others noticing more than a pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from mlcycle.common.errors import Unavailable
+from mlcycle.common.settings import Settings, settings_to_env
+
+log = logging.getLogger(__name__)
+
+# name -> the CLI words that run it in the foreground
+SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "collector-api": ("collector", "api"),
+    "collector-indexer": ("collector", "indexer"),
+}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to start one service process and how to tell it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    ready_url: str | None
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalStack:
+    """Start the embedded broker and Redis (unless external ones are configured) and the services.
+
+    ``start()`` returns the resolved settings: the ones the services were given,
+    with the real broker and Redis addresses filled in. Use it as a context
+    manager so every child is stopped, even on error.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        services: tuple[str, ...] = tuple(SERVICE_COMMANDS),
+        log_dir: Path | None = None,
+        with_redis: bool = True,
+    ) -> None:
+        self.requested = settings
+        self.settings = settings
+        self.service_names = services
+        self.log_dir = log_dir
+        self.with_redis = with_redis
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._broker = None
+        self._redis = None
+        self._log_files: list[object] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 60.0) -> Settings:
+        """Bring everything up and wait until each service answers its readiness check."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = self._start_infrastructure(self.settings)
+        from mlcycle.common.kafka.admin import ensure_topics
+
+        ensure_topics(self.settings)
+        for name in self.service_names:
+            self.start_service(name)
+        for name in self.service_names:
+            self.wait_ready(name, timeout_s)
+        return self.settings
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM every service, wait for a clean exit (kill after ``grace_s``), stop infra."""
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for name, proc in self.processes.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("service did not stop in time; killing it", extra={"service": name})
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+        for handle in self._log_files:
+            handle.close()  # type: ignore[attr-defined]
+        self._log_files.clear()
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- services ----------------------------------------------------------------------------
+
+    def spec(self, name: str) -> ServiceSpec:
+        """The command line and readiness URL of service ``name``."""
+        s = self.settings
+        ready = {
+            "collector-api": f"http://{s.host}:{s.collector_port}/readyz",
+            "collector-indexer": f"http://{s.host}:{s.indexer_metrics_port}/healthz",
+        }
+        argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
+        return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) one service process with the resolved settings."""
+        spec = self.spec(name)
+        env = {**os.environ, **settings_to_env(self.settings)}
+        stdout = stderr = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+            self._log_files.append(handle)
+            stdout = stderr = handle
+        proc = subprocess.Popen(spec.argv, env=env, stdout=stdout, stderr=stderr)
+        self.processes[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to a service and wait for it to die (used by the no-loss check)."""
+        proc = self.processes[name]
+        proc.send_signal(sig)
+        proc.wait()
+
+    def wait_ready(self, name: str, timeout_s: float = 60.0) -> None:
+        """Poll the service's readiness URL; fail fast if the process exits."""
+        spec = self.spec(name)
+        proc = self.processes[name]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise Unavailable(f"service {name} exited with code {proc.returncode} at start-up")
+            if spec.ready_url is None:
+                return
+            try:
+                if httpx.get(spec.ready_url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise Unavailable(f"service {name} was not ready within {timeout_s:.0f} s")
+
+    def failed_services(self) -> dict[str, int]:
+        """Services whose process has exited, with their exit codes."""
+        return {n: p.returncode for n, p in self.processes.items() if p.poll() is not None}
+
+    # -- infrastructure ------------------------------------------------------------------------
+
+    def _start_infrastructure(self, settings: Settings) -> Settings:
+        updates: dict[str, object] = {}
+        if settings.embedded_kafka:
+            from mlcycle.common.infra.broker import EmbeddedBroker
+
+            self._broker = EmbeddedBroker(
+                settings.embedded_kafka_port, log_path=settings.data_dir / "logs" / "broker.log"
+            )
+            self._broker.start()
+            updates["kafka_bootstrap"] = self._broker.bootstrap
+        if self.with_redis and not settings.redis_url:
+            from mlcycle.common.infra.redis import EmbeddedRedis
+
+            self._redis = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis")
+            self._redis.start()
+            updates["redis_url"] = self._redis.url
+        return settings.model_copy(update=updates)
