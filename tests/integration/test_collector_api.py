@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+
 from mlcycle.collector.api import create_app
 from mlcycle.collector.indexer import Indexer
 from mlcycle.common.http import BackgroundServer
@@ -26,7 +27,6 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, Store, open_store
-
 from tests.fixtures.broker import broker_settings
 
 pytestmark = pytest.mark.integration

@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
 from mlcycle.collector.api import create_app
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
-from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import positive_data_acceptance
-
 from tests.fixtures.broker import broker_settings
 
 pytestmark = pytest.mark.integration

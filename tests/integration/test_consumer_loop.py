@@ -22,10 +22,11 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
+
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
-from prometheus_client import REGISTRY
 
 pytestmark = pytest.mark.integration
 

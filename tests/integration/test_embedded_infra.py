@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.infra.redis import EmbeddedRedis

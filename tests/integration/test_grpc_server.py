@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+
 from mlcycle.common.errors import InvalidInput, NotFound, Unauthenticated, Unavailable
 from mlcycle.common.grpc import (
     ERROR_METADATA_KEY,

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
 from mlcycle.collector.indexer import Indexer
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop
 from mlcycle.common.settings import Settings, settings_to_env

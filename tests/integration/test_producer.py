@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 from kafka import KafkaConsumer
+from prometheus_client import REGISTRY
+
 from mlcycle.common.errors import PayloadTooLarge, Unavailable
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.kafka.producer import MAX_REQUEST_BYTES, RecordProducer
 from mlcycle.common.settings import Settings
-from prometheus_client import REGISTRY
-
 from tests.fixtures.broker import broker_settings
 
 pytestmark = pytest.mark.integration

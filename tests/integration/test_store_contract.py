@@ -8,6 +8,7 @@ import time
 
 import pytest
 from elasticsearch import Elasticsearch
+
 from mlcycle.common.errors import InvalidInput, StoreError, Unavailable
 from mlcycle.common.store.base import (
     COLLECTIONS,

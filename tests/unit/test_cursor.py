@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.store.base import (
     MAX_LIMIT,

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from mlcycle.common.errors import Unavailable
 from mlcycle.importers import download, get_importer
 from mlcycle.importers.download import ChecksumMismatch, checksum_path, download_wikidetox

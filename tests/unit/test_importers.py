@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+
 from mlcycle.common.errors import InvalidInput
 from mlcycle.importers import FORMATS, get_importer
 from mlcycle.importers.lewidi import ObjectStream, dataset_and_split
