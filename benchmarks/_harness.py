@@ -1,0 +1,114 @@
+"""What the benchmarks share: a throw-away local stack on free ports, synthetic comments, REST load.
+
+Benchmarks measure the real thing: the same processes `mlcycle up` starts,
+over real HTTP and a real broker, each next to a baseline run in the same
+process on the same machine, because absolute numbers on a shared 2-core
+machine mean little on their own.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import orjson
+
+from mlcycle.common.settings import Settings, load_settings
+from mlcycle.stack import LocalStack, free_port
+
+WORDS = (
+    "the a you this that article page talk edit wikipedia please thanks source "
+    "stupid idiot hate love good bad really think know people would could should "
+    "revert vandalism block user comment section reference link image policy"
+).split()
+
+
+def stack_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for an isolated stack: its own data dir and free ports."""
+    return load_settings(
+        data_dir=data_dir,
+        embedded_kafka_port=free_port(),
+        collector_port=free_port(),
+        indexer_metrics_port=free_port(),
+        log_level="WARNING",
+        **overrides,
+    )
+
+
+@contextmanager
+def running_stack(**overrides: object) -> Iterator[LocalStack]:
+    """A local stack (broker, collector API, indexer) in a temporary data dir."""
+    with tempfile.TemporaryDirectory(prefix="mlcycle-bench-") as tmp:
+        stack = LocalStack(
+            stack_settings(Path(tmp), **overrides), log_dir=Path(tmp) / "logs", with_redis=False
+        )
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+
+
+def synthetic_comments(n: int, *, prefix: str, seed: int = 7) -> list[dict[str, object]]:
+    """``n`` comment records of realistic size (~60 words) with metadata."""
+    rng = random.Random(seed)
+    return [
+        {
+            "id": f"{prefix}-{i}",
+            "text": " ".join(rng.choices(WORDS, k=rng.randint(20, 100))),
+            "source": "bench",
+            "metadata": {"year": rng.randint(2001, 2016), "logged_in": rng.random() < 0.7},
+        }
+        for i in range(n)
+    ]
+
+
+def batches(records: list[dict[str, object]], size: int) -> list[bytes]:
+    """JSON-array request bodies of ``size`` records each, serialized up front."""
+    return [orjson.dumps(records[i : i + size]) for i in range(0, len(records), size)]
+
+
+def post_all(
+    url: str, bodies: list[bytes], *, concurrency: int = 4, retry_unavailable: bool = False
+) -> list[float]:
+    """POST every body with ``concurrency`` keep-alive clients; returns request latencies (s).
+
+    With ``retry_unavailable`` a 503 is retried (the body was not acknowledged,
+    so the sender still owns it) — what a well-behaved producer does.
+    """
+    latencies: list[float] = []
+    lock = threading.Lock()
+    local = threading.local()
+
+    def send(body: bytes) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=60.0)
+        while True:
+            started = time.perf_counter()
+            response = client.post(url, content=body, headers={"content-type": "application/json"})
+            if response.status_code == 503 and retry_unavailable:
+                time.sleep(0.2)
+                continue
+            if response.status_code != 202:
+                raise RuntimeError(f"POST answered {response.status_code}: {response.text[:300]}")
+            with lock:
+                latencies.append(time.perf_counter() - started)
+            return
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, bodies))
+    return latencies
+
+
+def median(values: list[float]) -> float:
+    """The median, the figure quoted on a noisy shared machine."""
+    return float(statistics.median(values))

@@ -1,0 +1,123 @@
+"""No loss, no duplicates: ingest 100,000 comments over REST while the indexer is SIGKILLed.
+
+The collector API keeps accepting (it only needs the broker); the indexer
+process is killed with SIGKILL three times mid-stream and restarted each
+time. Whatever it had written but not committed is redelivered to the new
+process; the store's upsert by id absorbs the repeats. Afterwards the store
+must hold exactly the comments that were acknowledged: every id, once, with
+the text that was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sqlite3
+import sys
+import threading
+import time
+
+import orjson
+from _harness import batches, post_all, running_stack, synthetic_comments
+
+from mlcycle.common.kafka.lag import topic_sizes
+from mlcycle.pipeline import wait_until_indexed
+
+BATCH = 500
+
+
+def killer(stack, kills: int, every_s: float, done: threading.Event, log: list[str]) -> None:
+    """SIGKILL the indexer ``kills`` times, restarting it after each, while ingest runs."""
+    for n in range(kills):
+        if done.wait(every_s):
+            log.append(f"ingest finished before kill {n + 1}; killing anyway")
+        stack.kill("collector-indexer", signal.SIGKILL)
+        log.append(f"kill {n + 1}: indexer SIGKILLed at {time.strftime('%X')}")
+        time.sleep(0.5)
+        stack.start_service("collector-indexer")
+        stack.wait_ready("collector-indexer")
+
+
+def audit(db_path, sent: dict[str, str]) -> dict[str, int]:
+    """Stored rows, distinct ids, missing ids, and rows whose text differs from what was sent."""
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT id, doc FROM comments").fetchall()
+    ids = [row[0] for row in rows]
+    stored = {row[0]: orjson.loads(row[1])["text"] for row in rows}
+    return {
+        "rows": len(rows),
+        "distinct": len(set(ids)),
+        "missing": sum(1 for i in sent if i not in stored),
+        "unexpected": sum(1 for i in stored if i not in sent),
+        "mismatched": sum(1 for i, text in sent.items() if stored.get(i, text) != text),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--kills", type=int, default=3)
+    args = parser.parse_args()
+
+    records = synthetic_comments(args.records, prefix="noloss")
+    sent = {str(r["id"]): str(r["text"]) for r in records}
+    bodies = batches(records, BATCH)
+    events: list[str] = []
+    with running_stack() as stack:
+        settings = stack.settings
+        done = threading.Event()
+        # Spread the kills over the expected ingest time (~10 s at the target rate).
+        chaos = threading.Thread(
+            target=killer, args=(stack, args.kills, 2.5, done, events), daemon=True
+        )
+        started = time.perf_counter()
+        chaos.start()
+        post_all(
+            f"http://{settings.host}:{settings.collector_port}/v1/comments",
+            bodies,
+            concurrency=2,
+            retry_unavailable=True,
+        )
+        done.set()
+        chaos.join()
+        wait_until_indexed(settings, timeout_s=300)
+        elapsed = time.perf_counter() - started
+        counts = audit(settings.store_path, sent)
+        # The idempotent producer must not have written any record twice either.
+        raw_topic = settings.topics.comments_raw
+        in_topic = topic_sizes(settings, [raw_topic])[raw_topic]
+
+    for line in events:
+        print(line, file=sys.stderr)
+    kills = sum(1 for line in events if line.startswith("kill "))
+    duplicates = counts["rows"] - counts["distinct"]
+    print(f"{'sent (acknowledged 202)':<28}{len(sent):>10,}")
+    print(f"{'stored distinct ids':<28}{counts['distinct']:>10,}")
+    print(f"{'records in comments.raw':<28}{in_topic:>10,}")
+    print(f"{'stored rows':<28}{counts['rows']:>10,}")
+    print(f"{'missing':<28}{counts['missing']:>10,}")
+    print(f"{'text differs from sent':<28}{counts['mismatched']:>10,}")
+    print(f"{'indexer SIGKILLs':<28}{kills:>10}")
+    print(f"{'seconds':<28}{elapsed:>10.1f}")
+    ok = counts["distinct"] == len(sent) and not duplicates and not counts["missing"]
+    print("PASS: none lost, none duplicated" if ok else "FAIL")
+    print(
+        orjson.dumps(
+            {
+                "benchmark": "no_loss",
+                "sent": len(sent),
+                "stored": counts["distinct"],
+                "duplicates": duplicates,
+                "missing": counts["missing"],
+                "mismatched": counts["mismatched"],
+                "topic_records": in_topic,
+                "kills": kills,
+                "seconds": round(elapsed, 1),
+            }
+        ).decode()
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
