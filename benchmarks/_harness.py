@@ -77,18 +77,35 @@ def batches(records: list[dict[str, object]], size: int) -> list[bytes]:
 
 
 def post_all(
-    url: str, bodies: list[bytes], *, concurrency: int = 4, retry_unavailable: bool = False
+    url: str,
+    bodies: list[bytes],
+    *,
+    concurrency: int = 4,
+    retry_unavailable: bool = False,
+    bodies_per_s: float | None = None,
 ) -> list[float]:
     """POST every body with ``concurrency`` keep-alive clients; returns request latencies (s).
 
     With ``retry_unavailable`` a 503 is retried (the body was not acknowledged,
     so the sender still owns it) — what a well-behaved producer does.
+    ``bodies_per_s`` paces the sending, to stretch an ingest over a time span.
     """
     latencies: list[float] = []
     lock = threading.Lock()
     local = threading.local()
+    started = time.perf_counter()
+    sequence = iter(range(len(bodies)))
+
+    def pace() -> None:
+        if bodies_per_s:
+            with lock:
+                slot = next(sequence)
+            delay = started + slot / bodies_per_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
 
     def send(body: bytes) -> None:
+        pace()
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(timeout=60.0)

@@ -16,6 +16,7 @@ import sqlite3
 import sys
 import threading
 import time
+from pathlib import Path
 
 import orjson
 from _harness import batches, post_all, running_stack, synthetic_comments
@@ -26,14 +27,32 @@ from mlcycle.pipeline import wait_until_indexed
 BATCH = 500
 
 
-def killer(stack, kills: int, every_s: float, done: threading.Event, log: list[str]) -> None:
-    """SIGKILL the indexer ``kills`` times, restarting it after each, while ingest runs."""
-    for n in range(kills):
-        if done.wait(every_s):
-            log.append(f"ingest finished before kill {n + 1}; killing anyway")
+def stored_count(db_path: Path) -> int:
+    """Comments in the SQLite store right now (0 before the indexer created the table)."""
+    try:
+        with sqlite3.connect(db_path, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM comments").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def killer(stack, total: int, kills: int, done: threading.Event, log: list[str]) -> None:
+    """SIGKILL the indexer ``kills`` times, mid-write, restarting it after each.
+
+    Kill ``n`` waits until the store holds ``n/(kills+1)`` of the records, so
+    every kill lands on an indexer that is busy consuming and writing.
+    """
+    db_path = stack.settings.store_path
+    for n in range(1, kills + 1):
+        threshold = total * n // (kills + 1)
+        while stored_count(db_path) < threshold:
+            time.sleep(0.02)
         stack.kill("collector-indexer", signal.SIGKILL)
-        log.append(f"kill {n + 1}: indexer SIGKILLed at {time.strftime('%X')}")
-        time.sleep(0.5)
+        phase = "after ingest ended" if done.is_set() else "during ingest"
+        log.append(
+            f"kill {n}: indexer SIGKILLed {phase} at {stored_count(db_path):,} stored "
+            f"(threshold {threshold:,})"
+        )
         stack.start_service("collector-indexer")
         stack.wait_ready("collector-indexer")
 
@@ -57,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=2_500, help="comments/s the sender keeps to")
     args = parser.parse_args()
 
     records = synthetic_comments(args.records, prefix="noloss")
@@ -66,9 +86,8 @@ def main() -> None:
     with running_stack() as stack:
         settings = stack.settings
         done = threading.Event()
-        # Spread the kills over the expected ingest time (~10 s at the target rate).
         chaos = threading.Thread(
-            target=killer, args=(stack, args.kills, 2.5, done, events), daemon=True
+            target=killer, args=(stack, len(sent), args.kills, done, events), daemon=True
         )
         started = time.perf_counter()
         chaos.start()
@@ -77,6 +96,9 @@ def main() -> None:
             bodies,
             concurrency=2,
             retry_unavailable=True,
+            # Paced so the ingest outlasts the kill-and-restart cycles: a restarted indexer
+            # rejoins its group only after the dead member's session times out (~6 s).
+            bodies_per_s=args.rate / BATCH,
         )
         done.set()
         chaos.join()
@@ -90,6 +112,7 @@ def main() -> None:
     for line in events:
         print(line, file=sys.stderr)
     kills = sum(1 for line in events if line.startswith("kill "))
+    during = sum(1 for line in events if "during ingest" in line)
     duplicates = counts["rows"] - counts["distinct"]
     print(f"{'sent (acknowledged 202)':<28}{len(sent):>10,}")
     print(f"{'stored distinct ids':<28}{counts['distinct']:>10,}")
@@ -98,8 +121,15 @@ def main() -> None:
     print(f"{'missing':<28}{counts['missing']:>10,}")
     print(f"{'text differs from sent':<28}{counts['mismatched']:>10,}")
     print(f"{'indexer SIGKILLs':<28}{kills:>10}")
+    print(f"{'  of them during ingest':<28}{during:>10}")
     print(f"{'seconds':<28}{elapsed:>10.1f}")
-    ok = counts["distinct"] == len(sent) and not duplicates and not counts["missing"]
+    ok = (
+        counts["distinct"] == len(sent)
+        and not duplicates
+        and not counts["missing"]
+        and not counts["mismatched"]
+        and kills == args.kills
+    )
     print("PASS: none lost, none duplicated" if ok else "FAIL")
     print(
         orjson.dumps(
@@ -112,6 +142,7 @@ def main() -> None:
                 "mismatched": counts["mismatched"],
                 "topic_records": in_topic,
                 "kills": kills,
+                "kills_during_ingest": during,
                 "seconds": round(elapsed, 1),
             }
         ).decode()
