@@ -51,6 +51,7 @@ def import_dataset(
     from mlcycle.importers.publish import publish
 
     importer = get_importer(fmt)
+    reader = importer.read(list(paths))  # checks the files now, before any broker is needed
     try:
         wait_for_broker(settings.bootstrap_servers, timeout_s=10)
     except Unavailable as exc:
@@ -69,7 +70,6 @@ def import_dataset(
     )
     with progress, RecordProducer(settings, client_id="mlcycle-import") as producer:
         task = progress.add_task(fmt, total=None)
-        reader = importer.read(list(paths))
         counts = publish(reader, producer, settings, on_batch=lambda n: progress.advance(task, n))
     stats = importer.stats
     return ImportResult(

@@ -1,0 +1,189 @@
+"""The commands users run, end to end, as subprocesses: `mlcycle demo`, `mlcycle up` + `import`.
+
+Each test gets its own data directory and free ports, so it can run next to
+anything else on the machine (including a stack on the default ports).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from mlcycle.common.infra.process import free_port
+from mlcycle.importers.synthetic import write_wikidetox_files
+
+pytestmark = pytest.mark.e2e
+
+N_COMMENTS = 300
+VOTES_PER_COMMENT = 5
+
+
+def _isolated_env(data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLCYCLE_DATA_DIR": str(data_dir),
+        "MLCYCLE_EMBEDDED_KAFKA_PORT": str(free_port()),
+        "MLCYCLE_COLLECTOR_PORT": str(free_port()),
+        "MLCYCLE_INDEXER_METRICS_PORT": str(free_port()),
+        "COLUMNS": "120",  # rich wraps the summary table at the terminal width
+    }
+
+
+def _mlcycle(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mlcycle", *args]
+
+
+def _figure(output: str, row: str) -> int:
+    """The number in the summary-table row that starts with ``row``."""
+    match = re.search(rf"{re.escape(row)}\s*│\s*([\d,]+)", output)
+    assert match, f"no row {row!r} in:\n{output}"
+    return int(match.group(1).replace(",", ""))
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> list[Path]:
+    return write_wikidetox_files(
+        tmp_path / "wikidetox", N_COMMENTS, votes_per_comment=VOTES_PER_COMMENT, compress=True
+    )
+
+
+def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path]) -> None:
+    env = _isolated_env(tmp_path / "data")
+    data_args = [arg for path in dataset for arg in ("--data", str(path))]
+    done = subprocess.run(
+        _mlcycle("demo", *data_args, "--format", "wikidetox"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert _figure(output, "comments sent to Kafka") == N_COMMENTS
+    assert _figure(output, "comments stored") == N_COMMENTS
+    assert _figure(output, "votes stored") == N_COMMENTS * VOTES_PER_COMMENT
+    assert _figure(output, "dead-lettered") == 0
+    # It says plainly which stages it did not run.
+    assert "not run yet" in output
+    assert (tmp_path / "data" / "store.sqlite3").is_file()
+
+
+@pytest.fixture
+def running_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
+    env = _isolated_env(tmp_path / "data")
+    proc = subprocess.Popen(
+        _mlcycle("up", "--no-redis"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the stack did not become ready")
+    try:
+        yield proc, env
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_up_then_import_then_ctrl_c_leaves_nothing_running(
+    running_stack: tuple[subprocess.Popen[str], dict[str, str]], dataset: list[Path]
+) -> None:
+    proc, env = running_stack
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) >= 3  # broker, collector API, indexer
+
+    imported = subprocess.run(
+        _mlcycle("import", "wikidetox", *map(str, dataset)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert f"imported {N_COMMENTS:,} comments" in imported.stderr
+
+    stats_url = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}/v1/stats"
+    expected = {"comments": N_COMMENTS, "votes": N_COMMENTS * VOTES_PER_COMMENT}
+    deadline = time.monotonic() + 60
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        counts = httpx.get(stats_url, timeout=5).json()["counts"]
+        if {k: counts[k] for k in expected} == expected:
+            break
+        time.sleep(0.3)
+    assert {k: counts[k] for k in expected} == expected
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    _, still_alive = psutil.wait_procs(children, timeout=15)
+    assert not still_alive, f"left running after Ctrl-C: {still_alive}"
+
+
+def test_import_without_a_broker_fails_clearly(tmp_path: Path, dataset: list[Path]) -> None:
+    env = {
+        **_isolated_env(tmp_path / "data"),
+        "MLCYCLE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        _mlcycle("import", "wikidetox", *map(str, dataset)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no Kafka broker" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_import_of_an_unknown_format_names_the_known_ones(tmp_path: Path) -> None:
+    done = subprocess.run(
+        _mlcycle("import", "parquet", str(tmp_path)),
+        env=_isolated_env(tmp_path / "data"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "wikidetox" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_import_of_a_missing_file_says_so_before_needing_a_broker(tmp_path: Path) -> None:
+    env = {
+        **_isolated_env(tmp_path / "data"),
+        "MLCYCLE_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        _mlcycle("import", "davidson", str(tmp_path / "missing.csv")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no such file or folder" in done.stderr
