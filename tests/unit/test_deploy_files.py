@@ -1,0 +1,88 @@
+"""docker-compose.yml and the Kubernetes base agree with the code they run.
+
+No container engine runs here, so these files are checked statically: they
+parse, every mlcycle command they start exists in the CLI, and the ports they
+publish are the ones the services listen on by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.main import get_command
+
+from mlcycle.cli import app
+from mlcycle.common.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S_BASE = ROOT / "deploy" / "k8s" / "base"
+
+
+def _cli_exists(argv: list[str]) -> bool:
+    """True if ``argv`` (``mlcycle sub sub ...``) names a real command of the CLI."""
+    assert argv[0] == "mlcycle"
+    command = get_command(app)
+    for word in argv[1:]:
+        if word.startswith("-"):
+            break
+        commands = getattr(command, "commands", None)
+        if commands is None:
+            break
+        if word not in commands:
+            return False
+        command = commands[word]
+    return not hasattr(command, "commands")
+
+
+def _k8s_documents() -> list[dict]:
+    kustomization = yaml.safe_load((K8S_BASE / "kustomization.yaml").read_text())
+    docs = []
+    for resource in kustomization["resources"]:
+        assert (K8S_BASE / resource).is_file(), f"kustomization lists missing {resource}"
+        docs.extend(d for d in yaml.safe_load_all((K8S_BASE / resource).read_text()) if d)
+    return docs
+
+
+def test_compose_services_run_real_commands_on_default_ports() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    settings = load_settings()
+    mlcycle_services = {
+        name: spec
+        for name, spec in compose["services"].items()
+        if str(spec.get("image", "")).startswith("mlcycle/")
+    }
+    assert {"collector", "collector-indexer"} <= set(mlcycle_services)
+    for name, spec in mlcycle_services.items():
+        assert _cli_exists(spec["command"]), f"{name}: {spec['command']} is not a CLI command"
+        env = spec["environment"]
+        assert env["MLCYCLE_KAFKA_BOOTSTRAP"] and env["MLCYCLE_ES_URL"]
+    assert mlcycle_services["collector"]["ports"] == [
+        f"{settings.collector_port}:{settings.collector_port}"
+    ]
+
+
+def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
+    settings = load_settings()
+    deployments = [d for d in _k8s_documents() if d["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} >= {"collector", "collector-indexer"}
+    expected_port = {
+        "collector": settings.collector_port,
+        "collector-indexer": settings.indexer_metrics_port,
+    }
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), f"{name}: selector does not match its pods"
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        argv = container.get("args") or container.get("command")
+        assert _cli_exists(argv), f"{name}: {argv} is not a CLI command"
+        ports = {p["containerPort"] for p in container["ports"]}
+        assert expected_port[name] in ports
+
+
+@pytest.mark.parametrize("argv", [["mlcycle", "collector", "nope"], ["mlcycle", "nope"]])
+def test_the_command_check_itself_rejects_unknown_commands(argv: list[str]) -> None:
+    assert not _cli_exists(argv)
