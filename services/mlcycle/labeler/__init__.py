@@ -1,0 +1,1 @@
+"""The labeler: labeled data out of crowd votes and labeling functions, with diagnostics."""
