@@ -15,12 +15,13 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from mlcycle.collector.indexer import Indexer
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
+from tests.fixtures.broker import read_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,30 +45,6 @@ def produce(producer: KafkaProducer, topic: str, records: list[tuple[bytes | Non
     for key, value in records:
         producer.send(topic, key=key, value=value)
     producer.flush()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
-def read_all(settings: Settings, topic: str, expected: int, timeout_s: float = 15.0) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 @pytest.fixture

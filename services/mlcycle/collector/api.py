@@ -9,13 +9,11 @@ under a second).
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +30,7 @@ from mlcycle.common.http import (
     install_metrics,
     read_body,
     require_api_key,
+    serve_app,
 )
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
@@ -289,30 +288,9 @@ def serve(settings: Settings) -> None:
     ensure_topics(settings)
     store = open_store(settings)
     producer = RecordProducer(settings, client_id="collector-api")
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal under the
-    # handlers it found; with these in place that re-raise is harmless, so the backends
-    # below are closed and the process exits 0.
-    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         app = create_app(settings, store=store, producer=producer)
-        log.info(
-            "collector listening", extra={"host": settings.host, "port": settings.collector_port}
-        )
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.collector_port,
-            loop="uvloop",
-            http="httptools",
-            log_config=None,  # logging is configured once by the entry point
-            access_log=False,  # the metrics middleware counts requests
-        )
+        serve_app(app, settings.host, settings.collector_port, service=SERVICE)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         producer.close()
         store.close()
-
-
-def _stopped(signum: int, frame: object) -> None:
-    log.info("collector stopping", extra={"signal": signal.Signals(signum).name})

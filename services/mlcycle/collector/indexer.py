@@ -11,70 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
-import orjson
-from fastapi import FastAPI
-from pydantic import ValidationError
-
 from mlcycle.collector.metrics import DOCUMENTS_INDEXED, RECORDS_INVALID
-from mlcycle.common.http import (
-    BackgroundServer,
-    add_health_routes,
-    install_error_handlers,
-    install_metrics,
-)
-from mlcycle.common.kafka.admin import ensure_topics
-from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop, Failure
-from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
+from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
-from mlcycle.records import Comment, Vote
+from mlcycle.common.store import COMMENTS, VOTES, Store
+from mlcycle.records import Comment, InvalidRecord, Vote, decode_record
 
 log = logging.getLogger(__name__)
 
 SERVICE = "collector-indexer"
 
 
-class InvalidRecord(Exception):
-    """A consumed record that cannot be stored; the message is what the dead letter carries."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _comment_document(value: Any) -> dict[str, Any]:
-    return Comment.model_validate(value).to_document()
-
-
-def _vote_document(value: Any) -> dict[str, Any]:
-    return Vote.model_validate(value).to_document()
-
-
-def decode_document(
-    value: bytes | None, to_document: Callable[[Any], dict[str, Any]]
-) -> dict[str, Any]:
+def decode_document(value: bytes | None, model: type[Comment] | type[Vote]) -> dict[str, Any]:
     """The store document of one record value, or InvalidRecord saying why there is none."""
-    if not value:
-        raise InvalidRecord("empty record value", reason="empty")
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRecord(f"invalid JSON: {exc}", reason="json") from None
-    try:
-        return to_document(parsed)
-    except ValidationError as exc:
-        raise InvalidRecord(f"invalid record: {_flat_errors(exc)}", reason="schema") from None
-
-
-def _flat_errors(exc: ValidationError) -> str:
-    # One line, "field: message; field: message", for the dead letter's error text.
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<record>'}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    )
+    return decode_record(value, model).to_document()
 
 
 class Indexer:
@@ -83,9 +36,9 @@ class Indexer:
     def __init__(self, settings: Settings, store: Store) -> None:
         topics = settings.topics
         self.store = store
-        self._routes: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {
-            topics.comments_raw: (COMMENTS, _comment_document),
-            topics.votes_raw: (VOTES, _vote_document),
+        self._routes: dict[str, tuple[str, type[Comment] | type[Vote]]] = {
+            topics.comments_raw: (COMMENTS, Comment),
+            topics.votes_raw: (VOTES, Vote),
         }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
@@ -110,17 +63,8 @@ class Indexer:
         route = self._routes.get(record.topic)
         if route is None:
             raise InvalidRecord(f"no indexer for topic {record.topic!r}", reason="topic")
-        collection, to_document = route
-        return collection, decode_document(record.value, to_document)
-
-
-def health_app(store: Store) -> FastAPI:
-    """``/healthz``, ``/readyz`` (the store answers) and ``/metrics`` of the indexer process."""
-    app = FastAPI(title="mlcycle collector-indexer", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
-    add_health_routes(app, lambda: {"store": store.ping()})
-    return app
+        collection, model = route
+        return collection, decode_document(record.value, model)
 
 
 def run_indexer(settings: Settings) -> None:
@@ -128,23 +72,11 @@ def run_indexer(settings: Settings) -> None:
 
     Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``settings.indexer_metrics_port``.
     """
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
-    health = BackgroundServer(health_app(store), settings.host, settings.indexer_metrics_port)
-    try:
-        health.start()
-        loop = ConsumerLoop(
-            settings,
-            topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-            group_id=settings.indexer_group_id,
-            handler=Indexer(settings, store),
-            service=SERVICE,
-            producer=producer,
-        )
-        log.info("indexer started", extra={"group": settings.indexer_group_id})
-        loop.run(install_signal_handlers=True)
-    finally:
-        health.stop()
-        producer.close()
-        store.close()
+    run_consumer_service(
+        settings,
+        service=SERVICE,
+        topics=[settings.topics.comments_raw, settings.topics.votes_raw],
+        group_id=settings.indexer_group_id,
+        metrics_port=settings.indexer_metrics_port,
+        handler=lambda store, producer: Indexer(settings, store),
+    )

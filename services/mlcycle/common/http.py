@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -368,3 +369,32 @@ class BackgroundServer:
         """Finish in-flight requests and stop."""
         self._server.should_exit = True
         self._thread.join(timeout_s)
+
+
+def serve_app(app: ASGIApp, host: str, port: int, *, service: str) -> None:
+    """Run ``app`` in the foreground until SIGINT/SIGTERM, then return normally.
+
+    uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
+    under the handlers it found; with these in place that re-raise is
+    harmless, so the caller's ``finally`` closes its backends and the process
+    exits 0.
+    """
+
+    def stopped(signum: int, frame: object) -> None:
+        log.info("%s stopping", service, extra={"signal": signal.Signals(signum).name})
+
+    previous = {sig: signal.signal(sig, stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        log.info("%s listening", service, extra={"host": host, "port": port})
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_config=None,  # logging is configured once by the entry point
+            access_log=False,  # the metrics middleware counts requests
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

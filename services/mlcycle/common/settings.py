@@ -8,6 +8,7 @@ mlcycle starts by itself, and a setting that swaps it for a real cluster:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -85,6 +86,28 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1)
     max_page_size: int = Field(default=1000, ge=1)
 
+    # -- labeler
+    labeler_port: int = 8002
+    labeler_group_id: str = "labeler"
+    # The stream consumer runs as its own process; it serves /metrics and /healthz here.
+    labeler_stream_metrics_port: int = 9402
+    label_task: str = "toxicity"
+    # Classes per task; a vote whose label is not a class of its task is dead-lettered.
+    label_classes: dict[str, int] = {
+        "toxicity": 2,
+        "attack": 2,
+        "aggression": 2,
+        "hate_offensive": 3,
+    }
+    label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # Items with at least this many crowd votes have a gold label (their full-vote majority).
+    gold_min_votes: int = Field(default=5, ge=1)
+    # How much a human reviewer's label is trusted, as a fixed voter accuracy.
+    human_accuracy: float = Field(default=0.99, gt=0.5, le=1.0)
+    # The original talk's 80/10/10, for items whose source has no split of its own.
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    review_queue_size: int = Field(default=500, ge=1)
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -92,6 +115,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, ...]:
+        if any(f < 0 for f in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("split_fractions must be three non-negative numbers summing to 1")
+        return value
+
+    def classes_of(self, task: str) -> int:
+        """How many classes ``task`` has (binary unless configured otherwise)."""
+        return self.label_classes.get(task, 2)
 
     @property
     def embedded_kafka(self) -> bool:
@@ -128,6 +162,8 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
                 env[f"MLCYCLE_TOPICS__{topic_field.upper()}"] = str(topic)
         elif name == "api_keys":
             env["MLCYCLE_API_KEYS"] = ",".join(value)
+        elif isinstance(value, dict | list):
+            env[f"MLCYCLE_{name.upper()}"] = json.dumps(value)
         elif value is not None:
             env[f"MLCYCLE_{name.upper()}"] = str(value)
     return env

@@ -71,6 +71,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS "{c}_fts" USING fts5(
 -- Index pages that fill a database page instead of the 1000-byte default.
 INSERT INTO "{c}_fts"("{c}_fts", rank) VALUES ('pgsz', 4050);
 """
+# Fields filtered on one value among very many, where a scan of the table would be the
+# cost of every lookup: one item's votes. Low-selectivity fields (task, run, split) stay
+# unindexed on purpose: paging by id with such an index would sort each page's matches.
+INDEXED_FIELDS: dict[str, tuple[str, ...]] = {"votes": ("item_id",)}
+_INDEX = """
+CREATE INDEX IF NOT EXISTS "{c}_{f}" ON "{c}"(json_extract(doc, '$.{f}'));
+"""
 
 
 class SqliteStore(Store):
@@ -132,6 +139,11 @@ class SqliteStore(Store):
 
     def _create_schema(self) -> None:
         script = "".join(_SCHEMA.format(c=name, tokenizer=TOKENIZER) for name in COLLECTIONS)
+        script += "".join(
+            _INDEX.format(c=name, f=field)
+            for name, fields in INDEXED_FIELDS.items()
+            for field in fields
+        )
         with self._connection() as conn, _errors():
             # Persistent in the file; every later connection inherits it.
             conn.execute("PRAGMA journal_mode=WAL")

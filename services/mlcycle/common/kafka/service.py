@@ -1,0 +1,69 @@
+"""A consumer service process: one ConsumerLoop, plus /healthz, /readyz and /metrics on a port.
+
+The indexer and the label stream are both this shape; only the topics, the
+group and the handler differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from mlcycle.common.http import (
+    BackgroundServer,
+    add_health_routes,
+    install_error_handlers,
+    install_metrics,
+)
+from mlcycle.common.kafka.admin import ensure_topics
+from mlcycle.common.kafka.consumer import ConsumerLoop, Handler
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+HandlerFactory = Callable[[Store, RecordProducer], Handler]
+
+
+def health_app(service: str, store: Store) -> FastAPI:
+    """``/healthz``, ``/readyz`` (the store answers) and ``/metrics`` of a consumer process."""
+    app = FastAPI(title=f"mlcycle {service}", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    install_metrics(app, service)
+    add_health_routes(app, lambda: {"store": store.ping()})
+    return app
+
+
+def run_consumer_service(
+    settings: Settings,
+    *,
+    service: str,
+    topics: list[str],
+    group_id: str,
+    metrics_port: int,
+    handler: HandlerFactory,
+) -> None:
+    """Consume ``topics`` until SIGINT/SIGTERM, then commit and close everything."""
+    ensure_topics(settings)
+    store = open_store(settings)
+    producer = RecordProducer(settings, client_id=service)
+    health = BackgroundServer(health_app(service, store), settings.host, metrics_port)
+    try:
+        health.start()
+        loop = ConsumerLoop(
+            settings,
+            topics=topics,
+            group_id=group_id,
+            handler=handler(store, producer),
+            service=service,
+            producer=producer,
+        )
+        log.info("%s started", service, extra={"group": group_id, "topics": topics})
+        loop.run(install_signal_handlers=True)
+    finally:
+        health.stop()
+        producer.close()
+        store.close()
