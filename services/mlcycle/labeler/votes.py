@@ -130,6 +130,53 @@ class VoteMatrix:
         return cls(items, voters, labels, tuple(item_index), tuple(voter_index), n_classes)
 
     @classmethod
+    def from_arrays(
+        cls,
+        items: np.ndarray,
+        voters: np.ndarray,
+        labels: np.ndarray,
+        n_classes: int,
+        *,
+        item_ids: Sequence[str],
+        voter_ids: Sequence[str],
+    ) -> VoteMatrix:
+        """Build from parallel index arrays, vectorized (for millions of votes).
+
+        ``items[k]`` and ``voters[k]`` index ``item_ids`` and ``voter_ids``.
+        As in :meth:`from_triplets`, a repeated (item, voter) pair keeps its
+        last vote, at the place of its first.
+        """
+        if n_classes < 2:
+            raise InvalidInput(f"a task needs at least 2 classes, not {n_classes}")
+        arrays = [np.asarray(a) for a in (items, voters, labels)]
+        if any(a.size and not np.issubdtype(a.dtype, np.integer) for a in arrays):
+            raise InvalidInput("items, voters and labels must be integer indices")
+        items, voters, labels = (a.astype(np.int64) for a in arrays)
+        if not items.shape == voters.shape == labels.shape or items.ndim != 1:
+            raise InvalidInput("items, voters and labels must be 1-d arrays of one length")
+        for name, values, bound in (
+            ("item", items, len(item_ids)),
+            ("voter", voters, len(voter_ids)),
+            ("class", labels, n_classes),
+        ):
+            if values.size and (values.min() < 0 or values.max() >= bound):
+                raise InvalidInput(f"a {name} index is outside [0, {bound})")
+        pair = items * max(len(voter_ids), 1) + voters
+        _, first = np.unique(pair, return_index=True)
+        _, last_reversed = np.unique(pair[::-1], return_index=True)
+        last = len(pair) - 1 - last_reversed
+        order = np.argsort(first, kind="stable")
+        first, last = first[order], last[order]
+        return cls(
+            items[first].astype(np.int32),
+            voters[first].astype(np.int32),
+            labels[last].astype(np.int16),
+            tuple(item_ids),
+            tuple(voter_ids),
+            n_classes,
+        )
+
+    @classmethod
     def from_documents(
         cls,
         votes: Iterable[Mapping[str, Any]],
