@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import orjson
 
+from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings, load_settings
-from mlcycle.stack import LocalStack, free_port
+from mlcycle.stack import LocalStack
 
 WORDS = (
     "the a you this that article page talk edit wikipedia please thanks source "
@@ -38,6 +39,8 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         embedded_kafka_port=free_port(),
         collector_port=free_port(),
         indexer_metrics_port=free_port(),
+        labeler_port=free_port(),
+        labeler_stream_metrics_port=free_port(),
         log_level="WARNING",
         **overrides,
     )
@@ -45,10 +48,13 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
 
 @contextmanager
 def running_stack(**overrides: object) -> Iterator[LocalStack]:
-    """A local stack (broker, collector API, indexer) in a temporary data dir."""
+    """The collector's part of the stack (broker, API, indexer) in a temporary data dir."""
     with tempfile.TemporaryDirectory(prefix="mlcycle-bench-") as tmp:
         stack = LocalStack(
-            stack_settings(Path(tmp), **overrides), log_dir=Path(tmp) / "logs", with_redis=False
+            stack_settings(Path(tmp), **overrides),
+            services=("collector-api", "collector-indexer"),
+            log_dir=Path(tmp) / "logs",
+            with_redis=False,
         )
         try:
             stack.start()

@@ -26,8 +26,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
+labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
 download_app = typer.Typer(help="Fetch public datasets into the local cache.")
 app.add_typer(collector_app, name="collector")
+app.add_typer(labeler_app, name="labeler")
 app.add_typer(download_app, name="download")
 
 console = Console(stderr=True)
@@ -108,6 +110,63 @@ def collector_indexer() -> None:
     from mlcycle.collector.indexer import run_indexer
 
     run_indexer(_settings("collector-indexer"))
+
+
+@labeler_app.command("api")
+def labeler_api() -> None:
+    """Run the labeler's REST API (and its run worker) in the foreground."""
+    from mlcycle.labeler.api import serve
+
+    serve(_settings("labeler"))
+
+
+@labeler_app.command("stream")
+def labeler_stream() -> None:
+    """Run the live-label stream (votes.raw and comments.raw) in the foreground."""
+    from mlcycle.labeler.stream import run_stream
+
+    run_stream(_settings("labeler-stream"))
+
+
+@app.command()
+def label(
+    strategy: Annotated[
+        str, typer.Option(help="mean_threshold | majority | dawid_skene")
+    ] = "dawid_skene",
+    task: Annotated[str | None, typer.Option(help="Task to label (default from settings).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="mean_threshold's cut (default 0.5).")
+    ] = None,
+    lfs: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated labeling functions; 'none' for the crowd alone."),
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Resume an unfinished run by id instead of a new one.")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+) -> None:
+    """Run a label run on the stored votes and comments; print diagnostics, write an HTML page.
+
+    Needs the store and a broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP):
+    new and changed labels are published on the ``labels`` topic.
+    """
+    from mlcycle.labeler.cli import run_label_command
+
+    settings = _settings("label", interactive=True)
+    try:
+        run_label_command(
+            settings,
+            console,
+            strategy=strategy,
+            task=task,
+            threshold=threshold,
+            lfs=lfs,
+            resume=resume,
+            html=html,
+        )
+    except MlcycleError as exc:
+        _fail(exc)
 
 
 @app.command("import")

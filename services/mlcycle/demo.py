@@ -2,8 +2,10 @@
 
 The stages that exist so far: get the dataset, start the stack, import it
 through Kafka, wait until the indexer has stored it, query it back over
-REST. Labeling, featurization, training and serving join as their services
-land; the summary says plainly which stages ran.
+REST, and build labels with the labeler (Dawid-Skene over crowd votes and
+labeling functions, with its diagnostics page). Featurization, training and
+serving join as their services land; the summary says plainly which stages
+ran.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
 from mlcycle.common.settings import Settings
-from mlcycle.pipeline import ImportResult, collector_stats, import_dataset, wait_until_indexed
+from mlcycle.pipeline import (
+    ImportResult,
+    collector_stats,
+    import_dataset,
+    label_via_api,
+    wait_until_indexed,
+)
 from mlcycle.stack import LocalStack
 
 T = TypeVar("T")
-NOT_YET = "label · featurize · train · deploy · predict (their services are not built yet)"
+NOT_YET = "featurize · train · deploy · predict (their services are not built yet)"
 
 
 def _timed(console: Console, name: str, timings: dict[str, float], fn: Callable[[], T]) -> T:
@@ -59,6 +67,8 @@ class DemoRun:
     counts: dict[str, int]
     dead_lettered: dict[str, int]
     search_hits: int
+    label_run: dict[str, Any]
+    report_path: Path
 
 
 def run_demo(
@@ -83,11 +93,25 @@ def run_demo(
             counts=dict(collector_stats(resolved).get("counts", {})),
             dead_lettered=_dead_lettered(resolved),
             search_hits=_sample_search(resolved),
+            **_label_stage(resolved, console, timings),
         )
     finally:
         stack.stop()
     _summary(console, settings, run, timings, trials)
     return 0
+
+
+def _label_stage(settings: Settings, console: Console, timings: dict[str, float]) -> dict[str, Any]:
+    """A Dawid-Skene label run on the labeler service, and its HTML diagnostics page."""
+    from mlcycle.labeler.report import write_html
+
+    params = {"strategy": "dawid_skene", "task": settings.label_task}
+    run = _timed(
+        console, "label", timings, lambda: label_via_api(settings, params, console=console)
+    )
+    path = settings.data_dir / "reports" / f"{run['id']}.html"
+    write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
+    return {"label_run": run, "report_path": path}
 
 
 def _dead_lettered(settings: Settings) -> dict[str, int]:
@@ -97,6 +121,10 @@ def _dead_lettered(settings: Settings) -> dict[str, int]:
     topics = settings.topics
     dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
     return topic_sizes(settings, dlqs)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _summary(
@@ -117,8 +145,19 @@ def _summary(
     table.add_row("votes stored", f"{run.counts.get('votes', 0):,}")
     table.add_row("dead-lettered", f"{sum(run.dead_lettered.values()):,}")
     table.add_row("sample search 'you'", f"{run.search_hits} shown")
+    stats = run.label_run["stats"]
+    baseline = stats["baseline"]
+    table.add_row("items labeled (dawid_skene + LFs)", f"{stats['labeled']:,}")
+    table.add_row("label events published", f"{stats['events']:,}")
+    table.add_row(
+        f"agreement with {stats['gold_items']:,} gold items (5+ vote majority)",
+        f"{_fmt(stats['accuracy_on_gold'])} (majority {_fmt(baseline['accuracy_on_gold'])})",
+    )
+    for split, balance in stats["class_balance"].items():
+        table.add_row(f"{split} split by class", " / ".join(f"{n:,}" for n in balance.values()))
     for name, seconds in timings.items():
         table.add_row(f"time: {name}", f"{seconds:.1f} s")
     console.print(table)
     console.print(f"store: {settings.es_url or settings.store_path}")
+    console.print(f"label diagnostics: {run.report_path}")
     console.print(f"[yellow]not run yet:[/] {NOT_YET}; --trials={trials} is kept for then")

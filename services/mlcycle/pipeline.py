@@ -107,3 +107,38 @@ def wait_until_indexed(settings: Settings, *, timeout_s: float = 600.0) -> float
             return time.perf_counter() - started
         time.sleep(0.5)
     raise Unavailable(f"the indexer did not catch up within {timeout_s:.0f} s")
+
+
+def label_via_api(
+    settings: Settings,
+    params: dict[str, object],
+    *,
+    console: Console | None = None,
+    timeout_s: float = 1800.0,
+) -> dict[str, object]:
+    """Start a label run on the labeler service and follow it to the end; returns the run."""
+    base = f"http://{settings.host}:{settings.labeler_port}"
+    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
+    started = httpx.post(f"{base}/v1/label-runs", json=params, headers=headers, timeout=30.0)
+    started.raise_for_status()
+    run_id = started.json()["id"]
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]label[/] {task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    deadline = time.perf_counter() + timeout_s
+    with progress:
+        task = progress.add_task(run_id, total=None)
+        while time.perf_counter() < deadline:
+            run = httpx.get(f"{base}/v1/label-runs/{run_id}", timeout=30.0).json()
+            state = run["progress"]
+            done = f"{state.get('chunks_done', 0)}/{state.get('chunks_total') or '?'}"
+            progress.update(task, description=f"{run_id} {state.get('phase')} {done}")
+            if run["status"] == "succeeded":
+                return dict(run)
+            if run["status"] == "failed":
+                raise Unavailable(f"label run {run_id} failed: {run.get('error')}")
+            time.sleep(0.5)
+    raise Unavailable(f"label run {run_id} did not finish within {timeout_s:.0f} s")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ log = logging.getLogger(__name__)
 SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
     "collector-api": ("collector", "api"),
     "collector-indexer": ("collector", "indexer"),
+    "labeler-api": ("labeler", "api"),
+    "labeler-stream": ("labeler", "stream"),
 }
 
 
@@ -40,13 +41,6 @@ class ServiceSpec:
     name: str
     argv: tuple[str, ...]
     ready_url: str | None
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalStack:
@@ -134,6 +128,8 @@ class LocalStack:
         ready = {
             "collector-api": f"http://{s.host}:{s.collector_port}/readyz",
             "collector-indexer": f"http://{s.host}:{s.indexer_metrics_port}/healthz",
+            "labeler-api": f"http://{s.host}:{s.labeler_port}/readyz",
+            "labeler-stream": f"http://{s.host}:{s.labeler_stream_metrics_port}/healthz",
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))

@@ -35,6 +35,8 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
         "MLCYCLE_EMBEDDED_KAFKA_PORT": str(free_port()),
         "MLCYCLE_COLLECTOR_PORT": str(free_port()),
         "MLCYCLE_INDEXER_METRICS_PORT": str(free_port()),
+        "MLCYCLE_LABELER_PORT": str(free_port()),
+        "MLCYCLE_LABELER_STREAM_METRICS_PORT": str(free_port()),
         "COLUMNS": "120",  # rich wraps the summary table at the terminal width
     }
 
@@ -73,6 +75,10 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     assert _figure(output, "comments stored") == N_COMMENTS
     assert _figure(output, "votes stored") == N_COMMENTS * VOTES_PER_COMMENT
     assert _figure(output, "dead-lettered") == 0
+    assert _figure(output, "items labeled (dawid_skene + LFs)") == N_COMMENTS
+    assert _figure(output, "label events published") == N_COMMENTS
+    reports = list((tmp_path / "data" / "reports").glob("lr-*.html"))
+    assert len(reports) == 1 and "conflict" in reports[0].read_text(encoding="utf-8")
     # It says plainly which stages it did not run.
     assert "not run yet" in output
     assert (tmp_path / "data" / "store.sqlite3").is_file()
@@ -114,7 +120,7 @@ def test_up_then_import_then_ctrl_c_leaves_nothing_running(
 ) -> None:
     proc, env = running_stack
     children = psutil.Process(proc.pid).children(recursive=True)
-    assert len(children) >= 3  # broker, collector API, indexer
+    assert len(children) >= 5  # broker, collector API and indexer, labeler API and stream
 
     imported = subprocess.run(
         _mlcycle("import", "wikidetox", *map(str, dataset)),

@@ -1,0 +1,284 @@
+"""The labeler's REST API: start label runs, read labels, review uncertain items.
+
+``POST /v1/label-runs`` answers 202 at once with the run id; the run executes
+on a worker thread, one at a time, and ``GET /v1/label-runs/{id}`` shows its
+progress, then its figures and diagnostics. Runs left unfinished by a crash
+are resumed when the service starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query
+from pydantic import BaseModel, Field
+
+from mlcycle import __version__
+from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.http import (
+    OrjsonResponse,
+    add_health_routes,
+    error_responses,
+    install_error_handlers,
+    install_metrics,
+    require_api_key,
+    serve_app,
+)
+from mlcycle.common.kafka.admin import ensure_topics
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import LABELS, RUNS, VOTES, Store, open_store
+from mlcycle.labeler.labeling import RunParams
+from mlcycle.labeler.lfs import registered
+from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run
+from mlcycle.labeler.stream import live_run
+from mlcycle.labeler.votes import HUMAN_PREFIX, class_of
+from mlcycle.records import HumanLabel
+
+log = logging.getLogger(__name__)
+
+SERVICE = "labeler"
+
+
+class RunStarted(BaseModel):
+    """The run is queued; poll ``GET /v1/label-runs/{id}``."""
+
+    id: str
+    status: str
+    previous_run: str | None = Field(description="the run whose labels changes are counted from")
+
+
+class HumanLabelsAccepted(BaseModel):
+    """The labels are in Kafka as trusted votes (``human:<reviewer>``)."""
+
+    accepted: int
+    votes: list[str]
+
+
+class RunWorker:
+    """Executes queued runs one at a time on a daemon thread."""
+
+    def __init__(self, runner: LabelRunner) -> None:
+        self.runner = runner
+        self.active: str | None = None
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="label-runs", daemon=True)
+
+    def start(self) -> RunWorker:
+        self._thread.start()
+        return self
+
+    def submit(self, run_id: str) -> None:
+        self._queue.put(run_id)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _work(self) -> None:
+        while (run_id := self._queue.get()) is not None:
+            self.active = run_id
+            try:
+                self.runner.execute(run_id)
+            except Exception:  # recorded on the run as status "failed"
+                log.exception("label run %s failed", run_id)
+            finally:
+                self.active = None
+
+
+def _check_params(params: RunParams) -> None:
+    if params.labeling_functions:
+        registered(params.task, params.labeling_functions)  # InvalidInput names unknown ones
+
+
+def _runs_router(settings: Settings, store: Store, worker: RunWorker) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["label runs"])
+    auth = [Depends(require_api_key(settings))]
+
+    @router.post(
+        "/label-runs",
+        status_code=202,
+        response_model=RunStarted,
+        responses=error_responses(400, 401, 422),
+        dependencies=auth,
+        summary="Start a label run (returns at once)",
+    )
+    def start_run(params: RunParams = Body(default_factory=RunParams)) -> OrjsonResponse:
+        _check_params(params)
+        run = worker.runner.create(params)
+        worker.submit(run["id"])
+        body = {"id": run["id"], "status": run["status"], "previous_run": run["previous_run"]}
+        return OrjsonResponse(body, status_code=202)
+
+    @router.get("/label-runs", summary="Label runs, newest first")
+    def list_runs(
+        task: str | None = Query(None, max_length=128),
+        limit: int = Query(20, ge=1, le=200),
+    ) -> OrjsonResponse:
+        filters: dict[str, Any] = {"kind": KIND}
+        if task is not None:
+            filters["task"] = task
+        runs = sorted(store.scan(RUNS, filters=filters), key=lambda r: r["id"], reverse=True)
+        brief = [
+            {k: r.get(k) for k in ("id", "task", "status", "progress", "created_at")} for r in runs
+        ]
+        return OrjsonResponse({"items": brief[:limit]})
+
+    @router.get(
+        "/label-runs/{run_id}",
+        responses=error_responses(404),
+        summary="A run: status and progress, then figures, diagnostics and review queue",
+    )
+    def read_run(run_id: str) -> OrjsonResponse:
+        return OrjsonResponse(get_run(store, run_id))
+
+    return router
+
+
+def _resolve_run(store: Store, task: str, run: str | None) -> str:
+    if run is not None:
+        return run
+    latest = latest_run(store, task)
+    return latest["id"] if latest else live_run(task)
+
+
+def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["labels"])
+
+    @router.get(
+        "/labels/{item_id:path}",
+        responses=error_responses(404),
+        summary="An item's label (latest finished run, else its live label)",
+    )
+    def read_label(
+        item_id: str,
+        task: str = Query(settings.label_task, max_length=128),
+        run: str | None = Query(None, max_length=128, description="a run id, or live-<task>"),
+    ) -> OrjsonResponse:
+        candidates = [run] if run else [_resolve_run(store, task, None), live_run(task)]
+        for run_id in dict.fromkeys(candidates):
+            label = store.get(LABELS, f"{run_id}:{item_id}")
+            if label is not None:
+                return OrjsonResponse(label)
+        raise NotFound(f"no label for item {item_id!r}", details={"runs": candidates})
+
+    @router.get("/labels", responses=error_responses(400), summary="Labels of a run")
+    def list_labels(
+        run: str | None = Query(None, max_length=128, description="default: the latest run"),
+        task: str = Query(settings.label_task, max_length=128),
+        split: str | None = Query(None, pattern="^(train|dev|test)$"),
+        limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
+        cursor: str | None = Query(None, max_length=4096),
+    ) -> OrjsonResponse:
+        filters: dict[str, Any] = {"run": _resolve_run(store, task, run)}
+        if split is not None:
+            filters["split"] = split
+        page = store.search(LABELS, filters=filters, limit=limit, cursor=cursor or None)
+        return OrjsonResponse(
+            {"run": filters["run"], "items": page.items, "next_cursor": page.next_cursor}
+        )
+
+    @router.get(
+        "/review-queue",
+        summary="The items whose label is most uncertain and would move most with one review",
+    )
+    def review_queue(
+        task: str = Query(settings.label_task, max_length=128),
+        limit: int = Query(50, ge=1, le=settings.review_queue_size),
+    ) -> OrjsonResponse:
+        latest = latest_run(store, task)
+        if latest is None:
+            return OrjsonResponse({"run": None, "items": []})
+        items = []
+        for entry in latest.get("review_queue", []):
+            if len(items) == limit:
+                break
+            if not _reviewed(store, entry["item_id"]):
+                items.append(entry)
+        return OrjsonResponse({"run": latest["id"], "items": items})
+
+    @router.post(
+        "/labels",
+        status_code=202,
+        response_model=HumanLabelsAccepted,
+        responses=error_responses(400, 401, 422, 503),
+        dependencies=[Depends(require_api_key(settings))],
+        summary="Store human labels; each counts as a highly reliable voter",
+    )
+    def post_labels(
+        labels: HumanLabel | list[HumanLabel] = Body(...),
+    ) -> OrjsonResponse:
+        batch = labels if isinstance(labels, list) else [labels]
+        if not batch:
+            raise InvalidInput("the batch is empty: send at least one label")
+        for index, label in enumerate(batch):
+            n_classes = settings.classes_of(label.task)
+            if class_of(label.label, n_classes) is None:
+                raise InvalidInput(
+                    f"label {label.label} is not a class of task {label.task!r} "
+                    f"(0 to {n_classes - 1})",
+                    details={"index": index},
+                )
+        votes = [label.to_vote() for label in batch]
+        producer.send_batch(settings.topics.votes_raw, (v.to_message() for v in votes))
+        body = {"accepted": len(votes), "votes": [v.id for v in votes]}
+        return OrjsonResponse(body, status_code=202)
+
+    return router
+
+
+def _reviewed(store: Store, item_id: str) -> bool:
+    votes = store.search(VOTES, filters={"item_id": item_id}, limit=1000).items
+    return any(str(v.get("annotator_id", "")).startswith(HUMAN_PREFIX) for v in votes)
+
+
+def create_app(
+    settings: Settings, *, store: Store, producer: RecordProducer, worker: RunWorker
+) -> FastAPI:
+    """The labeler's ASGI app (the caller owns the store, producer and worker)."""
+    app = FastAPI(
+        title="mlcycle labeler",
+        version=__version__,
+        description=(
+            "Labels out of crowd votes and labeling functions: label runs with "
+            'diagnostics, live labels, review queue. Errors are `{"error": {"code", '
+            '"message", "details"}}`.'
+        ),
+    )
+    install_error_handlers(app)
+    install_metrics(app, SERVICE)
+    add_health_routes(app, lambda: {"store": store.ping()})
+    app.include_router(_runs_router(settings, store, worker))
+    app.include_router(_labels_router(settings, store, producer))
+    return app
+
+
+def resume_unfinished(store: Store, worker: RunWorker) -> list[str]:
+    """Queue the runs a previous process left queued or running; returns their ids."""
+    unfinished = [
+        run["id"]
+        for run in store.scan(RUNS, filters={"kind": KIND})
+        if run.get("status") in ("queued", "running")
+    ]
+    for run_id in sorted(unfinished):
+        log.info("resuming label run %s", run_id)
+        worker.submit(run_id)
+    return unfinished
+
+
+def serve(settings: Settings) -> None:
+    """Run the labeler API on ``settings.labeler_port`` until SIGINT/SIGTERM."""
+    ensure_topics(settings)
+    store = open_store(settings)
+    producer = RecordProducer(settings, client_id=SERVICE)
+    worker = RunWorker(LabelRunner(settings, store, producer)).start()
+    try:
+        resume_unfinished(store, worker)
+        app = create_app(settings, store=store, producer=producer, worker=worker)
+        serve_app(app, settings.host, settings.labeler_port, service=SERVICE)
+    finally:
+        worker.stop()
+        producer.close()
+        store.close()

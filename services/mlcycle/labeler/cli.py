@@ -1,0 +1,109 @@
+"""``mlcycle label``: one label run in this process, with progress, a table and an HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mlcycle.common.errors import InvalidInput
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import open_store
+from mlcycle.labeler.labeling import RunParams
+from mlcycle.labeler.report import render_table, write_html
+from mlcycle.labeler.runs import LabelRunner
+
+
+def parse_params(
+    *, strategy: str, task: str | None, threshold: float | None, lfs: str | None, settings: Settings
+) -> RunParams:
+    """Command-line options as run parameters; bad values are InvalidInput naming them."""
+    names: list[str] | None = None
+    if lfs is not None:
+        names = [] if lfs.strip().lower() == "none" else [n.strip() for n in lfs.split(",") if n]
+    try:
+        return RunParams(
+            strategy=strategy,  # type: ignore[arg-type]
+            task=task or settings.label_task,
+            threshold=threshold,
+            labeling_functions=names,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"bad label options: {problems}") from None
+
+
+def run_label_command(
+    settings: Settings,
+    console: Console,
+    *,
+    strategy: str,
+    task: str | None,
+    threshold: float | None,
+    lfs: str | None,
+    resume: str | None,
+    html: Path | None,
+) -> dict[str, Any]:
+    """Create (or resume) a run, execute it with a progress bar, print and write its report."""
+    store = open_store(settings)
+    try:
+        with RecordProducer(settings, client_id="mlcycle-label") as producer:
+            progress = Progress(
+                TextColumn("[bold]label[/] {task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} chunks"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            with progress:
+                bar = progress.add_task("queued", total=None)
+
+                def show(run: dict[str, Any]) -> None:
+                    state = run["progress"]
+                    progress.update(
+                        bar,
+                        description=state.get("phase", ""),
+                        completed=state.get("chunks_done", 0),
+                        total=state.get("chunks_total"),
+                    )
+
+                runner = LabelRunner(settings, store, producer, on_progress=show)
+                if resume is None:
+                    params = parse_params(
+                        strategy=strategy,
+                        task=task,
+                        threshold=threshold,
+                        lfs=lfs,
+                        settings=settings,
+                    )
+                    resume = runner.create(params)["id"]
+                run = runner.execute(resume)
+        render_table(run["report"], console)
+        _print_summary(run, console)
+        path = html or settings.data_dir / "reports" / f"{run['id']}.html"
+        write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
+        console.print(f"report: {path}")
+        return run
+    finally:
+        store.close()
+
+
+def _print_summary(run: dict[str, Any], console: Console) -> None:
+    stats = run["stats"]
+    baseline = stats["baseline"]
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    console.print(
+        f"run {run['id']} ({run['params']['strategy']}): {stats['labeled']:,} of "
+        f"{stats['items']:,} items labeled, {stats['events']:,} label events; "
+        f"accuracy on {stats['gold_items']:,} gold items {pct(stats['accuracy_on_gold'])} "
+        f"(majority baseline {pct(baseline['accuracy_on_gold'])})"
+    )
+    for split, balance in stats["class_balance"].items():
+        console.print(f"  {split:<5} " + "  ".join(f"class {c}: {n:,}" for c, n in balance.items()))

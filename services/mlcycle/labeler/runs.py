@@ -1,0 +1,227 @@
+"""Label runs: read the store, compute, write labels and their events, keep a run record.
+
+A run writes its labels in chunks of items (in id order). After each chunk
+its labels are upserted, the events of the new or changed ones are
+acknowledged by Kafka, and only then does the run record advance
+``progress.chunks_done``. A run killed midway is resumed by executing it
+again: finished chunks are skipped, and a chunk caught halfway is redone —
+label ids are ``<run>:<item>`` so the store holds no duplicate, and events
+carry the label id so a consumer can drop the few repeats.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mlcycle.common.errors import NotFound
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store
+from mlcycle.labeler.diagnostics import run_diagnostics
+from mlcycle.labeler.labeling import (
+    Corpus,
+    Labeling,
+    ProvenanceIndex,
+    RunParams,
+    changed,
+    compute,
+    label_documents,
+    review_queue,
+    summary,
+)
+
+log = logging.getLogger(__name__)
+
+KIND = "label"
+CHUNK_ITEMS = 2000
+ProgressHook = Callable[[dict[str, Any]], None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by creation time: ``lr-20261124T181500-1a2b3c``."""
+    return f"lr-{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def latest_run(store: Store, task: str, *, before: str | None = None) -> dict[str, Any] | None:
+    """The newest succeeded label run of ``task`` (older than run id ``before``, if given)."""
+    newest = None
+    for run in store.scan(RUNS, filters={"kind": KIND, "task": task, "status": "succeeded"}):
+        if before is not None and run["id"] >= before:
+            continue
+        if newest is None or run["id"] > newest["id"]:
+            newest = run
+    return newest
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any]:
+    """A label run's record, or :class:`NotFound`."""
+    run = store.get(RUNS, run_id)
+    if run is None or run.get("kind") != KIND:
+        raise NotFound(f"no label run {run_id!r}", details={"id": run_id})
+    return run
+
+
+class LabelRunner:
+    """Creates and executes label runs against one store and one producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        producer: RecordProducer,
+        *,
+        chunk_items: int = CHUNK_ITEMS,
+        on_progress: ProgressHook | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.producer = producer
+        self.chunk_items = chunk_items
+        self.on_progress = on_progress
+
+    # -- run records ---------------------------------------------------------------------------
+
+    def create(self, params: RunParams) -> dict[str, Any]:
+        """Record a new queued run and return it."""
+        now = _now()
+        run_id = new_run_id(now)
+        previous = latest_run(self.store, params.task)
+        run = {
+            "id": run_id,
+            "kind": KIND,
+            "task": params.task,
+            "status": "queued",
+            "params": params.model_dump(mode="json"),
+            "previous_run": previous["id"] if previous else None,
+            "progress": {"phase": "queued", "chunks_done": 0, "chunks_total": None},
+            "created_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+        }
+        self.store.upsert(RUNS, [run])
+        return run
+
+    def _save(self, run: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        run.update(changes, updated_at=_now().isoformat())
+        self.store.upsert(RUNS, [run])
+        if self.on_progress is not None:
+            self.on_progress(run)
+        return run
+
+    def _phase(self, run: dict[str, Any], phase: str, **progress: Any) -> None:
+        self._save(run, progress={**run["progress"], "phase": phase, **progress})
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def execute(self, run_id: str) -> dict[str, Any]:
+        """Run (or resume) ``run_id`` to the end; returns the finished run record."""
+        run = get_run(self.store, run_id)
+        if run["status"] == "succeeded":
+            return run
+        params = RunParams.model_validate(run["params"])
+        started = time.perf_counter()
+        self._save(run, status="running", started_at=run.get("started_at") or _now().isoformat())
+        try:
+            self._phase(run, "reading")
+            self.store.refresh()  # see every write made before the run started
+            corpus = Corpus.from_documents(self.store.scan(COMMENTS, batch_size=5000))
+            votes = self.store.scan(VOTES, filters={"task": params.task}, batch_size=5000)
+            self._phase(run, "aggregating", items=len(corpus))
+            labeling = compute(corpus, votes, params, self.settings)
+            self._write_labels(run, params, corpus, labeling)
+            self._phase(run, "diagnosing")
+            report = run_diagnostics(
+                labeling.votes,
+                probs=labeling.result.probs,
+                gold=labeling.gold,
+                texts=dict(zip(corpus.item_ids, corpus.texts, strict=True)),
+                lf_errors=_lf_errors(labeling, corpus),
+                min_votes=params.gold_min_votes or self.settings.gold_min_votes,
+            )
+            stats = summary(labeling)
+            stats["events"] = run["progress"].get("events", 0)
+            stats["seconds"] = round(time.perf_counter() - started, 3)
+            queue = review_queue(labeling, corpus, self.settings.review_queue_size)
+        except Exception as exc:
+            log.exception("label run failed", extra={"run": run_id})
+            self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        return self._save(
+            run,
+            status="succeeded",
+            stats=stats,
+            report=_json_safe(report),
+            review_queue=queue,
+            progress={**run["progress"], "phase": "done"},
+            finished_at=_now().isoformat(),
+        )
+
+    def _write_labels(
+        self, run: dict[str, Any], params: RunParams, corpus: Corpus, labeling: Labeling
+    ) -> None:
+        total = -(-len(corpus) // self.chunk_items)
+        done = int(run["progress"].get("chunks_done", 0))
+        self._phase(run, "writing", chunks_total=total)
+        provenance = ProvenanceIndex(labeling.votes)
+        previous = run.get("previous_run")
+        events = int(run["progress"].get("events", 0))
+        for chunk in range(done, total):
+            items = range(
+                chunk * self.chunk_items, min(len(corpus), (chunk + 1) * self.chunk_items)
+            )
+            docs = label_documents(
+                labeling,
+                corpus,
+                items,
+                run_id=run["id"],
+                params=params,
+                provenance=provenance,
+                now=_now(),
+            )
+            self.store.upsert(LABELS, docs)
+            fresh = self._changed_since(previous, docs)
+            if fresh:
+                self.producer.send_batch(
+                    self.settings.topics.labels,
+                    ((d["item_id"], orjson.dumps(d)) for d in fresh),
+                )
+            events += len(fresh)
+            self._phase(run, "writing", chunks_done=chunk + 1, events=events)
+
+    def _changed_since(
+        self, previous_run: str | None, docs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if previous_run is None:
+            return docs
+        old = self.store.get_many(LABELS, [f"{previous_run}:{d['item_id']}" for d in docs])
+        return [d for d in docs if changed(d, old.get(f"{previous_run}:{d['item_id']}"))]
+
+
+def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, Any]:
+    """Per labeling function that raised: how often, the first error, a few item ids."""
+    application = labeling.lf_application
+    if application is None:
+        return {}
+    return {
+        name: {
+            "count": e.count,
+            "message": e.message,
+            "items": [corpus.item_ids[i] for i in e.item_indices],
+        }
+        for name, e in application.errors.items()
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through orjson so numpy scalars and NaN cannot reach the store."""
+    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -1,0 +1,356 @@
+"""The labeler against the real broker and real stores: runs, resume, live labels, REST API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from mlcycle.common.errors import Unavailable
+from mlcycle.common.http import BackgroundServer
+from mlcycle.common.kafka.consumer import ConsumerLoop
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
+from mlcycle.labeler.api import RunWorker, create_app, resume_unfinished
+from mlcycle.labeler.labeling import RunParams
+from mlcycle.labeler.runs import LabelRunner, get_run
+from mlcycle.labeler.stream import LabelStream, live_run
+from mlcycle.records import Comment, Vote
+from tests.fixtures.broker import broker_settings, read_all, wait_for
+
+pytestmark = pytest.mark.integration
+
+N_ITEMS = 60
+
+
+def seed(store: Store, n_items: int = N_ITEMS) -> None:
+    """Comments with 5 crowd votes each: items divisible by 4 are toxic; w4 is always wrong."""
+    comments = [
+        Comment(id=f"c{i:03d}", text=f"comment number {i}", metadata={}).to_document()
+        for i in range(n_items)
+    ]
+    votes = [
+        Vote(
+            item_id=f"c{i:03d}",
+            annotator_id=f"w{k}",
+            label=int(i % 4 == 0) if k != 4 else int(i % 4 != 0),
+        ).to_document()
+        for i in range(n_items)
+        for k in range(5)
+    ]
+    store.upsert(COMMENTS, comments)
+    store.upsert(VOTES, votes)
+    store.refresh()
+
+
+@pytest.fixture
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings.model_copy(update={"gold_min_votes": 5})
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[RecordProducer]:
+    with RecordProducer(settings) as producer:
+        yield producer
+
+
+def label_events(settings: Settings, expected: int) -> list[dict]:
+    return [orjson.loads(r.value) for r in read_all(settings, settings.topics.labels, expected)]
+
+
+# -- label runs, on both store backends ---------------------------------------------------------
+
+
+def test_a_run_labels_every_item_and_publishes_each_label_once(
+    settings: Settings, store: Store, producer: RecordProducer
+) -> None:
+    seed(store)
+    runner = LabelRunner(settings, store, producer, chunk_items=16)
+    run = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
+
+    assert run["status"] == "succeeded"
+    stats = run["stats"]
+    assert stats["labeled"] == N_ITEMS and stats["gold_items"] == N_ITEMS
+    assert stats["accuracy_on_gold"] == 1.0
+    assert sum(b["1"] for b in stats["class_balance"].values()) == N_ITEMS // 4
+    assert run["progress"]["chunks_done"] == run["progress"]["chunks_total"] == 4
+    # The always-wrong worker is found out: the report shows it below chance.
+    workers = {w["voter_id"]: w for w in run["report"]["workers"]["top"]}
+    assert workers["w4"]["accuracy"] < 0.5 < workers["w0"]["accuracy"]
+
+    store.refresh()
+    assert store.count(LABELS, {"run": run["id"]}) == N_ITEMS
+    events = label_events(settings, N_ITEMS)
+    assert Counter(e["item_id"] for e in events) == {f"c{i:03d}": 1 for i in range(N_ITEMS)}
+    assert stats["events"] == N_ITEMS
+
+    # A second run over the same votes changes nothing, so it publishes nothing.
+    again = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
+    assert again["previous_run"] == run["id"]
+    assert again["stats"]["events"] == 0
+
+
+def test_a_changed_vote_publishes_only_the_changed_label(
+    settings: Settings, store: Store, producer: RecordProducer
+) -> None:
+    seed(store)
+    runner = LabelRunner(settings, store, producer)
+    params = RunParams(strategy="majority", labeling_functions=[])
+    runner.execute(runner.create(params)["id"])
+    # c001 stands 4 to 1 for class 0; five more votes flip it to toxic.
+    store.upsert(
+        VOTES,
+        [Vote(item_id="c001", annotator_id=f"x{k}", label=1).to_document() for k in range(5)],
+    )
+    second = runner.execute(runner.create(params)["id"])
+    assert second["stats"]["events"] == 1
+    events = [e for e in label_events(settings, N_ITEMS + 1) if e["item_id"] == "c001"]
+    assert [e["label"] for e in events] == [0, 1]  # one partition per item: in order
+
+
+def test_a_killed_run_resumes_without_duplicates(
+    settings: Settings, sqlite_store: Store, producer: RecordProducer, monkeypatch
+) -> None:
+    seed(sqlite_store)
+    runner = LabelRunner(settings, sqlite_store, producer, chunk_items=16)
+    run_id = runner.create(RunParams(labeling_functions=[]))["id"]
+    real_send = producer.send_batch
+    sent = []
+
+    def flaky_send(topic: str, items, timeout_s: float = 30.0) -> int:
+        if len(sent) == 2:  # the broker goes away during the third chunk
+            raise Unavailable("broker gone")
+        sent.append(topic)
+        return real_send(topic, items, timeout_s)
+
+    monkeypatch.setattr(producer, "send_batch", flaky_send)
+    with pytest.raises(Unavailable):
+        runner.execute(run_id)
+    failed = get_run(sqlite_store, run_id)
+    assert failed["status"] == "failed" and failed["progress"]["chunks_done"] == 2
+
+    monkeypatch.setattr(producer, "send_batch", real_send)
+    done = runner.execute(run_id)
+    assert done["status"] == "succeeded"
+    assert sqlite_store.count(LABELS, {"run": run_id}) == N_ITEMS
+    events = label_events(settings, N_ITEMS)
+    assert Counter(e["item_id"] for e in events).most_common(1)[0][1] == 1
+    assert len(events) == N_ITEMS == done["stats"]["events"]
+
+
+def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
+    settings: Settings, sqlite_store: Store, producer: RecordProducer
+) -> None:
+    from mlcycle.labeler import lfs
+
+    @lfs.labeling_function("explodes_on_7", task="toxicity")
+    def explodes(text: str, metadata: dict) -> int:
+        if "7" in text:
+            raise RuntimeError("cannot read sevens")
+        return lfs.ABSTAIN
+
+    try:
+        seed(sqlite_store)
+        runner = LabelRunner(settings, sqlite_store, producer)
+        params = RunParams(labeling_functions=["explodes_on_7", "shouting"])
+        run = runner.execute(runner.create(params)["id"])
+    finally:
+        lfs.unregister("explodes_on_7")
+    assert run["status"] == "succeeded" and run["stats"]["labeled"] == N_ITEMS
+    report = {lf["name"]: lf for lf in run["report"]["labeling_functions"]}
+    errors = report["explodes_on_7"]["errors"]
+    assert errors["count"] == sum("7" in f"comment number {i}" for i in range(N_ITEMS))
+    assert "cannot read sevens" in errors["message"]
+
+
+# -- live labels -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store, ConsumerLoop]]:
+    store = open_store(settings)
+    loop = ConsumerLoop(
+        settings,
+        topics=[settings.topics.votes_raw, settings.topics.comments_raw],
+        group_id=settings.labeler_group_id,
+        handler=LabelStream(settings, store, producer),
+        service="labeler-stream",
+    )
+    thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    yield store, loop
+    loop.stop()
+    thread.join(15)
+    store.close()
+
+
+def test_live_labels_follow_votes_and_wait_for_unknown_items(
+    settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
+) -> None:
+    store, loop = stream
+    topics = settings.topics
+    store.upsert(COMMENTS, [Comment(id="known", text="hello").to_document()])
+    votes = [
+        Vote(item_id="known", annotator_id="w1", label=1),
+        Vote(item_id="known", annotator_id="w2", label=1),
+        Vote(item_id="later", annotator_id="w1", label=0),
+    ]
+    producer.send_batch(topics.votes_raw, (v.to_message() for v in votes))
+    live = f"{live_run('toxicity')}:"
+    wait_for(lambda: store.get(LABELS, live + "known") is not None)
+    assert store.get(LABELS, live + "known")["label"] == 1
+    time.sleep(1.0)
+    assert store.get(LABELS, live + "later") is None  # its comment has not arrived
+
+    # The indexer would store the vote; here the test does. Then the comment arrives.
+    store.upsert(VOTES, [votes[2].to_document()])
+    producer.send_batch(topics.comments_raw, [Comment(id="later", text="finally").to_message()])
+    wait_for(lambda: store.get(LABELS, live + "later") is not None)
+    assert store.get(LABELS, live + "later")["label"] == 0
+
+    # A reviewer disagrees with the crowd on "known": the live label follows the human.
+    store.upsert(VOTES, [v.to_document() for v in votes[:2]])
+    human = Vote(item_id="known", annotator_id="human:ann", label=0)
+    producer.send_batch(topics.votes_raw, [human.to_message()])
+    wait_for(lambda: store.get(LABELS, live + "known")["label"] == 0)
+    events = label_events(settings, 3)
+    by_item = {
+        item: [e["label"] for e in events if e["item_id"] == item] for item in ("known", "later")
+    }
+    assert by_item == {"known": [1, 0], "later": [0]}  # in order within an item's partition
+
+
+def test_a_vote_outside_the_task_classes_is_dead_lettered(
+    settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
+) -> None:
+    store, loop = stream
+    store.upsert(COMMENTS, [Comment(id="k", text="x").to_document()])
+    bad = Vote(item_id="k", annotator_id="w1", label=3)
+    good = Vote(item_id="k", annotator_id="w2", label=1)
+    producer.send_batch(settings.topics.votes_raw, [bad.to_message(), good.to_message()])
+    dead = read_all(settings, settings.topics.dlq(settings.topics.votes_raw), 1)
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert b"not a class of task 'toxicity'" in headers["mlcycle-dlq-error"]
+    assert headers["mlcycle-dlq-service"] == b"labeler-stream"
+    wait_for(lambda: store.get(LABELS, f"{live_run('toxicity')}:k") is not None)
+    assert store.get(LABELS, f"{live_run('toxicity')}:k")["n_votes"] == 1
+
+
+# -- REST ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(
+    settings: Settings, producer: RecordProducer, tmp_path: Path
+) -> Iterator[tuple[str, Store]]:
+    secured = settings.model_copy(update={"api_keys": ("k1",)})
+    store = open_store(secured)
+    worker = RunWorker(LabelRunner(secured, store, producer)).start()
+    app = create_app(secured, store=store, producer=producer, worker=worker)
+    server = BackgroundServer(app, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{server.port}", store
+    server.stop()
+    worker.stop()
+    store.close()
+
+
+AUTH = {"Authorization": "Bearer k1"}
+
+
+def test_rest_run_labels_review_queue_and_human_labels(
+    settings: Settings, api: tuple[str, Store]
+) -> None:
+    base, store = api
+    seed(store)
+    started = httpx.post(f"{base}/v1/label-runs", json={"strategy": "majority"}, headers=AUTH)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+
+    def finished() -> bool:
+        return httpx.get(f"{base}/v1/label-runs/{run_id}").json()["status"] == "succeeded"
+
+    wait_for(finished)
+    run = httpx.get(f"{base}/v1/label-runs/{run_id}").json()
+    assert run["stats"]["labeled"] == N_ITEMS
+    assert {"labeling_functions", "workers", "conflict_matrix", "calibration"} <= set(run["report"])
+    assert httpx.get(f"{base}/v1/label-runs").json()["items"][0]["id"] == run_id
+
+    store.refresh()
+    label = httpx.get(f"{base}/v1/labels/c004").json()
+    assert label["run"] == run_id and label["label"] == 1
+    page = httpx.get(f"{base}/v1/labels", params={"split": "train", "limit": 500}).json()
+    assert page["run"] == run_id and page["items"]
+    assert {item["split"] for item in page["items"]} == {"train"}
+    assert httpx.get(f"{base}/v1/labels/nope").status_code == 404
+
+    queue = httpx.get(f"{base}/v1/review-queue", params={"limit": 5}).json()
+    assert queue["run"] == run_id and len(queue["items"]) == 5
+    first = queue["items"][0]["item_id"]
+
+    review = {"item_id": first, "label": 1, "reviewer": "ann"}
+    accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
+    (record,) = read_all(settings, settings.topics.votes_raw, 1)
+    assert orjson.loads(record.value)["annotator_id"] == "human:ann"
+    # Once the vote is stored, the item leaves the queue.
+    store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
+    after = httpx.get(f"{base}/v1/review-queue", params={"limit": 5}).json()
+    assert first not in [item["item_id"] for item in after["items"]]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "needle"),
+    [
+        ("/v1/label-runs", {"strategy": "snorkel"}, 422, "strategy"),
+        ("/v1/label-runs", {"labeling_functions": ["nope"]}, 400, "nope"),
+        ("/v1/label-runs", {"threshold": 2}, 422, "threshold"),
+        ("/v1/label-runs", {"strateggy": "majority"}, 422, "strateggy"),
+        ("/v1/labels", {"item_id": "a", "label": 5, "reviewer": "ann"}, 400, "not a class"),
+        ("/v1/labels", {"item_id": "a", "label": 1}, 422, "reviewer"),
+        ("/v1/labels", [], 400, "empty"),
+        ("/v1/labels", {"item_id": "a", "label": "1", "reviewer": "ann"}, 422, "label"),
+    ],
+)
+def test_bad_requests_are_4xx_naming_the_problem(
+    api: tuple[str, Store], path: str, body: object, status: int, needle: str
+) -> None:
+    base, _ = api
+    response = httpx.post(f"{base}{path}", json=body, headers=AUTH)
+    assert response.status_code == status, response.text
+    assert needle in response.text
+
+
+@pytest.mark.parametrize("path", ["/v1/label-runs", "/v1/labels"])
+def test_writes_need_the_api_key(api: tuple[str, Store], path: str) -> None:
+    base, _ = api
+    assert httpx.post(f"{base}{path}", json={}).status_code == 401
+
+
+def test_unfinished_runs_are_resumed_at_start(
+    settings: Settings, sqlite_store: Store, producer: RecordProducer
+) -> None:
+    seed(sqlite_store)
+    runner = LabelRunner(settings, sqlite_store, producer)
+    queued = runner.create(RunParams(strategy="majority", labeling_functions=[]))
+    sqlite_store.upsert(RUNS, [{**queued, "status": "running"}])  # as a killed process left it
+    worker = RunWorker(runner).start()
+    try:
+        assert resume_unfinished(sqlite_store, worker) == [queued["id"]]
+        wait_for(lambda: get_run(sqlite_store, queued["id"])["status"] == "succeeded")
+    finally:
+        worker.stop()
+
+
+def test_settings_fixture_isolates_the_labeler_group(kafka_broker, tmp_path: Path) -> None:
+    a = broker_settings(kafka_broker.bootstrap, tmp_path)
+    b = broker_settings(kafka_broker.bootstrap, tmp_path)
+    assert a.labeler_group_id != b.labeler_group_id
