@@ -17,3 +17,17 @@ EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8001/healthz', timeout=2)" || exit 1
 CMD ["mlcycle", "collector", "api"]
+
+FROM base AS labeler
+COPY pyproject.toml README.md ./
+COPY services/mlcycle/__init__.py services/mlcycle/__init__.py
+RUN pip install '.[labeler]' && pip uninstall -y mlcycle
+COPY services ./services
+RUN pip install --no-deps '.[labeler]'
+# matplotlib writes its font cache under HOME; the root filesystem is read-only in k8s.
+ENV MPLCONFIGDIR=/tmp/matplotlib
+USER 10001
+EXPOSE 8002
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8002/healthz', timeout=2)" || exit 1
+CMD ["mlcycle", "labeler", "api"]

@@ -53,7 +53,7 @@ def test_compose_services_run_real_commands_on_default_ports() -> None:
         for name, spec in compose["services"].items()
         if str(spec.get("image", "")).startswith("mlcycle/")
     }
-    assert {"collector", "collector-indexer"} <= set(mlcycle_services)
+    assert {"collector", "collector-indexer", "labeler", "labeler-stream"} <= set(mlcycle_services)
     for name, spec in mlcycle_services.items():
         assert _cli_exists(spec["command"]), f"{name}: {spec['command']} is not a CLI command"
         env = spec["environment"]
@@ -61,16 +61,21 @@ def test_compose_services_run_real_commands_on_default_ports() -> None:
     assert mlcycle_services["collector"]["ports"] == [
         f"{settings.collector_port}:{settings.collector_port}"
     ]
+    assert mlcycle_services["labeler"]["ports"] == [
+        f"{settings.labeler_port}:{settings.labeler_port}"
+    ]
 
 
 def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
     settings = load_settings()
     deployments = [d for d in _k8s_documents() if d["kind"] == "Deployment"]
-    assert {d["metadata"]["name"] for d in deployments} >= {"collector", "collector-indexer"}
     expected_port = {
         "collector": settings.collector_port,
         "collector-indexer": settings.indexer_metrics_port,
+        "labeler": settings.labeler_port,
+        "labeler-stream": settings.labeler_stream_metrics_port,
     }
+    assert {d["metadata"]["name"] for d in deployments} == set(expected_port)
     for deployment in deployments:
         name = deployment["metadata"]["name"]
         selector = deployment["spec"]["selector"]["matchLabels"]
