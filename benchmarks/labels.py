@@ -1,0 +1,281 @@
+"""Label quality on real crowd-labeled corpora: each strategy's accuracy and calibration.
+
+What is measured, per dataset in ../shared/data (read with the project's
+importers; binary ``toxicity`` votes):
+- gold: items with at least 5 crowd votes (a dataset whose items all have
+  fewer uses its maximum votes per item instead, and says so); the gold label
+  is the majority of *all* their votes. Items whose full vote is a tie are
+  dropped from the gold set and counted.
+- hiding: on each gold item keep 1 to 3 of its votes (uniform, at most one
+  fewer than it has, so something is always hidden), chosen with a seeded
+  RNG; every other item keeps all its votes.
+- strategies, fit on all of the dataset's kept votes and scored on the gold
+  items only: ``mean_threshold``, ``majority``, ``dawid_skene``;
+  ``lfs_only`` (``dawid_skene`` over the registered toxicity labeling
+  functions' votes alone, on every item of the dataset); and ``lfs_crowd``
+  (``dawid_skene`` over those plus the kept crowd votes). Labeling functions
+  see the text and the item metadata, less the fields that carry the
+  dataset's own labels. An item with no vote at all gets the class prior and
+  the label -1, which counts as wrong: nothing is left out of the score.
+- figures: accuracy of the hard label and top-label ECE (10 bins) of the soft
+  label against gold; medians over the seeds (``--seeds``). Two more for
+  reading them: ``lfs_only`` accuracy on the gold items some function voted
+  on, and ``dawid_skene`` accuracy with no vote hidden (where the model's
+  latent class differs from the majority's, this is below 1).
+The baseline is ``majority``, run in the same process on the same kept votes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+from _harness import median
+
+from mlcycle.importers import get_importer
+from mlcycle.labeler.aggregate import aggregate
+from mlcycle.labeler.calibration import expected_calibration_error
+from mlcycle.labeler.lfs import apply_lfs, registered
+from mlcycle.labeler.votes import ABSTAIN, VoteMatrix
+from mlcycle.records import Comment, Vote
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+GOLD_MIN_VOTES = 5
+MAX_KEPT = 3
+STRATEGIES = ("mean_threshold", "majority", "dawid_skene", "lfs_only", "lfs_crowd")
+# Metadata fields in which a source ships its own labels; labeling functions must not see them.
+# (other_info holds, for HS-Brexit, the same annotators' votes on related tasks.)
+LABEL_FIELDS = frozenset({"hard_label", "soft_label", "class", "other_info"})
+# name -> (importer, folder, files in the folder or None for the whole folder, note)
+DATASETS: dict[str, tuple[str, str, tuple[str, ...] | None, str]] = {
+    "md_agreement": ("lewidi", "md_agreement", None, ""),
+    "convabuse": ("lewidi", "convabuse", None, ""),
+    "hs_brexit": ("lewidi", "hs_brexit", None, ""),
+    "armis": ("lewidi", "armis", None, "Arabic text: the English labeling functions barely fire"),
+    "davidson": (
+        "davidson",
+        "davidson_hate_offensive",
+        None,
+        "annotator ids are synthetic, one per vote, so Dawid-Skene cannot learn any "
+        "worker's reliability, only the crowd's pooled confusion",
+    ),
+    "hatexplain_valtest": (
+        "csv",
+        "hatexplain_valtest",
+        ("hatexplain_valtest_items.csv.gz", "hatexplain_valtest_votes.csv.gz"),
+        "",
+    ),
+}
+
+
+@dataclass
+class Corpus:
+    """One dataset's items (texts, label-free metadata) and its full crowd vote matrix."""
+
+    votes: VoteMatrix
+    texts: list[str]
+    metadata: list[dict]
+
+
+def load(importer_name: str, paths: list[Path]) -> tuple[Corpus, dict]:
+    """Read ``paths`` with the named importer; toxicity votes only."""
+    importer = get_importer(importer_name)
+    item_ids, texts, metadata, triplets = [], [], [], []
+    for record in importer.read(paths):
+        if isinstance(record, Comment):
+            item_ids.append(record.id)
+            texts.append(record.text)
+            metadata.append({k: v for k, v in record.metadata.items() if k not in LABEL_FIELDS})
+        elif isinstance(record, Vote) and record.task == "toxicity":
+            if isinstance(record.label, int) and record.label in (0, 1):
+                triplets.append((record.item_id, record.annotator_id, record.label))
+    votes = VoteMatrix.from_triplets(triplets, 2, item_ids=item_ids)
+    if votes.n_items != len(item_ids):  # votes for items without a comment: keep them textless
+        texts += [""] * (votes.n_items - len(item_ids))
+        metadata += [{}] * (votes.n_items - len(item_ids))
+    return Corpus(votes, texts, metadata), importer.stats.as_dict()
+
+
+def lf_votes(corpus: Corpus, first_voter: int) -> tuple[np.ndarray, ...]:
+    """(items, voters, labels, names) of the labeling functions' non-abstain votes."""
+    application = apply_lfs(registered("toxicity"), corpus.texts, corpus.metadata)
+    rows, cols = np.nonzero(application.votes != ABSTAIN)
+    labels = application.votes[rows, cols].astype(np.int64)
+    names = np.array([f"lf:{n}" for n in application.names], dtype=object)
+    return rows, cols + first_voter, labels, names
+
+
+def hide(votes: VoteMatrix, gold_items: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per vote, whether it is kept: 1..3 random votes of each gold item, all of the others."""
+    n_votes = votes.votes_per_item()
+    keep_n = np.full(votes.n_items, np.iinfo(np.int32).max)
+    cap = np.minimum(MAX_KEPT, n_votes[gold_items] - 1)
+    keep_n[gold_items] = rng.integers(1, cap + 1)
+    # Rank each vote within its item by a random key; keep the first keep_n of each item.
+    order = np.lexsort((rng.random(votes.n_votes), votes.items))
+    starts = np.r_[0, np.cumsum(n_votes)[:-1]]
+    rank = np.empty(votes.n_votes, dtype=np.int64)
+    rank[order] = np.arange(votes.n_votes) - starts[votes.items[order]]
+    return rank < keep_n[votes.items]
+
+
+def combined(crowd: VoteMatrix, lf: tuple[np.ndarray, ...]) -> VoteMatrix:
+    """Crowd votes plus labeling-function votes (voters after the crowd's) in one matrix."""
+    items, voters, labels, names = lf
+    return VoteMatrix.from_arrays(
+        np.r_[crowd.items, items],
+        np.r_[crowd.voters, voters],
+        np.r_[crowd.labels, labels],
+        2,
+        item_ids=crowd.item_ids,
+        voter_ids=(*crowd.voter_ids, *names),
+    )
+
+
+def evaluate(corpus: Corpus, seeds: list[int]) -> dict:
+    """The protocol of the module docstring on one corpus."""
+    full = corpus.votes
+    counts, n_votes = full.counts(), full.votes_per_item()
+    threshold = min(GOLD_MIN_VOTES, int(n_votes.max()))
+    many = n_votes >= threshold
+    tie = many & (counts[:, 0] == counts[:, 1])
+    gold_items = np.flatnonzero(many & ~tie)
+    gold = counts[gold_items].argmax(axis=1)
+    lf = lf_votes(corpus, full.n_voters)
+    lf_only = aggregate(combined(full.select(np.zeros(full.n_votes, bool)), lf), "dawid_skene")
+    covered = lf_only.n_votes[gold_items] > 0
+    lf_covered_accuracy = (
+        round(float((lf_only.labels[gold_items][covered] == gold[covered]).mean()), 4)
+        if covered.any()
+        else None
+    )
+    # Dawid-Skene on every vote, nothing hidden: how far its latent class is from the gold.
+    ds_all = float((aggregate(full, "dawid_skene").labels[gold_items] == gold).mean())
+    scores: dict[str, dict[str, list[float]]] = {"accuracy": {}, "ece": {}}
+    kept_per_item = []
+    for seed in seeds:
+        kept = full.select(hide(full, gold_items, np.random.default_rng(seed)))
+        kept_per_item.append(float(kept.votes_per_item()[gold_items].mean()))
+        results = {s: aggregate(kept, s) for s in STRATEGIES[:3]}
+        results["lfs_only"] = lf_only
+        results["lfs_crowd"] = aggregate(combined(kept, lf), "dawid_skene")
+        for name, result in results.items():
+            right = result.labels[gold_items] == gold
+            ece = expected_calibration_error(result.probs[gold_items], gold)
+            scores["accuracy"].setdefault(name, []).append(float(right.mean()))
+            scores["ece"].setdefault(name, []).append(ece)
+    return {
+        "items": full.n_items,
+        "votes": full.n_votes,
+        "annotators": full.n_voters,
+        "gold_min_votes": threshold,
+        "gold_items": int(len(gold_items)),
+        "gold_positive_share": round(float(gold.mean()), 4),
+        "ties_dropped": int(tie.sum()),
+        "kept_votes_per_gold_item": round(median(kept_per_item), 3),
+        "lf_coverage_on_gold": round(float(covered.mean()), 4),
+        "lfs_only_accuracy_on_covered": lf_covered_accuracy,
+        "dawid_skene_all_votes_accuracy": round(ds_all, 4),
+        "accuracy": {s: round(median(v), 4) for s, v in scores["accuracy"].items()},
+        "ece": {s: round(median(v), 4) for s, v in scores["ece"].items()},
+    }
+
+
+def verdict(name: str, figures: Mapping) -> str:
+    """One plain sentence: is Dawid-Skene at least as accurate as majority here?"""
+    ds, mv = figures["accuracy"]["dawid_skene"], figures["accuracy"]["majority"]
+    if ds >= mv:
+        return f"{name}: Dawid-Skene is at least as accurate as majority ({ds:.4f} vs {mv:.4f})."
+    return (
+        f"{name}: Dawid-Skene is LESS accurate than majority here ({ds:.4f} vs {mv:.4f}); "
+        f"with no vote hidden it agrees with the majority gold on "
+        f"{figures['dawid_skene_all_votes_accuracy']:.4f} of the items."
+    )
+
+
+def print_dataset(name: str, figures: Mapping, note: str) -> None:
+    print()
+    print(
+        f"== {name}: {figures['items']:,} items, {figures['votes']:,} votes, "
+        f"{figures['annotators']:,} annotators"
+    )
+    threshold = figures["gold_min_votes"]
+    if threshold < GOLD_MIN_VOTES:
+        print(f"   no item has {GOLD_MIN_VOTES} votes: gold uses items with {threshold} votes")
+    print(
+        f"   gold: {figures['gold_items']:,} items with >= {threshold} votes "
+        f"({figures['ties_dropped']:,} ties dropped), {figures['gold_positive_share']:.1%} "
+        f"positive; {figures['kept_votes_per_gold_item']} votes kept per gold item on average; "
+        f"labeling functions cover {figures['lf_coverage_on_gold']:.1%} of gold items"
+    )
+    covered = figures["lfs_only_accuracy_on_covered"]
+    print(
+        f"   lfs_only on the gold items the functions cover: "
+        f"{'n/a' if covered is None else f'{covered:.4f}'}; dawid_skene with no vote "
+        f"hidden agrees with gold on {figures['dawid_skene_all_votes_accuracy']:.4f}"
+    )
+    if note:
+        print(f"   note: {note}")
+    print(f"   {'strategy':<16}{'accuracy':>10}{'ECE':>10}")
+    for strategy in STRATEGIES:
+        acc, ece = figures["accuracy"][strategy], figures["ece"][strategy]
+        print(f"   {strategy:<16}{acc:>10.4f}{ece:>10.4f}")
+    print("   " + verdict(name, figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5, help="hiding repeats (medians reported)")
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"no data folder at {args.data.resolve()}: see ../shared/data/README.md")
+    seeds = list(range(args.seeds))
+    # The importers warn per unreadable row; here a whole unreadable file is reported once.
+    logging.getLogger("mlcycle.importers").setLevel(logging.ERROR)
+
+    datasets, skipped = {}, {}
+    for name, (fmt, folder, files, note) in DATASETS.items():
+        where = args.data / folder
+        paths = [where / f for f in files] if files else [where]
+        if not all(p.exists() for p in paths):
+            skipped[name] = f"not found under {args.data}"
+            continue
+        corpus, stats = load(fmt, paths)
+        if corpus.votes.n_votes == 0:
+            skipped[name] = (
+                f"the {fmt} importer yields no binary toxicity votes from it "
+                f"(skipped rows: {stats['skipped_reasons']})"
+            )
+            continue
+        if corpus.votes.votes_per_item().max() < 2:
+            skipped[name] = "no item has 2 votes: nothing can be hidden and still leave one"
+            continue
+        print(f"{name}: evaluating ...", file=sys.stderr)
+        datasets[name] = evaluate(corpus, seeds)
+        if note:
+            datasets[name]["note"] = note
+        print_dataset(name, datasets[name], note)
+
+    print()
+    print(f"summary: median accuracy over {len(seeds)} seeds (ECE in brackets)")
+    print(f"{'dataset':<14}" + "".join(f"{s:>18}" for s in STRATEGIES))
+    for name, figures in datasets.items():
+        cells = [f"{figures['accuracy'][s]:.3f} ({figures['ece'][s]:.3f})" for s in STRATEGIES]
+        print(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    for name, figures in datasets.items():
+        print(verdict(name, figures))
+    result = {"benchmark": "labels", "seeds": seeds, "datasets": datasets, "skipped": skipped}
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
