@@ -143,6 +143,23 @@ def test_up_then_import_then_ctrl_c_leaves_nothing_running(
         time.sleep(0.3)
     assert {k: counts[k] for k in expected} == expected
 
+    labeled = subprocess.run(
+        _mlcycle("label", "--strategy", "mean_threshold", "--lfs", "none"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert labeled.returncode == 0, labeled.stdout + labeled.stderr
+    output = labeled.stdout + labeled.stderr
+    assert f"{N_COMMENTS:,} of {N_COMMENTS:,} items labeled" in output
+    assert "workers" in output.lower()  # the diagnostics table
+    (report,) = (Path(env["MLCYCLE_DATA_DIR"]) / "reports").glob("lr-*.html")
+    assert "data:image/png;base64," in report.read_text(encoding="utf-8")
+    label_url = f"http://127.0.0.1:{env['MLCYCLE_LABELER_PORT']}/v1/labels"
+    page = httpx.get(label_url, params={"limit": 5}, timeout=10).json()
+    assert len(page["items"]) == 5 and page["items"][0]["method"] == "mean_threshold"
+
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
     _, still_alive = psutil.wait_procs(children, timeout=15)
