@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,11 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import psutil
 import pytest
 
 from mlcycle.common.infra.process import free_port
+from mlcycle.common.settings import load_settings
 from mlcycle.importers.synthetic import write_wikidetox_files
+from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +214,83 @@ def test_import_of_a_missing_file_says_so_before_needing_a_broker(tmp_path: Path
     )
     assert done.returncode == 2
     assert "no such file or folder" in done.stderr
+
+
+def test_a_sigkilled_label_run_resumes_without_duplicate_labels(tmp_path: Path) -> None:
+    """`mlcycle label` is SIGKILLed mid-write; `--resume` finishes it with one label per item."""
+    n_items, chunk = 3000, 50
+    files = write_wikidetox_files(tmp_path / "big", n_items, votes_per_comment=3)
+    env = {**_isolated_env(tmp_path / "data"), "MLCYCLE_LABEL_CHUNK_ITEMS": str(chunk)}
+    stack = subprocess.Popen(
+        _mlcycle("up", "--no-redis"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    runs_url = f"http://127.0.0.1:{env['MLCYCLE_LABELER_PORT']}/v1/label-runs"
+    try:
+        _wait_until(lambda: httpx.get(runs_url, timeout=1).status_code == 200, 90)
+        imported = subprocess.run(
+            _mlcycle("import", "wikidetox", *map(str, files)), env=env, capture_output=True
+        )
+        assert imported.returncode == 0, imported.stderr
+        stats_url = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}/v1/stats"
+        _wait_until(
+            lambda: httpx.get(stats_url, timeout=5).json()["counts"]["votes"] == 3 * n_items, 60
+        )
+
+        label = subprocess.Popen(
+            _mlcycle("label", "--strategy", "majority", "--lfs", "none"),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def some_chunks_written() -> bool:
+            runs = httpx.get(runs_url, timeout=5).json()["items"]
+            return bool(runs) and (runs[0]["progress"].get("chunks_done") or 0) >= 5
+
+        _wait_until(some_chunks_written, 60, interval_s=0.02)
+        label.send_signal(signal.SIGKILL)
+        label.wait(10)
+        run = httpx.get(runs_url, timeout=5).json()["items"][0]
+        assert run["status"] == "running"
+        total = run["progress"]["chunks_total"]
+        assert run["progress"]["chunks_done"] < total, "the run finished before the kill"
+
+        resumed = subprocess.run(
+            _mlcycle("label", "--resume", run["id"]), env=env, capture_output=True, text=True
+        )
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        finished = httpx.get(f"{runs_url}/{run['id']}", timeout=5).json()
+        assert finished["status"] == "succeeded"
+        assert finished["progress"]["chunks_done"] == total
+        broker = load_settings(kafka_bootstrap=f"127.0.0.1:{env['MLCYCLE_EMBEDDED_KAFKA_PORT']}")
+        events = [
+            event
+            for record in read_all(broker, "labels", n_items, timeout_s=30)
+            if (event := orjson.loads(record.value))["run"] == run["id"]
+        ]
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.wait(60)
+
+    with sqlite3.connect(tmp_path / "data" / "store.sqlite3") as db:
+        rows, distinct = db.execute(
+            "SELECT count(*), count(DISTINCT json_extract(doc, '$.item_id')) FROM labels "
+            "WHERE json_extract(doc, '$.run') = ?",
+            (run["id"],),
+        ).fetchone()
+    assert rows == distinct == n_items
+    # Events: every item at least once; repeats only from the one chunk caught halfway.
+    assert len({e["item_id"] for e in events}) == n_items
+    assert len(events) <= n_items + chunk
+
+
+def _wait_until(condition, timeout_s: float, interval_s: float = 0.3) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval_s)
+    pytest.fail("condition not met in time")

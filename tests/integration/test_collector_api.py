@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from mlcycle.collector.api import create_app
 from mlcycle.collector.indexer import Indexer
@@ -27,7 +26,7 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, Store, open_store
-from tests.fixtures.broker import broker_settings
+from tests.fixtures.broker import broker_settings, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -85,28 +84,6 @@ def secured(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     yield from _start(settings, tmp_path_factory.mktemp("secured"))
 
 
-def read_topic(settings: Settings, topic: str, expected: int = 0, timeout_s: float = 15) -> list:
-    """Every record of ``topic`` up to its end, waiting until at least ``expected`` arrived."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        records: list = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-            ends = consumer.end_offsets(partitions)
-            if len(records) >= expected and all(
-                consumer.position(p) >= ends[p] for p in partitions
-            ):
-                break
-        return records
-    finally:
-        consumer.close()
-
-
 def error_of(response: httpx.Response) -> dict:
     """The ``error`` object of an error response (and a check of the shared shape)."""
     body = response.json()
@@ -128,7 +105,7 @@ def test_accepted_comments_are_in_the_topic_keyed_by_id(collector: Collector) ->
     assert response.json() == {"accepted": 2}
     assert "produce;dur=" in response.headers["server-timing"]
 
-    records = read_topic(collector.settings, collector.settings.topics.comments_raw, 2)
+    records = read_all(collector.settings, collector.settings.topics.comments_raw, 2)
     by_key = {r.key.decode(): orjson.loads(r.value) for r in records}
     assert by_key["c-1"]["text"] == "first"
     assert by_key["c-1"]["metadata"] == {"year": 2015, "logged_in": True}
@@ -156,7 +133,7 @@ def test_votes_are_keyed_by_item(collector: Collector) -> None:
     ]
     response = collector.post("/v1/votes", orjson.dumps(votes))
     assert response.status_code == 202, response.text
-    records = read_topic(collector.settings, collector.settings.topics.votes_raw, 2)
+    records = read_all(collector.settings, collector.settings.topics.votes_raw, 2)
     mine = [r for r in records if r.key == b"v-item"]
     assert sorted(orjson.loads(r.value)["annotator_id"] for r in mine) == ["w1", "w2"]
     assert len({r.partition for r in mine}) == 1
@@ -235,11 +212,11 @@ def test_rejected_batch_produces_nothing(collector: Collector) -> None:
     topic = collector.settings.topics.comments_raw
     marker = [{"id": "before-reject", "text": "ok"}]
     assert collector.post("/v1/comments", orjson.dumps(marker)).status_code == 202
-    before = read_topic(collector.settings, topic)
+    before = read_all(collector.settings, topic)
     assert any(r.key == b"before-reject" for r in before)
     batch = [{"id": "never-1", "text": "ok"}, {"id": "never-2"}]
     assert collector.post("/v1/comments", orjson.dumps(batch)).status_code == 422
-    after = read_topic(collector.settings, topic)
+    after = read_all(collector.settings, topic)
     assert len(after) == len(before)
     assert not [r for r in after if r.key in (b"never-1", b"never-2")]
 

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # The original talk's 80/10/10, for items whose source has no split of its own.
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     review_queue_size: int = Field(default=500, ge=1)
+    # Items per write of a label run: its labels, their events, then its progress mark.
+    label_chunk_items: int = Field(default=2000, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -40,7 +40,6 @@ from mlcycle.labeler.labeling import (
 log = logging.getLogger(__name__)
 
 KIND = "label"
-CHUNK_ITEMS = 2000
 ProgressHook = Callable[[dict[str, Any]], None]
 
 
@@ -81,13 +80,13 @@ class LabelRunner:
         store: Store,
         producer: RecordProducer,
         *,
-        chunk_items: int = CHUNK_ITEMS,
+        chunk_items: int | None = None,
         on_progress: ProgressHook | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.producer = producer
-        self.chunk_items = chunk_items
+        self.chunk_items = chunk_items or settings.label_chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
