@@ -226,3 +226,18 @@ def test_details_that_are_not_json_still_give_the_status(chan: grpc.Channel) -> 
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     body = orjson.loads(dict(caught.value.trailing_metadata())[ERROR_METADATA_KEY])
     assert body["error"]["details"] == {"ids": "{'x'}"}
+
+
+def test_every_service_answers_unparseable_bytes_with_invalid_argument(
+    chan: grpc.Channel,
+) -> None:
+    """A non-Python client's invalid UTF-8 in a string field is bad input, not INTERNAL."""
+    call = chan.unary_unary(
+        f"/{SERVICE}/GetComment",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        call(b"\x0a\x02\xff\xfe", timeout=5)  # field 1 (id), 2 bytes that are not UTF-8
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "UTF-8" in caught.value.details()

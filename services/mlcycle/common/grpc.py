@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -24,7 +25,7 @@ import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mlcycle.common.errors import MlcycleError, Unavailable
+from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,77 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
+@dataclass(frozen=True)
+class _Unparseable:
+    """Stands in for a request whose bytes did not parse, so the handler can refuse it."""
+
+    reason: str
+
+
+class RejectUnparseable(grpc.ServerInterceptor):
+    """Turns a request that fails to deserialize into INVALID_ARGUMENT for ``services``' methods.
+
+    gRPC answers a deserializer's exception with INTERNAL before any handler or
+    interceptor runs. Wrapping the deserializer lets the failure reach the
+    handler as a value, where it is raised as InvalidInput and mapped by the
+    ErrorInterceptor like any other bad input. Only unary-request methods of
+    ``services`` are wrapped; streaming ones keep gRPC's own handling.
+    """
+
+    def __init__(self, services: Sequence[str]) -> None:
+        self._prefixes = tuple(f"/{service}/" for service in services)
+        # method -> (handler seen, its wrapped twin): wrap once, not on every call. Threads
+        # racing on a first call at worst both wrap; each dict write is atomic.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or handler.unary_unary is None or not method.startswith(self._prefixes):
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            _refusing_unparseable(handler.unary_unary, method),
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        if deserialize is None:
+            return data
+        try:
+            return deserialize(data)
+        except Exception as exc:  # any parse failure is the sender's bytes, not our bug
+            return _Unparseable(str(exc) or type(exc).__name__)
+
+    return parse
+
+
+def _refusing_unparseable(
+    behavior: Callable[[Any, grpc.ServicerContext], Any], method: str
+) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Unparseable):
+            hint = " (string fields must hold valid UTF-8)" if "UTF-8" in request.reason else ""
+            raise InvalidInput(
+                f"the {method} request could not be parsed: {request.reason}{hint}",
+                details={"method": method, "reason": request.reason},
+            )
+        return behavior(request, context)
+
+    return handle
+
+
 class GrpcServer:
     """A bound, not yet started gRPC server with health and reflection (see build_server)."""
 
@@ -201,7 +273,7 @@ def build_server(
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=(ErrorInterceptor(), *interceptors),
+        interceptors=(ErrorInterceptor(), RejectUnparseable(service_names), *interceptors),
         options=_server_options(max_message_bytes),
     )
     for add_servicer, servicer in servicers:
