@@ -118,6 +118,17 @@ class Settings(BaseSettings):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
 
+    # -- featurizer
+    featurizer_port: int = 8003
+    featurizer_grpc_port: int = 50053
+    featurizer_group_id: str = "featurizer"
+    # The batch consumer runs as its own process; it serves /metrics and /healthz here.
+    featurizer_batch_metrics_port: int = 9403
+    # Empty means <data_dir>/artifacts (transforms, feature shards, later models).
+    artifacts_dir: Path | None = None
+    featurize_max_instances: int = Field(default=1000, ge=1)
+    shard_rows: int = Field(default=50_000, ge=1)
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, ...]:
@@ -138,6 +149,11 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """The bootstrap address clients connect to."""
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
+
+    @property
+    def artifacts_path(self) -> Path:
+        """Root of the artifact store (a shared volume in a cluster)."""
+        return self.artifacts_dir or self.data_dir / "artifacts"
 
     @property
     def store_path(self) -> Path:

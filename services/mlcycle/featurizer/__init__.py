@@ -1,0 +1,1 @@
+"""The featurizer: one versioned featurization for training and serving, fast and sparse."""
