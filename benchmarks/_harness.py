@@ -41,6 +41,9 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         indexer_metrics_port=free_port(),
         labeler_port=free_port(),
         labeler_stream_metrics_port=free_port(),
+        featurizer_port=free_port(),
+        featurizer_grpc_port=free_port(),
+        featurizer_batch_metrics_port=free_port(),
         log_level="WARNING",
         **overrides,
     )

@@ -27,9 +27,11 @@ app = typer.Typer(
 )
 collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
 labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
+featurizer_app = typer.Typer(help="The featurizer service: transforms, vectors, feature shards.")
 download_app = typer.Typer(help="Fetch public datasets into the local cache.")
 app.add_typer(collector_app, name="collector")
 app.add_typer(labeler_app, name="labeler")
+app.add_typer(featurizer_app, name="featurizer")
 app.add_typer(download_app, name="download")
 
 console = Console(stderr=True)
@@ -164,6 +166,52 @@ def label(
             lfs=lfs,
             resume=resume,
             html=html,
+        )
+    except MlcycleError as exc:
+        _fail(exc)
+
+
+@featurizer_app.command("api")
+def featurizer_api() -> None:
+    """Run the featurizer's REST (8003) and gRPC (50053) APIs in the foreground."""
+    from mlcycle.featurizer.api import serve
+
+    serve(_settings("featurizer"))
+
+
+@featurizer_app.command("batch")
+def featurizer_batch() -> None:
+    """Run the feature-set builder (consumes the labels topic) in the foreground."""
+    from mlcycle.featurizer.batch import run_batch
+
+    run_batch(_settings("featurizer-batch"))
+
+
+@app.command()
+def featurize(
+    fit: Annotated[
+        bool, typer.Option("--fit", help="Fit a new transform on the run's train split first.")
+    ] = False,
+    run: Annotated[
+        str | None, typer.Option(help="Label run to featurize (default: the latest).")
+    ] = None,
+    transform: Annotated[
+        str | None, typer.Option(help="Transform version (default: the current one).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="FeatureConfig as a JSON file, for --fit.")
+    ] = None,
+) -> None:
+    """Featurize a label run into compressed feature shards with a manifest (idempotent).
+
+    Without a fitted transform, one is fitted on the run's train split first.
+    """
+    from mlcycle.featurizer.cli import run_featurize_command
+
+    settings = _settings("featurize", interactive=True)
+    try:
+        run_featurize_command(
+            settings, console, refit=fit, label_run=run, transform=transform, config_path=config
         )
     except MlcycleError as exc:
         _fail(exc)

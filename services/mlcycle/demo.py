@@ -2,8 +2,9 @@
 
 The stages that exist so far: get the dataset, start the stack, import it
 through Kafka, wait until the indexer has stored it, query it back over
-REST, and build labels with the labeler (Dawid-Skene over crowd votes and
-labeling functions, with its diagnostics page). Featurization, training and
+REST, build labels with the labeler (Dawid-Skene over crowd votes and
+labeling functions, with its diagnostics page), then fit a transform on the
+train split and featurize the labeled items into shards. Training and
 serving join as their services land; the summary says plainly which stages
 ran.
 """
@@ -24,6 +25,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.pipeline import (
     ImportResult,
     collector_stats,
+    featurize_via_api,
     import_dataset,
     label_via_api,
     wait_until_indexed,
@@ -31,7 +33,7 @@ from mlcycle.pipeline import (
 from mlcycle.stack import LocalStack
 
 T = TypeVar("T")
-NOT_YET = "featurize · train · deploy · predict (their services are not built yet)"
+NOT_YET = "train · deploy · predict (their services are not built yet)"
 
 
 def _timed(console: Console, name: str, timings: dict[str, float], fn: Callable[[], T]) -> T:
@@ -69,6 +71,7 @@ class DemoRun:
     search_hits: int
     label_run: dict[str, Any]
     report_path: Path
+    features: dict[str, Any]
 
 
 def run_demo(
@@ -88,12 +91,20 @@ def run_demo(
         )
         console.print(imported.describe())
         _timed(console, "index", timings, lambda: wait_until_indexed(resolved))
+        counts = dict(collector_stats(resolved).get("counts", {}))
+        search_hits = _sample_search(resolved)
+        label_run, report_path = _label_stage(resolved, console, timings)
+        features = _timed(
+            console, "featurize", timings, lambda: featurize_via_api(resolved, label_run["id"])
+        )
         run = DemoRun(
             imported=imported,
-            counts=dict(collector_stats(resolved).get("counts", {})),
+            counts=counts,
             dead_lettered=_dead_lettered(resolved),
-            search_hits=_sample_search(resolved),
-            **_label_stage(resolved, console, timings),
+            search_hits=search_hits,
+            label_run=label_run,
+            report_path=report_path,
+            features=features,
         )
     finally:
         stack.stop()
@@ -111,7 +122,7 @@ def _label_stage(settings: Settings, console: Console, timings: dict[str, float]
     )
     path = settings.data_dir / "reports" / f"{run['id']}.html"
     write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
-    return {"label_run": run, "report_path": path}
+    return run, path
 
 
 def _dead_lettered(settings: Settings) -> dict[str, int]:
@@ -155,6 +166,14 @@ def _summary(
     )
     for split, balance in stats["class_balance"].items():
         table.add_row(f"{split} split by class", " / ".join(f"{n:,}" for n in balance.values()))
+    transform, feature_set = run.features["transform"], run.features["feature_set"]
+    table.add_row(
+        "transform (fitted on train)", f"{transform['version']}, dim {transform['dim']:,}"
+    )
+    table.add_row(
+        "feature rows (train / dev / test)",
+        " / ".join(f"{feature_set['splits'][s]['rows']:,}" for s in ("train", "dev", "test")),
+    )
     for name, seconds in timings.items():
         table.add_row(f"time: {name}", f"{seconds:.1f} s")
     console.print(table)

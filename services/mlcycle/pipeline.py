@@ -142,3 +142,15 @@ def label_via_api(
                 raise Unavailable(f"label run {run_id} failed: {run.get('error')}")
             time.sleep(0.5)
     raise Unavailable(f"label run {run_id} did not finish within {timeout_s:.0f} s")
+
+
+def featurize_via_api(settings: Settings, label_run: str) -> dict[str, object]:
+    """Fit a transform on ``label_run``'s train split and build its feature set, over REST."""
+    base = f"http://{settings.host}:{settings.featurizer_port}"
+    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=600.0) as client:
+        fitted = client.post("/v1/transforms", json={"label_run": label_run})
+        fitted.raise_for_status()
+        built = client.post("/v1/feature-sets", json={"label_run": label_run})
+        built.raise_for_status()
+        return {"transform": fitted.json(), "feature_set": built.json()}

@@ -31,6 +31,8 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
     "collector-indexer": ("collector", "indexer"),
     "labeler-api": ("labeler", "api"),
     "labeler-stream": ("labeler", "stream"),
+    "featurizer-api": ("featurizer", "api"),
+    "featurizer-batch": ("featurizer", "batch"),
 }
 
 
@@ -130,6 +132,8 @@ class LocalStack:
             "collector-indexer": f"http://{s.host}:{s.indexer_metrics_port}/healthz",
             "labeler-api": f"http://{s.host}:{s.labeler_port}/readyz",
             "labeler-stream": f"http://{s.host}:{s.labeler_stream_metrics_port}/healthz",
+            "featurizer-api": f"http://{s.host}:{s.featurizer_port}/readyz",
+            "featurizer-batch": f"http://{s.host}:{s.featurizer_batch_metrics_port}/healthz",
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))

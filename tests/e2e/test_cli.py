@@ -41,6 +41,9 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
         "MLCYCLE_INDEXER_METRICS_PORT": str(free_port()),
         "MLCYCLE_LABELER_PORT": str(free_port()),
         "MLCYCLE_LABELER_STREAM_METRICS_PORT": str(free_port()),
+        "MLCYCLE_FEATURIZER_PORT": str(free_port()),
+        "MLCYCLE_FEATURIZER_GRPC_PORT": str(free_port()),
+        "MLCYCLE_FEATURIZER_BATCH_METRICS_PORT": str(free_port()),
         "COLUMNS": "120",  # rich wraps the summary table at the terminal width
     }
 
@@ -81,6 +84,13 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     assert _figure(output, "dead-lettered") == 0
     assert _figure(output, "items labeled (dawid_skene + LFs)") == N_COMMENTS
     assert _figure(output, "label events published") == N_COMMENTS
+    rows = re.search(
+        r"feature rows \(train / dev / test\)\s*│\s*([\d,]+) / ([\d,]+) / ([\d,]+)", output
+    )
+    assert rows, output
+    assert sum(int(n.replace(",", "")) for n in rows.groups()) == N_COMMENTS
+    (manifest,) = (tmp_path / "data" / "artifacts" / "features").glob("tf-*/lr-*/manifest.json")
+    assert orjson.loads(manifest.read_bytes())["rows"] == N_COMMENTS
     reports = list((tmp_path / "data" / "reports").glob("lr-*.html"))
     assert len(reports) == 1 and "conflict" in reports[0].read_text(encoding="utf-8")
     # It says plainly which stages it did not run.
@@ -163,6 +173,17 @@ def test_up_then_import_then_ctrl_c_leaves_nothing_running(
     label_url = f"http://127.0.0.1:{env['MLCYCLE_LABELER_PORT']}/v1/labels"
     page = httpx.get(label_url, params={"limit": 5}, timeout=10).json()
     assert len(page["items"]) == 5 and page["items"][0]["method"] == "mean_threshold"
+
+    featurized = subprocess.run(
+        _mlcycle("featurize"), env=env, capture_output=True, text=True, timeout=120
+    )
+    assert featurized.returncode == 0, featurized.stdout + featurized.stderr
+    assert "fitted transform tf-" in featurized.stderr
+    manifests = list(
+        Path(env["MLCYCLE_DATA_DIR"]).glob("artifacts/features/tf-*/lr-*/manifest.json")
+    )
+    assert len(manifests) == 1
+    assert orjson.loads(manifests[0].read_bytes())["rows"] == N_COMMENTS
 
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0

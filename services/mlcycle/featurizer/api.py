@@ -1,0 +1,205 @@
+"""The featurizer's REST API (8003); its gRPC API (50053) runs in the same process.
+
+Both are thin over :class:`~mlcycle.featurizer.service.FeaturizerCore`, so a
+text gets the same vector from REST, gRPC, a feature shard or an in-process
+``Transform.apply``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlcycle import __version__
+from mlcycle.common.http import (
+    OrjsonResponse,
+    add_health_routes,
+    error_responses,
+    install_error_handlers,
+    install_metrics,
+    require_api_key,
+    serve_app,
+)
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import Store, open_store
+from mlcycle.featurizer.config import FeatureConfig
+from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.shards import build_feature_set, list_feature_sets, read_manifest
+from mlcycle.records import MAX_TEXT_CHARS
+
+log = logging.getLogger(__name__)
+
+SERVICE = "featurizer"
+
+
+class Instance(BaseModel):
+    """One text to featurize, with the metadata the transform was fitted on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeaturizeRequest(BaseModel):
+    """Texts in; ``transform`` defaults to the current version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Instance]
+    transform: str | None = Field(default=None, max_length=64)
+
+
+class FitRequest(BaseModel):
+    """Fit a transform on a label run's train split (default: the task's latest run)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label_run: str | None = Field(default=None, max_length=128)
+    task: str | None = Field(default=None, max_length=128)
+    config: FeatureConfig = Field(default_factory=FeatureConfig)
+    make_current: bool = True
+
+
+class FeatureSetRequest(BaseModel):
+    """Featurize a finished label run into shards (default: current transform)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label_run: str = Field(max_length=128)
+    transform: str | None = Field(default=None, max_length=64)
+
+
+def _vectors(featurized: Any) -> list[dict[str, Any]]:
+    batch = featurized.batch
+    vectors = []
+    for i in range(len(batch)):
+        indices, values = batch.row(i)
+        vectors.append(
+            {
+                "indices": indices.tolist(),
+                "values": values.tolist(),
+                "truncated": bool(batch.truncated[i]),
+            }
+        )
+    return vectors
+
+
+def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    auth = [Depends(require_api_key(settings))]
+
+    @router.post(
+        "/featurize",
+        responses=error_responses(400, 404, 413, 422),
+        summary="Sparse vectors for texts, with any stored transform version",
+    )
+    def featurize(request: FeaturizeRequest = Body(...)) -> OrjsonResponse:
+        featurized = core.featurize(
+            [i.text for i in request.instances],
+            [i.metadata for i in request.instances],
+            request.transform,
+        )
+        body = {
+            "transform": featurized.version,
+            "dim": featurized.batch.dim,
+            "vectors": _vectors(featurized),
+            "truncated": int(featurized.batch.truncated.sum()),
+        }
+        return OrjsonResponse(body)
+
+    @router.get("/transforms", summary="Stored transform versions and the current one")
+    def transforms() -> OrjsonResponse:
+        return OrjsonResponse({"current": core.current_version(), "versions": core.versions()})
+
+    @router.get(
+        "/transforms/{version}",
+        responses=error_responses(404),
+        summary="A transform's metadata and statistics ('current' for the current one)",
+    )
+    def transform(version: str) -> OrjsonResponse:
+        return OrjsonResponse(core.describe(None if version == "current" else version))
+
+    @router.post(
+        "/transforms",
+        status_code=201,
+        responses=error_responses(400, 401, 404, 422),
+        dependencies=auth,
+        summary="Fit a transform on a label run's train split",
+    )
+    def fit(request: FitRequest = Body(default_factory=FitRequest)) -> OrjsonResponse:
+        fitted, run_id = core.fit(
+            request.label_run, request.config, task=request.task, make_current=request.make_current
+        )
+        body = {**core.describe(fitted.version), "label_run": run_id}
+        return OrjsonResponse(body, status_code=201)
+
+    @router.post(
+        "/transforms/{version}/current",
+        responses=error_responses(401, 404),
+        dependencies=auth,
+        summary="Make a stored transform the current one",
+    )
+    def make_current(version: str) -> OrjsonResponse:
+        core.set_current(version)
+        return OrjsonResponse(core.describe(version))
+
+    @router.get("/feature-sets", summary="Complete feature sets (their manifests)")
+    def feature_sets() -> OrjsonResponse:
+        return OrjsonResponse({"items": list_feature_sets(core.root)})
+
+    @router.post(
+        "/feature-sets",
+        status_code=201,
+        responses=error_responses(400, 401, 404, 422),
+        dependencies=auth,
+        summary="Featurize a finished label run into shards (idempotent)",
+    )
+    def build(request: FeatureSetRequest = Body(...)) -> OrjsonResponse:
+        manifest = build_feature_set(core, store, request.label_run, request.transform)
+        return OrjsonResponse(manifest, status_code=201)
+
+    @router.get(
+        "/feature-sets/{version}/{label_run}",
+        responses=error_responses(404),
+        summary="One feature set's manifest",
+    )
+    def manifest(version: str, label_run: str) -> OrjsonResponse:
+        return OrjsonResponse(read_manifest(core.root, version, label_run))
+
+    return router
+
+
+def create_app(settings: Settings, *, core: FeaturizerCore, store: Store) -> FastAPI:
+    """The featurizer's ASGI app (the caller owns the store)."""
+    app = FastAPI(
+        title="mlcycle featurizer",
+        version=__version__,
+        description=(
+            "Versioned featurization: fit transforms on label runs, featurize texts, build "
+            'feature shards. Errors are `{"error": {"code", "message", "details"}}`.'
+        ),
+    )
+    install_error_handlers(app)
+    install_metrics(app, SERVICE)
+    add_health_routes(app, lambda: {"store": store.ping()})
+    app.include_router(_router(settings, core, store))
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """REST on ``featurizer_port`` and gRPC on ``featurizer_grpc_port`` until SIGINT/SIGTERM."""
+    from mlcycle.featurizer.grpc_api import build_grpc_server
+
+    store = open_store(settings)
+    core = FeaturizerCore(settings, store)
+    grpc_server = build_grpc_server(settings, core).start()
+    try:
+        app = create_app(settings, core=core, store=store)
+        serve_app(app, settings.host, settings.featurizer_port, service=SERVICE)
+    finally:
+        grpc_server.stop(grace=5)
+        store.close()
