@@ -31,3 +31,15 @@ EXPOSE 8002
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8002/healthz', timeout=2)" || exit 1
 CMD ["mlcycle", "labeler", "api"]
+
+FROM base AS featurizer
+COPY pyproject.toml README.md ./
+COPY services/mlcycle/__init__.py services/mlcycle/__init__.py
+RUN pip install '.[featurizer]' && pip uninstall -y mlcycle
+COPY services ./services
+RUN pip install --no-deps '.[featurizer]'
+USER 10001
+EXPOSE 8003 50053
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8003/healthz', timeout=2)" || exit 1
+CMD ["mlcycle", "featurizer", "api"]
