@@ -170,12 +170,16 @@ def decode_record(value: bytes | None, model: type[M]) -> M:
     try:
         return model.model_validate(parsed)
     except ValidationError as exc:
-        raise InvalidRecord(f"invalid record: {_flat_errors(exc)}", reason="schema") from None
+        raise InvalidRecord(f"invalid record: {flat_errors(exc)}", reason="schema") from None
 
 
-def _flat_errors(exc: ValidationError) -> str:
-    # One line, "field: message; field: message", for the dead letter's error text.
+def flat_errors(exc: ValidationError, prefix: str = "") -> str:
+    """One line, ``field: message; field: message``, for dead letters and CLI errors."""
+
+    def where(loc: tuple[int | str, ...]) -> str:
+        return ".".join(map(str, (prefix, *loc) if prefix else loc)) or "<record>"
+
     return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '<record>'}: {err['msg']}"
+        f"{where(err['loc'])}: {err['msg']}"
         for err in exc.errors(include_url=False, include_input=False, include_context=False)
     )

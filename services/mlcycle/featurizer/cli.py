@@ -18,6 +18,7 @@ from mlcycle.featurizer.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set
 from mlcycle.labeler.runs import latest_run
+from mlcycle.records import flat_errors
 
 
 def load_config(path: Path | None) -> FeatureConfig:
@@ -29,8 +30,7 @@ def load_config(path: Path | None) -> FeatureConfig:
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"cannot read feature config {path}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad feature config {path}: {problems}") from None
+        raise InvalidInput(f"bad feature config {path}: {flat_errors(exc)}") from None
 
 
 def run_featurize_command(

@@ -36,7 +36,7 @@ from mlcycle.common.settings import Settings, load_settings
 from mlcycle.featurizer.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
-from mlcycle.records import MAX_TEXT_CHARS
+from mlcycle.records import MAX_TEXT_CHARS, flat_errors
 
 SERVICE_NAME = featurizer_pb2.DESCRIPTOR.services_by_name["FeaturizerService"].full_name
 # Doubles represent every integer up to 2**53 exactly; beyond it a "whole" double
@@ -161,11 +161,9 @@ def _feature_config(struct: struct_pb2.Struct) -> FeatureConfig:
         return FeatureConfig.model_validate(struct_to_dict(struct))
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        problems = "; ".join(
-            f"{'.'.join(['config', *map(str, error['loc'])])}: {error['msg']}" for error in errors
-        )
         raise ValidationFailed(
-            f"invalid config: {problems}", details={"errors": _json_safe(errors)}
+            f"invalid config: {flat_errors(exc, 'config')}",
+            details={"errors": _json_safe(errors)},
         ) from None
 
 

@@ -16,6 +16,7 @@ from mlcycle.common.store import open_store
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.report import render_table, write_html
 from mlcycle.labeler.runs import LabelRunner
+from mlcycle.records import flat_errors
 
 
 def parse_params(
@@ -33,8 +34,7 @@ def parse_params(
             labeling_functions=names,
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"bad label options: {problems}") from None
+        raise InvalidInput(f"bad label options: {flat_errors(exc)}") from None
 
 
 def run_label_command(
