@@ -21,12 +21,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from prometheus_client import REGISTRY
 
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
+from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +224,7 @@ def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
     assert sum(r.message == "record dead-lettered" for r in caplog.records) == 2
     assert len(sink.deliveries()) == 20
     assert committed(settings, settings.indexer_group_id) == ends
-    dlq = read_topic(settings, settings.topics.dlq(settings.topics.comments_raw), 2)
+    dlq = read_all(settings, settings.topics.dlq(settings.topics.comments_raw), 2)
     by_key = {r.key: r for r in dlq}
     assert set(by_key) == {b"bad-json", b"bad-utf8"}
     text = orjson.loads(by_key[b"bad-json"].value)
@@ -235,31 +236,12 @@ def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
     assert binary["value_encoding"] == "base64"
     assert base64.b64decode(binary["value"]) == b"\xff\xfe\x00"
     # The original position, as the broker assigned it.
-    original = read_topic(settings, settings.topics.comments_raw, 22)
+    original = read_all(settings, settings.topics.comments_raw, 22)
     position = {r.key: (r.partition, r.offset) for r in original}
     for key, record in by_key.items():
         body = orjson.loads(record.value)["original"]
         assert (body["partition"], body["offset"]) == position[key]
         assert dict(record.headers)["mlcycle-dlq-error"].startswith(b"invalid JSON")
-
-
-def read_topic(settings: Settings, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=3000,
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
 
 
 # -- a real process -----------------------------------------------------------------------------

@@ -8,35 +8,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer
 from prometheus_client import REGISTRY
 
 from mlcycle.common.errors import PayloadTooLarge, Unavailable
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.kafka.producer import MAX_REQUEST_BYTES, RecordProducer
 from mlcycle.common.settings import Settings
-from tests.fixtures.broker import broker_settings
+from tests.fixtures.broker import broker_settings, read_all
 
 pytestmark = pytest.mark.integration
-
-
-def _read_all(settings: Settings, topic: str, expected: int) -> list:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=3000,
-    )
-    records = []
-    try:
-        for record in consumer:
-            records.append(record)
-            if len(records) >= expected:
-                break
-    finally:
-        consumer.close()
-    return records
 
 
 def _produced_total(topic: str) -> float:
@@ -57,7 +37,7 @@ def test_send_batch_acknowledges_every_record_and_keys_pick_the_partition(
         assert producer.send_batch(topic, items) == len(items)
     assert _produced_total(topic) == len(items)
 
-    records = _read_all(kafka_settings, topic, len(items))
+    records = read_all(kafka_settings, topic, len(items))
     assert len(records) == len(items)
     partitions_of: dict[bytes, set[int]] = defaultdict(set)
     versions_of: dict[bytes, list[int]] = defaultdict(list)
@@ -90,7 +70,7 @@ def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
             t.join(30)
     assert not errors
     assert sorted(results) == [250] * 8
-    records = _read_all(kafka_settings, topic, 2000)
+    records = read_all(kafka_settings, topic, 2000)
     assert len({r.key for r in records}) == 2000
 
 
@@ -100,7 +80,7 @@ def test_send_returns_a_future_and_keeps_headers(kafka_settings: Settings) -> No
         metadata = producer.send(topic, "k1", b"v1", [("h", b"x")]).get(10)
         producer.flush(10)
     assert metadata.topic == topic and metadata.offset >= 0
-    (record,) = _read_all(kafka_settings, topic, 1)
+    (record,) = read_all(kafka_settings, topic, 1)
     assert (record.key, record.value, list(record.headers)) == (b"k1", b"v1", [("h", b"x")])
 
 
