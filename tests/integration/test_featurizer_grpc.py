@@ -27,6 +27,7 @@ from mlcycle.featurizer.grpc_api import (
 )
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.transform import Transform, fit
+from mlcycle.labeler.runs import record_latest
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 from mlcycle.records import MAX_TEXT_CHARS
 
@@ -89,6 +90,7 @@ def seed_label_run(store: Store, texts: list[str], metadata: list[dict[str, obje
     store.upsert(COMMENTS, comments)
     store.upsert(LABELS, labels)
     store.upsert(RUNS, [run])
+    record_latest(store, run)
     store.refresh()
 
 

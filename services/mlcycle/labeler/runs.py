@@ -52,15 +52,25 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"lr-{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def latest_run(store: Store, task: str, *, before: str | None = None) -> dict[str, Any] | None:
-    """The newest succeeded label run of ``task`` (older than run id ``before``, if given)."""
-    newest = None
-    for run in store.scan(RUNS, filters={"kind": KIND, "task": task, "status": "succeeded"}):
-        if before is not None and run["id"] >= before:
-            continue
-        if newest is None or run["id"] > newest["id"]:
-            newest = run
-    return newest
+def _latest_pointer(task: str) -> str:
+    return f"latest-label-run-{task}"
+
+
+def latest_run(store: Store, task: str) -> dict[str, Any] | None:
+    """The label run of ``task`` that succeeded last, or None.
+
+    Read through a small pointer record written when a run succeeds: label
+    reads ask for it on every request, and scanning every run record (each
+    holding its whole diagnostics report) would grow with the run history.
+    """
+    pointer = store.get(RUNS, _latest_pointer(task))
+    return store.get(RUNS, pointer["run"]) if pointer is not None else None
+
+
+def record_latest(store: Store, run: dict[str, Any]) -> None:
+    """Make the succeeded ``run`` the one :func:`latest_run` answers for its task."""
+    pointer = {"id": _latest_pointer(run["task"]), "kind": "label-pointer", "run": run["id"]}
+    store.upsert(RUNS, [pointer])
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
@@ -155,7 +165,7 @@ class LabelRunner:
             log.exception("label run failed", extra={"run": run_id})
             self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
-        return self._save(
+        finished = self._save(
             run,
             status="succeeded",
             stats=stats,
@@ -164,6 +174,8 @@ class LabelRunner:
             progress={**run["progress"], "phase": "done"},
             finished_at=_now().isoformat(),
         )
+        record_latest(self.store, finished)
+        return finished
 
     def _write_labels(
         self, run: dict[str, Any], params: RunParams, corpus: Corpus, labeling: Labeling
