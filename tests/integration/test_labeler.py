@@ -18,7 +18,7 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
-from mlcycle.labeler.api import RunWorker, create_app, resume_unfinished
+from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner, get_run
 from mlcycle.labeler.stream import LabelStream, live_run
@@ -253,7 +253,7 @@ def api(
 ) -> Iterator[tuple[str, Store]]:
     secured = settings.model_copy(update={"api_keys": ("k1",)})
     store = open_store(secured)
-    worker = RunWorker(LabelRunner(secured, store, producer)).start()
+    worker = run_worker(LabelRunner(secured, store, producer)).start()
     app = create_app(secured, store=store, producer=producer, worker=worker)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{server.port}", store
@@ -342,7 +342,7 @@ def test_unfinished_runs_are_resumed_at_start(
     runner = LabelRunner(settings, sqlite_store, producer)
     queued = runner.create(RunParams(strategy="majority", labeling_functions=[]))
     sqlite_store.upsert(RUNS, [{**queued, "status": "running"}])  # as a killed process left it
-    worker = RunWorker(runner).start()
+    worker = run_worker(runner).start()
     try:
         assert resume_unfinished(sqlite_store, worker) == [queued["id"]]
         wait_for(lambda: get_run(sqlite_store, queued["id"])["status"] == "succeeded")

@@ -9,8 +9,6 @@ are resumed when the service starts.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
@@ -31,6 +29,8 @@ from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import LABELS, RUNS, VOTES, Store, open_store
+from mlcycle.common.worker import JobWorker
+from mlcycle.common.worker import resume_unfinished as resume_runs
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run
@@ -58,34 +58,9 @@ class HumanLabelsAccepted(BaseModel):
     votes: list[str]
 
 
-class RunWorker:
-    """Executes queued runs one at a time on a daemon thread."""
-
-    def __init__(self, runner: LabelRunner) -> None:
-        self.runner = runner
-        self.active: str | None = None
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._work, name="label-runs", daemon=True)
-
-    def start(self) -> RunWorker:
-        self._thread.start()
-        return self
-
-    def submit(self, run_id: str) -> None:
-        self._queue.put(run_id)
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def _work(self) -> None:
-        while (run_id := self._queue.get()) is not None:
-            self.active = run_id
-            try:
-                self.runner.execute(run_id)
-            except Exception:  # recorded on the run as status "failed"
-                log.exception("label run %s failed", run_id)
-            finally:
-                self.active = None
+def run_worker(runner: LabelRunner) -> JobWorker:
+    """The thread that executes queued label runs one at a time."""
+    return JobWorker(runner, name="label-runs")
 
 
 def _check_params(params: RunParams) -> None:
@@ -93,7 +68,7 @@ def _check_params(params: RunParams) -> None:
         registered(params.task, params.labeling_functions)  # InvalidInput names unknown ones
 
 
-def _runs_router(settings: Settings, store: Store, worker: RunWorker) -> APIRouter:
+def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["label runs"])
     auth = [Depends(require_api_key(settings))]
 
@@ -235,7 +210,7 @@ def _reviewed(store: Store, item_id: str) -> bool:
 
 
 def create_app(
-    settings: Settings, *, store: Store, producer: RecordProducer, worker: RunWorker
+    settings: Settings, *, store: Store, producer: RecordProducer, worker: JobWorker
 ) -> FastAPI:
     """The labeler's ASGI app (the caller owns the store, producer and worker)."""
     app = FastAPI(
@@ -255,17 +230,9 @@ def create_app(
     return app
 
 
-def resume_unfinished(store: Store, worker: RunWorker) -> list[str]:
-    """Queue the runs a previous process left queued or running; returns their ids."""
-    unfinished = [
-        run["id"]
-        for run in store.scan(RUNS, filters={"kind": KIND})
-        if run.get("status") in ("queued", "running")
-    ]
-    for run_id in sorted(unfinished):
-        log.info("resuming label run %s", run_id)
-        worker.submit(run_id)
-    return unfinished
+def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
+    """Queue the label runs a previous process left queued or running; returns their ids."""
+    return resume_runs(store, worker, KIND)
 
 
 def serve(settings: Settings) -> None:
@@ -273,7 +240,7 @@ def serve(settings: Settings) -> None:
     ensure_topics(settings)
     store = open_store(settings)
     producer = RecordProducer(settings, client_id=SERVICE)
-    worker = RunWorker(LabelRunner(settings, store, producer)).start()
+    worker = run_worker(LabelRunner(settings, store, producer)).start()
     try:
         resume_unfinished(store, worker)
         app = create_app(settings, store=store, producer=producer, worker=worker)
