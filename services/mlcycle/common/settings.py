@@ -129,6 +129,28 @@ class Settings(BaseSettings):
     featurize_max_instances: int = Field(default=1000, ge=1)
     shard_rows: int = Field(default=50_000, ge=1)
 
+    # -- trainer
+    trainer_port: int = 8004
+    trainer_group_id: str = "trainer"
+    # Empty means <data_dir>/models: the model base path, <name>/<version>/ as TF Serving reads it.
+    models_dir: Path | None = None
+    # The name a task's models are served under (TF Serving's --model_name).
+    model_name: str = Field(default="toxicity", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # A candidate is blessed only if its dev metric beats production's by at least this much.
+    bless_metric: Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"] = "roc_auc"
+    bless_margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    # A blessed candidate becomes the serving version at once (else: POST :promote).
+    auto_promote: bool = True
+    # Start a search with the default config whenever a new label run of the task finishes.
+    train_on_new_label_runs: bool = False
+    # Where the model server finds the base path named in its config file (the same
+    # folder mounted elsewhere in a container); empty means models_path itself.
+    model_server_base_path: str = ""
+    # Optuna's study storage (an SQLAlchemy URL); empty means SQLite under the data dir.
+    study_storage: str = ""
+    # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
+    infra_validation_timeout_s: float = Field(default=120.0, gt=0)
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, ...]:
@@ -154,6 +176,19 @@ class Settings(BaseSettings):
     def artifacts_path(self) -> Path:
         """Root of the artifact store (a shared volume in a cluster)."""
         return self.artifacts_dir or self.data_dir / "artifacts"
+
+    @property
+    def models_path(self) -> Path:
+        """The model base path: ``<name>/<version>/`` SavedModels the model server polls."""
+        return self.models_dir or self.data_dir / "models"
+
+    @property
+    def study_storage_url(self) -> str:
+        """Where hyper-parameter searches keep their trials, so a killed search resumes."""
+        return (
+            self.study_storage
+            or f"sqlite:///{(self.data_dir / 'trainer-studies.sqlite3').resolve()}"
+        )
 
     @property
     def store_path(self) -> Path:

@@ -1,0 +1,220 @@
+"""The trainer's REST API (8004): training jobs and the model registry.
+
+``POST /v1/jobs`` answers at once with the job id; a worker thread runs the
+job and ``GET /v1/jobs/{id}`` shows its stage and search progress. Jobs a
+previous process left unfinished are queued again at start-up and resume
+their Optuna study. When ``train_on_new_label_runs`` is set, a watcher
+starts a job with the default config for every new label run of the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Body, Depends, FastAPI, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from mlcycle import __version__
+from mlcycle.common.errors import NotFound
+from mlcycle.common.http import (
+    OrjsonResponse,
+    add_health_routes,
+    error_responses,
+    install_error_handlers,
+    install_metrics,
+    require_api_key,
+    serve_app,
+)
+from mlcycle.common.kafka.admin import ensure_topics
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import RUNS, Store, open_store
+from mlcycle.common.worker import JobWorker, resume_unfinished
+from mlcycle.labeler.runs import latest_run
+from mlcycle.trainer.config import JobConfig
+from mlcycle.trainer.jobs import KIND, TRIAL_KIND, JobRunner, get_job
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.registry_api import models_router
+
+log = logging.getLogger(__name__)
+
+SERVICE = "trainer"
+LABEL_RUN_POLL_S = 10.0
+
+
+class JobStarted(BaseModel):
+    """A job was queued; poll ``GET /v1/jobs/{id}``."""
+
+    id: str
+    status: str
+    label_run: str
+
+
+def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["jobs"])
+    runner: JobRunner = worker.runner  # type: ignore[assignment]
+    auth = [Depends(require_api_key(settings))]
+
+    @router.post(
+        "/jobs",
+        status_code=202,
+        response_model=JobStarted,
+        responses=error_responses(400, 401, 404, 422),
+        dependencies=auth,
+        summary="Start a training job: search, evaluate, bless, export (returns at once)",
+    )
+    def start_job(config: JobConfig = Body(default_factory=JobConfig)) -> OrjsonResponse:
+        job = runner.create(config)
+        worker.submit(job["id"])
+        body = {"id": job["id"], "status": job["status"], "label_run": job["label_run"]}
+        return OrjsonResponse(body, status_code=202)
+
+    @router.get("/jobs", summary="Training jobs, newest first")
+    def list_jobs(limit: int = Query(20, ge=1, le=200)) -> OrjsonResponse:
+        page = store.search(RUNS, filters={"kind": KIND}, limit=1000)
+        jobs = sorted(page.items, key=lambda j: j["id"], reverse=True)[:limit]
+        return OrjsonResponse({"jobs": [_brief(j) for j in jobs], "active": worker.active})
+
+    @router.get(
+        "/jobs/{job_id}",
+        responses=error_responses(404),
+        summary="A job's stage, search progress and, when done, its result",
+    )
+    def job(job_id: str) -> OrjsonResponse:
+        return OrjsonResponse(get_job(store, job_id))
+
+    @router.get(
+        "/jobs/{job_id}/trials",
+        responses=error_responses(404),
+        summary="Every finished trial of a job: parameters, dev metric, state, time",
+    )
+    def trials(job_id: str) -> OrjsonResponse:
+        get_job(store, job_id)
+        found = list(store.scan(RUNS, filters={"kind": TRIAL_KIND, "job": job_id}))
+        found.sort(key=lambda t: t.get("number", 0))
+        return OrjsonResponse({"job": job_id, "trials": found})
+
+    @router.get(
+        "/jobs/{job_id}/report",
+        response_class=HTMLResponse,
+        responses=error_responses(404),
+        summary="The job's HTML report (plots, trials, metrics)",
+    )
+    def report(job_id: str) -> HTMLResponse:
+        found = get_job(store, job_id)
+        path = Path(((found.get("result") or {}).get("report")) or "")
+        if not path.is_file():
+            raise NotFound(f"job {job_id} has no report yet ({found['status']})")
+        return HTMLResponse(path.read_text(encoding="utf-8"))
+
+    return router
+
+
+def _brief(job: dict[str, Any]) -> dict[str, Any]:
+    result = job.get("result") or {}
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "label_run": job.get("label_run"),
+        "progress": job.get("progress"),
+        "model": result.get("model"),
+        "error": job.get("error"),
+        "created_at": job.get("created_at"),
+    }
+
+
+class LabelRunWatcher:
+    """Starts a default job for each label run of the task that finishes after start-up."""
+
+    def __init__(self, settings: Settings, store: Store, worker: JobWorker) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = worker
+        self._stop = threading.Event()
+        current = latest_run(store, settings.label_task)
+        self._seen = current["id"] if current else None
+        self._thread = threading.Thread(target=self._watch, name="label-run-watcher", daemon=True)
+
+    def start(self) -> LabelRunWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def check(self) -> str | None:
+        """Start a job if a new label run finished; returns the job id."""
+        run = latest_run(self.store, self.settings.label_task)
+        if run is None or run["id"] == self._seen:
+            return None
+        self._seen = run["id"]
+        runner: JobRunner = self.worker.runner  # type: ignore[assignment]
+        job = runner.create(JobConfig(label_run=run["id"]))
+        self.worker.submit(job["id"])
+        log.info("new label run %s: started training job %s", run["id"], job["id"])
+        return str(job["id"])
+
+    def _watch(self) -> None:
+        while not self._stop.wait(LABEL_RUN_POLL_S):
+            try:
+                self.check()
+            except Exception:
+                log.exception("watching for new label runs failed; trying again")
+
+
+def kafka_emitter(settings: Settings, producer: RecordProducer) -> Any:
+    """Registry events to the ``models`` topic, keyed by model name."""
+
+    def emit(event: dict[str, Any]) -> None:
+        producer.send_batch(settings.topics.models, [(str(event["name"]), orjson.dumps(event))])
+
+    return emit
+
+
+def create_app(
+    settings: Settings, *, store: Store, worker: JobWorker, registry: ModelRegistry
+) -> FastAPI:
+    """The trainer's ASGI app (the caller owns the store, worker and registry)."""
+    app = FastAPI(
+        title="mlcycle trainer",
+        version=__version__,
+        description=(
+            "Training jobs (hyper-parameter search, evaluation, blessing, SavedModel export) "
+            "and the model registry (versions, promotion, rollback). Errors are "
+            '`{"error": {"code", "message", "details"}}`.'
+        ),
+    )
+    install_error_handlers(app)
+    install_metrics(app, SERVICE)
+    add_health_routes(app, lambda: {"store": store.ping()})
+    app.include_router(_jobs_router(settings, store, worker))
+    app.include_router(models_router(settings, registry))
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the trainer API on ``settings.trainer_port`` until SIGINT/SIGTERM."""
+    ensure_topics(settings)
+    store = open_store(settings)
+    producer = RecordProducer(settings, client_id=SERVICE)
+    registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
+    registry.write_serving_config()  # the file follows the store, even after a crash
+    worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
+    watcher = LabelRunWatcher(settings, store, worker) if settings.train_on_new_label_runs else None
+    try:
+        resume_unfinished(store, worker, KIND)
+        if watcher is not None:
+            watcher.start()
+        app = create_app(settings, store=store, worker=worker, registry=registry)
+        serve_app(app, settings.host, settings.trainer_port, service=SERVICE)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        worker.stop()
+        producer.close()
+        store.close()

@@ -1,0 +1,159 @@
+"""SavedModel export, its lineage file, and the infra-validation that loads it cold.
+
+The ``serving_default`` signature takes the featurizer's output as two dense
+tensors, one row per text, padded to the batch's longest row:
+
+- ``indices`` int64 ``[batch, width]``: column ids of the text's n-grams;
+- ``values`` float32 ``[batch, width]``: their weights; padding is value 0.
+
+That shape travels through TF Serving's row format (``{"instances":
+[{"indices": [...], "values": [...]}]}``) and its gRPC ``Predict`` alike.
+Outputs: ``probabilities`` ``[batch, classes]``, ``scores`` ``[batch]`` (the
+positive class for binary tasks, the top class's probability otherwise) and
+``classes`` ``[batch]`` (argmax).
+
+Exports are staged under ``<models>/<name>/.candidate-<version>/`` — TF
+Serving only looks at numeric folders — and renamed to ``<version>/`` when
+blessed, so no model server ever sees a half-written or unblessed model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcycle.common.errors import NotFound
+from mlcycle.common.files import write_atomically
+from mlcycle.trainer.models import SparseMLP, keras, tf
+
+METADATA = "metadata.json"
+SIGNATURE = "serving_default"
+STAGING_PREFIX = ".candidate-"
+
+
+def staging_dir(models: Path, name: str, version: int) -> Path:
+    """Where version ``version`` of ``name`` is written and judged before it may be served."""
+    return models / name / f"{STAGING_PREFIX}{version}"
+
+
+def serving_dir(models: Path, name: str, version: int) -> Path:
+    """Where a blessed version lives for the model server: ``<models>/<name>/<version>/``."""
+    return models / name / str(version)
+
+
+def allocate_version(models: Path, name: str, at_least: int) -> int:
+    """Claim the first free version from ``at_least`` by creating its staging folder.
+
+    ``mkdir`` is atomic, so two jobs exporting at once never share a version.
+    """
+    version = at_least
+    (models / name).mkdir(parents=True, exist_ok=True)
+    while True:
+        if not serving_dir(models, name, version).exists():
+            try:
+                staging_dir(models, name, version).mkdir()
+                return version
+            except FileExistsError:
+                pass
+        version += 1
+
+
+def export_saved_model(model: SparseMLP, path: Path) -> None:
+    """Write ``model`` as a SavedModel with the padded-sparse ``serving_default`` signature."""
+    binary = model.n_classes == 2
+
+    def serve(indices: tf.Tensor, values: tf.Tensor) -> dict[str, tf.Tensor]:
+        present = tf.logical_and(tf.not_equal(values, 0.0), tf.greater_equal(indices, 0))
+        where = tf.where(present)
+        inputs = {
+            "ids": tf.cast(tf.gather_nd(indices, where), tf.int32),
+            "weights": tf.gather_nd(values, where),
+            "rows": tf.cast(where[:, 0], tf.int32),
+            "n_rows": tf.shape(indices, out_type=tf.int32)[0],
+        }
+        probabilities = tf.nn.softmax(model(inputs, training=False))
+        scores = probabilities[:, 1] if binary else tf.reduce_max(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "scores": scores,
+            "classes": tf.argmax(probabilities, axis=-1),
+        }
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serve,
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int64, name="indices"),
+            tf.TensorSpec([None, None], tf.float32, name="values"),
+        ],
+    )
+    archive.write_out(str(path), verbose=False)
+
+
+def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:
+    """``metadata.json`` next to the SavedModel: the model's lineage."""
+    target = path / METADATA
+    write_atomically(target, json.dumps(metadata, indent=1, sort_keys=True).encode("utf-8"))
+    return target
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The lineage of the model in ``path``."""
+    target = path / METADATA
+    if not target.is_file():
+        raise NotFound(f"no {METADATA} in {path}", details={"path": str(path)})
+    return dict(json.loads(target.read_text(encoding="utf-8")))
+
+
+class ServingModel:
+    """A SavedModel loaded for scoring: padded (indices, values) in, probabilities out."""
+
+    def __init__(self, path: Path) -> None:
+        if not (path / "saved_model.pb").is_file():
+            raise NotFound(f"no SavedModel in {path}", details={"path": str(path)})
+        self.path = path
+        self._loaded = tf.saved_model.load(str(path))
+        self._signature = self._loaded.signatures[SIGNATURE]
+
+    def probabilities(self, indices: np.ndarray, values: np.ndarray) -> np.ndarray:
+        out = self._signature(
+            indices=tf.constant(indices, tf.int64), values=tf.constant(values, tf.float32)
+        )
+        return np.asarray(out["probabilities"].numpy(), np.float32)
+
+
+def infra_validate(
+    path: Path, indices: np.ndarray, values: np.ndarray, expected: np.ndarray, timeout_s: float
+) -> tuple[bool, str]:
+    """Load ``path`` in a fresh process, answer a sample, compare with ``expected``.
+
+    A fresh process proves the SavedModel stands alone: no class, variable or
+    custom object of the training process is there to lean on.
+    """
+    sample = path.parent / f".{path.name}.sample.npz"
+    np.savez(sample, indices=indices, values=values, expected=expected)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mlcycle.trainer.infra_validate", str(path), str(sample)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"the SavedModel did not load and answer within {timeout_s:.0f} s"
+    finally:
+        sample.unlink(missing_ok=True)
+    message = (done.stdout.strip().splitlines() or [""])[-1]
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, message or f"loading the SavedModel failed: {tail}"
+    return True, message

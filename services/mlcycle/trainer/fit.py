@@ -1,0 +1,187 @@
+"""Train one model: epochs over shuffled flat batches, early stopping on dev, best weights kept.
+
+A trial stops when its dev metric has not improved for ``patience`` epochs,
+when it reaches its epoch count, when the job's deadline passes, or when the
+caller's per-epoch hook says so (Optuna's pruner raises from there). A loss
+that is not finite ends the trial with :class:`NonFiniteLoss` at once: the
+weights are garbage from then on and the search should move on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlcycle.trainer.config import TrialParams
+from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
+from mlcycle.trainer.evaluation import evaluate
+from mlcycle.trainer.models import SparseMLP, build_model, build_optimizer, loss_value
+
+# tf and keras come in through .models, which sets the backend first.
+from mlcycle.trainer.models import keras, tf  # noqa: E402  isort: skip
+
+EpochHook = Callable[[int, float], None]  # (epoch, dev metric) -> may raise to stop the trial
+PREDICT_ROWS = 2048
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """A trained model and how it got there."""
+
+    model: SparseMLP
+    params: TrialParams
+    dev_probabilities: np.ndarray
+    dev_metric: float
+    best_epoch: int
+    epochs_run: int
+    stopped: str  # "patience" | "epochs" | "deadline"
+    seconds: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:
+    return {
+        "ids": tf.constant(batch.ids, tf.int32),
+        "weights": tf.constant(batch.weights, tf.float32),
+        "rows": tf.constant(batch.rows, tf.int32),
+        "n_rows": tf.constant(batch.n_rows, tf.int32),
+    }
+
+
+_INPUT_SPEC = {
+    "ids": tf.TensorSpec([None], tf.int32),
+    "weights": tf.TensorSpec([None], tf.float32),
+    "rows": tf.TensorSpec([None], tf.int32),
+    "n_rows": tf.TensorSpec([], tf.int32),
+}
+
+
+def class_weights(split: SplitData, n_classes: int, mode: str) -> np.ndarray:
+    """Per-class weights: ``balanced`` makes each present class weigh the same in total."""
+    if mode == "none":
+        return np.ones(n_classes, np.float32)
+    counts = split.class_counts(n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.astype(np.float32)
+
+
+def predict_probabilities(model: SparseMLP, split: SplitData) -> np.ndarray:
+    """Softmax probabilities for every row of ``split``, in order."""
+    if len(split) == 0:
+        return np.empty((0, model.n_classes), np.float32)
+    predict = _predictor(model)
+    parts = [predict(_inputs(batch)).numpy() for _, batch in split.batches(PREDICT_ROWS)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _predictor(model: SparseMLP) -> Callable[[dict[str, tf.Tensor]], tf.Tensor]:
+    cached = getattr(model, "_mlcycle_predict", None)
+    if cached is None:
+
+        @tf.function(input_signature=[_INPUT_SPEC])
+        def cached(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
+            return tf.nn.softmax(model(inputs, training=False))
+
+        model._mlcycle_predict = cached
+    return cached
+
+
+def fit(
+    params: TrialParams,
+    data: TrainingData,
+    *,
+    metric: str = "roc_auc",
+    soft_labels: bool = True,
+    class_weight: str = "balanced",
+    patience: int = 2,
+    seed: int = 0,
+    deadline: float | None = None,
+    on_epoch: EpochHook | None = None,
+) -> FitResult:
+    """Train ``params`` on ``data.train``, select the epoch by ``metric`` on ``data.dev``."""
+    started = time.monotonic()
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model(params, data.dim, data.n_classes)
+    optimizer = build_optimizer(params)
+    weight_of_class = class_weights(data.train, data.n_classes, class_weight)
+    targets = data.train.probabilities if soft_labels else np.eye(data.n_classes)[data.train.labels]
+    targets = np.asarray(targets, np.float32)
+
+    @tf.function(
+        input_signature=[
+            _INPUT_SPEC,
+            tf.TensorSpec([None, data.n_classes], tf.float32),
+            tf.TensorSpec([None], tf.float32),
+        ]
+    )
+    def train_step(inputs: dict[str, tf.Tensor], y: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = loss_value(params, y, model(inputs, training=True), w)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    history: dict[str, list[float]] = {"loss": [], "dev_loss": [], f"dev_{metric}": []}
+    best_value, best_epoch, best_weights, best_probs = -math.inf, 0, None, None
+    stopped = "epochs"
+    epoch = 0
+    for epoch in range(1, params.epochs + 1):
+        total, seen = 0.0, 0
+        for rows, batch in data.train.batches(params.batch_size, rng):
+            loss = float(
+                train_step(
+                    _inputs(batch),
+                    tf.constant(targets[rows]),
+                    tf.constant(weight_of_class[data.train.labels[rows]]),
+                )
+            )
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"training loss became {loss} in epoch {epoch}")
+            total += loss * len(rows)
+            seen += len(rows)
+        probs = predict_probabilities(model, data.dev)
+        value = evaluate(probs, data.dev.labels).metric(metric)
+        history["loss"].append(total / max(seen, 1))
+        history["dev_loss"].append(_log_loss(probs, data.dev.labels))
+        history[f"dev_{metric}"].append(value)
+        if value > best_value:
+            best_value, best_epoch, best_probs = value, epoch, probs
+            best_weights = [w.numpy().copy() for w in model.weights]
+        if on_epoch is not None:
+            on_epoch(epoch, value)
+        if epoch - best_epoch >= patience:
+            stopped = "patience"
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            stopped = "deadline"
+            break
+    if best_weights is not None:
+        for variable, value in zip(model.weights, best_weights, strict=True):
+            variable.assign(value)
+    return FitResult(
+        model=model,
+        params=params,
+        dev_probabilities=best_probs if best_probs is not None else np.empty((0, data.n_classes)),
+        dev_metric=best_value,
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        stopped=stopped,
+        seconds=time.monotonic() - started,
+        history=history,
+    )
+
+
+def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0)))) if len(labels) else math.nan

@@ -1,0 +1,134 @@
+"""The model registry over REST: list and read model versions, promote one, roll back.
+
+``POST /v1/models/{version}:promote`` and ``POST /v1/models:rollback`` follow
+Google's custom-method style (a verb after a colon). They change what the model
+server serves, so they need an API key when keys are configured, and a reason,
+which is kept in the model's history and in the ``models`` topic event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
+from mlcycle.common.settings import Settings
+from mlcycle.trainer.registry import MODEL_STATES, ModelRegistry
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class PromoteRequest(BaseModel):
+    """Serve this version; ``force`` allows a candidate or unblessed one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="why; kept in the model's history")
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the task's")
+    force: bool = Field(default=False, description="promote even if not blessed")
+
+
+class RollbackRequest(BaseModel):
+    """Serve the previous production version again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="why; kept in the model's history")
+    name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the task's")
+
+
+class ModelVersion(BaseModel):
+    """A registered model version (more fields may be present)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    version: int
+    state: str = Field(description=" | ".join(MODEL_STATES))
+    created_at: str
+    job: str | None = None
+    transform: str
+    label_run: str
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    blessing: dict[str, Any]
+    path: str
+    history: list[dict[str, Any]]
+
+
+class ModelList(BaseModel):
+    """Model versions by name, newest first, and the version each name serves."""
+
+    models: list[ModelVersion]
+    production: dict[str, int]
+
+
+class RolledBack(BaseModel):
+    """The version served again and the one taken off."""
+
+    production: ModelVersion
+    retired: ModelVersion
+
+
+def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
+    """``/v1/models``: list, read, promote, roll back."""
+    router = APIRouter(prefix="/v1", tags=["models"])
+    auth = [Depends(require_api_key(settings))]
+    name_query = Query(
+        settings.model_name, pattern=NAME_PATTERN, description="the served model name"
+    )
+
+    @router.get(
+        "/models",
+        response_model=ModelList,
+        responses=error_responses(400, 422),
+        summary="Model versions, newest first, and the production version of each name",
+    )
+    def list_models(
+        name: str | None = Query(None, pattern=NAME_PATTERN),
+        state: str | None = Query(None, max_length=32, description=" | ".join(MODEL_STATES)),
+    ) -> OrjsonResponse:
+        models = registry.list_versions(name, state)
+        production = registry.serving_versions()
+        if name is not None:
+            production = {k: v for k, v in production.items() if k == name}
+        return OrjsonResponse({"models": models, "production": production})
+
+    @router.post(
+        "/models:rollback",
+        response_model=RolledBack,
+        responses=error_responses(400, 401, 404, 422),
+        dependencies=auth,
+        summary="Retire the serving version and serve the previous one again",
+    )
+    def rollback(request: RollbackRequest = Body(...)) -> OrjsonResponse:
+        name = request.name or settings.model_name
+        production, retired = registry.rollback_pair(name, request.reason)
+        return OrjsonResponse({"production": production, "retired": retired})
+
+    @router.post(
+        "/models/{version}:promote",
+        response_model=ModelVersion,
+        responses=error_responses(400, 401, 404, 422),
+        dependencies=auth,
+        summary="Serve this version; the one it replaces is retired",
+    )
+    def promote(version: int = Path(ge=1), request: PromoteRequest = Body(...)) -> OrjsonResponse:
+        name = request.name or settings.model_name
+        doc = registry.promote(name, version, request.reason, force=request.force)
+        return OrjsonResponse(doc)
+
+    @router.get(
+        "/models/{version}",
+        response_model=ModelVersion,
+        responses=error_responses(404, 422),
+        summary="One model version: lineage, metrics, blessing, state and history",
+    )
+    def read_model(version: int = Path(ge=1), name: str = name_query) -> OrjsonResponse:
+        return OrjsonResponse(registry.get(name, version))
+
+    return router

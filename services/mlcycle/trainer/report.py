@@ -1,0 +1,511 @@
+"""The report of a training job, for people: one self-contained HTML page and a terminal table.
+
+The page shows what the search tried (every trial, its parameters, state and
+dev metric), how the selected model did on dev and test (metrics, curves,
+calibration, confusion, per class, per slice) and, optionally, how it compares
+with the model in production. It carries its CSS and plots (PNG, base64)
+inline and links to nothing, so it can be archived next to the model or
+mailed as one file. Every string is escaped: trial errors, parameters and
+slice values are user data.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+from mlcycle.common.files import write_atomically
+from mlcycle.trainer.evaluation import LOWER_IS_BETTER, Evaluation, curves
+
+NONE = "–"
+_COLORS = {"dev": "#4c78a8", "test": "#e45756"}
+_STATE_STYLE = {  # marker, colour, label of a trial state in the trials plot
+    "complete": ("o", "#4c78a8", "complete"),
+    "pruned": ("v", "#aaaaaa", "pruned"),
+    "failed": ("x", "#e45756", "failed (no metric)"),
+}
+# Rows of the dev/test metrics table: label, Evaluation field, number format.
+_METRIC_ROWS = (
+    ("rows", "n", "int"),
+    ("accuracy", "accuracy", "num"),
+    ("ROC-AUC", "roc_auc", "num"),
+    ("PR-AUC (average precision)", "pr_auc", "num"),
+    ("macro F1", "macro_f1", "num"),
+    ("weighted F1", "weighted_f1", "num"),
+    ("decision threshold", "threshold", "num"),
+    ("best threshold (positive F1)", "best_threshold", "num"),
+    ("F1 at best threshold", "best_f1", "num"),
+    ("calibration error (ECE)", "ece", "num"),
+    ("log loss", "log_loss", "num"),
+)
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """The selected model's probabilities on one split, with their evaluation."""
+
+    name: str  # "dev" or "test"
+    probabilities: np.ndarray  # (n, K)
+    labels: np.ndarray  # (n,)
+    evaluation: Evaluation
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def summary_table(
+    trials: Sequence[Mapping[str, Any]], metric: str, dev: Evaluation, test: Evaluation | None
+) -> Table:
+    """One row per trial (the best one bold), and the selected model's figures as the caption."""
+    best = _best_trial(trials, metric)
+    table = Table(title=f"Trials (selected on dev {metric})", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    table.add_column("params", overflow="fold")
+    table.add_column(f"dev {metric}", justify="right")
+    table.add_column("seconds", justify="right")
+    for trial in trials:
+        # Text cells, not str: a str is parsed as rich markup, and params are user data.
+        table.add_row(
+            Text(_int(trial.get("number"))),
+            Text(str(trial.get("state") or "")),
+            Text(_params_text(trial.get("params"))),
+            Text(_num(_trial_metric(trial, metric))),
+            Text(_num(trial.get("seconds"), 1)),
+            style="bold" if best is not None and trial is best else None,
+        )
+    caption = f"selected model — dev: {_selected_text(dev)}"
+    if test is not None:
+        caption += f"; test: {_selected_text(test)}"
+    table.caption = Text(caption)
+    table.caption_justify = "left"
+    return table
+
+
+def _selected_text(evaluation: Evaluation) -> str:
+    return (
+        f"accuracy {_num(evaluation.accuracy)}, ROC-AUC {_num(evaluation.roc_auc)}, "
+        f"weighted F1 {_num(evaluation.weighted_f1)}"
+    )
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+def write_report(
+    path: Path,
+    *,
+    title: str,
+    summary: Mapping[str, Any],
+    trials: Sequence[Mapping[str, Any]],
+    metric: str,
+    dev: SplitResult,
+    test: SplitResult | None,
+    learning_curves: Mapping[str, Sequence[float]],
+    comparison: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write the job's report as one self-contained HTML page at ``path`` and return the path.
+
+    The file is replaced atomically, so a reader (or a crash) never sees half a page.
+    """
+    splits = [dev] if test is None else [dev, test]
+    plotted = [(split, curves(split.probabilities, split.labels)) for split in splits]
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        _key_value_table(summary),
+        "<h2>Selected model</h2>",
+        _metrics_table(splits),
+        "<div class='plots'>",
+        _figure(_roc_plot, plotted, alt="ROC curve", plot="roc"),
+        _figure(_pr_plot, plotted, alt="precision-recall curve", plot="pr"),
+        _figure(_calibration_plot, plotted, alt="reliability diagram", plot="calibration"),
+        "</div>",
+        "<h3>Per class</h3>",
+        _per_class_table(splits),
+        "<h3>Confusion matrices</h3>",
+        "<p class='note'>Rows are the true class, columns the predicted class.</p>",
+        "<div class='row'>",
+        *(_confusion_table(split) for split in splits),
+        "</div>",
+        "<h3>Slices</h3>",
+        _slices_tables(splits),
+        "<h2>Learning curves</h2>",
+        _figure(_learning_plot, learning_curves, alt="learning curves", plot="learning")
+        if any(len(series) for series in learning_curves.values())
+        else "<p class='note'>No per-epoch figures were recorded.</p>",
+        "<h2>Search</h2>",
+        f"<p>{len(trials)} trial(s), selected on dev {escape(metric)} ({direction} is better).</p>",
+        _figure(_trials_plot, (trials, metric), alt=f"dev {metric} per trial", plot="trials")
+        if trials
+        else "",
+        _trials_table(trials, metric),
+    ]
+    if comparison:
+        parts += ["<h2>Comparison</h2>", _comparison_table(comparison)]
+    parts.append("</body></html>")
+    path = Path(path)
+    write_atomically(path, "\n".join(parts).encode("utf-8"))
+    return path
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:76rem;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+h3{font-size:1.05rem;margin-top:1.4rem}h4{font-size:.95rem;margin:.8rem 0 .2rem}
+table{border-collapse:collapse;margin:.5rem 1.5rem .5rem 0;font-size:.9rem}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right;vertical-align:top}
+th:first-child,td:first-child{text-align:left}th{background:#f5f5f5}
+td.text{text-align:left;white-space:pre-wrap;max-width:36rem;font-family:monospace;font-size:.8rem}
+tr.best td{font-weight:bold;background:#eef5ee}tr.failed td{color:#b33}
+.plots,.row{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+figure{margin:0}img{max-width:100%;height:auto}.note{color:#777}
+"""
+
+
+def _key_value_table(summary: Mapping[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(str(key))}</td><td class='text'>{escape(_value_text(value))}</td></tr>"
+        for key, value in summary.items()
+    )
+    return f"<table class='summary'>{rows}</table>"
+
+
+def _metrics_table(splits: Sequence[SplitResult]) -> str:
+    head = "<tr><th>metric</th>" + "".join(f"<th>{escape(s.name)}</th>" for s in splits) + "</tr>"
+    rows = []
+    for label, field, kind in _METRIC_ROWS:
+        texts = [
+            _int(value) if kind == "int" else _num(value)
+            for value in (getattr(split.evaluation, field) for split in splits)
+        ]
+        if field == "threshold" and splits[0].evaluation.n_classes > 2:
+            texts = ["argmax"] * len(splits)
+        cells = "".join(f"<td>{escape(text)}</td>" for text in texts)
+        rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _per_class_table(splits: Sequence[SplitResult]) -> str:
+    head = (
+        "<tr><th>class</th>"
+        + "".join(
+            f"<th>{escape(s.name)} {what}</th>"
+            for s in splits
+            for what in ("support", "precision", "recall")
+        )
+        + "</tr>"
+    )
+    rows = []
+    for index, name in enumerate(splits[0].evaluation.class_names):
+        cells = []
+        for split in splits:
+            evaluation = split.evaluation
+            cells += [
+                _int(sum(evaluation.confusion[index])),
+                _num(evaluation.precision.get(name)),
+                _num(evaluation.recall.get(name)),
+            ]
+        rows.append(
+            f"<tr><td>{escape(name)}</td>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _confusion_table(split: SplitResult) -> str:
+    names = split.evaluation.class_names
+    head = (
+        f"<tr><th>{escape(split.name)}: true \\ predicted</th>"
+        + "".join(f"<th>{escape(name)}</th>" for name in names)
+        + "</tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{escape(name)}</td>" + "".join(f"<td>{_int(c)}</td>" for c in row) + "</tr>"
+        for name, row in zip(names, split.evaluation.confusion, strict=True)
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _slices_tables(splits: Sequence[SplitResult]) -> str:
+    parts = []
+    columns = ("n", "accuracy", "roc_auc", "weighted_f1", "positive_rate")
+    for split in splits:
+        for field, values in split.evaluation.slices.items():
+            parts.append(f"<h4>{escape(split.name)} by {escape(field)}</h4>")
+            if not values:
+                parts.append("<p class='note'>No slice with enough rows.</p>")
+                continue
+            head = (
+                f"<tr><th>{escape(field)}</th>"
+                + "".join(f"<th>{c}</th>" for c in columns)
+                + "</tr>"
+            )
+            rows = "".join(
+                f"<tr><td>{escape(value)}</td>"
+                + "".join(
+                    f"<td>{escape(_int(m.get(c)) if c == 'n' else _num(m.get(c)))}</td>"
+                    for c in columns
+                )
+                + "</tr>"
+                for value, m in values.items()
+            )
+            parts.append(f"<table>{head}{rows}</table>")
+    if not parts:
+        return "<p class='note'>No slice fields were given.</p>"
+    return "".join(parts)
+
+
+def _trials_table(trials: Sequence[Mapping[str, Any]], metric: str) -> str:
+    if not trials:
+        return "<p class='note'>No trial ran.</p>"
+    best = _best_trial(trials, metric)
+    param_names: dict[str, None] = {}  # union of the params, in order of first appearance
+    for trial in trials:
+        param_names.update(dict.fromkeys(str(k) for k in (trial.get("params") or {})))
+    head = (
+        f"<tr><th>#</th><th>state</th><th>dev {escape(metric)}</th>"
+        + "".join(f"<th>{escape(name)}</th>" for name in param_names)
+        + "<th>seconds</th><th>error</th></tr>"
+    )
+    rows = []
+    for trial in trials:
+        params = {str(k): v for k, v in (trial.get("params") or {}).items()}
+        state = str(trial.get("state") or "")
+        css = " class='best'" if best is not None and trial is best else ""
+        css = " class='failed'" if state == "failed" else css
+        cells = [_int(trial.get("number")), state, _num(_trial_metric(trial, metric))]
+        cells += [_value_text(params[name]) if name in params else "" for name in param_names]
+        cells.append(_num(trial.get("seconds"), 1))
+        rows.append(
+            f"<tr{css}>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + f"<td class='text'>{escape(str(trial.get('error') or ''))}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _comparison_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for row in comparison.values():
+        columns.update(dict.fromkeys(str(k) for k in row))
+    head = "<tr><th>model</th>" + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>"
+    rows = "".join(
+        f"<tr><td>{escape(str(name))}</td>"
+        + "".join(
+            f"<td>{escape(_value_text({str(k): v for k, v in row.items()}.get(c)))}</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for name, row in comparison.items()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _figure(draw: Callable[[Any, Any], None], data: Any, *, alt: str, plot: str) -> str:
+    """Draw with ``draw(fig, data)`` and return a ``<figure>`` with the PNG inline."""
+    # A bare Figure is not registered with pyplot (nothing to close, no global backend
+    # switch): saving it renders through Agg, so the page builds on a headless server.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.6, 4.2), layout="constrained")
+    draw(fig, data)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    fig.clear()
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        f"<figure data-plot='{escape(plot)}'><img alt='{escape(alt)}' "
+        f"src='data:image/png;base64,{encoded}'></figure>"
+    )
+
+
+def _roc_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="chance")
+    for split, points in plotted:
+        if points.roc_fpr:
+            label = f"{split.name} (AUC {_num(split.evaluation.roc_auc)})"
+            ax.plot(points.roc_fpr, points.roc_tpr, color=_color(split.name), label=label)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("ROC" + _micro_note(plotted))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+
+
+def _pr_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
+    ax = fig.subplots()
+    for split, points in plotted:
+        if points.pr_recall:
+            label = f"{split.name} (AP {_num(split.evaluation.pr_auc)})"
+            ax.step(
+                points.pr_recall,
+                points.pr_precision,
+                where="post",
+                color=_color(split.name),
+                label=label,
+            )
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Precision-recall" + _micro_note(plotted))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left")
+
+
+def _calibration_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
+    for split, points in plotted:
+        label = f"{split.name} (ECE {_num(split.evaluation.ece)})"
+        ax.plot(
+            points.calibration_confidence,
+            points.calibration_accuracy,
+            marker="o",
+            color=_color(split.name),
+            label=label,
+        )
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="upper left")
+
+
+def _trials_plot(fig: Any, data: tuple[Sequence[Mapping[str, Any]], str]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    trials, metric = data
+    fig.set_size_inches(8.0, 4.2)
+    ax = fig.subplots()
+    scored = [
+        (
+            index if trial.get("number") is None else trial["number"],
+            _trial_metric(trial, metric),
+            str(trial.get("state")),
+        )
+        for index, trial in enumerate(trials)
+    ]
+    values = [v for _, v, _ in scored if v is not None]
+    floor = min(values) if values else 0.0
+    for state, (marker, color, label) in _STATE_STYLE.items():
+        # Failed trials have no metric: they sit on the lowest value, as crosses.
+        points = [
+            (n, floor if v is None else v)
+            for n, v, s in scored
+            if s == state and (v is not None or state == "failed")
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, marker=marker, color=color, label=label, zorder=3)
+    complete = [(n, v) for n, v, s in scored if s == "complete" and v is not None]
+    if complete:
+        accumulate = np.minimum if metric in LOWER_IS_BETTER else np.maximum
+        best_so_far = accumulate.accumulate(np.array([v for _, v in complete], dtype=float))
+        numbers = [n for n, _ in complete]
+        ax.step(numbers, best_so_far, where="post", color="#54a24b", label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"dev {metric}")
+    ax.set_title(f"Search: dev {metric} per trial")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best")
+
+
+def _learning_plot(fig: Any, learning_curves: Mapping[str, Sequence[float]]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    # Losses and scores live on different scales: losses left, everything else right.
+    series = {str(k): [float(x) for x in v] for k, v in learning_curves.items() if len(v)}
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    others = {k: v for k, v in series.items() if "loss" not in k}
+    fig.set_size_inches(10.0 if losses and others else 5.6, 4.0)
+    groups = [(group, ylabel) for group, ylabel in ((losses, "loss"), (others, "score")) if group]
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (group, ylabel) in zip(axes, groups, strict=True):
+        for name, values in group.items():
+            epochs = range(1, len(values) + 1)
+            ax.plot(epochs, values, marker="o" if len(values) <= 30 else None, label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="best")
+
+
+def _color(name: str) -> str:
+    return _COLORS.get(name, "#72b7b2")
+
+
+def _micro_note(plotted: Sequence[tuple[SplitResult, Any]]) -> str:
+    multi = plotted and plotted[0][0].evaluation.n_classes > 2
+    return " (micro-averaged one-vs-rest)" if multi else ""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _trial_metric(trial: Mapping[str, Any], metric: str) -> float | None:
+    value = (trial.get("dev") or {}).get(metric)
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _best_trial(trials: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
+    """The complete trial with the best dev metric (the first one on ties), if any."""
+    scored = [
+        (value, trial)
+        for trial in trials
+        if trial.get("state") == "complete" and (value := _trial_metric(trial, metric)) is not None
+    ]
+    if not scored:
+        return None
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    return min(enumerate(scored), key=lambda item: (sign * item[1][0], item[0]))[1][1]
+
+
+def _params_text(params: Mapping[str, Any] | None) -> str:
+    return " ".join(f"{k}={_value_text(v)}" for k, v in (params or {}).items())
+
+
+def _value_text(value: Any) -> str:
+    """A value in a table cell: floats to 4 significant digits, None as a dash."""
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return NONE if value is None else f"{float(value):.{digits}f}"
+
+
+def _int(value: Any) -> str:
+    return NONE if value is None else f"{int(value):,}"

@@ -1,0 +1,271 @@
+"""Hyper-parameter search with Optuna: persistent, resumable studies, pruning, a time budget.
+
+One job is one Optuna study (named by the job id) in an RDB storage — SQLite
+under the data directory by default. A search killed midway is resumed by
+running it again: finished trials stay finished, a trial the kill caught
+halfway is marked failed and its parameters are queued to run again first,
+and only the trials still missing are run, within what is left of the
+budget. Each finished trial's weights are saved when it is the best so far,
+so the winner of a resumed search need not be trained a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mlcycle.trainer.config import FloatRange, IntRange, JobConfig, SearchSpace, TrialParams
+from mlcycle.trainer.data import TrainingData
+from mlcycle.trainer.fit import FitResult, NonFiniteLoss, fit
+from mlcycle.trainer.models import build_model
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+DataFor = Callable[[str], TrainingData]  # feature variant -> training data
+TrialHook = Callable[[dict[str, Any]], None]  # called with each finished trial's record
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class SearchOutcome:
+    """The winning trial, its trained model, and every trial's record."""
+
+    best: FitResult
+    best_trial: int
+    trials: list[dict[str, Any]]
+    seconds: float
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: Any) -> Any:
+    if isinstance(spec, IntRange):
+        return trial.suggest_int(name, spec.low, spec.high, log=spec.log)
+    if isinstance(spec, FloatRange):
+        return trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+    if isinstance(spec, list):
+        return spec[0] if len(spec) == 1 else trial.suggest_categorical(name, list(spec))
+    return spec
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> TrialParams:
+    """One point of ``space``, as Optuna's sampler proposes it."""
+    values = {
+        name: _suggest(trial, name, getattr(space, name))
+        for name in (
+            "features",
+            "hidden_units",
+            "hidden_layers",
+            "dropout",
+            "learning_rate",
+            "batch_size",
+            "epochs",
+        )
+    }
+    return TrialParams(**values)
+
+
+def trial_record(job_id: str, trial: FrozenTrial, metric: str) -> dict[str, Any]:
+    """What the store keeps of a trial: parameters, dev metrics, state, time, error."""
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else None
+    )
+    return {
+        "id": f"{job_id}:trial-{trial.number:04d}",
+        "kind": "trial",
+        "job": job_id,
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "params": trial.user_attrs.get("params", dict(trial.params)),
+        "dev": trial.user_attrs.get("dev"),
+        "metric": metric,
+        "value": trial.value if trial.state == TrialState.COMPLETE else None,
+        "epochs": trial.user_attrs.get("epochs"),
+        "best_epoch": trial.user_attrs.get("best_epoch"),
+        "history": trial.user_attrs.get("history"),
+        "seconds": seconds,
+        "error": trial.user_attrs.get("error"),
+    }
+
+
+class Search:
+    """A job's study: run what is missing, remember the best weights, report every trial."""
+
+    def __init__(
+        self,
+        job_id: str,
+        config: JobConfig,
+        metric: str,
+        storage_url: str,
+        weights_dir: Path,
+    ) -> None:
+        self.job_id = job_id
+        self.config = config
+        self.metric = metric
+        self.weights_dir = weights_dir
+        self.storage = optuna.storages.RDBStorage(storage_url)
+        self.study = optuna.create_study(
+            study_name=job_id,
+            storage=self.storage,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=config.seed, n_startup_trials=4),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        )
+        self._best: FitResult | None = None
+
+    # -- resuming ------------------------------------------------------------------------------
+
+    def _recover_interrupted(self) -> None:
+        """Fail the trials a killed process left running, and queue their parameters again."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.storage.set_trial_user_attr(trial._trial_id, "error", INTERRUPTED)
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            if trial.params:
+                self.study.enqueue_trial(trial.params, skip_if_exists=False)
+            log.info("trial %s was interrupted; queued again", trial.number)
+
+    def finished(self) -> list[FrozenTrial]:
+        """Trials that count towards the job's number: all but the interrupted ones."""
+        done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=done)
+            if t.user_attrs.get("error") != INTERRUPTED
+        ]
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(
+        self,
+        data_for: DataFor,
+        *,
+        budget_s: float,
+        fixed: TrialParams | None = None,
+        on_trial: TrialHook | None = None,
+    ) -> SearchOutcome:
+        """Run trials until the job has ``config.trials`` of them or ``budget_s`` is spent."""
+        started = time.monotonic()
+        self._recover_interrupted()
+        remaining = self.config.trials - len(self.finished())
+        deadline = started + budget_s
+        if remaining > 0 and budget_s > 0:
+            self.study.optimize(
+                lambda trial: self._objective(trial, data_for, fixed, deadline),
+                n_trials=remaining,
+                timeout=budget_s,
+                catch=(NonFiniteLoss,),
+                callbacks=[self._callback(on_trial)] if on_trial else None,
+                gc_after_trial=True,
+            )
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not complete:
+            errors = sorted({str(t.user_attrs.get("error")) for t in self.finished()})
+            raise RuntimeError(
+                f"no trial of job {self.job_id} finished with a dev metric "
+                f"({len(self.finished())} ran; errors: {errors or 'none'})"
+            )
+        best_trial = self.study.best_trial
+        best = self._best_model(best_trial, data_for)
+        return SearchOutcome(
+            best=best,
+            best_trial=best_trial.number,
+            trials=[trial_record(self.job_id, t, self.metric) for t in self.study.get_trials()],
+            seconds=time.monotonic() - started,
+        )
+
+    def _objective(
+        self,
+        trial: optuna.Trial,
+        data_for: DataFor,
+        fixed: TrialParams | None,
+        deadline: float,
+    ) -> float:
+        params = fixed or suggest_params(trial, self.config.search)
+        trial.set_user_attr("params", params.model_dump())
+        data = data_for(params.features)
+
+        def report(epoch: int, value: float) -> None:
+            trial.report(value, epoch)
+            if fixed is None and trial.should_prune():
+                raise optuna.TrialPruned(f"dev {self.metric} {value:.4f} at epoch {epoch}")
+
+        try:
+            result = fit(
+                params,
+                data,
+                metric=self.metric,
+                soft_labels=self.config.soft_labels,
+                class_weight=self.config.class_weight,
+                patience=self.config.patience,
+                seed=self.config.seed + trial.number,
+                deadline=deadline,
+                on_epoch=report,
+            )
+        except NonFiniteLoss as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        if not math.isfinite(result.dev_metric):
+            trial.set_user_attr("error", f"dev {self.metric} is {result.dev_metric}")
+            raise NonFiniteLoss(f"dev {self.metric} is {result.dev_metric}")
+        trial.set_user_attr("dev", {self.metric: result.dev_metric})
+        trial.set_user_attr("epochs", result.epochs_run)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("history", result.history)
+        if self._best is None or result.dev_metric > self._best.dev_metric:
+            self._best = result
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            result.model.save_weights(str(self._weights_file(trial.number)))
+        return result.dev_metric
+
+    def _callback(self, on_trial: TrialHook) -> Callable[[optuna.Study, FrozenTrial], None]:
+        def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+            on_trial(trial_record(self.job_id, trial, self.metric))
+
+        return callback
+
+    def _weights_file(self, number: int) -> Path:
+        return self.weights_dir / f"trial-{number:04d}.weights.h5"
+
+    def _best_model(self, trial: FrozenTrial, data_for: DataFor) -> FitResult:
+        """The winner: from memory, else from its saved weights, else trained again."""
+        if self._best is not None and self._best.dev_metric >= (trial.value or -math.inf):
+            return self._best
+        params = TrialParams(**trial.user_attrs["params"])
+        data = data_for(params.features)
+        weights = self._weights_file(trial.number)
+        if weights.is_file():
+            from mlcycle.trainer.fit import predict_probabilities
+
+            model = build_model(params, data.dim, data.n_classes)
+            model.load_weights(str(weights))
+            probs = predict_probabilities(model, data.dev)
+            return FitResult(
+                model=model,
+                params=params,
+                dev_probabilities=probs,
+                dev_metric=float(trial.value or 0.0),
+                best_epoch=int(trial.user_attrs.get("best_epoch") or 0),
+                epochs_run=int(trial.user_attrs.get("epochs") or 0),
+                stopped="restored",
+                seconds=0.0,
+                history=dict(trial.user_attrs.get("history") or {}),
+            )
+        return fit(
+            params,
+            data,
+            metric=self.metric,
+            soft_labels=self.config.soft_labels,
+            class_weight=self.config.class_weight,
+            patience=self.config.patience,
+            seed=self.config.seed + trial.number,
+        )

@@ -1,0 +1,201 @@
+"""The trainer service over real HTTP with the real broker and store, on small generated data."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from mlcycle.common.http import BackgroundServer
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
+from mlcycle.common.worker import JobWorker
+from mlcycle.labeler.labeling import RunParams
+from mlcycle.labeler.runs import LabelRunner
+from mlcycle.records import Comment, Vote
+from mlcycle.trainer.api import create_app, kafka_emitter
+from mlcycle.trainer.export import ServingModel, read_metadata
+from mlcycle.trainer.jobs import JobRunner
+from mlcycle.trainer.registry import ModelRegistry, parse_serving_config, serving_config_path
+from tests.fixtures.broker import read_all
+
+pytestmark = pytest.mark.integration
+
+WORDS = "thanks for the edit please cite a source revert page talk article help".split()
+RUDE = ["idiot", "stupid", "moron"]
+SMALL_SEARCH = {
+    "features": ["current"],
+    "hidden_units": [8, 16],
+    "hidden_layers": 1,
+    "dropout": 0.0,
+    "learning_rate": 0.03,
+    "batch_size": 32,
+    "epochs": 3,
+}
+
+
+def seed(store: Store, prefix: str, *, rude: bool = True, n: int = 300) -> None:
+    rng = np.random.default_rng(len(prefix))
+    comments, votes = [], []
+    for i in range(n):
+        words = list(rng.choice(WORDS, size=int(rng.integers(3, 15))))
+        toxic = rude and rng.random() < 0.4
+        if toxic:
+            words.insert(int(rng.integers(0, len(words))), str(rng.choice(RUDE)))
+        item = f"{prefix}{i:04d}"
+        comments.append(Comment(id=item, text=" ".join(words), metadata={"lang": "en"}))
+        votes += [Vote(item_id=item, annotator_id=f"w{k}", label=int(toxic)) for k in range(3)]
+    store.upsert(COMMENTS, [c.to_document() for c in comments])
+    store.upsert(VOTES, [v.to_document() for v in votes])
+
+
+@pytest.fixture
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = open_store(settings)
+    yield store
+    store.close()
+
+
+def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
+    with RecordProducer(settings) as producer:
+        runner = LabelRunner(settings, store, producer)
+        params = RunParams(strategy="majority", task=task)
+        return str(runner.execute(runner.create(params)["id"])["id"])
+
+
+@pytest.fixture
+def service(settings: Settings, store: Store) -> Iterator[str]:
+    with RecordProducer(settings, client_id="trainer-test") as producer:
+        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
+        worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
+        app = create_app(settings, store=store, worker=worker, registry=registry)
+        server = BackgroundServer(app, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{server.port}"
+        server.stop()
+        worker.stop()
+
+
+def wait_job(base: str, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = httpx.get(f"{base}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("succeeded", "failed"):
+            return dict(job)
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_a_job_searches_blesses_exports_and_registers(
+    service: str, settings: Settings, store: Store
+) -> None:
+    seed(store, "c")
+    run = label(settings, store)
+    started = httpx.post(
+        f"{service}/v1/jobs", json={"trials": 2, "search": SMALL_SEARCH}, timeout=10
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["label_run"] == run
+    job = wait_job(service, started.json()["id"])
+    assert job["status"] == "succeeded", job.get("error")
+    result = job["result"]
+    assert result["dev"]["roc_auc"] > 0.9 and result["test"]["n"] > 0
+    assert job["progress"]["trials_done"] == 2
+
+    model = result["model"]
+    assert (model["version"], model["state"]) == (1, "production")
+    folder = settings.models_path / settings.model_name / "1"
+    lineage = read_metadata(folder)
+    assert lineage["transform"] == result["transform"] and lineage["label_run"] == run
+    assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
+    assert lineage["metrics"]["dev"]["roc_auc"] == pytest.approx(result["dev"]["roc_auc"])
+    assert lineage["blessing"]["blessed"] and lineage["git_revision"]
+    probs = ServingModel(folder).probabilities(
+        np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
+    )
+    assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
+    config = serving_config_path(settings).read_text(encoding="utf-8")
+    assert parse_serving_config(config) == {settings.model_name: 1}
+
+    trials = httpx.get(f"{service}/v1/jobs/{job['id']}/trials", timeout=10).json()["trials"]
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    assert all(t["dev"]["roc_auc"] > 0 and t["params"]["hidden_units"] for t in trials)
+    report = httpx.get(f"{service}/v1/jobs/{job['id']}/report", timeout=10)
+    assert report.status_code == 200 and "data:image/png;base64" in report.text
+    listed = httpx.get(f"{service}/v1/models", timeout=10).json()
+    assert listed["production"] == {settings.model_name: 1}
+    events = [orjson.loads(r.value) for r in read_all(settings, settings.topics.models)]
+    assert [e["event"] for e in events] == ["registered", "blessed", "promoted"]
+
+    # A second job must beat production, re-scored on the same dev items.
+    second = httpx.post(
+        f"{service}/v1/jobs", json={"trials": 1, "search": SMALL_SEARCH}, timeout=10
+    ).json()
+    done = wait_job(service, second["id"])
+    assert done["status"] == "succeeded", done.get("error")
+    judged = done["result"]["model"]
+    assert judged["version"] == 2
+    assert "production v1" in judged["reason"]
+    doc = httpx.get(f"{service}/v1/models/2", timeout=10).json()
+    assert doc["blessing"]["compared_to"] == 1
+    assert doc["blessing"]["measured"] == "re-scored on this dev split"
+    if judged["state"] == "unblessed":
+        assert not (settings.models_path / settings.model_name / "2").exists()
+    else:
+        assert judged["state"] == "production"
+
+
+def test_bad_jobs_are_refused_or_fail_with_a_reason(
+    service: str, settings: Settings, store: Store
+) -> None:
+    bad = httpx.post(f"{service}/v1/jobs", json={"trials": 0}, timeout=10)
+    assert bad.status_code == 422 and "trials" in bad.text
+    bad = httpx.post(
+        f"{service}/v1/jobs", json={"search": {"learning_rate": {"low": 1, "high": 0.1}}}
+    )
+    assert bad.status_code == 422 and "learning_rate" in bad.text
+    missing = httpx.post(f"{service}/v1/jobs", json={"label_run": "lr-nope"}, timeout=10)
+    assert missing.status_code == 404 and "lr-nope" in missing.text
+
+    seed(store, "calm", rude=False)
+    run = label(settings, store)
+    started = httpx.post(
+        f"{service}/v1/jobs", json={"label_run": run, "search": SMALL_SEARCH}, timeout=10
+    )
+    job = wait_job(service, started.json()["id"])
+    assert job["status"] == "failed"
+    assert "single class" in job["error"]
+    assert httpx.get(f"{service}/v1/jobs/tj-none", timeout=10).status_code == 404
+
+
+def test_train_command_prints_trials_and_report(
+    settings: Settings, store: Store, tmp_path: Path
+) -> None:
+    """``mlcycle train`` in-process: the table, the model line and the report path."""
+    from rich.console import Console
+
+    from mlcycle.trainer.cli import parse_config, run_train_command
+
+    seed(store, "t")
+    label(settings, store)
+    config_file = tmp_path / "job.json"
+    config_file.write_text(json.dumps({"search": SMALL_SEARCH}), encoding="utf-8")
+    config = parse_config(config_path=config_file, overrides={"trials": 1})
+    console = Console(record=True, width=160)
+    job = run_train_command(settings, console, config=config, resume=None)
+    text = console.export_text()
+    assert "Trials (selected on dev roc_auc)" in text
+    assert "model toxicity v1: production" in text
+    assert Path(job["result"]["report"]).is_file() and job["result"]["report"] in text
