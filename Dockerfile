@@ -43,3 +43,17 @@ EXPOSE 8003 50053
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8003/healthz', timeout=2)" || exit 1
 CMD ["mlcycle", "featurizer", "api"]
+
+# TensorFlow (CPU) only here, in the image that trains.
+FROM base AS trainer
+COPY pyproject.toml README.md ./
+COPY services/mlcycle/__init__.py services/mlcycle/__init__.py
+RUN pip install '.[trainer]' && pip uninstall -y mlcycle
+COPY services ./services
+RUN pip install --no-deps '.[trainer]'
+ENV MPLCONFIGDIR=/tmp/matplotlib
+USER 10001
+EXPOSE 8004
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8004/healthz', timeout=2)" || exit 1
+CMD ["mlcycle", "trainer", "api"]

@@ -28,10 +28,12 @@ app = typer.Typer(
 collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
 labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
 featurizer_app = typer.Typer(help="The featurizer service: transforms, vectors, feature shards.")
+trainer_app = typer.Typer(help="The trainer service: training jobs and the model registry.")
 download_app = typer.Typer(help="Fetch public datasets into the local cache.")
 app.add_typer(collector_app, name="collector")
 app.add_typer(labeler_app, name="labeler")
 app.add_typer(featurizer_app, name="featurizer")
+app.add_typer(trainer_app, name="trainer")
 app.add_typer(download_app, name="download")
 
 console = Console(stderr=True)
@@ -213,6 +215,66 @@ def featurize(
         run_featurize_command(
             settings, console, refit=fit, label_run=run, transform=transform, config_path=config
         )
+    except MlcycleError as exc:
+        _fail(exc)
+
+
+@trainer_app.command("api")
+def trainer_api() -> None:
+    """Run the trainer's REST API (8004) and its job worker in the foreground."""
+    from mlcycle.trainer.api import serve
+
+    serve(_settings("trainer"))
+
+
+@app.command()
+def train(
+    trials: Annotated[int | None, typer.Option(help="Trials of the search (default 8).")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Seconds the search may take.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="search (default) | seed: the original talk's network.")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated n-gram variants to search: current, talk, words, "
+            "words+chars, bigrams+chars."
+        ),
+    ] = None,
+    run: Annotated[str | None, typer.Option(help="Label run (default: the latest).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default from settings).")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Job config as a JSON file (options override it).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Resume an unfinished job by id instead of a new one.")
+    ] = None,
+) -> None:
+    """Search hyper-parameters, evaluate, bless and export a model; print the trials and report.
+
+    Needs the store and a broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP):
+    registry events go to the ``models`` topic.
+    """
+    from mlcycle.trainer.cli import parse_config, run_train_command
+
+    settings = _settings("train", interactive=True)
+    try:
+        job_config = None
+        if resume is None:
+            job_config = parse_config(
+                config_path=config,
+                overrides={
+                    "trials": trials,
+                    "time_budget_s": time_budget,
+                    "preset": preset,
+                    "label_run": run,
+                    "name": name,
+                    "features": [f.strip() for f in features.split(",")] if features else None,
+                },
+            )
+        run_train_command(settings, console, config=job_config, resume=resume)
     except MlcycleError as exc:
         _fail(exc)
 

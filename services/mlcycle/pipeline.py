@@ -154,3 +154,38 @@ def featurize_via_api(settings: Settings, label_run: str) -> dict[str, object]:
         built = client.post("/v1/feature-sets", json={"label_run": label_run})
         built.raise_for_status()
         return {"transform": fitted.json(), "feature_set": built.json()}
+
+
+def train_via_api(
+    settings: Settings, label_run: str, trials: int, *, console: Console | None = None
+) -> dict[str, object]:
+    """A training job on the trainer service: search, evaluate, bless, export; its final record."""
+    base = f"http://{settings.host}:{settings.trainer_port}"
+    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
+        started = client.post("/v1/jobs", json={"label_run": label_run, "trials": trials})
+        started.raise_for_status()
+        job_id = started.json()["id"]
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]train[/] {task.description}"),
+            TextColumn("{task.completed}/{task.total} trials"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        with progress:
+            bar = progress.add_task("queued", total=trials)
+            while True:
+                job = client.get(f"/v1/jobs/{job_id}").json()
+                state = job.get("progress") or {}
+                best = state.get("best_value")
+                text = str(state.get("detail") or state.get("stage", ""))
+                if best is not None:
+                    text += f" (best dev {best:.4f})"
+                progress.update(bar, description=text, completed=state.get("trials_done", 0))
+                if job["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(1.0)
+    if job["status"] != "succeeded":
+        raise Unavailable(f"training job {job_id} failed: {job.get('error')}")
+    return dict(job)

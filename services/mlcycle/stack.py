@@ -33,6 +33,7 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
     "labeler-stream": ("labeler", "stream"),
     "featurizer-api": ("featurizer", "api"),
     "featurizer-batch": ("featurizer", "batch"),
+    "trainer-api": ("trainer", "api"),
 }
 
 
@@ -134,6 +135,7 @@ class LocalStack:
             "labeler-stream": f"http://{s.host}:{s.labeler_stream_metrics_port}/healthz",
             "featurizer-api": f"http://{s.host}:{s.featurizer_port}/readyz",
             "featurizer-batch": f"http://{s.host}:{s.featurizer_batch_metrics_port}/healthz",
+            "trainer-api": f"http://{s.host}:{s.trainer_port}/readyz",
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))

@@ -44,6 +44,7 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
         "MLCYCLE_FEATURIZER_PORT": str(free_port()),
         "MLCYCLE_FEATURIZER_GRPC_PORT": str(free_port()),
         "MLCYCLE_FEATURIZER_BATCH_METRICS_PORT": str(free_port()),
+        "MLCYCLE_TRAINER_PORT": str(free_port()),
         "COLUMNS": "120",  # rich wraps the summary table at the terminal width
     }
 
@@ -70,11 +71,11 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     env = _isolated_env(tmp_path / "data")
     data_args = [arg for path in dataset for arg in ("--data", str(path))]
     done = subprocess.run(
-        _mlcycle("demo", *data_args, "--format", "wikidetox"),
+        _mlcycle("demo", *data_args, "--format", "wikidetox", "--trials", "2"),
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=420,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -89,10 +90,24 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     )
     assert rows, output
     assert sum(int(n.replace(",", "")) for n in rows.groups()) == N_COMMENTS
-    (manifest,) = (tmp_path / "data" / "artifacts" / "features").glob("tf-*/lr-*/manifest.json")
-    assert orjson.loads(manifest.read_bytes())["rows"] == N_COMMENTS
+    # The demo's feature set, plus one per n-gram variant the search tried: all complete.
+    manifests = list((tmp_path / "data" / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"))
+    assert manifests and all(orjson.loads(m.read_bytes())["rows"] == N_COMMENTS for m in manifests)
+    label_run = orjson.loads(manifests[0].read_bytes())["label_run"]
     reports = list((tmp_path / "data" / "reports").glob("lr-*.html"))
     assert len(reports) == 1 and "conflict" in reports[0].read_text(encoding="utf-8")
+    # The search ran its trials and its winner is served: it is the first production model.
+    assert re.search(r"trials searched.*│\s*2, best trial \d", output), output
+    accuracy = re.search(r"test accuracy \(the talk: 0\.708\)\s*│\s*([\d.]+)", output)
+    assert accuracy and 0.5 < float(accuracy.group(1)) <= 1.0, output
+    assert re.search(r"model version\s*│\s*toxicity v1 \(production\)", output), output
+    lineage = orjson.loads(
+        (tmp_path / "data" / "models" / "toxicity" / "1" / "metadata.json").read_bytes()
+    )
+    assert lineage["label_run"] == label_run and lineage["blessing"]["blessed"]
+    versions = {m.parent.parent.name for m in manifests}
+    assert lineage["transform"] in versions
+    assert list((tmp_path / "data" / "reports").glob("tj-*.html"))
     # It says plainly which stages it did not run.
     assert "not run yet" in output
     assert (tmp_path / "data" / "store.sqlite3").is_file()

@@ -76,6 +76,7 @@ def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
         "labeler-stream": settings.labeler_stream_metrics_port,
         "featurizer": settings.featurizer_port,
         "featurizer-batch": settings.featurizer_batch_metrics_port,
+        "trainer": settings.trainer_port,
     }
     assert {d["metadata"]["name"] for d in deployments} == set(expected_port)
     for deployment in deployments:
