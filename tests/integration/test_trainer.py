@@ -16,7 +16,7 @@ import pytest
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
+from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
@@ -199,3 +199,27 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert Path(job["result"]["report"]).is_file() and job["result"]["report"] in text
+
+
+def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store: Store) -> None:
+    from mlcycle.trainer.api import LabelRunWatcher
+
+    seed(store, "w")
+    first = label(settings, store)
+    submitted: list[str] = []
+
+    class Recorder(JobWorker):
+        def submit(self, job_id: str) -> None:
+            submitted.append(job_id)
+
+    with RecordProducer(settings, client_id="trainer-test") as producer:
+        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
+        worker = Recorder(JobRunner(settings, store, registry), name="train-jobs")
+        watcher = LabelRunWatcher(settings, store, worker)
+        assert watcher.check() is None  # the run that existed at start-up is not new
+        second = label(settings, store)
+        job_id = watcher.check()
+        assert job_id is not None and submitted == [job_id]
+        assert watcher.check() is None  # one job per new run
+    job = store.get(RUNS, job_id)
+    assert job["label_run"] == second != first and job["status"] == "queued"
