@@ -8,6 +8,7 @@ anything unexpected) into ``{"error": {"code", "message", "details"}}``.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import signal
 import threading
@@ -50,7 +51,12 @@ class OrjsonResponse(JSONResponse):
     """A JSON response rendered with orjson (compact, fast, handles datetimes)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            # orjson refuses integers beyond 64 bits, which a request may carry into an
+            # error's details; the standard library writes them, and anything else as text.
+            return json.dumps(content, default=str, ensure_ascii=False).encode("utf-8")
 
 
 # -- the error body, as documented in every OpenAPI schema -------------------------------------

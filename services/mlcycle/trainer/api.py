@@ -101,8 +101,11 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
 
     @router.get(
         "/jobs/{job_id}/report",
-        response_class=HTMLResponse,
-        responses=error_responses(404),
+        # Only the 200 is HTML; errors keep the JSON error shape like every other route.
+        responses={
+            200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+            **error_responses(404),
+        },
         summary="The job's HTML report (plots, trials, metrics)",
     )
     def report(job_id: str) -> HTMLResponse:

@@ -84,10 +84,16 @@ def check_name(name: str) -> str:
     return name
 
 
+# TF Serving's versions are int64.
+MAX_VERSION = 2**63 - 1
+
+
 def check_version(version: int) -> int:
-    """A positive integer version (TF Serving's numeric version folders), or InvalidInput."""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidInput("version must be a positive integer", details={"version": version})
+    """A positive int64 version (TF Serving's numeric version folders), or InvalidInput."""
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise InvalidInput(
+            f"version must be an integer from 1 to {MAX_VERSION}", details={"version": str(version)}
+        )
     return version
 
 

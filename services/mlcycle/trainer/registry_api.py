@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
 from mlcycle.common.settings import Settings
-from mlcycle.trainer.registry import MODEL_STATES, ModelRegistry
+from mlcycle.trainer.registry import MAX_VERSION, MODEL_STATES, ModelRegistry
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -117,7 +117,9 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         dependencies=auth,
         summary="Serve this version; the one it replaces is retired",
     )
-    def promote(version: int = Path(ge=1), request: PromoteRequest = Body(...)) -> OrjsonResponse:
+    def promote(
+        version: int = Path(ge=1, le=MAX_VERSION), request: PromoteRequest = Body(...)
+    ) -> OrjsonResponse:
         name = request.name or settings.model_name
         doc = registry.promote(name, version, request.reason, force=request.force)
         return OrjsonResponse(doc)
@@ -128,7 +130,9 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         responses=error_responses(404, 422),
         summary="One model version: lineage, metrics, blessing, state and history",
     )
-    def read_model(version: int = Path(ge=1), name: str = name_query) -> OrjsonResponse:
+    def read_model(
+        version: int = Path(ge=1, le=MAX_VERSION), name: str = name_query
+    ) -> OrjsonResponse:
         return OrjsonResponse(registry.get(name, version))
 
     return router
