@@ -23,7 +23,8 @@ What is measured, on ../shared/data/davidson_hate_offensive/labeled_data.csv.gz
   seconds are the search's wall time, featurizing of the variants included.
 - seed: the original talk's network (``SEED``: 0/1 bag of words, sigmoid
   1000/900, MSE, plain SGD), trained once with hard labels and no class
-  weights as in the talk, its epoch chosen on dev by the same metric.
+  weights as in the talk, for all its epochs (the talk had no early stopping),
+  keeping the epoch that is best on dev by the same metric.
 - tfidf_lr, the baseline: scikit-learn word 1-2-gram plus char_wb 2-5-gram
   TF-IDF (sublinear tf, min_df 2) into LogisticRegression (lbfgs, max_iter
   2000, multinomial for three classes, no class weights), C chosen on dev from
@@ -32,6 +33,9 @@ What is measured, on ../shared/data/davidson_hate_offensive/labeled_data.csv.gz
   ROC-AUC (one-vs-rest macro for three classes), weighted F1 (p(toxic) >= 0.5
   for binary, argmax for three classes) and per-class recall; fit seconds
   are wall time on this machine (2 cores, TensorFlow uses both).
+Targets, printed as checks: the best model's test ROC-AUC is at least the
+baseline's; and well above the seed's, read as at most half its ranking error
+(1 - ROC-AUC), since an absolute gap means little that close to 1.
 Context: the original talk quoted 0.708 test accuracy for its network, on its
 own data (Wikipedia talk comments), not this one.
 """
@@ -64,7 +68,7 @@ from mlcycle.trainer.config import SEED, JobConfig, TrialParams, variant_config
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.fit import fit, predict_probabilities
-from mlcycle.trainer.search import Search
+from mlcycle.trainer.search import Search, SearchOutcome
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DAVIDSON = DATA / "davidson_hate_offensive" / "labeled_data.csv.gz"
@@ -74,6 +78,8 @@ MODELS = ("best", "seed", "tfidf_lr")
 C_GRID = (1.0, 4.0, 16.0)
 # The issue's figures for the baseline, measured when it was written.
 QUOTED_BASELINE = {"roc_auc": 0.987, "accuracy": 0.962}
+# The original talk's test accuracy, on its own data (Wikipedia talk comments).
+TALK_ACCURACY = 0.708
 
 
 def log(message: str) -> None:
@@ -193,9 +199,17 @@ class Scored:
 
 
 def run_search(
-    task: Task, data_for: VariantData, trials: int, budget_s: float, job_id: str
-) -> tuple[Any, float]:
-    """The default search of ``trials`` trials; (outcome, wall seconds incl. featurizing)."""
+    task: Task,
+    data_for: VariantData,
+    trials: int,
+    budget_s: float,
+    job_id: str,
+    hook: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[SearchOutcome, float]:
+    """The default search of ``trials`` trials; (outcome, wall seconds incl. featurizing).
+
+    ``hook`` also sees each finished trial's record.
+    """
     config = JobConfig(trials=trials, time_budget_s=budget_s, metric=task.metric)
     with tempfile.TemporaryDirectory(prefix="mlcycle-bench-") as tmp:
         search = Search(job_id, config, task.metric, f"sqlite:///{tmp}/study.db", Path(tmp))
@@ -205,6 +219,8 @@ def run_search(
                 f"  {task.name}: trial {record['number']} {record['state']} "
                 f"dev {task.metric} {record['value']} in {record['seconds'] or 0:.0f} s"
             )
+            if hook is not None:
+                hook(record)
 
         started = time.perf_counter()
         outcome = search.run(data_for, budget_s=budget_s, on_trial=on_trial)
@@ -215,26 +231,41 @@ def score_best(task: Task, data_for: VariantData, trials: int, budget_s: float) 
     outcome, seconds = run_search(task, data_for, trials, budget_s, f"quality-{task.name}")
     best = outcome.best
     data = data_for(best.params.features)
-    evaluation = evaluate(predict_probabilities(best.model, data.test), data.test.labels,
-                          task.class_names)
+    evaluation = evaluate(
+        predict_probabilities(best.model, data.test), data.test.labels, task.class_names
+    )
     ran = [t for t in outcome.trials if t["state"] in ("complete", "pruned", "fail")]
     return Scored(
         evaluation,
         seconds,
         f"trial {outcome.best_trial} of {len(ran)}: {describe(best.params)}, "
         f"dev {task.metric} {best.dev_metric:.4f}",
-        {"trials": outcome.trials, "best_params": best.params.model_dump(),
-         "dev_metric": best.dev_metric, "featurize_s": dict(data_for.seconds)},
+        {
+            "trials": outcome.trials,
+            "best_params": best.params.model_dump(),
+            "dev_metric": best.dev_metric,
+            "featurize_s": dict(data_for.seconds),
+        },
     )
 
 
 def score_seed(task: Task, data_for: VariantData, params: TrialParams = SEED) -> Scored:
     started = time.perf_counter()
     data = data_for(params.features)
-    result = fit(params, data, metric=task.metric, soft_labels=False, class_weight="none")
+    # The talk trained a fixed number of epochs: no early stopping (the best epoch on
+    # dev is still the one kept, as for every trial).
+    result = fit(
+        params,
+        data,
+        metric=task.metric,
+        soft_labels=False,
+        class_weight="none",
+        patience=params.epochs,
+    )
     seconds = time.perf_counter() - started
-    evaluation = evaluate(predict_probabilities(result.model, data.test), data.test.labels,
-                          task.class_names)
+    evaluation = evaluate(
+        predict_probabilities(result.model, data.test), data.test.labels, task.class_names
+    )
     return Scored(
         evaluation,
         seconds,
@@ -309,8 +340,9 @@ def split_table(corpus: Corpus) -> Table:
         table.add_column(name, justify="right")
     for split in SPLITS:
         counts = np.bincount(corpus.classes[corpus.rows(split)], minlength=3)
-        table.add_row(split, f"{counts.sum():,}", *(f"{c:,} ({c / counts.sum():.1%})"
-                                                     for c in counts))
+        table.add_row(
+            split, f"{counts.sum():,}", *(f"{c:,} ({c / counts.sum():.1%})" for c in counts)
+        )
     return table
 
 
@@ -321,51 +353,180 @@ def binary_table(results: dict[str, Scored]) -> Table:
     table.add_column("chosen", overflow="fold")
     for name, scored in results.items():
         e = scored.evaluation
-        table.add_row(name, f"{e.accuracy:.4f}", f"{e.roc_auc:.4f}", f"{e.weighted_f1:.4f}",
-                      f"{scored.seconds:.1f}", scored.note)
+        table.add_row(
+            name,
+            f"{e.accuracy:.4f}",
+            f"{e.roc_auc:.4f}",
+            f"{e.weighted_f1:.4f}",
+            f"{scored.seconds:.1f}",
+            scored.note,
+        )
     return table
 
 
 def three_class_table(results: dict[str, Scored]) -> Table:
     table = Table(title="Three classes (hate / offensive / neither), test split")
     table.add_column("model")
-    for name in ("weighted F1", "macro F1", "recall hate", "recall offensive",
-                 "recall neither", "accuracy", "fit s"):
+    for name in (
+        "weighted F1",
+        "macro F1",
+        "recall hate",
+        "recall offensive",
+        "recall neither",
+        "accuracy",
+        "fit s",
+    ):
         table.add_column(name, justify="right")
     table.add_column("chosen", overflow="fold")
     for name, scored in results.items():
         e = scored.evaluation
-        table.add_row(name, f"{e.weighted_f1:.4f}", f"{e.macro_f1:.4f}",
-                      *(f"{e.recall[c]:.4f}" for c in ("hate", "offensive", "neither")),
-                      f"{e.accuracy:.4f}", f"{scored.seconds:.1f}", scored.note)
+        table.add_row(
+            name,
+            f"{e.weighted_f1:.4f}",
+            f"{e.macro_f1:.4f}",
+            *(f"{e.recall[c]:.4f}" for c in ("hate", "offensive", "neither")),
+            f"{e.accuracy:.4f}",
+            f"{scored.seconds:.1f}",
+            scored.note,
+        )
     return table
 
 
 def trials_table(task: Task, scored: Scored) -> Table:
     table = Table(title=f"{task.name} search trials (dev {task.metric})")
-    for name in ("#", "state", f"dev {task.metric}", "epochs", "s"):
+    for name in ("#", "state", f"dev {task.metric}", "epochs run (best)", "s"):
         table.add_column(name, justify="right")
     table.add_column("params", overflow="fold")
     for t in scored.extra["trials"]:
         value = "" if t["value"] is None else f"{t['value']:.4f}"
         params = describe(TrialParams(**t["params"])) if t["params"] else ""
-        table.add_row(str(t["number"]), t["state"], value, str(t["epochs"] or ""),
-                      f"{t['seconds'] or 0:.0f}", params + (f"; {t['error']}" if t["error"] else ""))
+        table.add_row(
+            str(t["number"]),
+            t["state"],
+            value,
+            f"{t['epochs']} ({t['best_epoch']})" if t["epochs"] else "",
+            f"{t['seconds'] or 0:.0f}",
+            params + (f"; {t['error']}" if t["error"] else ""),
+        )
     return table
 
 
-def checks(binary: dict[str, Scored]) -> list[tuple[str, bool | None]]:
+def checks(binary: dict[str, Scored], positive_share: float) -> list[tuple[str, bool | None]]:
+    """The issue's targets (pass/fail) and the context lines (None)."""
     best, seed, base = (binary[m].evaluation for m in MODELS)
     return [
-        (f"best ROC-AUC {best.roc_auc:.4f} >= tfidf_lr {base.roc_auc:.4f}",
-         best.roc_auc >= base.roc_auc),
-        (f"best vs seed: {best.roc_auc - seed.roc_auc:+.4f} ROC-AUC, "
-         f"{best.accuracy - seed.accuracy:+.4f} accuracy (well above: >= +0.05 ROC-AUC)",
-         best.roc_auc - seed.roc_auc >= 0.05),
-        (f"tfidf_lr here {base.roc_auc:.4f} ROC-AUC / {base.accuracy:.4f} accuracy; "
-         f"the issue quoted {QUOTED_BASELINE['roc_auc']} / {QUOTED_BASELINE['accuracy']}", None),
-        (f"the talk's network quoted {0.708} accuracy on its own data; the seed preset "
-         f"here {seed.accuracy:.4f} (majority class: "
-         f"{1 - float(np.mean(binary['best'].evaluation.confusion[0][0] >= 0))}"
-         , None),
+        (
+            f"best ROC-AUC {best.roc_auc:.4f} >= tfidf_lr {base.roc_auc:.4f}",
+            best.roc_auc >= base.roc_auc,
+        ),
+        (
+            f"best well above seed: ROC-AUC {best.roc_auc:.4f} vs {seed.roc_auc:.4f} "
+            f"({best.roc_auc - seed.roc_auc:+.4f}; ranking error 1 - AUC {1 - best.roc_auc:.4f} vs "
+            f"{1 - seed.roc_auc:.4f}, target: at most half), accuracy "
+            f"{best.accuracy - seed.accuracy:+.4f}, weighted F1 "
+            f"{best.weighted_f1 - seed.weighted_f1:+.4f}",
+            1 - best.roc_auc <= (1 - seed.roc_auc) / 2,
+        ),
+        (
+            f"tfidf_lr here: {base.roc_auc:.4f} ROC-AUC, {base.accuracy:.4f} accuracy "
+            f"(the issue quoted {QUOTED_BASELINE['roc_auc']} and {QUOTED_BASELINE['accuracy']})",
+            None,
+        ),
+        (
+            f"always 'toxic' scores {positive_share:.4f} accuracy on this test split; the talk "
+            f"quoted {TALK_ACCURACY} for its network on its own data",
+            None,
+        ),
     ]
+
+
+def figures(results: dict[str, Scored], task: Task) -> dict[str, dict[str, Any]]:
+    """The JSON figures of one task, in the issue's shape."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, scored in results.items():
+        e = scored.evaluation
+        if task.name == "binary":
+            out[name] = {"roc_auc": e.roc_auc, "accuracy": e.accuracy, "weighted_f1": e.weighted_f1}
+        else:
+            out[name] = {"weighted_f1": e.weighted_f1, "macro_f1": e.macro_f1, "recall": e.recall}
+        out[name] = {k: _rounded(v) for k, v in out[name].items()}
+    return out
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return None if value is None else round(float(value), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DAVIDSON, help="labeled_data.csv(.gz)")
+    parser.add_argument("--trials", type=int, default=8, help="binary search trials")
+    parser.add_argument("--trials-3", type=int, default=4, help="three-class search trials")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds per search")
+    parser.add_argument("--skip-three-class", action="store_true")
+    args = parser.parse_args()
+    console = Console(width=150)
+    if not args.data.is_file():
+        message = f"Davidson data not found at {args.data.resolve()}: skipped"
+        console.print(message)
+        print(orjson.dumps({"benchmark": "quality", "skipped": message}).decode())
+        return
+    logging.getLogger("mlcycle.importers").setLevel(logging.ERROR)
+    started = time.perf_counter()
+    corpus = load_davidson(args.data)
+    log(f"read {len(corpus.ids):,} tweets in {time.perf_counter() - started:.1f} s")
+    console.print(split_table(corpus))
+
+    tasks = [(binary_task(corpus), args.trials)]
+    if not args.skip_three_class:
+        tasks.append((three_class_task(corpus), args.trials_3))
+    results: dict[str, dict[str, Scored]] = {}
+    seconds: dict[str, float] = {}
+    for task, trials in tasks:
+        task_started = time.perf_counter()
+        results[task.name] = run_task(task, corpus, trials, args.budget, SEED)
+        seconds[task.name] = round(time.perf_counter() - task_started, 1)
+        console.print(trials_table(task, results[task.name]["best"]))
+
+    binary = results["binary"]
+    console.print(binary_table(binary))
+    if "three_class" in results:
+        console.print(three_class_table(results["three_class"]))
+    positive_share = float(binary_task(corpus).labels[corpus.rows("test")].mean())
+    verdicts = checks(binary, positive_share)
+    for line, passed in verdicts:
+        mark = "" if passed is None else ("[green]yes[/]" if passed else "[red]NO[/]")
+        console.print(f"{line}{': ' + mark if mark else ''}")
+    seconds["total"] = round(time.perf_counter() - started, 1)
+    console.print(
+        f"selection metrics: binary dev roc_auc, three-class dev macro_f1; "
+        f"trials: binary {args.trials}, three-class {args.trials_3}; "
+        f"wall seconds: {seconds}"
+    )
+
+    result: dict[str, Any] = {
+        "benchmark": "quality",
+        "binary": figures(binary, tasks[0][0]),
+        "three_class": figures(results["three_class"], tasks[1][0]) if len(tasks) > 1 else None,
+        "split": {s: int(len(corpus.rows(s))) for s in SPLITS} | {"scheme": "sha256(id) 80/10/10"},
+        "selection_metric": {task.name: task.metric for task, _ in tasks},
+        "trials": {task.name: n for task, n in tasks},
+        "best_params": {name: r["best"].extra["best_params"] for name, r in results.items()},
+        "tfidf_lr_C": {name: r["tfidf_lr"].extra["C"] for name, r in results.items()},
+        "seed_params": SEED.model_dump(include={"learning_rate", "batch_size", "epochs"}),
+        "fit_seconds": {
+            name: {m: round(s.seconds, 1) for m, s in r.items()} for name, r in results.items()
+        },
+        "targets": {
+            "best_roc_auc_at_least_tfidf_lr": verdicts[0][1],
+            "best_well_above_seed": verdicts[1][1],
+        },
+        "seconds": seconds,
+    }
+    print(orjson.dumps(result).decode())
+
+
+if __name__ == "__main__":
+    main()
