@@ -25,7 +25,9 @@ from mlcycle.trainer.models import SparseMLP, build_model, build_optimizer, loss
 from mlcycle.trainer.models import keras, tf  # noqa: E402  isort: skip
 
 EpochHook = Callable[[int, float], None]  # (epoch, dev metric) -> may raise to stop the trial
-PREDICT_ROWS = 2048
+# Rows per prediction batch: its gathered (non-zeros x units) block is the peak, so keep
+# it small; 512 rows of 700 non-zeros at 128 units is ~180 MB.
+PREDICT_ROWS = 512
 
 
 class NonFiniteLoss(RuntimeError):
@@ -88,7 +90,7 @@ def _predictor(model: SparseMLP) -> Callable[[dict[str, tf.Tensor]], tf.Tensor]:
     cached = getattr(model, "_mlcycle_predict", None)
     if cached is None:
 
-        @tf.function(input_signature=[_INPUT_SPEC])
+        @tf.function(input_signature=[_INPUT_SPEC], autograph=False)
         def cached(inputs: dict[str, tf.Tensor]) -> tf.Tensor:
             return tf.nn.softmax(model(inputs, training=False))
 
@@ -118,12 +120,15 @@ def fit(
     targets = data.train.probabilities if soft_labels else np.eye(data.n_classes)[data.train.labels]
     targets = np.asarray(targets, np.float32)
 
+    # autograph=False: the step has no Python control flow to convert, and AutoGraph
+    # cannot read the source of a closure built per trial anyway (it warns and skips).
     @tf.function(
         input_signature=[
             _INPUT_SPEC,
             tf.TensorSpec([None, data.n_classes], tf.float32),
             tf.TensorSpec([None], tf.float32),
-        ]
+        ],
+        autograph=False,
     )
     def train_step(inputs: dict[str, tf.Tensor], y: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:

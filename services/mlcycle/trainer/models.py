@@ -76,10 +76,14 @@ class SparseMLP(keras.Model):
         *,
         activation: str = "relu",
         dropout: float = 0.0,
+        wide: bool = False,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
         self.bag = WeightedBag(input_dim, hidden[0], name="bag")
+        # Wide & deep: a linear model of the sparse input added to the MLP's logits, so
+        # the network keeps what a logistic regression on the n-grams knows.
+        self.wide = WeightedBag(input_dim, n_classes, name="wide") if wide else None
         self.activation_name = activation
         self.hidden_layers = [
             keras.layers.Dense(units, name=f"hidden_{i + 1}") for i, units in enumerate(hidden[1:])
@@ -98,7 +102,10 @@ class SparseMLP(keras.Model):
             x = act(layer(x))
             if self.dropout is not None:
                 x = self.dropout(x, training=training)
-        return self.out(x)
+        logits = self.out(x)
+        if self.wide is not None:
+            logits += self.wide(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"])
+        return logits
 
 
 class LazyAdam(keras.optimizers.Adam):
@@ -142,6 +149,7 @@ def build_model(params: TrialParams, input_dim: int, n_classes: int) -> SparseML
         params.layer_sizes(),
         activation="sigmoid" if seed else "relu",
         dropout=0.0 if seed else params.dropout,
+        wide=params.wide and not seed,
     )
     # One call on an empty batch creates every weight, so saved weights can be loaded.
     model(

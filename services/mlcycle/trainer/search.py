@@ -67,6 +67,7 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> TrialParams:
             "learning_rate",
             "batch_size",
             "epochs",
+            "wide",
         )
     }
     return TrialParams(**values)
