@@ -8,8 +8,6 @@ the report is escaped: item texts and voter ids are user content.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from html import escape
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+from mlcycle.common.figures import inline_figure
 
 NONE = "–"
 # Cells of the heatmap beyond which the numbers no longer fit inside the squares.
@@ -230,21 +230,7 @@ def _html_worker_summary(workers: dict[str, Any]) -> str:
 
 
 def _figure(draw: Any, data: Any, *, alt: str, plot: str) -> str:
-    """Draw with ``draw(fig, data)`` and return an ``<img>`` with the PNG inline."""
-    # A bare Figure is not registered with pyplot (nothing to close, no global backend
-    # switch): saving it renders through Agg, so the page builds on a headless server.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
-    draw(fig, data)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    fig.clear()
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (
-        f"<figure data-plot='{plot}'><img alt='{escape(alt)}' "
-        f"src='data:image/png;base64,{encoded}'></figure>"
-    )
+    return inline_figure(draw, data, alt=alt, plot=plot)
 
 
 def _coverage_plot(fig: Any, lfs: list[dict[str, Any]]) -> None:

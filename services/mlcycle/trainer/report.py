@@ -11,8 +11,6 @@ slice values are user data.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
 from mlcycle.trainer.evaluation import LOWER_IS_BETTER, Evaluation, curves
 
@@ -319,21 +318,7 @@ def _comparison_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _figure(draw: Callable[[Any, Any], None], data: Any, *, alt: str, plot: str) -> str:
-    """Draw with ``draw(fig, data)`` and return a ``<figure>`` with the PNG inline."""
-    # A bare Figure is not registered with pyplot (nothing to close, no global backend
-    # switch): saving it renders through Agg, so the page builds on a headless server.
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.6, 4.2), layout="constrained")
-    draw(fig, data)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    fig.clear()
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (
-        f"<figure data-plot='{escape(plot)}'><img alt='{escape(alt)}' "
-        f"src='data:image/png;base64,{encoded}'></figure>"
-    )
+    return inline_figure(draw, data, alt=alt, plot=plot, size=(5.6, 4.2), dpi=100)
 
 
 def _roc_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
