@@ -38,7 +38,7 @@ from mlcycle.common.worker import JobWorker, resume_unfinished
 from mlcycle.labeler.runs import latest_run
 from mlcycle.trainer.config import JobConfig
 from mlcycle.trainer.jobs import KIND, TRIAL_KIND, JobRunner, get_job
-from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class LabelRunWatcher:
                 log.exception("watching for new label runs failed; trying again")
 
 
-def kafka_emitter(settings: Settings, producer: RecordProducer) -> Any:
+def kafka_emitter(settings: Settings, producer: RecordProducer) -> Emit:
     """Registry events to the ``models`` topic, keyed by model name."""
 
     def emit(event: dict[str, Any]) -> None:

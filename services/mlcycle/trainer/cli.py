@@ -102,8 +102,8 @@ def _print_result(store: Any, job: dict[str, Any], console: Console) -> None:
         store.scan(RUNS, filters={"kind": "trial", "job": job["id"]}),
         key=lambda t: t.get("number", 0),
     )
-    dev = Evaluation(**_fields(result["dev"]))
-    test = Evaluation(**_fields(result["test"])) if result.get("test") else None
+    dev = Evaluation.from_dict(result["dev"])
+    test = Evaluation.from_dict(result["test"]) if result.get("test") else None
     console.print(summary_table(trials, result["metric"], dev, test))
     model = result.get("model")
     if model:
@@ -112,14 +112,3 @@ def _print_result(store: Any, job: dict[str, Any], console: Console) -> None:
             f"— {model['reason']}"
         )
     console.print(f"report: {result['report']}")
-
-
-def _fields(d: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import fields
-
-    from mlcycle.trainer.evaluation import Evaluation
-
-    names = {f.name for f in fields(Evaluation)}
-    values = {k: v for k, v in d.items() if k in names}
-    values["class_names"] = tuple(values.get("class_names") or ())
-    return values

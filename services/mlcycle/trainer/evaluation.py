@@ -92,6 +92,14 @@ class Evaluation:
         out["class_names"] = list(self.class_names)
         return out
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Evaluation:
+        """Inverse of :meth:`to_dict` (e.g. an evaluation read back from a job record)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in names}
+        values["class_names"] = tuple(values.get("class_names") or ())
+        return cls(**values)
+
     def metric(self, name: str) -> float:
         """The value of metric ``name`` (one of :data:`METRICS`), for selecting and blessing.
 

@@ -11,6 +11,7 @@ export that was allocated a version reuses it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 KIND = "train-job"
 TRIAL_KIND = "trial"
 INFRA_SAMPLE_ROWS = 64
+STORE_READ_BATCH = 1000  # ids per get_many
 LENGTH_BUCKETS = ((0, 40, "<40 chars"), (40, 120, "40-119 chars"), (120, 10**9, "120+ chars"))
 ProgressHook = Callable[[dict[str, Any]], None]
 
@@ -66,8 +68,6 @@ def get_job(store: Store, job_id: str) -> dict[str, Any]:
 
 def git_revision() -> str:
     """The source revision models are trained from (``MLCYCLE_GIT_REVISION`` in images)."""
-    import os
-
     if revision := os.environ.get("MLCYCLE_GIT_REVISION"):
         return revision
     try:
@@ -175,10 +175,14 @@ class JobRunner:
         data = features.data(best.params.features)
         self._save(job, transforms=dict(features.transforms))
         self._stage(job, "evaluate")
-        dev_eval, test_eval, test_probs = self._evaluate(best, data, config)
+        # The stored comments of dev and test, read once: slices and production's re-scoring.
+        comments = {"dev": self._comments(data.dev), "test": self._comments(data.test)}
+        dev_eval, test_eval, test_probs = self._evaluate(best, data, config, comments)
         exported: dict[str, Any] | None = None
         if config.bless:
-            exported = self._export_and_bless(job, config, metric, best, data, dev_eval, test_eval)
+            exported = self._export_and_bless(
+                job, config, metric, best, data, dev_eval, test_eval, comments["dev"]
+            )
         self._stage(job, "report")
         report = self._report(job, metric, outcome, data, dev_eval, test_eval, test_probs, exported)
         return {
@@ -212,7 +216,7 @@ class JobRunner:
         def on_trial(record: dict[str, Any]) -> None:
             self.store.upsert(RUNS, [record])
             done = len(search.finished())
-            best = search.study.best_value if _has_complete(search) else None
+            best = search.best_value()
             self._save(
                 job,
                 spent_s=spent + time.monotonic() - started,
@@ -238,16 +242,20 @@ class JobRunner:
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _slices(self, split: SplitData, fields: list[str]) -> dict[str, list[Any]]:
+    def _comments(self, split: SplitData) -> list[dict[str, Any]]:
+        """The stored comment of every row of ``split``, in row order ({} where missing)."""
         ids = [str(i) for i in split.item_ids]
-        comments: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 1000):
-            comments.update(self.store.get_many(COMMENTS, ids[start : start + 1000]))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), STORE_READ_BATCH):
+            found.update(self.store.get_many(COMMENTS, ids[start : start + STORE_READ_BATCH]))
+        return [found.get(i) or {} for i in ids]
+
+    @staticmethod
+    def _slices(comments: list[dict[str, Any]], fields: list[str]) -> dict[str, list[Any]]:
         slices: dict[str, list[Any]] = {"source": [], "length": []}
         for name in fields:
             slices[f"metadata.{name}"] = []
-        for item in ids:
-            comment = comments.get(item) or {}
+        for comment in comments:
             slices["source"].append(comment.get("source"))
             slices["length"].append(_length_bucket(len(str(comment.get("text") or ""))))
             metadata = comment.get("metadata") or {}
@@ -256,21 +264,28 @@ class JobRunner:
         return slices
 
     def _evaluate(
-        self, best: FitResult, data: TrainingData, config: JobConfig
+        self,
+        best: FitResult,
+        data: TrainingData,
+        config: JobConfig,
+        comments: dict[str, list[dict[str, Any]]],
     ) -> tuple[Evaluation, Evaluation | None, np.ndarray | None]:
         names = _class_names(data.n_classes)
         dev_eval = evaluate(
             best.dev_probabilities,
             data.dev.labels,
             names,
-            slices=self._slices(data.dev, config.slice_fields),
+            slices=self._slices(comments["dev"], config.slice_fields),
         )
         if len(data.test) == 0:
             return dev_eval, None, None
         # The test split is scored here, once, for the selected model only.
         test_probs = predict_probabilities(best.model, data.test)
         test_eval = evaluate(
-            test_probs, data.test.labels, names, slices=self._slices(data.test, config.slice_fields)
+            test_probs,
+            data.test.labels,
+            names,
+            slices=self._slices(comments["test"], config.slice_fields),
         )
         return dev_eval, test_eval, test_probs
 
@@ -285,6 +300,7 @@ class JobRunner:
         data: TrainingData,
         dev_eval: Evaluation,
         test_eval: Evaluation | None,
+        dev_comments: list[dict[str, Any]],
     ) -> dict[str, Any]:
         name = job["name"]
         models = self.settings.models_path
@@ -307,7 +323,9 @@ class JobRunner:
         exporting.write_metadata(staging, metadata)
 
         self._stage(job, "bless")
-        blessed, reason, facts = self._judge(name, metric, best, data, dev_eval, staging)
+        blessed, reason, facts = self._judge(
+            name, metric, best, data, dev_eval, staging, dev_comments
+        )
         metadata["blessing"] = {"blessed": blessed, "reason": reason, **facts}
         exporting.write_metadata(staging, metadata)
         target = exporting.serving_dir(models, name, version) if blessed else staging
@@ -339,6 +357,7 @@ class JobRunner:
         data: TrainingData,
         dev_eval: Evaluation,
         staging: Path,
+        dev_comments: list[dict[str, Any]],
     ) -> tuple[bool, str, dict[str, Any]]:
         """Infra-validate the export, then compare with production on this dev split."""
         rows = np.arange(min(INFRA_SAMPLE_ROWS, len(data.dev)))
@@ -363,7 +382,7 @@ class JobRunner:
         production = self.registry.production(name)
         if production is None:
             return True, f"no production model to beat; dev {metric} {candidate:.4f}", facts
-        value, how = self._production_metric(production, metric, data)
+        value, how = self._production_metric(production, metric, data, dev_comments)
         facts.update(compared_to=int(production["version"]), production=value, measured=how)
         margin = self.settings.bless_margin
         if candidate > value + margin:
@@ -381,7 +400,11 @@ class JobRunner:
         )
 
     def _production_metric(
-        self, production: dict[str, Any], metric: str, data: TrainingData
+        self,
+        production: dict[str, Any],
+        metric: str,
+        data: TrainingData,
+        dev_comments: list[dict[str, Any]],
     ) -> tuple[float, str]:
         """Production's ``metric`` on the candidate's dev items, with production's own transform.
 
@@ -395,12 +418,8 @@ class JobRunner:
             transform = self.core.transform(production["transform"])
         except NotFound as exc:
             return recorded, f"recorded on its own dev split: {exc}"
-        ids = [str(i) for i in data.dev.item_ids]
-        comments: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 1000):
-            comments.update(self.store.get_many(COMMENTS, ids[start : start + 1000]))
-        texts = [str((comments.get(i) or {}).get("text") or "") for i in ids]
-        metadata = [dict((comments.get(i) or {}).get("metadata") or {}) for i in ids]
+        texts = [str(c.get("text") or "") for c in dev_comments]
+        metadata = [dict(c.get("metadata") or {}) for c in dev_comments]
         batch = transform.apply(texts, metadata, unknown_fields="ignore")
         split = SplitData.from_batch(batch, data.dev.labels, n_classes=data.n_classes)
         parts = []
@@ -510,12 +529,6 @@ class JobRunner:
             test=test,
             learning_curves=outcome.best.history,
         )
-
-
-def _has_complete(search: Search) -> bool:
-    from optuna.trial import TrialState
-
-    return bool(search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def _class_names(n_classes: int) -> list[str]:

@@ -201,17 +201,7 @@ class Search:
                 raise optuna.TrialPruned(f"dev {self.metric} {value:.4f} at epoch {epoch}")
 
         try:
-            result = fit(
-                params,
-                data,
-                metric=self.metric,
-                soft_labels=self.config.soft_labels,
-                class_weight=self.config.class_weight,
-                patience=self.config.patience,
-                seed=self.config.seed + trial.number,
-                deadline=deadline,
-                on_epoch=report,
-            )
+            result = self._fit(params, data, trial.number, deadline=deadline, on_epoch=report)
         except NonFiniteLoss as exc:
             trial.set_user_attr("error", str(exc))
             raise
@@ -261,6 +251,10 @@ class Search:
                 seconds=0.0,
                 history=dict(trial.user_attrs.get("history") or {}),
             )
+        return self._fit(params, data, trial.number)
+
+    def _fit(self, params: TrialParams, data: TrainingData, number: int, **extra: Any) -> FitResult:
+        """Train trial ``number`` the job's way (labels, class weights, patience, seed)."""
         return fit(
             params,
             data,
@@ -268,5 +262,11 @@ class Search:
             soft_labels=self.config.soft_labels,
             class_weight=self.config.class_weight,
             patience=self.config.patience,
-            seed=self.config.seed + trial.number,
+            seed=self.config.seed + number,
+            **extra,
         )
+
+    def best_value(self) -> float | None:
+        """The best dev metric so far, or None before the first complete trial."""
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return max((t.value for t in complete if t.value is not None), default=None)
