@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -23,22 +23,13 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
 from tests.fixtures.broker import broker_settings
+from tests.fixtures.conformance import check_operation, load_schema
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "schemathesis-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MAX_EXAMPLES = 50
-# A batch over the documented maxItems is answered 413 (documented), which is a rejection too.
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "checks": {
-            "negative_data_rejection": {
-                "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
-            }
-        }
-    }
-)
 
 
 @schemathesis.serializer("application/x-ndjson")
@@ -72,7 +63,7 @@ def collector_url(kafka_broker: EmbeddedBroker, tmp_path_factory: pytest.TempPat
 
 @pytest.fixture(scope="module")
 def api_schema(collector_url: str) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(f"{collector_url}/openapi.json", config=CONFIG)
+    return load_schema(collector_url)
 
 
 OPERATIONS = [
@@ -95,26 +86,21 @@ CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS]
 ]
 
 
-# The schema is loaded from the running server, so the operations are driven from a
-# plain test with Hypothesis rather than collected by schemathesis' pytest plugin.
+def _opaque_cursor(case: schemathesis.Case) -> list[Any]:
+    # A cursor is an opaque token: a random string is schema-valid yet rightly refused (400).
+    return [positive_data_acceptance] if (case.query or {}).get("cursor") else []
+
+
 @pytest.mark.parametrize(("method", "path", "mode"), CASES)
 def test_api_conforms_to_its_schema(
     api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode
 ) -> None:
-    operation = api_schema[path][method]
-
-    @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(
+    check_operation(
+        api_schema,
+        method,
+        path,
+        mode,
+        headers=AUTH,
         max_examples=MAX_EXAMPLES,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
+        excluded=_opaque_cursor,
     )
-    def check(case: schemathesis.Case) -> None:
-        # A cursor is an opaque token: a random string is schema-valid yet rightly refused (400).
-        opaque = bool((case.query or {}).get("cursor"))
-        excluded = [positive_data_acceptance] if opaque else []
-        case.call_and_validate(headers=AUTH, excluded_checks=excluded)
-
-    check()

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
@@ -26,21 +25,13 @@ from mlcycle.common.worker import JobWorker
 from mlcycle.trainer.api import create_app
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
+from tests.fixtures.conformance import check_operation, load_schema
 
 pytestmark = pytest.mark.integration
 
 API_KEY = "schemathesis-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MAX_EXAMPLES = 40
-CONFIG = schemathesis.Config.from_dict(
-    {
-        "checks": {
-            "negative_data_rejection": {
-                "expected-statuses": [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
-            }
-        }
-    }
-)
 
 
 class NotingWorker(JobWorker):
@@ -68,7 +59,7 @@ def trainer_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def api_schema(trainer_url: str) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(f"{trainer_url}/openapi.json", config=CONFIG)
+    return load_schema(trainer_url)
 
 
 OPERATIONS = [
@@ -93,17 +84,12 @@ CASES = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS]
 def test_api_conforms_to_its_schema(
     api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode
 ) -> None:
-    operation = api_schema[path][method]
-
-    @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(
+    check_operation(
+        api_schema,
+        method,
+        path,
+        mode,
+        headers=AUTH,
         max_examples=MAX_EXAMPLES,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        derandomize=True,
-        database=None,
+        excluded=lambda case: [positive_data_acceptance],
     )
-    def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(headers=AUTH, excluded_checks=[positive_data_acceptance])
-
-    check()
