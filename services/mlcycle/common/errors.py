@@ -77,6 +77,14 @@ class UnsupportedMediaType(MlcycleError):
     code = "unsupported_media_type"
 
 
+class TooManyRequests(MlcycleError):
+    """The caller exceeded its rate limit; retry after a pause."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "too_many_requests"
+
+
 class Unavailable(MlcycleError):
     """A dependency (broker, store, model server) cannot be reached right now."""
 

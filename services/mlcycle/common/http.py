@@ -33,6 +33,7 @@ from mlcycle.common.errors import (
     InvalidInput,
     MlcycleError,
     PayloadTooLarge,
+    TooManyRequests,
     Unauthenticated,
     Unavailable,
 )
@@ -100,7 +101,7 @@ async def _mlcycle_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    elif isinstance(exc, Unavailable):
+    elif isinstance(exc, Unavailable | TooManyRequests):
         headers["Retry-After"] = "1"
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.message, exc_info=exc)

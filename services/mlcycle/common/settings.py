@@ -151,6 +151,39 @@ class Settings(BaseSettings):
     # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
     infra_validation_timeout_s: float = Field(default=120.0, gt=0)
 
+    # -- model server (TF Serving's ports); the inference service dials it
+    model_server_port: int = 8500
+    model_server_rest_port: int = 8501
+    # host:port of the model server's gRPC API; empty means <host>:<model_server_port>.
+    model_server_target: str = ""
+    # TF Serving's --file_system_poll_wait_seconds default.
+    model_server_poll_s: float = Field(default=1.0, ge=0.0)
+
+    # -- inference
+    inference_port: int = 8000
+    inference_group_id: str = "inference"
+    # The streaming scorer runs as its own process; it serves /metrics and /healthz here.
+    inference_stream_metrics_port: int = 9405
+    # Instances in one POST /v1/predict (413 above), and per gRPC Predict call.
+    predict_max_instances: int = Field(default=1000, ge=1)
+    predict_batch_size: int = Field(default=64, ge=1)
+    # Deadline of one gRPC Predict call, and how many times a failed call is retried.
+    predict_deadline_s: float = Field(default=2.0, gt=0)
+    predict_retries: int = Field(default=2, ge=0)
+    # Score above which the label is the positive class; empty means the model's own
+    # dev-tuned threshold from its metadata.json (0.5 when it has none).
+    predict_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # How often the serving version is re-read from the model server.
+    version_refresh_s: float = Field(default=1.0, gt=0)
+    # Cached scores expire after this many seconds (0: never).
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    # Requests per second each API key (or client address, without keys) may make; 0: no limit.
+    rate_limit_rps: float = Field(default=0.0, ge=0.0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    # The streaming scorer's micro-batches: at most this many records, or this long a wait.
+    stream_batch_size: int = Field(default=256, ge=1)
+    stream_max_wait_ms: int = Field(default=50, ge=0)
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, ...]:
@@ -181,6 +214,11 @@ class Settings(BaseSettings):
     def models_path(self) -> Path:
         """The model base path: ``<name>/<version>/`` SavedModels the model server polls."""
         return self.models_dir or self.data_dir / "models"
+
+    @property
+    def model_server_address(self) -> str:
+        """host:port of the model server's gRPC API."""
+        return self.model_server_target or f"{self.host}:{self.model_server_port}"
 
     @property
     def study_storage_url(self) -> str:
