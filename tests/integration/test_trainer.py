@@ -22,7 +22,7 @@ from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.records import Comment, Vote
 from mlcycle.trainer.api import create_app, kafka_emitter
-from mlcycle.trainer.export import ServingModel, read_metadata
+from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry, parse_serving_config, serving_config_path
 from tests.fixtures.broker import read_all
@@ -98,6 +98,18 @@ def wait_job(base: str, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+def warmup_batch_sizes(folder: Path) -> list[int]:
+    """Rows of each Predict request in the version's TF Serving warm-up file."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    sizes = []
+    for record in tf.data.TFRecordDataset(str(folder / WARMUP_FILE)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        sizes.append(log.predict_log.request.inputs["values"].tensor_shape.dim[0].size)
+    return sizes
+
+
 def test_a_job_searches_blesses_exports_and_registers(
     service: str, settings: Settings, store: Store
 ) -> None:
@@ -126,6 +138,7 @@ def test_a_job_searches_blesses_exports_and_registers(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
+    assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
     config = serving_config_path(settings).read_text(encoding="utf-8")
     assert parse_serving_config(config) == {settings.model_name: 1}
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import text_format
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings, load_settings
@@ -17,7 +18,6 @@ from mlcycle.trainer.registry import (
     MODEL_STATES,
     ModelRegistry,
     parse_serving_config,
-    quote_text,
     render_serving_config,
     serving_config_path,
 )
@@ -351,64 +351,17 @@ def test_a_failing_emit_does_not_undo_a_durable_change(
 # -- serving config -----------------------------------------------------------------------------
 
 
-def _model_server_config_class() -> type:
-    """ModelServerConfig's text-format-relevant part, as in tensorflow_serving/config."""
-    fd = descriptor_pb2.FileDescriptorProto(name="msc_test.proto", package="t", syntax="proto3")
-    FD = descriptor_pb2.FieldDescriptorProto  # noqa: N806
-    opt, rep = FD.LABEL_OPTIONAL, FD.LABEL_REPEATED
-
-    def message(name: str, *fields: tuple[str, int, int, int, str]) -> None:
-        msg = fd.message_type.add(name=name)
-        for field_name, number, kind, label, type_name in fields:
-            added = msg.field.add(name=field_name, number=number, type=kind, label=label)
-            if type_name:
-                added.type_name = type_name
-
-    message("Latest", ("num_versions", 1, FD.TYPE_UINT32, opt, ""))
-    message("All")
-    message("Specific", ("versions", 1, FD.TYPE_INT64, rep, ""))
-    message(
-        "Policy",
-        ("latest", 100, FD.TYPE_MESSAGE, opt, ".t.Latest"),
-        ("all", 101, FD.TYPE_MESSAGE, opt, ".t.All"),
-        ("specific", 102, FD.TYPE_MESSAGE, opt, ".t.Specific"),
-    )
-    message(
-        "ModelConfig",
-        ("name", 1, FD.TYPE_STRING, opt, ""),
-        ("base_path", 2, FD.TYPE_STRING, opt, ""),
-        ("model_platform", 4, FD.TYPE_STRING, opt, ""),
-        ("model_version_policy", 7, FD.TYPE_MESSAGE, opt, ".t.Policy"),
-    )
-    message("ModelConfigList", ("config", 1, FD.TYPE_MESSAGE, rep, ".t.ModelConfig"))
-    message(
-        "ModelServerConfig", ("model_config_list", 1, FD.TYPE_MESSAGE, opt, ".t.ModelConfigList")
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("t.ModelServerConfig"))
-
-
 def test_serving_config_is_valid_text_proto_with_escaped_strings() -> None:
     base = '/mnt/models "quoted"\\é\n'
     text = render_serving_config({"toxicity": 3, "attack": 1}, base)
-    parsed = text_format.Parse(text, _model_server_config_class()())
+    parsed = text_format.Parse(text, ModelServerConfig())
     configs = {c.name: c for c in parsed.model_config_list.config}
     assert configs["toxicity"].base_path == base + "/toxicity"
     assert configs["toxicity"].model_platform == "tensorflow"
     assert list(configs["toxicity"].model_version_policy.specific.versions) == [3]
     assert list(configs["attack"].model_version_policy.specific.versions) == [1]
     assert parse_serving_config(text) == {"attack": 1, "toxicity": 3}
-    assert text_format.Parse(render_serving_config({}, "/m"), _model_server_config_class()())
-
-
-@pytest.mark.parametrize("value", ["plain", 'q"uote', "back\\slash", "new\nline\ttab", "é 雪 \x01"])
-def test_quoted_strings_round_trip_through_protobuf(value: str) -> None:
-    parsed = text_format.Parse(
-        f"model_config_list {{ config {{ name: {quote_text(value)} }} }}",
-        _model_server_config_class()(),
-    )
-    assert parsed.model_config_list.config[0].name == value
+    assert text_format.Parse(render_serving_config({}, "/m"), ModelServerConfig())
 
 
 def test_parse_serving_config_reads_other_policies_and_syntax() -> None:
@@ -430,7 +383,7 @@ def test_parse_serving_config_reads_other_policies_and_syntax() -> None:
         "several": 4,
     }
     assert parse_serving_config("") == {}
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput, match="not a text-format serving config"):
         parse_serving_config("model_config_list { config { name: 'x' }")
 
 

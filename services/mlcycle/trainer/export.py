@@ -33,6 +33,8 @@ from mlcycle.common.files import write_atomically
 from mlcycle.trainer.models import SparseMLP, keras, tf
 
 METADATA = "metadata.json"
+# TF Serving replays these PredictionLog records before it marks a version AVAILABLE.
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
 STAGING_PREFIX = ".candidate-"
 
@@ -96,6 +98,32 @@ def export_saved_model(model: SparseMLP, path: Path) -> None:
         ],
     )
     archive.write_out(str(path), verbose=False)
+
+
+def write_warmup_requests(path: Path, name: str, indices: np.ndarray, values: np.ndarray) -> Path:
+    """Predict requests the model server replays before serving the version.
+
+    TF Serving (and mlcycle's model server) read ``assets.extra/tf_serving_warmup_requests``,
+    a TFRecord file of PredictionLog protos, so the first real request does not pay for
+    graph tracing and memory allocation. One request per batch size a client is likely
+    to send: a single row, then the whole sample.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    target = path / WARMUP_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for rows in sorted({1, len(indices)}):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = name
+            request.model_spec.signature_name = SIGNATURE
+            request.inputs["indices"].CopyFrom(tf.make_tensor_proto(indices[:rows], tf.int64))
+            request.inputs["values"].CopyFrom(tf.make_tensor_proto(values[:rows], tf.float32))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return target
 
 
 def write_metadata(path: Path, metadata: dict[str, Any]) -> Path:

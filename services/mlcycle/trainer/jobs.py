@@ -319,6 +319,7 @@ class JobRunner:
         staging = exporting.staging_dir(models, name, version)
         shutil.rmtree(staging, ignore_errors=True)
         exporting.export_saved_model(best.model, staging)
+        exporting.write_warmup_requests(staging, name, *self._dev_sample(data)[1:])
         metadata = self._metadata(job, config, metric, version, best, data, dev_eval, test_eval)
         exporting.write_metadata(staging, metadata)
 
@@ -349,6 +350,12 @@ class JobRunner:
             doc = self.registry.unbless(name, version, reason, **facts)
         return _model_summary(doc)
 
+    @staticmethod
+    def _dev_sample(data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first dev rows as (row numbers, padded indices, padded values)."""
+        rows = np.arange(min(INFRA_SAMPLE_ROWS, len(data.dev)))
+        return (rows, *data.dev.flat_rows(rows).padded())
+
     def _judge(
         self,
         name: str,
@@ -360,9 +367,7 @@ class JobRunner:
         dev_comments: list[dict[str, Any]],
     ) -> tuple[bool, str, dict[str, Any]]:
         """Infra-validate the export, then compare with production on this dev split."""
-        rows = np.arange(min(INFRA_SAMPLE_ROWS, len(data.dev)))
-        sample = data.dev.flat_rows(rows)
-        indices, values = sample.padded()
+        rows, indices, values = self._dev_sample(data)
         ok, message = exporting.infra_validate(
             staging,
             indices,

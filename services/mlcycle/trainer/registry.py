@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
 
 from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
 from mlcycle.common.files import write_atomically
@@ -457,150 +459,32 @@ def _record(
 
 def render_serving_config(served: Mapping[str, int], base_path: str) -> str:
     """A ``ModelServerConfig`` text proto serving each name at exactly its given version."""
-    lines = ["model_config_list {"]
+    config = model_server_config_pb2.ModelServerConfig()
     for name in sorted(served):
-        lines += [
-            "  config {",
-            f"    name: {quote_text(name)}",
-            f"    base_path: {quote_text(base_path.rstrip('/') + '/' + name)}",
-            '    model_platform: "tensorflow"',
-            "    model_version_policy {",
-            "      specific {",
-            f"        versions: {int(served[name])}",
-            "      }",
-            "    }",
-            "  }",
-        ]
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-_SIMPLE_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r"}
-_SIMPLE_ESCAPES[ord("\t")] = "\\t"
-
-
-def quote_text(value: str) -> str:
-    """``value`` as a text-proto string literal (protobuf's CEscape: octal for other bytes)."""
-    out = []
-    for byte in value.encode("utf-8"):
-        if byte in _SIMPLE_ESCAPES:
-            out.append(_SIMPLE_ESCAPES[byte])
-        elif 0x20 <= byte < 0x7F:
-            out.append(chr(byte))
-        else:
-            out.append(f"\\{byte:03o}")
-    return '"' + "".join(out) + '"'
-
-
-_TOKEN = re.compile(
-    r"""\s+|\#[^\n]*|(?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
-    r"""|(?P<word>[A-Za-z0-9_.+-]+)|(?P<punct>[{}<>:\[\],;])"""
-)
-_UNESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.S)
-_CHAR_ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "a": b"\a", "b": b"\b", "f": b"\f"}
-_CHAR_ESCAPES["v"] = b"\v"
-
-
-def _unquote(literal: str) -> str:
-    body = literal[1:-1].encode("utf-8")
-
-    def one(match: re.Match[bytes]) -> bytes:
-        octal, hexa, char = match.groups()
-        if octal is not None:
-            return bytes([int(octal, 8) & 0xFF])
-        if hexa is not None:
-            return bytes([int(hexa, 16)])
-        return _CHAR_ESCAPES.get(char.decode("latin-1"), char)
-
-    return _UNESCAPE.sub(one, body).decode("utf-8")
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise InvalidInput(
-                "not a text-format serving config", details={"at": text[position : position + 40]}
-            )
-        position = match.end()
-        if match.lastgroup is not None:
-            tokens.append((match.lastgroup, match.group(match.lastgroup)))
-    return tokens
-
-
-_Message = list[tuple[str, Any]]
-
-
-def _parse_message(
-    tokens: list[tuple[str, str]], i: int, close: str | None
-) -> tuple[_Message, int]:
-    fields: _Message = []
-    while i < len(tokens):
-        kind, value = tokens[i]
-        if kind == "punct" and value == close:
-            return fields, i + 1
-        if kind == "punct" and value in ",;":
-            i += 1
-            continue
-        if kind != "word":
-            raise InvalidInput("not a text-format serving config", details={"unexpected": value})
-        name, i = value, i + 1
-        if i < len(tokens) and tokens[i] == ("punct", ":"):
-            i += 1
-        if i >= len(tokens):
-            break
-        kind, value = tokens[i]
-        if kind == "punct" and value in "{<":
-            sub, i = _parse_message(tokens, i + 1, "}" if value == "{" else ">")
-            fields.append((name, sub))
-        elif kind == "punct" and value == "[":
-            i += 1
-            while i < len(tokens) and tokens[i] != ("punct", "]"):
-                if tokens[i][0] != "punct":
-                    fields.append((name, _scalar(*tokens[i])))
-                i += 1
-            i += 1
-        else:
-            fields.append((name, _scalar(kind, value)))
-            i += 1
-    if close is not None:
-        raise InvalidInput("not a text-format serving config", details={"unclosed": close})
-    return fields, i
-
-
-def _scalar(kind: str, value: str) -> Any:
-    if kind == "str":
-        return _unquote(value)
-    try:
-        return int(value, 0)
-    except ValueError:
-        return value
-
-
-def _all(message: _Message, field: str) -> list[Any]:
-    return [value for name, value in message if name == field]
+        model = config.model_config_list.config.add()
+        model.name = name
+        model.base_path = base_path.rstrip("/") + "/" + name
+        model.model_platform = "tensorflow"
+        model.model_version_policy.specific.versions.append(int(served[name]))
+    if not served:
+        # An empty list still names the list, so the model server reads "serve nothing".
+        config.model_config_list.SetInParent()
+    return text_format.MessageToString(config)
 
 
 def parse_serving_config(text: str) -> dict[str, int | None]:
     """Name → pinned version of every model in a ``ModelServerConfig`` text proto.
 
     None when the version policy is ``latest``, ``all`` or absent (TF Serving's
-    default is the latest version). With several ``specific`` versions, the
-    highest. Adjacent string literals are not joined: this reads what
-    :func:`render_serving_config` writes and hand-written configs like it.
+    default is the latest version). With several ``specific`` versions, the highest.
     """
-    root, _ = _parse_message(_tokens(text), 0, None)
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        raise InvalidInput(f"not a text-format serving config: {exc}") from None
     served: dict[str, int | None] = {}
-    for config_list in _all(root, "model_config_list"):
-        for config in _all(config_list, "config"):
-            names = _all(config, "name")
-            if not names:
-                continue
-            pinned: int | None = None
-            for policy in _all(config, "model_version_policy"):
-                versions = [int(v) for s in _all(policy, "specific") for v in _all(s, "versions")]
-                pinned = max(versions) if versions else None
-            served[str(names[-1])] = pinned
+    for model in config.model_config_list.config:
+        versions = list(model.model_version_policy.specific.versions)
+        served[model.name] = max(versions) if versions else None
     return served
