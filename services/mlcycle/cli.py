@@ -227,6 +227,18 @@ def trainer_api() -> None:
     serve(_settings("trainer"))
 
 
+@app.command(
+    "modelserver",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def modelserver(ctx: typer.Context) -> None:
+    """Run the TF-Serving-compatible model server (tensorflow_model_server's flags; --help)."""
+    from mlcycle.modelserver.cli import run
+
+    sys.exit(run(ctx.args, _settings("modelserver")))
+
+
 @app.command()
 def train(
     trials: Annotated[int | None, typer.Option(help="Trials of the search (default 8).")] = None,

@@ -1,0 +1,67 @@
+"""``mlcycle modelserver [tensorflow_model_server flags]``: serve until SIGINT or SIGTERM.
+
+Flags are parsed before TensorFlow is imported, so ``--help`` and flag errors
+answer at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from mlcycle.common.errors import MlcycleError
+from mlcycle.common.settings import Settings, load_settings
+from mlcycle.modelserver.flags import parse_flags
+
+log = logging.getLogger(__name__)
+
+
+def run(argv: Sequence[str], settings: Settings | None = None) -> int:
+    """Run the model server in the foreground; returns the process exit code.
+
+    0 after a clean stop (or ``--help``, ``--version``), 2 for a bad command line,
+    1 when the server cannot start (an invalid config file, a port in use).
+    """
+    settings = settings or load_settings()
+    try:
+        options = parse_flags(argv, settings)
+    except SystemExit as exc:  # --help, or a bad flag (argparse printed why)
+        return exc.code if isinstance(exc.code, int) else 2
+    if options.show_version:
+        print(version_text())
+        return 0
+    from mlcycle.modelserver.server import ModelServer
+
+    try:
+        server = ModelServer(options, settings).start(wait_for_models=False)
+    except MlcycleError as exc:
+        log.error("the model server cannot start: %s", exc.message)
+        print(f"mlcycle modelserver: error: {exc.message}", file=sys.stderr)
+        return 1
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("model server stopping", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def version_text() -> str:
+    """What ``--version`` prints: this server's version and TensorFlow's, as TF Serving does."""
+    from importlib.metadata import version
+
+    import tensorflow as tf
+
+    return f"mlcycle model server: {version('mlcycle')}\nTensorFlow Library: {tf.__version__}"
