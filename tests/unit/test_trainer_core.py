@@ -16,6 +16,7 @@ from mlcycle.trainer.config import SEED, JobConfig, SearchSpace, TrialParams
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import NonFiniteLoss, fit, predict_probabilities
+from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.search import INTERRUPTED, Search
 
 DIM = 500
@@ -181,10 +182,15 @@ def test_export_loads_cold_and_answers_like_training(tmp_path: Path) -> None:
 
     served = exporting.ServingModel(target).probabilities(indices, values)
     assert np.allclose(served, expected, atol=1e-5)
-    ok, message = exporting.infra_validate(target, indices, values, expected, timeout_s=120)
-    assert ok, message
-    ok, message = exporting.infra_validate(target, indices, values, 1 - expected, timeout_s=120)
+    ok, message = infra_validate(target, "toxicity", 1, indices, values, expected, 120)
+    assert ok and "model server" in message, message
+    ok, message = infra_validate(target, "toxicity", 1, indices, values, 1 - expected, 120)
     assert not ok and "differ" in message
+    broken = tmp_path / "models" / "toxicity" / ".candidate-2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    ok, message = infra_validate(broken, "toxicity", 2, indices, values, expected, 120)
+    assert not ok and "failed to load" in message, message
 
 
 def test_versions_are_allocated_once_each(tmp_path: Path) -> None:

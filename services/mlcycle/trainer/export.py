@@ -1,4 +1,4 @@
-"""SavedModel export, its lineage file, and the infra-validation that loads it cold.
+"""SavedModel export, its warm-up requests and its lineage file.
 
 The ``serving_default`` signature takes the featurizer's output as two dense
 tensors, one row per text, padded to the batch's longest row:
@@ -20,9 +20,6 @@ blessed, so no model server ever sees a half-written or unblessed model.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -156,32 +153,3 @@ class ServingModel:
             indices=tf.constant(indices, tf.int64), values=tf.constant(values, tf.float32)
         )
         return np.asarray(out["probabilities"].numpy(), np.float32)
-
-
-def infra_validate(
-    path: Path, indices: np.ndarray, values: np.ndarray, expected: np.ndarray, timeout_s: float
-) -> tuple[bool, str]:
-    """Load ``path`` in a fresh process, answer a sample, compare with ``expected``.
-
-    A fresh process proves the SavedModel stands alone: no class, variable or
-    custom object of the training process is there to lean on.
-    """
-    sample = path.parent / f".{path.name}.sample.npz"
-    np.savez(sample, indices=indices, values=values, expected=expected)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "mlcycle.trainer.infra_validate", str(path), str(sample)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"the SavedModel did not load and answer within {timeout_s:.0f} s"
-    finally:
-        sample.unlink(missing_ok=True)
-    message = (done.stdout.strip().splitlines() or [""])[-1]
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, message or f"loading the SavedModel failed: {tail}"
-    return True, message

@@ -35,6 +35,7 @@ from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.features import VariantFeatures
 from mlcycle.trainer.fit import FitResult, predict_probabilities
+from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.report import SplitResult, write_report
 from mlcycle.trainer.search import Search, SearchOutcome
@@ -325,7 +326,7 @@ class JobRunner:
 
         self._stage(job, "bless")
         blessed, reason, facts = self._judge(
-            name, metric, best, data, dev_eval, staging, dev_comments
+            name, int(version), metric, best, data, dev_eval, staging, dev_comments
         )
         metadata["blessing"] = {"blessed": blessed, "reason": reason, **facts}
         exporting.write_metadata(staging, metadata)
@@ -359,6 +360,7 @@ class JobRunner:
     def _judge(
         self,
         name: str,
+        version: int,
         metric: str,
         best: FitResult,
         data: TrainingData,
@@ -368,8 +370,10 @@ class JobRunner:
     ) -> tuple[bool, str, dict[str, Any]]:
         """Infra-validate the export, then compare with production on this dev split."""
         rows, indices, values = self._dev_sample(data)
-        ok, message = exporting.infra_validate(
+        ok, message = infra_validate(
             staging,
+            name,
+            int(version),
             indices,
             values,
             best.dev_probabilities[rows],

@@ -1,0 +1,123 @@
+"""Infra-validation: the candidate must load and answer in the model server before it is blessed.
+
+The staged SavedModel is served by a fresh ``mlcycle modelserver`` process
+(the real command, with TF Serving's flags) from a throw-away base path whose
+only version is a link to the staging folder. The trainer then asks it over
+gRPC, through the official ``PredictionService`` stub, exactly as the
+inference service will, and compares the answers with the probabilities it
+computed in memory. A fresh process proves the SavedModel stands alone: no
+class, variable or custom object of the training process is there to lean
+on; the model server's own loading, warm-up and signature checks run as they
+will in production.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlcycle.common.errors import MlcycleError
+
+TOLERANCE = 1e-4
+SIGNATURE = "serving_default"
+
+
+def infra_validate(
+    path: Path,
+    name: str,
+    version: int,
+    indices: np.ndarray,
+    values: np.ndarray,
+    expected: np.ndarray,
+    timeout_s: float,
+) -> tuple[bool, str]:
+    """Serve ``path`` as ``name`` ``version`` in a model server; (passed, what was checked)."""
+    from mlcycle.modelserver import ModelServerProcess
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=".infra-", dir=path.parent) as tmp:
+        base = Path(tmp) / name
+        base.mkdir()
+        (base / str(version)).symlink_to(path.resolve(), target_is_directory=True)
+        server = ModelServerProcess(
+            [f"--model_name={name}", f"--model_base_path={base}"],
+            log_path=Path(tmp) / "modelserver.log",
+            wait_for_models=False,
+            start_timeout_s=timeout_s,
+        )
+        try:
+            server.start()
+            problem = _wait_available(server.rest_url, name, version, started + timeout_s)
+            if problem:
+                return False, problem
+            loaded = time.perf_counter()
+            answer = _predict(server.grpc_address, name, version, indices, values)
+        except MlcycleError as exc:
+            return False, f"the model server could not serve the candidate: {exc.message}"
+        finally:
+            server.stop()
+    return _compare(answer, expected, loaded - started)
+
+
+def _wait_available(rest_url: str, name: str, version: int, deadline: float) -> str:
+    """Empty once ``version`` is AVAILABLE; else why it is not (load error or timeout)."""
+    import httpx
+
+    url = f"{rest_url}/v1/models/{name}/versions/{version}"
+    while time.perf_counter() < deadline:
+        try:
+            statuses = httpx.get(url, timeout=5.0).json().get("model_version_status", [])
+        except (httpx.HTTPError, ValueError):
+            statuses = []
+        for status in statuses:
+            error = status.get("status") or {}
+            if status.get("state") == "AVAILABLE":
+                return ""
+            if error.get("error_code", "OK") != "OK":
+                return f"the model server failed to load it: {error.get('error_message')}"
+        time.sleep(0.2)
+    return "the model server did not make it AVAILABLE in time"
+
+
+def _predict(
+    address: str, name: str, version: int, indices: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """``probabilities`` for the sample, over gRPC Predict with the official stub."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from mlcycle.common.grpc import channel
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.version.value = version
+    request.model_spec.signature_name = SIGNATURE
+    request.inputs["indices"].CopyFrom(tf.make_tensor_proto(indices, tf.int64))
+    request.inputs["values"].CopyFrom(tf.make_tensor_proto(values, tf.float32))
+    with channel(address) as chan:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
+        try:
+            response = stub.Predict(request, timeout=60.0)
+        except grpc.RpcError as exc:
+            raise _RpcFailed(f"Predict failed: {exc.code().name} {exc.details()}") from None
+    return np.asarray(tf.make_ndarray(response.outputs["probabilities"]), np.float32)
+
+
+class _RpcFailed(MlcycleError):
+    """The model server refused or failed the validation request."""
+
+
+def _compare(answer: np.ndarray, expected: np.ndarray, load_s: float) -> tuple[bool, str]:
+    if answer.shape != expected.shape or not np.all(np.isfinite(answer)):
+        return False, f"the model server answered shape {answer.shape}, expected {expected.shape}"
+    worst = float(np.max(np.abs(answer - expected))) if answer.size else 0.0
+    if worst > TOLERANCE:
+        return False, f"the model server's answers differ from training's by up to {worst:.2e}"
+    return True, (
+        f"served by the model server in {load_s:.1f} s, answered {len(answer)} rows "
+        f"over gRPC Predict (max difference {worst:.1e})"
+    )
