@@ -29,11 +29,13 @@ collector_app = typer.Typer(help="The collector service: REST ingest and the sto
 labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
 featurizer_app = typer.Typer(help="The featurizer service: transforms, vectors, feature shards.")
 trainer_app = typer.Typer(help="The trainer service: training jobs and the model registry.")
+inference_app = typer.Typer(help="The inference service: real-time predictions, REST and stream.")
 download_app = typer.Typer(help="Fetch public datasets into the local cache.")
 app.add_typer(collector_app, name="collector")
 app.add_typer(labeler_app, name="labeler")
 app.add_typer(featurizer_app, name="featurizer")
 app.add_typer(trainer_app, name="trainer")
+app.add_typer(inference_app, name="inference")
 app.add_typer(download_app, name="download")
 
 console = Console(stderr=True)
@@ -287,6 +289,45 @@ def train(
                 },
             )
         run_train_command(settings, console, config=job_config, resume=resume)
+    except MlcycleError as exc:
+        _fail(exc)
+
+
+@inference_app.command("api")
+def inference_api() -> None:
+    """Run the inference REST API (8000) in the foreground."""
+    from mlcycle.inference.api import serve
+
+    serve(_settings("inference"))
+
+
+@inference_app.command("stream")
+def inference_stream() -> None:
+    """Run the streaming scorer (comments.raw into scored.comments) in the foreground."""
+    from mlcycle.inference.stream import run_stream
+
+    run_stream(_settings("inference-stream"))
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="Texts to score.")],
+    url: Annotated[
+        str | None, typer.Option(help="The inference service (default from settings).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="API key (default: the first configured).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+) -> None:
+    """Score texts with the running inference service: score, label and model version each."""
+    from mlcycle.inference.cli import run_predict_command
+
+    settings = _settings("predict", interactive=True)
+    try:
+        run_predict_command(
+            settings, texts, url=url, api_key=api_key, as_json=as_json, console=Console()
+        )
     except MlcycleError as exc:
         _fail(exc)
 

@@ -300,11 +300,17 @@ def _run_checks(ready_check: Callable[[], dict[str, bool]]) -> dict[str, bool]:
         return {"ready_check": False}
 
 
-def add_health_routes(app: FastAPI, ready_check: Callable[[], dict[str, bool]]) -> None:
+def add_health_routes(
+    app: FastAPI,
+    ready_check: Callable[[], dict[str, bool]],
+    degraded_check: Callable[[], dict[str, bool]] | None = None,
+) -> None:
     """``GET /healthz`` (alive), ``GET /readyz`` (dependencies answer), ``GET /metrics``.
 
     ``ready_check`` returns one boolean per dependency; it may block (it runs in a
-    worker thread). ``/readyz`` answers 503 naming the failed ones.
+    worker thread). ``/readyz`` answers 503 naming the failed ones. The optional
+    ``degraded_check`` covers dependencies the service works without (a cache):
+    when one of those fails, ``/readyz`` answers 200 with ``"status": "degraded"``.
     """
 
     @app.get("/healthz", tags=["health"], response_model=Healthy, summary="Liveness")
@@ -325,6 +331,11 @@ def add_health_routes(app: FastAPI, ready_check: Callable[[], dict[str, bool]]) 
             return error_response(
                 503, "unavailable", f"not ready: {', '.join(failed)}", {"checks": checks}
             )
+        if degraded_check is not None:
+            optional = _run_checks(degraded_check)
+            checks.update(optional)
+            if not all(optional.values()):
+                return OrjsonResponse({"status": "degraded", "checks": checks})
         return OrjsonResponse({"status": "ready", "checks": checks})
 
     @app.get(

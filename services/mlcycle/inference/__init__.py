@@ -1,0 +1,18 @@
+"""The inference service: real-time predictions over REST (8000) and over the comments stream.
+
+A request is featurized in-process with the exact transform version the
+serving model was trained on, scored by the model server through TF Serving's
+gRPC ``Predict`` (so the real ``tensorflow/serving`` works in its place), and
+cached in Redis under the model version, the transform version and the
+normalized text.
+
+Public API:
+
+- :class:`~mlcycle.inference.runtime.InferenceRuntime` wires the parts from
+  settings (``InferenceRuntime.open(settings)``, then ``.predictor``, ``.close()``);
+- :class:`~mlcycle.inference.predictor.Predictor` ``.predict(texts, metadata)``;
+- :func:`~mlcycle.inference.api.create_app` / :func:`~mlcycle.inference.api.serve`:
+  ``POST /v1/predict`` and TF Serving's ``POST /v1/models/{name}:predict``;
+- :func:`~mlcycle.inference.stream.run_stream`: ``comments.raw`` to ``scored.comments``;
+- :func:`~mlcycle.inference.cli.run_predict_command`: ``mlcycle predict``.
+"""

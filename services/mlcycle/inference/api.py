@@ -1,0 +1,239 @@
+"""The inference REST API (8000): ``POST /v1/predict`` and TF Serving's ``:predict`` shape.
+
+Thin over :class:`~mlcycle.inference.predictor.Predictor`. Bodies are read with
+a size limit and parsed with orjson; the blocking work (cache, featurization,
+gRPC) runs on the :class:`~mlcycle.inference.batching.RequestBatcher`'s worker
+threads, which score concurrent requests together, so the event loop keeps
+accepting requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, FastAPI, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from mlcycle import __version__
+from mlcycle.common.errors import MlcycleError, NotFound, Unauthenticated
+from mlcycle.common.http import (
+    OrjsonResponse,
+    add_health_routes,
+    error_responses,
+    install_error_handlers,
+    install_metrics,
+    read_body,
+    serve_app,
+)
+from mlcycle.common.settings import Settings
+from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
+from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.runtime import InferenceRuntime
+from mlcycle.inference.schemas import (
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    TfColumnarRequest,
+    TfRowRequest,
+    parse_predict,
+    parse_tf_predict,
+)
+
+SERVICE = "inference"
+# Bodies up to this size are parsed on the event loop (well under a millisecond).
+INLINE_PARSE_BYTES = 64 * 1024
+T = TypeVar("T")
+
+TF_DESCRIPTION = """\
+TensorFlow Serving's REST predict API, for clients written against it.
+
+Request, one of:
+
+- row format: `{"instances": ["text", {"text": "...", "metadata": {...}}, ...]}`: each
+  instance is a comment's text, or an object with `text` and optional `metadata`;
+- columnar format: `{"inputs": {"text": ["...", ...], "metadata": [{...}, ...]}}`
+  (`metadata` optional, as long as `text`), or the single unnamed input
+  `{"inputs": ["...", ...]}`.
+
+Both accept `"signature_name": "serving_default"` (the only signature).
+
+Response, as TF Serving shapes it: the row format answers
+`{"predictions": [{"score", "label", "threshold", "model_version", "transform_version"}, ...]}`
+(plus `"probabilities"` per class for multi-class models); the columnar format answers
+`{"outputs": {"score": [...], "label": [...], "threshold": [...], "model_version": [...],
+"transform_version": [...]}}`.
+
+Errors are TF Serving's `{"error": "<message>"}`: 400 malformed or invalid input, 401
+missing or wrong API key, 404 unknown model name, 413 body or instance count over the
+limit, 429 rate limited, 503 model server unavailable.
+"""
+
+
+class TfError(BaseModel):
+    """TF Serving's error body."""
+
+    error: str
+
+
+class TfRowResponse(BaseModel):
+    """The row format's answer: one prediction per instance."""
+
+    predictions: list[Prediction]
+
+
+class TfColumnarResponse(BaseModel):
+    """The columnar format's answer: one list per output, one entry per input."""
+
+    outputs: dict[str, list[Any]]
+
+
+def _tf_error(exc: MlcycleError) -> OrjsonResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = exc.retry_after
+    elif exc.http_status in (429, 503):
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return OrjsonResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
+
+
+def _columns(predictions: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    names = list(predictions[0]) if predictions else []
+    return {name: [p[name] for p in predictions] for name in names}
+
+
+def _router(settings: Settings, batcher: RequestBatcher, gate: CallerGate) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["predict"])
+    model_name = settings.model_name
+    max_body, max_instances = settings.max_body_bytes, settings.predict_max_instances
+
+    async def parse(parser: Callable[[bytes, int], T], body: bytes) -> T:
+        # Small bodies parse faster than a thread hop; big ones must not stall the loop.
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parser(body, max_instances)
+        return await run_in_threadpool(parser, body, max_instances)
+
+    @router.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=error_responses(400, 401, 413, 422, 429, 503),
+        dependencies=gate.dependencies(),
+        summary="Score comments with the serving model version",
+        description=(
+            "Featurizes each instance with the serving model's own transform version, "
+            "scores it with the model server (or the score cache) and answers one prediction "
+            f"per instance, in order. At most {max_instances} instances and "
+            f"{max_body} bytes per request."
+        ),
+        openapi_extra={"requestBody": _body_schema(PredictRequest)},
+    )
+    async def predict(request: Request) -> OrjsonResponse:
+        parsed = await parse(parse_predict, await read_body(request, max_body))
+        texts = [instance.text for instance in parsed.instances]
+        metadata = [instance.metadata for instance in parsed.instances]
+        _, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
+        return OrjsonResponse({"predictions": predictions})
+
+    @router.post(
+        "/models/{name}:predict",
+        response_model=TfRowResponse | TfColumnarResponse,
+        responses={
+            status: {"model": TfError, "description": description}
+            for status, description in (
+                (400, "Malformed or invalid input"),
+                (401, "Missing or wrong API key"),
+                (404, "Unknown model name"),
+                (413, "Body or instance count over the limit"),
+                (429, "Rate limited"),
+                (503, "Model server unavailable"),
+            )
+        },
+        summary="TensorFlow Serving's REST predict shape",
+        description=TF_DESCRIPTION,
+        openapi_extra={
+            "requestBody": _body_schema(TfRowRequest, TfColumnarRequest),
+            **({"security": [{"HTTPBearer": []}]} if settings.api_keys else {}),
+        },
+    )
+    async def tf_predict(name: str, request: Request) -> OrjsonResponse:
+        try:
+            await gate.admit(request)
+            if name != model_name:
+                raise NotFound(f"Servable not found for request: Latest({name})")
+            body = await read_body(request, max_body)
+            texts, metadata, columnar = await parse(parse_tf_predict, body)
+            _, predictions = await batcher.predict(texts, metadata)
+        except MlcycleError as exc:
+            return _tf_error(exc)
+        if columnar:
+            return OrjsonResponse({"outputs": _columns(predictions)})
+        return OrjsonResponse({"predictions": predictions})
+
+    return router
+
+
+def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:
+    refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
+    schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _install_request_schemas(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Publish the request models under components/schemas, where the request bodies point."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # FastAPI's own, which caches it on the app
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in models:
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
+    """The inference service's ASGI app over ``runtime`` (the caller owns and closes it)."""
+    batcher = RequestBatcher(runtime.predictor, max_rows=settings.predict_batch_size).start()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.stop()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="mlcycle inference",
+        version=__version__,
+        description=(
+            "Real-time toxicity scores from the serving model version, cached in Redis. "
+            'Errors are `{"error": {"code", "message", "details"}}`, except on the '
+            "TensorFlow Serving-shaped route, which answers TF Serving's "
+            '`{"error": "<message>"}`.'
+        ),
+    )
+    install_error_handlers(app)
+    app.add_exception_handler(RateLimited, rate_limited_handler)
+    install_metrics(app, SERVICE)
+    add_health_routes(app, runtime.ready_checks, runtime.degraded_checks)
+    app.include_router(_router(settings, batcher, CallerGate(settings)))
+    _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """The REST API on ``settings.inference_port`` until SIGINT/SIGTERM."""
+    runtime = InferenceRuntime.open(settings, start_embedded_redis=True)
+    try:
+        serve_app(
+            create_app(settings, runtime), settings.host, settings.inference_port, service=SERVICE
+        )
+    finally:
+        runtime.close()

@@ -1,0 +1,233 @@
+"""The inference core shared by the REST API and the stream: texts in, predictions out.
+
+For one request: pin the serving version, look every instance up in the cache
+(one MGET), featurize the misses once each with the version's own transform,
+score them with one gRPC ``Predict`` per ``predict_batch_size`` rows, store the
+new scores (one pipelined write), and turn probabilities into predictions. If
+the pinned version disappeared meanwhile (NOT_FOUND), the serving version is
+refreshed at once and the request starts over with the new one, so the
+transform, the cache keys and the answered ``model_version`` always agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from mlcycle.common.errors import InvalidInput, Unavailable
+from mlcycle.common.settings import Settings
+from mlcycle.inference.cache import (
+    NoCache,
+    ScoreCache,
+    cache_key,
+    decode_scores,
+    encode_scores,
+    key_prefix,
+)
+from mlcycle.inference.client import ModelClient, VersionGone
+from mlcycle.inference.metrics import for_version
+from mlcycle.inference.tensors import padded_rows
+from mlcycle.inference.versions import ModelVersion, VersionTracker
+
+Metadata = Sequence[Mapping[str, Any] | None]
+Source = Literal["api", "stream"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Class probabilities ``[n, classes]`` for a request, and the version that made them."""
+
+    model: ModelVersion
+    probabilities: np.ndarray
+    cache_hits: int
+
+
+def check_metadata_fields(model: ModelVersion, metadata: Metadata) -> None:
+    """InvalidInput naming the metadata fields the model's transform was not fitted on."""
+    known = model.transform.metadata.fields
+    unknown = {name for record in metadata if record for name in record if name not in known}
+    if unknown:
+        names = sorted(map(str, unknown))
+        raise InvalidInput(
+            f"metadata fields not known to model {model.name} version {model.version} "
+            f"(transform {model.transform_version}): {', '.join(names)}",
+            details={"unknown_fields": names, "known_fields": sorted(known)},
+        )
+
+
+def format_predictions(model: ModelVersion, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """One prediction object per row: score, label, threshold, versions (+ per-class for K > 2)."""
+    version, transform = model.version, model.transform_version
+    classes = model.classes
+    if model.binary:
+        scores = probabilities[:, 1]
+        threshold = model.threshold
+        positive = (scores >= threshold).tolist()
+        return [
+            {
+                "score": score,
+                "label": classes[1] if is_positive else classes[0],
+                "threshold": threshold,
+                "model_version": version,
+                "transform_version": transform,
+            }
+            for score, is_positive in zip(scores.tolist(), positive, strict=True)
+        ]
+    top = probabilities.argmax(axis=1)
+    scores = probabilities[np.arange(len(top)), top]
+    return [
+        {
+            "score": score,
+            "label": classes[k],
+            "threshold": None,
+            "model_version": version,
+            "transform_version": transform,
+            "probabilities": dict(zip(classes, row, strict=True)),
+        }
+        for score, k, row in zip(scores.tolist(), top.tolist(), probabilities.tolist(), strict=True)
+    ]
+
+
+class Predictor:
+    """Scores texts with the serving model version; thread-safe."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: ModelClient,
+        tracker: VersionTracker,
+        cache: ScoreCache | NoCache,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.tracker = tracker
+        self.cache = cache
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        metadata: Metadata | None = None,
+        *,
+        unknown_fields: Literal["error", "ignore"] = "error",
+        source: Source = "api",
+    ) -> tuple[ModelVersion, list[dict[str, Any]]]:
+        """The serving version and one prediction per text (see :func:`format_predictions`)."""
+        started = time.perf_counter()
+        scored = self.score(texts, metadata, unknown_fields=unknown_fields)
+        predictions = format_predictions(scored.model, scored.probabilities)
+        observe_request(scored.model, predictions, source, time.perf_counter() - started)
+        return scored.model, predictions
+
+    def score(
+        self,
+        texts: Sequence[str],
+        metadata: Metadata | None = None,
+        *,
+        unknown_fields: Literal["error", "ignore"] = "error",
+    ) -> Scored:
+        """Class probabilities of ``texts`` (with their aligned ``metadata``), cache first."""
+        if metadata is not None and len(metadata) != len(texts):
+            raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
+        model = self.tracker.current()
+        attempts = self.settings.predict_retries + 1
+        for _ in range(attempts):
+            try:
+                return self._score_with(model, texts, metadata, unknown_fields)
+            except VersionGone:
+                model = self.tracker.refresh_after_gone(model.version)
+        raise Unavailable(
+            f"model {model.name} changed version {attempts} times during one request",
+            details={"model": model.name},
+        )
+
+    def _score_with(
+        self,
+        model: ModelVersion,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        unknown_fields: str,
+    ) -> Scored:
+        if metadata is not None and unknown_fields == "error":
+            check_metadata_fields(model, metadata)
+        n_classes = len(model.classes)
+        max_chars = model.transform.config.preprocess.max_chars
+        prefix = key_prefix(model.name, model.version, model.transform_version)
+        keys = [
+            cache_key(prefix, text, None if metadata is None else metadata[i], max_chars)
+            for i, text in enumerate(texts)
+        ]
+        probabilities = np.empty((len(texts), n_classes), np.float32)
+        # Each distinct missing key and the positions it fills: duplicates are scored once.
+        misses: dict[str, list[int]] = {}
+        for i, value in enumerate(self.cache.get_many(keys)):
+            row = None if value is None else decode_scores(value, n_classes)
+            if row is None:
+                misses.setdefault(keys[i], []).append(i)
+            else:
+                probabilities[i] = row
+        if misses:
+            firsts = [positions[0] for positions in misses.values()]
+            fresh = self._model_scores(
+                model,
+                [texts[i] for i in firsts],
+                None if metadata is None else [metadata[i] for i in firsts],
+            )
+            for row, positions in zip(fresh, misses.values(), strict=True):
+                probabilities[positions] = row
+            self.cache.set_many(
+                [(key, encode_scores(row)) for key, row in zip(misses, fresh, strict=True)]
+            )
+        hits = len(texts) - sum(len(positions) for positions in misses.values())
+        metrics = for_version(model.version)
+        metrics.cache_hits.inc(hits)
+        metrics.cache_misses.inc(len(texts) - hits)
+        return Scored(model, probabilities, hits)
+
+    def _model_scores(
+        self, model: ModelVersion, texts: list[str], metadata: Metadata | None
+    ) -> np.ndarray:
+        """Featurize ``texts`` and score them, one gRPC call per ``predict_batch_size`` rows."""
+        metrics = for_version(model.version)
+        started = time.perf_counter()
+        batch = model.transform.apply(texts, metadata, unknown_fields="ignore")
+        metrics.featurize_seconds.observe(time.perf_counter() - started)
+        size = self.settings.predict_batch_size
+        out = np.empty((len(texts), len(model.classes)), np.float32)
+        for start in range(0, len(texts), size):
+            stop = min(len(texts), start + size)
+            indices, values = padded_rows(batch, start, stop)
+            called = time.perf_counter()
+            answer = self.client.predict(model.name, model.version, indices, values)
+            metrics.rpc_seconds.observe(time.perf_counter() - called)
+            if answer.shape[1] != len(model.classes):
+                raise Unavailable(
+                    f"model {model.name} version {model.version} answered {answer.shape[1]} "
+                    f"class probabilities but its metadata lists {len(model.classes)} classes",
+                    details={"classes": list(model.classes)},
+                )
+            out[start:stop] = answer
+        return out
+
+
+def observe_request(
+    model: ModelVersion, predictions: list[dict[str, Any]], source: Source, seconds: float
+) -> None:
+    """Count one answered request of ``source`` and its predictions under the model version."""
+    metrics = for_version(model.version)
+    if source == "api":
+        metrics.requests_api.inc()
+        metrics.request_api_seconds.observe(seconds)
+    else:
+        metrics.requests_stream.inc()
+        metrics.request_stream_seconds.observe(seconds)
+    labels: dict[str, int] = {}
+    for prediction in predictions:
+        metrics.scores.observe(prediction["score"])
+        labels[prediction["label"]] = labels.get(prediction["label"], 0) + 1
+    for label, count in labels.items():
+        metrics.predicted(label).inc(count)

@@ -1,0 +1,84 @@
+"""The inference service's parts wired from settings: model client, versions, cache, predictor."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mlcycle.common.errors import MlcycleError
+from mlcycle.common.infra.redis import EmbeddedRedis
+from mlcycle.common.settings import Settings
+from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.inference.cache import NoCache, ScoreCache
+from mlcycle.inference.client import GrpcModelClient, ModelClient
+from mlcycle.inference.predictor import Predictor
+from mlcycle.inference.versions import VersionTracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceRuntime:
+    """Everything a predicting process holds; :meth:`close` releases it all."""
+
+    settings: Settings
+    client: ModelClient
+    tracker: VersionTracker
+    cache: ScoreCache | NoCache
+    predictor: Predictor
+    embedded_redis: EmbeddedRedis | None = None
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        client: ModelClient | None = None,
+        start_embedded_redis: bool = False,
+    ) -> InferenceRuntime:
+        """Connect to the model server, start following its versions, open the cache.
+
+        Without ``settings.redis_url`` the cache is an embedded redis-server when
+        ``start_embedded_redis`` (the API process), else there is none. Nothing here
+        needs the model server to be up: predictions answer 503 until it is.
+        """
+        client = client or GrpcModelClient.from_settings(settings)
+        tracker = VersionTracker(settings, client, FeaturizerCore(settings).transform).start()
+        cache, embedded = open_cache(settings, start_embedded=start_embedded_redis)
+        predictor = Predictor(settings, client=client, tracker=tracker, cache=cache)
+        return cls(settings, client, tracker, cache, predictor, embedded)
+
+    def ready_checks(self) -> dict[str, bool]:
+        """Hard dependencies: the model server answers and serves a usable version."""
+        model = self.tracker.refresh()
+        return {"model_server": self.tracker.server_up, "model": model is not None}
+
+    def degraded_checks(self) -> dict[str, bool]:
+        """Soft dependencies: without Redis predictions go on, uncached."""
+        return {"redis": self.cache.ping()}
+
+    def close(self) -> None:
+        """Stop following versions, close the connections, stop an embedded Redis."""
+        self.tracker.stop()
+        self.client.close()
+        self.cache.close()
+        if self.embedded_redis is not None:
+            self.embedded_redis.stop()
+
+
+def open_cache(
+    settings: Settings, *, start_embedded: bool
+) -> tuple[ScoreCache | NoCache, EmbeddedRedis | None]:
+    """The score cache of ``settings`` (and the embedded Redis started for it, if any)."""
+    if settings.redis_url:
+        return ScoreCache(settings.redis_url, settings.cache_ttl_s), None
+    if not start_embedded:
+        log.info("no MLCYCLE_REDIS_URL: scores are not cached")
+        return NoCache(), None
+    embedded = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis-inference")
+    try:
+        embedded.start()
+    except MlcycleError as exc:
+        log.warning("embedded Redis did not start; scores are not cached: %s", exc.message)
+        return NoCache(), None
+    return ScoreCache(embedded.url, settings.cache_ttl_s), embedded

@@ -1,0 +1,242 @@
+"""Streaming scores: ``comments.raw`` in, ``scored.comments`` out, the score on the stored comment.
+
+Runs in the shared consumer loop (``run_consumer_service``), so offsets are
+committed only after a batch's scores are written and produced. A record that
+is not a comment (bad JSON, no text) is handed back to the loop, which
+dead-letters it and goes on. A model-server outage is not the record's fault:
+the batch raises, nothing is committed, and the loop retries it after a backoff.
+
+Where the score is stored. Store upserts *replace* a document, and the
+collector-indexer writes each comment from the same topic in its own consumer
+group, so whichever of the two writes last would erase the other's part. The
+scorer therefore writes a comment's score only once the indexer has committed
+past that record (its committed offset on the same partition), and writes it as
+a read-modify-write of the stored comment (``"prediction"`` added, everything
+else kept). The indexer never rewrites a record it has committed, and a new
+version of a comment (a later record with the same id) is scored again after
+the indexer has stored it, so the stored comment always ends with both its own
+fields and the score of its latest version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from kafka import TopicPartition
+
+from mlcycle.common.errors import InvalidInput
+from mlcycle.common.http import (
+    BackgroundServer,
+    add_health_routes,
+    install_error_handlers,
+    install_metrics,
+)
+from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
+from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.service import run_consumer_service
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import COMMENTS, Store
+from mlcycle.inference.indexed import CommittedOffsets, IndexerProgress
+from mlcycle.inference.predictor import Predictor
+from mlcycle.inference.runtime import InferenceRuntime
+from mlcycle.records import Comment, InvalidRecord, decode_record
+
+log = logging.getLogger(__name__)
+
+SERVICE = "inference-stream"
+PREDICTION_FIELD = "prediction"
+# How long a batch waits for the indexer to store its comments before it is retried later.
+INDEXER_WAIT_S = 10.0
+# How often the serving version is asked for while none is servable yet.
+MODEL_POLL_S = 0.5
+
+Scored = tuple[ConsumedRecord, Comment]
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with milliseconds and a Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StreamScorer:
+    """The consumer-loop handler: score a batch, store the scores, produce them; poison out."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        store: Store,
+        producer: RecordProducer,
+        indexer: IndexerProgress,
+        *,
+        indexer_wait_s: float = INDEXER_WAIT_S,
+    ) -> None:
+        self.settings = settings
+        self.indexer_wait_s = indexer_wait_s
+        self.predictor = predictor
+        self.store = store
+        self.producer = producer
+        self.indexer = indexer
+        self.topic = settings.topics.scored_comments
+
+    def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
+        """Score every comment of the batch (raises, so nothing commits, when that fails)."""
+        failures: list[Failure] = []
+        comments: list[Scored] = []
+        for record in records:
+            try:
+                comments.append((record, decode_record(record.value, Comment)))
+            except InvalidRecord as exc:
+                failures.append(Failure(record, str(exc)))
+        if not comments:
+            return failures
+        self.indexer.wait_past(_next_offsets(comments), self.indexer_wait_s)
+        size = self.settings.stream_batch_size
+        for start in range(0, len(comments), size):
+            failures.extend(self._score(comments[start : start + size]))
+        return failures
+
+    def _score(self, chunk: list[Scored]) -> list[Failure]:
+        try:
+            predictions = self._predict(chunk)
+        except InvalidInput as exc:
+            # Not expected (unknown metadata is ignored here): find the records at fault.
+            if len(chunk) == 1:
+                return [Failure(chunk[0][0], exc.message)]
+            return [failure for item in chunk for failure in self._score([item])]
+        scored_at = now_iso()
+        for prediction in predictions:
+            prediction["scored_at"] = scored_at
+        self._store(chunk, predictions)
+        self.producer.send_batch(
+            self.topic,
+            [
+                (comment.id, orjson.dumps({"id": comment.id, **prediction}))
+                for (_, comment), prediction in zip(chunk, predictions, strict=True)
+            ],
+        )
+        return []
+
+    def _predict(self, chunk: list[Scored]) -> list[dict[str, Any]]:
+        texts = [comment.text for _, comment in chunk]
+        metadata = [comment.metadata or None for _, comment in chunk]
+        _, predictions = self.predictor.predict(
+            texts,
+            metadata if any(metadata) else None,
+            unknown_fields="ignore",
+            source="stream",
+        )
+        return predictions
+
+    def _store(self, chunk: list[Scored], predictions: list[dict[str, Any]]) -> None:
+        """Add each prediction to its stored comment, keeping every other field."""
+        latest = {
+            comment.id: prediction
+            for (_, comment), prediction in zip(chunk, predictions, strict=True)
+        }
+        stored = self.store.get_many(COMMENTS, list(latest))
+        updated = [
+            {**stored[doc_id], PREDICTION_FIELD: prediction}
+            for doc_id, prediction in latest.items()
+            if doc_id in stored
+        ]
+        if len(updated) < len(latest):
+            # The indexer committed past them without storing them: it refused them.
+            missing = len(latest) - len(updated)
+            log.info("scored comments not in the store", extra={"missing": missing})
+        if updated:
+            self.store.upsert(COMMENTS, updated)
+
+
+def _next_offsets(comments: list[Scored]) -> dict[TopicPartition, int]:
+    """Per partition, the offset the indexer must have committed for the batch to be stored."""
+    needed: dict[TopicPartition, int] = {}
+    for record, _ in comments:
+        tp = TopicPartition(record.topic, record.partition)
+        needed[tp] = max(needed.get(tp, 0), record.offset + 1)
+    return needed
+
+
+def run_stream(settings: Settings) -> None:
+    """Score ``comments.raw`` into ``scored.comments`` until SIGINT/SIGTERM.
+
+    Serves ``/healthz``, ``/readyz`` and ``/metrics`` on
+    ``settings.inference_stream_metrics_port``. Consuming starts once a model
+    version is servable: records that arrive before (a fresh stack, before the
+    first training) wait in the topic rather than in retry backoffs, and are
+    scored as soon as the model is there. Scores are cached only when
+    ``MLCYCLE_REDIS_URL`` is set.
+    """
+    runtime = InferenceRuntime.open(settings)
+    indexer = CommittedOffsets(settings)
+    try:
+        if not wait_for_model(settings, runtime):
+            return
+        run_consumer_service(
+            settings,
+            service=SERVICE,
+            topics=[settings.topics.comments_raw],
+            group_id=settings.inference_group_id,
+            metrics_port=settings.inference_stream_metrics_port,
+            handler=lambda store, producer: StreamScorer(
+                settings, runtime.predictor, store, producer, indexer
+            ),
+        )
+    finally:
+        indexer.close()
+        runtime.close()
+
+
+def wait_for_model(
+    settings: Settings, runtime: InferenceRuntime, stop: threading.Event | None = None
+) -> bool:
+    """Block until a model version is servable (True), or a stop signal arrives (False).
+
+    Meanwhile ``/healthz``, ``/readyz`` (503 until then) and ``/metrics`` answer on
+    the stream's metrics port.
+    """
+    stop = stop or threading.Event()
+    app = FastAPI(title=f"mlcycle {SERVICE}", docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    install_metrics(app, SERVICE)
+    add_health_routes(app, runtime.ready_checks)
+    health = BackgroundServer(app, settings.host, settings.inference_stream_metrics_port)
+    with _stop_on_signals(stop):
+        health.start()
+        try:
+            logged = False
+            while not stop.is_set():
+                if runtime.tracker.refresh() is not None:
+                    return True
+                if not logged:
+                    log.info("waiting for a servable model version before consuming")
+                    logged = True
+                stop.wait(MODEL_POLL_S)
+            return False
+        finally:
+            health.stop()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` meanwhile (signal handlers only exist in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,84 @@
+"""The model's inputs and outputs: padded CSR rows, and TensorProtos built from raw bytes.
+
+The serving signature takes ``indices`` int64 ``[batch, width]`` and ``values``
+float32 ``[batch, width]``: each text's non-zero columns and weights, padded
+with zeros to the longest row (the model ignores entries whose value is 0).
+
+TensorProtos are written with ``tensor_content`` (the array's bytes, one copy)
+rather than ``tf.make_tensor_proto``, which walks the values in Python; outputs
+are read back with ``np.frombuffer`` when the server sends ``tensor_content``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from mlcycle.common.errors import Unavailable
+from mlcycle.featurizer.sparse import SparseBatch
+
+_DTYPES = {
+    np.dtype(np.int64): types_pb2.DT_INT64,
+    np.dtype(np.float32): types_pb2.DT_FLOAT,
+}
+# Little-endian wire dtypes of the numeric outputs we read, and their typed value fields.
+_READABLE = {
+    types_pb2.DT_FLOAT: (np.dtype("<f4"), "float_val"),
+    types_pb2.DT_DOUBLE: (np.dtype("<f8"), "double_val"),
+    types_pb2.DT_INT64: (np.dtype("<i8"), "int64_val"),
+    types_pb2.DT_INT32: (np.dtype("<i4"), "int_val"),
+}
+
+
+def padded_rows(batch: SparseBatch, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``start:stop`` of ``batch`` as (indices int64, values float32), both [n, width].
+
+    ``width`` is the longest row's length (at least 1, so an all-empty batch is a
+    valid input); shorter rows end in zeros.
+    """
+    indptr = batch.indptr[start : stop + 1]
+    n = stop - start
+    lengths = np.diff(indptr)
+    width = max(1, int(lengths.max(initial=0)))
+    indices = np.zeros((n, width), np.int64)
+    values = np.zeros((n, width), np.float32)
+    first, last = int(indptr[0]), int(indptr[-1])
+    if last > first:
+        rows = np.repeat(np.arange(n), lengths)
+        # Position within its row of every non-zero: its offset minus its row's start.
+        columns = np.arange(last - first) - np.repeat(indptr[:-1] - first, lengths)
+        indices[rows, columns] = batch.indices[first:last]
+        values[rows, columns] = batch.values[first:last]
+    return indices, values
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A TensorProto of an int64 or float32 ``array``, its bytes in ``tensor_content``."""
+    dtype = _DTYPES[array.dtype]
+    shape = tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
+    )
+    content = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=content)
+
+
+def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """A numeric output tensor as a numpy array (``tensor_content`` or the typed values field)."""
+    readable = _READABLE.get(proto.dtype)
+    if readable is None:
+        name = types_pb2.DataType.Name(proto.dtype)
+        raise Unavailable(f"the model server answered a {name} tensor where a number was expected")
+    dtype, field = readable
+    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    if proto.tensor_content:
+        flat = np.frombuffer(proto.tensor_content, dtype)
+    else:
+        flat = np.asarray(getattr(proto, field), dtype)
+        size = int(np.prod(shape)) if shape else 1
+        if flat.size == 1 and size != 1:
+            # TF Serving may send a tensor of identical values as a single value.
+            flat = np.full(size, flat[0], dtype)
+    try:
+        return flat.reshape(shape)
+    except ValueError as exc:
+        raise Unavailable(f"the model server answered a malformed tensor: {exc}") from None

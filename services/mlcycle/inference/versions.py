@@ -1,0 +1,229 @@
+"""Which model version predictions use, and what each version needs to be served.
+
+The serving version is the highest AVAILABLE version of the model in the model
+server's ``GetModelStatus``, re-read in the background. Every Predict call pins
+it, so the cache key, the transform that featurized the text and the
+``model_version`` answered always agree. Per version, ``metadata.json`` (on the
+shared models volume) names the transform, the classes and the decision
+threshold; the transform comes from the artifact store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
+from mlcycle.common.settings import Settings
+from mlcycle.featurizer.transform import Transform
+from mlcycle.inference.client import ModelClient
+from mlcycle.inference.metrics import SERVING_VERSION
+
+log = logging.getLogger(__name__)
+
+METADATA = "metadata.json"
+DEFAULT_THRESHOLD = 0.5
+# Versions whose metadata and transform stay loaded (the serving one and a few before it).
+KEEP_LOADED = 4
+
+TransformSource = Callable[[str], Transform]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelVersion:
+    """One servable model version: its transform, class names and decision threshold.
+
+    ``threshold`` is None for multi-class models, whose label is the most probable class.
+    """
+
+    name: str
+    version: int
+    transform: Transform = field(repr=False)
+    classes: tuple[str, ...]
+    threshold: float | None
+
+    @property
+    def transform_version(self) -> str:
+        """The featurizer transform the model was trained on."""
+        return self.transform.version
+
+    @property
+    def binary(self) -> bool:
+        """True for two-class models (score = probability of the second class)."""
+        return len(self.classes) == 2
+
+
+def read_version_metadata(settings: Settings, name: str, version: int) -> dict[str, Any]:
+    """``<models_path>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
+    path = settings.models_path / name / str(version) / METADATA
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise Unavailable(
+            f"model {name} version {version} has no {METADATA} at {path}: the inference "
+            "service reads it from the models volume the model server serves from",
+            details={"path": str(path)},
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise Unavailable(f"cannot read {path}: {exc}", details={"path": str(path)}) from None
+    if not isinstance(metadata, dict):
+        raise Unavailable(f"{path} does not hold a JSON object", details={"path": str(path)})
+    return metadata
+
+
+def build_version(
+    settings: Settings,
+    name: str,
+    version: int,
+    metadata: Mapping[str, Any],
+    transforms: TransformSource,
+) -> ModelVersion:
+    """A servable :class:`ModelVersion` from its metadata; Unavailable saying what is missing."""
+    wanted = metadata.get("transform")
+    if not isinstance(wanted, str) or not wanted:
+        raise Unavailable(
+            f"model {name} version {version} does not name its transform in {METADATA}",
+            details={"model": name, "version": version},
+        )
+    try:
+        transform = transforms(wanted)
+    except NotFound as exc:
+        raise Unavailable(
+            f"model {name} version {version} needs transform {wanted}, which is not in the "
+            f"artifact store at {settings.artifacts_path}",
+            details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
+        ) from None
+    classes = tuple(str(c) for c in metadata.get("classes") or ("0", "1"))
+    threshold = None
+    if len(classes) == 2:
+        threshold = settings.predict_threshold
+        if threshold is None:
+            threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
+    return ModelVersion(name, version, transform, classes, threshold)
+
+
+class VersionTracker:
+    """Keeps the serving :class:`ModelVersion` of ``settings.model_name`` up to date.
+
+    :meth:`current` is lock-free (one attribute read); :meth:`refresh` asks the
+    model server and loads a new version's metadata and transform before
+    switching to it.
+    """
+
+    def __init__(
+        self, settings: Settings, client: ModelClient, transforms: TransformSource
+    ) -> None:
+        self.settings = settings
+        self.name = settings.model_name
+        self._client = client
+        self._transforms = transforms
+        self._loaded: dict[int, ModelVersion] = {}
+        unknown = Unavailable(f"model {self.name}: the serving version is not known yet")
+        # (serving version or None, why there is none); replaced as one tuple, read without a lock.
+        self._state: tuple[ModelVersion | None, MlcycleError] = (None, unknown)
+        self.server_up = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> ModelVersion:
+        """The serving version, or the error that explains why there is none."""
+        model, error = self._state
+        if model is None:
+            raise error
+        return model
+
+    def refresh(self) -> ModelVersion | None:
+        """Ask the model server now; switch to its highest AVAILABLE version once it is loaded."""
+        with self._lock:
+            return self._refresh_locked()
+
+    def refresh_after_gone(self, gone: int) -> ModelVersion:
+        """The serving version after version ``gone`` answered NOT_FOUND (refreshed once)."""
+        with self._lock:
+            model = self._state[0]
+            if model is None or model.version == gone:
+                model = self._refresh_locked()
+        if model is None:
+            raise self._state[1]
+        if model.version == gone:
+            raise Unavailable(
+                f"the model server at {self._client.address} no longer serves model "
+                f"{self.name} version {gone}",
+                details={"model": self.name, "version": gone},
+            )
+        return model
+
+    def _refresh_locked(self) -> ModelVersion | None:
+        try:
+            versions = self._client.versions(self.name)
+        except Unavailable as exc:
+            self.server_up = False
+            model = self._state[0]
+            # Keep the pinned version: when the server is back it answers at once.
+            self._state = (model, exc)
+            return model
+        self.server_up = True
+        if not versions:
+            self._set(
+                None,
+                Unavailable(
+                    f"the model server at {self._client.address} has no available version "
+                    f"of model {self.name}",
+                    details={"model": self.name},
+                ),
+            )
+            return None
+        newest = versions[-1]
+        model = self._state[0]
+        if model is not None and model.version == newest:
+            return model
+        try:
+            model = self._load(newest)
+        except MlcycleError as exc:
+            log.error("model version not servable: %s", exc.message)
+            self._set(None, exc)
+            return None
+        log.info("serving model version", extra={"model": self.name, "version": newest})
+        self._set(model, self._state[1])
+        return model
+
+    def _load(self, version: int) -> ModelVersion:
+        loaded = self._loaded.get(version)
+        if loaded is None:
+            metadata = read_version_metadata(self.settings, self.name, version)
+            loaded = build_version(self.settings, self.name, version, metadata, self._transforms)
+            self._loaded[version] = loaded
+            for old in sorted(self._loaded)[:-KEEP_LOADED]:
+                del self._loaded[old]
+        return loaded
+
+    def _set(self, model: ModelVersion | None, error: MlcycleError) -> None:
+        self._state = (model, error)
+        SERVING_VERSION.labels(self.name).set(model.version if model is not None else 0)
+
+    # -- background refresh --------------------------------------------------------------------
+
+    def start(self) -> VersionTracker:
+        """Refresh now, then every ``settings.version_refresh_s`` on a daemon thread."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="model-versions", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.version_refresh_s):
+            try:
+                self.refresh()
+            except Exception:  # the loop must outlive any surprise; the next round retries
+                log.exception("model version refresh failed")
+
+    def stop(self) -> None:
+        """Stop the background refresh."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
