@@ -1,12 +1,12 @@
 """``mlcycle demo``: the main job on the embedded stack, stage by stage, with a summary.
 
-The stages that exist so far: get the dataset, start the stack, import it
-through Kafka, wait until the indexer has stored it, query it back over
-REST, build labels with the labeler (Dawid-Skene over crowd votes and
-labeling functions, with its diagnostics page), then fit a transform on the
-train split and featurize the labeled items into shards. Training and
-serving join as their services land; the summary says plainly which stages
-ran.
+The stages: get the dataset, start the stack, import it through Kafka, wait
+until the indexer has stored it, query it back over REST, build labels with
+the labeler (Dawid-Skene over crowd votes and labeling functions, with its
+diagnostics page), fit a transform on the train split and featurize the
+labeled items into shards, search and train a model, then deploy it (the
+model server picks up the promoted version) and predict through the
+inference service, while its streaming scorer scores every imported comment.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings
 from mlcycle.pipeline import (
     ImportResult,
@@ -28,13 +29,22 @@ from mlcycle.pipeline import (
     featurize_via_api,
     import_dataset,
     label_via_api,
+    predict_via_api,
+    production_version,
+    single_request_latency,
     train_via_api,
     wait_until_indexed,
+    wait_until_scored,
+    wait_until_served,
 )
 from mlcycle.stack import LocalStack
 
 T = TypeVar("T")
-NOT_YET = "deploy · predict (their services are not built yet)"
+# Written for the demo, not taken from any dataset: one plainly civil, one plainly rude.
+SAMPLE_TEXTS = [
+    "Thanks for fixing the citation, the article reads much better now.",
+    "You are a pathetic idiot and everyone here hates you.",
+]
 # The original talk's test accuracy (dense 88k bag-of-words MLP), for comparison.
 TALK_ACCURACY = 0.708
 
@@ -76,6 +86,7 @@ class DemoRun:
     report_path: Path
     features: dict[str, Any]
     trained: dict[str, Any]
+    served: dict[str, Any]
 
 
 def run_demo(
@@ -107,6 +118,7 @@ def run_demo(
             timings,
             lambda: train_via_api(resolved, label_run["id"], trials, console=console),
         )
+        served = _serve_stage(resolved, console, timings, imported.comments)
         run = DemoRun(
             imported=imported,
             counts=counts,
@@ -116,6 +128,7 @@ def run_demo(
             report_path=report_path,
             features=features,
             trained=trained,
+            served=served,
         )
     finally:
         stack.stop()
@@ -134,6 +147,26 @@ def _label_stage(settings: Settings, console: Console, timings: dict[str, float]
     path = settings.data_dir / "reports" / f"{run['id']}.html"
     write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
     return run, path
+
+
+def _serve_stage(
+    settings: Settings, console: Console, timings: dict[str, float], comments: int
+) -> dict[str, Any]:
+    """Deploy: wait until the production version is served; predict; let the stream catch up."""
+    version = production_version(settings)
+    if version is None:
+        raise Unavailable("no model version is in production: the demo has nothing to deploy")
+    _timed(console, "deploy", timings, lambda: wait_until_served(settings, version))
+    predictions = _timed(
+        console, "predict", timings, lambda: predict_via_api(settings, SAMPLE_TEXTS)
+    )
+    for text, prediction in zip(SAMPLE_TEXTS, predictions, strict=True):
+        console.print(f"{prediction['score']:.3f} {prediction['label']}  {text}")
+    latency = single_request_latency(settings, SAMPLE_TEXTS + [f"comment {i}" for i in range(50)])
+    scored = _timed(
+        console, "stream", timings, lambda: wait_until_scored(settings, expected=comments)
+    )
+    return {"version": version, "predictions": predictions, "latency": latency, "scored": scored}
 
 
 def _dead_lettered(settings: Settings) -> dict[str, int]:
@@ -200,6 +233,18 @@ def _summary(
     table.add_row(
         "model version", f"{model.get('name')} v{model.get('version')} ({model.get('state')})"
     )
+    served = run.served
+    table.add_row("served by the model server", f"{settings.model_name} v{served['version']}")
+    for text, prediction in zip(SAMPLE_TEXTS, served["predictions"], strict=True):
+        table.add_row(
+            f"predict {text[:32]!r}…", f"{prediction['score']:.3f} → {prediction['label']}"
+        )
+    latency = served["latency"]
+    table.add_row(
+        "POST /v1/predict, one comment (p50 / p99)",
+        f"{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} ms",
+    )
+    table.add_row("comments scored by the stream", f"{served['scored']:,} of {imported.comments:,}")
     for name, seconds in timings.items():
         table.add_row(f"time: {name}", f"{seconds:.1f} s")
     console.print(table)
@@ -207,4 +252,3 @@ def _summary(
     console.print(f"label diagnostics: {run.report_path}")
     console.print(f"training report: {result['report']}")
     console.print(f"model blessing: {model.get('reason')}")
-    console.print(f"[yellow]not run yet:[/] {NOT_YET}")

@@ -189,3 +189,90 @@ def train_via_api(
     if job["status"] != "succeeded":
         raise Unavailable(f"training job {job_id} failed: {job.get('error')}")
     return dict(job)
+
+
+def _auth(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
+
+
+def production_version(settings: Settings) -> int | None:
+    """The version the registry serves for ``settings.model_name`` (None before any)."""
+    base = f"http://{settings.host}:{settings.trainer_port}"
+    listed = httpx.get(f"{base}/v1/models", headers=_auth(settings), timeout=30.0)
+    listed.raise_for_status()
+    version = (listed.json().get("production") or {}).get(settings.model_name)
+    return None if version is None else int(version)
+
+
+def wait_until_served(settings: Settings, version: int, timeout_s: float = 180.0) -> float:
+    """Block until the model server has ``version`` AVAILABLE and inference answers with it.
+
+    Returns the seconds it took. Both look through the public APIs: TF Serving's
+    model status over REST, and the inference service's readiness.
+    """
+    status_url = (
+        f"http://{settings.host}:{settings.model_server_rest_port}/v1/models/{settings.model_name}"
+    )
+    ready_url = f"http://{settings.host}:{settings.inference_port}/readyz"
+    started = time.perf_counter()
+    deadline = started + timeout_s
+    while time.perf_counter() < deadline:
+        try:
+            states = httpx.get(status_url, timeout=5.0).json().get("model_version_status", [])
+            available = {int(s["version"]) for s in states if s.get("state") == "AVAILABLE"}
+            if version in available and httpx.get(ready_url, timeout=5.0).status_code == 200:
+                return time.perf_counter() - started
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise Unavailable(f"model version {version} was not served within {timeout_s:.0f} s")
+
+
+def predict_via_api(settings: Settings, texts: list[str]) -> list[dict[str, object]]:
+    """Scores of ``texts`` from the inference service's ``POST /v1/predict``."""
+    base = f"http://{settings.host}:{settings.inference_port}"
+    body = {"instances": [{"text": text} for text in texts]}
+    answer = httpx.post(f"{base}/v1/predict", json=body, headers=_auth(settings), timeout=30.0)
+    answer.raise_for_status()
+    return list(answer.json()["predictions"])
+
+
+def single_request_latency(settings: Settings, texts: list[str], rounds: int = 200) -> dict:
+    """p50 and p99 in ms of one-comment ``POST /v1/predict`` calls, one at a time.
+
+    The first round over ``texts`` misses the cache; later rounds hit it, so the
+    figure is what a client sees on a warm service.
+    """
+    base = f"http://{settings.host}:{settings.inference_port}"
+    timings = []
+    with httpx.Client(base_url=base, headers=_auth(settings), timeout=30.0) as client:
+        for i in range(rounds):
+            body = {"instances": [{"text": texts[i % len(texts)]}]}
+            started = time.perf_counter()
+            client.post("/v1/predict", json=body).raise_for_status()
+            timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    return {"p50_ms": timings[len(timings) // 2], "p99_ms": timings[int(len(timings) * 0.99)]}
+
+
+def wait_until_scored(settings: Settings, expected: int, timeout_s: float = 180.0) -> int:
+    """Records the streaming scorer has produced to ``scored.comments``, once caught up.
+
+    Waits until ``expected`` records are there, or the count stops growing for
+    15 s, or ``timeout_s`` passes; returns the count either way.
+    """
+    from mlcycle.common.kafka.lag import topic_sizes
+
+    topic = settings.topics.scored_comments
+    deadline = time.perf_counter() + timeout_s
+    last, last_change = -1, time.perf_counter()
+    while time.perf_counter() < deadline:
+        scored = topic_sizes(settings, [topic])[topic]
+        if scored >= expected:
+            return scored
+        if scored != last:
+            last, last_change = scored, time.perf_counter()
+        elif time.perf_counter() - last_change > 15.0:
+            return scored
+        time.sleep(1.0)
+    return max(last, 0)

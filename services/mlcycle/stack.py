@@ -22,6 +22,7 @@ import httpx
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings, settings_to_env
+from mlcycle.trainer.registry import ensure_serving_config, serving_config_path
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,9 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
     "featurizer-api": ("featurizer", "api"),
     "featurizer-batch": ("featurizer", "batch"),
     "trainer-api": ("trainer", "api"),
+    "modelserver": ("modelserver",),
+    "inference-api": ("inference", "api"),
+    "inference-stream": ("inference", "stream"),
 }
 
 
@@ -81,6 +85,7 @@ class LocalStack:
         from mlcycle.common.kafka.admin import ensure_topics
 
         ensure_topics(self.settings)
+        ensure_serving_config(self.settings)
         for name in self.service_names:
             self.start_service(name)
         for name in self.service_names:
@@ -136,9 +141,26 @@ class LocalStack:
             "featurizer-api": f"http://{s.host}:{s.featurizer_port}/readyz",
             "featurizer-batch": f"http://{s.host}:{s.featurizer_batch_metrics_port}/healthz",
             "trainer-api": f"http://{s.host}:{s.trainer_port}/readyz",
+            # Alive is enough at start: both are ready only once a model version is served.
+            "modelserver": f"http://{s.host}:{s.model_server_rest_port}/healthz",
+            "inference-api": f"http://{s.host}:{s.inference_port}/healthz",
+            "inference-stream": f"http://{s.host}:{s.inference_stream_metrics_port}/healthz",
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
+        if name == "modelserver":
+            argv += self._model_server_flags()
         return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))
+
+    def _model_server_flags(self) -> tuple[str, ...]:
+        """tensorflow_model_server's flags, as the container runs it: the registry's config."""
+        s = self.settings
+        return (
+            f"--port={s.model_server_port}",
+            f"--rest_api_port={s.model_server_rest_port}",
+            f"--model_config_file={serving_config_path(s)}",
+            "--model_config_file_poll_wait_seconds=1",
+            f"--file_system_poll_wait_seconds={s.model_server_poll_s:g}",
+        )
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         """Start (or restart) one service process with the resolved settings."""

@@ -45,6 +45,10 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
         "MLCYCLE_FEATURIZER_GRPC_PORT": str(free_port()),
         "MLCYCLE_FEATURIZER_BATCH_METRICS_PORT": str(free_port()),
         "MLCYCLE_TRAINER_PORT": str(free_port()),
+        "MLCYCLE_MODEL_SERVER_PORT": str(free_port()),
+        "MLCYCLE_MODEL_SERVER_REST_PORT": str(free_port()),
+        "MLCYCLE_INFERENCE_PORT": str(free_port()),
+        "MLCYCLE_INFERENCE_STREAM_METRICS_PORT": str(free_port()),
         "COLUMNS": "120",  # rich wraps the summary table at the terminal width
     }
 
@@ -108,8 +112,14 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     versions = {m.parent.parent.name for m in manifests}
     assert lineage["transform"] in versions
     assert list((tmp_path / "data" / "reports").glob("tj-*.html"))
-    # It says plainly which stages it did not run.
-    assert "not run yet" in output
+    # Deployed and predicting: the model server serves v1, both samples get a score and a
+    # label (300 generated comments teach too little to rank them), and the streaming
+    # scorer scored every imported comment.
+    assert re.search(r"served by the model server\s*│\s*toxicity v1", output), output
+    scored = re.findall(r"predict '.*?│\s*([\d.]+) → ([01])", output)
+    assert len(scored) == 2 and all(0.0 <= float(score) <= 1.0 for score, _ in scored), output
+    assert re.search(r"POST /v1/predict, one comment \(p50 / p99\)\s*│\s*[\d.]+ /", output)
+    assert _figure(output, "comments scored by the stream") == N_COMMENTS
     assert (tmp_path / "data" / "store.sqlite3").is_file()
 
 

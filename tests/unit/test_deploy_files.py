@@ -15,6 +15,7 @@ from typer.main import get_command
 
 from mlcycle.cli import app
 from mlcycle.common.settings import load_settings
+from mlcycle.modelserver.flags import parse_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE = ROOT / "deploy" / "k8s" / "base"
@@ -77,10 +78,15 @@ def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
         "featurizer": settings.featurizer_port,
         "featurizer-batch": settings.featurizer_batch_metrics_port,
         "trainer": settings.trainer_port,
+        "modelserver": settings.model_server_port,
+        "inference": settings.inference_port,
+        "inference-stream": settings.inference_stream_metrics_port,
     }
     assert {d["metadata"]["name"] for d in deployments} == set(expected_port)
     for deployment in deployments:
         name = deployment["metadata"]["name"]
+        if name == "modelserver":
+            continue  # TF Serving's image, checked below
         selector = deployment["spec"]["selector"]["matchLabels"]
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert selector.items() <= labels.items(), f"{name}: selector does not match its pods"
@@ -89,6 +95,35 @@ def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
         assert _cli_exists(argv), f"{name}: {argv} is not a CLI command"
         ports = {p["containerPort"] for p in container["ports"]}
         assert expected_port[name] in ports
+
+
+def _tf_serving_specs() -> list[tuple[str, str, list[str]]]:
+    """(where, image, flags) of every place that runs the tensorflow/serving image."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    found = [
+        (f"compose {name}", spec["image"], spec["command"])
+        for name, spec in compose["services"].items()
+        if str(spec.get("image", "")).startswith("tensorflow/serving:")
+    ]
+    for doc in _k8s_documents():
+        if doc["kind"] != "Deployment":
+            continue
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith("tensorflow/serving:"):
+                where = f"k8s {doc['metadata']['name']}"
+                found.append((where, container["image"], container["args"]))
+    return found
+
+
+def test_tf_serving_runs_with_flags_the_local_model_server_accepts_too() -> None:
+    settings = load_settings()
+    specs = _tf_serving_specs()
+    assert {where for where, _, _ in specs} == {"compose modelserver", "k8s modelserver"}
+    for where, _image, flags in specs:
+        options = parse_flags(flags, settings)
+        assert options.port == settings.model_server_port, where
+        assert options.rest_api_port == settings.model_server_rest_port, where
+        assert options.model_config_file == "/models/models.config", where
 
 
 @pytest.mark.parametrize("argv", [["mlcycle", "collector", "nope"], ["mlcycle", "nope"]])

@@ -66,6 +66,19 @@ def serving_config_path(settings: Settings) -> Path:
     return settings.models_path / SERVING_CONFIG_FILE
 
 
+def ensure_serving_config(settings: Settings) -> Path:
+    """Write an empty serving config unless one exists, so a model server can start first.
+
+    TF Serving refuses to start without its ``--model_config_file``; the trainer
+    rewrites the file with the production versions when it starts and on every change.
+    """
+    path = serving_config_path(settings)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, render_serving_config({}, "").encode())
+    return path
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
