@@ -1,0 +1,514 @@
+"""Serving latency ladder: the same model and texts from an in-process call up to the REST API.
+
+Setup: Davidson et al.'s tweets (../shared/data, read with the project's
+importer), binary task, the labeler's 80/10/10 hash split. A transform is
+fitted on the train split (the default ``words+chars`` variant) and a model
+with the default hyper-parameters trained for two epochs, then exported the
+way the trainer exports (SavedModel, warm-up requests, metadata.json) as
+version 1 and pinned in ``models.config``. The model server
+(``mlcycle modelserver`` with TF Serving's flags) and the inference service
+(``mlcycle inference api``) run as their own processes on the embedded Redis,
+started like ``mlcycle up`` starts them; the load comes from this process.
+
+Rungs, each on single-comment requests drawn from the test split's texts:
+1. ``in_process``: featurize with the transform and call the SavedModel's
+   ``serving_default`` in this process: the physical limit here;
+2. ``grpc_direct``: featurize here, then TF Serving's gRPC ``Predict``;
+3. ``rest_direct``: featurize here, then TF Serving's REST ``:predict`` (row format);
+4. ``predict_miss``: ``POST /v1/predict`` with a text never seen before
+   (a counter is appended), so the cache misses and the service featurizes and calls gRPC;
+5. ``predict_hit``: ``POST /v1/predict`` with texts already scored, so Redis answers;
+6. ``healthz``: ``GET /healthz`` of the inference service, the floor of its HTTP stack.
+
+For each rung, clients send requests back to back for a fixed time at 1, 8 and
+64 concurrent clients (asyncio tasks over aiohttp and grpc.aio; threads for the
+in-process rung). Latencies p50/p95/p99 are those of the 8-client run (what
+the targets are about); throughput is completed requests per second at each
+concurrency. Batched: ``POST /v1/predict`` with 64 unseen comments per request
+at 8 clients, in comments per second. Each figure is the median of ``--repeats``
+runs. Ratios are each rung's p50 over the in-process p50. The load generator
+shares the 2 cores with both servers, so every HTTP and gRPC figure pays for it too.
+
+Targets: ``predict_miss`` p50 ≤ 5 ms and p99 ≤ 20 ms at 8 clients, ≥ 500
+requests/s single-comment, ≥ 5,000 comments/s batched, ``predict_hit`` p50 ≤ 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import numpy as np
+import orjson
+from _harness import stack_settings
+from quality import SPLITS, binary_task, load_davidson
+from rich.console import Console
+from rich.table import Table
+
+from mlcycle.common.infra.process import free_port
+from mlcycle.common.settings import Settings
+from mlcycle.featurizer.transform import Transform
+from mlcycle.featurizer.transform import fit as fit_transform
+from mlcycle.pipeline import wait_until_served
+from mlcycle.stack import LocalStack
+
+DAVIDSON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DAVIDSON = DAVIDSON / "davidson_hate_offensive" / "labeled_data.csv.gz"
+CONCURRENCY = (1, 8, 64)
+LATENCY_AT = 8
+BATCH = 64
+RUNGS = ("in_process", "grpc_direct", "rest_direct", "predict_miss", "predict_hit", "healthz")
+TARGETS = {
+    "predict_miss_p50_ms": 5.0,
+    "predict_miss_p99_ms": 20.0,
+    "predict_miss_rps": 500.0,
+    "batched_comments_per_s": 5000.0,
+    "predict_hit_p50_ms": 2.0,
+}
+
+Call = Callable[[int], Awaitable[None]]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- the model ----------------------------------------------------------------------------------
+
+
+def build_model(
+    settings: Settings,
+    texts: dict[str, list[str]],
+    labels: dict[str, Any],
+    *,
+    version: int = 1,
+    epochs: int = 2,
+    pin: bool = True,
+) -> None:
+    """Fit a transform, train, export ``version`` as the trainer does; ``pin`` it in models.config.
+
+    The transform is fitted the same way each time, so every version shares it.
+    """
+    from mlcycle.trainer.config import TrialParams, variant_config
+    from mlcycle.trainer.data import SplitData, TrainingData
+    from mlcycle.trainer.export import (
+        export_saved_model,
+        serving_dir,
+        write_metadata,
+        write_warmup_requests,
+    )
+    from mlcycle.trainer.fit import fit
+    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+
+    params = TrialParams(epochs=epochs)
+    config = variant_config(params.features, None)
+    transform = fit_transform(texts["train"], [{} for _ in texts["train"]], config)
+    transform.save(settings.artifacts_path)
+
+    def split(name: str) -> SplitData:
+        batch = transform.apply(texts[name], [{} for _ in texts[name]])
+        ids = np.array([f"{name}-{i}" for i in range(len(texts[name]))])
+        return SplitData.from_batch(batch, labels[name], item_ids=ids, n_classes=2)
+
+    data = TrainingData(
+        train=split("train"),
+        dev=split("dev"),
+        test=split("test"),
+        n_classes=2,
+        transform=transform.version,
+        label_run="bench",
+        task="toxicity",
+        facts={},
+    )
+    result = fit(params, data)
+    folder = serving_dir(settings.models_path, settings.model_name, version)
+    export_saved_model(result.model, folder)
+    sample = data.dev.flat_rows(np.arange(64)).padded()
+    write_warmup_requests(folder, settings.model_name, *sample)
+    write_metadata(
+        folder,
+        {
+            "name": settings.model_name,
+            "version": version,
+            "task": "toxicity",
+            "transform": transform.version,
+            "classes": ["0", "1"],
+            "threshold": 0.5,
+            "input_dim": transform.dim,
+        },
+    )
+    if pin:
+        config_text = render_serving_config(
+            {settings.model_name: version}, str(settings.models_path)
+        )
+        serving_config_path(settings).write_text(config_text, encoding="utf-8")
+    log(f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} epochs")
+
+
+# -- request payloads -----------------------------------------------------------------------------
+
+
+def padded(transform: Transform, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The signature's inputs for ``texts``: (indices int64, values float32), zero-padded."""
+    batch = transform.apply(texts)
+    lengths = np.diff(batch.indptr)
+    width = max(1, int(lengths.max(initial=0)))
+    indices = np.zeros((len(texts), width), np.int64)
+    values = np.zeros((len(texts), width), np.float32)
+    for row, (start, end) in enumerate(itertools.pairwise(batch.indptr)):
+        indices[row, : end - start] = batch.indices[start:end]
+        values[row, : end - start] = batch.values[start:end]
+    return indices, values
+
+
+def predict_request(settings: Settings, indices: np.ndarray, values: np.ndarray) -> Any:
+    """A TF Serving ``PredictRequest`` with the two inputs as raw tensor content."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = settings.model_name
+    request.model_spec.signature_name = "serving_default"
+    for name, array, dtype in (
+        ("indices", indices, types_pb2.DT_INT64),
+        ("values", values, types_pb2.DT_FLOAT),
+    ):
+        shape = tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in array.shape]
+        )
+        request.inputs[name].CopyFrom(
+            tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=array.tobytes())
+        )
+    return request
+
+
+# -- load ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One rung at one concurrency: every latency (ms) and the requests per second."""
+
+    latencies_ms: list[float]
+    rps: float
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
+
+
+async def drive(call: Call, clients: int, seconds: float) -> Run:
+    """``clients`` tasks calling back to back for ``seconds``; errors abort the run."""
+    latencies: list[float] = []
+    counter = itertools.count()
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await call(next(counter))
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return Run(latencies, len(latencies) / (time.perf_counter() - started))
+
+
+def drive_threads(call: Callable[[int], None], clients: int, seconds: float) -> Run:
+    """The in-process rung: ``clients`` threads calling back to back for ``seconds``."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = itertools.count()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        mine = []
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            call(next(counter))
+            mine.append((time.perf_counter() - started) * 1000)
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    return Run(latencies, len(latencies) / (time.perf_counter() - started))
+
+
+class Ladder:
+    """The rungs' calls, sharing one HTTP session, one gRPC channel and the texts."""
+
+    def __init__(self, settings: Settings, transform: Transform, texts: list[str]) -> None:
+        self.settings = settings
+        self.transform = transform
+        self.texts = texts
+        self.hot = texts[:200]
+        host = settings.host
+        self.predict_url = f"http://{host}:{settings.inference_port}/v1/predict"
+        self.healthz_url = f"http://{host}:{settings.inference_port}/healthz"
+        self.rest_url = (
+            f"http://{host}:{settings.model_server_rest_port}/v1/models/"
+            f"{settings.model_name}:predict"
+        )
+        self.session: aiohttp.ClientSession | None = None
+        self.channel: grpc.aio.Channel | None = None
+        self.predict: Any = None
+        self.signature: Any = None
+        self.miss_counter = itertools.count()
+
+    async def open(self) -> None:
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        self.session = aiohttp.ClientSession(connector=connector)
+        self.channel = grpc.aio.insecure_channel(
+            f"{self.settings.host}:{self.settings.model_server_port}"
+        )
+        self.predict = prediction_service_pb2_grpc.PredictionServiceStub(self.channel).Predict
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.channel is not None:
+            await self.channel.close()
+
+    def load_in_process(self) -> None:
+        import tensorflow as tf
+
+        folder = self.settings.models_path / self.settings.model_name / "1"
+        self.signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
+
+    def text(self, i: int) -> str:
+        return self.texts[i % len(self.texts)]
+
+    def unseen(self, i: int) -> str:
+        return f"{self.text(i)} #{next(self.miss_counter)}"
+
+    # each call scores one comment and checks that an answer came back
+
+    def in_process(self, i: int) -> None:
+        import tensorflow as tf
+
+        indices, values = padded(self.transform, [self.text(i)])
+        out = self.signature(indices=tf.constant(indices), values=tf.constant(values))
+        assert out["scores"].shape[0] == 1
+
+    async def grpc_direct(self, i: int) -> None:
+        request = predict_request(self.settings, *padded(self.transform, [self.text(i)]))
+        response = await self.predict(request, timeout=10)
+        assert "scores" in response.outputs
+
+    async def rest_direct(self, i: int) -> None:
+        indices, values = padded(self.transform, [self.text(i)])
+        body = {"instances": [{"indices": indices[0].tolist(), "values": values[0].tolist()}]}
+        await self._post(self.rest_url, body, "predictions")
+
+    async def predict_miss(self, i: int) -> None:
+        await self._post(self.predict_url, {"instances": [{"text": self.unseen(i)}]})
+
+    async def predict_hit(self, i: int) -> None:
+        await self._post(self.predict_url, {"instances": [{"text": self.hot[i % len(self.hot)]}]})
+
+    async def healthz(self, i: int) -> None:
+        assert self.session is not None
+        async with self.session.get(self.healthz_url) as response:
+            assert response.status == 200, await response.text()
+            await response.read()
+
+    async def predict_batch(self, i: int) -> None:
+        texts = [self.unseen(i * BATCH + k) for k in range(BATCH)]
+        await self._post(self.predict_url, {"instances": [{"text": t} for t in texts]})
+
+    async def _post(self, url: str, body: dict, key: str = "predictions") -> None:
+        assert self.session is not None
+        headers = {"Content-Type": "application/json"}
+        async with self.session.post(url, data=orjson.dumps(body), headers=headers) as response:
+            payload = await response.read()
+            assert response.status == 200, payload[:300]
+            assert key.encode() in payload
+
+
+async def measure_rungs(ladder: Ladder, seconds: float, repeats: int) -> dict[str, dict]:
+    """Every rung at every concurrency, ``repeats`` times; medians per figure."""
+    await ladder.open()
+    try:
+        # The hit rung's texts are scored once, so Redis has them.
+        for i in range(len(ladder.hot)):
+            await ladder.predict_hit(i)
+        results: dict[str, dict] = {}
+        for rung in RUNGS:
+            runs: dict[int, list[Run]] = {c: [] for c in CONCURRENCY}
+            for _ in range(repeats):
+                for clients in CONCURRENCY:
+                    if rung == "in_process":
+                        run = await asyncio.to_thread(
+                            drive_threads, ladder.in_process, clients, seconds
+                        )
+                    else:
+                        run = await drive(getattr(ladder, rung), clients, seconds)
+                    runs[clients].append(run)
+            results[rung] = summarize(runs)
+            log(f"  {rung}: {results[rung]}")
+        batched = [await drive(ladder.predict_batch, LATENCY_AT, seconds) for _ in range(repeats)]
+        results["batched"] = {
+            "comments_per_s": statistics.median(r.rps * BATCH for r in batched),
+            "p50_ms": statistics.median(r.percentile(0.5) for r in batched),
+        }
+        return results
+    finally:
+        await ladder.close()
+
+
+def summarize(runs: dict[int, list[Run]]) -> dict[str, Any]:
+    at = runs[LATENCY_AT]
+    return {
+        "p50_ms": statistics.median(r.percentile(0.50) for r in at),
+        "p95_ms": statistics.median(r.percentile(0.95) for r in at),
+        "p99_ms": statistics.median(r.percentile(0.99) for r in at),
+        "rps": {str(c): statistics.median(r.rps for r in rs) for c, rs in runs.items()},
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def ladder_table(results: dict[str, dict]) -> Table:
+    base = results["in_process"]["p50_ms"]
+    table = Table(title=f"single-comment requests (latency at {LATENCY_AT} clients, medians)")
+    for column in (
+        "rung",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "req/s @1",
+        "@8",
+        "@64",
+        "p50 / in_process",
+    ):
+        table.add_column(column, justify="left" if column == "rung" else "right")
+    for rung in RUNGS:
+        r = results[rung]
+        table.add_row(
+            rung,
+            f"{r['p50_ms']:.2f}",
+            f"{r['p95_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            *(f"{r['rps'][str(c)]:,.0f}" for c in CONCURRENCY),
+            f"{r['p50_ms'] / base:.2f}x",
+        )
+    return table
+
+
+def target_lines(results: dict[str, dict]) -> list[str]:
+    miss, hit = results["predict_miss"], results["predict_hit"]
+    best_rps = max(miss["rps"].values())
+    checks = [
+        ("predict_miss p50 at 8 clients", miss["p50_ms"], "<=", TARGETS["predict_miss_p50_ms"]),
+        ("predict_miss p99 at 8 clients", miss["p99_ms"], "<=", TARGETS["predict_miss_p99_ms"]),
+        ("single-comment requests/s (best)", best_rps, ">=", TARGETS["predict_miss_rps"]),
+        (
+            "batched comments/s",
+            results["batched"]["comments_per_s"],
+            ">=",
+            TARGETS["batched_comments_per_s"],
+        ),
+        ("predict_hit p50 at 8 clients", hit["p50_ms"], "<=", TARGETS["predict_hit_p50_ms"]),
+    ]
+    lines = []
+    for name, value, op, target in checks:
+        met = value <= target if op == "<=" else value >= target
+        lines.append(
+            f"{name}: {value:,.2f} (target {op} {target:,.0f}) {'met' if met else 'MISSED'}"
+        )
+    return lines
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DAVIDSON)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per rung and concurrency")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not args.data.is_file():
+        log(f"no Davidson data at {args.data}: see ../shared/data/*/SOURCE.md")
+        return 2
+
+    corpus = load_davidson(args.data)
+    task = binary_task(corpus)
+    rows = {s: corpus.rows(s) for s in SPLITS}
+    texts = {s: corpus.texts_of(rows[s]) for s in SPLITS}
+    labels = {s: task.labels[rows[s]] for s in SPLITS}
+    with tempfile.TemporaryDirectory(prefix="mlcycle-bench-serving-") as tmp:
+        settings = stack_settings(
+            Path(tmp),
+            model_server_port=free_port(),
+            model_server_rest_port=free_port(),
+            inference_port=free_port(),
+            inference_stream_metrics_port=free_port(),
+        )
+        started = time.perf_counter()
+        build_model(settings, texts, labels)
+        log(f"model built in {time.perf_counter() - started:.0f} s")
+        stack = LocalStack(
+            settings, services=("modelserver", "inference-api"), log_dir=Path(tmp) / "logs"
+        )
+        try:
+            resolved = stack.start()
+            wait_until_served(resolved, 1)
+            transform = Transform.load(settings.artifacts_path, model_transform_version(settings))
+            ladder = Ladder(resolved, transform, texts["test"])
+            ladder.load_in_process()
+            results = asyncio.run(measure_rungs(ladder, args.seconds, args.repeats))
+        finally:
+            stack.stop()
+
+    console = Console()
+    console.print(ladder_table(results))
+    console.print(
+        f"batched: {BATCH} comments per POST /v1/predict at {LATENCY_AT} clients: "
+        f"{results['batched']['comments_per_s']:,.0f} comments/s "
+        f"(p50 {results['batched']['p50_ms']:.1f} ms per request)"
+    )
+    for line in target_lines(results):
+        console.print(line)
+    rungs = {rung: results[rung] for rung in RUNGS}
+    print(
+        orjson.dumps(
+            {
+                "benchmark": "serving",
+                "rungs": rungs,
+                "batched_comments_per_s": results["batched"]["comments_per_s"],
+            }
+        ).decode()
+    )
+    return 0
+
+
+def model_transform_version(settings: Settings) -> str:
+    """The transform version the exported model names in its metadata.json."""
+    folder = settings.models_path / settings.model_name / "1"
+    return str(orjson.loads((folder / "metadata.json").read_bytes())["transform"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

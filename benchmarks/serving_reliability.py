@@ -1,0 +1,361 @@
+"""Serving under trouble: a version rollout, a model-server crash and a Redis outage, under load.
+
+Setup as in ``serving.py``: a model trained on Davidson's train split is
+exported as version 1 and pinned in ``models.config``; the model server and
+the inference service run as their own processes, with a Redis this script
+starts itself so it can stop it. A steady open-loop load of ``--rps``
+single-comment ``POST /v1/predict`` requests (new texts, so every one goes to
+the model server) runs through three scenes, and every answer is recorded:
+status, latency, the model version it names, and the error message.
+
+1. rollout: version 2 (the same network retrained one more epoch) is exported
+   and promoted the way the registry does it (``models.config`` rewritten to
+   pin version 2). The model server loads and warms it before unloading
+   version 1. Expected: zero failed requests, and every answer names a version
+   that was being served (1 before the switch, 2 after).
+2. crash: the model server is killed (SIGKILL) and restarted after
+   ``--down-s`` seconds. Expected while it is down: 503 answers naming the
+   model server, no 500 and no request slower than the inference deadline
+   allows; after the restart, recovery by itself. Reported: the answers by
+   status, the slowest answer, and the seconds from restart to the first 200.
+3. cache: Redis is stopped, then started again. Expected: predictions go on
+   (all 200) and ``/readyz`` says degraded while it is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import logging
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from _harness import stack_settings
+from quality import SPLITS, binary_task, load_davidson
+from rich.console import Console
+from rich.table import Table
+from serving import DAVIDSON, build_model
+
+from mlcycle.common.infra.process import free_port
+from mlcycle.common.infra.redis import EmbeddedRedis
+from mlcycle.common.settings import Settings
+from mlcycle.pipeline import wait_until_served
+from mlcycle.stack import LocalStack
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Answer:
+    """One request's outcome."""
+
+    sent_at: float
+    status: int
+    latency_ms: float
+    version: int | None = None
+    error: str = ""
+
+
+@dataclass
+class Load:
+    """An open-loop load: one request every 1/rps seconds, whatever the answers take."""
+
+    url: str
+    rps: float
+    texts: list[str]
+    answers: list[Answer] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        counter = itertools.count()
+        pending: set[asyncio.Task] = set()
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            interval = 1.0 / self.rps
+            next_at = time.perf_counter()
+            while not self._stop.is_set():
+                i = next(counter)
+                text = f"{self.texts[i % len(self.texts)]} #{i}"
+                task = asyncio.create_task(self._one(session, text))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                next_at += interval
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await asyncio.gather(*pending)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _one(self, session: aiohttp.ClientSession, text: str) -> None:
+        started = time.perf_counter()
+        body = orjson.dumps({"instances": [{"text": text}]})
+        headers = {"Content-Type": "application/json"}
+        try:
+            async with session.post(self.url, data=body, headers=headers) as response:
+                payload = await response.read()
+                status = response.status
+        except aiohttp.ClientError as exc:
+            self.answers.append(Answer(started, 0, _ms(started), error=str(exc)))
+            return
+        answer = Answer(started, status, _ms(started))
+        try:
+            decoded = orjson.loads(payload)
+            if status == 200:
+                answer.version = int(decoded["predictions"][0]["model_version"])
+            else:
+                answer.error = str(decoded["error"]["message"])
+        except (ValueError, KeyError, TypeError, IndexError):
+            answer.error = payload[:200].decode("utf-8", "replace")
+        self.answers.append(answer)
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        return [a for a in self.answers if start <= a.sent_at < end]
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+async def during(load: Load, scene: Callable[..., Any], *args: object) -> tuple[float, float, Any]:
+    """Run ``scene`` in a thread while ``load`` goes on; (start, end, scene's result)."""
+    start = time.perf_counter()
+    result = await asyncio.to_thread(scene, *args)
+    return start, time.perf_counter(), result
+
+
+def served_versions(settings: Settings) -> set[int]:
+    import httpx
+
+    url = (
+        f"http://{settings.host}:{settings.model_server_rest_port}/v1/models/{settings.model_name}"
+    )
+    states = httpx.get(url, timeout=5).json().get("model_version_status", [])
+    return {int(s["version"]) for s in states if s["state"] == "AVAILABLE"}
+
+
+# -- scenes ---------------------------------------------------------------------------------------
+
+
+def rollout(settings: Settings, texts: dict, labels: dict) -> dict:
+    """Export version 2 and pin it in models.config, as a promotion does; wait until served."""
+    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+
+    build_model(settings, texts, labels, version=2, epochs=3, pin=False)
+    promoted_at = time.perf_counter()
+    text = render_serving_config({settings.model_name: 2}, str(settings.models_path))
+    serving_config_path(settings).write_text(text, encoding="utf-8")
+    seen: list[tuple[float, set[int]]] = []
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        versions = served_versions(settings)
+        seen.append((time.perf_counter(), versions))
+        if versions == {2}:
+            break
+        time.sleep(0.05)
+    time.sleep(3.0)  # load after the switch, too
+    return {"promoted_at": promoted_at, "seen": seen}
+
+
+def crash(stack: LocalStack, down_s: float) -> dict:
+    """SIGKILL the model server, keep it down ``down_s`` seconds, start it again."""
+    stack.kill("modelserver", signal.SIGKILL)
+    killed_at = time.perf_counter()
+    time.sleep(down_s)
+    stack.start_service("modelserver")
+    restarted_at = time.perf_counter()
+    stack.wait_ready("modelserver", 120)
+    wait_until_served(stack.settings, 2)
+    time.sleep(3.0)
+    return {"killed_at": killed_at, "restarted_at": restarted_at}
+
+
+def cache_outage(redis: EmbeddedRedis, settings: Settings, down_s: float) -> dict:
+    """Stop Redis for ``down_s`` seconds; note what /readyz said meanwhile; start it again."""
+    import httpx
+
+    ready_url = f"http://{settings.host}:{settings.inference_port}/readyz"
+    port = redis.port
+    redis.stop()
+    stopped_at = time.perf_counter()
+    time.sleep(min(2.0, down_s))
+    ready = httpx.get(ready_url, timeout=5)
+    time.sleep(max(0.0, down_s - 2.0))
+    redis_again = EmbeddedRedis(port=port)
+    redis_again.start()
+    time.sleep(3.0)
+    return {
+        "stopped_at": stopped_at,
+        "readyz_status": ready.status_code,
+        "readyz": ready.json(),
+        "redis": redis_again,
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+def by_status(answers: list[Answer]) -> dict[str, int]:
+    return dict(sorted(collections.Counter(str(a.status) for a in answers).items()))
+
+
+def rollout_figures(load: Load, start: float, end: float, result: dict) -> dict:
+    answers = load.between(start, end)
+    failed = [a for a in answers if a.status != 200]
+    # A version was being served at a moment if the model server listed it AVAILABLE
+    # at the poll before or after that moment.
+    polls = result["seen"]
+    unexpected = 0
+    for answer in answers:
+        if answer.status != 200:
+            continue
+        around = [v for t, v in polls if abs(t - answer.sent_at) < 2.0] or [{1, 2}]
+        if not any(answer.version in versions for versions in around):
+            unexpected += 1
+    versions = collections.Counter(a.version for a in answers if a.status == 200)
+    return {
+        "requests": len(answers),
+        "failed": len(failed),
+        "by_version": {str(k): v for k, v in sorted(versions.items())},
+        "answers_naming_an_unserved_version": unexpected,
+        "last_version": answers[-1].version if answers else None,
+    }
+
+
+def crash_figures(load: Load, start: float, end: float, result: dict) -> dict:
+    answers = load.between(start, end)
+    down = [a for a in answers if result["killed_at"] <= a.sent_at < result["restarted_at"]]
+    after = [a for a in answers if a.sent_at >= result["restarted_at"]]
+    first_ok = next((a.sent_at for a in after if a.status == 200), None)
+    messages = collections.Counter(a.error for a in down if a.status == 503)
+    return {
+        "requests": len(answers),
+        "by_status_while_down": by_status(down),
+        "server_errors_5xx_other_than_503": sum(
+            1 for a in answers if a.status >= 500 and a.status != 503 or a.status == 0
+        ),
+        "slowest_ms": max((a.latency_ms for a in answers), default=0.0),
+        "recovered_s_after_restart": None
+        if first_ok is None
+        else round(first_ok - result["restarted_at"], 2),
+        "failed_after_recovery": sum(
+            1 for a in after if first_ok is not None and a.sent_at > first_ok and a.status != 200
+        ),
+        "error_message": messages.most_common(1)[0][0] if messages else "",
+    }
+
+
+def cache_figures(load: Load, start: float, end: float, result: dict) -> dict:
+    answers = load.between(start, end)
+    return {
+        "requests": len(answers),
+        "by_status": by_status(answers),
+        "readyz_while_down": {
+            "status": result["readyz_status"],
+            "body_status": result["readyz"].get("status")
+            or result["readyz"].get("error", {}).get("code"),
+        },
+    }
+
+
+async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRedis, data) -> dict:
+    settings = stack.settings
+    texts = data[0]["test"]
+    load = Load(f"http://{settings.host}:{settings.inference_port}/v1/predict", args.rps, texts)
+    running = asyncio.create_task(load.run())
+    await asyncio.sleep(3.0)
+    figures: dict[str, dict] = {}
+    log("scene 1: rollout of version 2")
+    start, end, result = await during(load, rollout, settings, *data)
+    figures["rollout"] = rollout_figures(load, start, end, result)
+    log("scene 2: model server crash and restart")
+    start, end, result = await during(load, crash, stack, args.down_s)
+    figures["crash"] = crash_figures(load, start, end, result)
+    log("scene 3: Redis outage")
+    start, end, result = await during(load, cache_outage, redis, settings, args.down_s)
+    figures["cache"] = cache_figures(load, start, end, result)
+    result["redis"].stop()
+    load.stop()
+    await running
+    figures["load"] = {"rps": args.rps, "requests": len(load.answers)}
+    return figures
+
+
+def report(figures: dict) -> None:
+    console = Console()
+    table = Table(title="serving under trouble")
+    table.add_column("scene")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for scene in ("rollout", "crash", "cache"):
+        for name, value in figures[scene].items():
+            table.add_row(scene, name, str(value))
+    console.print(table)
+    rollout_ok = (
+        figures["rollout"]["failed"] == 0
+        and figures["rollout"]["answers_naming_an_unserved_version"] == 0
+    )
+    crash_ok = (
+        figures["crash"]["server_errors_5xx_other_than_503"] == 0
+        and figures["crash"]["recovered_s_after_restart"] is not None
+        and figures["crash"]["failed_after_recovery"] == 0
+    )
+    cache_ok = set(figures["cache"]["by_status"]) == {"200"}
+    for name, ok in (("rollout", rollout_ok), ("crash", crash_ok), ("cache", cache_ok)):
+        console.print(f"{name}: {'met' if ok else 'MISSED'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DAVIDSON)
+    parser.add_argument("--rps", type=float, default=100.0)
+    parser.add_argument("--down-s", type=float, default=5.0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not args.data.is_file():
+        log(f"no Davidson data at {args.data}: see ../shared/data/*/SOURCE.md")
+        return 2
+    corpus = load_davidson(args.data)
+    task = binary_task(corpus)
+    rows = {s: corpus.rows(s) for s in SPLITS}
+    texts = {s: corpus.texts_of(rows[s]) for s in SPLITS}
+    labels = {s: task.labels[rows[s]] for s in SPLITS}
+    with tempfile.TemporaryDirectory(prefix="mlcycle-bench-reliability-") as tmp:
+        redis = EmbeddedRedis(port=free_port(), data_dir=Path(tmp) / "redis").start()
+        settings = stack_settings(
+            Path(tmp),
+            redis_url=redis.url,
+            model_server_port=free_port(),
+            model_server_rest_port=free_port(),
+            inference_port=free_port(),
+            inference_stream_metrics_port=free_port(),
+        )
+        build_model(settings, texts, labels)
+        stack = LocalStack(
+            settings, services=("modelserver", "inference-api"), log_dir=Path(tmp) / "logs"
+        )
+        try:
+            stack.start()
+            wait_until_served(stack.settings, 1)
+            figures = asyncio.run(scenes(args, stack, redis, (texts, labels)))
+        finally:
+            stack.stop()
+            redis.stop()
+    report(figures)
+    print(orjson.dumps({"benchmark": "serving_reliability", **figures}).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
