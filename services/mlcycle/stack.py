@@ -160,6 +160,11 @@ class LocalStack:
             f"--model_config_file={serving_config_path(s)}",
             "--model_config_file_poll_wait_seconds=1",
             f"--file_system_poll_wait_seconds={s.model_server_poll_s:g}",
+            # mlcycle's model is small: one thread per call beats handing its ops between
+            # pool threads, and leaves the other cores to the services beside it
+            # (mlcycle.modelserver.threads has the measurements).
+            "--tensorflow_intra_op_parallelism=1",
+            "--tensorflow_inter_op_parallelism=1",
         )
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:

@@ -689,6 +689,9 @@ def test_the_command_takes_a_tf_serving_docker_command_line(
         f"--model_base_path={tmp_path / 'models' / 'x'}",
         "--file_system_poll_wait_seconds=1",
         "--tensorflow_session_parallelism=0",
+        "--tensorflow_intra_op_parallelism=1",
+        "--tensorflow_inter_op_parallelism=1",
+        "--grpc_max_threads=2",
     ]
     with ModelServerProcess(args, log_path=log, start_timeout_s=90) as process:
         status = httpx.get(f"{process.rest_url}/v1/models/x", timeout=5).json()
@@ -699,6 +702,10 @@ def test_the_command_takes_a_tf_serving_docker_command_line(
         assert answer.model_spec.version.value == 1
     text = log.read_text()
     assert "--tensorflow_session_parallelism is not implemented" in text
+    assert "TensorFlow intra_op parallelism: 1 threads" in text  # applied before the load
+    assert "TensorFlow inter_op parallelism: 1 threads" in text
+    assert "cannot apply" not in text
+    assert "heap frozen after a change of served versions" in text
     assert "model server stopped" in text  # SIGTERM stopped it cleanly
 
 

@@ -105,6 +105,27 @@ def test_every_option_we_implement(settings: Settings) -> None:
     assert options.saved_model_tags == ("serve", "gpu")
 
 
+def test_thread_flags_are_implemented_not_ignored(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    defaults = parse_flags([], settings)
+    assert defaults.grpc_max_threads == 0  # the server's choice
+    assert defaults.tensorflow_intra_op_parallelism == 0  # TensorFlow's choice
+    assert defaults.tensorflow_inter_op_parallelism == 0
+    argv = [
+        "--grpc_max_threads=6",
+        "--tensorflow_intra_op_parallelism=1",
+        "--tensorflow_inter_op_parallelism",
+        "2",
+    ]
+    with caplog.at_level(logging.WARNING):
+        options = parse_flags(argv, settings)
+    assert not caplog.records
+    assert options.grpc_max_threads == 6
+    assert options.tensorflow_intra_op_parallelism == 1
+    assert options.tensorflow_inter_op_parallelism == 2
+
+
 def test_every_unimplemented_tf_serving_flag_is_accepted_with_one_warning_each(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -126,6 +147,8 @@ def test_every_unimplemented_tf_serving_flag_is_accepted_with_one_warning_each(
         (["--port=70000"], "not a TCP port: 70000"),
         (["--enable_batching=maybe"], "expected true or false, not 'maybe'"),
         (["--file_system_poll_wait_seconds=-1"], "must not be negative"),
+        (["--tensorflow_intra_op_parallelism=-1"], "must not be negative"),
+        (["--grpc_max_threads=many"], "argument --grpc_max_threads: invalid _threads value"),
         (["extra"], "unrecognized arguments: extra"),
     ],
 )

@@ -40,10 +40,11 @@ As a child process (the real command, ports picked in the parent)::
 
 Modules: ``flags`` (command line), ``config`` (config files), ``versions``
 (layout, policies), ``manager`` (version life cycle), ``watcher`` (polling),
-``servable`` (a loaded version), ``prediction`` (Predict/Classify/Regress/
-metadata), ``tensors`` and ``json_tensors`` (conversions), ``examples``
-(tf.Example inputs), ``batching``, ``warmup``, ``grpc_api``, ``rest_api``,
-``metrics``, ``server`` (the object), ``cli`` (``run``), ``process`` (the child).
+``servable`` (a loaded version), ``calls`` (its functions called with flat
+tensors), ``prediction`` (Predict/Classify/Regress/metadata), ``tensors`` and
+``json_tensors`` (conversions), ``examples`` (tf.Example inputs), ``batching``,
+``warmup``, ``grpc_api``, ``rest_api``, ``metrics``, ``threads`` (TensorFlow's
+pools), ``server`` (the object), ``cli`` (``run``), ``process`` (the child).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ and ``--flag value`` work; booleans are ``--flag``, ``--flag=true`` or
 Defaults that differ from TF Serving's, because they come from mlcycle's
 settings: ``--rest_api_port`` (8501, not 0), ``--model_name``
 (``MLCYCLE_MODEL_NAME``), ``--file_system_poll_wait_seconds``
-(``MLCYCLE_MODEL_SERVER_POLL_S``). ``--host`` is mlcycle's own: the address to
-listen on.
+(``MLCYCLE_MODEL_SERVER_POLL_S``); and ``--grpc_max_threads`` (0: 4 worker
+threads, more with batching; see :mod:`mlcycle.modelserver.server`).
+``--host`` is mlcycle's own: the address to listen on.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ IGNORED_FLAGS = (
     "enable_signature_method_name_check",
     "flush_filesystem_caches",
     "grpc_channel_arguments",
-    "grpc_max_threads",
     "grpc_socket_path",
     "load_retry_interval_micros",
     "max_num_load_retries",
@@ -50,8 +50,6 @@ IGNORED_FLAGS = (
     "rest_api_enable_cors_support",
     "rest_api_num_threads",
     "ssl_config_file",
-    "tensorflow_inter_op_parallelism",
-    "tensorflow_intra_op_parallelism",
     "tensorflow_session_config_file",
     "tensorflow_session_parallelism",
     "thread_pool_factory_config_file",
@@ -83,6 +81,11 @@ class ModelServerOptions:
     monitoring_config_file: str | None = None
     enable_model_warmup: bool = True
     saved_model_tags: tuple[str, ...] = ("serve",)
+    # gRPC worker threads; 0: the server's choice (ModelServer._grpc_workers).
+    grpc_max_threads: int = 0
+    # TensorFlow's thread pools (mlcycle.modelserver.threads); 0: TensorFlow's choice.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
     show_version: bool = False
 
     @classmethod
@@ -110,6 +113,13 @@ def parse_bool(value: str) -> bool:
 
 def _non_negative(value: str) -> float:
     number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return number
+
+
+def _threads(value: str) -> int:
+    number = int(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
     return number
@@ -166,6 +176,24 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--monitoring_config_file", help="a MonitoringConfig text proto")
     _bool(p, "--enable_model_warmup", True, "replay assets.extra/tf_serving_warmup_requests")
     p.add_argument("--saved_model_tags", default="serve", help="tags of the MetaGraphDef to load")
+    p.add_argument(
+        "--grpc_max_threads",
+        type=_threads,
+        default=0,
+        help="gRPC worker threads; 0: 4, or more with --enable_batching",
+    )
+    p.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=_threads,
+        default=0,
+        help="threads that parallelize one op; 0: TensorFlow's choice",
+    )
+    p.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=_threads,
+        default=0,
+        help="threads that run independent ops at once; 0: TensorFlow's choice",
+    )
     _bool(p, "--version", False, "print the version and exit")
     for name in IGNORED_FLAGS:
         p.add_argument(
@@ -208,5 +236,8 @@ def parse_flags(argv: Sequence[str], settings: Settings) -> ModelServerOptions:
         monitoring_config_file=args.monitoring_config_file,
         enable_model_warmup=args.enable_model_warmup,
         saved_model_tags=tags or ("serve",),
+        grpc_max_threads=args.grpc_max_threads,
+        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         show_version=args.version,
     )

@@ -270,6 +270,14 @@ class ModelManager:
             raise NotFound(f"Servable not found for request: Specific({name}, {version})")
         return servable
 
+    def served_versions(self) -> frozenset[tuple[str, int, Servable]]:
+        """(model, version, servable) for every version requests can use right now."""
+        return frozenset(
+            (name, version, servable)
+            for name, served in self._served.items()
+            for version, servable in served.versions.items()
+        )
+
     def version_for_label(self, name: str, label: str) -> int:
         """The version a label of ``name`` points at."""
         model = self._models.get(name)

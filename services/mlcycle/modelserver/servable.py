@@ -7,8 +7,10 @@ dtypes and shapes, method names) come from the ``SignatureDef`` protos in
 ``saved_model.pb``, exactly what TF Serving reports as metadata.
 
 Per signature, everything a call needs is computed once at load: the input
-specs, the dtype table for the REST API, whether calls can be batched. A call
-is the concrete function applied to numpy arrays, nothing more.
+specs, the dtype table for the REST API, whether calls can be batched, and the
+flat order of the function's inputs (:mod:`~mlcycle.modelserver.calls`). A
+call is the concrete function applied to tensors made from numpy arrays,
+nothing more.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound
+from mlcycle.modelserver.calls import FlatCall
 from mlcycle.modelserver.errors import FailedPrecondition, ModelError
 from mlcycle.modelserver.tensors import dtype_name
 
@@ -76,11 +79,17 @@ class Signature:
         self.input_dtypes = {alias: spec.dtype for alias, spec in self.inputs.items()}
         self._input_names = frozenset(self.inputs)
         self._function = function
+        self._flat_call = FlatCall.of(function, self.input_dtypes)
         # Batching merges rows along dimension 0, so every tensor needs a free one.
         self.batchable = bool(self.inputs) and all(
             spec.shape is not None and len(spec.shape) >= 1 and spec.shape[0] is None
             for spec in (*self.inputs.values(), *self.outputs.values())
         )
+
+    @property
+    def calls_flat(self) -> bool:
+        """True when calls take the flat path (:class:`~mlcycle.modelserver.calls.FlatCall`)."""
+        return self._flat_call is not None
 
     # -- validation, with TF Serving's messages where it has them ------------------------------
 
@@ -151,7 +160,9 @@ class Signature:
         import tensorflow as tf
 
         try:
-            outputs = self._function(**arrays)
+            outputs = self._flat_call(arrays) if self._flat_call is not None else None
+            if outputs is None:
+                outputs = self._function(**arrays)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as exc:
             raise ModelError(f"the model rejected the inputs: {exc.message}") from None
         except (TypeError, ValueError) as exc:  # inputs the function's own specs refuse
