@@ -356,6 +356,30 @@ def test_a_model_server_outage_is_a_quick_503_then_recovers(world: World) -> Non
         service.close()
 
 
+def test_after_a_model_server_restart_readiness_and_predictions_agree(world: World) -> None:
+    # Predictions and readiness reach the model server over channels of their own, and each
+    # reconnects on its own schedule: once either says the server is back, so does the other.
+    port = world.port
+    service = Service(world.settings(predict_deadline_s=1.0, predict_retries=2))
+
+    def predicts() -> bool:
+        return service.predict(unique("hello"), headers={}).status_code == 200
+
+    def ready() -> bool:
+        return service.client.get("/readyz").status_code == 200
+
+    try:
+        assert predicts()
+        for first, then in ((predicts, ready), (ready, predicts)) * 2:
+            world.stop_server()
+            assert not predicts()
+            world.start_server(port)
+            wait_for(first, 15)
+            assert then(), f"{first.__name__} before {then.__name__}"
+    finally:
+        service.close()
+
+
 def test_without_redis_predictions_go_on_and_readiness_is_degraded(
     world: World, tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
@@ -98,4 +99,25 @@ def test_an_unreachable_redis_costs_one_timeout_then_is_skipped() -> None:
         cache.set_many([("a", b"x")])
     assert time.perf_counter() - started < 0.05  # skipped, not retried, while backing off
     assert cache.ping() is False
+    cache.close()
+
+
+def test_the_event_loop_client_shares_the_pause_after_a_failure() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cache = ScoreCache(f"redis://127.0.0.1:{port}/0", ttl_s=60)
+
+    async def scenario() -> float:
+        aio = cache.aio()
+        assert await aio.get_many(["a", "b"]) == [None, None]
+        started = time.perf_counter()
+        for _ in range(100):
+            assert await aio.get_many(["a"]) == [None]
+            await aio.set_many([("a", b"x")])
+        await aio.close()
+        return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 0.05  # skipped while backing off, not retried
+    assert not cache.healthy  # the blocking client (readiness) sees the same pause
     cache.close()

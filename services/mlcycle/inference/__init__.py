@@ -11,6 +11,8 @@ Public API:
 - :class:`~mlcycle.inference.runtime.InferenceRuntime` wires the parts from
   settings (``InferenceRuntime.open(settings)``, then ``.predictor``, ``.close()``);
 - :class:`~mlcycle.inference.predictor.Predictor` ``.predict(texts, metadata)``;
+- :class:`~mlcycle.inference.batching.RequestBatcher`: the API's scoring on its event
+  loop, cache reads and model calls shared by concurrent requests;
 - :func:`~mlcycle.inference.api.create_app` / :func:`~mlcycle.inference.api.serve`:
   ``POST /v1/predict`` and TF Serving's ``POST /v1/models/{name}:predict``;
 - :func:`~mlcycle.inference.stream.run_stream`: ``comments.raw`` to ``scored.comments``;

@@ -1,160 +1,303 @@
-"""Concurrent API requests scored together: one featurization, one MGET, one gRPC call.
+"""The API's scoring on its event loop: cache reads and model calls shared across requests.
 
-Featurizing a text has a fixed cost per call (a few hundred microseconds for a
-single short comment), and so has every gRPC call. Requests wait in a queue
-for one of a few worker threads; a free worker takes every request queued at
-that moment (up to ``predict_batch_size`` texts) and scores them in one pass.
-Under load, requests that arrive while a pass runs share the next one; at low
-load a request is taken at once, alone: nothing ever waits for a batch to fill.
-Two workers let one featurize while the other waits for the model server.
+No request waits for a thread. A request pins the serving version, computes its
+cache keys and joins the next MGET, which reads the keys of every request that
+asked since the previous one was sent: cache hits are answered from that one
+read and never wait behind misses. Misses join a queue; a batch takes what is
+queued (up to ``predict_batch_size`` rows of one model version, a text asked
+twice scored once), featurizes it with one ``Transform.apply``, scores it with
+one ``grpc.aio`` ``Predict`` and stores the scores in one Redis write before
+answering. Up to :data:`IN_FLIGHT` batches run at once, so the model server
+scores one while this process featurizes the next. At low load a request is
+read and scored at once, alone: nothing ever waits for a batch to fill.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.common.errors import MlcycleError, Unavailable
+import numpy as np
+
+from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
+from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.inference.aiocache import AsyncNoCache, AsyncScoreCache
+from mlcycle.inference.client import AsyncModelClient, VersionGone
+from mlcycle.inference.drain import Drain, take_all
+from mlcycle.inference.metrics import for_version
 from mlcycle.inference.predictor import (
     Metadata,
     Predictor,
+    cache_items,
+    check_classes,
     check_metadata_fields,
+    count_cache_hits,
+    featurize,
+    fill_from_cache,
     format_predictions,
+    instance_keys,
     observe_request,
+    version_churn,
 )
+from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.versions import ModelVersion
 
 log = logging.getLogger(__name__)
 
-WORKERS = 2
+# Batches scored at once: the model server scores one while the loop featurizes the next.
+# More would mostly wait at the model server, and split the queue into smaller batches,
+# each paying the fixed costs of a featurization, a Predict call and a write.
+IN_FLIGHT = 2
+# MGETs in flight at once: lookups queued meanwhile share the next one, so under load
+# one read answers many requests instead of each turn of the loop sending its own.
+READS_IN_FLIGHT = 1
+# Batches of up to this many characters are featurized on the loop (about a millisecond);
+# longer ones on a worker thread, so the loop keeps answering meanwhile.
+INLINE_FEATURIZE_CHARS = 8192
+# How long a readiness check waits for the loop to say whether Predict calls go through.
+READY_TIMEOUT_S = 1.0
+
 Result = tuple[ModelVersion, list[dict[str, Any]]]
 
 
-@dataclass
+@dataclass(eq=False)
+class _Lookup:
+    keys: list[str]
+    future: asyncio.Future[list[bytes | None]]
+
+
+@dataclass(eq=False)
 class _Job:
-    texts: Sequence[str]
-    metadata: Metadata | None
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Result]
-    started: float = field(default_factory=time.perf_counter)
+    """Distinct missing instances of one request (at most one batch's worth), to be scored."""
+
+    model: ModelVersion
+    keys: list[str]
+    texts: list[str]
+    metadata: list[Any] | None
+    future: asyncio.Future[np.ndarray]
 
 
-def _settle(future: asyncio.Future[Result], result: Result | None, error: BaseException | None):
-    if future.done():  # the client went away and the request was cancelled
+class RequestBatcher:
+    """Scores API requests on the event loop, sharing cache reads and Predict calls among them.
+
+    The asyncio clients of the predictor's cache and model server are made on the
+    loop of the first request; :meth:`close` releases them.
+    """
+
+    def __init__(self, predictor: Predictor, *, max_rows: int, in_flight: int = IN_FLIGHT) -> None:
+        self.predictor = predictor
+        self.max_rows = max_rows
+        self.in_flight = in_flight
+        self._cache: AsyncScoreCache | AsyncNoCache | None = None
+        self._client: AsyncModelClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reads: Drain[_Lookup] = Drain(take_all, self._read, limit=READS_IN_FLIGHT)
+        self._batches: Drain[_Job] = Drain(self._take, self._run_batch, limit=in_flight)
+        self._closing = False
+
+    async def predict(self, texts: Sequence[str], metadata: Metadata | None) -> Result:
+        """The serving version and one prediction per text, cache first."""
+        if self._closing:
+            raise Unavailable("the inference service is shutting down")
+        started = time.perf_counter()
+        if metadata is not None and len(metadata) != len(texts):
+            raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
+        tracker = self.predictor.tracker
+        model = tracker.current()
+        attempts = self.predictor.settings.predict_retries + 1
+        for _ in range(attempts):
+            try:
+                probabilities = await self._score(model, texts, metadata)
+                break
+            except VersionGone:
+                model = await asyncio.to_thread(tracker.refresh_after_gone, model.version)
+        else:
+            raise version_churn(model, attempts)
+        predictions = format_predictions(model, probabilities)
+        observe_request(model, predictions, "api", time.perf_counter() - started)
+        return model, predictions
+
+    def model_server_reachable(self, timeout_s: float = READY_TIMEOUT_S) -> bool:
+        """Whether Predict calls reach the model server now; for readiness, from another thread.
+
+        The model server is also asked over another channel (versions, readiness), and
+        each channel reconnects on its own after the server was away: the service is
+        ready once predictions go through again, not before.
+        """
+        loop, client = self._loop, self._client
+        if loop is None or client is None:
+            return True  # no call made yet: the first one dials at once
+        try:
+            return asyncio.run_coroutine_threadsafe(client.reachable(), loop).result(timeout_s)
+        except (concurrent.futures.TimeoutError, RuntimeError):  # a stalled or closed loop
+            return False
+
+    async def close(self) -> None:
+        """Let the running batches finish, then close the asyncio clients."""
+        self._closing = True
+        await self._reads.join()
+        await self._batches.join()
+        if self._cache is not None:
+            await self._cache.close()
+        if self._client is not None:
+            await self._client.close()
+
+    # -- one request ----------------------------------------------------------------------------
+
+    async def _score(
+        self, model: ModelVersion, texts: Sequence[str], metadata: Metadata | None
+    ) -> np.ndarray:
+        if metadata is not None:
+            check_metadata_fields(model, metadata)
+        keys = instance_keys(model, texts, metadata)
+        probabilities = np.empty((len(texts), len(model.classes)), np.float32)
+        misses = fill_from_cache(await self._lookup(keys), keys, probabilities)
+        if misses:
+            firsts = [positions[0] for positions in misses.values()]
+            fresh = await self._model_scores(
+                model,
+                list(misses),
+                [texts[i] for i in firsts],
+                None if metadata is None else [metadata[i] for i in firsts],
+            )
+            for row, positions in zip(fresh, misses.values(), strict=True):
+                probabilities[positions] = row
+        count_cache_hits(model, len(texts), misses)
+        return probabilities
+
+    async def _lookup(self, keys: list[str]) -> list[bytes | None]:
+        """The cached values of ``keys``, read with those of the requests that asked meanwhile."""
+        if not keys:
+            return []
+        lookup = _Lookup(keys, asyncio.get_running_loop().create_future())
+        self._reads.put([lookup])
+        return await lookup.future
+
+    async def _model_scores(
+        self, model: ModelVersion, keys: list[str], texts: list[str], metadata: list[Any] | None
+    ) -> np.ndarray:
+        """Probabilities of distinct missing instances, scored in the shared batches."""
+        loop = asyncio.get_running_loop()
+        jobs = [
+            _Job(
+                model,
+                keys[start : start + self.max_rows],
+                texts[start : start + self.max_rows],
+                None if metadata is None else metadata[start : start + self.max_rows],
+                loop.create_future(),
+            )
+            for start in range(0, len(keys), self.max_rows)
+        ]
+        self._batches.put(jobs)
+        if len(jobs) == 1:
+            return await jobs[0].future
+        results = await asyncio.gather(*(job.future for job in jobs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return np.concatenate(results)
+
+    # -- shared work ----------------------------------------------------------------------------
+
+    def _async_clients(self) -> tuple[AsyncScoreCache | AsyncNoCache, AsyncModelClient]:
+        if self._cache is None or self._client is None:
+            self._cache = self.predictor.cache.aio()
+            self._client = self.predictor.client.aio()
+            self._loop = asyncio.get_running_loop()
+        return self._cache, self._client
+
+    async def _read(self, lookups: list[_Lookup]) -> None:
+        """One MGET for ``lookups``, every one queued since the previous MGET was sent."""
+        cache, _ = self._async_clients()
+        try:
+            values = await cache.get_many([key for lookup in lookups for key in lookup.keys])
+        except Exception as exc:  # the cache absorbs Redis errors; anything else is a bug
+            log.exception("score cache lookup failed")
+            for lookup in lookups:
+                _settle(lookup.future, None, exc)
+            return
+        start = 0
+        for lookup in lookups:
+            stop = start + len(lookup.keys)
+            _settle(lookup.future, values[start:stop], None)
+            start = stop
+
+    def _take(self, queue: deque[_Job]) -> list[_Job]:
+        """The first queued job and those behind it of the same version, within ``max_rows``."""
+        jobs: list[_Job] = []
+        rows = 0
+        while queue:
+            job = queue[0]
+            if job.future.done():  # its request went away
+                queue.popleft()
+                continue
+            if jobs and (job.model is not jobs[0].model or rows + len(job.keys) > self.max_rows):
+                break
+            jobs.append(queue.popleft())
+            rows += len(job.keys)
+        return jobs
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        try:
+            rows, where = await self._score_batch(jobs)
+        except (MlcycleError, VersionGone) as exc:
+            for job in jobs:
+                _settle(job.future, None, exc)
+        except Exception as exc:  # never leave a request hanging
+            log.exception("prediction batch failed")
+            for job in jobs:
+                _settle(job.future, None, exc)
+        else:
+            for job, positions in zip(jobs, where, strict=True):
+                _settle(job.future, rows[positions], None)
+
+    async def _score_batch(self, jobs: list[_Job]) -> tuple[np.ndarray, list[list[int]]]:
+        """Probabilities of the batch's distinct texts, and each job's rows among them."""
+        model = jobs[0].model
+        cache, client = self._async_clients()
+        row_of: dict[str, int] = {}
+        texts: list[str] = []
+        metadata: list[Any] = []
+        where: list[list[int]] = []
+        for job in jobs:
+            positions = []
+            for i, key in enumerate(job.keys):
+                row = row_of.get(key)
+                if row is None:
+                    row = row_of[key] = len(texts)
+                    texts.append(job.texts[i])
+                    metadata.append(None if job.metadata is None else job.metadata[i])
+                positions.append(row)
+            where.append(positions)
+        with_metadata = any(job.metadata is not None for job in jobs)
+        batch = await self._featurize(model, texts, metadata if with_metadata else None)
+        indices, values = padded_rows(batch, 0, len(texts))
+        called = time.perf_counter()
+        answer = await client.predict(model.name, model.version, indices, values)
+        for_version(model.version).rpc_seconds.observe(time.perf_counter() - called)
+        check_classes(model, answer)
+        await cache.set_many(cache_items(row_of, answer))  # stored before anyone is answered
+        return answer, where
+
+    @staticmethod
+    async def _featurize(
+        model: ModelVersion, texts: list[str], metadata: list[Any] | None
+    ) -> SparseBatch:
+        if sum(map(len, texts)) <= INLINE_FEATURIZE_CHARS:
+            return featurize(model, texts, metadata)
+        return await asyncio.to_thread(featurize, model, texts, metadata)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the request went away and was cancelled
         return
     if error is not None:
         future.set_exception(error)
     else:
-        future.set_result(result)  # type: ignore[arg-type]
-
-
-class RequestBatcher:
-    """Scores API requests on worker threads, coalescing those that queue up meanwhile."""
-
-    def __init__(self, predictor: Predictor, *, max_rows: int, workers: int = WORKERS) -> None:
-        self.predictor = predictor
-        self.max_rows = max_rows
-        self._queue: deque[_Job] = deque()
-        self._ready = threading.Condition()
-        self._stopping = False
-        self._threads = [
-            threading.Thread(target=self._work, name=f"predict-{i}", daemon=True)
-            for i in range(workers)
-        ]
-
-    def start(self) -> RequestBatcher:
-        """Start the worker threads."""
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Finish the queued requests, then stop the workers."""
-        with self._ready:
-            self._stopping = True
-            self._ready.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=5.0)
-
-    async def predict(self, texts: Sequence[str], metadata: Metadata | None) -> Result:
-        """The serving version and one prediction per text, scored on a worker thread."""
-        loop = asyncio.get_running_loop()
-        job = _Job(texts, metadata, loop, loop.create_future())
-        with self._ready:
-            if self._stopping:
-                raise Unavailable("the inference service is shutting down")
-            self._queue.append(job)
-            self._ready.notify()
-        return await job.future
-
-    def _work(self) -> None:
-        while True:
-            with self._ready:
-                while not self._queue and not self._stopping:
-                    self._ready.wait()
-                if not self._queue:
-                    return
-                jobs = self._take()
-            try:
-                self._run(jobs)
-            except BaseException as exc:  # never leave a request hanging
-                log.exception("prediction pass failed")
-                for job in jobs:
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
-
-    def _take(self) -> list[_Job]:
-        """The first queued job and those behind it while they fit in ``max_rows`` texts."""
-        jobs = [self._queue.popleft()]
-        rows = len(jobs[0].texts)
-        while self._queue and rows + len(self._queue[0].texts) <= self.max_rows:
-            job = self._queue.popleft()
-            jobs.append(job)
-            rows += len(job.texts)
-        return jobs
-
-    def _run(self, jobs: list[_Job]) -> None:
-        try:
-            model = self.predictor.tracker.current()
-        except MlcycleError as exc:
-            self._fail(jobs, exc)
-            return
-        valid: list[_Job] = []
-        for job in jobs:
-            try:
-                if job.metadata is not None:
-                    check_metadata_fields(model, job.metadata)
-            except MlcycleError as exc:
-                self._fail([job], exc)
-            else:
-                valid.append(job)
-        if valid:
-            self._score(valid)
-
-    def _score(self, jobs: list[_Job]) -> None:
-        texts = [text for job in jobs for text in job.texts]
-        metadata = None
-        if any(job.metadata is not None for job in jobs):
-            metadata = [m for job in jobs for m in (job.metadata or [None] * len(job.texts))]
-        try:
-            scored = self.predictor.score(texts, metadata, unknown_fields="ignore")
-        except MlcycleError as exc:
-            self._fail(jobs, exc)
-            return
-        start = 0
-        for job in jobs:
-            stop = start + len(job.texts)
-            predictions = format_predictions(scored.model, scored.probabilities[start:stop])
-            observe_request(scored.model, predictions, "api", time.perf_counter() - job.started)
-            job.loop.call_soon_threadsafe(_settle, job.future, (scored.model, predictions), None)
-            start = stop
-
-    @staticmethod
-    def _fail(jobs: list[_Job], error: MlcycleError) -> None:
-        for job in jobs:
-            job.loop.call_soon_threadsafe(_settle, job.future, None, error)
+        future.set_result(result)

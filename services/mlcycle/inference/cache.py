@@ -9,6 +9,8 @@ is derived with the threshold in force when it is read.
 Redis is an optimisation, never a dependency: every failure or timeout is
 absorbed (the texts count as misses), and after one the cache is skipped for a
 growing pause, so a dead or slow Redis does not add its timeout to every request.
+The API's event loop reads and writes through :class:`AsyncScoreCache`, which
+shares its pause with the blocking client the readiness check pings.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -29,6 +31,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from mlcycle.inference.metrics import CACHE_ERRORS
+
+if TYPE_CHECKING:
+    from mlcycle.inference.aiocache import AsyncNoCache, AsyncScoreCache
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +92,15 @@ def decode_scores(value: bytes, n_classes: int) -> np.ndarray | None:
     return np.frombuffer(value, "<f4")
 
 
-class ScoreCache:
-    """Scores in Redis with MGET reads and pipelined SETs; failures count as misses."""
+class CacheHealth:
+    """Whether Redis may be asked now: after a failure it is skipped for a growing pause.
 
-    def __init__(self, url: str, ttl_s: int, *, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+    Shared by the blocking and the asyncio clients of one cache, so a failure seen
+    by either pauses both, and a success seen by either ends the pause.
+    """
+
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.ttl_s = ttl_s or None  # 0 means no expiry
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),  # a retry would double the wait on a dead server
-        )
         self._lock = threading.Lock()
         self._failures = 0
         self._skip_until = 0.0
@@ -108,55 +110,21 @@ class ScoreCache:
         """False since the last failed operation, until one succeeds again."""
         return self._failures == 0
 
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The cached value of each key (None for a miss, or for all while Redis is down)."""
-        if not keys or not self._usable():
-            return [None] * len(keys)
-        try:
-            values = self._redis.mget(keys)
-        except redis.RedisError as exc:
-            self._failed("get", exc)
-            return [None] * len(keys)
-        self._succeeded()
-        return values
-
-    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Store ``(key, value)`` pairs with the TTL, in one round trip; failures are absorbed."""
-        if not items or not self._usable():
-            return
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, ex=self.ttl_s)
-            pipe.execute()
-        except redis.RedisError as exc:
-            self._failed("set", exc)
-            return
-        self._succeeded()
-
-    def ping(self) -> bool:
-        """Ask Redis now, whatever the backoff says (for readiness checks)."""
-        try:
-            self._redis.ping()
-        except redis.RedisError as exc:
-            self._failed("ping", exc)
-            return False
-        self._succeeded()
-        return True
-
-    def close(self) -> None:
-        """Release the connections."""
-        self._redis.close()
-
-    def _usable(self) -> bool:
+    def usable(self) -> bool:
+        """True unless Redis failed and the pause after it is not over."""
         return self._failures == 0 or time.monotonic() >= self._skip_until
 
-    def _failed(self, operation: str, exc: Exception) -> None:
+    def failed(self, operation: str, exc: Exception) -> None:
+        """Count a failed ``operation`` and pause the cache (longer after each failure)."""
         CACHE_ERRORS.labels(operation).inc()
+        now = time.monotonic()
         with self._lock:
+            if self._failures and now < self._skip_until:
+                # Started before the pause began (concurrent calls): the pause already covers it.
+                return
             self._failures += 1
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failures - 1))
-            self._skip_until = time.monotonic() + pause
+            self._skip_until = now + pause
             first = self._failures == 1
         if first:
             log.warning(
@@ -164,11 +132,79 @@ class ScoreCache:
                 extra={"redis": self.url, "error": str(exc), "retry_in_s": pause},
             )
 
-    def _succeeded(self) -> None:
+    def succeeded(self) -> None:
+        """End the pause after a successful operation."""
         if self._failures:
             with self._lock:
                 self._failures = 0
             log.info("score cache reachable again", extra={"redis": self.url})
+
+
+class ScoreCache:
+    """Scores in Redis with MGET reads and pipelined SETs; failures count as misses."""
+
+    def __init__(self, url: str, ttl_s: int, *, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+        self.url = url
+        self.ttl_s = ttl_s or None  # 0 means no expiry
+        self.timeout_s = timeout_s
+        self.health = CacheHealth(url)
+        self._redis = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # a retry would double the wait on a dead server
+        )
+
+    @property
+    def healthy(self) -> bool:
+        """False since the last failed operation, until one succeeds again."""
+        return self.health.healthy
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The cached value of each key (None for a miss, or for all while Redis is down)."""
+        if not keys or not self.health.usable():
+            return [None] * len(keys)
+        try:
+            values = self._redis.mget(keys)
+        except redis.RedisError as exc:
+            self.health.failed("get", exc)
+            return [None] * len(keys)
+        self.health.succeeded()
+        return values
+
+    def set_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store ``(key, value)`` pairs with the TTL, in one round trip; failures are absorbed."""
+        if not items or not self.health.usable():
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, value, ex=self.ttl_s)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self.health.failed("set", exc)
+            return
+        self.health.succeeded()
+
+    def ping(self) -> bool:
+        """Ask Redis now, whatever the backoff says (for readiness checks)."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            self.health.failed("ping", exc)
+            return False
+        self.health.succeeded()
+        return True
+
+    def aio(self) -> AsyncScoreCache:
+        """An asyncio client of the same Redis, sharing this one's health (use it on one loop)."""
+        from mlcycle.inference.aiocache import AsyncScoreCache
+
+        return AsyncScoreCache(self.url, self.ttl_s, self.health, timeout_s=self.timeout_s)
+
+    def close(self) -> None:
+        """Release the connections."""
+        self._redis.close()
 
 
 class NoCache:
@@ -187,6 +223,12 @@ class NoCache:
     def ping(self) -> bool:
         """Always fine."""
         return True
+
+    def aio(self) -> AsyncNoCache:
+        """The asyncio side of no cache."""
+        from mlcycle.inference.aiocache import AsyncNoCache
+
+        return AsyncNoCache()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -6,10 +6,13 @@ the model server's place. Every call has a deadline; ``Predict`` is retried a
 bounded number of times with a short backoff when the server is unreachable or
 slow. A server that is down fails fast (the channel reports the refused
 connection at once) and the channel reconnects within a second once it is back.
+:class:`AioModelClient` makes the same ``Predict`` calls with ``grpc.aio``, from
+the API's event loop, so several can be in flight without a thread each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Protocol
@@ -26,7 +29,12 @@ from tensorflow_serving.apis import (
 )
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.grpc import channel
+from mlcycle.common.grpc import (
+    CLIENT_KEEPALIVE_MS,
+    CLIENT_KEEPALIVE_TIMEOUT_MS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    channel,
+)
 from mlcycle.common.settings import Settings
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
@@ -43,6 +51,15 @@ CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+)
+# The same limits and keepalive as the blocking channel (mlcycle.common.grpc.channel).
+AIO_CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", CLIENT_KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 0),
+    *CHANNEL_OPTIONS,
 )
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
@@ -66,9 +83,89 @@ class ModelClient(Protocol):
         """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
         ...
 
+    def aio(self) -> AsyncModelClient:
+        """A client of the same server for the calling event loop (created on that loop)."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+class AsyncModelClient(Protocol):
+    """What the API's event loop needs from a model server."""
+
+    address: str
+
+    async def predict(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
+        ...
+
+    async def reachable(self) -> bool:
+        """False while calls fail at once (the connection is lost, a reconnect is pending)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+def predict_request(
+    name: str, version: int, indices: np.ndarray, values: np.ndarray
+) -> predict_pb2.PredictRequest:
+    """TF Serving's ``PredictRequest`` pinned to ``version``, asking for the probabilities only."""
+    return predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(
+            name=name,
+            signature_name=SIGNATURE,
+            version=wrappers_pb2.Int64Value(value=version),
+        ),
+        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
+        output_filter=[OUTPUT],
+    )
+
+
+def read_probabilities(
+    response: predict_pb2.PredictResponse, name: str, version: int, rows: int
+) -> np.ndarray:
+    """The ``[rows, classes]`` probabilities in a ``PredictResponse``; Unavailable if malformed."""
+    if OUTPUT not in response.outputs:
+        raise Unavailable(
+            f"model {name} version {version} has no {OUTPUT!r} output",
+            details={"outputs": sorted(response.outputs)},
+        )
+    probabilities = from_tensor_proto(response.outputs[OUTPUT])
+    if probabilities.ndim != 2 or probabilities.shape[0] != rows:
+        raise Unavailable(
+            f"model {name} version {version} answered {OUTPUT} of shape "
+            f"{list(probabilities.shape)} for {rows} rows"
+        )
+    return probabilities.astype(np.float32, copy=False)
+
+
+def _raise_unless_retryable(
+    exc: grpc.RpcError, address: str, name: str, version: int, *, last: bool
+) -> None:
+    """Raise what a failed ``Predict`` means (VersionGone, Unavailable) unless it may be retried."""
+    code = exc.code()
+    MODEL_SERVER_ERRORS.labels(code.name).inc()
+    if code == grpc.StatusCode.NOT_FOUND:
+        raise VersionGone(f"{name} version {version}: {exc.details()}") from None
+    if code not in RETRYABLE or last:
+        raise unavailable(exc, address) from None
+
+
+def unavailable(exc: grpc.RpcError, address: str) -> Unavailable:
+    """The 503 of a failed call, logged."""
+    code, details = exc.code(), exc.details()
+    if code in RETRYABLE:
+        message = f"the model server at {address} is unavailable ({code.name}: {details})"
+    else:
+        message = f"the model server at {address} refused the call ({code.name}: {details})"
+    log.warning(message)
+    return Unavailable(message, details={"model_server": address, "code": code.name})
 
 
 class GrpcModelClient:
@@ -92,76 +189,99 @@ class GrpcModelClient:
         )
 
     def versions(self, name: str) -> list[int]:
-        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending."""
+        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
+
+        The answer is about the server now: the API predicts over its own
+        ``grpc.aio`` channel, and readiness must not lag behind its predictions
+        while this channel waits out a reconnect backoff after the server was away.
+        """
         request = get_model_status_pb2.GetModelStatusRequest(
             model_spec=model_pb2.ModelSpec(name=name)
         )
         try:
-            response = self._status(request, timeout=self.deadline_s)
+            try:
+                response = self._status(request, timeout=self.deadline_s)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                response = self._status_now(request)
         except grpc.RpcError as exc:
             MODEL_SERVER_ERRORS.labels(exc.code().name).inc()
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return []
-            raise self._unavailable(exc) from None
+            raise unavailable(exc, self.address) from None
         return sorted(
             status.version for status in response.model_version_status if status.state == _AVAILABLE
         )
+
+    def _status_now(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus over a new connection, which dials at once (no backoff to wait out)."""
+        # Channels share connections (and their backoff) unless given a pool of their own.
+        options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
+        with channel(self.address, options=options) as fresh:
+            status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
+            return status(request, timeout=self.deadline_s)
 
     def predict(
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
     ) -> np.ndarray:
         """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(
-                name=name,
-                signature_name=SIGNATURE,
-                version=wrappers_pb2.Int64Value(value=version),
-            ),
-            inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
-            output_filter=[OUTPUT],
-        )
-        response = self._call_with_retries(request, name, version)
-        if OUTPUT not in response.outputs:
-            raise Unavailable(
-                f"model {name} version {version} has no {OUTPUT!r} output",
-                details={"outputs": sorted(response.outputs)},
-            )
-        probabilities = from_tensor_proto(response.outputs[OUTPUT])
-        if probabilities.ndim != 2 or probabilities.shape[0] != indices.shape[0]:
-            raise Unavailable(
-                f"model {name} version {version} answered {OUTPUT} of shape "
-                f"{list(probabilities.shape)} for {indices.shape[0]} rows"
-            )
-        return probabilities.astype(np.float32, copy=False)
-
-    def _call_with_retries(
-        self, request: predict_pb2.PredictRequest, name: str, version: int
-    ) -> predict_pb2.PredictResponse:
+        request = predict_request(name, version, indices, values)
         attempt = 0
         while True:
             try:
-                return self._predict(request, timeout=self.deadline_s)
+                response = self._predict(request, timeout=self.deadline_s)
+                break
             except grpc.RpcError as exc:
-                code = exc.code()
-                MODEL_SERVER_ERRORS.labels(code.name).inc()
-                if code == grpc.StatusCode.NOT_FOUND:
-                    raise VersionGone(f"{name} version {version}: {exc.details()}") from None
-                if code not in RETRYABLE or attempt >= self.retries:
-                    raise self._unavailable(exc) from None
+                last = attempt >= self.retries
+                _raise_unless_retryable(exc, self.address, name, version, last=last)
             time.sleep(BACKOFF_FIRST_S * 2**attempt)
             attempt += 1
+        return read_probabilities(response, name, version, indices.shape[0])
 
-    def _unavailable(self, exc: grpc.RpcError) -> Unavailable:
-        code, details = exc.code(), exc.details()
-        if code in RETRYABLE:
-            message = f"the model server at {self.address} is unavailable ({code.name}: {details})"
-        else:
-            message = (
-                f"the model server at {self.address} refused the call ({code.name}: {details})"
-            )
-        log.warning(message)
-        return Unavailable(message, details={"model_server": self.address, "code": code.name})
+    def aio(self) -> AioModelClient:
+        """A ``grpc.aio`` client of the same server, deadline and retries (for the calling loop)."""
+        return AioModelClient(self.address, deadline_s=self.deadline_s, retries=self.retries)
 
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+
+class AioModelClient:
+    """An :class:`AsyncModelClient` over TF Serving's gRPC API (``grpc.aio``, one event loop)."""
+
+    def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
+        self.address = address
+        self.deadline_s = deadline_s
+        self.retries = retries
+        self._channel = grpc.aio.insecure_channel(address, options=AIO_CHANNEL_OPTIONS)
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel).Predict
+
+    async def predict(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
+        request = predict_request(name, version, indices, values)
+        attempt = 0
+        while True:
+            try:
+                response = await self._predict(request, timeout=self.deadline_s)
+                break
+            except grpc.RpcError as exc:
+                last = attempt >= self.retries
+                _raise_unless_retryable(exc, self.address, name, version, last=last)
+            await asyncio.sleep(BACKOFF_FIRST_S * 2**attempt)
+            attempt += 1
+        return read_probabilities(response, name, version, indices.shape[0])
+
+    async def reachable(self) -> bool:
+        """False while the channel waits out a reconnect backoff (its calls fail at once)."""
+        state = self._channel.get_state(try_to_connect=True)
+        return state != grpc.ChannelConnectivity.TRANSIENT_FAILURE
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

@@ -7,12 +7,14 @@ new scores (one pipelined write), and turn probabilities into predictions. If
 the pinned version disappeared meanwhile (NOT_FOUND), the serving version is
 refreshed at once and the request starts over with the new one, so the
 transform, the cache keys and the answered ``model_version`` always agree.
+The REST API takes the same steps, with the same helpers, on its event loop
+(:mod:`mlcycle.inference.batching`), sharing them across concurrent requests.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.featurizer.sparse import SparseBatch
 from mlcycle.inference.cache import (
     NoCache,
     ScoreCache,
@@ -140,10 +143,7 @@ class Predictor:
                 return self._score_with(model, texts, metadata, unknown_fields)
             except VersionGone:
                 model = self.tracker.refresh_after_gone(model.version)
-        raise Unavailable(
-            f"model {model.name} changed version {attempts} times during one request",
-            details={"model": model.name},
-        )
+        raise version_churn(model, attempts)
 
     def _score_with(
         self,
@@ -154,22 +154,9 @@ class Predictor:
     ) -> Scored:
         if metadata is not None and unknown_fields == "error":
             check_metadata_fields(model, metadata)
-        n_classes = len(model.classes)
-        max_chars = model.transform.config.preprocess.max_chars
-        prefix = key_prefix(model.name, model.version, model.transform_version)
-        keys = [
-            cache_key(prefix, text, None if metadata is None else metadata[i], max_chars)
-            for i, text in enumerate(texts)
-        ]
-        probabilities = np.empty((len(texts), n_classes), np.float32)
-        # Each distinct missing key and the positions it fills: duplicates are scored once.
-        misses: dict[str, list[int]] = {}
-        for i, value in enumerate(self.cache.get_many(keys)):
-            row = None if value is None else decode_scores(value, n_classes)
-            if row is None:
-                misses.setdefault(keys[i], []).append(i)
-            else:
-                probabilities[i] = row
+        keys = instance_keys(model, texts, metadata)
+        probabilities = np.empty((len(texts), len(model.classes)), np.float32)
+        misses = fill_from_cache(self.cache.get_many(keys), keys, probabilities)
         if misses:
             firsts = [positions[0] for positions in misses.values()]
             fresh = self._model_scores(
@@ -179,23 +166,15 @@ class Predictor:
             )
             for row, positions in zip(fresh, misses.values(), strict=True):
                 probabilities[positions] = row
-            self.cache.set_many(
-                [(key, encode_scores(row)) for key, row in zip(misses, fresh, strict=True)]
-            )
-        hits = len(texts) - sum(len(positions) for positions in misses.values())
-        metrics = for_version(model.version)
-        metrics.cache_hits.inc(hits)
-        metrics.cache_misses.inc(len(texts) - hits)
-        return Scored(model, probabilities, hits)
+            self.cache.set_many(cache_items(misses, fresh))
+        return Scored(model, probabilities, count_cache_hits(model, len(texts), misses))
 
     def _model_scores(
         self, model: ModelVersion, texts: list[str], metadata: Metadata | None
     ) -> np.ndarray:
         """Featurize ``texts`` and score them, one gRPC call per ``predict_batch_size`` rows."""
         metrics = for_version(model.version)
-        started = time.perf_counter()
-        batch = model.transform.apply(texts, metadata, unknown_fields="ignore")
-        metrics.featurize_seconds.observe(time.perf_counter() - started)
+        batch = featurize(model, texts, metadata)
         size = self.settings.predict_batch_size
         out = np.empty((len(texts), len(model.classes)), np.float32)
         for start in range(0, len(texts), size):
@@ -204,14 +183,81 @@ class Predictor:
             called = time.perf_counter()
             answer = self.client.predict(model.name, model.version, indices, values)
             metrics.rpc_seconds.observe(time.perf_counter() - called)
-            if answer.shape[1] != len(model.classes):
-                raise Unavailable(
-                    f"model {model.name} version {model.version} answered {answer.shape[1]} "
-                    f"class probabilities but its metadata lists {len(model.classes)} classes",
-                    details={"classes": list(model.classes)},
-                )
-            out[start:stop] = answer
+            out[start:stop] = check_classes(model, answer)
         return out
+
+
+def version_churn(model: ModelVersion, attempts: int) -> Unavailable:
+    """The 503 of a request whose pinned version vanished ``attempts`` times in a row."""
+    return Unavailable(
+        f"model {model.name} changed version {attempts} times during one request",
+        details={"model": model.name},
+    )
+
+
+def instance_keys(
+    model: ModelVersion, texts: Sequence[str], metadata: Metadata | None
+) -> list[str]:
+    """The cache key of each instance under ``model`` (its version and transform)."""
+    max_chars = model.transform.config.preprocess.max_chars
+    prefix = key_prefix(model.name, model.version, model.transform_version)
+    if metadata is None:
+        return [cache_key(prefix, text, None, max_chars) for text in texts]
+    return [
+        cache_key(prefix, text, record, max_chars)
+        for text, record in zip(texts, metadata, strict=True)
+    ]
+
+
+def fill_from_cache(
+    values: Sequence[bytes | None], keys: Sequence[str], probabilities: np.ndarray
+) -> dict[str, list[int]]:
+    """Copy the cached rows into ``probabilities``; each distinct missing key and its positions.
+
+    Duplicates of a missing key share one entry, so they are scored once.
+    """
+    n_classes = probabilities.shape[1]
+    misses: dict[str, list[int]] = {}
+    for i, value in enumerate(values):
+        row = None if value is None else decode_scores(value, n_classes)
+        if row is None:
+            misses.setdefault(keys[i], []).append(i)
+        else:
+            probabilities[i] = row
+    return misses
+
+
+def cache_items(keys: Iterable[str], rows: np.ndarray) -> list[tuple[str, bytes]]:
+    """``(key, value)`` pairs storing ``rows`` under ``keys``, in order."""
+    return [(key, encode_scores(row)) for key, row in zip(keys, rows, strict=True)]
+
+
+def count_cache_hits(model: ModelVersion, n: int, misses: Mapping[str, list[int]]) -> int:
+    """Count a request's cache hits and misses under the model version; the hits."""
+    hits = n - sum(len(positions) for positions in misses.values())
+    metrics = for_version(model.version)
+    metrics.cache_hits.inc(hits)
+    metrics.cache_misses.inc(n - hits)
+    return hits
+
+
+def featurize(model: ModelVersion, texts: Sequence[str], metadata: Metadata | None) -> SparseBatch:
+    """``texts`` featurized with the version's own transform (timed under the version)."""
+    started = time.perf_counter()
+    batch = model.transform.apply(texts, metadata, unknown_fields="ignore")
+    for_version(model.version).featurize_seconds.observe(time.perf_counter() - started)
+    return batch
+
+
+def check_classes(model: ModelVersion, answer: np.ndarray) -> np.ndarray:
+    """``answer``, unless it has another number of classes than the version's metadata lists."""
+    if answer.shape[1] != len(model.classes):
+        raise Unavailable(
+            f"model {model.name} version {model.version} answered {answer.shape[1]} "
+            f"class probabilities but its metadata lists {len(model.classes)} classes",
+            details={"classes": list(model.classes)},
+        )
+    return answer
 
 
 def observe_request(
