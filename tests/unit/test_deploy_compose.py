@@ -1,0 +1,135 @@
+"""docker-compose.yml passes the compose-spec schema and is wired the way compose needs.
+
+The schema check is check-jsonschema with the compose-spec schema it ships (the file
+docker compose itself validates against). The rest is what a schema cannot see:
+dependencies that exist and wait for health, named volumes only, required variables
+that fail loudly, no committed secrets, and the topics the code uses.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlcycle.common.settings import load_settings
+from tests.fixtures.deploy import COMPOSE, ROOT, compose_schema_error, load_compose
+
+INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[?-])?([^}]*)\}")
+REQUIRED = {"MLCYCLE_API_KEYS", "ELASTIC_PASSWORD"}
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    return load_compose()["services"]
+
+
+def _has_healthcheck(name: str, spec: dict[str, Any]) -> bool:
+    """A healthcheck in compose, or the HEALTHCHECK of the Dockerfile target it builds."""
+    if "healthcheck" in spec:
+        return not spec["healthcheck"].get("disable", False)
+    target = spec.get("build", {}).get("target")
+    if target is None:
+        return False
+    stage = (ROOT / "Dockerfile").read_text().split(f" AS {target}\n", 1)[1].split("\nFROM ")[0]
+    return "\nHEALTHCHECK " in stage
+
+
+def test_compose_file_passes_the_compose_spec_schema() -> None:
+    assert compose_schema_error(COMPOSE) is None
+
+
+@pytest.mark.parametrize(
+    ("good", "bad"),
+    [
+        ("condition: service_healthy }", "condition: service_heathy }"),
+        ('ports: ["8001:8001"]', 'ports: "8001:8001"'),
+        ("    restart: unless-stopped\n", "    restart: unless-stopped\n    replicas: 2\n"),
+    ],
+)
+def test_the_schema_check_rejects_a_broken_file(tmp_path: Path, good: str, bad: str) -> None:
+    text = COMPOSE.read_text()
+    assert good in text
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text.replace(good, bad, 1))
+    assert compose_schema_error(broken) is not None
+
+
+def test_dependencies_exist_and_wait_for_health_or_completion() -> None:
+    services = _services()
+    for name, spec in services.items():
+        for dependency, how in spec.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            condition = how["condition"]
+            if dependency == "kafka-topics":
+                assert condition == "service_completed_successfully", name
+            else:
+                assert condition == "service_healthy", f"{name} -> {dependency}: {condition}"
+                assert _has_healthcheck(dependency, services[dependency]), dependency
+    assert services["kafka-topics"]["restart"] == "no"
+
+
+def test_state_lives_in_named_volumes() -> None:
+    compose = load_compose()
+    declared = set(compose["volumes"])
+    assert {"artifacts", "models", "kafka-data", "es-data", "redis-data"} <= declared
+    used = set()
+    for name, spec in compose["services"].items():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            assert source in declared, f"{name}: {volume} is not a named volume"
+            used.add(source)
+    assert used == declared
+
+
+def test_required_variables_fail_loudly_and_are_documented() -> None:
+    text = COMPOSE.read_text()
+    found = {m.group(1): m.group(2) for m in INTERPOLATION.finditer(text)}
+    assert {v for v, op in found.items() if op == ":?"} == REQUIRED
+    assert all(op in (":?", ":-") for op in found.values()), found
+    example = (ROOT / ".env.example").read_text()
+    documented = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", example, flags=re.M))
+    assert set(found) <= set(documented), set(found) - set(documented)
+    for variable in REQUIRED:
+        assert documented[variable] == "", f".env.example must not carry a value for {variable}"
+
+
+def test_no_secret_is_written_in_the_file() -> None:
+    secret_like = re.compile(r"KEY|PASSWORD|SECRET|TOKEN")
+    for name, spec in _services().items():
+        for key, value in (spec.get("environment") or {}).items():
+            if secret_like.search(key) and key != "MLCYCLE_AUTO_PROMOTE":
+                assert str(value).startswith("${"), f"{name}: {key} is written in the file"
+
+
+def test_kafka_topics_job_creates_exactly_the_topics_the_code_uses() -> None:
+    services = _services()
+    job = services["kafka-topics"]["environment"]
+    settings = load_settings()
+    topics = job["TOPICS"].split()
+    assert len(topics) == len(set(topics))
+    assert sorted(topics) == sorted(settings.topics.all_with_dlqs())
+    assert "$$TOPICS" in services["kafka-topics"]["command"][0]
+    shared = services["collector"]["environment"]
+    assert job["PARTITIONS"] == shared["MLCYCLE_KAFKA_PARTITIONS"]
+    assert job["REPLICATION_FACTOR"] == shared["MLCYCLE_KAFKA_REPLICATION_FACTOR"]
+    kafka = services["kafka"]["environment"]
+    assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert "broker,controller" == kafka["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
+
+
+def test_elasticsearch_is_single_node_with_security_switchable() -> None:
+    es = _services()["elasticsearch"]["environment"]
+    assert es["discovery.type"] == "single-node"
+    assert es["xpack.security.enabled"] == "${ES_SECURITY_ENABLED:-false}"
+    assert es["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+
+
+def test_tf_serving_polls_the_models_volume_read_only() -> None:
+    modelserver = _services()["modelserver"]
+    assert modelserver["volumes"] == ["models:/models:ro"]
+    assert any(
+        f.startswith("--model_config_file_poll_wait_seconds=") for f in modelserver["command"]
+    )
+    assert "models:/models" in _services()["trainer"]["volumes"]

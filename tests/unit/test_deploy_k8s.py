@@ -1,0 +1,329 @@
+"""The Kubernetes overlays render with kustomize and pass the Kubernetes schemas.
+
+Each overlay is rendered by the real kustomize (``kubectl kustomize``) and every object
+in the output is validated, strictly (no unknown fields), against the Kubernetes 1.37
+schemas shipped with kubernetes-validate. The Strimzi and ECK custom resources have no
+schema there: they are skipped by kind, and their settings are asserted here instead.
+Then what the objects say is checked: restricted Pod Security, probes, limits, budgets,
+the autoscaler, Secrets only by reference, and what the NetworkPolicies let through.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.main import get_command
+
+from mlcycle.cli import app
+from mlcycle.common.settings import load_settings
+from tests.fixtures.deploy import (
+    CUSTOM_KINDS,
+    K8S,
+    OVERLAYS,
+    network_allows,
+    pod_specs,
+    render,
+    restricted_violations,
+    schema_errors,
+)
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return tuple(render(OVERLAYS[overlay]))
+
+
+def objects(overlay: str, kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in rendered(overlay) if d["kind"] == kind}
+
+
+def _cli_exists(argv: list[str]) -> bool:
+    command = get_command(app)
+    for word in argv[1:]:
+        if word.startswith("-"):
+            break
+        commands = getattr(command, "commands", None)
+        if commands is None or word not in commands:
+            return False
+        command = commands[word]
+    return not hasattr(command, "commands")
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_overlay_renders_and_passes_the_kubernetes_schemas(overlay: str) -> None:
+    docs = list(rendered(overlay))
+    errors, skipped = schema_errors(docs)
+    assert not errors, "\n".join(errors)
+    validated = len(docs) - len(skipped)
+    assert validated >= 30, f"only {validated} objects validated"
+    if overlay == "prod":
+        assert {s.split("/")[0] for s in skipped} == CUSTOM_KINDS
+    else:
+        assert skipped == []
+    assert all(
+        d["metadata"].get("namespace") == "mlcycle" for d in docs if d["kind"] != "Namespace"
+    )
+
+
+def test_the_schema_check_rejects_an_unknown_field_and_a_wrong_type() -> None:
+    docs = [dict(d) for d in rendered("dev")]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    errors, _ = schema_errors([broken])
+    assert errors and "replica" in errors[0]
+    service = next(d for d in docs if d["kind"] == "Service")
+    wrong = {**service, "spec": {**service["spec"], "ports": [{"port": "http"}]}}
+    assert schema_errors([wrong])[0]
+    unknown_kind = {"apiVersion": "v1", "kind": "Kafka", "metadata": {"name": "x"}}
+    assert schema_errors([{**unknown_kind, "apiVersion": "example.com/v1", "kind": "Thing"}])[0]
+
+
+def test_kustomize_errors_surface(tmp_path: Path) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    (copy / "base" / "collector.yaml").unlink()
+    with pytest.raises(RuntimeError, match="collector.yaml"):
+        render(copy / "overlays" / "dev")
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_pod_passes_restricted_pod_security(overlay: str) -> None:
+    namespace = objects(overlay, "Namespace")["mlcycle"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    pods = list(pod_specs(list(rendered(overlay))))
+    assert len(pods) >= 12
+    for where, metadata, spec in pods:
+        assert not restricted_violations(spec), (where, restricted_violations(spec))
+        assert metadata["labels"]["app.kubernetes.io/part-of"] == "mlcycle", where
+
+
+def test_the_restricted_check_catches_root_and_privilege() -> None:
+    _, _, spec = next(pod_specs(list(rendered("dev"))))
+    container = spec["containers"][0]
+    as_root = {
+        **spec,
+        "securityContext": {**spec["securityContext"], "runAsUser": 0},
+        "containers": [{**container, "securityContext": {"privileged": True}}],
+    }
+    problems = " ".join(restricted_violations(as_root))
+    assert "runAsUser" in problems and "privileged" in problems and "ALL" in problems
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_container_has_probes_where_long_running_and_limits_everywhere(overlay: str) -> None:
+    for where, _, spec in pod_specs(list(rendered(overlay))):
+        for container in spec["containers"]:
+            limits = container.get("resources", {}).get("limits", {})
+            assert {"cpu", "memory"} <= limits.keys(), f"{where}: no cpu/memory limits"
+            if where.startswith(("Deployment/", "StatefulSet/")):
+                assert "readinessProbe" in container, f"{where}: no readiness probe"
+                assert "livenessProbe" in container, f"{where}: no liveness probe"
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_services_select_pods_and_name_their_ports(overlay: str) -> None:
+    pods = list(pod_specs(list(rendered(overlay))))
+    for name, service in objects(overlay, "Service").items():
+        selector = {"matchLabels": service["spec"]["selector"]}
+        matched = [
+            spec
+            for _, meta, spec in pods
+            if selector["matchLabels"].items() <= meta.get("labels", {}).items()
+        ]
+        assert matched, f"Service {name} selects no pod"
+        names = {p["name"] for s in matched for c in s["containers"] for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in names, f"Service {name}: no container port {port}"
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
+    assert not objects(overlay, "Secret"), "a Secret is committed in the manifests"
+    secret_like = re.compile(r"KEY|PASSWORD|SECRET|TOKEN")
+    for where, _, spec in pod_specs(list(rendered(overlay))):
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                if secret_like.search(env["name"]) and env["name"] != "MLCYCLE_AUTO_PROMOTE":
+                    assert "secretKeyRef" in env.get("valueFrom", {}), f"{where}: {env['name']}"
+    for name, configmap in objects(overlay, "ConfigMap").items():
+        assert not any(secret_like.search(k) for k in configmap.get("data", {})), name
+
+
+def test_the_trainer_also_runs_as_a_cronjob_of_a_real_command() -> None:
+    for overlay in OVERLAYS:
+        cronjob = objects(overlay, "CronJob")["trainer-retrain"]
+        spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["image"].startswith("mlcycle/trainer:")
+        assert _cli_exists(container["args"]), container["args"]
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MLCYCLE_AUTO_PROMOTE"] == "false"  # promotion stays with the registry API
+    assert objects("dev", "CronJob")["trainer-retrain"]["spec"]["suspend"] is True
+
+
+def test_storage_is_one_shared_claim_readwritemany_in_prod() -> None:
+    assert objects("prod", "PersistentVolumeClaim")["shared"]["spec"]["accessModes"] == [
+        "ReadWriteMany"
+    ]
+    assert objects("dev", "PersistentVolumeClaim")["shared"]["spec"]["accessModes"] == [
+        "ReadWriteOnce"
+    ]
+    mounts: dict[str, set[str]] = {}
+    for where, _, spec in pod_specs(list(rendered("prod"))):
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in spec.get("volumes", [])
+            if "persistentVolumeClaim" in v
+        }
+        for container in spec["containers"]:
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] in claims:
+                    assert claims[mount["name"]] == "shared", where
+                    mounts.setdefault(mount["subPath"], set()).add(where.split("/")[1])
+    assert mounts["models"] >= {"trainer", "trainer-retrain", "modelserver", "inference"}
+    assert mounts["artifacts"] >= {"featurizer", "featurizer-batch", "trainer", "inference"}
+
+
+def test_prod_scales_out_with_an_autoscaler_and_disruption_budgets() -> None:
+    deployments = objects("prod", "Deployment")
+    hpa = objects("prod", "HorizontalPodAutoscaler")["inference"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "inference"
+    assert (
+        hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+    )
+    budgets = objects("prod", "PodDisruptionBudget").values()
+    for name, deployment in deployments.items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        covering = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        if deployment["spec"].get("replicas", 1) > 1:
+            assert covering, f"{name} runs several replicas without a PodDisruptionBudget"
+        else:
+            assert not covering, f"{name}: a budget on a single replica would block drains"
+    assert deployments["modelserver"]["spec"]["replicas"] >= 2
+    assert deployments["inference"]["spec"]["replicas"] == hpa["spec"]["minReplicas"]
+
+
+def test_prod_kafka_and_elasticsearch_keep_three_copies() -> None:
+    kafka = objects("prod", "Kafka")["kafka"]
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] == 3
+    assert config["min.insync.replicas"] == 2
+    assert config["offsets.topic.replication.factor"] == 3
+    assert config["auto.create.topics.enable"] is False
+    brokers = [
+        p for p in objects("prod", "KafkaNodePool").values() if "broker" in p["spec"]["roles"]
+    ]
+    assert sum(p["spec"]["replicas"] for p in brokers) >= 3
+    settings = load_settings()
+    topics = objects("prod", "KafkaTopic").values()
+    assert sorted(t["spec"]["topicName"] for t in topics) == sorted(settings.topics.all_with_dlqs())
+    for topic in topics:
+        assert (
+            topic["spec"]["replicas"] == 3 and topic["spec"]["config"]["min.insync.replicas"] == 2
+        )
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "kafka"
+    shared = [c for n, c in objects("prod", "ConfigMap").items() if n.startswith("mlcycle-")][0]
+    assert shared["data"]["MLCYCLE_KAFKA_REPLICATION_FACTOR"] == "3"
+    assert shared["data"]["MLCYCLE_KAFKA_BOOTSTRAP"] == "kafka-kafka-bootstrap:9092"
+    assert shared["data"]["MLCYCLE_ES_URL"] == "http://elasticsearch-es-http:9200"
+    (es,) = objects("prod", "Elasticsearch").values()
+    assert sum(n["count"] for n in es["spec"]["nodeSets"]) >= 3
+    job = objects("prod", "Job")["elasticsearch-index-settings"]
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert '"index.number_of_replicas": 2' in script
+    assert settings.es_index_prefix + "*" in script
+
+
+# What each workload must reach in prod, from the code: producers and consumers use
+# Kafka, everything that reads or writes the store uses Elasticsearch, and only the
+# inference side calls the model server and Redis. Nothing else may be reachable.
+NEEDS: dict[str, set[str]] = {
+    "collector": {"kafka", "elasticsearch"},
+    "collector-indexer": {"kafka", "elasticsearch"},
+    "labeler": {"kafka", "elasticsearch"},
+    "labeler-stream": {"kafka", "elasticsearch"},
+    "featurizer": {"elasticsearch"},
+    "featurizer-batch": {"kafka", "elasticsearch"},
+    "trainer": {"kafka", "elasticsearch"},
+    "trainer-retrain": {"kafka", "elasticsearch"},
+    "modelserver": set(),
+    "inference": {"modelserver", "redis"},
+    "inference-stream": {"kafka", "elasticsearch", "modelserver", "redis"},
+    "redis": set(),
+    "elasticsearch-index-settings": {"elasticsearch"},
+}
+OPERATOR_PODS = {
+    "kafka": ({"strimzi.io/cluster": "kafka", "strimzi.io/broker-role": "true"}, 9092),
+    "elasticsearch": ({"elasticsearch.k8s.elastic.co/cluster-name": "elasticsearch"}, 9200),
+}
+PUBLIC_PORTS = {
+    "collector": 8001,
+    "labeler": 8002,
+    "featurizer": 8003,
+    "trainer": 8004,
+    "inference": 8000,
+}
+
+
+def _prod_pods() -> dict[str, dict[str, str]]:
+    return {
+        where.split("/")[1]: meta["labels"] for where, meta, _ in pod_specs(list(rendered("prod")))
+    }
+
+
+def test_network_policies_let_each_workload_reach_only_what_it_needs() -> None:
+    policies = list(objects("prod", "NetworkPolicy").values())
+    pods = _prod_pods()
+    assert set(pods) == set(NEEDS), "a workload was added or removed: update NEEDS and the policies"
+    targets = {name: ((labels, "mlcycle"), port) for name, (labels, port) in OPERATOR_PODS.items()}
+    targets["modelserver"] = ((pods["modelserver"], "mlcycle"), 8500)
+    targets["redis"] = ((pods["redis"], "mlcycle"), 6379)
+    for name, port in PUBLIC_PORTS.items():
+        targets[name] = ((pods[name], "mlcycle"), port)
+    for source, labels in pods.items():
+        for target, (dst, port) in targets.items():
+            allowed = network_allows(policies, (labels, "mlcycle"), dst, port)
+            assert allowed == (target in NEEDS[source]), f"{source} -> {target}:{port}"
+    outside = ({"app": "ingress-nginx"}, "ingress-nginx")
+    for name, port in PUBLIC_PORTS.items():
+        assert network_allows(policies, outside, targets[name][0], port), name
+    for name in ("modelserver", "redis"):
+        assert not network_allows(policies, outside, *targets[name]), name
+    monitoring = ({"app": "prometheus"}, "monitoring")
+    assert network_allows(policies, monitoring, (pods["collector-indexer"], "mlcycle"), 9401)
+    assert not network_allows(policies, outside, (pods["collector-indexer"], "mlcycle"), 9401)
+    dns = ({"k8s-app": "kube-dns"}, "kube-system")
+    assert all(network_allows(policies, (labels, "mlcycle"), dns, 53) for labels in pods.values())
+
+
+def test_the_network_check_sees_an_opened_policy() -> None:
+    policies = [dict(p) for p in objects("prod", "NetworkPolicy").values()]
+    pods = _prod_pods()
+    src, dst = (pods["inference"], "mlcycle"), (OPERATOR_PODS["kafka"][0], "mlcycle")
+    assert not network_allows(policies, src, dst, 9092)
+    opened = [p for p in policies if p["metadata"]["name"] != "inference"]
+    opened.append({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}})
+    assert network_allows(opened, src, dst, 9092)
+
+
+def test_kafka_listener_peers_and_elasticsearch_clients_match_the_needs() -> None:
+    (listener,) = objects("prod", "Kafka")["kafka"]["spec"]["kafka"]["listeners"]
+    (peer,) = listener["networkPolicyPeers"]
+    (expr,) = peer["podSelector"]["matchExpressions"]
+    assert set(expr["values"]) == {n for n, needs in NEEDS.items() if "kafka" in needs}
+    policies = list(objects("prod", "NetworkPolicy").values())
+    es = (OPERATOR_PODS["elasticsearch"][0], "mlcycle")
+    pods = _prod_pods()
+    for name, labels in pods.items():
+        allowed = network_allows(policies, (labels, "mlcycle"), es, 9200)
+        assert allowed == ("elasticsearch" in NEEDS[name]), name
+    operator = ({"control-plane": "elastic-operator"}, "elastic-system")
+    assert network_allows(policies, operator, es, 9200)
