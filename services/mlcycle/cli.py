@@ -332,6 +332,36 @@ def predict(
         _fail(exc)
 
 
+@app.command()
+def explain(
+    comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID", help="A stored comment's id.")],
+    url: Annotated[
+        str | None, typer.Option(help="The inference service (default from settings).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="API key (default: the first configured).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+) -> None:
+    """Show a prediction's lineage: comment, votes, label, transform, model version, score."""
+    import orjson
+
+    from mlcycle.inference.cli import default_url
+    from mlcycle.inference.lineage import fetch_lineage, render_lineage
+
+    settings = _settings("explain", interactive=True)
+    key = api_key if api_key is not None else (settings.api_keys[0] if settings.api_keys else None)
+    try:
+        chain = fetch_lineage(url or default_url(settings), comment_id, key)
+    except MlcycleError as exc:
+        _fail(exc)
+    out = Console()
+    if as_json:
+        out.out(orjson.dumps(chain).decode(), highlight=False)
+    else:
+        out.print(render_lineage(chain))
+
+
 @app.command("import")
 def import_(
     fmt: Annotated[

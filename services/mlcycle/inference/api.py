@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +31,7 @@ from mlcycle.common.http import (
 from mlcycle.common.settings import Settings
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.lineage import Lineage, LineageReader
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.schemas import (
     Prediction,
@@ -220,6 +221,32 @@ def _add_predict_routes(
         return OrjsonResponse({"predictions": predictions})
 
 
+def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -> None:
+    @app.get(
+        "/v1/lineage/{comment_id:path}",
+        response_model=Lineage,
+        responses=error_responses(401, 404, 422, 429, 503),
+        dependencies=gate.dependencies(),
+        tags=["lineage"],
+        summary="A comment's prediction chain: votes, label, transform, model, score",
+        description=(
+            "From the stored comment and its votes, through its label and how it was derived, "
+            "the transform version and the model version (state, metrics, hyper-parameters, "
+            "blessing), to its score: the one the stream stored, else one made now "
+            "(`score.source`). Parts that cannot be given are null, and `missing` says why."
+        ),
+    )
+    async def lineage_of(
+        comment_id: str = Path(
+            min_length=1,
+            max_length=512,
+            pattern=r"^[^\x00-\x1f]+$",
+            description="the comment's id (no control characters)",
+        ),
+    ) -> OrjsonResponse:
+        return OrjsonResponse(await run_in_threadpool(lineage.explain, comment_id))
+
+
 def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:
     refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
     schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
@@ -258,11 +285,13 @@ def _ready_checks(
 def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     """The inference service's ASGI app over ``runtime`` (the caller owns and closes it)."""
     batcher = RequestBatcher(runtime.predictor, max_rows=settings.predict_batch_size)
+    lineage = LineageReader(settings, runtime.predictor)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await batcher.close()
+        lineage.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -279,7 +308,9 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     app.add_exception_handler(RateLimited, rate_limited_handler)
     install_metrics(app, SERVICE)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
-    _add_predict_routes(app, settings, batcher, CallerGate(settings))
+    gate = CallerGate(settings)
+    _add_predict_routes(app, settings, batcher, gate)
+    _add_lineage_route(app, lineage, gate)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return app
 

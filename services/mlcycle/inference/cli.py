@@ -42,14 +42,14 @@ def request_predictions(
     except httpx.HTTPError as exc:
         raise Unavailable(f"the request to {endpoint} failed: {exc}") from None
     if response.status_code >= 400:
-        raise _answered_error(response)
+        raise answered_error(response)
     try:
         return dict(response.json())
     except ValueError:
         raise Unavailable(f"{endpoint} answered something that is not JSON") from None
 
 
-def _answered_error(response: httpx.Response) -> MlcycleError:
+def answered_error(response: httpx.Response) -> MlcycleError:
     try:
         error = response.json().get("error")
     except (ValueError, AttributeError):
