@@ -44,9 +44,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +62,7 @@ from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings
 from mlcycle.featurizer.transform import Transform
 from mlcycle.featurizer.transform import fit as fit_transform
+from mlcycle.loadtest import Run, drive
 from mlcycle.pipeline import wait_until_served
 from mlcycle.stack import LocalStack
 
@@ -79,8 +79,6 @@ TARGETS = {
     "batched_comments_per_s": 5000.0,
     "predict_hit_p50_ms": 2.0,
 }
-
-Call = Callable[[int], Awaitable[None]]
 
 
 def log(message: str) -> None:
@@ -197,35 +195,6 @@ def predict_request(settings: Settings, indices: np.ndarray, values: np.ndarray)
 
 
 # -- load ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """One rung at one concurrency: every latency (ms) and the requests per second."""
-
-    latencies_ms: list[float]
-    rps: float
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
-
-
-async def drive(call: Call, clients: int, seconds: float) -> Run:
-    """``clients`` tasks calling back to back for ``seconds``; errors abort the run."""
-    latencies: list[float] = []
-    counter = itertools.count()
-    deadline = time.perf_counter() + seconds
-
-    async def client() -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            await call(next(counter))
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return Run(latencies, len(latencies) / (time.perf_counter() - started))
 
 
 def drive_threads(call: Callable[[int], None], clients: int, seconds: float) -> Run:

@@ -407,13 +407,23 @@ def demo(
         str, typer.Option("--format", help="wikidetox|davidson|lewidi|jsonl|csv")
     ] = "wikidetox",
     trials: Annotated[int, typer.Option(help="Hyper-parameter trials (training stage).")] = 8,
+    load_seconds: Annotated[
+        float, typer.Option(min=1.0, help="Length of the load test of POST /v1/predict.")
+    ] = 20.0,
 ) -> None:
     """Run the main job end to end on the embedded stack and print what it did."""
     from mlcycle.demo import run_demo
 
     settings = _settings("demo", interactive=True)
     try:
-        code = run_demo(settings, data=data or [], fmt=fmt, trials=trials, console=console)
+        code = run_demo(
+            settings,
+            data=data or [],
+            fmt=fmt,
+            trials=trials,
+            console=console,
+            load_seconds=load_seconds,
+        )
     except MlcycleError as exc:
         _fail(exc)
     sys.exit(code)

@@ -1,37 +1,47 @@
 """``mlcycle demo``: the main job on the embedded stack, stage by stage, with a summary.
 
 The stages: get the dataset, start the stack, import it through Kafka, wait
-until the indexer has stored it, query it back over REST, build labels with
-the labeler (Dawid-Skene over crowd votes and labeling functions, with its
-diagnostics page), fit a transform on the train split and featurize the
-labeled items into shards, search and train a model, then deploy it (the
-model server picks up the promoted version) and predict through the
-inference service, while its streaming scorer scores every imported comment.
+until the indexer has stored it, query it back over REST, label it twice on
+the labeler (the talk's mean-threshold rule over the crowd votes, then
+Dawid-Skene over crowd votes and labeling functions, which training uses) and
+measure how often the two agree, fit a transform on the train split and
+featurize the labeled items into shards, search and train a model, deploy it
+(the model server picks up the promoted version), predict through the
+inference service, let its streaming scorer score every imported comment,
+send a batch of new comments to ``comments.raw`` through the collector and
+read their scores back from ``scored.comments``, and load-test
+``POST /v1/predict``. Every stage shows a progress bar and its time; the end is
+a summary table and one HTML report.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.loadtest import Run, predict_load
 from mlcycle.pipeline import (
     ImportResult,
+    ScoredReader,
     collector_stats,
     featurize_via_api,
     import_dataset,
     label_via_api,
+    labels_of_run,
+    post_comments,
     predict_via_api,
     production_version,
-    single_request_latency,
     train_via_api,
     wait_until_indexed,
     wait_until_scored,
@@ -47,23 +57,214 @@ SAMPLE_TEXTS = [
 ]
 # The original talk's test accuracy (dense 88k bag-of-words MLP), for comparison.
 TALK_ACCURACY = 0.708
+# New comments for the streaming round trip, and the load test's shape.
+NEW_COMMENTS = 200
+LOAD_CLIENTS = 8
+LOAD_REPEATS = 50
+# Phrases the demo's new comments are made of (written for the demo, never dataset rows).
+_TEMPLATES = (
+    "Thanks for cleaning up {topic}, it reads much better now.",
+    "I reverted your change to {topic} because the source does not say that.",
+    "Could someone with a better source look at {topic}?",
+    "Good catch on {topic}, I had missed that completely.",
+    "Nobody wants your garbage edits to {topic}, get lost.",
+    "Only a complete moron would rewrite {topic} like that.",
+    "Stop vandalising {topic}, you pathetic troll.",
+    "I moved {topic} to the talk page so we can discuss it first.",
+)
+_TOPICS = (
+    "the citation in the second paragraph",
+    "the infobox",
+    "the early history section",
+    "the list of references",
+    "the merge proposal",
+    "the photo caption",
+    "the timeline",
+    "the spelling in the lead",
+)
 
 
-def _timed(console: Console, name: str, timings: dict[str, float], fn: Callable[[], T]) -> T:
-    console.rule(f"[bold]{name}")
+def demo_text(n: int, tag: str) -> str:
+    """The ``n``-th comment the demo writes; ``tag`` makes it new to the cache of every run."""
+    template = _TEMPLATES[n % len(_TEMPLATES)]
+    topic = _TOPICS[(n // len(_TEMPLATES)) % len(_TOPICS)]
+    return f"{template.format(topic=topic)} ({tag}-{n})"
+
+
+class StageBar:
+    """One stage's progress bar: what it is doing and, when known, how far it is."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self.progress = progress
+        self.task = task
+
+    def update(self, text: str, completed: float | None = None, total: float | None = None) -> None:
+        """Show ``text``; move the bar to ``completed`` of ``total`` when given."""
+        changes: dict[str, Any] = {"description": text}
+        if total is not None:
+            changes["total"] = total
+        if completed is not None:
+            changes["completed"] = completed
+        self.progress.update(self.task, **changes)
+
+
+class Stages:
+    """Runs the demo's stages one after the other, each with its bar and its time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, fn: Callable[[StageBar], T]) -> T:
+        """Run ``fn(bar)`` under a progress bar named ``name``; record and print its time."""
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn(f"[bold]{name}[/] {{task.description}}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        started = time.perf_counter()
+        with progress:
+            result = fn(StageBar(progress, progress.add_task("", total=None)))
+        return self._done(name, started, result)
+
+    def run_own(self, name: str, fn: Callable[[], T]) -> T:
+        """Run ``fn()``, which draws its own progress bar; record and print its time."""
+        return self._done(name, time.perf_counter(), fn())
+
+    def _done(self, name: str, started: float, result: T) -> T:
+        self.timings[name] = time.perf_counter() - started
+        self.console.print(f"[dim]{name} took {self.timings[name]:.1f} s[/]")
+        return result
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the stages produced, for the summary and the report."""
+
+    imported: ImportResult
+    counts: dict[str, int]
+    dead_lettered: dict[str, int]
+    search_hits: int
+    label_runs: dict[str, dict[str, Any]]  # strategy -> finished run
+    label_reports: dict[str, Path]  # strategy -> diagnostics page
+    agreement: dict[str, Any]
+    features: dict[str, Any]
+    trained: dict[str, Any]
+    served: dict[str, Any]
+    stream: dict[str, Any]
+    load: Run
+    load_seconds: float
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    data: list[Path],
+    fmt: str,
+    trials: int,
+    console: Console,
+    load_seconds: float = 20.0,
+) -> int:
+    """Run every stage, print the summary table and write the HTML report; 0 on success."""
+    from mlcycle.demo_report import print_summary, write_report
+
     started = time.perf_counter()
-    result = fn()
-    timings[name] = time.perf_counter() - started
-    console.print(f"[dim]{name} took {timings[name]:.1f} s[/]")
-    return result
+    stages = Stages(console)
+    paths, fmt = stages.run("dataset", lambda bar: _dataset(settings, data, fmt, bar))
+    stack = LocalStack(settings, log_dir=settings.data_dir / "logs")
+    try:
+        resolved = stages.run("start stack", lambda bar: _start(stack, bar))
+        run = _stages(resolved, stages, paths, fmt, trials, load_seconds)
+    finally:
+        stack.stop()
+    total_s = time.perf_counter() - started
+    report = settings.data_dir / "reports" / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}.html"
+    print_summary(console, settings, run, stages.timings, total_s)
+    write_report(report, settings, run, stages.timings, total_s)
+    console.print(f"demo report: {report}")
+    return 0
 
 
-def _dataset(settings: Settings, data: list[Path], fmt: str) -> tuple[list[Path], str]:
+def _stages(
+    settings: Settings,
+    stages: Stages,
+    paths: list[Path],
+    fmt: str,
+    trials: int,
+    load_seconds: float,
+) -> DemoRun:
+    console = stages.console
+    imported = stages.run_own(
+        "import", lambda: import_dataset(settings, fmt, paths, console=console)
+    )
+    console.print(imported.describe())
+    sent = imported.comments + imported.votes
+    stages.run("index", lambda bar: _index(settings, sent, bar))
+    counts = dict(collector_stats(settings).get("counts", {}))
+    search_hits = _sample_search(settings)
+    runs, reports, agreement = _label_stage(settings, stages)
+    label_run = runs["dawid_skene"]["id"]
+    features = stages.run(
+        "featurize",
+        lambda bar: _step(
+            bar, "fit on train, build shards", featurize_via_api, settings, label_run
+        ),
+    )
+    trained = stages.run_own(
+        "train", lambda: train_via_api(settings, label_run, trials, console=console)
+    )
+    served = _serve_stage(settings, stages)
+    stream = _stream_stage(settings, stages, imported.comments)
+    load = stages.run("load test", lambda bar: _load_test(settings, load_seconds, bar))
+    return DemoRun(
+        imported=imported,
+        counts=counts,
+        dead_lettered=_dead_lettered(settings),
+        search_hits=search_hits,
+        label_runs=runs,
+        label_reports=reports,
+        agreement=agreement,
+        features=features,
+        trained=trained,
+        served=served,
+        stream=stream,
+        load=load,
+        load_seconds=load_seconds,
+    )
+
+
+def _step(bar: StageBar, text: str, fn: Callable[..., T], *args: Any) -> T:
+    bar.update(text)
+    return fn(*args)
+
+
+def _dataset(
+    settings: Settings, data: list[Path], fmt: str, bar: StageBar
+) -> tuple[list[Path], str]:
     if data:
+        bar.update(f"{len(data)} local file(s), format {fmt}")
         return data, fmt
     from mlcycle.importers.download import download_wikidetox
 
-    return download_wikidetox(settings.data_dir / "downloads"), "wikidetox"
+    def progress(name: str, done: int, total: int | None) -> None:
+        bar.update(f"downloading {name}: {done / 1e6:,.1f} MB", done, total)
+
+    bar.update("Wikipedia Talk Labels (cached after the first download)")
+    return download_wikidetox(settings.data_dir / "downloads", progress=progress), "wikidetox"
+
+
+def _start(stack: LocalStack, bar: StageBar) -> Settings:
+    bar.update(f"broker, Redis and {len(stack.service_names)} services")
+    return stack.start()
+
+
+def _index(settings: Settings, sent: int, bar: StageBar) -> float:
+    def progress(lag: int) -> None:
+        bar.update(f"{sent - lag:,} of {sent:,} records stored", max(0, sent - lag), sent)
+
+    return wait_until_indexed(settings, on_progress=progress)
 
 
 def _sample_search(settings: Settings) -> int:
@@ -74,99 +275,173 @@ def _sample_search(settings: Settings) -> int:
     return len(response.json().get("items", []))
 
 
-@dataclass(frozen=True)
-class DemoRun:
-    """What the stages produced, for the summary."""
+def _label_stage(
+    settings: Settings, stages: Stages
+) -> tuple[dict[str, dict[str, Any]], dict[str, Path], dict[str, Any]]:
+    """The talk's rule, then Dawid-Skene (last, so it is the labeler's latest run); agreement.
 
-    imported: ImportResult
-    counts: dict[str, int]
-    dead_lettered: dict[str, int]
-    search_hits: int
-    label_run: dict[str, Any]
-    report_path: Path
-    features: dict[str, Any]
-    trained: dict[str, Any]
-    served: dict[str, Any]
-
-
-def run_demo(
-    settings: Settings, *, data: list[Path], fmt: str, trials: int, console: Console
-) -> int:
-    """Run every stage that exists, print the summary table; 0 on success."""
-    timings: dict[str, float] = {}
-    paths, fmt = _timed(console, "dataset", timings, lambda: _dataset(settings, data, fmt))
-    stack = LocalStack(settings, log_dir=settings.data_dir / "logs")
-    try:
-        resolved = _timed(console, "start stack", timings, stack.start)
-        imported = _timed(
-            console,
-            "import",
-            timings,
-            lambda: import_dataset(resolved, fmt, paths, console=console),
-        )
-        console.print(imported.describe())
-        _timed(console, "index", timings, lambda: wait_until_indexed(resolved))
-        counts = dict(collector_stats(resolved).get("counts", {}))
-        search_hits = _sample_search(resolved)
-        label_run, report_path = _label_stage(resolved, console, timings)
-        features = _timed(
-            console, "featurize", timings, lambda: featurize_via_api(resolved, label_run["id"])
-        )
-        trained = _timed(
-            console,
-            "train",
-            timings,
-            lambda: train_via_api(resolved, label_run["id"], trials, console=console),
-        )
-        served = _serve_stage(resolved, console, timings, imported.comments)
-        run = DemoRun(
-            imported=imported,
-            counts=counts,
-            dead_lettered=_dead_lettered(resolved),
-            search_hits=search_hits,
-            label_run=label_run,
-            report_path=report_path,
-            features=features,
-            trained=trained,
-            served=served,
-        )
-    finally:
-        stack.stop()
-    _summary(console, settings, run, timings, trials)
-    return 0
-
-
-def _label_stage(settings: Settings, console: Console, timings: dict[str, float]) -> dict[str, Any]:
-    """A Dawid-Skene label run on the labeler service, and its HTML diagnostics page."""
+    Each run is a label run on the labeler service, with its HTML diagnostics page.
+    """
     from mlcycle.labeler.report import write_html
 
-    params = {"strategy": "dawid_skene", "task": settings.label_task}
-    run = _timed(
-        console, "label", timings, lambda: label_via_api(settings, params, console=console)
+    strategies = {
+        # The talk's rule counts crowd votes only: toxic when more than half said so.
+        "mean_threshold": {"labeling_functions": []},
+        "dawid_skene": {},
+    }
+    runs: dict[str, dict[str, Any]] = {}
+    reports: dict[str, Path] = {}
+    for strategy, extra in strategies.items():
+        params = {"strategy": strategy, "task": settings.label_task, **extra}
+        run = stages.run_own(
+            f"label {strategy}",
+            lambda params=params: label_via_api(settings, params, console=stages.console),
+        )
+        runs[strategy] = run
+        reports[strategy] = settings.data_dir / "reports" / f"{run['id']}.html"
+        write_html(
+            run["report"], reports[strategy], title=f"mlcycle label run {run['id']} ({strategy})"
+        )
+    agreement = stages.run(
+        "label agreement",
+        lambda bar: _agreement(settings, runs["mean_threshold"], runs["dawid_skene"], bar),
     )
-    path = settings.data_dir / "reports" / f"{run['id']}.html"
-    write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
-    return run, path
+    return runs, reports, agreement
 
 
-def _serve_stage(
-    settings: Settings, console: Console, timings: dict[str, float], comments: int
+def _agreement(
+    settings: Settings, first: dict[str, Any], second: dict[str, Any], bar: StageBar
 ) -> dict[str, Any]:
-    """Deploy: wait until the production version is served; predict; let the stream catch up."""
+    """Both runs' labels over ``GET /v1/labels``, and how often they agree."""
+    total = int(first["stats"]["labeled"]) + int(second["stats"]["labeled"])
+    read = 0
+
+    def progress(done: int) -> None:
+        bar.update(f"{read + done:,} of {total:,} labels read", read + done, total)
+
+    ours = labels_of_run(settings, first["id"], on_page=progress)
+    read = len(ours)
+    theirs = labels_of_run(settings, second["id"], on_page=progress)
+    return label_agreement(ours, theirs)
+
+
+def label_agreement(first: dict[str, int], second: dict[str, int]) -> dict[str, Any]:
+    """Share of the items both labeled that got the same class, and Cohen's kappa.
+
+    Kappa is the agreement beyond what the two label distributions would give
+    by chance: (observed - expected) / (1 - expected); None when undefined
+    (both put every item in one class).
+    """
+    items = sorted(first.keys() & second.keys())
+    pairs = [(first[i], second[i]) for i in items]
+    n = len(pairs)
+    if n == 0:
+        return {"items": 0, "agreement": None, "kappa": None, "pairs": {}}
+    observed = sum(a == b for a, b in pairs) / n
+    classes = sorted({c for pair in pairs for c in pair})
+    expected = sum(
+        (sum(a == c for a, _ in pairs) / n) * (sum(b == c for _, b in pairs) / n) for c in classes
+    )
+    kappa = None if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+    counts = {
+        f"{a}/{b}": sum(pair == (a, b) for pair in pairs)
+        for a, b in itertools.product(classes, classes)
+    }
+    return {
+        "items": n,
+        "only_first": len(first) - n,
+        "only_second": len(second) - n,
+        "agreement": observed,
+        "kappa": kappa,
+        "pairs": counts,
+    }
+
+
+def _serve_stage(settings: Settings, stages: Stages) -> dict[str, Any]:
+    """Deploy: wait until the production version is served; predict the sample texts."""
     version = production_version(settings)
     if version is None:
         raise Unavailable("no model version is in production: the demo has nothing to deploy")
-    _timed(console, "deploy", timings, lambda: wait_until_served(settings, version))
-    predictions = _timed(
-        console, "predict", timings, lambda: predict_via_api(settings, SAMPLE_TEXTS)
+    stages.run(
+        "deploy",
+        lambda bar: _step(
+            bar, f"waiting for v{version} on the model server", wait_until_served, settings, version
+        ),
+    )
+    predictions = stages.run(
+        "predict",
+        lambda bar: _step(bar, "POST /v1/predict", predict_via_api, settings, SAMPLE_TEXTS),
     )
     for text, prediction in zip(SAMPLE_TEXTS, predictions, strict=True):
-        console.print(f"{prediction['score']:.3f} {prediction['label']}  {text}")
-    latency = single_request_latency(settings, SAMPLE_TEXTS + [f"comment {i}" for i in range(50)])
-    scored = _timed(
-        console, "stream", timings, lambda: wait_until_scored(settings, expected=comments)
+        stages.console.print(f"{prediction['score']:.3f} {prediction['label']}  {text}")
+    return {"version": version, "predictions": predictions}
+
+
+def _stream_stage(settings: Settings, stages: Stages, imported: int) -> dict[str, Any]:
+    """The imported comments scored by the stream; then new comments there and back again."""
+
+    def catch_up(bar: StageBar) -> int:
+        def progress(scored: int) -> None:
+            bar.update(f"{scored:,} of {imported:,} imported comments scored", scored, imported)
+
+        return wait_until_scored(settings, expected=imported, on_progress=progress)
+
+    scored = stages.run("stream imported", catch_up)
+    round_trip = stages.run("stream new comments", lambda bar: _round_trip(settings, bar))
+    return {"scored_imported": scored, **round_trip}
+
+
+def _round_trip(settings: Settings, bar: StageBar) -> dict[str, Any]:
+    """POST new comments to the collector; read their scores from ``scored.comments``."""
+    tag = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    comments = [
+        {"id": f"demo-{tag}-{n}", "text": demo_text(n, tag), "source": "mlcycle-demo"}
+        for n in range(NEW_COMMENTS)
+    ]
+    ids = {c["id"] for c in comments}
+    reader = ScoredReader(settings)  # at the topic's end before anything is sent
+    try:
+        bar.update(f"POST /v1/comments: {len(comments)} new comments", 0, len(comments))
+        started = time.perf_counter()
+        accepted = post_comments(settings, comments)
+        sent_s = time.perf_counter() - started
+
+        def progress(matched: int) -> None:
+            bar.update(f"{matched} of {accepted} scored back from Kafka", matched, accepted)
+
+        found = reader.collect(ids, on_progress=progress)
+    finally:
+        reader.close()
+    arrivals = sorted(arrived - started for _, arrived in found.values())
+    versions = {str(record.get("model_version")) for record, _ in found.values()}
+    return {
+        "sent": accepted,
+        "scored_back": len(found),
+        "post_s": sent_s,
+        "all_back_s": arrivals[-1] if arrivals else None,
+        "first_back_s": arrivals[0] if arrivals else None,
+        "model_versions": sorted(versions),
+        "positive": sum(1 for record, _ in found.values() if str(record.get("label")) == "1"),
+    }
+
+
+def _load_test(settings: Settings, seconds: float, bar: StageBar) -> Run:
+    """``LOAD_CLIENTS`` clients, one comment per request; half repeats (hits), half new."""
+    tag = f"load-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    repeats = [demo_text(n, tag + "-hot") for n in range(LOAD_REPEATS)]
+
+    def tick(elapsed: float, done: int) -> None:
+        bar.update(f"{LOAD_CLIENTS} clients, {done:,} requests", min(elapsed, seconds), seconds)
+
+    bar.update(f"{LOAD_CLIENTS} clients: warming the cache with {LOAD_REPEATS} texts")
+    return predict_load(
+        settings,
+        repeats=repeats,
+        fresh=lambda i: demo_text(i, tag),
+        clients=LOAD_CLIENTS,
+        seconds=seconds,
+        on_tick=tick,
     )
-    return {"version": version, "predictions": predictions, "latency": latency, "scored": scored}
 
 
 def _dead_lettered(settings: Settings) -> dict[str, int]:
@@ -176,79 +451,3 @@ def _dead_lettered(settings: Settings) -> dict[str, int]:
     topics = settings.topics
     dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
     return topic_sizes(settings, dlqs)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _summary(
-    console: Console,
-    settings: Settings,
-    run: DemoRun,
-    timings: dict[str, float],
-    trials: int,
-) -> None:
-    imported = run.imported
-    table = Table(title="mlcycle demo: what ran")
-    table.add_column("what")
-    table.add_column("figure", justify="right")
-    table.add_row("comments sent to Kafka", f"{imported.comments:,}")
-    table.add_row("votes sent to Kafka", f"{imported.votes:,}")
-    table.add_row("rows skipped by the importer", f"{imported.skipped:,}")
-    table.add_row("comments stored", f"{run.counts.get('comments', 0):,}")
-    table.add_row("votes stored", f"{run.counts.get('votes', 0):,}")
-    table.add_row("dead-lettered", f"{sum(run.dead_lettered.values()):,}")
-    table.add_row("sample search 'you'", f"{run.search_hits} shown")
-    stats = run.label_run["stats"]
-    baseline = stats["baseline"]
-    table.add_row("items labeled (dawid_skene + LFs)", f"{stats['labeled']:,}")
-    table.add_row("label events published", f"{stats['events']:,}")
-    table.add_row(
-        f"agreement with {stats['gold_items']:,} gold items (5+ vote majority)",
-        f"{_fmt(stats['accuracy_on_gold'])} (majority {_fmt(baseline['accuracy_on_gold'])})",
-    )
-    for split, balance in stats["class_balance"].items():
-        table.add_row(f"{split} split by class", " / ".join(f"{n:,}" for n in balance.values()))
-    transform, feature_set = run.features["transform"], run.features["feature_set"]
-    table.add_row(
-        "transform (fitted on train)", f"{transform['version']}, dim {transform['dim']:,}"
-    )
-    table.add_row(
-        "feature rows (train / dev / test)",
-        " / ".join(f"{feature_set['splits'][s]['rows']:,}" for s in ("train", "dev", "test")),
-    )
-    result = run.trained["result"]
-    test = result.get("test") or {}
-    table.add_row(
-        f"trials searched (selected on dev {result['metric']})",
-        f"{run.trained['progress'].get('trials_done', 0)}, best trial {result['best_trial']}",
-    )
-    table.add_row(f"test accuracy (the talk: {TALK_ACCURACY})", _fmt(test.get("accuracy")))
-    table.add_row(
-        "test ROC-AUC / weighted F1",
-        f"{_fmt(test.get('roc_auc'))} / {_fmt(test.get('weighted_f1'))}",
-    )
-    model = result.get("model") or {}
-    table.add_row(
-        "model version", f"{model.get('name')} v{model.get('version')} ({model.get('state')})"
-    )
-    served = run.served
-    table.add_row("served by the model server", f"{settings.model_name} v{served['version']}")
-    for text, prediction in zip(SAMPLE_TEXTS, served["predictions"], strict=True):
-        table.add_row(
-            f"predict {text[:32]!r}…", f"{prediction['score']:.3f} → {prediction['label']}"
-        )
-    latency = served["latency"]
-    table.add_row(
-        "POST /v1/predict, one comment (p50 / p99)",
-        f"{latency['p50_ms']:.1f} / {latency['p99_ms']:.1f} ms",
-    )
-    table.add_row("comments scored by the stream", f"{served['scored']:,} of {imported.comments:,}")
-    for name, seconds in timings.items():
-        table.add_row(f"time: {name}", f"{seconds:.1f} s")
-    console.print(table)
-    console.print(f"store: {settings.es_url or settings.store_path}")
-    console.print(f"label diagnostics: {run.report_path}")
-    console.print(f"training report: {result['report']}")
-    console.print(f"model blessing: {model.get('reason')}")

@@ -1,12 +1,16 @@
-"""Stages of the main job shared by the CLI and the demo: import a dataset, wait until stored.
+"""Stages of the main job shared by the CLI and the demo, each a client of the services.
 
-Each stage goes through the services' real interfaces (Kafka topics, REST),
-never around them, so the demo exercises what users run.
+Import a dataset into Kafka and wait until it is stored, run and read label
+runs, featurize, train, wait until a version is served, predict, post new
+comments and read their scores back from ``scored.comments``. Each stage goes
+through the services' real interfaces (Kafka topics, REST), never around
+them, so the demo exercises what users run.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,12 +94,17 @@ def collector_stats(settings: Settings) -> dict[str, object]:
     return dict(response.json())
 
 
-def wait_until_indexed(settings: Settings, *, timeout_s: float = 600.0) -> float:
+def wait_until_indexed(
+    settings: Settings,
+    *,
+    timeout_s: float = 600.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> float:
     """Block until the indexer's consumer group has committed everything in its topics.
 
     A committed offset means the record is durable in the store (or in its
     dead-letter topic), so zero lag is exactly "everything sent is stored".
-    Returns the seconds waited.
+    ``on_progress(lag)`` sees each lag read. Returns the seconds waited.
     """
     from mlcycle.common.kafka.lag import group_lag
 
@@ -103,7 +112,10 @@ def wait_until_indexed(settings: Settings, *, timeout_s: float = 600.0) -> float
     started = time.perf_counter()
     deadline = started + timeout_s
     while time.perf_counter() < deadline:
-        if group_lag(settings, settings.indexer_group_id, topics) == 0:
+        lag = group_lag(settings, settings.indexer_group_id, topics)
+        if on_progress is not None:
+            on_progress(lag)
+        if lag == 0:
             return time.perf_counter() - started
         time.sleep(0.5)
     raise Unavailable(f"the indexer did not catch up within {timeout_s:.0f} s")
@@ -237,29 +249,17 @@ def predict_via_api(settings: Settings, texts: list[str]) -> list[dict[str, obje
     return list(answer.json()["predictions"])
 
 
-def single_request_latency(settings: Settings, texts: list[str], rounds: int = 200) -> dict:
-    """p50 and p99 in ms of one-comment ``POST /v1/predict`` calls, one at a time.
-
-    The first round over ``texts`` misses the cache; later rounds hit it, so the
-    figure is what a client sees on a warm service.
-    """
-    base = f"http://{settings.host}:{settings.inference_port}"
-    timings = []
-    with httpx.Client(base_url=base, headers=_auth(settings), timeout=30.0) as client:
-        for i in range(rounds):
-            body = {"instances": [{"text": texts[i % len(texts)]}]}
-            started = time.perf_counter()
-            client.post("/v1/predict", json=body).raise_for_status()
-            timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    return {"p50_ms": timings[len(timings) // 2], "p99_ms": timings[int(len(timings) * 0.99)]}
-
-
-def wait_until_scored(settings: Settings, expected: int, timeout_s: float = 180.0) -> int:
+def wait_until_scored(
+    settings: Settings,
+    expected: int,
+    timeout_s: float = 180.0,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
     """Records the streaming scorer has produced to ``scored.comments``, once caught up.
 
     Waits until ``expected`` records are there, or the count stops growing for
     15 s, or ``timeout_s`` passes; returns the count either way.
+    ``on_progress(count)`` sees each count read.
     """
     from mlcycle.common.kafka.lag import topic_sizes
 
@@ -268,6 +268,8 @@ def wait_until_scored(settings: Settings, expected: int, timeout_s: float = 180.
     last, last_change = -1, time.perf_counter()
     while time.perf_counter() < deadline:
         scored = topic_sizes(settings, [topic])[topic]
+        if on_progress is not None:
+            on_progress(scored)
         if scored >= expected:
             return scored
         if scored != last:
@@ -276,3 +278,97 @@ def wait_until_scored(settings: Settings, expected: int, timeout_s: float = 180.
             return scored
         time.sleep(1.0)
     return max(last, 0)
+
+
+def labels_of_run(
+    settings: Settings,
+    run_id: str,
+    *,
+    page_size: int = 1000,
+    on_page: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Every hard label of label run ``run_id`` (item id -> class), paged from the labeler.
+
+    ``on_page(labels_so_far)`` is called after each page of ``GET /v1/labels``.
+    """
+    base = f"http://{settings.host}:{settings.labeler_port}"
+    labels: dict[str, int] = {}
+    cursor: str | None = None
+    with httpx.Client(base_url=base, timeout=60.0) as client:
+        while True:
+            params: dict[str, object] = {"run": run_id, "limit": page_size}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/v1/labels", params=params)
+            page.raise_for_status()
+            body = page.json()
+            labels.update((str(item["item_id"]), int(item["label"])) for item in body["items"])
+            if on_page is not None:
+                on_page(len(labels))
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return labels
+
+
+def post_comments(settings: Settings, comments: list[dict[str, object]]) -> int:
+    """``POST /v1/comments`` to the collector (it answers once Kafka has every record)."""
+    url = f"http://{settings.host}:{settings.collector_port}/v1/comments"
+    answer = httpx.post(url, json=comments, headers=_auth(settings), timeout=60.0)
+    answer.raise_for_status()
+    return int(answer.json()["accepted"])
+
+
+class ScoredReader:
+    """A Kafka consumer on ``scored.comments``, from the topic's end at creation onwards.
+
+    Create it before sending comments, then :meth:`collect` their scores: every
+    partition is assigned (no group, nothing committed), so it reads whatever
+    the streaming scorer produces from now on, whoever else reads the topic.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaConsumer
+
+        from mlcycle.common.kafka.lag import end_offsets
+
+        self.topic = settings.topics.scored_comments
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+        )
+        ends = end_offsets(settings, [self.topic])
+        self.consumer.assign(list(ends))
+        for partition, offset in ends.items():
+            self.consumer.seek(partition, offset)
+
+    def collect(
+        self,
+        ids: set[str],
+        *,
+        timeout_s: float = 120.0,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict[str, tuple[dict[str, object], float]]:
+        """The scored record of each id in ``ids`` and when it arrived (``perf_counter``).
+
+        Stops when every id has come back or after ``timeout_s``; records of
+        other ids are skipped. ``on_progress(matched)`` follows the count.
+        """
+        import orjson
+
+        found: dict[str, tuple[dict[str, object], float]] = {}
+        deadline = time.perf_counter() + timeout_s
+        while len(found) < len(ids) and time.perf_counter() < deadline:
+            for batch in self.consumer.poll(timeout_ms=200).values():
+                arrived = time.perf_counter()
+                for record in batch:
+                    scored = orjson.loads(record.value)
+                    if scored.get("id") in ids and scored["id"] not in found:
+                        found[scored["id"]] = (scored, arrived)
+            if on_progress is not None:
+                on_progress(len(found))
+        return found
+
+    def close(self) -> None:
+        """Leave the broker."""
+        self.consumer.close()

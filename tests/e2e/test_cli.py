@@ -71,11 +71,28 @@ def dataset(tmp_path: Path) -> list[Path]:
     )
 
 
-def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path]) -> None:
+def _number(output: str, row: str) -> float:
+    """The first decimal number in the summary-table row that starts with ``row``."""
+    match = re.search(rf"{re.escape(row)}\s*│\s*([\d,]+(?:\.\d+)?)", output)
+    assert match, f"no row {row!r} in:\n{output}"
+    return float(match.group(1).replace(",", ""))
+
+
+def _pair(output: str, row: str) -> tuple[float, float]:
+    """The two numbers of an ``a / b`` summary-table row that starts with ``row``."""
+    match = re.search(rf"{re.escape(row)}\s*│\s*([\d.]+) / ([\d.]+)", output)
+    assert match, f"no row {row!r} in:\n{output}"
+    return float(match.group(1)), float(match.group(2))
+
+
+def test_demo_runs_every_stage_and_the_model_survives_a_restart(
+    tmp_path: Path, dataset: list[Path]
+) -> None:
     env = _isolated_env(tmp_path / "data")
     data_args = [arg for path in dataset for arg in ("--data", str(path))]
+    args = ("--format", "wikidetox", "--trials", "2", "--load-seconds", "3")
     done = subprocess.run(
-        _mlcycle("demo", *data_args, "--format", "wikidetox", "--trials", "2"),
+        _mlcycle("demo", *data_args, *args),
         env=env,
         capture_output=True,
         text=True,
@@ -87,40 +104,106 @@ def test_demo_imports_and_stores_every_record(tmp_path: Path, dataset: list[Path
     assert _figure(output, "comments stored") == N_COMMENTS
     assert _figure(output, "votes stored") == N_COMMENTS * VOTES_PER_COMMENT
     assert _figure(output, "dead-lettered") == 0
+    # Both label strategies labeled every comment (each has five crowd votes); Dawid-Skene
+    # ran last, so its events are the labels that changed since the talk's rule.
+    assert _figure(output, "items labeled (mean_threshold, crowd only)") == N_COMMENTS
     assert _figure(output, "items labeled (dawid_skene + LFs)") == N_COMMENTS
-    assert _figure(output, "label events published") == N_COMMENTS
+    assert 0 < _figure(output, "label events published") <= N_COMMENTS
+    agreement = re.search(
+        r"label agreement \(mean_threshold vs dawid_skene\)\s*│\s*([\d.]+) on ([\d,]+) items",
+        output,
+    )
+    assert agreement, output
+    # Five votes per comment from a generated crowd: the two mostly agree, not always.
+    assert 0.6 <= float(agreement.group(1)) <= 1.0
+    assert int(agreement.group(2).replace(",", "")) == N_COMMENTS
+    assert -1.0 <= _number(output, "label agreement, Cohen's kappa") <= 1.0
     rows = re.search(
         r"feature rows \(train / dev / test\)\s*│\s*([\d,]+) / ([\d,]+) / ([\d,]+)", output
     )
     assert rows, output
     assert sum(int(n.replace(",", "")) for n in rows.groups()) == N_COMMENTS
+    data_dir = tmp_path / "data"
     # The demo's feature set, plus one per n-gram variant the search tried: all complete.
-    manifests = list((tmp_path / "data" / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"))
+    manifests = list((data_dir / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"))
     assert manifests and all(orjson.loads(m.read_bytes())["rows"] == N_COMMENTS for m in manifests)
     label_run = orjson.loads(manifests[0].read_bytes())["label_run"]
-    reports = list((tmp_path / "data" / "reports").glob("lr-*.html"))
-    assert len(reports) == 1 and "conflict" in reports[0].read_text(encoding="utf-8")
+    reports = sorted((data_dir / "reports").glob("lr-*.html"))
+    assert len(reports) == 2 and all("conflict" in r.read_text(encoding="utf-8") for r in reports)
     # The search ran its trials and its winner is served: it is the first production model.
     assert re.search(r"trials searched.*│\s*2, best trial \d", output), output
     accuracy = re.search(r"test accuracy \(the talk: 0\.708\)\s*│\s*([\d.]+)", output)
     assert accuracy and 0.5 < float(accuracy.group(1)) <= 1.0, output
     assert re.search(r"model version\s*│\s*toxicity v1 \(production\)", output), output
-    lineage = orjson.loads(
-        (tmp_path / "data" / "models" / "toxicity" / "1" / "metadata.json").read_bytes()
-    )
+    lineage = orjson.loads((data_dir / "models" / "toxicity" / "1" / "metadata.json").read_bytes())
     assert lineage["label_run"] == label_run and lineage["blessing"]["blessed"]
     versions = {m.parent.parent.name for m in manifests}
     assert lineage["transform"] in versions
-    assert list((tmp_path / "data" / "reports").glob("tj-*.html"))
+    (training_report,) = (data_dir / "reports").glob("tj-*.html")
     # Deployed and predicting: the model server serves v1, both samples get a score and a
     # label (300 generated comments teach too little to rank them), and the streaming
     # scorer scored every imported comment.
     assert re.search(r"served by the model server\s*│\s*toxicity v1", output), output
     scored = re.findall(r"predict '.*?│\s*([\d.]+) → ([01])", output)
     assert len(scored) == 2 and all(0.0 <= float(score) <= 1.0 for score, _ in scored), output
-    assert re.search(r"POST /v1/predict, one comment \(p50 / p99\)\s*│\s*[\d.]+ /", output)
     assert _figure(output, "comments scored by the stream") == N_COMMENTS
-    assert (tmp_path / "data" / "store.sqlite3").is_file()
+    # New comments through the collector and comments.raw, read back from scored.comments.
+    sent = _figure(output, "new comments sent (POST /v1/comments)")
+    assert sent == 200
+    assert _figure(output, "new comments scored back (scored.comments)") == sent
+    assert 0 < _number(output, "new comments: all scored back after") < 120
+    # The load test: requests of both kinds, a throughput, ordered percentiles.
+    load = re.search(
+        r"single-comment POST /v1/predict\s*│\s*([\d,]+) requests \(([\d,]+) "
+        r"repeats, ([\d,]+) new\)",
+        output,
+    )
+    assert load, output
+    total, hits, misses = (int(n.replace(",", "")) for n in load.groups())
+    assert total == hits + misses and hits > 0 and misses > 0
+    assert _number(output, "load test throughput (requests/s)") > 0
+    for kind in ("all", "repeats: cache hits", "new texts: misses"):
+        p50, p99 = _pair(output, f"load test latency p50 / p99 ({kind})")
+        assert 0 < p50 <= p99, (kind, p50, p99)
+    assert (data_dir / "store.sqlite3").is_file()
+    # One HTML report: the summary, two plots, links to both label runs and the training job.
+    match = re.search(r"demo report: (\S+\.html)", output)
+    assert match, output
+    page = Path(match.group(1)).read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 2
+    assert "label agreement (mean_threshold vs dawid_skene)" in page
+    linked = {
+        (data_dir / "reports" / href).resolve() for href in re.findall(r"href='([^']+)'", page)
+    }
+    assert linked == {r.resolve() for r in (*reports, training_report)}
+
+    _restart_serves_the_trained_model(env, data_dir)
+
+
+def _restart_serves_the_trained_model(env: dict[str, str], data_dir: Path) -> None:
+    """`mlcycle up` on the demo's data directory serves model v1 again, with no training."""
+    jobs_before = {p.name for p in (data_dir / "reports").glob("tj-*.html")}
+    stack = subprocess.Popen(
+        _mlcycle("up"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    inference = f"http://127.0.0.1:{env['MLCYCLE_INFERENCE_PORT']}"
+    trainer = f"http://127.0.0.1:{env['MLCYCLE_TRAINER_PORT']}"
+    try:
+        # Inference is ready only once the model server serves a version.
+        _wait_until(lambda: httpx.get(f"{inference}/readyz", timeout=1).status_code == 200, 120)
+        body = {"instances": [{"text": "a comment the demo never sent"}]}
+        answer = httpx.post(f"{inference}/v1/predict", json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"][0]["model_version"] == 1
+        models = httpx.get(f"{trainer}/v1/models", timeout=10).json()
+        assert models["production"] == {"toxicity": 1}
+        jobs = httpx.get(f"{trainer}/v1/jobs", timeout=10).json()
+        assert [job["status"] for job in jobs["jobs"]] == ["succeeded"]
+    finally:
+        stack.send_signal(signal.SIGINT)
+        stack.wait(60)
+    assert {p.name for p in (data_dir / "reports").glob("tj-*.html")} == jobs_before
+    assert sorted(p.name for p in (data_dir / "models" / "toxicity").iterdir()) == ["1"]
 
 
 @pytest.fixture

@@ -11,10 +11,12 @@ The publisher lists no SHA-256 for these files, so none is pinned: the digest
 recorded at the first download is the reference (trust on first use). A digest
 added to :data:`PINNED_SHA256` is enforced on download and on every use.
 
-Without network the call fails within about ``timeout_s`` with
+Without network the call fails within a few seconds with
 :class:`~mlcycle.common.errors.Unavailable`, telling the user how to import
-local files instead. Name resolution is bounded too, since the system resolver
-takes no timeout of its own.
+local files instead: name resolution and the connection each get
+``connect_timeout_s`` (3 s; the resolver is bounded separately, since the
+system resolver takes no timeout of its own), and a connected server that goes
+silent ``timeout_s``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ OFFLINE_HINT = (
     "--data PATH --format wikidetox|davidson|lewidi|jsonl|csv"
 )
 _CHUNK = 1 << 20
+# Finding the host and connecting: a machine without network fails here, so keep it short.
+CONNECT_TIMEOUT_S = 3.0
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -63,6 +67,7 @@ def download_wikidetox(
     cache_dir: Path,
     *,
     timeout_s: float = 10,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
     urls: Mapping[str, str] | None = None,
     progress: Progress | None = None,
 ) -> list[Path]:
@@ -70,7 +75,9 @@ def download_wikidetox(
 
     ``urls`` (file name -> URL) replaces the public location, for mirrors and
     tests. ``progress(name, bytes_done, bytes_total_or_None)`` is called while
-    downloading. Raises :class:`Unavailable` when the files cannot be fetched.
+    downloading. Resolving and connecting give up after ``connect_timeout_s``,
+    a silent server after ``timeout_s``. Raises :class:`Unavailable` when the
+    files cannot be fetched.
     """
     urls = dict(urls or WIKIDETOX_URLS)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -78,10 +85,11 @@ def download_wikidetox(
     missing = [path for path in paths if not _cached_ok(path)]
     if not missing:
         return paths
-    timeout = httpx.Timeout(timeout_s)
+    connect_s = min(timeout_s, connect_timeout_s)
+    timeout = httpx.Timeout(timeout_s, connect=connect_s)
     with httpx.Client(timeout=timeout, follow_redirects=True) as client:
         for path in missing:
-            _fetch(client, urls[path.name], path, timeout_s, progress)
+            _fetch(client, urls[path.name], path, connect_s, progress)
     return paths
 
 
@@ -122,9 +130,9 @@ def _cached_ok(path: Path) -> bool:
 
 
 def _fetch(
-    client: httpx.Client, url: str, path: Path, timeout_s: float, progress: Progress | None
+    client: httpx.Client, url: str, path: Path, connect_s: float, progress: Progress | None
 ) -> None:
-    _check_resolves(url, timeout_s)
+    _check_resolves(url, connect_s)
     logger.info("downloading %s from %s", path.name, url)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)

@@ -1,0 +1,277 @@
+"""What ``mlcycle demo`` shows at the end: the summary table and one HTML report.
+
+The same rows make the terminal table and the report's table. The report is a
+single self-contained page (CSS and PNG plots inline, as the labeler's and the
+trainer's reports are): the summary, a plot of the stage times, the load
+test's latency distribution (cache hits and misses apart), how the two label
+strategies agree, and links to the labeler's and the trainer's reports next
+to it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mlcycle.common.figures import inline_figure
+from mlcycle.common.files import write_atomically
+from mlcycle.common.settings import Settings
+from mlcycle.loadtest import HIT, MISS
+
+if TYPE_CHECKING:
+    from mlcycle.demo import DemoRun
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:76rem;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 1.5rem .5rem 0;font-size:.9rem}
+th,td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:right;vertical-align:top}
+th:first-child,td:first-child{text-align:left}th{background:#f5f5f5}
+.plots{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}
+figure{margin:0}img{max-width:100%;height:auto}.note{color:#777}
+"""
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def summary_rows(
+    settings: Settings, run: DemoRun, timings: dict[str, float], total_s: float
+) -> list[tuple[str, str]]:
+    """The summary as (what, figure) rows, in the order the stages ran.
+
+    ``total_s`` is the whole demo, start to summary (stopping the stack included).
+    """
+    from mlcycle.demo import SAMPLE_TEXTS, TALK_ACCURACY
+
+    imported = run.imported
+    rows = [
+        ("comments sent to Kafka", f"{imported.comments:,}"),
+        ("votes sent to Kafka", f"{imported.votes:,}"),
+        ("rows skipped by the importer", f"{imported.skipped:,}"),
+        ("comments stored", f"{run.counts.get('comments', 0):,}"),
+        ("votes stored", f"{run.counts.get('votes', 0):,}"),
+        ("dead-lettered", f"{sum(run.dead_lettered.values()):,}"),
+        ("sample search 'you'", f"{run.search_hits} shown"),
+    ]
+    mean_threshold = run.label_runs["mean_threshold"]["stats"]
+    stats = run.label_runs["dawid_skene"]["stats"]
+    rows += [
+        ("items labeled (mean_threshold, crowd only)", f"{mean_threshold['labeled']:,}"),
+        ("items labeled (dawid_skene + LFs)", f"{stats['labeled']:,}"),
+        ("label events published", f"{stats['events']:,}"),
+    ]
+    agreement = run.agreement
+    rows += [
+        (
+            "label agreement (mean_threshold vs dawid_skene)",
+            f"{_fmt(agreement['agreement'])} on {agreement['items']:,} items",
+        ),
+        ("label agreement, Cohen's kappa", _fmt(agreement["kappa"])),
+    ]
+    baseline = stats["baseline"]
+    rows.append(
+        (
+            f"agreement with {stats['gold_items']:,} gold items (5+ vote majority)",
+            f"{_fmt(stats['accuracy_on_gold'])} (majority {_fmt(baseline['accuracy_on_gold'])}, "
+            f"mean_threshold {_fmt(mean_threshold['accuracy_on_gold'])})",
+        )
+    )
+    for split, balance in stats["class_balance"].items():
+        rows.append((f"{split} split by class", " / ".join(f"{n:,}" for n in balance.values())))
+    transform, feature_set = run.features["transform"], run.features["feature_set"]
+    rows += [
+        ("transform (fitted on train)", f"{transform['version']}, dim {transform['dim']:,}"),
+        (
+            "feature rows (train / dev / test)",
+            " / ".join(f"{feature_set['splits'][s]['rows']:,}" for s in ("train", "dev", "test")),
+        ),
+    ]
+    result = run.trained["result"]
+    test = result.get("test") or {}
+    model = result.get("model") or {}
+    rows += [
+        (
+            f"trials searched (selected on dev {result['metric']})",
+            f"{run.trained['progress'].get('trials_done', 0)}, best trial {result['best_trial']}",
+        ),
+        (f"test accuracy (the talk: {TALK_ACCURACY})", _fmt(test.get("accuracy"))),
+        (
+            "test ROC-AUC / weighted F1",
+            f"{_fmt(test.get('roc_auc'))} / {_fmt(test.get('weighted_f1'))}",
+        ),
+        ("model version", f"{model.get('name')} v{model.get('version')} ({model.get('state')})"),
+        ("served by the model server", f"{settings.model_name} v{run.served['version']}"),
+    ]
+    for text, prediction in zip(SAMPLE_TEXTS, run.served["predictions"], strict=True):
+        rows.append(
+            (f"predict {text[:32]!r}…", f"{prediction['score']:.3f} → {prediction['label']}")
+        )
+    stream = run.stream
+    rows += [
+        (
+            "comments scored by the stream",
+            f"{stream['scored_imported']:,} of {imported.comments:,}",
+        ),
+        ("new comments sent (POST /v1/comments)", f"{stream['sent']:,}"),
+        ("new comments scored back (scored.comments)", f"{stream['scored_back']:,}"),
+        (
+            "new comments: all scored back after",
+            f"{_fmt(stream['all_back_s'], 2)} s (first {_fmt(stream['first_back_s'], 2)} s)",
+        ),
+    ]
+    load = run.load
+    rows += [
+        (
+            f"load test: {run.load_seconds:g} s, single-comment POST /v1/predict",
+            f"{len(load.latencies_ms):,} requests ({load.count(HIT):,} repeats, "
+            f"{load.count(MISS):,} new)",
+        ),
+        ("load test throughput (requests/s)", f"{load.rps:,.1f}"),
+        (
+            "load test latency p50 / p99 (all)",
+            f"{load.percentile(0.5):.1f} / {load.percentile(0.99):.1f} ms",
+        ),
+        (
+            "load test latency p50 / p99 (repeats: cache hits)",
+            f"{load.percentile(0.5, HIT):.1f} / {load.percentile(0.99, HIT):.1f} ms",
+        ),
+        (
+            "load test latency p50 / p99 (new texts: misses)",
+            f"{load.percentile(0.5, MISS):.1f} / {load.percentile(0.99, MISS):.1f} ms",
+        ),
+    ]
+    rows += [(f"time: {name}", f"{seconds:.1f} s") for name, seconds in timings.items()]
+    rows.append(("time: total", f"{total_s:.1f} s ({total_s / 60:.1f} min)"))
+    return rows
+
+
+def print_summary(
+    console: Console, settings: Settings, run: DemoRun, timings: dict[str, float], total_s: float
+) -> None:
+    """The summary table and where everything was written."""
+    table = Table(title="mlcycle demo: what ran")
+    table.add_column("what")
+    table.add_column("figure", justify="right")
+    for what, figure in summary_rows(settings, run, timings, total_s):
+        table.add_row(Text(what), Text(figure))
+    console.print(table)
+    result = run.trained["result"]
+    console.print(f"store: {settings.es_url or settings.store_path}")
+    for strategy, path in run.label_reports.items():
+        console.print(f"label diagnostics ({strategy}): {path}")
+    console.print(f"training report: {result['report']}")
+    console.print(f"model blessing: {(result.get('model') or {}).get('reason')}")
+
+
+def write_report(
+    path: Path, settings: Settings, run: DemoRun, timings: dict[str, float], total_s: float
+) -> Path:
+    """The demo's HTML page at ``path``, replaced atomically; returns the path."""
+    rows = summary_rows(settings, run, timings, total_s)
+    links = [
+        (f"label run {run.label_runs[s]['id']} ({s}): diagnostics", p)
+        for s, p in run.label_reports.items()
+    ]
+    training = run.trained["result"].get("report")
+    if training:
+        links.append((f"training job {run.trained.get('id')}: report", Path(training)))
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>mlcycle demo</title><style>{_CSS}</style></head><body>",
+        "<h1>mlcycle demo</h1>",
+        "<h2>Reports</h2><ul>",
+        *(
+            f"<li><a href='{escape(_href(target, path.parent))}'>{escape(label)}</a></li>"
+            for label, target in links
+        ),
+        "</ul>",
+        "<h2>Summary</h2>",
+        _table(("what", "figure"), rows),
+        "<h2>Where the time went</h2>",
+        inline_figure(_stage_plot, timings, alt="seconds per stage", plot="stages", size=(7.5, 5)),
+        "<h2>Load test</h2>",
+        f"<p>{LOAD_NOTE}</p>",
+        inline_figure(_latency_plot, run.load, alt="latency distribution", plot="latency"),
+        "<h2>Label strategies</h2>",
+        "<p class='note'>Items labeled by both runs, by class: mean_threshold / dawid_skene.</p>",
+        _table(
+            ("mean_threshold / dawid_skene", "items"),
+            [(pair, f"{n:,}") for pair, n in run.agreement["pairs"].items()],
+        ),
+        "</body></html>",
+    ]
+    write_atomically(path, "\n".join(parts).encode("utf-8"))
+    return path
+
+
+LOAD_NOTE = (
+    "Closed loop: each client sends its next single-comment POST /v1/predict when the "
+    "previous one answered. Even requests repeat one of a few texts scored before the "
+    "run (the Redis cache answers: hits); odd ones send a text never seen before "
+    "(featurized and scored by the model server: misses). The load generator shares "
+    "the machine with every service."
+)
+
+
+def _href(target: Path, base: Path) -> str:
+    """A link to ``target`` relative to the report's folder, so the folder can move."""
+    try:
+        return Path(os.path.relpath(target, base)).as_posix()
+    except ValueError:  # another drive
+        return target.resolve().as_uri()
+
+
+def _table(header: tuple[str, str], rows: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td></tr>" for a, b in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _stage_plot(fig: Any, timings: dict[str, float]) -> None:
+    ax = fig.add_subplot()
+    names = list(timings)[::-1]
+    ax.barh(names, [timings[n] for n in names], color="#4c78a8")
+    ax.set_xlabel("seconds")
+    ax.set_title(f"stages: {sum(timings.values()):.0f} s in all")
+    for y, name in enumerate(names):
+        ax.annotate(
+            f" {timings[name]:.1f}", (timings[name], y), va="center", fontsize=8, color="#555"
+        )
+
+
+def _latency_plot(fig: Any, load: Any) -> None:
+    import numpy as np
+
+    ax = fig.add_subplot()
+    values = [v for v in load.latencies_ms if v > 0]
+    if not values:
+        ax.text(0.5, 0.5, "no requests", ha="center", transform=ax.transAxes)
+        return
+    bins = np.geomspace(min(values), max(values) * 1.01, 50)
+    for outcome, colour, label in (
+        (HIT, "#54a24b", "repeats (hits)"),
+        (MISS, "#e45756", "new (misses)"),
+    ):
+        mine = [v for v, o in zip(load.latencies_ms, load.outcomes, strict=True) if o == outcome]
+        if mine:
+            ax.hist(mine, bins=bins, alpha=0.6, color=colour, label=f"{label}: {len(mine):,}")
+    for q, style in ((0.5, "--"), (0.99, ":")):
+        ax.axvline(
+            load.percentile(q), color="#333", linestyle=style, label=f"p{round(q * 100)} all"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("requests")
+    ax.set_title(f"{len(load.latencies_ms):,} requests, {load.rps:,.0f} requests/s")
+    ax.legend()

@@ -1,0 +1,59 @@
+"""The demo's own arithmetic: label agreement with Cohen's kappa, and the load driver's figures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mlcycle.demo import demo_text, label_agreement
+from mlcycle.loadtest import HIT, MISS, Run, drive
+
+
+def test_agreement_and_kappa_of_a_known_table() -> None:
+    # 100 items: 40 both 1, 45 both 0, 10 first-only 1, 5 second-only 1.
+    first, second = {}, {}
+    for i in range(100):
+        a, b = (1, 1) if i < 40 else (0, 0) if i < 85 else (1, 0) if i < 95 else (0, 1)
+        first[f"c{i}"], second[f"c{i}"] = a, b
+    second["only-second"] = 1
+    figures = label_agreement(first, second)
+
+    assert figures["items"] == 100 and figures["only_second"] == 1 and figures["only_first"] == 0
+    assert figures["agreement"] == pytest.approx(0.85)
+    # expected by chance: 0.5 * 0.45 + 0.5 * 0.55 = 0.5, so kappa = (0.85 - 0.5) / 0.5
+    assert figures["kappa"] == pytest.approx(0.7)
+    assert figures["pairs"] == {"0/0": 45, "0/1": 5, "1/0": 10, "1/1": 40}
+
+
+def test_kappa_is_undefined_when_both_put_everything_in_one_class() -> None:
+    figures = label_agreement({"a": 0, "b": 0}, {"a": 0, "b": 0})
+    assert figures["agreement"] == 1.0 and figures["kappa"] is None
+    assert label_agreement({"a": 1}, {"b": 1})["agreement"] is None
+
+
+def test_demo_texts_are_new_for_every_number_and_tag() -> None:
+    texts = {demo_text(n, tag) for n in range(500) for tag in ("t1", "t2")}
+    assert len(texts) == 1000
+
+
+def test_drive_keeps_each_calls_outcome_for_percentiles_by_kind() -> None:
+    async def call(i: int) -> str:
+        await asyncio.sleep(0.001 if i % 2 == 0 else 0.02)
+        return HIT if i % 2 == 0 else MISS
+
+    ticks: list[tuple[float, int]] = []
+    run = asyncio.run(drive(call, 4, 0.3, on_tick=lambda s, n: ticks.append((s, n))))
+
+    assert len(run.latencies_ms) == len(run.outcomes) == run.count(HIT) + run.count(MISS)
+    # Call numbers alternate kinds; a call still running at the deadline is the only skew.
+    assert run.count(MISS) > 0 and abs(run.count(HIT) - run.count(MISS)) <= 4
+    assert run.percentile(0.5, HIT) < 10 < run.percentile(0.5, MISS)
+    assert run.percentile(0.5) <= run.percentile(0.99)
+    assert run.rps == pytest.approx(len(run.latencies_ms) / run.seconds)
+    assert ticks and ticks[-1][1] == len(run.latencies_ms)
+
+
+def test_a_run_without_calls_has_no_percentile() -> None:
+    run = Run([], 0.0)
+    assert run.percentile(0.5) != run.percentile(0.5)  # NaN
