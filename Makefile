@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.installed
 # downloads the Wikipedia Talk Labels dataset the original talk used.
 DEMO_DATA ?= $(wildcard ../shared/data/davidson_hate_offensive/labeled_data.csv.gz)
 DEMO_ARGS ?= $(if $(DEMO_DATA),--data $(DEMO_DATA) --format davidson,)
+# `make demo ARGS="--data FILE --format FORMAT --trials N"` replaces those defaults.
+ARGS ?= $(DEMO_ARGS)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install mlcycle with every extra
 
 demo: $(STAMP) ## Run the main job end to end on the embedded stack
-	$(BIN)/mlcycle demo $(DEMO_ARGS)
+	$(BIN)/mlcycle demo $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (starts its own broker, store and servers)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
