@@ -85,7 +85,7 @@ def test_requests_queued_during_a_batch_share_the_next_one(
 def test_several_batches_are_in_flight_at_once(tmp_path: Path, transform: Transform) -> None:
     rig = Rig(tmp_path, transform, predict_batch_size=64)
     held = HeldClient(rig)
-    batcher = batcher_of(rig, in_flight=2)
+    batcher = batcher_of(rig, in_flight=2, overlap_at=1)
 
     async def scenario() -> tuple[bool, list]:
         first = asyncio.create_task(batcher.predict(["held in the model server"], None))

@@ -27,7 +27,9 @@ class Drain(Generic[T]):
     """Items queued on one event loop, run in batches by at most ``limit`` tasks at once.
 
     ``take`` removes the next batch from the queue (empty when nothing is left to
-    run); ``run`` runs it and must not raise.
+    run); ``run`` runs it and must not raise. While a task runs, another starts
+    only once ``overlap_at`` items are queued; fewer wait for a running task to
+    take them with the next batch.
     """
 
     def __init__(
@@ -36,19 +38,23 @@ class Drain(Generic[T]):
         run: Callable[[list[T]], Awaitable[None]],
         *,
         limit: int,
+        overlap_at: int = 1,
     ) -> None:
         self._take = take
         self._run = run
         self.limit = limit
+        self.overlap_at = overlap_at
         self._queue: deque[T] = deque()
         self._running = 0
         self._starting = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def put(self, items: Iterable[T]) -> None:
-        """Queue ``items``; start a task for them unless one is starting or ``limit`` run."""
+        """Queue ``items``; start a task for them if none runs, or enough wait and one may."""
         self._queue.extend(items)
-        if self._queue and not self._starting and self._running < self.limit:
+        if not self._queue or self._starting or self._running >= self.limit:
+            return
+        if self._running == 0 or len(self._queue) >= self.overlap_at:
             self._starting = True
             self._running += 1
             task = asyncio.get_running_loop().create_task(self._drain())
