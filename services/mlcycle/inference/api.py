@@ -317,7 +317,7 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
 
 def serve(settings: Settings) -> None:
     """The REST API on ``settings.inference_port`` until SIGINT/SIGTERM."""
-    runtime = InferenceRuntime.open(settings, start_embedded_redis=True)
+    runtime = InferenceRuntime.open(settings, start_embedded_redis=settings.embedded_redis)
     try:
         serve_app(
             create_app(settings, runtime), settings.host, settings.inference_port, service=SERVICE

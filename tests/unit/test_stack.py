@@ -1,0 +1,44 @@
+"""What the local stack tells its services about Redis: `mlcycle up --no-redis` means none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlcycle.common.settings import Settings
+from mlcycle.inference.cache import NoCache, ScoreCache
+from mlcycle.inference.runtime import open_cache
+from mlcycle.stack import LocalStack
+
+
+def settings_in(tmp_path: Path, **values: object) -> Settings:
+    # A Kafka of its own, so the stack starts no broker: only Redis is in question here.
+    return Settings(data_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", **values)
+
+
+def test_without_redis_no_service_starts_one_of_its_own(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path)
+    stack = LocalStack(settings, services=(), with_redis=False)
+    resolved = stack._start_infrastructure(settings)
+    try:
+        assert resolved.redis_url == ""
+        assert resolved.embedded_redis is False
+        cache, embedded = open_cache(resolved, start_embedded=resolved.embedded_redis)
+        assert isinstance(cache, NoCache)
+        assert embedded is None
+    finally:
+        stack.stop()
+
+
+def test_a_configured_redis_is_used_as_it_is(tmp_path: Path) -> None:
+    settings = settings_in(tmp_path, redis_url="redis://127.0.0.1:1/0")
+    stack = LocalStack(settings, services=(), with_redis=True)
+    resolved = stack._start_infrastructure(settings)
+    try:
+        assert resolved.redis_url == "redis://127.0.0.1:1/0"
+        assert resolved.embedded_redis is True
+        cache, embedded = open_cache(resolved, start_embedded=resolved.embedded_redis)
+        assert isinstance(cache, ScoreCache)
+        assert embedded is None
+        cache.close()
+    finally:
+        stack.stop()
