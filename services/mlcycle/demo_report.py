@@ -79,12 +79,13 @@ def summary_rows(
         ),
         ("label agreement, Cohen's kappa", _fmt(agreement["kappa"])),
     ]
-    baseline = stats["baseline"]
+    # The gold items' labels are the majority of the same votes the strategies read, so
+    # this is a consistency check, not an accuracy: a majority vote matches it by
+    # construction. benchmarks/labels.py hides votes first for the fair comparison.
     rows.append(
         (
-            f"agreement with {stats['gold_items']:,} gold items (5+ vote majority)",
-            f"{_fmt(stats['accuracy_on_gold'])} (majority {_fmt(baseline['accuracy_on_gold'])}, "
-            f"mean_threshold {_fmt(mean_threshold['accuracy_on_gold'])})",
+            f"dawid_skene equal to the 5+-vote majority ({stats['gold_items']:,} items)",
+            _fmt(stats["accuracy_on_gold"]),
         )
     )
     for split, balance in stats["class_balance"].items():
