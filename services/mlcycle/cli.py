@@ -309,16 +309,22 @@ def inference_stream() -> None:
     run_stream(_settings("inference-stream"))
 
 
+# Options of the commands that ask the running inference service.
+ServiceUrl = Annotated[
+    str | None, typer.Option("--url", help="The inference service (default from settings).")
+]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", help="API key (default: the first configured).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON answer.")]
+
+
 @app.command()
 def predict(
     texts: Annotated[list[str], typer.Argument(help="Texts to score.")],
-    url: Annotated[
-        str | None, typer.Option(help="The inference service (default from settings).")
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key (default: the first configured).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Score texts with the running inference service: score, label and model version each."""
     from mlcycle.inference.cli import run_predict_command
@@ -335,31 +341,20 @@ def predict(
 @app.command()
 def explain(
     comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID", help="A stored comment's id.")],
-    url: Annotated[
-        str | None, typer.Option(help="The inference service (default from settings).")
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", help="API key (default: the first configured).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON answer.")] = False,
+    url: ServiceUrl = None,
+    api_key: ApiKey = None,
+    as_json: AsJson = False,
 ) -> None:
     """Show a prediction's lineage: comment, votes, label, transform, model version, score."""
-    import orjson
-
-    from mlcycle.inference.cli import default_url
-    from mlcycle.inference.lineage import fetch_lineage, render_lineage
+    from mlcycle.inference.cli import run_explain_command
 
     settings = _settings("explain", interactive=True)
-    key = api_key if api_key is not None else (settings.api_keys[0] if settings.api_keys else None)
     try:
-        chain = fetch_lineage(url or default_url(settings), comment_id, key)
+        run_explain_command(
+            settings, comment_id, url=url, api_key=api_key, as_json=as_json, console=Console()
+        )
     except MlcycleError as exc:
         _fail(exc)
-    out = Console()
-    if as_json:
-        out.out(orjson.dumps(chain).decode(), highlight=False)
-    else:
-        out.print(render_lineage(chain))
 
 
 @app.command("import")

@@ -242,11 +242,10 @@ def wait_until_served(settings: Settings, version: int, timeout_s: float = 180.0
 
 def predict_via_api(settings: Settings, texts: list[str]) -> list[dict[str, object]]:
     """Scores of ``texts`` from the inference service's ``POST /v1/predict``."""
-    base = f"http://{settings.host}:{settings.inference_port}"
-    body = {"instances": [{"text": text} for text in texts]}
-    answer = httpx.post(f"{base}/v1/predict", json=body, headers=_auth(settings), timeout=30.0)
-    answer.raise_for_status()
-    return list(answer.json()["predictions"])
+    from mlcycle.inference.cli import default_url, request_predictions
+
+    key = settings.api_keys[0] if settings.api_keys else None
+    return list(request_predictions(default_url(settings), texts, key)["predictions"])
 
 
 def wait_until_scored(

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,24 +25,10 @@ from mlcycle.common.store import COMMENTS, Store, open_store
 from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
-from tests.fixtures.broker import read_all, wait_for
+from tests.fixtures.broker import LoopThread, read_all, wait_for
 from tests.fixtures.inference import World, built_models
 
 pytestmark = pytest.mark.integration
-
-
-class Loop:
-    """A consumer loop on a thread, stopped and joined by :meth:`stop`."""
-
-    def __init__(self, loop: ConsumerLoop) -> None:
-        self.loop = loop
-        self.thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 class Scoring:
@@ -61,7 +46,7 @@ class Scoring:
             self.offsets,
             indexer_wait_s=indexer_wait_s,
         )
-        self.loop = Loop(
+        self.loop = LoopThread(
             ConsumerLoop(
                 settings,
                 topics=[settings.topics.comments_raw],
@@ -115,8 +100,8 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 @pytest.fixture
-def indexer(settings: Settings, store: Store) -> Iterator[Loop]:
-    loop = Loop(
+def indexer(settings: Settings, store: Store) -> Iterator[LoopThread]:
+    loop = LoopThread(
         ConsumerLoop(
             settings,
             topics=[settings.topics.comments_raw, settings.topics.votes_raw],
@@ -170,7 +155,7 @@ def stream_dead_letters(settings: Settings) -> list[dict]:
 
 
 def test_comments_are_scored_stored_and_produced_and_poison_is_dead_lettered(
-    settings: Settings, store: Store, indexer: Loop
+    settings: Settings, store: Store, indexer: LoopThread
 ) -> None:
     scoring = Scoring(settings, store)
     try:
@@ -209,7 +194,7 @@ def test_comments_are_scored_stored_and_produced_and_poison_is_dead_lettered(
 
 
 def test_an_outage_is_waited_out_and_a_restart_resumes_without_loss(
-    settings: Settings, store: Store, indexer: Loop, world: World
+    settings: Settings, store: Store, indexer: LoopThread, world: World
 ) -> None:
     scoring = Scoring(settings, store)
     port = world.port
@@ -256,7 +241,7 @@ def test_scores_wait_for_the_indexer_so_neither_write_erases_the_other(
         wait_for(lambda: scoring.loop.loop.stats.retries > 0, 30)
         assert scored(settings, 0) == {}  # waiting for the indexer: nothing written or produced
         assert store.get(COMMENTS, "w-0") is None
-        late_indexer = Loop(
+        late_indexer = LoopThread(
             ConsumerLoop(
                 settings,
                 topics=[settings.topics.comments_raw],
@@ -276,7 +261,7 @@ def test_scores_wait_for_the_indexer_so_neither_write_erases_the_other(
 
 
 def test_the_stream_command_waits_for_a_model_then_scores_and_stops_cleanly(
-    settings: Settings, store: Store, indexer: Loop, models_root: Path, tmp_path: Path
+    settings: Settings, store: Store, indexer: LoopThread, models_root: Path, tmp_path: Path
 ) -> None:
     empty = World(models_root, tmp_path / "empty", versions=())
     empty.start_server()

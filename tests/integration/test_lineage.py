@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.records import Comment, Vote
 from mlcycle.trainer.registry import ModelRegistry
-from tests.fixtures.broker import broker_settings, wait_for
+from tests.fixtures.broker import LoopThread, broker_settings, wait_for
 from tests.fixtures.conformance import check_operation, load_schema
 from tests.fixtures.inference import NAME, World, built_models
 
@@ -45,20 +44,6 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 METRICS = {"dev": {"roc_auc": 0.93, "macro_f1": 0.81}, "test": {"roc_auc": 0.9, "macro_f1": 0.8}}
 PARAMS = {"hidden_units": 8, "learning_rate": 0.05}
 METADATA = {"year": 2005, "logged_in": True}
-
-
-class Loop:
-    """A consumer loop on a thread."""
-
-    def __init__(self, loop: ConsumerLoop) -> None:
-        self.loop = loop
-        self.thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
 
 
 @dataclass
@@ -109,7 +94,7 @@ def stack(
         api_keys=(KEY,),
     )
     store = open_store(settings)
-    indexer = Loop(
+    indexer = LoopThread(
         ConsumerLoop(
             settings,
             topics=[settings.topics.comments_raw, settings.topics.votes_raw],
@@ -132,7 +117,7 @@ def stack(
             for worker, label in (("w1", 1), ("w2", 1), ("w3", 0))
         ]
         produce(settings, settings.topics.votes_raw, votes)
-        scorer = Loop(
+        scorer = LoopThread(
             ConsumerLoop(
                 settings,
                 topics=[settings.topics.comments_raw],

@@ -8,22 +8,28 @@ import asyncio
 from mlcycle.inference.drain import Drain, take_all
 
 
-def test_batches_hold_what_was_queued_meanwhile_within_the_limit() -> None:
-    batches: list[list[int]] = []
-    running = 0
-    most = 0
-    release = asyncio.Event()
+class HeldRuns:
+    """A run that records its batch and how many run at once, and waits for ``release``."""
 
-    async def run(batch: list[int]) -> None:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        batches.append(batch)
-        await release.wait()
-        running -= 1
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.running = 0
+        self.most = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, batch: list[int]) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.batches.append(batch)
+        await self.release.wait()
+        self.running -= 1
+
+
+def test_batches_hold_what_was_queued_meanwhile_within_the_limit() -> None:
+    held = HeldRuns()
 
     async def scenario() -> None:
-        drain: Drain[int] = Drain(take_all, run, limit=2)
+        drain: Drain[int] = Drain(take_all, held, limit=2)
         drain.put([1])
         drain.put([2, 3])  # the same turn: one batch with 1
         await asyncio.sleep(0)
@@ -32,12 +38,12 @@ def test_batches_hold_what_was_queued_meanwhile_within_the_limit() -> None:
         drain.put([5])
         drain.put([6])  # both running: these wait for the next free task
         await asyncio.sleep(0.01)
-        release.set()
+        held.release.set()
         await drain.join()
 
     asyncio.run(scenario())
-    assert batches == [[1, 2, 3], [4], [5, 6]]
-    assert most == 2
+    assert held.batches == [[1, 2, 3], [4], [5, 6]]
+    assert held.most == 2
 
 
 def test_a_batch_at_low_load_is_taken_at_once() -> None:
@@ -58,32 +64,21 @@ def test_a_batch_at_low_load_is_taken_at_once() -> None:
 
 
 def test_another_batch_starts_only_once_enough_items_wait() -> None:
-    batches: list[list[int]] = []
-    running = 0
-    most = 0
-    release = asyncio.Event()
-
-    async def run(batch: list[int]) -> None:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        batches.append(batch)
-        await release.wait()
-        running -= 1
+    held = HeldRuns()
 
     async def scenario() -> None:
-        drain: Drain[int] = Drain(take_all, run, limit=2, overlap_at=3)
+        drain: Drain[int] = Drain(take_all, held, limit=2, overlap_at=3)
         drain.put([1])
         await asyncio.sleep(0)  # the first batch runs, alone
         drain.put([2])
         drain.put([3])
         await asyncio.sleep(0.01)
-        assert most == 1  # two waiting: not worth a batch of their own yet
+        assert held.most == 1  # two waiting: not worth a batch of their own yet
         drain.put([4])  # three: a second batch starts beside the first
         await asyncio.sleep(0.01)
-        release.set()
+        held.release.set()
         await drain.join()
 
     asyncio.run(scenario())
-    assert batches == [[1], [2, 3, 4]]
-    assert most == 2
+    assert held.batches == [[1], [2, 3, 4]]
+    assert held.most == 2

@@ -16,5 +16,8 @@ Public API:
 - :func:`~mlcycle.inference.api.create_app` / :func:`~mlcycle.inference.api.serve`:
   ``POST /v1/predict`` and TF Serving's ``POST /v1/models/{name}:predict``;
 - :func:`~mlcycle.inference.stream.run_stream`: ``comments.raw`` to ``scored.comments``;
-- :func:`~mlcycle.inference.cli.run_predict_command`: ``mlcycle predict``.
+- :class:`~mlcycle.inference.lineage.LineageReader`: ``GET /v1/lineage/{id}``, one
+  comment's chain from its votes to its score;
+- :func:`~mlcycle.inference.cli.run_predict_command` and
+  :func:`~mlcycle.inference.cli.run_explain_command`: ``mlcycle predict``, ``mlcycle explain``.
 """

@@ -1,8 +1,9 @@
-"""``mlcycle predict``: score texts with a running inference service and print the answers."""
+"""``mlcycle predict`` and ``mlcycle explain``: ask the inference service, print the answer."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -25,19 +26,24 @@ def default_url(settings: Settings) -> str:
     return f"http://{host}:{settings.inference_port}"
 
 
-def request_predictions(
-    url: str, texts: list[str], api_key: str | None, timeout_s: float = TIMEOUT_S
+def call_service(
+    method: str,
+    url: str,
+    path: str,
+    api_key: str | None,
+    *,
+    body: Any = None,
+    timeout_s: float = TIMEOUT_S,
 ) -> dict[str, Any]:
-    """``POST {url}/v1/predict`` for ``texts``; a clear MlcycleError when it does not succeed."""
+    """``{method} {url}{path}``'s JSON answer; a clear MlcycleError when it does not succeed."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    body = {"instances": [{"text": text} for text in texts]}
-    endpoint = f"{url.rstrip('/')}/v1/predict"
+    endpoint = f"{url.rstrip('/')}{path}"
     try:
-        response = httpx.post(endpoint, json=body, headers=headers, timeout=timeout_s)
+        response = httpx.request(method, endpoint, json=body, headers=headers, timeout=timeout_s)
     except httpx.ConnectError as exc:
         raise Unavailable(
             f"cannot reach the inference service at {url} ({exc}); "
-            "is `mlcycle inference api` running?"
+            "is `mlcycle up` (or `mlcycle inference api`) running?"
         ) from None
     except httpx.HTTPError as exc:
         raise Unavailable(f"the request to {endpoint} failed: {exc}") from None
@@ -47,6 +53,26 @@ def request_predictions(
         return dict(response.json())
     except ValueError:
         raise Unavailable(f"{endpoint} answered something that is not JSON") from None
+
+
+def request_predictions(
+    url: str, texts: list[str], api_key: str | None, timeout_s: float = TIMEOUT_S
+) -> dict[str, Any]:
+    """``POST {url}/v1/predict`` for ``texts``."""
+    body = {"instances": [{"text": text} for text in texts]}
+    return call_service("POST", url, "/v1/predict", api_key, body=body, timeout_s=timeout_s)
+
+
+def request_lineage(url: str, comment_id: str, api_key: str | None) -> dict[str, Any]:
+    """``GET {url}/v1/lineage/{comment_id}``."""
+    return call_service("GET", url, f"/v1/lineage/{quote(comment_id, safe='')}", api_key)
+
+
+def _api_key(settings: Settings, api_key: str | None) -> str | None:
+    """The key given, else the first one configured, else none."""
+    if api_key is not None:
+        return api_key
+    return settings.api_keys[0] if settings.api_keys else None
 
 
 def answered_error(response: httpx.Response) -> MlcycleError:
@@ -76,8 +102,7 @@ def run_predict_command(
     """Score ``texts`` and print each one's score, label and model version (or the JSON)."""
     if not texts:
         raise InvalidInput("give at least one text to score")
-    key = api_key if api_key is not None else (settings.api_keys[0] if settings.api_keys else None)
-    answer = request_predictions(url or default_url(settings), texts, key)
+    answer = request_predictions(url or default_url(settings), texts, _api_key(settings, api_key))
     if as_json:
         console.out(orjson.dumps(answer).decode(), highlight=False)
         return answer
@@ -95,3 +120,23 @@ def run_predict_command(
         )
     console.print(table)
     return answer
+
+
+def run_explain_command(
+    settings: Settings,
+    comment_id: str,
+    *,
+    url: str | None,
+    api_key: str | None,
+    as_json: bool,
+    console: Console,
+) -> dict[str, Any]:
+    """Print one comment's prediction lineage as a tree (or the JSON)."""
+    from mlcycle.inference.lineage import render_lineage
+
+    chain = request_lineage(url or default_url(settings), comment_id, _api_key(settings, api_key))
+    if as_json:
+        console.out(orjson.dumps(chain).decode(), highlight=False)
+    else:
+        console.print(render_lineage(chain))
+    return chain

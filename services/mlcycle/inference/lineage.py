@@ -28,7 +28,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -375,32 +374,6 @@ def describe_config(transform: Transform) -> str:
 
 
 # -- the CLI's side: fetch and show -------------------------------------------------------------
-
-
-def fetch_lineage(url: str, comment_id: str, api_key: str | None) -> dict[str, Any]:
-    """``GET {url}/v1/lineage/{id}``; a clear MlcycleError when the service does not answer it."""
-    import httpx
-
-    from mlcycle.common.errors import Unavailable
-    from mlcycle.inference.cli import TIMEOUT_S, answered_error
-
-    endpoint = f"{url.rstrip('/')}/v1/lineage/{quote(comment_id, safe='')}"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        response = httpx.get(endpoint, headers=headers, timeout=TIMEOUT_S)
-    except httpx.ConnectError as exc:
-        raise Unavailable(
-            f"cannot reach the inference service at {url} ({exc}); "
-            "is `mlcycle up` (or `mlcycle inference api`) running?"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the request to {endpoint} failed: {exc}") from None
-    if response.status_code >= 400:
-        raise answered_error(response)
-    try:
-        return dict(response.json())
-    except ValueError:
-        raise Unavailable(f"{endpoint} answered something that is not JSON") from None
 
 
 def render_lineage(chain: Mapping[str, Any]) -> Any:
