@@ -183,9 +183,8 @@ class Settings(BaseSettings):
     # Requests per second each API key (or client address, without keys) may make; 0: no limit.
     rate_limit_rps: float = Field(default=0.0, ge=0.0)
     rate_limit_burst: int = Field(default=100, ge=1)
-    # The streaming scorer's micro-batches: at most this many records, or this long a wait.
+    # The streaming scorer featurizes and scores at most this many records at once.
     stream_batch_size: int = Field(default=256, ge=1)
-    stream_max_wait_ms: int = Field(default=50, ge=0)
 
     @field_validator("split_fractions")
     @classmethod

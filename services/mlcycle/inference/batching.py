@@ -108,7 +108,6 @@ class RequestBatcher:
     ) -> None:
         self.predictor = predictor
         self.max_rows = max_rows
-        self.in_flight = in_flight
         self._cache: AsyncScoreCache | AsyncNoCache | None = None
         self._client: AsyncModelClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
