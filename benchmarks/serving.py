@@ -20,14 +20,16 @@ Rungs, each on single-comment requests drawn from the test split's texts:
 5. ``predict_hit``: ``POST /v1/predict`` with texts already scored, so Redis answers;
 6. ``healthz``: ``GET /healthz`` of the inference service, the floor of its HTTP stack.
 
-For each rung, clients send requests back to back for a fixed time at 1, 8 and
-64 concurrent clients (asyncio tasks over aiohttp and grpc.aio; threads for the
-in-process rung). Latencies p50/p95/p99 are those of the 8-client run (what
-the targets are about); throughput is completed requests per second at each
-concurrency. Batched: ``POST /v1/predict`` with 64 unseen comments per request
-at 8 clients, in comments per second. Each figure is the median of ``--repeats``
-runs. Ratios are each rung's p50 over the in-process p50. The load generator
-shares the 2 cores with both servers, so every HTTP and gRPC figure pays for it too.
+For each rung, clients send requests back to back for a fixed time at 1, 8 and 64
+concurrent clients (asyncio tasks over aiohttp and grpc.aio on uvloop, as the
+services run; threads for the in-process rung). The load generator's heap is
+frozen after setup, so its own garbage collections stay out of the figures.
+Latencies p50/p95/p99 are those of the 8-client run (what the targets are about);
+throughput is completed requests per second at each concurrency. Batched: ``POST
+/v1/predict`` with 64 unseen comments per request at 8 clients, in comments per
+second. Each figure is the median of ``--repeats`` runs. Ratios are each rung's
+p50 over the in-process p50. The load generator shares the 2 cores with both
+servers, so every HTTP and gRPC figure pays for it too.
 
 Targets: ``predict_miss`` p50 ≤ 5 ms and p99 ≤ 20 ms at 8 clients, ≥ 500
 requests/s single-comment, ≥ 5,000 comments/s batched, ``predict_hit`` p50 ≤ 2 ms.
@@ -53,11 +55,13 @@ import aiohttp
 import grpc
 import numpy as np
 import orjson
+import uvloop
 from _harness import stack_settings
 from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
 from rich.table import Table
 
+from mlcycle.common.heap import freeze_heap
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings
 from mlcycle.featurizer.transform import Transform
@@ -447,7 +451,10 @@ def main() -> int:
             transform = Transform.load(settings.artifacts_path, model_transform_version(settings))
             ladder = Ladder(resolved, transform, texts["test"])
             ladder.load_in_process()
-            results = asyncio.run(measure_rungs(ladder, args.seconds, args.repeats))
+            # This process holds TensorFlow, the corpus and a trained model; freezing
+            # them keeps its collections, and their pauses, out of the figures.
+            freeze_heap()
+            results = uvloop.run(measure_rungs(ladder, args.seconds, args.repeats))
         finally:
             stack.stop()
 

@@ -4,12 +4,12 @@ A loaded TensorFlow model is hundreds of thousands of long-lived Python
 objects. CPython's full collection walks every one of them with the GIL held,
 and under load it runs every few seconds: 100 to 300 ms in which no request
 moves, which put p99 at 64 concurrent callers at six times p50. After every
-change to what is served, :class:`HeapFreezer` collects once and then
-``gc.freeze()`` s what is alive, so later collections skip the models' objects
-and take a few milliseconds. Before that it ``gc.unfreeze()`` s, so the
-objects of versions unloaded since can be collected: nothing leaks, and the
-one full pass per change is the pause there always was, only no longer
-repeated every few seconds.
+change to what is served, :class:`HeapFreezer` collects once and freezes
+what is alive (:func:`~mlcycle.common.heap.freeze_heap`), so later collections
+skip the models' objects and take a few milliseconds. The objects of versions
+unloaded since are unfrozen and collected first: nothing leaks, and the one
+full pass per change is the pause there always was, only no longer repeated
+every few seconds.
 
 This is a policy of the ``mlcycle modelserver`` process (:mod:`~mlcycle.modelserver.cli`),
 not of the in-process server, whose host owns its own heap.
@@ -17,10 +17,9 @@ not of the in-process server, whose host owns its own heap.
 
 from __future__ import annotations
 
-import gc
 import logging
-import time
 
+from mlcycle.common.heap import freeze_heap
 from mlcycle.modelserver.manager import ModelManager
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,8 @@ class HeapFreezer:
         if served == self._served:
             return
         self._served = served
-        started = time.perf_counter()
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+        objects, seconds = freeze_heap()
         log.info(
             "heap frozen after a change of served versions",
-            extra={
-                "objects": gc.get_freeze_count(),
-                "seconds": round(time.perf_counter() - started, 3),
-            },
+            extra={"objects": objects, "seconds": round(seconds, 3)},
         )
