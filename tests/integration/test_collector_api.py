@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,15 +17,13 @@ import orjson
 import pytest
 
 from mlcycle.collector.api import create_app
-from mlcycle.collector.indexer import Indexer
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.kafka.admin import ensure_topics
-from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, Store, open_store
-from tests.fixtures.broker import broker_settings, read_all
+from tests.fixtures.broker import broker_settings, indexer_thread, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -443,15 +440,7 @@ def test_readyz_names_the_unreachable_broker(collector: Collector) -> None:
 
 def test_accepted_comment_becomes_readable_after_indexing(collector: Collector) -> None:
     settings = collector.settings.model_copy(update={"indexer_group_id": "test-api-flow"})
-    loop = ConsumerLoop(
-        settings,
-        topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-        group_id=settings.indexer_group_id,
-        handler=Indexer(settings, collector.store),
-        service="test-indexer",
-    )
-    thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-    thread.start()
+    indexer = indexer_thread(settings, collector.store)
     try:
         batch = [{"id": "flow-1", "text": "end to end"}, {"id": "flow-2", "text": "again"}]
         assert collector.post("/v1/comments", orjson.dumps(batch)).status_code == 202
@@ -464,8 +453,7 @@ def test_accepted_comment_becomes_readable_after_indexing(collector: Collector) 
         assert response.status_code == 200, response.text
         assert response.json()["text"] == "again"
     finally:
-        loop.stop()
-        thread.join(15)
+        indexer.stop()
 
 
 # -- the real process ---------------------------------------------------------------------------

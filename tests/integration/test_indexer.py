@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from mlcycle.collector.indexer import Indexer
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
-from tests.fixtures.broker import read_all, wait_for
+from tests.fixtures.broker import indexer_thread, read_all, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +49,9 @@ def produce(producer: KafkaProducer, topic: str, records: list[tuple[bytes | Non
 @pytest.fixture
 def running_indexer(kafka_settings: Settings, store: Store) -> Iterator[ConsumerLoop]:
     """The indexer's consumer loop on a thread, as ``run_indexer`` wires it."""
-    s = kafka_settings
-    loop = ConsumerLoop(
-        s,
-        topics=[s.topics.comments_raw, s.topics.votes_raw],
-        group_id=s.indexer_group_id,
-        handler=Indexer(s, store),
-        service="collector-indexer",
-    )
-    thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    yield loop
-    loop.stop()
-    thread.join(15)
-    assert not thread.is_alive()
+    indexer = indexer_thread(kafka_settings, store)
+    yield indexer.loop
+    indexer.stop()
 
 
 def comment(cid: str, text: str, **extra: object) -> bytes:

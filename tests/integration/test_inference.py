@@ -27,7 +27,7 @@ from mlcycle.inference.api import create_app
 from mlcycle.inference.cache import cache_key, key_prefix
 from mlcycle.inference.runtime import InferenceRuntime
 from tests.fixtures.broker import wait_for
-from tests.fixtures.inference import NAME, World, built_models
+from tests.fixtures.inference import NAME, World, built_models, mlcycle_command
 
 pytestmark = pytest.mark.integration
 
@@ -258,12 +258,7 @@ def test_metrics_are_per_model_version(service: Service) -> None:
 
 def test_the_predict_command(service: Service) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mlcycle", "predict", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return mlcycle_command("predict", *args)
 
     texts = [unique("you idiot"), unique("thanks a lot")]
     table = run(*texts, "--url", service.url, "--api-key", KEY)

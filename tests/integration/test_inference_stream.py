@@ -15,7 +15,6 @@ import httpx
 import orjson
 import pytest
 
-from mlcycle.collector.indexer import Indexer
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.lag import group_lag
@@ -25,7 +24,7 @@ from mlcycle.common.store import COMMENTS, Store, open_store
 from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
-from tests.fixtures.broker import LoopThread, read_all, wait_for
+from tests.fixtures.broker import LoopThread, indexer_thread, read_all, wait_for
 from tests.fixtures.inference import World, built_models
 
 pytestmark = pytest.mark.integration
@@ -101,15 +100,7 @@ def store(settings: Settings) -> Iterator[Store]:
 
 @pytest.fixture
 def indexer(settings: Settings, store: Store) -> Iterator[LoopThread]:
-    loop = LoopThread(
-        ConsumerLoop(
-            settings,
-            topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-            group_id=settings.indexer_group_id,
-            handler=Indexer(settings, store),
-            service="collector-indexer",
-        )
-    )
+    loop = indexer_thread(settings, store)
     yield loop
     loop.stop()
 
@@ -241,15 +232,7 @@ def test_scores_wait_for_the_indexer_so_neither_write_erases_the_other(
         wait_for(lambda: scoring.loop.loop.stats.retries > 0, 30)
         assert scored(settings, 0) == {}  # waiting for the indexer: nothing written or produced
         assert store.get(COMMENTS, "w-0") is None
-        late_indexer = LoopThread(
-            ConsumerLoop(
-                settings,
-                topics=[settings.topics.comments_raw],
-                group_id=settings.indexer_group_id,
-                handler=Indexer(settings, store),
-                service="collector-indexer",
-            )
-        )
+        late_indexer = indexer_thread(settings, store, topics=[settings.topics.comments_raw])
         assert len(scored(settings, 5)) == 5
         for key, value in batch:
             stored = store.get(COMMENTS, key)

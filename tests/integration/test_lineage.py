@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ import httpx
 import pytest
 from schemathesis import GenerationMode
 
-from mlcycle.collector.indexer import Indexer
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
@@ -33,9 +31,9 @@ from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.records import Comment, Vote
 from mlcycle.trainer.registry import ModelRegistry
-from tests.fixtures.broker import LoopThread, broker_settings, wait_for
+from tests.fixtures.broker import LoopThread, broker_settings, indexer_thread, wait_for
 from tests.fixtures.conformance import check_operation, load_schema
-from tests.fixtures.inference import NAME, World, built_models
+from tests.fixtures.inference import NAME, World, built_models, mlcycle_command
 
 pytestmark = pytest.mark.integration
 
@@ -94,15 +92,7 @@ def stack(
         api_keys=(KEY,),
     )
     store = open_store(settings)
-    indexer = LoopThread(
-        ConsumerLoop(
-            settings,
-            topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-            group_id=settings.indexer_group_id,
-            handler=Indexer(settings, store),
-            service="collector-indexer",
-        )
-    )
+    indexer = indexer_thread(settings, store)
     runtime = InferenceRuntime.open(settings)
     producer = RecordProducer(settings, client_id=SERVICE)
     offsets = CommittedOffsets(settings)
@@ -245,12 +235,7 @@ def test_the_route_conforms_to_its_schema(stack: Stack, mode: GenerationMode) ->
 
 def test_the_explain_command(stack: Stack) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mlcycle", "explain", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return mlcycle_command("explain", *args)
 
     toxic = stack.streamed[0]
     tree = run(toxic.id, "--url", stack.url, "--api-key", KEY)
