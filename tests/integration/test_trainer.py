@@ -134,6 +134,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
     assert lineage["metrics"]["dev"]["roc_auc"] == pytest.approx(result["dev"]["roc_auc"])
     assert lineage["blessing"]["blessed"] and lineage["git_revision"]
+    # The winner was offered its linear companion; the lineage says what was decided.
+    assert lineage["blend"] == result["blend"] and lineage["blend"]["metric"] == "roc_auc"
     probs = ServingModel(folder).probabilities(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )
@@ -147,6 +149,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert all(t["dev"]["roc_auc"] > 0 and t["params"]["hidden_units"] for t in trials)
     report = httpx.get(f"{service}/v1/jobs/{job['id']}/report", timeout=10)
     assert report.status_code == 200 and "data:image/png;base64" in report.text
+    assert "linear blend" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
     assert listed["production"] == {settings.model_name: 1}
     events = [orjson.loads(r.value) for r in read_all(settings, settings.topics.models)]
@@ -211,6 +214,7 @@ def test_train_command_prints_trials_and_report(
     text = console.export_text()
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
+    assert "linear blend: " in text
     assert Path(job["result"]["report"]).is_file() and job["result"]["report"] in text
 
 

@@ -95,6 +95,7 @@ def run_train_command(
 
 def _print_result(store: Any, job: dict[str, Any], console: Console) -> None:
     from mlcycle.trainer.evaluation import Evaluation
+    from mlcycle.trainer.linear import describe_blend
     from mlcycle.trainer.report import summary_table
 
     result = job["result"]
@@ -105,6 +106,8 @@ def _print_result(store: Any, job: dict[str, Any], console: Console) -> None:
     dev = Evaluation.from_dict(result["dev"])
     test = Evaluation.from_dict(result["test"]) if result.get("test") else None
     console.print(summary_table(trials, result["metric"], dev, test))
+    if result.get("blend"):
+        console.print(f"linear blend: {describe_blend(result['blend'])}")
     model = result.get("model")
     if model:
         console.print(

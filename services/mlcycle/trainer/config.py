@@ -180,6 +180,11 @@ class JobConfig(BaseModel):
     )
     soft_labels: bool = Field(True, description="train on the labeler's class probabilities")
     class_weight: Literal["balanced", "none"] = "balanced"
+    blend_linear: bool = Field(
+        True,
+        description="blend the selected network with a logistic regression on the same "
+        "features when the blend is better on dev (search only; the seed runs alone)",
+    )
     patience: int = Field(2, ge=1, le=50, description="epochs without dev improvement")
     seed: int = Field(0, ge=0)
     slice_fields: list[Annotated[str, Field(max_length=64)]] = Field(

@@ -27,7 +27,7 @@ import numpy as np
 
 from mlcycle.common.errors import NotFound
 from mlcycle.common.files import write_atomically
-from mlcycle.trainer.models import SparseMLP, keras, tf
+from mlcycle.trainer.models import TrainedModel, keras, tf
 
 METADATA = "metadata.json"
 # TF Serving replays these PredictionLog records before it marks a version AVAILABLE.
@@ -63,7 +63,7 @@ def allocate_version(models: Path, name: str, at_least: int) -> int:
         version += 1
 
 
-def export_saved_model(model: SparseMLP, path: Path) -> None:
+def export_saved_model(model: TrainedModel, path: Path) -> None:
     """Write ``model`` as a SavedModel with the padded-sparse ``serving_default`` signature."""
     binary = model.n_classes == 2
 

@@ -13,13 +13,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from mlcycle.trainer.config import TrialParams
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
 from mlcycle.trainer.evaluation import evaluate
-from mlcycle.trainer.models import SparseMLP, build_model, build_optimizer, loss_value
+from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
 
 # tf and keras come in through .models, which sets the backend first.
 from mlcycle.trainer.models import keras, tf  # noqa: E402  isort: skip
@@ -38,7 +39,7 @@ class NonFiniteLoss(RuntimeError):
 class FitResult:
     """A trained model and how it got there."""
 
-    model: SparseMLP
+    model: TrainedModel
     params: TrialParams
     dev_probabilities: np.ndarray
     dev_metric: float
@@ -47,6 +48,8 @@ class FitResult:
     stopped: str  # "patience" | "epochs" | "deadline"
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
+    blend: dict[str, Any] | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:
@@ -77,7 +80,7 @@ def class_weights(split: SplitData, n_classes: int, mode: str) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def predict_probabilities(model: SparseMLP, split: SplitData) -> np.ndarray:
+def predict_probabilities(model: TrainedModel, split: SplitData) -> np.ndarray:
     """Softmax probabilities for every row of ``split``, in order."""
     if len(split) == 0:
         return np.empty((0, model.n_classes), np.float32)
@@ -86,7 +89,7 @@ def predict_probabilities(model: SparseMLP, split: SplitData) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def _predictor(model: SparseMLP) -> Callable[[dict[str, tf.Tensor]], tf.Tensor]:
+def _predictor(model: TrainedModel) -> Callable[[dict[str, tf.Tensor]], tf.Tensor]:
     cached = getattr(model, "_mlcycle_predict", None)
     if cached is None:
 

@@ -10,6 +10,7 @@ export that was allocated a version reuses it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.features import VariantFeatures
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.infra_validation import infra_validate
+from mlcycle.trainer.linear import blend_with_linear, describe_blend
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.report import SplitResult, write_report
 from mlcycle.trainer.search import Search, SearchOutcome
@@ -172,9 +174,19 @@ class JobRunner:
             announce=lambda what: self._stage(job, "features", detail=what),
         )
         outcome = self._search(job, config, metric, features)
-        best = outcome.best
-        data = features.data(best.params.features)
+        data = features.data(outcome.best.params.features)
         self._save(job, transforms=dict(features.transforms))
+        if config.preset == "search" and config.blend_linear:
+            self._stage(job, "blend")
+            blended = blend_with_linear(
+                outcome.best,
+                data,
+                metric=metric,
+                soft_labels=config.soft_labels,
+                class_weight=config.class_weight,
+            )
+            outcome = dataclasses.replace(outcome, best=blended)
+        best = outcome.best
         self._stage(job, "evaluate")
         # The stored comments of dev and test, read once: slices and production's re-scoring.
         comments = {"dev": self._comments(data.dev), "test": self._comments(data.test)}
@@ -190,6 +202,7 @@ class JobRunner:
             "metric": metric,
             "best_trial": outcome.best_trial,
             "params": best.params.model_dump(),
+            "blend": best.blend,
             "transform": data.transform,
             "dev": dev_eval.to_dict(),
             "test": test_eval.to_dict() if test_eval else None,
@@ -465,6 +478,7 @@ class JobRunner:
             "threshold": dev_eval.best_threshold if dev_eval.best_threshold is not None else 0.5,
             "data": data.counts(),
             "hyperparameters": best.params.model_dump(),
+            "blend": best.blend,
             "training": {
                 "soft_labels": config.soft_labels,
                 "class_weight": config.class_weight,
@@ -518,6 +532,8 @@ class JobRunner:
             "selected trial": outcome.best_trial,
             "search time": f"{outcome.seconds:.1f} s",
         }
+        if outcome.best.blend is not None:
+            summary["linear blend"] = describe_blend(outcome.best.blend)
         if exported:
             summary["model version"] = f"{exported['name']} v{exported['version']}"
             summary["state"] = exported["state"]

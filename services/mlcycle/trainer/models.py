@@ -14,6 +14,9 @@ Two families:
   softmax, trained with Adam and (soft-label) cross-entropy;
 - ``seed``: the original talk's network, sigmoid hidden layers of 1000 and
   900, mean squared error on the softmax output, plain gradient descent.
+
+A searched network may then be exported as a :class:`BlendedModel`: itself
+plus a frozen logistic regression over the same input.
 """
 
 from __future__ import annotations
@@ -106,6 +109,41 @@ class SparseMLP(keras.Model):
         if self.wide is not None:
             logits += self.wide(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"])
         return logits
+
+
+class BlendedModel(keras.Model):
+    """A trained network and a fitted linear model of the same input, blended in logit space.
+
+    ``logits = w * network(x) + (1 - w) * (x @ kernel + bias)``; the linear part
+    is frozen (it was fitted outside Keras, see :mod:`mlcycle.trainer.linear`).
+    """
+
+    def __init__(
+        self,
+        network: SparseMLP,
+        kernel: object,
+        bias: object,
+        network_weight: float,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.network = network
+        self.input_dim = network.input_dim
+        self.n_classes = network.n_classes
+        self.network_weight = float(network_weight)
+        self.linear = WeightedBag(self.input_dim, self.n_classes, name="linear", trainable=False)
+        self.linear.build()
+        self.linear.embeddings.assign(kernel)
+        self.linear.bias.assign(bias)
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        network = self.network(inputs, training=training)
+        linear = self.linear(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"])
+        return self.network_weight * network + (1.0 - self.network_weight) * linear
+
+
+# What training hands to evaluation and export: a network, or a network blended.
+TrainedModel = SparseMLP | BlendedModel
 
 
 class LazyAdam(keras.optimizers.Adam):
