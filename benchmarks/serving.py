@@ -3,8 +3,9 @@
 Setup: Davidson et al.'s tweets (../shared/data, read with the project's
 importer), binary task, the labeler's 80/10/10 hash split. A transform is
 fitted on the train split (the default ``words+chars`` variant) and a model
-with the default hyper-parameters trained for two epochs, then exported the
-way the trainer exports (SavedModel, warm-up requests, metadata.json) as
+with the default hyper-parameters trained for two epochs and blended with its
+linear companion as a job does, then exported the way the trainer exports
+(SavedModel, warm-up requests, metadata.json) as
 version 1 and pinned in ``models.config``. The model server
 (``mlcycle modelserver`` with TF Serving's flags) and the inference service
 (``mlcycle inference api``) run as their own processes on the embedded Redis,
@@ -114,6 +115,7 @@ def build_model(
         write_warmup_requests,
     )
     from mlcycle.trainer.fit import fit
+    from mlcycle.trainer.linear import blend_with_linear
     from mlcycle.trainer.registry import render_serving_config, serving_config_path
 
     params = TrialParams(epochs=epochs)
@@ -136,7 +138,7 @@ def build_model(
         task="toxicity",
         facts={},
     )
-    result = fit(params, data)
+    result = blend_with_linear(fit(params, data), data, metric="roc_auc")
     folder = serving_dir(settings.models_path, settings.model_name, version)
     export_saved_model(result.model, folder)
     sample = data.dev.flat_rows(np.arange(64)).padded()
@@ -158,7 +160,11 @@ def build_model(
             {settings.model_name: version}, str(settings.models_path)
         )
         serving_config_path(settings).write_text(config_text, encoding="utf-8")
-    log(f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} epochs")
+    blend = "blended with its linear part" if (result.blend or {}).get("used") else "alone"
+    log(
+        f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} "
+        f"epochs, {blend}"
+    )
 
 
 # -- request payloads -----------------------------------------------------------------------------
