@@ -2,8 +2,8 @@
 
 A network over bags of n-grams and an L2-regularized logistic regression over
 the very same columns learn much the same thing but make different mistakes,
-so averaging their logits ranks items better than either alone; blends of the
-two were the strong entries of the toxic-comment competitions. On Davidson's
+so averaging their logits ranks items better than either alone, a common
+recipe of toxic-comment classifiers. On Davidson's
 tweets (``benchmarks/quality.py``) the blend is what lifts the selected model
 past TF-IDF + logistic regression on test, where the network alone is level
 with it.
@@ -113,7 +113,7 @@ def fit_linear(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model.fit(x_train, classes, sample_weight=weights)
-        if caught:
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             log.warning("logistic regression (C=%g) did not converge in %d steps", c, MAX_ITER)
         kernel, bias = _as_logits(model, data.n_classes)
         probs = _softmax(np.asarray(x_dev @ kernel + bias))
