@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 
 from mlcycle.featurizer.sparse import SparseBatch
@@ -60,12 +59,6 @@ def three_class_data(train_classes: int = 3) -> TrainingData:
     )
 
 
-def csr(split: SplitData) -> sparse.csr_matrix:
-    return sparse.csr_matrix(
-        (split.values, split.indices, split.indptr), shape=(len(split), split.dim)
-    )
-
-
 def test_soft_labels_become_weighted_copies_of_the_rows() -> None:
     split = three_class_split(40, 5)
     rows, classes, weights = weighted_rows(split, 3, soft_labels=True, class_weight="none")
@@ -84,9 +77,9 @@ def test_linear_logits_answer_like_scikit_learn(data: TrainingData) -> None:
     linear = fit_linear(data, metric="macro_f1", soft_labels=False, class_weight="none")
     assert linear is not None and linear.c in linear.dev_by_c
     reference = LogisticRegression(C=linear.c, max_iter=1000).fit(
-        csr(data.train), data.train.labels
+        data.train.csr(), data.train.labels
     )
-    expected = reference.predict_proba(csr(data.dev))
+    expected = reference.predict_proba(data.dev.csr())
     assert np.allclose(linear.dev_probabilities, expected, atol=1e-5)
     assert linear.kernel.shape == (data.dim, data.n_classes)
 
@@ -142,8 +135,8 @@ def info_linear_dev(data: TrainingData, c: float) -> np.ndarray:
     """The dev scores of scikit-learn's own fit with soft labels as weighted copies."""
     rows, classes, weights = weighted_rows(data.train, 2, soft_labels=True, class_weight="none")
     model = LogisticRegression(C=c, max_iter=1000)
-    model.fit(csr(data.train)[rows], classes, sample_weight=weights)
-    return model.predict_proba(csr(data.dev))[:, 1]
+    model.fit(data.train.csr()[rows], classes, sample_weight=weights)
+    return model.predict_proba(data.dev.csr())[:, 1]
 
 
 def test_a_blend_no_better_on_dev_keeps_the_network() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.featurizer.shards import read_split
@@ -59,6 +60,12 @@ class SplitData:
             probabilities=np.asarray(probabilities, np.float32),
             item_ids=np.asarray(item_ids),
             dim=batch.dim,
+        )
+
+    def csr(self) -> sparse.csr_matrix:
+        """The split as a SciPy CSR matrix (sharing its arrays), for scikit-learn models."""
+        return sparse.csr_matrix(
+            (self.values, self.indices, self.indptr), shape=(len(self), self.dim)
         )
 
     def class_counts(self, n_classes: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import sparse
+from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -57,17 +57,6 @@ class LinearFit:
     dev_probabilities: np.ndarray
     dev_metric: float
     dev_by_c: dict[float, float]
-
-
-def _csr(split: SplitData) -> sparse.csr_matrix:
-    return sparse.csr_matrix(
-        (split.values, split.indices, split.indptr), shape=(len(split), split.dim)
-    )
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def weighted_rows(
@@ -106,7 +95,7 @@ def fit_linear(
     )
     if len(np.unique(classes)) < data.n_classes:
         return None
-    x_train, x_dev = _csr(data.train)[rows], _csr(data.dev)
+    x_train, x_dev = data.train.csr()[rows], data.dev.csr()
     fitted: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {}
     for c in grid:
         model = LogisticRegression(C=c, max_iter=MAX_ITER)
@@ -116,7 +105,7 @@ def fit_linear(
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             log.warning("logistic regression (C=%g) did not converge in %d steps", c, MAX_ITER)
         kernel, bias = _as_logits(model, data.n_classes)
-        probs = _softmax(np.asarray(x_dev @ kernel + bias))
+        probs = softmax(np.asarray(x_dev @ kernel + bias), axis=1)
         fitted[c] = (kernel, bias, probs, evaluate(probs, data.dev.labels).metric(metric))
     best_c = max(grid, key=lambda c: (fitted[c][3], -c))  # ties: the stronger penalty
     kernel, bias, probs, value = fitted[best_c]
@@ -144,7 +133,7 @@ def _as_logits(model: LogisticRegression, n_classes: int) -> tuple[np.ndarray, n
 def linear_part_probabilities(model: BlendedModel, split: SplitData) -> np.ndarray:
     """What the linear part of ``model`` alone answers for ``split`` (for comparisons)."""
     kernel, bias = model.linear.embeddings.numpy(), model.linear.bias.numpy()
-    return _softmax(np.asarray(_csr(split) @ kernel + bias)).astype(np.float32)
+    return softmax(np.asarray(split.csr() @ kernel + bias), axis=1).astype(np.float32)
 
 
 def blend_probabilities(network: np.ndarray, linear: np.ndarray, weight: float) -> np.ndarray:
@@ -154,7 +143,7 @@ def blend_probabilities(network: np.ndarray, linear: np.ndarray, weight: float) 
     """
     logs = weight * np.log(np.clip(network, 1e-12, 1.0))
     logs += (1.0 - weight) * np.log(np.clip(linear, 1e-12, 1.0))
-    return _softmax(logs).astype(np.float32)
+    return softmax(logs, axis=1).astype(np.float32)
 
 
 def blend_with_linear(
