@@ -53,6 +53,11 @@ RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info
+# The featurizer's kernels are compiled by Numba on first use: compile them into the
+# image, in a cache its user may still write to (a CPU unlike the build machine's).
+ENV NUMBA_CACHE_DIR=/var/cache/numba
+RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8003 50053
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
@@ -70,6 +75,11 @@ RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info
+# The featurizer's kernels are compiled by Numba on first use: compile them into the
+# image, in a cache its user may still write to (a CPU unlike the build machine's).
+ENV NUMBA_CACHE_DIR=/var/cache/numba
+RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && chown -R 10001 /var/cache/numba
 ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
 EXPOSE 8004
@@ -88,6 +98,11 @@ RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info
+# The featurizer's kernels are compiled by Numba on first use: compile them into the
+# image, in a cache its user may still write to (a CPU unlike the build machine's).
+ENV NUMBA_CACHE_DIR=/var/cache/numba
+RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

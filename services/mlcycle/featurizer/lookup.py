@@ -41,6 +41,10 @@ class KeyTable:
             pending, slots = pending[~placed], (slots[~placed] + 1) & self._mask
         self._keys.flags.writeable = self._index.flags.writeable = False
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """(slot keys, slot indices, home shift, slot mask): the table for compiled lookups."""
+        return self._keys, self._index, int(self._shift), self._mask
+
     def _home(self, keys: np.ndarray) -> np.ndarray:
         return ((keys * _GOLDEN) >> self._shift).astype(np.int64)
 

@@ -43,6 +43,7 @@ from itertools import accumulate
 
 import numpy as np
 from anyascii import anyascii
+from numba import njit
 
 from mlcycle.featurizer.config import PreprocessConfig
 
@@ -222,20 +223,32 @@ def _kinds() -> np.ndarray:
 
 def _collapse_spaces(codes: np.ndarray) -> np.ndarray:
     """Drop the spaces next to a separator or another space: one space between words."""
-    space = codes == SPACE
-    # A space after a space or a separator goes: runs shrink to one, heads are trimmed...
-    drop = space[1:] & ((codes[:-1] == SPACE) | (codes[:-1] == SEP))
-    if drop.any():
-        keep = np.ones(len(codes), bool)
-        keep[1:] = ~drop
-        codes = codes[keep]
-    # ... and a (now single) space before a separator goes: tails are trimmed.
-    tail = (codes[:-1] == SPACE) & (codes[1:] == SEP)
-    if tail.any():
-        keep = np.ones(len(codes), bool)
-        keep[:-1] = ~tail
-        codes = codes[keep]
-    return codes
+    out = np.empty_like(codes)
+    return out[: _collapse_into(codes, out)]
+
+
+@njit(cache=True, nogil=True)
+def _collapse_into(codes: np.ndarray, out: np.ndarray) -> int:
+    """Write ``codes`` without the spaces to drop into ``out``; returns how many were written.
+
+    One pass: a space after a space or a separator is skipped (runs shrink to
+    one, heads are trimmed), and a separator overwrites a space just written
+    before it (tails are trimmed). A loop, not numpy: this runs on every served
+    request, where a handful of array operations cost more than the whole walk.
+    """
+    written = 0
+    previous = -1
+    for i in range(len(codes)):
+        code = codes[i]
+        if code == SPACE and (previous == SPACE or previous == SEP):
+            previous = code
+            continue
+        if code == SEP and written and out[written - 1] == SPACE:
+            written -= 1
+        out[written] = code
+        written += 1
+        previous = code
+    return written
 
 
 def preprocess_batch(

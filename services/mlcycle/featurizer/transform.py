@@ -33,12 +33,13 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.files import write_atomically
+from mlcycle.featurizer.compiled import vectorize_compiled
 from mlcycle.featurizer.config import FeatureConfig
 from mlcycle.featurizer.metadata import MetadataEncoder, fit_metadata
 from mlcycle.featurizer.preprocess import clean_batch
 from mlcycle.featurizer.sparse import CsrBuilder, SparseBatch, empty_batch
-from mlcycle.featurizer.vectors import Layout, vectorize
-from mlcycle.featurizer.words import Vocabulary, VocabularyCounter, word_columns
+from mlcycle.featurizer.vectors import Layout
+from mlcycle.featurizer.words import Vocabulary, VocabularyCounter
 
 FORMAT = 1
 TRANSFORMS_DIR = "transforms"
@@ -140,13 +141,18 @@ class Transform:
     def _apply_chunk(
         self, texts: Sequence[str], metadata: Metadata | None, out: CsrBuilder
     ) -> None:
-        config = self.config
-        batch = clean_batch(texts, config.preprocess)
-        word_cols = []
-        if config.word.enabled:
-            word_cols = word_columns(batch, config.word, self.vocabulary)
+        batch = clean_batch(texts, self.config.preprocess)
         meta_slots, meta_values = self.metadata.encode(metadata, len(texts))
-        vectorize(batch, self._layout, word_cols, meta_slots, meta_values, self._slot_fields, out)
+        vectorize_compiled(
+            batch,
+            self._layout,
+            self.config.word,
+            self.vocabulary,
+            meta_slots,
+            meta_values,
+            self._slot_fields,
+            out,
+        )
 
     def _capacity(self, n_texts: int, total_chars: int) -> int:
         """An entry count that ``n_texts`` texts of ``total_chars`` characters hardly exceed."""

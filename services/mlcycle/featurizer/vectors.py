@@ -1,5 +1,11 @@
 """From a pre-processed batch to CSR rows: all groups counted, sorted and weighed at once.
 
+This is the array-at-a-time statement of vectorizing, and the reference that
+:mod:`mlcycle.featurizer.compiled` is held to bit for bit
+(``tests/unit/test_featurizer_compiled.py``); transforms run the compiled one,
+which walks each text once instead of paying a few dozen numpy calls per batch.
+:class:`Layout` and the weight table are shared by both.
+
 The costly part of featurizing is not hashing but turning a bag of indices per
 text into sorted, distinct, counted CSR entries. A sort of the whole batch's
 (row, index) keys is slow (tens of ns per key); short per-row sorts are not.
@@ -156,7 +162,7 @@ def _values(
     if layout.weighting == "binary":
         values = np.ones(len(cols), np.float32)
     else:
-        values = _log_weights(int(counts.max()) if len(counts) else 1)[counts]
+        values = log_weights_table(int(counts.max()) if len(counts) else 1)[counts]
     if layout.normalize == "l2":
         # Group of an entry: 0 word, 1 char, 2 metadata (whose norm is left at 1).
         meta_offset = layout.word_dim + layout.char_dim
@@ -172,7 +178,7 @@ def _values(
 _LOG_WEIGHTS: list[np.ndarray] = []
 
 
-def _log_weights(max_count: int) -> np.ndarray:
+def log_weights_table(max_count: int) -> np.ndarray:
     """``1 + ln(count)`` as float32 for counts up to at least ``max_count`` (index = count).
 
     A table filled with Python's ``math.log`` (the C library's, correctly rounded

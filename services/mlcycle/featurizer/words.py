@@ -82,6 +82,10 @@ class Vocabulary:
     def __hash__(self) -> int:
         return hash(self.terms)
 
+    def table_arrays(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The lookup table as (keys, index, shift, mask), for compiled lookups."""
+        return self._table.arrays()
+
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(which of ``keys`` are known, their indices)."""
         index = self._table.find(keys)

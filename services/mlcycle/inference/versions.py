@@ -97,6 +97,9 @@ def build_version(
             f"artifact store at {settings.artifacts_path}",
             details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
         ) from None
+    # Featurize once now: the first request then finds the compiled vectorizer loaded
+    # (or, on a machine that never ran it, compiled), not a quarter second to seconds away.
+    transform.apply([""])
     classes = tuple(str(c) for c in metadata.get("classes") or ("0", "1"))
     threshold = None
     if len(classes) == 2:
