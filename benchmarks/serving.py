@@ -255,7 +255,13 @@ class Ladder:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
-        self.session = aiohttp.ClientSession(connector=connector)
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
         self.channel = grpc.aio.insecure_channel(
             f"{self.settings.host}:{self.settings.model_server_port}"
         )
