@@ -25,11 +25,15 @@ ODD = ["", " ", "a", "!!!", "ÀÉÎ õü ß ﬁ", "日本語 テスト 😀", "x
 
 
 def texts(seed: int, count: int) -> list[str]:
-    """Word salad with repeats, odd characters and lengths from empty to long."""
+    """Word salad with repeats, odd characters and lengths from empty to long.
+
+    Rows from a handful of cells to a few thousand, so both of the compiled sort's
+    paths (a comparison sort for short rows, radix passes for long ones) are compared.
+    """
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        n = rng.choice([0, 1, 2, 5, 12, 40])
+        n = rng.choice([0, 1, 2, 5, 12, 40, 150])
         words = [rng.choice(WORDS) for _ in range(n)]
         if rng.random() < 0.2:
             words.append(rng.choice(ODD))
@@ -71,7 +75,9 @@ CONFIGS = {
         word=WordConfig(mode="hashed", hash_buckets=1024),
         char=CharConfig(ngram_min=2, ngram_max=2, buckets=64),
     ),
-    "chars only": FeatureConfig(word=WordConfig(enabled=False)),
+    "chars only, wide buckets": FeatureConfig(
+        word=WordConfig(enabled=False), char=CharConfig(buckets=2**23 + 5)
+    ),
     "words only": FeatureConfig(char=CharConfig(enabled=False), normalize="none"),
 }
 

@@ -48,6 +48,10 @@ EMPTY = int(_EMPTY)
 SEP = int(_SEP)
 SPACE = int(_SPACE)
 
+# Rows of at least RADIX_FROM cells are radix-sorted, RADIX_BITS bits a pass.
+RADIX_BITS = 11
+RADIX = 1 << RADIX_BITS
+RADIX_FROM = 256
 # Word group modes.
 WORDS_OFF, WORDS_VOCAB, WORDS_HASHED = 0, 1, 2
 # The lookup table's arguments when there is no vocabulary (never read).
@@ -62,6 +66,40 @@ def _fmix64(x: np.uint64) -> np.uint64:
     x *= np.uint64(FMIX2)
     x ^= x >> np.uint64(33)
     return x
+
+
+@njit(cache=True, nogil=True)
+def _sorted(cells: np.ndarray, count: int, scratch: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``cells[:count]`` in ascending order (``cells`` and ``scratch`` are overwritten).
+
+    A long text has a couple of thousand cells: a least-significant-digit radix sort
+    (11 bits a pass, as many passes as the largest cell needs) orders them in a few
+    linear passes, where a comparison sort took most of the text's time. Short rows
+    are left to the comparison sort, which needs no count table.
+    """
+    if count < RADIX_FROM:
+        return np.sort(cells[:count])
+    largest = 0
+    for k in range(count):
+        largest = max(largest, cells[k])
+    source, target = cells, scratch
+    shift = 0
+    while shift == 0 or (largest >> shift) > 0:
+        counts[:] = 0
+        for k in range(count):
+            counts[(source[k] >> shift) & (RADIX - 1)] += 1
+        total = 0
+        for digit in range(RADIX):
+            here = counts[digit]
+            counts[digit] = total
+            total += here
+        for k in range(count):
+            digit = (source[k] >> shift) & (RADIX - 1)
+            target[counts[digit]] = source[k]
+            counts[digit] += 1
+        source, target = target, source
+        shift += RADIX_BITS
+    return source[:count]
 
 
 @njit(cache=True, nogil=True)
@@ -144,6 +182,8 @@ def vectorize_rows(
     kinds = char_max - char_min + 1 if char_min > 0 else 0
     cells = np.empty((longest + 2) * (kinds + word_ngram_max) + n_fields + 1, np.uint32)
     chars = np.empty(longest + 2, np.uint32)
+    scratch = np.empty(len(cells), np.uint32)
+    counts = np.empty(RADIX, np.int64)
     rolling = np.empty(longest + 2, np.uint32)
     written = 0
     for row in range(n):
@@ -225,7 +265,7 @@ def vectorize_rows(
                 cells[count] = meta_cells[row, f]
                 count += 1
         # -- distinct columns with their counts, then weights
-        ordered = np.sort(cells[:count])
+        ordered = _sorted(cells, count, scratch, counts)
         first_entry = written
         k = 0
         while k < count:
