@@ -107,6 +107,7 @@ def _word_column(
     key: np.uint64,
     mode: int,
     buckets: int,
+    shift: int,
     table_keys: np.ndarray,
     table_index: np.ndarray,
     table_shift: int,
@@ -114,13 +115,8 @@ def _word_column(
 ) -> int:
     """The word group's column of a word or pair hash, -1 when the vocabulary lacks it."""
     if mode == WORDS_HASHED:
-        if buckets > 1 and buckets & (buckets - 1) == 0:
-            bits = 0
-            b = buckets
-            while b:
-                bits += 1
-                b >>= 1
-            return np.int64(key >> np.uint64(64 - bits + 1))
+        if shift:
+            return np.int64(key >> np.uint64(shift))
         return np.int64(((key >> np.uint64(32)) * np.uint64(buckets)) >> np.uint64(32))
     slot = np.int64((key * np.uint64(GOLDEN)) >> np.uint64(table_shift))
     mask = np.int64(table_mask)
@@ -140,6 +136,7 @@ def vectorize_rows(
     word_mode: int,
     word_ngram_max: int,
     word_buckets: int,
+    word_shift: int,
     table_keys: np.ndarray,
     table_index: np.ndarray,
     table_shift: int,
@@ -148,6 +145,7 @@ def vectorize_rows(
     char_min: int,
     char_max: int,
     char_dim: int,
+    char_shift: int,
     meta_cells: np.ndarray,
     meta_values: np.ndarray,
     slot_fields: np.ndarray,
@@ -161,21 +159,13 @@ def vectorize_rows(
     """Write every text's CSR entries to ``out_*`` (sized by the caller); returns the count.
 
     ``codes`` is a batch's uint32 code array with its separators, ``seps`` their
-    positions. ``char_min`` 0 turns the char group off. ``log_weights`` must be
-    longer than any count a text can have.
+    positions. ``char_min`` 0 turns the char group off. ``word_shift`` and
+    ``char_shift``: see :func:`bucket_shift`. ``log_weights`` must be longer than
+    any count a text can have.
     """
     n = len(seps) - 1
     meta_offset = word_dim + char_dim
     n_fields = meta_cells.shape[1]
-    pow2 = char_dim > 1 and char_dim & (char_dim - 1) == 0
-    char_shift = 0
-    if pow2:
-        bits = 0
-        b = char_dim
-        while b:
-            bits += 1
-            b >>= 1
-        char_shift = 33 - bits
     longest = 0
     for i in range(n):
         longest = max(longest, seps[i + 1] - seps[i] - 1)
@@ -210,7 +200,14 @@ def vectorize_rows(
                 h ^= np.uint64(SEED_WORD)
                 key = _fmix64(h)
                 column = _word_column(
-                    key, word_mode, word_buckets, table_keys, table_index, table_shift, table_mask
+                    key,
+                    word_mode,
+                    word_buckets,
+                    word_shift,
+                    table_keys,
+                    table_index,
+                    table_shift,
+                    table_mask,
                 )
                 if column >= 0:
                     cells[count] = column
@@ -221,6 +218,7 @@ def vectorize_rows(
                         pair,
                         word_mode,
                         word_buckets,
+                        word_shift,
                         table_keys,
                         table_index,
                         table_shift,
@@ -251,7 +249,7 @@ def vectorize_rows(
                     h = rolling[k]
                     # Numba widens uint32 arithmetic to 64 bits: wrap it back as numpy does.
                     mixed = np.uint32(((h >> np.uint32(16)) ^ h) * multiplier)
-                    if pow2:
+                    if char_shift:
                         bucket = mixed >> np.uint32(char_shift)
                     else:
                         bucket = np.uint32(
@@ -339,6 +337,7 @@ def vectorize_compiled(
         mode,
         ngram_max,
         word.hash_buckets,
+        bucket_shift(word.hash_buckets, 64),
         table_keys,
         table_index,
         shift,
@@ -347,6 +346,7 @@ def vectorize_compiled(
         char_min,
         char_max,
         layout.char_dim,
+        bucket_shift(layout.char_dim, 32),
         meta_cells,
         meta_values,
         slot_fields,
@@ -358,3 +358,15 @@ def vectorize_compiled(
         per_row,
     )
     out.commit(per_row, batch.truncated)
+
+
+def bucket_shift(buckets: int, bits: int) -> int:
+    """For a power of two above 1, the right shift that maps a ``bits``-bit hash to a bucket.
+
+    As :func:`~mlcycle.featurizer.hashing.to_buckets` and ``fill_char_ngrams`` do:
+    the hash's top ``log2(buckets)`` bits. 0 for any other count, which takes the
+    multiply-shift instead.
+    """
+    if buckets > 1 and buckets & (buckets - 1) == 0:
+        return bits + 1 - buckets.bit_length()
+    return 0
