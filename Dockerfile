@@ -56,7 +56,7 @@ RUN pip install --no-deps . && rm -rf build services/*.egg-info
 # The featurizer's kernels are compiled by Numba on first use: compile them into the
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
-RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
  && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8003 50053
@@ -78,7 +78,7 @@ RUN pip install --no-deps . && rm -rf build services/*.egg-info
 # The featurizer's kernels are compiled by Numba on first use: compile them into the
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
-RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
  && chown -R 10001 /var/cache/numba
 ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
@@ -101,7 +101,7 @@ RUN pip install --no-deps . && rm -rf build services/*.egg-info
 # The featurizer's kernels are compiled by Numba on first use: compile them into the
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
-RUN python -c "from mlcycle.featurizer.transform import fit; fit(['a b'], None).apply(['a b'])" \
+RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
  && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8000

@@ -23,7 +23,7 @@ import orjson
 
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings, load_settings
-from mlcycle.stack import LocalStack
+from mlcycle.local.stack import LocalStack
 
 WORDS = (
     "the a you this that article page talk edit wikipedia please thanks source "

@@ -22,7 +22,7 @@ import orjson
 from _harness import batches, post_all, running_stack, synthetic_comments
 
 from mlcycle.common.kafka.lag import topic_sizes
-from mlcycle.pipeline import wait_until_indexed
+from mlcycle.local.pipeline import wait_until_indexed
 
 BATCH = 500
 

@@ -65,11 +65,11 @@ from rich.table import Table
 from mlcycle.common.heap import freeze_heap
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings
-from mlcycle.featurizer.transform import Transform
-from mlcycle.featurizer.transform import fit as fit_transform
-from mlcycle.loadtest import Run, drive
-from mlcycle.pipeline import wait_until_served
-from mlcycle.stack import LocalStack
+from mlcycle.featurization.transform import Transform
+from mlcycle.featurization.transform import fit as fit_transform
+from mlcycle.local.loadtest import Run, drive
+from mlcycle.local.pipeline import wait_until_served
+from mlcycle.local.stack import LocalStack
 
 DAVIDSON = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DAVIDSON = DAVIDSON / "davidson_hate_offensive" / "labeled_data.csv.gz"

@@ -49,8 +49,8 @@ from serving import DAVIDSON, build_model
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import Settings
-from mlcycle.pipeline import wait_until_served
-from mlcycle.stack import LocalStack
+from mlcycle.local.pipeline import wait_until_served
+from mlcycle.local.stack import LocalStack
 
 
 def log(message: str) -> None:

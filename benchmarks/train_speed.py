@@ -155,7 +155,7 @@ def part_search(path: Path) -> dict[str, Any]:
 def synthetic(n: int) -> tuple[list[str], list[dict[str, Any]], np.ndarray, np.ndarray]:
     """``n`` comments of ~70 words: texts, metadata, toxic labels and splits."""
     from mlcycle.importers.synthetic import synthetic_records
-    from mlcycle.records import Comment
+    from mlcycle.contracts.records import Comment
 
     texts: list[str] = []
     metadata: list[dict[str, Any]] = []
@@ -178,7 +178,7 @@ def synthetic(n: int) -> tuple[list[str], list[dict[str, Any]], np.ndarray, np.n
 
 def part_scale(n: int, epochs: int) -> dict[str, Any]:
     """One default trial on ``n`` synthetic comments, timed, and its SGDClassifier baseline."""
-    from mlcycle.featurizer.transform import fit as fit_transform
+    from mlcycle.featurization.transform import fit as fit_transform
     from mlcycle.trainer.config import TrialParams, variant_config
     from mlcycle.trainer.data import SplitData, TrainingData
     from mlcycle.trainer.fit import fit

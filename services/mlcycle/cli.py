@@ -68,7 +68,7 @@ def up(
 
     Ctrl-C (or SIGTERM) stops everything cleanly.
     """
-    from mlcycle.stack import LocalStack
+    from mlcycle.local.stack import LocalStack
 
     settings = _settings("stack", interactive=True)
     stack = LocalStack(settings, with_redis=redis)
@@ -369,7 +369,7 @@ def import_(
     Needs a running broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP).
     Re-running it is safe: records are keyed by id and the store upserts.
     """
-    from mlcycle.pipeline import import_dataset
+    from mlcycle.local.pipeline import import_dataset
 
     settings = _settings("import", interactive=True)
     try:
@@ -407,7 +407,7 @@ def demo(
     ] = 20.0,
 ) -> None:
     """Run the main job end to end on the embedded stack and print what it did."""
-    from mlcycle.demo import run_demo
+    from mlcycle.local.demo import run_demo
 
     settings = _settings("demo", interactive=True)
     try:

@@ -24,7 +24,7 @@ from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set, feature_set_dir, read_split
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 from tests.fixtures.broker import wait_for
 
 pytestmark = pytest.mark.integration

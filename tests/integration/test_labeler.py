@@ -22,7 +22,7 @@ from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner, get_run
 from mlcycle.labeler.stream import LabelStream, live_run
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 from tests.fixtures.broker import broker_settings, read_all, wait_for
 
 pytestmark = pytest.mark.integration

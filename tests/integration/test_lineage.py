@@ -29,7 +29,7 @@ from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.trainer.registry import ModelRegistry
 from tests.fixtures.broker import LoopThread, broker_settings, indexer_thread, wait_for
 from tests.fixtures.conformance import check_operation, load_schema

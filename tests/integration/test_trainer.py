@@ -20,7 +20,7 @@ from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.calibration import expected_calibration_error, reliability
+from mlcycle.evaluation.calibration import expected_calibration_error, reliability
 
 
 def test_ece_by_hand_binary() -> None:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from mlcycle.demo import demo_text, label_agreement
-from mlcycle.loadtest import HIT, MISS, Run, drive
+from mlcycle.local.demo import demo_text, label_agreement
+from mlcycle.local.loadtest import HIT, MISS, Run, drive
 
 
 def test_agreement_and_kappa_of_a_known_table() -> None:

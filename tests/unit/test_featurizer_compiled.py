@@ -1,7 +1,7 @@
 """The compiled vectorizer against the numpy one it replaces: the same bits, under every layout.
 
-:func:`mlcycle.featurizer.vectors.vectorize` is the array-at-a-time statement of
-the featurization; :func:`mlcycle.featurizer.compiled.vectorize_compiled` is
+:func:`mlcycle.featurization.vectors.vectorize` is the array-at-a-time statement of
+the featurization; :func:`mlcycle.featurization.compiled.vectorize_compiled` is
 what transforms run. Any difference in an index or in one bit of a value would
 let training and serving (or two versions of mlcycle) disagree on a text.
 """
@@ -13,12 +13,12 @@ import random
 import numpy as np
 import pytest
 
-from mlcycle.featurizer.config import CharConfig, FeatureConfig, WordConfig
-from mlcycle.featurizer.preprocess import _collapse_spaces, clean_batch
-from mlcycle.featurizer.sparse import CsrBuilder, SparseBatch
-from mlcycle.featurizer.transform import Transform, fit
-from mlcycle.featurizer.vectors import vectorize
-from mlcycle.featurizer.words import word_columns
+from mlcycle.featurization.config import CharConfig, FeatureConfig, WordConfig
+from mlcycle.featurization.preprocess import _collapse_spaces, clean_batch
+from mlcycle.featurization.sparse import CsrBuilder, SparseBatch
+from mlcycle.featurization.transform import Transform, fit
+from mlcycle.featurization.vectors import vectorize
+from mlcycle.featurization.words import word_columns
 
 WORDS = "you are a great idiot stupid the of and nice ok lol why not".split()
 ODD = ["", " ", "a", "!!!", "ÀÉÎ õü ß ﬁ", "日本語 テスト 😀", "x" * 700, "word " * 120, "a\nb\tc"]

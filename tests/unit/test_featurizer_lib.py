@@ -22,17 +22,17 @@ import pytest
 from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, NotFound
-from mlcycle.featurizer.config import (
+from mlcycle.featurization.config import (
     CharConfig,
     FeatureConfig,
     MetadataConfig,
     PreprocessConfig,
     WordConfig,
 )
-from mlcycle.featurizer.lookup import KeyTable
-from mlcycle.featurizer.preprocess import _FORMAT_RE, preprocess, preprocess_batch
-from mlcycle.featurizer.sparse import SparseBatch
-from mlcycle.featurizer.transform import Transform, fit, list_versions
+from mlcycle.featurization.lookup import KeyTable
+from mlcycle.featurization.preprocess import _FORMAT_RE, preprocess, preprocess_batch
+from mlcycle.featurization.sparse import SparseBatch
+from mlcycle.featurization.transform import Transform, fit, list_versions
 
 NO_TRANSLIT = PreprocessConfig(transliterate=False)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import InvalidInput, Unavailable
-from mlcycle.featurizer.transform import Transform
+from mlcycle.featurization.transform import Transform
 from mlcycle.inference.batching import RequestBatcher
 from tests.fixtures.inference import Rig, small_transform
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from mlcycle.featurizer.config import FeatureConfig, PreprocessConfig
-from mlcycle.featurizer.transform import fit
+from mlcycle.featurization.config import FeatureConfig, PreprocessConfig
+from mlcycle.featurization.transform import fit
 from mlcycle.inference.cache import (
     ScoreCache,
     cache_key,

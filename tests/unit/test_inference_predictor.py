@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import InvalidInput, Unavailable
-from mlcycle.featurizer.transform import Transform
+from mlcycle.featurization.transform import Transform
 from tests.fixtures.inference import NAME, Rig, corpus, small_transform
 
 

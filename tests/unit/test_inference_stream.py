@@ -16,7 +16,7 @@ from mlcycle.common.errors import Unavailable
 from mlcycle.common.kafka.consumer import ConsumedRecord
 from mlcycle.common.store import COMMENTS, Store
 from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.featurizer.transform import Transform
+from mlcycle.featurization.transform import Transform
 from mlcycle.inference.stream import StreamScorer, wait_for_model
 from tests.fixtures.inference import Rig, small_transform
 

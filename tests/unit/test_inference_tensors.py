@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.inference.tensors import from_tensor_proto, padded_rows, to_tensor_proto
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from mlcycle.labeler.splits import hash_split, source_split, split_of
+from mlcycle.contracts.splits import hash_split, source_split, split_of
 
 
 def test_hash_split_is_a_pure_function_of_the_id() -> None:

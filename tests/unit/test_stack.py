@@ -7,7 +7,7 @@ from pathlib import Path
 from mlcycle.common.settings import Settings
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.runtime import open_cache
-from mlcycle.stack import LocalStack
+from mlcycle.local.stack import LocalStack
 
 
 def settings_in(tmp_path: Path, **values: object) -> Settings:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from mlcycle.common.errors import ValidationFailed
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.config import SEED, JobConfig, SearchSpace, TrialParams
 from mlcycle.trainer.data import SplitData, TrainingData

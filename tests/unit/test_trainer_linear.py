@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import fit, predict_probabilities

@@ -18,8 +18,8 @@ from mlcycle.common.errors import InvalidInput, NotFound, PayloadTooLarge
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, Store
-from mlcycle.featurizer.config import FeatureConfig
-from mlcycle.featurizer.transform import SparseBatch, Transform, fit, list_versions
+from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.transform import SparseBatch, Transform, fit, list_versions
 from mlcycle.labeler.runs import get_run, latest_run
 
 CURRENT = "CURRENT"

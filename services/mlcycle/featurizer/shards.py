@@ -32,9 +32,9 @@ import numpy as np
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import COMMENTS, LABELS, Store
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.transform import SparseBatch, Transform
+from mlcycle.featurization.transform import SparseBatch, Transform
 from mlcycle.labeler.runs import get_run
-from mlcycle.labeler.splits import SPLITS
+from mlcycle.contracts.splits import SPLITS
 
 FORMAT = "mlcycle-csr-npz-v1"
 MANIFEST = "manifest.json"

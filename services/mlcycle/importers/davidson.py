@@ -35,7 +35,7 @@ from pathlib import Path
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 
 SOURCE = "davidson"
 BINARY_TASK = "toxicity"

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 
 logger = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from mlcycle.importers.base import (
     stem,
     validated,
 )
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 
 SOURCE = "lewidi"
 TASK = "toxicity"

@@ -39,7 +39,7 @@ from mlcycle.importers.base import (
     open_text,
     validated,
 )
-from mlcycle.records import Comment, Vote
+from mlcycle.contracts.records import Comment, Vote
 
 SOURCE = "wikidetox"
 COMMENT_COLUMNS = frozenset({"rev_id", "comment"})

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.inference.aiocache import AsyncNoCache, AsyncScoreCache
 from mlcycle.inference.client import AsyncModelClient, VersionGone
 from mlcycle.inference.drain import Drain, take_all

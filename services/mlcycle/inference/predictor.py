@@ -22,7 +22,7 @@ import numpy as np
 
 from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import Settings
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.inference.cache import (
     NoCache,
     ScoreCache,

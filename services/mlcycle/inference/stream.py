@@ -47,7 +47,7 @@ from mlcycle.common.store import COMMENTS, Store
 from mlcycle.inference.indexed import CommittedOffsets, IndexerProgress
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime
-from mlcycle.records import Comment, InvalidRecord, decode_record
+from mlcycle.contracts.records import Comment, InvalidRecord, decode_record
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 
 _DTYPES = {
     np.dtype(np.int64): types_pb2.DT_INT64,

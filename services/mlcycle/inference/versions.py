@@ -19,7 +19,7 @@ from typing import Any
 
 from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import Settings
-from mlcycle.featurizer.transform import Transform
+from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
 from mlcycle.inference.metrics import SERVING_VERSION
 

@@ -36,7 +36,7 @@ from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run
 from mlcycle.labeler.stream import live_run
 from mlcycle.labeler.votes import HUMAN_PREFIX, class_of
-from mlcycle.records import HumanLabel
+from mlcycle.contracts.records import HumanLabel
 
 log = logging.getLogger(__name__)
 

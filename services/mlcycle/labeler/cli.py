@@ -16,7 +16,7 @@ from mlcycle.common.store import open_store
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.report import render_table, write_html
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.records import flat_errors
+from mlcycle.contracts.records import flat_errors
 
 
 def parse_params(

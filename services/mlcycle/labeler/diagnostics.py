@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.calibration import expected_calibration_error, reliability
+from mlcycle.evaluation.calibration import expected_calibration_error, reliability
 from mlcycle.labeler.votes import LF_PREFIX, VoteMatrix, voter_kind
 
 NO_GOLD = -1

@@ -22,7 +22,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.labeler.aggregate import Aggregate, aggregate
 from mlcycle.labeler.diagnostics import gold_labels
 from mlcycle.labeler.lfs import LfApplication, apply_lfs, lf_triplets, registered
-from mlcycle.labeler.splits import SPLITS, split_of
+from mlcycle.contracts.splits import SPLITS, split_of
 from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene"]

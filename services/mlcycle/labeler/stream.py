@@ -39,9 +39,9 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store
 from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.labeling import changed
-from mlcycle.labeler.splits import split_of
+from mlcycle.contracts.splits import split_of
 from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
-from mlcycle.records import Comment, InvalidRecord, Vote, decode_record
+from mlcycle.contracts.records import Comment, InvalidRecord, Vote, decode_record
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mlcycle.featurizer.config import CharConfig, FeatureConfig, WordConfig
+from mlcycle.featurization.config import CharConfig, FeatureConfig, WordConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 

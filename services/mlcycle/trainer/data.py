@@ -19,7 +19,7 @@ from scipy import sparse
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.featurizer.shards import read_split
-from mlcycle.featurizer.sparse import SparseBatch
+from mlcycle.featurization.sparse import SparseBatch
 
 
 @dataclass(frozen=True)

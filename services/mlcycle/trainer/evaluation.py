@@ -16,7 +16,7 @@ Conventions, so numbers mean the same everywhere:
   it is undefined there, and a made-up 0.5 or NaN would silently pass a
   blessing threshold or break JSON.
 * The calibration error is the top-label ECE of
-  :mod:`mlcycle.labeler.calibration` (equal-width bins, count-weighted), the
+  :mod:`mlcycle.evaluation.calibration` (equal-width bins, count-weighted), the
   same definition the label diagnostics report, so soft labels and models
   are compared on one scale.
 * Class 0 is the negative class ("not toxic"): a slice's ``positive_rate``
@@ -44,7 +44,7 @@ from sklearn.metrics import (
 )
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.calibration import expected_calibration_error, reliability
+from mlcycle.evaluation.calibration import expected_calibration_error, reliability
 
 #: The names :meth:`Evaluation.metric` answers, i.e. what a search may select on.
 METRICS = ("roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy", "ece", "log_loss")

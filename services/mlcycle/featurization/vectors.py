@@ -1,7 +1,7 @@
 """From a pre-processed batch to CSR rows: all groups counted, sorted and weighed at once.
 
 This is the array-at-a-time statement of vectorizing, and the reference that
-:mod:`mlcycle.featurizer.compiled` is held to bit for bit
+:mod:`mlcycle.featurization.compiled` is held to bit for bit
 (``tests/unit/test_featurizer_compiled.py``); transforms run the compiled one,
 which walks each text once instead of paying a few dozen numpy calls per batch.
 :class:`Layout` and the weight table are shared by both.
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlcycle.featurizer.hashing import EMPTY, char_ngram_width, fill_char_ngrams, spread
-from mlcycle.featurizer.preprocess import SPACE, Cleaned
-from mlcycle.featurizer.sparse import CsrBuilder
+from mlcycle.featurization.hashing import EMPTY, char_ngram_width, fill_char_ngrams, spread
+from mlcycle.featurization.preprocess import SPACE, Cleaned
+from mlcycle.featurization.sparse import CsrBuilder
 
 # Texts per bin: small bins keep each 2-D array in cache and its padding low.
 ROWS_PER_BIN = 64

@@ -1,9 +1,9 @@
 """Word uni- and bigram features: terms as 64-bit keys, a fitted vocabulary or hashed buckets.
 
 Terms are never looked up as Python strings at apply time: each word is
-hashed by :mod:`mlcycle.featurizer.hashing` straight from the code-point array,
+hashed by :mod:`mlcycle.featurization.hashing` straight from the code-point array,
 a bigram is a hash of its two word hashes, and the vocabulary is a hash
-table of term keys (:mod:`mlcycle.featurizer.lookup`) probed a whole batch at
+table of term keys (:mod:`mlcycle.featurization.lookup`) probed a whole batch at
 a time. The vocabulary is saved as its terms' text (readable, and the keys
 are recomputed from it on load). Two different terms sharing a 64-bit key is
 possible in principle, at odds of about n**2 / 2**65 for n distinct terms.
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcycle.featurizer.config import WordConfig
-from mlcycle.featurizer.hashing import pair_keys, term_keys, to_buckets, words
-from mlcycle.featurizer.lookup import KeyTable
-from mlcycle.featurizer.preprocess import Cleaned
+from mlcycle.featurization.config import WordConfig
+from mlcycle.featurization.hashing import pair_keys, term_keys, to_buckets, words
+from mlcycle.featurization.lookup import KeyTable
+from mlcycle.featurization.preprocess import Cleaned
 
 
 @dataclass(frozen=True)

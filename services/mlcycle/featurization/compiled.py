@@ -1,6 +1,6 @@
 """The vectorizing step compiled with Numba: one text at a time, no per-call numpy overhead.
 
-:mod:`~mlcycle.featurizer.vectors` turns a batch into CSR rows with a few
+:mod:`~mlcycle.featurization.vectors` turns a batch into CSR rows with a few
 dozen numpy calls whatever the batch size: a fixed cost of a few hundred
 microseconds that dominates a served request's featurization (one to a few
 texts). This module does the same work in one compiled call that walks each
@@ -26,16 +26,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from mlcycle.featurizer.config import WordConfig
-from mlcycle.featurizer.hashing import EMPTY as _EMPTY
-from mlcycle.featurizer.preprocess import SEP as _SEP
-from mlcycle.featurizer.preprocess import SPACE as _SPACE
-from mlcycle.featurizer.preprocess import Cleaned
-from mlcycle.featurizer.sparse import CsrBuilder
-from mlcycle.featurizer.vectors import Layout, log_weights_table
-from mlcycle.featurizer.words import Vocabulary
+from mlcycle.featurization.config import WordConfig
+from mlcycle.featurization.hashing import EMPTY as _EMPTY
+from mlcycle.featurization.preprocess import SEP as _SEP
+from mlcycle.featurization.preprocess import SPACE as _SPACE
+from mlcycle.featurization.preprocess import Cleaned
+from mlcycle.featurization.sparse import CsrBuilder
+from mlcycle.featurization.vectors import Layout, log_weights_table
+from mlcycle.featurization.words import Vocabulary
 
-# The constants of mlcycle.featurizer.hashing, as plain ints Numba folds in.
+# The constants of mlcycle.featurization.hashing, as plain ints Numba folds in.
 BASE = 0x100000001B3
 FMIX1 = 0xFF51AFD7ED558CCD
 FMIX2 = 0xC4CEB9FE1A85EC53
@@ -363,7 +363,7 @@ def vectorize_compiled(
 def bucket_shift(buckets: int, bits: int) -> int:
     """For a power of two above 1, the right shift that maps a ``bits``-bit hash to a bucket.
 
-    As :func:`~mlcycle.featurizer.hashing.to_buckets` and ``fill_char_ngrams`` do:
+    As :func:`~mlcycle.featurization.hashing.to_buckets` and ``fill_char_ngrams`` do:
     the hash's top ``log2(buckets)`` bits. 0 for any other count, which takes the
     multiply-shift instead.
     """

@@ -14,11 +14,11 @@ every process:
   finalizer (words are looked up exactly, so they want all 64 bits uniform);
 - a bigram's hash mixes its two word hashes.
 
-Input is a :class:`~mlcycle.featurizer.preprocess.Cleaned` batch: one code array
+Input is a :class:`~mlcycle.featurization.preprocess.Cleaned` batch: one code array
 ``\\n t0 \\n t1 ... \\n`` whose separators count as spaces, so a text's n-grams
 see its first word's start and last word's end, and no n-gram spans two texts.
 Char n-grams are laid out as a 2-D array, one row per text (see
-:mod:`mlcycle.featurizer.vectors` for why).
+:mod:`mlcycle.featurization.vectors` for why).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlcycle.featurizer.preprocess import SEP, SPACE, Cleaned
+from mlcycle.featurization.preprocess import SEP, SPACE, Cleaned
 
 _BASE = np.uint64(0x100000001B3)
 _INV_BASE = np.uint64(pow(int(_BASE), -1, 2**64))

@@ -13,7 +13,7 @@ What counts as a value:
   values (lists, dicts) are *missing*. A nested value has no canonical text
   (a dict's key order is the sender's), so it is not turned into one.
 
-Which fields: those named in :class:`~mlcycle.featurizer.config.MetadataConfig`,
+Which fields: those named in :class:`~mlcycle.featurization.config.MetadataConfig`,
 or, where it says None, inferred at fit time from the values seen: a field
 whose values are all numbers is numeric; one with strings or booleans (even
 mixed with numbers) is categorical; one with only nested values is left out,
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcycle.featurizer.config import MetadataConfig
+from mlcycle.featurization.config import MetadataConfig
 
 OTHER = "<other>"
 MISSING = "<missing>"

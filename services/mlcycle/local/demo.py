@@ -30,8 +30,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings
-from mlcycle.loadtest import Run, predict_load
-from mlcycle.pipeline import (
+from mlcycle.local.loadtest import Run, predict_load
+from mlcycle.local.pipeline import (
     ImportResult,
     ScoredReader,
     collector_stats,
@@ -47,7 +47,7 @@ from mlcycle.pipeline import (
     wait_until_scored,
     wait_until_served,
 )
-from mlcycle.stack import LocalStack
+from mlcycle.local.stack import LocalStack
 
 T = TypeVar("T")
 # Written for the demo, not taken from any dataset: one plainly civil, one plainly rude.
@@ -168,7 +168,7 @@ def run_demo(
     load_seconds: float = 20.0,
 ) -> int:
     """Run every stage, print the summary table and write the HTML report; 0 on success."""
-    from mlcycle.demo_report import print_summary, write_report
+    from mlcycle.local.demo_report import print_summary, write_report
 
     started = time.perf_counter()
     stages = Stages(console)

@@ -23,10 +23,10 @@ from rich.text import Text
 from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
-from mlcycle.loadtest import HIT, MISS
+from mlcycle.local.loadtest import HIT, MISS
 
 if TYPE_CHECKING:
-    from mlcycle.demo import DemoRun
+    from mlcycle.local.demo import DemoRun
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:76rem;color:#222;padding:0 1rem}
@@ -52,7 +52,7 @@ def summary_rows(
 
     ``total_s`` is the whole demo, start to summary (stopping the stack included).
     """
-    from mlcycle.demo import SAMPLE_TEXTS, TALK_ACCURACY
+    from mlcycle.local.demo import SAMPLE_TEXTS, TALK_ACCURACY
 
     imported = run.imported
     rows = [

@@ -33,13 +33,13 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.files import write_atomically
-from mlcycle.featurizer.compiled import vectorize_compiled
-from mlcycle.featurizer.config import FeatureConfig
-from mlcycle.featurizer.metadata import MetadataEncoder, fit_metadata
-from mlcycle.featurizer.preprocess import clean_batch
-from mlcycle.featurizer.sparse import CsrBuilder, SparseBatch, empty_batch
-from mlcycle.featurizer.vectors import Layout
-from mlcycle.featurizer.words import Vocabulary, VocabularyCounter
+from mlcycle.featurization.compiled import vectorize_compiled
+from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.metadata import MetadataEncoder, fit_metadata
+from mlcycle.featurization.preprocess import clean_batch
+from mlcycle.featurization.sparse import CsrBuilder, SparseBatch, empty_batch
+from mlcycle.featurization.vectors import Layout
+from mlcycle.featurization.words import Vocabulary, VocabularyCounter
 
 FORMAT = 1
 TRANSFORMS_DIR = "transforms"

@@ -1,6 +1,6 @@
 """Text clean-up before n-grams: the original talk's steps plus what real comments need.
 
-Steps, each switchable in :class:`~mlcycle.featurizer.config.PreprocessConfig`,
+Steps, each switchable in :class:`~mlcycle.featurization.config.PreprocessConfig`,
 in this order:
 
 1. truncate to ``max_chars`` (first, so a huge comment costs no more than that);
@@ -45,7 +45,7 @@ import numpy as np
 from anyascii import anyascii
 from numba import njit
 
-from mlcycle.featurizer.config import PreprocessConfig
+from mlcycle.featurization.config import PreprocessConfig
 
 URL_TOKEN = "__URL__"
 SEP = 10  # "\n": between texts, and around the first and last

@@ -1,0 +1,1 @@
+"""Metrics more than one service computes (calibration, ...): pure functions over arrays."""
