@@ -63,12 +63,12 @@ import psutil  # noqa: E402
 from _harness import median  # noqa: E402
 from sklearn.feature_extraction.text import HashingVectorizer  # noqa: E402
 
+from mlcycle.contracts.records import Comment  # noqa: E402
 from mlcycle.featurization.config import FeatureConfig  # noqa: E402
 from mlcycle.featurization.preprocess import preprocess_batch  # noqa: E402
 from mlcycle.featurization.transform import Transform, fit  # noqa: E402
 from mlcycle.importers import get_importer  # noqa: E402
 from mlcycle.importers.synthetic import synthetic_records  # noqa: E402
-from mlcycle.contracts.records import Comment  # noqa: E402
 
 DAVIDSON = Path("../shared/data/davidson_hate_offensive/labeled_data.csv.gz")
 SHARD_ROWS = 50_000

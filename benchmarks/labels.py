@@ -38,12 +38,12 @@ import numpy as np
 import orjson
 from _harness import median
 
+from mlcycle.contracts.records import Comment, Vote
+from mlcycle.evaluation.calibration import expected_calibration_error
 from mlcycle.importers import get_importer
 from mlcycle.labeler.aggregate import aggregate
-from mlcycle.evaluation.calibration import expected_calibration_error
 from mlcycle.labeler.lfs import apply_lfs, registered
 from mlcycle.labeler.votes import ABSTAIN, VoteMatrix
-from mlcycle.contracts.records import Comment, Vote
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 GOLD_MIN_VOTES = 5

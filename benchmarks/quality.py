@@ -70,14 +70,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import FeatureUnion
 
+from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.splits import hash_split
 from mlcycle.featurization.transform import fit as fit_transform
 from mlcycle.importers import get_importer
 from mlcycle.importers.davidson import BINARY_TASK as BINARY_VOTES
 from mlcycle.importers.davidson import CLASS_TASK as CLASS_VOTES
 from mlcycle.labeler.aggregate import aggregate
-from mlcycle.contracts.splits import hash_split
 from mlcycle.labeler.votes import VoteMatrix
-from mlcycle.contracts.records import Comment, Vote
 from mlcycle.trainer.config import SEED, JobConfig, TrialParams, variant_config
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import Evaluation, evaluate

@@ -18,13 +18,13 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set, feature_set_dir, read_split
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.contracts.records import Comment, Vote
 from tests.fixtures.broker import wait_for
 
 pytestmark = pytest.mark.integration

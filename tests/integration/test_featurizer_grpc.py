@@ -18,7 +18,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from mlcycle.common.grpc import ERROR_METADATA_KEY, GrpcServer, channel
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, Store, open_store
+from mlcycle.contracts.records import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.transform import Transform, fit
 from mlcycle.featurizer.grpc_api import (
     SERVICE_NAME,
     build_grpc_server,
@@ -26,10 +28,8 @@ from mlcycle.featurizer.grpc_api import (
     struct_to_dict,
 )
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurization.transform import Transform, fit
 from mlcycle.labeler.runs import record_latest
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
-from mlcycle.contracts.records import MAX_TEXT_CHARS
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner, get_run
 from mlcycle.labeler.stream import LabelStream, live_run
-from mlcycle.contracts.records import Comment, Vote
 from tests.fixtures.broker import broker_settings, read_all, wait_for
 
 pytestmark = pytest.mark.integration

@@ -23,13 +23,13 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.inference.api import create_app
 from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.contracts.records import Comment, Vote
 from mlcycle.trainer.registry import ModelRegistry
 from tests.fixtures.broker import LoopThread, broker_settings, indexer_thread, wait_for
 from tests.fixtures.conformance import check_operation, load_schema

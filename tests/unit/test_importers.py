@@ -15,10 +15,10 @@ import orjson
 import pytest
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.importers import FORMATS, get_importer
 from mlcycle.importers.lewidi import ObjectStream, dataset_and_split
 from mlcycle.importers.synthetic import synthetic_records, write_wikidetox_files
-from mlcycle.contracts.records import Comment, Vote
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 

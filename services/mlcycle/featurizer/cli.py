@@ -14,11 +14,11 @@ from rich.table import Table
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
+from mlcycle.contracts.records import flat_errors
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set
 from mlcycle.labeler.runs import latest_run
-from mlcycle.contracts.records import flat_errors
 
 
 def load_config(path: Path | None) -> FeatureConfig:

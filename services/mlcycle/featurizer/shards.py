@@ -31,10 +31,10 @@ import numpy as np
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import COMMENTS, LABELS, Store
-from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurization.transform import SparseBatch, Transform
-from mlcycle.labeler.runs import get_run
 from mlcycle.contracts.splits import SPLITS
+from mlcycle.featurization.transform import SparseBatch, Transform
+from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.labeler.runs import get_run
 
 FORMAT = "mlcycle-csr-npz-v1"
 MANIFEST = "manifest.json"

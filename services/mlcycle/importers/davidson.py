@@ -34,8 +34,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 from mlcycle.contracts.records import Comment, Vote
+from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 
 SOURCE = "davidson"
 BINARY_TASK = "toxicity"

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
-from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 from mlcycle.contracts.records import Comment, Vote
+from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 
 logger = logging.getLogger(__name__)
 

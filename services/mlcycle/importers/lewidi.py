@@ -43,6 +43,7 @@ from typing import Any, TextIO
 import orjson
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.importers.base import (
     FileImporter,
     ImportedRecord,
@@ -51,7 +52,6 @@ from mlcycle.importers.base import (
     stem,
     validated,
 )
-from mlcycle.contracts.records import Comment, Vote
 
 SOURCE = "lewidi"
 TASK = "toxicity"

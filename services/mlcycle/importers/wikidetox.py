@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.records import Comment, Vote
 from mlcycle.importers.base import (
     FileImporter,
     ImportedRecord,
@@ -39,7 +40,6 @@ from mlcycle.importers.base import (
     open_text,
     validated,
 )
-from mlcycle.contracts.records import Comment, Vote
 
 SOURCE = "wikidetox"
 COMMENT_COLUMNS = frozenset({"rev_id", "comment"})

@@ -31,12 +31,12 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.common.worker import resume_unfinished as resume_runs
+from mlcycle.contracts.records import HumanLabel
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run
 from mlcycle.labeler.stream import live_run
 from mlcycle.labeler.votes import HUMAN_PREFIX, class_of
-from mlcycle.contracts.records import HumanLabel
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.splits import SPLITS, split_of
 from mlcycle.labeler.aggregate import Aggregate, aggregate
 from mlcycle.labeler.diagnostics import gold_labels
 from mlcycle.labeler.lfs import LfApplication, apply_lfs, lf_triplets, registered
-from mlcycle.contracts.splits import SPLITS, split_of
 from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene"]

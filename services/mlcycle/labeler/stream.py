@@ -37,11 +37,11 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store
+from mlcycle.contracts.records import Comment, InvalidRecord, Vote, decode_record
+from mlcycle.contracts.splits import split_of
 from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.labeling import changed
-from mlcycle.contracts.splits import split_of
 from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
-from mlcycle.contracts.records import Comment, InvalidRecord, Vote, decode_record
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 from scipy import sparse
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
-from mlcycle.featurizer.shards import read_split
 from mlcycle.featurization.sparse import SparseBatch
+from mlcycle.featurizer.shards import read_split
 
 
 @dataclass(frozen=True)
