@@ -63,7 +63,7 @@ import psutil  # noqa: E402
 from _harness import median  # noqa: E402
 from sklearn.feature_extraction.text import HashingVectorizer  # noqa: E402
 
-from mlcycle.contracts.records import Comment  # noqa: E402
+from mlcycle.contracts.comments import Comment  # noqa: E402
 from mlcycle.featurization.config import FeatureConfig  # noqa: E402
 from mlcycle.featurization.preprocess import preprocess_batch  # noqa: E402
 from mlcycle.featurization.transform import Transform, fit  # noqa: E402

@@ -38,7 +38,7 @@ import numpy as np
 import orjson
 from _harness import median
 
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.evaluation.calibration import expected_calibration_error
 from mlcycle.importers import get_importer
 from mlcycle.labeler.aggregate import aggregate

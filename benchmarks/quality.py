@@ -70,7 +70,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import FeatureUnion
 
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.splits import hash_split
 from mlcycle.featurization.transform import fit as fit_transform
 from mlcycle.importers import get_importer

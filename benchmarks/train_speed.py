@@ -154,7 +154,7 @@ def part_search(path: Path) -> dict[str, Any]:
 
 def synthetic(n: int) -> tuple[list[str], list[dict[str, Any]], np.ndarray, np.ndarray]:
     """``n`` comments of ~70 words: texts, metadata, toxic labels and splits."""
-    from mlcycle.contracts.records import Comment
+    from mlcycle.contracts.comments import Comment
     from mlcycle.importers.synthetic import synthetic_records
 
     texts: list[str] = []

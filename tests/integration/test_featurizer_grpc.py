@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from mlcycle.common.grpc import ERROR_METADATA_KEY, GrpcServer, channel
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, Store, open_store
-from mlcycle.contracts.records import MAX_TEXT_CHARS
+from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.transform import Transform, fit
 from mlcycle.featurizer.grpc_api import (

@@ -18,7 +18,7 @@ from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner, get_run

@@ -18,7 +18,7 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app, kafka_emitter

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.importers import FORMATS, get_importer
 from mlcycle.importers.lewidi import ObjectStream, dataset_and_split
 from mlcycle.importers.synthetic import synthetic_records, write_wikidetox_files

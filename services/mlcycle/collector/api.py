@@ -37,7 +37,7 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 
 log = logging.getLogger(__name__)
 

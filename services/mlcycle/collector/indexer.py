@@ -18,7 +18,8 @@ from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store
-from mlcycle.contracts.records import Comment, InvalidRecord, Vote, decode_record
+from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.messages import InvalidRecord, decode_record
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge, ValidationFailed
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 
 NDJSON_MEDIA_TYPES = frozenset(
     {

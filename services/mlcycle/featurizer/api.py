@@ -25,7 +25,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store, open_store
-from mlcycle.contracts.records import MAX_TEXT_CHARS
+from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set, list_feature_sets, read_manifest

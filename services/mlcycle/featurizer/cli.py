@@ -14,7 +14,7 @@ from rich.table import Table
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
-from mlcycle.contracts.records import flat_errors
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set

@@ -33,7 +33,8 @@ from pydantic import ValidationError
 from mlcycle.common.errors import InvalidInput, Unavailable, ValidationFailed
 from mlcycle.common.grpc import GrpcServer, build_server, channel
 from mlcycle.common.settings import Settings, load_settings
-from mlcycle.contracts.records import MAX_TEXT_CHARS, flat_errors
+from mlcycle.contracts.comments import MAX_TEXT_CHARS
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc

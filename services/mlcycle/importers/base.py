@@ -1,7 +1,7 @@
 """What every importer shares: the protocol, the skip accounting and file opening.
 
-An importer turns dataset files into validated :class:`~mlcycle.contracts.records.Comment`
-and :class:`~mlcycle.contracts.records.Vote` records, streaming: it reads row by row and
+An importer turns dataset files into validated :class:`~mlcycle.contracts.comments.Comment`
+and :class:`~mlcycle.contracts.comments.Vote` records, streaming: it reads row by row and
 yields as it goes, so memory stays flat however large the file. It never sends
 anything anywhere; the caller decides where the records go (Kafka, a store, a
 test's list).
@@ -28,7 +28,7 @@ from typing import Protocol, TextIO, runtime_checkable
 from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 
 logger = logging.getLogger(__name__)
 

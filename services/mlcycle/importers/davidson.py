@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 
 SOURCE = "davidson"

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.importers.base import FileImporter, ImportedRecord, ImportStats, open_text, validated
 
 logger = logging.getLogger(__name__)

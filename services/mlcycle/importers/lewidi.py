@@ -43,7 +43,7 @@ from typing import Any, TextIO
 import orjson
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.importers.base import (
     FileImporter,
     ImportedRecord,

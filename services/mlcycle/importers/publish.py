@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 
 DEFAULT_BATCH = 2000
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from mlcycle.contracts.records import Comment, Vote
+from mlcycle.contracts.comments import Comment, Vote
 
 SOURCE = "synthetic"
 NEUTRAL_WORDS = (

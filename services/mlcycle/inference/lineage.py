@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
-from mlcycle.contracts.records import RecordId
+from mlcycle.contracts.comments import RecordId
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.labeler.runs import get_run, latest_run

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge, ValidationFailed
 from mlcycle.common.http import describe_validation_errors
-from mlcycle.contracts.records import MAX_TEXT_CHARS, flat_errors
+from mlcycle.contracts.comments import MAX_TEXT_CHARS
+from mlcycle.contracts.messages import flat_errors
 
 Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
 M = TypeVar("M", bound=BaseModel)

@@ -44,7 +44,8 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, Store
-from mlcycle.contracts.records import Comment, InvalidRecord, decode_record
+from mlcycle.contracts.comments import Comment
+from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.inference.indexed import CommittedOffsets, IndexerProgress
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime

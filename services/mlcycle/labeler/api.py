@@ -31,7 +31,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.common.worker import resume_unfinished as resume_runs
-from mlcycle.contracts.records import HumanLabel
+from mlcycle.contracts.comments import HumanLabel
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run

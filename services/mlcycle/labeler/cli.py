@@ -13,7 +13,7 @@ from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
-from mlcycle.contracts.records import flat_errors
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.report import render_table, write_html
 from mlcycle.labeler.runs import LabelRunner

@@ -37,7 +37,8 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store
-from mlcycle.contracts.records import Comment, InvalidRecord, Vote, decode_record
+from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.contracts.splits import split_of
 from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.labeling import changed

@@ -14,7 +14,7 @@ from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import RUNS, open_store
-from mlcycle.contracts.records import flat_errors
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.trainer.config import JobConfig
 
 

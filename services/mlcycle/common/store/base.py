@@ -42,6 +42,18 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
+class SortBy:
+    """Order a listing by one top-level field, then by id in the same direction.
+
+    Documents missing the field (or holding null) come first ascending and last
+    descending, as if null were the smallest value.
+    """
+
+    field: str
+    descending: bool = False
+
+
+@dataclass(frozen=True)
 class Page:
     """One page of results; pass ``next_cursor`` back to get the next one (None at the end)."""
 
@@ -177,10 +189,12 @@ class Store(abc.ABC):
         filters: Filters | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        sort: SortBy | None = None,
     ) -> Page:
         """Documents matching every ``filters`` equality and, if given, the full-text ``query``.
 
-        Without a query the order is by id; with one, by relevance then id. Following
+        Without a query the order is by id, or by ``sort`` then id; with one, by relevance
+        then id (a query and a sort together are bad input). Following
         ``next_cursor`` until it is None visits every match exactly once.
 
         The query is plain words, never syntax: every word must occur in ``text``

@@ -1,4 +1,4 @@
-"""The records that flow through mlcycle's topics and into its store.
+"""Comments and votes: the raw records that enter mlcycle, as the collector validates them.
 
 Validated with pydantic at every edge: the REST API, the importers and the
 indexer (a record produced straight into a topic by any Kafka client is
@@ -9,18 +9,10 @@ or a text that is a list is rejected with the field named, not coerced.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import orjson
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 # Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
 RecordId = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")]
@@ -87,43 +79,6 @@ class Vote(BaseModel):
         return {"id": self.id, **self.model_dump(mode="json")}
 
 
-class Provenance(BaseModel):
-    """Which voters a label came from."""
-
-    model_config = ConfigDict(frozen=True)
-
-    crowd: list[str] = Field(default_factory=list, description="annotator ids whose votes counted")
-    labeling_functions: list[str] = Field(default_factory=list, description="LFs that voted")
-    humans: list[str] = Field(default_factory=list, description="reviewers who labeled the item")
-
-
-class Label(BaseModel):
-    """A label of one item from one label run: hard class, soft probabilities, and why.
-
-    ``probability`` is the soft label's probability of ``label``;
-    ``probabilities`` is the whole distribution over the task's classes.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    run: str
-    item_id: str
-    task: str
-    label: int
-    probability: float
-    probabilities: list[float]
-    method: str
-    n_votes: int = Field(description="crowd and human votes (labeling functions not counted)")
-    provenance: Provenance
-    split: str
-    created_at: datetime
-
-    def to_message(self) -> tuple[str, bytes]:
-        """The (key, value) of this label's event on the ``labels`` topic, keyed by item."""
-        return self.item_id, orjson.dumps(self.model_dump(mode="json"))
-
-
 class HumanLabel(BaseModel):
     """A reviewer's label for one item (``POST /v1/labels``); it joins as a trusted voter."""
 
@@ -143,43 +98,3 @@ class HumanLabel(BaseModel):
             task=self.task,
             source="review",
         )
-
-
-# -- records as they arrive on a topic --------------------------------------------------------
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-class InvalidRecord(Exception):
-    """A consumed record value that is not a valid record; the message says why."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason  # a short fixed tally key: empty, json, schema, topic
-
-
-def decode_record(value: bytes | None, model: type[M]) -> M:
-    """The ``model`` record in a topic message's value, or :class:`InvalidRecord`."""
-    if not value:
-        raise InvalidRecord("empty record value", reason="empty")
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRecord(f"invalid JSON: {exc}", reason="json") from None
-    try:
-        return model.model_validate(parsed)
-    except ValidationError as exc:
-        raise InvalidRecord(f"invalid record: {flat_errors(exc)}", reason="schema") from None
-
-
-def flat_errors(exc: ValidationError, prefix: str = "") -> str:
-    """One line, ``field: message; field: message``, for dead letters and CLI errors."""
-
-    def where(loc: tuple[int | str, ...]) -> str:
-        return ".".join(map(str, (prefix, *loc) if prefix else loc)) or "<record>"
-
-    return "; ".join(
-        f"{where(err['loc'])}: {err['msg']}"
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    )
