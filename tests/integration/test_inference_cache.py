@@ -94,3 +94,20 @@ def test_a_redis_that_goes_away_costs_one_timeout_then_is_skipped(tmp_path: Path
     assert not cache.healthy
     assert cache.ping() is False
     cache.close()
+
+
+def test_the_blocking_cache_reads_and_writes_what_the_event_loop_does(
+    redis_server: EmbeddedRedis,
+) -> None:
+    cache = ScoreCache(redis_server.url, ttl_s=60)
+    written = items("test:blocking:loop", 3)
+    asyncio.run(write_then_read(cache, written))
+    assert cache.get_many([key for key, _ in written]) == [value for _, value in written]
+    mine = items("test:blocking:own", 2)
+    cache.set_many(mine)
+    assert cache.get_many([key for key, _ in mine]) == [value for _, value in mine]
+    plain = redis.Redis.from_url(redis_server.url)
+    assert all(0 < plain.ttl(key) <= 60 for key, _ in mine)
+    assert cache.ping() is True and cache.healthy
+    plain.close()
+    cache.close()

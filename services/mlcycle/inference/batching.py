@@ -29,7 +29,7 @@ import numpy as np
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
 from mlcycle.featurization.sparse import SparseBatch
-from mlcycle.inference.aiocache import AsyncNoCache, AsyncScoreCache
+from mlcycle.inference.cache import AsyncNoCache, AsyncScoreCache
 from mlcycle.inference.client import AsyncModelClient, VersionGone
 from mlcycle.inference.drain import Drain, take_all
 from mlcycle.inference.metrics import for_version
