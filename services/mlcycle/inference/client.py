@@ -6,15 +6,26 @@ the model server's place. Every call has a deadline; ``Predict`` is retried a
 bounded number of times with a short backoff when the server is unreachable or
 slow. A server that is down fails fast (the channel reports the refused
 connection at once) and the channel reconnects within a second once it is back.
-:class:`AioModelClient` makes the same ``Predict`` calls with ``grpc.aio``, from
-the API's event loop, so several can be in flight without a thread each.
+
+The client is written once, for asyncio: :class:`AioModelClient` (``grpc.aio``),
+which the API's event loop calls with several ``Predict`` calls in flight and no
+thread each. :class:`GrpcModelClient` is its blocking face for callers that block
+(the version tracker, the stream, lineage): it runs an :class:`AioModelClient` on a
+private event loop.
+
+The retry policy lives in :meth:`AioModelClient.predict` alone. It is not gRPC's
+service-config ``retryPolicy``: that one bounds all attempts by one deadline and
+never retries DEADLINE_EXCEEDED, where each attempt here has its own
+``predict_deadline_s``, and it would hide the failed attempts from
+``mlcycle_inference_model_server_errors_total``. A version that is gone
+(NOT_FOUND) is not retried here but raised as :class:`VersionGone`, for the caller
+to re-read the serving version and score again with its transform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Protocol
 
 import grpc
@@ -33,9 +44,9 @@ from mlcycle.common.grpc import (
     CLIENT_KEEPALIVE_MS,
     CLIENT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_MESSAGE_BYTES,
-    channel,
 )
 from mlcycle.common.settings import Settings
+from mlcycle.inference.loop import LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
 
@@ -45,21 +56,18 @@ SIGNATURE = "serving_default"
 OUTPUT = "probabilities"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 BACKOFF_FIRST_S = 0.025
-# gRPC's default reconnect backoff grows to two minutes; a restarted model server
-# should be found again within a second.
+# mlcycle's limits and keepalive (as mlcycle.common.grpc.channel sets them), and a
+# reconnect backoff capped at a second: gRPC's default grows to two minutes, and a
+# restarted model server should be found again within a second.
 CHANNEL_OPTIONS = (
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-)
-# The same limits and keepalive as the blocking channel (mlcycle.common.grpc.channel).
-AIO_CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", CLIENT_KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 0),
-    *CHANNEL_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 )
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
@@ -168,102 +176,28 @@ def unavailable(exc: grpc.RpcError, address: str) -> Unavailable:
     return Unavailable(message, details={"model_server": address, "code": code.name})
 
 
-class GrpcModelClient:
-    """A :class:`ModelClient` over TF Serving's gRPC API."""
+class AioModelClient:
+    """An :class:`AsyncModelClient` over TF Serving's gRPC API (``grpc.aio``, one event loop).
+
+    Made on the event loop that calls it: a ``grpc.aio`` channel belongs to its loop.
+    """
 
     def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
         self.address = address
         self.deadline_s = deadline_s
         self.retries = retries
-        self._channel = channel(address, options=CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel).Predict
         self._status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> GrpcModelClient:
-        """A client of ``settings.model_server_address`` with its deadline and retries."""
-        return cls(
-            settings.model_server_address,
-            deadline_s=settings.predict_deadline_s,
-            retries=settings.predict_retries,
-        )
-
-    def versions(self, name: str) -> list[int]:
-        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
-
-        The answer is about the server now: the API predicts over its own
-        ``grpc.aio`` channel, and readiness must not lag behind its predictions
-        while this channel waits out a reconnect backoff after the server was away.
-        """
-        request = get_model_status_pb2.GetModelStatusRequest(
-            model_spec=model_pb2.ModelSpec(name=name)
-        )
-        try:
-            try:
-                response = self._status(request, timeout=self.deadline_s)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                response = self._status_now(request)
-        except grpc.RpcError as exc:
-            MODEL_SERVER_ERRORS.labels(exc.code().name).inc()
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return []
-            raise unavailable(exc, self.address) from None
-        return sorted(
-            status.version for status in response.model_version_status if status.state == _AVAILABLE
-        )
-
-    def _status_now(
-        self, request: get_model_status_pb2.GetModelStatusRequest
-    ) -> get_model_status_pb2.GetModelStatusResponse:
-        """GetModelStatus over a new connection, which dials at once (no backoff to wait out)."""
-        # Channels share connections (and their backoff) unless given a pool of their own.
-        options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
-        with channel(self.address, options=options) as fresh:
-            status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
-            return status(request, timeout=self.deadline_s)
-
-    def predict(
-        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
-    ) -> np.ndarray:
-        """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
-        request = predict_request(name, version, indices, values)
-        attempt = 0
-        while True:
-            try:
-                response = self._predict(request, timeout=self.deadline_s)
-                break
-            except grpc.RpcError as exc:
-                last = attempt >= self.retries
-                _raise_unless_retryable(exc, self.address, name, version, last=last)
-            time.sleep(BACKOFF_FIRST_S * 2**attempt)
-            attempt += 1
-        return read_probabilities(response, name, version, indices.shape[0])
-
-    def aio(self) -> AioModelClient:
-        """A ``grpc.aio`` client of the same server, deadline and retries (for the calling loop)."""
-        return AioModelClient(self.address, deadline_s=self.deadline_s, retries=self.retries)
-
-    def close(self) -> None:
-        """Close the channel."""
-        self._channel.close()
-
-
-class AioModelClient:
-    """An :class:`AsyncModelClient` over TF Serving's gRPC API (``grpc.aio``, one event loop)."""
-
-    def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
-        self.address = address
-        self.deadline_s = deadline_s
-        self.retries = retries
-        self._channel = grpc.aio.insecure_channel(address, options=AIO_CHANNEL_OPTIONS)
-        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel).Predict
 
     async def predict(
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
     ) -> np.ndarray:
-        """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
+        """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable.
+
+        Each attempt has ``deadline_s``; UNAVAILABLE and DEADLINE_EXCEEDED are retried
+        ``retries`` times, after 25 ms, 50 ms, ... Every failed attempt is counted.
+        """
         request = predict_request(name, version, indices, values)
         attempt = 0
         while True:
@@ -277,6 +211,42 @@ class AioModelClient:
             attempt += 1
         return read_probabilities(response, name, version, indices.shape[0])
 
+    async def versions(self, name: str) -> list[int]:
+        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
+
+        The answer is about the server now: predictions go over other channels (the
+        API's event loop has its own), and readiness must not lag behind them while
+        this channel waits out a reconnect backoff after the server was away.
+        """
+        request = get_model_status_pb2.GetModelStatusRequest(
+            model_spec=model_pb2.ModelSpec(name=name)
+        )
+        try:
+            try:
+                response = await self._status(request, timeout=self.deadline_s)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                response = await self._status_now(request)
+        except grpc.RpcError as exc:
+            MODEL_SERVER_ERRORS.labels(exc.code().name).inc()
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise unavailable(exc, self.address) from None
+        return sorted(
+            status.version for status in response.model_version_status if status.state == _AVAILABLE
+        )
+
+    async def _status_now(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus over a new connection, which dials at once (no backoff to wait out)."""
+        # Channels share connections (and their backoff) unless given a pool of their own.
+        options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
+        async with grpc.aio.insecure_channel(self.address, options=options) as fresh:
+            status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
+            return await status(request, timeout=self.deadline_s)
+
     async def reachable(self) -> bool:
         """False while the channel waits out a reconnect backoff (its calls fail at once)."""
         state = self._channel.get_state(try_to_connect=True)
@@ -285,3 +255,53 @@ class AioModelClient:
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close()
+
+
+class GrpcModelClient:
+    """The blocking :class:`ModelClient`: an :class:`AioModelClient` run on a private event loop.
+
+    ``loop`` is shared with other blocking clients when given (the caller closes it);
+    otherwise the client runs one of its own and closes it with itself.
+    """
+
+    def __init__(
+        self, address: str, *, deadline_s: float, retries: int, loop: LoopThread | None = None
+    ) -> None:
+        self.address = address
+        self.deadline_s = deadline_s
+        self.retries = retries
+        self._owns_loop = loop is None
+        self._loop = loop or LoopThread("model-client")
+        self._core = self._loop.run(self._open())
+
+    async def _open(self) -> AioModelClient:
+        return self.aio()  # made on the loop that will use its channel
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GrpcModelClient:
+        """A client of ``settings.model_server_address`` with its deadline and retries."""
+        return cls(
+            settings.model_server_address,
+            deadline_s=settings.predict_deadline_s,
+            retries=settings.predict_retries,
+        )
+
+    def versions(self, name: str) -> list[int]:
+        """The AVAILABLE versions of ``name``, ascending ([] when the model is unknown)."""
+        return self._loop.run(self._core.versions(name))
+
+    def predict(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
+        return self._loop.run(self._core.predict(name, version, indices, values))
+
+    def aio(self) -> AioModelClient:
+        """A client of the same server, deadline and retries for the calling event loop."""
+        return AioModelClient(self.address, deadline_s=self.deadline_s, retries=self.retries)
+
+    def close(self) -> None:
+        """Close the channel (and the private loop)."""
+        self._loop.run(self._core.close())
+        if self._owns_loop:
+            self._loop.close()
