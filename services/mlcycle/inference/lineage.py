@@ -35,6 +35,7 @@ from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
 from mlcycle.contracts.comments import RecordId
+from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.labeler.runs import get_run, latest_run
@@ -107,11 +108,6 @@ class LineageReader:
         store: Store | None = None,
         transforms: TransformSource | None = None,
     ) -> None:
-        # The serving parts import TensorFlow's protos: imported here, not by the module, so
-        # that `mlcycle explain` (which only fetches and renders) starts in a moment.
-        from mlcycle.inference.stream import PREDICTION_FIELD
-
-        self.prediction_field = PREDICTION_FIELD
         self.settings = settings
         self.task = settings.label_task
         self.predictor = predictor
@@ -154,7 +150,7 @@ class LineageReader:
         model = part("model", self._model(score, missing))
         return {
             "id": comment_id,
-            "comment": {k: v for k, v in comment.items() if k != self.prediction_field},
+            "comment": {k: v for k, v in comment.items() if k != PREDICTION_FIELD},
             "votes": self._votes(comment_id),
             "label": part("label", self._label(comment_id, model)),
             "transform": part("transform", self._transform(model, score)),
@@ -249,9 +245,13 @@ class LineageReader:
 
     def _score(self, comment: Mapping[str, Any]) -> Part:
         serving = self._serving_version()
-        stored = comment.get(self.prediction_field)
-        if isinstance(stored, dict) and _is_version(stored.get("model_version")):
-            return {**stored, "source": "stream", "serving_model_version": serving}, None
+        stored = CommentScore.on_comment(comment)
+        if stored is not None:
+            return {
+                **stored.to_document(),
+                "source": "stream",
+                "serving_model_version": serving,
+            }, None
         metadata = comment.get("metadata") or None
         try:
             scored = self.predictor.score(
@@ -274,10 +274,6 @@ class LineageReader:
             return self.predictor.tracker.current().version
         except MlcycleError:
             return None
-
-
-def _is_version(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 # -- shaping the stored records -------------------------------------------------------------------

@@ -25,10 +25,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
 
-import orjson
 from fastapi import FastAPI
 from kafka import TopicPartition
 
@@ -43,9 +40,11 @@ from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, Store
+from mlcycle.common.store import Store
 from mlcycle.contracts.comments import Comment
 from mlcycle.contracts.messages import InvalidRecord, decode_record
+from mlcycle.contracts.repositories.scores import CommentScores
+from mlcycle.contracts.scores import CommentScore, utc_now
 from mlcycle.inference.indexed import CommittedOffsets, IndexerProgress
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime
@@ -53,18 +52,12 @@ from mlcycle.inference.runtime import InferenceRuntime
 log = logging.getLogger(__name__)
 
 SERVICE = "inference-stream"
-PREDICTION_FIELD = "prediction"
 # How long a batch waits for the indexer to store its comments before it is retried later.
 INDEXER_WAIT_S = 10.0
 # How often the serving version is asked for while none is servable yet.
 MODEL_POLL_S = 0.5
 
 Scored = tuple[ConsumedRecord, Comment]
-
-
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with milliseconds and a Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StreamScorer:
@@ -83,7 +76,7 @@ class StreamScorer:
         self.settings = settings
         self.indexer_wait_s = indexer_wait_s
         self.predictor = predictor
-        self.store = store
+        self.scores = CommentScores(store)
         self.producer = producer
         self.indexer = indexer
         self.topic = settings.topics.scored_comments
@@ -107,26 +100,23 @@ class StreamScorer:
 
     def _score(self, chunk: list[Scored]) -> list[Failure]:
         try:
-            predictions = self._predict(chunk)
+            scores = self._predict(chunk)
         except InvalidInput as exc:
             # Not expected (unknown metadata is ignored here): find the records at fault.
             if len(chunk) == 1:
                 return [Failure(chunk[0][0], exc.message)]
             return [failure for item in chunk for failure in self._score([item])]
-        scored_at = now_iso()
-        for prediction in predictions:
-            prediction["scored_at"] = scored_at
-        self._store(chunk, predictions)
+        self._store(chunk, scores)
         self.producer.send_batch(
             self.topic,
             [
-                (comment.id, orjson.dumps({"id": comment.id, **prediction}))
-                for (_, comment), prediction in zip(chunk, predictions, strict=True)
+                score.to_message(comment.id)
+                for (_, comment), score in zip(chunk, scores, strict=True)
             ],
         )
         return []
 
-    def _predict(self, chunk: list[Scored]) -> list[dict[str, Any]]:
+    def _predict(self, chunk: list[Scored]) -> list[CommentScore]:
         texts = [comment.text for _, comment in chunk]
         metadata = [comment.metadata or None for _, comment in chunk]
         _, predictions = self.predictor.predict(
@@ -135,26 +125,16 @@ class StreamScorer:
             unknown_fields="ignore",
             source="stream",
         )
-        return predictions
+        scored_at = utc_now()
+        return [CommentScore(**prediction, scored_at=scored_at) for prediction in predictions]
 
-    def _store(self, chunk: list[Scored], predictions: list[dict[str, Any]]) -> None:
-        """Add each prediction to its stored comment, keeping every other field."""
-        latest = {
-            comment.id: prediction
-            for (_, comment), prediction in zip(chunk, predictions, strict=True)
-        }
-        stored = self.store.get_many(COMMENTS, list(latest))
-        updated = [
-            {**stored[doc_id], PREDICTION_FIELD: prediction}
-            for doc_id, prediction in latest.items()
-            if doc_id in stored
-        ]
-        if len(updated) < len(latest):
+    def _store(self, chunk: list[Scored], scores: list[CommentScore]) -> None:
+        """Add each score to its stored comment (the latest of a comment's records wins)."""
+        latest = {comment.id: score for (_, comment), score in zip(chunk, scores, strict=True)}
+        stored = self.scores.attach(latest)
+        if stored < len(latest):
             # The indexer committed past them without storing them: it refused them.
-            missing = len(latest) - len(updated)
-            log.info("scored comments not in the store", extra={"missing": missing})
-        if updated:
-            self.store.upsert(COMMENTS, updated)
+            log.info("scored comments not in the store", extra={"missing": len(latest) - stored})
 
 
 def _next_offsets(comments: list[Scored]) -> dict[TopicPartition, int]:

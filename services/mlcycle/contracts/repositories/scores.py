@@ -1,0 +1,42 @@
+"""Scores on stored comments: the ``prediction`` field the streaming scorer adds to each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mlcycle.common.store import COMMENTS, Store
+from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
+
+
+class CommentScores:
+    """The stream's scores, kept on the stored comments rather than as records of their own.
+
+    The store's upsert replaces a whole document and the collector-indexer writes the
+    comments, so a score is added by reading each stored comment and writing it back
+    with its ``prediction`` set: every field the indexer wrote is kept as it was.
+    """
+
+    collection = COMMENTS
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def attach(self, scores: Mapping[str, CommentScore]) -> int:
+        """Set the score of each comment (by id) that is stored; how many were.
+
+        A comment that is not in the store is skipped: the indexer refused it.
+        """
+        stored = self.store.get_many(self.collection, list(scores))
+        updated = [
+            {**stored[comment_id], PREDICTION_FIELD: score.to_document()}
+            for comment_id, score in scores.items()
+            if comment_id in stored
+        ]
+        if updated:
+            self.store.upsert(self.collection, updated)
+        return len(updated)
+
+    def get(self, comment_id: str) -> CommentScore | None:
+        """The score stored on comment ``comment_id``; None when it has none or is not stored."""
+        document = self.store.get(self.collection, comment_id)
+        return None if document is None else CommentScore.on_comment(document)
