@@ -283,7 +283,9 @@ def test_get_transform_returns_the_description(env: Env, stub) -> None:
         assert info.dim == env.transform.dim
         assert info.current is True
         assert not info.HasField("label_run")
-        assert struct_to_dict(info.description) == env.core.describe(env.transform.version)
+        assert (
+            struct_to_dict(info.description) == env.core.describe(env.transform.version).to_json()
+        )
 
 
 def test_get_transform_of_an_unknown_version_is_not_found(stub) -> None:
