@@ -144,6 +144,25 @@ def test_a_version_without_metadata_is_refused_with_the_reason(
         rig.predictor.predict(["thanks"])
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "does not hold a JSON object"),
+        ('{"transform": "tf-x", "threshold": "high"}', "threshold"),
+    ],
+)
+def test_a_version_with_unreadable_metadata_is_refused_with_the_reason(
+    tmp_path: Path, transform: Transform, content: str, reason: str
+) -> None:
+    rig = Rig(tmp_path, transform)
+    rig.client.available.append(2)
+    (rig.add_version(2) / "metadata.json").write_text(content)
+    rig.tracker.refresh()
+    with pytest.raises(Unavailable, match=f"cannot read .*metadata.json: .*{reason}"):
+        rig.predictor.predict(["thanks"])
+
+
 def test_no_servable_version_or_no_server_names_the_model_server(
     tmp_path: Path, transform: Transform
 ) -> None:

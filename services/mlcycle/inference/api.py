@@ -9,7 +9,7 @@ their cache reads and ``Predict`` calls, so no request waits for a thread.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Path, Request, Response
@@ -103,7 +103,7 @@ def _tf_error(exc: MlcycleError) -> OrjsonResponse:
     return OrjsonResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
 
 
-def _columns(predictions: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def _columns(predictions: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
     names = list(predictions[0]) if predictions else []
     return {name: [p[name] for p in predictions] for name in names}
 

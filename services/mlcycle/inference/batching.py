@@ -47,6 +47,7 @@ from mlcycle.inference.predictor import (
     observe_request,
     version_churn,
 )
+from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.versions import ModelVersion
 
@@ -71,7 +72,7 @@ INLINE_FEATURIZE_CHARS = 8192
 # How long a readiness check waits for the loop to say whether Predict calls go through.
 READY_TIMEOUT_S = 1.0
 
-Result = tuple[ModelVersion, list[dict[str, Any]]]
+Result = tuple[ModelVersion, list[PredictionRow]]
 
 
 @dataclass(eq=False)

@@ -236,7 +236,7 @@ class LineageReader:
             missing["model.registry"] = exc.message
         metadata: dict[str, Any] | None = None
         try:
-            metadata = read_version_metadata(self.settings, name, version)
+            metadata = read_version_metadata(self.settings, name, version).model_dump()
         except MlcycleError as exc:
             missing["model.metadata"] = exc.message
         if doc is None and metadata is None:

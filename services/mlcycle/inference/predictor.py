@@ -33,6 +33,7 @@ from mlcycle.inference.cache import (
 )
 from mlcycle.inference.client import ModelClient, VersionGone
 from mlcycle.inference.metrics import for_version
+from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.versions import ModelVersion, VersionTracker
 
@@ -62,7 +63,7 @@ def check_metadata_fields(model: ModelVersion, metadata: Metadata) -> None:
         )
 
 
-def format_predictions(model: ModelVersion, probabilities: np.ndarray) -> list[dict[str, Any]]:
+def format_predictions(model: ModelVersion, probabilities: np.ndarray) -> list[PredictionRow]:
     """One prediction object per row: score, label, threshold, versions (+ per-class for K > 2)."""
     version, transform = model.version, model.transform_version
     classes = model.classes
@@ -118,7 +119,7 @@ class Predictor:
         *,
         unknown_fields: Literal["error", "ignore"] = "error",
         source: Source = "api",
-    ) -> tuple[ModelVersion, list[dict[str, Any]]]:
+    ) -> tuple[ModelVersion, list[PredictionRow]]:
         """The serving version and one prediction per text (see :func:`format_predictions`)."""
         started = time.perf_counter()
         scored = self.score(texts, metadata, unknown_fields=unknown_fields)
@@ -261,7 +262,7 @@ def check_classes(model: ModelVersion, answer: np.ndarray) -> np.ndarray:
 
 
 def observe_request(
-    model: ModelVersion, predictions: list[dict[str, Any]], source: Source, seconds: float
+    model: ModelVersion, predictions: list[PredictionRow], source: Source, seconds: float
 ) -> None:
     """Count one answered request of ``source`` and its predictions under the model version."""
     metrics = for_version(model.version)

@@ -7,7 +7,8 @@ same models document the bodies in the OpenAPI schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, NotRequired, TypedDict, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -18,6 +19,9 @@ from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.contracts.messages import flat_errors
 
 Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
+# A JSON object whose fields belong to someone else (a comment's free metadata, a
+# trainer's figures and hyper-parameters): passed on as given, untyped here by design.
+JsonObject = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -27,7 +31,7 @@ class Instance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: Text = Field(description="the comment")
-    metadata: dict[str, Any] | None = Field(
+    metadata: JsonObject | None = Field(
         default=None,
         description="free metadata (e.g. year, logged_in); fields the model's transform "
         "was not fitted on are refused with 400",
@@ -56,6 +60,22 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] | None = Field(
         default=None, description="per-class probabilities (multi-class models only)"
     )
+
+
+class PredictionRow(TypedDict):
+    """One prediction as the service builds and answers it: :class:`Prediction` as a plain dict.
+
+    Built once per instance on the serving path, where a model's validation would cost
+    more than the answer's serialization; ``probabilities`` is there for multi-class
+    models only.
+    """
+
+    score: float
+    label: str
+    threshold: float | None
+    model_version: int
+    transform_version: str
+    probabilities: NotRequired[dict[str, float]]
 
 
 class PredictResponse(BaseModel):
@@ -119,7 +139,7 @@ class TfColumns(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: list[Text] = Field(min_length=1)
-    metadata: list[dict[str, Any] | None] | None = None
+    metadata: list[JsonObject | None] | None = None
 
 
 class TfColumnarRequest(BaseModel):
@@ -136,7 +156,7 @@ TF_SIGNATURE = "serving_default"
 
 def parse_tf_predict(
     body: bytes, max_instances: int
-) -> tuple[list[str], list[dict[str, Any] | None] | None, bool]:
+) -> tuple[list[str], list[JsonObject | None] | None, bool]:
     """(texts, metadata, columnar) of a TF Serving ``:predict`` body; errors name the problem."""
     data = loads(body)
     if not isinstance(data, dict):
@@ -158,7 +178,7 @@ def parse_tf_predict(
     raise InvalidInput("missing 'inputs' or 'instances' key")
 
 
-def _validated(model: type[M], data: dict[str, Any], limit: int, items: Any) -> M:
+def _validated(model: type[M], data: Mapping[str, Any], limit: int, items: Any) -> M:
     if isinstance(items, list):
         check_count(len(items), limit)
     try:
@@ -172,9 +192,9 @@ def _check_signature(name: str | None) -> None:
         raise InvalidInput(f'Serving signature name: "{name}" not found in signature def')
 
 
-def _rows(instances: list[str | Instance]) -> tuple[list[str], list[dict[str, Any] | None] | None]:
+def _rows(instances: list[str | Instance]) -> tuple[list[str], list[JsonObject | None] | None]:
     texts: list[str] = []
-    metadata: list[dict[str, Any] | None] = []
+    metadata: list[JsonObject | None] = []
     for instance in instances:
         if isinstance(instance, str):
             texts.append(instance)
@@ -187,7 +207,7 @@ def _rows(instances: list[str | Instance]) -> tuple[list[str], list[dict[str, An
 
 def _columns(
     inputs: TfColumns | list[str],
-) -> tuple[list[str], list[dict[str, Any] | None] | None]:
+) -> tuple[list[str], list[JsonObject | None] | None]:
     if isinstance(inputs, list):
         return inputs, None
     if inputs.metadata is not None and len(inputs.metadata) != len(inputs.text):

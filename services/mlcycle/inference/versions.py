@@ -10,18 +10,20 @@ threshold; the transform comes from the artifact store.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
 from mlcycle.inference.metrics import SERVING_VERSION
+from mlcycle.inference.schemas import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +59,70 @@ class ModelVersion:
         return len(self.classes) == 2
 
 
-def read_version_metadata(settings: Settings, name: str, version: int) -> dict[str, Any]:
+class VersionMetadata(BaseModel):
+    """A model version's ``metadata.json``, as the trainer exports it next to the SavedModel.
+
+    Serving needs ``transform``, ``classes`` and ``threshold``; lineage shows the
+    rest. Every field may be absent; fields not declared here are kept as given.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str | None = None
+    version: int | None = None
+    created_at: str | None = None
+    job: str | None = None
+    task: str | None = None
+    label_run: str | None = None
+    transform: str | None = None
+    classes: list[str | int] | None = None
+    threshold: float | None = None
+    selection_metric: str | None = None
+    # {"dev": {metric: value}, "test": {...} | null}
+    metrics: dict[str, JsonObject | None] | None = None
+    hyperparameters: JsonObject | None = None
+    training: JsonObject | None = None
+    data: JsonObject | None = None
+    blessing: JsonObject | None = None
+    git_revision: str | None = None
+
+
+def read_version_metadata(settings: Settings, name: str, version: int) -> VersionMetadata:
     """``<models_path>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
     path = settings.models_path / name / str(version) / METADATA
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise Unavailable(
             f"model {name} version {version} has no {METADATA} at {path}: the inference "
             "service reads it from the models volume the model server serves from",
             details={"path": str(path)},
         ) from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise Unavailable(f"cannot read {path}: {exc}", details={"path": str(path)}) from None
-    if not isinstance(metadata, dict):
-        raise Unavailable(f"{path} does not hold a JSON object", details={"path": str(path)})
-    return metadata
+    try:
+        return VersionMetadata.model_validate_json(text)
+    except ValidationError as exc:
+        kinds = {error["type"] for error in exc.errors()}
+        if "json_invalid" in kinds:
+            reason = "it is not valid JSON"
+        elif "model_type" in kinds:
+            reason = "it does not hold a JSON object"
+        else:
+            reason = flat_errors(exc)
+        raise Unavailable(f"cannot read {path}: {reason}", details={"path": str(path)}) from None
 
 
 def build_version(
     settings: Settings,
     name: str,
     version: int,
-    metadata: Mapping[str, Any],
+    metadata: VersionMetadata,
     transforms: TransformSource,
 ) -> ModelVersion:
     """A servable :class:`ModelVersion` from its metadata; Unavailable saying what is missing."""
-    wanted = metadata.get("transform")
-    if not isinstance(wanted, str) or not wanted:
+    wanted = metadata.transform
+    if not wanted:
         raise Unavailable(
             f"model {name} version {version} does not name its transform in {METADATA}",
             details={"model": name, "version": version},
@@ -100,12 +138,12 @@ def build_version(
     # Featurize once now: the first request then finds the compiled vectorizer loaded
     # (or, on a machine that never ran it, compiled), not a quarter second to seconds away.
     transform.apply([""])
-    classes = tuple(str(c) for c in metadata.get("classes") or ("0", "1"))
+    classes = tuple(str(c) for c in metadata.classes or ("0", "1"))
     threshold = None
     if len(classes) == 2:
         threshold = settings.predict_threshold
         if threshold is None:
-            threshold = float(metadata.get("threshold", DEFAULT_THRESHOLD))
+            threshold = DEFAULT_THRESHOLD if metadata.threshold is None else metadata.threshold
     return ModelVersion(name, version, transform, classes, threshold)
 
 
