@@ -4,6 +4,8 @@ artifact store, with the inference core over a fake model server."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +155,7 @@ def test_the_chain_runs_from_the_stored_comment_to_the_streamed_score(
     add_label(store, RUN, "c1", 1, "train")
     add_model(rig, store)
 
-    chain = reader(rig, store).explain("c1")
+    chain = reader(rig, store).explain("c1").to_json()
 
     Lineage.model_validate(chain)  # the documented response shape
     assert chain["id"] == "c1"
@@ -208,7 +210,7 @@ def test_an_unscored_comment_is_scored_now_through_the_predictor_and_its_cache(
     add_model(rig, store)
     lineage = reader(rig, store)
 
-    first = lineage.explain("c1")["score"]
+    first = lineage.explain("c1").to_json()["score"]
     assert first["source"] == "scored_now"
     assert first["cached"] is False
     # The comment's own metadata is featurized with its text, as the stream does.
@@ -220,7 +222,7 @@ def test_an_unscored_comment_is_scored_now_through_the_predictor_and_its_cache(
     assert first["transform_version"] == TRANSFORM.version
     assert len(rig.client.calls) == 1
 
-    again = lineage.explain("c1")["score"]
+    again = lineage.explain("c1").to_json()["score"]
     assert again["cached"] is True
     assert again["score"] == first["score"]
     assert len(rig.client.calls) == 1
@@ -236,7 +238,7 @@ def test_the_model_is_the_one_that_made_the_stored_score_not_the_serving_one(
     add_model(rig, store, 2)
     add_comment(store, "c1", prediction=stream_prediction(version=1))
 
-    chain = reader(rig, store).explain("c1")
+    chain = reader(rig, store).explain("c1").to_json()
 
     assert chain["model"]["version"] == 1
     assert chain["score"]["model_version"] == 1
@@ -248,7 +250,7 @@ def test_a_stored_prediction_without_a_usable_version_is_not_trusted(
 ) -> None:
     add_comment(store, "c1", prediction={**stream_prediction(), "model_version": "../1"})
 
-    chain = reader(rig, store).explain("c1")
+    chain = reader(rig, store).explain("c1").to_json()
 
     assert chain["score"]["source"] == "scored_now"
     assert chain["model"]["version"] == 1
@@ -262,7 +264,7 @@ def test_missing_parts_are_null_and_say_why(rig: Rig, store: SqliteStore) -> Non
     rig.client.down = True
     rig.tracker.refresh()  # the model server is gone and nothing is registered
 
-    chain = reader(rig, store).explain("lonely")
+    chain = reader(rig, store).explain("lonely").to_json()
 
     Lineage.model_validate(chain)
     assert chain["votes"]["total"] == 0
@@ -285,7 +287,7 @@ def test_without_any_model_the_model_and_transform_are_missing(
     rig = Rig(tmp_path, TRANSFORM, versions=())
     add_comment(store, "c1")
 
-    chain = reader(rig, store).explain("c1")
+    chain = reader(rig, store).explain("c1").to_json()
 
     assert (chain["score"], chain["model"], chain["transform"]) == (None, None, None)
     assert "has no serving nor production version" in chain["missing"]["model"]
@@ -299,7 +301,7 @@ def test_a_transform_gone_from_the_artifact_store_is_missing(rig: Rig, store: Sq
     path = rig.settings.models_path / NAME / "1" / "metadata.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "transform": other.version}))
 
-    chain = reader(rig, store).explain("c1")
+    chain = reader(rig, store).explain("c1").to_json()
 
     assert chain["transform"] is None
     assert f"transform {other.version} cannot be read" in chain["missing"]["transform"]
@@ -318,12 +320,12 @@ def test_the_label_falls_back_to_the_latest_run_then_to_the_live_label(
     add_label(store, "live-toxicity", "live", 0, "train")
     lineage = reader(rig, store)
 
-    late = lineage.explain("late")["label"]
+    late = lineage.explain("late").to_json()["label"]
     assert (late["run"], late["chosen_from"]) == (OLD_RUN, "the latest finished label run")
     assert late["trained_on"] is False
     assert late["label_run"]["params"]["strategy"] == "mean_threshold"
 
-    live = lineage.explain("live")["label"]
+    live = lineage.explain("live").to_json()["label"]
     assert live["run"] == "live-toxicity"
     assert live["chosen_from"].startswith("the live label")
     assert live["label_run"] is None
@@ -336,7 +338,7 @@ def test_metadata_alone_describes_an_unregistered_version_and_the_registry_alone
     add_comment(store, "c1", prediction=stream_prediction())
     lineage = reader(rig, store)
 
-    chain = lineage.explain("c1")
+    chain = lineage.explain("c1").to_json()
     assert chain["model"]["metrics"] == METRICS
     assert "model.registry" in chain["missing"]
 
@@ -345,7 +347,7 @@ def test_metadata_alone_describes_an_unregistered_version_and_the_registry_alone
         params=HYPER, path="gone",
     )  # fmt: skip
     (rig.settings.models_path / NAME / "1" / "metadata.json").unlink()
-    chain = lineage.explain("c1")
+    chain = lineage.explain("c1").to_json()
     assert chain["model"]["state"] == "candidate"
     assert chain["model"]["hyperparameters"] == HYPER
     assert "has no metadata.json" in chain["missing"]["model.metadata"]
@@ -369,7 +371,7 @@ def test_a_malformed_id_is_a_validation_error(rig: Rig, store: SqliteStore, bad:
 # -- the CLI's view --------------------------------------------------------------------------------
 
 
-def rendered(chain: dict[str, Any]) -> str:
+def rendered(chain: Lineage | dict[str, Any]) -> str:
     console = Console(record=True, width=200, color_system=None)
     console.print(render_lineage(chain))
     return console.export_text()
@@ -382,7 +384,9 @@ def test_the_tree_shows_every_part_of_the_chain(rig: Rig, store: SqliteStore) ->
     add_label(store, RUN, "c1", 1, "train")
     add_model(rig, store)
 
-    text = rendered(reader(rig, store).explain("c1"))
+    chain = reader(rig, store).explain("c1")
+    text = rendered(chain)
+    assert rendered(chain.to_json()) == text  # as the CLI gets it over HTTP
 
     assert "comment c1" in text
     assert TEXT in text
@@ -405,3 +409,9 @@ def test_the_tree_says_why_a_part_is_missing(rig: Rig, store: SqliteStore) -> No
 
     assert "label: none — not labeled in live-toxicity" in text
     assert "score: none — not scored by the stream, and it cannot be scored now" in text
+
+
+def test_the_cli_side_starts_without_tensorflow() -> None:
+    # `mlcycle explain` only fetches and renders: the serving parts stay unloaded.
+    code = "import sys, mlcycle.inference.lineage; sys.exit('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -244,7 +244,8 @@ def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -
             description="the comment's id (no control characters)",
         ),
     ) -> OrjsonResponse:
-        return OrjsonResponse(await run_in_threadpool(lineage.explain, comment_id))
+        chain = await run_in_threadpool(lineage.explain, comment_id)
+        return OrjsonResponse(chain.to_json())
 
 
 def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:

@@ -49,6 +49,10 @@ class Scored:
     probabilities: np.ndarray
     cache_hits: int
 
+    def predictions(self) -> list[PredictionRow]:
+        """One prediction per row (see :func:`format_predictions`)."""
+        return format_predictions(self.model, self.probabilities)
+
 
 def check_metadata_fields(model: ModelVersion, metadata: Metadata) -> None:
     """InvalidInput naming the metadata fields the model's transform was not fitted on."""

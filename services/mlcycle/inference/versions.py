@@ -15,19 +15,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import Settings
-from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
+from mlcycle.inference.metadata import METADATA, VersionMetadata, read_version_metadata
 from mlcycle.inference.metrics import SERVING_VERSION
-from mlcycle.inference.schemas import JsonObject
 
 log = logging.getLogger(__name__)
 
-METADATA = "metadata.json"
 DEFAULT_THRESHOLD = 0.5
 # Versions whose metadata and transform stay loaded (the serving one and a few before it).
 KEEP_LOADED = 4
@@ -57,60 +53,6 @@ class ModelVersion:
     def binary(self) -> bool:
         """True for two-class models (score = probability of the second class)."""
         return len(self.classes) == 2
-
-
-class VersionMetadata(BaseModel):
-    """A model version's ``metadata.json``, as the trainer exports it next to the SavedModel.
-
-    Serving needs ``transform``, ``classes`` and ``threshold``; lineage shows the
-    rest. Every field may be absent; fields not declared here are kept as given.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str | None = None
-    version: int | None = None
-    created_at: str | None = None
-    job: str | None = None
-    task: str | None = None
-    label_run: str | None = None
-    transform: str | None = None
-    classes: list[str | int] | None = None
-    threshold: float | None = None
-    selection_metric: str | None = None
-    # {"dev": {metric: value}, "test": {...} | null}
-    metrics: dict[str, JsonObject | None] | None = None
-    hyperparameters: JsonObject | None = None
-    training: JsonObject | None = None
-    data: JsonObject | None = None
-    blessing: JsonObject | None = None
-    git_revision: str | None = None
-
-
-def read_version_metadata(settings: Settings, name: str, version: int) -> VersionMetadata:
-    """``<models_path>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
-    path = settings.models_path / name / str(version) / METADATA
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Unavailable(
-            f"model {name} version {version} has no {METADATA} at {path}: the inference "
-            "service reads it from the models volume the model server serves from",
-            details={"path": str(path)},
-        ) from None
-    except OSError as exc:
-        raise Unavailable(f"cannot read {path}: {exc}", details={"path": str(path)}) from None
-    try:
-        return VersionMetadata.model_validate_json(text)
-    except ValidationError as exc:
-        kinds = {error["type"] for error in exc.errors()}
-        if "json_invalid" in kinds:
-            reason = "it is not valid JSON"
-        elif "model_type" in kinds:
-            reason = "it does not hold a JSON object"
-        else:
-            reason = flat_errors(exc)
-        raise Unavailable(f"cannot read {path}: {reason}", details={"path": str(path)}) from None
 
 
 def build_version(

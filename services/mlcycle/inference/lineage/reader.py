@@ -1,0 +1,235 @@
+"""Reading one comment's lineage: each part from where its owner keeps it.
+
+The comment, its votes and its labels come from the store; the label run
+records from the labeler's runs; the model version from the registry and its
+``metadata.json``; the transform from the artifact store (or the one this
+service already serves); the score from the stored comment, else from the
+service's predictor.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
+from mlcycle.common.settings import Settings
+from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
+from mlcycle.contracts.comments import RecordId
+from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
+from mlcycle.featurization.store import TransformStore
+from mlcycle.featurization.transform import Transform
+from mlcycle.inference.lineage.parts import (
+    label_part,
+    model_part,
+    run_part,
+    transform_part,
+    votes_part,
+)
+from mlcycle.inference.lineage.schema import (
+    CommentPart,
+    LabelPart,
+    LabelRunPart,
+    Lineage,
+    ModelPart,
+    ScoreLineage,
+    TransformPart,
+    VotesPart,
+)
+from mlcycle.inference.metadata import VersionMetadata, read_version_metadata
+from mlcycle.labeler.runs import get_run, latest_run
+from mlcycle.labeler.stream import live_run
+from mlcycle.trainer.registry import ModelRegistry
+
+if TYPE_CHECKING:
+    from mlcycle.inference.predictor import Predictor
+
+# Votes listed in an answer (all of them are counted).
+MAX_VOTES = 100
+
+TransformSource = Callable[[str], Transform]
+_COMMENT_ID: TypeAdapter[str] = TypeAdapter(RecordId)
+
+
+def check_comment_id(comment_id: str) -> str:
+    """``comment_id`` if it could be a stored comment's id; else 422 saying why."""
+    try:
+        return _COMMENT_ID.validate_python(comment_id)
+    except ValidationError as exc:
+        reason = exc.errors(include_url=False)[0]["msg"]
+        raise ValidationFailed(
+            f"malformed comment id: {reason}", details={"id": comment_id[:600]}
+        ) from None
+
+
+class LineageReader:
+    """Assembles :class:`Lineage` answers; thread-safe. The store opens on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        *,
+        store: Store | None = None,
+        transforms: TransformSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.task = settings.label_task
+        self.predictor = predictor
+        self._store = store
+        self._owns_store = store is None
+        self._transforms = transforms or TransformStore(settings.artifacts_path).transform
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The store of ``settings`` (opened once, on the first lineage asked for)."""
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings)
+            return self._store
+
+    def close(self) -> None:
+        """Close the store if this reader opened it."""
+        with self._lock:
+            if self._owns_store and self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def explain(self, comment_id: str) -> Lineage:
+        """The lineage of ``comment_id``; 404 when no such comment is stored, 422 when malformed."""
+        check_comment_id(comment_id)
+        comment = self.store.get(COMMENTS, comment_id)
+        if comment is None:
+            raise NotFound(f"no comment with id {comment_id!r}", details={"id": comment_id})
+        missing: dict[str, str] = {}
+        score = self._score(comment, missing)
+        model = self._model(score, missing)
+        return Lineage(
+            id=comment_id,
+            comment=CommentPart.model_validate(
+                {k: v for k, v in comment.items() if k != PREDICTION_FIELD}
+            ),
+            votes=self._votes(comment_id),
+            label=self._label(comment_id, model, missing),
+            transform=self._transform(model, score, missing),
+            model=model,
+            score=score,
+            missing=missing,
+        )
+
+    # -- the parts -----------------------------------------------------------------------------
+
+    def _votes(self, comment_id: str) -> VotesPart:
+        filters = {"item_id": comment_id, "task": self.task}
+        total = self.store.count(VOTES, filters)
+        listed = self.store.search(VOTES, filters=filters, limit=MAX_VOTES).items if total else []
+        return votes_part(self.task, total, listed)
+
+    def _label(
+        self, comment_id: str, model: ModelPart | None, missing: dict[str, str]
+    ) -> LabelPart | None:
+        trained_on = model.label_run if model is not None else None
+        candidates: dict[str, str] = {}
+        if trained_on:
+            candidates[trained_on] = "the label run the model was trained on"
+        latest = latest_run(self.store, self.task)
+        if latest is not None:
+            candidates.setdefault(latest["id"], "the latest finished label run")
+        candidates.setdefault(live_run(self.task), "the live label (the votes so far)")
+        for run_id, why in candidates.items():
+            label = self.store.get(LABELS, f"{run_id}:{comment_id}")
+            if label is not None:
+                return label_part(label, self._run(run_id), why, run_id == trained_on)
+        runs = ", ".join(candidates)
+        missing["label"] = f"not labeled in {runs}: no votes yet, or no label run since it arrived"
+        return None
+
+    def _run(self, run_id: str) -> LabelRunPart | None:
+        try:
+            return run_part(get_run(self.store, run_id))
+        except NotFound:
+            return None  # the live label has no run record
+
+    def _transform(
+        self, model: ModelPart | None, score: ScoreLineage | None, missing: dict[str, str]
+    ) -> TransformPart | None:
+        version = (model.transform if model is not None else None) or (
+            score.transform_version if score is not None else None
+        )
+        if not version:
+            missing["transform"] = "no model version names a transform"
+            return None
+        try:
+            return transform_part(self._load_transform(version))
+        except MlcycleError as exc:
+            missing["transform"] = f"transform {version} cannot be read: {exc.message}"
+            return None
+
+    def _load_transform(self, version: str) -> Transform:
+        try:
+            serving = self.predictor.tracker.current().transform
+        except MlcycleError:
+            serving = None
+        if serving is not None and serving.version == version:
+            return serving  # already loaded by the service
+        return self._transforms(version)
+
+    def _model(self, score: ScoreLineage | None, missing: dict[str, str]) -> ModelPart | None:
+        name = self.settings.model_name
+        registry = ModelRegistry(self.settings, self.store)
+        version = score.model_version if score is not None else self._serving_version()
+        if version is None:
+            production = registry.production(name)
+            if production is None:
+                missing["model"] = f"model {name} has no serving nor production version yet"
+                return None
+            version = int(production["version"])
+        registered: Mapping[str, Any] | None = None
+        try:
+            registered = registry.get(name, version)
+        except NotFound as exc:
+            missing["model.registry"] = exc.message
+        metadata: VersionMetadata | None = None
+        try:
+            metadata = read_version_metadata(self.settings, name, version)
+        except MlcycleError as exc:
+            missing["model.metadata"] = exc.message
+        if registered is None and metadata is None:
+            missing["model"] = f"model {name} version {version} is neither registered nor on disk"
+            return None
+        return model_part(name, version, registered or {}, metadata or VersionMetadata())
+
+    def _score(self, comment: Mapping[str, Any], missing: dict[str, str]) -> ScoreLineage | None:
+        serving = self._serving_version()
+        stored = CommentScore.on_comment(comment)
+        if stored is not None:
+            return ScoreLineage(
+                **stored.to_document(), source="stream", serving_model_version=serving
+            )
+        metadata = comment.get("metadata") or None
+        try:
+            scored = self.predictor.score(
+                [str(comment.get("text") or "")], [metadata], unknown_fields="ignore"
+            )
+        except MlcycleError as exc:
+            missing["score"] = (
+                f"not scored by the stream, and it cannot be scored now: {exc.message}"
+            )
+            return None
+        (prediction,) = scored.predictions()
+        return ScoreLineage(
+            **prediction,
+            source="scored_now",
+            cached=scored.cache_hits > 0,
+            serving_model_version=scored.model.version,
+        )
+
+    def _serving_version(self) -> int | None:
+        try:
+            return self.predictor.tracker.current().version
+        except MlcycleError:
+            return None
