@@ -8,7 +8,13 @@ import time
 import httpx
 import pytest
 
-from mlcycle.clients import clients_for, poll_until, service_url
+from mlcycle.clients import (
+    DeadlinePassed,
+    ServiceUnreachable,
+    clients_for,
+    poll_until,
+    service_url,
+)
 from mlcycle.clients.base import ServiceClient, dialable_host
 from mlcycle.clients.collector import CollectorClient
 from mlcycle.clients.inference import InferenceClient
@@ -126,7 +132,7 @@ def test_a_refused_connection_is_unavailable_and_says_what_to_start() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = InferenceClient(service_url("127.0.0.1", port))
-    with pytest.raises(Unavailable) as raised:
+    with pytest.raises(ServiceUnreachable) as raised:
         client.predict(["hi"])
     message = raised.value.message
     assert message.startswith(f"cannot reach the inference service at http://127.0.0.1:{port}")
@@ -136,8 +142,14 @@ def test_a_refused_connection_is_unavailable_and_says_what_to_start() -> None:
 
 def test_health_probes_answer_true_only_for_a_200() -> None:
     assert ServiceClient(BASE, transport=answering(200, {"status": "ok"})).ready()
-    refusing = answering(503, error_body("unavailable", "no"))
+    refusing = answering(503, error_body("unavailable", "not ready: redis", {"checks": {}}))
     assert not ServiceClient(BASE, transport=refusing).ready()
+    degraded = answering(200, {"status": "degraded", "checks": {"model": True, "redis": False}})
+    readiness = ServiceClient(BASE, transport=degraded).readiness()
+    assert readiness.status == "degraded" and readiness.checks == {"model": True, "redis": False}
+    with pytest.raises(Unavailable) as raised:
+        ServiceClient(BASE, transport=refusing).readiness()
+    assert not isinstance(raised.value, ServiceUnreachable)  # it answered: it is running
 
 
 def test_urls_from_settings_dial_loopback_for_a_wildcard_host() -> None:
@@ -159,7 +171,7 @@ def test_poll_until_returns_the_first_truthy_answer() -> None:
 def test_poll_until_gives_up_at_the_deadline_saying_what_did_not_happen() -> None:
     calls: list[float] = []
     started = time.monotonic()
-    with pytest.raises(Unavailable, match="^the thing did not happen within 0 s$"):
+    with pytest.raises(DeadlinePassed, match="^the thing did not happen within 0 s$"):
         poll_until(
             lambda: calls.append(time.monotonic()), timeout=0.2, interval=0.05,
             what="the thing did not happen",

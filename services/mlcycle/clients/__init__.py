@@ -8,24 +8,26 @@ with :func:`poll_until`. Services themselves never import this package: it is
 for callers from outside.
 """
 
-from mlcycle.clients.base import ServiceClient, auth_headers, service_url
+from mlcycle.clients.base import ServiceClient, ServiceUnreachable, auth_headers, service_url
 from mlcycle.clients.collector import CollectorClient
 from mlcycle.clients.featurizer import FeaturizerClient
 from mlcycle.clients.inference import InferenceClient
 from mlcycle.clients.labeler import LabelerClient
 from mlcycle.clients.modelserver import ModelServerClient
-from mlcycle.clients.polling import poll_until
+from mlcycle.clients.polling import DeadlinePassed, poll_until
 from mlcycle.clients.services import ServiceClients, clients_for, default_api_key, url_for
 from mlcycle.clients.trainer import TrainerClient
 
 __all__ = [
     "CollectorClient",
+    "DeadlinePassed",
     "FeaturizerClient",
     "InferenceClient",
     "LabelerClient",
     "ModelServerClient",
     "ServiceClient",
     "ServiceClients",
+    "ServiceUnreachable",
     "TrainerClient",
     "auth_headers",
     "clients_for",

@@ -11,6 +11,7 @@ service and the status, so a command can print it as it is.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
@@ -30,6 +31,7 @@ from mlcycle.common.errors import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+QueryValue = str | int | float | bool
 
 DEFAULT_TIMEOUT_S = 30.0
 HEALTHZ, READYZ = "/healthz", "/readyz"
@@ -52,6 +54,17 @@ _ERRORS_BY_STATUS: dict[int, type[MlcycleError]] = {
 }
 # A gateway that could not reach the service behind it: as good as unreachable.
 _GATEWAY_STATUSES = (502, 504)
+
+
+class ServiceUnreachable(Unavailable):
+    """Nothing answered at the service's address (refused, unresolvable): it is not running."""
+
+
+class Readiness(BaseModel):
+    """A ready service's ``/readyz``: ``ready``, or ``degraded`` without an optional dependency."""
+
+    status: str
+    checks: dict[str, bool] = {}
 
 
 def service_url(host: str, port: int) -> str:
@@ -161,18 +174,22 @@ class ServiceClient:
 
     # -- health ------------------------------------------------------------------------------
 
-    def alive(self) -> bool:
+    def alive(self, *, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """Whether ``GET /healthz`` answers 200 (False when unreachable)."""
-        return self.probe(HEALTHZ)
+        return self.probe(HEALTHZ, timeout_s=timeout_s)
 
-    def ready(self) -> bool:
+    def ready(self, *, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """Whether ``GET /readyz`` answers 200 (False when unreachable or not ready)."""
-        return self.probe(READYZ)
+        return self.probe(READYZ, timeout_s=timeout_s)
 
-    def probe(self, path: str) -> bool:
-        """Whether ``GET path`` answers 200 within :data:`PROBE_TIMEOUT_S`; never raises."""
+    def readiness(self, *, timeout_s: float | None = None) -> Readiness:
+        """``GET /readyz``; a dependency down is Unavailable, its details naming each check."""
+        return self.call_record(Readiness, "GET", READYZ, timeout_s=timeout_s)
+
+    def probe(self, path: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+        """Whether ``GET path`` answers 200 within ``timeout_s``; never raises."""
         try:
-            return self._client().get(path, timeout=PROBE_TIMEOUT_S).status_code == 200
+            return self._client().get(path, timeout=timeout_s).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -183,7 +200,7 @@ class ServiceClient:
         method: str,
         path: str,
         *,
-        params: dict[str, Any] | None = None,
+        params: Mapping[str, QueryValue] | None = None,
         json: Any = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
@@ -201,7 +218,7 @@ class ServiceClient:
                 timeout=self.timeout_s if timeout_s is None else timeout_s,
             )
         except httpx.ConnectError as exc:
-            raise Unavailable(
+            raise ServiceUnreachable(
                 f"cannot reach the {self.service} at {self.base_url} ({exc}); "
                 f"is `mlcycle up` (or `{self.start_command}`) running?"
             ) from None

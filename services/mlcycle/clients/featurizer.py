@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
@@ -25,13 +24,21 @@ class TransformInfo(BaseModel):
     label_run: str | None = None
 
 
+class ShardEntry(BaseModel):
+    """One shard file of a split: where it is (relative to the set), its rows, its checksum."""
+
+    file: str
+    rows: int
+    sha256: str
+
+
 class SplitShards(BaseModel):
     """The rows and shard files of one split of a feature set."""
 
     model_config = ConfigDict(extra="allow")
 
     rows: int
-    shards: list[dict[str, Any]] = []
+    shards: list[ShardEntry] = []
 
 
 class FeatureSet(BaseModel):
@@ -58,6 +65,23 @@ class FeatureSetList(BaseModel):
     items: list[FeatureSet]
 
 
+class SparseVector(BaseModel):
+    """One text's vector: the non-zero columns and their values."""
+
+    indices: list[int]
+    values: list[float]
+    truncated: bool = False
+
+
+class FeaturizedTexts(BaseModel):
+    """Vectors of texts, one per text in order, from one transform version."""
+
+    transform: str
+    dim: int
+    vectors: list[SparseVector]
+    truncated: int = 0
+
+
 class FeaturizerClient(ServiceClient):
     """Transforms and feature sets on the featurizer."""
 
@@ -68,11 +92,11 @@ class FeaturizerClient(ServiceClient):
         self,
         label_run: str | None = None,
         *,
-        config: Mapping[str, Any] | None = None,
+        config: Mapping[str, object] | None = None,
         timeout_s: float = BUILD_TIMEOUT_S,
     ) -> TransformInfo:
         """Fit a transform on ``label_run``'s train split (the latest run without one)."""
-        body: dict[str, Any] = {}
+        body: dict[str, object] = {}
         if label_run is not None:
             body["label_run"] = label_run
         if config is not None:
@@ -100,9 +124,9 @@ class FeaturizerClient(ServiceClient):
         """Every complete feature set."""
         return self.call_record(FeatureSetList, "GET", "/v1/feature-sets").items
 
-    def featurize(self, texts: Sequence[str], *, transform: str | None = None) -> dict[str, Any]:
-        """Sparse vectors of ``texts`` (a free-form document: transform, dim, vectors)."""
-        body: dict[str, Any] = {"instances": [{"text": text} for text in texts]}
+    def featurize(self, texts: Sequence[str], *, transform: str | None = None) -> FeaturizedTexts:
+        """Sparse vectors of ``texts`` with ``transform`` (default: the current one)."""
+        body: dict[str, object] = {"instances": [{"text": text} for text in texts]}
         if transform is not None:
             body["transform"] = transform
-        return dict(self.call_json("POST", "/v1/featurize", json=body))
+        return self.call_record(FeaturizedTexts, "POST", "/v1/featurize", json=body)

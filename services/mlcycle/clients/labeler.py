@@ -36,6 +36,28 @@ class LabelRunProgress(BaseModel):
     events: int | None = None
 
 
+class LabelRunParams(BaseModel):
+    """What a run was asked to do."""
+
+    model_config = ConfigDict(extra="allow")
+
+    strategy: str
+    task: str | None = None
+    threshold: float | None = None
+    labeling_functions: list[str] | None = None
+    gold_min_votes: int | None = None
+
+
+class Baseline(BaseModel):
+    """The majority vote next to the run's strategy, on the same votes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    method: str
+    accuracy_on_gold: float | None = None
+    agreement_with_strategy: float | None = None
+
+
 class LabelRunStats(BaseModel):
     """A finished run's figures (the labeler's summary; more fields are kept as they come)."""
 
@@ -47,7 +69,7 @@ class LabelRunStats(BaseModel):
     gold_items: int
     accuracy_on_gold: float | None = None
     class_balance: dict[str, dict[str, int]]
-    baseline: dict[str, Any] = {}
+    baseline: Baseline | None = None
 
 
 class LabelRun(BaseModel):
@@ -59,7 +81,7 @@ class LabelRun(BaseModel):
     task: str | None = None
     status: str
     progress: LabelRunProgress = LabelRunProgress()
-    params: dict[str, Any] = {}
+    params: LabelRunParams | None = None
     previous_run: str | None = None
     stats: LabelRunStats | None = None
     # The diagnostics document (per labeling function and worker): a report payload.
@@ -157,11 +179,6 @@ class LabelerClient(ServiceClient):
         """An item's label in ``run`` (default: the latest run, else the live label)."""
         params = {"run": run} if run is not None else None
         return self.call_record(Label, "GET", f"{LABELS_PATH}/{quote(item_id)}", params=params)
-
-    def review_queue(self, *, limit: int | None = None) -> dict[str, Any]:
-        """The items a reviewer should look at first (a free-form document)."""
-        params = {"limit": limit} if limit is not None else None
-        return dict(self.call_json("GET", "/v1/review-queue", params=params))
 
     def post_labels(self, labels: Sequence[HumanLabel]) -> HumanLabelsAccepted:
         """Send human labels; each joins the votes as a trusted voter."""

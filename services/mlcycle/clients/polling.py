@@ -11,6 +11,10 @@ from mlcycle.common.errors import Unavailable
 T = TypeVar("T")
 
 
+class DeadlinePassed(Unavailable):
+    """What :func:`poll_until` waited for did not happen in time."""
+
+
 def poll_until(
     check: Callable[[], T | None],
     *,
@@ -23,7 +27,7 @@ def poll_until(
 
     ``what`` says what failed to happen, e.g. "the indexer did not catch up": after
     ``timeout`` seconds without success the wait ends with
-    ``Unavailable("<what> within <timeout> s")``. An exception of a type in
+    :class:`DeadlinePassed` (an Unavailable), "<what> within <timeout> s". An exception of a type in
     ``ignore`` counts as "not yet" (a service still starting refuses connections).
     ``check`` runs at least once, and once more at the deadline.
     """
@@ -37,5 +41,5 @@ def poll_until(
             return value
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise Unavailable(f"{what} within {timeout:.0f} s")
+            raise DeadlinePassed(f"{what} within {timeout:.0f} s")
         time.sleep(min(interval, remaining))

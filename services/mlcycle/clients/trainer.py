@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
@@ -132,7 +131,7 @@ class TrainerClient(ServiceClient):
     service = "trainer service"
     start_command = "mlcycle trainer api"
 
-    def start_job(self, config: Mapping[str, Any] | None = None) -> JobStarted:
+    def start_job(self, config: Mapping[str, object] | None = None) -> JobStarted:
         """Queue a training job; ``config`` is the job config (defaults for what it omits)."""
         return self.call_record(JobStarted, "POST", JOBS_PATH, json=dict(config or {}))
 
@@ -163,14 +162,14 @@ class TrainerClient(ServiceClient):
         self, version: int, reason: str, *, name: str | None = None, force: bool = False
     ) -> ModelVersion:
         """Serve ``version``; the version it replaces is retired."""
-        body: dict[str, Any] = {"reason": reason, "force": force}
+        body: dict[str, object] = {"reason": reason, "force": force}
         if name is not None:
             body["name"] = name
         return self.call_record(ModelVersion, "POST", f"{MODELS_PATH}/{version}:promote", json=body)
 
     def rollback(self, reason: str, *, name: str | None = None) -> RolledBack:
         """Retire the serving version and serve the previous one again."""
-        body: dict[str, Any] = {"reason": reason}
+        body: dict[str, object] = {"reason": reason}
         if name is not None:
             body["name"] = name
         return self.call_record(RolledBack, "POST", f"{MODELS_PATH}:rollback", json=body)
