@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -18,6 +19,7 @@ from mlcycle.clients import (
 from mlcycle.clients.base import ServiceClient, dialable_host
 from mlcycle.clients.collector import CollectorClient
 from mlcycle.clients.inference import InferenceClient
+from mlcycle.clients.labeler import LabelerClient
 from mlcycle.clients.modelserver import ModelServerClient
 from mlcycle.clients.trainer import TrainerClient
 from mlcycle.common.errors import (
@@ -30,6 +32,7 @@ from mlcycle.common.errors import (
     ValidationFailed,
 )
 from mlcycle.common.settings import load_settings
+from mlcycle.contracts.label_runs import RunParams
 
 BASE = "http://service.test:8000"
 
@@ -76,6 +79,20 @@ def test_records_come_back_typed() -> None:
     trainer = TrainerClient(BASE, transport=answering(200, {"models": [], "production": {"t": 2}}))
     assert trainer.production_version("t") == 2
     assert trainer.production_version("other") is None
+
+
+def test_a_label_run_is_asked_for_with_only_the_parameters_given() -> None:
+    seen: list[httpx.Request] = []
+    started = {"id": "lr-1", "status": "queued", "previous_run": None}
+    client = LabelerClient(BASE, transport=answering(202, started, seen=seen))
+    run = client.start_run(RunParams(strategy="mean_threshold", labeling_functions=[]))
+    assert run.id == "lr-1"
+    assert json.loads(seen[0].content) == {"strategy": "mean_threshold", "labeling_functions": []}
+    listed = {"items": [{"id": "lr-1", "task": "toxicity", "status": "running",
+                         "progress": {"phase": "writing", "chunks_done": 3, "chunks_total": 9},
+                         "created_at": "2026-01-02T03:04:05+00:00"}]}  # fmt: skip
+    (brief,) = LabelerClient(BASE, transport=answering(200, listed)).runs()
+    assert brief.progress.chunks_done == 3 and not brief.finished and brief.stats is None
 
 
 @pytest.mark.parametrize(

@@ -5,64 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from mlcycle.clients.base import ServiceClient
+from mlcycle.contracts.features import FeatureSetManifest, TransformDescription
 
 # Fitting and featurizing a large label run takes minutes, not seconds.
 BUILD_TIMEOUT_S = 600.0
 
 
-class TransformInfo(BaseModel):
-    """A fitted transform as the featurizer describes it (more fields are kept as they come)."""
+class FittedTransform(TransformDescription):
+    """A transform just fitted, and the label run whose train split it was fitted on."""
 
-    model_config = ConfigDict(extra="allow")
-
-    version: str
-    dim: int
-    current: bool | None = None
     label_run: str | None = None
-
-
-class ShardEntry(BaseModel):
-    """One shard file of a split: where it is (relative to the set), its rows, its checksum."""
-
-    file: str
-    rows: int
-    sha256: str
-
-
-class SplitShards(BaseModel):
-    """The rows and shard files of one split of a feature set."""
-
-    model_config = ConfigDict(extra="allow")
-
-    rows: int
-    shards: list[ShardEntry] = []
-
-
-class FeatureSet(BaseModel):
-    """A complete feature set: its manifest (a label run featurized with one transform)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    transform: str
-    label_run: str
-    dim: int
-    rows: int
-    splits: dict[str, SplitShards]
-    labels_without_comment: int = 0
-
-    def rows_of(self, split: str) -> int:
-        """Rows of ``split`` (0 when the set has none)."""
-        found = self.splits.get(split)
-        return found.rows if found else 0
 
 
 class FeatureSetList(BaseModel):
     """Every complete feature set."""
 
-    items: list[FeatureSet]
+    items: list[FeatureSetManifest]
 
 
 class SparseVector(BaseModel):
@@ -94,7 +55,7 @@ class FeaturizerClient(ServiceClient):
         *,
         config: Mapping[str, object] | None = None,
         timeout_s: float = BUILD_TIMEOUT_S,
-    ) -> TransformInfo:
+    ) -> FittedTransform:
         """Fit a transform on ``label_run``'s train split (the latest run without one)."""
         body: dict[str, object] = {}
         if label_run is not None:
@@ -102,25 +63,27 @@ class FeaturizerClient(ServiceClient):
         if config is not None:
             body["config"] = dict(config)
         return self.call_record(
-            TransformInfo, "POST", "/v1/transforms", json=body, timeout_s=timeout_s
+            FittedTransform, "POST", "/v1/transforms", json=body, timeout_s=timeout_s
         )
 
-    def transform(self, version: str = "current") -> TransformInfo:
+    def transform(self, version: str = "current") -> TransformDescription:
         """A stored transform's description (``current`` for the current one)."""
-        return self.call_record(TransformInfo, "GET", f"/v1/transforms/{quote(version, safe='')}")
+        return self.call_record(
+            TransformDescription, "GET", f"/v1/transforms/{quote(version, safe='')}"
+        )
 
     def build_feature_set(
         self, label_run: str, *, transform: str | None = None, timeout_s: float = BUILD_TIMEOUT_S
-    ) -> FeatureSet:
+    ) -> FeatureSetManifest:
         """Featurize ``label_run`` into shards (idempotent); its manifest."""
         body = {"label_run": label_run}
         if transform is not None:
             body["transform"] = transform
         return self.call_record(
-            FeatureSet, "POST", "/v1/feature-sets", json=body, timeout_s=timeout_s
+            FeatureSetManifest, "POST", "/v1/feature-sets", json=body, timeout_s=timeout_s
         )
 
-    def feature_sets(self) -> list[FeatureSet]:
+    def feature_sets(self) -> list[FeatureSetManifest]:
         """Every complete feature set."""
         return self.call_record(FeatureSetList, "GET", "/v1/feature-sets").items
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from mlcycle.clients.base import ServiceClient
 from mlcycle.contracts.comments import HumanLabel
+from mlcycle.contracts.label_runs import LabelRun, RunParams
 from mlcycle.contracts.labels import Label
 
 RUNS_PATH = "/v1/label-runs"
 LABELS_PATH = "/v1/labels"
-FINISHED = ("succeeded", "failed")
 
 
 class RunStarted(BaseModel):
@@ -25,78 +24,8 @@ class RunStarted(BaseModel):
     previous_run: str | None = None
 
 
-class LabelRunProgress(BaseModel):
-    """How far a run is: its phase and the chunks of labels written."""
-
-    model_config = ConfigDict(extra="allow")
-
-    phase: str | None = None
-    chunks_done: int | None = None
-    chunks_total: int | None = None
-    events: int | None = None
-
-
-class LabelRunParams(BaseModel):
-    """What a run was asked to do."""
-
-    model_config = ConfigDict(extra="allow")
-
-    strategy: str
-    task: str | None = None
-    threshold: float | None = None
-    labeling_functions: list[str] | None = None
-    gold_min_votes: int | None = None
-
-
-class Baseline(BaseModel):
-    """The majority vote next to the run's strategy, on the same votes."""
-
-    model_config = ConfigDict(extra="allow")
-
-    method: str
-    accuracy_on_gold: float | None = None
-    agreement_with_strategy: float | None = None
-
-
-class LabelRunStats(BaseModel):
-    """A finished run's figures (the labeler's summary; more fields are kept as they come)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    items: int
-    labeled: int
-    events: int = 0
-    gold_items: int
-    accuracy_on_gold: float | None = None
-    class_balance: dict[str, dict[str, int]]
-    baseline: Baseline | None = None
-
-
-class LabelRun(BaseModel):
-    """A label run as ``GET /v1/label-runs/{id}`` shows it (listings carry the first fields)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    task: str | None = None
-    status: str
-    progress: LabelRunProgress = LabelRunProgress()
-    params: LabelRunParams | None = None
-    previous_run: str | None = None
-    stats: LabelRunStats | None = None
-    # The diagnostics document (per labeling function and worker): a report payload.
-    report: dict[str, Any] | None = None
-    error: str | None = None
-    created_at: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run has ended, well or not."""
-        return self.status in FINISHED
-
-
 class LabelRunList(BaseModel):
-    """Label runs, newest first."""
+    """Label runs, newest first (id, task, status, progress and created_at each)."""
 
     items: list[LabelRun]
 
@@ -122,23 +51,10 @@ class LabelerClient(ServiceClient):
     service = "labeler service"
     start_command = "mlcycle labeler api"
 
-    def start_run(
-        self,
-        strategy: str,
-        *,
-        task: str | None = None,
-        threshold: float | None = None,
-        labeling_functions: Sequence[str] | None = None,
-    ) -> RunStarted:
-        """Queue a label run; ``labeling_functions=[]`` labels from the crowd alone."""
-        params: dict[str, object] = {"strategy": strategy}
-        if task is not None:
-            params["task"] = task
-        if threshold is not None:
-            params["threshold"] = threshold
-        if labeling_functions is not None:
-            params["labeling_functions"] = list(labeling_functions)
-        return self.call_record(RunStarted, "POST", RUNS_PATH, json=params)
+    def start_run(self, params: RunParams) -> RunStarted:
+        """Queue a label run; the parameters not set on ``params`` take the labeler's defaults."""
+        body = params.model_dump(mode="json", exclude_unset=True)
+        return self.call_record(RunStarted, "POST", RUNS_PATH, json=body)
 
     def run(self, run_id: str) -> LabelRun:
         """One run: status and progress, then its figures and diagnostics."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcycle.clients.inference import Prediction
-from mlcycle.clients.labeler import LabelRunStats
 from mlcycle.clients.trainer import JobResult
+from mlcycle.contracts.label_runs import RunStats
 from mlcycle.local.loadtest import Run
 from mlcycle.local.pipeline import Featurized, ImportResult
 
@@ -22,7 +22,7 @@ class LabelOutcome:
     """One finished label run of the demo: its id, figures and diagnostics page."""
 
     id: str
-    stats: LabelRunStats
+    stats: RunStats
     report: Path
 
 

@@ -95,7 +95,7 @@ def summary_rows(
         ("transform (fitted on train)", f"{transform.version}, dim {transform.dim:,}"),
         (
             "feature rows (train / dev / test)",
-            " / ".join(f"{feature_set.rows_of(s):,}" for s in ("train", "dev", "test")),
+            " / ".join(f"{feature_set.split(s).rows:,}" for s in ("train", "dev", "test")),
         ),
     ]
     result = run.trained.result

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from mlcycle.clients import ServiceClients
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.local.demo_records import (
     Agreement,
     LabelOutcome,
@@ -47,10 +48,6 @@ SAMPLE_TEXTS = [
 NEW_COMMENTS = 200
 LOAD_CLIENTS = 8
 LOAD_REPEATS = 50
-# The two label strategies: the talk's rule counts crowd votes only (toxic when more than
-# half said so); Dawid-Skene also hears the labeling functions. Dawid-Skene runs last, so
-# it is the labeler's latest run, the one training uses.
-LABEL_STRATEGIES: dict[str, list[str] | None] = {"mean_threshold": [], "dawid_skene": None}
 # Phrases the demo's new comments are made of (written for the demo, never dataset rows).
 _TEMPLATES = (
     "Thanks for cleaning up {topic}, it reads much better now.",
@@ -150,17 +147,19 @@ def label_runs(
     """Each strategy's run on the labeler, with its HTML diagnostics page; then their agreement."""
     from mlcycle.labeler.report import write_html
 
+    task = settings.label_task
+    # The talk's rule counts crowd votes only (toxic when more than half said so);
+    # Dawid-Skene also hears the labeling functions. It runs last, so it is the
+    # labeler's latest run, the one training uses.
+    strategies = {
+        "mean_threshold": RunParams(strategy="mean_threshold", task=task, labeling_functions=[]),
+        "dawid_skene": RunParams(strategy="dawid_skene", task=task),
+    }
     outcomes: dict[str, LabelOutcome] = {}
-    for strategy, labeling_functions in LABEL_STRATEGIES.items():
+    for strategy, params in strategies.items():
         run = stages.run_own(
             f"label {strategy}",
-            lambda strategy=strategy, lfs=labeling_functions: label_via_api(
-                clients.labeler,
-                strategy,
-                task=settings.label_task,
-                labeling_functions=lfs,
-                console=stages.console,
-            ),
+            lambda params=params: label_via_api(clients.labeler, params, console=stages.console),
         )
         if run.stats is None:
             raise Unavailable(f"label run {run.id} succeeded without its figures")

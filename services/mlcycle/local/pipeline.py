@@ -26,11 +26,12 @@ from mlcycle.clients import (
     TrainerClient,
     poll_until,
 )
-from mlcycle.clients.featurizer import FeatureSet, TransformInfo
-from mlcycle.clients.labeler import LabelRun
+from mlcycle.clients.featurizer import FittedTransform
 from mlcycle.clients.trainer import TrainingJob
 from mlcycle.common.errors import MlcycleError, Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.features import FeatureSetManifest
+from mlcycle.contracts.label_runs import LabelRun, RunParams
 
 # The streaming scorer has caught up when its output count stops growing this long.
 STALL_S = 15.0
@@ -129,15 +130,13 @@ def wait_until_indexed(
 
 def label_via_api(
     labeler: LabelerClient,
-    strategy: str,
+    params: RunParams,
     *,
-    task: str,
-    labeling_functions: list[str] | None = None,
     console: Console | None = None,
     timeout_s: float = 1800.0,
 ) -> LabelRun:
     """Start a label run on the labeler service and follow it to the end; returns the run."""
-    run_id = labeler.start_run(strategy, task=task, labeling_functions=labeling_functions).id
+    run_id = labeler.start_run(params).id
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]label[/] {task.description}"),
@@ -150,7 +149,7 @@ def label_via_api(
         def finished() -> LabelRun | None:
             run = labeler.run(run_id)
             state = run.progress
-            done = f"{state.chunks_done or 0}/{state.chunks_total or '?'}"
+            done = f"{state.chunks_done}/{state.chunks_total or '?'}"
             progress.update(bar, description=f"{run_id} {state.phase} {done}")
             return run if run.finished else None
 
@@ -166,8 +165,8 @@ def label_via_api(
 class Featurized:
     """A transform fitted on a label run's train split, and the run's feature set built with it."""
 
-    transform: TransformInfo
-    feature_set: FeatureSet
+    transform: FittedTransform
+    feature_set: FeatureSetManifest
 
 
 def featurize_via_api(featurizer: FeaturizerClient, label_run: str) -> Featurized:
