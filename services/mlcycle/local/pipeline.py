@@ -1,10 +1,10 @@
 """Stages of the main job shared by the CLI and the demo, each a client of the services.
 
 Import a dataset into Kafka and wait until it is stored, run and read label
-runs, featurize, train, wait until a version is served, predict, post new
-comments and read their scores back from ``scored.comments``. Each stage goes
-through the services' real interfaces (Kafka topics, REST), never around
-them, so the demo exercises what users run.
+runs, featurize, train, wait until a version is served, and read the streaming
+scorer's output from ``scored.comments``. Each stage goes through the services'
+real interfaces (Kafka topics, and REST through :mod:`mlcycle.clients`), never
+around them, so the demo exercises what users run.
 """
 
 from __future__ import annotations
