@@ -19,12 +19,12 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set
-from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import wait_for
 
@@ -72,8 +72,8 @@ def label_run(settings: Settings, store: Store) -> str:
     seed(store)
     with RecordProducer(settings) as producer:
         runner = LabelRunner(settings, store, producer)
-        run = runner.execute(runner.create(RunParams(strategy="majority"))["id"])
-    return str(run["id"])
+        run = runner.execute(runner.create(RunParams(strategy="majority")).id)
+    return run.id
 
 
 @pytest.fixture
@@ -251,9 +251,9 @@ def test_label_events_build_the_runs_feature_set(
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
         with RecordProducer(settings) as producer:
             runner = LabelRunner(settings, store, producer)
-            run = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
-        assert run["stats"]["events"] > 0
-        folder = feature_set_dir(core.root, str(core.current_version()), run["id"])
+            run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
+        assert run.stats is not None and run.stats.events > 0
+        folder = feature_set_dir(core.root, str(core.current_version()), run.id)
         wait_for(lambda: (folder / "manifest.json").is_file(), timeout_s=60)
     finally:
         loop.stop()

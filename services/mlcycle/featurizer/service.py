@@ -12,14 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.common.errors import InvalidInput, NotFound, PayloadTooLarge
+from mlcycle.common.errors import InvalidInput, PayloadTooLarge
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, Store
+from mlcycle.common.store import Store
 from mlcycle.contracts.features import TransformDescription
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import SparseBatch, Transform, fit
-from mlcycle.labeler.runs import get_run, latest_run
 
 
 @dataclass(frozen=True)
@@ -72,42 +74,20 @@ class FeaturizerCore:
         Returns the transform and the label run it was fitted on.
         """
         store = self._require_store()
-        run = self._label_run(label_run, task or self.settings.label_task)
-        texts, metadata = self._train_split(store, run["id"])
+        run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
+        texts, metadata = self._train_split(store, run.id)
         if not texts:
-            raise InvalidInput(f"label run {run['id']} has no labeled train items to fit on")
+            raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
         transform = self.transforms.add(fit(texts, metadata, config or FeatureConfig()))
         if make_current:
             self.set_current(transform.version)
-        return transform, run["id"]
+        return transform, run.id
 
-    def _label_run(self, run_id: str | None, task: str) -> dict[str, Any]:
-        store = self._require_store()
-        if run_id is not None:
-            run = get_run(store, run_id)
-            if run.get("status") != "succeeded":
-                raise InvalidInput(f"label run {run_id} has not finished ({run.get('status')})")
-            return run
-        run = latest_run(store, task)
-        if run is None:
-            raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label` first")
-        return run
-
-    def _train_split(self, store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
-        ids = [
-            label["item_id"]
-            for label in store.scan(LABELS, filters={"run": run_id, "split": "train"})
-        ]
-        texts: list[str] = []
-        metadata: list[dict[str, Any]] = []
-        for start in range(0, len(ids), 1000):
-            found = store.get_many(COMMENTS, ids[start : start + 1000])
-            for item in ids[start : start + 1000]:
-                comment = found.get(item)
-                if comment is not None:
-                    texts.append(str(comment.get("text") or ""))
-                    metadata.append(dict(comment.get("metadata") or {}))
-        return texts, metadata
+    @staticmethod
+    def _train_split(store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
+        train = Labels(store).item_ids(run_id, "train")
+        comments = list(Comments(store).in_order(train))
+        return [c.text for c in comments], [dict(c.metadata) for c in comments]
 
     def _require_store(self) -> Store:
         if self.store is None:

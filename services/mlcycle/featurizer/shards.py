@@ -20,11 +20,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from mlcycle.common.errors import InvalidInput
-from mlcycle.common.store import COMMENTS, LABELS, Store
+from mlcycle.common.store import Store
+from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.features import FeatureSetManifest, ShardEntry, SplitShards
+from mlcycle.contracts.labels import Label
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.splits import SPLITS
 from mlcycle.featurization.shards import (
     MANIFEST,
@@ -35,7 +38,6 @@ from mlcycle.featurization.shards import (
 )
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.labeler.runs import get_run
 
 Progress = Callable[[str, int], None]  # (split, rows written so far in it)
 
@@ -53,9 +55,7 @@ def build_feature_set(
 
     Returns the manifest; a set that already exists is returned as it is.
     """
-    run = get_run(store, label_run)
-    if run.get("status") != "succeeded":
-        raise InvalidInput(f"label run {label_run} has not finished ({run.get('status')})")
+    run = LabelRuns(store).require_succeeded(label_run)
     transform = core.transform(version)
     target = feature_set_dir(core.root, transform.version, label_run)
     if (target / MANIFEST).is_file():
@@ -71,8 +71,8 @@ def build_feature_set(
             transform=transform.version,
             dim=transform.dim,
             label_run=label_run,
-            task=run.get("task"),
-            n_classes=core.settings.classes_of(str(run.get("task"))),
+            task=run.task,
+            n_classes=core.settings.classes_of(run.task),
             splits=splits,
             rows=sum(s.rows for s in splits.values()),
             labels_without_comment=missing,
@@ -101,16 +101,16 @@ def _write_splits(
     rows_per_shard: int,
     on_progress: Progress | None,
 ) -> tuple[dict[str, SplitShards], int]:
+    labels_of, comments_of = Labels(store), Comments(store)
     splits: dict[str, SplitShards] = {}
     missing = 0
     for split in SPLITS:
         shards: list[ShardEntry] = []
         rows = 0
-        for index, labels in enumerate(
-            _chunks(store.scan(LABELS, filters={"run": label_run, "split": split}), rows_per_shard)
-        ):
-            comments = store.get_many(COMMENTS, [label["item_id"] for label in labels])
-            present = [label for label in labels if label["item_id"] in comments]
+        chunks = _chunks(labels_of.of_split(label_run, split), rows_per_shard)
+        for index, labels in enumerate(chunks):
+            comments = comments_of.get_many([label.item_id for label in labels])
+            present = [label for label in labels if label.item_id in comments]
             missing += len(labels) - len(present)
             if not present:
                 continue
@@ -125,10 +125,10 @@ def _write_splits(
     return splits, missing
 
 
-def _chunks(docs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for doc in docs:
-        chunk.append(doc)
+def _chunks(labels: Iterator[Label], size: int) -> Iterator[list[Label]]:
+    chunk: list[Label] = []
+    for label in labels:
+        chunk.append(label)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -139,17 +139,17 @@ def _chunks(docs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 def _write_shard(
     path: Path,
     transform: Transform,
-    labels: list[dict[str, Any]],
-    comments: dict[str, dict[str, Any]],
+    labels: list[Label],
+    comments: dict[str, StoredComment],
 ) -> None:
-    texts = [str(comments[label["item_id"]].get("text") or "") for label in labels]
-    metadata = [dict(comments[label["item_id"]].get("metadata") or {}) for label in labels]
+    texts = [comments[label.item_id].text for label in labels]
+    metadata = [dict(comments[label.item_id].metadata) for label in labels]
     write_shard(
         path,
         transform.apply(texts, metadata, unknown_fields="ignore"),
-        labels=[label["label"] for label in labels],
-        probabilities=[label["probabilities"] for label in labels],
-        item_ids=[label["item_id"] for label in labels],
+        labels=[label.label for label in labels],
+        probabilities=[label.probabilities for label in labels],
+        item_ids=[label.item_id for label in labels],
     )
 
 
