@@ -15,9 +15,10 @@ from rich.console import Console
 from mlcycle.common.errors import NotFound, ValidationFailed
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES
 from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.contracts.label_runs import LabelRun
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.inference.lineage import Lineage, LineageReader, render_lineage
 from mlcycle.inference.tensors import padded_rows
-from mlcycle.labeler.runs import record_latest
 from mlcycle.trainer.registry import ModelRegistry
 from tests.fixtures.inference import NAME, Rig, fake_probabilities, small_transform
 
@@ -77,7 +78,7 @@ def add_run(store: SqliteStore, run_id: str, strategy: str, *, latest: bool) -> 
     }
     store.upsert(RUNS, [run])
     if latest:
-        record_latest(store, run)
+        LabelRuns(store).mark_latest(LabelRun.model_validate(run))
 
 
 def add_label(store: SqliteStore, run_id: str, comment_id: str, label: int, split: str) -> None:

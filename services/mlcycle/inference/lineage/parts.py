@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlcycle.contracts.comments import StoredVote
+from mlcycle.contracts.label_runs import LabelRun
+from mlcycle.contracts.labels import Label
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.lineage.schema import (
     Derivation,
@@ -18,70 +21,65 @@ from mlcycle.inference.lineage.schema import (
     VotesPart,
 )
 from mlcycle.inference.metadata import VersionMetadata
-from mlcycle.labeler.votes import voter_kind
 
 # The label run record's figures worth repeating next to one label.
-RUN_STATS = ("items", "labeled", "accuracy_on_gold", "converged", "iterations")
+RUN_STATS = frozenset({"items", "labeled", "accuracy_on_gold", "converged", "iterations"})
+# A vote's ids, which the answer already names.
+_VOTE_IDS = frozenset({"id", "item_id"})
 
 
-def votes_part(task: str, total: int, votes: Sequence[Mapping[str, Any]]) -> VotesPart:
+def votes_part(task: str, total: int, votes: Sequence[StoredVote]) -> VotesPart:
     """Counts per label and per voter kind, the mean label, and the votes themselves."""
-    labels = [v.get("label") for v in votes]
-    numeric = [float(x) for x in labels if isinstance(x, int | float) and not isinstance(x, bool)]
+    labels = [vote.label for vote in votes]
     return VotesPart(
         task=task,
         total=total,
         by_label=dict(sorted(Counter(str(x) for x in labels).items())),
-        by_voter=dict(Counter(voter_kind(str(v.get("annotator_id", ""))) for v in votes)),
-        mean_label=round(sum(numeric) / len(numeric), 6) if numeric else None,
-        items=[
-            VoteItem.model_validate({k: x for k, x in v.items() if k not in ("id", "item_id")})
-            for v in votes
-        ],
+        by_voter=dict(Counter(vote.voter_kind for vote in votes)),
+        mean_label=round(sum(labels) / len(labels), 6) if labels else None,
+        items=[VoteItem.model_validate(vote.model_dump(exclude=_VOTE_IDS)) for vote in votes],
         listed=len(votes),
     )
 
 
-def run_part(run: Mapping[str, Any]) -> LabelRunPart:
+def run_part(run: LabelRun) -> LabelRunPart:
     """A label run's record, reduced to what explains one of its labels."""
-    stats = run.get("stats") or {}
+    stats = {} if run.stats is None else run.stats.model_dump(include=RUN_STATS, exclude_unset=True)
     return LabelRunPart(
-        id=run["id"],
-        status=run.get("status"),
-        params=run.get("params"),
-        previous_run=run.get("previous_run"),
-        created_at=run.get("created_at"),
-        finished_at=run.get("finished_at"),
-        stats={k: stats[k] for k in RUN_STATS if k in stats},
+        id=run.id,
+        status=run.status,
+        params=run.params,
+        previous_run=run.previous_run,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        stats=stats,
     )
 
 
-def label_part(
-    label: Mapping[str, Any], run: LabelRunPart | None, why: str, trained_on: bool
-) -> LabelPart:
+def label_part(label: Label, run: LabelRun | None, why: str, trained_on: bool) -> LabelPart:
     """A stored label and how it was derived, with its run's record (None for the live label)."""
-    provenance = label.get("provenance") or {}
-    params = (run.params if run is not None else None) or {}
+    params = run.params if run is not None else None
+    provenance = label.provenance
     return LabelPart(
-        value=label.get("label"),
-        task=label.get("task"),
-        strategy=label.get("method"),
-        probability=label.get("probability"),
-        split=label.get("split"),
-        run=label.get("run"),
+        value=label.label,
+        task=label.task,
+        strategy=label.method,
+        probability=label.probability,
+        split=label.split,
+        run=label.run,
         chosen_from=why,
         trained_on=trained_on,
-        created_at=label.get("created_at"),
+        created_at=label.created_at,
         derivation=Derivation(
-            method=label.get("method"),
-            n_votes=label.get("n_votes"),
-            posterior=label.get("probabilities"),
-            threshold=params.get("threshold"),
-            crowd=list(provenance.get("crowd") or []),
-            humans=list(provenance.get("humans") or []),
-            labeling_functions=list(provenance.get("labeling_functions") or []),
+            method=label.method,
+            n_votes=label.n_votes,
+            posterior=label.probabilities,
+            threshold=params.threshold if params is not None else None,
+            crowd=list(provenance.crowd),
+            humans=list(provenance.humans),
+            labeling_functions=list(provenance.labeling_functions),
         ),
-        label_run=run,
+        label_run=run_part(run) if run is not None else None,
     )
 
 

@@ -1,10 +1,9 @@
 """Reading one comment's lineage: each part from where its owner keeps it.
 
-The comment, its votes and its labels come from the store; the label run
-records from the labeler's runs; the model version from the registry and its
-``metadata.json``; the transform from the artifact store (or the one this
-service already serves); the score from the stored comment, else from the
-service's predictor.
+The comment, its votes, its labels and their label runs come through their
+repositories; the model version from the registry and its ``metadata.json``;
+the transform from the artifact store (or the one this service already
+serves); the score from the stored comment, else from the service's predictor.
 """
 
 from __future__ import annotations
@@ -17,22 +16,19 @@ from pydantic import TypeAdapter, ValidationError
 
 from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
-from mlcycle.contracts.comments import RecordId
+from mlcycle.common.store import Store, open_store
+from mlcycle.contracts.comments import RecordId, StoredComment
+from mlcycle.contracts.labels import live_run
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
-from mlcycle.inference.lineage.parts import (
-    label_part,
-    model_part,
-    run_part,
-    transform_part,
-    votes_part,
-)
+from mlcycle.inference.lineage.parts import label_part, model_part, transform_part, votes_part
 from mlcycle.inference.lineage.schema import (
-    CommentPart,
     LabelPart,
-    LabelRunPart,
     Lineage,
     ModelPart,
     ScoreLineage,
@@ -40,8 +36,6 @@ from mlcycle.inference.lineage.schema import (
     VotesPart,
 )
 from mlcycle.inference.metadata import VersionMetadata, read_version_metadata
-from mlcycle.labeler.runs import get_run, latest_run
-from mlcycle.labeler.stream import live_run
 from mlcycle.trainer.registry import ModelRegistry
 
 if TYPE_CHECKING:
@@ -102,17 +96,13 @@ class LineageReader:
     def explain(self, comment_id: str) -> Lineage:
         """The lineage of ``comment_id``; 404 when no such comment is stored, 422 when malformed."""
         check_comment_id(comment_id)
-        comment = self.store.get(COMMENTS, comment_id)
-        if comment is None:
-            raise NotFound(f"no comment with id {comment_id!r}", details={"id": comment_id})
+        comment = Comments(self.store).require(comment_id)
         missing: dict[str, str] = {}
         score = self._score(comment, missing)
         model = self._model(score, missing)
         return Lineage(
             id=comment_id,
-            comment=CommentPart.model_validate(
-                {k: v for k, v in comment.items() if k != PREDICTION_FIELD}
-            ),
+            comment=StoredComment.model_validate(comment.model_dump(exclude={PREDICTION_FIELD})),
             votes=self._votes(comment_id),
             label=self._label(comment_id, model, missing),
             transform=self._transform(model, score, missing),
@@ -124,35 +114,34 @@ class LineageReader:
     # -- the parts -----------------------------------------------------------------------------
 
     def _votes(self, comment_id: str) -> VotesPart:
-        filters = {"item_id": comment_id, "task": self.task}
-        total = self.store.count(VOTES, filters)
-        listed = self.store.search(VOTES, filters=filters, limit=MAX_VOTES).items if total else []
+        votes = Votes(self.store)
+        total = votes.count_of_item(comment_id, self.task)
+        listed = votes.of_item(comment_id, self.task, limit=MAX_VOTES) if total else []
         return votes_part(self.task, total, listed)
 
     def _label(
         self, comment_id: str, model: ModelPart | None, missing: dict[str, str]
     ) -> LabelPart | None:
         trained_on = model.label_run if model is not None else None
+        runs = LabelRuns(self.store)
         candidates: dict[str, str] = {}
         if trained_on:
             candidates[trained_on] = "the label run the model was trained on"
-        latest = latest_run(self.store, self.task)
+        latest = runs.latest(self.task)
         if latest is not None:
-            candidates.setdefault(latest["id"], "the latest finished label run")
+            candidates.setdefault(latest.id, "the latest finished label run")
         candidates.setdefault(live_run(self.task), "the live label (the votes so far)")
-        for run_id, why in candidates.items():
-            label = self.store.get(LABELS, f"{run_id}:{comment_id}")
-            if label is not None:
-                return label_part(label, self._run(run_id), why, run_id == trained_on)
-        runs = ", ".join(candidates)
-        missing["label"] = f"not labeled in {runs}: no votes yet, or no label run since it arrived"
-        return None
-
-    def _run(self, run_id: str) -> LabelRunPart | None:
-        try:
-            return run_part(get_run(self.store, run_id))
-        except NotFound:
-            return None  # the live label has no run record
+        label = Labels(self.store).first_of_item(list(candidates), comment_id)
+        if label is None:
+            runs_asked = ", ".join(candidates)
+            missing["label"] = (
+                f"not labeled in {runs_asked}: no votes yet, or no label run since it arrived"
+            )
+            return None
+        # The live label has no run record.
+        return label_part(
+            label, runs.get(label.run), candidates[label.run], label.run == trained_on
+        )
 
     def _transform(
         self, model: ModelPart | None, score: ScoreLineage | None, missing: dict[str, str]
@@ -203,17 +192,16 @@ class LineageReader:
             return None
         return model_part(name, version, registered or {}, metadata or VersionMetadata())
 
-    def _score(self, comment: Mapping[str, Any], missing: dict[str, str]) -> ScoreLineage | None:
+    def _score(self, comment: StoredComment, missing: dict[str, str]) -> ScoreLineage | None:
         serving = self._serving_version()
-        stored = CommentScore.on_comment(comment)
+        stored = CommentScore.on_comment(comment.model_extra or {})
         if stored is not None:
             return ScoreLineage(
                 **stored.to_document(), source="stream", serving_model_version=serving
             )
-        metadata = comment.get("metadata") or None
         try:
             scored = self.predictor.score(
-                [str(comment.get("text") or "")], [metadata], unknown_fields="ignore"
+                [comment.text], [comment.metadata or None], unknown_fields="ignore"
             )
         except MlcycleError as exc:
             missing["score"] = (

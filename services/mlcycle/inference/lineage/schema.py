@@ -7,38 +7,31 @@ hyper-parameters, training settings and blessing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
+from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.features import TransformDescription
+from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.timestamps import Timestamp
 from mlcycle.inference.schemas import JsonObject
 
-
-class CommentPart(BaseModel):
-    """The stored comment (its score aside); fields other services stored are kept."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    text: str = ""
-    source: str | None = None
-    created_at: str | None = None
-    metadata: JsonObject = Field(default_factory=dict)
+# A label run's headline figures: counts, accuracy on gold, convergence.
+RunFigure = bool | int | float | None
 
 
 class VoteItem(BaseModel):
-    """One vote on the comment (its ids aside); fields the store holds besides are kept."""
-
-    model_config = ConfigDict(extra="allow")
+    """One vote on the comment, as stored (its ids aside)."""
 
     annotator_id: str
-    label: StrictInt | StrictFloat | None = None
-    task: str | None = None
+    label: StrictInt | StrictFloat
+    task: str
     score: StrictFloat | StrictInt | None = None
-    synthetic_annotator: bool | None = None
+    synthetic_annotator: bool = False
     source: str | None = None
-    created_at: str | None = None
+    created_at: datetime | None = None
 
 
 class VotesPart(BaseModel):
@@ -57,20 +50,22 @@ class LabelRunPart(BaseModel):
     """The label run a label comes from: its status, parameters and main figures."""
 
     id: str
-    status: str | None = None
-    params: JsonObject | None = None
+    status: str
+    params: RunParams | None = None
     previous_run: str | None = None
-    created_at: str | None = None
-    finished_at: str | None = None
-    stats: JsonObject = Field(default_factory=dict)
+    created_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    stats: dict[str, RunFigure] = Field(
+        default_factory=dict, description="items, labeled, accuracy_on_gold, converged, iterations"
+    )
 
 
 class Derivation(BaseModel):
     """How a label was derived: the method, the posterior and the voters that counted."""
 
-    method: str | None = None
-    n_votes: int | None = None
-    posterior: list[float] | None = None
+    method: str
+    n_votes: int
+    posterior: list[float]
     threshold: float | None = Field(None, description="the run's mean-threshold cut, if any")
     crowd: list[str] = Field(default_factory=list)
     humans: list[str] = Field(default_factory=list)
@@ -80,15 +75,15 @@ class Derivation(BaseModel):
 class LabelPart(BaseModel):
     """The comment's label, why that one was chosen, and how it was derived."""
 
-    value: int | None = None
-    task: str | None = None
-    strategy: str | None = None
-    probability: float | None = None
-    split: str | None = None
-    run: str | None = None
+    value: int
+    task: str
+    strategy: str
+    probability: float
+    split: str
+    run: str
     chosen_from: str = Field(description="which label run was asked, and why")
     trained_on: bool = Field(description="whether the model was trained on this run's labels")
-    created_at: str | None = None
+    created_at: Timestamp
     derivation: Derivation
     label_run: LabelRunPart | None = Field(description="null for the live label")
 
@@ -148,7 +143,7 @@ class Lineage(BaseModel):
     """One comment's prediction chain; null parts are explained in ``missing``."""
 
     id: str
-    comment: CommentPart
+    comment: StoredComment = Field(description="the stored comment, its score aside")
     votes: VotesPart
     label: LabelPart | None
     transform: TransformPart | None
