@@ -72,13 +72,14 @@ from sklearn.pipeline import FeatureUnion
 
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.splits import hash_split
+from mlcycle.contracts.training import JobConfig, TrialParams
 from mlcycle.featurization.transform import fit as fit_transform
 from mlcycle.importers import get_importer
 from mlcycle.importers.davidson import BINARY_TASK as BINARY_VOTES
 from mlcycle.importers.davidson import CLASS_TASK as CLASS_VOTES
 from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.votes import VoteMatrix
-from mlcycle.trainer.config import SEED, JobConfig, TrialParams, variant_config
+from mlcycle.trainer.config import SEED, variant_config
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.fit import fit, predict_probabilities

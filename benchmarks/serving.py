@@ -106,7 +106,8 @@ def build_model(
 
     The transform is fitted the same way each time, so every version shares it.
     """
-    from mlcycle.trainer.config import TrialParams, variant_config
+    from mlcycle.contracts.training import TrialParams
+    from mlcycle.trainer.config import variant_config
     from mlcycle.trainer.data import SplitData, TrainingData
     from mlcycle.trainer.export import (
         export_saved_model,

@@ -10,9 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from mlcycle.common.errors import ValidationFailed
+from mlcycle.contracts.training import JobConfig, SearchSpace, TrialParams
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.trainer import export as exporting
-from mlcycle.trainer.config import SEED, JobConfig, SearchSpace, TrialParams
+from mlcycle.trainer.config import SEED
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import NonFiniteLoss, fit, predict_probabilities

@@ -35,8 +35,8 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import RUNS, Store, open_store
 from mlcycle.common.worker import JobWorker, resume_unfinished
+from mlcycle.contracts.training import JobConfig
 from mlcycle.labeler.runs import latest_run
-from mlcycle.trainer.config import JobConfig
 from mlcycle.trainer.jobs import KIND, TRIAL_KIND, JobRunner, get_job
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router

@@ -15,7 +15,7 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import RUNS, open_store
 from mlcycle.contracts.messages import flat_errors
-from mlcycle.trainer.config import JobConfig
+from mlcycle.contracts.training import JobConfig
 
 
 def parse_config(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcycle.trainer.config import TrialParams
+from mlcycle.contracts.training import TrialParams
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
 from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value

@@ -28,10 +28,11 @@ from mlcycle import __version__
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, RUNS, Store
+from mlcycle.contracts.training import JobConfig
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.labeler.runs import get_run, latest_run
 from mlcycle.trainer import export as exporting
-from mlcycle.trainer.config import SEED, JobConfig
+from mlcycle.trainer.config import SEED
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.features import VariantFeatures

@@ -22,7 +22,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mlcycle.trainer.config import FloatRange, IntRange, JobConfig, SearchSpace, TrialParams
+from mlcycle.contracts.training import FloatRange, IntRange, JobConfig, SearchSpace, TrialParams
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult, NonFiniteLoss, fit
 from mlcycle.trainer.models import build_model

@@ -1,0 +1,1 @@
+"""One repository per stored record type (see :mod:`mlcycle.contracts.repository`)."""
