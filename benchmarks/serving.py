@@ -117,7 +117,7 @@ def build_model(
     )
     from mlcycle.trainer.fit import fit
     from mlcycle.trainer.linear import blend_with_linear
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config, serving_config_path
 
     params = TrialParams(epochs=epochs)
     config = variant_config(params.features, None)

@@ -150,7 +150,7 @@ def served_versions(settings: Settings) -> set[int]:
 
 def rollout(settings: Settings, texts: dict, labels: dict) -> dict:
     """Export version 2 and pin it in models.config, as a promotion does; wait until served."""
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config, serving_config_path
 
     build_model(settings, texts, labels, version=2, epochs=3, pin=False)
     promoted_at = time.perf_counter()

@@ -23,7 +23,8 @@ from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.modelserver import ModelServer, ModelServerOptions
 from mlcycle.modelserver.tensors import to_tensor_proto
-from mlcycle.trainer.registry import ModelRegistry, ensure_serving_config, serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.serving_config import ensure_serving_config, serving_config_path
 from tests.integration.modelserver_models import export_sparse_scorer
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,8 @@ from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
-from mlcycle.trainer.registry import ModelRegistry, parse_serving_config, serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.serving_config import parse_serving_config, serving_config_path
 from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
@@ -215,7 +216,7 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert "linear blend: " in text
-    assert Path(job["result"]["report"]).is_file() and job["result"]["report"] in text
+    assert Path(job.result.report).is_file() and job.result.report in text
 
 
 def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store: Store) -> None:

@@ -119,12 +119,12 @@ class ModelVersion(StoredRecord):
     job: str | None = None
     transform: str
     label_run: str
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any]
+    params: dict[str, Any]
     data: dict[str, Any] = Field(default_factory=dict)
     blessing: Blessing
     path: str
-    history: list[RegistryTransition] = Field(default_factory=list)
+    history: list[RegistryTransition]
 
     def transition(
         self,

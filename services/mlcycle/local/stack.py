@@ -22,7 +22,7 @@ import httpx
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings, settings_to_env
-from mlcycle.trainer.registry import ensure_serving_config, serving_config_path
+from mlcycle.trainer.serving_config import ensure_serving_config, serving_config_path
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +26,20 @@ import numpy as np
 from mlcycle import __version__
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, RUNS, Store
-from mlcycle.contracts.training import JobConfig
+from mlcycle.common.store import COMMENTS, Store
+from mlcycle.contracts.models import ModelVersion
+from mlcycle.contracts.repositories.training_jobs import TrainingJobs
+from mlcycle.contracts.repositories.trials import Trials
+from mlcycle.contracts.training import (
+    JobConfig,
+    JobProgress,
+    JobResult,
+    ModelSummary,
+    TrainingJob,
+    Trial,
+    TrialOutcome,
+    new_job_id,
+)
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.labeler.runs import get_run, latest_run
 from mlcycle.trainer import export as exporting
@@ -45,29 +56,14 @@ from mlcycle.trainer.search import Search, SearchOutcome
 
 log = logging.getLogger(__name__)
 
-KIND = "train-job"
-TRIAL_KIND = "trial"
 INFRA_SAMPLE_ROWS = 64
 STORE_READ_BATCH = 1000  # ids per get_many
 LENGTH_BUCKETS = ((0, 40, "<40 chars"), (40, 120, "40-119 chars"), (120, 10**9, "120+ chars"))
-ProgressHook = Callable[[dict[str, Any]], None]
+ProgressHook = Callable[[TrainingJob], None]
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def new_job_id(now: datetime | None = None) -> str:
-    """Sortable by creation time: ``tj-20261124T181500-1a2b3c``."""
-    return f"tj-{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def get_job(store: Store, job_id: str) -> dict[str, Any]:
-    """The job record, or NotFound."""
-    job = store.get(RUNS, job_id)
-    if job is None or job.get("kind") != KIND:
-        raise NotFound(f"no training job {job_id!r}", details={"job": job_id})
-    return job
 
 
 def git_revision() -> str:
@@ -101,13 +97,15 @@ class JobRunner:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.jobs = TrainingJobs(store)
+        self.trials = Trials(store)
         self.registry = registry
         self.core = core or FeaturizerCore(settings, store)
         self.on_progress = on_progress
 
     # -- creating ------------------------------------------------------------------------------
 
-    def create(self, config: JobConfig) -> dict[str, Any]:
+    def create(self, config: JobConfig) -> TrainingJob:
         """Check what the job needs exists, then record it as queued."""
         task = config.task or self.settings.label_task
         if config.label_run is not None:
@@ -121,43 +119,43 @@ class JobRunner:
             if run is None:
                 raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label`")
         now = _now()
-        job = {
-            "id": new_job_id(now),
-            "kind": KIND,
-            "status": "queued",
-            "name": config.name or self.settings.model_name,
-            "task": run.get("task") or task,
-            "label_run": run["id"],
-            "config": config.model_dump(mode="json"),
-            "created_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-            "progress": {"stage": "queued", "trials_done": 0, "trials_total": config.trials},
-            "spent_s": 0.0,
-            "transforms": {},
-        }
-        self.store.upsert(RUNS, [job])
-        return job
+        job = TrainingJob(
+            id=new_job_id(now),
+            status="queued",
+            name=config.name or self.settings.model_name,
+            task=run.get("task") or task,
+            label_run=run["id"],
+            config=config,
+            created_at=now.isoformat(),
+            updated_at=now.isoformat(),
+            progress=JobProgress(stage="queued", trials_done=0, trials_total=config.trials),
+            spent_s=0.0,
+            transforms={},
+        )
+        return self.jobs.save(job)
 
-    def _save(self, job: dict[str, Any], **changes: Any) -> dict[str, Any]:
-        job.update(changes, updated_at=_now().isoformat())
-        self.store.upsert(RUNS, [job])
+    def _save(self, job: TrainingJob, **changes: Any) -> TrainingJob:
+        for field, value in changes.items():
+            setattr(job, field, value)
+        job.updated_at = _now().isoformat()
+        self.jobs.save(job)
         if self.on_progress is not None:
             self.on_progress(job)
         return job
 
-    def _stage(self, job: dict[str, Any], stage: str, **progress: Any) -> None:
-        kept = {k: v for k, v in job["progress"].items() if k != "detail"}
-        self._save(job, progress={**kept, "stage": stage, **progress})
+    def _stage(self, job: TrainingJob, stage: str, **progress: Any) -> None:
+        changes = {"stage": stage, "detail": None, **progress}
+        self._save(job, progress=job.progress.model_copy(update=changes))
 
     # -- executing -----------------------------------------------------------------------------
 
-    def execute(self, job_id: str) -> dict[str, Any]:
+    def execute(self, job_id: str) -> TrainingJob:
         """Run (or resume) the job to its end; a failure is recorded with its reason."""
-        job = get_job(self.store, job_id)
-        if job["status"] in ("succeeded", "failed"):
+        job = self.jobs.require(job_id)
+        if job.finished:
             return job
-        config = JobConfig(**job["config"])
-        self._save(job, status="running", started_at=job.get("started_at") or _now().isoformat())
+        config = job.config
+        self._save(job, status="running", started_at=job.started_at or _now().isoformat())
         try:
             result = self._run(job, config)
         except Exception as exc:
@@ -165,13 +163,13 @@ class JobRunner:
             return self._save(job, status="failed", error=_reason(exc))
         return self._save(job, status="succeeded", result=result, finished_at=_now().isoformat())
 
-    def _run(self, job: dict[str, Any], config: JobConfig) -> dict[str, Any]:
+    def _run(self, job: TrainingJob, config: JobConfig) -> JobResult:
         metric = config.metric or self.settings.bless_metric
         features = VariantFeatures(
             self.core,
             self.store,
-            job["label_run"],
-            known=job.get("transforms"),
+            job.label_run,
+            known=job.transforms,
             announce=lambda what: self._stage(job, "features", detail=what),
         )
         outcome = self._search(job, config, metric, features)
@@ -192,57 +190,56 @@ class JobRunner:
         # The stored comments of dev and test, read once: slices and production's re-scoring.
         comments = {"dev": self._comments(data.dev), "test": self._comments(data.test)}
         dev_eval, test_eval, test_probs = self._evaluate(best, data, config, comments)
-        exported: dict[str, Any] | None = None
+        exported: ModelSummary | None = None
         if config.bless:
             exported = self._export_and_bless(
                 job, config, metric, best, data, dev_eval, test_eval, comments["dev"]
             )
         self._stage(job, "report")
         report = self._report(job, metric, outcome, data, dev_eval, test_eval, test_probs, exported)
-        return {
-            "metric": metric,
-            "best_trial": outcome.best_trial,
-            "params": best.params.model_dump(),
-            "blend": best.blend,
-            "transform": data.transform,
-            "dev": dev_eval.to_dict(),
-            "test": test_eval.to_dict() if test_eval else None,
-            "model": exported,
-            "report": str(report),
-            "search_seconds": outcome.seconds,
-        }
+        return JobResult(
+            metric=metric,
+            best_trial=outcome.best_trial,
+            params=best.params,
+            blend=best.blend,
+            transform=data.transform,
+            dev=dev_eval.to_dict(),
+            test=test_eval.to_dict() if test_eval else None,
+            model=exported,
+            report=str(report),
+            search_seconds=outcome.seconds,
+        )
 
     # -- search --------------------------------------------------------------------------------
 
     def _search(
-        self, job: dict[str, Any], config: JobConfig, metric: str, features: VariantFeatures
+        self, job: TrainingJob, config: JobConfig, metric: str, features: VariantFeatures
     ) -> SearchOutcome:
         self._stage(job, "search")
         search = Search(
-            job["id"],
+            job.id,
             config,
             metric,
             self.settings.study_storage_url,
-            weights_dir=self.settings.artifacts_path / "trainer" / job["id"],
+            weights_dir=self.settings.artifacts_path / "trainer" / job.id,
         )
         started = time.monotonic()
-        spent = float(job.get("spent_s") or 0.0)
+        spent = job.spent_s
 
-        def on_trial(record: dict[str, Any]) -> None:
-            self.store.upsert(RUNS, [record])
-            done = len(search.finished())
-            best = search.best_value()
-            self._save(
-                job,
-                spent_s=spent + time.monotonic() - started,
-                progress={
-                    **job["progress"],
-                    "stage": "search",
-                    "trials_done": done,
-                    "best_value": best,
-                    "last_trial": {k: record[k] for k in ("number", "state", "value", "error")},
-                },
+        def on_trial(record: Trial) -> None:
+            self.trials.save(record)
+            last = TrialOutcome(
+                number=record.number, state=record.state, value=record.value, error=record.error
             )
+            progress = job.progress.model_copy(
+                update={
+                    "stage": "search",
+                    "trials_done": len(search.finished()),
+                    "best_value": search.best_value(),
+                    "last_trial": last,
+                }
+            )
+            self._save(job, spent_s=spent + time.monotonic() - started, progress=progress)
 
         outcome = search.run(
             features.data,
@@ -250,9 +247,7 @@ class JobRunner:
             fixed=SEED if config.preset == "seed" else None,
             on_trial=on_trial,
         )
-        for record in outcome.trials:
-            record["job"] = job["id"]
-        self.store.upsert(RUNS, outcome.trials)
+        self.trials.save_all(outcome.trials)
         return outcome
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -308,7 +303,7 @@ class JobRunner:
 
     def _export_and_bless(
         self,
-        job: dict[str, Any],
+        job: TrainingJob,
         config: JobConfig,
         metric: str,
         best: FitResult,
@@ -316,16 +311,16 @@ class JobRunner:
         dev_eval: Evaluation,
         test_eval: Evaluation | None,
         dev_comments: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        name = job["name"]
+    ) -> ModelSummary:
+        name = job.name
         models = self.settings.models_path
-        version = job.get("version")
+        version = job.version
         if version is not None:
             try:
-                doc = self.registry.get(name, int(version))
+                doc = self.registry.get(name, version)
             except NotFound:
                 doc = None
-            if doc is not None and doc["state"] != "candidate":
+            if doc is not None and doc.state != "candidate":
                 return _model_summary(doc)  # exported and judged before a restart
         self._stage(job, "export")
         if version is None:
@@ -348,7 +343,7 @@ class JobRunner:
         if blessed:
             staging.rename(target)  # atomic: a model server sees the whole version or none
         common = {
-            "job": job["id"],
+            "job": job.id,
             "transform": data.transform,
             "label_run": data.label_run,
             "metrics": metadata["metrics"],
@@ -360,7 +355,7 @@ class JobRunner:
         if blessed:
             doc = self.registry.bless(name, version, reason, **facts)
             if self.settings.auto_promote:
-                doc = self.registry.promote(name, version, f"blessed by job {job['id']}: {reason}")
+                doc = self.registry.promote(name, version, f"blessed by job {job.id}: {reason}")
         else:
             doc = self.registry.unbless(name, version, reason, **facts)
         return _model_summary(doc)
@@ -406,25 +401,25 @@ class JobRunner:
         if production is None:
             return True, f"no production model to beat; dev {metric} {candidate:.4f}", facts
         value, how = self._production_metric(production, metric, data, dev_comments)
-        facts.update(compared_to=int(production["version"]), production=value, measured=how)
+        facts.update(compared_to=production.version, production=value, measured=how)
         margin = self.settings.bless_margin
         if candidate > value + margin:
             return (
                 True,
-                f"dev {metric} {candidate:.4f} beats production v{production['version']}'s "
+                f"dev {metric} {candidate:.4f} beats production v{production.version}'s "
                 f"{value:.4f} by more than {margin:g} ({how})",
                 facts,
             )
         return (
             False,
-            f"dev {metric} {candidate:.4f} does not beat production v{production['version']}'s "
+            f"dev {metric} {candidate:.4f} does not beat production v{production.version}'s "
             f"{value:.4f} by more than {margin:g} ({how})",
             facts,
         )
 
     def _production_metric(
         self,
-        production: dict[str, Any],
+        production: ModelVersion,
         metric: str,
         data: TrainingData,
         dev_comments: list[dict[str, Any]],
@@ -434,11 +429,11 @@ class JobRunner:
         Falls back to the metric production recorded on its own dev split when
         its SavedModel or transform is no longer available.
         """
-        recorded = float(((production.get("metrics") or {}).get("dev") or {}).get(metric) or 0.0)
-        path = Path(production.get("path") or "")
+        recorded = float((production.metrics.get("dev") or {}).get(metric) or 0.0)
+        path = Path(production.path or "")
         try:
             served = exporting.ServingModel(path)
-            transform = self.core.transform(production["transform"])
+            transform = self.core.transform(production.transform)
         except NotFound as exc:
             return recorded, f"recorded on its own dev split: {exc}"
         texts = [str(c.get("text") or "") for c in dev_comments]
@@ -453,7 +448,7 @@ class JobRunner:
 
     def _metadata(
         self,
-        job: dict[str, Any],
+        job: TrainingJob,
         config: JobConfig,
         metric: str,
         version: int,
@@ -466,10 +461,10 @@ class JobRunner:
         import tensorflow as tf
 
         return {
-            "name": job["name"],
+            "name": job.name,
             "version": version,
             "created_at": _now().isoformat(),
-            "job": job["id"],
+            "job": job.id,
             "task": data.task,
             "label_run": data.label_run,
             "transform": data.transform,
@@ -513,18 +508,18 @@ class JobRunner:
 
     def _report(
         self,
-        job: dict[str, Any],
+        job: TrainingJob,
         metric: str,
         outcome: SearchOutcome,
         data: TrainingData,
         dev_eval: Evaluation,
         test_eval: Evaluation | None,
         test_probs: np.ndarray | None,
-        exported: dict[str, Any] | None,
+        exported: ModelSummary | None,
     ) -> Path:
-        path = self.settings.data_dir / "reports" / f"{job['id']}.html"
+        path = self.settings.data_dir / "reports" / f"{job.id}.html"
         summary: dict[str, Any] = {
-            "job": job["id"],
+            "job": job.id,
             "label run": data.label_run,
             "transform": f"{data.transform} ({outcome.best.params.features})",
             "train / dev / test rows": (
@@ -536,9 +531,9 @@ class JobRunner:
         if outcome.best.blend is not None:
             summary["linear blend"] = describe_blend(outcome.best.blend)
         if exported:
-            summary["model version"] = f"{exported['name']} v{exported['version']}"
-            summary["state"] = exported["state"]
-            summary["blessing"] = exported["reason"]
+            summary["model version"] = f"{exported.name} v{exported.version}"
+            summary["state"] = exported.state
+            summary["blessing"] = exported.reason
         dev = SplitResult("dev", outcome.best.dev_probabilities, data.dev.labels, dev_eval)
         test = (
             SplitResult("test", test_probs, data.test.labels, test_eval)
@@ -547,9 +542,9 @@ class JobRunner:
         )
         return write_report(
             path,
-            title=f"Training job {job['id']}",
+            title=f"Training job {job.id}",
             summary=summary,
-            trials=outcome.trials,
+            trials=[trial.to_document() for trial in outcome.trials],
             metric=metric,
             dev=dev,
             test=test,
@@ -583,14 +578,14 @@ def _headline(evaluation: Evaluation) -> dict[str, Any]:
     return {k: d[k] for k in keep if k in d}
 
 
-def _model_summary(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": doc["name"],
-        "version": doc["version"],
-        "state": doc["state"],
-        "reason": (doc.get("blessing") or {}).get("reason"),
-        "path": doc.get("path"),
-    }
+def _model_summary(model: ModelVersion) -> ModelSummary:
+    return ModelSummary(
+        name=model.name,
+        version=model.version,
+        state=model.state,
+        reason=model.blessing.reason,
+        path=model.path,
+    )
 
 
 def _reason(exc: Exception) -> str:

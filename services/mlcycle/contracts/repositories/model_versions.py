@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlcycle.common.store import MODELS
-from mlcycle.contracts.models import MODEL_KIND, ModelState, ModelVersion, model_id
+from mlcycle.contracts.models import MODEL_KIND, ModelState, ModelVersion, ServingPointer, model_id
 from mlcycle.contracts.repository import Repository
 
 
@@ -33,3 +35,10 @@ class ModelVersions(Repository[ModelVersion]):
             filters["state"] = state
         self.store.refresh()
         return sorted(self.scan(filters), key=lambda m: (m.name, -m.version))
+
+    def save_with_pointer(self, versions: Sequence[ModelVersion], pointer: ServingPointer) -> None:
+        """Write ``versions`` and their name's serving pointer in one store write.
+
+        A promotion or a rollback changes both; one write lands them together.
+        """
+        self.store.upsert(self.collection, [*map(self._dump, versions), pointer.to_document()])
