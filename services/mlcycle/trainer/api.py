@@ -103,7 +103,7 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
 
     @router.get("/jobs", summary="Training jobs, newest first")
     def list_jobs(limit: int = Query(20, ge=1, le=200)) -> OrjsonResponse:
-        newest = sorted(jobs.scan(), key=lambda j: j.id, reverse=True)[:limit]
+        newest = jobs.newest(limit).items
         briefs = [JobBrief.of(job).model_dump(mode="json") for job in newest]
         return OrjsonResponse({"jobs": briefs, "active": worker.active})
 
