@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import ValidationFailed
 from mlcycle.contracts.training import JobConfig, SearchSpace, Trial, TrialParams
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.config import SEED
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import NonFiniteLoss, fit, predict_probabilities
 from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.search import INTERRUPTED, Search

@@ -94,7 +94,7 @@ def run_train_command(
 
 
 def _print_result(trials: Trials, job_id: str, result: JobResult, console: Console) -> None:
-    from mlcycle.trainer.evaluation import Evaluation
+    from mlcycle.evaluation.classification import Evaluation
     from mlcycle.trainer.linear import describe_blend
     from mlcycle.trainer.report import summary_table
 

@@ -18,6 +18,7 @@ import numpy as np
 from mlcycle.common.errors import NotFound
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.blessing import (
     BlessingDecision,
@@ -27,7 +28,6 @@ from mlcycle.trainer.blessing import (
     recorded_metric,
 )
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.stages.context import JobContext

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.store import COMMENTS, Store
+from mlcycle.evaluation.classification import Evaluation, evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.stages.context import JobContext
 
