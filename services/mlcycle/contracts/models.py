@@ -60,7 +60,7 @@ class _OmitsUnset(BaseModel):
     # schema in the OpenAPI documents.
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler):
-        data: dict[str, Any] = handler(self)
+        data = handler(self)
         unset = self._omitted_unless_set - self.model_fields_set
         return {key: value for key, value in data.items() if key not in unset}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from mlcycle.contracts.training import JobConfig, JobResult, TrainingJob
 def parse_config(
     *,
     config_path: Path | None,
-    overrides: dict[str, Any],
+    overrides: Mapping[str, object],
 ) -> JobConfig:
     """A job config from an optional JSON file plus command-line options; errors name the field."""
     raw: dict[str, Any] = {}

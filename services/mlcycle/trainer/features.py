@@ -73,7 +73,7 @@ class VariantFeatures:
             self._announce(f"building the feature set of {variant!r} ({version})")
             manifest = build_feature_set(self.core, self.store, self.label_run, version)
             data = read_training_data(self.core.root, manifest)
-            data.facts["variant"] = variant
+            data.variant = variant
             data.check()
             self._data[variant] = data
             return data
