@@ -19,11 +19,12 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.label_runs import RunParams
+from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set, feature_set_dir, read_split
-from mlcycle.labeler.labeling import RunParams
+from mlcycle.featurizer.shards import build_feature_set
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import wait_for
 
@@ -71,8 +72,8 @@ def label_run(settings: Settings, store: Store) -> str:
     seed(store)
     with RecordProducer(settings) as producer:
         runner = LabelRunner(settings, store, producer)
-        run = runner.execute(runner.create(RunParams(strategy="majority"))["id"])
-    return str(run["id"])
+        run = runner.execute(runner.create(RunParams(strategy="majority")).id)
+    return run.id
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_fit_uses_the_train_split_and_becomes_current(core: FeaturizerCore, stor
     version = core.current_version()
     assert version is not None and version.startswith("tf-")
     info = core.describe()
-    assert info["current"] is True and info["version"] == version
+    assert info.current is True and info.version == version
     # Fitting again on the same run gives the same content, hence the same version.
     again, _ = core.fit(make_current=False)
     assert again.version == version
@@ -103,22 +104,22 @@ def test_feature_set_is_complete_idempotent_and_checked(
     core: FeaturizerCore, store: Store, label_run: str
 ) -> None:
     manifest = build_feature_set(core, store, label_run)
-    assert manifest["rows"] == N_ITEMS and manifest["labels_without_comment"] == 0
-    assert set(manifest["splits"]) == {"train", "dev", "test"}
-    assert manifest["transform"] == core.current_version()
+    assert manifest.rows == N_ITEMS and manifest.labels_without_comment == 0
+    assert set(manifest.splits) == {"train", "dev", "test"}
+    assert manifest.transform == core.current_version()
     train = list(read_split(core.root, manifest, "train"))
-    assert sum(len(s.features) for s in train) == manifest["splits"]["train"]["rows"]
+    assert sum(len(s.features) for s in train) == manifest.splits["train"].rows
     assert all(len(s.item_ids) <= 64 for s in train)
     ids = np.concatenate([s.item_ids for s in train])
     assert list(ids) == sorted(ids)
 
-    folder = feature_set_dir(core.root, manifest["transform"], label_run)
+    folder = feature_set_dir(core.root, manifest.transform, label_run)
     stamp = (folder / "manifest.json").stat().st_mtime_ns
     assert build_feature_set(core, store, label_run) == manifest  # no rebuild
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no leftovers
 
-    shard = folder / manifest["splits"]["train"]["shards"][0]["file"]
+    shard = folder / manifest.splits["train"].shards[0].file
     shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(InvalidInput, match="checksum"):
         list(read_split(core.root, manifest, "train"))
@@ -172,7 +173,7 @@ def test_parity_between_shards_grpc_rest_and_in_process(
             instance = request.instances.add(text=text)
             instance.metadata.update(meta)
         reply = stub.Featurize(request, timeout=10)
-    assert reply.transform == rest.json()["transform"] == manifest["transform"]
+    assert reply.transform == rest.json()["transform"] == manifest.transform
     for row in range(len(ids)):
         expected = in_process.row(row)
         assert identical(shard.features.row(row), expected)
@@ -250,9 +251,9 @@ def test_label_events_build_the_runs_feature_set(
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
         with RecordProducer(settings) as producer:
             runner = LabelRunner(settings, store, producer)
-            run = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
-        assert run["stats"]["events"] > 0
-        folder = feature_set_dir(core.root, str(core.current_version()), run["id"])
+            run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
+        assert run.stats is not None and run.stats.events > 0
+        folder = feature_set_dir(core.root, str(core.current_version()), run.id)
         wait_for(lambda: (folder / "manifest.json").is_file(), timeout_s=60)
     finally:
         loop.stop()

@@ -16,6 +16,7 @@ from mlcycle.common.store.base import (
     LABELS,
     MAX_QUERY_CHARS,
     VOTES,
+    SortBy,
     Store,
     encode_cursor,
 )
@@ -459,6 +460,68 @@ def test_cursor_from_other_kind_of_search_is_bad_input(many: Store) -> None:
         many.search(COMMENTS, query="match", cursor=by_id)
     with pytest.raises(InvalidInput):
         many.search(COMMENTS, cursor=by_score)
+
+
+@pytest.fixture
+def dated(store: Store) -> Store:
+    """Records with a sortable field: ties, a null and some missing it, a number too."""
+    docs = [
+        {
+            "id": f"j{i:03d}",
+            "created_at": f"2026-11-{1 + i % 9:02d}T10:00:00",
+            "n": i % 5,
+            "odd": i % 2,
+        }
+        for i in range(29)
+    ]
+    docs += [{"id": "j900", "created_at": None, "odd": 0}, {"id": "j901", "odd": 1}, {"id": "j902"}]
+    write(store, LABELS, docs)
+    return store
+
+
+def expected_order(docs: list[dict], field: str, descending: bool) -> list[str]:
+    """Null smallest, then the value, then the id, all in one direction."""
+    key = [(d.get(field) is not None, d.get(field) or 0, d["id"]) for d in docs]
+    return [k[2] for k in sorted(key, reverse=descending)]
+
+
+@pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("limit", [1, 3, 7, 100])
+def test_sorted_listing_visits_every_document_once_in_order(
+    dated: Store, descending: bool, limit: int
+) -> None:
+    docs = list(dated.scan(LABELS))
+    sort = SortBy("created_at", descending=descending)
+    assert all_pages(dated, LABELS, limit=limit, sort=sort) == expected_order(
+        docs, "created_at", descending
+    )
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_sorted_listing_by_number_with_filters(dated: Store, descending: bool) -> None:
+    odd = [d for d in dated.scan(LABELS) if d.get("odd") == 1]
+    sort = SortBy("n", descending=descending)
+    seen = all_pages(dated, LABELS, limit=4, sort=sort, filters={"odd": 1})
+    assert seen == expected_order(odd, "n", descending)
+
+
+def test_sort_on_a_field_no_document_has(dated: Store) -> None:
+    assert all_pages(dated, LABELS, limit=5, sort=SortBy("absent")) == sorted(
+        d["id"] for d in dated.scan(LABELS)
+    )
+
+
+@pytest.mark.parametrize(
+    "sort", [SortBy("text"), SortBy("a.b"), SortBy(""), SortBy("x; DROP TABLE labels")]
+)
+def test_bad_sort_is_bad_input(dated: Store, sort: SortBy) -> None:
+    with pytest.raises(InvalidInput):
+        dated.search(LABELS, sort=sort)
+
+
+def test_sort_and_query_together_is_bad_input(corpus: Store) -> None:
+    with pytest.raises(InvalidInput):
+        corpus.search(COMMENTS, query="match", sort=SortBy("id"))
 
 
 def test_scan_visits_many_documents_in_id_order(store: Store) -> None:

@@ -19,7 +19,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
-from mlcycle.labeler.labeling import RunParams
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
@@ -74,7 +74,7 @@ def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
     with RecordProducer(settings) as producer:
         runner = LabelRunner(settings, store, producer)
         params = RunParams(strategy="majority", task=task)
-        return str(runner.execute(runner.create(params)["id"])["id"])
+        return runner.execute(runner.create(params).id).id
 
 
 @pytest.fixture

@@ -33,6 +33,15 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.files import write_atomically
+from mlcycle.contracts.features import (
+    CategoricalField,
+    CharGroup,
+    MetadataGroup,
+    NumericField,
+    TransformDescription,
+    TransformGroups,
+    WordGroup,
+)
 from mlcycle.featurization.compiled import vectorize_compiled
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.metadata import MetadataEncoder, fit_metadata
@@ -178,42 +187,47 @@ class Transform:
 
     # -- describing and persisting ------------------------------------------------------------
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able summary: version, group widths and offsets, vocabulary and field stats."""
+    def description(self) -> TransformDescription:
+        """Version, group widths and offsets, vocabulary and field statistics, config."""
         meta = self.metadata
-        return {
-            "version": self.version,
-            "dim": self.dim,
-            "created_at": self.created_at,
-            "fitted_on": dict(self.fitted_on),
-            "groups": {
-                "word": {
-                    "offset": 0,
-                    "dim": self.word_dim,
-                    "mode": self.config.word.mode if self.config.word.enabled else None,
-                    "ngram_max": self.config.word.ngram_max,
-                    "vocabulary_size": len(self.vocabulary) if self.vocabulary else 0,
-                },
-                "char": {
-                    "offset": self.word_dim,
-                    "dim": self.char_dim,
-                    "ngram_range": [self.config.char.ngram_min, self.config.char.ngram_max],
-                },
-                "metadata": {
-                    "offset": self.word_dim + self.char_dim,
-                    "dim": meta.dim,
-                    "numeric": [
-                        {"name": f.name, "mean": f.mean, "std": f.std, "count": f.count}
+        word, char = self.config.word, self.config.char
+        return TransformDescription(
+            version=self.version,
+            dim=self.dim,
+            created_at=self.created_at,
+            fitted_on=dict(self.fitted_on),
+            groups=TransformGroups(
+                word=WordGroup(
+                    offset=0,
+                    dim=self.word_dim,
+                    mode=word.mode if word.enabled else None,
+                    ngram_max=word.ngram_max,
+                    vocabulary_size=len(self.vocabulary) if self.vocabulary else 0,
+                ),
+                char=CharGroup(
+                    offset=self.word_dim,
+                    dim=self.char_dim,
+                    ngram_range=[char.ngram_min, char.ngram_max],
+                ),
+                metadata=MetadataGroup(
+                    offset=self.word_dim + self.char_dim,
+                    dim=meta.dim,
+                    numeric=[
+                        NumericField(name=f.name, mean=f.mean, std=f.std, count=f.count)
                         for f in meta.numeric
                     ],
-                    "categorical": [
-                        {"name": c.name, "categories": len(c.categories), "count": c.count}
+                    categorical=[
+                        CategoricalField(name=c.name, categories=len(c.categories), count=c.count)
                         for c in meta.categorical
                     ],
-                },
-            },
-            "config": self.config.model_dump(mode="json"),
-        }
+                ),
+            ),
+            config=self.config.model_dump(mode="json"),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """:meth:`description` as JSON types."""
+        return self.description().to_json()
 
     def _content(self) -> dict[str, Any]:
         """Everything the version hashes: what determines the output vectors, and the fit counts."""

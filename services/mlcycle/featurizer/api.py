@@ -27,8 +27,9 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.shards import list_feature_sets, read_manifest
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set, list_feature_sets, read_manifest
+from mlcycle.featurizer.shards import build_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
         summary="A transform's metadata and statistics ('current' for the current one)",
     )
     def transform(version: str) -> OrjsonResponse:
-        return OrjsonResponse(core.describe(None if version == "current" else version))
+        return OrjsonResponse(core.describe(None if version == "current" else version).to_json())
 
     @router.post(
         "/transforms",
@@ -134,7 +135,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
         fitted, run_id = core.fit(
             request.label_run, request.config, task=request.task, make_current=request.make_current
         )
-        body = {**core.describe(fitted.version), "label_run": run_id}
+        body = {**core.describe(fitted.version).to_json(), "label_run": run_id}
         return OrjsonResponse(body, status_code=201)
 
     @router.post(
@@ -145,11 +146,12 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
     )
     def make_current(version: str) -> OrjsonResponse:
         core.set_current(version)
-        return OrjsonResponse(core.describe(version))
+        return OrjsonResponse(core.describe(version).to_json())
 
     @router.get("/feature-sets", summary="Complete feature sets (their manifests)")
     def feature_sets() -> OrjsonResponse:
-        return OrjsonResponse({"items": list_feature_sets(core.root)})
+        items = [manifest.to_json() for manifest in list_feature_sets(core.root)]
+        return OrjsonResponse({"items": items})
 
     @router.post(
         "/feature-sets",
@@ -160,7 +162,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
     )
     def build(request: FeatureSetRequest = Body(...)) -> OrjsonResponse:
         manifest = build_feature_set(core, store, request.label_run, request.transform)
-        return OrjsonResponse(manifest, status_code=201)
+        return OrjsonResponse(manifest.to_json(), status_code=201)
 
     @router.get(
         "/feature-sets/{version}/{label_run}",
@@ -168,7 +170,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
         summary="One feature set's manifest",
     )
     def manifest(version: str, label_run: str) -> OrjsonResponse:
-        return OrjsonResponse(read_manifest(core.root, version, label_run))
+        return OrjsonResponse(read_manifest(core.root, version, label_run).to_json())
 
     return router
 

@@ -89,7 +89,7 @@ class FeatureSetBuilder:
             return
         log.info(
             "feature set ready",
-            extra={"run": run_id, "transform": manifest["transform"], "rows": manifest["rows"]},
+            extra={"run": run_id, "transform": manifest.transform, "rows": manifest.rows},
         )
 
 

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
+from mlcycle.contracts.features import FeatureSetManifest
 from mlcycle.contracts.messages import flat_errors
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.shards import feature_set_dir
 from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set
-from mlcycle.labeler.runs import latest_run
 
 
 def load_config(path: Path | None) -> FeatureConfig:
@@ -41,16 +42,16 @@ def run_featurize_command(
     label_run: str | None,
     transform: str | None,
     config_path: Path | None,
-) -> dict[str, Any]:
+) -> FeatureSetManifest:
     """Fit if asked (or if nothing is fitted yet), then build the run's feature set."""
     store = open_store(settings)
     try:
         core = FeaturizerCore(settings, store)
         if label_run is None:
-            latest = latest_run(store, settings.label_task)
+            latest = LabelRuns(store).latest(settings.label_task)
             if latest is None:
                 raise InvalidInput("no finished label run: run `mlcycle label` first")
-            label_run = latest["id"]
+            label_run = latest.id
         if refit or (transform is None and core.current_version() is None):
             fitted, _ = core.fit(label_run, load_config(config_path))
             transform = fitted.version
@@ -63,7 +64,7 @@ def run_featurize_command(
             console=console,
         )
         with progress:
-            bars: dict[str, Any] = {}
+            bars: dict[str, TaskID] = {}
 
             def show(split: str, rows: int) -> None:
                 if split not in bars:
@@ -77,16 +78,16 @@ def run_featurize_command(
         store.close()
 
 
-def _print_manifest(manifest: dict[str, Any], core: FeaturizerCore, console: Console) -> None:
-    table = Table(title=f"feature set {manifest['label_run']} × {manifest['transform']}")
+def _print_manifest(manifest: FeatureSetManifest, core: FeaturizerCore, console: Console) -> None:
+    table = Table(title=f"feature set {manifest.label_run} × {manifest.transform}")
     table.add_column("split")
     table.add_column("rows", justify="right")
     table.add_column("shards", justify="right")
-    for split, info in manifest["splits"].items():
-        table.add_row(split, f"{info['rows']:,}", str(len(info["shards"])))
+    for split, info in manifest.splits.items():
+        table.add_row(split, f"{info.rows:,}", str(len(info.shards)))
     console.print(table)
+    folder = feature_set_dir(core.root, manifest.transform, manifest.label_run)
     console.print(
-        f"dim {manifest['dim']:,}; labels without a stored comment: "
-        f"{manifest['labels_without_comment']:,}; in "
-        f"{core.root / 'features' / manifest['transform'] / manifest['label_run']}"
+        f"dim {manifest.dim:,}; labels without a stored comment: "
+        f"{manifest.labels_without_comment:,}; in {folder}"
     )

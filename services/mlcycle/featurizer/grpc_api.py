@@ -150,9 +150,9 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
     def _info(self, version: str, dim: int) -> featurizer_pb2.TransformInfo:
         description = self.core.describe(version)
         info = featurizer_pb2.TransformInfo(
-            version=version, dim=dim, current=bool(description.get("current"))
+            version=version, dim=dim, current=bool(description.current)
         )
-        info.description.update(_json_safe(description))
+        info.description.update(_json_safe(description.to_json()))
         return info
 
 

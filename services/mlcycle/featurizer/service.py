@@ -1,28 +1,27 @@
 """The featurizer's core, shared by its REST API, its gRPC API, the batch consumer and the CLI.
 
-Transforms live in the artifact store under their content-hash version; one
-of them is *current* (``transforms/CURRENT``), the one new feature shards
-and requests without a version use. A fitted transform never changes, so a
-model trained with version ``tf-…`` is served with exactly that version, or
-refused when it is missing.
+Stored transforms and the current one are the
+:class:`~mlcycle.featurization.store.TransformStore`'s; what only the
+featurizer does is fit new ones on a label run and apply them to requests
+under its limits.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.common.errors import InvalidInput, NotFound, PayloadTooLarge
-from mlcycle.common.files import write_atomically
+from mlcycle.common.errors import InvalidInput, PayloadTooLarge
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, Store
+from mlcycle.common.store import Store
+from mlcycle.contracts.features import TransformDescription
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.featurization.config import FeatureConfig
-from mlcycle.featurization.transform import SparseBatch, Transform, fit, list_versions
-from mlcycle.labeler.runs import get_run, latest_run
-
-CURRENT = "CURRENT"
+from mlcycle.featurization.store import TransformStore
+from mlcycle.featurization.transform import SparseBatch, Transform, fit
 
 
 @dataclass(frozen=True)
@@ -39,45 +38,26 @@ class FeaturizerCore:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.root = settings.artifacts_path
-        self._cache: dict[str, Transform] = {}
-        self._lock = threading.Lock()
+        self.transforms = TransformStore(settings.artifacts_path)
+        self.root = self.transforms.root
 
-    # -- versions ------------------------------------------------------------------------------
+    # -- versions (the transform store's) ------------------------------------------------------
 
     def versions(self) -> list[str]:
         """Every stored transform version."""
-        return list_versions(self.root)
+        return self.transforms.versions()
 
     def current_version(self) -> str | None:
         """The version used when none is named, or None before the first fit."""
-        pointer = self.root / "transforms" / CURRENT
-        return pointer.read_text(encoding="ascii").strip() if pointer.is_file() else None
+        return self.transforms.current_version()
 
     def set_current(self, version: str) -> None:
         """Make ``version`` (which must exist) the current transform."""
-        self.transform(version)
-        write_atomically(self.root / "transforms" / CURRENT, version.encode("ascii"))
+        self.transforms.set_current(version)
 
     def transform(self, version: str | None = None) -> Transform:
         """The transform ``version`` (default: current); NotFound says what exists."""
-        wanted = version or self.current_version()
-        if wanted is None:
-            raise NotFound("no transform has been fitted yet: run `mlcycle featurize --fit`")
-        with self._lock:
-            cached = self._cache.get(wanted)
-        if cached is not None:
-            return cached
-        try:
-            loaded = Transform.load(self.root, wanted)
-        except NotFound:
-            raise NotFound(
-                f"transform {wanted!r} is not in the artifact store",
-                details={"version": wanted, "available": self.versions()[-20:]},
-            ) from None
-        with self._lock:
-            self._cache[wanted] = loaded
-        return loaded
+        return self.transforms.transform(version)
 
     # -- fit -----------------------------------------------------------------------------------
 
@@ -94,45 +74,20 @@ class FeaturizerCore:
         Returns the transform and the label run it was fitted on.
         """
         store = self._require_store()
-        run = self._label_run(label_run, task or self.settings.label_task)
-        texts, metadata = self._train_split(store, run["id"])
+        run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
+        texts, metadata = self._train_split(store, run.id)
         if not texts:
-            raise InvalidInput(f"label run {run['id']} has no labeled train items to fit on")
-        transform = fit(texts, metadata, config or FeatureConfig())
-        transform.save(self.root)
-        with self._lock:
-            self._cache[transform.version] = transform
+            raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
+        transform = self.transforms.add(fit(texts, metadata, config or FeatureConfig()))
         if make_current:
             self.set_current(transform.version)
-        return transform, run["id"]
+        return transform, run.id
 
-    def _label_run(self, run_id: str | None, task: str) -> dict[str, Any]:
-        store = self._require_store()
-        if run_id is not None:
-            run = get_run(store, run_id)
-            if run.get("status") != "succeeded":
-                raise InvalidInput(f"label run {run_id} has not finished ({run.get('status')})")
-            return run
-        run = latest_run(store, task)
-        if run is None:
-            raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label` first")
-        return run
-
-    def _train_split(self, store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
-        ids = [
-            label["item_id"]
-            for label in store.scan(LABELS, filters={"run": run_id, "split": "train"})
-        ]
-        texts: list[str] = []
-        metadata: list[dict[str, Any]] = []
-        for start in range(0, len(ids), 1000):
-            found = store.get_many(COMMENTS, ids[start : start + 1000])
-            for item in ids[start : start + 1000]:
-                comment = found.get(item)
-                if comment is not None:
-                    texts.append(str(comment.get("text") or ""))
-                    metadata.append(dict(comment.get("metadata") or {}))
-        return texts, metadata
+    @staticmethod
+    def _train_split(store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
+        train = Labels(store).item_ids(run_id, "train")
+        comments = list(Comments(store).in_order(train))
+        return [c.text for c in comments], [dict(c.metadata) for c in comments]
 
     def _require_store(self) -> Store:
         if self.store is None:
@@ -162,7 +117,8 @@ class FeaturizerCore:
         batch = transform.apply(texts, metadata, unknown_fields="error")
         return Featurized(version=transform.version, batch=batch)
 
-    def describe(self, version: str | None = None) -> dict[str, Any]:
+    def describe(self, version: str | None = None) -> TransformDescription:
         """A transform's metadata and statistics, and whether it is current."""
         transform = self.transform(version)
-        return {**transform.describe(), "current": transform.version == self.current_version()}
+        current = transform.version == self.current_version()
+        return transform.description().model_copy(update={"current": current})

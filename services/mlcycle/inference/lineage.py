@@ -35,8 +35,8 @@ from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
 from mlcycle.contracts.comments import RecordId
+from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
-from mlcycle.featurizer.service import FeaturizerCore
 from mlcycle.labeler.runs import get_run, latest_run
 from mlcycle.labeler.stream import live_run
 from mlcycle.labeler.votes import voter_kind
@@ -117,7 +117,7 @@ class LineageReader:
         self.predictor = predictor
         self._store = store
         self._owns_store = store is None
-        self._transforms = transforms or FeaturizerCore(settings).transform
+        self._transforms = transforms or TransformStore(settings.artifacts_path).transform
         self._lock = threading.Lock()
 
     @property

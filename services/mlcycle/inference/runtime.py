@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import Settings
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurization.store import TransformStore
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.client import GrpcModelClient, ModelClient
 from mlcycle.inference.predictor import Predictor
@@ -43,7 +43,9 @@ class InferenceRuntime:
         needs the model server to be up: predictions answer 503 until it is.
         """
         client = client or GrpcModelClient.from_settings(settings)
-        tracker = VersionTracker(settings, client, FeaturizerCore(settings).transform).start()
+        tracker = VersionTracker(
+            settings, client, TransformStore(settings.artifacts_path).transform
+        ).start()
         cache, embedded = open_cache(settings, start_embedded=start_embedded_redis)
         predictor = Predictor(settings, client=client, tracker=tracker, cache=cache)
         return cls(settings, client, tracker, cache, predictor, embedded)

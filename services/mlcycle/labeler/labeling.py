@@ -12,39 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.splits import SPLITS, split_of
 from mlcycle.labeler.aggregate import Aggregate, aggregate
 from mlcycle.labeler.diagnostics import gold_labels
 from mlcycle.labeler.lfs import LfApplication, apply_lfs, lf_triplets, registered
 from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
-
-Strategy = Literal["mean_threshold", "majority", "dawid_skene"]
-
-
-class RunParams(BaseModel):
-    """What a label run is asked to do (the body of ``POST /v1/label-runs``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    strategy: Strategy = "dawid_skene"
-    task: str = Field(default="toxicity", min_length=1, max_length=128)
-    threshold: float | None = Field(
-        default=None, gt=0.0, lt=1.0, description="mean_threshold's cut (default from settings)"
-    )
-    labeling_functions: list[str] | None = Field(
-        default=None,
-        description="LF names to use as voters; omitted means every LF of the task, [] none",
-    )
-    gold_min_votes: int | None = Field(
-        default=None, ge=1, description="crowd votes that make an item's majority gold"
-    )
 
 
 @dataclass

@@ -15,21 +15,31 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from mlcycle.common.errors import NotFound
+from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store
+from mlcycle.contracts.label_runs import (
+    LABEL_RUN_KIND,
+    LabelRun,
+    LatestLabelRun,
+    ReviewItem,
+    RunParams,
+    RunProgress,
+    RunStats,
+)
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.timestamps import utc_now
 from mlcycle.labeler.diagnostics import run_diagnostics
 from mlcycle.labeler.labeling import (
     Corpus,
     Labeling,
     ProvenanceIndex,
-    RunParams,
     changed,
     compute,
     label_documents,
@@ -39,44 +49,32 @@ from mlcycle.labeler.labeling import (
 
 log = logging.getLogger(__name__)
 
-KIND = "label"
-ProgressHook = Callable[[dict[str, Any]], None]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+ProgressHook = Callable[[LabelRun], None]
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable by creation time: ``lr-20261124T181500-1a2b3c``."""
-    return f"lr-{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"lr-{(now or utc_now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _latest_pointer(task: str) -> str:
-    return f"latest-label-run-{task}"
+# -- run records as raw documents, for services not yet reading through LabelRuns ---------------
 
 
 def latest_run(store: Store, task: str) -> dict[str, Any] | None:
-    """The label run of ``task`` that succeeded last, or None.
-
-    Read through a small pointer record written when a run succeeds: label
-    reads ask for it on every request, and scanning every run record (each
-    holding its whole diagnostics report) would grow with the run history.
-    """
-    pointer = store.get(RUNS, _latest_pointer(task))
+    """The stored document of ``task``'s latest succeeded run, or None (see LabelRuns.latest)."""
+    pointer = store.get(RUNS, LatestLabelRun.id_of(task))
     return store.get(RUNS, pointer["run"]) if pointer is not None else None
 
 
 def record_latest(store: Store, run: dict[str, Any]) -> None:
-    """Make the succeeded ``run`` the one :func:`latest_run` answers for its task."""
-    pointer = {"id": _latest_pointer(run["task"]), "kind": "label-pointer", "run": run["id"]}
-    store.upsert(RUNS, [pointer])
+    """Make the succeeded ``run`` document its task's latest (see LabelRuns.mark_latest)."""
+    LabelRuns(store).mark_latest(LabelRun.model_validate(run))
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
-    """A label run's record, or :class:`NotFound`."""
+    """A label run's stored document, or :class:`NotFound` (see LabelRuns.require)."""
     run = store.get(RUNS, run_id)
-    if run is None or run.get("kind") != KIND:
+    if run is None or run.get("kind") != LABEL_RUN_KIND:
         raise NotFound(f"no label run {run_id!r}", details={"id": run_id})
     return run
 
@@ -95,51 +93,53 @@ class LabelRunner:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.runs = LabelRuns(store)
         self.producer = producer
         self.chunk_items = chunk_items or settings.label_chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
 
-    def create(self, params: RunParams) -> dict[str, Any]:
+    def create(self, params: RunParams) -> LabelRun:
         """Record a new queued run and return it."""
-        now = _now()
-        run_id = new_run_id(now)
-        previous = latest_run(self.store, params.task)
-        run = {
-            "id": run_id,
-            "kind": KIND,
-            "task": params.task,
-            "status": "queued",
-            "params": params.model_dump(mode="json"),
-            "previous_run": previous["id"] if previous else None,
-            "progress": {"phase": "queued", "chunks_done": 0, "chunks_total": None},
-            "created_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-        }
-        self.store.upsert(RUNS, [run])
-        return run
+        now = utc_now()
+        previous = self.runs.latest(params.task)
+        run = LabelRun(
+            id=new_run_id(now),
+            task=params.task,
+            status="queued",
+            # Every parameter is stored, defaults included: the record says what the run did.
+            params=RunParams.model_validate(params.model_dump()),
+            previous_run=previous.id if previous else None,
+            progress=RunProgress(phase="queued", chunks_done=0, chunks_total=None),
+            created_at=now,
+            updated_at=now,
+        )
+        return self.runs.save(run)
 
-    def _save(self, run: dict[str, Any], **changes: Any) -> dict[str, Any]:
-        run.update(changes, updated_at=_now().isoformat())
-        self.store.upsert(RUNS, [run])
+    def _save(self, run: LabelRun, **changes: Any) -> LabelRun:
+        for name, value in {**changes, "updated_at": utc_now()}.items():
+            setattr(run, name, value)
+        self.runs.save(run)
         if self.on_progress is not None:
             self.on_progress(run)
         return run
 
-    def _phase(self, run: dict[str, Any], phase: str, **progress: Any) -> None:
-        self._save(run, progress={**run["progress"], "phase": phase, **progress})
+    def _phase(self, run: LabelRun, phase: str, **progress: int) -> None:
+        self._save(run, progress=run.progress.model_copy(update={"phase": phase, **progress}))
 
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, run_id: str) -> dict[str, Any]:
+    def execute(self, run_id: str) -> LabelRun:
         """Run (or resume) ``run_id`` to the end; returns the finished run record."""
-        run = get_run(self.store, run_id)
-        if run["status"] == "succeeded":
+        run = self.runs.require(run_id)
+        if run.succeeded:
             return run
-        params = RunParams.model_validate(run["params"])
+        if run.params is None:
+            raise InvalidInput(f"label run {run_id} has no parameters to run with")
+        params = run.params
         started = time.perf_counter()
-        self._save(run, status="running", started_at=run.get("started_at") or _now().isoformat())
+        self._save(run, status="running", started_at=run.started_at or utc_now())
         try:
             self._phase(run, "reading")
             self.store.refresh()  # see every write made before the run started
@@ -158,7 +158,7 @@ class LabelRunner:
                 min_votes=params.gold_min_votes or self.settings.gold_min_votes,
             )
             stats = summary(labeling)
-            stats["events"] = run["progress"].get("events", 0)
+            stats["events"] = run.progress.events
             stats["seconds"] = round(time.perf_counter() - started, 3)
             queue = review_queue(labeling, corpus, self.settings.review_queue_size)
         except Exception as exc:
@@ -168,24 +168,24 @@ class LabelRunner:
         finished = self._save(
             run,
             status="succeeded",
-            stats=stats,
+            stats=RunStats.model_validate(stats),
             report=_json_safe(report),
-            review_queue=queue,
-            progress={**run["progress"], "phase": "done"},
-            finished_at=_now().isoformat(),
+            review_queue=[ReviewItem.model_validate(entry) for entry in queue],
+            progress=run.progress.model_copy(update={"phase": "done"}),
+            finished_at=utc_now(),
         )
-        record_latest(self.store, finished)
+        self.runs.mark_latest(finished)
         return finished
 
     def _write_labels(
-        self, run: dict[str, Any], params: RunParams, corpus: Corpus, labeling: Labeling
+        self, run: LabelRun, params: RunParams, corpus: Corpus, labeling: Labeling
     ) -> None:
         total = -(-len(corpus) // self.chunk_items)
-        done = int(run["progress"].get("chunks_done", 0))
+        done = run.progress.chunks_done
         self._phase(run, "writing", chunks_total=total)
         provenance = ProvenanceIndex(labeling.votes)
-        previous = run.get("previous_run")
-        events = int(run["progress"].get("events", 0))
+        previous = run.previous_run
+        events = run.progress.events
         for chunk in range(done, total):
             items = range(
                 chunk * self.chunk_items, min(len(corpus), (chunk + 1) * self.chunk_items)
@@ -194,10 +194,10 @@ class LabelRunner:
                 labeling,
                 corpus,
                 items,
-                run_id=run["id"],
+                run_id=run.id,
                 params=params,
                 provenance=provenance,
-                now=_now(),
+                now=utc_now(),
             )
             self.store.upsert(LABELS, docs)
             fresh = self._changed_since(previous, docs)

@@ -18,8 +18,9 @@ import numpy as np
 from scipy import sparse
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
+from mlcycle.contracts.features import FeatureSetManifest
+from mlcycle.featurization.shards import read_split
 from mlcycle.featurization.sparse import SparseBatch
-from mlcycle.featurizer.shards import read_split
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,9 @@ class TrainingData:
             )
 
 
-def read_feature_split(root: Path, manifest: dict[str, Any], split: str) -> SplitData:
+def read_feature_split(root: Path, manifest: FeatureSetManifest, split: str) -> SplitData:
     """One split of a feature set, all its shards joined into one CSR matrix."""
-    n_classes = int(manifest["n_classes"])
+    n_classes = manifest.n_classes
     shards = list(read_split(root, manifest, split))
     if not shards:
         return SplitData(
@@ -186,7 +187,7 @@ def read_feature_split(root: Path, manifest: dict[str, Any], split: str) -> Spli
             labels=np.empty(0, np.int64),
             probabilities=np.empty((0, n_classes), np.float32),
             item_ids=np.empty(0, str),
-            dim=int(manifest["dim"]),
+            dim=manifest.dim,
         )
     offsets = np.cumsum([0] + [int(s.features.indptr[-1]) for s in shards[:-1]])
     indptr = np.concatenate(
@@ -206,19 +207,19 @@ def read_feature_split(root: Path, manifest: dict[str, Any], split: str) -> Spli
         labels=labels,
         probabilities=np.concatenate([s.probabilities for s in shards]).astype(np.float32),
         item_ids=np.concatenate([s.item_ids for s in shards]),
-        dim=int(manifest["dim"]),
+        dim=manifest.dim,
     )
 
 
-def read_training_data(root: Path, manifest: dict[str, Any]) -> TrainingData:
+def read_training_data(root: Path, manifest: FeatureSetManifest) -> TrainingData:
     """Every split of the feature set described by ``manifest``."""
     splits = {name: read_feature_split(root, manifest, name) for name in ("train", "dev", "test")}
     return TrainingData(
         **splits,
-        n_classes=int(manifest["n_classes"]),
-        transform=str(manifest["transform"]),
-        label_run=str(manifest["label_run"]),
-        task=str(manifest.get("task") or ""),
+        n_classes=manifest.n_classes,
+        transform=manifest.transform,
+        label_run=manifest.label_run,
+        task=manifest.task or "",
     )
 
 

@@ -112,6 +112,18 @@ def check_filters(filters: Filters | None) -> dict[str, Any]:
     return checked
 
 
+def check_sort(sort: SortBy | None, query: str | None) -> None:
+    """A sort names one top-level field, and cannot be combined with a relevance query."""
+    if sort is None:
+        return
+    if not isinstance(sort.field, str) or not _FIELD_NAME.match(sort.field):
+        raise InvalidInput("sort field must be a top-level name", details={"field": sort.field})
+    if sort.field == TEXT_FIELD:
+        raise InvalidInput("the analyzed text field cannot be sorted on", details={"field": "text"})
+    if query is not None:
+        raise InvalidInput("a full-text query is ordered by relevance: drop the sort or the query")
+
+
 def normalize_query(query: str | None) -> str | None:
     """The full-text query to run, or None when there is none (missing or blank).
 
@@ -143,6 +155,8 @@ def decode_position(cursor: str | None, *shape: type) -> list[Any] | None:
 
 
 def _is_a(value: Any, kind: type) -> bool:
+    if kind is object:  # a sort field's value: any JSON scalar, null included
+        return isinstance(value, str | int | float | bool | type(None))
     if isinstance(value, bool):
         return False
     if kind is float:

@@ -42,10 +42,12 @@ from mlcycle.common.store.base import (
     Document,
     Filters,
     Page,
+    SortBy,
     Store,
     check_collection,
     check_filters,
     check_limit,
+    check_sort,
     decode_position,
     encode_cursor,
     normalize_query,
@@ -174,12 +176,16 @@ class ElasticStore(Store):
         filters: Filters | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        sort: SortBy | None = None,
     ) -> Page:
-        """By id (``search_after``); with a query by ``_score`` desc then id (by offset)."""
+        """By id or ``sort`` then id (``search_after``); with a query by ``_score`` (offsets)."""
         index = self._index(collection)
         check_limit(limit)
         text = normalize_query(query)
+        check_sort(sort, text)
         filter_clauses = _filter_clauses(filters)
+        if sort is not None:
+            return self._page_by_field(index, filter_clauses, limit, cursor, sort)
         if text is None:
             return self._page_by_id(index, filter_clauses, limit, cursor)
         return self._page_by_score(index, text, filter_clauses, limit, cursor)
@@ -218,6 +224,31 @@ class ElasticStore(Store):
             index,
             query={"bool": {"filter": filter_clauses}},
             sort=[{"id": "asc"}],
+            size=limit + 1,
+            search_after=position,
+        )
+        next_cursor = encode_cursor(hits[limit - 1]["sort"]) if len(hits) > limit else None
+        return Page(items=[hit["_source"] for hit in hits[:limit]], next_cursor=next_cursor)
+
+    def _page_by_field(
+        self,
+        index: str,
+        filter_clauses: list[dict[str, Any]],
+        limit: int,
+        cursor: str | None,
+        sort: SortBy,
+    ) -> Page:
+        order = "desc" if sort.descending else "asc"
+        # Null is the smallest value, as in the SQLite backend: first ascending, last descending.
+        missing = "_last" if sort.descending else "_first"
+        position = decode_position(cursor, object, str)
+        hits = self._hits(
+            index,
+            query={"bool": {"filter": filter_clauses}},
+            sort=[
+                {sort.field: {"order": order, "missing": missing, "unmapped_type": "keyword"}},
+                {"id": order},
+            ],
             size=limit + 1,
             search_after=position,
         )

@@ -39,10 +39,12 @@ from mlcycle.common.store.base import (
     Document,
     Filters,
     Page,
+    SortBy,
     Store,
     check_collection,
     check_filters,
     check_limit,
+    check_sort,
     decode_position,
     encode_cursor,
     normalize_query,
@@ -193,12 +195,16 @@ class SqliteStore(Store):
         filters: Filters | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        sort: SortBy | None = None,
     ) -> Page:
-        """Keyset-paginated search: by id, or by bm25 relevance then id with a query."""
+        """Keyset-paginated search: by id (or ``sort`` then id), or by bm25 relevance then id."""
         table = check_collection(collection)
         check_limit(limit)
         where, params = _filter_sql(check_filters(filters), column_prefix="c.")
         text = normalize_query(query)
+        check_sort(sort, text)
+        if sort is not None:
+            return self._page_by_field(table, where, params, limit, cursor, sort)
         if text is None:
             return self._page_by_id(table, where, params, limit, cursor)
         match = match_expression(text)
@@ -243,6 +249,29 @@ class SqliteStore(Store):
         sql = f'SELECT c.id, c.doc FROM "{table}" AS c WHERE {where} ORDER BY c.id LIMIT ?'
         rows = self._read(sql, [*params, limit + 1])
         return _page(rows, limit, lambda row: [row[0]])
+
+    def _page_by_field(
+        self,
+        table: str,
+        where: str,
+        params: list[Any],
+        limit: int,
+        cursor: str | None,
+        sort: SortBy,
+    ) -> Page:
+        # check_sort allowed only identifiers, so the path is safe to inline.
+        value = f"json_extract(c.doc, '$.{sort.field}')"
+        direction, after_id = ("DESC", "<") if sort.descending else ("ASC", ">")
+        position = decode_position(cursor, object, str)
+        if position is not None:
+            where += " AND " + _after_sort_position(value, position[0], sort.descending, after_id)
+            params = [*params, *_after_params(position)]
+        sql = (
+            f'SELECT c.id, c.doc, {value} FROM "{table}" AS c WHERE {where}'
+            f" ORDER BY {value} {direction}, c.id {direction} LIMIT ?"
+        )
+        rows = self._read(sql, [*params, limit + 1])
+        return _page(rows, limit, lambda row: [row[2], row[0]])
 
     def _page_by_score(
         self,
@@ -338,6 +367,23 @@ def _filter_sql(filters: dict[str, Any], column_prefix: str) -> tuple[str, list[
             clauses.append(f"{extract} = ?")
             params.append(value)
     return (" AND ".join(clauses) or "1"), params
+
+
+def _after_sort_position(value: str, last: Any, descending: bool, after_id: str) -> str:
+    """The rows after ``(last, id)`` in a field order where null is the smallest value."""
+    if last is None:
+        # Ascending, nulls come first: the rest of the nulls, then every non-null.
+        # Descending, nulls come last: only the rest of the nulls.
+        rest_of_nulls = f"({value} IS NULL AND c.id {after_id} ?)"
+        return rest_of_nulls if descending else f"({rest_of_nulls} OR {value} IS NOT NULL)"
+    beyond = "<" if descending else ">"
+    past = f"{value} {beyond} ? OR ({value} = ? AND c.id {after_id} ?)"
+    return f"({past} OR {value} IS NULL)" if descending else f"({past})"
+
+
+def _after_params(position: list[Any]) -> list[Any]:
+    last, last_id = position
+    return [last_id] if last is None else [last, last, last_id]
 
 
 def _page(rows: list[tuple[Any, ...]], limit: int, position: Any) -> Page:

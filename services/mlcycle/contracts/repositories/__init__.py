@@ -1,1 +1,1 @@
-"""One repository per stored record type (see :mod:`mlcycle.contracts.repository`)."""
+"""Concrete repositories: one module per stored record type, each over the ``Store``."""
