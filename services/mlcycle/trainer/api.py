@@ -34,10 +34,10 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.models import ModelEvent
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
 from mlcycle.contracts.repositories.trials import Trials
 from mlcycle.contracts.training import JobConfig, JobProgress, ModelSummary, TrainingJob
-from mlcycle.labeler.runs import latest_run
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
@@ -149,11 +149,11 @@ class LabelRunWatcher:
 
     def __init__(self, settings: Settings, store: Store, worker: JobWorker) -> None:
         self.settings = settings
-        self.store = store
+        self.runs = LabelRuns(store)
         self.worker = worker
         self._stop = threading.Event()
-        current = latest_run(store, settings.label_task)
-        self._seen = current["id"] if current else None
+        current = self.runs.latest(settings.label_task)
+        self._seen = current.id if current else None
         self._thread = threading.Thread(target=self._watch, name="label-run-watcher", daemon=True)
 
     def start(self) -> LabelRunWatcher:
@@ -165,14 +165,14 @@ class LabelRunWatcher:
 
     def check(self) -> str | None:
         """Start a job if a new label run finished; returns the job id."""
-        run = latest_run(self.store, self.settings.label_task)
-        if run is None or run["id"] == self._seen:
+        run = self.runs.latest(self.settings.label_task)
+        if run is None or run.id == self._seen:
             return None
-        self._seen = run["id"]
+        self._seen = run.id
         runner: JobRunner = self.worker.runner  # type: ignore[assignment]
-        job = runner.create(JobConfig(label_run=run["id"]))
+        job = runner.create(JobConfig(label_run=run.id))
         self.worker.submit(job.id)
-        log.info("new label run %s: started training job %s", run["id"], job.id)
+        log.info("new label run %s: started training job %s", run.id, job.id)
         return job.id
 
     def _watch(self) -> None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.errors import NotFound
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
 from mlcycle.contracts.training import (
     JobConfig,
@@ -28,8 +29,7 @@ from mlcycle.contracts.training import (
     TrainingJob,
     new_job_id,
 )
-from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.labeler.runs import get_run, latest_run
+from mlcycle.featurization.store import TransformStore
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.progress import JobRecorder, ProgressHook
@@ -53,35 +53,33 @@ class JobRunner:
         store: Store,
         registry: ModelRegistry,
         *,
-        core: FeaturizerCore | None = None,
+        transforms: TransformStore | None = None,
         on_progress: ProgressHook | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = TrainingJobs(store)
         self.registry = registry
-        self.core = core or FeaturizerCore(settings, store)
+        self.transforms = transforms or TransformStore(settings.artifacts_path)
         self.on_progress = on_progress
 
     def create(self, config: JobConfig) -> TrainingJob:
         """Check what the job needs exists, then record it as queued."""
         task = config.task or self.settings.label_task
+        runs = LabelRuns(self.store)
         if config.label_run is not None:
-            run = get_run(self.store, config.label_run)
-            if run.get("status") != "succeeded":
-                raise InvalidInput(
-                    f"label run {config.label_run} has not finished ({run.get('status')})"
-                )
+            run = runs.require_succeeded(config.label_run)
         else:
-            run = latest_run(self.store, task)
-            if run is None:
+            latest = runs.latest(task)
+            if latest is None:
                 raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label`")
+            run = latest
         now = datetime.now(UTC)
         job = TrainingJob(
             id=new_job_id(now),
             name=config.name or self.settings.model_name,
-            task=run.get("task") or task,
-            label_run=run["id"],
+            task=run.task or task,
+            label_run=run.id,
             config=config,
             created_at=now.isoformat(),
             updated_at=now.isoformat(),
@@ -96,7 +94,7 @@ class JobRunner:
             return job
         recorder = JobRecorder(self.jobs, job, self.on_progress)
         recorder.started()
-        context = JobContext(self.settings, self.store, self.registry, self.core, recorder)
+        context = JobContext(self.settings, self.store, self.registry, self.transforms, recorder)
         try:
             result = run_stages(context)
         except Exception as exc:

@@ -76,7 +76,7 @@ def production_score(
     metric = ctx.metric
     try:
         served = exporting.ServingModel(Path(production.path or ""))
-        transform = ctx.core.transform(production.transform)
+        transform = ctx.transforms.transform(production.transform)
     except NotFound as exc:
         how = f"recorded on its own dev split: {exc}"
         return ProductionScore(production.version, recorded_metric(production.metrics, metric), how)

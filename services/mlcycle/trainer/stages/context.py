@@ -7,19 +7,19 @@ from dataclasses import dataclass
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.training import JobConfig, TrainingJob
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurization.store import TransformStore
 from mlcycle.trainer.progress import JobRecorder
 from mlcycle.trainer.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """One running job: its settings, store, registry, featurizer library and record."""
+    """One running job: its settings, store, registry, transform store and record."""
 
     settings: Settings
     store: Store
     registry: ModelRegistry
-    core: FeaturizerCore
+    transforms: TransformStore
     recorder: JobRecorder
 
     @property

@@ -22,9 +22,11 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
     announced as the ``features`` stage with what it does.
     """
     return VariantFeatures(
-        ctx.core,
+        ctx.transforms,
         ctx.store,
         ctx.job.label_run,
+        shard_rows=ctx.settings.shard_rows,
+        classes_of=ctx.settings.classes_of,
         known=ctx.job.transforms,
         announce=lambda what: ctx.recorder.stage("features", detail=what),
     )
