@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcycle.common.errors import NotFound
+from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
 from mlcycle.evaluation.classification import evaluate
@@ -31,7 +32,7 @@ from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.stages.context import JobContext
-from mlcycle.trainer.stages.evaluate import Evaluated, StoredComment
+from mlcycle.trainer.stages.evaluate import Evaluated
 from mlcycle.trainer.stages.export import Candidate, dev_sample, model_summary
 
 RESCORE_BATCH_ROWS = 512
@@ -80,8 +81,8 @@ def production_score(
     except NotFound as exc:
         how = f"recorded on its own dev split: {exc}"
         return ProductionScore(production.version, recorded_metric(production.metrics, metric), how)
-    texts = [str(c.get("text") or "") for c in dev_comments]
-    metadata = [dict(c.get("metadata") or {}) for c in dev_comments]
+    texts = [c.text for c in dev_comments]
+    metadata = [dict(c.metadata) for c in dev_comments]
     batch = transform.apply(texts, metadata, unknown_fields="ignore")
     split = SplitData.from_batch(batch, data.dev.labels, n_classes=data.n_classes)
     parts = [served.probabilities(*flat.padded()) for _, flat in split.batches(RESCORE_BATCH_ROWS)]

@@ -7,22 +7,21 @@ and the metadata fields the job names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from mlcycle.common.store import COMMENTS, Store
+from mlcycle.common.store import Store
+from mlcycle.contracts.comments import StoredComment
+from mlcycle.contracts.repositories.comments import READ_BATCH, Comments
 from mlcycle.evaluation.classification import Evaluation, evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.stages.context import JobContext
 
-STORE_READ_BATCH = 1000  # ids per get_many
 LENGTH_BUCKETS = ((0, 40, "<40 chars"), (40, 120, "40-119 chars"), (120, 10**9, "120+ chars"))
-# A stored comment as the collector wrote it: text, source, free metadata.
-StoredComment = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -42,12 +41,13 @@ def class_names(n_classes: int) -> list[str]:
 
 
 def stored_comments(store: Store, split: SplitData) -> list[StoredComment]:
-    """The stored comment of every row of ``split``, in row order ({} where missing)."""
+    """The stored comment of every row of ``split``, in row order (an empty one where missing)."""
     ids = [str(i) for i in split.item_ids]
+    comments = Comments(store)
     found: dict[str, StoredComment] = {}
-    for start in range(0, len(ids), STORE_READ_BATCH):
-        found.update(store.get_many(COMMENTS, ids[start : start + STORE_READ_BATCH]))
-    return [found.get(i) or {} for i in ids]
+    for start in range(0, len(ids), READ_BATCH):
+        found.update(comments.get_many(ids[start : start + READ_BATCH]))
+    return [found.get(i) or StoredComment(id=i) for i in ids]
 
 
 def slice_values(comments: Sequence[StoredComment], fields: list[str]) -> dict[str, list[Any]]:
@@ -56,11 +56,10 @@ def slice_values(comments: Sequence[StoredComment], fields: list[str]) -> dict[s
     for name in fields:
         slices[f"metadata.{name}"] = []
     for comment in comments:
-        slices["source"].append(comment.get("source"))
-        slices["length"].append(_length_bucket(len(str(comment.get("text") or ""))))
-        metadata = comment.get("metadata") or {}
+        slices["source"].append(comment.source)
+        slices["length"].append(_length_bucket(len(comment.text)))
         for name in fields:
-            slices[f"metadata.{name}"].append(metadata.get(name))
+            slices[f"metadata.{name}"].append(comment.metadata.get(name))
     return slices
 
 
