@@ -15,9 +15,10 @@ from mlcycle.common.http import BackgroundServer, install_error_handlers
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.models import ModelEvent
+from mlcycle.contracts.serving import serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_api import models_router
-from mlcycle.trainer.serving_config import parse_serving_config, serving_config_path
+from mlcycle.trainer.serving_config import parse_serving_config
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +93,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def served(api: Api) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(api.settings).read_text())
+    return parse_serving_config(serving_config_path(api.settings.models_path).read_text())
 
 
 def test_list_and_read_models(api: Api) -> None:

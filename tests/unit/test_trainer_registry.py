@@ -15,12 +15,9 @@ from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import MODELS
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import MODEL_STATES, ModelEvent, ModelVersion
+from mlcycle.contracts.serving import serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
-from mlcycle.trainer.serving_config import (
-    parse_serving_config,
-    render_serving_config,
-    serving_config_path,
-)
+from mlcycle.trainer.serving_config import parse_serving_config, render_serving_config
 
 NAME = "toxicity"
 
@@ -75,7 +72,7 @@ def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
 
 
 def served(settings: Settings) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(settings).read_text())
+    return parse_serving_config(serving_config_path(settings.models_path).read_text())
 
 
 def actions(doc: ModelVersion) -> list[tuple[str, str | None, str]]:
@@ -258,7 +255,7 @@ def test_promoting_an_unjudged_or_unblessed_version_needs_force(
         with pytest.raises(ValidationFailed) as caught:
             registry.promote(NAME, version, "ship it")
         assert state in caught.value.message and "force" in caught.value.message
-    assert not serving_config_path(settings).exists()
+    assert not serving_config_path(settings.models_path).exists()
 
     doc = registry.promote(NAME, 2, "hotfix: known good on the new slice", force=True)
     assert doc.state == "production"
@@ -398,13 +395,13 @@ def test_serving_config_follows_promotions_and_rollbacks_of_every_name(
     assert served(settings) == {NAME: 2, "attack": 5}
     registry.rollback(NAME, "back")
     assert served(settings) == {NAME: 1, "attack": 5}
-    text = serving_config_path(settings).read_text()
+    text = serving_config_path(settings.models_path).read_text()
     assert f'base_path: "{(settings.models_path / NAME).resolve()}"' in text
     assert not list(settings.models_path.glob(".models.config.*"))  # no temp file left
 
     # write_serving_config rebuilds the file from the store (e.g. at service start).
-    serving_config_path(settings).unlink()
-    assert registry.write_serving_config() == serving_config_path(settings)
+    serving_config_path(settings.models_path).unlink()
+    assert registry.write_serving_config() == serving_config_path(settings.models_path)
     assert served(settings) == {NAME: 1, "attack": 5}
 
 
@@ -413,6 +410,6 @@ def test_serving_config_base_path_override(tmp_path: Path, store: SqliteStore) -
     registry = ModelRegistry(settings, store)
     blessed(registry, 1)
     registry.promote(NAME, 1, "release")
-    text = serving_config_path(settings).read_text()
+    text = serving_config_path(settings.models_path).read_text()
     assert 'base_path: "/models/toxicity"' in text
-    assert serving_config_path(settings) == settings.models_path / "models.config"
+    assert serving_config_path(settings.models_path) == settings.models_path / "models.config"

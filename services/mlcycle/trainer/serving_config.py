@@ -1,7 +1,8 @@
-"""TF Serving's model config file: ``<models_path>/models.config``, what the model server loads.
+"""Writing TF Serving's model config file from the registry's state: what the model server loads.
 
 A ``ModelServerConfig`` in text format pins each served name to its
-production version. The model server, run with ``--model_config_file`` and
+production version, at :func:`~mlcycle.contracts.serving.serving_config_path`.
+The model server, run with ``--model_config_file`` and
 ``--model_config_file_poll_wait_seconds``, picks a change up by itself. The
 file is derived from the registry's state in the store and only ever written
 whole (write to a temporary file, then rename), so the model server never
@@ -20,28 +21,9 @@ from tensorflow_serving.config import model_server_config_pb2
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.serving import serving_config_path
 
 log = logging.getLogger(__name__)
-
-SERVING_CONFIG_FILE = "models.config"
-
-
-def serving_config_path(settings: Settings) -> Path:
-    """Where the model server's config file lives: ``<models_path>/models.config``."""
-    return settings.models_path / SERVING_CONFIG_FILE
-
-
-def ensure_serving_config(settings: Settings) -> Path:
-    """Write an empty serving config unless one exists, so a model server can start first.
-
-    TF Serving refuses to start without its ``--model_config_file``; the trainer
-    rewrites the file with the production versions when it starts and on every change.
-    """
-    path = serving_config_path(settings)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, render_serving_config({}, "").encode())
-    return path
 
 
 def write_serving_config(settings: Settings, served: Mapping[str, int]) -> Path:
@@ -51,7 +33,7 @@ def write_serving_config(settings: Settings, served: Mapping[str, int]) -> Path:
     model server sees, e.g. in its container), else under the local models path.
     """
     base = settings.model_server_base_path or str(settings.models_path.resolve())
-    path = serving_config_path(settings)
+    path = serving_config_path(settings.models_path)
     write_atomically(path, render_serving_config(served, base).encode())
     log.info("serving config written", extra={"path": str(path), "models": dict(served)})
     return path
