@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,8 +206,9 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     live = f"{live_run('toxicity')}:"
     wait_for(lambda: store.get(LABELS, live + "known") is not None)
     assert store.get(LABELS, live + "known")["label"] == 1
-    time.sleep(1.0)
-    assert store.get(LABELS, live + "later") is None  # its comment has not arrived
+    # Every vote has been through the handler, the one for "later" included...
+    wait_for(lambda: loop.stats.records >= len(votes))
+    assert store.get(LABELS, live + "later") is None  # ...yet its comment has not arrived
 
     # The indexer would store the vote; here the test does. Then the comment arrives.
     store.upsert(VOTES, [votes[2].to_document()])
