@@ -173,6 +173,7 @@ def test_a_killed_search_resumes_with_the_interrupted_trial(tmp_path: Path) -> N
     assert rerun[0].params["hidden_units"] == killed.params["hidden_units"]
 
 
+@pytest.mark.integration
 def test_export_loads_cold_and_answers_like_training(tmp_path: Path) -> None:
     data = make_data()
     result = fit(SMALL, data)
