@@ -8,6 +8,7 @@ pointer record (kind ``label-pointer``), so readers never scan run history.
 
 Fields a run has not reached yet (``started_at``, ``stats``, ``error``...) are
 absent from its stored form, not null: a record reads as far as its run got.
+The parts it has reached (``params``, ``progress``, ``stats``) are complete.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class LabelRun(StoredRecord):
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: the fields the run has reached, always with its id and kind."""
-        reached = self.model_dump(mode="json", exclude_unset=True)
+        reached = self.model_dump(mode="json", include=set(self.model_fields_set))
         return {"id": self.id, "kind": self.kind, **reached}
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.comments import LF_PREFIX, voter_kind
 from mlcycle.evaluation.calibration import expected_calibration_error, reliability
-from mlcycle.labeler.votes import LF_PREFIX, VoteMatrix, voter_kind
+from mlcycle.labeler.votes import VoteMatrix
 
 NO_GOLD = -1
 TEXT_CHARS = 300

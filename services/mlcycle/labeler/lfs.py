@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.votes import ABSTAIN, LF_PREFIX
+from mlcycle.contracts.comments import LF_PREFIX
+from mlcycle.labeler.votes import ABSTAIN
 
 LfFn = Callable[[str, Mapping[str, Any]], int]
 T = TypeVar("T")
