@@ -13,6 +13,7 @@ from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.comments import Comment, StoredComment, Vote
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport, Totals
 from mlcycle.contracts.label_runs import LabelRun, RunParams, RunProgress, RunStats
 from mlcycle.contracts.labels import Label, Provenance, label_id, live_run
 from mlcycle.contracts.repositories.comments import Comments
@@ -164,13 +165,13 @@ def test_a_finished_run_round_trips_with_its_figures(store: SqliteStore) -> None
     runs.save(record)
     record.status = "succeeded"
     record.stats = RunStats(items=3, labeled=2, converged=True, events=2)
-    record.report = {"totals": {"items": 3}}
+    record.report = DiagnosticsReport(totals=Totals(items=3))
     record.finished_at = NOW
     runs.save(record)
     back = runs.require("lr-1")
     assert back.succeeded and back.finished
     assert back.stats is not None and back.stats.labeled == 2
-    assert store.get(RUNS, "lr-1")["report"] == {"totals": {"items": 3}}
+    assert store.get(RUNS, "lr-1")["report"]["totals"]["items"] == 3
     assert "error" not in store.get(RUNS, "lr-1")
 
 

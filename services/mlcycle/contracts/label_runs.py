@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.timestamps import Timestamp
 
@@ -109,7 +110,13 @@ class ReviewItem(BaseModel):
 
 
 class LabelRun(StoredRecord):
-    """One label run's record, from queued to succeeded or failed."""
+    """One label run's record, from queued to succeeded or failed.
+
+    The runner updates it field by field as the run goes; each assignment is
+    validated, so a wrong value fails where it is set, not when it is stored.
+    """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     kind: Literal["label"] = LABEL_RUN_KIND
     task: str
@@ -124,8 +131,7 @@ class LabelRun(StoredRecord):
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     stats: RunStats | None = None
-    # The diagnostics report (voters, conflicts, calibration): a free-form JSON payload.
-    report: dict[str, Any] | None = None
+    report: DiagnosticsReport | None = None
     review_queue: list[ReviewItem] | None = None
     error: str | None = None
 

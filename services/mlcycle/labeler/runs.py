@@ -18,12 +18,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import RUNS, Store
+from mlcycle.contracts.label_diagnostics import LfErrorSummary
 from mlcycle.contracts.label_runs import (
     LABEL_RUN_KIND,
     LabelRun,
@@ -175,7 +174,7 @@ class LabelRunner:
             run,
             status="succeeded",
             stats=stats,
-            report=_json_safe(report),
+            report=report,
             review_queue=queue,
             progress=run.progress.model_copy(update={"phase": "done"}),
             finished_at=utc_now(),
@@ -222,21 +221,16 @@ class LabelRunner:
         return [label for label in labels if label.changed_from(old.get(ids[label.id]))]
 
 
-def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, Any]:
+def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, LfErrorSummary]:
     """Per labeling function that raised: how often, the first error, a few item ids."""
     application = labeling.lf_application
     if application is None:
         return {}
     return {
-        name: {
-            "count": e.count,
-            "message": e.message,
-            "items": [corpus.item_ids[i] for i in e.item_indices],
-        }
+        name: LfErrorSummary(
+            count=e.count,
+            message=e.message,
+            items=[corpus.item_ids[i] for i in e.item_indices],
+        )
         for name, e in application.errors.items()
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """Round-trip through orjson so numpy scalars and NaN cannot reach the store."""
-    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
