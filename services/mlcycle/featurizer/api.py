@@ -8,7 +8,7 @@ text gets the same vector from REST, gRPC, a feature shard or an in-process
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import APIRouter, Body, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,7 @@ from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import list_feature_sets, read_manifest
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import Featurized, FeaturizerCore
 from mlcycle.featurizer.shards import build_feature_set
 
 log = logging.getLogger(__name__)
@@ -74,17 +74,25 @@ class FeatureSetRequest(BaseModel):
     transform: str | None = Field(default=None, max_length=64)
 
 
-def _vectors(featurized: Any) -> list[dict[str, Any]]:
+class VectorBody(TypedDict):
+    """One sparse vector as the REST answer carries it (built for orjson, not validated)."""
+
+    indices: list[int]
+    values: list[float]
+    truncated: bool
+
+
+def _vectors(featurized: Featurized) -> list[VectorBody]:
     batch = featurized.batch
-    vectors = []
+    vectors: list[VectorBody] = []
     for i in range(len(batch)):
         indices, values = batch.row(i)
         vectors.append(
-            {
-                "indices": indices.tolist(),
-                "values": values.tolist(),
-                "truncated": bool(batch.truncated[i]),
-            }
+            VectorBody(
+                indices=indices.tolist(),
+                values=values.tolist(),
+                truncated=bool(batch.truncated[i]),
+            )
         )
     return vectors
 
