@@ -29,7 +29,6 @@ from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import list_feature_sets, read_manifest
 from mlcycle.featurizer.service import Featurized, FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +168,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
         summary="Featurize a finished label run into shards (idempotent)",
     )
     def build(request: FeatureSetRequest = Body(...)) -> OrjsonResponse:
-        manifest = build_feature_set(core, store, request.label_run, request.transform)
+        manifest = core.build_feature_set(request.label_run, request.transform)
         return OrjsonResponse(manifest.to_json(), status_code=201)
 
     @router.get(

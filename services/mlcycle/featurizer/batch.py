@@ -2,7 +2,7 @@
 
 Label events name their run. When a batch of events mentions a label run,
 the run is featurized with the current transform into a feature set (see
-:mod:`mlcycle.featurizer.shards`) once the run has finished; events arrive
+:mod:`mlcycle.featurization.feature_sets`) once the run has finished; events arrive
 while a run is still writing, so the handler waits for it a while and, if it
 is still running, fails the batch so the consumer loop retries it later
 (nothing is committed meanwhile). Building a set that exists is a no-op, so
@@ -27,7 +27,6 @@ from mlcycle.common.store import Store
 from mlcycle.contracts.labels import is_live_run
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class FeatureSetBuilder:
             log.info("label run %s failed; nothing to featurize", run_id)
             return
         try:
-            manifest = build_feature_set(self.core, self.store, run_id)
+            manifest = self.core.build_feature_set(run_id)
         except NotFound as exc:
             log.warning("cannot featurize run %s: %s", run_id, exc.message)
             return
