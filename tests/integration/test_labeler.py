@@ -308,6 +308,31 @@ def test_rest_run_labels_review_queue_and_human_labels(
     assert first not in [item["item_id"] for item in after["items"]]
 
 
+def test_label_runs_are_listed_newest_first_by_the_store(api: tuple[str, Store]) -> None:
+    base, store = api
+    runs = LabelRuns(store)
+    ids = [f"lr-20261124T{n // 60:02d}{n % 60:02d}00-{n:06x}" for n in range(1200)]
+    store.upsert(
+        RUNS,
+        [
+            {
+                "id": run_id,
+                "kind": "label",
+                "task": "spam" if n % 2 else "toxicity",
+                "status": "succeeded",
+            }
+            for n, run_id in enumerate(ids)
+        ],
+    )
+    store.refresh()
+    assert runs.count() == 1200
+    listed = httpx.get(f"{base}/v1/label-runs", params={"limit": 200}).json()["items"]
+    assert [item["id"] for item in listed] == ids[::-1][:200]
+    toxicity = httpx.get(f"{base}/v1/label-runs", params={"task": "toxicity", "limit": 3}).json()
+    assert [item["id"] for item in toxicity["items"]] == [ids[1198], ids[1196], ids[1194]]
+    assert set(listed[0]) == {"id", "task", "status", "progress", "created_at"}
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "needle"),
     [
