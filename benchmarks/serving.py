@@ -109,7 +109,9 @@ def build_model(
 
     The transform is fitted the same way each time, so every version shares it.
     """
-    from mlcycle.trainer.config import TrialParams, variant_config
+    from mlcycle.contracts.serving import serving_config_path
+    from mlcycle.contracts.training import TrialParams
+    from mlcycle.trainer.config import variant_config
     from mlcycle.trainer.data import SplitData, TrainingData
     from mlcycle.trainer.export import (
         export_saved_model,
@@ -119,7 +121,7 @@ def build_model(
     )
     from mlcycle.trainer.fit import fit
     from mlcycle.trainer.linear import blend_with_linear
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config
 
     params = TrialParams(epochs=epochs)
     config = variant_config(params.features, None)
@@ -162,7 +164,7 @@ def build_model(
         config_text = render_serving_config(
             {settings.model_name: version}, str(settings.models_path)
         )
-        serving_config_path(settings).write_text(config_text, encoding="utf-8")
+        serving_config_path(settings.models_path).write_text(config_text, encoding="utf-8")
     blend = "blended with its linear part" if (result.blend or {}).get("used") else "alone"
     log(
         f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} "

@@ -149,12 +149,13 @@ async def during(load: Load, scene: Callable[..., Any], *args: object) -> tuple[
 
 def rollout(settings: Settings, clients: ServiceClients, texts: dict, labels: dict) -> dict:
     """Export version 2 and pin it in models.config, as a promotion does; wait until served."""
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.contracts.serving import serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config
 
     build_model(settings, texts, labels, version=2, epochs=3, pin=False)
     promoted_at = time.perf_counter()
     text = render_serving_config({settings.model_name: 2}, str(settings.models_path))
-    serving_config_path(settings).write_text(text, encoding="utf-8")
+    serving_config_path(settings.models_path).write_text(text, encoding="utf-8")
     seen: list[tuple[float, set[int]]] = []
 
     def only_v2() -> bool:

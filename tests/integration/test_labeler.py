@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -207,8 +206,9 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     live = f"{live_run('toxicity')}:"
     wait_for(lambda: store.get(LABELS, live + "known") is not None)
     assert store.get(LABELS, live + "known")["label"] == 1
-    time.sleep(1.0)
-    assert store.get(LABELS, live + "later") is None  # its comment has not arrived
+    # Every vote has been through the handler, the one for "later" included...
+    wait_for(lambda: loop.stats.records >= len(votes))
+    assert store.get(LABELS, live + "later") is None  # ...yet its comment has not arrived
 
     # The indexer would store the vote; here the test does. Then the comment arrives.
     store.upsert(VOTES, [votes[2].to_document()])
@@ -306,6 +306,31 @@ def test_rest_run_labels_review_queue_and_human_labels(
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
     after = httpx.get(f"{base}/v1/review-queue", params={"limit": 5}).json()
     assert first not in [item["item_id"] for item in after["items"]]
+
+
+def test_label_runs_are_listed_newest_first_by_the_store(api: tuple[str, Store]) -> None:
+    base, store = api
+    runs = LabelRuns(store)
+    ids = [f"lr-20261124T{n // 60:02d}{n % 60:02d}00-{n:06x}" for n in range(1200)]
+    store.upsert(
+        RUNS,
+        [
+            {
+                "id": run_id,
+                "kind": "label",
+                "task": "spam" if n % 2 else "toxicity",
+                "status": "succeeded",
+            }
+            for n, run_id in enumerate(ids)
+        ],
+    )
+    store.refresh()
+    assert runs.count() == 1200
+    listed = httpx.get(f"{base}/v1/label-runs", params={"limit": 200}).json()["items"]
+    assert [item["id"] for item in listed] == ids[::-1][:200]
+    toxicity = httpx.get(f"{base}/v1/label-runs", params={"task": "toxicity", "limit": 3}).json()
+    assert [item["id"] for item in toxicity["items"]] == [ids[1198], ids[1196], ids[1194]]
+    assert set(listed[0]) == {"id", "task", "status", "progress", "created_at"}
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,7 @@ def test_a_refused_connection_stops_the_demo_within_seconds(
     assert_stopped_before_the_stack(tmp_path / "data")
 
 
+@pytest.mark.integration
 def test_a_network_that_drops_connections_costs_the_short_connect_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

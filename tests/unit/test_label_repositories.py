@@ -13,6 +13,7 @@ from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.comments import Comment, StoredComment, Vote
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport, Totals
 from mlcycle.contracts.label_runs import LabelRun, RunParams, RunProgress, RunStats
 from mlcycle.contracts.labels import Label, Provenance, label_id, live_run
 from mlcycle.contracts.repositories.comments import Comments
@@ -35,7 +36,7 @@ def run(run_id: str, status: str = "succeeded", task: str = "toxicity") -> Label
         id=run_id,
         task=task,
         status=status,  # type: ignore[arg-type]
-        params=RunParams.model_validate(RunParams(task=task).model_dump()),
+        params=RunParams(task=task),
         previous_run=None,
         progress=RunProgress(phase="queued", chunks_done=0, chunks_total=None),
         created_at=NOW,
@@ -80,7 +81,13 @@ def test_a_run_is_stored_as_far_as_it_got(store: SqliteStore) -> None:
             "gold_min_votes": None,
         },
         "previous_run": None,
-        "progress": {"phase": "queued", "chunks_done": 0, "chunks_total": None},
+        "progress": {
+            "phase": "queued",
+            "chunks_done": 0,
+            "chunks_total": None,
+            "items": None,
+            "events": 0,
+        },
         "created_at": "2026-11-24T18:15:00+00:00",
         "updated_at": "2026-11-24T18:15:00+00:00",
     }
@@ -158,13 +165,13 @@ def test_a_finished_run_round_trips_with_its_figures(store: SqliteStore) -> None
     runs.save(record)
     record.status = "succeeded"
     record.stats = RunStats(items=3, labeled=2, converged=True, events=2)
-    record.report = {"totals": {"items": 3}}
+    record.report = DiagnosticsReport(totals=Totals(items=3))
     record.finished_at = NOW
     runs.save(record)
     back = runs.require("lr-1")
     assert back.succeeded and back.finished
     assert back.stats is not None and back.stats.labeled == 2
-    assert store.get(RUNS, "lr-1")["report"] == {"totals": {"items": 3}}
+    assert store.get(RUNS, "lr-1")["report"]["totals"]["items"] == 3
     assert "error" not in store.get(RUNS, "lr-1")
 
 
@@ -195,6 +202,10 @@ def test_labels_by_item_by_run_and_by_split(store: SqliteStore) -> None:
     assert [x.item_id for x in labels.of_split("lr-1", "train")] == ["a", "c"]
     assert labels.item_ids("lr-1", "train") == ["a", "c"]
     assert set(labels.in_run("lr-1", ["a", "b", "zz"])) == {"a", "b"}
+    decisions = labels.decisions(["lr-1:a", "lr-1:b", "lr-1:zz"])
+    assert decisions == {"lr-1:a": (1, "train", 0.9), "lr-1:b": (0, "dev", 0.9)}
+    assert not label("lr-1", "a").changed_from(decisions["lr-1:a"])
+    assert label("lr-1", "b").changed_from(decisions["lr-1:b"])
     page = labels.page_of_run("lr-1", limit=2)
     assert [x.item_id for x in page.items] == ["a", "b"] and page.next_cursor
     rest = labels.page_of_run("lr-1", limit=2, cursor=page.next_cursor)

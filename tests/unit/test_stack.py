@@ -49,7 +49,7 @@ def test_the_serving_config_written_first_serves_nothing_and_is_never_overwritte
 ) -> None:
     from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
     from mlcycle.modelserver.config import model_settings, parse_model_server_config
-    from mlcycle.trainer.registry import render_serving_config
+    from mlcycle.trainer.serving_config import render_serving_config
 
     models = tmp_path / "models"
     path = ensure_serving_config(models)

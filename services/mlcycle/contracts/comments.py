@@ -12,7 +12,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from mlcycle.contracts.repository import StoredRecord
 
@@ -36,6 +44,17 @@ def voter_kind(annotator_id: str) -> VoterKind:
     return "crowd"
 
 
+def _not_a_number(value: Any) -> Any:
+    # The schema says an ISO 8601 string: a number would be guessed as epoch seconds.
+    if isinstance(value, int | float):
+        raise ValueError("a date-time must be an ISO 8601 string, not a number")
+    return value
+
+
+# When a record was made, as an ISO 8601 string (or a datetime in Python).
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
+
+
 class Comment(BaseModel):
     """A raw comment: the source's own stable id, its text and free metadata."""
 
@@ -44,7 +63,7 @@ class Comment(BaseModel):
     id: RecordId
     text: Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
     source: StrictStr | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -74,7 +93,7 @@ class Vote(BaseModel):
     # True when the source published only per-item counts and the annotator id was made up.
     synthetic_annotator: bool = False
     source: StrictStr | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
 
     @property
     def key(self) -> str:

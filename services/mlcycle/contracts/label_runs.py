@@ -8,6 +8,7 @@ pointer record (kind ``label-pointer``), so readers never scan run history.
 
 Fields a run has not reached yet (``started_at``, ``stats``, ``error``...) are
 absent from its stored form, not null: a record reads as far as its run got.
+The parts it has reached (``params``, ``progress``, ``stats``) are complete.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.timestamps import Timestamp
 
@@ -108,7 +110,13 @@ class ReviewItem(BaseModel):
 
 
 class LabelRun(StoredRecord):
-    """One label run's record, from queued to succeeded or failed."""
+    """One label run's record, from queued to succeeded or failed.
+
+    The runner updates it field by field as the run goes; each assignment is
+    validated, so a wrong value fails where it is set, not when it is stored.
+    """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     kind: Literal["label"] = LABEL_RUN_KIND
     task: str
@@ -123,8 +131,7 @@ class LabelRun(StoredRecord):
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     stats: RunStats | None = None
-    # The diagnostics report (voters, conflicts, calibration): a free-form JSON payload.
-    report: dict[str, Any] | None = None
+    report: DiagnosticsReport | None = None
     review_queue: list[ReviewItem] | None = None
     error: str | None = None
 
@@ -140,7 +147,7 @@ class LabelRun(StoredRecord):
 
     def to_document(self) -> dict[str, Any]:
         """The stored form: the fields the run has reached, always with its id and kind."""
-        reached = self.model_dump(mode="json", exclude_unset=True)
+        reached = self.model_dump(mode="json", include=set(self.model_fields_set))
         return {"id": self.id, "kind": self.kind, **reached}
 
 

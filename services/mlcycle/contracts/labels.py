@@ -7,6 +7,8 @@ kept up to date from the votes as they arrive, has the run id ``live-<task>``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +31,28 @@ def is_live_run(run_id: str) -> bool:
 def label_id(run: str, item_id: str) -> str:
     """The id of ``item_id``'s label in ``run``."""
     return f"{run}:{item_id}"
+
+
+class LabelDecision(NamedTuple):
+    """What a label decides: a change in any of these is published as a label event."""
+
+    label: int
+    split: str
+    probability: float
+
+    def differs_from(self, previous: LabelDecision | None) -> bool:
+        """Whether this is new or differs from ``previous`` (the item's earlier decision).
+
+        A probability that moved by less than 1e-3 is not a change: it would
+        only republish the same decision.
+        """
+        if previous is None:
+            return True
+        return (
+            self.label != previous.label
+            or self.split != previous.split
+            or abs(self.probability - previous.probability) > 1e-3
+        )
 
 
 class Provenance(BaseModel):
@@ -63,19 +87,14 @@ class Label(StoredRecord):
     split: str
     created_at: Timestamp
 
-    def changed_from(self, previous: Label | None) -> bool:
-        """Whether this label is new or differs from ``previous`` (the item's earlier label).
+    @property
+    def decision(self) -> LabelDecision:
+        """The label's class, split and probability."""
+        return LabelDecision(self.label, self.split, self.probability)
 
-        A probability that moved by less than 1e-3 is not a change: it would
-        only republish the same decision.
-        """
-        if previous is None:
-            return True
-        return (
-            self.label != previous.label
-            or self.split != previous.split
-            or abs(self.probability - previous.probability) > 1e-3
-        )
+    def changed_from(self, previous: LabelDecision | None) -> bool:
+        """Whether this label is new or decides otherwise than ``previous``."""
+        return self.decision.differs_from(previous)
 
     def to_message(self) -> tuple[str, bytes]:
         """The (key, value) of this label's event on the ``labels`` topic, keyed by item."""

@@ -19,7 +19,6 @@ from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import feature_set_dir
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
 
 
 def load_config(path: Path | None) -> FeatureConfig:
@@ -71,7 +70,7 @@ def run_featurize_command(
                     bars[split] = progress.add_task(split, total=None)
                 progress.update(bars[split], completed=rows)
 
-            manifest = build_feature_set(core, store, label_run, transform, on_progress=show)
+            manifest = core.build_feature_set(label_run, transform, on_progress=show)
         _print_manifest(manifest, core, console)
         return manifest
     finally:

@@ -1,9 +1,11 @@
 """The featurizer's core, shared by its REST API, its gRPC API, the batch consumer and the CLI.
 
 Stored transforms and the current one are the
-:class:`~mlcycle.featurization.store.TransformStore`'s; what only the
-featurizer does is fit new ones on a label run and apply them to requests
-under its limits.
+:class:`~mlcycle.featurization.store.TransformStore`'s, and fitting and
+building feature sets are :mod:`mlcycle.featurization.feature_sets`'s (the
+trainer builds its variants' sets the same way); the core adds the
+featurizer's defaults (the task's latest run, the current transform, its
+shard size) and its request limits.
 """
 
 from __future__ import annotations
@@ -15,13 +17,12 @@ from typing import Any
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
-from mlcycle.contracts.features import TransformDescription
-from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.features import FeatureSetManifest, TransformDescription
 from mlcycle.contracts.repositories.label_runs import LabelRuns
-from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.feature_sets import Progress, build_feature_set, fit_on_label_run
 from mlcycle.featurization.store import TransformStore
-from mlcycle.featurization.transform import SparseBatch, Transform, fit
+from mlcycle.featurization.transform import SparseBatch, Transform
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,32 @@ class FeaturizerCore:
         """
         store = self._require_store()
         run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
-        texts, metadata = self._train_split(store, run.id)
-        if not texts:
-            raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
-        transform = self.transforms.add(fit(texts, metadata, config or FeatureConfig()))
+        transform = fit_on_label_run(store, self.transforms, run.id, config or FeatureConfig())
         if make_current:
             self.set_current(transform.version)
         return transform, run.id
 
-    @staticmethod
-    def _train_split(store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
-        train = Labels(store).item_ids(run_id, "train")
-        comments = list(Comments(store).in_order(train))
-        return [c.text for c in comments], [dict(c.metadata) for c in comments]
+    def build_feature_set(
+        self,
+        label_run: str,
+        version: str | None = None,
+        *,
+        on_progress: Progress | None = None,
+    ) -> FeatureSetManifest:
+        """The feature set of ``label_run`` with ``version`` (default current), built if new."""
+        return build_feature_set(
+            self._require_store(),
+            self.transforms,
+            label_run,
+            version,
+            shard_rows=self.settings.shard_rows,
+            classes_of=self.settings.classes_of,
+            on_progress=on_progress,
+        )
 
     def _require_store(self) -> Store:
         if self.store is None:
-            raise InvalidInput("this featurizer has no store: fitting needs one")
+            raise InvalidInput("this featurizer has no store: fitting and feature sets need one")
         return self.store
 
     # -- apply ---------------------------------------------------------------------------------

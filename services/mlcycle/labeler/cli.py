@@ -12,6 +12,7 @@ from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.contracts.label_runs import LabelRun, RunParams, RunStats
 from mlcycle.contracts.messages import flat_errors
 from mlcycle.labeler.report import render_table, write_html
@@ -81,7 +82,7 @@ def run_label_command(
                     )
                     resume = runner.create(params).id
                 run = runner.execute(resume)
-        report = run.report or {}
+        report = run.report or DiagnosticsReport()
         render_table(report, console)
         _print_summary(run, console)
         path = html or settings.data_dir / "reports" / f"{run.id}.html"

@@ -18,31 +18,31 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store
+from mlcycle.common.store import RUNS, Store
+from mlcycle.contracts.label_diagnostics import LfErrorSummary
 from mlcycle.contracts.label_runs import (
     LABEL_RUN_KIND,
     LabelRun,
     LatestLabelRun,
-    ReviewItem,
     RunParams,
     RunProgress,
-    RunStats,
 )
+from mlcycle.contracts.labels import Label, label_id
+from mlcycle.contracts.repositories.comments import Comments
 from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.timestamps import utc_now
 from mlcycle.labeler.diagnostics import run_diagnostics
 from mlcycle.labeler.labeling import (
     Corpus,
     Labeling,
     ProvenanceIndex,
-    changed,
     compute,
-    label_documents,
+    label_records,
     review_queue,
     summary,
 )
@@ -50,6 +50,8 @@ from mlcycle.labeler.labeling import (
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[LabelRun], None]
+# Records per store read while loading a run's comments and votes.
+SCAN_BATCH = 5000
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -94,6 +96,9 @@ class LabelRunner:
         self.settings = settings
         self.store = store
         self.runs = LabelRuns(store)
+        self.labels = Labels(store)
+        self.comments = Comments(store)
+        self.votes = Votes(store)
         self.producer = producer
         self.chunk_items = chunk_items or settings.label_chunk_items
         self.on_progress = on_progress
@@ -108,8 +113,7 @@ class LabelRunner:
             id=new_run_id(now),
             task=params.task,
             status="queued",
-            # Every parameter is stored, defaults included: the record says what the run did.
-            params=RunParams.model_validate(params.model_dump()),
+            params=params,
             previous_run=previous.id if previous else None,
             progress=RunProgress(phase="queued", chunks_done=0, chunks_total=None),
             created_at=now,
@@ -143,8 +147,8 @@ class LabelRunner:
         try:
             self._phase(run, "reading")
             self.store.refresh()  # see every write made before the run started
-            corpus = Corpus.from_documents(self.store.scan(COMMENTS, batch_size=5000))
-            votes = self.store.scan(VOTES, filters={"task": params.task}, batch_size=5000)
+            corpus = Corpus.from_comments(self.comments.scan(batch_size=SCAN_BATCH))
+            votes = self.votes.cast(params.task, batch_size=SCAN_BATCH)
             self._phase(run, "aggregating", items=len(corpus))
             labeling = compute(corpus, votes, params, self.settings)
             self._write_labels(run, params, corpus, labeling)
@@ -157,9 +161,10 @@ class LabelRunner:
                 lf_errors=_lf_errors(labeling, corpus),
                 min_votes=params.gold_min_votes or self.settings.gold_min_votes,
             )
-            stats = summary(labeling)
-            stats["events"] = run.progress.events
-            stats["seconds"] = round(time.perf_counter() - started, 3)
+            seconds = round(time.perf_counter() - started, 3)
+            stats = summary(labeling).model_copy(
+                update={"events": run.progress.events, "seconds": seconds}
+            )
             queue = review_queue(labeling, corpus, self.settings.review_queue_size)
         except Exception as exc:
             log.exception("label run failed", extra={"run": run_id})
@@ -168,9 +173,9 @@ class LabelRunner:
         finished = self._save(
             run,
             status="succeeded",
-            stats=RunStats.model_validate(stats),
-            report=_json_safe(report),
-            review_queue=[ReviewItem.model_validate(entry) for entry in queue],
+            stats=stats,
+            report=report,
+            review_queue=queue,
             progress=run.progress.model_copy(update={"phase": "done"}),
             finished_at=utc_now(),
         )
@@ -190,7 +195,7 @@ class LabelRunner:
             items = range(
                 chunk * self.chunk_items, min(len(corpus), (chunk + 1) * self.chunk_items)
             )
-            docs = label_documents(
+            labels = label_records(
                 labeling,
                 corpus,
                 items,
@@ -199,40 +204,33 @@ class LabelRunner:
                 provenance=provenance,
                 now=utc_now(),
             )
-            self.store.upsert(LABELS, docs)
-            fresh = self._changed_since(previous, docs)
+            self.labels.save_all(labels)
+            fresh = self._changed_since(previous, labels)
             if fresh:
                 self.producer.send_batch(
-                    self.settings.topics.labels,
-                    ((d["item_id"], orjson.dumps(d)) for d in fresh),
+                    self.settings.topics.labels, (label.to_message() for label in fresh)
                 )
             events += len(fresh)
             self._phase(run, "writing", chunks_done=chunk + 1, events=events)
 
-    def _changed_since(
-        self, previous_run: str | None, docs: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    def _changed_since(self, previous_run: str | None, labels: list[Label]) -> list[Label]:
         if previous_run is None:
-            return docs
-        old = self.store.get_many(LABELS, [f"{previous_run}:{d['item_id']}" for d in docs])
-        return [d for d in docs if changed(d, old.get(f"{previous_run}:{d['item_id']}"))]
+            return labels
+        ids = {label.id: label_id(previous_run, label.item_id) for label in labels}
+        old = self.labels.decisions(list(ids.values()))
+        return [label for label in labels if label.changed_from(old.get(ids[label.id]))]
 
 
-def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, Any]:
+def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, LfErrorSummary]:
     """Per labeling function that raised: how often, the first error, a few item ids."""
     application = labeling.lf_application
     if application is None:
         return {}
     return {
-        name: {
-            "count": e.count,
-            "message": e.message,
-            "items": [corpus.item_ids[i] for i in e.item_indices],
-        }
+        name: LfErrorSummary(
+            count=e.count,
+            message=e.message,
+            items=[corpus.item_ids[i] for i in e.item_indices],
+        )
         for name, e in application.errors.items()
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """Round-trip through orjson so numpy scalars and NaN cannot reach the store."""
-    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))

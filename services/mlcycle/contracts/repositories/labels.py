@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from mlcycle.common.store import LABELS
-from mlcycle.contracts.labels import Label, label_id
+from mlcycle.contracts.labels import Label, LabelDecision, label_id
 from mlcycle.contracts.repository import RecordPage, Repository
 
 
@@ -32,6 +32,19 @@ class Labels(Repository[Label]):
         """The labels ``run`` gave to ``item_ids``, by item id (items it did not label left out)."""
         found = self.get_many([label_id(run, item) for item in item_ids])
         return {label.item_id: label for label in found.values()}
+
+    def decisions(self, label_ids: Sequence[str]) -> dict[str, LabelDecision]:
+        """The decisions of the labels among ``label_ids`` that exist, by label id.
+
+        Only the three deciding fields are read: a run compares every label it
+        writes with the previous run's, and full records would cost more than
+        the comparison.
+        """
+        found = self.store.get_many(self.collection, label_ids)
+        return {
+            doc_id: LabelDecision(int(doc["label"]), str(doc["split"]), float(doc["probability"]))
+            for doc_id, doc in found.items()
+        }
 
     def of_split(self, run: str, split: str, batch_size: int = 1000) -> Iterator[Label]:
         """Every label of ``run`` in ``split``, in id (hence item id) order."""

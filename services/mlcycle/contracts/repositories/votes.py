@@ -50,7 +50,7 @@ class Votes(Repository[StoredVote]):
     def cast(self, task: str, batch_size: int = 5000) -> Iterator[CastVote]:
         """Every vote of ``task`` as (item, annotator, label), streamed in id order."""
         for doc in self.store.scan(self.collection, {"task": task}, batch_size):
-            yield CastVote(str(doc["item_id"]), str(doc["annotator_id"]), doc.get("label"))
+            yield CastVote(doc["item_id"], doc["annotator_id"], doc.get("label"))
 
 
 def _item_filters(item_id: str, task: str | None) -> Filters:
