@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from mlcycle.contracts.comments import StoredVote
 from mlcycle.contracts.label_runs import LabelRun
 from mlcycle.contracts.labels import Label
+from mlcycle.contracts.models import ModelVersion
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.lineage.schema import (
     Derivation,
@@ -24,6 +25,10 @@ from mlcycle.inference.metadata import VersionMetadata
 
 # The label run record's figures worth repeating next to one label.
 RUN_STATS = frozenset({"items", "labeled", "accuracy_on_gold", "converged", "iterations"})
+# What a registry record adds to a version's metadata.json, when that is silent.
+_REGISTRY_FIELDS = frozenset(
+    {"created_at", "job", "label_run", "transform", "metrics", "params", "data", "blessing"}
+)
 # A vote's ids, which the answer already names.
 _VOTE_IDS = frozenset({"id", "item_id"})
 
@@ -84,19 +89,20 @@ def label_part(label: Label, run: LabelRun | None, why: str, trained_on: bool) -
 
 
 def model_part(
-    name: str, version: int, registered: Mapping[str, Any], metadata: VersionMetadata
+    name: str, version: int, registered: ModelVersion | None, metadata: VersionMetadata
 ) -> ModelPart:
-    """A model version from its registry record and ``metadata.json`` (the latter first)."""
+    """A model version from ``metadata.json`` and, where it is silent, its registry record."""
+    record = _registry_fields(registered)
 
     def pick(key: str, registry_key: str | None = None) -> Any:
         value = getattr(metadata, key)
-        return value if value is not None else registered.get(registry_key or key)
+        return value if value is not None else record.get(registry_key or key)
 
     metrics = pick("metrics") or {}
     return ModelPart(
         name=name,
         version=version,
-        state=registered.get("state"),
+        state=registered.state if registered is not None else None,
         created_at=pick("created_at"),
         job=pick("job"),
         label_run=pick("label_run"),
@@ -111,6 +117,13 @@ def model_part(
         git_revision=metadata.git_revision,
         blessing=pick("blessing"),
     )
+
+
+def _registry_fields(registered: ModelVersion | None) -> dict[str, Any]:
+    """The registry record's fields as JSON types (none when the version is not registered)."""
+    if registered is None:
+        return {}
+    return registered.model_dump(mode="json", include=_REGISTRY_FIELDS)
 
 
 def transform_part(transform: Transform) -> TransformPart:

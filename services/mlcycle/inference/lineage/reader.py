@@ -1,7 +1,8 @@
 """Reading one comment's lineage: each part from where its owner keeps it.
 
-The comment, its votes, its labels and their label runs come through their
-repositories; the model version from the registry and its ``metadata.json``;
+The comment, its votes, its labels, their label runs and the model version's
+registry record come through their repositories; the rest of the model version
+from its ``metadata.json``;
 the transform from the artifact store (or the one this service already
 serves); the score from the stored comment, else from the service's predictor.
 """
@@ -9,12 +10,12 @@ serves); the score from the stored comment, else from the service's predictor.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
-from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
+from mlcycle.common.errors import MlcycleError, ValidationFailed
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import RecordId, StoredComment
@@ -22,6 +23,8 @@ from mlcycle.contracts.labels import live_run
 from mlcycle.contracts.repositories.comments import Comments
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.model_versions import ModelVersions
+from mlcycle.contracts.repositories.serving_pointers import ServingPointers
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
 from mlcycle.featurization.store import TransformStore
@@ -36,7 +39,6 @@ from mlcycle.inference.lineage.schema import (
     VotesPart,
 )
 from mlcycle.inference.metadata import VersionMetadata, read_version_metadata
-from mlcycle.trainer.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from mlcycle.inference.predictor import Predictor
@@ -169,19 +171,17 @@ class LineageReader:
 
     def _model(self, score: ScoreLineage | None, missing: dict[str, str]) -> ModelPart | None:
         name = self.settings.model_name
-        registry = ModelRegistry(self.settings, self.store)
+        versions = ModelVersions(self.store)
         version = score.model_version if score is not None else self._serving_version()
         if version is None:
-            production = registry.production(name)
-            if production is None:
+            production = ServingPointers(self.store).of(name).version
+            if production is None or versions.version(name, production) is None:
                 missing["model"] = f"model {name} has no serving nor production version yet"
                 return None
-            version = int(production["version"])
-        registered: Mapping[str, Any] | None = None
-        try:
-            registered = registry.get(name, version)
-        except NotFound as exc:
-            missing["model.registry"] = exc.message
+            version = production
+        registered = versions.version(name, version)
+        if registered is None:
+            missing["model.registry"] = f"no model {name!r} version {version}"
         metadata: VersionMetadata | None = None
         try:
             metadata = read_version_metadata(self.settings, name, version)
@@ -190,7 +190,7 @@ class LineageReader:
         if registered is None and metadata is None:
             missing["model"] = f"model {name} version {version} is neither registered nor on disk"
             return None
-        return model_part(name, version, registered or {}, metadata or VersionMetadata())
+        return model_part(name, version, registered, metadata or VersionMetadata())
 
     def _score(self, comment: StoredComment, missing: dict[str, str]) -> ScoreLineage | None:
         serving = self._serving_version()
