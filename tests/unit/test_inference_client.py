@@ -196,3 +196,41 @@ def test_a_server_that_is_down_fails_fast() -> None:
         assert time.perf_counter() - started < 2.0
     finally:
         client.close()
+
+
+def test_blocking_predictions_can_run_on_the_callers_own_loop(
+    server: tuple[ScriptedServer, str], client: GrpcModelClient
+) -> None:
+    # The API runs them on its loop: a second loop bound to grpc.aio would slow the first.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="api-loop", daemon=True)
+    thread.start()
+    try:
+        client.run_predictions_on(loop)
+        assert client.predict("toxicity", 1, *rows(2)).shape == (2, 2)
+        names = {t.name for t in threading.enumerate()}
+        assert "model-client" not in names  # no private loop was started
+        asyncio.run_coroutine_threadsafe(client.stop_predictions_on_loop(), loop).result(5)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    assert client.predict("toxicity", 1, *rows(1)).shape == (1, 2)  # now on a private loop
+    assert "model-client" in {t.name for t in threading.enumerate()}
+
+
+def test_predictions_already_on_a_private_loop_stay_there(
+    server: tuple[ScriptedServer, str], client: GrpcModelClient
+) -> None:
+    assert client.predict("toxicity", 1, *rows(1)).shape == (1, 2)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        client.run_predictions_on(loop)  # too late: the private loop keeps them
+        asyncio.run_coroutine_threadsafe(client.stop_predictions_on_loop(), loop).result(5)
+        assert client.predict("toxicity", 1, *rows(2)).shape == (2, 2)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

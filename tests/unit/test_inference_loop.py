@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from mlcycle.inference.loop import LoopThread
+from mlcycle.inference.loop import LoopRunner, LoopThread
 
 
 def test_a_coroutine_runs_on_the_loop_thread_and_its_result_comes_back() -> None:
@@ -78,7 +78,42 @@ def test_the_loop_cannot_wait_on_itself() -> None:
         loop.run(inner())
 
     try:
-        with pytest.raises(RuntimeError, match="its own loop"):
+        with pytest.raises(RuntimeError, match="its own event loop"):
             loop.run(nested())
+    finally:
+        loop.close()
+
+
+def test_a_runner_uses_a_loop_someone_else_runs() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="their-loop", daemon=True)
+    thread.start()
+    runner = LoopRunner(loop)
+
+    async def where() -> str:
+        return threading.current_thread().name
+
+    try:
+        assert runner.run(where()) == "their-loop"
+        runner.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            runner.run(where())
+        assert loop.is_running()  # closing the runner leaves the loop to its owner
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_a_runner_refuses_a_loop_that_does_not_run_rather_than_hang() -> None:
+    loop = asyncio.new_event_loop()
+    runner = LoopRunner(loop)
+
+    async def never() -> None:  # pragma: no cover - refused before it runs
+        raise AssertionError
+
+    try:
+        with pytest.raises(RuntimeError, match="not running"):
+            runner.run(never())
     finally:
         loop.close()

@@ -8,6 +8,7 @@ their cache reads and ``Predict`` calls, so no request waits for a thread.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -290,8 +291,10 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime.run_blocking_predictions_on(asyncio.get_running_loop())
         yield
         await batcher.close()
+        await runtime.stop_blocking_predictions()
         lineage.close()
 
     app = FastAPI(

@@ -7,11 +7,14 @@ bounded number of times with a short backoff when the server is unreachable or
 slow. A server that is down fails fast (the channel reports the refused
 connection at once) and the channel reconnects within a second once it is back.
 
-The client is written once, for asyncio: :class:`AioModelClient` (``grpc.aio``),
-which the API's event loop calls with several ``Predict`` calls in flight and no
-thread each. :class:`GrpcModelClient` is its blocking face for callers that block
-(the version tracker, the stream, lineage): it runs an :class:`AioModelClient` on a
-private event loop.
+Each call is written once. ``Predict`` is written for asyncio, in
+:class:`AioModelClient` (``grpc.aio``), which the API's event loop calls with
+several calls in flight and no thread each. :class:`GrpcModelClient` is the
+blocking client: its ``predict`` runs an :class:`AioModelClient` on an event loop
+of another thread (the API's own in the API process, where a second loop bound to
+``grpc.aio`` would slow every call of the first; a private one elsewhere), and it
+asks GetModelStatus, which only blocking callers (the version tracker,
+readiness) need, over a classic channel.
 
 The retry policy lives in :meth:`AioModelClient.predict` alone. It is not gRPC's
 service-config ``retryPolicy``: that one bounds all attempts by one deadline and
@@ -26,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Protocol
+import threading
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -44,30 +49,35 @@ from mlcycle.common.grpc import (
     CLIENT_KEEPALIVE_MS,
     CLIENT_KEEPALIVE_TIMEOUT_MS,
     DEFAULT_MAX_MESSAGE_BYTES,
+    channel,
 )
 from mlcycle.common.settings import Settings
-from mlcycle.inference.loop import LoopThread
+from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SIGNATURE = "serving_default"
 OUTPUT = "probabilities"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 BACKOFF_FIRST_S = 0.025
-# mlcycle's limits and keepalive (as mlcycle.common.grpc.channel sets them), and a
-# reconnect backoff capped at a second: gRPC's default grows to two minutes, and a
-# restarted model server should be found again within a second.
+# gRPC's default reconnect backoff grows to two minutes; a restarted model server
+# should be found again within a second.
 CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+# The same limits and keepalive as the classic channel (mlcycle.common.grpc.channel).
+AIO_CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", CLIENT_KEEPALIVE_TIMEOUT_MS),
     ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    *CHANNEL_OPTIONS,
 )
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 
@@ -186,9 +196,8 @@ class AioModelClient:
         self.address = address
         self.deadline_s = deadline_s
         self.retries = retries
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(address, options=AIO_CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel).Predict
-        self._status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus
 
     async def predict(
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
@@ -211,42 +220,6 @@ class AioModelClient:
             attempt += 1
         return read_probabilities(response, name, version, indices.shape[0])
 
-    async def versions(self, name: str) -> list[int]:
-        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
-
-        The answer is about the server now: predictions go over other channels (the
-        API's event loop has its own), and readiness must not lag behind them while
-        this channel waits out a reconnect backoff after the server was away.
-        """
-        request = get_model_status_pb2.GetModelStatusRequest(
-            model_spec=model_pb2.ModelSpec(name=name)
-        )
-        try:
-            try:
-                response = await self._status(request, timeout=self.deadline_s)
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-                response = await self._status_now(request)
-        except grpc.RpcError as exc:
-            MODEL_SERVER_ERRORS.labels(exc.code().name).inc()
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return []
-            raise unavailable(exc, self.address) from None
-        return sorted(
-            status.version for status in response.model_version_status if status.state == _AVAILABLE
-        )
-
-    async def _status_now(
-        self, request: get_model_status_pb2.GetModelStatusRequest
-    ) -> get_model_status_pb2.GetModelStatusResponse:
-        """GetModelStatus over a new connection, which dials at once (no backoff to wait out)."""
-        # Channels share connections (and their backoff) unless given a pool of their own.
-        options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
-        async with grpc.aio.insecure_channel(self.address, options=options) as fresh:
-            status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
-            return await status(request, timeout=self.deadline_s)
-
     async def reachable(self) -> bool:
         """False while the channel waits out a reconnect backoff (its calls fail at once)."""
         state = self._channel.get_state(try_to_connect=True)
@@ -258,24 +231,19 @@ class AioModelClient:
 
 
 class GrpcModelClient:
-    """The blocking :class:`ModelClient`: an :class:`AioModelClient` run on a private event loop.
+    """The blocking :class:`ModelClient`: GetModelStatus over a classic channel, and
+    :class:`AioModelClient`'s ``predict`` run on an event loop of another thread."""
 
-    ``loop`` is shared with other blocking clients when given (the caller closes it);
-    otherwise the client runs one of its own and closes it with itself.
-    """
-
-    def __init__(
-        self, address: str, *, deadline_s: float, retries: int, loop: LoopThread | None = None
-    ) -> None:
+    def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
         self.address = address
         self.deadline_s = deadline_s
         self.retries = retries
-        self._owns_loop = loop is None
-        self._loop = loop or LoopThread("model-client")
-        self._core = self._loop.run(self._open())
-
-    async def _open(self) -> AioModelClient:
-        return self.aio()  # made on the loop that will use its channel
+        self._channel = channel(address, options=CHANNEL_OPTIONS)
+        self._status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus
+        self._runner: LoopRunner | None = None
+        self._borrowed: asyncio.AbstractEventLoop | None = None  # a loop someone else runs
+        self._runner_lock = threading.Lock()
+        self._core: AioModelClient | None = None  # made and used on the runner's loop only
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GrpcModelClient:
@@ -287,21 +255,97 @@ class GrpcModelClient:
         )
 
     def versions(self, name: str) -> list[int]:
-        """The AVAILABLE versions of ``name``, ascending ([] when the model is unknown)."""
-        return self._loop.run(self._core.versions(name))
+        """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
+
+        The answer is about the server now: predictions go over other channels, and
+        readiness must not lag behind them while this channel waits out a reconnect
+        backoff after the server was away.
+        """
+        request = get_model_status_pb2.GetModelStatusRequest(
+            model_spec=model_pb2.ModelSpec(name=name)
+        )
+        try:
+            try:
+                response = self._status(request, timeout=self.deadline_s)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                response = self._status_now(request)
+        except grpc.RpcError as exc:
+            MODEL_SERVER_ERRORS.labels(exc.code().name).inc()
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise unavailable(exc, self.address) from None
+        return sorted(
+            status.version for status in response.model_version_status if status.state == _AVAILABLE
+        )
+
+    def _status_now(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus over a new connection, which dials at once (no backoff to wait out)."""
+        # Channels share connections (and their backoff) unless given a pool of their own.
+        options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
+        with channel(self.address, options=options) as fresh:
+            status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
+            return status(request, timeout=self.deadline_s)
 
     def predict(
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
     ) -> np.ndarray:
         """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
-        return self._loop.run(self._core.predict(name, version, indices, values))
+        return self._run(self._predict_on_loop(name, version, indices, values))
+
+    async def _predict_on_loop(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> np.ndarray:
+        if self._core is None:
+            self._core = self.aio()
+        return await self._core.predict(name, version, indices, values)
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = LoopThread("model-client")
+            runner = self._runner
+        return runner.run(coroutine)
+
+    def run_predictions_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run blocking ``predict`` calls on ``loop`` (a running loop, called from others).
+
+        For a process that already runs a loop with ``grpc.aio`` (the API); undone by
+        :meth:`stop_predictions_on_loop`. Blocking calls made before (which started a
+        private loop) keep their loop.
+        """
+        with self._runner_lock:
+            if self._runner is None:
+                self._runner = LoopRunner(loop)
+                self._borrowed = loop
+
+    async def stop_predictions_on_loop(self) -> None:
+        """On the loop given to :meth:`run_predictions_on`: close what ran there."""
+        with self._runner_lock:
+            if self._runner is None or self._borrowed is not asyncio.get_running_loop():
+                return
+            runner, self._runner, self._borrowed = self._runner, None, None
+        core, self._core = self._core, None
+        if core is not None:
+            await core.close()
+        runner.close()
 
     def aio(self) -> AioModelClient:
-        """A client of the same server, deadline and retries for the calling event loop."""
+        """A ``grpc.aio`` client of the same server, deadline and retries (for the calling loop)."""
         return AioModelClient(self.address, deadline_s=self.deadline_s, retries=self.retries)
 
     def close(self) -> None:
-        """Close the channel (and the private loop)."""
-        self._loop.run(self._core.close())
-        if self._owns_loop:
-            self._loop.close()
+        """Close the channels (and the private loop, if one was started)."""
+        self._channel.close()
+        with self._runner_lock:
+            runner, borrowed = self._runner, self._borrowed
+            self._runner = self._borrowed = None
+        if runner is None:
+            return
+        core, self._core = self._core, None
+        if core is not None and borrowed is None:  # a borrowed loop's owner stops it first
+            runner.run(core.close())
+        runner.close()

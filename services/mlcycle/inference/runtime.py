@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -49,6 +50,20 @@ class InferenceRuntime:
         cache, embedded = open_cache(settings, start_embedded=start_embedded_redis)
         predictor = Predictor(settings, client=client, tracker=tracker, cache=cache)
         return cls(settings, client, tracker, cache, predictor, embedded)
+
+    def run_blocking_predictions_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Blocking Predict calls (lineage's) run on ``loop``, the API's event loop.
+
+        ``grpc.aio`` wakes every loop it is bound to on every completion, so a private
+        loop of the blocking client would slow each of the API's own calls.
+        """
+        if isinstance(self.client, GrpcModelClient):
+            self.client.run_predictions_on(loop)
+
+    async def stop_blocking_predictions(self) -> None:
+        """Undo :meth:`run_blocking_predictions_on`, on that loop, before it stops."""
+        if isinstance(self.client, GrpcModelClient):
+            await self.client.stop_predictions_on_loop()
 
     def ready_checks(self) -> dict[str, bool]:
         """Hard dependencies: the model server answers and serves a usable version."""
