@@ -257,24 +257,15 @@ def _refuses_scripts(exc: ResponseError) -> bool:
 class ScoreCache:
     """The blocking face of :class:`AsyncScoreCache`: its calls run on a private event loop.
 
-    ``loop`` is shared with other blocking clients when given (the caller closes it);
-    otherwise the cache runs one of its own and closes it with itself.
+    Redis, unlike ``grpc.aio``, costs the other loops of the process nothing.
     """
 
-    def __init__(
-        self,
-        url: str,
-        ttl_s: int,
-        *,
-        timeout_s: float = SOCKET_TIMEOUT_S,
-        loop: LoopThread | None = None,
-    ) -> None:
+    def __init__(self, url: str, ttl_s: int, *, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
         self.url = url
         self.ttl_s = ttl_s or None  # 0 means no expiry
         self.timeout_s = timeout_s
         self.health = CacheHealth(url)
-        self._owns_loop = loop is None
-        self._loop = loop or LoopThread("score-cache")
+        self._loop = LoopThread("score-cache")
         self._core = self._loop.run(self._open())
 
     async def _open(self) -> AsyncScoreCache:
@@ -307,8 +298,7 @@ class ScoreCache:
     def close(self) -> None:
         """Release the connections (and the private loop)."""
         self._loop.run(self._core.close())
-        if self._owns_loop:
-            self._loop.close()
+        self._loop.close()
 
 
 class AsyncNoCache:
