@@ -226,7 +226,7 @@ class VariantData:
             transform=transform.version,
             label_run=LABEL_RUN,
             task=self.task.name,
-            facts={"variant": variant, "dim": transform.dim},
+            variant=variant,
         )
         data.check()
         return data

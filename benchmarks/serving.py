@@ -141,7 +141,6 @@ def build_model(
         transform=transform.version,
         label_run="bench",
         task="toxicity",
-        facts={},
     )
     result = blend_with_linear(fit(params, data), data, metric="roc_auc")
     folder = serving_dir(settings.models_path, settings.model_name, version)
