@@ -14,10 +14,10 @@ ARGS ?= $(DEMO_ARGS)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test up bench protos lint clean
+.PHONY: help venv demo test test-unit up bench protos lint clean
 
 help: ## Show this help
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: $(STAMP) ## Run the main job end to end on the embedded stack
 
 test: $(STAMP) ## Run the whole test suite (starts its own broker, store and servers)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Run the unit tests alone: in-process, no server, under a minute
+	$(BIN)/python -m pytest -m unit tests/unit $(PYTEST_ARGS)
 
 up: $(STAMP) ## Start the local stack in the foreground (Ctrl-C stops it)
 	$(BIN)/mlcycle up

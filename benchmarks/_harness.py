@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import orjson
 
+from mlcycle.clients import CollectorClient, ServiceUnreachable, clients_for
+from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.local.stack import LocalStack
@@ -86,14 +87,14 @@ def batches(records: list[dict[str, object]], size: int) -> list[bytes]:
 
 
 def post_all(
-    url: str,
+    settings: Settings,
     bodies: list[bytes],
     *,
     concurrency: int = 4,
     retry_unavailable: bool = False,
     bodies_per_s: float | None = None,
 ) -> list[float]:
-    """POST every body with ``concurrency`` keep-alive clients; returns request latencies (s).
+    """POST every body as comments with ``concurrency`` keep-alive clients; returns latencies (s).
 
     With ``retry_unavailable`` a 503 is retried (the body was not acknowledged,
     so the sender still owns it) — what a well-behaved producer does.
@@ -102,6 +103,7 @@ def post_all(
     latencies: list[float] = []
     lock = threading.Lock()
     local = threading.local()
+    opened: list[CollectorClient] = []
     started = time.perf_counter()
     sequence = iter(range(len(bodies)))
 
@@ -117,21 +119,30 @@ def post_all(
         pace()
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(timeout=60.0)
+            client = local.client = clients_for(settings).collector
+            with lock:
+                opened.append(client)
         while True:
             started = time.perf_counter()
-            response = client.post(url, content=body, headers={"content-type": "application/json"})
-            if response.status_code == 503 and retry_unavailable:
+            try:
+                client.post_comments(body, timeout_s=60.0)
+            except ServiceUnreachable:
+                raise
+            except Unavailable:
+                if not retry_unavailable:
+                    raise
                 time.sleep(0.2)
                 continue
-            if response.status_code != 202:
-                raise RuntimeError(f"POST answered {response.status_code}: {response.text[:300]}")
             with lock:
                 latencies.append(time.perf_counter() - started)
             return
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(send, bodies))
+    try:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(send, bodies))
+    finally:
+        for client in opened:
+            client.close()
     return latencies
 
 

@@ -17,15 +17,16 @@ The ratio is end-to-end rate / raw producer rate.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import uuid
 
-import httpx
 import orjson
 from _harness import batches, median, post_all, running_stack, synthetic_comments
 from kafka import KafkaProducer
 
+from mlcycle.clients import CollectorClient, clients_for, poll_until
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import BATCH_BYTES, MAX_REQUEST_BYTES
 from mlcycle.common.settings import Settings
@@ -58,23 +59,25 @@ def raw_producer_rate(settings: Settings, records: list[dict[str, object]]) -> f
         producer.close()
 
 
-def stored_comments(base_url: str, client: httpx.Client) -> int:
-    stats = client.get(f"{base_url}/v1/stats").json()
-    return int(stats["counts"]["comments"])
+def stored_comments(collector: CollectorClient) -> int:
+    return collector.stats(timeout_s=10.0).count("comments")
 
 
 def end_to_end_rate(settings: Settings, records: list[dict[str, object]]) -> tuple[float, float]:
     """(stored records/s, acknowledged records/s) for ``records`` sent over REST."""
-    base = f"http://{settings.host}:{settings.collector_port}"
     bodies = batches(records, BATCH)
-    with httpx.Client(timeout=10.0) as client:
-        before = stored_comments(base, client)
+    with clients_for(settings).collector as collector:
+        before = stored_comments(collector)
         started = time.perf_counter()
-        post_all(f"{base}/v1/comments", bodies)
+        post_all(settings, bodies)
         acked = time.perf_counter() - started
         target = before + len(records)
-        while stored_comments(base, client) < target:
-            time.sleep(0.02)
+        poll_until(
+            lambda: stored_comments(collector) >= target,
+            timeout=math.inf,
+            interval=0.02,
+            what="the comments were not all stored",
+        )
         stored = time.perf_counter() - started
     return len(records) / stored, len(records) / acked
 

@@ -11,6 +11,7 @@ the text that was sent.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sqlite3
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 import orjson
 from _harness import batches, post_all, running_stack, synthetic_comments
 
+from mlcycle.clients import poll_until
 from mlcycle.common.kafka.lag import topic_sizes
 from mlcycle.local.pipeline import wait_until_indexed
 
@@ -45,8 +47,12 @@ def killer(stack, total: int, kills: int, done: threading.Event, log: list[str])
     db_path = stack.settings.store_path
     for n in range(1, kills + 1):
         threshold = total * n // (kills + 1)
-        while stored_count(db_path) < threshold:
-            time.sleep(0.02)
+        poll_until(
+            lambda threshold=threshold: stored_count(db_path) >= threshold,
+            timeout=math.inf,
+            interval=0.02,
+            what=f"the store did not reach {threshold:,} comments",
+        )
         stack.kill("collector-indexer", signal.SIGKILL)
         phase = "after ingest ended" if done.is_set() else "during ingest"
         log.append(
@@ -92,7 +98,7 @@ def main() -> None:
         started = time.perf_counter()
         chaos.start()
         post_all(
-            f"http://{settings.host}:{settings.collector_port}/v1/comments",
+            settings,
             bodies,
             concurrency=2,
             retry_unavailable=True,

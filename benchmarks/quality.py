@@ -38,7 +38,7 @@ What is measured, on ../shared/data/davidson_hate_offensive/labeled_data.csv.gz
   TF-IDF (sublinear tf, min_df 2) into LogisticRegression (lbfgs, max_iter
   2000, multinomial for three classes, no class weights), C chosen on dev from
   1, 4, 16 by the same metric; fitted in this run, on the same split.
-- figures, from ``mlcycle.trainer.evaluation.evaluate`` on test: accuracy,
+- figures, from ``mlcycle.evaluation.classification.evaluate`` on test: accuracy,
   ROC-AUC (one-vs-rest macro for three classes), weighted F1 (p(toxic) >= 0.5
   for binary, argmax for three classes) and per-class recall; fit seconds
   are wall time on this machine (2 cores, TensorFlow uses both).
@@ -72,15 +72,16 @@ from sklearn.pipeline import FeatureUnion
 
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.splits import hash_split
+from mlcycle.contracts.training import JobConfig, TrialParams
+from mlcycle.evaluation.classification import Evaluation, evaluate
 from mlcycle.featurization.transform import fit as fit_transform
 from mlcycle.importers import get_importer
 from mlcycle.importers.davidson import BINARY_TASK as BINARY_VOTES
 from mlcycle.importers.davidson import CLASS_TASK as CLASS_VOTES
 from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.votes import VoteMatrix
-from mlcycle.trainer.config import SEED, JobConfig, TrialParams, variant_config
+from mlcycle.trainer.config import SEED, variant_config
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import Evaluation, evaluate
 from mlcycle.trainer.fit import fit, predict_probabilities
 from mlcycle.trainer.linear import blend_with_linear, describe_blend, linear_part_probabilities
 from mlcycle.trainer.models import BlendedModel

@@ -62,6 +62,9 @@ from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
 from rich.table import Table
 
+from mlcycle.clients import ServiceClients, clients_for
+from mlcycle.clients.base import HEALTHZ
+from mlcycle.clients.inference import PREDICT_PATH, predict_body
 from mlcycle.common.heap import freeze_heap
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings
@@ -106,7 +109,9 @@ def build_model(
 
     The transform is fitted the same way each time, so every version shares it.
     """
-    from mlcycle.trainer.config import TrialParams, variant_config
+    from mlcycle.contracts.serving import serving_config_path
+    from mlcycle.contracts.training import TrialParams
+    from mlcycle.trainer.config import variant_config
     from mlcycle.trainer.data import SplitData, TrainingData
     from mlcycle.trainer.export import (
         export_saved_model,
@@ -116,7 +121,7 @@ def build_model(
     )
     from mlcycle.trainer.fit import fit
     from mlcycle.trainer.linear import blend_with_linear
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config
 
     params = TrialParams(epochs=epochs)
     config = variant_config(params.features, None)
@@ -159,7 +164,7 @@ def build_model(
         config_text = render_serving_config(
             {settings.model_name: version}, str(settings.models_path)
         )
-        serving_config_path(settings).write_text(config_text, encoding="utf-8")
+        serving_config_path(settings.models_path).write_text(config_text, encoding="utf-8")
     blend = "blended with its linear part" if (result.blend or {}).get("used") else "alone"
     log(
         f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} "
@@ -231,20 +236,22 @@ def drive_threads(call: Callable[[int], None], clients: int, seconds: float) -> 
 
 
 class Ladder:
-    """The rungs' calls, sharing one HTTP session, one gRPC channel and the texts."""
+    """The rungs' calls, sharing one HTTP session, one gRPC channel and the texts.
 
-    def __init__(self, settings: Settings, transform: Transform, texts: list[str]) -> None:
+    The HTTP rungs run on aiohttp for speed; their URLs and key come from the clients.
+    """
+
+    def __init__(
+        self, settings: Settings, clients: ServiceClients, transform: Transform, texts: list[str]
+    ) -> None:
         self.settings = settings
         self.transform = transform
         self.texts = texts
         self.hot = texts[:200]
-        host = settings.host
-        self.predict_url = f"http://{host}:{settings.inference_port}/v1/predict"
-        self.healthz_url = f"http://{host}:{settings.inference_port}/healthz"
-        self.rest_url = (
-            f"http://{host}:{settings.model_server_rest_port}/v1/models/"
-            f"{settings.model_name}:predict"
-        )
+        self.predict_url = clients.inference.url(PREDICT_PATH)
+        self.healthz_url = clients.inference.url(HEALTHZ)
+        self.rest_url = clients.modelserver.predict_url
+        self.headers = {"Content-Type": "application/json", **clients.inference.headers}
         self.session: aiohttp.ClientSession | None = None
         self.channel: grpc.aio.Channel | None = None
         self.predict: Any = None
@@ -262,9 +269,7 @@ class Ladder:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
-        self.channel = grpc.aio.insecure_channel(
-            f"{self.settings.host}:{self.settings.model_server_port}"
-        )
+        self.channel = grpc.aio.insecure_channel(self.settings.model_server_address)
         self.predict = prediction_service_pb2_grpc.PredictionServiceStub(self.channel).Predict
 
     async def close(self) -> None:
@@ -305,10 +310,10 @@ class Ladder:
         await self._post(self.rest_url, body, "predictions")
 
     async def predict_miss(self, i: int) -> None:
-        await self._post(self.predict_url, {"instances": [{"text": self.unseen(i)}]})
+        await self._post(self.predict_url, predict_body([self.unseen(i)]))
 
     async def predict_hit(self, i: int) -> None:
-        await self._post(self.predict_url, {"instances": [{"text": self.hot[i % len(self.hot)]}]})
+        await self._post(self.predict_url, predict_body([self.hot[i % len(self.hot)]]))
 
     async def healthz(self, i: int) -> None:
         assert self.session is not None
@@ -318,12 +323,12 @@ class Ladder:
 
     async def predict_batch(self, i: int) -> None:
         texts = [self.unseen(i * BATCH + k) for k in range(BATCH)]
-        await self._post(self.predict_url, {"instances": [{"text": t} for t in texts]})
+        await self._post(self.predict_url, predict_body(texts))
 
     async def _post(self, url: str, body: dict, key: str = "predictions") -> None:
         assert self.session is not None
-        headers = {"Content-Type": "application/json"}
-        async with self.session.post(url, data=orjson.dumps(body), headers=headers) as response:
+        data = orjson.dumps(body)
+        async with self.session.post(url, data=data, headers=self.headers) as response:
             payload = await response.read()
             assert response.status == 200, payload[:300]
             assert key.encode() in payload
@@ -459,9 +464,10 @@ def main() -> int:
         )
         try:
             resolved = stack.start()
-            wait_until_served(resolved, 1)
+            with clients_for(resolved) as clients:
+                wait_until_served(clients, 1)
             transform = Transform.load(settings.artifacts_path, model_transform_version(settings))
-            ladder = Ladder(resolved, transform, texts["test"])
+            ladder = Ladder(resolved, clients, transform, texts["test"])
             ladder.load_in_process()
             # This process holds TensorFlow, the corpus and a trained model; freezing
             # them keeps its collections, and their pauses, out of the figures.

@@ -46,6 +46,15 @@ from rich.console import Console
 from rich.table import Table
 from serving import DAVIDSON, build_model
 
+from mlcycle.clients import (
+    DeadlinePassed,
+    ServiceClients,
+    ServiceUnreachable,
+    clients_for,
+    poll_until,
+)
+from mlcycle.clients.inference import PREDICT_PATH, predict_body
+from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import Settings
@@ -73,6 +82,7 @@ class Load:
     """An open-loop load: one request every 1/rps seconds, whatever the answers take."""
 
     url: str
+    headers: dict[str, str]
     rps: float
     texts: list[str]
     answers: list[Answer] = field(default_factory=list)
@@ -100,10 +110,9 @@ class Load:
 
     async def _one(self, session: aiohttp.ClientSession, text: str) -> None:
         started = time.perf_counter()
-        body = orjson.dumps({"instances": [{"text": text}]})
-        headers = {"Content-Type": "application/json"}
+        body = orjson.dumps(predict_body([text]))
         try:
-            async with session.post(self.url, data=body, headers=headers) as response:
+            async with session.post(self.url, data=body, headers=self.headers) as response:
                 payload = await response.read()
                 status = response.status
         except aiohttp.ClientError as exc:
@@ -135,40 +144,34 @@ async def during(load: Load, scene: Callable[..., Any], *args: object) -> tuple[
     return start, time.perf_counter(), result
 
 
-def served_versions(settings: Settings) -> set[int]:
-    import httpx
-
-    url = (
-        f"http://{settings.host}:{settings.model_server_rest_port}/v1/models/{settings.model_name}"
-    )
-    states = httpx.get(url, timeout=5).json().get("model_version_status", [])
-    return {int(s["version"]) for s in states if s["state"] == "AVAILABLE"}
-
-
 # -- scenes ---------------------------------------------------------------------------------------
 
 
-def rollout(settings: Settings, texts: dict, labels: dict) -> dict:
+def rollout(settings: Settings, clients: ServiceClients, texts: dict, labels: dict) -> dict:
     """Export version 2 and pin it in models.config, as a promotion does; wait until served."""
-    from mlcycle.trainer.registry import render_serving_config, serving_config_path
+    from mlcycle.contracts.serving import serving_config_path
+    from mlcycle.trainer.serving_config import render_serving_config
 
     build_model(settings, texts, labels, version=2, epochs=3, pin=False)
     promoted_at = time.perf_counter()
     text = render_serving_config({settings.model_name: 2}, str(settings.models_path))
-    serving_config_path(settings).write_text(text, encoding="utf-8")
+    serving_config_path(settings.models_path).write_text(text, encoding="utf-8")
     seen: list[tuple[float, set[int]]] = []
-    deadline = time.perf_counter() + 120
-    while time.perf_counter() < deadline:
-        versions = served_versions(settings)
+
+    def only_v2() -> bool:
+        versions = clients.modelserver.available_versions(timeout_s=5.0)
         seen.append((time.perf_counter(), versions))
-        if versions == {2}:
-            break
-        time.sleep(0.05)
+        return versions == {2}
+
+    try:
+        poll_until(only_v2, timeout=120, interval=0.05, what="version 2 was not served alone")
+    except DeadlinePassed:
+        pass  # the polls say what was served meanwhile
     time.sleep(3.0)  # load after the switch, too
     return {"promoted_at": promoted_at, "seen": seen}
 
 
-def crash(stack: LocalStack, down_s: float) -> dict:
+def crash(stack: LocalStack, clients: ServiceClients, down_s: float) -> dict:
     """SIGKILL the model server, keep it down ``down_s`` seconds, start it again."""
     stack.kill("modelserver", signal.SIGKILL)
     killed_at = time.perf_counter()
@@ -176,31 +179,34 @@ def crash(stack: LocalStack, down_s: float) -> dict:
     stack.start_service("modelserver")
     restarted_at = time.perf_counter()
     stack.wait_ready("modelserver", 120)
-    wait_until_served(stack.settings, 2)
+    wait_until_served(clients, 2)
     time.sleep(3.0)
     return {"killed_at": killed_at, "restarted_at": restarted_at}
 
 
-def cache_outage(redis: EmbeddedRedis, settings: Settings, down_s: float) -> dict:
+def cache_outage(redis: EmbeddedRedis, clients: ServiceClients, down_s: float) -> dict:
     """Stop Redis for ``down_s`` seconds; note what /readyz said meanwhile; start it again."""
-    import httpx
-
-    ready_url = f"http://{settings.host}:{settings.inference_port}/readyz"
     port = redis.port
     redis.stop()
     stopped_at = time.perf_counter()
     time.sleep(min(2.0, down_s))
-    ready = httpx.get(ready_url, timeout=5)
+    ready = readyz(clients)
     time.sleep(max(0.0, down_s - 2.0))
     redis_again = EmbeddedRedis(port=port)
     redis_again.start()
     time.sleep(3.0)
-    return {
-        "stopped_at": stopped_at,
-        "readyz_status": ready.status_code,
-        "readyz": ready.json(),
-        "redis": redis_again,
-    }
+    return {"stopped_at": stopped_at, "readyz": ready, "redis": redis_again}
+
+
+def readyz(clients: ServiceClients) -> dict[str, object]:
+    """The inference service's ``/readyz`` status and what its body says (its status or code)."""
+    try:
+        ready = clients.inference.readiness(timeout_s=5.0)
+    except ServiceUnreachable:
+        raise
+    except Unavailable as exc:  # it answered 503: a dependency it needs is down
+        return {"status": exc.http_status, "body_status": exc.code}
+    return {"status": 200, "body_status": ready.status}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -261,33 +267,32 @@ def cache_figures(load: Load, start: float, end: float, result: dict) -> dict:
     return {
         "requests": len(answers),
         "by_status": by_status(answers),
-        "readyz_while_down": {
-            "status": result["readyz_status"],
-            "body_status": result["readyz"].get("status")
-            or result["readyz"].get("error", {}).get("code"),
-        },
+        "readyz_while_down": result["readyz"],
     }
 
 
 async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRedis, data) -> dict:
     settings = stack.settings
+    clients = clients_for(settings)
     texts = data[0]["test"]
-    load = Load(f"http://{settings.host}:{settings.inference_port}/v1/predict", args.rps, texts)
+    headers = {"Content-Type": "application/json", **clients.inference.headers}
+    load = Load(clients.inference.url(PREDICT_PATH), headers, args.rps, texts)
     running = asyncio.create_task(load.run())
     await asyncio.sleep(3.0)
     figures: dict[str, dict] = {}
     log("scene 1: rollout of version 2")
-    start, end, result = await during(load, rollout, settings, *data)
+    start, end, result = await during(load, rollout, settings, clients, *data)
     figures["rollout"] = rollout_figures(load, start, end, result)
     log("scene 2: model server crash and restart")
-    start, end, result = await during(load, crash, stack, args.down_s)
+    start, end, result = await during(load, crash, stack, clients, args.down_s)
     figures["crash"] = crash_figures(load, start, end, result)
     log("scene 3: Redis outage")
-    start, end, result = await during(load, cache_outage, redis, settings, args.down_s)
+    start, end, result = await during(load, cache_outage, redis, clients, args.down_s)
     figures["cache"] = cache_figures(load, start, end, result)
     result["redis"].stop()
     load.stop()
     await running
+    clients.close()
     figures["load"] = {"rps": args.rps, "requests": len(load.answers)}
     return figures
 
@@ -347,7 +352,8 @@ def main() -> int:
         )
         try:
             stack.start()
-            wait_until_served(stack.settings, 1)
+            with clients_for(stack.settings) as clients:
+                wait_until_served(clients, 1)
             figures = asyncio.run(scenes(args, stack, redis, (texts, labels)))
         finally:
             stack.stop()

@@ -84,7 +84,7 @@ def part_search(path: Path) -> dict[str, Any]:
     """The 8-trial Davidson search of ``quality.py``, timed, and its baseline."""
     import quality  # the same data, split, task and search as the quality benchmark
 
-    from mlcycle.trainer.config import JobConfig, TrialParams
+    from mlcycle.contracts.training import JobConfig, TrialParams
     from mlcycle.trainer.linear import blend_with_linear
 
     if not path.is_file():
@@ -178,8 +178,9 @@ def synthetic(n: int) -> tuple[list[str], list[dict[str, Any]], np.ndarray, np.n
 
 def part_scale(n: int, epochs: int) -> dict[str, Any]:
     """One default trial on ``n`` synthetic comments, timed, and its SGDClassifier baseline."""
+    from mlcycle.contracts.training import TrialParams
     from mlcycle.featurization.transform import fit as fit_transform
-    from mlcycle.trainer.config import TrialParams, variant_config
+    from mlcycle.trainer.config import variant_config
     from mlcycle.trainer.data import SplitData, TrainingData
     from mlcycle.trainer.fit import fit
 

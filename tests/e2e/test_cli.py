@@ -6,21 +6,22 @@ anything else on the machine (including a stack on the default ports).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import psutil
 import pytest
 
+from mlcycle.clients import DeadlinePassed, ServiceClients, clients_for, poll_until
+from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import load_settings
 from mlcycle.importers.synthetic import write_wikidetox_files
@@ -55,6 +56,16 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
 
 def _mlcycle(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlcycle", *args]
+
+
+def _clients(env: dict[str, str]) -> ServiceClients:
+    """Clients of the stack a command started with ``env`` (its ports)."""
+    ports = {
+        name.removeprefix("MLCYCLE_").lower(): int(value)
+        for name, value in env.items()
+        if name.startswith("MLCYCLE_") and name.endswith("_PORT")
+    }
+    return clients_for(load_settings(**ports))
 
 
 def _figure(output: str, row: str) -> int:
@@ -186,20 +197,16 @@ def _restart_serves_the_trained_model(env: dict[str, str], data_dir: Path) -> No
     stack = subprocess.Popen(
         _mlcycle("up"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
-    inference = f"http://127.0.0.1:{env['MLCYCLE_INFERENCE_PORT']}"
-    trainer = f"http://127.0.0.1:{env['MLCYCLE_TRAINER_PORT']}"
+    clients = _clients(env)
     try:
         # Inference is ready only once the model server serves a version.
-        _wait_until(lambda: httpx.get(f"{inference}/readyz", timeout=1).status_code == 200, 120)
-        body = {"instances": [{"text": "a comment the demo never sent"}]}
-        answer = httpx.post(f"{inference}/v1/predict", json=body, timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"][0]["model_version"] == 1
-        models = httpx.get(f"{trainer}/v1/models", timeout=10).json()
-        assert models["production"] == {"toxicity": 1}
-        jobs = httpx.get(f"{trainer}/v1/jobs", timeout=10).json()
-        assert [job["status"] for job in jobs["jobs"]] == ["succeeded"]
+        _wait_until(clients.inference.ready, 120)
+        (prediction,) = clients.inference.predict(["a comment the demo never sent"])
+        assert prediction.model_version == 1
+        assert clients.trainer.models().production == {"toxicity": 1}
+        assert [job.status for job in clients.trainer.jobs().jobs] == ["succeeded"]
     finally:
+        clients.close()
         stack.send_signal(signal.SIGINT)
         stack.wait(60)
     assert {p.name for p in (data_dir / "reports").glob("tj-*.html")} == jobs_before
@@ -216,19 +223,19 @@ def running_stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[
         stderr=subprocess.STDOUT,
         text=True,
     )
-    base = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    collector = _clients(env).collector
+
+    def ready() -> bool:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    else:
+        return collector.ready()
+
+    try:
+        poll_until(ready, timeout=90, interval=0.3, what="the stack did not become ready")
+    except DeadlinePassed as exc:
         proc.kill()
-        pytest.fail("the stack did not become ready")
+        pytest.fail(exc.message)
+    finally:
+        collector.close()
     try:
         yield proc, env
     finally:
@@ -254,15 +261,17 @@ def test_up_then_import_then_ctrl_c_leaves_nothing_running(
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert f"imported {N_COMMENTS:,} comments" in imported.stderr
 
-    stats_url = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}/v1/stats"
+    clients = _clients(env)
     expected = {"comments": N_COMMENTS, "votes": N_COMMENTS * VOTES_PER_COMMENT}
-    deadline = time.monotonic() + 60
     counts: dict[str, int] = {}
-    while time.monotonic() < deadline:
-        counts = httpx.get(stats_url, timeout=5).json()["counts"]
-        if {k: counts[k] for k in expected} == expected:
-            break
-        time.sleep(0.3)
+
+    def all_stored() -> bool:
+        nonlocal counts
+        counts = clients.collector.stats(timeout_s=5).counts
+        return {k: counts[k] for k in expected} == expected
+
+    with contextlib.suppress(DeadlinePassed):
+        poll_until(all_stored, timeout=60, interval=0.3, what="the import was not all stored")
     assert {k: counts[k] for k in expected} == expected
 
     labeled = subprocess.run(
@@ -278,9 +287,9 @@ def test_up_then_import_then_ctrl_c_leaves_nothing_running(
     assert "workers" in output.lower()  # the diagnostics table
     (report,) = (Path(env["MLCYCLE_DATA_DIR"]) / "reports").glob("lr-*.html")
     assert "data:image/png;base64," in report.read_text(encoding="utf-8")
-    label_url = f"http://127.0.0.1:{env['MLCYCLE_LABELER_PORT']}/v1/labels"
-    page = httpx.get(label_url, params={"limit": 5}, timeout=10).json()
-    assert len(page["items"]) == 5 and page["items"][0]["method"] == "mean_threshold"
+    page = clients.labeler.labels(limit=5)
+    assert len(page.items) == 5 and page.items[0].method == "mean_threshold"
+    clients.close()
 
     featurized = subprocess.run(
         _mlcycle("featurize"), env=env, capture_output=True, text=True, timeout=120
@@ -353,17 +362,20 @@ def test_a_sigkilled_label_run_resumes_without_duplicate_labels(tmp_path: Path) 
     stack = subprocess.Popen(
         _mlcycle("up", "--no-redis"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
-    runs_url = f"http://127.0.0.1:{env['MLCYCLE_LABELER_PORT']}/v1/label-runs"
+    clients = _clients(env)
+    labeler = clients.labeler
     try:
-        _wait_until(lambda: httpx.get(runs_url, timeout=1).status_code == 200, 90)
+
+        def labeler_answers() -> bool:
+            labeler.runs()
+            return True
+
+        _wait_until(labeler_answers, 90)
         imported = subprocess.run(
             _mlcycle("import", "wikidetox", *map(str, files)), env=env, capture_output=True
         )
         assert imported.returncode == 0, imported.stderr
-        stats_url = f"http://127.0.0.1:{env['MLCYCLE_COLLECTOR_PORT']}/v1/stats"
-        _wait_until(
-            lambda: httpx.get(stats_url, timeout=5).json()["counts"]["votes"] == 3 * n_items, 60
-        )
+        _wait_until(lambda: clients.collector.stats().count("votes") == 3 * n_items, 60)
 
         label = subprocess.Popen(
             _mlcycle("label", "--strategy", "majority", "--lfs", "none"),
@@ -373,31 +385,33 @@ def test_a_sigkilled_label_run_resumes_without_duplicate_labels(tmp_path: Path) 
         )
 
         def some_chunks_written() -> bool:
-            runs = httpx.get(runs_url, timeout=5).json()["items"]
-            return bool(runs) and (runs[0]["progress"].get("chunks_done") or 0) >= 5
+            runs = labeler.runs()
+            return bool(runs) and (runs[0].progress.chunks_done or 0) >= 5
 
         _wait_until(some_chunks_written, 60, interval_s=0.02)
         label.send_signal(signal.SIGKILL)
         label.wait(10)
-        run = httpx.get(runs_url, timeout=5).json()["items"][0]
-        assert run["status"] == "running"
-        total = run["progress"]["chunks_total"]
-        assert run["progress"]["chunks_done"] < total, "the run finished before the kill"
+        run = labeler.runs()[0]
+        assert run.status == "running"
+        total = run.progress.chunks_total
+        assert total is not None and run.progress.chunks_done is not None
+        assert run.progress.chunks_done < total, "the run finished before the kill"
 
         resumed = subprocess.run(
-            _mlcycle("label", "--resume", run["id"]), env=env, capture_output=True, text=True
+            _mlcycle("label", "--resume", run.id), env=env, capture_output=True, text=True
         )
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        finished = httpx.get(f"{runs_url}/{run['id']}", timeout=5).json()
-        assert finished["status"] == "succeeded"
-        assert finished["progress"]["chunks_done"] == total
+        finished = labeler.run(run.id)
+        assert finished.status == "succeeded"
+        assert finished.progress.chunks_done == total
         broker = load_settings(kafka_bootstrap=f"127.0.0.1:{env['MLCYCLE_EMBEDDED_KAFKA_PORT']}")
         events = [
             event
             for record in read_all(broker, "labels", n_items, timeout_s=30)
-            if (event := orjson.loads(record.value))["run"] == run["id"]
+            if (event := orjson.loads(record.value))["run"] == run.id
         ]
     finally:
+        clients.close()
         stack.send_signal(signal.SIGINT)
         stack.wait(60)
 
@@ -405,7 +419,7 @@ def test_a_sigkilled_label_run_resumes_without_duplicate_labels(tmp_path: Path) 
         rows, distinct = db.execute(
             "SELECT count(*), count(DISTINCT json_extract(doc, '$.item_id')) FROM labels "
             "WHERE json_extract(doc, '$.run') = ?",
-            (run["id"],),
+            (run.id,),
         ).fetchone()
     assert rows == distinct == n_items
     # Events: every item at least once; repeats only from the one chunk caught halfway.
@@ -414,12 +428,14 @@ def test_a_sigkilled_label_run_resumes_without_duplicate_labels(tmp_path: Path) 
 
 
 def _wait_until(condition, timeout_s: float, interval_s: float = 0.3) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(interval_s)
-    pytest.fail("condition not met in time")
+    """Wait for ``condition``; a service still starting (Unavailable) counts as not yet."""
+    try:
+        poll_until(
+            condition,
+            timeout=timeout_s,
+            interval=interval_s,
+            what="condition not met",
+            ignore=(Unavailable,),
+        )
+    except DeadlinePassed as exc:
+        pytest.fail(exc.message)

@@ -6,13 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from mlcycle.clients import DeadlinePassed, TrainerClient, clients_for, poll_until
+from mlcycle.clients.trainer import TrainingJob
+from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import RUNS, open_store
@@ -43,21 +44,18 @@ def _start(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def _job(base: str, job_id: str) -> dict[str, Any] | None:
+def _job(trainer: TrainerClient, job_id: str) -> TrainingJob | None:
     try:
-        return dict(httpx.get(f"{base}/v1/jobs/{job_id}", timeout=5).json())
-    except httpx.HTTPError:
+        return trainer.job(job_id)
+    except Unavailable:
         return None
 
 
 def _wait(condition: Any, timeout_s: float, what: str, log: Path) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout_s} s; log:\n{log.read_text()[-3000:]}")
+    try:
+        return poll_until(condition, timeout=timeout_s, interval=0.2, what=what)
+    except DeadlinePassed as exc:
+        raise AssertionError(f"{exc.message}; log:\n{log.read_text()[-3000:]}") from None
 
 
 def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path: Path) -> None:
@@ -66,17 +64,15 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
     seed(store, "k", n=1500)
     label(settings, store)
     store.close()
-    base = f"http://{settings.host}:{settings.trainer_port}"
+    trainer = clients_for(settings).trainer
     log = tmp_path / "trainer.log"
 
     first = _start(settings, log)
     try:
-        _wait(lambda: _ready(base), 60, "the trainer was not ready", log)
-        job_id = httpx.post(
-            f"{base}/v1/jobs", json={"trials": TRIALS, "search": SEARCH}, timeout=10
-        ).json()["id"]
+        _wait(lambda: trainer.ready(timeout_s=2), 60, "the trainer was not ready", log)
+        job_id = trainer.start_job({"trials": TRIALS, "search": SEARCH}).id
         _wait(
-            lambda: ((_job(base, job_id) or {}).get("progress") or {}).get("trials_done", 0) >= 2,
+            lambda: (job := _job(trainer, job_id)) is not None and job.progress.trials_done >= 2,
             180,
             "two trials did not finish",
             log,
@@ -94,17 +90,18 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
 
     second = _start(settings, log)
     try:
-        _wait(lambda: _ready(base), 60, "the restarted trainer was not ready", log)
+        _wait(lambda: trainer.ready(timeout_s=2), 60, "the restarted trainer was not ready", log)
         done = _wait(
-            lambda: (j := _job(base, job_id)) and j["status"] in ("succeeded", "failed") and j,
+            lambda: (j := _job(trainer, job_id)) is not None and j.finished and j,
             300,
             "the resumed job did not finish",
             log,
         )
     finally:
+        trainer.close()
         second.send_signal(signal.SIGTERM)
         second.wait(30)
-    assert done["status"] == "succeeded", done.get("error")
+    assert done.status == "succeeded", done.error
     store = open_store(settings)
     after = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
     store.close()
@@ -114,14 +111,8 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
     for number, trial in before.items():
         assert after[number]["params"] == trial["params"]
         assert after[number]["value"] == trial["value"]
-    assert done["result"]["model"]["state"] == "production"
-
-
-def _ready(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    assert done.result is not None and done.result.model is not None
+    assert done.result.model.state == "production"
 
 
 def get_status(store: Any, job_id: str) -> str:

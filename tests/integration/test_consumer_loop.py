@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY
 from mlcycle.common.kafka.consumer import ConsumedRecord, ConsumerLoop, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings, settings_to_env
+from mlcycle.contracts.deadletters import DeadLetter
 from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
@@ -235,6 +236,11 @@ def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
     binary = orjson.loads(by_key[b"bad-utf8"].value)["original"]
     assert binary["value_encoding"] == "base64"
     assert base64.b64decode(binary["value"]) == b"\xff\xfe\x00"
+    # Both read back as the typed dead-letter record, the original value byte for byte.
+    letters = {key: DeadLetter.model_validate_json(r.value) for key, r in by_key.items()}
+    assert letters[b"bad-json"].original.value_bytes() == b"{not json"
+    assert letters[b"bad-utf8"].original.value_bytes() == b"\xff\xfe\x00"
+    assert {letter.service for letter in letters.values()} == {"test"}
     # The original position, as the broker assigned it.
     original = read_all(settings, settings.topics.comments_raw, 22)
     position = {r.key: (r.partition, r.offset) for r in original}

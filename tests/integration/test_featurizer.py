@@ -19,12 +19,11 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
-from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import wait_for
 
@@ -72,8 +71,8 @@ def label_run(settings: Settings, store: Store) -> str:
     seed(store)
     with RecordProducer(settings) as producer:
         runner = LabelRunner(settings, store, producer)
-        run = runner.execute(runner.create(RunParams(strategy="majority"))["id"])
-    return str(run["id"])
+        run = runner.execute(runner.create(RunParams(strategy="majority")).id)
+    return run.id
 
 
 @pytest.fixture
@@ -103,7 +102,7 @@ def test_fit_uses_the_train_split_and_becomes_current(core: FeaturizerCore, stor
 def test_feature_set_is_complete_idempotent_and_checked(
     core: FeaturizerCore, store: Store, label_run: str
 ) -> None:
-    manifest = build_feature_set(core, store, label_run)
+    manifest = core.build_feature_set(label_run)
     assert manifest.rows == N_ITEMS and manifest.labels_without_comment == 0
     assert set(manifest.splits) == {"train", "dev", "test"}
     assert manifest.transform == core.current_version()
@@ -115,7 +114,7 @@ def test_feature_set_is_complete_idempotent_and_checked(
 
     folder = feature_set_dir(core.root, manifest.transform, label_run)
     stamp = (folder / "manifest.json").stat().st_mtime_ns
-    assert build_feature_set(core, store, label_run) == manifest  # no rebuild
+    assert core.build_feature_set(label_run) == manifest  # no rebuild
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no leftovers
 
@@ -151,7 +150,7 @@ def test_parity_between_shards_grpc_rest_and_in_process(
     from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 
     rest_url, grpc_address = servers
-    manifest = build_feature_set(core, store, label_run)
+    manifest = core.build_feature_set(label_run)
     (shard, *_) = read_split(core.root, manifest, "dev")
     ids = [str(i) for i in shard.item_ids]
     comments = store.get_many(COMMENTS, ids)
@@ -251,9 +250,9 @@ def test_label_events_build_the_runs_feature_set(
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
         with RecordProducer(settings) as producer:
             runner = LabelRunner(settings, store, producer)
-            run = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
-        assert run["stats"]["events"] > 0
-        folder = feature_set_dir(core.root, str(core.current_version()), run["id"])
+            run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
+        assert run.stats is not None and run.stats.events > 0
+        folder = feature_set_dir(core.root, str(core.current_version()), run.id)
         wait_for(lambda: (folder / "manifest.json").is_file(), timeout_s=60)
     finally:
         loop.stop()

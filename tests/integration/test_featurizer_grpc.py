@@ -19,6 +19,8 @@ from mlcycle.common.grpc import ERROR_METADATA_KEY, GrpcServer, channel
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, Store, open_store
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
+from mlcycle.contracts.label_runs import LabelRun
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.transform import Transform, fit
 from mlcycle.featurizer.grpc_api import (
@@ -28,7 +30,6 @@ from mlcycle.featurizer.grpc_api import (
     struct_to_dict,
 )
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.labeler.runs import record_latest
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -90,7 +91,7 @@ def seed_label_run(store: Store, texts: list[str], metadata: list[dict[str, obje
     store.upsert(COMMENTS, comments)
     store.upsert(LABELS, labels)
     store.upsert(RUNS, [run])
-    record_latest(store, run)
+    LabelRuns(store).mark_latest(LabelRun.model_validate(run))
     store.refresh()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,10 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
-from mlcycle.labeler.labeling import RunParams
-from mlcycle.labeler.runs import LabelRunner, get_run
+from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.stream import LabelStream, live_run
 from tests.fixtures.broker import broker_settings, read_all, wait_for
 
@@ -73,7 +73,7 @@ def test_a_run_labels_every_item_and_publishes_each_label_once(
 ) -> None:
     seed(store)
     runner = LabelRunner(settings, store, producer, chunk_items=16)
-    run = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
+    run = runner.execute(runner.create(RunParams(labeling_functions=[])).id).to_document()
 
     assert run["status"] == "succeeded"
     stats = run["stats"]
@@ -92,7 +92,7 @@ def test_a_run_labels_every_item_and_publishes_each_label_once(
     assert stats["events"] == N_ITEMS
 
     # A second run over the same votes changes nothing, so it publishes nothing.
-    again = runner.execute(runner.create(RunParams(labeling_functions=[]))["id"])
+    again = runner.execute(runner.create(RunParams(labeling_functions=[])).id).to_document()
     assert again["previous_run"] == run["id"]
     assert again["stats"]["events"] == 0
 
@@ -103,13 +103,13 @@ def test_a_changed_vote_publishes_only_the_changed_label(
     seed(store)
     runner = LabelRunner(settings, store, producer)
     params = RunParams(strategy="majority", labeling_functions=[])
-    runner.execute(runner.create(params)["id"])
+    runner.execute(runner.create(params).id)
     # c001 stands 4 to 1 for class 0; five more votes flip it to toxic.
     store.upsert(
         VOTES,
         [Vote(item_id="c001", annotator_id=f"x{k}", label=1).to_document() for k in range(5)],
     )
-    second = runner.execute(runner.create(params)["id"])
+    second = runner.execute(runner.create(params).id).to_document()
     assert second["stats"]["events"] == 1
     events = [e for e in label_events(settings, N_ITEMS + 1) if e["item_id"] == "c001"]
     assert [e["label"] for e in events] == [0, 1]  # one partition per item: in order
@@ -120,7 +120,7 @@ def test_a_killed_run_resumes_without_duplicates(
 ) -> None:
     seed(sqlite_store)
     runner = LabelRunner(settings, sqlite_store, producer, chunk_items=16)
-    run_id = runner.create(RunParams(labeling_functions=[]))["id"]
+    run_id = runner.create(RunParams(labeling_functions=[])).id
     real_send = producer.send_batch
     sent = []
 
@@ -133,11 +133,11 @@ def test_a_killed_run_resumes_without_duplicates(
     monkeypatch.setattr(producer, "send_batch", flaky_send)
     with pytest.raises(Unavailable):
         runner.execute(run_id)
-    failed = get_run(sqlite_store, run_id)
+    failed = LabelRuns(sqlite_store).require(run_id).to_document()
     assert failed["status"] == "failed" and failed["progress"]["chunks_done"] == 2
 
     monkeypatch.setattr(producer, "send_batch", real_send)
-    done = runner.execute(run_id)
+    done = runner.execute(run_id).to_document()
     assert done["status"] == "succeeded"
     assert sqlite_store.count(LABELS, {"run": run_id}) == N_ITEMS
     events = label_events(settings, N_ITEMS)
@@ -160,7 +160,7 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
         seed(sqlite_store)
         runner = LabelRunner(settings, sqlite_store, producer)
         params = RunParams(labeling_functions=["explodes_on_7", "shouting"])
-        run = runner.execute(runner.create(params)["id"])
+        run = runner.execute(runner.create(params).id).to_document()
     finally:
         lfs.unregister("explodes_on_7")
     assert run["status"] == "succeeded" and run["stats"]["labeled"] == N_ITEMS
@@ -206,8 +206,9 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     live = f"{live_run('toxicity')}:"
     wait_for(lambda: store.get(LABELS, live + "known") is not None)
     assert store.get(LABELS, live + "known")["label"] == 1
-    time.sleep(1.0)
-    assert store.get(LABELS, live + "later") is None  # its comment has not arrived
+    # Every vote has been through the handler, the one for "later" included...
+    wait_for(lambda: loop.stats.records >= len(votes))
+    assert store.get(LABELS, live + "later") is None  # ...yet its comment has not arrived
 
     # The indexer would store the vote; here the test does. Then the comment arrives.
     store.upsert(VOTES, [votes[2].to_document()])
@@ -307,6 +308,31 @@ def test_rest_run_labels_review_queue_and_human_labels(
     assert first not in [item["item_id"] for item in after["items"]]
 
 
+def test_label_runs_are_listed_newest_first_by_the_store(api: tuple[str, Store]) -> None:
+    base, store = api
+    runs = LabelRuns(store)
+    ids = [f"lr-20261124T{n // 60:02d}{n % 60:02d}00-{n:06x}" for n in range(1200)]
+    store.upsert(
+        RUNS,
+        [
+            {
+                "id": run_id,
+                "kind": "label",
+                "task": "spam" if n % 2 else "toxicity",
+                "status": "succeeded",
+            }
+            for n, run_id in enumerate(ids)
+        ],
+    )
+    store.refresh()
+    assert runs.count() == 1200
+    listed = httpx.get(f"{base}/v1/label-runs", params={"limit": 200}).json()["items"]
+    assert [item["id"] for item in listed] == ids[::-1][:200]
+    toxicity = httpx.get(f"{base}/v1/label-runs", params={"task": "toxicity", "limit": 3}).json()
+    assert [item["id"] for item in toxicity["items"]] == [ids[1198], ids[1196], ids[1194]]
+    assert set(listed[0]) == {"id", "task", "status", "progress", "created_at"}
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "needle"),
     [
@@ -341,11 +367,13 @@ def test_unfinished_runs_are_resumed_at_start(
     seed(sqlite_store)
     runner = LabelRunner(settings, sqlite_store, producer)
     queued = runner.create(RunParams(strategy="majority", labeling_functions=[]))
-    sqlite_store.upsert(RUNS, [{**queued, "status": "running"}])  # as a killed process left it
+    sqlite_store.upsert(
+        RUNS, [{**queued.to_document(), "status": "running"}]
+    )  # as a killed process left it
     worker = run_worker(runner).start()
     try:
-        assert resume_unfinished(sqlite_store, worker) == [queued["id"]]
-        wait_for(lambda: get_run(sqlite_store, queued["id"])["status"] == "succeeded")
+        assert resume_unfinished(sqlite_store, worker) == [queued.id]
+        wait_for(lambda: LabelRuns(sqlite_store).require(queued.id).succeeded)
     finally:
         worker.stop()
 

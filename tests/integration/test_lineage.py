@@ -24,11 +24,11 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.label_runs import RunParams
 from mlcycle.inference.api import create_app
 from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
-from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.registry import ModelRegistry
 from tests.fixtures.broker import LoopThread, broker_settings, indexer_thread, wait_for
@@ -125,7 +125,7 @@ def stack(
         wait_for(lambda: store.count(VOTES) == 3)
         with RecordProducer(settings) as labels_producer:
             runner = LabelRunner(settings, store, labels_producer)
-            run = runner.execute(runner.create(RunParams(strategy="dawid_skene"))["id"])
+            run = runner.execute(runner.create(RunParams(strategy="dawid_skene")).id)
         # Arrives after the label run and while no scorer runs: neither labeled nor scored.
         unscored = comment(tag, 2, "welcome, please help edit this page")
         produce(settings, settings.topics.comments_raw, [unscored])
@@ -133,7 +133,7 @@ def stack(
         registry = ModelRegistry(settings, store)
         registry.register(
             NAME, 1, job="job-lineage", transform=runtime.tracker.current().transform_version,
-            label_run=run["id"], metrics=METRICS, params=PARAMS,
+            label_run=run.id, metrics=METRICS, params=PARAMS,
             path=str(world.models / NAME / "1"),
         )  # fmt: skip
         registry.bless(NAME, 1, "no production model to beat")
@@ -142,7 +142,7 @@ def stack(
         http = BackgroundServer(create_app(settings, runtime), "127.0.0.1", 0).start()
         url = f"http://127.0.0.1:{http.port}"
         with httpx.Client(base_url=url, timeout=30) as client:
-            yield Stack(settings, store, url, client, run["id"], streamed, unscored)
+            yield Stack(settings, store, url, client, run.id, streamed, unscored)
     finally:
         if http is not None:
             http.stop()

@@ -21,9 +21,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from mlcycle.common.errors import NotFound
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 from mlcycle.modelserver import ModelServer, ModelServerOptions
 from mlcycle.modelserver.tensors import to_tensor_proto
-from mlcycle.trainer.registry import ModelRegistry, ensure_serving_config, serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
 from tests.integration.modelserver_models import export_sparse_scorer
 
 pytestmark = pytest.mark.integration
@@ -88,7 +89,7 @@ def wait_until(server: ModelServer, available: set[int], timeout_s: float = 60) 
 def test_promote_and_rollback_change_what_the_model_server_serves(
     settings: Settings, registry: ModelRegistry
 ) -> None:
-    config = ensure_serving_config(settings)
+    config = ensure_serving_config(settings.models_path)
     options = ModelServerOptions(
         port=0,
         rest_api_port=None,
@@ -113,4 +114,4 @@ def test_promote_and_rollback_change_what_the_model_server_serves(
         assert served_version(server) == 1
     finally:
         server.stop()
-    assert "specific" in serving_config_path(settings).read_text()
+    assert "specific" in serving_config_path(settings.models_path).read_text()

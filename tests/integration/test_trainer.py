@@ -19,12 +19,14 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
-from mlcycle.labeler.labeling import RunParams
+from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.serving import serving_config_path
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
-from mlcycle.trainer.registry import ModelRegistry, parse_serving_config, serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.serving_config import parse_serving_config
 from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
@@ -73,7 +75,7 @@ def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
     with RecordProducer(settings) as producer:
         runner = LabelRunner(settings, store, producer)
         params = RunParams(strategy="majority", task=task)
-        return str(runner.execute(runner.create(params)["id"])["id"])
+        return runner.execute(runner.create(params).id).id
 
 
 @pytest.fixture
@@ -141,7 +143,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
     assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
-    config = serving_config_path(settings).read_text(encoding="utf-8")
+    config = serving_config_path(settings.models_path).read_text(encoding="utf-8")
     assert parse_serving_config(config) == {settings.model_name: 1}
 
     trials = httpx.get(f"{service}/v1/jobs/{job['id']}/trials", timeout=10).json()["trials"]
@@ -215,7 +217,7 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert "linear blend: " in text
-    assert Path(job["result"]["report"]).is_file() and job["result"]["report"] in text
+    assert Path(job.result.report).is_file() and job.result.report in text
 
 
 def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store: Store) -> None:

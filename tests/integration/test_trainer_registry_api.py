@@ -14,8 +14,11 @@ from fastapi import FastAPI
 from mlcycle.common.http import BackgroundServer, install_error_handlers
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import Store
-from mlcycle.trainer.registry import ModelRegistry, parse_serving_config, serving_config_path
+from mlcycle.contracts.models import ModelEvent
+from mlcycle.contracts.serving import serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_api import models_router
+from mlcycle.trainer.serving_config import parse_serving_config
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +33,7 @@ class Api:
 
     url: str
     registry: ModelRegistry
-    events: list[dict[str, Any]]
+    events: list[ModelEvent]
 
     @property
     def settings(self) -> Settings:
@@ -70,7 +73,7 @@ def seed(registry: ModelRegistry) -> None:
 @pytest.fixture
 def api(store: Store, tmp_path: Path) -> Iterator[Api]:
     settings = load_settings(data_dir=tmp_path, api_keys=(KEY,))
-    events: list[dict[str, Any]] = []
+    events: list[ModelEvent] = []
     registry = ModelRegistry(settings, store, emit=events.append)
     seed(registry)
     app = FastAPI()
@@ -90,7 +93,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def served(api: Api) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(api.settings).read_text())
+    return parse_serving_config(serving_config_path(api.settings.models_path).read_text())
 
 
 def test_list_and_read_models(api: Api) -> None:
@@ -172,7 +175,7 @@ def test_promote_then_rollback(api: Api) -> None:
     assert "nothing to roll back to" in error_of(nothing)["message"]
 
     serving = {"promoted", "retired", "rolled_back"}
-    events = [(e["event"], e["version"]) for e in api.events if e["event"] in serving]
+    events = [(e.event, e.version) for e in api.events if e.event in serving]
     assert events == [
         ("promoted", 2),
         ("retired", 2),

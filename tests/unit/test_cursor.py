@@ -17,7 +17,7 @@ from mlcycle.common.store.base import (
     normalize_query,
     unique_by_id,
 )
-from mlcycle.common.store.sqlite import match_expression
+from mlcycle.common.store.sqlite_queries import match_expression
 
 
 @pytest.mark.parametrize(

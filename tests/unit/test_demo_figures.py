@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from mlcycle.local.demo import demo_text, label_agreement
+from mlcycle.local.demo_records import label_agreement
+from mlcycle.local.demo_stages import demo_text
 from mlcycle.local.loadtest import HIT, MISS, Run, drive
 
 
@@ -19,17 +20,17 @@ def test_agreement_and_kappa_of_a_known_table() -> None:
     second["only-second"] = 1
     figures = label_agreement(first, second)
 
-    assert figures["items"] == 100 and figures["only_second"] == 1 and figures["only_first"] == 0
-    assert figures["agreement"] == pytest.approx(0.85)
+    assert figures.items == 100 and figures.only_second == 1 and figures.only_first == 0
+    assert figures.agreement == pytest.approx(0.85)
     # expected by chance: 0.5 * 0.45 + 0.5 * 0.55 = 0.5, so kappa = (0.85 - 0.5) / 0.5
-    assert figures["kappa"] == pytest.approx(0.7)
-    assert figures["pairs"] == {"0/0": 45, "0/1": 5, "1/0": 10, "1/1": 40}
+    assert figures.kappa == pytest.approx(0.7)
+    assert figures.pairs == {"0/0": 45, "0/1": 5, "1/0": 10, "1/1": 40}
 
 
 def test_kappa_is_undefined_when_both_put_everything_in_one_class() -> None:
     figures = label_agreement({"a": 0, "b": 0}, {"a": 0, "b": 0})
-    assert figures["agreement"] == 1.0 and figures["kappa"] is None
-    assert label_agreement({"a": 1}, {"b": 1})["agreement"] is None
+    assert figures.agreement == 1.0 and figures.kappa is None
+    assert label_agreement({"a": 1}, {"b": 1}).agreement is None
 
 
 def test_demo_texts_are_new_for_every_number_and_tag() -> None:

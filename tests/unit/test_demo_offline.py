@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mlcycle import cli
+from mlcycle.cli import app, context
 from mlcycle.importers import download
 
 HINT = "--data PATH --format wikidetox|davidson|lewidi|jsonl|csv"
@@ -31,9 +31,9 @@ def run_demo_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[i
     """`mlcycle demo` with no `--data`: its exit code, output (one line) and seconds."""
     monkeypatch.setenv("MLCYCLE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "400")  # rich wraps at the terminal width
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(context, "configure_logging", lambda *args, **kwargs: None)
     started = time.monotonic()
-    result = CliRunner().invoke(cli.app, ["demo", "--trials", "1"])
+    result = CliRunner().invoke(app, ["demo", "--trials", "1"])
     return result.exit_code, " ".join(result.output.split()), time.monotonic() - started
 
 
@@ -81,6 +81,7 @@ def test_a_refused_connection_stops_the_demo_within_seconds(
     assert_stopped_before_the_stack(tmp_path / "data")
 
 
+@pytest.mark.integration
 def test_a_network_that_drops_connections_costs_the_short_connect_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,10 +36,12 @@ def _has_healthcheck(name: str, spec: dict[str, Any]) -> bool:
     return "\nHEALTHCHECK " in stage
 
 
+@pytest.mark.integration
 def test_compose_file_passes_the_compose_spec_schema() -> None:
     assert compose_schema_error(COMPOSE) is None
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("good", "bad"),
     [

@@ -108,11 +108,13 @@ def image_problems(text: str, target: str) -> list[str]:
     return problems
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("target", TARGETS)
 def test_each_service_target_is_lean_cached_non_root_and_probed(target: str) -> None:
     assert image_problems(DOCKERFILE.read_text(), target) == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("good", "bad", "complaint"),
     [
@@ -151,6 +153,7 @@ def test_the_model_server_is_the_tensorflow_serving_image_of_the_trainers_releas
     assert image == "tensorflow/serving:" + tf.split("==")[1]
 
 
+@pytest.mark.integration
 def test_every_image_is_pinned_to_an_exact_version() -> None:
     images = {
         line.split()[1]

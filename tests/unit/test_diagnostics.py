@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.label_diagnostics import VoterStats, WrongSample
 from mlcycle.labeler.diagnostics import (
     conflict_matrix,
     gold_labels,
@@ -41,8 +42,8 @@ def votes() -> VoteMatrix:
     return VoteMatrix.from_triplets(TRIPLETS, 2, item_ids=["a", "b", "c", "d", "e"])
 
 
-def by_id(stats: list[dict]) -> dict[str, dict]:
-    return {s["voter_id"]: s for s in stats}
+def by_id(stats: list[VoterStats]) -> dict[str, dict]:
+    return {s.voter_id: s.model_dump() for s in stats}
 
 
 def index(votes: VoteMatrix, voter_id: str) -> int:
@@ -196,16 +197,20 @@ def test_conflict_matrix_in_chunks_matches_one_pass(monkeypatch: pytest.MonkeyPa
 def test_wrong_samples(votes: VoteMatrix) -> None:
     texts = {"a": "<b>" + "long " * 200, "b": "short"}
     y = index(votes, "lf:y")
-    samples = wrong_samples(votes, np.array(GOLD), y, texts)
+    samples = dumped(wrong_samples(votes, np.array(GOLD), y, texts))
     assert [(s["item_id"], s["vote"], s["gold"]) for s in samples] == [("a", 0, 1), ("d", 1, 0)]
     assert samples[0]["text"].startswith("<b>long") and len(samples[0]["text"]) <= 300
     assert samples[1]["text"] == ""  # no text known for d
     one = wrong_samples(votes, np.array(GOLD), y, texts, k=1, seed=3)
     assert len(one) == 1 and one == wrong_samples(votes, np.array(GOLD), y, texts, k=1, seed=3)
     # A worker's wrong items are the ones its leave-one-out accuracy counted as wrong.
-    w3 = wrong_samples(votes, np.array(GOLD), index(votes, "w3"), texts)
+    w3 = dumped(wrong_samples(votes, np.array(GOLD), index(votes, "w3"), texts))
     assert [(s["item_id"], s["vote"], s["gold"]) for s in w3] == [("a", 0, 1)]
     assert wrong_samples(votes, np.array(GOLD), index(votes, "human:h"), texts) == []
+
+
+def dumped(samples: list[WrongSample]) -> list[dict]:
+    return [sample.model_dump() for sample in samples]
 
 
 # --------------------------------------------------------------------------- the report
@@ -225,7 +230,7 @@ def test_report_is_strict_json_with_every_section(votes: VoteMatrix) -> None:
         lf_errors=errors,
         max_workers=2,
         min_votes=3,
-    )
+    ).model_dump(mode="json")
     text = json.dumps(report, allow_nan=False)  # NaN would raise here
     assert json.loads(text) == report
     assert report["gold"] == {"items": 2, "min_votes": 3}
@@ -263,7 +268,9 @@ def test_report_is_strict_json_with_every_section(votes: VoteMatrix) -> None:
 
 def test_report_without_gold_lfs_or_workers() -> None:
     matrix = VoteMatrix.from_triplets([("a", "human:h", 0)], 2, item_ids=["a", "b"])
-    report = run_diagnostics(matrix, probs=np.array([0.2, 0.7]), gold=np.array([-1, -1]), texts={})
+    report = run_diagnostics(
+        matrix, probs=np.array([0.2, 0.7]), gold=np.array([-1, -1]), texts={}
+    ).model_dump(mode="json")
     json.dumps(report, allow_nan=False)
     assert report["labeling_functions"] == []
     assert report["conflict_matrix"] == {"voters": [], "values": []}
@@ -305,9 +312,10 @@ def test_run_diagnostics_is_fast_on_200k_votes() -> None:
     probs = np.random.default_rng(1).dirichlet([1.0, 1.0], size=votes.n_items)
     texts = {item: f"text {item}" for item in votes.item_ids}
     started = time.perf_counter()
-    report = run_diagnostics(votes, probs=probs, gold=gold, texts=texts)
+    diagnosed = run_diagnostics(votes, probs=probs, gold=gold, texts=texts)
     elapsed = time.perf_counter() - started
     assert elapsed < 3.0, f"run_diagnostics took {elapsed:.2f} s"
+    report = diagnosed.model_dump(mode="json")
     assert report["workers"]["count"] == 500 and len(report["workers"]["top"]) == 50
     assert len(report["labeling_functions"]) == 10
     # Workers right 80% of the time score about that against a leave-one-out majority of 7.

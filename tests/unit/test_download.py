@@ -79,6 +79,7 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_download_streams_records_checksums_and_imports(
     server: tuple[str, list[str]], tmp_path: Path
 ) -> None:
@@ -101,6 +102,7 @@ def test_download_streams_records_checksums_and_imports(
     assert [r.id for r in records] == ["101", "toxicity:101:7", "toxicity:101:8"]
 
 
+@pytest.mark.integration
 def test_a_cache_hit_touches_no_network(server: tuple[str, list[str]], tmp_path: Path) -> None:
     base, requests = server
     first = download_wikidetox(tmp_path, urls=urls(base))
@@ -111,6 +113,7 @@ def test_a_cache_hit_touches_no_network(server: tuple[str, list[str]], tmp_path:
     assert len(requests) == asked
 
 
+@pytest.mark.integration
 def test_a_changed_or_unrecorded_cached_file_is_fetched_again(
     server: tuple[str, list[str]], tmp_path: Path
 ) -> None:
@@ -135,6 +138,7 @@ def test_offline_fails_fast_with_the_local_files_hint(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.is_file()]
 
 
+@pytest.mark.integration
 def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
     with socket.socket() as listener:  # accepts connections in the kernel, never answers
         listener.bind(("127.0.0.1", 0))
@@ -161,6 +165,7 @@ def test_a_hanging_name_lookup_is_cut_short(
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.integration
 def test_an_html_page_or_an_error_status_is_not_cached(
     server: tuple[str, list[str]], tmp_path: Path
 ) -> None:
@@ -173,6 +178,7 @@ def test_an_html_page_or_an_error_status_is_not_cached(
     assert not list(tmp_path.glob("*.part"))
 
 
+@pytest.mark.integration
 def test_a_pinned_checksum_is_enforced(
     server: tuple[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -250,6 +250,7 @@ sys.stdout.buffer.write(t.version.encode() + b.indptr.tobytes() + b.indices.toby
 """
 
 
+@pytest.mark.integration
 def test_same_bytes_in_fresh_processes_whatever_the_hash_seed() -> None:
     script = DETERMINISM_SCRIPT.format(tests=str(Path(__file__).parent))
     outputs = []

@@ -4,6 +4,7 @@ queued up, several batches in flight, hits never behind misses, errors kept per 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,20 @@ async def run_all(batcher: RequestBatcher, held: HeldClient, requests: list) -> 
     results = await asyncio.gather(first, *rest, return_exceptions=True)
     await batcher.close()
     return results
+
+
+def queued_jobs(batcher: RequestBatcher) -> int:
+    """Jobs waiting for a Predict batch (in the batcher's batch drain, cancelled ones included)."""
+    return len(batcher._batches._queue)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Let the loop run until ``condition`` holds; fail after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.001)
 
 
 def rows_per_call(rig: Rig) -> list[int]:
@@ -236,10 +251,10 @@ def test_a_request_that_went_away_is_not_scored(tmp_path: Path, transform: Trans
         first = asyncio.create_task(batcher.predict(["held in the model server"], None))
         await asyncio.wait_for(held.entered.wait(), 5)
         gone = asyncio.create_task(batcher.predict(["its client went away"], None))
-        await asyncio.sleep(0.05)  # queued behind the held batch
+        await until(lambda: queued_jobs(batcher) == 1)  # queued behind the held batch
         gone.cancel()
         last = asyncio.create_task(batcher.predict(["still wanted"], None))
-        await asyncio.sleep(0.05)
+        await until(lambda: queued_jobs(batcher) == 2)  # the cancelled job is still in the queue
         held.release.set()
         await first
         result = await last

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from mlcycle.common.settings import load_settings
+from mlcycle.contracts.comments import StoredComment
+from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.labels import Label, Provenance
+from mlcycle.contracts.repositories.votes import CastVote
 from mlcycle.labeler.labeling import (
     Corpus,
     ProvenanceIndex,
-    RunParams,
-    changed,
     compute,
-    label_documents,
+    label_records,
     review_queue,
     summary,
 )
@@ -24,11 +26,11 @@ NO_LFS = RunParams(strategy="majority", labeling_functions=[])
 
 
 def corpus(*items: tuple[str, str]) -> Corpus:
-    return Corpus.from_documents({"id": i, "text": t, "metadata": {}} for i, t in items)
+    return Corpus.from_comments(StoredComment(id=i, text=t) for i, t in items)
 
 
-def vote(item: str, worker: str, label: object, task: str = "toxicity") -> dict:
-    return {"item_id": item, "annotator_id": worker, "label": label, "task": task}
+def vote(item: str, worker: str, label: object) -> CastVote:
+    return CastVote(item, worker, label)
 
 
 def test_votes_out_of_range_and_for_unknown_items_are_counted_not_used() -> None:
@@ -41,7 +43,7 @@ def test_votes_out_of_range_and_for_unknown_items_are_counted_not_used() -> None
         vote("zzz", "w1", 1),  # its comment has not arrived
     ]
     labeling = compute(texts, votes, NO_LFS, SETTINGS)
-    assert labeling.vote_counts == {
+    assert labeling.vote_counts.model_dump() == {
         "read": 5,
         "out_of_range": 2,
         "unknown_item": 1,
@@ -71,8 +73,8 @@ def test_a_human_label_counts_as_a_trusted_voter_under_dawid_skene() -> None:
         for k in range(3)
     ]
     # On i0 (truth 0) only w0 errs; flip w1 too, so the crowd says 1 by two votes to one.
-    assert sorted(v["label"] for v in votes if v["item_id"] == "i0") == [0, 0, 1]
-    votes = [v for v in votes if not (v["item_id"] == "i0" and v["annotator_id"] == "w1")]
+    assert sorted(v.label for v in votes if v.item_id == "i0") == [0, 0, 1]
+    votes = [v for v in votes if not (v.item_id == "i0" and v.annotator_id == "w1")]
     votes += [vote("i0", "w1", 1)]
     crowd_only = compute(texts, votes, RunParams(labeling_functions=[]), SETTINGS)
     assert crowd_only.result.labels[0] == 1
@@ -92,22 +94,22 @@ def test_labeling_functions_label_items_without_crowd_votes() -> None:
     labeling = compute(texts, [vote("c", "w1", 0)], RunParams(strategy="majority"), SETTINGS)
     assert labeling.result.labels.tolist() == [0, 1, 0]
     assert labeling.crowd_votes.tolist() == [0, 0, 1]
-    stats = summary(labeling)
+    stats = summary(labeling).model_dump()
     assert stats["items_with_only_lf_votes"] == 2
     assert stats["labeled"] == 3
 
 
 def test_label_documents_carry_provenance_split_and_probabilities() -> None:
-    texts = Corpus.from_documents(
+    texts = Corpus.from_comments(
         [
-            {"id": "a", "text": "you are a pathetic idiot", "metadata": {"split": "dev"}},
-            {"id": "b", "text": "x", "metadata": {}},
+            StoredComment(id="a", text="you are a pathetic idiot", metadata={"split": "dev"}),
+            StoredComment(id="b", text="x", metadata={}),
         ]
     )
     votes = [vote("a", "w1", 1), vote("a", "human:ann", 1)]
     params = RunParams(strategy="majority")
     labeling = compute(texts, votes, params, SETTINGS)
-    docs = label_documents(
+    labels = label_records(
         labeling,
         texts,
         range(2),
@@ -116,9 +118,11 @@ def test_label_documents_carry_provenance_split_and_probabilities() -> None:
         provenance=ProvenanceIndex(labeling.votes),
         now=datetime(2026, 1, 1, tzinfo=UTC),
     )
+    docs = [label.to_document() for label in labels]
     assert len(docs) == 1  # b: no vote, every labeling function abstained
     (doc,) = docs
     assert doc["id"] == "lr-1:a" and doc["split"] == "dev" and doc["label"] == 1
+    assert doc["created_at"] == "2026-01-01T00:00:00+00:00"
     assert doc["n_votes"] == 2  # the crowd vote and the human one; LFs are not votes
     assert doc["provenance"]["crowd"] == ["w1"]
     assert doc["provenance"]["humans"] == ["ann"]
@@ -130,7 +134,7 @@ def test_label_documents_carry_provenance_split_and_probabilities() -> None:
 def test_summary_reports_gold_accuracy_next_to_the_majority_baseline() -> None:
     texts = corpus(*[(f"i{n}", "plain words") for n in range(10)])
     votes = [vote(f"i{n}", f"w{k}", int(n < 3)) for n in range(10) for k in range(3)]
-    stats = summary(compute(texts, votes, RunParams(labeling_functions=[]), SETTINGS))
+    stats = summary(compute(texts, votes, RunParams(labeling_functions=[]), SETTINGS)).model_dump()
     assert stats["gold_items"] == 10
     assert stats["accuracy_on_gold"] == 1.0
     assert stats["baseline"]["accuracy_on_gold"] == 1.0
@@ -147,7 +151,7 @@ def test_review_queue_puts_uncertain_thinly_voted_items_first_and_skips_reviewed
     votes += [vote("split6", f"w{k}", k % 2) for k in range(6)]
     votes += [vote("reviewed", "w1", 1), vote("reviewed", "human:ann", 1)]
     labeling = compute(texts, votes, NO_LFS, SETTINGS)
-    queue = review_queue(labeling, texts, size=10)
+    queue = [entry.model_dump() for entry in review_queue(labeling, texts, size=10)]
     assert [entry["item_id"] for entry in queue] == ["split2", "split6", "sure"]
     assert queue[0]["priority"] > queue[1]["priority"] > queue[2]["priority"] == 0.0
     assert len(review_queue(labeling, texts, size=1)) == 1
@@ -165,8 +169,25 @@ def test_review_queue_puts_uncertain_thinly_voted_items_first_and_skips_reviewed
     ],
 )
 def test_changed(old: dict | None, is_changed: bool) -> None:
-    new = {"label": 1, "split": "train", "probability": 0.9}
-    assert changed(new, old) is is_changed
+    new = a_label(label=1, split="train", probability=0.9)
+    assert new.changed_from(None if old is None else a_label(**old).decision) is is_changed
+
+
+def a_label(label: int, split: str, probability: float) -> Label:
+    return Label(
+        id="lr-1:a",
+        run="lr-1",
+        item_id="a",
+        task="toxicity",
+        label=label,
+        probability=probability,
+        probabilities=[1 - probability, probability],
+        method="majority",
+        n_votes=1,
+        provenance=Provenance(),
+        split=split,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_unknown_labeling_function_names_are_refused() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler import lfs as lfs_module
+from mlcycle.labeler import lf_registry
 from mlcycle.labeler.lfs import (
     LabelingFunction,
     LfApplication,
@@ -43,13 +43,13 @@ def vote(name: str, text: str, metadata: Mapping[str, Any] | None = None) -> int
 @pytest.fixture
 def clean_registry() -> Iterator[None]:
     """Whatever a test registers is removed afterwards."""
-    before = dict(lfs_module._REGISTRY)
-    classes = dict(lfs_module.TASK_CLASSES)
+    before = dict(lf_registry._REGISTRY)
+    classes = dict(lf_registry.TASK_CLASSES)
     yield
-    for key in set(lfs_module._REGISTRY) - set(before):
+    for key in set(lf_registry._REGISTRY) - set(before):
         unregister(key[1], key[0])
-    lfs_module.TASK_CLASSES.clear()
-    lfs_module.TASK_CLASSES.update(classes)
+    lf_registry.TASK_CLASSES.clear()
+    lf_registry.TASK_CLASSES.update(classes)
 
 
 # --------------------------------------------------------------------------- registry

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "services" / "mlcycle" / "protos"
 # Hand-written: the package docstring of mlcycle.protos itself.
@@ -23,6 +25,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.integration
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],

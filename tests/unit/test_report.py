@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.labeler.diagnostics import gold_labels, run_diagnostics
-from mlcycle.labeler.report import render_table, write_html
+from mlcycle.labeler.report import as_report, render_table, write_html
 from mlcycle.labeler.votes import VoteMatrix
 
 SCRIPT = "<script>alert('x')</script> you are & always were"
 
 
 @pytest.fixture
-def report() -> dict:
+def report() -> DiagnosticsReport:
     # Items a..c have 3 crowd votes each; lf:caps is wrong on a, whose text is hostile HTML.
     triplets = [
         ("a", "w1", 0), ("a", "w2", 0), ("a", "<img src=x>", 1), ("a", "lf:caps", 1),
@@ -40,7 +41,7 @@ def report() -> dict:
 
 
 def test_html_is_self_contained_with_three_plots_and_escaped_text(
-    report: dict, tmp_path: Path
+    report: DiagnosticsReport, tmp_path: Path
 ) -> None:
     pyplot_loaded = "matplotlib.pyplot" in sys.modules
     path = write_html(report, tmp_path / "reports" / "run.html", title="run <1>")
@@ -72,7 +73,7 @@ def test_html_of_a_run_with_nothing_to_plot(tmp_path: Path) -> None:
     assert "No gold item to calibrate against." in page
 
 
-def test_table_renders_to_a_console(report: dict) -> None:
+def test_table_renders_to_a_console(report: DiagnosticsReport) -> None:
     console = Console(record=True, width=160, color_system=None)
     render_table(report, console)
     text = console.export_text()
@@ -88,5 +89,5 @@ def test_table_renders_to_a_console(report: dict) -> None:
 
 def test_table_tolerates_a_sparse_report() -> None:
     console = Console(record=True, width=120, color_system=None)
-    render_table({"labeling_functions": [], "workers": {}, "calibration": {}}, console)
+    render_table(as_report({"labeling_functions": [], "workers": {}, "calibration": {}}), console)
     assert "no labeling function voted" in console.export_text()

@@ -42,3 +42,25 @@ def test_a_configured_redis_is_used_as_it_is(tmp_path: Path) -> None:
         cache.close()
     finally:
         stack.stop()
+
+
+def test_the_serving_config_written_first_serves_nothing_and_is_never_overwritten(
+    tmp_path: Path,
+) -> None:
+    from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
+    from mlcycle.modelserver.config import model_settings, parse_model_server_config
+    from mlcycle.trainer.serving_config import render_serving_config
+
+    models = tmp_path / "models"
+    path = ensure_serving_config(models)
+    assert path == serving_config_path(models) == models / "models.config"
+    text = path.read_text(encoding="utf-8")
+    # What the trainer writes when nothing is in production, and the model server reads it.
+    assert text == render_serving_config({}, "")
+    assert model_settings(parse_model_server_config(text, str(path)), str(path)) == []
+    pinned = render_serving_config({"toxicity": 3}, str(models))
+    path.write_text(pinned, encoding="utf-8")
+    ensure_serving_config(models)
+    assert path.read_text(encoding="utf-8") == pinned
+    stack = LocalStack(Settings(data_dir=tmp_path, models_dir=models), services=())
+    assert f"--model_config_file={path}" in stack.spec("modelserver").argv

@@ -10,11 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from mlcycle.common.errors import ValidationFailed
+from mlcycle.contracts.training import JobConfig, SearchSpace, Trial, TrialParams
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.trainer import export as exporting
-from mlcycle.trainer.config import SEED, JobConfig, SearchSpace, TrialParams
+from mlcycle.trainer.config import SEED
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import NonFiniteLoss, fit, predict_probabilities
 from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.search import INTERRUPTED, Search
@@ -137,15 +138,15 @@ def test_search_goes_on_past_nan_trials(tmp_path: Path) -> None:
     good, bad = make_data(), make_data(poison=True)
     config = JobConfig(trials=4, search=_space(features=["words", "words+chars"]), seed=1)
     search = Search("job-nan", config, "roc_auc", f"sqlite:///{tmp_path}/s.db", tmp_path / "w")
-    seen: list[dict] = []
+    seen: list[Trial] = []
     outcome = search.run(
         lambda v: bad if v == "words" else good, budget_s=120, on_trial=seen.append
     )
-    states = [t["state"] for t in outcome.trials]
+    states = [t.state for t in outcome.trials]
     assert len(outcome.trials) == 4 and len(seen) == 4
     assert "complete" in states
-    failed = [t for t in outcome.trials if t["state"] == "fail"]
-    assert all("nan" in t["error"] for t in failed)
+    failed = [t for t in outcome.trials if t.state == "fail"]
+    assert all("nan" in t.error for t in failed)
     assert outcome.best.params.features == "words+chars"
 
 
@@ -163,15 +164,16 @@ def test_a_killed_search_resumes_with_the_interrupted_trial(tmp_path: Path) -> N
 
     resumed = Search("job-kill", config, "roc_auc", url, tmp_path / "w")
     outcome = resumed.run(lambda _: data, budget_s=120)
-    by_number = {t["number"]: t for t in outcome.trials}
-    assert by_number[killed.number]["state"] == "fail"
-    assert by_number[killed.number]["error"] == INTERRUPTED
-    counted = [t for t in outcome.trials if t["error"] != INTERRUPTED]
+    by_number = {t.number: t for t in outcome.trials}
+    assert by_number[killed.number].state == "fail"
+    assert by_number[killed.number].error == INTERRUPTED
+    counted = [t for t in outcome.trials if t.error != INTERRUPTED]
     assert len(counted) == 5  # the 3 from before plus 2 new ones, the killed one run again
-    rerun = [t for t in outcome.trials if t["number"] > killed.number]
-    assert rerun[0]["params"]["hidden_units"] == killed.params["hidden_units"]
+    rerun = [t for t in outcome.trials if t.number > killed.number]
+    assert rerun[0].params["hidden_units"] == killed.params["hidden_units"]
 
 
+@pytest.mark.integration
 def test_export_loads_cold_and_answers_like_training(tmp_path: Path) -> None:
     data = make_data()
     result = fit(SMALL, data)

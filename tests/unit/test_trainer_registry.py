@@ -14,13 +14,10 @@ from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store import MODELS
 from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.trainer.registry import (
-    MODEL_STATES,
-    ModelRegistry,
-    parse_serving_config,
-    render_serving_config,
-    serving_config_path,
-)
+from mlcycle.contracts.models import MODEL_STATES, ModelEvent, ModelVersion
+from mlcycle.contracts.serving import serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.serving_config import parse_serving_config, render_serving_config
 
 NAME = "toxicity"
 
@@ -38,7 +35,7 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 
 
 @pytest.fixture
-def events() -> list[dict[str, Any]]:
+def events() -> list[ModelEvent]:
     return []
 
 
@@ -55,7 +52,7 @@ def export(settings: Settings, version: int, name: str = NAME) -> Path:
     return folder
 
 
-def register(registry: ModelRegistry, version: int, name: str = NAME, **kw: Any) -> dict:
+def register(registry: ModelRegistry, version: int, name: str = NAME, **kw: Any) -> ModelVersion:
     fields: dict[str, Any] = {
         "job": f"job-{version}",
         "transform": "tf-1",
@@ -75,11 +72,11 @@ def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
 
 
 def served(settings: Settings) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(settings).read_text())
+    return parse_serving_config(serving_config_path(settings.models_path).read_text())
 
 
-def actions(doc: dict) -> list[tuple[str, str | None, str]]:
-    return [(h["action"], h["from_state"], h["to_state"]) for h in doc["history"]]
+def actions(doc: ModelVersion) -> list[tuple[str, str | None, str]]:
+    return [(h.action, h.from_state, h.to_state) for h in doc.history]
 
 
 # -- registering --------------------------------------------------------------------------------
@@ -89,17 +86,17 @@ def test_register_records_a_candidate_and_is_idempotent(
     registry: ModelRegistry, events: list
 ) -> None:
     doc = register(registry, 1, data={"rows": {"train": 10}})
-    assert doc["id"] == f"{NAME}:1" and doc["state"] == "candidate" and doc["version"] == 1
-    assert doc["job"] == "job-1" and doc["transform"] == "tf-1" and doc["label_run"] == "lr-1"
-    assert doc["metrics"]["dev"]["roc_auc"] == pytest.approx(0.91)
-    assert doc["data"] == {"rows": {"train": 10}}
-    assert doc["blessing"]["blessed"] is False
+    assert doc.id == f"{NAME}:1" and doc.state == "candidate" and doc.version == 1
+    assert doc.job == "job-1" and doc.transform == "tf-1" and doc.label_run == "lr-1"
+    assert doc.metrics["dev"]["roc_auc"] == pytest.approx(0.91)
+    assert doc.data == {"rows": {"train": 10}}
+    assert doc.blessing.blessed is False
     assert actions(doc) == [("registered", None, "candidate")]
-    assert doc["created_at"].endswith("+00:00")
+    assert doc.created_at.endswith("+00:00")
 
     again = register(registry, 1, job="other", metrics={"dev": {}})
     assert again == doc
-    assert [e["event"] for e in events] == ["registered"]
+    assert [e.event for e in events] == ["registered"]
     assert registry.get(NAME, 1) == doc
     assert len(registry.list_versions(NAME)) == 1
 
@@ -116,7 +113,7 @@ def test_register_rejects_bad_names_and_versions(registry: ModelRegistry) -> Non
 def test_numpy_and_nan_metrics_are_stored_as_json(registry: ModelRegistry) -> None:
     np = pytest.importorskip("numpy")
     doc = register(registry, 1, metrics={"dev": {"roc_auc": np.float32(0.5), "f1": float("nan")}})
-    assert doc["metrics"] == {"dev": {"roc_auc": 0.5, "f1": None}}
+    assert doc.metrics == {"dev": {"roc_auc": 0.5, "f1": None}}
 
 
 def test_next_version_considers_docs_and_directories(
@@ -145,14 +142,14 @@ def test_list_versions_newest_first_with_filters(registry: ModelRegistry) -> Non
         register(registry, version)
     register(registry, 4, name="attack")
     registry.bless(NAME, 10, "good")
-    assert [d["version"] for d in registry.list_versions(NAME)] == [10, 2, 1]
-    assert [d["id"] for d in registry.list_versions()] == [
+    assert [d.version for d in registry.list_versions(NAME)] == [10, 2, 1]
+    assert [d.id for d in registry.list_versions()] == [
         "attack:4",
         f"{NAME}:10",
         f"{NAME}:2",
         f"{NAME}:1",
     ]
-    assert [d["version"] for d in registry.list_versions(NAME, "blessed")] == [10]
+    assert [d.version for d in registry.list_versions(NAME, "blessed")] == [10]
     assert registry.list_versions(NAME, "production") == []
     with pytest.raises(InvalidInput) as caught:
         registry.list_versions(NAME, "shipped")
@@ -166,23 +163,23 @@ def test_bless_and_unbless(registry: ModelRegistry, events: list) -> None:
     register(registry, 1)
     register(registry, 2)
     doc = registry.bless(NAME, 1, "first model", compared_to=None, metric="roc_auc", value=0.91)
-    assert doc["state"] == "blessed"
-    assert doc["blessing"]["blessed"] is True and doc["blessing"]["reason"] == "first model"
-    assert doc["blessing"]["metric"] == "roc_auc" and doc["blessing"]["compared_to"] is None
+    assert doc.state == "blessed"
+    assert doc.blessing.blessed is True and doc.blessing.reason == "first model"
+    assert doc.blessing.metric == "roc_auc" and doc.blessing.compared_to is None
     assert actions(doc)[-1] == ("blessed", "candidate", "blessed")
 
     doc = registry.unbless(NAME, 2, "worse than version 1", compared_to=1, margin=0.01)
-    assert doc["state"] == "unblessed"
-    assert doc["blessing"] | {"judged_at": None} == {
+    assert doc.state == "unblessed"
+    assert doc.blessing.model_dump(mode="json") | {"judged_at": None} == {
         "blessed": False,
         "reason": "worse than version 1",
         "compared_to": 1,
         "margin": 0.01,
         "judged_at": None,
     }
-    assert doc["history"][-1]["reason"] == "worse than version 1"
-    assert [e["event"] for e in events] == ["registered", "registered", "blessed", "unblessed"]
-    assert registry.get(NAME, 2)["state"] == "unblessed"
+    assert doc.history[-1].reason == "worse than version 1"
+    assert [e.event for e in events] == ["registered", "registered", "blessed", "unblessed"]
+    assert registry.get(NAME, 2).state == "unblessed"
 
     # The same judgement again is a no-op; the opposite one is not a transition there is.
     assert registry.bless(NAME, 1, "again") == registry.get(NAME, 1)
@@ -206,36 +203,35 @@ def test_promote_retires_the_old_production_and_records_everything(
     blessed(registry, 1, 2)
     events.clear()
     first = registry.promote(NAME, 1, "first release")
-    assert first["state"] == "production"
-    assert registry.production(NAME)["version"] == 1
+    assert first.state == "production"
+    assert registry.production(NAME).version == 1
     assert served(settings) == {NAME: 1}
-    assert [(e["event"], e["version"], e["previous_version"]) for e in events] == [
-        ("promoted", 1, None)
-    ]
+    assert [(e.event, e.version, e.previous_version) for e in events] == [("promoted", 1, None)]
+    assert "previous_version" in events[0].model_dump(mode="json")  # published, as null
 
     second = registry.promote(NAME, 2, "better roc_auc")
     old = registry.get(NAME, 1)
-    assert second["state"] == "production" and old["state"] == "retired"
-    assert registry.production(NAME)["version"] == 2
+    assert second.state == "production" and old.state == "retired"
+    assert registry.production(NAME).version == 2
     assert served(settings) == {NAME: 2}
-    assert [(e["event"], e["version"], e["state"]) for e in events[1:]] == [
+    assert [(e.event, e.version, e.state) for e in events[1:]] == [
         ("retired", 1, "retired"),
         ("promoted", 2, "production"),
     ]
-    assert events[-1]["previous_version"] == 1 and events[-1]["reason"] == "better roc_auc"
+    assert events[-1].previous_version == 1 and events[-1].reason == "better roc_auc"
     assert actions(old) == [
         ("registered", None, "candidate"),
         ("blessed", "candidate", "blessed"),
         ("promoted", "blessed", "production"),
         ("retired", "production", "retired"),
     ]
-    assert "better roc_auc" in old["history"][-1]["reason"]
-    assert second["history"][-1]["reason"] == "better roc_auc"
-    assert all(h["time"].endswith("+00:00") for h in old["history"])
+    assert "better roc_auc" in old.history[-1].reason
+    assert second.history[-1].reason == "better roc_auc"
+    assert all(h.time.endswith("+00:00") for h in old.history)
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [1]
     assert registry.serving_versions() == {NAME: 2}
     # Pointer documents are not model versions.
-    assert {d["id"] for d in registry.list_versions()} == {f"{NAME}:1", f"{NAME}:2"}
+    assert {d.id for d in registry.list_versions()} == {f"{NAME}:1", f"{NAME}:2"}
 
 
 def test_promoting_the_production_version_is_a_no_op(registry: ModelRegistry, events: list) -> None:
@@ -259,12 +255,12 @@ def test_promoting_an_unjudged_or_unblessed_version_needs_force(
         with pytest.raises(ValidationFailed) as caught:
             registry.promote(NAME, version, "ship it")
         assert state in caught.value.message and "force" in caught.value.message
-    assert not serving_config_path(settings).exists()
+    assert not serving_config_path(settings.models_path).exists()
 
     doc = registry.promote(NAME, 2, "hotfix: known good on the new slice", force=True)
-    assert doc["state"] == "production"
-    assert doc["history"][-1]["forced"] is True
-    assert doc["history"][-1]["from_state"] == "unblessed"
+    assert doc.state == "production"
+    assert doc.history[-1].forced is True
+    assert doc.history[-1].from_state == "unblessed"
 
 
 def test_promoting_a_version_without_its_saved_model_is_not_found(
@@ -277,7 +273,7 @@ def test_promoting_a_version_without_its_saved_model_is_not_found(
     (settings.models_path / NAME / "1").mkdir(parents=True)  # an empty folder is no model
     with pytest.raises(NotFound, match="no SavedModel"):
         registry.promote(NAME, 1, "release")
-    assert registry.get(NAME, 1)["state"] == "blessed"
+    assert registry.get(NAME, 1).state == "blessed"
     assert registry.production(NAME) is None
     with pytest.raises(NotFound):
         registry.promote(NAME, 4, "release")
@@ -293,12 +289,12 @@ def test_rollback_restores_the_previous_production_and_pops_the_stack(
     events.clear()
 
     restored, retired = registry.rollback_pair(NAME, "v3 flags every emoji")
-    assert (restored["version"], restored["state"]) == (2, "production")
-    assert (retired["version"], retired["state"]) == (3, "retired")
+    assert (restored.version, restored.state) == (2, "production")
+    assert (retired.version, retired.state) == (3, "retired")
     assert actions(restored)[-1] == ("rolled_back", "retired", "production")
     assert actions(retired)[-1] == ("retired", "production", "retired")
-    assert "v3 flags every emoji" in retired["history"][-1]["reason"]
-    assert [(e["event"], e["version"], e.get("previous_version")) for e in events] == [
+    assert "v3 flags every emoji" in retired.history[-1].reason
+    assert [(e.event, e.version, e.previous_version) for e in events] == [
         ("retired", 3, None),
         ("rolled_back", 2, 3),
     ]
@@ -306,17 +302,17 @@ def test_rollback_restores_the_previous_production_and_pops_the_stack(
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [1]
 
     # Twice: one more step back (the rolled-back version is not pushed on the stack).
-    assert registry.rollback(NAME, "v2 too")["version"] == 1
+    assert registry.rollback(NAME, "v2 too").version == 1
     assert served(settings) == {NAME: 1}
-    assert registry.get(NAME, 2)["state"] == "retired"
+    assert registry.get(NAME, 2).state == "retired"
     with pytest.raises(ValidationFailed, match="nothing to roll back to"):
         registry.rollback(NAME, "again")
-    assert registry.production(NAME)["version"] == 1
+    assert registry.production(NAME).version == 1
 
     # A retired version can be promoted again; the replaced one goes on the stack.
     registry.promote(NAME, 3, "fixed upstream")
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [1]
-    assert registry.rollback(NAME, "no it was not")["version"] == 1
+    assert registry.rollback(NAME, "no it was not").version == 1
 
 
 def test_rollback_without_a_production_version_is_not_found(registry: ModelRegistry) -> None:
@@ -333,19 +329,19 @@ def test_rollback_to_a_version_whose_saved_model_is_gone(
     (settings.models_path / NAME / "1" / "saved_model.pb").unlink()
     with pytest.raises(NotFound, match="no SavedModel"):
         registry.rollback(NAME, "back")
-    assert registry.production(NAME)["version"] == 2
+    assert registry.production(NAME).version == 2
 
 
 def test_a_failing_emit_does_not_undo_a_durable_change(
     settings: Settings, store: SqliteStore
 ) -> None:
-    def broken(event: dict) -> None:
+    def broken(event: ModelEvent) -> None:
         raise RuntimeError("broker down")
 
     registry = ModelRegistry(settings, store, emit=broken)
     blessed(registry, 1)
-    assert registry.promote(NAME, 1, "release")["state"] == "production"
-    assert registry.get(NAME, 1)["state"] == "production"
+    assert registry.promote(NAME, 1, "release").state == "production"
+    assert registry.get(NAME, 1).state == "production"
 
 
 # -- serving config -----------------------------------------------------------------------------
@@ -399,13 +395,13 @@ def test_serving_config_follows_promotions_and_rollbacks_of_every_name(
     assert served(settings) == {NAME: 2, "attack": 5}
     registry.rollback(NAME, "back")
     assert served(settings) == {NAME: 1, "attack": 5}
-    text = serving_config_path(settings).read_text()
+    text = serving_config_path(settings.models_path).read_text()
     assert f'base_path: "{(settings.models_path / NAME).resolve()}"' in text
     assert not list(settings.models_path.glob(".models.config.*"))  # no temp file left
 
     # write_serving_config rebuilds the file from the store (e.g. at service start).
-    serving_config_path(settings).unlink()
-    assert registry.write_serving_config() == serving_config_path(settings)
+    serving_config_path(settings.models_path).unlink()
+    assert registry.write_serving_config() == serving_config_path(settings.models_path)
     assert served(settings) == {NAME: 1, "attack": 5}
 
 
@@ -414,6 +410,6 @@ def test_serving_config_base_path_override(tmp_path: Path, store: SqliteStore) -
     registry = ModelRegistry(settings, store)
     blessed(registry, 1)
     registry.promote(NAME, 1, "release")
-    text = serving_config_path(settings).read_text()
+    text = serving_config_path(settings.models_path).read_text()
     assert 'base_path: "/models/toxicity"' in text
-    assert serving_config_path(settings) == settings.models_path / "models.config"
+    assert serving_config_path(settings.models_path) == settings.models_path / "models.config"

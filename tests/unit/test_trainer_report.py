@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from mlcycle.trainer.evaluation import evaluate
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.report import SplitResult, summary_table, write_report
 
 SCRIPT = "<script>alert('x')</script>"

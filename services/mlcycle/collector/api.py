@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from mlcycle import __version__
 from mlcycle.collector.ingest import encode_records, parse_body, validate_records
 from mlcycle.collector.metrics import RECORDS_ACCEPTED, REQUESTS_REJECTED
-from mlcycle.common.errors import MlcycleError, NotFound
+from mlcycle.common.errors import MlcycleError
 from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
@@ -35,9 +35,10 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, Store, open_store
+from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
 from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.repositories.comments import Comments
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
 
 def _query_router(settings: Settings, store: Store) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["query"])
+    stored = Comments(store)
 
     @router.get(
         "/comments/{comment_id:path}",
@@ -200,10 +202,7 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
         summary="One comment by id",
     )
     def get_comment(comment_id: str) -> OrjsonResponse:
-        doc = store.get(COMMENTS, comment_id)
-        if doc is None:
-            raise NotFound(f"no comment with id {comment_id!r}", details={"id": comment_id})
-        return OrjsonResponse(doc)
+        return OrjsonResponse(stored.require(comment_id).to_document())
 
     @router.get(
         "/comments",
@@ -217,11 +216,12 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
         limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
         cursor: str | None = Query(None, max_length=4096, description="next_cursor of a page"),
     ) -> OrjsonResponse:
-        filters = {"source": source} if source is not None else None
         # An empty cursor (``?cursor=``) means the first page, as if it were absent.
-        page = store.search(COMMENTS, query=q, filters=filters, limit=limit, cursor=cursor or None)
-        body = {"items": page.items, "next_cursor": page.next_cursor, "total": page.total}
-        return OrjsonResponse(body)
+        page = stored.search(q, source=source, limit=limit, cursor=cursor or None)
+        items = [comment.to_document() for comment in page.items]
+        return OrjsonResponse(
+            {"items": items, "next_cursor": page.next_cursor, "total": page.total}
+        )
 
     @router.get("/stats", response_model=Stats, summary="Document counts per collection")
     def stats() -> OrjsonResponse:

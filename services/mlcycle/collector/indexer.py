@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from typing import Any
 
 from mlcycle.collector.metrics import DOCUMENTS_INDEXED, RECORDS_INVALID
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
@@ -26,9 +25,7 @@ log = logging.getLogger(__name__)
 SERVICE = "collector-indexer"
 
 
-def decode_document(value: bytes | None, model: type[Comment] | type[Vote]) -> dict[str, Any]:
-    """The store document of one record value, or InvalidRecord saying why there is none."""
-    return decode_record(value, model).to_document()
+RawRecord = Comment | Vote
 
 
 class Indexer:
@@ -37,35 +34,36 @@ class Indexer:
     def __init__(self, settings: Settings, store: Store) -> None:
         topics = settings.topics
         self.store = store
-        self._routes: dict[str, tuple[str, type[Comment] | type[Vote]]] = {
+        self._routes: dict[str, tuple[str, type[RawRecord]]] = {
             topics.comments_raw: (COMMENTS, Comment),
             topics.votes_raw: (VOTES, Vote),
         }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         """Upsert the batch's valid records (durable on return); the rest become failures."""
-        batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        batches: dict[str, list[RawRecord]] = defaultdict(list)
         failures: list[Failure] = []
         for record in records:
             try:
-                collection, document = self._document(record)
+                collection, decoded = self._decode(record)
             except InvalidRecord as exc:
                 RECORDS_INVALID.labels(record.topic, exc.reason).inc()
                 failures.append(Failure(record, str(exc)))
                 continue
-            batches[collection].append(document)
-        for collection, documents in batches.items():
+            batches[collection].append(decoded)
+        for collection, decoded_records in batches.items():
             # A store failure propagates: the loop must not commit what was not written.
-            self.store.upsert(collection, documents)
-            DOCUMENTS_INDEXED.labels(collection).inc(len(documents))
+            self.store.upsert(collection, [r.to_document() for r in decoded_records])
+            DOCUMENTS_INDEXED.labels(collection).inc(len(decoded_records))
         return failures
 
-    def _document(self, record: ConsumedRecord) -> tuple[str, dict[str, Any]]:
+    def _decode(self, record: ConsumedRecord) -> tuple[str, RawRecord]:
+        """The collection a record goes to, and the record validated from its value."""
         route = self._routes.get(record.topic)
         if route is None:
             raise InvalidRecord(f"no indexer for topic {record.topic!r}", reason="topic")
         collection, model = route
-        return collection, decode_document(record.value, model)
+        return collection, decode_record(record.value, model)
 
 
 def run_indexer(settings: Settings) -> None:

@@ -9,15 +9,50 @@ or a text that is a list is rejected with the field named, not coerced.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
+
+from mlcycle.contracts.repository import StoredRecord
 
 # Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
 RecordId = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")]
 # Large enough for any real comment, small enough that one record cannot eat a batch.
 MAX_TEXT_CHARS = 1_000_000
+
+# Annotator ids of voters that are not crowd workers carry their kind as a prefix.
+LF_PREFIX = "lf:"
+HUMAN_PREFIX = "human:"
+VoterKind = Literal["crowd", "lf", "human"]
+
+
+def voter_kind(annotator_id: str) -> VoterKind:
+    """``lf`` (a labeling function), ``human`` (a reviewer) or ``crowd``."""
+    if annotator_id.startswith(LF_PREFIX):
+        return "lf"
+    if annotator_id.startswith(HUMAN_PREFIX):
+        return "human"
+    return "crowd"
+
+
+def _not_a_number(value: Any) -> Any:
+    # The schema says an ISO 8601 string: a number would be guessed as epoch seconds.
+    if isinstance(value, int | float):
+        raise ValueError("a date-time must be an ISO 8601 string, not a number")
+    return value
+
+
+# When a record was made, as an ISO 8601 string (or a datetime in Python).
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class Comment(BaseModel):
@@ -28,7 +63,7 @@ class Comment(BaseModel):
     id: RecordId
     text: Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
     source: StrictStr | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -58,7 +93,7 @@ class Vote(BaseModel):
     # True when the source published only per-item counts and the annotator id was made up.
     synthetic_annotator: bool = False
     source: StrictStr | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
 
     @property
     def key(self) -> str:
@@ -93,8 +128,45 @@ class HumanLabel(BaseModel):
         """The vote it is stored and streamed as: annotator ``human:<reviewer>``."""
         return Vote(
             item_id=self.item_id,
-            annotator_id=f"human:{self.reviewer}",
+            annotator_id=f"{HUMAN_PREFIX}{self.reviewer}",
             label=self.label,
             task=self.task,
             source="review",
         )
+
+
+# -- as stored ------------------------------------------------------------------------------------
+
+
+class StoredComment(StoredRecord):
+    """A comment as the store holds it.
+
+    Other services add fields to a stored comment (the scoring stream its
+    latest score); they are kept as they are, so reading and writing a comment
+    back never drops what another service wrote.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str = ""
+    source: str | None = None
+    created_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StoredVote(StoredRecord):
+    """A vote as the store holds it, under id ``<task>:<item>:<annotator>``."""
+
+    item_id: str
+    annotator_id: str
+    label: StrictInt | StrictFloat
+    task: str = "toxicity"
+    score: StrictFloat | StrictInt | None = None
+    synthetic_annotator: bool = False
+    source: str | None = None
+    created_at: datetime | None = None
+
+    @property
+    def voter_kind(self) -> VoterKind:
+        """Who cast it: a crowd worker, a labeling function or a human reviewer."""
+        return voter_kind(self.annotator_id)

@@ -8,7 +8,7 @@ text gets the same vector from REST, gRPC, a feature shard or an in-process
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import APIRouter, Body, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,8 +28,7 @@ from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import list_feature_sets, read_manifest
-from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
+from mlcycle.featurizer.service import Featurized, FeaturizerCore
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +73,25 @@ class FeatureSetRequest(BaseModel):
     transform: str | None = Field(default=None, max_length=64)
 
 
-def _vectors(featurized: Any) -> list[dict[str, Any]]:
+class VectorBody(TypedDict):
+    """One sparse vector as the REST answer carries it (built for orjson, not validated)."""
+
+    indices: list[int]
+    values: list[float]
+    truncated: bool
+
+
+def _vectors(featurized: Featurized) -> list[VectorBody]:
     batch = featurized.batch
-    vectors = []
+    vectors: list[VectorBody] = []
     for i in range(len(batch)):
         indices, values = batch.row(i)
         vectors.append(
-            {
-                "indices": indices.tolist(),
-                "values": values.tolist(),
-                "truncated": bool(batch.truncated[i]),
-            }
+            VectorBody(
+                indices=indices.tolist(),
+                values=values.tolist(),
+                truncated=bool(batch.truncated[i]),
+            )
         )
     return vectors
 
@@ -161,7 +168,7 @@ def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter
         summary="Featurize a finished label run into shards (idempotent)",
     )
     def build(request: FeatureSetRequest = Body(...)) -> OrjsonResponse:
-        manifest = build_feature_set(core, store, request.label_run, request.transform)
+        manifest = core.build_feature_set(request.label_run, request.transform)
         return OrjsonResponse(manifest.to_json(), status_code=201)
 
     @router.get(

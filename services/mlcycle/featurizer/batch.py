@@ -2,7 +2,7 @@
 
 Label events name their run. When a batch of events mentions a label run,
 the run is featurized with the current transform into a feature set (see
-:mod:`mlcycle.featurizer.shards`) once the run has finished; events arrive
+:mod:`mlcycle.featurization.feature_sets`) once the run has finished; events arrive
 while a run is still writing, so the handler waits for it a while and, if it
 is still running, fails the batch so the consumer loop retries it later
 (nothing is committed meanwhile). Building a set that exists is a no-op, so
@@ -23,14 +23,14 @@ from mlcycle.common.errors import NotFound, Unavailable
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import RUNS, Store
+from mlcycle.common.store import Store
+from mlcycle.contracts.labels import is_live_run
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
 
 log = logging.getLogger(__name__)
 
 SERVICE = "featurizer-batch"
-FINISHED = ("succeeded", "failed")
 
 
 class FeatureSetBuilder:
@@ -46,6 +46,7 @@ class FeatureSetBuilder:
     ) -> None:
         self.core = core
         self.store = store
+        self.runs = LabelRuns(store)
         self.wait_s = wait_s
         self.poll_s = poll_s
 
@@ -58,7 +59,7 @@ class FeatureSetBuilder:
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 failures.append(Failure(record, "not a label event: no 'run' field"))
                 continue
-            if isinstance(run, str) and not run.startswith("live-"):
+            if isinstance(run, str) and not is_live_run(run):
                 runs[run] = None
         if runs and self.core.current_version() is None:
             log.warning("label events for runs %s, but no transform is fitted yet", list(runs))
@@ -70,20 +71,20 @@ class FeatureSetBuilder:
     def _build(self, run_id: str) -> None:
         deadline = time.monotonic() + self.wait_s
         while True:
-            run = self.store.get(RUNS, run_id)
+            run = self.runs.get(run_id)
             if run is None:
                 log.warning("label events name run %s, which is not in the store", run_id)
                 return
-            if run.get("status") in FINISHED:
+            if run.finished:
                 break
             if time.monotonic() >= deadline:
-                raise Unavailable(f"label run {run_id} is still {run.get('status')}; retrying")
+                raise Unavailable(f"label run {run_id} is still {run.status}; retrying")
             time.sleep(self.poll_s)
-        if run["status"] != "succeeded":
+        if not run.succeeded:
             log.info("label run %s failed; nothing to featurize", run_id)
             return
         try:
-            manifest = build_feature_set(self.core, self.store, run_id)
+            manifest = self.core.build_feature_set(run_id)
         except NotFound as exc:
             log.warning("cannot featurize run %s: %s", run_id, exc.message)
             return

@@ -15,11 +15,10 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
 from mlcycle.contracts.features import FeatureSetManifest
 from mlcycle.contracts.messages import flat_errors
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import feature_set_dir
 from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
-from mlcycle.labeler.runs import latest_run
 
 
 def load_config(path: Path | None) -> FeatureConfig:
@@ -48,10 +47,10 @@ def run_featurize_command(
     try:
         core = FeaturizerCore(settings, store)
         if label_run is None:
-            latest = latest_run(store, settings.label_task)
+            latest = LabelRuns(store).latest(settings.label_task)
             if latest is None:
                 raise InvalidInput("no finished label run: run `mlcycle label` first")
-            label_run = latest["id"]
+            label_run = latest.id
         if refit or (transform is None and core.current_version() is None):
             fitted, _ = core.fit(label_run, load_config(config_path))
             transform = fitted.version
@@ -71,7 +70,7 @@ def run_featurize_command(
                     bars[split] = progress.add_task(split, total=None)
                 progress.update(bars[split], completed=rows)
 
-            manifest = build_feature_set(core, store, label_run, transform, on_progress=show)
+            manifest = core.build_feature_set(label_run, transform, on_progress=show)
         _print_manifest(manifest, core, console)
         return manifest
     finally:

@@ -1,9 +1,11 @@
 """The featurizer's core, shared by its REST API, its gRPC API, the batch consumer and the CLI.
 
 Stored transforms and the current one are the
-:class:`~mlcycle.featurization.store.TransformStore`'s; what only the
-featurizer does is fit new ones on a label run and apply them to requests
-under its limits.
+:class:`~mlcycle.featurization.store.TransformStore`'s, and fitting and
+building feature sets are :mod:`mlcycle.featurization.feature_sets`'s (the
+trainer builds its variants' sets the same way); the core adds the
+featurizer's defaults (the task's latest run, the current transform, its
+shard size) and its request limits.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlcycle.common.errors import InvalidInput, NotFound, PayloadTooLarge
+from mlcycle.common.errors import InvalidInput, PayloadTooLarge
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, Store
-from mlcycle.contracts.features import TransformDescription
+from mlcycle.common.store import Store
+from mlcycle.contracts.features import FeatureSetManifest, TransformDescription
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.feature_sets import Progress, build_feature_set, fit_on_label_run
 from mlcycle.featurization.store import TransformStore
-from mlcycle.featurization.transform import SparseBatch, Transform, fit
-from mlcycle.labeler.runs import get_run, latest_run
+from mlcycle.featurization.transform import SparseBatch, Transform
 
 
 @dataclass(frozen=True)
@@ -72,46 +75,33 @@ class FeaturizerCore:
         Returns the transform and the label run it was fitted on.
         """
         store = self._require_store()
-        run = self._label_run(label_run, task or self.settings.label_task)
-        texts, metadata = self._train_split(store, run["id"])
-        if not texts:
-            raise InvalidInput(f"label run {run['id']} has no labeled train items to fit on")
-        transform = self.transforms.add(fit(texts, metadata, config or FeatureConfig()))
+        run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
+        transform = fit_on_label_run(store, self.transforms, run.id, config or FeatureConfig())
         if make_current:
             self.set_current(transform.version)
-        return transform, run["id"]
+        return transform, run.id
 
-    def _label_run(self, run_id: str | None, task: str) -> dict[str, Any]:
-        store = self._require_store()
-        if run_id is not None:
-            run = get_run(store, run_id)
-            if run.get("status") != "succeeded":
-                raise InvalidInput(f"label run {run_id} has not finished ({run.get('status')})")
-            return run
-        run = latest_run(store, task)
-        if run is None:
-            raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label` first")
-        return run
-
-    def _train_split(self, store: Store, run_id: str) -> tuple[list[str], list[dict[str, Any]]]:
-        ids = [
-            label["item_id"]
-            for label in store.scan(LABELS, filters={"run": run_id, "split": "train"})
-        ]
-        texts: list[str] = []
-        metadata: list[dict[str, Any]] = []
-        for start in range(0, len(ids), 1000):
-            found = store.get_many(COMMENTS, ids[start : start + 1000])
-            for item in ids[start : start + 1000]:
-                comment = found.get(item)
-                if comment is not None:
-                    texts.append(str(comment.get("text") or ""))
-                    metadata.append(dict(comment.get("metadata") or {}))
-        return texts, metadata
+    def build_feature_set(
+        self,
+        label_run: str,
+        version: str | None = None,
+        *,
+        on_progress: Progress | None = None,
+    ) -> FeatureSetManifest:
+        """The feature set of ``label_run`` with ``version`` (default current), built if new."""
+        return build_feature_set(
+            self._require_store(),
+            self.transforms,
+            label_run,
+            version,
+            shard_rows=self.settings.shard_rows,
+            classes_of=self.settings.classes_of,
+            on_progress=on_progress,
+        )
 
     def _require_store(self) -> Store:
         if self.store is None:
-            raise InvalidInput("this featurizer has no store: fitting needs one")
+            raise InvalidInput("this featurizer has no store: fitting and feature sets need one")
         return self.store
 
     # -- apply ---------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ Public API:
   ``POST /v1/predict`` and TF Serving's ``POST /v1/models/{name}:predict``;
 - :func:`~mlcycle.inference.stream.run_stream`: ``comments.raw`` to ``scored.comments``;
 - :class:`~mlcycle.inference.lineage.LineageReader`: ``GET /v1/lineage/{id}``, one
-  comment's chain from its votes to its score;
-- :func:`~mlcycle.inference.cli.run_predict_command` and
-  :func:`~mlcycle.inference.cli.run_explain_command`: ``mlcycle predict``, ``mlcycle explain``.
+  comment's chain from its votes to its score.
+
+``mlcycle predict`` and ``mlcycle explain`` ask this service over REST, through
+:class:`mlcycle.clients.InferenceClient` (:mod:`mlcycle.cli.serving`).
 """

@@ -34,12 +34,11 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from mlcycle.common.errors import MlcycleError, NotFound, ValidationFailed
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store, open_store
-from mlcycle.contracts.comments import RecordId
+from mlcycle.contracts.comments import RecordId, voter_kind
+from mlcycle.contracts.labels import live_run
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
 from mlcycle.labeler.runs import get_run, latest_run
-from mlcycle.labeler.stream import live_run
-from mlcycle.labeler.votes import voter_kind
 from mlcycle.trainer.registry import ModelRegistry
 
 if TYPE_CHECKING:

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.votes import VoteMatrix, voter_kind
+from mlcycle.contracts.comments import voter_kind
+from mlcycle.labeler.votes import VoteMatrix
 
 STRATEGIES = ("mean_threshold", "majority", "dawid_skene")
 # Dirichlet prior of a learned confusion row: worth 4 votes; the crowd's pooled confusion

@@ -9,7 +9,6 @@ are resumed when the service starts.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from pydantic import BaseModel, Field
@@ -28,15 +27,17 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import LABELS, RUNS, VOTES, Store, open_store
+from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
-from mlcycle.common.worker import resume_unfinished as resume_runs
 from mlcycle.contracts.comments import HumanLabel
-from mlcycle.labeler.labeling import RunParams
+from mlcycle.contracts.label_runs import ReviewItem, RunParams
+from mlcycle.contracts.labels import live_run
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.labeler.lfs import registered
-from mlcycle.labeler.runs import KIND, LabelRunner, get_run, latest_run
-from mlcycle.labeler.stream import live_run
-from mlcycle.labeler.votes import HUMAN_PREFIX, class_of
+from mlcycle.labeler.runs import LabelRunner
+from mlcycle.labeler.votes import class_of
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def _check_params(params: RunParams) -> None:
 def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["label runs"])
     auth = [Depends(require_api_key(settings))]
+    runs = LabelRuns(store)
+    runner: LabelRunner = worker.runner  # type: ignore[assignment]
 
     @router.post(
         "/label-runs",
@@ -82,24 +85,22 @@ def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
     )
     def start_run(params: RunParams = Body(default_factory=RunParams)) -> OrjsonResponse:
         _check_params(params)
-        run = worker.runner.create(params)
-        worker.submit(run["id"])
-        body = {"id": run["id"], "status": run["status"], "previous_run": run["previous_run"]}
-        return OrjsonResponse(body, status_code=202)
+        run = runner.create(params)
+        worker.submit(run.id)
+        started = RunStarted(id=run.id, status=run.status, previous_run=run.previous_run)
+        return OrjsonResponse(started.model_dump(mode="json"), status_code=202)
 
     @router.get("/label-runs", summary="Label runs, newest first")
     def list_runs(
         task: str | None = Query(None, max_length=128),
         limit: int = Query(20, ge=1, le=200),
     ) -> OrjsonResponse:
-        filters: dict[str, Any] = {"kind": KIND}
-        if task is not None:
-            filters["task"] = task
-        runs = sorted(store.scan(RUNS, filters=filters), key=lambda r: r["id"], reverse=True)
+        newest = runs.newest(task, limit)
         brief = [
-            {k: r.get(k) for k in ("id", "task", "status", "progress", "created_at")} for r in runs
+            {k: doc.get(k) for k in ("id", "task", "status", "progress", "created_at")}
+            for doc in (run.to_document() for run in newest)
         ]
-        return OrjsonResponse({"items": brief[:limit]})
+        return OrjsonResponse({"items": brief})
 
     @router.get(
         "/label-runs/{run_id}",
@@ -107,20 +108,19 @@ def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
         summary="A run: status and progress, then figures, diagnostics and review queue",
     )
     def read_run(run_id: str) -> OrjsonResponse:
-        return OrjsonResponse(get_run(store, run_id))
+        return OrjsonResponse(runs.require(run_id).to_document())
 
     return router
 
 
-def _resolve_run(store: Store, task: str, run: str | None) -> str:
-    if run is not None:
-        return run
-    latest = latest_run(store, task)
-    return latest["id"] if latest else live_run(task)
-
-
 def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["labels"])
+    runs, labels, votes = LabelRuns(store), Labels(store), Votes(store)
+
+    def default_run(task: str) -> str:
+        """The task's latest finished run, else its live labels."""
+        latest = runs.latest(task)
+        return latest.id if latest else live_run(task)
 
     @router.get(
         "/labels/{item_id:path}",
@@ -132,11 +132,10 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         task: str = Query(settings.label_task, max_length=128),
         run: str | None = Query(None, max_length=128, description="a run id, or live-<task>"),
     ) -> OrjsonResponse:
-        candidates = [run] if run else [_resolve_run(store, task, None), live_run(task)]
-        for run_id in dict.fromkeys(candidates):
-            label = store.get(LABELS, f"{run_id}:{item_id}")
-            if label is not None:
-                return OrjsonResponse(label)
+        candidates = [run] if run else [default_run(task), live_run(task)]
+        label = labels.first_of_item(candidates, item_id)
+        if label is not None:
+            return OrjsonResponse(label.to_document())
         raise NotFound(f"no label for item {item_id!r}", details={"runs": candidates})
 
     @router.get("/labels", responses=error_responses(400), summary="Labels of a run")
@@ -147,13 +146,10 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
         cursor: str | None = Query(None, max_length=4096),
     ) -> OrjsonResponse:
-        filters: dict[str, Any] = {"run": _resolve_run(store, task, run)}
-        if split is not None:
-            filters["split"] = split
-        page = store.search(LABELS, filters=filters, limit=limit, cursor=cursor or None)
-        return OrjsonResponse(
-            {"run": filters["run"], "items": page.items, "next_cursor": page.next_cursor}
-        )
+        run_id = run if run is not None else default_run(task)
+        page = labels.page_of_run(run_id, split=split, limit=limit, cursor=cursor or None)
+        items = [label.to_document() for label in page.items]
+        return OrjsonResponse({"run": run_id, "items": items, "next_cursor": page.next_cursor})
 
     @router.get(
         "/review-queue",
@@ -163,16 +159,17 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         task: str = Query(settings.label_task, max_length=128),
         limit: int = Query(50, ge=1, le=settings.review_queue_size),
     ) -> OrjsonResponse:
-        latest = latest_run(store, task)
+        latest = runs.latest(task)
         if latest is None:
             return OrjsonResponse({"run": None, "items": []})
-        items = []
-        for entry in latest.get("review_queue", []):
+        items: list[ReviewItem] = []
+        for entry in latest.review_queue or []:
             if len(items) == limit:
                 break
-            if not _reviewed(store, entry["item_id"]):
+            if not votes.reviewed(entry.item_id):
                 items.append(entry)
-        return OrjsonResponse({"run": latest["id"], "items": items})
+        body = {"run": latest.id, "items": [item.model_dump(mode="json") for item in items]}
+        return OrjsonResponse(body)
 
     @router.post(
         "/labels",
@@ -204,11 +201,6 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
     return router
 
 
-def _reviewed(store: Store, item_id: str) -> bool:
-    votes = store.search(VOTES, filters={"item_id": item_id}, limit=1000).items
-    return any(str(v.get("annotator_id", "")).startswith(HUMAN_PREFIX) for v in votes)
-
-
 def create_app(
     settings: Settings, *, store: Store, producer: RecordProducer, worker: JobWorker
 ) -> FastAPI:
@@ -232,7 +224,11 @@ def create_app(
 
 def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
     """Queue the label runs a previous process left queued or running; returns their ids."""
-    return resume_runs(store, worker, KIND)
+    unfinished = [run.id for run in LabelRuns(store).unfinished()]
+    for run_id in unfinished:
+        log.info("resuming label run %s", run_id)
+        worker.submit(run_id)
+    return unfinished
 
 
 def serve(settings: Settings) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -13,8 +12,9 @@ from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
+from mlcycle.contracts.label_diagnostics import DiagnosticsReport
+from mlcycle.contracts.label_runs import LabelRun, RunParams, RunStats
 from mlcycle.contracts.messages import flat_errors
-from mlcycle.labeler.labeling import RunParams
 from mlcycle.labeler.report import render_table, write_html
 from mlcycle.labeler.runs import LabelRunner
 
@@ -47,7 +47,7 @@ def run_label_command(
     lfs: str | None,
     resume: str | None,
     html: Path | None,
-) -> dict[str, Any]:
+) -> LabelRun:
     """Create (or resume) a run, execute it with a progress bar, print and write its report."""
     store = open_store(settings)
     try:
@@ -62,13 +62,13 @@ def run_label_command(
             with progress:
                 bar = progress.add_task("queued", total=None)
 
-                def show(run: dict[str, Any]) -> None:
-                    state = run["progress"]
+                def show(run: LabelRun) -> None:
+                    state = run.progress
                     progress.update(
                         bar,
-                        description=state.get("phase", ""),
-                        completed=state.get("chunks_done", 0),
-                        total=state.get("chunks_total"),
+                        description=state.phase,
+                        completed=state.chunks_done,
+                        total=state.chunks_total,
                     )
 
                 runner = LabelRunner(settings, store, producer, on_progress=show)
@@ -80,30 +80,31 @@ def run_label_command(
                         lfs=lfs,
                         settings=settings,
                     )
-                    resume = runner.create(params)["id"]
+                    resume = runner.create(params).id
                 run = runner.execute(resume)
-        render_table(run["report"], console)
+        report = run.report or DiagnosticsReport()
+        render_table(report, console)
         _print_summary(run, console)
-        path = html or settings.data_dir / "reports" / f"{run['id']}.html"
-        write_html(run["report"], path, title=f"mlcycle label run {run['id']}")
+        path = html or settings.data_dir / "reports" / f"{run.id}.html"
+        write_html(report, path, title=f"mlcycle label run {run.id}")
         console.print(f"report: {path}")
         return run
     finally:
         store.close()
 
 
-def _print_summary(run: dict[str, Any], console: Console) -> None:
-    stats = run["stats"]
-    baseline = stats["baseline"]
+def _print_summary(run: LabelRun, console: Console) -> None:
+    stats = run.stats or RunStats()
+    strategy = run.params.strategy if run.params else "?"
 
     def pct(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
     console.print(
-        f"run {run['id']} ({run['params']['strategy']}): {stats['labeled']:,} of "
-        f"{stats['items']:,} items labeled, {stats['events']:,} label events; "
-        f"accuracy on {stats['gold_items']:,} gold items {pct(stats['accuracy_on_gold'])} "
-        f"(majority baseline {pct(baseline['accuracy_on_gold'])})"
+        f"run {run.id} ({strategy}): {stats.labeled:,} of "
+        f"{stats.items:,} items labeled, {stats.events:,} label events; "
+        f"accuracy on {stats.gold_items:,} gold items {pct(stats.accuracy_on_gold)} "
+        f"(majority baseline {pct(stats.baseline.accuracy_on_gold)})"
     )
-    for split, balance in stats["class_balance"].items():
+    for split, balance in stats.class_balance.items():
         console.print(f"  {split:<5} " + "  ".join(f"class {c}: {n:,}" for c, n in balance.items()))

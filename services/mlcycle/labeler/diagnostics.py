@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.comments import LF_PREFIX, voter_kind
+from mlcycle.contracts.label_diagnostics import (
+    Calibration,
+    CalibrationBin,
+    ConflictMatrix,
+    DiagnosticsReport,
+    GoldSummary,
+    LfErrorSummary,
+    LfStats,
+    Totals,
+    VoterStats,
+    WorkerSummary,
+    WrongSample,
+)
 from mlcycle.evaluation.calibration import expected_calibration_error, reliability
-from mlcycle.labeler.votes import LF_PREFIX, VoteMatrix, voter_kind
+from mlcycle.labeler.votes import VoteMatrix
 
 NO_GOLD = -1
 TEXT_CHARS = 300
@@ -38,10 +51,10 @@ def gold_labels(crowd: VoteMatrix, min_votes: int = 5) -> np.ndarray:
     return _majority(counts, counts.sum(axis=1) >= min_votes)
 
 
-def voter_stats(votes: VoteMatrix, gold: np.ndarray) -> list[dict[str, Any]]:
-    """One dict of figures per voter of ``votes``, in voter index order.
+def voter_stats(votes: VoteMatrix, gold: np.ndarray) -> list[VoterStats]:
+    """The figures of each voter of ``votes``, in voter index order.
 
-    Keys: ``voter_id``, ``name`` (the id without its kind prefix), ``kind``,
+    Fields: ``voter_id``, ``name`` (the id without its kind prefix), ``kind``,
     ``n_votes``, ``coverage`` (voted items / all items), ``overlap`` (share of
     its voted items on which some other voter voted too), ``conflict`` (share
     of its voted items on which another voter chose a different class),
@@ -109,10 +122,10 @@ def wrong_samples(
     texts: Mapping[str, str],
     k: int = 5,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[WrongSample]:
     """Up to ``k`` items, drawn at random with ``seed``, where ``voter``'s vote differs from gold.
 
-    Each is ``{"item_id", "text", "vote", "gold"}``, the text cut to about
+    Each has the item id, its text cut to about
     300 characters ("" when unknown). A crowd worker is compared leave-one-out,
     as in :func:`voter_stats`, so these are exactly the votes its accuracy
     counts as wrong.
@@ -129,12 +142,12 @@ def run_diagnostics(
     probs: np.ndarray,
     gold: np.ndarray,
     texts: Mapping[str, str],
-    lf_errors: Mapping[str, Any] = {},  # noqa: B006 - read only
+    lf_errors: Mapping[str, LfErrorSummary] = {},  # noqa: B006 - read only
     max_workers: int = 50,
     n_bins: int = 10,
     min_votes: int | None = None,
-) -> dict[str, Any]:
-    """The whole diagnostics report of a label run, as plain JSON-ready data (NaN is None).
+) -> DiagnosticsReport:
+    """The whole diagnostics report of a label run (shares that cannot be measured are None).
 
     ``probs`` are the run's soft labels ``(n_items, n_classes)`` (or P(class 1)
     for a binary task), ``gold`` the gold labels (:func:`gold_labels`),
@@ -149,42 +162,47 @@ def run_diagnostics(
     gold = _check_gold(votes, gold)
     refs = _references(votes, gold)
     stats = _voter_stats(votes, refs)
-    by_kind: dict[str, list[dict[str, Any]]] = {"lf": [], "crowd": [], "human": []}
+    by_kind: dict[str, list[int]] = {"lf": [], "crowd": [], "human": []}
     for index, entry in enumerate(stats):
-        by_kind[entry["kind"]].append({**entry, "index": index})
+        by_kind[entry.kind].append(index)
 
     errors = {str(name).removeprefix(LF_PREFIX): error for name, error in lf_errors.items()}
-    lfs = sorted(by_kind["lf"], key=lambda e: e["name"])
-    for entry in lfs:
-        entry["wrong_samples"] = _wrong_samples(votes, refs, entry["index"], texts, 5, 0)
-        entry["errors"] = errors.get(entry["name"])
-    seen = {entry["name"] for entry in lfs}
+    lf_indices = sorted(by_kind["lf"], key=lambda index: stats[index].name)
+    lfs = [
+        LfStats(
+            **stats[index].model_dump(),
+            wrong_samples=_wrong_samples(votes, refs, index, texts, 5, 0),
+            errors=errors.get(stats[index].name),
+        )
+        for index in lf_indices
+    ]
+    seen = {entry.name for entry in lfs}
     # An LF that failed on every item cast no vote, yet it is the one most worth showing.
     for name in sorted(set(errors) - seen):
-        lfs.append({**_empty_stats(LF_PREFIX + name, votes.n_classes), "errors": errors[name]})
+        empty = _empty_stats(LF_PREFIX + name, votes.n_classes)
+        lfs.append(LfStats(**empty.model_dump(), errors=errors[name]))
     matrix = np.full((len(lfs), len(lfs)), np.nan)
-    present = [j for j, entry in enumerate(lfs) if "index" in entry]
-    if present:
-        indices = [lfs[j]["index"] for j in present]
-        matrix[np.ix_(present, present)] = conflict_matrix(votes, indices)
-    for entry in lfs + by_kind["human"]:
-        entry.pop("index", None)
+    if lf_indices:
+        present = list(range(len(lf_indices)))  # the LFs with votes come first
+        matrix[np.ix_(present, present)] = conflict_matrix(votes, lf_indices)
 
-    report = {
-        "totals": {
-            "items": votes.n_items,
-            "votes": votes.n_votes,
-            "classes": votes.n_classes,
-            "voters": {kind: len(entries) for kind, entries in by_kind.items()},
-        },
-        "gold": {"items": int((gold >= 0).sum()), "min_votes": min_votes},
-        "labeling_functions": lfs,
-        "workers": _workers(by_kind["crowd"], max_workers),
-        "humans": by_kind["human"],
-        "conflict_matrix": {"voters": [e["name"] for e in lfs], "values": matrix.tolist()},
-        "calibration": _calibration(probs, gold, votes.n_classes, n_bins),
-    }
-    return _jsonable(report)
+    return DiagnosticsReport(
+        totals=Totals(
+            items=votes.n_items,
+            votes=votes.n_votes,
+            classes=votes.n_classes,
+            voters={kind: len(indices) for kind, indices in by_kind.items()},
+        ),
+        gold=GoldSummary(items=int((gold >= 0).sum()), min_votes=min_votes),
+        labeling_functions=lfs,
+        workers=_workers([stats[i] for i in by_kind["crowd"]], max_workers),
+        humans=[stats[i] for i in by_kind["human"]],
+        conflict_matrix=ConflictMatrix(
+            voters=[entry.name for entry in lfs],
+            values=[[_finite(value) for value in row] for row in matrix.tolist()],
+        ),
+        calibration=_calibration(probs, gold, votes.n_classes, n_bins),
+    )
 
 
 # --------------------------------------------------------------------------- internals
@@ -217,7 +235,7 @@ def _references(votes: VoteMatrix, gold: np.ndarray) -> np.ndarray:
     return refs
 
 
-def _voter_stats(votes: VoteMatrix, refs: np.ndarray) -> list[dict[str, Any]]:
+def _voter_stats(votes: VoteMatrix, refs: np.ndarray) -> list[VoterStats]:
     n, k = votes.n_voters, votes.n_classes
     voters, items, labels = votes.voters, votes.items, votes.labels.astype(np.int64)
     per_item = votes.votes_per_item()
@@ -236,36 +254,35 @@ def _voter_stats(votes: VoteMatrix, refs: np.ndarray) -> list[dict[str, Any]]:
     for v, voter_id in enumerate(votes.voter_ids):
         cast = int(n_votes[v])
         stats.append(
-            {
-                "voter_id": voter_id,
-                "name": _name(voter_id),
-                "kind": voter_kind(voter_id),
-                "n_votes": cast,
-                "coverage": cast / votes.n_items if votes.n_items else None,
-                "overlap": n_overlap[v] / cast if cast else None,
-                "conflict": n_conflict[v] / cast if cast else None,
-                "accuracy": n_right[v] / n_gold[v] if n_gold[v] else None,
-                "n_gold": int(n_gold[v]),
-                "class_counts": per_class[v].tolist(),
-            }
+            VoterStats(
+                voter_id=voter_id,
+                name=_name(voter_id),
+                kind=voter_kind(voter_id),
+                n_votes=cast,
+                coverage=cast / votes.n_items if votes.n_items else None,
+                overlap=float(n_overlap[v] / cast) if cast else None,
+                conflict=float(n_conflict[v] / cast) if cast else None,
+                accuracy=float(n_right[v] / n_gold[v]) if n_gold[v] else None,
+                n_gold=int(n_gold[v]),
+                class_counts=per_class[v].tolist(),
+            )
         )
     return stats
 
 
-def _empty_stats(voter_id: str, n_classes: int) -> dict[str, Any]:
-    return {
-        "voter_id": voter_id,
-        "name": _name(voter_id),
-        "kind": voter_kind(voter_id),
-        "n_votes": 0,
-        "coverage": 0.0,
-        "overlap": None,
-        "conflict": None,
-        "accuracy": None,
-        "n_gold": 0,
-        "class_counts": [0] * n_classes,
-        "wrong_samples": [],
-    }
+def _empty_stats(voter_id: str, n_classes: int) -> VoterStats:
+    return VoterStats(
+        voter_id=voter_id,
+        name=_name(voter_id),
+        kind=voter_kind(voter_id),
+        n_votes=0,
+        coverage=0.0,
+        overlap=None,
+        conflict=None,
+        accuracy=None,
+        n_gold=0,
+        class_counts=[0] * n_classes,
+    )
 
 
 def _name(voter_id: str) -> str:
@@ -280,7 +297,7 @@ def _wrong_samples(
     texts: Mapping[str, str],
     k: int,
     seed: int,
-) -> list[dict[str, Any]]:
+) -> list[WrongSample]:
     wrong = np.flatnonzero((votes.voters == voter) & (refs >= 0) & (votes.labels != refs))
     if wrong.size > k:
         picked = np.random.default_rng(seed).choice(wrong.size, size=k, replace=False)
@@ -289,12 +306,12 @@ def _wrong_samples(
     for index in wrong.tolist():
         item_id = votes.item_ids[votes.items[index]]
         samples.append(
-            {
-                "item_id": item_id,
-                "text": _truncate(str(texts.get(item_id) or "")),
-                "vote": int(votes.labels[index]),
-                "gold": int(refs[index]),
-            }
+            WrongSample(
+                item_id=item_id,
+                text=_truncate(str(texts.get(item_id) or "")),
+                vote=int(votes.labels[index]),
+                gold=int(refs[index]),
+            )
         )
     return samples
 
@@ -303,31 +320,29 @@ def _truncate(text: str, limit: int = TEXT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _workers(workers: list[dict[str, Any]], max_workers: int) -> dict[str, Any]:
+def _workers(workers: list[VoterStats], max_workers: int) -> WorkerSummary:
     """A summary over all crowd workers, plus the ``max_workers`` with most votes."""
-    n_votes = np.array([w["n_votes"] for w in workers], dtype=np.int64)
-    scored = [w for w in workers if w["accuracy"] is not None]
-    accuracy = np.array([w["accuracy"] for w in scored], dtype=float)
-    graded = sum(w["n_gold"] for w in scored)
-    right = sum(w["accuracy"] * w["n_gold"] for w in scored)
+    n_votes = np.array([w.n_votes for w in workers], dtype=np.int64)
+    scored = [w for w in workers if w.accuracy is not None]
+    accuracy = np.array([w.accuracy for w in scored], dtype=float)
+    graded = sum(w.n_gold for w in scored)
+    right = sum((w.accuracy or 0.0) * w.n_gold for w in scored)
     # Most votes first; ties by id so that the report is stable from run to run.
-    top = sorted(workers, key=lambda w: (-w["n_votes"], w["voter_id"]))[: max(0, max_workers)]
-    for w in top:
-        w.pop("index", None)
-    return {
-        "count": len(workers),
-        "votes": int(n_votes.sum()),
-        "median_votes": float(np.median(n_votes)) if workers else None,
-        "mean_votes": float(n_votes.mean()) if workers else None,
-        "with_gold": len(scored),
-        "median_accuracy": float(np.median(accuracy)) if scored else None,
-        "mean_accuracy": float(accuracy.mean()) if scored else None,
-        "pooled_accuracy": right / graded if graded else None,
-        "top": top,
-    }
+    top = sorted(workers, key=lambda w: (-w.n_votes, w.voter_id))[: max(0, max_workers)]
+    return WorkerSummary(
+        count=len(workers),
+        votes=int(n_votes.sum()),
+        median_votes=float(np.median(n_votes)) if workers else None,
+        mean_votes=float(n_votes.mean()) if workers else None,
+        with_gold=len(scored),
+        median_accuracy=float(np.median(accuracy)) if scored else None,
+        mean_accuracy=float(accuracy.mean()) if scored else None,
+        pooled_accuracy=right / graded if graded else None,
+        top=top,
+    )
 
 
-def _calibration(probs: np.ndarray, gold: np.ndarray, n_classes: int, n_bins: int) -> dict:
+def _calibration(probs: np.ndarray, gold: np.ndarray, n_classes: int, n_bins: int) -> Calibration:
     """Top-label reliability of the soft labels on the gold items, and their ECE."""
     probs = np.asarray(probs, dtype=float)
     if probs.ndim == 1:  # P(class 1) of a binary task
@@ -338,38 +353,29 @@ def _calibration(probs: np.ndarray, gold: np.ndarray, n_classes: int, n_bins: in
         )
     usable = (gold >= 0) & np.isfinite(probs).all(axis=1)
     if not usable.any():
-        return {"items": 0, "bins": [], "ece": None}
+        return Calibration(items=0, bins=[], ece=None)
     # Rounding can leave a probability a hair outside [0, 1], which calibration refuses.
     probs, gold = np.clip(probs[usable], 0.0, 1.0), gold[usable]
     bins = reliability(probs, gold, n_bins=n_bins)
-    return {
-        "items": int(usable.sum()),
-        "bins": [
-            {
-                "lower": float(bins.edges[b]),
-                "upper": float(bins.edges[b + 1]),
-                "confidence": float(bins.confidence[b]),
-                "accuracy": float(bins.accuracy[b]),
-                "count": int(bins.count[b]),
-            }
+    return Calibration(
+        items=int(usable.sum()),
+        bins=[
+            CalibrationBin(
+                lower=float(bins.edges[b]),
+                upper=float(bins.edges[b + 1]),
+                confidence=_finite(bins.confidence[b]),
+                accuracy=_finite(bins.accuracy[b]),
+                count=int(bins.count[b]),
+            )
             for b in range(len(bins.count))
         ],
-        "ece": expected_calibration_error(probs, gold, n_bins=n_bins),
-    }
+        ece=_finite(expected_calibration_error(probs, gold, n_bins=n_bins)),
+    )
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types all the way down: numpy scalars unwrapped, NaN and infinities as None."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
+def _finite(value: float | None) -> float | None:
+    """A finite float, or None for NaN, infinities and None (strict JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -9,42 +9,30 @@ majority over the same voters is always computed next to it as the baseline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.comments import HUMAN_PREFIX, StoredComment, voter_kind
+from mlcycle.contracts.label_runs import (
+    BaselineStats,
+    ReviewItem,
+    RunParams,
+    RunStats,
+    VoteCounts,
+)
+from mlcycle.contracts.labels import Label, Provenance, label_id
+from mlcycle.contracts.repositories.votes import CastVote
 from mlcycle.contracts.splits import SPLITS, split_of
 from mlcycle.labeler.aggregate import Aggregate, aggregate
 from mlcycle.labeler.diagnostics import gold_labels
 from mlcycle.labeler.lfs import LfApplication, apply_lfs, lf_triplets, registered
-from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
-
-Strategy = Literal["mean_threshold", "majority", "dawid_skene"]
-
-
-class RunParams(BaseModel):
-    """What a label run is asked to do (the body of ``POST /v1/label-runs``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    strategy: Strategy = "dawid_skene"
-    task: str = Field(default="toxicity", min_length=1, max_length=128)
-    threshold: float | None = Field(
-        default=None, gt=0.0, lt=1.0, description="mean_threshold's cut (default from settings)"
-    )
-    labeling_functions: list[str] | None = Field(
-        default=None,
-        description="LF names to use as voters; omitted means every LF of the task, [] none",
-    )
-    gold_min_votes: int | None = Field(
-        default=None, ge=1, description="crowd votes that make an item's majority gold"
-    )
+from mlcycle.labeler.votes import VoteMatrix, class_of
 
 
 @dataclass
@@ -56,12 +44,13 @@ class Corpus:
     metadata: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_documents(cls, comments: Iterable[Mapping[str, Any]]) -> Corpus:
+    def from_comments(cls, comments: Iterable[StoredComment]) -> Corpus:
+        """The corpus of ``comments``, in their order."""
         corpus = cls()
-        for doc in comments:
-            corpus.item_ids.append(str(doc["id"]))
-            corpus.texts.append(str(doc.get("text") or ""))
-            corpus.metadata.append(dict(doc.get("metadata") or {}))
+        for comment in comments:
+            corpus.item_ids.append(comment.id)
+            corpus.texts.append(comment.text)
+            corpus.metadata.append(dict(comment.metadata))
         return corpus
 
     def __len__(self) -> int:
@@ -80,31 +69,32 @@ class Labeling:
     human_votes: np.ndarray  # per item
     crowd_votes: np.ndarray  # per item
     lf_application: LfApplication | None
-    vote_counts: dict[str, int]
+    vote_counts: VoteCounts
 
 
 def compute(
     corpus: Corpus,
-    vote_documents: Iterable[Mapping[str, Any]],
+    votes_cast: Iterable[CastVote],
     params: RunParams,
     settings: Settings,
 ) -> Labeling:
     """Aggregate the votes on ``corpus`` with ``params.strategy``; nothing is written."""
     n_classes = settings.classes_of(params.task)
     known = set(corpus.item_ids)
+    # Plain ints while counting (a model's attribute writes cost ~10x more per vote).
     counts = {"read": 0, "out_of_range": 0, "unknown_item": 0, "used": 0}
 
     def crowd_triplets() -> Iterable[tuple[str, str, int]]:
-        for vote in vote_documents:
+        for item_id, annotator_id, value in votes_cast:
             counts["read"] += 1
-            label = class_of(vote.get("label"), n_classes)
+            label = class_of(value, n_classes)
             if label is None:
                 counts["out_of_range"] += 1
-            elif vote.get("item_id") not in known:
+            elif item_id not in known:
                 counts["unknown_item"] += 1  # kept in the store; labeled once the item arrives
             else:
                 counts["used"] += 1
-                yield str(vote["item_id"]), str(vote["annotator_id"]), label
+                yield item_id, annotator_id, label
 
     application = _apply_lfs(corpus, params)
     triplets: list[Iterable[tuple[str, str, int]]] = [crowd_triplets()]
@@ -113,7 +103,7 @@ def compute(
     votes = VoteMatrix.from_triplets(
         (t for source in triplets for t in source), n_classes, item_ids=corpus.item_ids
     )
-    counts["lf"] = int(votes.voter_mask("lf").sum())
+    vote_counts = VoteCounts(**counts, lf=int(votes.voter_mask("lf").sum()))
 
     human_mask = votes.voter_mask("human")
     crowd_mask = votes.voter_mask("crowd")
@@ -145,7 +135,7 @@ def compute(
         human_votes=np.bincount(votes.items[human_mask], minlength=votes.n_items),
         crowd_votes=np.bincount(votes.items[crowd_mask], minlength=votes.n_items),
         lf_application=application,
-        vote_counts=counts,
+        vote_counts=vote_counts,
     )
 
 
@@ -198,21 +188,24 @@ class ProvenanceIndex:
         self._ids = votes.voter_ids
         self._kinds = [voter_kind(v) for v in votes.voter_ids]
 
-    def of(self, item: int) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {"crowd": [], "labeling_functions": [], "humans": []}
+    def of(self, item: int) -> Provenance:
+        """The voters of item ``item``, by kind, in the order they voted."""
+        crowd: list[str] = []
+        lfs: list[str] = []
+        humans: list[str] = []
         for v in self._voters[self._bounds[item] : self._bounds[item + 1]]:
             kind = self._kinds[v]
             name = self._ids[v]
             if kind == "lf":
-                found["labeling_functions"].append(name.split(":", 1)[1])
+                lfs.append(name.split(":", 1)[1])
             elif kind == "human":
-                found["humans"].append(name.split(":", 1)[1])
+                humans.append(name.split(":", 1)[1])
             else:
-                found["crowd"].append(name)
-        return found
+                crowd.append(name)
+        return Provenance(crowd=crowd, labeling_functions=lfs, humans=humans)
 
 
-def label_documents(
+def label_records(
     labeling: Labeling,
     corpus: Corpus,
     items: Sequence[int],
@@ -221,47 +214,36 @@ def label_documents(
     params: RunParams,
     provenance: ProvenanceIndex,
     now: datetime,
-) -> list[dict[str, Any]]:
-    """The label records of ``items`` (indices into the corpus) that got a label."""
+) -> list[Label]:
+    """The labels of ``items`` (indices into the corpus) that got one."""
     result = labeling.result
-    docs = []
+    labels = []
     for i in items:
         label = int(result.labels[i])
         if label < 0:
             continue  # no crowd vote, no human, every labeling function abstained
         probs = [round(float(p), 6) for p in result.probs[i]]
         item_id = corpus.item_ids[i]
-        docs.append(
-            {
-                "id": f"{run_id}:{item_id}",
-                "run": run_id,
-                "item_id": item_id,
-                "task": params.task,
-                "label": label,
-                "probability": probs[label],
-                "probabilities": probs,
-                "method": params.strategy,
-                "n_votes": int(labeling.crowd_votes[i] + labeling.human_votes[i]),
-                "provenance": provenance.of(i),
-                "split": labeling.splits[i],
-                "created_at": now.isoformat(),
-            }
+        labels.append(
+            Label(
+                id=label_id(run_id, item_id),
+                run=run_id,
+                item_id=item_id,
+                task=params.task,
+                label=label,
+                probability=probs[label],
+                probabilities=probs,
+                method=params.strategy,
+                n_votes=int(labeling.crowd_votes[i] + labeling.human_votes[i]),
+                provenance=provenance.of(i),
+                split=labeling.splits[i],
+                created_at=now,
+            )
         )
-    return docs
+    return labels
 
 
-def changed(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
-    """Whether a label is new or differs from the item's label in the previous run."""
-    if old is None:
-        return True
-    return (
-        new["label"] != old.get("label")
-        or new["split"] != old.get("split")
-        or abs(float(new["probability"]) - float(old.get("probability", -1.0))) > 1e-3
-    )
-
-
-def summary(labeling: Labeling) -> dict[str, Any]:
+def summary(labeling: Labeling) -> RunStats:
     """Counts, class balance per split, and the strategy next to the majority baseline."""
     result, baseline, gold = labeling.result, labeling.baseline, labeling.gold
     labeled = result.labels >= 0
@@ -276,27 +258,27 @@ def summary(labeling: Labeling) -> dict[str, Any]:
     }
     on_gold = gold >= 0
     both = labeled & (baseline.labels >= 0)
-    return {
-        "items": int(labeling.votes.n_items),
-        "labeled": int(labeled.sum()),
-        "unlabeled": int((~labeled).sum()),
-        "votes": dict(labeling.vote_counts),
-        "items_with_crowd_votes": int((labeling.crowd_votes > 0).sum()),
-        "items_with_only_lf_votes": int((labeled & (labeling.crowd_votes == 0)).sum()),
-        "items_reviewed_by_humans": int((labeling.human_votes > 0).sum()),
-        "class_balance": balance,
-        "gold_items": int(on_gold.sum()),
-        "accuracy_on_gold": _accuracy(result.labels, gold),
-        "baseline": {
-            "method": "majority",
-            "accuracy_on_gold": _accuracy(baseline.labels, gold),
-            "agreement_with_strategy": (
+    return RunStats(
+        items=int(labeling.votes.n_items),
+        labeled=int(labeled.sum()),
+        unlabeled=int((~labeled).sum()),
+        votes=labeling.vote_counts.model_copy(),
+        items_with_crowd_votes=int((labeling.crowd_votes > 0).sum()),
+        items_with_only_lf_votes=int((labeled & (labeling.crowd_votes == 0)).sum()),
+        items_reviewed_by_humans=int((labeling.human_votes > 0).sum()),
+        class_balance=balance,
+        gold_items=int(on_gold.sum()),
+        accuracy_on_gold=_accuracy(result.labels, gold),
+        baseline=BaselineStats(
+            method="majority",
+            accuracy_on_gold=_accuracy(baseline.labels, gold),
+            agreement_with_strategy=(
                 float(np.mean(result.labels[both] == baseline.labels[both])) if both.any() else None
             ),
-        },
-        "iterations": int(result.iterations),
-        "converged": bool(result.converged),
-    }
+        ),
+        iterations=int(result.iterations),
+        converged=bool(result.converged),
+    )
 
 
 def _accuracy(labels: np.ndarray, gold: np.ndarray) -> float | None:
@@ -304,7 +286,7 @@ def _accuracy(labels: np.ndarray, gold: np.ndarray) -> float | None:
     return float(np.mean(labels[on_gold] == gold[on_gold])) if on_gold.any() else None
 
 
-def review_queue(labeling: Labeling, corpus: Corpus, size: int) -> list[dict[str, Any]]:
+def review_queue(labeling: Labeling, corpus: Corpus, size: int) -> list[ReviewItem]:
     """The items a reviewer's label would help most, most useful first.
 
     Priority = (1 - max p), the chance the current hard label is wrong, times
@@ -320,13 +302,13 @@ def review_queue(labeling: Labeling, corpus: Corpus, size: int) -> list[dict[str
     candidates = np.flatnonzero(eligible)
     top = candidates[np.argsort(-priority[candidates], kind="stable")[:size]]
     return [
-        {
-            "item_id": corpus.item_ids[i],
-            "priority": round(float(priority[i]), 6),
-            "label": int(result.labels[i]),
-            "probability": round(float(result.probs[i, result.labels[i]]), 6),
-            "n_votes": int(n_votes[i]),
-            "split": labeling.splits[i],
-        }
+        ReviewItem(
+            item_id=corpus.item_ids[i],
+            priority=round(float(priority[i]), 6),
+            label=int(result.labels[i]),
+            probability=round(float(result.probs[i, result.labels[i]]), 6),
+            n_votes=int(n_votes[i]),
+            split=labeling.splits[i],
+        )
         for i in top
     ]

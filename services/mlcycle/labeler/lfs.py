@@ -1,9 +1,9 @@
-"""Labeling functions: plain Python heuristics that vote a class for one comment, or abstain.
+"""Labeling functions: the registry with the starter sets in it, and applying LFs to texts.
 
 A labeling function (LF) is a function ``(text, metadata) -> int`` returning a
-class of its task or :data:`~mlcycle.labeler.votes.ABSTAIN`. LFs are
-registered by name with :func:`labeling_function`; :func:`apply_lfs` runs a set
-of them over many comments into an ``(n_items, n_lfs)`` vote array, and
+class of its task or :data:`~mlcycle.labeler.votes.ABSTAIN`, registered by
+name (:mod:`~mlcycle.labeler.lf_registry`). :func:`apply_lfs` runs a set of
+them over many comments into an ``(n_items, n_lfs)`` vote array, and
 :func:`lf_triplets` turns that array into ``(item_id, "lf:<name>", class)``
 votes, so that a label model weighs LFs and crowd workers alike.
 
@@ -11,54 +11,59 @@ An LF that raises, or returns something that is not a class of its task,
 abstains on that item; the error is recorded in :class:`LfApplication` and
 the run goes on: one bad heuristic must not stop a labeling run.
 
-Several LFs usually look at the same derived views of a text (lower-cased,
-tokenized). :func:`per_text_cache` memoizes such a view for the text being
-processed, so that :func:`apply_lfs`, which runs every LF on one text before
-moving to the next, computes it once per text while each LF stays an
-ordinary function of ``(text, metadata)``.
-
-The starter set for the ``toxicity`` task lives in
-:mod:`mlcycle.labeler.toxicity_lfs` and is registered when this module is
-imported.
+This module is where the labeler finds its LFs: it assembles the registry and
+the starter sets (:data:`STARTER_SETS`, the ``toxicity`` set of
+:mod:`~mlcycle.labeler.toxicity_lfs`), and gives LF authors the decorator and
+the shared text views in one import.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.labeler.votes import ABSTAIN, LF_PREFIX
+from mlcycle.contracts.comments import LF_PREFIX
+from mlcycle.labeler import toxicity_lfs
+from mlcycle.labeler.lf_registry import (
+    DEFAULT_CLASSES,
+    EMPTY_METADATA,
+    TASK_CLASSES,
+    LabelingFunction,
+    labeling_function,
+    register,
+    register_task,
+    registered,
+    unregister,
+)
+from mlcycle.labeler.text_views import TextView, per_text_cache, text_view
+from mlcycle.labeler.votes import ABSTAIN
 
-LfFn = Callable[[str, Mapping[str, Any]], int]
-T = TypeVar("T")
+__all__ = [
+    "ABSTAIN",
+    "STARTER_SETS",
+    "TASK_CLASSES",
+    "LabelingFunction",
+    "LfApplication",
+    "LfError",
+    "TextView",
+    "apply_lfs",
+    "labeling_function",
+    "lf_triplets",
+    "per_text_cache",
+    "register",
+    "register_task",
+    "registered",
+    "text_view",
+    "unregister",
+]
 
-# Classes per task; a task not listed here is binary.
-TASK_CLASSES: dict[str, int] = {"toxicity": 2}
-DEFAULT_CLASSES = 2
+# The LFs registered with the labeler itself, by task: names in registration order.
+STARTER_SETS: Mapping[str, tuple[str, ...]] = {toxicity_lfs.TASK: toxicity_lfs.STARTER}
 MAX_ERROR_INDICES = 5
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class LabelingFunction:
-    """A named heuristic voting a class of ``task`` (or abstaining) for one text."""
-
-    name: str
-    fn: LfFn
-    description: str
-    task: str = "toxicity"
-
-    def __call__(self, text: str, metadata: Mapping[str, Any] | None = None) -> int:
-        """Apply the LF to one text, as :func:`apply_lfs` would (without its error handling)."""
-        return self.fn(text, _EMPTY if metadata is None else metadata)
 
 
 @dataclass(frozen=True)
@@ -90,158 +95,6 @@ class LfApplication:
         return {name: float(share[j]) for j, name in enumerate(self.names)}
 
 
-# --------------------------------------------------------------------------- registry
-
-# (task, name) -> LF. Names are unique within a task: they become voter ids.
-_REGISTRY: dict[tuple[str, str], LabelingFunction] = {}
-
-
-def labeling_function(
-    name: str | None = None, *, task: str = "toxicity", description: str = ""
-) -> Callable[[LfFn], LfFn]:
-    """Register the decorated ``(text, metadata) -> class | ABSTAIN`` function as an LF.
-
-    ``name`` defaults to the function's name and ``description`` to the first
-    line of its docstring. The function itself is returned unchanged, so it
-    can still be called and tested directly. Registering a name twice for
-    one task raises :class:`InvalidInput`. ``@labeling_function`` without
-    parentheses works too.
-    """
-    if callable(name):  # used bare: @labeling_function
-        fn, name = name, None
-        return labeling_function(task=task, description=description)(fn)  # type: ignore[return-value]
-
-    def decorator(fn: LfFn) -> LfFn:
-        lf_name = name or fn.__name__
-        doc = (fn.__doc__ or "").strip().splitlines()
-        register(
-            LabelingFunction(
-                name=lf_name,
-                fn=fn,
-                description=description or (doc[0] if doc else ""),
-                task=task,
-            )
-        )
-        return fn
-
-    return decorator
-
-
-def register(lf: LabelingFunction) -> LabelingFunction:
-    """Add ``lf`` to the registry; its name must be new for its task."""
-    if not _NAME_RE.match(lf.name):
-        raise InvalidInput(
-            f"invalid labeling function name {lf.name!r}: use letters, digits, '_', '.', '-'"
-        )
-    if not callable(lf.fn):
-        raise InvalidInput(f"labeling function {lf.name!r} is not callable")
-    key = (lf.task, lf.name)
-    if key in _REGISTRY:
-        raise InvalidInput(
-            f"labeling function {lf.name!r} is already registered for task {lf.task!r}",
-            details={"name": lf.name, "task": lf.task},
-        )
-    _REGISTRY[key] = lf
-    return lf
-
-
-def register_task(task: str, n_classes: int) -> None:
-    """Declare how many classes ``task`` has (a task not declared is binary)."""
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or not 2 <= n_classes <= 127:
-        # Votes are stored as int8.
-        raise InvalidInput(f"a task has 2 to 127 classes, not {n_classes!r}")
-    TASK_CLASSES[task] = n_classes
-
-
-def unregister(name: str, task: str = "toxicity") -> None:
-    """Remove an LF from the registry (a no-op when it is not there)."""
-    _REGISTRY.pop((task, name), None)
-
-
-def registered(
-    task: str = "toxicity", names: Sequence[str] | None = None
-) -> list[LabelingFunction]:
-    """The registered LFs of ``task``, in registration order, or exactly ``names`` in that order.
-
-    Unknown names raise :class:`InvalidInput` naming them and listing the
-    known ones.
-    """
-    known = {name: lf for (lf_task, name), lf in _REGISTRY.items() if lf_task == task}
-    if names is None:
-        return list(known.values())
-    if isinstance(names, str):
-        names = [names]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise InvalidInput(
-            f"unknown labeling function(s) for task {task!r}: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(known)) or '(none)'}",
-            details={"unknown": unknown, "known": sorted(known), "task": task},
-        )
-    return [known[name] for name in names]
-
-
-# --------------------------------------------------------------------------- shared views
-
-
-def per_text_cache(compute: Callable[[str], T]) -> Callable[[str], T]:
-    """Memoize ``compute(text)`` for the most recent text (compared by identity).
-
-    :func:`apply_lfs` runs all LFs on one text before the next, so a view
-    several LFs need (a lower-cased copy, a token set) is computed once per
-    text. The cache holds one entry, replaced atomically, so it is safe to
-    share between threads and never grows.
-    """
-    last: list[tuple[str, T] | None] = [None]
-
-    @functools.wraps(compute)
-    def cached(text: str) -> T:
-        entry = last[0]
-        if entry is not None and entry[0] is text:
-            return entry[1]
-        value = compute(text)
-        last[0] = (text, value)
-        return value
-
-    return cached
-
-
-_TOKEN = re.compile(r"[^\W_]+")
-# ASCII texts (nearly all) are tokenized with two C loops instead of a regex: one
-# bytes.translate lower-cases letters and blanks everything but letters and digits, then
-# split. About twice as fast as findall, and the same tokens.
-_ASCII_FOLD = bytes(
-    b + 32 if 65 <= b <= 90 else b if (48 <= b <= 57 or 97 <= b <= 122) else 32 for b in range(256)
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TextView:
-    """Views of one text most LFs need: lower-cased, and its set of lower-case word tokens.
-
-    Tokens are maximal runs of letters and digits (so "don't" gives "don" and
-    "t"); curly apostrophes are straightened in ``lower`` so that one pattern
-    serves both spellings.
-    """
-
-    text: str
-    lower: str
-    tokens: frozenset[str]
-
-
-@per_text_cache
-def text_view(text: str) -> TextView:
-    """The :class:`TextView` of ``text``, computed once for all LFs applied to it."""
-    if text.isascii():
-        folded = text.encode("ascii").translate(_ASCII_FOLD).decode("ascii")
-        return TextView(text, text.lower(), frozenset(folded.split()))
-    lower = text.lower().replace("\u2019", "'")
-    return TextView(text, lower, frozenset(_TOKEN.findall(lower)))
-
-
-# --------------------------------------------------------------------------- application
-
-
 def apply_lfs(
     lfs: Sequence[LabelingFunction],
     texts: Sequence[str],
@@ -260,7 +113,9 @@ def apply_lfs(
     n_items = len(texts)
     if metadata is not None and len(metadata) != n_items:
         raise InvalidInput(f"{len(metadata)} metadata for {n_items} texts")
-    metas: Sequence[Mapping[str, Any]] = metadata if metadata is not None else [_EMPTY] * n_items
+    metas: Sequence[Mapping[str, Any]] = (
+        metadata if metadata is not None else [EMPTY_METADATA] * n_items
+    )
 
     # Non-abstain votes are rare, so they are collected sparsely and written once.
     hit_items: list[list[int]] = [[] for _ in lfs]
@@ -273,7 +128,7 @@ def apply_lfs(
     for i, text in enumerate(texts):
         meta = metas[i]
         if meta is None:
-            meta = _EMPTY
+            meta = EMPTY_METADATA
         for j, fn, n_classes, items, values in columns:
             try:
                 vote = fn(text, meta)
@@ -362,8 +217,3 @@ def lf_triplets(
     values = application.votes[rows, cols]
     for i, j, value in zip(rows.tolist(), cols.tolist(), values.tolist(), strict=True):
         yield item_ids[i], voters[j], value
-
-
-# The starter LFs register themselves with the decorator above; imported last because
-# they need it (a cycle Python resolves: this module is complete by then).
-from mlcycle.labeler import toxicity_lfs as _toxicity_lfs  # noqa: E402, F401

@@ -1,6 +1,8 @@
 """The diagnostics report of a label run, for people: rich tables and one self-contained HTML page.
 
-Both read the JSON-ready dict of :func:`mlcycle.labeler.diagnostics.run_diagnostics`.
+Both read a :class:`~mlcycle.contracts.label_diagnostics.DiagnosticsReport`, as
+:func:`mlcycle.labeler.diagnostics.run_diagnostics` makes it or as a run's JSON
+carries it.
 The HTML page carries its CSS and its plots (PNG, base64) inline and links
 to nothing, so it can be mailed or archived as one file. Every string from
 the report is escaped: item texts and voter ids are user content.
@@ -9,15 +11,30 @@ the report is escaped: item texts and voter ids are user content.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from mlcycle.common.figures import inline_figure
+from mlcycle.contracts.label_diagnostics import (
+    Calibration,
+    ConflictMatrix,
+    DiagnosticsReport,
+    LfErrorSummary,
+    LfStats,
+    VoterStats,
+    WorkerSummary,
+)
+
+if TYPE_CHECKING:  # matplotlib loads only when a page with plots is written
+    from matplotlib.figure import Figure
+
+D = TypeVar("D")
 
 NONE = "–"
 # Cells of the heatmap beyond which the numbers no longer fit inside the squares.
@@ -27,48 +44,52 @@ _MAX_ANNOTATED = 25
 # --------------------------------------------------------------------------- terminal
 
 
-def render_table(report: dict[str, Any], console: Console, *, max_workers: int = 20) -> None:
+def as_report(report: DiagnosticsReport | Mapping[str, Any]) -> DiagnosticsReport:
+    """The report itself, or read from a run's JSON (``GET /v1/label-runs/{id}``)."""
+    if isinstance(report, DiagnosticsReport):
+        return report
+    return DiagnosticsReport.model_validate(report)
+
+
+def render_table(report: DiagnosticsReport, console: Console, *, max_workers: int = 20) -> None:
     """Print the summary, the labeling functions, the humans and the top workers to ``console``."""
     console.print(_summary_table(report))
-    lfs = report.get("labeling_functions") or []
+    lfs = report.labeling_functions
     table = Table(title="Labeling functions", title_justify="left")
     for column in ("LF", "votes", "coverage", "overlap", "conflict", "accuracy", "n_gold"):
         table.add_column(column, justify="left" if column == "LF" else "right")
     table.add_column("errors", overflow="fold")
     for lf in lfs:
-        table.add_row(*_voter_cells(lf), _errors_text(lf.get("errors")))
+        table.add_row(*_voter_cells(lf), _errors_text(lf.errors))
     if not lfs:
         table.caption = "no labeling function voted"
     console.print(table)
-    humans = report.get("humans") or []
-    if humans:
-        console.print(_voters_table("Human reviewers", humans))
-    workers = (report.get("workers") or {}).get("top") or []
+    if report.humans:
+        console.print(_voters_table("Human reviewers", report.humans))
+    workers = report.workers.top
     if workers:
         shown = workers[:max_workers]
         title = f"Top {len(shown)} crowd workers by votes"
         console.print(_voters_table(title, shown))
 
 
-def _summary_pairs(report: dict[str, Any]) -> list[tuple[str, str]]:
-    totals = report.get("totals") or {}
-    workers = report.get("workers") or {}
-    voters = totals.get("voters") or {}
+def _summary_pairs(report: DiagnosticsReport) -> list[tuple[str, str]]:
+    totals, workers = report.totals, report.workers
     return [
-        ("items", _int(totals.get("items"))),
-        ("votes", _int(totals.get("votes"))),
-        ("labeling functions", _int(voters.get("lf"))),
-        ("crowd workers", _int(workers.get("count"))),
-        ("human reviewers", _int(voters.get("human"))),
-        ("gold items", _gold_text(report.get("gold") or {})),
-        ("median votes per worker", _num(workers.get("median_votes"))),
-        ("median worker accuracy", _pct(workers.get("median_accuracy"))),
-        ("pooled worker accuracy", _pct(workers.get("pooled_accuracy"))),
-        ("calibration error (ECE)", _num((report.get("calibration") or {}).get("ece"), 4)),
+        ("items", _int(totals.items)),
+        ("votes", _int(totals.votes)),
+        ("labeling functions", _int(totals.voters.get("lf"))),
+        ("crowd workers", _int(workers.count)),
+        ("human reviewers", _int(totals.voters.get("human"))),
+        ("gold items", _gold_text(report.gold.items, report.gold.min_votes)),
+        ("median votes per worker", _num(workers.median_votes)),
+        ("median worker accuracy", _pct(workers.median_accuracy)),
+        ("pooled worker accuracy", _pct(workers.pooled_accuracy)),
+        ("calibration error (ECE)", _num(report.calibration.ece, 4)),
     ]
 
 
-def _summary_table(report: dict[str, Any]) -> Table:
+def _summary_table(report: DiagnosticsReport) -> Table:
     table = Table(title="Label run diagnostics", title_justify="left", show_header=False)
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -77,7 +98,7 @@ def _summary_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def _voters_table(title: str, voters: list[dict[str, Any]]) -> Table:
+def _voters_table(title: str, voters: list[VoterStats]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("voter", "votes", "coverage", "overlap", "conflict", "accuracy", "n_gold"):
         table.add_column(column, justify="left" if column == "voter" else "right")
@@ -86,27 +107,28 @@ def _voters_table(title: str, voters: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _voter_cells(voter: dict[str, Any]) -> list[str]:
+def _voter_cells(voter: VoterStats) -> list[str]:
     return [
-        str(voter.get("name") or voter.get("voter_id") or ""),
-        _int(voter.get("n_votes")),
-        _pct(voter.get("coverage")),
-        _pct(voter.get("overlap")),
-        _pct(voter.get("conflict")),
-        _pct(voter.get("accuracy")),
-        _int(voter.get("n_gold")),
+        voter.name or voter.voter_id,
+        _int(voter.n_votes),
+        _pct(voter.coverage),
+        _pct(voter.overlap),
+        _pct(voter.conflict),
+        _pct(voter.accuracy),
+        _int(voter.n_gold),
     ]
 
 
 # --------------------------------------------------------------------------- HTML
 
 
-def write_html(report: dict[str, Any], path: Path, *, title: str) -> Path:
+def write_html(report: DiagnosticsReport | Mapping[str, Any], path: Path, *, title: str) -> Path:
     """Write the report as one self-contained HTML page at ``path`` and return the path."""
-    lfs = report.get("labeling_functions") or []
-    workers = report.get("workers") or {}
-    calibration = report.get("calibration") or {}
-    matrix = report.get("conflict_matrix") or {}
+    report = as_report(report)
+    lfs = report.labeling_functions
+    workers = report.workers
+    calibration = report.calibration
+    matrix = report.conflict_matrix
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
@@ -118,20 +140,20 @@ def write_html(report: dict[str, Any], path: Path, *, title: str) -> Path:
         else "<p class='note'>No labeling function in this run.</p>",
         "<h2>Conflicts between labeling functions</h2>",
         _figure(_conflict_plot, matrix, alt="pairwise conflict heatmap", plot="conflicts")
-        if matrix.get("voters")
+        if matrix.voters
         else "<p class='note'>No labeling function in this run.</p>",
         "<h2>Calibration of the soft labels</h2>",
         _figure(_calibration_plot, calibration, alt="reliability diagram", plot="calibration")
-        if calibration.get("bins")
+        if calibration.bins
         else "<p class='note'>No gold item to calibrate against.</p>",
         "<h2>Labeling functions</h2>",
         _html_lf_table(lfs),
         _html_wrong_samples(lfs),
         "<h2>Human reviewers</h2>",
-        _html_voters(report.get("humans") or [], empty="No human reviewer voted."),
+        _html_voters(report.humans, empty="No human reviewer voted."),
         "<h2>Crowd workers</h2>",
         _html_worker_summary(workers),
-        _html_voters(workers.get("top") or [], empty="No crowd worker voted."),
+        _html_voters(workers.top, empty="No crowd worker voted."),
         "</body></html>",
     ]
     path = Path(path)
@@ -152,7 +174,7 @@ details{margin:.3rem 0}summary{cursor:pointer}
 """
 
 
-def _html_summary(report: dict[str, Any]) -> str:
+def _html_summary(report: DiagnosticsReport) -> str:
     rows = "".join(
         f"<tr><td>{escape(name)}</td><td>{escape(value)}</td></tr>"
         for name, value in _summary_pairs(report)
@@ -160,7 +182,7 @@ def _html_summary(report: dict[str, Any]) -> str:
     return f"<table class='summary'>{rows}</table>"
 
 
-def _html_lf_table(lfs: list[dict[str, Any]]) -> str:
+def _html_lf_table(lfs: list[LfStats]) -> str:
     if not lfs:
         return "<p class='note'>No labeling function in this run.</p>"
     head = "".join(
@@ -170,23 +192,23 @@ def _html_lf_table(lfs: list[dict[str, Any]]) -> str:
     rows = "".join(
         "<tr>"
         + "".join(f"<td>{escape(cell)}</td>" for cell in _voter_cells(lf))
-        + f"<td class='text'>{escape(_errors_text(lf.get('errors')))}</td></tr>"
+        + f"<td class='text'>{escape(_errors_text(lf.errors))}</td></tr>"
         for lf in lfs
     )
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def _html_wrong_samples(lfs: list[dict[str, Any]]) -> str:
+def _html_wrong_samples(lfs: list[LfStats]) -> str:
     parts = ["<h3>Items each function got wrong (a sample)</h3>"]
     for lf in lfs:
-        samples = lf.get("wrong_samples") or []
-        name = escape(str(lf.get("name") or lf.get("voter_id") or ""))
+        samples = lf.wrong_samples
+        name = escape(lf.name or lf.voter_id)
         if not samples:
             parts.append(f"<details><summary>{name}: no wrong item on gold</summary></details>")
             continue
         rows = "".join(
-            f"<tr><td>{escape(str(s.get('item_id')))}</td><td>{_int(s.get('vote'))}</td>"
-            f"<td>{_int(s.get('gold'))}</td><td class='text'>{escape(str(s.get('text') or ''))}"
+            f"<tr><td>{escape(s.item_id)}</td><td>{_int(s.vote)}</td>"
+            f"<td>{_int(s.gold)}</td><td class='text'>{escape(s.text)}"
             "</td></tr>"
             for s in samples
         )
@@ -197,7 +219,7 @@ def _html_wrong_samples(lfs: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _html_voters(voters: list[dict[str, Any]], *, empty: str) -> str:
+def _html_voters(voters: list[VoterStats], *, empty: str) -> str:
     if not voters:
         return f"<p class='note'>{escape(empty)}</p>"
     head = "".join(
@@ -211,17 +233,17 @@ def _html_voters(voters: list[dict[str, Any]], *, empty: str) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-def _html_worker_summary(workers: dict[str, Any]) -> str:
+def _html_worker_summary(workers: WorkerSummary) -> str:
     figures = [
-        ("workers", _int(workers.get("count"))),
-        ("votes", _int(workers.get("votes"))),
-        ("median votes per worker", _num(workers.get("median_votes"))),
-        ("workers scored on gold", _int(workers.get("with_gold"))),
-        ("median accuracy (leave-one-out)", _pct(workers.get("median_accuracy"))),
-        ("pooled accuracy (leave-one-out)", _pct(workers.get("pooled_accuracy"))),
+        ("workers", _int(workers.count)),
+        ("votes", _int(workers.votes)),
+        ("median votes per worker", _num(workers.median_votes)),
+        ("workers scored on gold", _int(workers.with_gold)),
+        ("median accuracy (leave-one-out)", _pct(workers.median_accuracy)),
+        ("pooled accuracy (leave-one-out)", _pct(workers.pooled_accuracy)),
     ]
     rows = "".join(f"<tr><td>{escape(n)}</td><td>{escape(v)}</td></tr>" for n, v in figures)
-    shown = len(workers.get("top") or [])
+    shown = len(workers.top)
     caption = f"<p>The {shown} workers with most votes:</p>" if shown else ""
     return f"<table>{rows}</table>{caption}"
 
@@ -229,13 +251,13 @@ def _html_worker_summary(workers: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _figure(draw: Any, data: Any, *, alt: str, plot: str) -> str:
+def _figure(draw: Callable[[Figure, D], None], data: D, *, alt: str, plot: str) -> str:
     return inline_figure(draw, data, alt=alt, plot=plot)
 
 
-def _coverage_plot(fig: Any, lfs: list[dict[str, Any]]) -> None:
-    names = [str(lf.get("name") or lf.get("voter_id")) for lf in lfs]
-    coverage = [lf.get("coverage") or 0.0 for lf in lfs]
+def _coverage_plot(fig: Figure, lfs: list[LfStats]) -> None:
+    names = [lf.name or lf.voter_id for lf in lfs]
+    coverage = [lf.coverage or 0.0 for lf in lfs]
     fig.set_figheight(max(2.0, 0.35 * len(lfs) + 1.2))
     ax = fig.subplots()
     positions = list(range(len(lfs)))
@@ -247,12 +269,12 @@ def _coverage_plot(fig: Any, lfs: list[dict[str, Any]]) -> None:
     ax.bar_label(bars, labels=[f"{c:.1%}" for c in coverage], padding=3, fontsize=8)
 
 
-def _conflict_plot(fig: Any, matrix: dict[str, Any]) -> None:
+def _conflict_plot(fig: Figure, matrix: ConflictMatrix) -> None:
     import matplotlib
 
-    names = [str(n) for n in matrix.get("voters") or []]
+    names = list(matrix.voters)
     values = np.array(
-        [[math.nan if v is None else v for v in row] for row in matrix.get("values") or []],
+        [[math.nan if v is None else v for v in row] for row in matrix.values],
         dtype=float,
     ).reshape(len(names), len(names))
     size = max(3.5, 0.45 * len(names) + 2.5)
@@ -272,26 +294,22 @@ def _conflict_plot(fig: Any, matrix: dict[str, Any]) -> None:
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
 
 
-def _calibration_plot(fig: Any, calibration: dict[str, Any]) -> None:
-    bins = [b for b in calibration.get("bins") or [] if b.get("count")]
-    confidence = [b["confidence"] for b in bins]
-    accuracy = [b["accuracy"] for b in bins]
-    counts = [b["count"] for b in bins]
+def _calibration_plot(fig: Figure, calibration: Calibration) -> None:
+    bins = [b for b in calibration.bins if b.count]
+    confidence = [b.confidence for b in bins]
+    accuracy = [b.accuracy for b in bins]
+    counts = [b.count for b in bins]
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     top.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
     top.plot(confidence, accuracy, marker="o", color="#e45756", label="soft labels")
     top.set_ylabel("accuracy on gold")
     top.set_ylim(0, 1.02)
-    ece = calibration.get("ece")
+    ece = calibration.ece
     top.set_title(f"Reliability (ECE = {ece:.4f})" if ece is not None else "Reliability")
     top.legend(loc="upper left")
-    if all("lower" in b and "upper" in b for b in bins):  # the bins' own extent
-        lefts = [b["lower"] for b in bins]
-        widths = [0.9 * (b["upper"] - b["lower"]) for b in bins]
-        bottom.bar(lefts, counts, width=widths, align="edge", color="#4c78a8")
-    else:
-        width = 0.8 / max(1, len(calibration.get("bins") or []))
-        bottom.bar(confidence, counts, width=width, color="#4c78a8")
+    lefts = [b.lower for b in bins]  # the bins' own extent
+    widths = [0.9 * (b.upper - b.lower) for b in bins]
+    bottom.bar(lefts, counts, width=widths, align="edge", color="#4c78a8")
     bottom.set_xlabel("confidence (top probability)")
     bottom.set_ylabel("items")
     bottom.set_xlim(0, 1.0)
@@ -300,34 +318,27 @@ def _calibration_plot(fig: Any, calibration: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- formatting
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     return NONE if value is None else f"{value:.1%}"
 
 
-def _num(value: Any, digits: int = 1) -> str:
+def _num(value: float | None, digits: int = 1) -> str:
     return NONE if value is None else f"{value:,.{digits}f}"
 
 
-def _int(value: Any) -> str:
+def _int(value: int | None) -> str:
     return NONE if value is None else f"{int(value):,}"
 
 
-def _gold_text(gold: dict[str, Any]) -> str:
-    items = _int(gold.get("items"))
-    if gold.get("min_votes") is None:
-        return items
-    return f"{items} (≥ {gold['min_votes']} crowd votes)"
+def _gold_text(items: int, min_votes: int | None) -> str:
+    if min_votes is None:
+        return _int(items)
+    return f"{_int(items)} (≥ {min_votes} crowd votes)"
 
 
-def _errors_text(errors: Any) -> str:
-    """An LF's errors in one line: ``count × first message`` for the labeler's error records."""
-    if not errors:
+def _errors_text(errors: LfErrorSummary | None) -> str:
+    """An LF's errors in one line: ``count × first message``."""
+    if errors is None:
         return ""
-    if isinstance(errors, dict):
-        count, message = errors.get("count"), errors.get("message")
-        text = f"{count} × {message}" if count is not None else str(message or errors)
-    elif isinstance(errors, list):
-        text = f"{len(errors)} × {errors[0]}"
-    else:
-        text = str(errors)
+    text = f"{errors.count} × {errors.message}"
     return text if len(text) <= 160 else text[:159] + "…"

@@ -15,68 +15,68 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import orjson
-
-from mlcycle.common.errors import NotFound
+from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store
+from mlcycle.common.store import RUNS, Store
+from mlcycle.contracts.label_diagnostics import LfErrorSummary
+from mlcycle.contracts.label_runs import (
+    LABEL_RUN_KIND,
+    LabelRun,
+    LatestLabelRun,
+    RunParams,
+    RunProgress,
+)
+from mlcycle.contracts.labels import Label, label_id
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.votes import Votes
+from mlcycle.contracts.timestamps import utc_now
 from mlcycle.labeler.diagnostics import run_diagnostics
 from mlcycle.labeler.labeling import (
     Corpus,
     Labeling,
     ProvenanceIndex,
-    RunParams,
-    changed,
     compute,
-    label_documents,
+    label_records,
     review_queue,
     summary,
 )
 
 log = logging.getLogger(__name__)
 
-KIND = "label"
-ProgressHook = Callable[[dict[str, Any]], None]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+ProgressHook = Callable[[LabelRun], None]
+# Records per store read while loading a run's comments and votes.
+SCAN_BATCH = 5000
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable by creation time: ``lr-20261124T181500-1a2b3c``."""
-    return f"lr-{(now or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return f"lr-{(now or utc_now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-def _latest_pointer(task: str) -> str:
-    return f"latest-label-run-{task}"
+# -- run records as raw documents, for services not yet reading through LabelRuns ---------------
 
 
 def latest_run(store: Store, task: str) -> dict[str, Any] | None:
-    """The label run of ``task`` that succeeded last, or None.
-
-    Read through a small pointer record written when a run succeeds: label
-    reads ask for it on every request, and scanning every run record (each
-    holding its whole diagnostics report) would grow with the run history.
-    """
-    pointer = store.get(RUNS, _latest_pointer(task))
+    """The stored document of ``task``'s latest succeeded run, or None (see LabelRuns.latest)."""
+    pointer = store.get(RUNS, LatestLabelRun.id_of(task))
     return store.get(RUNS, pointer["run"]) if pointer is not None else None
 
 
 def record_latest(store: Store, run: dict[str, Any]) -> None:
-    """Make the succeeded ``run`` the one :func:`latest_run` answers for its task."""
-    pointer = {"id": _latest_pointer(run["task"]), "kind": "label-pointer", "run": run["id"]}
-    store.upsert(RUNS, [pointer])
+    """Make the succeeded ``run`` document its task's latest (see LabelRuns.mark_latest)."""
+    LabelRuns(store).mark_latest(LabelRun.model_validate(run))
 
 
 def get_run(store: Store, run_id: str) -> dict[str, Any]:
-    """A label run's record, or :class:`NotFound`."""
+    """A label run's stored document, or :class:`NotFound` (see LabelRuns.require)."""
     run = store.get(RUNS, run_id)
-    if run is None or run.get("kind") != KIND:
+    if run is None or run.get("kind") != LABEL_RUN_KIND:
         raise NotFound(f"no label run {run_id!r}", details={"id": run_id})
     return run
 
@@ -95,56 +95,60 @@ class LabelRunner:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.runs = LabelRuns(store)
+        self.labels = Labels(store)
+        self.comments = Comments(store)
+        self.votes = Votes(store)
         self.producer = producer
         self.chunk_items = chunk_items or settings.label_chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
 
-    def create(self, params: RunParams) -> dict[str, Any]:
+    def create(self, params: RunParams) -> LabelRun:
         """Record a new queued run and return it."""
-        now = _now()
-        run_id = new_run_id(now)
-        previous = latest_run(self.store, params.task)
-        run = {
-            "id": run_id,
-            "kind": KIND,
-            "task": params.task,
-            "status": "queued",
-            "params": params.model_dump(mode="json"),
-            "previous_run": previous["id"] if previous else None,
-            "progress": {"phase": "queued", "chunks_done": 0, "chunks_total": None},
-            "created_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-        }
-        self.store.upsert(RUNS, [run])
-        return run
+        now = utc_now()
+        previous = self.runs.latest(params.task)
+        run = LabelRun(
+            id=new_run_id(now),
+            task=params.task,
+            status="queued",
+            params=params,
+            previous_run=previous.id if previous else None,
+            progress=RunProgress(phase="queued", chunks_done=0, chunks_total=None),
+            created_at=now,
+            updated_at=now,
+        )
+        return self.runs.save(run)
 
-    def _save(self, run: dict[str, Any], **changes: Any) -> dict[str, Any]:
-        run.update(changes, updated_at=_now().isoformat())
-        self.store.upsert(RUNS, [run])
+    def _save(self, run: LabelRun, **changes: Any) -> LabelRun:
+        for name, value in {**changes, "updated_at": utc_now()}.items():
+            setattr(run, name, value)
+        self.runs.save(run)
         if self.on_progress is not None:
             self.on_progress(run)
         return run
 
-    def _phase(self, run: dict[str, Any], phase: str, **progress: Any) -> None:
-        self._save(run, progress={**run["progress"], "phase": phase, **progress})
+    def _phase(self, run: LabelRun, phase: str, **progress: int) -> None:
+        self._save(run, progress=run.progress.model_copy(update={"phase": phase, **progress}))
 
     # -- execution -----------------------------------------------------------------------------
 
-    def execute(self, run_id: str) -> dict[str, Any]:
+    def execute(self, run_id: str) -> LabelRun:
         """Run (or resume) ``run_id`` to the end; returns the finished run record."""
-        run = get_run(self.store, run_id)
-        if run["status"] == "succeeded":
+        run = self.runs.require(run_id)
+        if run.succeeded:
             return run
-        params = RunParams.model_validate(run["params"])
+        if run.params is None:
+            raise InvalidInput(f"label run {run_id} has no parameters to run with")
+        params = run.params
         started = time.perf_counter()
-        self._save(run, status="running", started_at=run.get("started_at") or _now().isoformat())
+        self._save(run, status="running", started_at=run.started_at or utc_now())
         try:
             self._phase(run, "reading")
             self.store.refresh()  # see every write made before the run started
-            corpus = Corpus.from_documents(self.store.scan(COMMENTS, batch_size=5000))
-            votes = self.store.scan(VOTES, filters={"task": params.task}, batch_size=5000)
+            corpus = Corpus.from_comments(self.comments.scan(batch_size=SCAN_BATCH))
+            votes = self.votes.cast(params.task, batch_size=SCAN_BATCH)
             self._phase(run, "aggregating", items=len(corpus))
             labeling = compute(corpus, votes, params, self.settings)
             self._write_labels(run, params, corpus, labeling)
@@ -157,9 +161,10 @@ class LabelRunner:
                 lf_errors=_lf_errors(labeling, corpus),
                 min_votes=params.gold_min_votes or self.settings.gold_min_votes,
             )
-            stats = summary(labeling)
-            stats["events"] = run["progress"].get("events", 0)
-            stats["seconds"] = round(time.perf_counter() - started, 3)
+            seconds = round(time.perf_counter() - started, 3)
+            stats = summary(labeling).model_copy(
+                update={"events": run.progress.events, "seconds": seconds}
+            )
             queue = review_queue(labeling, corpus, self.settings.review_queue_size)
         except Exception as exc:
             log.exception("label run failed", extra={"run": run_id})
@@ -169,70 +174,63 @@ class LabelRunner:
             run,
             status="succeeded",
             stats=stats,
-            report=_json_safe(report),
+            report=report,
             review_queue=queue,
-            progress={**run["progress"], "phase": "done"},
-            finished_at=_now().isoformat(),
+            progress=run.progress.model_copy(update={"phase": "done"}),
+            finished_at=utc_now(),
         )
-        record_latest(self.store, finished)
+        self.runs.mark_latest(finished)
         return finished
 
     def _write_labels(
-        self, run: dict[str, Any], params: RunParams, corpus: Corpus, labeling: Labeling
+        self, run: LabelRun, params: RunParams, corpus: Corpus, labeling: Labeling
     ) -> None:
         total = -(-len(corpus) // self.chunk_items)
-        done = int(run["progress"].get("chunks_done", 0))
+        done = run.progress.chunks_done
         self._phase(run, "writing", chunks_total=total)
         provenance = ProvenanceIndex(labeling.votes)
-        previous = run.get("previous_run")
-        events = int(run["progress"].get("events", 0))
+        previous = run.previous_run
+        events = run.progress.events
         for chunk in range(done, total):
             items = range(
                 chunk * self.chunk_items, min(len(corpus), (chunk + 1) * self.chunk_items)
             )
-            docs = label_documents(
+            labels = label_records(
                 labeling,
                 corpus,
                 items,
-                run_id=run["id"],
+                run_id=run.id,
                 params=params,
                 provenance=provenance,
-                now=_now(),
+                now=utc_now(),
             )
-            self.store.upsert(LABELS, docs)
-            fresh = self._changed_since(previous, docs)
+            self.labels.save_all(labels)
+            fresh = self._changed_since(previous, labels)
             if fresh:
                 self.producer.send_batch(
-                    self.settings.topics.labels,
-                    ((d["item_id"], orjson.dumps(d)) for d in fresh),
+                    self.settings.topics.labels, (label.to_message() for label in fresh)
                 )
             events += len(fresh)
             self._phase(run, "writing", chunks_done=chunk + 1, events=events)
 
-    def _changed_since(
-        self, previous_run: str | None, docs: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
+    def _changed_since(self, previous_run: str | None, labels: list[Label]) -> list[Label]:
         if previous_run is None:
-            return docs
-        old = self.store.get_many(LABELS, [f"{previous_run}:{d['item_id']}" for d in docs])
-        return [d for d in docs if changed(d, old.get(f"{previous_run}:{d['item_id']}"))]
+            return labels
+        ids = {label.id: label_id(previous_run, label.item_id) for label in labels}
+        old = self.labels.decisions(list(ids.values()))
+        return [label for label in labels if label.changed_from(old.get(ids[label.id]))]
 
 
-def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, Any]:
+def _lf_errors(labeling: Labeling, corpus: Corpus) -> dict[str, LfErrorSummary]:
     """Per labeling function that raised: how often, the first error, a few item ids."""
     application = labeling.lf_application
     if application is None:
         return {}
     return {
-        name: {
-            "count": e.count,
-            "message": e.message,
-            "items": [corpus.item_ids[i] for i in e.item_indices],
-        }
+        name: LfErrorSummary(
+            count=e.count,
+            message=e.message,
+            items=[corpus.item_ids[i] for i in e.item_indices],
+        )
         for name, e in application.errors.items()
     }
-
-
-def _json_safe(value: Any) -> Any:
-    """Round-trip through orjson so numpy scalars and NaN cannot reach the store."""
-    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -27,31 +27,38 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
-from typing import Any
-
-import orjson
+from collections.abc import Iterable
+from datetime import datetime
 
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import COMMENTS, LABELS, VOTES, Store
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.common.store import Store
+from mlcycle.contracts.comments import (
+    HUMAN_PREFIX,
+    Comment,
+    StoredComment,
+    StoredVote,
+    Vote,
+    voter_kind,
+)
+from mlcycle.contracts.labels import Label, Provenance, label_id, live_run
 from mlcycle.contracts.messages import InvalidRecord, decode_record
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.labels import Labels
+from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.splits import split_of
+from mlcycle.contracts.timestamps import utc_now
 from mlcycle.labeler.aggregate import aggregate
-from mlcycle.labeler.labeling import changed
-from mlcycle.labeler.votes import HUMAN_PREFIX, VoteMatrix, class_of, voter_kind
+from mlcycle.labeler.votes import VoteMatrix, class_of
 
 log = logging.getLogger(__name__)
 
 SERVICE = "labeler-stream"
 
-
-def live_run(task: str) -> str:
-    """The run id live labels of ``task`` are written under."""
-    return f"live-{task}"
+# The votes of one batch: item id -> vote id -> vote (a later vote replaces an earlier one).
+BatchVotes = dict[str, dict[str, StoredVote]]
 
 
 class LabelStream:
@@ -59,13 +66,15 @@ class LabelStream:
 
     def __init__(self, settings: Settings, store: Store, producer: RecordProducer) -> None:
         self.settings = settings
-        self.store = store
         self.producer = producer
+        self.comments = Comments(store)
+        self.votes = Votes(store)
+        self.labels = Labels(store)
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         failures: list[Failure] = []
-        votes: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)  # item -> id -> vote
-        comments: dict[str, dict[str, Any]] = {}
+        votes: BatchVotes = defaultdict(dict)
+        comments: dict[str, StoredComment] = {}
         for record in records:
             if record.topic == self.settings.topics.votes_raw:
                 failure = self._take_vote(record, votes)
@@ -73,75 +82,72 @@ class LabelStream:
                     failures.append(failure)
             elif record.topic == self.settings.topics.comments_raw:
                 try:
-                    doc = decode_record(record.value, Comment).to_document()
+                    comment = decode_record(record.value, Comment)
                 except InvalidRecord:
                     continue  # the indexer dead-letters it
-                comments[doc["id"]] = doc
+                comments[comment.id] = StoredComment.model_validate(comment.to_document())
         touched = set(votes) | set(comments)
         if touched:
             self._relabel(touched, votes, comments)
         return failures
 
-    def _take_vote(
-        self, record: ConsumedRecord, votes: dict[str, dict[str, dict[str, Any]]]
-    ) -> Failure | None:
+    def _take_vote(self, record: ConsumedRecord, votes: BatchVotes) -> Failure | None:
         try:
-            vote = decode_record(record.value, Vote).to_document()
+            vote = StoredVote.model_validate(decode_record(record.value, Vote).to_document())
         except InvalidRecord:
             return None  # the indexer dead-letters it
-        n_classes = self.settings.classes_of(vote["task"])
-        if class_of(vote["label"], n_classes) is None:
+        n_classes = self.settings.classes_of(vote.task)
+        if class_of(vote.label, n_classes) is None:
             return Failure(
                 record,
-                f"label {vote['label']!r} is not a class of task {vote['task']!r} "
+                f"label {vote.label!r} is not a class of task {vote.task!r} "
                 f"(an integer from 0 to {n_classes - 1})",
             )
-        votes[vote["item_id"]][vote["id"]] = vote
+        votes[vote.item_id][vote.id] = vote
         return None
 
     def _relabel(
-        self,
-        touched: set[str],
-        batch_votes: dict[str, dict[str, dict[str, Any]]],
-        arriving: dict[str, dict[str, Any]],
+        self, touched: set[str], batch_votes: BatchVotes, arriving: dict[str, StoredComment]
     ) -> None:
         items = sorted(touched)
-        known = {**self.store.get_many(COMMENTS, items), **arriving}
-        labels = []
+        known = {**self.comments.get_many(items), **arriving}
+        labels: list[Label] = []
         for item_id in items:
             comment = known.get(item_id)
             if comment is None:
                 continue  # labeled when its comment arrives
-            stored = self.store.scan(VOTES, filters={"item_id": item_id})
-            all_votes = {v["id"]: v for v in stored} | batch_votes.get(item_id, {})
+            stored = {vote.id: vote for vote in self.votes.all_of_item(item_id)}
+            all_votes = stored | batch_votes.get(item_id, {})
             labels.extend(self._labels_of(item_id, comment, all_votes.values()))
         if not labels:
             return
-        previous = self.store.get_many(LABELS, [doc["id"] for doc in labels])
-        fresh = [doc for doc in labels if changed(doc, previous.get(doc["id"]))]
+        previous = self.labels.decisions([label.id for label in labels])
+        fresh = [label for label in labels if label.changed_from(previous.get(label.id))]
         if fresh:
             self.producer.send_batch(
-                self.settings.topics.labels, ((d["item_id"], orjson.dumps(d)) for d in fresh)
+                self.settings.topics.labels, (label.to_message() for label in fresh)
             )
-            self.store.upsert(LABELS, fresh)
+            self.labels.save_all(fresh)
 
-    def _labels_of(self, item_id: str, comment: dict[str, Any], votes: Any) -> list[dict[str, Any]]:
-        by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def _labels_of(
+        self, item_id: str, comment: StoredComment, votes: Iterable[StoredVote]
+    ) -> list[Label]:
+        by_task: dict[str, list[StoredVote]] = defaultdict(list)
         for vote in votes:
-            by_task[vote["task"]].append(vote)
-        split = split_of(item_id, comment.get("metadata"), self.settings.split_fractions)
-        now = datetime.now(UTC).isoformat()
+            by_task[vote.task].append(vote)
+        split = split_of(item_id, comment.metadata, self.settings.split_fractions)
+        now = utc_now()
         return [
-            doc
+            label
             for task, task_votes in sorted(by_task.items())
-            if (doc := self._label(item_id, task, task_votes, split, now)) is not None
+            if (label := self._label(item_id, task, task_votes, split, now)) is not None
         ]
 
     def _label(
-        self, item_id: str, task: str, votes: list[dict[str, Any]], split: str, now: str
-    ) -> dict[str, Any] | None:
+        self, item_id: str, task: str, votes: list[StoredVote], split: str, now: datetime
+    ) -> Label | None:
         n_classes = self.settings.classes_of(task)
-        matrix, _ = VoteMatrix.from_documents(votes, n_classes, item_ids=[item_id])
+        matrix, _ = VoteMatrix.from_votes(votes, n_classes, item_ids=[item_id])
         if matrix.n_votes == 0:
             return None
         result = aggregate(matrix, "majority")
@@ -156,24 +162,24 @@ class LabelStream:
             label = decided
         probabilities = [round(float(p), 6) for p in probs]
         run = live_run(task)
-        return {
-            "id": f"{run}:{item_id}",
-            "run": run,
-            "item_id": item_id,
-            "task": task,
-            "label": label,
-            "probability": probabilities[label],
-            "probabilities": probabilities,
-            "method": "majority",
-            "n_votes": matrix.n_votes,
-            "provenance": {
-                "crowd": [v for v in matrix.voter_ids if voter_kind(v) == "crowd"],
-                "labeling_functions": [],
-                "humans": [v.removeprefix(HUMAN_PREFIX) for v in humans],
-            },
-            "split": split,
-            "created_at": now,
-        }
+        return Label(
+            id=label_id(run, item_id),
+            run=run,
+            item_id=item_id,
+            task=task,
+            label=label,
+            probability=probabilities[label],
+            probabilities=probabilities,
+            method="majority",
+            n_votes=matrix.n_votes,
+            provenance=Provenance(
+                crowd=[v for v in matrix.voter_ids if voter_kind(v) == "crowd"],
+                labeling_functions=[],
+                humans=[v.removeprefix(HUMAN_PREFIX) for v in humans],
+            ),
+            split=split,
+            created_at=now,
+        )
 
 
 def run_stream(settings: Settings) -> None:

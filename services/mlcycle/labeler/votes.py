@@ -8,26 +8,16 @@ ones: ``lf:<name>`` for labeling functions, ``human:<who>`` for reviewers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.comments import StoredVote, voter_kind
 
 ABSTAIN = -1
-LF_PREFIX = "lf:"
-HUMAN_PREFIX = "human:"
-
-
-def voter_kind(voter_id: str) -> str:
-    """``lf``, ``human`` or ``crowd``."""
-    if voter_id.startswith(LF_PREFIX):
-        return "lf"
-    if voter_id.startswith(HUMAN_PREFIX):
-        return "human"
-    return "crowd"
 
 
 def class_of(label: Any, n_classes: int) -> int | None:
@@ -177,24 +167,24 @@ class VoteMatrix:
         )
 
     @classmethod
-    def from_documents(
+    def from_votes(
         cls,
-        votes: Iterable[Mapping[str, Any]],
+        votes: Iterable[StoredVote],
         n_classes: int,
         *,
         item_ids: Sequence[str] = (),
     ) -> tuple[VoteMatrix, int]:
-        """Build from stored vote documents; returns the matrix and how many were out of range."""
+        """Build from stored votes; returns the matrix and how many were out of range."""
         skipped = 0
 
         def triplets() -> Iterable[tuple[str, str, int]]:
             nonlocal skipped
             for vote in votes:
-                label = class_of(vote.get("label"), n_classes)
+                label = class_of(vote.label, n_classes)
                 if label is None:
                     skipped += 1
                     continue
-                yield str(vote["item_id"]), str(vote["annotator_id"]), label
+                yield vote.item_id, vote.annotator_id, label
 
         matrix = cls.from_triplets(triplets(), n_classes, item_ids=item_ids)
         return matrix, skipped

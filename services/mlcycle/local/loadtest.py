@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import uvloop
 
+from mlcycle.clients import clients_for
+from mlcycle.clients.inference import PREDICT_PATH, predict_body
 from mlcycle.common.settings import Settings
 
 Call = Callable[[int], Awaitable[Any]]
@@ -121,15 +123,16 @@ async def _predict_load(
     seconds: float,
     on_tick: Callable[[float, int], None] | None,
 ) -> Run:
-    base = f"http://{settings.host}:{settings.inference_port}"
-    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
+    # The hot loop runs on its own asyncio HTTP client; where and with which key come from
+    # the inference service's client.
+    inference = clients_for(settings).inference
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
-        base_url=base, headers=headers, timeout=30.0, limits=limits
+        base_url=inference.base_url, headers=inference.headers, timeout=30.0, limits=limits
     ) as client:
 
         async def predict(text: str) -> None:
-            answer = await client.post("/v1/predict", json={"instances": [{"text": text}]})
+            answer = await client.post(PREDICT_PATH, json=predict_body([text]))
             if answer.status_code != 200 or "score" not in answer.json()["predictions"][0]:
                 raise RuntimeError(f"POST /v1/predict answered {answer.status_code}: {answer.text}")
 

@@ -1,25 +1,40 @@
 """Stages of the main job shared by the CLI and the demo, each a client of the services.
 
 Import a dataset into Kafka and wait until it is stored, run and read label
-runs, featurize, train, wait until a version is served, predict, post new
-comments and read their scores back from ``scored.comments``. Each stage goes
-through the services' real interfaces (Kafka topics, REST), never around
-them, so the demo exercises what users run.
+runs, featurize, train, wait until a version is served, and read the streaming
+scorer's output from ``scored.comments``. Each stage goes through the services'
+real interfaces (Kafka topics, and REST through :mod:`mlcycle.clients`), never
+around them, so the demo exercises what users run.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from mlcycle.common.errors import Unavailable
+from mlcycle.clients import (
+    DeadlinePassed,
+    FeaturizerClient,
+    LabelerClient,
+    ServiceClients,
+    TrainerClient,
+    poll_until,
+)
+from mlcycle.clients.featurizer import FittedTransform
+from mlcycle.clients.trainer import TrainingJob
+from mlcycle.common.errors import MlcycleError, Unavailable
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.features import FeatureSetManifest
+from mlcycle.contracts.label_runs import LabelRun, RunParams
+
+# The streaming scorer has caught up when its output count stops growing this long.
+STALL_S = 15.0
 
 
 @dataclass
@@ -86,14 +101,6 @@ def import_dataset(
     )
 
 
-def collector_stats(settings: Settings) -> dict[str, object]:
-    """``GET /v1/stats`` from the running collector."""
-    url = f"http://{settings.host}:{settings.collector_port}/v1/stats"
-    response = httpx.get(url, timeout=5.0)
-    response.raise_for_status()
-    return dict(response.json())
-
-
 def wait_until_indexed(
     settings: Settings,
     *,
@@ -110,142 +117,121 @@ def wait_until_indexed(
 
     topics = [settings.topics.comments_raw, settings.topics.votes_raw]
     started = time.perf_counter()
-    deadline = started + timeout_s
-    while time.perf_counter() < deadline:
+
+    def caught_up() -> bool:
         lag = group_lag(settings, settings.indexer_group_id, topics)
         if on_progress is not None:
             on_progress(lag)
-        if lag == 0:
-            return time.perf_counter() - started
-        time.sleep(0.5)
-    raise Unavailable(f"the indexer did not catch up within {timeout_s:.0f} s")
+        return lag == 0
+
+    poll_until(caught_up, timeout=timeout_s, interval=0.5, what="the indexer did not catch up")
+    return time.perf_counter() - started
 
 
 def label_via_api(
-    settings: Settings,
-    params: dict[str, object],
+    labeler: LabelerClient,
+    params: RunParams,
     *,
     console: Console | None = None,
     timeout_s: float = 1800.0,
-) -> dict[str, object]:
+) -> LabelRun:
     """Start a label run on the labeler service and follow it to the end; returns the run."""
-    base = f"http://{settings.host}:{settings.labeler_port}"
-    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
-    started = httpx.post(f"{base}/v1/label-runs", json=params, headers=headers, timeout=30.0)
-    started.raise_for_status()
-    run_id = started.json()["id"]
+    run_id = labeler.start_run(params).id
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]label[/] {task.description}"),
         TimeElapsedColumn(),
         console=console,
     )
-    deadline = time.perf_counter() + timeout_s
     with progress:
-        task = progress.add_task(run_id, total=None)
-        while time.perf_counter() < deadline:
-            run = httpx.get(f"{base}/v1/label-runs/{run_id}", timeout=30.0).json()
-            state = run["progress"]
-            done = f"{state.get('chunks_done', 0)}/{state.get('chunks_total') or '?'}"
-            progress.update(task, description=f"{run_id} {state.get('phase')} {done}")
-            if run["status"] == "succeeded":
-                return dict(run)
-            if run["status"] == "failed":
-                raise Unavailable(f"label run {run_id} failed: {run.get('error')}")
-            time.sleep(0.5)
-    raise Unavailable(f"label run {run_id} did not finish within {timeout_s:.0f} s")
+        bar = progress.add_task(run_id, total=None)
+
+        def finished() -> LabelRun | None:
+            run = labeler.run(run_id)
+            state = run.progress
+            done = f"{state.chunks_done}/{state.chunks_total or '?'}"
+            progress.update(bar, description=f"{run_id} {state.phase} {done}")
+            return run if run.finished else None
+
+        run = poll_until(
+            finished, timeout=timeout_s, interval=0.5, what=f"label run {run_id} did not finish"
+        )
+    if run.status != "succeeded":
+        raise Unavailable(f"label run {run_id} failed: {run.error}")
+    return run
 
 
-def featurize_via_api(settings: Settings, label_run: str) -> dict[str, object]:
+@dataclass(frozen=True)
+class Featurized:
+    """A transform fitted on a label run's train split, and the run's feature set built with it."""
+
+    transform: FittedTransform
+    feature_set: FeatureSetManifest
+
+
+def featurize_via_api(featurizer: FeaturizerClient, label_run: str) -> Featurized:
     """Fit a transform on ``label_run``'s train split and build its feature set, over REST."""
-    base = f"http://{settings.host}:{settings.featurizer_port}"
-    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
-    with httpx.Client(base_url=base, headers=headers, timeout=600.0) as client:
-        fitted = client.post("/v1/transforms", json={"label_run": label_run})
-        fitted.raise_for_status()
-        built = client.post("/v1/feature-sets", json={"label_run": label_run})
-        built.raise_for_status()
-        return {"transform": fitted.json(), "feature_set": built.json()}
+    transform = featurizer.fit(label_run)
+    return Featurized(transform, featurizer.build_feature_set(label_run))
 
 
 def train_via_api(
-    settings: Settings, label_run: str, trials: int, *, console: Console | None = None
-) -> dict[str, object]:
+    trainer: TrainerClient,
+    label_run: str,
+    trials: int,
+    *,
+    console: Console | None = None,
+    timeout_s: float = math.inf,
+) -> TrainingJob:
     """A training job on the trainer service: search, evaluate, bless, export; its final record."""
-    base = f"http://{settings.host}:{settings.trainer_port}"
-    headers = {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
-    with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
-        started = client.post("/v1/jobs", json={"label_run": label_run, "trials": trials})
-        started.raise_for_status()
-        job_id = started.json()["id"]
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]train[/] {task.description}"),
-            TextColumn("{task.completed}/{task.total} trials"),
-            TimeElapsedColumn(),
-            console=console,
+    job_id = trainer.start_job({"label_run": label_run, "trials": trials}).id
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]train[/] {task.description}"),
+        TextColumn("{task.completed}/{task.total} trials"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        bar = progress.add_task("queued", total=trials)
+
+        def finished() -> TrainingJob | None:
+            job = trainer.job(job_id)
+            state = job.progress
+            text = str(state.detail or state.stage or "")
+            if state.best_value is not None:
+                text += f" (best dev {state.best_value:.4f})"
+            progress.update(bar, description=text, completed=state.trials_done)
+            return job if job.finished else None
+
+        job = poll_until(
+            finished, timeout=timeout_s, interval=1.0, what=f"training job {job_id} did not finish"
         )
-        with progress:
-            bar = progress.add_task("queued", total=trials)
-            while True:
-                job = client.get(f"/v1/jobs/{job_id}").json()
-                state = job.get("progress") or {}
-                best = state.get("best_value")
-                text = str(state.get("detail") or state.get("stage", ""))
-                if best is not None:
-                    text += f" (best dev {best:.4f})"
-                progress.update(bar, description=text, completed=state.get("trials_done", 0))
-                if job["status"] in ("succeeded", "failed"):
-                    break
-                time.sleep(1.0)
-    if job["status"] != "succeeded":
-        raise Unavailable(f"training job {job_id} failed: {job.get('error')}")
-    return dict(job)
+    if job.status != "succeeded":
+        raise Unavailable(f"training job {job_id} failed: {job.error}")
+    return job
 
 
-def _auth(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.api_keys[0]}"} if settings.api_keys else {}
-
-
-def production_version(settings: Settings) -> int | None:
-    """The version the registry serves for ``settings.model_name`` (None before any)."""
-    base = f"http://{settings.host}:{settings.trainer_port}"
-    listed = httpx.get(f"{base}/v1/models", headers=_auth(settings), timeout=30.0)
-    listed.raise_for_status()
-    version = (listed.json().get("production") or {}).get(settings.model_name)
-    return None if version is None else int(version)
-
-
-def wait_until_served(settings: Settings, version: int, timeout_s: float = 180.0) -> float:
+def wait_until_served(clients: ServiceClients, version: int, timeout_s: float = 180.0) -> float:
     """Block until the model server has ``version`` AVAILABLE and inference answers with it.
 
     Returns the seconds it took. Both look through the public APIs: TF Serving's
     model status over REST, and the inference service's readiness.
     """
-    status_url = (
-        f"http://{settings.host}:{settings.model_server_rest_port}/v1/models/{settings.model_name}"
-    )
-    ready_url = f"http://{settings.host}:{settings.inference_port}/readyz"
     started = time.perf_counter()
-    deadline = started + timeout_s
-    while time.perf_counter() < deadline:
-        try:
-            states = httpx.get(status_url, timeout=5.0).json().get("model_version_status", [])
-            available = {int(s["version"]) for s in states if s.get("state") == "AVAILABLE"}
-            if version in available and httpx.get(ready_url, timeout=5.0).status_code == 200:
-                return time.perf_counter() - started
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise Unavailable(f"model version {version} was not served within {timeout_s:.0f} s")
 
+    def served() -> bool:
+        available = clients.modelserver.available_versions(timeout_s=5.0)
+        return version in available and clients.inference.ready(timeout_s=5.0)
 
-def predict_via_api(settings: Settings, texts: list[str]) -> list[dict[str, object]]:
-    """Scores of ``texts`` from the inference service's ``POST /v1/predict``."""
-    from mlcycle.inference.cli import default_url, request_predictions
-
-    key = settings.api_keys[0] if settings.api_keys else None
-    return list(request_predictions(default_url(settings), texts, key)["predictions"])
+    poll_until(
+        served,
+        timeout=timeout_s,
+        interval=0.5,
+        what=f"model version {version} was not served",
+        ignore=(MlcycleError,),
+    )
+    return time.perf_counter() - started
 
 
 def wait_until_scored(
@@ -257,30 +243,34 @@ def wait_until_scored(
     """Records the streaming scorer has produced to ``scored.comments``, once caught up.
 
     Waits until ``expected`` records are there, or the count stops growing for
-    15 s, or ``timeout_s`` passes; returns the count either way.
+    ``STALL_S`` seconds, or ``timeout_s`` passes; returns the count either way.
     ``on_progress(count)`` sees each count read.
     """
     from mlcycle.common.kafka.lag import topic_sizes
 
     topic = settings.topics.scored_comments
-    deadline = time.perf_counter() + timeout_s
-    last, last_change = -1, time.perf_counter()
-    while time.perf_counter() < deadline:
+    counts: list[int] = []
+    changed_at = time.perf_counter()
+
+    def settled() -> bool:
+        nonlocal changed_at
         scored = topic_sizes(settings, [topic])[topic]
         if on_progress is not None:
             on_progress(scored)
-        if scored >= expected:
-            return scored
-        if scored != last:
-            last, last_change = scored, time.perf_counter()
-        elif time.perf_counter() - last_change > 15.0:
-            return scored
-        time.sleep(1.0)
-    return max(last, 0)
+        if not counts or scored != counts[-1]:
+            changed_at = time.perf_counter()
+        counts.append(scored)
+        return scored >= expected or time.perf_counter() - changed_at > STALL_S
+
+    try:
+        poll_until(settled, timeout=timeout_s, interval=1.0, what="the stream did not catch up")
+    except DeadlinePassed:
+        pass  # still growing at the deadline: the count so far is the answer
+    return counts[-1] if counts else 0
 
 
 def labels_of_run(
-    settings: Settings,
+    labeler: LabelerClient,
     run_id: str,
     *,
     page_size: int = 1000,
@@ -290,31 +280,12 @@ def labels_of_run(
 
     ``on_page(labels_so_far)`` is called after each page of ``GET /v1/labels``.
     """
-    base = f"http://{settings.host}:{settings.labeler_port}"
     labels: dict[str, int] = {}
-    cursor: str | None = None
-    with httpx.Client(base_url=base, timeout=60.0) as client:
-        while True:
-            params: dict[str, object] = {"run": run_id, "limit": page_size}
-            if cursor:
-                params["cursor"] = cursor
-            page = client.get("/v1/labels", params=params)
-            page.raise_for_status()
-            body = page.json()
-            labels.update((str(item["item_id"]), int(item["label"])) for item in body["items"])
-            if on_page is not None:
-                on_page(len(labels))
-            cursor = body.get("next_cursor")
-            if not cursor:
-                return labels
-
-
-def post_comments(settings: Settings, comments: list[dict[str, object]]) -> int:
-    """``POST /v1/comments`` to the collector (it answers once Kafka has every record)."""
-    url = f"http://{settings.host}:{settings.collector_port}/v1/comments"
-    answer = httpx.post(url, json=comments, headers=_auth(settings), timeout=60.0)
-    answer.raise_for_status()
-    return int(answer.json()["accepted"])
+    for page in labeler.all_labels(run_id, page_size=page_size, timeout_s=60.0):
+        labels.update((label.item_id, label.label) for label in page.items)
+        if on_page is not None:
+            on_page(len(labels))
+    return labels
 
 
 class ScoredReader:
@@ -356,8 +327,8 @@ class ScoredReader:
         import orjson
 
         found: dict[str, tuple[dict[str, object], float]] = {}
-        deadline = time.perf_counter() + timeout_s
-        while len(found) < len(ids) and time.perf_counter() < deadline:
+
+        def all_back() -> bool:
             for batch in self.consumer.poll(timeout_ms=200).values():
                 arrived = time.perf_counter()
                 for record in batch:
@@ -366,6 +337,12 @@ class ScoredReader:
                         found[scored["id"]] = (scored, arrived)
             if on_progress is not None:
                 on_progress(len(found))
+            return len(found) >= len(ids)
+
+        try:
+            poll_until(all_back, timeout=timeout_s, interval=0.0, what="scores did not come back")
+        except DeadlinePassed:
+            pass  # the ones that came back are the answer
         return found
 
     def close(self) -> None:

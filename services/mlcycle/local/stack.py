@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import httpx
-
+from mlcycle.clients import ServiceClient, poll_until, url_for
+from mlcycle.clients.base import HEALTHZ, READYZ
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import Settings, settings_to_env
-from mlcycle.trainer.registry import ensure_serving_config, serving_config_path
+from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,20 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
+class Probe:
+    """Where a service says it is ready: ``GET <path>`` on ``port`` answers 200."""
+
+    port: int
+    path: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """How to start one service process and how to tell it is ready."""
 
     name: str
     argv: tuple[str, ...]
-    ready_url: str | None
+    ready: Probe
 
 
 class LocalStack:
@@ -85,7 +93,7 @@ class LocalStack:
         from mlcycle.common.kafka.admin import ensure_topics
 
         ensure_topics(self.settings)
-        ensure_serving_config(self.settings)
+        ensure_serving_config(self.settings.models_path)
         for name in self.service_names:
             self.start_service(name)
         for name in self.service_names:
@@ -131,25 +139,25 @@ class LocalStack:
     # -- services ----------------------------------------------------------------------------
 
     def spec(self, name: str) -> ServiceSpec:
-        """The command line and readiness URL of service ``name``."""
+        """The command line and readiness probe of service ``name``."""
         s = self.settings
         ready = {
-            "collector-api": f"http://{s.host}:{s.collector_port}/readyz",
-            "collector-indexer": f"http://{s.host}:{s.indexer_metrics_port}/healthz",
-            "labeler-api": f"http://{s.host}:{s.labeler_port}/readyz",
-            "labeler-stream": f"http://{s.host}:{s.labeler_stream_metrics_port}/healthz",
-            "featurizer-api": f"http://{s.host}:{s.featurizer_port}/readyz",
-            "featurizer-batch": f"http://{s.host}:{s.featurizer_batch_metrics_port}/healthz",
-            "trainer-api": f"http://{s.host}:{s.trainer_port}/readyz",
+            "collector-api": Probe(s.collector_port, READYZ),
+            "collector-indexer": Probe(s.indexer_metrics_port, HEALTHZ),
+            "labeler-api": Probe(s.labeler_port, READYZ),
+            "labeler-stream": Probe(s.labeler_stream_metrics_port, HEALTHZ),
+            "featurizer-api": Probe(s.featurizer_port, READYZ),
+            "featurizer-batch": Probe(s.featurizer_batch_metrics_port, HEALTHZ),
+            "trainer-api": Probe(s.trainer_port, READYZ),
             # Alive is enough at start: both are ready only once a model version is served.
-            "modelserver": f"http://{s.host}:{s.model_server_rest_port}/healthz",
-            "inference-api": f"http://{s.host}:{s.inference_port}/healthz",
-            "inference-stream": f"http://{s.host}:{s.inference_stream_metrics_port}/healthz",
+            "modelserver": Probe(s.model_server_rest_port, HEALTHZ),
+            "inference-api": Probe(s.inference_port, HEALTHZ),
+            "inference-stream": Probe(s.inference_stream_metrics_port, HEALTHZ),
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         if name == "modelserver":
             argv += self._model_server_flags()
-        return ServiceSpec(name=name, argv=argv, ready_url=ready.get(name))
+        return ServiceSpec(name=name, argv=argv, ready=ready[name])
 
     def _model_server_flags(self) -> tuple[str, ...]:
         """tensorflow_model_server's flags, as the container runs it: the registry's config."""
@@ -157,7 +165,7 @@ class LocalStack:
         return (
             f"--port={s.model_server_port}",
             f"--rest_api_port={s.model_server_rest_port}",
-            f"--model_config_file={serving_config_path(s)}",
+            f"--model_config_file={serving_config_path(s.models_path)}",
             "--model_config_file_poll_wait_seconds=1",
             f"--file_system_poll_wait_seconds={s.model_server_poll_s:g}",
             # mlcycle's model is small: one thread per call beats handing its ops between
@@ -188,22 +196,17 @@ class LocalStack:
         proc.wait()
 
     def wait_ready(self, name: str, timeout_s: float = 60.0) -> None:
-        """Poll the service's readiness URL; fail fast if the process exits."""
-        spec = self.spec(name)
+        """Poll the service's readiness probe; fail fast if the process exits."""
+        probe = self.spec(name).ready
         proc = self.processes[name]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if proc.poll() is not None:
                 raise Unavailable(f"service {name} exited with code {proc.returncode} at start-up")
-            if spec.ready_url is None:
-                return
-            try:
-                if httpx.get(spec.ready_url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise Unavailable(f"service {name} was not ready within {timeout_s:.0f} s")
+            return service.probe(probe.path)
+
+        with ServiceClient(url_for(self.settings, probe.port)) as service:
+            poll_until(ready, timeout=timeout_s, interval=0.2, what=f"service {name} was not ready")
 
     def failed_services(self) -> dict[str, int]:
         """Services whose process has exited, with their exit codes."""

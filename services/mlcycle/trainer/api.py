@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
-import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
@@ -33,11 +31,14 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import RUNS, Store, open_store
-from mlcycle.common.worker import JobWorker, resume_unfinished
-from mlcycle.labeler.runs import latest_run
-from mlcycle.trainer.config import JobConfig
-from mlcycle.trainer.jobs import KIND, TRIAL_KIND, JobRunner, get_job
+from mlcycle.common.store import Store, open_store
+from mlcycle.common.worker import JobWorker
+from mlcycle.contracts.models import ModelEvent
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.training_jobs import TrainingJobs
+from mlcycle.contracts.repositories.trials import Trials
+from mlcycle.contracts.training import JobConfig, JobProgress, ModelSummary, TrainingJob
+from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
 
@@ -55,9 +56,35 @@ class JobStarted(BaseModel):
     label_run: str
 
 
+class JobBrief(BaseModel):
+    """A job as ``GET /v1/jobs`` lists it: status, progress and, when done, its model."""
+
+    id: str
+    status: str
+    label_run: str | None
+    progress: JobProgress | None
+    model: ModelSummary | None
+    error: str | None
+    created_at: str | None
+
+    @classmethod
+    def of(cls, job: TrainingJob) -> JobBrief:
+        """The brief of ``job``."""
+        return cls(
+            id=job.id,
+            status=job.status,
+            label_run=job.label_run,
+            progress=job.progress,
+            model=job.result.model if job.result else None,
+            error=job.error,
+            created_at=job.created_at,
+        )
+
+
 def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["jobs"])
     runner: JobRunner = worker.runner  # type: ignore[assignment]
+    jobs, trials_of = TrainingJobs(store), Trials(store)
     auth = [Depends(require_api_key(settings))]
 
     @router.post(
@@ -70,15 +97,15 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
     )
     def start_job(config: JobConfig = Body(default_factory=JobConfig)) -> OrjsonResponse:
         job = runner.create(config)
-        worker.submit(job["id"])
-        body = {"id": job["id"], "status": job["status"], "label_run": job["label_run"]}
-        return OrjsonResponse(body, status_code=202)
+        worker.submit(job.id)
+        body = JobStarted(id=job.id, status=job.status, label_run=job.label_run)
+        return OrjsonResponse(body.model_dump(mode="json"), status_code=202)
 
     @router.get("/jobs", summary="Training jobs, newest first")
     def list_jobs(limit: int = Query(20, ge=1, le=200)) -> OrjsonResponse:
-        page = store.search(RUNS, filters={"kind": KIND}, limit=1000)
-        jobs = sorted(page.items, key=lambda j: j["id"], reverse=True)[:limit]
-        return OrjsonResponse({"jobs": [_brief(j) for j in jobs], "active": worker.active})
+        newest = jobs.newest(limit).items
+        briefs = [JobBrief.of(job).model_dump(mode="json") for job in newest]
+        return OrjsonResponse({"jobs": briefs, "active": worker.active})
 
     @router.get(
         "/jobs/{job_id}",
@@ -86,7 +113,7 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
         summary="A job's stage, search progress and, when done, its result",
     )
     def job(job_id: str) -> OrjsonResponse:
-        return OrjsonResponse(get_job(store, job_id))
+        return OrjsonResponse(jobs.require(job_id).to_document())
 
     @router.get(
         "/jobs/{job_id}/trials",
@@ -94,9 +121,8 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
         summary="Every finished trial of a job: parameters, dev metric, state, time",
     )
     def trials(job_id: str) -> OrjsonResponse:
-        get_job(store, job_id)
-        found = list(store.scan(RUNS, filters={"kind": TRIAL_KIND, "job": job_id}))
-        found.sort(key=lambda t: t.get("number", 0))
+        jobs.require(job_id)
+        found = [trial.to_document() for trial in trials_of.of_job(job_id)]
         return OrjsonResponse({"job": job_id, "trials": found})
 
     @router.get(
@@ -109,26 +135,13 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
         summary="The job's HTML report (plots, trials, metrics)",
     )
     def report(job_id: str) -> HTMLResponse:
-        found = get_job(store, job_id)
-        path = Path(((found.get("result") or {}).get("report")) or "")
+        found = jobs.require(job_id)
+        path = Path(found.result.report if found.result else "")
         if not path.is_file():
-            raise NotFound(f"job {job_id} has no report yet ({found['status']})")
+            raise NotFound(f"job {job_id} has no report yet ({found.status})")
         return HTMLResponse(path.read_text(encoding="utf-8"))
 
     return router
-
-
-def _brief(job: dict[str, Any]) -> dict[str, Any]:
-    result = job.get("result") or {}
-    return {
-        "id": job["id"],
-        "status": job["status"],
-        "label_run": job.get("label_run"),
-        "progress": job.get("progress"),
-        "model": result.get("model"),
-        "error": job.get("error"),
-        "created_at": job.get("created_at"),
-    }
 
 
 class LabelRunWatcher:
@@ -136,11 +149,11 @@ class LabelRunWatcher:
 
     def __init__(self, settings: Settings, store: Store, worker: JobWorker) -> None:
         self.settings = settings
-        self.store = store
+        self.runs = LabelRuns(store)
         self.worker = worker
         self._stop = threading.Event()
-        current = latest_run(store, settings.label_task)
-        self._seen = current["id"] if current else None
+        current = self.runs.latest(settings.label_task)
+        self._seen = current.id if current else None
         self._thread = threading.Thread(target=self._watch, name="label-run-watcher", daemon=True)
 
     def start(self) -> LabelRunWatcher:
@@ -152,15 +165,15 @@ class LabelRunWatcher:
 
     def check(self) -> str | None:
         """Start a job if a new label run finished; returns the job id."""
-        run = latest_run(self.store, self.settings.label_task)
-        if run is None or run["id"] == self._seen:
+        run = self.runs.latest(self.settings.label_task)
+        if run is None or run.id == self._seen:
             return None
-        self._seen = run["id"]
+        self._seen = run.id
         runner: JobRunner = self.worker.runner  # type: ignore[assignment]
-        job = runner.create(JobConfig(label_run=run["id"]))
-        self.worker.submit(job["id"])
-        log.info("new label run %s: started training job %s", run["id"], job["id"])
-        return str(job["id"])
+        job = runner.create(JobConfig(label_run=run.id))
+        self.worker.submit(job.id)
+        log.info("new label run %s: started training job %s", run.id, job.id)
+        return job.id
 
     def _watch(self) -> None:
         while not self._stop.wait(LABEL_RUN_POLL_S):
@@ -173,10 +186,19 @@ class LabelRunWatcher:
 def kafka_emitter(settings: Settings, producer: RecordProducer) -> Emit:
     """Registry events to the ``models`` topic, keyed by model name."""
 
-    def emit(event: dict[str, Any]) -> None:
-        producer.send_batch(settings.topics.models, [(str(event["name"]), orjson.dumps(event))])
+    def emit(event: ModelEvent) -> None:
+        producer.send_batch(settings.topics.models, [event.to_message()])
 
     return emit
+
+
+def resume_unfinished(jobs: TrainingJobs, worker: JobWorker) -> list[str]:
+    """Queue the jobs a previous process left queued or running; returns their ids."""
+    unfinished = [job.id for job in jobs.unfinished()]
+    for job_id in unfinished:
+        log.info("resuming %s %s", jobs.kind, job_id)
+        worker.submit(job_id)
+    return unfinished
 
 
 def create_app(
@@ -210,7 +232,7 @@ def serve(settings: Settings) -> None:
     worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
     watcher = LabelRunWatcher(settings, store, worker) if settings.train_on_new_label_runs else None
     try:
-        resume_unfinished(store, worker, KIND)
+        resume_unfinished(TrainingJobs(store), worker)
         if watcher is not None:
             watcher.start()
         app = create_app(settings, store=store, worker=worker, registry=registry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
-from mlcycle.common.store import RUNS, open_store
+from mlcycle.common.store import open_store
 from mlcycle.contracts.messages import flat_errors
-from mlcycle.trainer.config import JobConfig
+from mlcycle.contracts.repositories.trials import Trials
+from mlcycle.contracts.training import JobConfig, JobResult, TrainingJob
 
 
 def parse_config(
     *,
     config_path: Path | None,
-    overrides: dict[str, Any],
+    overrides: Mapping[str, object],
 ) -> JobConfig:
     """A job config from an optional JSON file plus command-line options; errors name the field."""
     raw: dict[str, Any] = {}
@@ -47,7 +49,7 @@ def parse_config(
 
 def run_train_command(
     settings: Settings, console: Console, *, config: JobConfig | None, resume: str | None
-) -> dict[str, Any]:
+) -> TrainingJob:
     """Create (or resume) a job, execute it with a progress bar, print its table and report path."""
     from mlcycle.trainer.api import kafka_emitter
     from mlcycle.trainer.jobs import JobRunner
@@ -67,51 +69,45 @@ def run_train_command(
             with progress:
                 bar = progress.add_task("queued", total=None)
 
-                def show(job: dict[str, Any]) -> None:
-                    state = job["progress"]
-                    best = state.get("best_value")
-                    text = state.get("stage", "")
-                    if state.get("detail"):
-                        text += f": {state['detail']}"
-                    elif best is not None:
-                        text += f" (best dev {best:.4f})"
+                def show(job: TrainingJob) -> None:
+                    state = job.progress
+                    text = state.stage
+                    if state.detail:
+                        text += f": {state.detail}"
+                    elif state.best_value is not None:
+                        text += f" (best dev {state.best_value:.4f})"
                     progress.update(
                         bar,
                         description=text,
-                        completed=state.get("trials_done", 0),
-                        total=state.get("trials_total"),
+                        completed=state.trials_done,
+                        total=state.trials_total,
                     )
 
                 runner = JobRunner(settings, store, registry, on_progress=show)
-                job_id = resume or runner.create(config or JobConfig())["id"]
+                job_id = resume or runner.create(config or JobConfig()).id
                 job = runner.execute(job_id)
-        if job["status"] != "succeeded":
-            raise ValidationFailed(f"training job {job['id']} failed: {job.get('error')}")
-        _print_result(store, job, console)
+        if job.status != "succeeded" or job.result is None:
+            raise ValidationFailed(f"training job {job.id} failed: {job.error}")
+        _print_result(Trials(store), job.id, job.result, console)
         return job
     finally:
         store.close()
 
 
-def _print_result(store: Any, job: dict[str, Any], console: Console) -> None:
-    from mlcycle.trainer.evaluation import Evaluation
+def _print_result(trials: Trials, job_id: str, result: JobResult, console: Console) -> None:
+    from mlcycle.evaluation.classification import Evaluation
     from mlcycle.trainer.linear import describe_blend
     from mlcycle.trainer.report import summary_table
 
-    result = job["result"]
-    trials = sorted(
-        store.scan(RUNS, filters={"kind": "trial", "job": job["id"]}),
-        key=lambda t: t.get("number", 0),
-    )
-    dev = Evaluation.from_dict(result["dev"])
-    test = Evaluation.from_dict(result["test"]) if result.get("test") else None
-    console.print(summary_table(trials, result["metric"], dev, test))
-    if result.get("blend"):
-        console.print(f"linear blend: {describe_blend(result['blend'])}")
-    model = result.get("model")
+    found = [trial.to_document() for trial in trials.of_job(job_id)]
+    dev = Evaluation.from_dict(result.dev)
+    test = Evaluation.from_dict(result.test) if result.test else None
+    console.print(summary_table(found, result.metric, dev, test))
+    if result.blend:
+        console.print(f"linear blend: {describe_blend(result.blend)}")
+    model = result.model
     if model:
         console.print(
-            f"model {model['name']} v{model['version']}: [bold]{model['state']}[/] "
-            f"— {model['reason']}"
+            f"model {model.name} v{model.version}: [bold]{model.state}[/] — {model.reason}"
         )
-    console.print(f"report: {result['report']}")
+    console.print(f"report: {result.report}")

@@ -10,9 +10,9 @@ batch's non-zeros, never to its longest comment.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 from scipy import sparse
@@ -122,6 +122,13 @@ class FlatBatch:
         return indices, values
 
 
+class SplitCounts(TypedDict):
+    """How many rows a split has, and how many of each class (by hard label)."""
+
+    rows: int
+    classes: list[int]
+
+
 @dataclass
 class TrainingData:
     """Train, dev and test splits of one feature set, and where they came from."""
@@ -133,13 +140,14 @@ class TrainingData:
     transform: str
     label_run: str
     task: str
-    facts: dict[str, Any] = field(default_factory=dict)
+    # The feature variant (n-gram settings) the splits were featurized with, when known.
+    variant: str | None = None
 
     @property
     def dim(self) -> int:
         return self.train.dim
 
-    def counts(self) -> dict[str, Any]:
+    def counts(self) -> dict[str, SplitCounts]:
         """Rows and class counts per split, for the lineage."""
         return {
             name: {"rows": len(split), "classes": split.class_counts(self.n_classes).tolist()}

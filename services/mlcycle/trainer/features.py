@@ -2,10 +2,10 @@
 
 The trainer reads feature shards from the shared artifact store, as the
 featurizer writes them. A search over n-gram settings needs a transform per
-variant; this fits it with the featurizer's own library on the label run's
+variant; this fits it with the featurization library on the label run's
 train split (a transform's version is the hash of its content, so fitting the
 same variant again gives the same version and the same shards) and builds the
-shards once.
+shards once, the same way the featurizer builds them.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import threading
 from collections.abc import Callable
 
 from mlcycle.common.store import Store
-from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.featurizer.shards import build_feature_set
+from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.feature_sets import build_feature_set, fit_on_label_run
+from mlcycle.featurization.store import TransformStore
+from mlcycle.featurization.transform import Transform
 from mlcycle.trainer.config import variant_config
 from mlcycle.trainer.data import TrainingData, read_training_data
 
@@ -27,14 +29,19 @@ class VariantFeatures:
 
     def __init__(
         self,
-        core: FeaturizerCore,
+        transforms: TransformStore,
         store: Store,
         label_run: str,
+        *,
+        shard_rows: int,
+        classes_of: Callable[[str], int],
         known: dict[str, str] | None = None,
         announce: Announce | None = None,
     ) -> None:
-        self.core = core
+        self.transform_store = transforms
         self.store = store
+        self.shard_rows = shard_rows
+        self.classes_of = classes_of
         self.label_run = label_run
         self.transforms: dict[str, str] = dict(known or {})  # variant -> transform version
         self._data: dict[str, TrainingData] = {}
@@ -43,23 +50,23 @@ class VariantFeatures:
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
+        store = self.transform_store
         known = self.transforms.get(variant)
-        if known is not None and known in self.core.versions():
+        if known is not None and known in store.versions():
             return known
-        base_version = self.core.current_version()
-        base = self.core.transform(base_version).config if base_version else None
+        base_version = store.current_version()
+        base = store.transform(base_version).config if base_version else None
         config = variant_config(variant, base)
         if config is None:
             if base_version is None:
                 self._announce("fitting the featurizer's default transform")
-                transform, _ = self.core.fit(self.label_run, make_current=True)
-                version = transform.version
+                version = self._fit(FeatureConfig()).version
+                store.set_current(version)
             else:
                 version = base_version
         else:
             self._announce(f"fitting the {variant!r} transform")
-            transform, _ = self.core.fit(self.label_run, config, make_current=False)
-            version = transform.version
+            version = self._fit(config).version
         self.transforms[variant] = version
         return version
 
@@ -71,9 +78,19 @@ class VariantFeatures:
                 return cached
             version = self.transform_for(variant)
             self._announce(f"building the feature set of {variant!r} ({version})")
-            manifest = build_feature_set(self.core, self.store, self.label_run, version)
-            data = read_training_data(self.core.root, manifest)
-            data.facts["variant"] = variant
+            manifest = build_feature_set(
+                self.store,
+                self.transform_store,
+                self.label_run,
+                version,
+                shard_rows=self.shard_rows,
+                classes_of=self.classes_of,
+            )
+            data = read_training_data(self.transform_store.root, manifest)
+            data.variant = variant
             data.check()
             self._data[variant] = data
             return data
+
+    def _fit(self, config: FeatureConfig) -> Transform:
+        return fit_on_label_run(self.store, self.transform_store, self.label_run, config)

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mlcycle.trainer.config import TrialParams
+from mlcycle.contracts.training import TrialParams
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
-from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
 
 # tf and keras come in through .models, which sets the backend first.

@@ -13,16 +13,76 @@ will in production.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from mlcycle.common.errors import MlcycleError
+from mlcycle.common.infra.process import EmbeddedServer, free_port
 
 TOLERANCE = 1e-4
 SIGNATURE = "serving_default"
+
+
+class CandidateServer(EmbeddedServer):
+    """``python -m mlcycle modelserver`` serving one model, on free gRPC and REST ports.
+
+    The command and its flags are ``tensorflow_model_server``'s. ``start()``
+    returns once the REST API answers at all; whether the version loads is
+    asked next, through TF Serving's model status.
+    """
+
+    what = "model server"
+
+    def __init__(
+        self, name: str, base_path: Path, *, log_path: Path, start_timeout_s: float
+    ) -> None:
+        super().__init__(0, start_timeout_s=start_timeout_s)
+        self.name = name
+        self.base_path = base_path
+        self.log_path = log_path
+        self.rest_port = 0
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC API."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST API."""
+        return f"http://{self.host}:{self.rest_port}"
+
+    def _prepare(self) -> None:
+        self.rest_port = free_port(self.host)
+
+    def _argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "mlcycle",
+            "modelserver",
+            f"--host={self.host}",
+            f"--port={self.port}",
+            f"--rest_api_port={self.rest_port}",
+            f"--model_name={self.name}",
+            f"--model_base_path={self.base_path}",
+        ]
+
+    def _log_path(self) -> Path | None:
+        return self.log_path
+
+    def _answers(self) -> bool:
+        # Any answer of TF Serving's model status route, even "not found yet", means it is up.
+        try:
+            httpx.get(f"{self.rest_url}/v1/models/{self.name}", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return True
 
 
 def infra_validate(
@@ -35,18 +95,13 @@ def infra_validate(
     timeout_s: float,
 ) -> tuple[bool, str]:
     """Serve ``path`` as ``name`` ``version`` in a model server; (passed, what was checked)."""
-    from mlcycle.modelserver import ModelServerProcess
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".infra-", dir=path.parent) as tmp:
         base = Path(tmp) / name
         base.mkdir()
         (base / str(version)).symlink_to(path.resolve(), target_is_directory=True)
-        server = ModelServerProcess(
-            [f"--model_name={name}", f"--model_base_path={base}"],
-            log_path=Path(tmp) / "modelserver.log",
-            wait_for_models=False,
-            start_timeout_s=timeout_s,
+        server = CandidateServer(
+            name, base, log_path=Path(tmp) / "modelserver.log", start_timeout_s=timeout_s
         )
         try:
             server.start()
@@ -64,8 +119,6 @@ def infra_validate(
 
 def _wait_available(rest_url: str, name: str, version: int, deadline: float) -> str:
     """Empty once ``version`` is AVAILABLE; else why it is not (load error or timeout)."""
-    import httpx
-
     url = f"{rest_url}/v1/models/{name}/versions/{version}"
     while time.perf_counter() < deadline:
         try:

@@ -33,8 +33,8 @@ from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.evaluation import evaluate
 from mlcycle.trainer.fit import FitResult, class_weights, predict_probabilities
 from mlcycle.trainer.models import BlendedModel
 

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from mlcycle.trainer.config import TrialParams  # noqa: E402
+from mlcycle.contracts.training import TrialParams  # noqa: E402
 
 
 def _resource(variable: object) -> object:

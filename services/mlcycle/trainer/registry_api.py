@@ -8,16 +8,16 @@ which is kept in the model's history and in the ``models`` topic event.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
 from mlcycle.common.settings import Settings
-from mlcycle.trainer.registry import MAX_VERSION, MODEL_STATES, ModelRegistry
+from mlcycle.contracts.models import MAX_VERSION, MODEL_STATES, NAME_PATTERN, ModelVersion
+from mlcycle.trainer.registry import ModelRegistry
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
@@ -38,26 +38,6 @@ class RollbackRequest(BaseModel):
 
     reason: Reason = Field(description="why; kept in the model's history")
     name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the task's")
-
-
-class ModelVersion(BaseModel):
-    """A registered model version (more fields may be present)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    name: str
-    version: int
-    state: str = Field(description=" | ".join(MODEL_STATES))
-    created_at: str
-    job: str | None = None
-    transform: str
-    label_run: str
-    metrics: dict[str, Any]
-    params: dict[str, Any]
-    blessing: dict[str, Any]
-    path: str
-    history: list[dict[str, Any]]
 
 
 class ModelList(BaseModel):
@@ -96,7 +76,8 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         production = registry.serving_versions()
         if name is not None:
             production = {k: v for k, v in production.items() if k == name}
-        return OrjsonResponse({"models": models, "production": production})
+        documents = [model.to_document() for model in models]
+        return OrjsonResponse({"models": documents, "production": production})
 
     @router.post(
         "/models:rollback",
@@ -108,7 +89,9 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     def rollback(request: RollbackRequest = Body(...)) -> OrjsonResponse:
         name = request.name or settings.model_name
         production, retired = registry.rollback_pair(name, request.reason)
-        return OrjsonResponse({"production": production, "retired": retired})
+        return OrjsonResponse(
+            {"production": production.to_document(), "retired": retired.to_document()}
+        )
 
     @router.post(
         "/models/{version}:promote",
@@ -121,8 +104,8 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         version: int = Path(ge=1, le=MAX_VERSION), request: PromoteRequest = Body(...)
     ) -> OrjsonResponse:
         name = request.name or settings.model_name
-        doc = registry.promote(name, version, request.reason, force=request.force)
-        return OrjsonResponse(doc)
+        model = registry.promote(name, version, request.reason, force=request.force)
+        return OrjsonResponse(model.to_document())
 
     @router.get(
         "/models/{version}",
@@ -133,6 +116,6 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     def read_model(
         version: int = Path(ge=1, le=MAX_VERSION), name: str = name_query
     ) -> OrjsonResponse:
-        return OrjsonResponse(registry.get(name, version))
+        return OrjsonResponse(registry.get(name, version).to_document())
 
     return router

@@ -11,9 +11,7 @@ slice values are user data.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -22,17 +20,14 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
-from mlcycle.trainer.evaluation import LOWER_IS_BETTER, Evaluation, curves
+from mlcycle.evaluation.classification import LOWER_IS_BETTER, Evaluation
+from mlcycle.evaluation.curves import curves
+from mlcycle.trainer import report_plots as plots
+from mlcycle.trainer.report_plots import NONE, SplitResult, num, trial_metric
 
-NONE = "–"
-_COLORS = {"dev": "#4c78a8", "test": "#e45756"}
-_STATE_STYLE = {  # marker, colour, label of a trial state in the trials plot
-    "complete": ("o", "#4c78a8", "complete"),
-    "pruned": ("v", "#aaaaaa", "pruned"),
-    "failed": ("x", "#e45756", "failed (no metric)"),
-}
+__all__ = ["SplitResult", "summary_table", "write_report"]
+
 # Rows of the dev/test metrics table: label, Evaluation field, number format.
 _METRIC_ROWS = (
     ("rows", "n", "int"),
@@ -47,16 +42,6 @@ _METRIC_ROWS = (
     ("calibration error (ECE)", "ece", "num"),
     ("log loss", "log_loss", "num"),
 )
-
-
-@dataclass(frozen=True)
-class SplitResult:
-    """The selected model's probabilities on one split, with their evaluation."""
-
-    name: str  # "dev" or "test"
-    probabilities: np.ndarray  # (n, K)
-    labels: np.ndarray  # (n,)
-    evaluation: Evaluation
 
 
 # --------------------------------------------------------------------------- terminal
@@ -79,8 +64,8 @@ def summary_table(
             Text(_int(trial.get("number"))),
             Text(str(trial.get("state") or "")),
             Text(_params_text(trial.get("params"))),
-            Text(_num(_trial_metric(trial, metric))),
-            Text(_num(trial.get("seconds"), 1)),
+            Text(num(trial_metric(trial, metric))),
+            Text(num(trial.get("seconds"), 1)),
             style="bold" if best is not None and trial is best else None,
         )
     caption = f"selected model — dev: {_selected_text(dev)}"
@@ -93,8 +78,8 @@ def summary_table(
 
 def _selected_text(evaluation: Evaluation) -> str:
     return (
-        f"accuracy {_num(evaluation.accuracy)}, ROC-AUC {_num(evaluation.roc_auc)}, "
-        f"weighted F1 {_num(evaluation.weighted_f1)}"
+        f"accuracy {num(evaluation.accuracy)}, ROC-AUC {num(evaluation.roc_auc)}, "
+        f"weighted F1 {num(evaluation.weighted_f1)}"
     )
 
 
@@ -128,9 +113,11 @@ def write_report(
         "<h2>Selected model</h2>",
         _metrics_table(splits),
         "<div class='plots'>",
-        _figure(_roc_plot, plotted, alt="ROC curve", plot="roc"),
-        _figure(_pr_plot, plotted, alt="precision-recall curve", plot="pr"),
-        _figure(_calibration_plot, plotted, alt="reliability diagram", plot="calibration"),
+        plots.figure(plots.roc_plot, plotted, alt="ROC curve", plot="roc"),
+        plots.figure(plots.pr_plot, plotted, alt="precision-recall curve", plot="pr"),
+        plots.figure(
+            plots.calibration_plot, plotted, alt="reliability diagram", plot="calibration"
+        ),
         "</div>",
         "<h3>Per class</h3>",
         _per_class_table(splits),
@@ -142,12 +129,14 @@ def write_report(
         "<h3>Slices</h3>",
         _slices_tables(splits),
         "<h2>Learning curves</h2>",
-        _figure(_learning_plot, learning_curves, alt="learning curves", plot="learning")
+        plots.figure(plots.learning_plot, learning_curves, alt="learning curves", plot="learning")
         if any(len(series) for series in learning_curves.values())
         else "<p class='note'>No per-epoch figures were recorded.</p>",
         "<h2>Search</h2>",
         f"<p>{len(trials)} trial(s), selected on dev {escape(metric)} ({direction} is better).</p>",
-        _figure(_trials_plot, (trials, metric), alt=f"dev {metric} per trial", plot="trials")
+        plots.figure(
+            plots.trials_plot, (trials, metric), alt=f"dev {metric} per trial", plot="trials"
+        )
         if trials
         else "",
         _trials_table(trials, metric),
@@ -187,7 +176,7 @@ def _metrics_table(splits: Sequence[SplitResult]) -> str:
     rows = []
     for label, field, kind in _METRIC_ROWS:
         texts = [
-            _int(value) if kind == "int" else _num(value)
+            _int(value) if kind == "int" else num(value)
             for value in (getattr(split.evaluation, field) for split in splits)
         ]
         if field == "threshold" and splits[0].evaluation.n_classes > 2:
@@ -214,8 +203,8 @@ def _per_class_table(splits: Sequence[SplitResult]) -> str:
             evaluation = split.evaluation
             cells += [
                 _int(sum(evaluation.confusion[index])),
-                _num(evaluation.precision.get(name)),
-                _num(evaluation.recall.get(name)),
+                num(evaluation.precision.get(name)),
+                num(evaluation.recall.get(name)),
             ]
         rows.append(
             f"<tr><td>{escape(name)}</td>"
@@ -256,7 +245,7 @@ def _slices_tables(splits: Sequence[SplitResult]) -> str:
             rows = "".join(
                 f"<tr><td>{escape(value)}</td>"
                 + "".join(
-                    f"<td>{escape(_int(m.get(c)) if c == 'n' else _num(m.get(c)))}</td>"
+                    f"<td>{escape(_int(m.get(c)) if c == 'n' else num(m.get(c)))}</td>"
                     for c in columns
                 )
                 + "</tr>"
@@ -286,9 +275,9 @@ def _trials_table(trials: Sequence[Mapping[str, Any]], metric: str) -> str:
         state = str(trial.get("state") or "")
         css = " class='best'" if best is not None and trial is best else ""
         css = " class='failed'" if state == "failed" else css
-        cells = [_int(trial.get("number")), state, _num(_trial_metric(trial, metric))]
+        cells = [_int(trial.get("number")), state, num(trial_metric(trial, metric))]
         cells += [_value_text(params[name]) if name in params else "" for name in param_names]
-        cells.append(_num(trial.get("seconds"), 1))
+        cells.append(num(trial.get("seconds"), 1))
         rows.append(
             f"<tr{css}>"
             + "".join(f"<td>{escape(c)}</td>" for c in cells)
@@ -314,150 +303,7 @@ def _comparison_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def _figure(draw: Callable[[Any, Any], None], data: Any, *, alt: str, plot: str) -> str:
-    return inline_figure(draw, data, alt=alt, plot=plot, size=(5.6, 4.2), dpi=100)
-
-
-def _roc_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="chance")
-    for split, points in plotted:
-        if points.roc_fpr:
-            label = f"{split.name} (AUC {_num(split.evaluation.roc_auc)})"
-            ax.plot(points.roc_fpr, points.roc_tpr, color=_color(split.name), label=label)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC" + _micro_note(plotted))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="lower right")
-
-
-def _pr_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
-    ax = fig.subplots()
-    for split, points in plotted:
-        if points.pr_recall:
-            label = f"{split.name} (AP {_num(split.evaluation.pr_auc)})"
-            ax.step(
-                points.pr_recall,
-                points.pr_precision,
-                where="post",
-                color=_color(split.name),
-                label=label,
-            )
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("Precision-recall" + _micro_note(plotted))
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left")
-
-
-def _calibration_plot(fig: Any, plotted: Sequence[tuple[SplitResult, Any]]) -> None:
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], linestyle="--", color="#999999", label="perfect calibration")
-    for split, points in plotted:
-        label = f"{split.name} (ECE {_num(split.evaluation.ece)})"
-        ax.plot(
-            points.calibration_confidence,
-            points.calibration_accuracy,
-            marker="o",
-            color=_color(split.name),
-            label=label,
-        )
-    ax.set_xlabel("confidence (top probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Reliability")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.legend(loc="upper left")
-
-
-def _trials_plot(fig: Any, data: tuple[Sequence[Mapping[str, Any]], str]) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    trials, metric = data
-    fig.set_size_inches(8.0, 4.2)
-    ax = fig.subplots()
-    scored = [
-        (
-            index if trial.get("number") is None else trial["number"],
-            _trial_metric(trial, metric),
-            str(trial.get("state")),
-        )
-        for index, trial in enumerate(trials)
-    ]
-    values = [v for _, v, _ in scored if v is not None]
-    floor = min(values) if values else 0.0
-    for state, (marker, color, label) in _STATE_STYLE.items():
-        # Failed trials have no metric: they sit on the lowest value, as crosses.
-        points = [
-            (n, floor if v is None else v)
-            for n, v, s in scored
-            if s == state and (v is not None or state == "failed")
-        ]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.scatter(xs, ys, marker=marker, color=color, label=label, zorder=3)
-    complete = [(n, v) for n, v, s in scored if s == "complete" and v is not None]
-    if complete:
-        accumulate = np.minimum if metric in LOWER_IS_BETTER else np.maximum
-        best_so_far = accumulate.accumulate(np.array([v for _, v in complete], dtype=float))
-        numbers = [n for n, _ in complete]
-        ax.step(numbers, best_so_far, where="post", color="#54a24b", label="best so far")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel(f"dev {metric}")
-    ax.set_title(f"Search: dev {metric} per trial")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="best")
-
-
-def _learning_plot(fig: Any, learning_curves: Mapping[str, Sequence[float]]) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    # Losses and scores live on different scales: losses left, everything else right.
-    series = {str(k): [float(x) for x in v] for k, v in learning_curves.items() if len(v)}
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    others = {k: v for k, v in series.items() if "loss" not in k}
-    fig.set_size_inches(10.0 if losses and others else 5.6, 4.0)
-    groups = [(group, ylabel) for group, ylabel in ((losses, "loss"), (others, "score")) if group]
-    axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    for ax, (group, ylabel) in zip(axes, groups, strict=True):
-        for name, values in group.items():
-            epochs = range(1, len(values) + 1)
-            ax.plot(epochs, values, marker="o" if len(values) <= 30 else None, label=name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.legend(loc="best")
-
-
-def _color(name: str) -> str:
-    return _COLORS.get(name, "#72b7b2")
-
-
-def _micro_note(plotted: Sequence[tuple[SplitResult, Any]]) -> str:
-    multi = plotted and plotted[0][0].evaluation.n_classes > 2
-    return " (micro-averaged one-vs-rest)" if multi else ""
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def _trial_metric(trial: Mapping[str, Any], metric: str) -> float | None:
-    value = (trial.get("dev") or {}).get(metric)
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
 
 
 def _best_trial(trials: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str, Any] | None:
@@ -465,7 +311,7 @@ def _best_trial(trials: Sequence[Mapping[str, Any]], metric: str) -> Mapping[str
     scored = [
         (value, trial)
         for trial in trials
-        if trial.get("state") == "complete" and (value := _trial_metric(trial, metric)) is not None
+        if trial.get("state") == "complete" and (value := trial_metric(trial, metric)) is not None
     ]
     if not scored:
         return None
@@ -486,10 +332,6 @@ def _value_text(value: Any) -> str:
     if isinstance(value, float | np.floating):
         return f"{value:.4g}"
     return str(value)
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    return NONE if value is None else f"{float(value):.{digits}f}"
 
 
 def _int(value: Any) -> str:

@@ -22,16 +22,24 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mlcycle.trainer.config import FloatRange, IntRange, JobConfig, SearchSpace, TrialParams
+from mlcycle.contracts.training import (
+    FloatRange,
+    IntRange,
+    JobConfig,
+    SearchSpace,
+    Trial,
+    TrialParams,
+    trial_id,
+)
 from mlcycle.trainer.data import TrainingData
-from mlcycle.trainer.fit import FitResult, NonFiniteLoss, fit
+from mlcycle.trainer.fit import FitResult, NonFiniteLoss, fit, predict_probabilities
 from mlcycle.trainer.models import build_model
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 DataFor = Callable[[str], TrainingData]  # feature variant -> training data
-TrialHook = Callable[[dict[str, Any]], None]  # called with each finished trial's record
+TrialHook = Callable[[Trial], None]  # called with each finished trial's record
 INTERRUPTED = "interrupted"
 
 
@@ -41,7 +49,7 @@ class SearchOutcome:
 
     best: FitResult
     best_trial: int
-    trials: list[dict[str, Any]]
+    trials: list[Trial]
     seconds: float
 
 
@@ -73,29 +81,28 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> TrialParams:
     return TrialParams(**values)
 
 
-def trial_record(job_id: str, trial: FrozenTrial, metric: str) -> dict[str, Any]:
+def trial_record(job_id: str, trial: FrozenTrial, metric: str) -> Trial:
     """What the store keeps of a trial: parameters, dev metrics, state, time, error."""
     seconds = (
         (trial.datetime_complete - trial.datetime_start).total_seconds()
         if trial.datetime_complete and trial.datetime_start
         else None
     )
-    return {
-        "id": f"{job_id}:trial-{trial.number:04d}",
-        "kind": "trial",
-        "job": job_id,
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "params": trial.user_attrs.get("params", dict(trial.params)),
-        "dev": trial.user_attrs.get("dev"),
-        "metric": metric,
-        "value": trial.value if trial.state == TrialState.COMPLETE else None,
-        "epochs": trial.user_attrs.get("epochs"),
-        "best_epoch": trial.user_attrs.get("best_epoch"),
-        "history": trial.user_attrs.get("history"),
-        "seconds": seconds,
-        "error": trial.user_attrs.get("error"),
-    }
+    return Trial(
+        id=trial_id(job_id, trial.number),
+        job=job_id,
+        number=trial.number,
+        state=trial.state.name.lower(),
+        params=trial.user_attrs.get("params", dict(trial.params)),
+        dev=trial.user_attrs.get("dev"),
+        metric=metric,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        epochs=trial.user_attrs.get("epochs"),
+        best_epoch=trial.user_attrs.get("best_epoch"),
+        history=trial.user_attrs.get("history"),
+        seconds=seconds,
+        error=trial.user_attrs.get("error"),
+    )
 
 
 class Search:
@@ -235,8 +242,6 @@ class Search:
         data = data_for(params.features)
         weights = self._weights_file(trial.number)
         if weights.is_file():
-            from mlcycle.trainer.fit import predict_probabilities
-
             model = build_model(params, data.dim, data.n_classes)
             model.load_weights(str(weights))
             probs = predict_probabilities(model, data.dev)

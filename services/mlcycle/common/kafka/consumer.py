@@ -13,11 +13,13 @@ Delivery is at least once and nothing is lost:
 
 Records may therefore be handled twice (after a crash or a rebalance), which
 is why every store write is an idempotent upsert by id.
+
+The records a handler sees are in :mod:`.records`, the commit bookkeeping in
+:mod:`.offsets`, the dead-letter routing in :mod:`.deadletter`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import signal
@@ -25,48 +27,32 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-import orjson
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.common.kafka.deadletter import DeadLetterRouter
+from mlcycle.common.kafka.offsets import PendingCommits, batch_bounds
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.records import ConsumedRecord, Failure, Handler
 from mlcycle.common.metrics import BATCH_SECONDS, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED
 from mlcycle.common.settings import Settings
+
+# Handlers import their record types from here, beside the loop that calls them.
+__all__ = [
+    "ConsumedRecord",
+    "ConsumerLoop",
+    "Failure",
+    "Handler",
+    "LoopStats",
+]
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 500
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-DLQ_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class ConsumedRecord:
-    """One record as the handler sees it; ``key`` is the record id."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    value: bytes
-    timestamp_ms: int
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A record the handler rejected (it goes to the dead-letter topic), and why."""
-
-    record: ConsumedRecord
-    error: str
-
-
-Handler = Callable[[list[ConsumedRecord]], list[Failure]]
 
 
 @dataclass
@@ -79,67 +65,6 @@ class LoopStats:
     retries: int = 0
     commits: int = 0
     last_activity: float | None = field(default=None, repr=False)
-
-
-def dead_letter_message(failure: Failure, service: str) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The value and headers of the dead-letter twin of a rejected record.
-
-    The value is JSON: the original record with its position (the value as
-    text when it is UTF-8, else base64), the error, the service and the time.
-    The original headers are kept, and the error travels in a header too so
-    that tools can filter without parsing the value.
-    """
-    record = failure.record
-    original: dict[str, Any] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": record.key,
-        "timestamp_ms": record.timestamp_ms,
-    }
-    try:
-        original["value"] = record.value.decode("utf-8")
-        original["value_encoding"] = "utf-8"
-    except UnicodeDecodeError:
-        original["value"] = base64.b64encode(record.value).decode("ascii")
-        original["value_encoding"] = "base64"
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    value = orjson.dumps(
-        {"original": original, "error": failure.error, "service": service, "time": now}
-    )
-    headers = [
-        *record.headers,
-        ("mlcycle-dlq-error", failure.error.encode("utf-8", errors="replace")[:1024]),
-        ("mlcycle-dlq-service", service.encode("utf-8")),
-        ("mlcycle-dlq-origin", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-    ]
-    return value, headers
-
-
-def _to_record(raw: Any) -> ConsumedRecord:
-    key = raw.key.decode("utf-8", errors="replace") if raw.key is not None else None
-    return ConsumedRecord(
-        topic=raw.topic,
-        partition=raw.partition,
-        offset=raw.offset,
-        key=key,
-        value=raw.value if raw.value is not None else b"",
-        timestamp_ms=raw.timestamp,
-        headers=tuple((k, v if v is not None else b"") for k, v in raw.headers or ()),
-    )
-
-
-def _batch_bounds(
-    batch: list[ConsumedRecord],
-) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-    """First offset and next offset (last + 1) of each partition in ``batch``."""
-    first: dict[TopicPartition, int] = {}
-    after: dict[TopicPartition, int] = {}
-    for record in batch:
-        tp = TopicPartition(record.topic, record.partition)
-        first[tp] = min(first.get(tp, record.offset), record.offset)
-        after[tp] = max(after.get(tp, 0), record.offset + 1)
-    return first, after
 
 
 class ConsumerLoop:
@@ -165,10 +90,9 @@ class ConsumerLoop:
         self.handler = handler
         self.service = service
         self.stats = LoopStats()
-        self._producer = producer
-        self._own_producer = False
+        self._dead_letters = DeadLetterRouter(settings, service, producer)
         self._stop = threading.Event()
-        self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._offsets = PendingCommits()
         self._failed_attempts = 0
 
     # -- public -------------------------------------------------------------------------------
@@ -257,7 +181,7 @@ class ConsumerLoop:
             log.warning("poll failed; retrying", extra={"error": str(exc)})
             self._stop.wait(BACKOFF_FIRST_S)
             return
-        batch = [_to_record(raw) for tp in sorted(polled) for raw in polled[tp]]
+        batch = [ConsumedRecord.from_kafka(raw) for tp in sorted(polled) for raw in polled[tp]]
         if not batch:
             self._commit_pending(consumer)
             return
@@ -265,13 +189,12 @@ class ConsumerLoop:
         started = time.perf_counter()
         try:
             failures = self.handler(batch)
-            self._dead_letter(failures)
+            self._dead_letters.send(failures)
         except Exception:
             self._retry_later(consumer, batch)
             return
         self._failed_attempts = 0
-        _, after = _batch_bounds(batch)
-        self._pending.update({tp: OffsetAndMetadata(off, "", -1) for tp, off in after.items()})
+        self._offsets.handled(batch)
         self._commit_pending(consumer)
         self._count(batch, failures)
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
@@ -290,7 +213,7 @@ class ConsumerLoop:
                 "retry_in_s": delay,
             },
         )
-        first, _ = _batch_bounds(batch)
+        first, _ = batch_bounds(batch)
         for tp, offset in first.items():
             try:
                 consumer.seek(tp, offset)
@@ -300,60 +223,9 @@ class ConsumerLoop:
         self._stop.wait(delay)
         self.stats.last_activity = time.monotonic()
 
-    def _dead_letter(self, failures: list[Failure]) -> None:
-        """Produce every rejected record to its topic's DLQ and wait for the acknowledgements."""
-        if not failures:
-            return
-        producer = self._dlq_producer()
-        futures = []
-        for failure in failures:
-            topic = self.settings.topics.dlq(failure.record.topic)
-            value, headers = dead_letter_message(failure, self.service)
-            futures.append(producer.send(topic, failure.record.key, value, headers))
-        deadline = time.monotonic() + DLQ_TIMEOUT_S
-        try:
-            for future in futures:
-                future.get(timeout=max(0.0, deadline - time.monotonic()))
-        except KafkaError as exc:
-            raise Unavailable(f"dead-letter produce failed: {exc}") from exc
-        for failure in failures:
-            log.warning(
-                "record dead-lettered",
-                extra={
-                    "topic": failure.record.topic,
-                    "partition": failure.record.partition,
-                    "offset": failure.record.offset,
-                    "key": failure.record.key,
-                    "error": failure.error,
-                },
-            )
-
-    def _dlq_producer(self) -> RecordProducer:
-        if self._producer is None:
-            self._producer = RecordProducer(self.settings, client_id=f"{self.service}-dlq")
-            self._own_producer = True
-        return self._producer
-
     def _commit_pending(self, consumer: KafkaConsumer) -> None:
-        """Commit the offsets of handled batches; on a transient error keep them for later."""
-        if not self._pending:
-            return
-        offsets = dict(self._pending)
-        try:
-            consumer.commit(offsets)
-        except (CommitFailedError, RebalanceInProgressError) as exc:
-            # The group rebalanced: the partitions' new owners redeliver from the last
-            # commit, and the upserts make that harmless.
-            log.warning("commit rejected after a rebalance", extra={"error": str(exc)})
-            self._pending.clear()
-            return
-        except KafkaError as exc:
-            log.warning("commit failed; will retry", extra={"error": str(exc)})
-            return
-        for tp, meta in offsets.items():
-            if self._pending.get(tp) == meta:
-                del self._pending[tp]
-        self.stats.commits += 1
+        if self._offsets.commit(consumer):
+            self.stats.commits += 1
 
     def _count(self, batch: list[ConsumedRecord], failures: list[Failure]) -> None:
         self.stats.batches += 1
@@ -374,10 +246,7 @@ class ConsumerLoop:
             consumer.close(autocommit=False)
         except KafkaError as exc:
             log.warning("consumer close failed", extra={"error": str(exc)})
-        if self._own_producer and self._producer is not None:
-            self._producer.close()
-            self._producer = None
-            self._own_producer = False
+        self._dead_letters.close()
         log.info(
             "consumer loop stopped", extra={"group": self.group_id, "records": self.stats.records}
         )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +49,12 @@ from mlcycle.common.store.base import (
     normalize_query,
     unique_by_id,
 )
+from mlcycle.common.store.sqlite_queries import (
+    after_params,
+    after_sort_position,
+    filter_sql,
+    match_expression,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +62,6 @@ BUSY_TIMEOUT_MS = 30_000
 MAX_IDLE_CONNECTIONS = 8
 # Accent- and case-insensitive words, like the Elasticsearch backend's analyzer.
 TOKENIZER = "unicode61 remove_diacritics 2"
-_HAS_WORD = re.compile(r"[^\W_]")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS "{c}" (
@@ -200,7 +204,7 @@ class SqliteStore(Store):
         """Keyset-paginated search: by id (or ``sort`` then id), or by bm25 relevance then id."""
         table = check_collection(collection)
         check_limit(limit)
-        where, params = _filter_sql(check_filters(filters), column_prefix="c.")
+        where, params = filter_sql(check_filters(filters), column_prefix="c.")
         text = normalize_query(query)
         check_sort(sort, text)
         if sort is not None:
@@ -216,7 +220,7 @@ class SqliteStore(Store):
     def count(self, collection: str, filters: Filters | None = None) -> int:
         """How many documents match ``filters``."""
         table = check_collection(collection)
-        where, params = _filter_sql(check_filters(filters), column_prefix="c.")
+        where, params = filter_sql(check_filters(filters), column_prefix="c.")
         sql = f'SELECT count(*) FROM "{table}" AS c WHERE {where}'
         return int(self._read(sql, params)[0][0])
 
@@ -264,8 +268,8 @@ class SqliteStore(Store):
         direction, after_id = ("DESC", "<") if sort.descending else ("ASC", ">")
         position = decode_position(cursor, object, str)
         if position is not None:
-            where += " AND " + _after_sort_position(value, position[0], sort.descending, after_id)
-            params = [*params, *_after_params(position)]
+            where += " AND " + after_sort_position(value, position[0], sort.descending, after_id)
+            params = [*params, *after_params(position)]
         sql = (
             f'SELECT c.id, c.doc, {value} FROM "{table}" AS c WHERE {where}'
             f" ORDER BY {value} {direction}, c.id {direction} LIMIT ?"
@@ -335,55 +339,6 @@ def _indexed_text(doc: Mapping[str, Any]) -> str | None:
     """What the index holds for ``doc``; must equal the table's generated ``text`` column."""
     text = doc.get("text")
     return text if isinstance(text, str) else None
-
-
-def match_expression(text: str) -> str | None:
-    """An FTS5 query requiring every whitespace-separated word of ``text``, as plain text.
-
-    Each word becomes a quoted phrase (quotes doubled), so operators, stars,
-    parentheses and column filters in user input are just characters. Words with
-    no letter or digit produce no token and are dropped; None when nothing is left.
-    """
-    words = [w for w in text.split() if _HAS_WORD.search(w)]
-    if not words:
-        return None
-    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
-
-
-def _filter_sql(filters: dict[str, Any], column_prefix: str) -> tuple[str, list[Any]]:
-    """A WHERE clause (``1`` when empty) for equality filters on top-level fields."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    for name, value in filters.items():
-        if name == "id":
-            clauses.append(f"{column_prefix}id IS ?")
-            params.append(value)
-            continue
-        # check_filters allowed only identifiers, so the path is safe to inline.
-        extract = f"json_extract({column_prefix}doc, '$.{name}')"
-        if value is None:
-            clauses.append(f"{extract} IS NULL")
-        else:
-            clauses.append(f"{extract} = ?")
-            params.append(value)
-    return (" AND ".join(clauses) or "1"), params
-
-
-def _after_sort_position(value: str, last: Any, descending: bool, after_id: str) -> str:
-    """The rows after ``(last, id)`` in a field order where null is the smallest value."""
-    if last is None:
-        # Ascending, nulls come first: the rest of the nulls, then every non-null.
-        # Descending, nulls come last: only the rest of the nulls.
-        rest_of_nulls = f"({value} IS NULL AND c.id {after_id} ?)"
-        return rest_of_nulls if descending else f"({rest_of_nulls} OR {value} IS NOT NULL)"
-    beyond = "<" if descending else ">"
-    past = f"{value} {beyond} ? OR ({value} = ? AND c.id {after_id} ?)"
-    return f"({past} OR {value} IS NULL)" if descending else f"({past})"
-
-
-def _after_params(position: list[Any]) -> list[Any]:
-    last, last_id = position
-    return [last_id] if last is None else [last, last, last_id]
 
 
 def _page(rows: list[tuple[Any, ...]], limit: int, position: Any) -> Page:

@@ -1,10 +1,10 @@
-"""How good a trained model is: metrics, per-slice metrics and plot curves from its probabilities.
+"""How good a classifier is: metrics and per-slice metrics from its class probabilities.
 
 :func:`evaluate` turns the ``(n, K)`` class probabilities of a model on a
 split and the true labels into one :class:`Evaluation`: the figures the
 trainer selects trials on, blesses models with and stores next to each
-exported model (``to_dict`` is JSON-ready). :func:`curves` gives the points
-of the ROC, precision-recall and reliability plots of the HTML report.
+exported model (``to_dict`` is JSON-ready). :mod:`mlcycle.evaluation.curves`
+gives the points of the ROC, precision-recall and reliability plots.
 
 Conventions, so numbers mean the same everywhere:
 
@@ -40,11 +40,10 @@ from sklearn.metrics import (
     precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
-    roc_curve,
 )
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.evaluation.calibration import expected_calibration_error, reliability
+from mlcycle.evaluation.calibration import expected_calibration_error
 
 #: The names :meth:`Evaluation.metric` answers, i.e. what a search may select on.
 METRICS = ("roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy", "ece", "log_loss")
@@ -117,25 +116,6 @@ class Evaluation:
         return float(value)
 
 
-@dataclass(frozen=True)
-class Curves:
-    """Points of the report's plots.
-
-    Binary: the positive class. Multi-class: micro-averaged one-vs-rest (every
-    (row, class) pair is one binary decision). ROC and PR lists are empty when
-    the binary labels hold a single class; calibration lists have one entry per
-    non-empty bin.
-    """
-
-    roc_fpr: list[float]
-    roc_tpr: list[float]
-    pr_recall: list[float]
-    pr_precision: list[float]
-    calibration_confidence: list[float]
-    calibration_accuracy: list[float]
-    calibration_count: list[int]
-
-
 def evaluate(
     probabilities: np.ndarray,
     labels: np.ndarray,
@@ -155,7 +135,7 @@ def evaluate(
     dropped because their metrics are noise that would only invite
     over-reading. Raises :class:`InvalidInput` on malformed input.
     """
-    probs, y = _validated(probabilities, labels)
+    probs, y = checked_probabilities(probabilities, labels)
     n, k = probs.shape
     names = _class_names(class_names, k)
     if not (isinstance(threshold, int | float | np.floating) and 0.0 <= threshold <= 1.0):
@@ -195,50 +175,10 @@ def evaluate(
     )
 
 
-def curves(
-    probabilities: np.ndarray, labels: np.ndarray, *, bins: int = 15, max_points: int = 400
-) -> Curves:
-    """ROC, precision-recall and reliability points, each curve at most ``max_points`` long.
-
-    Curves are thinned evenly along their points (endpoints kept), so a report
-    over a million rows still embeds small plots.
-    """
-    probs, y = _validated(probabilities, labels)
-    if bins < 1:
-        raise InvalidInput(f"bins must be at least 1, not {bins}")
-    if max_points < 2:
-        raise InvalidInput(f"max_points must be at least 2, not {max_points}")
-    if probs.shape[1] == 2:
-        target, score = y == 1, probs[:, 1]
-    else:
-        target = (y[:, None] == np.arange(probs.shape[1])[None, :]).ravel()
-        score = probs.ravel()
-    roc_fpr: list[float] = []
-    roc_tpr: list[float] = []
-    pr_recall: list[float] = []
-    pr_precision: list[float] = []
-    if target.any() and not target.all():
-        fpr, tpr, _ = roc_curve(target, score)
-        roc_fpr, roc_tpr = _thin(fpr, tpr, max_points)
-        precision, recall, _ = precision_recall_curve(target, score)
-        pr_recall, pr_precision = _thin(recall, precision, max_points)
-    bins_ = reliability(probs, y, bins)
-    full = bins_.count > 0
-    return Curves(
-        roc_fpr=roc_fpr,
-        roc_tpr=roc_tpr,
-        pr_recall=pr_recall,
-        pr_precision=pr_precision,
-        calibration_confidence=bins_.confidence[full].tolist(),
-        calibration_accuracy=bins_.accuracy[full].tolist(),
-        calibration_count=bins_.count[full].tolist(),
-    )
-
-
 # --------------------------------------------------------------------------- validation
 
 
-def _validated(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+def checked_probabilities(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(probs, labels)`` as float64 ``(n, K)`` in [0, 1] and int64 ``(n,)``; else InvalidInput."""
     try:
         probs = np.asarray(probabilities, dtype=np.float64)
@@ -399,10 +339,3 @@ def _slice_metrics(
         "weighted_f1": float(f1_score(y, predicted, average="weighted", zero_division=0.0)),
         "positive_rate": float((y != 0).mean()),
     }
-
-
-def _thin(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[list[float], list[float]]:
-    if len(x) > max_points:
-        index = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(np.int64))
-        x, y = x[index], y[index]
-    return x.astype(float).tolist(), y.astype(float).tolist()

@@ -6,6 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+# A subprocess: each check imports mlcycle in a fresh interpreter.
+pytestmark = pytest.mark.integration
+
 SHOW = "import mlcycle, os; print(os.environ['GRPC_EXPERIMENTS'])"
 
 

@@ -1,8 +1,11 @@
-"""Building feature sets: a finished label run featurized with one transform into shards.
+"""Building feature sets and fitting transforms on a label run's items, read through the store.
 
-The file format (layout, shard files, manifest) is
-:mod:`mlcycle.featurization.shards`; this module reads the run's labels and
-comments from the store and writes a set in that format.
+A feature set is a label run's labeled items featurized with one transform,
+written in the shard format of :mod:`mlcycle.featurization.shards`. Both the
+featurizer (its consumer, API and CLI) and the trainer (one set per n-gram
+variant its search tries) build them, and the trainer fits the variants'
+transforms; this module is the one way both do it, so a set is the same files
+whoever builds it.
 
 A feature set is a pure function of (label run, transform version): items are
 written in id order, in shards of a fixed number of rows, so running it again
@@ -20,12 +23,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.common.store import COMMENTS, LABELS, Store
+from mlcycle.common.store import Store
+from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.features import FeatureSetManifest, ShardEntry, SplitShards
+from mlcycle.contracts.labels import Label
+from mlcycle.contracts.repositories.comments import Comments
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.splits import SPLITS
+from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import (
     MANIFEST,
     feature_set_dir,
@@ -33,46 +41,58 @@ from mlcycle.featurization.shards import (
     read_manifest,
     write_shard,
 )
-from mlcycle.featurization.transform import Transform
-from mlcycle.featurizer.service import FeaturizerCore
-from mlcycle.labeler.runs import get_run
+from mlcycle.featurization.store import TransformStore
+from mlcycle.featurization.transform import Transform, fit
 
 Progress = Callable[[str, int], None]  # (split, rows written so far in it)
 
 
+def fit_on_label_run(
+    store: Store, transforms: TransformStore, label_run: str, config: FeatureConfig
+) -> Transform:
+    """Fit ``config`` on the train split of the succeeded ``label_run`` and store the transform."""
+    run = LabelRuns(store).require_succeeded(label_run)
+    train = Labels(store).item_ids(run.id, "train")
+    comments = list(Comments(store).in_order(train))
+    if not comments:
+        raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
+    texts, metadata = [c.text for c in comments], [dict(c.metadata) for c in comments]
+    return transforms.add(fit(texts, metadata, config))
+
+
 def build_feature_set(
-    core: FeaturizerCore,
     store: Store,
+    transforms: TransformStore,
     label_run: str,
     version: str | None = None,
     *,
-    shard_rows: int | None = None,
+    shard_rows: int,
+    classes_of: Callable[[str], int],
     on_progress: Progress | None = None,
 ) -> FeatureSetManifest:
     """Featurize ``label_run``'s labeled items with ``version`` (default current) into shards.
 
-    Returns the manifest; a set that already exists is returned as it is.
+    ``classes_of`` gives a task's number of classes. Returns the manifest; a
+    set that already exists is returned as it is.
     """
-    run = get_run(store, label_run)
-    if run.get("status") != "succeeded":
-        raise InvalidInput(f"label run {label_run} has not finished ({run.get('status')})")
-    transform = core.transform(version)
-    target = feature_set_dir(core.root, transform.version, label_run)
+    run = LabelRuns(store).require_succeeded(label_run)
+    transform = transforms.transform(version)
+    root = transforms.root
+    target = feature_set_dir(root, transform.version, label_run)
     if (target / MANIFEST).is_file():
-        return read_manifest(core.root, transform.version, label_run)
-    rows_per_shard = shard_rows or core.settings.shard_rows
+        return read_manifest(root, transform.version, label_run)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{label_run}.building-"))
     try:
         splits, missing = _write_splits(
-            store, transform, label_run, staging, rows_per_shard, on_progress
+            store, transform, label_run, staging, shard_rows, on_progress
         )
         manifest = FeatureSetManifest(
             transform=transform.version,
             dim=transform.dim,
             label_run=label_run,
-            task=run.get("task"),
-            n_classes=core.settings.classes_of(str(run.get("task"))),
+            task=run.task,
+            n_classes=classes_of(run.task),
             splits=splits,
             rows=sum(s.rows for s in splits.values()),
             labels_without_comment=missing,
@@ -86,7 +106,7 @@ def build_feature_set(
             if not (target / MANIFEST).is_file():
                 raise
             shutil.rmtree(staging, ignore_errors=True)  # built concurrently by someone else
-            return read_manifest(core.root, transform.version, label_run)
+            return read_manifest(root, transform.version, label_run)
         return manifest
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -101,16 +121,16 @@ def _write_splits(
     rows_per_shard: int,
     on_progress: Progress | None,
 ) -> tuple[dict[str, SplitShards], int]:
+    labels_of, comments_of = Labels(store), Comments(store)
     splits: dict[str, SplitShards] = {}
     missing = 0
     for split in SPLITS:
         shards: list[ShardEntry] = []
         rows = 0
-        for index, labels in enumerate(
-            _chunks(store.scan(LABELS, filters={"run": label_run, "split": split}), rows_per_shard)
-        ):
-            comments = store.get_many(COMMENTS, [label["item_id"] for label in labels])
-            present = [label for label in labels if label["item_id"] in comments]
+        chunks = _chunks(labels_of.of_split(label_run, split), rows_per_shard)
+        for index, labels in enumerate(chunks):
+            comments = comments_of.get_many([label.item_id for label in labels])
+            present = [label for label in labels if label.item_id in comments]
             missing += len(labels) - len(present)
             if not present:
                 continue
@@ -125,10 +145,10 @@ def _write_splits(
     return splits, missing
 
 
-def _chunks(docs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for doc in docs:
-        chunk.append(doc)
+def _chunks(labels: Iterator[Label], size: int) -> Iterator[list[Label]]:
+    chunk: list[Label] = []
+    for label in labels:
+        chunk.append(label)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -139,17 +159,17 @@ def _chunks(docs: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
 def _write_shard(
     path: Path,
     transform: Transform,
-    labels: list[dict[str, Any]],
-    comments: dict[str, dict[str, Any]],
+    labels: list[Label],
+    comments: dict[str, StoredComment],
 ) -> None:
-    texts = [str(comments[label["item_id"]].get("text") or "") for label in labels]
-    metadata = [dict(comments[label["item_id"]].get("metadata") or {}) for label in labels]
+    texts = [comments[label.item_id].text for label in labels]
+    metadata = [dict(comments[label.item_id].metadata) for label in labels]
     write_shard(
         path,
         transform.apply(texts, metadata, unknown_fields="ignore"),
-        labels=[label["label"] for label in labels],
-        probabilities=[label["probabilities"] for label in labels],
-        item_ids=[label["item_id"] for label in labels],
+        labels=[label.label for label in labels],
+        probabilities=[label.probabilities for label in labels],
+        item_ids=[label.item_id for label in labels],
     )
 
 

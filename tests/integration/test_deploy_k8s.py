@@ -32,6 +32,9 @@ from tests.fixtures.deploy import (
     schema_errors,
 )
 
+# A subprocess: kubectl renders every overlay.
+pytestmark = pytest.mark.integration
+
 
 @cache
 def rendered(overlay: str) -> tuple[dict[str, Any], ...]:

@@ -16,6 +16,9 @@ import pytest
 from mlcycle.common.settings import load_settings
 from tests.fixtures.deploy import DOCKERFILE, OVERLAYS, load_compose, pod_specs, render
 
+# A subprocess: kubectl renders the overlays compared with compose.
+pytestmark = pytest.mark.integration
+
 # Compose services that are not Deployments in Kubernetes: the kind each overlay uses.
 INFRA_KINDS = {
     "dev": {"kafka": "StatefulSet", "elasticsearch": "StatefulSet", "kafka-topics": "Job"},

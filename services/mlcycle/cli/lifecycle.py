@@ -1,7 +1,7 @@
-"""The ``mlcycle`` command line: run the stack, import data, run the main job.
+"""The commands of the life cycle: run the stack, import data, label, featurize, train, the demo.
 
-Settings come from ``MLCYCLE_*`` variables, read once here and passed down.
-Imports of the heavier parts happen inside each command so ``--help`` is quick.
+Settings come from ``MLCYCLE_*`` variables, read once per command and passed
+down. Each command imports what it runs only when it runs, so ``--help`` is quick.
 """
 
 from __future__ import annotations
@@ -13,54 +13,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from mlcycle.cli.context import console, fail, settings_for
 from mlcycle.common.errors import MlcycleError
-from mlcycle.common.logging import configure_logging
-from mlcycle.common.settings import Settings, load_settings
 
-app = typer.Typer(
-    name="mlcycle",
-    help="The life cycle of a production ML project: collect, label, featurize, train, serve.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
-labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
-featurizer_app = typer.Typer(help="The featurizer service: transforms, vectors, feature shards.")
-trainer_app = typer.Typer(help="The trainer service: training jobs and the model registry.")
-inference_app = typer.Typer(help="The inference service: real-time predictions, REST and stream.")
 download_app = typer.Typer(help="Fetch public datasets into the local cache.")
-app.add_typer(collector_app, name="collector")
-app.add_typer(labeler_app, name="labeler")
-app.add_typer(featurizer_app, name="featurizer")
-app.add_typer(trainer_app, name="trainer")
-app.add_typer(inference_app, name="inference")
-app.add_typer(download_app, name="download")
-
-console = Console(stderr=True)
 
 
-def _settings(service: str, *, interactive: bool = False) -> Settings:
-    """Settings from the environment, and logging configured for ``service``.
-
-    Commands a person runs in a terminal log plain text unless
-    MLCYCLE_LOG_FORMAT says otherwise; services log JSON lines.
-    """
-    settings = load_settings()
-    fmt = settings.log_format
-    if interactive and "log_format" not in settings.model_fields_set:
-        fmt = "text"
-    configure_logging(settings.log_level, fmt, service=service)
-    return settings
-
-
-def _fail(exc: MlcycleError) -> None:
-    console.print(f"[bold red]error:[/] {exc.message}")
-    raise typer.Exit(code=2)
-
-
-@app.command()
 def up(
     redis: Annotated[bool, typer.Option(help="Also start the embedded Redis.")] = True,
 ) -> None:
@@ -68,9 +27,10 @@ def up(
 
     Ctrl-C (or SIGTERM) stops everything cleanly.
     """
+    from mlcycle.clients.base import service_url
     from mlcycle.local.stack import LocalStack
 
-    settings = _settings("stack", interactive=True)
+    settings = settings_for("stack", interactive=True)
     stack = LocalStack(settings, with_redis=redis)
     stopping = False
 
@@ -86,7 +46,7 @@ def up(
         if resolved.redis_url:
             console.print(f"redis      {resolved.redis_url}")
         console.print(f"store      {resolved.es_url or resolved.store_path}")
-        collector_url = f"http://{resolved.host}:{resolved.collector_port}"
+        collector_url = service_url(resolved.host, resolved.collector_port)
         console.print(f"collector  {collector_url}  (docs at /docs)")
         console.print("[green]stack is up[/]; Ctrl-C to stop")
         while not stopping:
@@ -96,45 +56,12 @@ def up(
                 break
             time.sleep(0.5)
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         console.print("stopping…")
         stack.stop()
 
 
-@collector_app.command("api")
-def collector_api() -> None:
-    """Run the collector's REST API in the foreground."""
-    from mlcycle.collector.api import serve
-
-    serve(_settings("collector"))
-
-
-@collector_app.command("indexer")
-def collector_indexer() -> None:
-    """Run the indexer (comments.raw and votes.raw into the store) in the foreground."""
-    from mlcycle.collector.indexer import run_indexer
-
-    run_indexer(_settings("collector-indexer"))
-
-
-@labeler_app.command("api")
-def labeler_api() -> None:
-    """Run the labeler's REST API (and its run worker) in the foreground."""
-    from mlcycle.labeler.api import serve
-
-    serve(_settings("labeler"))
-
-
-@labeler_app.command("stream")
-def labeler_stream() -> None:
-    """Run the live-label stream (votes.raw and comments.raw) in the foreground."""
-    from mlcycle.labeler.stream import run_stream
-
-    run_stream(_settings("labeler-stream"))
-
-
-@app.command()
 def label(
     strategy: Annotated[
         str, typer.Option(help="mean_threshold | majority | dawid_skene")
@@ -159,7 +86,7 @@ def label(
     """
     from mlcycle.labeler.cli import run_label_command
 
-    settings = _settings("label", interactive=True)
+    settings = settings_for("label", interactive=True)
     try:
         run_label_command(
             settings,
@@ -172,26 +99,9 @@ def label(
             html=html,
         )
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-@featurizer_app.command("api")
-def featurizer_api() -> None:
-    """Run the featurizer's REST (8003) and gRPC (50053) APIs in the foreground."""
-    from mlcycle.featurizer.api import serve
-
-    serve(_settings("featurizer"))
-
-
-@featurizer_app.command("batch")
-def featurizer_batch() -> None:
-    """Run the feature-set builder (consumes the labels topic) in the foreground."""
-    from mlcycle.featurizer.batch import run_batch
-
-    run_batch(_settings("featurizer-batch"))
-
-
-@app.command()
 def featurize(
     fit: Annotated[
         bool, typer.Option("--fit", help="Fit a new transform on the run's train split first.")
@@ -212,36 +122,15 @@ def featurize(
     """
     from mlcycle.featurizer.cli import run_featurize_command
 
-    settings = _settings("featurize", interactive=True)
+    settings = settings_for("featurize", interactive=True)
     try:
         run_featurize_command(
             settings, console, refit=fit, label_run=run, transform=transform, config_path=config
         )
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-@trainer_app.command("api")
-def trainer_api() -> None:
-    """Run the trainer's REST API (8004) and its job worker in the foreground."""
-    from mlcycle.trainer.api import serve
-
-    serve(_settings("trainer"))
-
-
-@app.command(
-    "modelserver",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def modelserver(ctx: typer.Context) -> None:
-    """Run the TF-Serving-compatible model server (tensorflow_model_server's flags; --help)."""
-    from mlcycle.modelserver.cli import run
-
-    sys.exit(run(ctx.args, _settings("modelserver")))
-
-
-@app.command()
 def train(
     trials: Annotated[int | None, typer.Option(help="Trials of the search (default 8).")] = None,
     time_budget: Annotated[
@@ -273,7 +162,7 @@ def train(
     """
     from mlcycle.trainer.cli import parse_config, run_train_command
 
-    settings = _settings("train", interactive=True)
+    settings = settings_for("train", interactive=True)
     try:
         job_config = None
         if resume is None:
@@ -290,74 +179,9 @@ def train(
             )
         run_train_command(settings, console, config=job_config, resume=resume)
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
 
 
-@inference_app.command("api")
-def inference_api() -> None:
-    """Run the inference REST API (8000) in the foreground."""
-    from mlcycle.inference.api import serve
-
-    serve(_settings("inference"))
-
-
-@inference_app.command("stream")
-def inference_stream() -> None:
-    """Run the streaming scorer (comments.raw into scored.comments) in the foreground."""
-    from mlcycle.inference.stream import run_stream
-
-    run_stream(_settings("inference-stream"))
-
-
-# Options of the commands that ask the running inference service.
-ServiceUrl = Annotated[
-    str | None, typer.Option("--url", help="The inference service (default from settings).")
-]
-ApiKey = Annotated[
-    str | None, typer.Option("--api-key", help="API key (default: the first configured).")
-]
-AsJson = Annotated[bool, typer.Option("--json", help="Print the JSON answer.")]
-
-
-@app.command()
-def predict(
-    texts: Annotated[list[str], typer.Argument(help="Texts to score.")],
-    url: ServiceUrl = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-) -> None:
-    """Score texts with the running inference service: score, label and model version each."""
-    from mlcycle.inference.cli import run_predict_command
-
-    settings = _settings("predict", interactive=True)
-    try:
-        run_predict_command(
-            settings, texts, url=url, api_key=api_key, as_json=as_json, console=Console()
-        )
-    except MlcycleError as exc:
-        _fail(exc)
-
-
-@app.command()
-def explain(
-    comment_id: Annotated[str, typer.Argument(metavar="COMMENT_ID", help="A stored comment's id.")],
-    url: ServiceUrl = None,
-    api_key: ApiKey = None,
-    as_json: AsJson = False,
-) -> None:
-    """Show a prediction's lineage: comment, votes, label, transform, model version, score."""
-    from mlcycle.inference.cli import run_explain_command
-
-    settings = _settings("explain", interactive=True)
-    try:
-        run_explain_command(
-            settings, comment_id, url=url, api_key=api_key, as_json=as_json, console=Console()
-        )
-    except MlcycleError as exc:
-        _fail(exc)
-
-
-@app.command("import")
 def import_(
     fmt: Annotated[
         str, typer.Argument(metavar="FORMAT", help="wikidetox|davidson|lewidi|jsonl|csv")
@@ -371,11 +195,11 @@ def import_(
     """
     from mlcycle.local.pipeline import import_dataset
 
-    settings = _settings("import", interactive=True)
+    settings = settings_for("import", interactive=True)
     try:
         result = import_dataset(settings, fmt, paths, console=console)
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(result.describe())
 
 
@@ -384,16 +208,15 @@ def download_wikidetox() -> None:
     """Download the Wikipedia Talk Labels toxicity dataset (cached and checksummed)."""
     from mlcycle.importers.download import download_wikidetox as fetch
 
-    settings = _settings("download", interactive=True)
+    settings = settings_for("download", interactive=True)
     try:
         files = fetch(settings.data_dir / "downloads")
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
     for path in files:
         console.print(str(path))
 
 
-@app.command()
 def demo(
     data: Annotated[
         list[Path] | None, typer.Option(help="Local dataset files instead of downloading.")
@@ -409,7 +232,7 @@ def demo(
     """Run the main job end to end on the embedded stack and print what it did."""
     from mlcycle.local.demo import run_demo
 
-    settings = _settings("demo", interactive=True)
+    settings = settings_for("demo", interactive=True)
     try:
         code = run_demo(
             settings,
@@ -420,5 +243,5 @@ def demo(
             load_seconds=load_seconds,
         )
     except MlcycleError as exc:
-        _fail(exc)
+        fail(exc)
     sys.exit(code)

@@ -11,13 +11,13 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.trainer.evaluation import (
+from mlcycle.evaluation.classification import (
     MAX_SLICES_PER_FIELD,
     METRICS,
     Evaluation,
-    curves,
     evaluate,
 )
+from mlcycle.evaluation.curves import curves
 
 
 def binary(p1: list[float] | np.ndarray) -> np.ndarray:

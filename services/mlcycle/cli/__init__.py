@@ -1,0 +1,43 @@
+"""The ``mlcycle`` command line: run the stack, import data, run the main job, serve.
+
+The commands live by kind: :mod:`~mlcycle.cli.lifecycle` (the stack, data, label,
+featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
+service), :mod:`~mlcycle.cli.services` (run one service in the foreground). They
+are registered here, in the order ``mlcycle --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from mlcycle.cli import lifecycle, services, serving
+
+app = typer.Typer(
+    name="mlcycle",
+    help="The life cycle of a production ML project: collect, label, featurize, train, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+app.command()(lifecycle.up)
+app.command()(lifecycle.label)
+app.command()(lifecycle.featurize)
+app.command(
+    "modelserver",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(services.modelserver)
+app.command()(lifecycle.train)
+app.command()(serving.predict)
+app.command()(serving.explain)
+app.command("import")(lifecycle.import_)
+app.command()(lifecycle.demo)
+
+app.add_typer(services.collector_app, name="collector")
+app.add_typer(services.labeler_app, name="labeler")
+app.add_typer(services.featurizer_app, name="featurizer")
+app.add_typer(services.trainer_app, name="trainer")
+app.add_typer(services.inference_app, name="inference")
+app.add_typer(lifecycle.download_app, name="download")
+
+__all__ = ["app"]

@@ -1,0 +1,97 @@
+"""The commands that run one service process in the foreground (what the stack and images run).
+
+Each imports its service only when it runs, so ``--help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mlcycle.cli.context import settings_for
+
+collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
+labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
+featurizer_app = typer.Typer(help="The featurizer service: transforms, vectors, feature shards.")
+trainer_app = typer.Typer(help="The trainer service: training jobs and the model registry.")
+inference_app = typer.Typer(help="The inference service: real-time predictions, REST and stream.")
+
+
+@collector_app.command("api")
+def collector_api() -> None:
+    """Run the collector's REST API in the foreground."""
+    from mlcycle.collector.api import serve
+
+    serve(settings_for("collector"))
+
+
+@collector_app.command("indexer")
+def collector_indexer() -> None:
+    """Run the indexer (comments.raw and votes.raw into the store) in the foreground."""
+    from mlcycle.collector.indexer import run_indexer
+
+    run_indexer(settings_for("collector-indexer"))
+
+
+@labeler_app.command("api")
+def labeler_api() -> None:
+    """Run the labeler's REST API (and its run worker) in the foreground."""
+    from mlcycle.labeler.api import serve
+
+    serve(settings_for("labeler"))
+
+
+@labeler_app.command("stream")
+def labeler_stream() -> None:
+    """Run the live-label stream (votes.raw and comments.raw) in the foreground."""
+    from mlcycle.labeler.stream import run_stream
+
+    run_stream(settings_for("labeler-stream"))
+
+
+@featurizer_app.command("api")
+def featurizer_api() -> None:
+    """Run the featurizer's REST (8003) and gRPC (50053) APIs in the foreground."""
+    from mlcycle.featurizer.api import serve
+
+    serve(settings_for("featurizer"))
+
+
+@featurizer_app.command("batch")
+def featurizer_batch() -> None:
+    """Run the feature-set builder (consumes the labels topic) in the foreground."""
+    from mlcycle.featurizer.batch import run_batch
+
+    run_batch(settings_for("featurizer-batch"))
+
+
+@trainer_app.command("api")
+def trainer_api() -> None:
+    """Run the trainer's REST API (8004) and its job worker in the foreground."""
+    from mlcycle.trainer.api import serve
+
+    serve(settings_for("trainer"))
+
+
+def modelserver(ctx: typer.Context) -> None:
+    """Run the TF-Serving-compatible model server (tensorflow_model_server's flags; --help)."""
+    from mlcycle.modelserver.cli import run
+
+    sys.exit(run(ctx.args, settings_for("modelserver")))
+
+
+@inference_app.command("api")
+def inference_api() -> None:
+    """Run the inference REST API (8000) in the foreground."""
+    from mlcycle.inference.api import serve
+
+    serve(settings_for("inference"))
+
+
+@inference_app.command("stream")
+def inference_stream() -> None:
+    """Run the streaming scorer (comments.raw into scored.comments) in the foreground."""
+    from mlcycle.inference.stream import run_stream
+
+    run_stream(settings_for("inference-stream"))

@@ -1,0 +1,74 @@
+"""Every service's client, built from settings: where each listens, and the key to send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from types import TracebackType
+
+from mlcycle.clients.base import ServiceClient, dialable_host, service_url
+from mlcycle.clients.collector import CollectorClient
+from mlcycle.clients.featurizer import FeaturizerClient
+from mlcycle.clients.inference import InferenceClient
+from mlcycle.clients.labeler import LabelerClient
+from mlcycle.clients.modelserver import ModelServerClient
+from mlcycle.clients.trainer import TrainerClient
+from mlcycle.common.settings import Settings
+
+
+def url_for(settings: Settings, port: int) -> str:
+    """The URL a client dials for a service of ``settings`` listening on ``port``."""
+    return service_url(dialable_host(settings.host), port)
+
+
+def default_api_key(settings: Settings) -> str | None:
+    """The key tools send: the first configured one (none without keys)."""
+    return settings.api_keys[0] if settings.api_keys else None
+
+
+@dataclass(frozen=True)
+class ServiceClients:
+    """One client per service of a stack; close them together (or use ``with``)."""
+
+    collector: CollectorClient
+    labeler: LabelerClient
+    featurizer: FeaturizerClient
+    trainer: TrainerClient
+    inference: InferenceClient
+    modelserver: ModelServerClient
+
+    def close(self) -> None:
+        """Close every client's connections."""
+        for field in fields(self):
+            client: ServiceClient = getattr(self, field.name)
+            client.close()
+
+    def __enter__(self) -> ServiceClients:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def clients_for(settings: Settings, *, api_key: str | None = None) -> ServiceClients:
+    """The clients of the services ``settings`` describe (host, ports, the first API key).
+
+    ``api_key`` overrides the configured key. No connection opens before the first call.
+    """
+    key = api_key if api_key is not None else default_api_key(settings)
+    return ServiceClients(
+        collector=CollectorClient(url_for(settings, settings.collector_port), api_key=key),
+        labeler=LabelerClient(url_for(settings, settings.labeler_port), api_key=key),
+        featurizer=FeaturizerClient(url_for(settings, settings.featurizer_port), api_key=key),
+        trainer=TrainerClient(url_for(settings, settings.trainer_port), api_key=key),
+        inference=InferenceClient(url_for(settings, settings.inference_port), api_key=key),
+        modelserver=ModelServerClient(
+            url_for(settings, settings.model_server_rest_port),
+            model_name=settings.model_name,
+            api_key=key,
+        ),
+    )

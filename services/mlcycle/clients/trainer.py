@@ -1,0 +1,175 @@
+"""The trainer's REST API: training jobs and the model registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict
+
+from mlcycle.clients.base import ServiceClient
+
+JOBS_PATH = "/v1/jobs"
+MODELS_PATH = "/v1/models"
+FINISHED = ("succeeded", "failed")
+
+
+class JobStarted(BaseModel):
+    """A queued training job."""
+
+    id: str
+    status: str
+    label_run: str
+
+
+class JobProgress(BaseModel):
+    """A job's stage and, during the search, its trials."""
+
+    model_config = ConfigDict(extra="allow")
+
+    stage: str | None = None
+    detail: str | None = None
+    trials_done: int = 0
+    trials_total: int | None = None
+    best_value: float | None = None
+
+
+class ModelSummary(BaseModel):
+    """The model version a job exported, and the blessing's verdict on it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    version: int
+    state: str
+    reason: str | None = None
+    path: str | None = None
+
+
+class SplitFigures(BaseModel):
+    """A model's figures on one split (the headline ones; every other is kept as it comes)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    accuracy: float | None = None
+    roc_auc: float | None = None
+    weighted_f1: float | None = None
+
+
+class JobResult(BaseModel):
+    """What a succeeded job found: the selected trial, its figures, model and report."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metric: str
+    best_trial: int | None = None
+    transform: str | None = None
+    dev: SplitFigures | None = None
+    test: SplitFigures | None = None
+    model: ModelSummary | None = None
+    report: str | None = None
+
+
+class TrainingJob(BaseModel):
+    """A training job as ``GET /v1/jobs/{id}`` shows it (listings carry the first fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    status: str
+    label_run: str | None = None
+    progress: JobProgress = JobProgress()
+    result: JobResult | None = None
+    error: str | None = None
+    created_at: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended, well or not."""
+        return self.status in FINISHED
+
+
+class JobList(BaseModel):
+    """Training jobs, newest first, and the one running now."""
+
+    model_config = ConfigDict(extra="allow")
+
+    jobs: list[TrainingJob]
+    active: str | None = None
+
+
+class ModelVersion(BaseModel):
+    """A registered model version (lineage, metrics, blessing and history kept as they come)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str
+    version: int
+    state: str
+    transform: str | None = None
+    label_run: str | None = None
+
+
+class ModelList(BaseModel):
+    """Model versions, newest first, and the version each name serves."""
+
+    models: list[ModelVersion]
+    production: dict[str, int]
+
+
+class RolledBack(BaseModel):
+    """The version served again and the one taken off."""
+
+    production: ModelVersion
+    retired: ModelVersion
+
+
+class TrainerClient(ServiceClient):
+    """Training jobs and the model registry on the trainer."""
+
+    service = "trainer service"
+    start_command = "mlcycle trainer api"
+
+    def start_job(self, config: Mapping[str, object] | None = None) -> JobStarted:
+        """Queue a training job; ``config`` is the job config (defaults for what it omits)."""
+        return self.call_record(JobStarted, "POST", JOBS_PATH, json=dict(config or {}))
+
+    def job(self, job_id: str) -> TrainingJob:
+        """One job: its stage, search progress and, when done, its result."""
+        return self.call_record(TrainingJob, "GET", f"{JOBS_PATH}/{quote(job_id, safe='')}")
+
+    def jobs(self, *, limit: int | None = None) -> JobList:
+        """The newest jobs."""
+        params = {"limit": limit} if limit is not None else None
+        return self.call_record(JobList, "GET", JOBS_PATH, params=params)
+
+    def models(self, *, name: str | None = None, state: str | None = None) -> ModelList:
+        """Registered versions and what each name serves."""
+        params = {k: v for k, v in {"name": name, "state": state}.items() if v is not None}
+        return self.call_record(ModelList, "GET", MODELS_PATH, params=params)
+
+    def production_version(self, name: str) -> int | None:
+        """The version the registry serves for ``name`` (None before any)."""
+        return self.models().production.get(name)
+
+    def model(self, version: int, *, name: str | None = None) -> ModelVersion:
+        """One registered version."""
+        params = {"name": name} if name is not None else None
+        return self.call_record(ModelVersion, "GET", f"{MODELS_PATH}/{version}", params=params)
+
+    def promote(
+        self, version: int, reason: str, *, name: str | None = None, force: bool = False
+    ) -> ModelVersion:
+        """Serve ``version``; the version it replaces is retired."""
+        body: dict[str, object] = {"reason": reason, "force": force}
+        if name is not None:
+            body["name"] = name
+        return self.call_record(ModelVersion, "POST", f"{MODELS_PATH}/{version}:promote", json=body)
+
+    def rollback(self, reason: str, *, name: str | None = None) -> RolledBack:
+        """Retire the serving version and serve the previous one again."""
+        body: dict[str, object] = {"reason": reason}
+        if name is not None:
+            body["name"] = name
+        return self.call_record(RolledBack, "POST", f"{MODELS_PATH}:rollback", json=body)

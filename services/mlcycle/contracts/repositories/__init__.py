@@ -1,0 +1,1 @@
+"""Concrete repositories: one module per stored record type, each over the ``Store``."""

@@ -1,0 +1,77 @@
+"""Label runs in the ``runs`` collection, and the pointer to each task's latest succeeded run."""
+
+from __future__ import annotations
+
+from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.store import RUNS, Store
+from mlcycle.common.store.base import SortBy
+from mlcycle.contracts.label_runs import (
+    LABEL_RUN_KIND,
+    LATEST_RUN_KIND,
+    UNFINISHED,
+    LabelRun,
+    LatestLabelRun,
+)
+from mlcycle.contracts.repository import Repository
+
+
+class _LatestPointers(Repository[LatestLabelRun]):
+    collection = RUNS
+    record_type = LatestLabelRun
+    kind = LATEST_RUN_KIND
+    noun = "latest label run pointer"
+
+
+class LabelRuns(Repository[LabelRun]):
+    """Label run records; every service that needs a run's labels finds the run here."""
+
+    collection = RUNS
+    record_type = LabelRun
+    kind = LABEL_RUN_KIND
+    noun = "label run"
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self._pointers = _LatestPointers(store)
+
+    def latest(self, task: str) -> LabelRun | None:
+        """The run of ``task`` that succeeded last, or None.
+
+        Read through a small pointer record written when a run succeeds: label
+        reads ask for it on every request, and scanning every run record (each
+        holding its whole diagnostics report) would grow with the run history.
+        """
+        pointer = self._pointers.get(LatestLabelRun.id_of(task))
+        return self.get(pointer.run) if pointer is not None else None
+
+    def mark_latest(self, run: LabelRun) -> None:
+        """Make the succeeded ``run`` the one :meth:`latest` answers for its task."""
+        self._pointers.save(LatestLabelRun(id=LatestLabelRun.id_of(run.task), run=run.id))
+
+    def require_succeeded(self, run_id: str) -> LabelRun:
+        """The run ``run_id``; NotFound when there is none, InvalidInput until it has succeeded."""
+        run = self.require(run_id)
+        if not run.succeeded:
+            raise InvalidInput(f"label run {run_id} has not finished ({run.status})")
+        return run
+
+    def resolve(self, run_id: str | None, task: str) -> LabelRun:
+        """The succeeded run ``run_id``, or without one the latest succeeded run of ``task``."""
+        if run_id is not None:
+            return self.require_succeeded(run_id)
+        run = self.latest(task)
+        if run is None:
+            raise NotFound(f"no finished label run for task {task!r}: run `mlcycle label` first")
+        return run
+
+    def newest(self, task: str | None = None, limit: int = 20) -> list[LabelRun]:
+        """Up to ``limit`` runs (of ``task``, or of every task), newest first.
+
+        Run ids begin with their creation time, so id order is creation order.
+        """
+        filters = {"task": task} if task is not None else None
+        return self.page(filters=filters, limit=limit, sort=SortBy("id", descending=True)).items
+
+    def unfinished(self) -> list[LabelRun]:
+        """Runs left queued or running, oldest first (a crashed process resumes them)."""
+        return [run for run in self.scan() if run.status in UNFINISHED]

@@ -1,0 +1,58 @@
+"""The ``report`` stage: the job's HTML page (trials, metrics, plots) under the data directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlcycle.contracts.training import ModelSummary
+from mlcycle.trainer.data import TrainingData
+from mlcycle.trainer.linear import describe_blend
+from mlcycle.trainer.report import SplitResult, write_report
+from mlcycle.trainer.search import SearchOutcome
+from mlcycle.trainer.stages.context import JobContext
+from mlcycle.trainer.stages.evaluate import Evaluated
+
+
+def write_job_report(
+    ctx: JobContext,
+    outcome: SearchOutcome,
+    data: TrainingData,
+    evaluated: Evaluated,
+    model: ModelSummary | None,
+) -> Path:
+    """Write ``<data_dir>/reports/<job id>.html`` and return its path."""
+    ctx.recorder.stage("report")
+    job, best = ctx.job, outcome.best
+    summary: dict[str, Any] = {
+        "job": job.id,
+        "label run": data.label_run,
+        "transform": f"{data.transform} ({best.params.features})",
+        "train / dev / test rows": (
+            f"{len(data.train):,} / {len(data.dev):,} / {len(data.test):,}"
+        ),
+        "selected trial": outcome.best_trial,
+        "search time": f"{outcome.seconds:.1f} s",
+    }
+    if best.blend is not None:
+        summary["linear blend"] = describe_blend(best.blend)
+    if model:
+        summary["model version"] = f"{model.name} v{model.version}"
+        summary["state"] = model.state
+        summary["blessing"] = model.reason
+    dev = SplitResult("dev", best.dev_probabilities, data.dev.labels, evaluated.dev)
+    test = (
+        SplitResult("test", evaluated.test_probabilities, data.test.labels, evaluated.test)
+        if evaluated.test is not None and evaluated.test_probabilities is not None
+        else None
+    )
+    return write_report(
+        ctx.settings.data_dir / "reports" / f"{job.id}.html",
+        title=f"Training job {job.id}",
+        summary=summary,
+        trials=[trial.to_document() for trial in outcome.trials],
+        metric=ctx.metric,
+        dev=dev,
+        test=test,
+        learning_curves=best.history,
+    )
