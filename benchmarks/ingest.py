@@ -40,10 +40,10 @@ def raw_producer_rate(settings: Settings, records: list[dict[str, object]]) -> f
     ensure_topics(settings, [topic])
     payloads = [(str(r["id"]).encode(), orjson.dumps(r)) for r in records]
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        linger_ms=settings.kafka_linger_ms,
+        linger_ms=settings.kafka.linger_ms,
         batch_size=BATCH_BYTES,
         max_request_size=MAX_REQUEST_BYTES,
         compression_type=None,

@@ -59,7 +59,7 @@ def _wait(condition: Any, timeout_s: float, what: str, log: Path) -> Any:
 
 
 def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.model_copy(update={"trainer_port": free_port()})
+    settings = kafka_settings.replace(trainer_port=free_port())
     store = open_store(settings)
     seed(store, "k", n=1500)
     label(settings, store)

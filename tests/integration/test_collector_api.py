@@ -49,7 +49,7 @@ class Collector:
 
 def _start(settings: Settings, tmp: Path) -> Iterator[Collector]:
     ensure_topics(settings)
-    store = open_store(settings.model_copy(update={"sqlite_path": tmp / "store.sqlite3"}))
+    store = open_store(settings.replace(sqlite_path=tmp / "store.sqlite3"))
     producer = RecordProducer(settings, client_id="test-collector")
     server = BackgroundServer(create_app(settings, store=store, producer=producer), "127.0.0.1", 0)
     server.start()
@@ -77,7 +77,7 @@ def collector(module_settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def secured(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    settings = module_settings.model_copy(update={"api_keys": (API_KEY, "other-key")})
+    settings = module_settings.replace(api_keys=(API_KEY, "other-key"))
     yield from _start(settings, tmp_path_factory.mktemp("secured"))
 
 
@@ -102,7 +102,7 @@ def test_accepted_comments_are_in_the_topic_keyed_by_id(collector: Collector) ->
     assert response.json() == {"accepted": 2}
     assert "produce;dur=" in response.headers["server-timing"]
 
-    records = read_all(collector.settings, collector.settings.topics.comments_raw, 2)
+    records = read_all(collector.settings, collector.settings.kafka.topics.comments_raw, 2)
     by_key = {r.key.decode(): orjson.loads(r.value) for r in records}
     assert by_key["c-1"]["text"] == "first"
     assert by_key["c-1"]["metadata"] == {"year": 2015, "logged_in": True}
@@ -130,7 +130,7 @@ def test_votes_are_keyed_by_item(collector: Collector) -> None:
     ]
     response = collector.post("/v1/votes", orjson.dumps(votes))
     assert response.status_code == 202, response.text
-    records = read_all(collector.settings, collector.settings.topics.votes_raw, 2)
+    records = read_all(collector.settings, collector.settings.kafka.topics.votes_raw, 2)
     mine = [r for r in records if r.key == b"v-item"]
     assert sorted(orjson.loads(r.value)["annotator_id"] for r in mine) == ["w1", "w2"]
     assert len({r.partition for r in mine}) == 1
@@ -206,7 +206,7 @@ def test_invalid_votes_list_every_error_with_its_index(collector: Collector) -> 
 
 
 def test_rejected_batch_produces_nothing(collector: Collector) -> None:
-    topic = collector.settings.topics.comments_raw
+    topic = collector.settings.kafka.topics.comments_raw
     marker = [{"id": "before-reject", "text": "ok"}]
     assert collector.post("/v1/comments", orjson.dumps(marker)).status_code == 202
     before = read_all(collector.settings, topic)
@@ -439,7 +439,7 @@ def test_readyz_names_the_unreachable_broker(collector: Collector) -> None:
 
 
 def test_accepted_comment_becomes_readable_after_indexing(collector: Collector) -> None:
-    settings = collector.settings.model_copy(update={"indexer_group_id": "test-api-flow"})
+    settings = collector.settings.replace(indexer_group_id="test-api-flow")
     indexer = indexer_thread(settings, collector.store)
     try:
         batch = [{"id": "flow-1", "text": "end to end"}, {"id": "flow-2", "text": "again"}]
@@ -476,7 +476,7 @@ def test_cli_serves_the_api_and_stops_cleanly_on_sigterm(
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcycle", "collector", "api"], env=env, stdout=log, stderr=log
         )
-        base = f"http://127.0.0.1:{settings.collector_port}"
+        base = f"http://127.0.0.1:{settings.collector.port}"
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and proc.poll() is None:

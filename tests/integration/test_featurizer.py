@@ -139,7 +139,7 @@ def servers(settings: Settings, core: FeaturizerCore, store: Store) -> Iterator[
 
     grpc_server = build_grpc_server(settings, core).start()
     rest = BackgroundServer(create_app(settings, core=core, store=store), "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer_grpc_port}"
+    yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer.grpc_port}"
     rest.stop()
     grpc_server.stop(grace=1)
 
@@ -237,8 +237,8 @@ def test_label_events_build_the_runs_feature_set(
 ) -> None:
     loop = ConsumerLoop(
         settings,
-        topics=[settings.topics.labels],
-        group_id=settings.featurizer_group_id,
+        topics=[settings.kafka.topics.labels],
+        group_id=settings.featurizer.group_id,
         handler=FeatureSetBuilder(core, store, poll_s=0.1),
         service="featurizer-batch",
     )

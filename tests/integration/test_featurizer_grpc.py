@@ -117,7 +117,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     )
     texts, metadata = corpus()
     transform = fit(texts, metadata, CONFIG)
-    transform.save(settings.artifacts_path)
+    transform.save(settings.featurizer.artifacts_dir)
     store = open_store(settings)
     seed_label_run(store, texts, metadata)
     core = FeaturizerCore(settings, store)

@@ -52,7 +52,7 @@ def seed(store: Store, n_items: int = N_ITEMS) -> None:
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.model_copy(update={"gold_min_votes": 5})
+    return kafka_settings.replace(gold_min_votes=5)
 
 
 @pytest.fixture
@@ -62,7 +62,9 @@ def producer(settings: Settings) -> Iterator[RecordProducer]:
 
 
 def label_events(settings: Settings, expected: int) -> list[dict]:
-    return [orjson.loads(r.value) for r in read_all(settings, settings.topics.labels, expected)]
+    return [
+        orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.labels, expected)
+    ]
 
 
 # -- label runs, on both store backends ---------------------------------------------------------
@@ -178,8 +180,8 @@ def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store
     store = open_store(settings)
     loop = ConsumerLoop(
         settings,
-        topics=[settings.topics.votes_raw, settings.topics.comments_raw],
-        group_id=settings.labeler_group_id,
+        topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
+        group_id=settings.labeler.group_id,
         handler=LabelStream(settings, store, producer),
         service="labeler-stream",
     )
@@ -195,7 +197,7 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
 ) -> None:
     store, loop = stream
-    topics = settings.topics
+    topics = settings.kafka.topics
     store.upsert(COMMENTS, [Comment(id="known", text="hello").to_document()])
     votes = [
         Vote(item_id="known", annotator_id="w1", label=1),
@@ -235,8 +237,8 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
     store.upsert(COMMENTS, [Comment(id="k", text="x").to_document()])
     bad = Vote(item_id="k", annotator_id="w1", label=3)
     good = Vote(item_id="k", annotator_id="w2", label=1)
-    producer.send_batch(settings.topics.votes_raw, [bad.to_message(), good.to_message()])
-    dead = read_all(settings, settings.topics.dlq(settings.topics.votes_raw), 1)
+    producer.send_batch(settings.kafka.topics.votes_raw, [bad.to_message(), good.to_message()])
+    dead = read_all(settings, settings.kafka.topics.dlq(settings.kafka.topics.votes_raw), 1)
     assert len(dead) == 1
     headers = dict(dead[0].headers)
     assert b"not a class of task 'toxicity'" in headers["mlcycle-dlq-error"]
@@ -252,7 +254,7 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
 def api(
     settings: Settings, producer: RecordProducer, tmp_path: Path
 ) -> Iterator[tuple[str, Store]]:
-    secured = settings.model_copy(update={"api_keys": ("k1",)})
+    secured = settings.replace(api_keys=("k1",))
     store = open_store(secured)
     worker = run_worker(LabelRunner(secured, store, producer)).start()
     app = create_app(secured, store=store, producer=producer, worker=worker)
@@ -300,7 +302,7 @@ def test_rest_run_labels_review_queue_and_human_labels(
     accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
-    (record,) = read_all(settings, settings.topics.votes_raw, 1)
+    (record,) = read_all(settings, settings.kafka.topics.votes_raw, 1)
     assert orjson.loads(record.value)["annotator_id"] == "human:ann"
     # Once the vote is stored, the item leaves the queue.
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
@@ -381,4 +383,4 @@ def test_unfinished_runs_are_resumed_at_start(
 def test_settings_fixture_isolates_the_labeler_group(kafka_broker, tmp_path: Path) -> None:
     a = broker_settings(kafka_broker.bootstrap, tmp_path)
     b = broker_settings(kafka_broker.bootstrap, tmp_path)
-    assert a.labeler_group_id != b.labeler_group_id
+    assert a.labeler.group_id != b.labeler.group_id

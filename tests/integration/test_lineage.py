@@ -106,19 +106,19 @@ def stack(
             Vote(item_id=streamed[0].id, annotator_id=worker, label=label)
             for worker, label in (("w1", 1), ("w2", 1), ("w3", 0))
         ]
-        produce(settings, settings.topics.votes_raw, votes)
+        produce(settings, settings.kafka.topics.votes_raw, votes)
         scorer = LoopThread(
             ConsumerLoop(
                 settings,
-                topics=[settings.topics.comments_raw],
-                group_id=settings.inference_group_id,
+                topics=[settings.kafka.topics.comments_raw],
+                group_id=settings.inference.group_id,
                 handler=StreamScorer(settings, runtime.predictor, store, producer, offsets),
                 service=SERVICE,
                 producer=producer,
             )
         )
         try:
-            produce(settings, settings.topics.comments_raw, streamed)
+            produce(settings, settings.kafka.topics.comments_raw, streamed)
             wait_for(lambda: scored(store, [c.id for c in streamed]), 60)
         finally:
             scorer.stop()
@@ -128,7 +128,7 @@ def stack(
             run = runner.execute(runner.create(RunParams(strategy="dawid_skene")).id)
         # Arrives after the label run and while no scorer runs: neither labeled nor scored.
         unscored = comment(tag, 2, "welcome, please help edit this page")
-        produce(settings, settings.topics.comments_raw, [unscored])
+        produce(settings, settings.kafka.topics.comments_raw, [unscored])
         wait_for(lambda: store.get(COMMENTS, unscored.id) is not None)
         registry = ModelRegistry(settings, store)
         registry.register(

@@ -26,7 +26,7 @@ def _produced_total(topic: str) -> float:
 def test_send_batch_acknowledges_every_record_and_keys_pick_the_partition(
     kafka_settings: Settings,
 ) -> None:
-    topic = kafka_settings.topics.comments_raw
+    topic = kafka_settings.kafka.topics.comments_raw
     # Five versions of each of 40 ids, interleaved: one id's history must stay in one partition.
     items = [
         (f"id-{i}", orjson.dumps({"id": f"id-{i}", "version": v}))
@@ -51,7 +51,7 @@ def test_send_batch_acknowledges_every_record_and_keys_pick_the_partition(
 
 
 def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
-    topic = kafka_settings.topics.votes_raw
+    topic = kafka_settings.kafka.topics.votes_raw
     results: list[int] = []
     errors: list[BaseException] = []
 
@@ -75,7 +75,7 @@ def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
 
 
 def test_send_returns_a_future_and_keeps_headers(kafka_settings: Settings) -> None:
-    topic = kafka_settings.topics.labels
+    topic = kafka_settings.kafka.topics.labels
     with RecordProducer(kafka_settings) as producer:
         metadata = producer.send(topic, "k1", b"v1", [("h", b"x")]).get(10)
         producer.flush(10)
@@ -86,7 +86,9 @@ def test_send_returns_a_future_and_keeps_headers(kafka_settings: Settings) -> No
 
 def test_an_oversized_record_is_a_client_error(kafka_settings: Settings) -> None:
     with RecordProducer(kafka_settings) as producer, pytest.raises(PayloadTooLarge):
-        producer.send_batch(kafka_settings.topics.models, [("big", b"x" * (MAX_REQUEST_BYTES + 1))])
+        producer.send_batch(
+            kafka_settings.kafka.topics.models, [("big", b"x" * (MAX_REQUEST_BYTES + 1))]
+        )
 
 
 def test_send_batch_raises_unavailable_naming_the_topic_when_the_broker_is_gone(
@@ -94,7 +96,7 @@ def test_send_batch_raises_unavailable_naming_the_topic_when_the_broker_is_gone(
 ) -> None:
     with EmbeddedBroker(0) as broker:
         settings = broker_settings(broker.bootstrap, tmp_path)
-        topic = settings.topics.comments_raw
+        topic = settings.kafka.topics.comments_raw
         producer = RecordProducer(settings)
         assert producer.send_batch(topic, [("a", b"1")]) == 1
     # The broker is stopped: nothing can be acknowledged any more.

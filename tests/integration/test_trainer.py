@@ -130,7 +130,7 @@ def test_a_job_searches_blesses_exports_and_registers(
 
     model = result["model"]
     assert (model["version"], model["state"]) == (1, "production")
-    folder = settings.models_path / settings.model_name / "1"
+    folder = settings.trainer.models_dir / settings.trainer.model_name / "1"
     lineage = read_metadata(folder)
     assert lineage["transform"] == result["transform"] and lineage["label_run"] == run
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
@@ -143,8 +143,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
     assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
-    config = serving_config_path(settings.models_path).read_text(encoding="utf-8")
-    assert parse_serving_config(config) == {settings.model_name: 1}
+    config = serving_config_path(settings.trainer.models_dir).read_text(encoding="utf-8")
+    assert parse_serving_config(config) == {settings.trainer.model_name: 1}
 
     trials = httpx.get(f"{service}/v1/jobs/{job['id']}/trials", timeout=10).json()["trials"]
     assert [t["state"] for t in trials] == ["complete", "complete"]
@@ -153,8 +153,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert report.status_code == 200 and "data:image/png;base64" in report.text
     assert "linear blend" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
-    assert listed["production"] == {settings.model_name: 1}
-    events = [orjson.loads(r.value) for r in read_all(settings, settings.topics.models)]
+    assert listed["production"] == {settings.trainer.model_name: 1}
+    events = [orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.models)]
     assert [e["event"] for e in events] == ["registered", "blessed", "promoted"]
 
     # A second job must beat production, re-scored on the same dev items.
@@ -170,7 +170,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert doc["blessing"]["compared_to"] == 1
     assert doc["blessing"]["measured"] == "re-scored on this dev split"
     if judged["state"] == "unblessed":
-        assert not (settings.models_path / settings.model_name / "2").exists()
+        assert not (settings.trainer.models_dir / settings.trainer.model_name / "2").exists()
     else:
         assert judged["state"] == "production"
 

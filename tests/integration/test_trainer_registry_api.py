@@ -51,7 +51,7 @@ def seed(registry: ModelRegistry) -> None:
     """Versions 1-3 blessed, 4 unblessed (all exported); 5 a candidate without a SavedModel."""
     for version in range(1, 6):
         if version < 5:
-            folder = registry.settings.models_path / NAME / str(version)
+            folder = registry.settings.trainer.models_dir / NAME / str(version)
             folder.mkdir(parents=True)
             (folder / "saved_model.pb").touch()
         registry.register(
@@ -62,7 +62,7 @@ def seed(registry: ModelRegistry) -> None:
             label_run="lr-1",
             metrics={"dev": {"roc_auc": 0.8 + version / 100}},
             params={"units": 32 * version},
-            path=str(registry.settings.models_path / NAME / str(version)),
+            path=str(registry.settings.trainer.models_dir / NAME / str(version)),
         )
         if version < 4:
             registry.bless(NAME, version, "beats production", compared_to=version - 1 or None)
@@ -93,7 +93,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def served(api: Api) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(api.settings.models_path).read_text())
+    return parse_serving_config(serving_config_path(api.settings.trainer.models_dir).read_text())
 
 
 def test_list_and_read_models(api: Api) -> None:

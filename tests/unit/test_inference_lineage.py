@@ -107,7 +107,7 @@ def add_label(store: SqliteStore, run_id: str, comment_id: str, label: int, spli
 
 def add_model(rig: Rig, store: SqliteStore, version: int = 1, *, register: bool = True) -> None:
     """The version's metadata.json as the trainer writes it, and its registry document."""
-    path = rig.settings.models_path / NAME / str(version) / "metadata.json"
+    path = rig.settings.trainer.models_dir / NAME / str(version) / "metadata.json"
     metadata = json.loads(path.read_text())
     metadata.update(
         label_run=RUN,
@@ -296,7 +296,7 @@ def test_without_any_model_the_model_and_transform_are_missing(
 def test_a_transform_gone_from_the_artifact_store_is_missing(rig: Rig, store: SqliteStore) -> None:
     other = small_transform(seed=3)
     add_comment(store, "c1", prediction={**stream_prediction(), "transform_version": "tf-x"})
-    path = rig.settings.models_path / NAME / "1" / "metadata.json"
+    path = rig.settings.trainer.models_dir / NAME / "1" / "metadata.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "transform": other.version}))
 
     chain = reader(rig, store).explain("c1")
@@ -344,7 +344,7 @@ def test_metadata_alone_describes_an_unregistered_version_and_the_registry_alone
         NAME, 1, job="j", transform=TRANSFORM.version, label_run=RUN, metrics=METRICS,
         params=HYPER, path="gone",
     )  # fmt: skip
-    (rig.settings.models_path / NAME / "1" / "metadata.json").unlink()
+    (rig.settings.trainer.models_dir / NAME / "1" / "metadata.json").unlink()
     chain = lineage.explain("c1")
     assert chain["model"]["state"] == "candidate"
     assert chain["model"]["hyperparameters"] == HYPER

@@ -226,10 +226,10 @@ def test_model_sources_in_order(tmp_path: Path) -> None:
     models, config_file, _ = model_source(defaults, settings)
     assert config_file is None
     assert [(m.name, m.base_path) for m in models] == [
-        ("toxicity", settings.models_path / "toxicity")
+        ("toxicity", settings.trainer.models_dir / "toxicity")
     ]
     # The trainer's registry wrote models.config: it is served and re-read.
-    registry = settings.models_path / "models.config"
+    registry = settings.trainer.models_dir / "models.config"
     registry.parent.mkdir(parents=True)
     registry.write_text("model_config_list { config { name: 'toxicity' base_path: '/m/t' } }")
     models, config_file, poll = model_source(defaults, settings)

@@ -22,7 +22,7 @@ def url_for(settings: Settings, port: int) -> str:
 
 def default_api_key(settings: Settings) -> str | None:
     """The key tools send: the first configured one (none without keys)."""
-    return settings.api_keys[0] if settings.api_keys else None
+    return settings.edge.api_keys[0] if settings.edge.api_keys else None
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,14 @@ def clients_for(settings: Settings, *, api_key: str | None = None) -> ServiceCli
     """
     key = api_key if api_key is not None else default_api_key(settings)
     return ServiceClients(
-        collector=CollectorClient(url_for(settings, settings.collector_port), api_key=key),
-        labeler=LabelerClient(url_for(settings, settings.labeler_port), api_key=key),
-        featurizer=FeaturizerClient(url_for(settings, settings.featurizer_port), api_key=key),
-        trainer=TrainerClient(url_for(settings, settings.trainer_port), api_key=key),
-        inference=InferenceClient(url_for(settings, settings.inference_port), api_key=key),
+        collector=CollectorClient(url_for(settings, settings.collector.port), api_key=key),
+        labeler=LabelerClient(url_for(settings, settings.labeler.port), api_key=key),
+        featurizer=FeaturizerClient(url_for(settings, settings.featurizer.port), api_key=key),
+        trainer=TrainerClient(url_for(settings, settings.trainer.port), api_key=key),
+        inference=InferenceClient(url_for(settings, settings.inference.port), api_key=key),
         modelserver=ModelServerClient(
-            url_for(settings, settings.model_server_rest_port),
-            model_name=settings.model_name,
+            url_for(settings, settings.modelserver.rest_port),
+            model_name=settings.trainer.model_name,
             api_key=key,
         ),
     )

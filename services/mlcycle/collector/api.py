@@ -109,7 +109,7 @@ class Ingestor:
         """Produce the whole batch or nothing; returns the count and a Server-Timing value."""
         started = time.perf_counter()
         try:
-            items = parse_body(body, content_type, max_records=self.settings.max_batch_records)
+            items = parse_body(body, content_type, max_records=self.settings.edge.max_batch_records)
             records = validate_records(kind.model, items)
         except MlcycleError as exc:
             REQUESTS_REJECTED.labels(kind.name, exc.code).inc()
@@ -150,13 +150,13 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
     router = APIRouter(
         prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(settings))]
     )
-    topics = settings.topics
+    topics = settings.kafka.topics
     comments = RecordKind("comments", Comment, topics.comments_raw)
     votes = RecordKind("votes", Vote, topics.votes_raw)
     errors = error_responses(400, 401, 413, 422, 503)
 
     async def ingest(kind: RecordKind, request: Request) -> OrjsonResponse:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, settings.edge.max_body_bytes)
         content_type = request.headers.get("content-type")
         count, timing = await run_in_threadpool(ingestor.accept, kind, body, content_type)
         return OrjsonResponse(
@@ -169,7 +169,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
         response_model=Accepted,
         responses=errors,
         summary="Ingest a batch of comments",
-        openapi_extra={"requestBody": _record_body("Comment", settings.max_batch_records)},
+        openapi_extra={"requestBody": _record_body("Comment", settings.edge.max_batch_records)},
     )
     async def post_comments(request: Request) -> OrjsonResponse:
         return await ingest(comments, request)
@@ -180,7 +180,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
         response_model=Accepted,
         responses=errors,
         summary="Ingest a batch of crowd votes",
-        openapi_extra={"requestBody": _record_body("Vote", settings.max_batch_records)},
+        openapi_extra={"requestBody": _record_body("Vote", settings.edge.max_batch_records)},
     )
     async def post_votes(request: Request) -> OrjsonResponse:
         return await ingest(votes, request)
@@ -213,7 +213,7 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
     def list_comments(
         q: str | None = Query(None, max_length=MAX_QUERY_CHARS, description="full-text query"),
         source: str | None = Query(None, max_length=512, description="only this source"),
-        limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
+        limit: int = Query(settings.edge.default_page_size, ge=1, le=settings.edge.max_page_size),
         cursor: str | None = Query(None, max_length=4096, description="next_cursor of a page"),
     ) -> OrjsonResponse:
         # An empty cursor (``?cursor=``) means the first page, as if it were absent.
@@ -235,7 +235,7 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
 
 def _broker_ready(settings: Settings) -> bool:
     try:
-        wait_for_broker(settings.bootstrap_servers, timeout_s=1.0)
+        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=1.0)
     except MlcycleError:
         return False
     return True
@@ -284,13 +284,13 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
 
 
 def serve(settings: Settings) -> None:
-    """Run the API on ``settings.host:settings.collector_port`` until SIGINT/SIGTERM."""
+    """Run the API on ``settings.host:settings.collector.port`` until SIGINT/SIGTERM."""
     ensure_topics(settings)
     store = open_store(settings)
     producer = RecordProducer(settings, client_id="collector-api")
     try:
         app = create_app(settings, store=store, producer=producer)
-        serve_app(app, settings.host, settings.collector_port, service=SERVICE)
+        serve_app(app, settings.host, settings.collector.port, service=SERVICE)
     finally:
         producer.close()
         store.close()

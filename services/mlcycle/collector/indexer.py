@@ -32,7 +32,7 @@ class Indexer:
     """The consumer-loop handler: store every valid record, return the invalid ones."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
-        topics = settings.topics
+        topics = settings.kafka.topics
         self.store = store
         self._routes: dict[str, tuple[str, type[RawRecord]]] = {
             topics.comments_raw: (COMMENTS, Comment),
@@ -69,13 +69,13 @@ class Indexer:
 def run_indexer(settings: Settings) -> None:
     """Consume both raw topics into the store until SIGINT/SIGTERM, then commit and close.
 
-    Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``settings.indexer_metrics_port``.
+    Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``settings.collector.indexer_metrics_port``.
     """
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-        group_id=settings.indexer_group_id,
-        metrics_port=settings.indexer_metrics_port,
+        topics=[settings.kafka.topics.comments_raw, settings.kafka.topics.votes_raw],
+        group_id=settings.collector.indexer_group_id,
+        metrics_port=settings.collector.indexer_metrics_port,
         handler=lambda store, producer: Indexer(settings, store),
     )

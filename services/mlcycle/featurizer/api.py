@@ -208,7 +208,7 @@ def serve(settings: Settings) -> None:
     grpc_server = build_grpc_server(settings, core).start()
     try:
         app = create_app(settings, core=core, store=store)
-        serve_app(app, settings.host, settings.featurizer_port, service=SERVICE)
+        serve_app(app, settings.host, settings.featurizer.port, service=SERVICE)
     finally:
         grpc_server.stop(grace=5)
         store.close()

@@ -99,8 +99,8 @@ def run_batch(settings: Settings) -> None:
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.labels],
-        group_id=settings.featurizer_group_id,
-        metrics_port=settings.featurizer_batch_metrics_port,
+        topics=[settings.kafka.topics.labels],
+        group_id=settings.featurizer.group_id,
+        metrics_port=settings.featurizer.batch_metrics_port,
         handler=lambda store, producer: FeatureSetBuilder(FeaturizerCore(settings, store), store),
     )

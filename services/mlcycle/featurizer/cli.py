@@ -47,7 +47,7 @@ def run_featurize_command(
     try:
         core = FeaturizerCore(settings, store)
         if label_run is None:
-            latest = LabelRuns(store).latest(settings.label_task)
+            latest = LabelRuns(store).latest(settings.labeler.task)
             if latest is None:
                 raise InvalidInput("no finished label run: run `mlcycle label` first")
             label_run = latest.id

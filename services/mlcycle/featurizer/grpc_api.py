@@ -121,7 +121,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
         metadata = None
         # The core refuses empty and oversized batches before it reads metadata:
         # leave the conversion out then, so a huge batch is refused cheaply.
-        if 0 < len(instances) <= self.core.settings.featurize_max_instances:
+        if 0 < len(instances) <= self.core.settings.featurizer.max_instances:
             metadata = [struct_to_dict(instance.metadata) for instance in instances]
         featurized = self.core.featurize(texts, metadata, request.transform or None)
         batch = featurized.batch
@@ -169,9 +169,9 @@ def _feature_config(struct: struct_pb2.Struct) -> FeatureConfig:
 
 
 def build_grpc_server(settings: Settings, core: FeaturizerCore) -> GrpcServer:
-    """The featurizer's gRPC server on ``settings.featurizer_grpc_port``, bound, not started."""
+    """The featurizer's gRPC server on ``settings.featurizer.grpc_port``, bound, not started."""
     return build_server(
-        port=settings.featurizer_grpc_port,
+        port=settings.featurizer.grpc_port,
         host=settings.host,
         servicers=[
             (featurizer_pb2_grpc.add_FeaturizerServiceServicer_to_server, FeaturizerServicer(core))

@@ -39,7 +39,7 @@ class FeaturizerCore:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.transforms = TransformStore(settings.artifacts_path)
+        self.transforms = TransformStore(settings.featurizer.artifacts_dir)
         self.root = self.transforms.root
 
     # -- versions (the transform store's) ------------------------------------------------------
@@ -75,7 +75,7 @@ class FeaturizerCore:
         Returns the transform and the label run it was fitted on.
         """
         store = self._require_store()
-        run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
+        run = LabelRuns(store).resolve(label_run, task or self.settings.labeler.task)
         transform = fit_on_label_run(store, self.transforms, run.id, config or FeatureConfig())
         if make_current:
             self.set_current(transform.version)
@@ -94,8 +94,8 @@ class FeaturizerCore:
             self.transforms,
             label_run,
             version,
-            shard_rows=self.settings.shard_rows,
-            classes_of=self.settings.classes_of,
+            shard_rows=self.settings.featurizer.shard_rows,
+            classes_of=self.settings.labeler.classes_of,
             on_progress=on_progress,
         )
 
@@ -115,7 +115,7 @@ class FeaturizerCore:
         """Vectors for request texts; unknown metadata fields are an error here."""
         if not texts:
             raise InvalidInput("no instances: send at least one text")
-        limit = self.settings.featurize_max_instances
+        limit = self.settings.featurizer.max_instances
         if len(texts) > limit:
             raise PayloadTooLarge(
                 f"{len(texts)} instances in one request; the limit is {limit}",

@@ -44,9 +44,9 @@ def publish(
 
     def flush() -> None:
         if comments:
-            counts.comments += producer.send_batch(settings.topics.comments_raw, comments)
+            counts.comments += producer.send_batch(settings.kafka.topics.comments_raw, comments)
         if votes:
-            counts.votes += producer.send_batch(settings.topics.votes_raw, votes)
+            counts.votes += producer.send_batch(settings.kafka.topics.votes_raw, votes)
         if on_batch is not None and (comments or votes):
             on_batch(len(comments) + len(votes))
         comments.clear()

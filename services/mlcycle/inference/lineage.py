@@ -112,11 +112,11 @@ class LineageReader:
 
         self.prediction_field = PREDICTION_FIELD
         self.settings = settings
-        self.task = settings.label_task
+        self.task = settings.labeler.task
         self.predictor = predictor
         self._store = store
         self._owns_store = store is None
-        self._transforms = transforms or TransformStore(settings.artifacts_path).transform
+        self._transforms = transforms or TransformStore(settings.featurizer.artifacts_dir).transform
         self._lock = threading.Lock()
 
     @property
@@ -224,7 +224,7 @@ class LineageReader:
     def _model(self, score: Mapping[str, Any] | None, missing: dict[str, str]) -> Part:
         from mlcycle.inference.versions import read_version_metadata
 
-        name = self.settings.model_name
+        name = self.settings.trainer.model_name
         registry = ModelRegistry(self.settings, self.store)
         version = score["model_version"] if score else self._serving_version()
         if version is None:

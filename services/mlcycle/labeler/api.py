@@ -129,7 +129,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
     )
     def read_label(
         item_id: str,
-        task: str = Query(settings.label_task, max_length=128),
+        task: str = Query(settings.labeler.task, max_length=128),
         run: str | None = Query(None, max_length=128, description="a run id, or live-<task>"),
     ) -> OrjsonResponse:
         candidates = [run] if run else [default_run(task), live_run(task)]
@@ -141,9 +141,9 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
     @router.get("/labels", responses=error_responses(400), summary="Labels of a run")
     def list_labels(
         run: str | None = Query(None, max_length=128, description="default: the latest run"),
-        task: str = Query(settings.label_task, max_length=128),
+        task: str = Query(settings.labeler.task, max_length=128),
         split: str | None = Query(None, pattern="^(train|dev|test)$"),
-        limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
+        limit: int = Query(settings.edge.default_page_size, ge=1, le=settings.edge.max_page_size),
         cursor: str | None = Query(None, max_length=4096),
     ) -> OrjsonResponse:
         run_id = run if run is not None else default_run(task)
@@ -156,8 +156,8 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         summary="The items whose label is most uncertain and would move most with one review",
     )
     def review_queue(
-        task: str = Query(settings.label_task, max_length=128),
-        limit: int = Query(50, ge=1, le=settings.review_queue_size),
+        task: str = Query(settings.labeler.task, max_length=128),
+        limit: int = Query(50, ge=1, le=settings.labeler.review_queue_size),
     ) -> OrjsonResponse:
         latest = runs.latest(task)
         if latest is None:
@@ -186,7 +186,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         if not batch:
             raise InvalidInput("the batch is empty: send at least one label")
         for index, label in enumerate(batch):
-            n_classes = settings.classes_of(label.task)
+            n_classes = settings.labeler.classes_of(label.task)
             if class_of(label.label, n_classes) is None:
                 raise InvalidInput(
                     f"label {label.label} is not a class of task {label.task!r} "
@@ -194,7 +194,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
                     details={"index": index},
                 )
         votes = [label.to_vote() for label in batch]
-        producer.send_batch(settings.topics.votes_raw, (v.to_message() for v in votes))
+        producer.send_batch(settings.kafka.topics.votes_raw, (v.to_message() for v in votes))
         body = {"accepted": len(votes), "votes": [v.id for v in votes]}
         return OrjsonResponse(body, status_code=202)
 
@@ -232,7 +232,7 @@ def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
 
 
 def serve(settings: Settings) -> None:
-    """Run the labeler API on ``settings.labeler_port`` until SIGINT/SIGTERM."""
+    """Run the labeler API on ``settings.labeler.port`` until SIGINT/SIGTERM."""
     ensure_topics(settings)
     store = open_store(settings)
     producer = RecordProducer(settings, client_id=SERVICE)
@@ -240,7 +240,7 @@ def serve(settings: Settings) -> None:
     try:
         resume_unfinished(store, worker)
         app = create_app(settings, store=store, producer=producer, worker=worker)
-        serve_app(app, settings.host, settings.labeler_port, service=SERVICE)
+        serve_app(app, settings.host, settings.labeler.port, service=SERVICE)
     finally:
         worker.stop()
         producer.close()

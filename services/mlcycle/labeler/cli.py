@@ -29,7 +29,7 @@ def parse_params(
     try:
         return RunParams(
             strategy=strategy,  # type: ignore[arg-type]
-            task=task or settings.label_task,
+            task=task or settings.labeler.task,
             threshold=threshold,
             labeling_functions=names,
         )

@@ -100,7 +100,7 @@ class LabelRunner:
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.producer = producer
-        self.chunk_items = chunk_items or settings.label_chunk_items
+        self.chunk_items = chunk_items or settings.labeler.chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
@@ -159,13 +159,13 @@ class LabelRunner:
                 gold=labeling.gold,
                 texts=dict(zip(corpus.item_ids, corpus.texts, strict=True)),
                 lf_errors=_lf_errors(labeling, corpus),
-                min_votes=params.gold_min_votes or self.settings.gold_min_votes,
+                min_votes=params.gold_min_votes or self.settings.labeler.gold_min_votes,
             )
             seconds = round(time.perf_counter() - started, 3)
             stats = summary(labeling).model_copy(
                 update={"events": run.progress.events, "seconds": seconds}
             )
-            queue = review_queue(labeling, corpus, self.settings.review_queue_size)
+            queue = review_queue(labeling, corpus, self.settings.labeler.review_queue_size)
         except Exception as exc:
             log.exception("label run failed", extra={"run": run_id})
             self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -208,7 +208,7 @@ class LabelRunner:
             fresh = self._changed_since(previous, labels)
             if fresh:
                 self.producer.send_batch(
-                    self.settings.topics.labels, (label.to_message() for label in fresh)
+                    self.settings.kafka.topics.labels, (label.to_message() for label in fresh)
                 )
             events += len(fresh)
             self._phase(run, "writing", chunks_done=chunk + 1, events=events)

@@ -76,11 +76,11 @@ class LabelStream:
         votes: BatchVotes = defaultdict(dict)
         comments: dict[str, StoredComment] = {}
         for record in records:
-            if record.topic == self.settings.topics.votes_raw:
+            if record.topic == self.settings.kafka.topics.votes_raw:
                 failure = self._take_vote(record, votes)
                 if failure is not None:
                     failures.append(failure)
-            elif record.topic == self.settings.topics.comments_raw:
+            elif record.topic == self.settings.kafka.topics.comments_raw:
                 try:
                     comment = decode_record(record.value, Comment)
                 except InvalidRecord:
@@ -96,7 +96,7 @@ class LabelStream:
             vote = StoredVote.model_validate(decode_record(record.value, Vote).to_document())
         except InvalidRecord:
             return None  # the indexer dead-letters it
-        n_classes = self.settings.classes_of(vote.task)
+        n_classes = self.settings.labeler.classes_of(vote.task)
         if class_of(vote.label, n_classes) is None:
             return Failure(
                 record,
@@ -125,7 +125,7 @@ class LabelStream:
         fresh = [label for label in labels if label.changed_from(previous.get(label.id))]
         if fresh:
             self.producer.send_batch(
-                self.settings.topics.labels, (label.to_message() for label in fresh)
+                self.settings.kafka.topics.labels, (label.to_message() for label in fresh)
             )
             self.labels.save_all(fresh)
 
@@ -135,7 +135,7 @@ class LabelStream:
         by_task: dict[str, list[StoredVote]] = defaultdict(list)
         for vote in votes:
             by_task[vote.task].append(vote)
-        split = split_of(item_id, comment.metadata, self.settings.split_fractions)
+        split = split_of(item_id, comment.metadata, self.settings.labeler.split_fractions)
         now = utc_now()
         return [
             label
@@ -146,7 +146,7 @@ class LabelStream:
     def _label(
         self, item_id: str, task: str, votes: list[StoredVote], split: str, now: datetime
     ) -> Label | None:
-        n_classes = self.settings.classes_of(task)
+        n_classes = self.settings.labeler.classes_of(task)
         matrix, _ = VoteMatrix.from_votes(votes, n_classes, item_ids=[item_id])
         if matrix.n_votes == 0:
             return None
@@ -156,7 +156,7 @@ class LabelStream:
         humans = [v for v in matrix.voter_ids if voter_kind(v) == "human"]
         if humans:
             decided = int(matrix.select(matrix.voter_mask("human")).counts()[0].argmax())
-            accuracy = self.settings.human_accuracy
+            accuracy = self.settings.labeler.human_accuracy
             probs = [(1.0 - accuracy) / (n_classes - 1)] * n_classes
             probs[decided] = accuracy
             label = decided
@@ -187,8 +187,8 @@ def run_stream(settings: Settings) -> None:
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.votes_raw, settings.topics.comments_raw],
-        group_id=settings.labeler_group_id,
-        metrics_port=settings.labeler_stream_metrics_port,
+        topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
+        group_id=settings.labeler.group_id,
+        metrics_port=settings.labeler.stream_metrics_port,
         handler=lambda store, producer: LabelStream(settings, store, producer),
     )

@@ -147,7 +147,7 @@ def label_runs(
     """Each strategy's run on the labeler, with its HTML diagnostics page; then their agreement."""
     from mlcycle.labeler.report import write_html
 
-    task = settings.label_task
+    task = settings.labeler.task
     # The talk's rule counts crowd votes only (toxic when more than half said so);
     # Dawid-Skene also hears the labeling functions. It runs last, so it is the
     # labeler's latest run, the one training uses.
@@ -199,7 +199,7 @@ def train(clients: ServiceClients, label_run: str, trials: int, console: Console
 
 def serve(settings: Settings, clients: ServiceClients, stages: Stages) -> Served:
     """Deploy: wait until the production version is served; predict the sample texts."""
-    version = clients.trainer.production_version(settings.model_name)
+    version = clients.trainer.production_version(settings.trainer.model_name)
     if version is None:
         raise Unavailable("no model version is in production: the demo has nothing to deploy")
     stages.run(
@@ -295,6 +295,6 @@ def dead_lettered(settings: Settings) -> dict[str, int]:
     """Records in the collector's dead-letter topics (rejected by the indexer)."""
     from mlcycle.common.kafka.lag import topic_sizes
 
-    topics = settings.topics
+    topics = settings.kafka.topics
     dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
     return topic_sizes(settings, dlqs)

@@ -72,10 +72,10 @@ def import_dataset(
     importer = get_importer(fmt)
     reader = importer.read(list(paths))  # checks the files now, before any broker is needed
     try:
-        wait_for_broker(settings.bootstrap_servers, timeout_s=10)
+        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=10)
     except Unavailable as exc:
         raise Unavailable(
-            f"no Kafka broker at {settings.bootstrap_servers}: start the stack with "
+            f"no Kafka broker at {settings.kafka.bootstrap_servers}: start the stack with "
             "`mlcycle up`, or point MLCYCLE_KAFKA_BOOTSTRAP at a cluster"
         ) from exc
     started = time.perf_counter()
@@ -115,11 +115,11 @@ def wait_until_indexed(
     """
     from mlcycle.common.kafka.lag import group_lag
 
-    topics = [settings.topics.comments_raw, settings.topics.votes_raw]
+    topics = [settings.kafka.topics.comments_raw, settings.kafka.topics.votes_raw]
     started = time.perf_counter()
 
     def caught_up() -> bool:
-        lag = group_lag(settings, settings.indexer_group_id, topics)
+        lag = group_lag(settings, settings.collector.indexer_group_id, topics)
         if on_progress is not None:
             on_progress(lag)
         return lag == 0
@@ -248,7 +248,7 @@ def wait_until_scored(
     """
     from mlcycle.common.kafka.lag import topic_sizes
 
-    topic = settings.topics.scored_comments
+    topic = settings.kafka.topics.scored_comments
     counts: list[int] = []
     changed_at = time.perf_counter()
 
@@ -301,9 +301,9 @@ class ScoredReader:
 
         from mlcycle.common.kafka.lag import end_offsets
 
-        self.topic = settings.topics.scored_comments
+        self.topic = settings.kafka.topics.scored_comments
         self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            bootstrap_servers=settings.kafka.bootstrap_servers,
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
         )

@@ -93,10 +93,10 @@ class ModelServerOptions:
         """Options with mlcycle's defaults (ports, model name, poll period), then ``overrides``."""
         defaults: dict[str, object] = {
             "host": settings.host,
-            "port": settings.model_server_port,
-            "rest_api_port": settings.model_server_rest_port,
-            "model_name": settings.model_name,
-            "file_system_poll_wait_seconds": settings.model_server_poll_s,
+            "port": settings.modelserver.port,
+            "rest_api_port": settings.modelserver.rest_port,
+            "model_name": settings.trainer.model_name,
+            "file_system_poll_wait_seconds": settings.modelserver.poll_s,
         }
         return cls(**{**defaults, **overrides})  # type: ignore[arg-type]
 

@@ -71,13 +71,13 @@ def model_source(
     if options.model_base_path:
         config = single_model_config(options.model_name, options.model_base_path)
         return model_settings(config, "--model_base_path"), None, 0.0
-    registry = settings.models_path / REGISTRY_CONFIG
+    registry = settings.trainer.models_dir / REGISTRY_CONFIG
     if registry.is_file():
         config_file = ConfigFile(registry)
         models = model_settings(config_file.read(), str(registry))
-        poll = explicit_poll if explicit_poll is not None else settings.model_server_poll_s
+        poll = explicit_poll if explicit_poll is not None else settings.modelserver.poll_s
         return models, config_file, poll
-    base = settings.models_path / options.model_name
+    base = settings.trainer.models_dir / options.model_name
     return model_settings(single_model_config(options.model_name, base), str(base)), None, 0.0
 
 
@@ -184,7 +184,7 @@ class ModelServer:
             self.manager,
             run=run,
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else 365 * 24 * 3600.0,
-            max_body_bytes=self.settings.max_body_bytes,
+            max_body_bytes=self.settings.edge.max_body_bytes,
             prometheus_paths=paths,
         )
 

@@ -152,7 +152,7 @@ class LabelRunWatcher:
         self.runs = LabelRuns(store)
         self.worker = worker
         self._stop = threading.Event()
-        current = self.runs.latest(settings.label_task)
+        current = self.runs.latest(settings.labeler.task)
         self._seen = current.id if current else None
         self._thread = threading.Thread(target=self._watch, name="label-run-watcher", daemon=True)
 
@@ -165,7 +165,7 @@ class LabelRunWatcher:
 
     def check(self) -> str | None:
         """Start a job if a new label run finished; returns the job id."""
-        run = self.runs.latest(self.settings.label_task)
+        run = self.runs.latest(self.settings.labeler.task)
         if run is None or run.id == self._seen:
             return None
         self._seen = run.id
@@ -187,7 +187,7 @@ def kafka_emitter(settings: Settings, producer: RecordProducer) -> Emit:
     """Registry events to the ``models`` topic, keyed by model name."""
 
     def emit(event: ModelEvent) -> None:
-        producer.send_batch(settings.topics.models, [event.to_message()])
+        producer.send_batch(settings.kafka.topics.models, [event.to_message()])
 
     return emit
 
@@ -223,20 +223,24 @@ def create_app(
 
 
 def serve(settings: Settings) -> None:
-    """Run the trainer API on ``settings.trainer_port`` until SIGINT/SIGTERM."""
+    """Run the trainer API on ``settings.trainer.port`` until SIGINT/SIGTERM."""
     ensure_topics(settings)
     store = open_store(settings)
     producer = RecordProducer(settings, client_id=SERVICE)
     registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
     worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
-    watcher = LabelRunWatcher(settings, store, worker) if settings.train_on_new_label_runs else None
+    watcher = (
+        LabelRunWatcher(settings, store, worker)
+        if settings.trainer.train_on_new_label_runs
+        else None
+    )
     try:
         resume_unfinished(TrainingJobs(store), worker)
         if watcher is not None:
             watcher.start()
         app = create_app(settings, store=store, worker=worker, registry=registry)
-        serve_app(app, settings.host, settings.trainer_port, service=SERVICE)
+        serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
         if watcher is not None:
             watcher.stop()

@@ -60,12 +60,12 @@ class JobRunner:
         self.store = store
         self.jobs = TrainingJobs(store)
         self.registry = registry
-        self.transforms = transforms or TransformStore(settings.artifacts_path)
+        self.transforms = transforms or TransformStore(settings.featurizer.artifacts_dir)
         self.on_progress = on_progress
 
     def create(self, config: JobConfig) -> TrainingJob:
         """Check what the job needs exists, then record it as queued."""
-        task = config.task or self.settings.label_task
+        task = config.task or self.settings.labeler.task
         runs = LabelRuns(self.store)
         if config.label_run is not None:
             run = runs.require_succeeded(config.label_run)
@@ -77,7 +77,7 @@ class JobRunner:
         now = datetime.now(UTC)
         job = TrainingJob(
             id=new_job_id(now),
-            name=config.name or self.settings.model_name,
+            name=config.name or self.settings.trainer.model_name,
             task=run.task or task,
             label_run=run.id,
             config=config,

@@ -59,7 +59,7 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["models"])
     auth = [Depends(require_api_key(settings))]
     name_query = Query(
-        settings.model_name, pattern=NAME_PATTERN, description="the served model name"
+        settings.trainer.model_name, pattern=NAME_PATTERN, description="the served model name"
     )
 
     @router.get(
@@ -87,7 +87,7 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         summary="Retire the serving version and serve the previous one again",
     )
     def rollback(request: RollbackRequest = Body(...)) -> OrjsonResponse:
-        name = request.name or settings.model_name
+        name = request.name or settings.trainer.model_name
         production, retired = registry.rollback_pair(name, request.reason)
         return OrjsonResponse(
             {"production": production.to_document(), "retired": retired.to_document()}
@@ -103,7 +103,7 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     def promote(
         version: int = Path(ge=1, le=MAX_VERSION), request: PromoteRequest = Body(...)
     ) -> OrjsonResponse:
-        name = request.name or settings.model_name
+        name = request.name or settings.trainer.model_name
         model = registry.promote(name, version, request.reason, force=request.force)
         return OrjsonResponse(model.to_document())
 

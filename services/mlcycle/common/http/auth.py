@@ -22,7 +22,7 @@ def require_api_key(settings: Settings) -> Callable[..., Awaitable[None]]:
     Without configured keys it lets everything through and documents no security
     scheme, so the OpenAPI schema says exactly what the server enforces.
     """
-    keys = tuple(key.encode() for key in settings.api_keys)
+    keys = tuple(key.encode() for key in settings.edge.api_keys)
     if not keys:
         return _open_access
     bearer = HTTPBearer(auto_error=False, description="An API key from MLCYCLE_API_KEYS")

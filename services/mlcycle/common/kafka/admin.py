@@ -80,28 +80,32 @@ def ensure_topics(settings: Settings, topics: list[str] | None = None) -> None:
     not changed). Returns once broker metadata lists every topic with a leader
     for each partition, so producers and consumers can use them at once.
     """
-    names = list(dict.fromkeys(topics if topics is not None else settings.topics.all_with_dlqs()))
+    names = list(
+        dict.fromkeys(topics if topics is not None else settings.kafka.topics.all_with_dlqs())
+    )
     if not names:
         return
     spec = {
         name: {
-            "num_partitions": settings.kafka_partitions,
-            "replication_factor": settings.kafka_replication_factor,
+            "num_partitions": settings.kafka.partitions,
+            "replication_factor": settings.kafka.replication_factor,
         }
         for name in names
     }
     try:
         admin = _admin(
-            settings.bootstrap_servers,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            bootstrap_timeout_ms=settings.kafka_request_timeout_ms,
+            settings.kafka.bootstrap_servers,
+            request_timeout_ms=settings.kafka.request_timeout_ms,
+            bootstrap_timeout_ms=settings.kafka.request_timeout_ms,
         )
     except KafkaError as exc:
-        raise Unavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        raise Unavailable(
+            f"cannot reach Kafka at {settings.kafka.bootstrap_servers}: {exc}"
+        ) from exc
     try:
         response = admin.create_topics(spec, raise_errors=False)
         created = _check_created(response)
-        admin.wait_for_topics(names, timeout_ms=settings.kafka_request_timeout_ms)
+        admin.wait_for_topics(names, timeout_ms=settings.kafka.request_timeout_ms)
     except KafkaError as exc:
         raise Unavailable(f"cannot create Kafka topics {names}: {exc}") from exc
     finally:

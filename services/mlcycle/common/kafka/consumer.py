@@ -149,22 +149,22 @@ class ConsumerLoop:
         s = self.settings
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=s.bootstrap_servers,
+                bootstrap_servers=s.kafka.bootstrap_servers,
                 client_id=f"{self.service}-{self.group_id}",
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                session_timeout_ms=s.kafka_session_timeout_ms,
-                heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-                max_poll_records=s.kafka_max_poll_records,
+                session_timeout_ms=s.kafka.session_timeout_ms,
+                heartbeat_interval_ms=s.kafka.heartbeat_interval_ms,
+                max_poll_records=s.kafka.max_poll_records,
                 # Longer than the longest retry backoff plus a slow batch.
                 max_poll_interval_ms=300_000,
-                request_timeout_ms=s.kafka_request_timeout_ms,
-                bootstrap_timeout_ms=s.kafka_request_timeout_ms,
+                request_timeout_ms=s.kafka.request_timeout_ms,
+                bootstrap_timeout_ms=s.kafka.request_timeout_ms,
             )
         except KafkaError as exc:
             raise Unavailable(
-                f"cannot connect a Kafka consumer to {s.bootstrap_servers}: {exc}"
+                f"cannot connect a Kafka consumer to {s.kafka.bootstrap_servers}: {exc}"
             ) from exc
         consumer.subscribe(self.topics)
         return consumer
@@ -174,7 +174,7 @@ class ConsumerLoop:
             self.stats.last_activity = time.monotonic()
         try:
             polled = consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.kafka_max_poll_records
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.kafka.max_poll_records
             )
         except KafkaError as exc:
             # The client reconnects by itself; a broken poll is retried, never fatal.

@@ -141,7 +141,7 @@ class DeadLetterRouter:
         producer = self._dlq_producer()
         futures = []
         for failure in failures:
-            topic = self.settings.topics.dlq(failure.record.topic)
+            topic = self.settings.kafka.topics.dlq(failure.record.topic)
             value, headers = dead_letter_message(failure, self.service)
             futures.append(producer.send(topic, failure.record.key, value, headers))
         deadline = time.monotonic() + DLQ_TIMEOUT_S

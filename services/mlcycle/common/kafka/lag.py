@@ -16,7 +16,7 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, i
     is read (at most one batch per partition) to find the true end.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
@@ -52,7 +52,7 @@ def topic_sizes(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 def group_lag(settings: Settings, group_id: str, topics: list[str]) -> int:
     """Records in ``topics`` not yet committed by ``group_id`` (0 means caught up)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
         committed = admin.list_group_offsets(group_id).get(group_id, {})
     finally:

@@ -42,21 +42,21 @@ class RecordProducer:
     """
 
     def __init__(self, settings: Settings, *, client_id: str = "mlcycle") -> None:
-        self.bootstrap = settings.bootstrap_servers
+        self.bootstrap = settings.kafka.bootstrap_servers
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=settings.kafka_linger_ms,
+                linger_ms=settings.kafka.linger_ms,
                 batch_size=BATCH_BYTES,
                 max_request_size=MAX_REQUEST_BYTES,
                 compression_type=None,
-                request_timeout_ms=settings.kafka_request_timeout_ms,
-                bootstrap_timeout_ms=settings.kafka_request_timeout_ms,
+                request_timeout_ms=settings.kafka.request_timeout_ms,
+                bootstrap_timeout_ms=settings.kafka.request_timeout_ms,
                 # send() blocks only this long for metadata or buffer space.
-                max_block_ms=settings.kafka_request_timeout_ms,
+                max_block_ms=settings.kafka.request_timeout_ms,
             )
         except KafkaError as exc:
             raise Unavailable(

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import PrivateAttr, model_validator
+from pydantic import ModelWrapValidatorHandler, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from mlcycle.common.settings.sections import (
@@ -101,54 +101,61 @@ class Settings(BaseSettings):
         """Init arguments, then the flat ``MLCYCLE_*`` variables; no dotenv or secret files."""
         return init_settings, FlatEnvSource(settings_cls)
 
-    @model_validator(mode="before")
+    def __init__(self, **values: Any) -> None:
+        # Unknown names fail here, before validation, so the error never echoes the other
+        # inputs (API keys among them).
+        nest(values)
+        super().__init__(**values)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _resolve_defaults(cls, data: Any) -> Any:
-        """Fill the defaults that depend on other settings (paths under the data dir)."""
+    def _resolve(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Nest flat names, fill the defaults that depend on other settings, and keep the
+        inputs as given, so :meth:`replace` resolves those defaults again."""
         if not isinstance(data, dict):
-            return data
-        resolved = {name: dict(data.get(name) or {}) for name in SECTIONS}
-        data_dir = Path(data.get("data_dir") or cls.model_fields["data_dir"].default)
-        host = data.get("host") or cls.model_fields["host"].default
-
-        def default(section: str, field: str, value: object) -> None:
-            values = resolved[section]
-            alias = flat_name(field, SECTIONS[section].model_fields[field])
-            if values.get(field) in (None, "") and values.get(alias) in (None, ""):
-                values[field] = value
-
-        default("store", "sqlite_path", data_dir / "store.sqlite3")
-        default("featurizer", "artifacts_dir", data_dir / "artifacts")
-        default("trainer", "models_dir", data_dir / "models")
-        default(
-            "trainer",
-            "study_storage",
-            f"sqlite:///{(data_dir / 'trainer-studies.sqlite3').resolve()}",
-        )
-        server = resolved["modelserver"]
-        port = server.get("port") or server.get("model_server_port") or 8500
-        default("modelserver", "target", f"{host}:{port}")
-        return {**data, **resolved}
+            return handler(data)
+        inputs = nest(data)
+        settings = handler(_with_derived_defaults(inputs))
+        settings._inputs = inputs
+        return settings
 
     def replace(self, **changes: object) -> Settings:
         """A copy with ``changes`` (flat names, as in the environment) applied and re-resolved.
 
         A changed ``data_dir`` moves every path that was left to its default with it.
         """
-        inputs = merge(self._inputs, nest(changes))
-        replaced = type(self).model_validate(inputs)
-        replaced._inputs = inputs
-        return replaced
+        changed = nest(changes)  # unknown names fail here, before validation
+        return type(self).model_validate(merge(self._inputs, changed))
+
+
+def _with_derived_defaults(inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with the paths under the data dir and the model server's address filled in
+    where they were left empty."""
+    sections = {name: dict(inputs.get(name) or {}) for name in SECTIONS}
+    data_dir = Path(inputs.get("data_dir") or Settings.model_fields["data_dir"].default)
+    host = inputs.get("host") or Settings.model_fields["host"].default
+
+    def default(section: str, field: str, value: object) -> None:
+        values = sections[section]
+        alias = flat_name(field, SECTIONS[section].model_fields[field])
+        if values.get(field) in (None, "") and values.get(alias) in (None, ""):
+            values[field] = value
+
+    default("store", "sqlite_path", data_dir / "store.sqlite3")
+    default("featurizer", "artifacts_dir", data_dir / "artifacts")
+    default("trainer", "models_dir", data_dir / "models")
+    default(
+        "trainer", "study_storage", f"sqlite:///{(data_dir / 'trainer-studies.sqlite3').resolve()}"
+    )
+    server = sections["modelserver"]
+    port = server.get("port") or server.get("model_server_port") or 8500
+    default("modelserver", "target", f"{host}:{port}")
+    return {**inputs, **sections}
 
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; ``overrides`` (flat names) win: tests and CLI flags use them."""
-    inputs = nest(overrides)
-    settings = Settings(**inputs)
-    # What replace() starts from: the environment's values, then the overrides.
-    environment = FlatEnvSource(Settings)()
-    settings._inputs = merge(environment, inputs)
-    return settings
+    return Settings(**overrides)
 
 
 def settings_to_env(settings: Settings) -> dict[str, str]:

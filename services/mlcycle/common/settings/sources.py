@@ -55,8 +55,11 @@ def nest(flat: dict[str, object]) -> dict[str, Any]:
     """Flat names (``predict_retries``) as nested inputs (``{"inference": {...}}``)."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
+        if key in SECTIONS and isinstance(value, dict):
+            nested[key] = merge(nested.get(key, {}), value)
+            continue
         if key in SECTIONS or key in ROOT_FIELDS:
-            nested[key] = merge(nested.get(key, {}), value) if key in SECTIONS else value
+            nested[key] = value  # a section given whole, or a root field
             continue
         if key == "topics":
             nested.setdefault("kafka", {})["topics"] = value

@@ -31,10 +31,10 @@ __all__ = [
 
 def open_store(settings: Settings) -> Store:
     """The store the settings ask for: Elasticsearch when ``es_url`` is set, else SQLite."""
-    if settings.es_url:
+    if settings.store.es_url:
         from mlcycle.common.store.elastic import ElasticStore
 
         return ElasticStore.from_settings(settings)
     from mlcycle.common.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.store_path)
+    return SqliteStore(settings.store.sqlite_path)

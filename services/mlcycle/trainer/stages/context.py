@@ -35,4 +35,4 @@ class JobContext:
     @property
     def metric(self) -> str:
         """The dev metric that selects the winner and judges it."""
-        return self.config.metric or self.settings.bless_metric
+        return self.config.metric or self.settings.trainer.bless_metric
