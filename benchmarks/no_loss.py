@@ -113,7 +113,7 @@ def main() -> None:
         counts = audit(settings.store.sqlite_path, sent)
         # The idempotent producer must not have written any record twice either.
         raw_topic = settings.kafka.topics.comments_raw
-        in_topic = topic_sizes(settings, [raw_topic])[raw_topic]
+        in_topic = topic_sizes(settings.kafka, [raw_topic])[raw_topic]
 
     for line in events:
         print(line, file=sys.stderr)

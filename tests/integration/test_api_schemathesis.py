@@ -131,9 +131,9 @@ def _on_the_broker(request: pytest.FixtureRequest, **overrides: object) -> Setti
 def _collector(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request, max_batch_records=5)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
-        producer = RecordProducer(app_settings, client_id="schemathesis")
+        producer = RecordProducer(app_settings.kafka, client_id="schemathesis")
         stack.callback(producer.close)
         yield collector_app(app_settings, store=store, producer=producer)
 
@@ -142,9 +142,9 @@ def _collector(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _labeler(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
-        producer = RecordProducer(app_settings, client_id="schemathesis")
+        producer = RecordProducer(app_settings.kafka, client_id="schemathesis")
         stack.callback(producer.close)
         _seed(store)
         runner = LabelRunner(app_settings, store, producer)
@@ -157,10 +157,10 @@ def _labeler(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request, featurize_max_instances=50)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
         _seed(store)
-        with RecordProducer(app_settings) as producer:
+        with RecordProducer(app_settings.kafka) as producer:
             runner = LabelRunner(app_settings, store, producer)
             run = runner.execute(runner.create(RunParams(strategy="majority")).id)
         core = FeaturizerCore(app_settings, store)
@@ -172,7 +172,7 @@ def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _trainer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     data_dir = request.getfixturevalue("tmp_path_factory").mktemp("trainer-schemathesis")
     app_settings = load_settings(data_dir=data_dir, api_keys=(API_KEY,))
-    store = open_store(app_settings)
+    store = open_store(app_settings.store)
     try:
         registry = ModelRegistry(app_settings, store)
         worker = NotingWorker(JobRunner(app_settings, store, registry), name="noted")

@@ -48,9 +48,9 @@ class Collector:
 
 
 def _start(settings: Settings, tmp: Path) -> Iterator[Collector]:
-    ensure_topics(settings)
-    store = open_store(settings.replace(sqlite_path=tmp / "store.sqlite3"))
-    producer = RecordProducer(settings, client_id="test-collector")
+    ensure_topics(settings.kafka)
+    store = open_store(settings.replace(sqlite_path=tmp / "store.sqlite3").store)
+    producer = RecordProducer(settings.kafka, client_id="test-collector")
     server = BackgroundServer(create_app(settings, store=store, producer=producer), "127.0.0.1", 0)
     server.start()
     try:
@@ -69,9 +69,7 @@ def module_settings(kafka_broker: EmbeddedBroker, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="module")
 def collector(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    settings = module_settings.model_copy(
-        update={"max_body_bytes": MAX_BODY, "max_batch_records": MAX_RECORDS}
-    )
+    settings = module_settings.replace(max_body_bytes=MAX_BODY, max_batch_records=MAX_RECORDS)
     yield from _start(settings, tmp_path_factory.mktemp("collector"))
 
 
@@ -400,7 +398,7 @@ class BrokenStatsStore:
 
 
 def test_unexpected_error_is_500_without_internals(collector: Collector) -> None:
-    producer = RecordProducer(collector.settings, client_id="test-broken")
+    producer = RecordProducer(collector.settings.kafka, client_id="test-broken")
     app = create_app(collector.settings, store=BrokenStatsStore(collector.store), producer=producer)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
@@ -418,10 +416,8 @@ def test_unexpected_error_is_500_without_internals(collector: Collector) -> None
 
 
 def test_readyz_names_the_unreachable_broker(collector: Collector) -> None:
-    producer = RecordProducer(collector.settings, client_id="test-unready")
-    unreachable = collector.settings.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{_free_port()}"}
-    )
+    producer = RecordProducer(collector.settings.kafka, client_id="test-unready")
+    unreachable = collector.settings.replace(kafka_bootstrap=f"127.0.0.1:{_free_port()}")
     app = create_app(unreachable, store=collector.store, producer=producer)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
@@ -468,9 +464,7 @@ def _free_port() -> int:
 def test_cli_serves_the_api_and_stops_cleanly_on_sigterm(
     module_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = module_settings.model_copy(
-        update={"collector_port": _free_port(), "data_dir": tmp_path}
-    )
+    settings = module_settings.replace(collector_port=_free_port(), data_dir=tmp_path)
     env = {**os.environ, **settings_to_env(settings)}
     with (tmp_path / "collector.log").open("wb") as log:
         proc = subprocess.Popen(

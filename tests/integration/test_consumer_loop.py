@@ -79,7 +79,7 @@ def produce(settings: Settings, items: list[tuple[str, bytes]]) -> dict[TopicPar
     """Send ``items`` to comments.raw; return the end offset of each partition written."""
     topic = settings.kafka.topics.comments_raw
     ends: dict[TopicPartition, int] = {}
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         futures = [producer.send(topic, key, value) for key, value in items]
         for future in futures:
             meta = future.get(10)
@@ -105,7 +105,7 @@ def comments(n: int, prefix: str = "c") -> list[tuple[str, bytes]]:
 
 def make_loop(settings: Settings, handler: Callable, **kwargs: object) -> ConsumerLoop:
     return ConsumerLoop(
-        settings,
+        settings.kafka,
         topics=[settings.kafka.topics.comments_raw],
         group_id=settings.collector.indexer_group_id,
         handler=handler,
@@ -268,8 +268,13 @@ def after_write(batch):
 
 settings = load_settings()
 sink = SqliteSink(Path(sys.argv[1]), after_write)
-ConsumerLoop(settings, topics=[settings.kafka.topics.comments_raw], group_id=settings.collector.indexer_group_id,
-             handler=sink, service="child").run()
+ConsumerLoop(
+    settings.kafka,
+    topics=[settings.kafka.topics.comments_raw],
+    group_id=settings.collector.indexer_group_id,
+    handler=sink,
+    service="child",
+).run()
 """
 
 

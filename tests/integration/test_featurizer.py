@@ -50,18 +50,14 @@ def seed(store: Store) -> None:
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.model_copy(
-        update={
-            "shard_rows": 64,
-            "featurizer_grpc_port": free_port(),
-            "featurize_max_instances": 50,
-        }
+    return kafka_settings.replace(
+        shard_rows=64, featurizer_grpc_port=free_port(), featurize_max_instances=50
     )
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     yield store
     store.close()
 
@@ -69,7 +65,7 @@ def store(settings: Settings) -> Iterator[Store]:
 @pytest.fixture
 def label_run(settings: Settings, store: Store) -> str:
     seed(store)
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         runner = LabelRunner(settings, store, producer)
         run = runner.execute(runner.create(RunParams(strategy="majority")).id)
     return run.id
@@ -236,7 +232,7 @@ def test_label_events_build_the_runs_feature_set(
     settings: Settings, core: FeaturizerCore, store: Store, tmp_path: Path
 ) -> None:
     loop = ConsumerLoop(
-        settings,
+        settings.kafka,
         topics=[settings.kafka.topics.labels],
         group_id=settings.featurizer.group_id,
         handler=FeatureSetBuilder(core, store, poll_s=0.1),
@@ -248,7 +244,7 @@ def test_label_events_build_the_runs_feature_set(
         # A new item makes the next run publish a label event.
         store.upsert(COMMENTS, [Comment(id="c9999", text="you idiot").to_document()])
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
-        with RecordProducer(settings) as producer:
+        with RecordProducer(settings.kafka) as producer:
             runner = LabelRunner(settings, store, producer)
             run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
         assert run.stats is not None and run.stats.events > 0

@@ -118,7 +118,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     texts, metadata = corpus()
     transform = fit(texts, metadata, CONFIG)
     transform.save(settings.featurizer.artifacts_dir)
-    store = open_store(settings)
+    store = open_store(settings.store)
     seed_label_run(store, texts, metadata)
     core = FeaturizerCore(settings, store)
     core.set_current(transform.version)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def store(kafka_settings: Settings) -> Iterator[Store]:
-    store = open_store(kafka_settings)
+    store = open_store(kafka_settings.store)
     yield store
     store.close()
 
@@ -197,7 +197,7 @@ def test_indexer_process_serves_health_and_stops_cleanly_on_sigterm(
             [(b"p-1", comment("p-1", "from kcat"))],
         )
         wait_for(alive_and(lambda: _ok(f"{health}/healthz")))
-        store = open_store(settings)
+        store = open_store(settings.store)
         try:
             wait_for(alive_and(lambda: store.get(COMMENTS, "p-1") is not None))
         finally:

@@ -57,7 +57,7 @@ def settings(kafka_settings: Settings) -> Settings:
 
 @pytest.fixture
 def producer(settings: Settings) -> Iterator[RecordProducer]:
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         yield producer
 
 
@@ -177,9 +177,9 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 
 @pytest.fixture
 def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store, ConsumerLoop]]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     loop = ConsumerLoop(
-        settings,
+        settings.kafka,
         topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
         group_id=settings.labeler.group_id,
         handler=LabelStream(settings, store, producer),
@@ -255,7 +255,7 @@ def api(
     settings: Settings, producer: RecordProducer, tmp_path: Path
 ) -> Iterator[tuple[str, Store]]:
     secured = settings.replace(api_keys=("k1",))
-    store = open_store(secured)
+    store = open_store(secured.store)
     worker = run_worker(LabelRunner(secured, store, producer)).start()
     app = create_app(secured, store=store, producer=producer, worker=worker)
     server = BackgroundServer(app, "127.0.0.1", 0).start()

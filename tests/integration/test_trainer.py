@@ -66,13 +66,13 @@ def settings(kafka_settings: Settings) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     yield store
     store.close()
 
 
 def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         runner = LabelRunner(settings, store, producer)
         params = RunParams(strategy="majority", task=task)
         return runner.execute(runner.create(params).id).id
@@ -80,7 +80,7 @@ def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
 
 @pytest.fixture
 def service(settings: Settings, store: Store) -> Iterator[str]:
-    with RecordProducer(settings, client_id="trainer-test") as producer:
+    with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
         registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
         worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
         app = create_app(settings, store=store, worker=worker, registry=registry)
@@ -231,7 +231,7 @@ def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store:
         def submit(self, job_id: str) -> None:
             submitted.append(job_id)
 
-    with RecordProducer(settings, client_id="trainer-test") as producer:
+    with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
         registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
         worker = Recorder(JobRunner(settings, store, registry), name="train-jobs")
         watcher = LabelRunWatcher(settings, store, worker)

@@ -148,7 +148,7 @@ def _record_body(schema_name: str, max_records: int) -> dict[str, Any]:
 def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
     ingestor = Ingestor(settings, producer)
     router = APIRouter(
-        prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(settings))]
+        prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(settings.edge))]
     )
     topics = settings.kafka.topics
     comments = RecordKind("comments", Comment, topics.comments_raw)
@@ -285,9 +285,9 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
 
 def serve(settings: Settings) -> None:
     """Run the API on ``settings.host:settings.collector.port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id="collector-api")
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id="collector-api")
     try:
         app = create_app(settings, store=store, producer=producer)
         serve_app(app, settings.host, settings.collector.port, service=SERVICE)

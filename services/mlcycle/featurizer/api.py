@@ -98,7 +98,7 @@ def _vectors(featurized: Featurized) -> list[VectorBody]:
 
 def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter:
     router = APIRouter(prefix="/v1")
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(settings.edge))]
 
     @router.post(
         "/featurize",
@@ -203,7 +203,7 @@ def serve(settings: Settings) -> None:
     """REST on ``featurizer_port`` and gRPC on ``featurizer_grpc_port`` until SIGINT/SIGTERM."""
     from mlcycle.featurizer.grpc_api import build_grpc_server
 
-    store = open_store(settings)
+    store = open_store(settings.store)
     core = FeaturizerCore(settings, store)
     grpc_server = build_grpc_server(settings, core).start()
     try:

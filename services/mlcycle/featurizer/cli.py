@@ -43,7 +43,7 @@ def run_featurize_command(
     config_path: Path | None,
 ) -> FeatureSetManifest:
     """Fit if asked (or if nothing is fitted yet), then build the run's feature set."""
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
         core = FeaturizerCore(settings, store)
         if label_run is None:

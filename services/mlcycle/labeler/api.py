@@ -71,7 +71,7 @@ def _check_params(params: RunParams) -> None:
 
 def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["label runs"])
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(settings.edge))]
     runs = LabelRuns(store)
     runner: LabelRunner = worker.runner  # type: ignore[assignment]
 
@@ -176,7 +176,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         status_code=202,
         response_model=HumanLabelsAccepted,
         responses=error_responses(400, 401, 422, 503),
-        dependencies=[Depends(require_api_key(settings))],
+        dependencies=[Depends(require_api_key(settings.edge))],
         summary="Store human labels; each counts as a highly reliable voter",
     )
     def post_labels(
@@ -233,9 +233,9 @@ def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
 
 def serve(settings: Settings) -> None:
     """Run the labeler API on ``settings.labeler.port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id=SERVICE)
     worker = run_worker(LabelRunner(settings, store, producer)).start()
     try:
         resume_unfinished(store, worker)

@@ -49,9 +49,9 @@ def run_label_command(
     html: Path | None,
 ) -> LabelRun:
     """Create (or resume) a run, execute it with a progress bar, print and write its report."""
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
-        with RecordProducer(settings, client_id="mlcycle-label") as producer:
+        with RecordProducer(settings.kafka, client_id="mlcycle-label") as producer:
             progress = Progress(
                 TextColumn("[bold]label[/] {task.description}"),
                 BarColumn(),

@@ -297,4 +297,4 @@ def dead_lettered(settings: Settings) -> dict[str, int]:
 
     topics = settings.kafka.topics
     dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
-    return topic_sizes(settings, dlqs)
+    return topic_sizes(settings.kafka, dlqs)

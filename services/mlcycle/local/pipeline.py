@@ -87,7 +87,7 @@ def import_dataset(
         console=console,
         transient=False,
     )
-    with progress, RecordProducer(settings, client_id="mlcycle-import") as producer:
+    with progress, RecordProducer(settings.kafka, client_id="mlcycle-import") as producer:
         task = progress.add_task(fmt, total=None)
         counts = publish(reader, producer, settings, on_batch=lambda n: progress.advance(task, n))
     stats = importer.stats
@@ -119,7 +119,7 @@ def wait_until_indexed(
     started = time.perf_counter()
 
     def caught_up() -> bool:
-        lag = group_lag(settings, settings.collector.indexer_group_id, topics)
+        lag = group_lag(settings.kafka, settings.collector.indexer_group_id, topics)
         if on_progress is not None:
             on_progress(lag)
         return lag == 0
@@ -254,7 +254,7 @@ def wait_until_scored(
 
     def settled() -> bool:
         nonlocal changed_at
-        scored = topic_sizes(settings, [topic])[topic]
+        scored = topic_sizes(settings.kafka, [topic])[topic]
         if on_progress is not None:
             on_progress(scored)
         if not counts or scored != counts[-1]:
@@ -307,7 +307,7 @@ class ScoredReader:
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
         )
-        ends = end_offsets(settings, [self.topic])
+        ends = end_offsets(settings.kafka, [self.topic])
         self.consumer.assign(list(ends))
         for partition, offset in ends.items():
             self.consumer.seek(partition, offset)

@@ -92,7 +92,7 @@ class LocalStack:
         self.settings = self._start_infrastructure(self.settings)
         from mlcycle.common.kafka.admin import ensure_topics
 
-        ensure_topics(self.settings)
+        ensure_topics(self.settings.kafka)
         ensure_serving_config(self.settings.trainer.models_dir)
         for name in self.service_names:
             self.start_service(name)

@@ -85,7 +85,7 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
     router = APIRouter(prefix="/v1", tags=["jobs"])
     runner: JobRunner = worker.runner  # type: ignore[assignment]
     jobs, trials_of = TrainingJobs(store), Trials(store)
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(settings.edge))]
 
     @router.post(
         "/jobs",
@@ -224,9 +224,9 @@ def create_app(
 
 def serve(settings: Settings) -> None:
     """Run the trainer API on ``settings.trainer.port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id=SERVICE)
     registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
     worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()

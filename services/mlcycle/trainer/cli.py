@@ -55,9 +55,9 @@ def run_train_command(
     from mlcycle.trainer.jobs import JobRunner
     from mlcycle.trainer.registry import ModelRegistry
 
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
-        with RecordProducer(settings, client_id="mlcycle-train") as producer:
+        with RecordProducer(settings.kafka, client_id="mlcycle-train") as producer:
             registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
             progress = Progress(
                 TextColumn("[bold]train[/] {task.description}"),

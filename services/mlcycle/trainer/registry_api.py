@@ -57,7 +57,7 @@ class RolledBack(BaseModel):
 def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     """``/v1/models``: list, read, promote, roll back."""
     router = APIRouter(prefix="/v1", tags=["models"])
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(settings.edge))]
     name_query = Query(
         settings.trainer.model_name, pattern=NAME_PATTERN, description="the served model name"
     )

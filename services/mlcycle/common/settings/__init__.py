@@ -18,6 +18,7 @@ them too, as the environment does.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,6 +127,18 @@ class Settings(BaseSettings):
         """
         changed = nest(changes)  # unknown names fail here, before validation
         return type(self).model_validate(merge(self._inputs, changed))
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> Settings:
+        """A copy; with ``update``, the same as :meth:`replace` (flat names, re-resolved).
+
+        Pydantic's own copy would set ``update``'s keys as attributes of the root
+        unvalidated, so a flat name (``max_body_bytes``) would change nothing.
+        """
+        if update:
+            return self.replace(**update)
+        return super().model_copy(deep=deep)
 
 
 def _with_derived_defaults(inputs: dict[str, Any]) -> dict[str, Any]:

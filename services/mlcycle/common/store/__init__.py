@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import StoreSettings
 from mlcycle.common.store.base import (
     COLLECTIONS,
     COMMENTS,
@@ -29,12 +29,12 @@ __all__ = [
 ]
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: StoreSettings) -> Store:
     """The store the settings ask for: Elasticsearch when ``es_url`` is set, else SQLite."""
-    if settings.store.es_url:
+    if settings.es_url:
         from mlcycle.common.store.elastic import ElasticStore
 
         return ElasticStore.from_settings(settings)
     from mlcycle.common.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.store.sqlite_path)
+    return SqliteStore(settings.sqlite_path)

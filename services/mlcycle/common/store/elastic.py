@@ -55,7 +55,7 @@ from mlcycle.common.store.base import (
 )
 
 if TYPE_CHECKING:
-    from mlcycle.common.settings import Settings
+    from mlcycle.common.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -111,17 +111,17 @@ class ElasticStore(Store):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ElasticStore:
-        """A store on ``settings.store.es_url`` (comma-separated hosts), with the API key if set."""
-        hosts = [h.strip() for h in settings.store.es_url.split(",") if h.strip()]
+    def from_settings(cls, settings: StoreSettings) -> ElasticStore:
+        """A store on ``settings.es_url`` (comma-separated hosts), with the API key if set."""
+        hosts = [h.strip() for h in settings.es_url.split(",") if h.strip()]
         client = Elasticsearch(
             hosts,
-            api_key=settings.store.es_api_key or None,
+            api_key=settings.es_api_key or None,
             request_timeout=30,
             max_retries=3,
             retry_on_timeout=True,
         )
-        return cls(client, settings.store.es_index_prefix)
+        return cls(client, settings.es_index_prefix)
 
     def index_name(self, collection: str) -> str:
         """The index holding ``collection``."""
