@@ -141,7 +141,7 @@ def test_handler_is_idempotent_and_reports_only_invalid_records(
     kafka_settings: Settings, store: Store
 ) -> None:
     topics = kafka_settings.kafka.topics
-    indexer = Indexer(kafka_settings, store)
+    indexer = Indexer(kafka_settings.kafka.topics, store)
     batch = [
         _record(topics.comments_raw, 0, comment("h-1", "one")),
         _record(topics.comments_raw, 1, b"not json"),
