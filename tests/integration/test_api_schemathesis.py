@@ -147,7 +147,9 @@ def _labeler(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
         producer = RecordProducer(app_settings.kafka, client_id="schemathesis")
         stack.callback(producer.close)
         _seed(store)
-        runner = LabelRunner(app_settings, store, producer)
+        runner = LabelRunner(
+            app_settings.labeler, store, producer, topic=app_settings.kafka.topics.labels
+        )
         runner.execute(runner.create(RunParams(strategy="majority")).id)
         worker = NotingWorker(runner, name="noted")
         yield labeler_app(app_settings, store=store, producer=producer, worker=worker)
@@ -161,7 +163,9 @@ def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
         stack.callback(store.close)
         _seed(store)
         with RecordProducer(app_settings.kafka) as producer:
-            runner = LabelRunner(app_settings, store, producer)
+            runner = LabelRunner(
+                app_settings.labeler, store, producer, topic=app_settings.kafka.topics.labels
+            )
             run = runner.execute(runner.create(RunParams(strategy="majority")).id)
         core = FeaturizerCore(app_settings, store)
         core.fit(run.id)

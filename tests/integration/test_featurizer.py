@@ -66,7 +66,7 @@ def store(settings: Settings) -> Iterator[Store]:
 def label_run(settings: Settings, store: Store) -> str:
     seed(store)
     with RecordProducer(settings.kafka) as producer:
-        runner = LabelRunner(settings, store, producer)
+        runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
         run = runner.execute(runner.create(RunParams(strategy="majority")).id)
     return run.id
 
@@ -245,7 +245,9 @@ def test_label_events_build_the_runs_feature_set(
         store.upsert(COMMENTS, [Comment(id="c9999", text="you idiot").to_document()])
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
         with RecordProducer(settings.kafka) as producer:
-            runner = LabelRunner(settings, store, producer)
+            runner = LabelRunner(
+                settings.labeler, store, producer, topic=settings.kafka.topics.labels
+            )
             run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
         assert run.stats is not None and run.stats.events > 0
         folder = feature_set_dir(core.root, str(core.current_version()), run.id)

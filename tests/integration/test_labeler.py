@@ -74,7 +74,9 @@ def test_a_run_labels_every_item_and_publishes_each_label_once(
     settings: Settings, store: Store, producer: RecordProducer
 ) -> None:
     seed(store)
-    runner = LabelRunner(settings, store, producer, chunk_items=16)
+    runner = LabelRunner(
+        settings.labeler, store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
     run = runner.execute(runner.create(RunParams(labeling_functions=[])).id).to_document()
 
     assert run["status"] == "succeeded"
@@ -103,7 +105,7 @@ def test_a_changed_vote_publishes_only_the_changed_label(
     settings: Settings, store: Store, producer: RecordProducer
 ) -> None:
     seed(store)
-    runner = LabelRunner(settings, store, producer)
+    runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
     params = RunParams(strategy="majority", labeling_functions=[])
     runner.execute(runner.create(params).id)
     # c001 stands 4 to 1 for class 0; five more votes flip it to toxic.
@@ -121,7 +123,9 @@ def test_a_killed_run_resumes_without_duplicates(
     settings: Settings, sqlite_store: Store, producer: RecordProducer, monkeypatch
 ) -> None:
     seed(sqlite_store)
-    runner = LabelRunner(settings, sqlite_store, producer, chunk_items=16)
+    runner = LabelRunner(
+        settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
     run_id = runner.create(RunParams(labeling_functions=[])).id
     real_send = producer.send_batch
     sent = []
@@ -160,7 +164,9 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 
     try:
         seed(sqlite_store)
-        runner = LabelRunner(settings, sqlite_store, producer)
+        runner = LabelRunner(
+            settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels
+        )
         params = RunParams(labeling_functions=["explodes_on_7", "shouting"])
         run = runner.execute(runner.create(params).id).to_document()
     finally:
@@ -182,7 +188,7 @@ def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store
         settings.kafka,
         topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
         group_id=settings.labeler.group_id,
-        handler=LabelStream(settings, store, producer),
+        handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
         service="labeler-stream",
     )
     thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
@@ -256,7 +262,9 @@ def api(
 ) -> Iterator[tuple[str, Store]]:
     secured = settings.replace(api_keys=("k1",))
     store = open_store(secured.store)
-    worker = run_worker(LabelRunner(secured, store, producer)).start()
+    worker = run_worker(
+        LabelRunner(secured.labeler, store, producer, topic=secured.kafka.topics.labels)
+    ).start()
     app = create_app(secured, store=store, producer=producer, worker=worker)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{server.port}", store
@@ -367,7 +375,9 @@ def test_unfinished_runs_are_resumed_at_start(
     settings: Settings, sqlite_store: Store, producer: RecordProducer
 ) -> None:
     seed(sqlite_store)
-    runner = LabelRunner(settings, sqlite_store, producer)
+    runner = LabelRunner(
+        settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels
+    )
     queued = runner.create(RunParams(strategy="majority", labeling_functions=[]))
     sqlite_store.upsert(
         RUNS, [{**queued.to_document(), "status": "running"}]

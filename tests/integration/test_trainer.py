@@ -73,7 +73,7 @@ def store(settings: Settings) -> Iterator[Store]:
 
 def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
     with RecordProducer(settings.kafka) as producer:
-        runner = LabelRunner(settings, store, producer)
+        runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
         params = RunParams(strategy="majority", task=task)
         return runner.execute(runner.create(params).id).id
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import LabelerSettings
 from mlcycle.contracts.comments import HUMAN_PREFIX, StoredComment, voter_kind
 from mlcycle.contracts.label_runs import (
     BaselineStats,
@@ -76,10 +76,10 @@ def compute(
     corpus: Corpus,
     votes_cast: Iterable[CastVote],
     params: RunParams,
-    settings: Settings,
+    settings: LabelerSettings,
 ) -> Labeling:
     """Aggregate the votes on ``corpus`` with ``params.strategy``; nothing is written."""
-    n_classes = settings.labeler.classes_of(params.task)
+    n_classes = settings.classes_of(params.task)
     known = set(corpus.item_ids)
     # Plain ints while counting (a model's attribute writes cost ~10x more per vote).
     counts = {"read": 0, "out_of_range": 0, "unknown_item": 0, "used": 0}
@@ -108,24 +108,22 @@ def compute(
     human_mask = votes.voter_mask("human")
     crowd_mask = votes.voter_mask("crowd")
     fixed = {
-        i: settings.labeler.human_accuracy
+        i: settings.human_accuracy
         for i, voter in enumerate(votes.voter_ids)
         if voter.startswith(HUMAN_PREFIX)
     }
-    threshold = params.threshold if params.threshold is not None else settings.labeler.threshold
+    threshold = params.threshold if params.threshold is not None else settings.threshold
     # With labeling functions among the voters EM needs a few hundred iterations to
     # settle (each is ~0.07 s at 1.6M votes); the hard labels rarely move after 100.
     result = aggregate(
         votes, params.strategy, threshold=threshold, fixed_voters=fixed, max_iter=300
     )
     if params.strategy != "dawid_skene":
-        result = _humans_decide(result, votes.select(human_mask), settings.labeler.human_accuracy)
+        result = _humans_decide(result, votes.select(human_mask), settings.human_accuracy)
     baseline = aggregate(votes, "majority")
-    gold = gold_labels(
-        votes.select(crowd_mask), params.gold_min_votes or settings.labeler.gold_min_votes
-    )
+    gold = gold_labels(votes.select(crowd_mask), params.gold_min_votes or settings.gold_min_votes)
     splits = [
-        split_of(item, meta, settings.labeler.split_fractions)
+        split_of(item, meta, settings.split_fractions)
         for item, meta in zip(corpus.item_ids, corpus.metadata, strict=True)
     ]
     return Labeling(

@@ -20,7 +20,7 @@ from typing import Any
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import LabelerSettings
 from mlcycle.common.store import RUNS, Store
 from mlcycle.contracts.label_diagnostics import LfErrorSummary
 from mlcycle.contracts.label_runs import (
@@ -82,14 +82,18 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 class LabelRunner:
-    """Creates and executes label runs against one store and one producer."""
+    """Creates and executes label runs against one store and one producer.
+
+    Label events go to ``topic`` (the ``labels`` topic).
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LabelerSettings,
         store: Store,
         producer: RecordProducer,
         *,
+        topic: str,
         chunk_items: int | None = None,
         on_progress: ProgressHook | None = None,
     ) -> None:
@@ -100,7 +104,8 @@ class LabelRunner:
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.producer = producer
-        self.chunk_items = chunk_items or settings.labeler.chunk_items
+        self.topic = topic
+        self.chunk_items = chunk_items or settings.chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
@@ -159,13 +164,13 @@ class LabelRunner:
                 gold=labeling.gold,
                 texts=dict(zip(corpus.item_ids, corpus.texts, strict=True)),
                 lf_errors=_lf_errors(labeling, corpus),
-                min_votes=params.gold_min_votes or self.settings.labeler.gold_min_votes,
+                min_votes=params.gold_min_votes or self.settings.gold_min_votes,
             )
             seconds = round(time.perf_counter() - started, 3)
             stats = summary(labeling).model_copy(
                 update={"events": run.progress.events, "seconds": seconds}
             )
-            queue = review_queue(labeling, corpus, self.settings.labeler.review_queue_size)
+            queue = review_queue(labeling, corpus, self.settings.review_queue_size)
         except Exception as exc:
             log.exception("label run failed", extra={"run": run_id})
             self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -207,9 +212,7 @@ class LabelRunner:
             self.labels.save_all(labels)
             fresh = self._changed_since(previous, labels)
             if fresh:
-                self.producer.send_batch(
-                    self.settings.kafka.topics.labels, (label.to_message() for label in fresh)
-                )
+                self.producer.send_batch(self.topic, (label.to_message() for label in fresh))
             events += len(fresh)
             self._phase(run, "writing", chunks_done=chunk + 1, events=events)
 
