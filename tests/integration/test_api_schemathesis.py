@@ -39,7 +39,7 @@ from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurizer.api import create_app as featurizer_app
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import core_for
 from mlcycle.inference.api import create_app as inference_app
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.labeler.api import create_app as labeler_app
@@ -167,7 +167,7 @@ def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
                 app_settings.labeler, store, producer, topic=app_settings.kafka.topics.labels
             )
             run = runner.execute(runner.create(RunParams(strategy="majority")).id)
-        core = FeaturizerCore(app_settings, store)
+        core = core_for(app_settings, store)
         core.fit(run.id)
         yield featurizer_app(app_settings, core=core, store=store)
 

@@ -23,7 +23,7 @@ from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import wait_for
 
@@ -73,7 +73,7 @@ def label_run(settings: Settings, store: Store) -> str:
 
 @pytest.fixture
 def core(settings: Settings, store: Store, label_run: str) -> FeaturizerCore:
-    core = FeaturizerCore(settings, store)
+    core = core_for(settings, store)
     core.fit(label_run)
     return core
 
@@ -133,7 +133,7 @@ def test_a_missing_transform_is_refused_clearly(core: FeaturizerCore) -> None:
 def servers(settings: Settings, core: FeaturizerCore, store: Store) -> Iterator[tuple[str, str]]:
     from mlcycle.featurizer.grpc_api import build_grpc_server
 
-    grpc_server = build_grpc_server(settings, core).start()
+    grpc_server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
     rest = BackgroundServer(create_app(settings, core=core, store=store), "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer.grpc_port}"
     rest.stop()
