@@ -47,6 +47,7 @@ from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app as trainer_app
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.stages.context import JobEnvironment
 from tests.fixtures.broker import broker_settings
 from tests.fixtures.conformance import Excluded, check_operation, load_schema
 from tests.fixtures.inference import NAME, World, built_models
@@ -178,8 +179,11 @@ def _trainer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = load_settings(data_dir=data_dir, api_keys=(API_KEY,))
     store = open_store(app_settings.store)
     try:
-        registry = ModelRegistry(app_settings, store)
-        worker = NotingWorker(JobRunner(app_settings, store, registry), name="noted")
+        registry = ModelRegistry(app_settings.trainer, store)
+        worker = NotingWorker(
+            JobRunner(app_settings.trainer, store, registry, JobEnvironment.of(app_settings)),
+            name="noted",
+        )
         yield trainer_app(app_settings, store=store, worker=worker, registry=registry)
     finally:
         store.close()

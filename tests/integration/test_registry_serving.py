@@ -39,13 +39,13 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def registry(settings: Settings) -> Iterator[ModelRegistry]:
     store = SqliteStore(settings.store.sqlite_path)
-    yield ModelRegistry(settings, store)
+    yield ModelRegistry(settings.trainer, store)
     store.close()
 
 
 def blessed_version(registry: ModelRegistry, version: int) -> None:
     """A real SavedModel at <models>/<name>/<version>/, registered and blessed."""
-    folder = registry.settings.trainer.models_dir / NAME / str(version)
+    folder = registry.settings.models_dir / NAME / str(version)
     export_sparse_scorer(folder, bias=float(version))
     registry.register(
         NAME,

@@ -27,6 +27,7 @@ from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.serving_config import parse_serving_config
+from mlcycle.trainer.stages.context import JobEnvironment
 from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
@@ -81,8 +82,13 @@ def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
 @pytest.fixture
 def service(settings: Settings, store: Store) -> Iterator[str]:
     with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
-        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
-        worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
+        registry = ModelRegistry(
+            settings.trainer, store, kafka_emitter(settings.kafka.topics.models, producer)
+        )
+        worker = JobWorker(
+            JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)),
+            name="train-jobs",
+        ).start()
         app = create_app(settings, store=store, worker=worker, registry=registry)
         server = BackgroundServer(app, "127.0.0.1", 0).start()
         yield f"http://127.0.0.1:{server.port}"
@@ -232,9 +238,14 @@ def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store:
             submitted.append(job_id)
 
     with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
-        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
-        worker = Recorder(JobRunner(settings, store, registry), name="train-jobs")
-        watcher = LabelRunWatcher(settings, store, worker)
+        registry = ModelRegistry(
+            settings.trainer, store, kafka_emitter(settings.kafka.topics.models, producer)
+        )
+        worker = Recorder(
+            JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)),
+            name="train-jobs",
+        )
+        watcher = LabelRunWatcher(settings.labeler.task, store, worker)
         assert watcher.check() is None  # the run that existed at start-up is not new
         second = label(settings, store)
         job_id = watcher.check()

@@ -41,12 +41,12 @@ def events() -> list[ModelEvent]:
 
 @pytest.fixture
 def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
-    return ModelRegistry(settings, store, emit=events.append)
+    return ModelRegistry(settings.trainer, store, emit=events.append)
 
 
-def export(settings: Settings, version: int, name: str = NAME) -> Path:
+def export(models_dir: Path, version: int, name: str = NAME) -> Path:
     """What the trainer's export leaves on disk, as far as the registry looks."""
-    folder = settings.trainer.models_dir / name / str(version)
+    folder = models_dir / name / str(version)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "saved_model.pb").touch()
     return folder
@@ -59,14 +59,14 @@ def register(registry: ModelRegistry, version: int, name: str = NAME, **kw: Any)
         "label_run": "lr-1",
         "metrics": {"dev": {"roc_auc": 0.91}, "test": {"roc_auc": 0.9}},
         "params": {"units": 64},
-        "path": str(registry.settings.trainer.models_dir / name / str(version)),
+        "path": str(registry.settings.models_dir / name / str(version)),
     }
     return registry.register(name, version, **(fields | kw))
 
 
 def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
     for version in versions:
-        export(registry.settings, version, name)
+        export(registry.settings.models_dir, version, name)
         register(registry, version, name)
         registry.bless(name, version, "beats production", compared_to=None)
 
@@ -122,7 +122,7 @@ def test_next_version_considers_docs_and_directories(
     assert registry.next_version(NAME) == 1
     register(registry, 2)
     assert registry.next_version(NAME) == 3
-    export(settings, 7)
+    export(settings.trainer.models_dir, 7)
     (settings.trainer.models_dir / NAME / "9.tmp").mkdir()  # not a version folder
     (settings.trainer.models_dir / NAME / "12").touch()  # a file, not a folder
     assert registry.next_version(NAME) == 8
@@ -246,8 +246,8 @@ def test_promoting_the_production_version_is_a_no_op(registry: ModelRegistry, ev
 def test_promoting_an_unjudged_or_unblessed_version_needs_force(
     registry: ModelRegistry, settings: Settings
 ) -> None:
-    export(settings, 1)
-    export(settings, 2)
+    export(settings.trainer.models_dir, 1)
+    export(settings.trainer.models_dir, 2)
     register(registry, 1)
     register(registry, 2)
     registry.unbless(NAME, 2, "worse")
@@ -338,7 +338,7 @@ def test_a_failing_emit_does_not_undo_a_durable_change(
     def broken(event: ModelEvent) -> None:
         raise RuntimeError("broker down")
 
-    registry = ModelRegistry(settings, store, emit=broken)
+    registry = ModelRegistry(settings.trainer, store, emit=broken)
     blessed(registry, 1)
     assert registry.promote(NAME, 1, "release").state == "production"
     assert registry.get(NAME, 1).state == "production"
@@ -407,7 +407,7 @@ def test_serving_config_follows_promotions_and_rollbacks_of_every_name(
 
 def test_serving_config_base_path_override(tmp_path: Path, store: SqliteStore) -> None:
     settings = load_settings(data_dir=tmp_path, model_server_base_path="/models/")
-    registry = ModelRegistry(settings, store)
+    registry = ModelRegistry(settings.trainer, store)
     blessed(registry, 1)
     registry.promote(NAME, 1, "release")
     text = serving_config_path(settings.trainer.models_dir).read_text()

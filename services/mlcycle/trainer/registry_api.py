@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, TrainerSettings
 from mlcycle.contracts.models import MAX_VERSION, MODEL_STATES, NAME_PATTERN, ModelVersion
 from mlcycle.trainer.registry import ModelRegistry
 
@@ -54,12 +54,14 @@ class RolledBack(BaseModel):
     retired: ModelVersion
 
 
-def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
-    """``/v1/models``: list, read, promote, roll back."""
+def models_router(
+    settings: TrainerSettings, edge: EdgeSettings, registry: ModelRegistry
+) -> APIRouter:
+    """``/v1/models``: list, read, promote, roll back (``settings.model_name`` by default)."""
     router = APIRouter(prefix="/v1", tags=["models"])
-    auth = [Depends(require_api_key(settings.edge))]
+    auth = [Depends(require_api_key(edge))]
     name_query = Query(
-        settings.trainer.model_name, pattern=NAME_PATTERN, description="the served model name"
+        settings.model_name, pattern=NAME_PATTERN, description="the served model name"
     )
 
     @router.get(
@@ -87,7 +89,7 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
         summary="Retire the serving version and serve the previous one again",
     )
     def rollback(request: RollbackRequest = Body(...)) -> OrjsonResponse:
-        name = request.name or settings.trainer.model_name
+        name = request.name or settings.model_name
         production, retired = registry.rollback_pair(name, request.reason)
         return OrjsonResponse(
             {"production": production.to_document(), "retired": retired.to_document()}
@@ -103,7 +105,7 @@ def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
     def promote(
         version: int = Path(ge=1, le=MAX_VERSION), request: PromoteRequest = Body(...)
     ) -> OrjsonResponse:
-        name = request.name or settings.trainer.model_name
+        name = request.name or settings.model_name
         model = registry.promote(name, version, request.reason, force=request.force)
         return OrjsonResponse(model.to_document())
 

@@ -51,7 +51,7 @@ def judge(
         indices,
         values,
         best.dev_probabilities[rows],
-        ctx.settings.trainer.infra_validation_timeout_s,
+        ctx.settings.infra_validation_timeout_s,
     )
     value = evaluated.dev.metric(ctx.metric)
     production = None
@@ -60,7 +60,7 @@ def judge(
         if serving is not None:
             production = production_score(ctx, serving, data, evaluated.dev_comments)
     infra = InfraCheck(passed, message)
-    return decide(ctx.metric, value, ctx.settings.trainer.bless_margin, infra, production)
+    return decide(ctx.metric, value, ctx.settings.bless_margin, infra, production)
 
 
 def production_score(
@@ -102,7 +102,7 @@ def publish(
     blessing = {"blessed": decision.blessed, "reason": decision.reason, **facts}
     metadata = {**candidate.metadata, "blessing": blessing}
     exporting.write_metadata(staging, metadata)
-    target = exporting.serving_dir(ctx.settings.trainer.models_dir, name, version)
+    target = exporting.serving_dir(ctx.settings.models_dir, name, version)
     if decision.blessed:
         staging.rename(target)  # atomic: a model server sees the whole version or none
     else:
@@ -122,7 +122,7 @@ def publish(
     if not decision.blessed:
         return model_summary(registry.unbless(name, version, decision.reason, **facts))
     model = registry.bless(name, version, decision.reason, **facts)
-    if ctx.settings.trainer.auto_promote:
+    if ctx.settings.auto_promote:
         why = f"blessed by job {ctx.job.id}: {decision.reason}"
         model = registry.promote(name, version, why)
     return model_summary(model)
