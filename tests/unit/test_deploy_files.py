@@ -15,7 +15,7 @@ from typer.main import get_command
 
 from mlcycle.cli import app
 from mlcycle.common.settings import load_settings
-from mlcycle.modelserver.flags import parse_flags
+from mlcycle.modelserver.flags import ModelServerOptions, parse_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE = ROOT / "deploy" / "k8s" / "base"
@@ -117,10 +117,13 @@ def _tf_serving_specs() -> list[tuple[str, str, list[str]]]:
 
 def test_tf_serving_runs_with_flags_the_local_model_server_accepts_too() -> None:
     settings = load_settings()
+    defaults = ModelServerOptions.from_settings(
+        settings.modelserver, host=settings.host, model_name=settings.trainer.model_name
+    )
     specs = _tf_serving_specs()
     assert {where for where, _, _ in specs} == {"compose modelserver", "k8s modelserver"}
     for where, _image, flags in specs:
-        options = parse_flags(flags, settings)
+        options = parse_flags(flags, defaults)
         assert options.port == settings.modelserver.port, where
         assert options.rest_api_port == settings.modelserver.rest_port, where
         assert options.model_config_file == "/models/models.config", where
