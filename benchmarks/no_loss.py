@@ -108,7 +108,7 @@ def main() -> None:
         )
         done.set()
         chaos.join()
-        wait_until_indexed(settings, timeout_s=300)
+        wait_until_indexed(settings.kafka, settings.collector.indexer_group_id, timeout_s=300)
         elapsed = time.perf_counter() - started
         counts = audit(settings.store.sqlite_path, sent)
         # The idempotent producer must not have written any record twice either.

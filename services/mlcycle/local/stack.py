@@ -205,7 +205,7 @@ class LocalStack:
                 raise Unavailable(f"service {name} exited with code {proc.returncode} at start-up")
             return service.probe(probe.path)
 
-        with ServiceClient(url_for(self.settings, probe.port)) as service:
+        with ServiceClient(url_for(self.settings.host, probe.port)) as service:
             poll_until(ready, timeout=timeout_s, interval=0.2, what=f"service {name} was not ready")
 
     def failed_services(self) -> dict[str, int]:
