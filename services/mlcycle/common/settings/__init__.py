@@ -18,6 +18,7 @@ them too, as the environment does.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -128,6 +129,13 @@ class Settings(BaseSettings):
         changed = nest(changes)  # unknown names fail here, before validation
         return type(self).model_validate(merge(self._inputs, changed))
 
+    def __eq__(self, other: object) -> bool:
+        """Equal when every setting is equal: how they were given (kept for :meth:`replace`)
+        does not count, so loaded, replaced and copied settings compare by value."""
+        if not isinstance(other, BaseSettings):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
     def model_copy(
         self, *, update: Mapping[str, Any] | None = None, deep: bool = False
     ) -> Settings:
@@ -145,7 +153,10 @@ def _with_derived_defaults(inputs: dict[str, Any]) -> dict[str, Any]:
     """``inputs`` with the paths under the data dir and the model server's address filled in
     where they were left empty."""
     sections = {name: dict(inputs.get(name) or {}) for name in SECTIONS}
-    data_dir = Path(inputs.get("data_dir") or Settings.model_fields["data_dir"].default)
+    given = inputs.get("data_dir")
+    # A data dir that is not a path is left for validation to refuse, naming the field.
+    usable = isinstance(given, str | os.PathLike) and str(given)
+    data_dir = Path(given) if usable else Settings.model_fields["data_dir"].default
     host = inputs.get("host") or Settings.model_fields["host"].default
 
     def default(section: str, field: str, value: object) -> None:

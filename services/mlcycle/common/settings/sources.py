@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic_settings import EnvSettingsSource, NoDecode
+from pydantic_settings import EnvSettingsSource, NoDecode, SettingsError
 
-from mlcycle.common.settings.sections import FLAT_NAMES, ROOT_FIELDS, SECTIONS, Section, flat_name
+from mlcycle.common.settings.sections import FLAT_NAMES, ROOT_FIELDS, SECTIONS, flat_name
 
 
 class FlatEnvSource(EnvSettingsSource):
@@ -21,7 +21,7 @@ class FlatEnvSource(EnvSettingsSource):
         data: dict[str, Any] = {}
         for name in self.settings_cls.model_fields:
             if name in SECTIONS:
-                values = self._section(SECTIONS[name])
+                values = self._section(name)
                 if values:
                     data[name] = values
                 continue
@@ -30,9 +30,10 @@ class FlatEnvSource(EnvSettingsSource):
                 data[name] = raw
         return data
 
-    def _section(self, model: type[Section]) -> dict[str, Any]:
+    def _section(self, section: str) -> dict[str, Any]:
+        """The variables of ``section`` that are set, by field name; JSON ones decoded."""
         values: dict[str, Any] = {}
-        for name, field in model.model_fields.items():
+        for name, field in SECTIONS[section].model_fields.items():
             if name == "topics":
                 prefix = f"{self.env_prefix}topics__".lower()
                 topics = {
@@ -43,11 +44,20 @@ class FlatEnvSource(EnvSettingsSource):
                 if topics:
                     values[name] = topics
                 continue
-            raw = self.env_vars.get(f"{self.env_prefix}{flat_name(name, field)}".lower())
+            variable = f"{self.env_prefix}{flat_name(name, field)}"
+            raw = self.env_vars.get(variable.lower())
             if raw is None:
                 continue
-            complex_value = self.field_is_complex(field) and NoDecode not in field.metadata
-            values[name] = self.decode_complex_value(name, field, raw) if complex_value else raw
+            if not self.field_is_complex(field) or NoDecode in field.metadata:
+                values[name] = raw
+                continue
+            try:
+                values[name] = self.decode_complex_value(name, field, raw)
+            except ValueError as exc:  # not JSON
+                raise SettingsError(
+                    f"error parsing value for field {section}.{name} from {variable.upper()}: "
+                    "expected JSON"
+                ) from exc
         return values
 
 
