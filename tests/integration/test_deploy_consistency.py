@@ -164,7 +164,7 @@ def test_every_container_runs_as_a_non_root_user() -> None:
 
 
 def test_topics_are_the_ones_the_code_uses_everywhere() -> None:
-    expected = sorted(load_settings().topics.all_with_dlqs())
+    expected = sorted(load_settings().kafka.topics.all_with_dlqs())
     compose = load_compose()["services"]["kafka-topics"]["environment"]["TOPICS"].split()
     assert sorted(compose) == expected
     dev_job = _workloads("dev")["kafka-topics"][1]["containers"][0]
