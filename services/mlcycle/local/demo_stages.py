@@ -233,12 +233,12 @@ def stream(
 
     scored = stages.run("stream imported", catch_up)
     return stages.run(
-        "stream new comments", lambda bar: _round_trip(settings, clients, scored, bar)
+        "stream new comments", lambda bar: _round_trip(settings.kafka, clients, scored, bar)
     )
 
 
 def _round_trip(
-    settings: Settings, clients: ServiceClients, scored_imported: int, bar: StageBar
+    kafka: KafkaSettings, clients: ServiceClients, scored_imported: int, bar: StageBar
 ) -> StreamFigures:
     """POST new comments to the collector; read their scores from ``scored.comments``."""
     tag = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -247,7 +247,7 @@ def _round_trip(
         for n in range(NEW_COMMENTS)
     ]
     ids = {c["id"] for c in comments}
-    reader = ScoredReader(settings.kafka)  # at the topic's end before anything is sent
+    reader = ScoredReader(kafka)  # at the topic's end before anything is sent
     try:
         bar.update(f"POST /v1/comments: {len(comments)} new comments", 0, len(comments))
         started = time.perf_counter()
