@@ -37,13 +37,13 @@ BATCH = 500
 def raw_producer_rate(settings: Settings, records: list[dict[str, object]]) -> float:
     """Records/s of a bare kafka-python loop sending ``records`` and waiting for every ack."""
     topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
-    ensure_topics(settings, [topic])
+    ensure_topics(settings.kafka, [topic])
     payloads = [(str(r["id"]).encode(), orjson.dumps(r)) for r in records]
     producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
         acks="all",
         enable_idempotence=True,
-        linger_ms=settings.kafka_linger_ms,
+        linger_ms=settings.kafka.linger_ms,
         batch_size=BATCH_BYTES,
         max_request_size=MAX_REQUEST_BYTES,
         compression_type=None,

@@ -44,7 +44,7 @@ def killer(stack, total: int, kills: int, done: threading.Event, log: list[str])
     Kill ``n`` waits until the store holds ``n/(kills+1)`` of the records, so
     every kill lands on an indexer that is busy consuming and writing.
     """
-    db_path = stack.settings.store_path
+    db_path = stack.settings.store.sqlite_path
     for n in range(1, kills + 1):
         threshold = total * n // (kills + 1)
         poll_until(
@@ -108,12 +108,12 @@ def main() -> None:
         )
         done.set()
         chaos.join()
-        wait_until_indexed(settings, timeout_s=300)
+        wait_until_indexed(settings.kafka, settings.collector.indexer_group_id, timeout_s=300)
         elapsed = time.perf_counter() - started
-        counts = audit(settings.store_path, sent)
+        counts = audit(settings.store.sqlite_path, sent)
         # The idempotent producer must not have written any record twice either.
-        raw_topic = settings.topics.comments_raw
-        in_topic = topic_sizes(settings, [raw_topic])[raw_topic]
+        raw_topic = settings.kafka.topics.comments_raw
+        in_topic = topic_sizes(settings.kafka, [raw_topic])[raw_topic]
 
     for line in events:
         print(line, file=sys.stderr)

@@ -126,7 +126,7 @@ def build_model(
     params = TrialParams(epochs=epochs)
     config = variant_config(params.features, None)
     transform = fit_transform(texts["train"], [{} for _ in texts["train"]], config)
-    transform.save(settings.artifacts_path)
+    transform.save(settings.featurizer.artifacts_dir)
 
     def split(name: str) -> SplitData:
         batch = transform.apply(texts[name], [{} for _ in texts[name]])
@@ -143,14 +143,14 @@ def build_model(
         task="toxicity",
     )
     result = blend_with_linear(fit(params, data), data, metric="roc_auc")
-    folder = serving_dir(settings.models_path, settings.model_name, version)
+    folder = serving_dir(settings.trainer.models_dir, settings.trainer.model_name, version)
     export_saved_model(result.model, folder)
     sample = data.dev.flat_rows(np.arange(64)).padded()
-    write_warmup_requests(folder, settings.model_name, *sample)
+    write_warmup_requests(folder, settings.trainer.model_name, *sample)
     write_metadata(
         folder,
         {
-            "name": settings.model_name,
+            "name": settings.trainer.model_name,
             "version": version,
             "task": "toxicity",
             "transform": transform.version,
@@ -161,9 +161,9 @@ def build_model(
     )
     if pin:
         config_text = render_serving_config(
-            {settings.model_name: version}, str(settings.models_path)
+            {settings.trainer.model_name: version}, str(settings.trainer.models_dir)
         )
-        serving_config_path(settings.models_path).write_text(config_text, encoding="utf-8")
+        serving_config_path(settings.trainer.models_dir).write_text(config_text, encoding="utf-8")
     blend = "blended with its linear part" if (result.blend or {}).get("used") else "alone"
     log(
         f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} "
@@ -193,7 +193,7 @@ def predict_request(settings: Settings, indices: np.ndarray, values: np.ndarray)
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = settings.model_name
+    request.model_spec.name = settings.trainer.model_name
     request.model_spec.signature_name = "serving_default"
     for name, array, dtype in (
         ("indices", indices, types_pb2.DT_INT64),
@@ -268,7 +268,7 @@ class Ladder:
             auto_decompress=False,
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
         )
-        self.channel = grpc.aio.insecure_channel(self.settings.model_server_address)
+        self.channel = grpc.aio.insecure_channel(self.settings.modelserver.target)
         self.predict = prediction_service_pb2_grpc.PredictionServiceStub(self.channel).Predict
 
     async def close(self) -> None:
@@ -280,7 +280,7 @@ class Ladder:
     def load_in_process(self) -> None:
         import tensorflow as tf
 
-        folder = self.settings.models_path / self.settings.model_name / "1"
+        folder = self.settings.trainer.models_dir / self.settings.trainer.model_name / "1"
         self.signature = tf.saved_model.load(str(folder)).signatures["serving_default"]
 
     def text(self, i: int) -> str:
@@ -465,7 +465,9 @@ def main() -> int:
             resolved = stack.start()
             with clients_for(resolved) as clients:
                 wait_until_served(clients, 1)
-            transform = Transform.load(settings.artifacts_path, model_transform_version(settings))
+            transform = Transform.load(
+                settings.featurizer.artifacts_dir, model_transform_version(settings)
+            )
             ladder = Ladder(resolved, clients, transform, texts["test"])
             ladder.load_in_process()
             # This process holds TensorFlow, the corpus and a trained model; freezing
@@ -499,7 +501,7 @@ def main() -> int:
 
 def model_transform_version(settings: Settings) -> str:
     """The transform version the exported model names in its metadata.json."""
-    folder = settings.models_path / settings.model_name / "1"
+    folder = settings.trainer.models_dir / settings.trainer.model_name / "1"
     return str(orjson.loads((folder / "metadata.json").read_bytes())["transform"])
 
 

@@ -154,8 +154,8 @@ def rollout(settings: Settings, clients: ServiceClients, texts: dict, labels: di
 
     build_model(settings, texts, labels, version=2, epochs=3, pin=False)
     promoted_at = time.perf_counter()
-    text = render_serving_config({settings.model_name: 2}, str(settings.models_path))
-    serving_config_path(settings.models_path).write_text(text, encoding="utf-8")
+    text = render_serving_config({settings.trainer.model_name: 2}, str(settings.trainer.models_dir))
+    serving_config_path(settings.trainer.models_dir).write_text(text, encoding="utf-8")
     seen: list[tuple[float, set[int]]] = []
 
     def only_v2() -> bool:

@@ -59,8 +59,8 @@ def _wait(condition: Any, timeout_s: float, what: str, log: Path) -> Any:
 
 
 def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.model_copy(update={"trainer_port": free_port()})
-    store = open_store(settings)
+    settings = kafka_settings.replace(trainer_port=free_port())
+    store = open_store(settings.store)
     seed(store, "k", n=1500)
     label(settings, store)
     store.close()
@@ -83,7 +83,7 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
         if first.poll() is None:
             first.kill()
 
-    store = open_store(settings)
+    store = open_store(settings.store)
     before = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
     assert get_status(store, job_id) == "running" and len(before) >= 2
     store.close()
@@ -102,7 +102,7 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     assert done.status == "succeeded", done.error
-    store = open_store(settings)
+    store = open_store(settings.store)
     after = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
     store.close()
     counted = [t for t in after.values() if t.get("error") != "interrupted"]

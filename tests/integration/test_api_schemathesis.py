@@ -39,7 +39,7 @@ from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurizer.api import create_app as featurizer_app
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import core_for
 from mlcycle.inference.api import create_app as inference_app
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.labeler.api import create_app as labeler_app
@@ -47,6 +47,7 @@ from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app as trainer_app
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.stages.context import JobEnvironment
 from tests.fixtures.broker import broker_settings
 from tests.fixtures.conformance import Excluded, check_operation, load_schema
 from tests.fixtures.inference import NAME, World, built_models
@@ -131,9 +132,9 @@ def _on_the_broker(request: pytest.FixtureRequest, **overrides: object) -> Setti
 def _collector(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request, max_batch_records=5)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
-        producer = RecordProducer(app_settings, client_id="schemathesis")
+        producer = RecordProducer(app_settings.kafka, client_id="schemathesis")
         stack.callback(producer.close)
         yield collector_app(app_settings, store=store, producer=producer)
 
@@ -142,12 +143,14 @@ def _collector(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _labeler(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
-        producer = RecordProducer(app_settings, client_id="schemathesis")
+        producer = RecordProducer(app_settings.kafka, client_id="schemathesis")
         stack.callback(producer.close)
         _seed(store)
-        runner = LabelRunner(app_settings, store, producer)
+        runner = LabelRunner(
+            app_settings.labeler, store, producer, topic=app_settings.kafka.topics.labels
+        )
         runner.execute(runner.create(RunParams(strategy="majority")).id)
         worker = NotingWorker(runner, name="noted")
         yield labeler_app(app_settings, store=store, producer=producer, worker=worker)
@@ -157,13 +160,15 @@ def _labeler(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     app_settings = _on_the_broker(request, featurize_max_instances=50)
     with ExitStack() as stack:
-        store = open_store(app_settings)
+        store = open_store(app_settings.store)
         stack.callback(store.close)
         _seed(store)
-        with RecordProducer(app_settings) as producer:
-            runner = LabelRunner(app_settings, store, producer)
+        with RecordProducer(app_settings.kafka) as producer:
+            runner = LabelRunner(
+                app_settings.labeler, store, producer, topic=app_settings.kafka.topics.labels
+            )
             run = runner.execute(runner.create(RunParams(strategy="majority")).id)
-        core = FeaturizerCore(app_settings, store)
+        core = core_for(app_settings, store)
         core.fit(run.id)
         yield featurizer_app(app_settings, core=core, store=store)
 
@@ -172,10 +177,13 @@ def _featurizer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
 def _trainer(request: pytest.FixtureRequest) -> Iterator[FastAPI]:
     data_dir = request.getfixturevalue("tmp_path_factory").mktemp("trainer-schemathesis")
     app_settings = load_settings(data_dir=data_dir, api_keys=(API_KEY,))
-    store = open_store(app_settings)
+    store = open_store(app_settings.store)
     try:
-        registry = ModelRegistry(app_settings, store)
-        worker = NotingWorker(JobRunner(app_settings, store, registry), name="noted")
+        registry = ModelRegistry(app_settings.trainer, store)
+        worker = NotingWorker(
+            JobRunner(app_settings.trainer, store, registry, JobEnvironment.of(app_settings)),
+            name="noted",
+        )
         yield trainer_app(app_settings, store=store, worker=worker, registry=registry)
     finally:
         store.close()

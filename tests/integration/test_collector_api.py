@@ -48,9 +48,9 @@ class Collector:
 
 
 def _start(settings: Settings, tmp: Path) -> Iterator[Collector]:
-    ensure_topics(settings)
-    store = open_store(settings.model_copy(update={"sqlite_path": tmp / "store.sqlite3"}))
-    producer = RecordProducer(settings, client_id="test-collector")
+    ensure_topics(settings.kafka)
+    store = open_store(settings.replace(sqlite_path=tmp / "store.sqlite3").store)
+    producer = RecordProducer(settings.kafka, client_id="test-collector")
     server = BackgroundServer(create_app(settings, store=store, producer=producer), "127.0.0.1", 0)
     server.start()
     try:
@@ -69,15 +69,13 @@ def module_settings(kafka_broker: EmbeddedBroker, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="module")
 def collector(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    settings = module_settings.model_copy(
-        update={"max_body_bytes": MAX_BODY, "max_batch_records": MAX_RECORDS}
-    )
+    settings = module_settings.replace(max_body_bytes=MAX_BODY, max_batch_records=MAX_RECORDS)
     yield from _start(settings, tmp_path_factory.mktemp("collector"))
 
 
 @pytest.fixture(scope="module")
 def secured(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    settings = module_settings.model_copy(update={"api_keys": (API_KEY, "other-key")})
+    settings = module_settings.replace(api_keys=(API_KEY, "other-key"))
     yield from _start(settings, tmp_path_factory.mktemp("secured"))
 
 
@@ -102,7 +100,7 @@ def test_accepted_comments_are_in_the_topic_keyed_by_id(collector: Collector) ->
     assert response.json() == {"accepted": 2}
     assert "produce;dur=" in response.headers["server-timing"]
 
-    records = read_all(collector.settings, collector.settings.topics.comments_raw, 2)
+    records = read_all(collector.settings, collector.settings.kafka.topics.comments_raw, 2)
     by_key = {r.key.decode(): orjson.loads(r.value) for r in records}
     assert by_key["c-1"]["text"] == "first"
     assert by_key["c-1"]["metadata"] == {"year": 2015, "logged_in": True}
@@ -130,7 +128,7 @@ def test_votes_are_keyed_by_item(collector: Collector) -> None:
     ]
     response = collector.post("/v1/votes", orjson.dumps(votes))
     assert response.status_code == 202, response.text
-    records = read_all(collector.settings, collector.settings.topics.votes_raw, 2)
+    records = read_all(collector.settings, collector.settings.kafka.topics.votes_raw, 2)
     mine = [r for r in records if r.key == b"v-item"]
     assert sorted(orjson.loads(r.value)["annotator_id"] for r in mine) == ["w1", "w2"]
     assert len({r.partition for r in mine}) == 1
@@ -206,7 +204,7 @@ def test_invalid_votes_list_every_error_with_its_index(collector: Collector) -> 
 
 
 def test_rejected_batch_produces_nothing(collector: Collector) -> None:
-    topic = collector.settings.topics.comments_raw
+    topic = collector.settings.kafka.topics.comments_raw
     marker = [{"id": "before-reject", "text": "ok"}]
     assert collector.post("/v1/comments", orjson.dumps(marker)).status_code == 202
     before = read_all(collector.settings, topic)
@@ -400,7 +398,7 @@ class BrokenStatsStore:
 
 
 def test_unexpected_error_is_500_without_internals(collector: Collector) -> None:
-    producer = RecordProducer(collector.settings, client_id="test-broken")
+    producer = RecordProducer(collector.settings.kafka, client_id="test-broken")
     app = create_app(collector.settings, store=BrokenStatsStore(collector.store), producer=producer)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
@@ -418,10 +416,8 @@ def test_unexpected_error_is_500_without_internals(collector: Collector) -> None
 
 
 def test_readyz_names_the_unreachable_broker(collector: Collector) -> None:
-    producer = RecordProducer(collector.settings, client_id="test-unready")
-    unreachable = collector.settings.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{_free_port()}"}
-    )
+    producer = RecordProducer(collector.settings.kafka, client_id="test-unready")
+    unreachable = collector.settings.replace(kafka_bootstrap=f"127.0.0.1:{_free_port()}")
     app = create_app(unreachable, store=collector.store, producer=producer)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
@@ -439,7 +435,7 @@ def test_readyz_names_the_unreachable_broker(collector: Collector) -> None:
 
 
 def test_accepted_comment_becomes_readable_after_indexing(collector: Collector) -> None:
-    settings = collector.settings.model_copy(update={"indexer_group_id": "test-api-flow"})
+    settings = collector.settings.replace(indexer_group_id="test-api-flow")
     indexer = indexer_thread(settings, collector.store)
     try:
         batch = [{"id": "flow-1", "text": "end to end"}, {"id": "flow-2", "text": "again"}]
@@ -468,15 +464,13 @@ def _free_port() -> int:
 def test_cli_serves_the_api_and_stops_cleanly_on_sigterm(
     module_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = module_settings.model_copy(
-        update={"collector_port": _free_port(), "data_dir": tmp_path}
-    )
+    settings = module_settings.replace(collector_port=_free_port(), data_dir=tmp_path)
     env = {**os.environ, **settings_to_env(settings)}
     with (tmp_path / "collector.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcycle", "collector", "api"], env=env, stdout=log, stderr=log
         )
-        base = f"http://127.0.0.1:{settings.collector_port}"
+        base = f"http://127.0.0.1:{settings.collector.port}"
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and proc.poll() is None:

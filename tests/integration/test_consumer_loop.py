@@ -40,7 +40,7 @@ SESSION_TIMEOUT_MS = 3000
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.model_copy(update={"kafka_session_timeout_ms": SESSION_TIMEOUT_MS})
+    return kafka_settings.replace(kafka_session_timeout_ms=SESSION_TIMEOUT_MS)
 
 
 class SqliteSink:
@@ -77,9 +77,9 @@ class SqliteSink:
 
 def produce(settings: Settings, items: list[tuple[str, bytes]]) -> dict[TopicPartition, int]:
     """Send ``items`` to comments.raw; return the end offset of each partition written."""
-    topic = settings.topics.comments_raw
+    topic = settings.kafka.topics.comments_raw
     ends: dict[TopicPartition, int] = {}
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         futures = [producer.send(topic, key, value) for key, value in items]
         for future in futures:
             meta = future.get(10)
@@ -89,7 +89,7 @@ def produce(settings: Settings, items: list[tuple[str, bytes]]) -> dict[TopicPar
 
 
 def committed(settings: Settings, group_id: str) -> dict[TopicPartition, int]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     try:
         offsets = admin.list_group_offsets(group_id).get(group_id, {})
     finally:
@@ -105,9 +105,9 @@ def comments(n: int, prefix: str = "c") -> list[tuple[str, bytes]]:
 
 def make_loop(settings: Settings, handler: Callable, **kwargs: object) -> ConsumerLoop:
     return ConsumerLoop(
-        settings,
-        topics=[settings.topics.comments_raw],
-        group_id=settings.indexer_group_id,
+        settings.kafka,
+        topics=[settings.kafka.topics.comments_raw],
+        group_id=settings.collector.indexer_group_id,
         handler=handler,
         service="test",
         **kwargs,
@@ -120,12 +120,12 @@ def make_loop(settings: Settings, handler: Callable, **kwargs: object) -> Consum
 def test_every_record_is_handled_and_committed_only_after_the_handler(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"kafka_max_poll_records": 50})
+    settings = settings.replace(kafka_max_poll_records=50)
     ends = produce(settings, comments(300))
     seen_commits: list[dict[TopicPartition, int]] = []
 
     def check_nothing_of_this_batch_is_committed(batch: list[ConsumedRecord]) -> None:
-        done = committed(settings, settings.indexer_group_id)
+        done = committed(settings, settings.collector.indexer_group_id)
         seen_commits.append(done)
         for record in batch:
             tp = TopicPartition(record.topic, record.partition)
@@ -136,11 +136,11 @@ def test_every_record_is_handled_and_committed_only_after_the_handler(
 
     assert stats.records == 300 and stats.batches >= 6
     assert set(sink.deliveries()) == {f"c{i}" for i in range(300)}
-    assert committed(settings, settings.indexer_group_id) == ends
+    assert committed(settings, settings.collector.indexer_group_id) == ends
     assert any(seen_commits[1:]), "each batch is committed before the next one is handled"
     consumed = REGISTRY.get_sample_value(
         "mlcycle_records_consumed_total",
-        {"topic": settings.topics.comments_raw, "group": settings.indexer_group_id},
+        {"topic": settings.kafka.topics.comments_raw, "group": settings.collector.indexer_group_id},
     )
     assert consumed == 300
 
@@ -152,7 +152,7 @@ class Crash(BaseException):
 def test_a_crash_before_commit_redelivers_the_batch_to_the_next_member(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"kafka_max_poll_records": 40})
+    settings = settings.replace(kafka_max_poll_records=40)
     ends = produce(settings, comments(120))
 
     def crash(batch: list[ConsumedRecord]) -> None:
@@ -163,14 +163,14 @@ def test_a_crash_before_commit_redelivers_the_batch_to_the_next_member(
         make_loop(settings, first).run_until_idle(idle_s=1.0, timeout_s=30)
     written_once = set(first.deliveries())
     assert 0 < len(written_once) <= 40
-    assert committed(settings, settings.indexer_group_id) == {}
+    assert committed(settings, settings.collector.indexer_group_id) == {}
 
     second = SqliteSink(tmp_path / "sink.db")
     make_loop(settings, second).run_until_idle(idle_s=1.0, timeout_s=30)
     deliveries = second.deliveries()
     assert len(deliveries) == 120, "no record lost"
     assert {k for k, n in deliveries.items() if n == 2} == written_once, "the batch came again"
-    assert committed(settings, settings.indexer_group_id) == ends
+    assert committed(settings, settings.collector.indexer_group_id) == ends
 
 
 def test_a_failing_handler_is_retried_and_nothing_is_committed_meanwhile(
@@ -184,7 +184,7 @@ def test_a_failing_handler_is_retried_and_nothing_is_committed_meanwhile(
     def flaky(batch: list[ConsumedRecord]) -> list[Failure]:
         calls.append([r.key or "" for r in batch])
         if len(calls) <= 2:
-            assert committed(settings, settings.indexer_group_id) == {}
+            assert committed(settings, settings.collector.indexer_group_id) == {}
             raise RuntimeError("store is down")
         return sink(batch)
 
@@ -197,7 +197,7 @@ def test_a_failing_handler_is_retried_and_nothing_is_committed_meanwhile(
     # The sink never saw the failed calls, so every record stored was handed over again.
     assert len(sink.deliveries()) == 60
     assert set(calls[0]) <= set().union(*map(set, calls[2:]))
-    assert committed(settings, settings.indexer_group_id) == ends
+    assert committed(settings, settings.collector.indexer_group_id) == ends
 
 
 def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
@@ -224,13 +224,13 @@ def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
     assert stats.records == 22 and stats.dead_lettered == 2
     assert sum(r.message == "record dead-lettered" for r in caplog.records) == 2
     assert len(sink.deliveries()) == 20
-    assert committed(settings, settings.indexer_group_id) == ends
-    dlq = read_all(settings, settings.topics.dlq(settings.topics.comments_raw), 2)
+    assert committed(settings, settings.collector.indexer_group_id) == ends
+    dlq = read_all(settings, settings.kafka.topics.dlq(settings.kafka.topics.comments_raw), 2)
     by_key = {r.key: r for r in dlq}
     assert set(by_key) == {b"bad-json", b"bad-utf8"}
     text = orjson.loads(by_key[b"bad-json"].value)
     assert text["original"]["value"] == "{not json"
-    assert text["original"]["topic"] == settings.topics.comments_raw
+    assert text["original"]["topic"] == settings.kafka.topics.comments_raw
     assert text["error"].startswith("invalid JSON") and text["service"] == "test"
     assert datetime.fromisoformat(text["time"]).tzinfo is not None
     binary = orjson.loads(by_key[b"bad-utf8"].value)["original"]
@@ -242,7 +242,7 @@ def test_a_poison_record_goes_to_the_dlq_and_the_rest_flows(
     assert letters[b"bad-utf8"].original.value_bytes() == b"\xff\xfe\x00"
     assert {letter.service for letter in letters.values()} == {"test"}
     # The original position, as the broker assigned it.
-    original = read_all(settings, settings.topics.comments_raw, 22)
+    original = read_all(settings, settings.kafka.topics.comments_raw, 22)
     position = {r.key: (r.partition, r.offset) for r in original}
     for key, record in by_key.items():
         body = orjson.loads(record.value)["original"]
@@ -268,8 +268,13 @@ def after_write(batch):
 
 settings = load_settings()
 sink = SqliteSink(Path(sys.argv[1]), after_write)
-ConsumerLoop(settings, topics=[settings.topics.comments_raw], group_id=settings.indexer_group_id,
-             handler=sink, service="child").run()
+ConsumerLoop(
+    settings.kafka,
+    topics=[settings.kafka.topics.comments_raw],
+    group_id=settings.collector.indexer_group_id,
+    handler=sink,
+    service="child",
+).run()
 """
 
 
@@ -299,7 +304,7 @@ def wait_for_rows(db: Path, at_least: int, proc: subprocess.Popen[bytes], timeou
 def test_sigkill_after_the_write_before_the_commit_loses_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"kafka_max_poll_records": 30})
+    settings = settings.replace(kafka_max_poll_records=30)
     ends = produce(settings, comments(90))
     db = tmp_path / "sink.db"
     child = start_child(settings, db, "sigkill", tmp_path / "child.log")
@@ -310,20 +315,20 @@ def test_sigkill_after_the_write_before_the_commit_loses_nothing(
             child.kill()
     written_before_crash = set(SqliteSink(db).deliveries())
     assert 0 < len(written_before_crash) <= 30
-    assert committed(settings, settings.indexer_group_id) == {}
+    assert committed(settings, settings.collector.indexer_group_id) == {}
 
     sink = SqliteSink(db)
     make_loop(settings, sink).run_until_idle(idle_s=1.0, timeout_s=40)
     deliveries = sink.deliveries()
     assert len(deliveries) == 90
     assert {k for k, n in deliveries.items() if n > 1} == written_before_crash
-    assert committed(settings, settings.indexer_group_id) == ends
+    assert committed(settings, settings.collector.indexer_group_id) == ends
 
 
 def test_sigterm_finishes_the_batch_commits_it_and_exits_zero(
     settings: Settings, tmp_path: Path
 ) -> None:
-    settings = settings.model_copy(update={"kafka_max_poll_records": 20})
+    settings = settings.replace(kafka_max_poll_records=20)
     produce(settings, comments(400))
     db = tmp_path / "sink.db"
     log = tmp_path / "child.log"
@@ -339,4 +344,4 @@ def test_sigterm_finishes_the_batch_commits_it_and_exits_zero(
     handled = len(SqliteSink(db).deliveries())
     assert 40 <= handled < 400
     # Exactly what was handled is committed: the batch in flight at SIGTERM included.
-    assert sum(committed(settings, settings.indexer_group_id).values()) == handled
+    assert sum(committed(settings, settings.collector.indexer_group_id).values()) == handled

@@ -118,16 +118,16 @@ def test_ports_are_the_services_defaults() -> None:
     settings = load_settings()
     services = _mlcycle_services()
     expected = {
-        "collector": {settings.collector_port},
-        "collector-indexer": {settings.indexer_metrics_port},
-        "labeler": {settings.labeler_port},
-        "labeler-stream": {settings.labeler_stream_metrics_port},
-        "featurizer": {settings.featurizer_port, settings.featurizer_grpc_port},
-        "featurizer-batch": {settings.featurizer_batch_metrics_port},
-        "trainer": {settings.trainer_port},
-        "modelserver": {settings.model_server_port, settings.model_server_rest_port},
-        "inference": {settings.inference_port},
-        "inference-stream": {settings.inference_stream_metrics_port},
+        "collector": {settings.collector.port},
+        "collector-indexer": {settings.collector.indexer_metrics_port},
+        "labeler": {settings.labeler.port},
+        "labeler-stream": {settings.labeler.stream_metrics_port},
+        "featurizer": {settings.featurizer.port, settings.featurizer.grpc_port},
+        "featurizer-batch": {settings.featurizer.batch_metrics_port},
+        "trainer": {settings.trainer.port},
+        "modelserver": {settings.modelserver.port, settings.modelserver.rest_port},
+        "inference": {settings.inference.port},
+        "inference-stream": {settings.inference.stream_metrics_port},
     }
     assert {name: _compose_ports(spec) for name, spec in services.items()} == expected
 
@@ -164,7 +164,7 @@ def test_every_container_runs_as_a_non_root_user() -> None:
 
 
 def test_topics_are_the_ones_the_code_uses_everywhere() -> None:
-    expected = sorted(load_settings().topics.all_with_dlqs())
+    expected = sorted(load_settings().kafka.topics.all_with_dlqs())
     compose = load_compose()["services"]["kafka-topics"]["environment"]["TOPICS"].split()
     assert sorted(compose) == expected
     dev_job = _workloads("dev")["kafka-topics"][1]["containers"][0]

@@ -227,7 +227,9 @@ def test_prod_kafka_and_elasticsearch_keep_three_copies() -> None:
     assert sum(p["spec"]["replicas"] for p in brokers) >= 3
     settings = load_settings()
     topics = objects("prod", "KafkaTopic").values()
-    assert sorted(t["spec"]["topicName"] for t in topics) == sorted(settings.topics.all_with_dlqs())
+    assert sorted(t["spec"]["topicName"] for t in topics) == sorted(
+        settings.kafka.topics.all_with_dlqs()
+    )
     for topic in topics:
         assert (
             topic["spec"]["replicas"] == 3 and topic["spec"]["config"]["min.insync.replicas"] == 2
@@ -242,7 +244,7 @@ def test_prod_kafka_and_elasticsearch_keep_three_copies() -> None:
     job = objects("prod", "Job")["elasticsearch-index-settings"]
     script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert '"index.number_of_replicas": 2' in script
-    assert settings.es_index_prefix + "*" in script
+    assert settings.store.es_index_prefix + "*" in script
 
 
 # What each workload must reach in prod, from the code: producers and consumers use

@@ -52,9 +52,9 @@ def test_broker_starts_on_a_free_port_serves_kafka_and_stops(
         assert broker.port != 0 and broker.running
         assert broker.bootstrap == f"127.0.0.1:{broker.port}"
         settings = load_settings(kafka_bootstrap=broker.bootstrap, data_dir=tmp_path)
-        ensure_topics(settings, ["infra.smoke"])
-        ensure_topics(settings, ["infra.smoke"])  # already exists: no error
-        with RecordProducer(settings) as producer:
+        ensure_topics(settings.kafka, ["infra.smoke"])
+        ensure_topics(settings.kafka, ["infra.smoke"])  # already exists: no error
+        with RecordProducer(settings.kafka) as producer:
             assert producer.send_batch("infra.smoke", [("a", b"{}"), ("b", b"{}")]) == 2
         pid = broker.pid
         assert pid is not None

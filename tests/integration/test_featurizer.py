@@ -23,7 +23,7 @@ from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
 from mlcycle.featurizer.batch import FeatureSetBuilder
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import wait_for
 
@@ -50,18 +50,14 @@ def seed(store: Store) -> None:
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.model_copy(
-        update={
-            "shard_rows": 64,
-            "featurizer_grpc_port": free_port(),
-            "featurize_max_instances": 50,
-        }
+    return kafka_settings.replace(
+        shard_rows=64, featurizer_grpc_port=free_port(), featurize_max_instances=50
     )
 
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     yield store
     store.close()
 
@@ -69,15 +65,15 @@ def store(settings: Settings) -> Iterator[Store]:
 @pytest.fixture
 def label_run(settings: Settings, store: Store) -> str:
     seed(store)
-    with RecordProducer(settings) as producer:
-        runner = LabelRunner(settings, store, producer)
+    with RecordProducer(settings.kafka) as producer:
+        runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
         run = runner.execute(runner.create(RunParams(strategy="majority")).id)
     return run.id
 
 
 @pytest.fixture
 def core(settings: Settings, store: Store, label_run: str) -> FeaturizerCore:
-    core = FeaturizerCore(settings, store)
+    core = core_for(settings, store)
     core.fit(label_run)
     return core
 
@@ -137,9 +133,9 @@ def test_a_missing_transform_is_refused_clearly(core: FeaturizerCore) -> None:
 def servers(settings: Settings, core: FeaturizerCore, store: Store) -> Iterator[tuple[str, str]]:
     from mlcycle.featurizer.grpc_api import build_grpc_server
 
-    grpc_server = build_grpc_server(settings, core).start()
+    grpc_server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
     rest = BackgroundServer(create_app(settings, core=core, store=store), "127.0.0.1", 0).start()
-    yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer_grpc_port}"
+    yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer.grpc_port}"
     rest.stop()
     grpc_server.stop(grace=1)
 
@@ -236,9 +232,9 @@ def test_label_events_build_the_runs_feature_set(
     settings: Settings, core: FeaturizerCore, store: Store, tmp_path: Path
 ) -> None:
     loop = ConsumerLoop(
-        settings,
-        topics=[settings.topics.labels],
-        group_id=settings.featurizer_group_id,
+        settings.kafka,
+        topics=[settings.kafka.topics.labels],
+        group_id=settings.featurizer.group_id,
         handler=FeatureSetBuilder(core, store, poll_s=0.1),
         service="featurizer-batch",
     )
@@ -248,8 +244,10 @@ def test_label_events_build_the_runs_feature_set(
         # A new item makes the next run publish a label event.
         store.upsert(COMMENTS, [Comment(id="c9999", text="you idiot").to_document()])
         store.upsert(VOTES, [Vote(item_id="c9999", annotator_id="w0", label=1).to_document()])
-        with RecordProducer(settings) as producer:
-            runner = LabelRunner(settings, store, producer)
+        with RecordProducer(settings.kafka) as producer:
+            runner = LabelRunner(
+                settings.labeler, store, producer, topic=settings.kafka.topics.labels
+            )
             run = runner.execute(runner.create(RunParams(labeling_functions=[])).id)
         assert run.stats is not None and run.stats.events > 0
         folder = feature_set_dir(core.root, str(core.current_version()), run.id)

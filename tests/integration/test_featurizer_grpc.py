@@ -29,7 +29,7 @@ from mlcycle.featurizer.grpc_api import (
     measure_featurize_p50_ms,
     struct_to_dict,
 )
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -117,12 +117,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     )
     texts, metadata = corpus()
     transform = fit(texts, metadata, CONFIG)
-    transform.save(settings.artifacts_path)
-    store = open_store(settings)
+    transform.save(settings.featurizer.artifacts_dir)
+    store = open_store(settings.store)
     seed_label_run(store, texts, metadata)
-    core = FeaturizerCore(settings, store)
+    core = core_for(settings, store)
     core.set_current(transform.version)
-    server = build_grpc_server(settings, core).start()
+    server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
     yield Env(settings, store, transform, core, server)
     server.stop(grace=None)
     store.close()

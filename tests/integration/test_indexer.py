@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def store(kafka_settings: Settings) -> Iterator[Store]:
-    store = open_store(kafka_settings)
+    store = open_store(kafka_settings.store)
     yield store
     store.close()
 
@@ -34,7 +34,7 @@ def store(kafka_settings: Settings) -> Iterator[Store]:
 @pytest.fixture
 def raw_producer(kafka_settings: Settings) -> Iterator[KafkaProducer]:
     """A plain Kafka client, as kcat or any other producer would write into the topics."""
-    producer = KafkaProducer(bootstrap_servers=kafka_settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=kafka_settings.kafka.bootstrap_servers, acks="all")
     yield producer
     producer.close()
 
@@ -66,7 +66,7 @@ def test_records_from_any_producer_are_stored_exactly_once(
     raw_producer: KafkaProducer,
     running_indexer: ConsumerLoop,
 ) -> None:
-    topics = kafka_settings.topics
+    topics = kafka_settings.kafka.topics
     produce(
         raw_producer,
         topics.comments_raw,
@@ -99,7 +99,7 @@ def test_invalid_records_go_to_the_dlq_and_the_stream_goes_on(
     raw_producer: KafkaProducer,
     running_indexer: ConsumerLoop,
 ) -> None:
-    topics = kafka_settings.topics
+    topics = kafka_settings.kafka.topics
     bad = [
         (b"bad-json", b'{"id": "bad-json", "text": '),
         (b"bad-type", orjson.dumps({"id": "bad-type", "text": ["not", "a", "string"]})),
@@ -140,8 +140,8 @@ def _record(topic: str, offset: int, value: bytes) -> ConsumedRecord:
 def test_handler_is_idempotent_and_reports_only_invalid_records(
     kafka_settings: Settings, store: Store
 ) -> None:
-    topics = kafka_settings.topics
-    indexer = Indexer(kafka_settings, store)
+    topics = kafka_settings.kafka.topics
+    indexer = Indexer(kafka_settings.kafka.topics, store)
     batch = [
         _record(topics.comments_raw, 0, comment("h-1", "one")),
         _record(topics.comments_raw, 1, b"not json"),
@@ -171,7 +171,7 @@ def _free_port() -> int:
 def test_indexer_process_serves_health_and_stops_cleanly_on_sigterm(
     kafka_settings: Settings, raw_producer: KafkaProducer, tmp_path: Path
 ) -> None:
-    settings = kafka_settings.model_copy(update={"indexer_metrics_port": _free_port()})
+    settings = kafka_settings.replace(indexer_metrics_port=_free_port())
     env = {**os.environ, **settings_to_env(settings)}
     log_path = tmp_path / "indexer.log"
     with log_path.open("wb") as log:
@@ -189,11 +189,15 @@ def test_indexer_process_serves_health_and_stops_cleanly_on_sigterm(
 
         return check
 
-    health = f"http://127.0.0.1:{settings.indexer_metrics_port}"
+    health = f"http://127.0.0.1:{settings.collector.indexer_metrics_port}"
     try:
-        produce(raw_producer, settings.topics.comments_raw, [(b"p-1", comment("p-1", "from kcat"))])
+        produce(
+            raw_producer,
+            settings.kafka.topics.comments_raw,
+            [(b"p-1", comment("p-1", "from kcat"))],
+        )
         wait_for(alive_and(lambda: _ok(f"{health}/healthz")))
-        store = open_store(settings)
+        store = open_store(settings.store)
         try:
             wait_for(alive_and(lambda: store.get(COMMENTS, "p-1") is not None))
         finally:

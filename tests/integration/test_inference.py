@@ -128,7 +128,7 @@ def test_a_miss_is_scored_by_the_model_and_cached_then_hit(
     direct = shared_world.direct_scores(1, [text])[0]
     assert prediction["score"] == pytest.approx(float(direct), abs=1e-5)
     assert cache.get(key) is not None
-    assert 0 < cache.ttl(key) <= service.settings.cache_ttl_s
+    assert 0 < cache.ttl(key) <= service.settings.inference.cache_ttl_s
 
     again = service.predict(f"  {text.replace(' ', '   ')}\n")  # the same text, normalized
     assert again.json()["predictions"] == [prediction]
@@ -431,7 +431,7 @@ def test_the_api_command_serves_with_its_own_redis_and_stops_cleanly(
 ) -> None:
     settings = shared_world.settings(data_dir=tmp_path, inference_port=free_port())
     env = {**os.environ, **settings_to_env(settings), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    base = f"http://127.0.0.1:{settings.inference_port}"
+    base = f"http://127.0.0.1:{settings.inference.port}"
     with (tmp_path / "api.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "mlcycle", "inference", "api"], env=env, stderr=log

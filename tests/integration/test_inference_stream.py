@@ -35,7 +35,7 @@ class Scoring:
 
     def __init__(self, settings: Settings, store: Store, indexer_wait_s: float = 10.0) -> None:
         self.runtime = InferenceRuntime.open(settings)
-        self.producer = RecordProducer(settings, client_id=SERVICE)
+        self.producer = RecordProducer(settings.kafka, client_id=SERVICE)
         self.offsets = CommittedOffsets(settings)
         handler = StreamScorer(
             settings,
@@ -47,9 +47,9 @@ class Scoring:
         )
         self.loop = LoopThread(
             ConsumerLoop(
-                settings,
-                topics=[settings.topics.comments_raw],
-                group_id=settings.inference_group_id,
+                settings.kafka,
+                topics=[settings.kafka.topics.comments_raw],
+                group_id=settings.inference.group_id,
                 handler=handler,
                 service=SERVICE,
                 producer=self.producer,
@@ -93,7 +93,7 @@ def settings(kafka_settings: Settings, world: World) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     yield store
     store.close()
 
@@ -124,15 +124,15 @@ def comments(prefix: str, n: int) -> list[tuple[str, bytes]]:
 
 
 def produce(settings: Settings, records: list[tuple[str | None, bytes]]) -> None:
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         for key, value in records:
-            producer.send(settings.topics.comments_raw, key, value)
+            producer.send(settings.kafka.topics.comments_raw, key, value)
         producer.flush(30)
 
 
 def scored(settings: Settings, expected: int) -> dict[str, list[dict]]:
     by_id: dict[str, list[dict]] = {}
-    for record in read_all(settings, settings.topics.scored_comments, expected, timeout_s=60):
+    for record in read_all(settings, settings.kafka.topics.scored_comments, expected, timeout_s=60):
         by_id.setdefault(record.key.decode(), []).append(orjson.loads(record.value))
     return by_id
 
@@ -140,7 +140,7 @@ def scored(settings: Settings, expected: int) -> dict[str, list[dict]]:
 def stream_dead_letters(settings: Settings) -> list[dict]:
     letters = [
         orjson.loads(r.value)
-        for r in read_all(settings, settings.topics.dlq(settings.topics.comments_raw))
+        for r in read_all(settings, settings.kafka.topics.dlq(settings.kafka.topics.comments_raw))
     ]
     return [letter for letter in letters if letter["service"] == SERVICE]
 
@@ -198,7 +198,12 @@ def test_an_outage_is_waited_out_and_a_restart_resumes_without_loss(
         produce(settings, second)
         wait_for(lambda: scoring.loop.loop.stats.retries >= 1, 30)
         # Nothing of the second batch is committed, scored or dead-lettered.
-        assert group_lag(settings, settings.inference_group_id, [settings.topics.comments_raw]) == 6
+        assert (
+            group_lag(
+                settings.kafka, settings.inference.group_id, [settings.kafka.topics.comments_raw]
+            )
+            == 6
+        )
         assert len(scored(settings, 6)) == 6
         assert stream_dead_letters(settings) == []
     finally:
@@ -211,7 +216,11 @@ def test_an_outage_is_waited_out_and_a_restart_resumes_without_loss(
         assert sorted(out) == sorted(key for key, _ in first + second)
         wait_for(
             lambda: (
-                group_lag(settings, settings.inference_group_id, [settings.topics.comments_raw])
+                group_lag(
+                    settings.kafka,
+                    settings.inference.group_id,
+                    [settings.kafka.topics.comments_raw],
+                )
                 == 0
             )
         )
@@ -232,7 +241,7 @@ def test_scores_wait_for_the_indexer_so_neither_write_erases_the_other(
         wait_for(lambda: scoring.loop.loop.stats.retries > 0, 30)
         assert scored(settings, 0) == {}  # waiting for the indexer: nothing written or produced
         assert store.get(COMMENTS, "w-0") is None
-        late_indexer = indexer_thread(settings, store, topics=[settings.topics.comments_raw])
+        late_indexer = indexer_thread(settings, store, topics=[settings.kafka.topics.comments_raw])
         assert len(scored(settings, 5)) == 5
         for key, value in batch:
             stored = store.get(COMMENTS, key)

@@ -52,17 +52,19 @@ def seed(store: Store, n_items: int = N_ITEMS) -> None:
 
 @pytest.fixture
 def settings(kafka_settings: Settings) -> Settings:
-    return kafka_settings.model_copy(update={"gold_min_votes": 5})
+    return kafka_settings.replace(gold_min_votes=5)
 
 
 @pytest.fixture
 def producer(settings: Settings) -> Iterator[RecordProducer]:
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         yield producer
 
 
 def label_events(settings: Settings, expected: int) -> list[dict]:
-    return [orjson.loads(r.value) for r in read_all(settings, settings.topics.labels, expected)]
+    return [
+        orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.labels, expected)
+    ]
 
 
 # -- label runs, on both store backends ---------------------------------------------------------
@@ -72,7 +74,9 @@ def test_a_run_labels_every_item_and_publishes_each_label_once(
     settings: Settings, store: Store, producer: RecordProducer
 ) -> None:
     seed(store)
-    runner = LabelRunner(settings, store, producer, chunk_items=16)
+    runner = LabelRunner(
+        settings.labeler, store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
     run = runner.execute(runner.create(RunParams(labeling_functions=[])).id).to_document()
 
     assert run["status"] == "succeeded"
@@ -101,7 +105,7 @@ def test_a_changed_vote_publishes_only_the_changed_label(
     settings: Settings, store: Store, producer: RecordProducer
 ) -> None:
     seed(store)
-    runner = LabelRunner(settings, store, producer)
+    runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
     params = RunParams(strategy="majority", labeling_functions=[])
     runner.execute(runner.create(params).id)
     # c001 stands 4 to 1 for class 0; five more votes flip it to toxic.
@@ -119,7 +123,9 @@ def test_a_killed_run_resumes_without_duplicates(
     settings: Settings, sqlite_store: Store, producer: RecordProducer, monkeypatch
 ) -> None:
     seed(sqlite_store)
-    runner = LabelRunner(settings, sqlite_store, producer, chunk_items=16)
+    runner = LabelRunner(
+        settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
     run_id = runner.create(RunParams(labeling_functions=[])).id
     real_send = producer.send_batch
     sent = []
@@ -158,7 +164,9 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 
     try:
         seed(sqlite_store)
-        runner = LabelRunner(settings, sqlite_store, producer)
+        runner = LabelRunner(
+            settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels
+        )
         params = RunParams(labeling_functions=["explodes_on_7", "shouting"])
         run = runner.execute(runner.create(params).id).to_document()
     finally:
@@ -175,12 +183,12 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 
 @pytest.fixture
 def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store, ConsumerLoop]]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     loop = ConsumerLoop(
-        settings,
-        topics=[settings.topics.votes_raw, settings.topics.comments_raw],
-        group_id=settings.labeler_group_id,
-        handler=LabelStream(settings, store, producer),
+        settings.kafka,
+        topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
+        group_id=settings.labeler.group_id,
+        handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
         service="labeler-stream",
     )
     thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
@@ -195,7 +203,7 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
 ) -> None:
     store, loop = stream
-    topics = settings.topics
+    topics = settings.kafka.topics
     store.upsert(COMMENTS, [Comment(id="known", text="hello").to_document()])
     votes = [
         Vote(item_id="known", annotator_id="w1", label=1),
@@ -235,8 +243,8 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
     store.upsert(COMMENTS, [Comment(id="k", text="x").to_document()])
     bad = Vote(item_id="k", annotator_id="w1", label=3)
     good = Vote(item_id="k", annotator_id="w2", label=1)
-    producer.send_batch(settings.topics.votes_raw, [bad.to_message(), good.to_message()])
-    dead = read_all(settings, settings.topics.dlq(settings.topics.votes_raw), 1)
+    producer.send_batch(settings.kafka.topics.votes_raw, [bad.to_message(), good.to_message()])
+    dead = read_all(settings, settings.kafka.topics.dlq(settings.kafka.topics.votes_raw), 1)
     assert len(dead) == 1
     headers = dict(dead[0].headers)
     assert b"not a class of task 'toxicity'" in headers["mlcycle-dlq-error"]
@@ -252,9 +260,11 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
 def api(
     settings: Settings, producer: RecordProducer, tmp_path: Path
 ) -> Iterator[tuple[str, Store]]:
-    secured = settings.model_copy(update={"api_keys": ("k1",)})
-    store = open_store(secured)
-    worker = run_worker(LabelRunner(secured, store, producer)).start()
+    secured = settings.replace(api_keys=("k1",))
+    store = open_store(secured.store)
+    worker = run_worker(
+        LabelRunner(secured.labeler, store, producer, topic=secured.kafka.topics.labels)
+    ).start()
     app = create_app(secured, store=store, producer=producer, worker=worker)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{server.port}", store
@@ -300,7 +310,7 @@ def test_rest_run_labels_review_queue_and_human_labels(
     accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
-    (record,) = read_all(settings, settings.topics.votes_raw, 1)
+    (record,) = read_all(settings, settings.kafka.topics.votes_raw, 1)
     assert orjson.loads(record.value)["annotator_id"] == "human:ann"
     # Once the vote is stored, the item leaves the queue.
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
@@ -365,7 +375,9 @@ def test_unfinished_runs_are_resumed_at_start(
     settings: Settings, sqlite_store: Store, producer: RecordProducer
 ) -> None:
     seed(sqlite_store)
-    runner = LabelRunner(settings, sqlite_store, producer)
+    runner = LabelRunner(
+        settings.labeler, sqlite_store, producer, topic=settings.kafka.topics.labels
+    )
     queued = runner.create(RunParams(strategy="majority", labeling_functions=[]))
     sqlite_store.upsert(
         RUNS, [{**queued.to_document(), "status": "running"}]
@@ -381,4 +393,4 @@ def test_unfinished_runs_are_resumed_at_start(
 def test_settings_fixture_isolates_the_labeler_group(kafka_broker, tmp_path: Path) -> None:
     a = broker_settings(kafka_broker.bootstrap, tmp_path)
     b = broker_settings(kafka_broker.bootstrap, tmp_path)
-    assert a.labeler_group_id != b.labeler_group_id
+    assert a.labeler.group_id != b.labeler.group_id

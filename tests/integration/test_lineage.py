@@ -56,7 +56,7 @@ class Stack:
 
 
 def produce(settings: Settings, topic: str, records: list[Comment] | list[Vote]) -> None:
-    with RecordProducer(settings) as producer:
+    with RecordProducer(settings.kafka) as producer:
         for record in records:
             producer.send(topic, *record.to_message())
         producer.flush(30)
@@ -91,10 +91,10 @@ def stack(
         redis_url=redis_server.url,
         api_keys=(KEY,),
     )
-    store = open_store(settings)
+    store = open_store(settings.store)
     indexer = indexer_thread(settings, store)
     runtime = InferenceRuntime.open(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
+    producer = RecordProducer(settings.kafka, client_id=SERVICE)
     offsets = CommittedOffsets(settings)
     http = None
     try:
@@ -106,31 +106,33 @@ def stack(
             Vote(item_id=streamed[0].id, annotator_id=worker, label=label)
             for worker, label in (("w1", 1), ("w2", 1), ("w3", 0))
         ]
-        produce(settings, settings.topics.votes_raw, votes)
+        produce(settings, settings.kafka.topics.votes_raw, votes)
         scorer = LoopThread(
             ConsumerLoop(
-                settings,
-                topics=[settings.topics.comments_raw],
-                group_id=settings.inference_group_id,
+                settings.kafka,
+                topics=[settings.kafka.topics.comments_raw],
+                group_id=settings.inference.group_id,
                 handler=StreamScorer(settings, runtime.predictor, store, producer, offsets),
                 service=SERVICE,
                 producer=producer,
             )
         )
         try:
-            produce(settings, settings.topics.comments_raw, streamed)
+            produce(settings, settings.kafka.topics.comments_raw, streamed)
             wait_for(lambda: scored(store, [c.id for c in streamed]), 60)
         finally:
             scorer.stop()
         wait_for(lambda: store.count(VOTES) == 3)
-        with RecordProducer(settings) as labels_producer:
-            runner = LabelRunner(settings, store, labels_producer)
+        with RecordProducer(settings.kafka) as labels_producer:
+            runner = LabelRunner(
+                settings.labeler, store, labels_producer, topic=settings.kafka.topics.labels
+            )
             run = runner.execute(runner.create(RunParams(strategy="dawid_skene")).id)
         # Arrives after the label run and while no scorer runs: neither labeled nor scored.
         unscored = comment(tag, 2, "welcome, please help edit this page")
-        produce(settings, settings.topics.comments_raw, [unscored])
+        produce(settings, settings.kafka.topics.comments_raw, [unscored])
         wait_for(lambda: store.get(COMMENTS, unscored.id) is not None)
-        registry = ModelRegistry(settings, store)
+        registry = ModelRegistry(settings.trainer, store)
         registry.register(
             NAME, 1, job="job-lineage", transform=runtime.tracker.current().transform_version,
             label_run=run.id, metrics=METRICS, params=PARAMS,

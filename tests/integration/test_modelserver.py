@@ -111,10 +111,19 @@ class Client:
         self.rest.close()
 
 
+def model_server(settings: Settings, **options: Any) -> ModelServer:
+    """A model server as ``mlcycle modelserver`` builds it from ``settings``, ``options`` over."""
+    named = {"host": settings.host, "model_name": settings.trainer.model_name, **options}
+    defaults = ModelServerOptions.from_settings(settings.modelserver, **named)
+    return ModelServer(
+        defaults, settings.modelserver, models_dir=settings.trainer.models_dir, edge=settings.edge
+    )
+
+
 @contextmanager
 def serving(settings: Settings, **options: Any) -> Iterator[Client]:
     options = {"port": 0, "rest_api_port": 0, "file_system_poll_wait_seconds": 0.2, **options}
-    server = ModelServer(ModelServerOptions.from_settings(settings, **options), settings).start()
+    server = model_server(settings, **options).start()
     client = Client(server)
     try:
         yield client
@@ -732,7 +741,7 @@ def test_rest_calls_time_out_and_a_taken_port_fails_cleanly(
         assert time.monotonic() - started < 1.2
 
         grpc_port = free_port()
-        options = ModelServerOptions.from_settings(
+        server = model_server(
             settings,
             port=grpc_port,
             rest_api_port=c.server.rest_port,  # taken
@@ -742,6 +751,6 @@ def test_rest_calls_time_out_and_a_taken_port_fails_cleanly(
         with pytest.raises(
             Unavailable, match=r"cannot listen on .* \(REST API\): the address is in use"
         ):
-            ModelServer(options, settings).start()
+            server.start()
         with socket.socket() as probe:  # the gRPC port it had bound is free again
             probe.bind(("127.0.0.1", grpc_port))

@@ -70,9 +70,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     )
     settings = load_settings(data_dir=root, log_level="WARNING")
     options = ModelServerOptions.from_settings(
-        settings, port=0, rest_api_port=0, model_config_file=str(config)
+        settings.modelserver,
+        host=settings.host,
+        model_name=settings.trainer.model_name,
+        port=0,
+        rest_api_port=0,
+        model_config_file=str(config),
     )
-    with ModelServer(options, settings) as running:
+    server = ModelServer(
+        options, settings.modelserver, models_dir=settings.trainer.models_dir, edge=settings.edge
+    )
+    with server as running:
         yield running
 
 

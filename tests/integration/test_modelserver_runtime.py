@@ -232,7 +232,18 @@ def test_grpc_workers_are_few_unless_batching_or_the_flag_asks(tmp_path: Path) -
 
     def workers(**options: Any) -> int:
         base = {"model_base_path": str(tmp_path / "m"), "port": 0, "rest_api_port": None}
-        server = ModelServer(ModelServerOptions.from_settings(settings, **base, **options))
+        server = ModelServer(
+            ModelServerOptions.from_settings(
+                settings.modelserver,
+                host=settings.host,
+                model_name=settings.trainer.model_name,
+                **base,
+                **options,
+            ),
+            settings.modelserver,
+            models_dir=settings.trainer.models_dir,
+            edge=settings.edge,
+        )
         return server._grpc_workers()
 
     assert workers() == 4

@@ -26,14 +26,14 @@ def _produced_total(topic: str) -> float:
 def test_send_batch_acknowledges_every_record_and_keys_pick_the_partition(
     kafka_settings: Settings,
 ) -> None:
-    topic = kafka_settings.topics.comments_raw
+    topic = kafka_settings.kafka.topics.comments_raw
     # Five versions of each of 40 ids, interleaved: one id's history must stay in one partition.
     items = [
         (f"id-{i}", orjson.dumps({"id": f"id-{i}", "version": v}))
         for v in range(5)
         for i in range(40)
     ]
-    with RecordProducer(kafka_settings, client_id="test") as producer:
+    with RecordProducer(kafka_settings.kafka, client_id="test") as producer:
         assert producer.send_batch(topic, items) == len(items)
     assert _produced_total(topic) == len(items)
 
@@ -51,7 +51,7 @@ def test_send_batch_acknowledges_every_record_and_keys_pick_the_partition(
 
 
 def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
-    topic = kafka_settings.topics.votes_raw
+    topic = kafka_settings.kafka.topics.votes_raw
     results: list[int] = []
     errors: list[BaseException] = []
 
@@ -62,7 +62,7 @@ def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    with RecordProducer(kafka_settings) as producer:
+    with RecordProducer(kafka_settings.kafka) as producer:
         threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
@@ -75,8 +75,8 @@ def test_send_batch_is_safe_from_many_threads(kafka_settings: Settings) -> None:
 
 
 def test_send_returns_a_future_and_keeps_headers(kafka_settings: Settings) -> None:
-    topic = kafka_settings.topics.labels
-    with RecordProducer(kafka_settings) as producer:
+    topic = kafka_settings.kafka.topics.labels
+    with RecordProducer(kafka_settings.kafka) as producer:
         metadata = producer.send(topic, "k1", b"v1", [("h", b"x")]).get(10)
         producer.flush(10)
     assert metadata.topic == topic and metadata.offset >= 0
@@ -85,8 +85,10 @@ def test_send_returns_a_future_and_keeps_headers(kafka_settings: Settings) -> No
 
 
 def test_an_oversized_record_is_a_client_error(kafka_settings: Settings) -> None:
-    with RecordProducer(kafka_settings) as producer, pytest.raises(PayloadTooLarge):
-        producer.send_batch(kafka_settings.topics.models, [("big", b"x" * (MAX_REQUEST_BYTES + 1))])
+    with RecordProducer(kafka_settings.kafka) as producer, pytest.raises(PayloadTooLarge):
+        producer.send_batch(
+            kafka_settings.kafka.topics.models, [("big", b"x" * (MAX_REQUEST_BYTES + 1))]
+        )
 
 
 def test_send_batch_raises_unavailable_naming_the_topic_when_the_broker_is_gone(
@@ -94,8 +96,8 @@ def test_send_batch_raises_unavailable_naming_the_topic_when_the_broker_is_gone(
 ) -> None:
     with EmbeddedBroker(0) as broker:
         settings = broker_settings(broker.bootstrap, tmp_path)
-        topic = settings.topics.comments_raw
-        producer = RecordProducer(settings)
+        topic = settings.kafka.topics.comments_raw
+        producer = RecordProducer(settings.kafka)
         assert producer.send_batch(topic, [("a", b"1")]) == 1
     # The broker is stopped: nothing can be acknowledged any more.
     try:
@@ -113,4 +115,4 @@ def test_no_broker_at_all_is_unavailable(tmp_path: Path) -> None:
         kafka_bootstrap=f"127.0.0.1:{free_port()}", data_dir=tmp_path, kafka_request_timeout_ms=1000
     )
     with pytest.raises(Unavailable, match="cannot connect"):
-        RecordProducer(settings)
+        RecordProducer(settings.kafka)

@@ -38,14 +38,14 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def registry(settings: Settings) -> Iterator[ModelRegistry]:
-    store = SqliteStore(settings.store_path)
-    yield ModelRegistry(settings, store)
+    store = SqliteStore(settings.store.sqlite_path)
+    yield ModelRegistry(settings.trainer, store)
     store.close()
 
 
 def blessed_version(registry: ModelRegistry, version: int) -> None:
     """A real SavedModel at <models>/<name>/<version>/, registered and blessed."""
-    folder = registry.settings.models_path / NAME / str(version)
+    folder = registry.settings.models_dir / NAME / str(version)
     export_sparse_scorer(folder, bias=float(version))
     registry.register(
         NAME,
@@ -89,7 +89,7 @@ def wait_until(server: ModelServer, available: set[int], timeout_s: float = 60) 
 def test_promote_and_rollback_change_what_the_model_server_serves(
     settings: Settings, registry: ModelRegistry
 ) -> None:
-    config = ensure_serving_config(settings.models_path)
+    config = ensure_serving_config(settings.trainer.models_dir)
     options = ModelServerOptions(
         port=0,
         rest_api_port=None,
@@ -114,4 +114,4 @@ def test_promote_and_rollback_change_what_the_model_server_serves(
         assert served_version(server) == 1
     finally:
         server.stop()
-    assert "specific" in serving_config_path(settings.models_path).read_text()
+    assert "specific" in serving_config_path(settings.trainer.models_dir).read_text()

@@ -27,6 +27,7 @@ from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.serving_config import parse_serving_config
+from mlcycle.trainer.stages.context import JobEnvironment
 from tests.fixtures.broker import read_all
 
 pytestmark = pytest.mark.integration
@@ -66,23 +67,28 @@ def settings(kafka_settings: Settings) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    store = open_store(settings)
+    store = open_store(settings.store)
     yield store
     store.close()
 
 
 def label(settings: Settings, store: Store, task: str = "toxicity") -> str:
-    with RecordProducer(settings) as producer:
-        runner = LabelRunner(settings, store, producer)
+    with RecordProducer(settings.kafka) as producer:
+        runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
         params = RunParams(strategy="majority", task=task)
         return runner.execute(runner.create(params).id).id
 
 
 @pytest.fixture
 def service(settings: Settings, store: Store) -> Iterator[str]:
-    with RecordProducer(settings, client_id="trainer-test") as producer:
-        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
-        worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
+    with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
+        registry = ModelRegistry(
+            settings.trainer, store, kafka_emitter(settings.kafka.topics.models, producer)
+        )
+        worker = JobWorker(
+            JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)),
+            name="train-jobs",
+        ).start()
         app = create_app(settings, store=store, worker=worker, registry=registry)
         server = BackgroundServer(app, "127.0.0.1", 0).start()
         yield f"http://127.0.0.1:{server.port}"
@@ -130,7 +136,7 @@ def test_a_job_searches_blesses_exports_and_registers(
 
     model = result["model"]
     assert (model["version"], model["state"]) == (1, "production")
-    folder = settings.models_path / settings.model_name / "1"
+    folder = settings.trainer.models_dir / settings.trainer.model_name / "1"
     lineage = read_metadata(folder)
     assert lineage["transform"] == result["transform"] and lineage["label_run"] == run
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
@@ -143,8 +149,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
     assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
-    config = serving_config_path(settings.models_path).read_text(encoding="utf-8")
-    assert parse_serving_config(config) == {settings.model_name: 1}
+    config = serving_config_path(settings.trainer.models_dir).read_text(encoding="utf-8")
+    assert parse_serving_config(config) == {settings.trainer.model_name: 1}
 
     trials = httpx.get(f"{service}/v1/jobs/{job['id']}/trials", timeout=10).json()["trials"]
     assert [t["state"] for t in trials] == ["complete", "complete"]
@@ -153,8 +159,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert report.status_code == 200 and "data:image/png;base64" in report.text
     assert "linear blend" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
-    assert listed["production"] == {settings.model_name: 1}
-    events = [orjson.loads(r.value) for r in read_all(settings, settings.topics.models)]
+    assert listed["production"] == {settings.trainer.model_name: 1}
+    events = [orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.models)]
     assert [e["event"] for e in events] == ["registered", "blessed", "promoted"]
 
     # A second job must beat production, re-scored on the same dev items.
@@ -170,7 +176,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert doc["blessing"]["compared_to"] == 1
     assert doc["blessing"]["measured"] == "re-scored on this dev split"
     if judged["state"] == "unblessed":
-        assert not (settings.models_path / settings.model_name / "2").exists()
+        assert not (settings.trainer.models_dir / settings.trainer.model_name / "2").exists()
     else:
         assert judged["state"] == "production"
 
@@ -231,10 +237,15 @@ def test_a_new_label_run_starts_a_job_when_configured(settings: Settings, store:
         def submit(self, job_id: str) -> None:
             submitted.append(job_id)
 
-    with RecordProducer(settings, client_id="trainer-test") as producer:
-        registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
-        worker = Recorder(JobRunner(settings, store, registry), name="train-jobs")
-        watcher = LabelRunWatcher(settings, store, worker)
+    with RecordProducer(settings.kafka, client_id="trainer-test") as producer:
+        registry = ModelRegistry(
+            settings.trainer, store, kafka_emitter(settings.kafka.topics.models, producer)
+        )
+        worker = Recorder(
+            JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)),
+            name="train-jobs",
+        )
+        watcher = LabelRunWatcher(settings.labeler.task, store, worker)
         assert watcher.check() is None  # the run that existed at start-up is not new
         second = label(settings, store)
         job_id = watcher.check()

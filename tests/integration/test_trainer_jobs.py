@@ -18,6 +18,7 @@ from mlcycle.contracts.training import JobConfig, JobProgress, TrainingJob, new_
 from mlcycle.trainer.api import create_app
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.stages.context import JobEnvironment
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,10 @@ def stored_jobs(count: int) -> list[TrainingJob]:
 @pytest.fixture
 def service(store: Store, tmp_path: Path) -> Iterator[str]:
     settings = load_settings(data_dir=tmp_path)
-    registry = ModelRegistry(settings, store)
-    worker = NotingWorker(JobRunner(settings, store, registry), name="noted")
+    registry = ModelRegistry(settings.trainer, store)
+    worker = NotingWorker(
+        JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)), name="noted"
+    )
     app = create_app(settings, store=store, worker=worker, registry=registry)
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{server.port}"

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from mlcycle.common.http import BackgroundServer, install_error_handlers
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import TrainerSettings, load_settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.serving import serving_config_path
@@ -36,7 +36,7 @@ class Api:
     events: list[ModelEvent]
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> TrainerSettings:
         return self.registry.settings
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -51,7 +51,7 @@ def seed(registry: ModelRegistry) -> None:
     """Versions 1-3 blessed, 4 unblessed (all exported); 5 a candidate without a SavedModel."""
     for version in range(1, 6):
         if version < 5:
-            folder = registry.settings.models_path / NAME / str(version)
+            folder = registry.settings.models_dir / NAME / str(version)
             folder.mkdir(parents=True)
             (folder / "saved_model.pb").touch()
         registry.register(
@@ -62,7 +62,7 @@ def seed(registry: ModelRegistry) -> None:
             label_run="lr-1",
             metrics={"dev": {"roc_auc": 0.8 + version / 100}},
             params={"units": 32 * version},
-            path=str(registry.settings.models_path / NAME / str(version)),
+            path=str(registry.settings.models_dir / NAME / str(version)),
         )
         if version < 4:
             registry.bless(NAME, version, "beats production", compared_to=version - 1 or None)
@@ -74,11 +74,11 @@ def seed(registry: ModelRegistry) -> None:
 def api(store: Store, tmp_path: Path) -> Iterator[Api]:
     settings = load_settings(data_dir=tmp_path, api_keys=(KEY,))
     events: list[ModelEvent] = []
-    registry = ModelRegistry(settings, store, emit=events.append)
+    registry = ModelRegistry(settings.trainer, store, emit=events.append)
     seed(registry)
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(models_router(settings, registry))
+    app.include_router(models_router(settings.trainer, settings.edge, registry))
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
         yield Api(f"http://127.0.0.1:{server.port}", registry, events)
@@ -93,7 +93,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def served(api: Api) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(api.settings.models_path).read_text())
+    return parse_serving_config(serving_config_path(api.settings.models_dir).read_text())
 
 
 def test_list_and_read_models(api: Api) -> None:

@@ -174,7 +174,7 @@ def test_urls_from_settings_dial_loopback_for_a_wildcard_host() -> None:
     clients = clients_for(settings)
     assert clients.inference.base_url == "http://127.0.0.1:8123"
     assert clients.inference.headers == {"Authorization": "Bearer k1"}
-    assert clients.modelserver.model_name == settings.model_name
+    assert clients.modelserver.model_name == settings.trainer.model_name
     assert clients_for(settings, api_key="k2").trainer.api_key == "k2"
     assert service_url("::1", 80) == "http://[::1]:80"
     assert dialable_host("::") == "127.0.0.1" and dialable_host("10.0.0.5") == "10.0.0.5"

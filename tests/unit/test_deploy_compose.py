@@ -111,7 +111,7 @@ def test_kafka_topics_job_creates_exactly_the_topics_the_code_uses() -> None:
     settings = load_settings()
     topics = job["TOPICS"].split()
     assert len(topics) == len(set(topics))
-    assert sorted(topics) == sorted(settings.topics.all_with_dlqs())
+    assert sorted(topics) == sorted(settings.kafka.topics.all_with_dlqs())
     assert "$$TOPICS" in services["kafka-topics"]["command"][0]
     shared = services["collector"]["environment"]
     assert job["PARTITIONS"] == shared["MLCYCLE_KAFKA_PARTITIONS"]

@@ -15,7 +15,7 @@ from typer.main import get_command
 
 from mlcycle.cli import app
 from mlcycle.common.settings import load_settings
-from mlcycle.modelserver.flags import parse_flags
+from mlcycle.modelserver.flags import ModelServerOptions, parse_flags
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE = ROOT / "deploy" / "k8s" / "base"
@@ -60,10 +60,10 @@ def test_compose_services_run_real_commands_on_default_ports() -> None:
         env = spec["environment"]
         assert env["MLCYCLE_KAFKA_BOOTSTRAP"] and env["MLCYCLE_ES_URL"]
     assert mlcycle_services["collector"]["ports"] == [
-        f"{settings.collector_port}:{settings.collector_port}"
+        f"{settings.collector.port}:{settings.collector.port}"
     ]
     assert mlcycle_services["labeler"]["ports"] == [
-        f"{settings.labeler_port}:{settings.labeler_port}"
+        f"{settings.labeler.port}:{settings.labeler.port}"
     ]
 
 
@@ -71,16 +71,16 @@ def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
     settings = load_settings()
     deployments = [d for d in _k8s_documents() if d["kind"] == "Deployment"]
     expected_port = {
-        "collector": settings.collector_port,
-        "collector-indexer": settings.indexer_metrics_port,
-        "labeler": settings.labeler_port,
-        "labeler-stream": settings.labeler_stream_metrics_port,
-        "featurizer": settings.featurizer_port,
-        "featurizer-batch": settings.featurizer_batch_metrics_port,
-        "trainer": settings.trainer_port,
-        "modelserver": settings.model_server_port,
-        "inference": settings.inference_port,
-        "inference-stream": settings.inference_stream_metrics_port,
+        "collector": settings.collector.port,
+        "collector-indexer": settings.collector.indexer_metrics_port,
+        "labeler": settings.labeler.port,
+        "labeler-stream": settings.labeler.stream_metrics_port,
+        "featurizer": settings.featurizer.port,
+        "featurizer-batch": settings.featurizer.batch_metrics_port,
+        "trainer": settings.trainer.port,
+        "modelserver": settings.modelserver.port,
+        "inference": settings.inference.port,
+        "inference-stream": settings.inference.stream_metrics_port,
     }
     assert {d["metadata"]["name"] for d in deployments} == set(expected_port)
     for deployment in deployments:
@@ -117,12 +117,15 @@ def _tf_serving_specs() -> list[tuple[str, str, list[str]]]:
 
 def test_tf_serving_runs_with_flags_the_local_model_server_accepts_too() -> None:
     settings = load_settings()
+    defaults = ModelServerOptions.from_settings(
+        settings.modelserver, host=settings.host, model_name=settings.trainer.model_name
+    )
     specs = _tf_serving_specs()
     assert {where for where, _, _ in specs} == {"compose modelserver", "k8s modelserver"}
     for where, _image, flags in specs:
-        options = parse_flags(flags, settings)
-        assert options.port == settings.model_server_port, where
-        assert options.rest_api_port == settings.model_server_rest_port, where
+        options = parse_flags(flags, defaults)
+        assert options.port == settings.modelserver.port, where
+        assert options.rest_api_port == settings.modelserver.rest_port, where
         assert options.model_config_file == "/models/models.config", where
 
 

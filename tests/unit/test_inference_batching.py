@@ -48,7 +48,9 @@ class HeldClient:
 
 
 def batcher_of(rig: Rig, **options: Any) -> RequestBatcher:
-    return RequestBatcher(rig.predictor, max_rows=rig.settings.predict_batch_size, **options)
+    return RequestBatcher(
+        rig.predictor, max_rows=rig.settings.inference.predict_batch_size, **options
+    )
 
 
 async def run_all(batcher: RequestBatcher, held: HeldClient, requests: list) -> list:

@@ -110,7 +110,7 @@ def add_label(store: SqliteStore, run_id: str, comment_id: str, label: int, spli
 
 def add_model(rig: Rig, store: SqliteStore, version: int = 1, *, register: bool = True) -> None:
     """The version's metadata.json as the trainer writes it, and its registry document."""
-    path = rig.settings.models_path / NAME / str(version) / "metadata.json"
+    path = rig.settings.trainer.models_dir / NAME / str(version) / "metadata.json"
     metadata = json.loads(path.read_text())
     metadata.update(
         label_run=RUN,
@@ -123,7 +123,7 @@ def add_model(rig: Rig, store: SqliteStore, version: int = 1, *, register: bool 
     )
     path.write_text(json.dumps(metadata))
     if register:
-        registry = ModelRegistry(rig.settings, store)
+        registry = ModelRegistry(rig.settings.trainer, store)
         registry.register(
             NAME, version, job="job-1", transform=TRANSFORM.version, label_run=RUN,
             metrics=METRICS, params=HYPER, path=str(path.parent),
@@ -299,7 +299,7 @@ def test_without_any_model_the_model_and_transform_are_missing(
 def test_a_transform_gone_from_the_artifact_store_is_missing(rig: Rig, store: SqliteStore) -> None:
     other = small_transform(seed=3)
     add_comment(store, "c1", prediction={**stream_prediction(), "transform_version": "tf-x"})
-    path = rig.settings.models_path / NAME / "1" / "metadata.json"
+    path = rig.settings.trainer.models_dir / NAME / "1" / "metadata.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "transform": other.version}))
 
     chain = reader(rig, store).explain("c1").to_json()
@@ -343,11 +343,11 @@ def test_metadata_alone_describes_an_unregistered_version_and_the_registry_alone
     assert chain["model"]["metrics"] == METRICS
     assert "model.registry" in chain["missing"]
 
-    ModelRegistry(rig.settings, store).register(
+    ModelRegistry(rig.settings.trainer, store).register(
         NAME, 1, job="j", transform=TRANSFORM.version, label_run=RUN, metrics=METRICS,
         params=HYPER, path="gone",
     )  # fmt: skip
-    (rig.settings.models_path / NAME / "1" / "metadata.json").unlink()
+    (rig.settings.trainer.models_dir / NAME / "1" / "metadata.json").unlink()
     chain = lineage.explain("c1").to_json()
     assert chain["model"]["state"] == "candidate"
     assert chain["model"]["hyperparameters"] == HYPER

@@ -138,7 +138,7 @@ def test_a_version_without_metadata_is_refused_with_the_reason(
 ) -> None:
     rig = Rig(tmp_path, transform)
     rig.client.available.append(2)
-    (rig.settings.models_path / NAME / "2").mkdir()
+    (rig.settings.trainer.models_dir / NAME / "2").mkdir()
     rig.tracker.refresh()
     with pytest.raises(Unavailable, match="version 2 has no metadata.json"):
         rig.predictor.predict(["thanks"])
@@ -228,6 +228,6 @@ def test_an_unloaded_folder_does_not_break_the_pinned_version(
 ) -> None:
     rig = Rig(tmp_path, transform)
     rig.predictor.predict(["thanks"])
-    shutil.rmtree(rig.settings.models_path / NAME / "1")  # loaded metadata is kept
+    shutil.rmtree(rig.settings.trainer.models_dir / NAME / "1")  # loaded metadata is kept
     rig.tracker.refresh()
     assert rig.predictor.predict(["something new"])[0].version == 1

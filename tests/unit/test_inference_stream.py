@@ -88,7 +88,7 @@ def test_scores_are_added_to_stored_comments_and_produced(
     assert indexer.asked == [{TopicPartition(TOPIC, 0): 2, TopicPartition(TOPIC, 1): 8}]
     assert [key for _, key, _ in producer.sent] == ["c0", "c1", "c2"]
     for doc, (topic, _, value) in zip(docs, producer.sent, strict=True):
-        assert topic == rig.settings.topics.scored_comments
+        assert topic == rig.settings.kafka.topics.scored_comments
         assert set(value) == {
             "id", "score", "label", "threshold", "model_version", "transform_version", "scored_at"
         }  # fmt: skip

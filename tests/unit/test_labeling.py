@@ -21,7 +21,7 @@ from mlcycle.labeler.labeling import (
     summary,
 )
 
-SETTINGS = load_settings(gold_min_votes=3)
+LABELER = load_settings(gold_min_votes=3).labeler
 NO_LFS = RunParams(strategy="majority", labeling_functions=[])
 
 
@@ -42,7 +42,7 @@ def test_votes_out_of_range_and_for_unknown_items_are_counted_not_used() -> None
         vote("a", "w4", 0.5),  # a score, not a class
         vote("zzz", "w1", 1),  # its comment has not arrived
     ]
-    labeling = compute(texts, votes, NO_LFS, SETTINGS)
+    labeling = compute(texts, votes, NO_LFS, LABELER)
     assert labeling.vote_counts.model_dump() == {
         "read": 5,
         "out_of_range": 2,
@@ -56,7 +56,7 @@ def test_votes_out_of_range_and_for_unknown_items_are_counted_not_used() -> None
 def test_a_human_label_decides_under_majority() -> None:
     texts = corpus(("a", "text"))
     votes = [vote("a", f"w{i}", 1) for i in range(4)] + [vote("a", "human:ann", 0)]
-    labeling = compute(texts, votes, NO_LFS, SETTINGS)
+    labeling = compute(texts, votes, NO_LFS, LABELER)
     assert labeling.result.labels.tolist() == [0]
     assert labeling.result.probs[0].tolist() == pytest.approx([0.99, 0.01])
     assert labeling.human_votes.tolist() == [1]
@@ -76,10 +76,10 @@ def test_a_human_label_counts_as_a_trusted_voter_under_dawid_skene() -> None:
     assert sorted(v.label for v in votes if v.item_id == "i0") == [0, 0, 1]
     votes = [v for v in votes if not (v.item_id == "i0" and v.annotator_id == "w1")]
     votes += [vote("i0", "w1", 1)]
-    crowd_only = compute(texts, votes, RunParams(labeling_functions=[]), SETTINGS)
+    crowd_only = compute(texts, votes, RunParams(labeling_functions=[]), LABELER)
     assert crowd_only.result.labels[0] == 1
     reviewed = compute(
-        texts, [*votes, vote("i0", "human:ann", 0)], RunParams(labeling_functions=[]), SETTINGS
+        texts, [*votes, vote("i0", "human:ann", 0)], RunParams(labeling_functions=[]), LABELER
     )
     assert reviewed.result.labels[0] == 0
     assert reviewed.result.probs[0, 0] > 0.9
@@ -91,7 +91,7 @@ def test_labeling_functions_label_items_without_crowd_votes() -> None:
         ("b", "you are a pathetic idiot"),
         ("c", "ok"),
     )
-    labeling = compute(texts, [vote("c", "w1", 0)], RunParams(strategy="majority"), SETTINGS)
+    labeling = compute(texts, [vote("c", "w1", 0)], RunParams(strategy="majority"), LABELER)
     assert labeling.result.labels.tolist() == [0, 1, 0]
     assert labeling.crowd_votes.tolist() == [0, 0, 1]
     stats = summary(labeling).model_dump()
@@ -108,7 +108,7 @@ def test_label_documents_carry_provenance_split_and_probabilities() -> None:
     )
     votes = [vote("a", "w1", 1), vote("a", "human:ann", 1)]
     params = RunParams(strategy="majority")
-    labeling = compute(texts, votes, params, SETTINGS)
+    labeling = compute(texts, votes, params, LABELER)
     labels = label_records(
         labeling,
         texts,
@@ -134,7 +134,7 @@ def test_label_documents_carry_provenance_split_and_probabilities() -> None:
 def test_summary_reports_gold_accuracy_next_to_the_majority_baseline() -> None:
     texts = corpus(*[(f"i{n}", "plain words") for n in range(10)])
     votes = [vote(f"i{n}", f"w{k}", int(n < 3)) for n in range(10) for k in range(3)]
-    stats = summary(compute(texts, votes, RunParams(labeling_functions=[]), SETTINGS)).model_dump()
+    stats = summary(compute(texts, votes, RunParams(labeling_functions=[]), LABELER)).model_dump()
     assert stats["gold_items"] == 10
     assert stats["accuracy_on_gold"] == 1.0
     assert stats["baseline"]["accuracy_on_gold"] == 1.0
@@ -150,7 +150,7 @@ def test_review_queue_puts_uncertain_thinly_voted_items_first_and_skips_reviewed
     votes += [vote("split2", "w1", 1), vote("split2", "w2", 0)]
     votes += [vote("split6", f"w{k}", k % 2) for k in range(6)]
     votes += [vote("reviewed", "w1", 1), vote("reviewed", "human:ann", 1)]
-    labeling = compute(texts, votes, NO_LFS, SETTINGS)
+    labeling = compute(texts, votes, NO_LFS, LABELER)
     queue = [entry.model_dump() for entry in review_queue(labeling, texts, size=10)]
     assert [entry["item_id"] for entry in queue] == ["split2", "split6", "sure"]
     assert queue[0]["priority"] > queue[1]["priority"] > queue[2]["priority"] == 0.0
@@ -194,7 +194,7 @@ def test_unknown_labeling_function_names_are_refused() -> None:
     from mlcycle.common.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="nope"):
-        compute(corpus(("a", "x")), [], RunParams(labeling_functions=["nope"]), SETTINGS)
+        compute(corpus(("a", "x")), [], RunParams(labeling_functions=["nope"]), LABELER)
 
 
 def test_run_params_reject_unknown_fields_and_strategies() -> None:

@@ -221,28 +221,34 @@ def test_the_monitoring_config_says_where_prometheus_metrics_go(tmp_path: Path) 
 
 def test_model_sources_in_order(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, model_name="toxicity", model_server_poll_s=2.0)
-    defaults = ModelServerOptions.from_settings(settings)
+    models_dir, poll_s = settings.trainer.models_dir, settings.modelserver.poll_s
+
+    def options(**overrides: object) -> ModelServerOptions:
+        named = {"host": settings.host, "model_name": settings.trainer.model_name, **overrides}
+        return ModelServerOptions.from_settings(settings.modelserver, **named)  # type: ignore[arg-type]
+
+    defaults = options()
     # Nothing given and no registry config: the model name under models_path.
-    models, config_file, _ = model_source(defaults, settings)
+    models, config_file, _ = model_source(defaults, models_dir=models_dir, poll_s=poll_s)
     assert config_file is None
     assert [(m.name, m.base_path) for m in models] == [
-        ("toxicity", settings.models_path / "toxicity")
+        ("toxicity", settings.trainer.models_dir / "toxicity")
     ]
     # The trainer's registry wrote models.config: it is served and re-read.
-    registry = settings.models_path / "models.config"
+    registry = settings.trainer.models_dir / "models.config"
     registry.parent.mkdir(parents=True)
     registry.write_text("model_config_list { config { name: 'toxicity' base_path: '/m/t' } }")
-    models, config_file, poll = model_source(defaults, settings)
+    models, config_file, poll = model_source(defaults, models_dir=models_dir, poll_s=poll_s)
     assert config_file is not None and config_file.path == registry and poll == 2.0
     # --model_base_path wins over the registry.
-    explicit = ModelServerOptions.from_settings(settings, model_name="x", model_base_path="/b/x")
-    models, config_file, _ = model_source(explicit, settings)
+    explicit = options(model_name="x", model_base_path="/b/x")
+    models, config_file, _ = model_source(explicit, models_dir=models_dir, poll_s=poll_s)
     assert config_file is None and [(m.name, str(m.base_path)) for m in models] == [("x", "/b/x")]
     # --model_config_file wins over everything; its poll period defaults to never.
     other = tmp_path / "other.config"
     other.write_text(THREE_MODELS)
-    chosen = ModelServerOptions.from_settings(settings, model_config_file=str(other))
-    models, config_file, poll = model_source(chosen, settings)
+    chosen = options(model_config_file=str(other))
+    models, config_file, poll = model_source(chosen, models_dir=models_dir, poll_s=poll_s)
     assert [m.name for m in models] == ["latest2", "everything", "pinned"] and poll == 0.0
 
 

@@ -17,9 +17,17 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path, model_name="toxicity", model_server_poll_s=1.0)
 
 
-def test_defaults_come_from_settings(settings: Settings) -> None:
-    options = parse_flags([], settings)
-    assert options == ModelServerOptions.from_settings(settings)
+@pytest.fixture
+def defaults(settings: Settings) -> ModelServerOptions:
+    """What ``mlcycle modelserver`` starts from: the settings' ports, model name and poll."""
+    return ModelServerOptions.from_settings(
+        settings.modelserver, host=settings.host, model_name=settings.trainer.model_name
+    )
+
+
+def test_defaults_come_from_settings(defaults: ModelServerOptions) -> None:
+    options = parse_flags([], defaults)
+    assert options == defaults
     assert (options.port, options.rest_api_port) == (8500, 8501)
     assert options.model_name == "toxicity"
     assert options.file_system_poll_wait_seconds == 1.0
@@ -30,7 +38,7 @@ def test_defaults_come_from_settings(settings: Settings) -> None:
 
 
 def test_a_typical_docker_command_line(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    defaults: ModelServerOptions, caplog: pytest.LogCaptureFixture
 ) -> None:
     argv = [
         "--port=8500",
@@ -41,7 +49,7 @@ def test_a_typical_docker_command_line(
         "--tensorflow_session_parallelism=0",
     ]
     with caplog.at_level(logging.WARNING):
-        options = parse_flags(argv, settings)
+        options = parse_flags(argv, defaults)
     assert (options.model_name, options.model_base_path) == ("x", "/models/x")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
@@ -49,9 +57,9 @@ def test_a_typical_docker_command_line(
     ]
 
 
-def test_equals_and_space_separated_values_are_the_same(settings: Settings) -> None:
-    joined = parse_flags(["--port=9000", "--model_config_file=/m/models.config"], settings)
-    spaced = parse_flags(["--port", "9000", "--model_config_file", "/m/models.config"], settings)
+def test_equals_and_space_separated_values_are_the_same(defaults: ModelServerOptions) -> None:
+    joined = parse_flags(["--port=9000", "--model_config_file=/m/models.config"], defaults)
+    spaced = parse_flags(["--port", "9000", "--model_config_file", "/m/models.config"], defaults)
     assert joined == spaced
     assert joined.port == 9000
     assert joined.model_config_file == "/m/models.config"
@@ -69,19 +77,19 @@ def test_equals_and_space_separated_values_are_the_same(settings: Settings) -> N
         (["--enable_batching=FALSE"], False),
     ],
 )
-def test_boolean_flags(settings: Settings, argv: list[str], batching: bool) -> None:
-    assert parse_flags(argv, settings).enable_batching is batching
+def test_boolean_flags(defaults: ModelServerOptions, argv: list[str], batching: bool) -> None:
+    assert parse_flags(argv, defaults).enable_batching is batching
 
 
 def test_rest_api_port_zero_turns_rest_off_and_port_zero_picks_a_free_one(
-    settings: Settings,
+    defaults: ModelServerOptions,
 ) -> None:
-    options = parse_flags(["--port=0", "--rest_api_port=0"], settings)
+    options = parse_flags(["--port=0", "--rest_api_port=0"], defaults)
     assert options.port == 0
     assert options.rest_api_port is None
 
 
-def test_every_option_we_implement(settings: Settings) -> None:
+def test_every_option_we_implement(defaults: ModelServerOptions) -> None:
     options = parse_flags(
         [
             "--host=0.0.0.0",
@@ -93,7 +101,7 @@ def test_every_option_we_implement(settings: Settings) -> None:
             "--enable_model_warmup=false",
             "--saved_model_tags=serve,gpu",
         ],
-        settings,
+        defaults,
     )
     assert options.host == "0.0.0.0"
     assert options.model_config_file_poll_wait_seconds == 5.0
@@ -106,12 +114,12 @@ def test_every_option_we_implement(settings: Settings) -> None:
 
 
 def test_thread_flags_are_implemented_not_ignored(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    defaults: ModelServerOptions, caplog: pytest.LogCaptureFixture
 ) -> None:
-    defaults = parse_flags([], settings)
-    assert defaults.grpc_max_threads == 0  # the server's choice
-    assert defaults.tensorflow_intra_op_parallelism == 0  # TensorFlow's choice
-    assert defaults.tensorflow_inter_op_parallelism == 0
+    unset = parse_flags([], defaults)
+    assert unset.grpc_max_threads == 0  # the server's choice
+    assert unset.tensorflow_intra_op_parallelism == 0  # TensorFlow's choice
+    assert unset.tensorflow_inter_op_parallelism == 0
     argv = [
         "--grpc_max_threads=6",
         "--tensorflow_intra_op_parallelism=1",
@@ -119,7 +127,7 @@ def test_thread_flags_are_implemented_not_ignored(
         "2",
     ]
     with caplog.at_level(logging.WARNING):
-        options = parse_flags(argv, settings)
+        options = parse_flags(argv, defaults)
     assert not caplog.records
     assert options.grpc_max_threads == 6
     assert options.tensorflow_intra_op_parallelism == 1
@@ -127,13 +135,13 @@ def test_thread_flags_are_implemented_not_ignored(
 
 
 def test_every_unimplemented_tf_serving_flag_is_accepted_with_one_warning_each(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    defaults: ModelServerOptions, caplog: pytest.LogCaptureFixture
 ) -> None:
     argv = [f"--{name}=1" for name in IGNORED_FLAGS]
     argv += ["--grpc_channel_arguments=grpc.max_connection_age_ms=2000,grpc.x=1"]
     argv += ["--rest_api_enable_cors_support"]  # a bare boolean
     with caplog.at_level(logging.WARNING):
-        parse_flags(argv, settings)
+        parse_flags(argv, defaults)
     warned = [r.getMessage().split()[0] for r in caplog.records if r.levelno == logging.WARNING]
     assert sorted(warned) == sorted(f"--{name}" for name in IGNORED_FLAGS)
 
@@ -153,10 +161,13 @@ def test_every_unimplemented_tf_serving_flag_is_accepted_with_one_warning_each(
     ],
 )
 def test_a_bad_command_line_exits_2_saying_why(
-    settings: Settings, capsys: pytest.CaptureFixture[str], argv: list[str], complaint: str
+    defaults: ModelServerOptions,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    complaint: str,
 ) -> None:
     with pytest.raises(SystemExit) as exited:
-        parse_flags(argv, settings)
+        parse_flags(argv, defaults)
     assert exited.value.code == 2
     assert complaint in capsys.readouterr().err
 

@@ -20,9 +20,9 @@ def test_without_redis_no_service_starts_one_of_its_own(tmp_path: Path) -> None:
     stack = LocalStack(settings, services=(), with_redis=False)
     resolved = stack._start_infrastructure(settings)
     try:
-        assert resolved.redis_url == ""
-        assert resolved.embedded_redis is False
-        cache, embedded = open_cache(resolved, start_embedded=resolved.embedded_redis)
+        assert resolved.cache.redis_url == ""
+        assert resolved.cache.embedded_redis is False
+        cache, embedded = open_cache(resolved, start_embedded=resolved.cache.embedded_redis)
         assert isinstance(cache, NoCache)
         assert embedded is None
     finally:
@@ -34,9 +34,9 @@ def test_a_configured_redis_is_used_as_it_is(tmp_path: Path) -> None:
     stack = LocalStack(settings, services=(), with_redis=True)
     resolved = stack._start_infrastructure(settings)
     try:
-        assert resolved.redis_url == "redis://127.0.0.1:1/0"
-        assert resolved.embedded_redis is True
-        cache, embedded = open_cache(resolved, start_embedded=resolved.embedded_redis)
+        assert resolved.cache.redis_url == "redis://127.0.0.1:1/0"
+        assert resolved.cache.embedded_redis is True
+        cache, embedded = open_cache(resolved, start_embedded=resolved.cache.embedded_redis)
         assert isinstance(cache, ScoreCache)
         assert embedded is None
         cache.close()

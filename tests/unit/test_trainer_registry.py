@@ -41,12 +41,12 @@ def events() -> list[ModelEvent]:
 
 @pytest.fixture
 def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
-    return ModelRegistry(settings, store, emit=events.append)
+    return ModelRegistry(settings.trainer, store, emit=events.append)
 
 
-def export(settings: Settings, version: int, name: str = NAME) -> Path:
+def export(models_dir: Path, version: int, name: str = NAME) -> Path:
     """What the trainer's export leaves on disk, as far as the registry looks."""
-    folder = settings.models_path / name / str(version)
+    folder = models_dir / name / str(version)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "saved_model.pb").touch()
     return folder
@@ -59,20 +59,20 @@ def register(registry: ModelRegistry, version: int, name: str = NAME, **kw: Any)
         "label_run": "lr-1",
         "metrics": {"dev": {"roc_auc": 0.91}, "test": {"roc_auc": 0.9}},
         "params": {"units": 64},
-        "path": str(registry.settings.models_path / name / str(version)),
+        "path": str(registry.settings.models_dir / name / str(version)),
     }
     return registry.register(name, version, **(fields | kw))
 
 
 def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
     for version in versions:
-        export(registry.settings, version, name)
+        export(registry.settings.models_dir, version, name)
         register(registry, version, name)
         registry.bless(name, version, "beats production", compared_to=None)
 
 
 def served(settings: Settings) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(settings.models_path).read_text())
+    return parse_serving_config(serving_config_path(settings.trainer.models_dir).read_text())
 
 
 def actions(doc: ModelVersion) -> list[tuple[str, str | None, str]]:
@@ -122,9 +122,9 @@ def test_next_version_considers_docs_and_directories(
     assert registry.next_version(NAME) == 1
     register(registry, 2)
     assert registry.next_version(NAME) == 3
-    export(settings, 7)
-    (settings.models_path / NAME / "9.tmp").mkdir()  # not a version folder
-    (settings.models_path / NAME / "12").touch()  # a file, not a folder
+    export(settings.trainer.models_dir, 7)
+    (settings.trainer.models_dir / NAME / "9.tmp").mkdir()  # not a version folder
+    (settings.trainer.models_dir / NAME / "12").touch()  # a file, not a folder
     assert registry.next_version(NAME) == 8
     assert registry.next_version("other") == 1
 
@@ -246,8 +246,8 @@ def test_promoting_the_production_version_is_a_no_op(registry: ModelRegistry, ev
 def test_promoting_an_unjudged_or_unblessed_version_needs_force(
     registry: ModelRegistry, settings: Settings
 ) -> None:
-    export(settings, 1)
-    export(settings, 2)
+    export(settings.trainer.models_dir, 1)
+    export(settings.trainer.models_dir, 2)
     register(registry, 1)
     register(registry, 2)
     registry.unbless(NAME, 2, "worse")
@@ -255,7 +255,7 @@ def test_promoting_an_unjudged_or_unblessed_version_needs_force(
         with pytest.raises(ValidationFailed) as caught:
             registry.promote(NAME, version, "ship it")
         assert state in caught.value.message and "force" in caught.value.message
-    assert not serving_config_path(settings.models_path).exists()
+    assert not serving_config_path(settings.trainer.models_dir).exists()
 
     doc = registry.promote(NAME, 2, "hotfix: known good on the new slice", force=True)
     assert doc.state == "production"
@@ -270,7 +270,7 @@ def test_promoting_a_version_without_its_saved_model_is_not_found(
     registry.bless(NAME, 1, "good")
     with pytest.raises(NotFound, match="no SavedModel"):
         registry.promote(NAME, 1, "release")
-    (settings.models_path / NAME / "1").mkdir(parents=True)  # an empty folder is no model
+    (settings.trainer.models_dir / NAME / "1").mkdir(parents=True)  # an empty folder is no model
     with pytest.raises(NotFound, match="no SavedModel"):
         registry.promote(NAME, 1, "release")
     assert registry.get(NAME, 1).state == "blessed"
@@ -326,7 +326,7 @@ def test_rollback_to_a_version_whose_saved_model_is_gone(
     blessed(registry, 1, 2)
     registry.promote(NAME, 1, "r1")
     registry.promote(NAME, 2, "r2")
-    (settings.models_path / NAME / "1" / "saved_model.pb").unlink()
+    (settings.trainer.models_dir / NAME / "1" / "saved_model.pb").unlink()
     with pytest.raises(NotFound, match="no SavedModel"):
         registry.rollback(NAME, "back")
     assert registry.production(NAME).version == 2
@@ -338,7 +338,7 @@ def test_a_failing_emit_does_not_undo_a_durable_change(
     def broken(event: ModelEvent) -> None:
         raise RuntimeError("broker down")
 
-    registry = ModelRegistry(settings, store, emit=broken)
+    registry = ModelRegistry(settings.trainer, store, emit=broken)
     blessed(registry, 1)
     assert registry.promote(NAME, 1, "release").state == "production"
     assert registry.get(NAME, 1).state == "production"
@@ -395,21 +395,24 @@ def test_serving_config_follows_promotions_and_rollbacks_of_every_name(
     assert served(settings) == {NAME: 2, "attack": 5}
     registry.rollback(NAME, "back")
     assert served(settings) == {NAME: 1, "attack": 5}
-    text = serving_config_path(settings.models_path).read_text()
-    assert f'base_path: "{(settings.models_path / NAME).resolve()}"' in text
-    assert not list(settings.models_path.glob(".models.config.*"))  # no temp file left
+    text = serving_config_path(settings.trainer.models_dir).read_text()
+    assert f'base_path: "{(settings.trainer.models_dir / NAME).resolve()}"' in text
+    assert not list(settings.trainer.models_dir.glob(".models.config.*"))  # no temp file left
 
     # write_serving_config rebuilds the file from the store (e.g. at service start).
-    serving_config_path(settings.models_path).unlink()
-    assert registry.write_serving_config() == serving_config_path(settings.models_path)
+    serving_config_path(settings.trainer.models_dir).unlink()
+    assert registry.write_serving_config() == serving_config_path(settings.trainer.models_dir)
     assert served(settings) == {NAME: 1, "attack": 5}
 
 
 def test_serving_config_base_path_override(tmp_path: Path, store: SqliteStore) -> None:
     settings = load_settings(data_dir=tmp_path, model_server_base_path="/models/")
-    registry = ModelRegistry(settings, store)
+    registry = ModelRegistry(settings.trainer, store)
     blessed(registry, 1)
     registry.promote(NAME, 1, "release")
-    text = serving_config_path(settings.models_path).read_text()
+    text = serving_config_path(settings.trainer.models_dir).read_text()
     assert 'base_path: "/models/toxicity"' in text
-    assert serving_config_path(settings.models_path) == settings.models_path / "models.config"
+    assert (
+        serving_config_path(settings.trainer.models_dir)
+        == settings.trainer.models_dir / "models.config"
+    )

@@ -42,11 +42,11 @@ def up(
     signal.signal(signal.SIGINT, _stop)
     try:
         resolved = stack.start()
-        console.print(f"broker     {resolved.bootstrap_servers}")
-        if resolved.redis_url:
-            console.print(f"redis      {resolved.redis_url}")
-        console.print(f"store      {resolved.es_url or resolved.store_path}")
-        collector_url = service_url(resolved.host, resolved.collector_port)
+        console.print(f"broker     {resolved.kafka.bootstrap_servers}")
+        if resolved.cache.redis_url:
+            console.print(f"redis      {resolved.cache.redis_url}")
+        console.print(f"store      {resolved.store.es_url or resolved.store.sqlite_path}")
+        collector_url = service_url(resolved.host, resolved.collector.port)
         console.print(f"collector  {collector_url}  (docs at /docs)")
         console.print("[green]stack is up[/]; Ctrl-C to stop")
         while not stopping:

@@ -67,7 +67,7 @@ def inference_client(settings: Settings, url: str | None, api_key: str | None) -
 
     if url is None:
         return clients_for(settings, api_key=api_key).inference
-    key = api_key if api_key is not None else default_api_key(settings)
+    key = api_key if api_key is not None else default_api_key(settings.edge)
     return InferenceClient(url, api_key=key)
 
 

@@ -12,17 +12,17 @@ from mlcycle.clients.inference import InferenceClient
 from mlcycle.clients.labeler import LabelerClient
 from mlcycle.clients.modelserver import ModelServerClient
 from mlcycle.clients.trainer import TrainerClient
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, Settings
 
 
-def url_for(settings: Settings, port: int) -> str:
-    """The URL a client dials for a service of ``settings`` listening on ``port``."""
-    return service_url(dialable_host(settings.host), port)
+def url_for(host: str, port: int) -> str:
+    """The URL a client dials for a service bound to ``host`` (the settings' host), ``port``."""
+    return service_url(dialable_host(host), port)
 
 
-def default_api_key(settings: Settings) -> str | None:
+def default_api_key(edge: EdgeSettings) -> str | None:
     """The key tools send: the first configured one (none without keys)."""
-    return settings.api_keys[0] if settings.api_keys else None
+    return edge.api_keys[0] if edge.api_keys else None
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,17 @@ def clients_for(settings: Settings, *, api_key: str | None = None) -> ServiceCli
 
     ``api_key`` overrides the configured key. No connection opens before the first call.
     """
-    key = api_key if api_key is not None else default_api_key(settings)
+    key = api_key if api_key is not None else default_api_key(settings.edge)
+    host = settings.host
     return ServiceClients(
-        collector=CollectorClient(url_for(settings, settings.collector_port), api_key=key),
-        labeler=LabelerClient(url_for(settings, settings.labeler_port), api_key=key),
-        featurizer=FeaturizerClient(url_for(settings, settings.featurizer_port), api_key=key),
-        trainer=TrainerClient(url_for(settings, settings.trainer_port), api_key=key),
-        inference=InferenceClient(url_for(settings, settings.inference_port), api_key=key),
+        collector=CollectorClient(url_for(host, settings.collector.port), api_key=key),
+        labeler=LabelerClient(url_for(host, settings.labeler.port), api_key=key),
+        featurizer=FeaturizerClient(url_for(host, settings.featurizer.port), api_key=key),
+        trainer=TrainerClient(url_for(host, settings.trainer.port), api_key=key),
+        inference=InferenceClient(url_for(host, settings.inference.port), api_key=key),
         modelserver=ModelServerClient(
-            url_for(settings, settings.model_server_rest_port),
-            model_name=settings.model_name,
+            url_for(host, settings.modelserver.rest_port),
+            model_name=settings.trainer.model_name,
             api_key=key,
         ),
     )

@@ -34,7 +34,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
 from mlcycle.contracts.comments import Comment, Vote
@@ -101,15 +101,15 @@ class RecordKind:
 class Ingestor:
     """Parses, validates and produces one batch; runs in a worker thread (it blocks on Kafka)."""
 
-    def __init__(self, settings: Settings, producer: Producer) -> None:
-        self.settings = settings
+    def __init__(self, edge: EdgeSettings, producer: Producer) -> None:
+        self.edge = edge
         self.producer = producer
 
     def accept(self, kind: RecordKind, body: bytes, content_type: str | None) -> tuple[int, str]:
         """Produce the whole batch or nothing; returns the count and a Server-Timing value."""
         started = time.perf_counter()
         try:
-            items = parse_body(body, content_type, max_records=self.settings.max_batch_records)
+            items = parse_body(body, content_type, max_records=self.edge.max_batch_records)
             records = validate_records(kind.model, items)
         except MlcycleError as exc:
             REQUESTS_REJECTED.labels(kind.name, exc.code).inc()
@@ -145,18 +145,15 @@ def _record_body(schema_name: str, max_records: int) -> dict[str, Any]:
     }
 
 
-def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
-    ingestor = Ingestor(settings, producer)
-    router = APIRouter(
-        prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(settings))]
-    )
-    topics = settings.topics
+def _ingest_router(edge: EdgeSettings, topics: TopicNames, producer: Producer) -> APIRouter:
+    ingestor = Ingestor(edge, producer)
+    router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(edge))])
     comments = RecordKind("comments", Comment, topics.comments_raw)
     votes = RecordKind("votes", Vote, topics.votes_raw)
     errors = error_responses(400, 401, 413, 422, 503)
 
     async def ingest(kind: RecordKind, request: Request) -> OrjsonResponse:
-        body = await read_body(request, settings.max_body_bytes)
+        body = await read_body(request, edge.max_body_bytes)
         content_type = request.headers.get("content-type")
         count, timing = await run_in_threadpool(ingestor.accept, kind, body, content_type)
         return OrjsonResponse(
@@ -169,7 +166,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
         response_model=Accepted,
         responses=errors,
         summary="Ingest a batch of comments",
-        openapi_extra={"requestBody": _record_body("Comment", settings.max_batch_records)},
+        openapi_extra={"requestBody": _record_body("Comment", edge.max_batch_records)},
     )
     async def post_comments(request: Request) -> OrjsonResponse:
         return await ingest(comments, request)
@@ -180,7 +177,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
         response_model=Accepted,
         responses=errors,
         summary="Ingest a batch of crowd votes",
-        openapi_extra={"requestBody": _record_body("Vote", settings.max_batch_records)},
+        openapi_extra={"requestBody": _record_body("Vote", edge.max_batch_records)},
     )
     async def post_votes(request: Request) -> OrjsonResponse:
         return await ingest(votes, request)
@@ -191,7 +188,7 @@ def _ingest_router(settings: Settings, producer: Producer) -> APIRouter:
 # -- queries ------------------------------------------------------------------------------------
 
 
-def _query_router(settings: Settings, store: Store) -> APIRouter:
+def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["query"])
     stored = Comments(store)
 
@@ -213,7 +210,7 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
     def list_comments(
         q: str | None = Query(None, max_length=MAX_QUERY_CHARS, description="full-text query"),
         source: str | None = Query(None, max_length=512, description="only this source"),
-        limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
+        limit: int = Query(edge.default_page_size, ge=1, le=edge.max_page_size),
         cursor: str | None = Query(None, max_length=4096, description="next_cursor of a page"),
     ) -> OrjsonResponse:
         # An empty cursor (``?cursor=``) means the first page, as if it were absent.
@@ -233,9 +230,9 @@ def _query_router(settings: Settings, store: Store) -> APIRouter:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def _broker_ready(settings: Settings) -> bool:
+def _broker_ready(bootstrap: str) -> bool:
     try:
-        wait_for_broker(settings.bootstrap_servers, timeout_s=1.0)
+        wait_for_broker(bootstrap, timeout_s=1.0)
     except MlcycleError:
         return False
     return True
@@ -274,23 +271,23 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
     install_metrics(app, SERVICE)
 
     def ready_check() -> dict[str, bool]:
-        return {"store": store.ping(), "broker": _broker_ready(settings)}
+        return {"store": store.ping(), "broker": _broker_ready(settings.kafka.bootstrap_servers)}
 
     add_health_routes(app, ready_check)
-    app.include_router(_ingest_router(settings, producer))
-    app.include_router(_query_router(settings, store))
+    app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer))
+    app.include_router(_query_router(settings.edge, store))
     _install_record_schemas(app)
     return app
 
 
 def serve(settings: Settings) -> None:
-    """Run the API on ``settings.host:settings.collector_port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id="collector-api")
+    """Run the API on ``settings.host:settings.collector.port`` until SIGINT/SIGTERM."""
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id="collector-api")
     try:
         app = create_app(settings, store=store, producer=producer)
-        serve_app(app, settings.host, settings.collector_port, service=SERVICE)
+        serve_app(app, settings.host, settings.collector.port, service=SERVICE)
     finally:
         producer.close()
         store.close()

@@ -15,7 +15,7 @@ from collections import defaultdict
 from mlcycle.collector.metrics import DOCUMENTS_INDEXED, RECORDS_INVALID
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.service import run_consumer_service
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import Settings, TopicNames
 from mlcycle.common.store import COMMENTS, VOTES, Store
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.messages import InvalidRecord, decode_record
@@ -31,8 +31,7 @@ RawRecord = Comment | Vote
 class Indexer:
     """The consumer-loop handler: store every valid record, return the invalid ones."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
-        topics = settings.topics
+    def __init__(self, topics: TopicNames, store: Store) -> None:
         self.store = store
         self._routes: dict[str, tuple[str, type[RawRecord]]] = {
             topics.comments_raw: (COMMENTS, Comment),
@@ -69,13 +68,15 @@ class Indexer:
 def run_indexer(settings: Settings) -> None:
     """Consume both raw topics into the store until SIGINT/SIGTERM, then commit and close.
 
-    Serves ``/healthz``, ``/readyz`` and ``/metrics`` on ``settings.indexer_metrics_port``.
+    Serves ``/healthz``, ``/readyz`` and ``/metrics`` on the collector's
+    ``indexer_metrics_port``.
     """
+    topics, collector = settings.kafka.topics, settings.collector
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.comments_raw, settings.topics.votes_raw],
-        group_id=settings.indexer_group_id,
-        metrics_port=settings.indexer_metrics_port,
-        handler=lambda store, producer: Indexer(settings, store),
+        topics=[topics.comments_raw, topics.votes_raw],
+        group_id=collector.indexer_group_id,
+        metrics_port=collector.indexer_metrics_port,
+        handler=lambda store, producer: Indexer(topics, store),
     )

@@ -145,7 +145,7 @@ class JobConfig(BaseModel):
     name: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="model name (default: settings.model_name)",
+        description="model name (default: settings.trainer.model_name)",
     )
     task: str | None = Field(None, max_length=128, description="label task (default: settings)")
     label_run: str | None = Field(None, max_length=128, description="default: the latest run")
@@ -156,7 +156,8 @@ class JobConfig(BaseModel):
     time_budget_s: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
     search: SearchSpace = Field(default_factory=SearchSpace)
     metric: Metric | None = Field(
-        None, description="dev metric that selects and blesses (default: settings.bless_metric)"
+        None,
+        description="dev metric that selects and blesses (default: settings.trainer.bless_metric)",
     )
     soft_labels: bool = Field(True, description="train on the labeler's class probabilities")
     class_weight: Literal["balanced", "none"] = "balanced"

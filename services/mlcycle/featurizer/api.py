@@ -23,12 +23,12 @@ from mlcycle.common.http import (
     require_api_key,
     serve_app,
 )
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import list_feature_sets, read_manifest
-from mlcycle.featurizer.service import Featurized, FeaturizerCore
+from mlcycle.featurizer.service import Featurized, FeaturizerCore, core_for
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ def _vectors(featurized: Featurized) -> list[VectorBody]:
     return vectors
 
 
-def _router(settings: Settings, core: FeaturizerCore, store: Store) -> APIRouter:
+def _router(edge: EdgeSettings, core: FeaturizerCore) -> APIRouter:
     router = APIRouter(prefix="/v1")
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(edge))]
 
     @router.post(
         "/featurize",
@@ -195,7 +195,7 @@ def create_app(settings: Settings, *, core: FeaturizerCore, store: Store) -> Fas
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_router(settings, core, store))
+    app.include_router(_router(settings.edge, core))
     return app
 
 
@@ -203,12 +203,12 @@ def serve(settings: Settings) -> None:
     """REST on ``featurizer_port`` and gRPC on ``featurizer_grpc_port`` until SIGINT/SIGTERM."""
     from mlcycle.featurizer.grpc_api import build_grpc_server
 
-    store = open_store(settings)
-    core = FeaturizerCore(settings, store)
-    grpc_server = build_grpc_server(settings, core).start()
+    store = open_store(settings.store)
+    core = core_for(settings, store)
+    grpc_server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
     try:
         app = create_app(settings, core=core, store=store)
-        serve_app(app, settings.host, settings.featurizer_port, service=SERVICE)
+        serve_app(app, settings.host, settings.featurizer.port, service=SERVICE)
     finally:
         grpc_server.stop(grace=5)
         store.close()

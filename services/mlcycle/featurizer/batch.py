@@ -26,7 +26,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.labels import is_live_run
 from mlcycle.contracts.repositories.label_runs import LabelRuns
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def run_batch(settings: Settings) -> None:
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.labels],
-        group_id=settings.featurizer_group_id,
-        metrics_port=settings.featurizer_batch_metrics_port,
-        handler=lambda store, producer: FeatureSetBuilder(FeaturizerCore(settings, store), store),
+        topics=[settings.kafka.topics.labels],
+        group_id=settings.featurizer.group_id,
+        metrics_port=settings.featurizer.batch_metrics_port,
+        handler=lambda store, producer: FeatureSetBuilder(core_for(settings, store), store),
     )

@@ -18,7 +18,7 @@ from mlcycle.contracts.messages import flat_errors
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.shards import feature_set_dir
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 
 
 def load_config(path: Path | None) -> FeatureConfig:
@@ -43,11 +43,11 @@ def run_featurize_command(
     config_path: Path | None,
 ) -> FeatureSetManifest:
     """Fit if asked (or if nothing is fitted yet), then build the run's feature set."""
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
-        core = FeaturizerCore(settings, store)
+        core = core_for(settings, store)
         if label_run is None:
-            latest = LabelRuns(store).latest(settings.label_task)
+            latest = LabelRuns(store).latest(core.default_task)
             if latest is None:
                 raise InvalidInput("no finished label run: run `mlcycle label` first")
             label_run = latest.id

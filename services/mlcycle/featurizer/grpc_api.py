@@ -32,11 +32,11 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, Unavailable, ValidationFailed
 from mlcycle.common.grpc import GrpcServer, build_server, channel
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import FeaturizerSettings, load_settings
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.config import FeatureConfig
-from mlcycle.featurizer.service import FeaturizerCore
+from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 
 SERVICE_NAME = featurizer_pb2.DESCRIPTOR.services_by_name["FeaturizerService"].full_name
@@ -121,7 +121,7 @@ class FeaturizerServicer(featurizer_pb2_grpc.FeaturizerServiceServicer):
         metadata = None
         # The core refuses empty and oversized batches before it reads metadata:
         # leave the conversion out then, so a huge batch is refused cheaply.
-        if 0 < len(instances) <= self.core.settings.featurize_max_instances:
+        if 0 < len(instances) <= self.core.settings.max_instances:
             metadata = [struct_to_dict(instance.metadata) for instance in instances]
         featurized = self.core.featurize(texts, metadata, request.transform or None)
         batch = featurized.batch
@@ -168,11 +168,13 @@ def _feature_config(struct: struct_pb2.Struct) -> FeatureConfig:
         ) from None
 
 
-def build_grpc_server(settings: Settings, core: FeaturizerCore) -> GrpcServer:
-    """The featurizer's gRPC server on ``settings.featurizer_grpc_port``, bound, not started."""
+def build_grpc_server(
+    settings: FeaturizerSettings, core: FeaturizerCore, *, host: str
+) -> GrpcServer:
+    """The featurizer's gRPC server on ``host:settings.grpc_port``, bound, not started."""
     return build_server(
-        port=settings.featurizer_grpc_port,
-        host=settings.host,
+        port=settings.grpc_port,
+        host=host,
         servicers=[
             (featurizer_pb2_grpc.add_FeaturizerServiceServicer_to_server, FeaturizerServicer(core))
         ],
@@ -213,10 +215,10 @@ def _start_on_free_port(transform_root: Path, version: str) -> GrpcServer:
             host="127.0.0.1",
             featurizer_grpc_port=_free_port("127.0.0.1"),
         )
-        core = FeaturizerCore(settings)
+        core = core_for(settings)
         core.transform(version)  # load before timing, and fail early on a missing version
         try:
-            return build_grpc_server(settings, core).start()
+            return build_grpc_server(settings.featurizer, core, host=settings.host).start()
         except Unavailable:
             if attempt == 2:
                 raise

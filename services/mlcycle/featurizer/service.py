@@ -10,12 +10,12 @@ shard size) and its request limits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import FeaturizerSettings, Settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.features import FeatureSetManifest, TransformDescription
 from mlcycle.contracts.repositories.label_runs import LabelRuns
@@ -34,12 +34,26 @@ class Featurized:
 
 
 class FeaturizerCore:
-    """Fit, load and apply transforms; the one place the featurizer's rules live."""
+    """Fit, load and apply transforms; the one place the featurizer's rules live.
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    The labels it featurizes are the labeler's: ``default_task`` is the task
+    fitted on when none is named, and ``classes_of`` gives a task's number of
+    classes.
+    """
+
+    def __init__(
+        self,
+        settings: FeaturizerSettings,
+        store: Store | None = None,
+        *,
+        default_task: str,
+        classes_of: Callable[[str], int],
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.transforms = TransformStore(settings.artifacts_path)
+        self.default_task = default_task
+        self.classes_of = classes_of
+        self.transforms = TransformStore(settings.artifacts_dir)
         self.root = self.transforms.root
 
     # -- versions (the transform store's) ------------------------------------------------------
@@ -75,7 +89,7 @@ class FeaturizerCore:
         Returns the transform and the label run it was fitted on.
         """
         store = self._require_store()
-        run = LabelRuns(store).resolve(label_run, task or self.settings.label_task)
+        run = LabelRuns(store).resolve(label_run, task or self.default_task)
         transform = fit_on_label_run(store, self.transforms, run.id, config or FeatureConfig())
         if make_current:
             self.set_current(transform.version)
@@ -95,7 +109,7 @@ class FeaturizerCore:
             label_run,
             version,
             shard_rows=self.settings.shard_rows,
-            classes_of=self.settings.classes_of,
+            classes_of=self.classes_of,
             on_progress=on_progress,
         )
 
@@ -115,7 +129,7 @@ class FeaturizerCore:
         """Vectors for request texts; unknown metadata fields are an error here."""
         if not texts:
             raise InvalidInput("no instances: send at least one text")
-        limit = self.settings.featurize_max_instances
+        limit = self.settings.max_instances
         if len(texts) > limit:
             raise PayloadTooLarge(
                 f"{len(texts)} instances in one request; the limit is {limit}",
@@ -132,3 +146,13 @@ class FeaturizerCore:
         transform = self.transform(version)
         current = transform.version == self.current_version()
         return transform.description().model_copy(update={"current": current})
+
+
+def core_for(settings: Settings, store: Store | None = None) -> FeaturizerCore:
+    """The core a featurizer process runs: its own section, the labeler's task and classes."""
+    return FeaturizerCore(
+        settings.featurizer,
+        store,
+        default_task=settings.labeler.task,
+        classes_of=settings.labeler.classes_of,
+    )

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import TopicNames
 from mlcycle.contracts.comments import Comment, Vote
 
 DEFAULT_BATCH = 2000
@@ -32,21 +32,21 @@ class PublishCounts:
 def publish(
     records: Iterable[Comment | Vote],
     producer: RecordProducer,
-    settings: Settings,
+    topics: TopicNames,
     *,
     batch_size: int = DEFAULT_BATCH,
     on_batch: Callable[[int], None] | None = None,
 ) -> PublishCounts:
-    """Send ``records`` to ``comments.raw`` / ``votes.raw``; ``on_batch(n)`` after each ack."""
+    """Send ``records`` to their raw topics among ``topics``; ``on_batch(n)`` after each ack."""
     counts = PublishCounts()
     comments: list[tuple[str, bytes]] = []
     votes: list[tuple[str, bytes]] = []
 
     def flush() -> None:
         if comments:
-            counts.comments += producer.send_batch(settings.topics.comments_raw, comments)
+            counts.comments += producer.send_batch(topics.comments_raw, comments)
         if votes:
-            counts.votes += producer.send_batch(settings.topics.votes_raw, votes)
+            counts.votes += producer.send_batch(topics.votes_raw, votes)
         if on_batch is not None and (comments or votes):
             on_batch(len(comments) + len(votes))
         comments.clear()

@@ -44,11 +44,13 @@ class CallerGate:
     """API keys (``require_api_key``) and per-caller token buckets, for both predict routes."""
 
     def __init__(self, settings: Settings) -> None:
-        self.keys_required = bool(settings.api_keys)
-        self.check_key = require_api_key(settings)
+        self.keys_required = bool(settings.edge.api_keys)
+        self.check_key = require_api_key(settings.edge)
         self.buckets = None
-        if settings.rate_limit_rps > 0:
-            self.buckets = TokenBuckets(settings.rate_limit_rps, settings.rate_limit_burst)
+        if settings.inference.rate_limit_rps > 0:
+            self.buckets = TokenBuckets(
+                settings.inference.rate_limit_rps, settings.inference.rate_limit_burst
+            )
 
     def dependencies(self) -> list[Any]:
         """The route dependencies needed: none when neither keys nor limits are configured."""

@@ -154,8 +154,8 @@ def _post(app: FastAPI, path: str, **route: Any) -> Callable[[Endpoint], Endpoin
 def _add_predict_routes(
     app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate
 ) -> None:
-    model_name = settings.model_name
-    max_body, max_instances = settings.max_body_bytes, settings.predict_max_instances
+    model_name = settings.trainer.model_name
+    max_body, max_instances = settings.edge.max_body_bytes, settings.inference.predict_max_instances
 
     async def parse(parser: Callable[[bytes, int], T], body: bytes) -> T:
         # Small bodies parse faster than a thread hop; big ones must not stall the loop.
@@ -204,7 +204,7 @@ def _add_predict_routes(
         description=TF_DESCRIPTION,
         openapi_extra={
             "requestBody": _body_schema(TfRowRequest, TfColumnarRequest),
-            **({"security": [{"HTTPBearer": []}]} if settings.api_keys else {}),
+            **({"security": [{"HTTPBearer": []}]} if settings.edge.api_keys else {}),
         },
     )
     async def tf_predict(name: str, request: Request) -> OrjsonResponse:
@@ -286,7 +286,7 @@ def _ready_checks(
 
 def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     """The inference service's ASGI app over ``runtime`` (the caller owns and closes it)."""
-    batcher = RequestBatcher(runtime.predictor, max_rows=settings.predict_batch_size)
+    batcher = RequestBatcher(runtime.predictor, max_rows=settings.inference.predict_batch_size)
     lineage = LineageReader(settings, runtime.predictor)
 
     @contextlib.asynccontextmanager
@@ -320,11 +320,11 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    """The REST API on ``settings.inference_port`` until SIGINT/SIGTERM."""
-    runtime = InferenceRuntime.open(settings, start_embedded_redis=settings.embedded_redis)
+    """The REST API on ``settings.inference.port`` until SIGINT/SIGTERM."""
+    runtime = InferenceRuntime.open(settings, start_embedded_redis=settings.cache.embedded_redis)
     try:
         serve_app(
-            create_app(settings, runtime), settings.host, settings.inference_port, service=SERVICE
+            create_app(settings, runtime), settings.host, settings.inference.port, service=SERVICE
         )
     finally:
         runtime.close()

@@ -247,11 +247,11 @@ class GrpcModelClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GrpcModelClient:
-        """A client of ``settings.model_server_address`` with its deadline and retries."""
+        """A client of ``settings.modelserver.target`` with its deadline and retries."""
         return cls(
-            settings.model_server_address,
-            deadline_s=settings.predict_deadline_s,
-            retries=settings.predict_retries,
+            settings.modelserver.target,
+            deadline_s=settings.inference.predict_deadline_s,
+            retries=settings.inference.predict_retries,
         )
 
     def versions(self, name: str) -> list[int]:

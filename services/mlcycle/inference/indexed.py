@@ -36,8 +36,8 @@ class CommittedOffsets:
     """:class:`IndexerProgress` from the indexer group's committed offsets (Kafka OffsetFetch)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.group = settings.indexer_group_id
-        self.bootstrap = settings.bootstrap_servers
+        self.group = settings.collector.indexer_group_id
+        self.bootstrap = settings.kafka.bootstrap_servers
         self._admin: KafkaAdminClient | None = None
 
     def wait_past(self, needed: Mapping[TopicPartition, int], timeout_s: float) -> None:

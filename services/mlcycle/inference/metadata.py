@@ -47,7 +47,7 @@ class VersionMetadata(BaseModel):
 
 def read_version_metadata(settings: Settings, name: str, version: int) -> VersionMetadata:
     """``<models_path>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
-    path = settings.models_path / name / str(version) / METADATA
+    path = settings.trainer.models_dir / name / str(version) / METADATA
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

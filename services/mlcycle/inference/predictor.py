@@ -142,7 +142,7 @@ class Predictor:
         if metadata is not None and len(metadata) != len(texts):
             raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
         model = self.tracker.current()
-        attempts = self.settings.predict_retries + 1
+        attempts = self.settings.inference.predict_retries + 1
         for _ in range(attempts):
             try:
                 return self._score_with(model, texts, metadata, unknown_fields)
@@ -180,7 +180,7 @@ class Predictor:
         """Featurize ``texts`` and score them, one gRPC call per ``predict_batch_size`` rows."""
         metrics = for_version(model.version)
         batch = featurize(model, texts, metadata)
-        size = self.settings.predict_batch_size
+        size = self.settings.inference.predict_batch_size
         out = np.empty((len(texts), len(model.classes)), np.float32)
         for start in range(0, len(texts), size):
             stop = min(len(texts), start + size)

@@ -39,13 +39,13 @@ class InferenceRuntime:
     ) -> InferenceRuntime:
         """Connect to the model server, start following its versions, open the cache.
 
-        Without ``settings.redis_url`` the cache is an embedded redis-server when
+        Without ``settings.cache.redis_url`` the cache is an embedded redis-server when
         ``start_embedded_redis`` (the API process), else there is none. Nothing here
         needs the model server to be up: predictions answer 503 until it is.
         """
         client = client or GrpcModelClient.from_settings(settings)
         tracker = VersionTracker(
-            settings, client, TransformStore(settings.artifacts_path).transform
+            settings, client, TransformStore(settings.featurizer.artifacts_dir).transform
         ).start()
         cache, embedded = open_cache(settings, start_embedded=start_embedded_redis)
         predictor = Predictor(settings, client=client, tracker=tracker, cache=cache)
@@ -87,8 +87,8 @@ def open_cache(
     settings: Settings, *, start_embedded: bool
 ) -> tuple[ScoreCache | NoCache, EmbeddedRedis | None]:
     """The score cache of ``settings`` (and the embedded Redis started for it, if any)."""
-    if settings.redis_url:
-        return ScoreCache(settings.redis_url, settings.cache_ttl_s), None
+    if settings.cache.redis_url:
+        return ScoreCache(settings.cache.redis_url, settings.inference.cache_ttl_s), None
     if not start_embedded:
         log.info("no MLCYCLE_REDIS_URL: scores are not cached")
         return NoCache(), None
@@ -98,4 +98,4 @@ def open_cache(
     except MlcycleError as exc:
         log.warning("embedded Redis did not start; scores are not cached: %s", exc.message)
         return NoCache(), None
-    return ScoreCache(embedded.url, settings.cache_ttl_s), embedded
+    return ScoreCache(embedded.url, settings.inference.cache_ttl_s), embedded

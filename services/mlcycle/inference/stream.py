@@ -79,7 +79,7 @@ class StreamScorer:
         self.scores = CommentScores(store)
         self.producer = producer
         self.indexer = indexer
-        self.topic = settings.topics.scored_comments
+        self.topic = settings.kafka.topics.scored_comments
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         """Score every comment of the batch (raises, so nothing commits, when that fails)."""
@@ -93,7 +93,7 @@ class StreamScorer:
         if not comments:
             return failures
         self.indexer.wait_past(_next_offsets(comments), self.indexer_wait_s)
-        size = self.settings.stream_batch_size
+        size = self.settings.inference.stream_batch_size
         for start in range(0, len(comments), size):
             failures.extend(self._score(comments[start : start + size]))
         return failures
@@ -150,7 +150,7 @@ def run_stream(settings: Settings) -> None:
     """Score ``comments.raw`` into ``scored.comments`` until SIGINT/SIGTERM.
 
     Serves ``/healthz``, ``/readyz`` and ``/metrics`` on
-    ``settings.inference_stream_metrics_port``. Consuming starts once a model
+    ``settings.inference.stream_metrics_port``. Consuming starts once a model
     version is servable: records that arrive before (a fresh stack, before the
     first training) wait in the topic rather than in retry backoffs, and are
     scored as soon as the model is there. Scores are cached only when
@@ -164,9 +164,9 @@ def run_stream(settings: Settings) -> None:
         run_consumer_service(
             settings,
             service=SERVICE,
-            topics=[settings.topics.comments_raw],
-            group_id=settings.inference_group_id,
-            metrics_port=settings.inference_stream_metrics_port,
+            topics=[settings.kafka.topics.comments_raw],
+            group_id=settings.inference.group_id,
+            metrics_port=settings.inference.stream_metrics_port,
             handler=lambda store, producer: StreamScorer(
                 settings, runtime.predictor, store, producer, indexer
             ),
@@ -189,7 +189,7 @@ def wait_for_model(
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, runtime.ready_checks)
-    health = BackgroundServer(app, settings.host, settings.inference_stream_metrics_port)
+    health = BackgroundServer(app, settings.host, settings.inference.stream_metrics_port)
     with _stop_on_signals(stop):
         health.start()
         try:

@@ -74,7 +74,7 @@ def build_version(
     except NotFound as exc:
         raise Unavailable(
             f"model {name} version {version} needs transform {wanted}, which is not in the "
-            f"artifact store at {settings.artifacts_path}",
+            f"artifact store at {settings.featurizer.artifacts_dir}",
             details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
         ) from None
     # Featurize once now: the first request then finds the compiled vectorizer loaded
@@ -83,14 +83,14 @@ def build_version(
     classes = tuple(str(c) for c in metadata.classes or ("0", "1"))
     threshold = None
     if len(classes) == 2:
-        threshold = settings.predict_threshold
+        threshold = settings.inference.predict_threshold
         if threshold is None:
             threshold = DEFAULT_THRESHOLD if metadata.threshold is None else metadata.threshold
     return ModelVersion(name, version, transform, classes, threshold)
 
 
 class VersionTracker:
-    """Keeps the serving :class:`ModelVersion` of ``settings.model_name`` up to date.
+    """Keeps the serving :class:`ModelVersion` of ``settings.trainer.model_name`` up to date.
 
     :meth:`current` is lock-free (one attribute read); :meth:`refresh` asks the
     model server and loads a new version's metadata and transform before
@@ -101,7 +101,7 @@ class VersionTracker:
         self, settings: Settings, client: ModelClient, transforms: TransformSource
     ) -> None:
         self.settings = settings
-        self.name = settings.model_name
+        self.name = settings.trainer.model_name
         self._client = client
         self._transforms = transforms
         self._loaded: dict[int, ModelVersion] = {}
@@ -192,14 +192,14 @@ class VersionTracker:
     # -- background refresh --------------------------------------------------------------------
 
     def start(self) -> VersionTracker:
-        """Refresh now, then every ``settings.version_refresh_s`` on a daemon thread."""
+        """Refresh now, then every ``settings.inference.version_refresh_s`` on a daemon thread."""
         self.refresh()
         self._thread = threading.Thread(target=self._run, name="model-versions", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.version_refresh_s):
+        while not self._stop.wait(self.settings.inference.version_refresh_s):
             try:
                 self.refresh()
             except Exception:  # the loop must outlive any surprise; the next round retries

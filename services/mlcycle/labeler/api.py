@@ -26,7 +26,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, LabelerSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import HumanLabel
@@ -69,9 +69,9 @@ def _check_params(params: RunParams) -> None:
         registered(params.task, params.labeling_functions)  # InvalidInput names unknown ones
 
 
-def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
+def _runs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["label runs"])
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(edge))]
     runs = LabelRuns(store)
     runner: LabelRunner = worker.runner  # type: ignore[assignment]
 
@@ -113,7 +113,15 @@ def _runs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
     return router
 
 
-def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -> APIRouter:
+def _labels_router(
+    settings: LabelerSettings,
+    edge: EdgeSettings,
+    store: Store,
+    producer: RecordProducer,
+    *,
+    votes_topic: str,
+) -> APIRouter:
+    """Labels, the review queue, and human labels sent to ``votes_topic`` as trusted votes."""
     router = APIRouter(prefix="/v1", tags=["labels"])
     runs, labels, votes = LabelRuns(store), Labels(store), Votes(store)
 
@@ -129,7 +137,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
     )
     def read_label(
         item_id: str,
-        task: str = Query(settings.label_task, max_length=128),
+        task: str = Query(settings.task, max_length=128),
         run: str | None = Query(None, max_length=128, description="a run id, or live-<task>"),
     ) -> OrjsonResponse:
         candidates = [run] if run else [default_run(task), live_run(task)]
@@ -141,9 +149,9 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
     @router.get("/labels", responses=error_responses(400), summary="Labels of a run")
     def list_labels(
         run: str | None = Query(None, max_length=128, description="default: the latest run"),
-        task: str = Query(settings.label_task, max_length=128),
+        task: str = Query(settings.task, max_length=128),
         split: str | None = Query(None, pattern="^(train|dev|test)$"),
-        limit: int = Query(settings.default_page_size, ge=1, le=settings.max_page_size),
+        limit: int = Query(edge.default_page_size, ge=1, le=edge.max_page_size),
         cursor: str | None = Query(None, max_length=4096),
     ) -> OrjsonResponse:
         run_id = run if run is not None else default_run(task)
@@ -156,7 +164,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         summary="The items whose label is most uncertain and would move most with one review",
     )
     def review_queue(
-        task: str = Query(settings.label_task, max_length=128),
+        task: str = Query(settings.task, max_length=128),
         limit: int = Query(50, ge=1, le=settings.review_queue_size),
     ) -> OrjsonResponse:
         latest = runs.latest(task)
@@ -176,7 +184,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
         status_code=202,
         response_model=HumanLabelsAccepted,
         responses=error_responses(400, 401, 422, 503),
-        dependencies=[Depends(require_api_key(settings))],
+        dependencies=[Depends(require_api_key(edge))],
         summary="Store human labels; each counts as a highly reliable voter",
     )
     def post_labels(
@@ -194,7 +202,7 @@ def _labels_router(settings: Settings, store: Store, producer: RecordProducer) -
                     details={"index": index},
                 )
         votes = [label.to_vote() for label in batch]
-        producer.send_batch(settings.topics.votes_raw, (v.to_message() for v in votes))
+        producer.send_batch(votes_topic, (v.to_message() for v in votes))
         body = {"accepted": len(votes), "votes": [v.id for v in votes]}
         return OrjsonResponse(body, status_code=202)
 
@@ -217,8 +225,16 @@ def create_app(
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_runs_router(settings, store, worker))
-    app.include_router(_labels_router(settings, store, producer))
+    app.include_router(_runs_router(settings.edge, store, worker))
+    app.include_router(
+        _labels_router(
+            settings.labeler,
+            settings.edge,
+            store,
+            producer,
+            votes_topic=settings.kafka.topics.votes_raw,
+        )
+    )
     return app
 
 
@@ -232,15 +248,16 @@ def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
 
 
 def serve(settings: Settings) -> None:
-    """Run the labeler API on ``settings.labeler_port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
-    worker = run_worker(LabelRunner(settings, store, producer)).start()
+    """Run the labeler API on ``settings.labeler.port`` until SIGINT/SIGTERM."""
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id=SERVICE)
+    runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
+    worker = run_worker(runner).start()
     try:
         resume_unfinished(store, worker)
         app = create_app(settings, store=store, producer=producer, worker=worker)
-        serve_app(app, settings.host, settings.labeler_port, service=SERVICE)
+        serve_app(app, settings.host, settings.labeler.port, service=SERVICE)
     finally:
         worker.stop()
         producer.close()

@@ -20,16 +20,24 @@ from mlcycle.labeler.runs import LabelRunner
 
 
 def parse_params(
-    *, strategy: str, task: str | None, threshold: float | None, lfs: str | None, settings: Settings
+    *,
+    strategy: str,
+    task: str | None,
+    threshold: float | None,
+    lfs: str | None,
+    default_task: str,
 ) -> RunParams:
-    """Command-line options as run parameters; bad values are InvalidInput naming them."""
+    """Command-line options as run parameters; bad values are InvalidInput naming them.
+
+    ``default_task`` is the task when ``task`` is not given.
+    """
     names: list[str] | None = None
     if lfs is not None:
         names = [] if lfs.strip().lower() == "none" else [n.strip() for n in lfs.split(",") if n]
     try:
         return RunParams(
             strategy=strategy,  # type: ignore[arg-type]
-            task=task or settings.label_task,
+            task=task or default_task,
             threshold=threshold,
             labeling_functions=names,
         )
@@ -49,9 +57,9 @@ def run_label_command(
     html: Path | None,
 ) -> LabelRun:
     """Create (or resume) a run, execute it with a progress bar, print and write its report."""
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
-        with RecordProducer(settings, client_id="mlcycle-label") as producer:
+        with RecordProducer(settings.kafka, client_id="mlcycle-label") as producer:
             progress = Progress(
                 TextColumn("[bold]label[/] {task.description}"),
                 BarColumn(),
@@ -71,14 +79,20 @@ def run_label_command(
                         total=state.chunks_total,
                     )
 
-                runner = LabelRunner(settings, store, producer, on_progress=show)
+                runner = LabelRunner(
+                    settings.labeler,
+                    store,
+                    producer,
+                    topic=settings.kafka.topics.labels,
+                    on_progress=show,
+                )
                 if resume is None:
                     params = parse_params(
                         strategy=strategy,
                         task=task,
                         threshold=threshold,
                         lfs=lfs,
-                        settings=settings,
+                        default_task=settings.labeler.task,
                     )
                     resume = runner.create(params).id
                 run = runner.execute(resume)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import LabelerSettings
 from mlcycle.contracts.comments import HUMAN_PREFIX, StoredComment, voter_kind
 from mlcycle.contracts.label_runs import (
     BaselineStats,
@@ -76,7 +76,7 @@ def compute(
     corpus: Corpus,
     votes_cast: Iterable[CastVote],
     params: RunParams,
-    settings: Settings,
+    settings: LabelerSettings,
 ) -> Labeling:
     """Aggregate the votes on ``corpus`` with ``params.strategy``; nothing is written."""
     n_classes = settings.classes_of(params.task)
@@ -112,7 +112,7 @@ def compute(
         for i, voter in enumerate(votes.voter_ids)
         if voter.startswith(HUMAN_PREFIX)
     }
-    threshold = params.threshold if params.threshold is not None else settings.label_threshold
+    threshold = params.threshold if params.threshold is not None else settings.threshold
     # With labeling functions among the voters EM needs a few hundred iterations to
     # settle (each is ~0.07 s at 1.6M votes); the hard labels rarely move after 100.
     result = aggregate(

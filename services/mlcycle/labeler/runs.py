@@ -20,7 +20,7 @@ from typing import Any
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import LabelerSettings
 from mlcycle.common.store import RUNS, Store
 from mlcycle.contracts.label_diagnostics import LfErrorSummary
 from mlcycle.contracts.label_runs import (
@@ -82,14 +82,18 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
 
 
 class LabelRunner:
-    """Creates and executes label runs against one store and one producer."""
+    """Creates and executes label runs against one store and one producer.
+
+    Label events go to ``topic`` (the ``labels`` topic).
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: LabelerSettings,
         store: Store,
         producer: RecordProducer,
         *,
+        topic: str,
         chunk_items: int | None = None,
         on_progress: ProgressHook | None = None,
     ) -> None:
@@ -100,7 +104,8 @@ class LabelRunner:
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.producer = producer
-        self.chunk_items = chunk_items or settings.label_chunk_items
+        self.topic = topic
+        self.chunk_items = chunk_items or settings.chunk_items
         self.on_progress = on_progress
 
     # -- run records ---------------------------------------------------------------------------
@@ -207,9 +212,7 @@ class LabelRunner:
             self.labels.save_all(labels)
             fresh = self._changed_since(previous, labels)
             if fresh:
-                self.producer.send_batch(
-                    self.settings.topics.labels, (label.to_message() for label in fresh)
-                )
+                self.producer.send_batch(self.topic, (label.to_message() for label in fresh))
             events += len(fresh)
             self._phase(run, "writing", chunks_done=chunk + 1, events=events)
 

@@ -33,7 +33,7 @@ from datetime import datetime
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import LabelerSettings, Settings, TopicNames
 from mlcycle.common.store import Store
 from mlcycle.contracts.comments import (
     HUMAN_PREFIX,
@@ -62,10 +62,21 @@ BatchVotes = dict[str, dict[str, StoredVote]]
 
 
 class LabelStream:
-    """The consumer-loop handler: live labels for the items a batch touches."""
+    """The consumer-loop handler: live labels for the items a batch touches.
 
-    def __init__(self, settings: Settings, store: Store, producer: RecordProducer) -> None:
+    It reads ``topics.votes_raw`` and ``topics.comments_raw`` and sends label
+    events to ``topics.labels``.
+    """
+
+    def __init__(
+        self,
+        settings: LabelerSettings,
+        topics: TopicNames,
+        store: Store,
+        producer: RecordProducer,
+    ) -> None:
         self.settings = settings
+        self.topics = topics
         self.producer = producer
         self.comments = Comments(store)
         self.votes = Votes(store)
@@ -76,11 +87,11 @@ class LabelStream:
         votes: BatchVotes = defaultdict(dict)
         comments: dict[str, StoredComment] = {}
         for record in records:
-            if record.topic == self.settings.topics.votes_raw:
+            if record.topic == self.topics.votes_raw:
                 failure = self._take_vote(record, votes)
                 if failure is not None:
                     failures.append(failure)
-            elif record.topic == self.settings.topics.comments_raw:
+            elif record.topic == self.topics.comments_raw:
                 try:
                     comment = decode_record(record.value, Comment)
                 except InvalidRecord:
@@ -124,9 +135,7 @@ class LabelStream:
         previous = self.labels.decisions([label.id for label in labels])
         fresh = [label for label in labels if label.changed_from(previous.get(label.id))]
         if fresh:
-            self.producer.send_batch(
-                self.settings.topics.labels, (label.to_message() for label in fresh)
-            )
+            self.producer.send_batch(self.topics.labels, (label.to_message() for label in fresh))
             self.labels.save_all(fresh)
 
     def _labels_of(
@@ -184,11 +193,12 @@ class LabelStream:
 
 def run_stream(settings: Settings) -> None:
     """Keep live labels up to date until SIGINT/SIGTERM, then commit and close."""
+    labeler, topics = settings.labeler, settings.kafka.topics
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[settings.topics.votes_raw, settings.topics.comments_raw],
-        group_id=settings.labeler_group_id,
-        metrics_port=settings.labeler_stream_metrics_port,
-        handler=lambda store, producer: LabelStream(settings, store, producer),
+        topics=[topics.votes_raw, topics.comments_raw],
+        group_id=labeler.group_id,
+        metrics_port=labeler.stream_metrics_port,
+        handler=lambda store, producer: LabelStream(labeler, topics, store, producer),
     )

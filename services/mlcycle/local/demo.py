@@ -95,7 +95,7 @@ def _stages(
     return DemoRun(
         imported=imported,
         counts=counts,
-        dead_lettered=demo_stages.dead_lettered(settings),
+        dead_lettered=demo_stages.dead_lettered(settings.kafka),
         search_hits=search_hits,
         labels=labels,
         agreement=agreement,

@@ -108,7 +108,7 @@ def summary_rows(
         (f"test accuracy (the talk: {TALK_ACCURACY})", _fmt(test.accuracy)),
         ("test ROC-AUC / weighted F1", f"{_fmt(test.roc_auc)} / {_fmt(test.weighted_f1)}"),
         ("model version", _model_line(result.model)),
-        ("served by the model server", f"{settings.model_name} v{run.served.version}"),
+        ("served by the model server", f"{settings.trainer.model_name} v{run.served.version}"),
     ]
     for sample in run.served.samples:
         score, label = sample.prediction.score, sample.prediction.label
@@ -166,7 +166,7 @@ def print_summary(
         table.add_row(Text(what), Text(figure))
     console.print(table)
     result = run.trained.result
-    console.print(f"store: {settings.es_url or settings.store_path}")
+    console.print(f"store: {settings.store.es_url or settings.store.sqlite_path}")
     for strategy, outcome in run.labels.items():
         console.print(f"label diagnostics ({strategy}): {outcome.report}")
     console.print(f"training report: {result.report}")

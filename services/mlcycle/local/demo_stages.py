@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from mlcycle.clients import ServiceClients
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings, Settings
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.local.demo_records import (
     Agreement,
@@ -133,7 +133,9 @@ def index(settings: Settings, sent: int, bar: StageBar) -> float:
     def progress(lag: int) -> None:
         bar.update(f"{sent - lag:,} of {sent:,} records stored", max(0, sent - lag), sent)
 
-    return wait_until_indexed(settings, on_progress=progress)
+    return wait_until_indexed(
+        settings.kafka, settings.collector.indexer_group_id, on_progress=progress
+    )
 
 
 def sample_search(clients: ServiceClients) -> int:
@@ -147,7 +149,7 @@ def label_runs(
     """Each strategy's run on the labeler, with its HTML diagnostics page; then their agreement."""
     from mlcycle.labeler.report import write_html
 
-    task = settings.label_task
+    task = settings.labeler.task
     # The talk's rule counts crowd votes only (toxic when more than half said so);
     # Dawid-Skene also hears the labeling functions. It runs last, so it is the
     # labeler's latest run, the one training uses.
@@ -199,7 +201,7 @@ def train(clients: ServiceClients, label_run: str, trials: int, console: Console
 
 def serve(settings: Settings, clients: ServiceClients, stages: Stages) -> Served:
     """Deploy: wait until the production version is served; predict the sample texts."""
-    version = clients.trainer.production_version(settings.model_name)
+    version = clients.trainer.production_version(settings.trainer.model_name)
     if version is None:
         raise Unavailable("no model version is in production: the demo has nothing to deploy")
     stages.run(
@@ -227,16 +229,16 @@ def stream(
         def progress(scored: int) -> None:
             bar.update(f"{scored:,} of {imported:,} imported comments scored", scored, imported)
 
-        return wait_until_scored(settings, expected=imported, on_progress=progress)
+        return wait_until_scored(settings.kafka, expected=imported, on_progress=progress)
 
     scored = stages.run("stream imported", catch_up)
     return stages.run(
-        "stream new comments", lambda bar: _round_trip(settings, clients, scored, bar)
+        "stream new comments", lambda bar: _round_trip(settings.kafka, clients, scored, bar)
     )
 
 
 def _round_trip(
-    settings: Settings, clients: ServiceClients, scored_imported: int, bar: StageBar
+    kafka: KafkaSettings, clients: ServiceClients, scored_imported: int, bar: StageBar
 ) -> StreamFigures:
     """POST new comments to the collector; read their scores from ``scored.comments``."""
     tag = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -245,7 +247,7 @@ def _round_trip(
         for n in range(NEW_COMMENTS)
     ]
     ids = {c["id"] for c in comments}
-    reader = ScoredReader(settings)  # at the topic's end before anything is sent
+    reader = ScoredReader(kafka)  # at the topic's end before anything is sent
     try:
         bar.update(f"POST /v1/comments: {len(comments)} new comments", 0, len(comments))
         started = time.perf_counter()
@@ -291,10 +293,10 @@ def load_test(settings: Settings, seconds: float, bar: StageBar) -> Run:
     )
 
 
-def dead_lettered(settings: Settings) -> dict[str, int]:
+def dead_lettered(kafka: KafkaSettings) -> dict[str, int]:
     """Records in the collector's dead-letter topics (rejected by the indexer)."""
     from mlcycle.common.kafka.lag import topic_sizes
 
-    topics = settings.topics
+    topics = kafka.topics
     dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
-    return topic_sizes(settings, dlqs)
+    return topic_sizes(kafka, dlqs)

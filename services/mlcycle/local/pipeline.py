@@ -29,7 +29,7 @@ from mlcycle.clients import (
 from mlcycle.clients.featurizer import FittedTransform
 from mlcycle.clients.trainer import TrainingJob
 from mlcycle.common.errors import MlcycleError, Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings, Settings
 from mlcycle.contracts.features import FeatureSetManifest
 from mlcycle.contracts.label_runs import LabelRun, RunParams
 
@@ -72,10 +72,10 @@ def import_dataset(
     importer = get_importer(fmt)
     reader = importer.read(list(paths))  # checks the files now, before any broker is needed
     try:
-        wait_for_broker(settings.bootstrap_servers, timeout_s=10)
+        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=10)
     except Unavailable as exc:
         raise Unavailable(
-            f"no Kafka broker at {settings.bootstrap_servers}: start the stack with "
+            f"no Kafka broker at {settings.kafka.bootstrap_servers}: start the stack with "
             "`mlcycle up`, or point MLCYCLE_KAFKA_BOOTSTRAP at a cluster"
         ) from exc
     started = time.perf_counter()
@@ -87,9 +87,11 @@ def import_dataset(
         console=console,
         transient=False,
     )
-    with progress, RecordProducer(settings, client_id="mlcycle-import") as producer:
+    with progress, RecordProducer(settings.kafka, client_id="mlcycle-import") as producer:
         task = progress.add_task(fmt, total=None)
-        counts = publish(reader, producer, settings, on_batch=lambda n: progress.advance(task, n))
+        counts = publish(
+            reader, producer, settings.kafka.topics, on_batch=lambda n: progress.advance(task, n)
+        )
     stats = importer.stats
     return ImportResult(
         fmt=fmt,
@@ -102,12 +104,13 @@ def import_dataset(
 
 
 def wait_until_indexed(
-    settings: Settings,
+    kafka: KafkaSettings,
+    group_id: str,
     *,
     timeout_s: float = 600.0,
     on_progress: Callable[[int], None] | None = None,
 ) -> float:
-    """Block until the indexer's consumer group has committed everything in its topics.
+    """Block until the indexer's consumer group (``group_id``) has committed all its topics.
 
     A committed offset means the record is durable in the store (or in its
     dead-letter topic), so zero lag is exactly "everything sent is stored".
@@ -115,11 +118,11 @@ def wait_until_indexed(
     """
     from mlcycle.common.kafka.lag import group_lag
 
-    topics = [settings.topics.comments_raw, settings.topics.votes_raw]
+    topics = [kafka.topics.comments_raw, kafka.topics.votes_raw]
     started = time.perf_counter()
 
     def caught_up() -> bool:
-        lag = group_lag(settings, settings.indexer_group_id, topics)
+        lag = group_lag(kafka, group_id, topics)
         if on_progress is not None:
             on_progress(lag)
         return lag == 0
@@ -235,7 +238,7 @@ def wait_until_served(clients: ServiceClients, version: int, timeout_s: float = 
 
 
 def wait_until_scored(
-    settings: Settings,
+    kafka: KafkaSettings,
     expected: int,
     timeout_s: float = 180.0,
     on_progress: Callable[[int], None] | None = None,
@@ -248,13 +251,13 @@ def wait_until_scored(
     """
     from mlcycle.common.kafka.lag import topic_sizes
 
-    topic = settings.topics.scored_comments
+    topic = kafka.topics.scored_comments
     counts: list[int] = []
     changed_at = time.perf_counter()
 
     def settled() -> bool:
         nonlocal changed_at
-        scored = topic_sizes(settings, [topic])[topic]
+        scored = topic_sizes(kafka, [topic])[topic]
         if on_progress is not None:
             on_progress(scored)
         if not counts or scored != counts[-1]:
@@ -296,7 +299,7 @@ class ScoredReader:
     the streaming scorer produces from now on, whoever else reads the topic.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         from kafka import KafkaConsumer
 
         from mlcycle.common.kafka.lag import end_offsets

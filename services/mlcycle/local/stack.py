@@ -92,8 +92,8 @@ class LocalStack:
         self.settings = self._start_infrastructure(self.settings)
         from mlcycle.common.kafka.admin import ensure_topics
 
-        ensure_topics(self.settings)
-        ensure_serving_config(self.settings.models_path)
+        ensure_topics(self.settings.kafka)
+        ensure_serving_config(self.settings.trainer.models_dir)
         for name in self.service_names:
             self.start_service(name)
         for name in self.service_names:
@@ -142,17 +142,17 @@ class LocalStack:
         """The command line and readiness probe of service ``name``."""
         s = self.settings
         ready = {
-            "collector-api": Probe(s.collector_port, READYZ),
-            "collector-indexer": Probe(s.indexer_metrics_port, HEALTHZ),
-            "labeler-api": Probe(s.labeler_port, READYZ),
-            "labeler-stream": Probe(s.labeler_stream_metrics_port, HEALTHZ),
-            "featurizer-api": Probe(s.featurizer_port, READYZ),
-            "featurizer-batch": Probe(s.featurizer_batch_metrics_port, HEALTHZ),
-            "trainer-api": Probe(s.trainer_port, READYZ),
+            "collector-api": Probe(s.collector.port, READYZ),
+            "collector-indexer": Probe(s.collector.indexer_metrics_port, HEALTHZ),
+            "labeler-api": Probe(s.labeler.port, READYZ),
+            "labeler-stream": Probe(s.labeler.stream_metrics_port, HEALTHZ),
+            "featurizer-api": Probe(s.featurizer.port, READYZ),
+            "featurizer-batch": Probe(s.featurizer.batch_metrics_port, HEALTHZ),
+            "trainer-api": Probe(s.trainer.port, READYZ),
             # Alive is enough at start: both are ready only once a model version is served.
-            "modelserver": Probe(s.model_server_rest_port, HEALTHZ),
-            "inference-api": Probe(s.inference_port, HEALTHZ),
-            "inference-stream": Probe(s.inference_stream_metrics_port, HEALTHZ),
+            "modelserver": Probe(s.modelserver.rest_port, HEALTHZ),
+            "inference-api": Probe(s.inference.port, HEALTHZ),
+            "inference-stream": Probe(s.inference.stream_metrics_port, HEALTHZ),
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         if name == "modelserver":
@@ -163,11 +163,11 @@ class LocalStack:
         """tensorflow_model_server's flags, as the container runs it: the registry's config."""
         s = self.settings
         return (
-            f"--port={s.model_server_port}",
-            f"--rest_api_port={s.model_server_rest_port}",
-            f"--model_config_file={serving_config_path(s.models_path)}",
+            f"--port={s.modelserver.port}",
+            f"--rest_api_port={s.modelserver.rest_port}",
+            f"--model_config_file={serving_config_path(s.trainer.models_dir)}",
             "--model_config_file_poll_wait_seconds=1",
-            f"--file_system_poll_wait_seconds={s.model_server_poll_s:g}",
+            f"--file_system_poll_wait_seconds={s.modelserver.poll_s:g}",
             # mlcycle's model is small: one thread per call beats handing its ops between
             # pool threads, and leaves the other cores to the services beside it
             # (mlcycle.modelserver.threads has the measurements).
@@ -205,7 +205,7 @@ class LocalStack:
                 raise Unavailable(f"service {name} exited with code {proc.returncode} at start-up")
             return service.probe(probe.path)
 
-        with ServiceClient(url_for(self.settings, probe.port)) as service:
+        with ServiceClient(url_for(self.settings.host, probe.port)) as service:
             poll_until(ready, timeout=timeout_s, interval=0.2, what=f"service {name} was not ready")
 
     def failed_services(self) -> dict[str, int]:
@@ -216,15 +216,15 @@ class LocalStack:
 
     def _start_infrastructure(self, settings: Settings) -> Settings:
         updates: dict[str, object] = {}
-        if settings.embedded_kafka:
+        if settings.kafka.embedded:
             from mlcycle.common.infra.broker import EmbeddedBroker
 
             self._broker = EmbeddedBroker(
-                settings.embedded_kafka_port, log_path=settings.data_dir / "logs" / "broker.log"
+                settings.kafka.embedded_port, log_path=settings.data_dir / "logs" / "broker.log"
             )
             self._broker.start()
             updates["kafka_bootstrap"] = self._broker.bootstrap
-        if self.with_redis and not settings.redis_url:
+        if self.with_redis and not settings.cache.redis_url:
             from mlcycle.common.infra.redis import EmbeddedRedis
 
             self._redis = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis")
@@ -232,4 +232,4 @@ class LocalStack:
             updates["redis_url"] = self._redis.url
         if not self.with_redis:
             updates["embedded_redis"] = False  # and no service starts one of its own
-        return settings.model_copy(update=updates)
+        return settings.replace(**updates)

@@ -27,7 +27,8 @@ In-process (tests, tools)::
     with ModelServer(options) as server:   # start() waits for the first load pass
         server.grpc_port, server.rest_port  # the bound ports
         server.manager.status("toxicity")   # version states
-    # ModelServerOptions.from_settings(settings, **overrides) takes mlcycle's defaults.
+    # ModelServerOptions.from_settings(settings.modelserver, host=..., model_name=...,
+    # **overrides) takes mlcycle's defaults.
     # rest_api_port=0 picks a free port here; None turns REST off (--rest_api_port=0 on
     # the command line, as in TF Serving). port=0 picks a free gRPC port.
 

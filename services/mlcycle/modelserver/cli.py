@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.settings import Settings, load_settings
-from mlcycle.modelserver.flags import parse_flags
+from mlcycle.modelserver.flags import ModelServerOptions, parse_flags
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,11 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
     1 when the server cannot start (an invalid config file, a port in use).
     """
     settings = settings or load_settings()
+    defaults = ModelServerOptions.from_settings(
+        settings.modelserver, host=settings.host, model_name=settings.trainer.model_name
+    )
     try:
-        options = parse_flags(argv, settings)
+        options = parse_flags(argv, defaults)
     except SystemExit as exc:  # --help, or a bad flag (argparse printed why)
         return exc.code if isinstance(exc.code, int) else 2
     if options.show_version:
@@ -45,7 +48,12 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     try:
-        server = ModelServer(options, settings)
+        server = ModelServer(
+            options,
+            settings.modelserver,
+            models_dir=settings.trainer.models_dir,
+            edge=settings.edge,
+        )
         HeapFreezer(server.manager).install()
         server.start(wait_for_models=False)
     except MlcycleError as exc:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import ModelServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,20 @@ class ModelServerOptions:
     show_version: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> ModelServerOptions:
-        """Options with mlcycle's defaults (ports, model name, poll period), then ``overrides``."""
+    def from_settings(
+        cls, settings: ModelServerSettings, *, host: str, model_name: str, **overrides: object
+    ) -> ModelServerOptions:
+        """Options with mlcycle's defaults, then ``overrides``.
+
+        The ports and poll period are the model server's section's; ``host`` is the
+        interface every mlcycle server binds, ``model_name`` the name the trainer serves.
+        """
         defaults: dict[str, object] = {
-            "host": settings.host,
-            "port": settings.model_server_port,
-            "rest_api_port": settings.model_server_rest_port,
-            "model_name": settings.model_name,
-            "file_system_poll_wait_seconds": settings.model_server_poll_s,
+            "host": host,
+            "port": settings.port,
+            "rest_api_port": settings.rest_port,
+            "model_name": model_name,
+            "file_system_poll_wait_seconds": settings.poll_s,
         }
         return cls(**{**defaults, **overrides})  # type: ignore[arg-type]
 
@@ -140,9 +146,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}{hint}\n")
 
 
-def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    """The argparse parser of ``mlcycle modelserver``, defaults from ``settings``."""
-    defaults = ModelServerOptions.from_settings(settings)
+def build_parser(defaults: ModelServerOptions) -> argparse.ArgumentParser:
+    """The argparse parser of ``mlcycle modelserver``, with ``defaults``' values."""
     p = _Parser(
         prog="mlcycle modelserver",
         description="A TensorFlow-Serving-compatible model server (gRPC and REST) for "
@@ -214,9 +219,12 @@ def _bool(parser: argparse.ArgumentParser, flag: str, default: bool, help_text: 
     )
 
 
-def parse_flags(argv: Sequence[str], settings: Settings) -> ModelServerOptions:
-    """Options from a command line; exits 2 on a bad one, 0 after ``--help``."""
-    args = build_parser(settings).parse_args(list(argv))
+def parse_flags(argv: Sequence[str], defaults: ModelServerOptions) -> ModelServerOptions:
+    """Options from a command line over ``defaults``; exits 2 on a bad one, 0 after ``--help``.
+
+    ``defaults`` gives the flags that default to mlcycle's settings (see the module doc).
+    """
+    args = build_parser(defaults).parse_args(list(argv))
     for name in IGNORED_FLAGS:
         if hasattr(args, name):
             log.warning("--%s is not implemented by this model server; it is ignored", name)

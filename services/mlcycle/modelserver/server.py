@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.grpc import GrpcServer
 from mlcycle.common.http import BackgroundServer
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import EdgeSettings, ModelServerSettings, load_settings
 from mlcycle.modelserver import prediction, threads
 from mlcycle.modelserver.batching import Batcher
 from mlcycle.modelserver.config import (
@@ -60,9 +60,13 @@ MAX_GRPC_WORKERS = 256
 
 
 def model_source(
-    options: ModelServerOptions, settings: Settings
+    options: ModelServerOptions, *, models_dir: Path, poll_s: float
 ) -> tuple[list[ModelSettings], ConfigFile | None, float]:
-    """The models to serve, the config file to watch (if any) and how often to re-read it."""
+    """The models to serve, the config file to watch (if any) and how often to re-read it.
+
+    Without a config file or base path in ``options``, the models are the trainer's under
+    ``models_dir``; a registry config there is re-read every ``poll_s`` seconds.
+    """
     explicit_poll = options.model_config_file_poll_wait_seconds
     if options.model_config_file:
         config_file = ConfigFile(Path(options.model_config_file))
@@ -71,23 +75,44 @@ def model_source(
     if options.model_base_path:
         config = single_model_config(options.model_name, options.model_base_path)
         return model_settings(config, "--model_base_path"), None, 0.0
-    registry = settings.models_path / REGISTRY_CONFIG
+    registry = models_dir / REGISTRY_CONFIG
     if registry.is_file():
         config_file = ConfigFile(registry)
         models = model_settings(config_file.read(), str(registry))
-        poll = explicit_poll if explicit_poll is not None else settings.model_server_poll_s
+        poll = explicit_poll if explicit_poll is not None else poll_s
         return models, config_file, poll
-    base = settings.models_path / options.model_name
+    base = models_dir / options.model_name
     return model_settings(single_model_config(options.model_name, base), str(base)), None, 0.0
 
 
 class ModelServer:
-    """gRPC and REST over one ModelManager; ``start()`` returns once both listen."""
+    """gRPC and REST over one ModelManager; ``start()`` returns once both listen.
 
-    def __init__(self, options: ModelServerOptions, settings: Settings | None = None) -> None:
+    ``settings`` is the model server's section (the registry config's poll period),
+    ``models_dir`` where the trainer's models are (served when ``options`` name no
+    models), ``edge`` the request body limit. Each one not given is read from the
+    environment.
+    """
+
+    def __init__(
+        self,
+        options: ModelServerOptions,
+        settings: ModelServerSettings | None = None,
+        *,
+        models_dir: Path | None = None,
+        edge: EdgeSettings | None = None,
+    ) -> None:
+        if settings is None or models_dir is None or edge is None:
+            environment = load_settings()
+            settings = settings or environment.modelserver
+            models_dir = models_dir or environment.trainer.models_dir
+            edge = edge or environment.edge
         self.options = options
-        self.settings = settings or load_settings()
-        models, self.config_file, self._config_poll_s = model_source(options, self.settings)
+        self.settings = settings
+        self.edge = edge
+        models, self.config_file, self._config_poll_s = model_source(
+            options, models_dir=models_dir, poll_s=settings.poll_s
+        )
         threads.configure(  # before anything loads: TensorFlow's pools are sized once
             intra_op=options.tensorflow_intra_op_parallelism,
             inter_op=options.tensorflow_inter_op_parallelism,
@@ -184,7 +209,7 @@ class ModelServer:
             self.manager,
             run=run,
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else 365 * 24 * 3600.0,
-            max_body_bytes=self.settings.max_body_bytes,
+            max_body_bytes=self.edge.max_body_bytes,
             prometheus_paths=paths,
         )
 

@@ -30,7 +30,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.models import ModelEvent
@@ -41,6 +41,7 @@ from mlcycle.contracts.training import JobConfig, JobProgress, ModelSummary, Tra
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
+from mlcycle.trainer.stages.context import JobEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,11 @@ class JobBrief(BaseModel):
         )
 
 
-def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRouter:
+def _jobs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["jobs"])
     runner: JobRunner = worker.runner  # type: ignore[assignment]
     jobs, trials_of = TrainingJobs(store), Trials(store)
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(edge))]
 
     @router.post(
         "/jobs",
@@ -145,14 +146,14 @@ def _jobs_router(settings: Settings, store: Store, worker: JobWorker) -> APIRout
 
 
 class LabelRunWatcher:
-    """Starts a default job for each label run of the task that finishes after start-up."""
+    """Starts a default job for each label run of ``task`` that finishes after start-up."""
 
-    def __init__(self, settings: Settings, store: Store, worker: JobWorker) -> None:
-        self.settings = settings
+    def __init__(self, task: str, store: Store, worker: JobWorker) -> None:
+        self.task = task
         self.runs = LabelRuns(store)
         self.worker = worker
         self._stop = threading.Event()
-        current = self.runs.latest(settings.label_task)
+        current = self.runs.latest(task)
         self._seen = current.id if current else None
         self._thread = threading.Thread(target=self._watch, name="label-run-watcher", daemon=True)
 
@@ -165,7 +166,7 @@ class LabelRunWatcher:
 
     def check(self) -> str | None:
         """Start a job if a new label run finished; returns the job id."""
-        run = self.runs.latest(self.settings.label_task)
+        run = self.runs.latest(self.task)
         if run is None or run.id == self._seen:
             return None
         self._seen = run.id
@@ -183,11 +184,11 @@ class LabelRunWatcher:
                 log.exception("watching for new label runs failed; trying again")
 
 
-def kafka_emitter(settings: Settings, producer: RecordProducer) -> Emit:
-    """Registry events to the ``models`` topic, keyed by model name."""
+def kafka_emitter(topic: str, producer: RecordProducer) -> Emit:
+    """Registry events to ``topic`` (the ``models`` topic), keyed by model name."""
 
     def emit(event: ModelEvent) -> None:
-        producer.send_batch(settings.topics.models, [event.to_message()])
+        producer.send_batch(topic, [event.to_message()])
 
     return emit
 
@@ -217,26 +218,32 @@ def create_app(
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_jobs_router(settings, store, worker))
-    app.include_router(models_router(settings, registry))
+    app.include_router(_jobs_router(settings.edge, store, worker))
+    app.include_router(models_router(settings.trainer, settings.edge, registry))
     return app
 
 
 def serve(settings: Settings) -> None:
-    """Run the trainer API on ``settings.trainer_port`` until SIGINT/SIGTERM."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=SERVICE)
-    registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
+    """Run the trainer API on ``settings.trainer.port`` until SIGINT/SIGTERM."""
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id=SERVICE)
+    trainer = settings.trainer
+    registry = ModelRegistry(trainer, store, kafka_emitter(settings.kafka.topics.models, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
-    worker = JobWorker(JobRunner(settings, store, registry), name="train-jobs").start()
-    watcher = LabelRunWatcher(settings, store, worker) if settings.train_on_new_label_runs else None
+    runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings))
+    worker = JobWorker(runner, name="train-jobs").start()
+    watcher = (
+        LabelRunWatcher(settings.labeler.task, store, worker)
+        if trainer.train_on_new_label_runs
+        else None
+    )
     try:
         resume_unfinished(TrainingJobs(store), worker)
         if watcher is not None:
             watcher.start()
         app = create_app(settings, store=store, worker=worker, registry=registry)
-        serve_app(app, settings.host, settings.trainer_port, service=SERVICE)
+        serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
         if watcher is not None:
             watcher.stop()

@@ -54,11 +54,13 @@ def run_train_command(
     from mlcycle.trainer.api import kafka_emitter
     from mlcycle.trainer.jobs import JobRunner
     from mlcycle.trainer.registry import ModelRegistry
+    from mlcycle.trainer.stages.context import JobEnvironment
 
-    store = open_store(settings)
+    store = open_store(settings.store)
     try:
-        with RecordProducer(settings, client_id="mlcycle-train") as producer:
-            registry = ModelRegistry(settings, store, kafka_emitter(settings, producer))
+        with RecordProducer(settings.kafka, client_id="mlcycle-train") as producer:
+            emit = kafka_emitter(settings.kafka.topics.models, producer)
+            registry = ModelRegistry(settings.trainer, store, emit)
             progress = Progress(
                 TextColumn("[bold]train[/] {task.description}"),
                 BarColumn(),
@@ -83,7 +85,8 @@ def run_train_command(
                         total=state.trials_total,
                     )
 
-                runner = JobRunner(settings, store, registry, on_progress=show)
+                environment = JobEnvironment.of(settings)
+                runner = JobRunner(settings.trainer, store, registry, environment, on_progress=show)
                 job_id = resume or runner.create(config or JobConfig()).id
                 job = runner.execute(job_id)
         if job.status != "succeeded" or job.result is None:

@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime
 
 from mlcycle.common.errors import NotFound
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import TrainerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
@@ -35,7 +35,7 @@ from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.progress import JobRecorder, ProgressHook
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.stages.bless import judge, publish
-from mlcycle.trainer.stages.context import JobContext
+from mlcycle.trainer.stages.context import JobContext, JobEnvironment
 from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
 from mlcycle.trainer.stages.export import export_candidate, judged_before
 from mlcycle.trainer.stages.report import write_job_report
@@ -45,27 +45,34 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    """Creates and executes training jobs against one store, artifact store and registry."""
+    """Creates and executes training jobs against one store, artifact store and registry.
+
+    ``environment`` is what jobs take from outside the trainer's section (the
+    artifact store, the default task, ...); ``transforms`` defaults to the
+    artifact store's.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TrainerSettings,
         store: Store,
         registry: ModelRegistry,
+        environment: JobEnvironment,
         *,
         transforms: TransformStore | None = None,
         on_progress: ProgressHook | None = None,
     ) -> None:
         self.settings = settings
+        self.environment = environment
         self.store = store
         self.jobs = TrainingJobs(store)
         self.registry = registry
-        self.transforms = transforms or TransformStore(settings.artifacts_path)
+        self.transforms = transforms or TransformStore(environment.artifacts_dir)
         self.on_progress = on_progress
 
     def create(self, config: JobConfig) -> TrainingJob:
         """Check what the job needs exists, then record it as queued."""
-        task = config.task or self.settings.label_task
+        task = config.task or self.environment.default_task
         runs = LabelRuns(self.store)
         if config.label_run is not None:
             run = runs.require_succeeded(config.label_run)
@@ -94,7 +101,9 @@ class JobRunner:
             return job
         recorder = JobRecorder(self.jobs, job, self.on_progress)
         recorder.started()
-        context = JobContext(self.settings, self.store, self.registry, self.transforms, recorder)
+        context = JobContext(
+            self.settings, self.environment, self.store, self.registry, self.transforms, recorder
+        )
         try:
             result = run_stages(context)
         except Exception as exc:

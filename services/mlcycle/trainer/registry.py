@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import TrainerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.models import (
     MAX_VERSION,
@@ -109,7 +109,7 @@ class ModelRegistry:
     ``if_seq_no``/``if_primary_term``) instead.
     """
 
-    def __init__(self, settings: Settings, store: Store, emit: Emit | None = None) -> None:
+    def __init__(self, settings: TrainerSettings, store: Store, emit: Emit | None = None) -> None:
         self.settings = settings
         self.store = store
         self.versions = ModelVersions(store)
@@ -159,7 +159,7 @@ class ModelRegistry:
         return max([0, *registered, *self._version_dirs(name)]) + 1
 
     def _version_dirs(self, name: str) -> list[int]:
-        folder = self.settings.models_path / name
+        folder = self.settings.models_dir / name
         if not folder.is_dir():
             return []
         return [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
@@ -365,7 +365,7 @@ class ModelRegistry:
         return self.versions.version(pointer.name, pointer.version)
 
     def _check_saved_model(self, name: str, version: int) -> None:
-        folder = self.settings.models_path / name / str(version)
+        folder = self.settings.models_dir / name / str(version)
         if not any((folder / f).is_file() for f in SAVED_MODEL_FILES):
             raise NotFound(
                 f"model {name!r} version {version} has no SavedModel at {folder}: "

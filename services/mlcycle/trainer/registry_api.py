@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, TrainerSettings
 from mlcycle.contracts.models import MAX_VERSION, MODEL_STATES, NAME_PATTERN, ModelVersion
 from mlcycle.trainer.registry import ModelRegistry
 
@@ -54,10 +54,12 @@ class RolledBack(BaseModel):
     retired: ModelVersion
 
 
-def models_router(settings: Settings, registry: ModelRegistry) -> APIRouter:
-    """``/v1/models``: list, read, promote, roll back."""
+def models_router(
+    settings: TrainerSettings, edge: EdgeSettings, registry: ModelRegistry
+) -> APIRouter:
+    """``/v1/models``: list, read, promote, roll back (``settings.model_name`` by default)."""
     router = APIRouter(prefix="/v1", tags=["models"])
-    auth = [Depends(require_api_key(settings))]
+    auth = [Depends(require_api_key(edge))]
     name_query = Query(
         settings.model_name, pattern=NAME_PATTERN, description="the served model name"
     )

@@ -20,20 +20,20 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.files import write_atomically
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import TrainerSettings
 from mlcycle.contracts.serving import serving_config_path
 
 log = logging.getLogger(__name__)
 
 
-def write_serving_config(settings: Settings, served: Mapping[str, int]) -> Path:
+def write_serving_config(settings: TrainerSettings, served: Mapping[str, int]) -> Path:
     """Replace the config file atomically: each name in ``served`` pinned to its version.
 
     Model folders are named under ``settings.model_server_base_path`` (the path the
     model server sees, e.g. in its container), else under the local models path.
     """
-    base = settings.model_server_base_path or str(settings.models_path.resolve())
-    path = serving_config_path(settings.models_path)
+    base = settings.model_server_base_path or str(settings.models_dir.resolve())
+    path = serving_config_path(settings.models_dir)
     write_atomically(path, render_serving_config(served, base).encode())
     log.info("serving config written", extra={"path": str(path), "models": dict(served)})
     return path

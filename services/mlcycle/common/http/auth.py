@@ -9,20 +9,20 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlcycle.common.errors import Unauthenticated
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings
 
 
 async def _open_access() -> None:
     """No keys configured: every caller may write."""
 
 
-def require_api_key(settings: Settings) -> Callable[..., Awaitable[None]]:
+def require_api_key(edge: EdgeSettings) -> Callable[..., Awaitable[None]]:
     """A dependency that demands ``Authorization: Bearer <key>`` when keys are configured.
 
     Without configured keys it lets everything through and documents no security
     scheme, so the OpenAPI schema says exactly what the server enforces.
     """
-    keys = tuple(key.encode() for key in settings.api_keys)
+    keys = tuple(key.encode() for key in edge.api_keys)
     if not keys:
         return _open_access
     bearer = HTTPBearer(auto_error=False, description="An API key from MLCYCLE_API_KEYS")

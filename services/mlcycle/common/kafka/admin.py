@@ -10,7 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,35 +73,35 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
         time.sleep(0.1)
 
 
-def ensure_topics(settings: Settings, topics: list[str] | None = None) -> None:
+def ensure_topics(kafka: KafkaSettings, topics: list[str] | None = None) -> None:
     """Create ``topics`` (default: every topic mlcycle uses, with dead-letter twins).
 
     Topics that already exist are left as they are (their partition count is
     not changed). Returns once broker metadata lists every topic with a leader
     for each partition, so producers and consumers can use them at once.
     """
-    names = list(dict.fromkeys(topics if topics is not None else settings.topics.all_with_dlqs()))
+    names = list(dict.fromkeys(topics if topics is not None else kafka.topics.all_with_dlqs()))
     if not names:
         return
     spec = {
         name: {
-            "num_partitions": settings.kafka_partitions,
-            "replication_factor": settings.kafka_replication_factor,
+            "num_partitions": kafka.partitions,
+            "replication_factor": kafka.replication_factor,
         }
         for name in names
     }
     try:
         admin = _admin(
-            settings.bootstrap_servers,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            bootstrap_timeout_ms=settings.kafka_request_timeout_ms,
+            kafka.bootstrap_servers,
+            request_timeout_ms=kafka.request_timeout_ms,
+            bootstrap_timeout_ms=kafka.request_timeout_ms,
         )
     except KafkaError as exc:
-        raise Unavailable(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        raise Unavailable(f"cannot reach Kafka at {kafka.bootstrap_servers}: {exc}") from exc
     try:
         response = admin.create_topics(spec, raise_errors=False)
         created = _check_created(response)
-        admin.wait_for_topics(names, timeout_ms=settings.kafka_request_timeout_ms)
+        admin.wait_for_topics(names, timeout_ms=kafka.request_timeout_ms)
     except KafkaError as exc:
         raise Unavailable(f"cannot create Kafka topics {names}: {exc}") from exc
     finally:

@@ -37,7 +37,7 @@ from mlcycle.common.kafka.offsets import PendingCommits, batch_bounds
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.records import ConsumedRecord, Failure, Handler
 from mlcycle.common.metrics import BATCH_SECONDS, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 # Handlers import their record types from here, beside the loop that calls them.
 __all__ = [
@@ -76,7 +76,7 @@ class ConsumerLoop:
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaSettings,
         *,
         topics: list[str],
         group_id: str,
@@ -84,13 +84,13 @@ class ConsumerLoop:
         service: str,
         producer: RecordProducer | None = None,
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
         self.topics = list(topics)
         self.group_id = group_id
         self.handler = handler
         self.service = service
         self.stats = LoopStats()
-        self._dead_letters = DeadLetterRouter(settings, service, producer)
+        self._dead_letters = DeadLetterRouter(kafka, service, producer)
         self._stop = threading.Event()
         self._offsets = PendingCommits()
         self._failed_attempts = 0
@@ -146,25 +146,25 @@ class ConsumerLoop:
             self._close(consumer)
 
     def _connect(self) -> KafkaConsumer:
-        s = self.settings
+        kafka = self.kafka
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=s.bootstrap_servers,
+                bootstrap_servers=kafka.bootstrap_servers,
                 client_id=f"{self.service}-{self.group_id}",
                 group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                session_timeout_ms=s.kafka_session_timeout_ms,
-                heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-                max_poll_records=s.kafka_max_poll_records,
+                session_timeout_ms=kafka.session_timeout_ms,
+                heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+                max_poll_records=kafka.max_poll_records,
                 # Longer than the longest retry backoff plus a slow batch.
                 max_poll_interval_ms=300_000,
-                request_timeout_ms=s.kafka_request_timeout_ms,
-                bootstrap_timeout_ms=s.kafka_request_timeout_ms,
+                request_timeout_ms=kafka.request_timeout_ms,
+                bootstrap_timeout_ms=kafka.request_timeout_ms,
             )
         except KafkaError as exc:
             raise Unavailable(
-                f"cannot connect a Kafka consumer to {s.bootstrap_servers}: {exc}"
+                f"cannot connect a Kafka consumer to {kafka.bootstrap_servers}: {exc}"
             ) from exc
         consumer.subscribe(self.topics)
         return consumer
@@ -174,7 +174,7 @@ class ConsumerLoop:
             self.stats.last_activity = time.monotonic()
         try:
             polled = consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.settings.kafka_max_poll_records
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.kafka.max_poll_records
             )
         except KafkaError as exc:
             # The client reconnects by itself; a broken poll is retried, never fatal.

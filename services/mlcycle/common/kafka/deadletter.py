@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.records import ConsumedRecord, Failure
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ class DeadLetterRouter:
     """
 
     def __init__(
-        self, settings: Settings, service: str, producer: RecordProducer | None = None
+        self, kafka: KafkaSettings, service: str, producer: RecordProducer | None = None
     ) -> None:
-        self.settings = settings
+        self.kafka = kafka
         self.service = service
         self._producer = producer
         self._own_producer = False
@@ -141,7 +141,7 @@ class DeadLetterRouter:
         producer = self._dlq_producer()
         futures = []
         for failure in failures:
-            topic = self.settings.topics.dlq(failure.record.topic)
+            topic = self.kafka.topics.dlq(failure.record.topic)
             value, headers = dead_letter_message(failure, self.service)
             futures.append(producer.send(topic, failure.record.key, value, headers))
         deadline = time.monotonic() + DLQ_TIMEOUT_S
@@ -171,6 +171,6 @@ class DeadLetterRouter:
 
     def _dlq_producer(self) -> RecordProducer:
         if self._producer is None:
-            self._producer = RecordProducer(self.settings, client_id=f"{self.service}-dlq")
+            self._producer = RecordProducer(self.kafka, client_id=f"{self.service}-dlq")
             self._own_producer = True
         return self._producer

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 
-def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[TopicPartition, int]:
     """The next offset to be written, per partition of ``topics``.
 
     Some Kafka-protocol brokers (Tansu among them) answer ListOffsets(latest)
@@ -16,7 +16,7 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, i
     is read (at most one batch per partition) to find the true end.
     """
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        bootstrap_servers=kafka.bootstrap_servers,
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
@@ -42,23 +42,23 @@ def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, i
         consumer.close()
 
 
-def topic_sizes(settings: Settings, topics: list[str]) -> dict[str, int]:
+def topic_sizes(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
     """Records ever written to each topic (end offsets summed; nothing is compacted here)."""
     sizes = dict.fromkeys(topics, 0)
-    for tp, offset in end_offsets(settings, topics).items():
+    for tp, offset in end_offsets(kafka, topics).items():
         sizes[tp.topic] += offset
     return sizes
 
 
-def group_lag(settings: Settings, group_id: str, topics: list[str]) -> int:
+def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
     """Records in ``topics`` not yet committed by ``group_id`` (0 means caught up)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     try:
         committed = admin.list_group_offsets(group_id).get(group_id, {})
     finally:
         admin.close()
     lag = 0
-    for tp, end in end_offsets(settings, topics).items():
+    for tp, end in end_offsets(kafka, topics).items():
         meta = committed.get(tp)
         done = meta.offset if meta is not None and meta.offset >= 0 else 0
         lag += max(0, end - done)

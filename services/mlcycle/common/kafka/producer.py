@@ -20,7 +20,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from mlcycle.common.errors import PayloadTooLarge, Unavailable
 from mlcycle.common.metrics import RECORDS_PRODUCED
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +41,22 @@ class RecordProducer:
     murmur2 partitioner), so one record's history stays ordered.
     """
 
-    def __init__(self, settings: Settings, *, client_id: str = "mlcycle") -> None:
-        self.bootstrap = settings.bootstrap_servers
+    def __init__(self, kafka: KafkaSettings, *, client_id: str = "mlcycle") -> None:
+        self.bootstrap = kafka.bootstrap_servers
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.bootstrap,
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=settings.kafka_linger_ms,
+                linger_ms=kafka.linger_ms,
                 batch_size=BATCH_BYTES,
                 max_request_size=MAX_REQUEST_BYTES,
                 compression_type=None,
-                request_timeout_ms=settings.kafka_request_timeout_ms,
-                bootstrap_timeout_ms=settings.kafka_request_timeout_ms,
+                request_timeout_ms=kafka.request_timeout_ms,
+                bootstrap_timeout_ms=kafka.request_timeout_ms,
                 # send() blocks only this long for metadata or buffer space.
-                max_block_ms=settings.kafka_request_timeout_ms,
+                max_block_ms=kafka.request_timeout_ms,
             )
         except KafkaError as exc:
             raise Unavailable(

@@ -46,15 +46,19 @@ def run_consumer_service(
     metrics_port: int,
     handler: HandlerFactory,
 ) -> None:
-    """Consume ``topics`` until SIGINT/SIGTERM, then commit and close everything."""
-    ensure_topics(settings)
-    store = open_store(settings)
-    producer = RecordProducer(settings, client_id=service)
+    """Consume ``topics`` until SIGINT/SIGTERM, then commit and close everything.
+
+    A consumer process's entry: it takes the whole ``settings`` and hands the
+    broker, the store and the health server their own parts of it.
+    """
+    ensure_topics(settings.kafka)
+    store = open_store(settings.store)
+    producer = RecordProducer(settings.kafka, client_id=service)
     health = BackgroundServer(health_app(service, store), settings.host, metrics_port)
     try:
         health.start()
         loop = ConsumerLoop(
-            settings,
+            settings.kafka,
             topics=topics,
             group_id=group_id,
             handler=handler(store, producer),

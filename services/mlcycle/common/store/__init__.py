@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import StoreSettings
 from mlcycle.common.store.base import (
     COLLECTIONS,
     COMMENTS,
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: StoreSettings) -> Store:
     """The store the settings ask for: Elasticsearch when ``es_url`` is set, else SQLite."""
     if settings.es_url:
         from mlcycle.common.store.elastic import ElasticStore
@@ -37,4 +37,4 @@ def open_store(settings: Settings) -> Store:
         return ElasticStore.from_settings(settings)
     from mlcycle.common.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.store_path)
+    return SqliteStore(settings.sqlite_path)

@@ -55,7 +55,7 @@ from mlcycle.common.store.base import (
 )
 
 if TYPE_CHECKING:
-    from mlcycle.common.settings import Settings
+    from mlcycle.common.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class ElasticStore(Store):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ElasticStore:
+    def from_settings(cls, settings: StoreSettings) -> ElasticStore:
         """A store on ``settings.es_url`` (comma-separated hosts), with the API key if set."""
         hosts = [h.strip() for h in settings.es_url.split(",") if h.strip()]
         client = Elasticsearch(

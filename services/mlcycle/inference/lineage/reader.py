@@ -73,11 +73,11 @@ class LineageReader:
         transforms: TransformSource | None = None,
     ) -> None:
         self.settings = settings
-        self.task = settings.label_task
+        self.task = settings.labeler.task
         self.predictor = predictor
         self._store = store
         self._owns_store = store is None
-        self._transforms = transforms or TransformStore(settings.artifacts_path).transform
+        self._transforms = transforms or TransformStore(settings.featurizer.artifacts_dir).transform
         self._lock = threading.Lock()
 
     @property
@@ -85,7 +85,7 @@ class LineageReader:
         """The store of ``settings`` (opened once, on the first lineage asked for)."""
         with self._lock:
             if self._store is None:
-                self._store = open_store(self.settings)
+                self._store = open_store(self.settings.store)
             return self._store
 
     def close(self) -> None:
@@ -170,7 +170,7 @@ class LineageReader:
         return self._transforms(version)
 
     def _model(self, score: ScoreLineage | None, missing: dict[str, str]) -> ModelPart | None:
-        name = self.settings.model_name
+        name = self.settings.trainer.model_name
         versions = ModelVersions(self.store)
         version = score.model_version if score is not None else self._serving_version()
         if version is None:

@@ -102,7 +102,7 @@ def publish(
     blessing = {"blessed": decision.blessed, "reason": decision.reason, **facts}
     metadata = {**candidate.metadata, "blessing": blessing}
     exporting.write_metadata(staging, metadata)
-    target = exporting.serving_dir(ctx.settings.models_path, name, version)
+    target = exporting.serving_dir(ctx.settings.models_dir, name, version)
     if decision.blessed:
         staging.rename(target)  # atomic: a model server sees the whole version or none
     else:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import Settings, TrainerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.training import JobConfig, TrainingJob
 from mlcycle.featurization.store import TransformStore
@@ -13,10 +15,37 @@ from mlcycle.trainer.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
-class JobContext:
-    """One running job: its settings, store, registry, transform store and record."""
+class JobEnvironment:
+    """What a training job takes from outside the trainer's own section."""
 
-    settings: Settings
+    # The featurizer's artifact store: transforms and feature shards, and the trials' weights.
+    artifacts_dir: Path
+    # Rows per feature shard, as the featurizer writes them.
+    shard_rows: int
+    # The labeler's task, for a job that names none, and its classes per task.
+    default_task: str
+    classes_of: Callable[[str], int]
+    # Where each job's HTML report is written.
+    reports_dir: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> JobEnvironment:
+        """The environment a trainer process gives its jobs, from the other sections."""
+        return cls(
+            artifacts_dir=settings.featurizer.artifacts_dir,
+            shard_rows=settings.featurizer.shard_rows,
+            default_task=settings.labeler.task,
+            classes_of=settings.labeler.classes_of,
+            reports_dir=settings.data_dir / "reports",
+        )
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """One running job: its settings and environment, store, registry, transforms and record."""
+
+    settings: TrainerSettings
+    environment: JobEnvironment
     store: Store
     registry: ModelRegistry
     transforms: TransformStore

@@ -77,7 +77,7 @@ def export_candidate(
 ) -> Candidate:
     """Write the winner to its staging folder with its warm-up requests and ``metadata.json``."""
     ctx.recorder.stage("export")
-    name, models = ctx.job.name, ctx.settings.models_path
+    name, models = ctx.job.name, ctx.settings.models_dir
     version = ctx.job.version
     if version is None:
         version = exporting.allocate_version(models, name, ctx.registry.next_version(name))

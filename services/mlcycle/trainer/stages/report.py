@@ -1,4 +1,4 @@
-"""The ``report`` stage: the job's HTML page (trials, metrics, plots) under the data directory."""
+"""The ``report`` stage: the job's HTML page (trials, metrics, plots) in the reports folder."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def write_job_report(
     evaluated: Evaluated,
     model: ModelSummary | None,
 ) -> Path:
-    """Write ``<data_dir>/reports/<job id>.html`` and return its path."""
+    """Write ``<reports dir>/<job id>.html`` and return its path."""
     ctx.recorder.stage("report")
     job, best = ctx.job, outcome.best
     summary: dict[str, Any] = {
@@ -47,7 +47,7 @@ def write_job_report(
         else None
     )
     return write_report(
-        ctx.settings.data_dir / "reports" / f"{job.id}.html",
+        ctx.environment.reports_dir / f"{job.id}.html",
         title=f"Training job {job.id}",
         summary=summary,
         trials=[trial.to_document() for trial in outcome.trials],

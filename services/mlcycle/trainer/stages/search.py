@@ -25,8 +25,8 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
         ctx.transforms,
         ctx.store,
         ctx.job.label_run,
-        shard_rows=ctx.settings.shard_rows,
-        classes_of=ctx.settings.classes_of,
+        shard_rows=ctx.environment.shard_rows,
+        classes_of=ctx.environment.classes_of,
         known=ctx.job.transforms,
         announce=lambda what: ctx.recorder.stage("features", detail=what),
     )
@@ -43,8 +43,8 @@ def run_search(ctx: JobContext, features: VariantFeatures) -> SearchOutcome:
         job.id,
         config,
         ctx.metric,
-        ctx.settings.study_storage_url,
-        weights_dir=ctx.settings.artifacts_path / "trainer" / job.id,
+        ctx.settings.study_storage,
+        weights_dir=ctx.environment.artifacts_dir / "trainer" / job.id,
     )
     trials = Trials(ctx.store)
     started = time.monotonic()
