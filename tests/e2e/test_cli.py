@@ -199,8 +199,9 @@ def _restart_serves_the_trained_model(env: dict[str, str], data_dir: Path) -> No
     )
     clients = _clients(env)
     try:
-        # Inference is ready only once the model server serves a version.
-        _wait_until(clients.inference.ready, 120)
+        # Inference is ready only once the model server serves a version; the trainer starts
+        # alongside it, and is asked below, so wait for both.
+        _wait_until(lambda: clients.inference.ready() and clients.trainer.ready(), 120)
         (prediction,) = clients.inference.predict(["a comment the demo never sent"])
         assert prediction.model_version == 1
         assert clients.trainer.models().production == {"toxicity": 1}

@@ -81,9 +81,9 @@ def settings(kafka_settings: Settings, world: World) -> Settings:
     serving = world.settings()
     return kafka_settings.model_copy(
         update={
-            "artifacts_dir": serving.artifacts_dir,
-            "models_dir": serving.models_dir,
-            "model_server_target": serving.model_server_target,
+            "artifacts_dir": serving.featurizer.artifacts_dir,
+            "models_dir": serving.trainer.models_dir,
+            "model_server_target": serving.modelserver.target,
             "version_refresh_s": 0.2,
             "inference_group_id": f"inference.{uuid.uuid4().hex[:8]}",
             "stream_batch_size": 8,

@@ -83,9 +83,9 @@ def stack(
     settings = broker_settings(
         kafka_broker.bootstrap,
         world.data_dir,
-        artifacts_dir=serving.artifacts_dir,
-        models_dir=serving.models_dir,
-        model_server_target=serving.model_server_target,
+        artifacts_dir=serving.featurizer.artifacts_dir,
+        models_dir=serving.trainer.models_dir,
+        model_server_target=serving.modelserver.target,
         version_refresh_s=0.2,
         inference_group_id=f"inference.{tag}",
         redis_url=redis_server.url,
