@@ -22,6 +22,7 @@ from pydantic import (
     StrictStr,
 )
 
+from mlcycle.common.store.base import Document
 from mlcycle.contracts.repository import StoredRecord
 
 # Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
@@ -75,7 +76,7 @@ class Comment(BaseModel):
         """The (key, value) this comment travels as on ``comments.raw``."""
         return self.id, orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form."""
         return self.model_dump(mode="json")
 
@@ -109,7 +110,7 @@ class Vote(BaseModel):
         """The (key, value) this vote travels as on ``votes.raw``."""
         return self.item_id, orjson.dumps(self.model_dump(mode="json", exclude_none=True))
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form: the record plus its id."""
         return {"id": self.id, **self.model_dump(mode="json")}
 

@@ -13,10 +13,11 @@ The parts it has reached (``params``, ``progress``, ``stats``) are complete.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlcycle.common.store.base import Document
 from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.timestamps import Timestamp
@@ -145,7 +146,7 @@ class LabelRun(StoredRecord):
         """Whether the run ended, well or not."""
         return self.status not in UNFINISHED
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form: the fields the run has reached, always with its id and kind."""
         reached = self.model_dump(mode="json", include=set(self.model_fields_set))
         return {"id": self.id, "kind": self.kind, **reached}
@@ -162,6 +163,6 @@ class LatestLabelRun(StoredRecord):
         """The pointer record's id for ``task``."""
         return f"latest-label-run-{task}"
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form: id, kind, and the run it points to."""
         return {"id": self.id, "kind": self.kind, "run": self.run}

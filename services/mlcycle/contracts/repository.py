@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mlcycle.common.errors import NotFound
 from mlcycle.common.store import Store
-from mlcycle.common.store.base import Filters, SortBy
+from mlcycle.common.store.base import Document, Filters, SortBy
 
 
 class StoredRecord(BaseModel):
@@ -40,7 +40,7 @@ class StoredRecord(BaseModel):
 
     id: str
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form: JSON types only."""
         return self.model_dump(mode="json")
 
@@ -143,7 +143,7 @@ class Repository(Generic[R]):
             return None
         return self.record_type.model_validate(doc)
 
-    def _dump(self, record: R) -> dict[str, Any]:
+    def _dump(self, record: R) -> Document:
         doc = record.to_document()
         if self.kind is not None:
             doc["kind"] = self.kind

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_serializer
 
+from mlcycle.common.store.base import Document
 from mlcycle.contracts.comments import RecordId
 
 # The stored comment's field that holds its score.
@@ -71,7 +72,7 @@ class CommentScore(BaseModel):
         except ValidationError:
             return None
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self) -> Document:
         """The stored form (the comment's ``prediction``); ``probabilities`` only when set."""
         unset = {name for name in _OPTIONAL if getattr(self, name) is None}
         return self.model_dump(mode="json", exclude=unset or None)

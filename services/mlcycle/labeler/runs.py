@@ -18,15 +18,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import LabelerSettings
-from mlcycle.common.store import RUNS, Store
+from mlcycle.common.store import Store
 from mlcycle.contracts.label_diagnostics import LfErrorSummary
 from mlcycle.contracts.label_runs import (
-    LABEL_RUN_KIND,
     LabelRun,
-    LatestLabelRun,
     RunParams,
     RunProgress,
 )
@@ -57,28 +55,6 @@ SCAN_BATCH = 5000
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable by creation time: ``lr-20261124T181500-1a2b3c``."""
     return f"lr-{(now or utc_now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-# -- run records as raw documents, for services not yet reading through LabelRuns ---------------
-
-
-def latest_run(store: Store, task: str) -> dict[str, Any] | None:
-    """The stored document of ``task``'s latest succeeded run, or None (see LabelRuns.latest)."""
-    pointer = store.get(RUNS, LatestLabelRun.id_of(task))
-    return store.get(RUNS, pointer["run"]) if pointer is not None else None
-
-
-def record_latest(store: Store, run: dict[str, Any]) -> None:
-    """Make the succeeded ``run`` document its task's latest (see LabelRuns.mark_latest)."""
-    LabelRuns(store).mark_latest(LabelRun.model_validate(run))
-
-
-def get_run(store: Store, run_id: str) -> dict[str, Any]:
-    """A label run's stored document, or :class:`NotFound` (see LabelRuns.require)."""
-    run = store.get(RUNS, run_id)
-    if run is None or run.get("kind") != LABEL_RUN_KIND:
-        raise NotFound(f"no label run {run_id!r}", details={"id": run_id})
-    return run
 
 
 class LabelRunner:
