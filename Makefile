@@ -45,8 +45,9 @@ bench: $(STAMP) ## Run every benchmark in benchmarks/ (each prints a JSON line l
 protos: $(STAMP) ## Regenerate the gRPC stubs from proto/
 	$(BIN)/python scripts/gen_protos.py
 
-lint: $(STAMP) ## Lint with ruff
+lint: $(STAMP) ## Lint with ruff, and check the layering with import-linter
 	$(BIN)/ruff check services tests benchmarks scripts
+	$(BIN)/lint-imports
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) .mlcycle
