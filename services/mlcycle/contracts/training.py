@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from mlcycle.contracts.repository import StoredRecord
 
@@ -208,6 +209,31 @@ class ModelSummary(BaseModel):
     path: str | None = None
 
 
+class BlendDevFigures(TypedDict):
+    """The dev metric of the network alone, the logistic regression alone, and the blend."""
+
+    network: float
+    linear: float
+    blend: float
+
+
+class BlendSummary(TypedDict, total=False):
+    """What blending the network with its linear companion decided, and the dev figures why.
+
+    ``used`` and ``reason`` are always there; the figures only once the blend was tried.
+    """
+
+    used: bool
+    reason: str
+    network_weight: float
+    linear_c: float
+    metric: str
+    dev: BlendDevFigures
+    dev_by_weight: dict[str, float]
+    dev_linear_by_c: dict[str, float]
+    seconds: float
+
+
 class JobResult(BaseModel):
     """What a finished job found: the selected trial, its dev and test figures, its model.
 
@@ -218,7 +244,7 @@ class JobResult(BaseModel):
     metric: str
     best_trial: int
     params: TrialParams
-    blend: dict[str, Any] | None = None
+    blend: BlendSummary | None = None
     transform: str
     dev: dict[str, Any]
     test: dict[str, Any] | None = None

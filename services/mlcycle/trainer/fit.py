@@ -13,11 +13,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from mlcycle.contracts.training import TrialParams
+from mlcycle.contracts.training import BlendSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
@@ -49,7 +48,7 @@ class FitResult:
     seconds: float
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
-    blend: dict[str, Any] | None = None
+    blend: BlendSummary | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

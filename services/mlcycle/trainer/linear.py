@@ -26,13 +26,13 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.special import softmax
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from mlcycle.contracts.training import BlendSummary
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import FitResult, class_weights, predict_probabilities
@@ -171,7 +171,7 @@ def blend_with_linear(
         for w in NETWORK_WEIGHTS
     }
     weight = max(NETWORK_WEIGHTS, key=lambda w: (scored[w], w))  # ties: more network
-    info: dict[str, Any] = {
+    info: BlendSummary = {
         "used": weight < 1.0 and scored[weight] > best.dev_metric,
         "network_weight": weight,
         "linear_c": linear.c,
@@ -196,7 +196,7 @@ def blend_with_linear(
     )
 
 
-def describe_blend(blend: dict[str, Any]) -> str:
+def describe_blend(blend: BlendSummary) -> str:
     """One line for reports and tables: what was blended, and the dev figures behind it."""
     if "dev" not in blend:
         return f"not tried: {blend.get('reason')}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mlcycle.contracts.training import ModelSummary
 from mlcycle.trainer.data import TrainingData
@@ -24,7 +23,7 @@ def write_job_report(
     """Write ``<reports dir>/<job id>.html`` and return its path."""
     ctx.recorder.stage("report")
     job, best = ctx.job, outcome.best
-    summary: dict[str, Any] = {
+    summary: dict[str, object] = {  # row label: the value the report prints
         "job": job.id,
         "label run": data.label_run,
         "transform": f"{data.transform} ({best.params.features})",
