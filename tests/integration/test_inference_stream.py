@@ -36,13 +36,14 @@ class Scoring:
     def __init__(self, settings: Settings, store: Store, indexer_wait_s: float = 10.0) -> None:
         self.runtime = InferenceRuntime.open(settings)
         self.producer = RecordProducer(settings.kafka, client_id=SERVICE)
-        self.offsets = CommittedOffsets(settings)
+        self.offsets = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
         handler = StreamScorer(
-            settings,
             self.runtime.predictor,
             store,
             self.producer,
             self.offsets,
+            topic=settings.kafka.topics.scored_comments,
+            batch_size=settings.inference.stream_batch_size,
             indexer_wait_s=indexer_wait_s,
         )
         self.loop = LoopThread(

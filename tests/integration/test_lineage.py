@@ -95,7 +95,7 @@ def stack(
     indexer = indexer_thread(settings, store)
     runtime = InferenceRuntime.open(settings)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
-    offsets = CommittedOffsets(settings)
+    offsets = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
     http = None
     try:
         streamed = [
@@ -112,7 +112,14 @@ def stack(
                 settings.kafka,
                 topics=[settings.kafka.topics.comments_raw],
                 group_id=settings.inference.group_id,
-                handler=StreamScorer(settings, runtime.predictor, store, producer, offsets),
+                handler=StreamScorer(
+                    runtime.predictor,
+                    store,
+                    producer,
+                    offsets,
+                    topic=settings.kafka.topics.scored_comments,
+                    batch_size=settings.inference.stream_batch_size,
+                ),
                 service=SERVICE,
                 producer=producer,
             )

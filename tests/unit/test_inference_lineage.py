@@ -43,7 +43,9 @@ def store(tmp_path: Path):
 
 
 def reader(rig: Rig, store: SqliteStore) -> LineageReader:
-    return LineageReader(rig.settings, rig.predictor, store=store, transforms=rig.shelf)
+    return LineageReader(
+        rig.model, rig.settings.labeler.task, rig.predictor, store=store, transforms=rig.shelf
+    )
 
 
 def add_comment(store: SqliteStore, comment_id: str, **extra: Any) -> None:

@@ -69,7 +69,14 @@ def comment(i: int, text: str) -> dict:
 
 def scorer(rig: Rig, store: Store, indexer: Indexer) -> tuple[StreamScorer, Producer]:
     producer = Producer()
-    handler = StreamScorer(rig.settings, rig.predictor, store, producer, indexer)  # type: ignore[arg-type]
+    handler = StreamScorer(
+        rig.predictor,
+        store,
+        producer,  # type: ignore[arg-type]
+        indexer,
+        topic=rig.settings.kafka.topics.scored_comments,
+        batch_size=rig.settings.inference.stream_batch_size,
+    )
     return handler, producer
 
 
@@ -171,7 +178,7 @@ def test_consuming_starts_once_a_model_is_servable(tmp_path: Path, transform: Tr
 
     threading.Thread(target=deploy).start()
     started = time.monotonic()
-    assert wait_for_model(rig.settings, WaitingRuntime(rig)) is True  # type: ignore[arg-type]
+    assert wait_for_model(WaitingRuntime(rig), ("127.0.0.1", 0)) is True  # type: ignore[arg-type]
     assert 0.3 <= time.monotonic() - started < 3
 
 
@@ -179,4 +186,4 @@ def test_a_stop_ends_the_wait_for_a_model(tmp_path: Path, transform: Transform) 
     rig = Rig(tmp_path, transform, versions=(), inference_stream_metrics_port=0)
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
-    assert wait_for_model(rig.settings, WaitingRuntime(rig), stop) is False  # type: ignore[arg-type]
+    assert wait_for_model(WaitingRuntime(rig), ("127.0.0.1", 0), stop) is False  # type: ignore[arg-type]

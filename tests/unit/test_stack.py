@@ -10,6 +10,16 @@ from mlcycle.inference.runtime import open_cache
 from mlcycle.local.stack import LocalStack
 
 
+def open_resolved_cache(resolved: Settings) -> tuple[ScoreCache | NoCache, object]:
+    """The inference service's cache as its runtime opens it from these settings."""
+    return open_cache(
+        resolved.cache,
+        ttl_s=resolved.inference.cache_ttl_s,
+        redis_dir=resolved.data_dir / "redis-inference",
+        start_embedded=resolved.cache.embedded_redis,
+    )
+
+
 def settings_in(tmp_path: Path, **values: object) -> Settings:
     # A Kafka of its own, so the stack starts no broker: only Redis is in question here.
     return Settings(data_dir=tmp_path, kafka_bootstrap="127.0.0.1:1", **values)
@@ -22,7 +32,7 @@ def test_without_redis_no_service_starts_one_of_its_own(tmp_path: Path) -> None:
     try:
         assert resolved.cache.redis_url == ""
         assert resolved.cache.embedded_redis is False
-        cache, embedded = open_cache(resolved, start_embedded=resolved.cache.embedded_redis)
+        cache, embedded = open_resolved_cache(resolved)
         assert isinstance(cache, NoCache)
         assert embedded is None
     finally:
@@ -36,7 +46,7 @@ def test_a_configured_redis_is_used_as_it_is(tmp_path: Path) -> None:
     try:
         assert resolved.cache.redis_url == "redis://127.0.0.1:1/0"
         assert resolved.cache.embedded_redis is True
-        cache, embedded = open_cache(resolved, start_embedded=resolved.cache.embedded_redis)
+        cache, embedded = open_resolved_cache(resolved)
         assert isinstance(cache, ScoreCache)
         assert embedded is None
         cache.close()

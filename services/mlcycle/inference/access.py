@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from mlcycle.common.errors import TooManyRequests
 from mlcycle.common.http import error_response, require_api_key
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import EdgeSettings, InferenceSettings
 from mlcycle.inference.ratelimit import TokenBuckets
 
 
@@ -43,14 +43,12 @@ async def rate_limited_handler(request: Request, exc: Exception) -> Response:
 class CallerGate:
     """API keys (``require_api_key``) and per-caller token buckets, for both predict routes."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.keys_required = bool(settings.edge.api_keys)
-        self.check_key = require_api_key(settings.edge)
+    def __init__(self, edge: EdgeSettings, config: InferenceSettings) -> None:
+        self.keys_required = bool(edge.api_keys)
+        self.check_key = require_api_key(edge)
         self.buckets = None
-        if settings.inference.rate_limit_rps > 0:
-            self.buckets = TokenBuckets(
-                settings.inference.rate_limit_rps, settings.inference.rate_limit_burst
-            )
+        if config.rate_limit_rps > 0:
+            self.buckets = TokenBuckets(config.rate_limit_rps, config.rate_limit_burst)
 
     def dependencies(self) -> list[Any]:
         """The route dependencies needed: none when neither keys nor limits are configured."""

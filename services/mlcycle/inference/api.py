@@ -33,7 +33,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.lineage import Lineage, LineageReader
-from mlcycle.inference.runtime import InferenceRuntime
+from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
     PredictRequest,
@@ -287,7 +287,9 @@ def _ready_checks(
 def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     """The inference service's ASGI app over ``runtime`` (the caller owns and closes it)."""
     batcher = RequestBatcher(runtime.predictor, max_rows=settings.inference.predict_batch_size)
-    lineage = LineageReader(settings, runtime.predictor)
+    lineage = LineageReader(
+        served_model(settings), settings.labeler.task, runtime.predictor, store=settings.store
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -312,7 +314,7 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     app.add_exception_handler(RateLimited, rate_limited_handler)
     install_metrics(app, SERVICE)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
-    gate = CallerGate(settings)
+    gate = CallerGate(settings.edge, settings.inference)
     _add_predict_routes(app, settings, batcher, gate)
     _add_lineage_route(app, lineage, gate)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))

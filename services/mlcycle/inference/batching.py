@@ -127,7 +127,7 @@ class RequestBatcher:
             raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
         tracker = self.predictor.tracker
         model = tracker.current()
-        attempts = self.predictor.settings.inference.predict_retries + 1
+        attempts = self.predictor.config.predict_retries + 1
         for _ in range(attempts):
             try:
                 probabilities = await self._score(model, texts, metadata)

@@ -51,7 +51,7 @@ from mlcycle.common.grpc import (
     DEFAULT_MAX_MESSAGE_BYTES,
     channel,
 )
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import InferenceSettings
 from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
@@ -246,13 +246,9 @@ class GrpcModelClient:
         self._core: AioModelClient | None = None  # made and used on the runner's loop only
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GrpcModelClient:
-        """A client of ``settings.modelserver.target`` with its deadline and retries."""
-        return cls(
-            settings.modelserver.target,
-            deadline_s=settings.inference.predict_deadline_s,
-            retries=settings.inference.predict_retries,
-        )
+    def for_target(cls, target: str, config: InferenceSettings) -> GrpcModelClient:
+        """A client of the model server at ``target`` with the service's deadline and retries."""
+        return cls(target, deadline_s=config.predict_deadline_s, retries=config.predict_retries)
 
     def versions(self, name: str) -> list[int]:
         """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.

@@ -17,7 +17,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class IndexerProgress(Protocol):
 class CommittedOffsets:
     """:class:`IndexerProgress` from the indexer group's committed offsets (Kafka OffsetFetch)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.group = settings.collector.indexer_group_id
-        self.bootstrap = settings.kafka.bootstrap_servers
+    def __init__(self, kafka: KafkaSettings, indexer_group_id: str) -> None:
+        self.group = indexer_group_id
+        self.bootstrap = kafka.bootstrap_servers
         self._admin: KafkaAdminClient | None = None
 
     def wait_past(self, needed: Mapping[TopicPartition, int], timeout_s: float) -> None:

@@ -7,14 +7,33 @@ the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.settings import Settings
 from mlcycle.contracts.messages import flat_errors
 from mlcycle.inference.schemas import JsonObject
 
 METADATA = "metadata.json"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model this service serves and where its files are.
+
+    The name and the models volume are the trainer's (it exports there), the
+    artifact store the featurizer's; the inference service only reads them.
+    """
+
+    name: str
+    models_dir: Path
+    artifacts_dir: Path
+
+    def version_dir(self, version: int) -> Path:
+        """``<models_dir>/<name>/<version>``, where the trainer exported that version."""
+        return self.models_dir / self.name / str(version)
 
 
 class VersionMetadata(BaseModel):
@@ -45,9 +64,10 @@ class VersionMetadata(BaseModel):
     git_revision: str | None = None
 
 
-def read_version_metadata(settings: Settings, name: str, version: int) -> VersionMetadata:
-    """``<models_path>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
-    path = settings.trainer.models_dir / name / str(version) / METADATA
+def read_version_metadata(model: ServedModel, version: int) -> VersionMetadata:
+    """``<models_dir>/<name>/<version>/metadata.json``; Unavailable when missing or unreadable."""
+    name = model.name
+    path = model.version_dir(version) / METADATA
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

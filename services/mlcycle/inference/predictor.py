@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput, Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.inference.cache import (
     NoCache,
@@ -105,13 +105,13 @@ class Predictor:
 
     def __init__(
         self,
-        settings: Settings,
+        config: InferenceSettings,
         *,
         client: ModelClient,
         tracker: VersionTracker,
         cache: ScoreCache | NoCache,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.client = client
         self.tracker = tracker
         self.cache = cache
@@ -142,7 +142,7 @@ class Predictor:
         if metadata is not None and len(metadata) != len(texts):
             raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
         model = self.tracker.current()
-        attempts = self.settings.inference.predict_retries + 1
+        attempts = self.config.predict_retries + 1
         for _ in range(attempts):
             try:
                 return self._score_with(model, texts, metadata, unknown_fields)
@@ -180,7 +180,7 @@ class Predictor:
         """Featurize ``texts`` and score them, one gRPC call per ``predict_batch_size`` rows."""
         metrics = for_version(model.version)
         batch = featurize(model, texts, metadata)
-        size = self.settings.inference.predict_batch_size
+        size = self.config.predict_batch_size
         out = np.empty((len(texts), len(model.classes)), np.float32)
         for start in range(0, len(texts), size):
             stop = min(len(texts), start + size)

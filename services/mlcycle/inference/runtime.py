@@ -1,17 +1,23 @@
-"""The inference service's parts wired from settings: model client, versions, cache, predictor."""
+"""The inference service's parts wired from settings: model client, versions, cache, predictor.
+
+This is the service's composition root: it alone reads the whole ``Settings``
+and hands each part the section (or the few values of other sections) it uses.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.infra.redis import EmbeddedRedis
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import CacheSettings, Settings
 from mlcycle.featurization.store import TransformStore
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.client import GrpcModelClient, ModelClient
+from mlcycle.inference.metadata import ServedModel
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.versions import VersionTracker
 
@@ -22,7 +28,6 @@ log = logging.getLogger(__name__)
 class InferenceRuntime:
     """Everything a predicting process holds; :meth:`close` releases it all."""
 
-    settings: Settings
     client: ModelClient
     tracker: VersionTracker
     cache: ScoreCache | NoCache
@@ -43,13 +48,19 @@ class InferenceRuntime:
         ``start_embedded_redis`` (the API process), else there is none. Nothing here
         needs the model server to be up: predictions answer 503 until it is.
         """
-        client = client or GrpcModelClient.from_settings(settings)
-        tracker = VersionTracker(
-            settings, client, TransformStore(settings.featurizer.artifacts_dir).transform
-        ).start()
-        cache, embedded = open_cache(settings, start_embedded=start_embedded_redis)
-        predictor = Predictor(settings, client=client, tracker=tracker, cache=cache)
-        return cls(settings, client, tracker, cache, predictor, embedded)
+        config = settings.inference
+        client = client or GrpcModelClient.for_target(settings.modelserver.target, config)
+        model = served_model(settings)
+        transforms = TransformStore(model.artifacts_dir).transform
+        tracker = VersionTracker(model, config, client, transforms).start()
+        cache, embedded = open_cache(
+            settings.cache,
+            ttl_s=config.cache_ttl_s,
+            redis_dir=settings.data_dir / "redis-inference",
+            start_embedded=start_embedded_redis,
+        )
+        predictor = Predictor(config, client=client, tracker=tracker, cache=cache)
+        return cls(client, tracker, cache, predictor, embedded)
 
     def run_blocking_predictions_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Blocking Predict calls (lineage's) run on ``loop``, the API's event loop.
@@ -83,19 +94,26 @@ class InferenceRuntime:
             self.embedded_redis.stop()
 
 
+def served_model(settings: Settings) -> ServedModel:
+    """The trainer's model name and models volume, and the featurizer's artifact store."""
+    return ServedModel(
+        settings.trainer.model_name, settings.trainer.models_dir, settings.featurizer.artifacts_dir
+    )
+
+
 def open_cache(
-    settings: Settings, *, start_embedded: bool
+    cache: CacheSettings, *, ttl_s: int, redis_dir: Path, start_embedded: bool
 ) -> tuple[ScoreCache | NoCache, EmbeddedRedis | None]:
-    """The score cache of ``settings`` (and the embedded Redis started for it, if any)."""
-    if settings.cache.redis_url:
-        return ScoreCache(settings.cache.redis_url, settings.inference.cache_ttl_s), None
+    """The score cache (and the embedded Redis started for it in ``redis_dir``, if any)."""
+    if cache.redis_url:
+        return ScoreCache(cache.redis_url, ttl_s), None
     if not start_embedded:
         log.info("no MLCYCLE_REDIS_URL: scores are not cached")
         return NoCache(), None
-    embedded = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis-inference")
+    embedded = EmbeddedRedis(port=0, data_dir=redis_dir)
     try:
         embedded.start()
     except MlcycleError as exc:
         log.warning("embedded Redis did not start; scores are not cached: %s", exc.message)
         return NoCache(), None
-    return ScoreCache(embedded.url, settings.inference.cache_ttl_s), embedded
+    return ScoreCache(embedded.url, ttl_s), embedded

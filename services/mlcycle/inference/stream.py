@@ -65,21 +65,22 @@ class StreamScorer:
 
     def __init__(
         self,
-        settings: Settings,
         predictor: Predictor,
         store: Store,
         producer: RecordProducer,
         indexer: IndexerProgress,
         *,
+        topic: str,
+        batch_size: int,
         indexer_wait_s: float = INDEXER_WAIT_S,
     ) -> None:
-        self.settings = settings
+        self.topic = topic
+        self.batch_size = batch_size
         self.indexer_wait_s = indexer_wait_s
         self.predictor = predictor
         self.scores = CommentScores(store)
         self.producer = producer
         self.indexer = indexer
-        self.topic = settings.kafka.topics.scored_comments
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         """Score every comment of the batch (raises, so nothing commits, when that fails)."""
@@ -93,7 +94,7 @@ class StreamScorer:
         if not comments:
             return failures
         self.indexer.wait_past(_next_offsets(comments), self.indexer_wait_s)
-        size = self.settings.inference.stream_batch_size
+        size = self.batch_size
         for start in range(0, len(comments), size):
             failures.extend(self._score(comments[start : start + size]))
         return failures
@@ -157,9 +158,10 @@ def run_stream(settings: Settings) -> None:
     ``MLCYCLE_REDIS_URL`` is set.
     """
     runtime = InferenceRuntime.open(settings)
-    indexer = CommittedOffsets(settings)
+    indexer = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
     try:
-        if not wait_for_model(settings, runtime):
+        health_at = (settings.host, settings.inference.stream_metrics_port)
+        if not wait_for_model(runtime, health_at):
             return
         run_consumer_service(
             settings,
@@ -168,7 +170,12 @@ def run_stream(settings: Settings) -> None:
             group_id=settings.inference.group_id,
             metrics_port=settings.inference.stream_metrics_port,
             handler=lambda store, producer: StreamScorer(
-                settings, runtime.predictor, store, producer, indexer
+                runtime.predictor,
+                store,
+                producer,
+                indexer,
+                topic=settings.kafka.topics.scored_comments,
+                batch_size=settings.inference.stream_batch_size,
             ),
         )
     finally:
@@ -177,19 +184,19 @@ def run_stream(settings: Settings) -> None:
 
 
 def wait_for_model(
-    settings: Settings, runtime: InferenceRuntime, stop: threading.Event | None = None
+    runtime: InferenceRuntime, health_at: tuple[str, int], stop: threading.Event | None = None
 ) -> bool:
     """Block until a model version is servable (True), or a stop signal arrives (False).
 
     Meanwhile ``/healthz``, ``/readyz`` (503 until then) and ``/metrics`` answer on
-    the stream's metrics port.
+    ``health_at`` (host, port), the stream's metrics port.
     """
     stop = stop or threading.Event()
     app = FastAPI(title=f"mlcycle {SERVICE}", docs_url=None, redoc_url=None)
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, runtime.ready_checks)
-    health = BackgroundServer(app, settings.host, settings.inference.stream_metrics_port)
+    health = BackgroundServer(app, *health_at)
     with _stop_on_signals(stop):
         health.start()
         try:

@@ -16,10 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
-from mlcycle.inference.metadata import METADATA, VersionMetadata, read_version_metadata
+from mlcycle.inference.metadata import (
+    METADATA,
+    ServedModel,
+    VersionMetadata,
+    read_version_metadata,
+)
 from mlcycle.inference.metrics import SERVING_VERSION
 
 log = logging.getLogger(__name__)
@@ -56,13 +61,19 @@ class ModelVersion:
 
 
 def build_version(
-    settings: Settings,
-    name: str,
+    model: ServedModel,
     version: int,
     metadata: VersionMetadata,
     transforms: TransformSource,
+    *,
+    threshold_override: float | None = None,
 ) -> ModelVersion:
-    """A servable :class:`ModelVersion` from its metadata; Unavailable saying what is missing."""
+    """A servable :class:`ModelVersion` from its metadata; Unavailable saying what is missing.
+
+    ``threshold_override`` (``MLCYCLE_PREDICT_THRESHOLD``) replaces the threshold the
+    trainer picked, for two-class models.
+    """
+    name = model.name
     wanted = metadata.transform
     if not wanted:
         raise Unavailable(
@@ -74,7 +85,7 @@ def build_version(
     except NotFound as exc:
         raise Unavailable(
             f"model {name} version {version} needs transform {wanted}, which is not in the "
-            f"artifact store at {settings.featurizer.artifacts_dir}",
+            f"artifact store at {model.artifacts_dir}",
             details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
         ) from None
     # Featurize once now: the first request then finds the compiled vectorizer loaded
@@ -83,14 +94,14 @@ def build_version(
     classes = tuple(str(c) for c in metadata.classes or ("0", "1"))
     threshold = None
     if len(classes) == 2:
-        threshold = settings.inference.predict_threshold
+        threshold = threshold_override
         if threshold is None:
             threshold = DEFAULT_THRESHOLD if metadata.threshold is None else metadata.threshold
     return ModelVersion(name, version, transform, classes, threshold)
 
 
 class VersionTracker:
-    """Keeps the serving :class:`ModelVersion` of ``settings.trainer.model_name`` up to date.
+    """Keeps the serving :class:`ModelVersion` of the served model up to date.
 
     :meth:`current` is lock-free (one attribute read); :meth:`refresh` asks the
     model server and loads a new version's metadata and transform before
@@ -98,10 +109,15 @@ class VersionTracker:
     """
 
     def __init__(
-        self, settings: Settings, client: ModelClient, transforms: TransformSource
+        self,
+        model: ServedModel,
+        config: InferenceSettings,
+        client: ModelClient,
+        transforms: TransformSource,
     ) -> None:
-        self.settings = settings
-        self.name = settings.trainer.model_name
+        self.model = model
+        self.config = config
+        self.name = model.name
         self._client = client
         self._transforms = transforms
         self._loaded: dict[int, ModelVersion] = {}
@@ -178,8 +194,14 @@ class VersionTracker:
     def _load(self, version: int) -> ModelVersion:
         loaded = self._loaded.get(version)
         if loaded is None:
-            metadata = read_version_metadata(self.settings, self.name, version)
-            loaded = build_version(self.settings, self.name, version, metadata, self._transforms)
+            metadata = read_version_metadata(self.model, version)
+            loaded = build_version(
+                self.model,
+                version,
+                metadata,
+                self._transforms,
+                threshold_override=self.config.predict_threshold,
+            )
             self._loaded[version] = loaded
             for old in sorted(self._loaded)[:-KEEP_LOADED]:
                 del self._loaded[old]
@@ -192,14 +214,14 @@ class VersionTracker:
     # -- background refresh --------------------------------------------------------------------
 
     def start(self) -> VersionTracker:
-        """Refresh now, then every ``settings.inference.version_refresh_s`` on a daemon thread."""
+        """Refresh now, then every ``version_refresh_s`` on a daemon thread."""
         self.refresh()
         self._thread = threading.Thread(target=self._run, name="model-versions", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.inference.version_refresh_s):
+        while not self._stop.wait(self.config.version_refresh_s):
             try:
                 self.refresh()
             except Exception:  # the loop must outlive any surprise; the next round retries

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pydantic import TypeAdapter, ValidationError
 
 from mlcycle.common.errors import MlcycleError, ValidationFailed
-from mlcycle.common.settings import Settings
+from mlcycle.common.settings import StoreSettings
 from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import RecordId, StoredComment
 from mlcycle.contracts.labels import live_run
@@ -38,7 +38,7 @@ from mlcycle.inference.lineage.schema import (
     TransformPart,
     VotesPart,
 )
-from mlcycle.inference.metadata import VersionMetadata, read_version_metadata
+from mlcycle.inference.metadata import ServedModel, VersionMetadata, read_version_metadata
 
 if TYPE_CHECKING:
     from mlcycle.inference.predictor import Predictor
@@ -62,36 +62,42 @@ def check_comment_id(comment_id: str) -> str:
 
 
 class LineageReader:
-    """Assembles :class:`Lineage` answers; thread-safe. The store opens on first use."""
+    """Assembles :class:`Lineage` answers; thread-safe.
+
+    Given a store's settings rather than a store, it opens the store on the first
+    lineage asked for (and closes it in :meth:`close`).
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        model: ServedModel,
+        task: str,
         predictor: Predictor,
         *,
-        store: Store | None = None,
+        store: Store | StoreSettings,
         transforms: TransformSource | None = None,
     ) -> None:
-        self.settings = settings
-        self.task = settings.labeler.task
+        self.model = model
+        self.task = task
         self.predictor = predictor
-        self._store = store
-        self._owns_store = store is None
-        self._transforms = transforms or TransformStore(settings.featurizer.artifacts_dir).transform
+        self._store_settings = store if isinstance(store, StoreSettings) else None
+        self._store = None if isinstance(store, StoreSettings) else store
+        self._transforms = transforms or TransformStore(model.artifacts_dir).transform
         self._lock = threading.Lock()
 
     @property
     def store(self) -> Store:
-        """The store of ``settings`` (opened once, on the first lineage asked for)."""
+        """The store lineage reads (opened once, on the first lineage asked for)."""
         with self._lock:
             if self._store is None:
-                self._store = open_store(self.settings.store)
+                assert self._store_settings is not None
+                self._store = open_store(self._store_settings)
             return self._store
 
     def close(self) -> None:
         """Close the store if this reader opened it."""
         with self._lock:
-            if self._owns_store and self._store is not None:
+            if self._store_settings is not None and self._store is not None:
                 self._store.close()
                 self._store = None
 
@@ -170,7 +176,7 @@ class LineageReader:
         return self._transforms(version)
 
     def _model(self, score: ScoreLineage | None, missing: dict[str, str]) -> ModelPart | None:
-        name = self.settings.trainer.model_name
+        name = self.model.name
         versions = ModelVersions(self.store)
         version = score.model_version if score is not None else self._serving_version()
         if version is None:
@@ -184,7 +190,7 @@ class LineageReader:
             missing["model.registry"] = f"no model {name!r} version {version}"
         metadata: VersionMetadata | None = None
         try:
-            metadata = read_version_metadata(self.settings, name, version)
+            metadata = read_version_metadata(self.model, version)
         except MlcycleError as exc:
             missing["model.metadata"] = exc.message
         if registered is None and metadata is None:
