@@ -46,11 +46,19 @@ class ValidationFailed(InvalidInput):
 
 
 class Unauthenticated(MlcycleError):
-    """A write or admin call without a valid API key."""
+    """A call that needs an API key without a valid one."""
 
     http_status = 401
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
     code = "unauthenticated"
+
+
+class Forbidden(MlcycleError):
+    """A known API key whose scopes do not allow the call."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    code = "forbidden"
 
 
 class NotFound(MlcycleError):

@@ -87,7 +87,17 @@ class CacheSettings(Section):
 class EdgeSettings(Section):
     """What every HTTP and gRPC edge enforces: keys, body and batch limits, page sizes."""
 
-    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    # ``NAME:SCOPES:SECRET`` entries (see mlcycle.common.keys); secrets, so never printed.
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field((), repr=False)
+    # The same entries, one per line, from a file (a mounted Kubernetes Secret).
+    api_keys_file: Path | None = None
+    # "off" lets a service listen beyond loopback without keys (it warns at start).
+    auth: Literal["on", "off"] = "on"
+    # The secret this process presents when it calls another service (model server, featurizer).
+    service_key: str = Field("", repr=False)
+    grpc_reflection: bool = False
+    grpc_max_concurrent_rpcs: int = Field(256, ge=1)
+    grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(10_000, ge=1)
     default_page_size: int = Field(50, ge=1)
