@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from mlcycle.common.errors import Unavailable
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
@@ -23,7 +23,13 @@ from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.stream import LabelStream, live_run
-from tests.fixtures.broker import broker_settings, read_all, wait_for
+from tests.fixtures.broker import (
+    LoopThread,
+    broker_settings,
+    indexer_thread,
+    read_all,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -181,22 +187,72 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 # -- live labels -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store, ConsumerLoop]]:
-    store = open_store(settings.store)
-    loop = ConsumerLoop(
+def stream_loop(
+    settings: Settings, store: Store, producer: RecordProducer, indexer: CommittedOffsets
+) -> ConsumerLoop:
+    """The live-label stream as ``run_stream`` wires it; it waits at most 0.5 s per try."""
+    return ConsumerLoop(
         settings.kafka,
         topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
         group_id=settings.labeler.group_id,
-        handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
+        handler=LabelStream(
+            settings.labeler, settings.kafka.topics, store, producer, indexer, indexer_wait_s=0.5
+        ),
         service="labeler-stream",
     )
-    thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    yield store, loop
+
+
+@pytest.fixture
+def offsets(settings: Settings) -> Iterator[CommittedOffsets]:
+    offsets = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
+    yield offsets
+    offsets.close()
+
+
+@pytest.fixture
+def stream(
+    settings: Settings, producer: RecordProducer, offsets: CommittedOffsets
+) -> Iterator[tuple[Store, ConsumerLoop]]:
+    """The stream and the collector-indexer it waits for, both running."""
+    store = open_store(settings.store)
+    indexer = indexer_thread(settings, store)
+    loop = LoopThread(stream_loop(settings, store, producer, offsets))
+    yield store, loop.loop
     loop.stop()
-    thread.join(15)
+    indexer.stop()
     store.close()
+
+
+def test_live_labels_wait_for_the_indexer_to_store_earlier_votes(
+    settings: Settings, producer: RecordProducer, offsets: CommittedOffsets
+) -> None:
+    """A vote consumed before its comment counts once the comment comes, however late stored."""
+    topics = settings.kafka.topics
+    store = open_store(settings.store)
+    loop = LoopThread(stream_loop(settings, store, producer, offsets))
+    indexer = None
+    try:
+        stats = loop.loop.stats
+
+        def tried(batches: int) -> bool:  # handled, or waited for the indexer and retried
+            return stats.batches + stats.retries >= batches
+
+        vote = Vote(item_id="late", annotator_id="w1", label=1)
+        producer.send_batch(topics.votes_raw, [vote.to_message()])
+        wait_for(lambda: tried(1))
+        producer.send_batch(topics.comments_raw, [Comment(id="late", text="hi").to_message()])
+        wait_for(lambda: tried(2))
+        # Only now does the indexer store the vote and the comment.
+        indexer = indexer_thread(settings, store)
+        live = f"{live_run('toxicity')}:late"
+        wait_for(lambda: store.get(LABELS, live) is not None, timeout_s=45)
+        assert store.get(LABELS, live)["n_votes"] == 1
+        assert store.get(LABELS, live)["label"] == 1
+    finally:
+        loop.stop()
+        if indexer is not None:
+            indexer.stop()
+        store.close()
 
 
 def test_live_labels_follow_votes_and_wait_for_unknown_items(
