@@ -312,6 +312,32 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
 # -- REST ---------------------------------------------------------------------------------------
 
 
+def test_a_full_label_run_queue_answers_429_and_records_nothing(
+    settings: Settings, producer: RecordProducer
+) -> None:
+    store = open_store(settings.store)
+    # Not started: the accepted run waits, as behind a long-running one.
+    worker = run_worker(
+        LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels),
+        max_queued=1,
+    )
+    server = BackgroundServer(
+        create_app(settings, store=store, producer=producer, worker=worker), "127.0.0.1", 0
+    ).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/v1/label-runs"
+        first = httpx.post(base, json={}, timeout=10)
+        assert first.status_code == 202, first.text
+        refused = httpx.post(base, json={}, timeout=10)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        store.refresh()
+        assert [run.id for run in LabelRuns(store).scan()] == [first.json()["id"]]
+    finally:
+        server.stop()
+        store.close()
+
+
 @pytest.fixture
 def api(
     settings: Settings, producer: RecordProducer, tmp_path: Path

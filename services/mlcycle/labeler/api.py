@@ -59,9 +59,9 @@ class HumanLabelsAccepted(BaseModel):
     votes: list[str]
 
 
-def run_worker(runner: LabelRunner) -> JobWorker:
-    """The thread that executes queued label runs one at a time."""
-    return JobWorker(runner, name="label-runs")
+def run_worker(runner: LabelRunner, max_queued: int | None = None) -> JobWorker:
+    """The thread that executes queued label runs one at a time (at most ``max_queued`` wait)."""
+    return JobWorker(runner, name="label-runs", max_queued=max_queued)
 
 
 def _check_params(params: RunParams) -> None:
@@ -79,14 +79,13 @@ def _runs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRout
         "/label-runs",
         status_code=202,
         response_model=RunStarted,
-        responses=error_responses(400, 401, 422),
+        responses=error_responses(400, 401, 422, 429),
         dependencies=auth,
         summary="Start a label run (returns at once)",
     )
     def start_run(params: RunParams = Body(default_factory=RunParams)) -> OrjsonResponse:
         _check_params(params)
-        run = runner.create(params)
-        worker.submit(run.id)
+        run = worker.accept(lambda: runner.create(params))
         started = RunStarted(id=run.id, status=run.status, previous_run=run.previous_run)
         return OrjsonResponse(started.model_dump(mode="json"), status_code=202)
 
@@ -253,7 +252,7 @@ def serve(settings: Settings) -> None:
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
     runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
-    worker = run_worker(runner).start()
+    worker = run_worker(runner, settings.edge.max_queued_jobs).start()
     try:
         resume_unfinished(store, worker)
         app = create_app(settings, store=store, producer=producer, worker=worker)

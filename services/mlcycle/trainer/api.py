@@ -92,13 +92,12 @@ def _jobs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRout
         "/jobs",
         status_code=202,
         response_model=JobStarted,
-        responses=error_responses(400, 401, 404, 422),
+        responses=error_responses(400, 401, 404, 422, 429),
         dependencies=auth,
         summary="Start a training job: search, evaluate, bless, export (returns at once)",
     )
     def start_job(config: JobConfig = Body(default_factory=JobConfig)) -> OrjsonResponse:
-        job = runner.create(config)
-        worker.submit(job.id)
+        job = worker.accept(lambda: runner.create(config))
         body = JobStarted(id=job.id, status=job.status, label_run=job.label_run)
         return OrjsonResponse(body.model_dump(mode="json"), status_code=202)
 
@@ -169,10 +168,10 @@ class LabelRunWatcher:
         run = self.runs.latest(self.task)
         if run is None or run.id == self._seen:
             return None
-        self._seen = run.id
         runner: JobRunner = self.worker.runner  # type: ignore[assignment]
-        job = runner.create(JobConfig(label_run=run.id))
-        self.worker.submit(job.id)
+        # A full queue raises before the run counts as seen: the next check tries again.
+        job = self.worker.accept(lambda: runner.create(JobConfig(label_run=run.id)))
+        self._seen = run.id
         log.info("new label run %s: started training job %s", run.id, job.id)
         return job.id
 
@@ -232,7 +231,7 @@ def serve(settings: Settings) -> None:
     registry = ModelRegistry(trainer, store, kafka_emitter(settings.kafka.topics.models, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
     runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings))
-    worker = JobWorker(runner, name="train-jobs").start()
+    worker = JobWorker(runner, name="train-jobs", max_queued=settings.edge.max_queued_jobs).start()
     watcher = (
         LabelRunWatcher(settings.labeler.task, store, worker)
         if trainer.train_on_new_label_runs

@@ -96,6 +96,8 @@ class EdgeSettings(Section):
     # The secret this process presents when it calls another service (model server, featurizer).
     service_key: str = Field("", repr=False)
     grpc_reflection: bool = False
+    # Jobs (training jobs, label runs) that may wait behind the running one; past it, 429.
+    max_queued_jobs: int = Field(16, ge=1)
     grpc_max_concurrent_rpcs: int = Field(256, ge=1)
     grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
