@@ -45,6 +45,7 @@ from mlcycle.common.store.base import (
     SortBy,
     Store,
     check_collection,
+    check_field_changes,
     check_filters,
     check_limit,
     check_sort,
@@ -53,6 +54,7 @@ from mlcycle.common.store.base import (
     normalize_query,
     unique_by_id,
 )
+from mlcycle.common.store.elastic_update import bulk_update, partial_updates
 
 if TYPE_CHECKING:
     from mlcycle.common.settings import StoreSettings
@@ -144,6 +146,13 @@ class ElasticStore(Store):
             if response.get("errors"):
                 raise _bulk_error(index, response["items"])
         return len(unique)
+
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Bulk ``update`` actions with partial documents (merged by Elasticsearch itself)."""
+        index = self._index(collection)
+        lines = partial_updates(check_field_changes(changes))
+        with _errors("bulk update"):
+            return sum(bulk_update(self.client, index, chunk) for chunk in _chunks(lines))
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id`` (a realtime GET: no refresh needed), or None."""

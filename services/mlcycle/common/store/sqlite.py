@@ -41,6 +41,7 @@ from mlcycle.common.store.base import (
     SortBy,
     Store,
     check_collection,
+    check_field_changes,
     check_filters,
     check_limit,
     check_sort,
@@ -174,6 +175,21 @@ class SqliteStore(Store):
         with self._write() as conn:
             _write_batch(conn, table, encoded)
         return len(encoded)
+
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge the fields into the stored documents inside one write transaction."""
+        table = check_collection(collection)
+        checked = check_field_changes(changes)
+        if not checked:
+            return 0
+        lookup = f'SELECT id, doc FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
+        with self._write() as conn:
+            merged: dict[str, tuple[str, str | None]] = {}
+            for doc_id, doc in conn.execute(lookup, (_dumps(list(checked)),)).fetchall():
+                updated = {**orjson.loads(doc), **checked[doc_id]}
+                merged[doc_id] = (_dumps(updated), _indexed_text(updated))
+            _write_batch(conn, table, merged)
+        return len(merged)
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""
