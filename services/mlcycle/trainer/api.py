@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from mlcycle import __version__
 from mlcycle.common.errors import NotFound
+from mlcycle.common.files import confined
 from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
@@ -82,7 +83,9 @@ class JobBrief(BaseModel):
         )
 
 
-def _jobs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRouter:
+def _jobs_router(
+    edge: EdgeSettings, store: Store, worker: JobWorker, reports_dir: Path
+) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["jobs"])
     runner: JobRunner = worker.runner  # type: ignore[assignment]
     jobs, trials_of = TrainingJobs(store), Trials(store)
@@ -130,13 +133,15 @@ def _jobs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRout
         # Only the 200 is HTML; errors keep the JSON error shape like every other route.
         responses={
             200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-            **error_responses(404),
+            **error_responses(400, 404),
         },
         summary="The job's HTML report (plots, trials, metrics)",
     )
     def report(job_id: str) -> HTMLResponse:
         found = jobs.require(job_id)
-        path = Path(found.result.report if found.result else "")
+        if found.result is None:
+            raise NotFound(f"job {job_id} has no report yet ({found.status})")
+        path = confined(reports_dir, found.result.report, what="report")
         if not path.is_file():
             raise NotFound(f"job {job_id} has no report yet ({found.status})")
         return HTMLResponse(path.read_text(encoding="utf-8"))
@@ -217,7 +222,8 @@ def create_app(
     install_error_handlers(app)
     install_metrics(app, SERVICE)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_jobs_router(settings.edge, store, worker))
+    reports_dir = JobEnvironment.of(settings).reports_dir
+    app.include_router(_jobs_router(settings.edge, store, worker, reports_dir))
     app.include_router(models_router(settings.trainer, settings.edge, registry))
     return app
 

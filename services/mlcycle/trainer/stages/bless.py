@@ -11,11 +11,11 @@ unblessed one stays in its staging folder, registered with the reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from mlcycle.common.errors import NotFound
+from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.files import confined
 from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
@@ -76,9 +76,10 @@ def production_score(
     """
     metric = ctx.metric
     try:
-        served = exporting.ServingModel(Path(production.path or ""))
+        models_dir = ctx.settings.models_dir
+        served = exporting.ServingModel(confined(models_dir, production.path or "", what="model"))
         transform = ctx.transforms.transform(production.transform)
-    except NotFound as exc:
+    except (NotFound, InvalidInput) as exc:  # gone, or a record pointing outside the models
         how = f"recorded on its own dev split: {exc}"
         return ProductionScore(production.version, recorded_metric(production.metrics, metric), how)
     texts = [c.text for c in dev_comments]
