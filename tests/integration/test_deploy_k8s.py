@@ -157,16 +157,22 @@ def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
         assert not any(secret_like.search(k) for k in configmap.get("data", {})), name
 
 
-def test_the_trainer_also_runs_as_a_cronjob_of_a_real_command() -> None:
+def test_the_retrain_cronjob_submits_a_job_to_the_trainer_api_and_writes_nothing() -> None:
     for overlay in OVERLAYS:
         cronjob = objects(overlay, "CronJob")["trainer-retrain"]
         spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         (container,) = spec["containers"]
         assert container["image"].startswith("mlcycle/trainer:")
-        assert _cli_exists(container["args"]), container["args"]
+        args = container["args"]
+        assert _cli_exists(args), args
+        assert args[1:3] == ["trainer", "submit"], args  # the API client, not a second trainer
+        assert args[args.index("--url") + 1] == "http://trainer:8004"
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["MLCYCLE_AUTO_PROMOTE"] == "false"  # promotion stays with the registry API
+        # Its key from a Secret, sent as Authorization; no claim: the service is the one writer.
+        (key,) = [e for e in container["env"] if e["name"] == "MLCYCLE_SERVICE_KEY"]
+        assert "secretKeyRef" in key["valueFrom"]
+        assert not any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
+        assert "envFrom" not in container  # no store, broker or data dir of its own
     assert objects("dev", "CronJob")["trainer-retrain"]["spec"]["suspend"] is True
 
 
@@ -189,7 +195,9 @@ def test_storage_is_one_shared_claim_readwritemany_in_prod() -> None:
                 if mount["name"] in claims:
                     assert claims[mount["name"]] == "shared", where
                     mounts.setdefault(mount["subPath"], set()).add(where.split("/")[1])
-    assert mounts["models"] >= {"trainer", "trainer-retrain", "modelserver", "inference"}
+    assert mounts["models"] >= {"trainer", "modelserver", "inference"}
+    # The scheduled retrain asks the trainer service: no second writer of its files.
+    assert not any("trainer-retrain" in users for users in mounts.values())
     assert mounts["artifacts"] >= {"featurizer", "featurizer-batch", "trainer", "inference"}
 
 
@@ -258,7 +266,7 @@ NEEDS: dict[str, set[str]] = {
     "featurizer": {"elasticsearch"},
     "featurizer-batch": {"kafka", "elasticsearch"},
     "trainer": {"kafka", "elasticsearch"},
-    "trainer-retrain": {"kafka", "elasticsearch"},
+    "trainer-retrain": {"trainer"},  # it only queues a job on the trainer API
     "modelserver": set(),
     "inference": {"modelserver", "redis"},
     "inference-stream": {"kafka", "elasticsearch", "modelserver", "redis"},

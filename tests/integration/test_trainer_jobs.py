@@ -8,7 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from mlcycle.cli import app as cli
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store import Store
@@ -131,5 +133,35 @@ def test_a_full_job_queue_answers_429_with_retry_after_and_records_nothing(
         assert sorted(job.id for job in TrainingJobs(store).scan()) == sorted(
             r.json()["id"] for r in accepted
         )
+    finally:
+        server.stop()
+
+
+def test_trainer_submit_queues_a_job_through_the_api_with_the_service_key(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path, api_keys=("s3cret",))
+    runs = LabelRuns(store)
+    runs.mark_latest(runs.save(LabelRun(id="lr-1", task="toxicity", status="succeeded")))
+    registry = ModelRegistry(settings.trainer, store)
+    worker = JobWorker(
+        JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)), name="jobs"
+    )
+    server = BackgroundServer(
+        create_app(settings, store=store, worker=worker, registry=registry), "127.0.0.1", 0
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        argv = ["trainer", "submit", "--url", url, "--time-budget", "60"]
+        wrong = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "nope"})
+        assert wrong.exit_code == 2, wrong.output
+        done = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "s3cret"})
+        assert done.exit_code == 0, done.output
+        job_id = done.stdout.strip().splitlines()[-1]
+        store.refresh()
+        (job,) = TrainingJobs(store).scan()
+        assert job.id == job_id
+        assert job.config.time_budget_s == 60
+        assert job.label_run == "lr-1"
     finally:
         server.stop()

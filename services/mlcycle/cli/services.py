@@ -6,10 +6,12 @@ Each imports its service only when it runs, so ``--help`` stays quick.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from mlcycle.cli.context import settings_for
+from mlcycle.cli.context import fail, settings_for
 
 collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
 labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
@@ -72,6 +74,43 @@ def trainer_api() -> None:
     from mlcycle.trainer.api import serve
 
     serve(settings_for("trainer"))
+
+
+@trainer_app.command("submit")
+def trainer_submit(
+    url: Annotated[
+        str | None, typer.Option(help="The trainer API (default: this host's trainer port).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Job config as a JSON file (options override it).")
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Seconds the search may take.")
+    ] = None,
+) -> None:
+    """Queue a training job on a running trainer service and print its id.
+
+    The job runs in the service, the one writer of its studies and registry.
+    The key is MLCYCLE_SERVICE_KEY (sent as ``Authorization: Bearer``); a full
+    queue (429) or a refusal ends the command with code 2.
+    """
+    from mlcycle.clients import TrainerClient, clients_for
+    from mlcycle.common.errors import MlcycleError
+    from mlcycle.trainer.cli import parse_config
+
+    settings = settings_for("trainer-submit", interactive=True)
+    key = settings.edge.service_key or None
+    try:
+        job_config = parse_config(config_path=config, overrides={"time_budget_s": time_budget})
+        if url is None:
+            trainer = clients_for(settings, api_key=key).trainer
+        else:
+            trainer = TrainerClient(url, api_key=key)
+        with trainer:
+            started = trainer.start_job(job_config.model_dump(mode="json", exclude_unset=True))
+    except MlcycleError as exc:
+        fail(exc)
+    typer.echo(started.id)
 
 
 def modelserver(ctx: typer.Context) -> None:
