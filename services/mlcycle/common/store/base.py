@@ -177,12 +177,12 @@ def unique_by_id(docs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, An
 
 def check_field_changes(
     changes: Mapping[str, Mapping[str, Any]],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Document]:
     """``{id: {field: value}}`` for :meth:`Store.update_fields`: string ids, top-level fields.
 
     The ``id`` field cannot be changed, and neither can a document's id be empty.
     """
-    checked: dict[str, dict[str, Any]] = {}
+    checked: dict[str, Document] = {}
     for doc_id, fields in changes.items():
         if not isinstance(doc_id, str) or not doc_id:
             raise InvalidInput("every update needs a non-empty string id")

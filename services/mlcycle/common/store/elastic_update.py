@@ -16,6 +16,7 @@ import orjson
 from elasticsearch import Elasticsearch
 
 from mlcycle.common.errors import InvalidInput, StoreError
+from mlcycle.common.store.base import Document
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def bulk_update(client: Elasticsearch, index: str, chunk: list[bytes]) -> int:
     return count_updated(index, response.get("items", []))
 
 
-def count_updated(index: str, items: list[dict[str, Any]]) -> int:
+def count_updated(index: str, items: list[Document]) -> int:
     """How many updates applied; a missing document is skipped, any other error raises."""
     updated = 0
     failed = []
