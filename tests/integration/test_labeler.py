@@ -157,6 +157,50 @@ def test_a_killed_run_resumes_without_duplicates(
     assert len(events) == N_ITEMS == done["stats"]["events"]
 
 
+def test_a_resumed_run_labels_the_items_it_started_with_though_the_corpus_grew(
+    settings: Settings, store: Store, producer: RecordProducer, monkeypatch
+) -> None:
+    seed(store)
+    runner = LabelRunner(
+        settings.labeler, store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
+    run_id = runner.create(RunParams(labeling_functions=[])).id
+    real_send = producer.send_batch
+    sent = []
+
+    def flaky_send(topic: str, items, timeout_s: float = 30.0) -> int:
+        if len(sent) == 2:  # the broker goes away during the third chunk
+            raise Unavailable("broker gone")
+        sent.append(topic)
+        return real_send(topic, items, timeout_s)
+
+    monkeypatch.setattr(producer, "send_batch", flaky_send)
+    with pytest.raises(Unavailable):
+        runner.execute(run_id)
+    # Comments arrive meanwhile, with ids before, among and after the run's items.
+    grown = ["a000", "a001", "a002", "c010a", "c020a", "c040a", "z999"]
+    store.upsert(COMMENTS, [Comment(id=i, text=f"new {i}").to_document() for i in grown])
+    store.upsert(
+        VOTES,
+        [
+            Vote(item_id=i, annotator_id=f"w{k}", label=1).to_document()
+            for i in grown
+            for k in range(5)
+        ],
+    )
+    store.refresh()
+
+    monkeypatch.setattr(producer, "send_batch", real_send)
+    done = runner.execute(run_id).to_document()
+    assert done["status"] == "succeeded"
+    store.refresh()
+    labeled = {doc["item_id"] for doc in store.scan(LABELS, {"run": run_id})}
+    assert labeled == {f"c{i:03d}" for i in range(N_ITEMS)}  # none skipped, none new
+    events = [e for e in label_events(settings, N_ITEMS) if e["run"] == run_id]
+    assert Counter(e["item_id"] for e in events).most_common(1)[0][1] == 1  # none repeated
+    assert {e["item_id"] for e in events} == labeled
+
+
 def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
     settings: Settings, sqlite_store: Store, producer: RecordProducer
 ) -> None:
