@@ -70,6 +70,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_API_KEYS": (" a , b,,c ", {"edge.api_keys": ("a", "b", "c")}),
     "MLCYCLE_MAX_BODY_BYTES": ("2048", {"edge.max_body_bytes": 2048}),
     "MLCYCLE_MAX_BATCH_RECORDS": ("7", {"edge.max_batch_records": 7}),
+    "MLCYCLE_SERVICE_KEY": ("s3cret", {"edge.service_key": "s3cret"}),
+    "MLCYCLE_MAX_QUEUED_JOBS": ("3", {"edge.max_queued_jobs": 3}),
     # the collector
     "MLCYCLE_COLLECTOR_PORT": ("18001", {"collector.port": 18001}),
     "MLCYCLE_INDEXER_METRICS_PORT": ("19401", {"collector.indexer_metrics_port": 19401}),
@@ -110,6 +112,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_BLESS_METRIC": ("pr_auc", {"trainer.bless_metric": "pr_auc"}),
     "MLCYCLE_BLESS_MARGIN": ("0.01", {"trainer.bless_margin": 0.01}),
     "MLCYCLE_AUTO_PROMOTE": ("false", {"trainer.auto_promote": False}),
+    "MLCYCLE_TRAINER_SHUTDOWN_GRACE_S": ("45", {"trainer.shutdown_grace_s": 45.0}),
     "MLCYCLE_TRAIN_ON_NEW_LABEL_RUNS": ("true", {"trainer.train_on_new_label_runs": True}),
     "MLCYCLE_STUDY_STORAGE": (
         "postgresql://optuna@db/studies",

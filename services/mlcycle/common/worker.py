@@ -126,7 +126,7 @@ def resume_unfinished(store: Store, worker: JobWorker, kind: str) -> list[str]:
     unfinished = [
         doc["id"]
         for doc in store.scan(RUNS, filters={"kind": kind})
-        if doc.get("status") in ("queued", "running")
+        if doc.get("status") in ("queued", "running", "interrupted")
     ]
     for job_id in sorted(unfinished):
         log.info("resuming %s %s", kind, job_id)

@@ -2,9 +2,10 @@
 
 ``POST /v1/jobs`` answers at once with the job id; a worker thread runs the
 job and ``GET /v1/jobs/{id}`` shows its stage and search progress. Jobs a
-previous process left unfinished are queued again at start-up and resume
-their Optuna study. When ``train_on_new_label_runs`` is set, a watcher
-starts a job with the default config for every new label run of the task.
+previous process left unfinished (or interrupted at a checkpoint by SIGTERM)
+are queued again at start-up and resume their Optuna study. When
+``train_on_new_label_runs`` is set, a watcher starts a job with the default
+config for every new label run of the task.
 """
 
 from __future__ import annotations
@@ -236,8 +237,11 @@ def serve(settings: Settings) -> None:
     trainer = settings.trainer
     registry = ModelRegistry(trainer, store, kafka_emitter(settings.kafka.topics.models, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
-    runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings))
-    worker = JobWorker(runner, name="train-jobs", max_queued=settings.edge.max_queued_jobs).start()
+    stopping = threading.Event()
+    runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings), stopping=stopping)
+    worker = JobWorker(
+        runner, name="train-jobs", max_queued=settings.edge.max_queued_jobs, stopping=stopping
+    ).start()
     watcher = (
         LabelRunWatcher(settings.labeler.task, store, worker)
         if trainer.train_on_new_label_runs
@@ -250,8 +254,10 @@ def serve(settings: Settings) -> None:
         app = create_app(settings, store=store, worker=worker, registry=registry)
         serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
+        # SIGTERM: the API stopped taking work; the running job stops at its next checkpoint.
         if watcher is not None:
             watcher.stop()
-        worker.stop()
+        if not worker.shutdown(trainer.shutdown_grace_s):
+            log.warning("the running job did not reach a checkpoint in time; it resumes anyway")
         producer.close()
         store.close()

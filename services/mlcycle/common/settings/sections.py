@@ -197,6 +197,9 @@ class TrainerSettings(Section):
     study_storage: str
     # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
     infra_validation_timeout_s: float = Field(120.0, gt=0)
+    # On SIGTERM, how long the running job may take to reach its next checkpoint (the end
+    # of its current trial) before the process exits anyway; k8s' grace period covers it.
+    shutdown_grace_s: float = Field(600.0, ge=0.0, validation_alias="trainer_shutdown_grace_s")
 
     @property
     def served_models_dir(self) -> str:
