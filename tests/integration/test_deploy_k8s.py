@@ -167,6 +167,7 @@ def test_the_retrain_cronjob_submits_a_job_to_the_trainer_api_and_writes_nothing
         assert _cli_exists(args), args
         assert args[1:3] == ["trainer", "submit"], args  # the API client, not a second trainer
         assert args[args.index("--url") + 1] == "http://trainer:8004"
+        assert "--no-promote" in args  # its candidate waits, blessed, for a person
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
         # Its key from a Secret, sent as Authorization; no claim: the service is the one writer.
         (key,) = [e for e in container["env"] if e["name"] == "MLCYCLE_SERVICE_KEY"]

@@ -152,7 +152,7 @@ def test_trainer_submit_queues_a_job_through_the_api_with_the_service_key(
     ).start()
     try:
         url = f"http://127.0.0.1:{server.port}"
-        argv = ["trainer", "submit", "--url", url, "--time-budget", "60"]
+        argv = ["trainer", "submit", "--url", url, "--time-budget", "60", "--no-promote"]
         wrong = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "nope"})
         assert wrong.exit_code == 2, wrong.output
         done = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "s3cret"})
@@ -162,6 +162,7 @@ def test_trainer_submit_queues_a_job_through_the_api_with_the_service_key(
         (job,) = TrainingJobs(store).scan()
         assert job.id == job_id
         assert job.config.time_budget_s == 60
+        assert job.config.auto_promote is False
         assert job.label_run == "lr-1"
     finally:
         server.stop()

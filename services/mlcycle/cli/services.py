@@ -87,6 +87,13 @@ def trainer_submit(
     time_budget: Annotated[
         float | None, typer.Option("--time-budget", help="Seconds the search may take.")
     ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="--no-promote keeps a blessed winner for a person to promote "
+            "(else the trainer's MLCYCLE_AUTO_PROMOTE decides)."
+        ),
+    ] = True,
 ) -> None:
     """Queue a training job on a running trainer service and print its id.
 
@@ -101,7 +108,8 @@ def trainer_submit(
     settings = settings_for("trainer-submit", interactive=True)
     key = settings.edge.service_key or None
     try:
-        job_config = parse_config(config_path=config, overrides={"time_budget_s": time_budget})
+        overrides = {"time_budget_s": time_budget, "auto_promote": None if promote else False}
+        job_config = parse_config(config_path=config, overrides=overrides)
         if url is None:
             trainer = clients_for(settings, api_key=key).trainer
         else:

@@ -174,6 +174,11 @@ class JobConfig(BaseModel):
         default_factory=list, max_length=20, description="metadata fields for per-slice metrics"
     )
     bless: bool = Field(True, description="judge the winner and export it for serving")
+    auto_promote: bool = Field(
+        True,
+        description="false keeps a blessed winner for a person to promote, whatever the "
+        "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
+    )
 
 
 # -- the job record -----------------------------------------------------------------------------

@@ -96,7 +96,8 @@ def publish(
 ) -> ModelSummary:
     """Record the verdict in the lineage, move a blessed version into place, register it.
 
-    A blessed version is promoted to production when ``auto_promote`` is set.
+    A blessed version is promoted to production when ``auto_promote`` is set, in the
+    trainer's settings and in the job's config (a job may only opt out).
     """
     name, version, staging = candidate.name, candidate.version, candidate.staging
     facts = decision.facts.as_dict()
@@ -123,7 +124,7 @@ def publish(
     if not decision.blessed:
         return model_summary(registry.unbless(name, version, decision.reason, **facts))
     model = registry.bless(name, version, decision.reason, **facts)
-    if ctx.settings.auto_promote:
+    if ctx.settings.auto_promote and ctx.config.auto_promote:
         why = f"blessed by job {ctx.job.id}: {decision.reason}"
         model = registry.promote(name, version, why)
     return model_summary(model)
