@@ -213,6 +213,16 @@ def test_invalid_utf8_and_huge_texts(servers: tuple[str, str]) -> None:
     assert response.json()["truncated"] == 1
 
 
+def test_a_feature_set_path_leading_out_is_a_400_naming_it(
+    servers: tuple[str, str], tmp_path: Path
+) -> None:
+    rest, _ = servers
+    for version, label_run in [("%2E%2E", "x"), ("tf-1", "%2E%2E")]:
+        answer = httpx.get(f"{rest}/v1/feature-sets/{version}/{label_run}", timeout=10)
+        assert answer.status_code == 400, answer.text
+        assert "'..'" in answer.json()["error"]["message"]
+
+
 def test_rest_transforms_and_feature_sets(servers: tuple[str, str], label_run: str) -> None:
     rest_url = servers[0]
     listing = httpx.get(f"{rest_url}/v1/transforms").json()

@@ -173,7 +173,7 @@ def _router(edge: EdgeSettings, core: FeaturizerCore) -> APIRouter:
 
     @router.get(
         "/feature-sets/{version}/{label_run}",
-        responses=error_responses(404),
+        responses=error_responses(400, 404),
         summary="One feature set's manifest",
     )
     def manifest(version: str, label_run: str) -> OrjsonResponse:
