@@ -89,7 +89,7 @@ class JobWorker:
                     details={"waiting": waiting, "max_queued": self.max_queued},
                 )
             record = create()
-            self._queue.put(record.id)
+            self.submit(record.id)
             return record
 
     def submit(self, job_id: str) -> None:
