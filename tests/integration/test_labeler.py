@@ -22,7 +22,7 @@ from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.labeler.stream import LabelStream, live_run
+from mlcycle.labeler.stream import LabelStream, live_run, stream_topics
 from tests.fixtures.broker import broker_settings, read_all, wait_for
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store
     store = open_store(settings.store)
     loop = ConsumerLoop(
         settings.kafka,
-        topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
+        topics=stream_topics(settings.kafka.topics),
         group_id=settings.labeler.group_id,
         handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
         service="labeler-stream",
@@ -227,7 +227,7 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     # A reviewer disagrees with the crowd on "known": the live label follows the human.
     store.upsert(VOTES, [v.to_document() for v in votes[:2]])
     human = Vote(item_id="known", annotator_id="human:ann", label=0)
-    producer.send_batch(topics.votes_raw, [human.to_message()])
+    producer.send_batch(topics.votes_reviewed, [human.to_message()])
     wait_for(lambda: store.get(LABELS, live + "known")["label"] == 0)
     events = label_events(settings, 3)
     by_item = {
@@ -310,7 +310,7 @@ def test_rest_run_labels_review_queue_and_human_labels(
     accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
-    (record,) = read_all(settings, settings.kafka.topics.votes_raw, 1)
+    (record,) = read_all(settings, settings.kafka.topics.votes_reviewed, 1)
     assert orjson.loads(record.value)["annotator_id"] == "human:ann"
     # Once the vote is stored, the item leaves the queue.
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
