@@ -236,6 +236,25 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     assert by_item == {"known": [1, 0], "later": [0]}  # in order within an item's partition
 
 
+def test_a_forged_reviewer_on_votes_raw_never_decides_a_live_label(
+    settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
+) -> None:
+    store, loop = stream
+    topics = settings.kafka.topics
+    store.upsert(COMMENTS, [Comment(id="target", text="hello").to_document()])
+    crowd = Vote(item_id="target", annotator_id="w1", label=1)
+    forged = Vote(item_id="target", annotator_id="human:mallory", label=0)
+    # The forger writes straight into the open topic, after the crowd's vote.
+    producer.send_batch(topics.votes_raw, [crowd.to_message(), forged.to_message()])
+    wait_for(lambda: loop.stats.records >= 2)
+    live = store.get(LABELS, f"{live_run('toxicity')}:target")
+    assert live is not None
+    assert (live["label"], live["n_votes"], live["provenance"]["humans"]) == (1, 1, [])
+    # The same vote from the labeler's own topic is a reviewer's, and decides.
+    producer.send_batch(topics.votes_reviewed, [forged.to_message()])
+    wait_for(lambda: store.get(LABELS, f"{live_run('toxicity')}:target")["label"] == 0)
+
+
 def test_a_vote_outside_the_task_classes_is_dead_lettered(
     settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
 ) -> None:
