@@ -227,7 +227,9 @@ class LocalStack:
         if self.with_redis and not settings.cache.redis_url:
             from mlcycle.common.infra.redis import EmbeddedRedis
 
-            self._redis = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis")
+            self._redis = EmbeddedRedis(
+                port=0, data_dir=settings.data_dir / "redis", password=settings.cache.redis_password
+            )
             self._redis.start()
             updates["redis_url"] = self._redis.url
         if not self.with_redis:

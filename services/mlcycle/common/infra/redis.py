@@ -36,16 +36,24 @@ class EmbeddedRedis(EmbeddedServer):
 
     It is a cache: persistence is off, and ``data_dir`` is only its working
     directory and the home of its log. Without ``data_dir`` a temporary
-    directory is used and removed on ``stop()``.
+    directory is used and removed on ``stop()``. With ``password`` it requires
+    clients to log in (``requirepass``).
     """
 
     what = "Redis server"
 
     def __init__(
-        self, port: int = 6379, data_dir: Path | None = None, *, start_timeout_s: float = 15.0
+        self,
+        port: int = 6379,
+        data_dir: Path | None = None,
+        *,
+        password: str = "",
+        start_timeout_s: float = 15.0,
     ) -> None:
         super().__init__(port, start_timeout_s=start_timeout_s)
         self.data_dir = data_dir
+        # Clients must send it (AUTH) when set; the URL does not carry it.
+        self.password = password
         self._own_dir = False
 
     @property
@@ -63,7 +71,7 @@ class EmbeddedRedis(EmbeddedServer):
         return self.data_dir / "redis.log" if self.data_dir is not None else None
 
     def _argv(self) -> list[str]:
-        return [
+        argv = [
             redis_server_binary(),
             "--bind", self.host,
             "--port", str(self.port),
@@ -73,9 +81,14 @@ class EmbeddedRedis(EmbeddedServer):
             "--save", "",
             "--appendonly", "no",
         ]  # fmt: skip
+        if self.password:
+            argv += ["--requirepass", self.password]
+        return argv
 
     def _answers(self) -> bool:
-        client = redis_client.Redis(host=self.host, port=self.port, socket_timeout=1.0)
+        client = redis_client.Redis(
+            host=self.host, port=self.port, password=self.password or None, socket_timeout=1.0
+        )
         try:
             return bool(client.ping())
         except redis_client.RedisError:
