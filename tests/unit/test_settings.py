@@ -59,6 +59,26 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_ES_API_KEY": (SECRET, {"store.es_api_key": SECRET}),
     "MLCYCLE_REDIS_URL": ("redis://cache:6379/0", {"cache.redis_url": "redis://cache:6379/0"}),
     "MLCYCLE_EMBEDDED_REDIS": ("false", {"cache.embedded_redis": False}),
+    # how the clients log in to real clusters (mlcycle.common.*connection)
+    "MLCYCLE_KAFKA_SECURITY_PROTOCOL": ("SASL_SSL", {"kafka.security_protocol": "SASL_SSL"}),
+    "MLCYCLE_KAFKA_SASL_MECHANISM": ("SCRAM-SHA-512", {"kafka.sasl_mechanism": "SCRAM-SHA-512"}),
+    "MLCYCLE_KAFKA_SASL_USERNAME": ("mlcycle", {"kafka.sasl_username": "mlcycle"}),
+    "MLCYCLE_KAFKA_SASL_PASSWORD": (SECRET, {"kafka.sasl_password": SECRET}),
+    "MLCYCLE_KAFKA_SSL_CAFILE": (
+        "/etc/mlcycle/kafka-ca/ca.crt",
+        {"kafka.ssl_cafile": Path("/etc/mlcycle/kafka-ca/ca.crt")},
+    ),
+    "MLCYCLE_ES_USERNAME": ("mlcycle", {"store.es_username": "mlcycle"}),
+    "MLCYCLE_ES_PASSWORD": (SECRET, {"store.es_password": SECRET}),
+    "MLCYCLE_ES_CA_CERTS": (
+        "/etc/mlcycle/es-ca/ca.crt",
+        {"store.es_ca_certs": Path("/etc/mlcycle/es-ca/ca.crt")},
+    ),
+    "MLCYCLE_REDIS_PASSWORD": (SECRET, {"cache.redis_password": SECRET}),
+    "MLCYCLE_REDIS_CA_FILE": (
+        "/etc/mlcycle/redis-ca/ca.crt",
+        {"cache.redis_ca_file": Path("/etc/mlcycle/redis-ca/ca.crt")},
+    ),
     # the process
     "MLCYCLE_DATA_DIR": ("/srv/mlcycle", {"data_dir": Path("/srv/mlcycle")}),
     "MLCYCLE_HOST": (

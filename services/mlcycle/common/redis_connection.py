@@ -23,6 +23,7 @@ class ConnectionOptions(TypedDict, total=False):
 
 def connection_options(cache: CacheSettings) -> ConnectionOptions:
     """``redis.Redis.from_url(url, **options)`` options for the settings' password and CA."""
+    cache.check_tls()
     options = ConnectionOptions()
     if cache.redis_password:
         options["password"] = cache.redis_password

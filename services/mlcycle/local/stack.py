@@ -20,7 +20,7 @@ from types import TracebackType
 
 from mlcycle.clients import ServiceClient, poll_until, url_for
 from mlcycle.clients.base import HEALTHZ, READYZ
-from mlcycle.common.errors import Unavailable
+from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 
@@ -218,6 +218,12 @@ class LocalStack:
         updates: dict[str, object] = {}
         if settings.kafka.embedded:
             from mlcycle.common.infra.broker import EmbeddedBroker
+
+            if settings.kafka.security_protocol != "PLAINTEXT":
+                raise InvalidInput(
+                    f"MLCYCLE_KAFKA_SECURITY_PROTOCOL={settings.kafka.security_protocol} needs "
+                    "MLCYCLE_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT only"
+                )
 
             self._broker = EmbeddedBroker(
                 settings.kafka.embedded_port, log_path=settings.data_dir / "logs" / "broker.log"

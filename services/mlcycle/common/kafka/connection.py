@@ -28,6 +28,7 @@ class ClientConfig(TypedDict, total=False):
 
 def client_config(kafka: KafkaSettings) -> ClientConfig:
     """kafka-python options for the brokers' address, TLS and SASL login."""
+    kafka.check_security()
     protocol = kafka.security_protocol
     config = ClientConfig(bootstrap_servers=kafka.bootstrap_servers, security_protocol=protocol)
     if protocol in ("SSL", "SASL_SSL"):

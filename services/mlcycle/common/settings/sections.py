@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
 
@@ -63,13 +63,16 @@ class KafkaSettings(Section):
     sasl_mechanism: KafkaSaslMechanism | None = Field(None, validation_alias="kafka_sasl_mechanism")
     sasl_username: str = Field("", validation_alias="kafka_sasl_username")
     sasl_password: str = Field("", repr=False, validation_alias="kafka_sasl_password")
-    ssl_cafile: FilePath | None = Field(None, validation_alias="kafka_ssl_cafile")
+    ssl_cafile: Path | None = Field(None, validation_alias="kafka_ssl_cafile")
     # Read from MLCYCLE_TOPICS__<FIELD>, e.g. MLCYCLE_TOPICS__LABELS=labels.v2.
     topics: TopicNames = TopicNames()
 
-    @model_validator(mode="after")
-    def _security_is_complete(self) -> KafkaSettings:
-        """Refuse half a configuration: a login or a CA that would silently not be used."""
+    def check_security(self) -> None:
+        """Refuse half a configuration: a login or a CA that would not be used, or is missing.
+
+        Checked when a client is built (mlcycle.common.kafka.connection), so each
+        variable can still be set on its own; raises ValueError naming the variables.
+        """
         protocol = self.security_protocol
         sasl = protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
@@ -87,12 +90,8 @@ class KafkaSettings(Section):
                 "MLCYCLE_KAFKA_SSL_CAFILE is set but MLCYCLE_KAFKA_SECURITY_PROTOCOL is "
                 f"{protocol}: use SSL or SASL_SSL"
             )
-        if protocol != "PLAINTEXT" and self.embedded:
-            raise ValueError(
-                f"MLCYCLE_KAFKA_SECURITY_PROTOCOL={protocol} needs MLCYCLE_KAFKA_BOOTSTRAP: "
-                "the embedded broker speaks PLAINTEXT only"
-            )
-        return self
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ValueError(f"MLCYCLE_KAFKA_SSL_CAFILE: no file at {self.ssl_cafile}")
 
     @property
     def embedded(self) -> bool:
@@ -116,13 +115,15 @@ class StoreSettings(Section):
     es_password: str = Field("", repr=False)
     # The CA that signed the cluster's HTTP certificate (https:// URLs; the system's CAs
     # without one).
-    es_ca_certs: FilePath | None = None
+    es_ca_certs: Path | None = None
     # Resolved at load: <data_dir>/store.sqlite3 unless set.
     sqlite_path: Path
 
-    @model_validator(mode="after")
-    def _credentials_are_complete(self) -> StoreSettings:
-        """One way to log in, complete, and a CA only where TLS will use it."""
+    def check_login(self) -> None:
+        """One way to log in, complete, and a CA only where TLS uses it (else ValueError).
+
+        Checked when the client is built (mlcycle.common.store.elastic_connection).
+        """
         if bool(self.es_username) != bool(self.es_password):
             raise ValueError("MLCYCLE_ES_USERNAME and MLCYCLE_ES_PASSWORD go together")
         if self.es_api_key and self.es_username:
@@ -132,7 +133,8 @@ class StoreSettings(Section):
         hosts = [h.strip() for h in self.es_url.split(",") if h.strip()]
         if self.es_ca_certs is not None and not all(h.startswith("https://") for h in hosts):
             raise ValueError("MLCYCLE_ES_CA_CERTS is set but MLCYCLE_ES_URL is not https://")
-        return self
+        if self.es_ca_certs is not None and not self.es_ca_certs.is_file():
+            raise ValueError(f"MLCYCLE_ES_CA_CERTS: no file at {self.es_ca_certs}")
 
 
 class CacheSettings(Section):
@@ -144,16 +146,22 @@ class CacheSettings(Section):
     redis_password: str = Field("", repr=False)
     # The CA that signed the server's certificate, for rediss:// URLs (the system's CAs
     # without one).
-    redis_ca_file: FilePath | None = None
+    redis_ca_file: Path | None = None
     # Without redis_url: whether a service that caches starts that embedded Redis (true)
     # or runs uncached (false, as `mlcycle up --no-redis` asks).
     embedded_redis: bool = True
 
-    @model_validator(mode="after")
-    def _ca_only_with_tls(self) -> CacheSettings:
-        if self.redis_ca_file is not None and not self.redis_url.startswith("rediss://"):
+    def check_tls(self) -> None:
+        """A CA only with ``rediss://``, and one that exists (else ValueError).
+
+        Checked when a client is built (mlcycle.common.redis_connection).
+        """
+        if self.redis_ca_file is None:
+            return
+        if not self.redis_url.startswith("rediss://"):
             raise ValueError("MLCYCLE_REDIS_CA_FILE is set but MLCYCLE_REDIS_URL is not rediss://")
-        return self
+        if not self.redis_ca_file.is_file():
+            raise ValueError(f"MLCYCLE_REDIS_CA_FILE: no file at {self.redis_ca_file}")
 
 
 class EdgeSettings(Section):

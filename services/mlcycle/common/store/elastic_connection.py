@@ -28,6 +28,7 @@ class ClientOptions(TypedDict, total=False):
 
 def client_options(store: StoreSettings) -> ClientOptions:
     """``Elasticsearch(...)`` keyword arguments for the settings' hosts, login and CA."""
+    store.check_login()
     options = ClientOptions(
         hosts=[h.strip() for h in store.es_url.split(",") if h.strip()],
         request_timeout=30,
