@@ -66,13 +66,24 @@ class EmbeddedRedis(EmbeddedServer):
             self.data_dir = Path(tempfile.mkdtemp(prefix="mlcycle-redis-"))
             self._own_dir = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.password:
+            # In a file only the owner reads, not on the command line (which is logged and
+            # shown by ps). redis-server's config syntax quotes like C strings.
+            conf = self.data_dir / "auth.conf"
+            conf.touch(mode=0o600)
+            conf.chmod(0o600)
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            conf.write_text(f'requirepass "{quoted}"\n', encoding="utf-8")
 
     def _log_path(self) -> Path | None:
         return self.data_dir / "redis.log" if self.data_dir is not None else None
 
     def _argv(self) -> list[str]:
+        # A config file must come first; the password is in it (see _prepare).
+        conf = [str(self.data_dir / "auth.conf")] if self.password else []
         argv = [
             redis_server_binary(),
+            *conf,
             "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -81,8 +92,6 @@ class EmbeddedRedis(EmbeddedServer):
             "--save", "",
             "--appendonly", "no",
         ]  # fmt: skip
-        if self.password:
-            argv += ["--requirepass", self.password]
         return argv
 
     def _answers(self) -> bool:
