@@ -33,7 +33,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import EdgeSettings, Settings, TopicNames
+from mlcycle.common.settings import EdgeSettings, KafkaSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
 from mlcycle.contracts.comments import Comment, CrowdVote, Vote
@@ -230,9 +230,9 @@ def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def _broker_ready(bootstrap: str) -> bool:
+def _broker_ready(kafka: KafkaSettings) -> bool:
     try:
-        wait_for_broker(bootstrap, timeout_s=1.0)
+        wait_for_broker(kafka, timeout_s=1.0)
     except MlcycleError:
         return False
     return True
@@ -271,7 +271,7 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
 
     def ready_check() -> dict[str, bool]:
-        return {"store": store.ping(), "broker": _broker_ready(settings.kafka.bootstrap_servers)}
+        return {"store": store.ping(), "broker": _broker_ready(settings.kafka)}
 
     add_health_routes(app, ready_check)
     app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer))
