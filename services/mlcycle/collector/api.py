@@ -26,8 +26,7 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     read_body,
     require_api_key,
     serve_app,
@@ -37,7 +36,7 @@ from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import EdgeSettings, KafkaSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.comments import Comment, CrowdVote, Vote
 from mlcycle.contracts.repositories.comments import Comments
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,8 @@ def _ingest_router(edge: EdgeSettings, topics: TopicNames, producer: Producer) -
     ingestor = Ingestor(edge, producer)
     router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(edge))])
     comments = RecordKind("comments", Comment, topics.comments_raw)
-    votes = RecordKind("votes", Vote, topics.votes_raw)
+    # Votes from outside are crowd votes: a reviewer or labeling-function id is refused (422).
+    votes = RecordKind("votes", CrowdVote, topics.votes_raw)
     errors = error_responses(400, 401, 413, 422, 503)
 
     async def ingest(kind: RecordKind, request: Request) -> OrjsonResponse:
@@ -247,10 +247,11 @@ def _install_record_schemas(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()  # FastAPI's own, which caches it on the app
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (Comment, Vote):
+            # The ingest bodies point at "Vote": the crowd vote is the only one taken here.
+            for name, model in (("Comment", Comment), ("Vote", CrowdVote)):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
-                components[model.__name__] = model_schema
+                components[name] = model_schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -267,8 +268,7 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
             '`{"error": {"code", "message", "details"}}`.'
         ),
     )
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
 
     def ready_check() -> dict[str, bool]:
         return {"store": store.ping(), "broker": _broker_ready(settings.kafka)}

@@ -118,7 +118,7 @@ def wait_until_indexed(
     """
     from mlcycle.common.kafka.lag import group_lag
 
-    topics = [kafka.topics.comments_raw, kafka.topics.votes_raw]
+    topics = [kafka.topics.comments_raw, kafka.topics.votes_raw, kafka.topics.votes_reviewed]
     started = time.perf_counter()
 
     def caught_up() -> bool:

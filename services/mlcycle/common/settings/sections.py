@@ -26,6 +26,9 @@ class TopicNames(Section):
 
     comments_raw: str = "comments.raw"
     votes_raw: str = "votes.raw"
+    # Reviewers' votes, written only by the labeler (an ACL in production): votes.raw is
+    # open to any producer, so it never carries a reserved voter kind.
+    votes_reviewed: str = "votes.reviewed"
     labels: str = "labels"
     models: str = "models"
     scored_comments: str = "scored.comments"
@@ -37,7 +40,13 @@ class TopicNames(Section):
 
     def all_with_dlqs(self) -> list[str]:
         """Every topic mlcycle uses, with the dead-letter topic of each consumed one."""
-        consumed = [self.comments_raw, self.votes_raw, self.labels, self.models]
+        consumed = [
+            self.comments_raw,
+            self.votes_raw,
+            self.votes_reviewed,
+            self.labels,
+            self.models,
+        ]
         return consumed + [self.scored_comments] + [self.dlq(t) for t in consumed]
 
 
