@@ -19,6 +19,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.common.kafka.connection import new_admin
 from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class CommittedOffsets:
         waiting_for: str = "the caller acts on records only once they are stored",
     ) -> None:
         self.group = indexer_group_id
-        self.bootstrap = kafka.bootstrap_servers
+        self.kafka = kafka
         self.waiting_for = waiting_for
         self._admin: KafkaAdminClient | None = None
 
@@ -82,9 +83,7 @@ class CommittedOffsets:
     def _fetch(self, group_id: str, partitions: list[TopicPartition] | None) -> Offsets:
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=f"{self.group}-watcher"
-                )
+                self._admin = new_admin(self.kafka, client_id=f"{self.group}-watcher")
             found = self._admin.list_group_offsets({group_id: partitions}).get(group_id, {})
         except KafkaError as exc:
             self.close()

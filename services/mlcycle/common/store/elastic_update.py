@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from elasticsearch import Elasticsearch
 
 from mlcycle.common.errors import InvalidInput, StoreError
 from mlcycle.common.store.base import Document
+from mlcycle.common.store.elastic_bulk import BulkLine
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ MISSING = 404
 RETRY_ON_CONFLICT = 5
 
 
-def partial_updates(changes: Mapping[str, Mapping[str, Any]]) -> list[bytes]:
+def partial_updates(changes: Mapping[str, Mapping[str, Any]]) -> list[BulkLine]:
     """One ``update`` action and its partial document per id, as NDJSON."""
     lines = []
     for doc_id, fields in changes.items():
@@ -35,16 +35,8 @@ def partial_updates(changes: Mapping[str, Mapping[str, Any]]) -> list[bytes]:
         except orjson.JSONEncodeError as exc:
             raise InvalidInput(f"update is not JSON-serializable: {exc}") from exc
         action = {"update": {"_id": doc_id, "retry_on_conflict": RETRY_ON_CONFLICT}}
-        lines.append(orjson.dumps(action) + b"\n" + doc + b"\n")
+        lines.append((doc_id, orjson.dumps(action) + b"\n" + doc + b"\n"))
     return lines
-
-
-def bulk_update(client: Elasticsearch, index: str, chunk: list[bytes]) -> int:
-    """Send one chunk of update actions; how many applied (missing documents are skipped)."""
-    response = client.bulk(
-        index=index, operations=b"".join(chunk), filter_path="items.*.status,items.*.error"
-    )
-    return count_updated(index, response.get("items", []))
 
 
 def count_updated(index: str, items: list[Document]) -> int:

@@ -38,18 +38,22 @@ from mlcycle.common.store.base import (
     Document,
     Filters,
     Page,
+    Refusals,
     SortBy,
     Store,
     check_collection,
     check_field_changes,
     check_filters,
+    check_ids,
     check_limit,
     check_sort,
     decode_position,
     encode_cursor,
     normalize_query,
+    split_long_ids,
     unique_by_id,
 )
+from mlcycle.common.store.sqlite_batch import write_batch
 from mlcycle.common.store.sqlite_queries import (
     after_params,
     after_sort_position,
@@ -167,13 +171,10 @@ class SqliteStore(Store):
     def upsert(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
         """Insert or replace ``docs`` by id, index included, in one durable transaction."""
         table = check_collection(collection)
-        encoded = {
-            doc_id: (_dumps(doc), _indexed_text(doc)) for doc_id, doc in unique_by_id(docs).items()
-        }
-        if not encoded:
-            return 0
-        with self._write() as conn:
-            _write_batch(conn, table, encoded)
+        unique = unique_by_id(docs)
+        check_ids(unique)
+        encoded = {doc_id: (_dumps(doc), _indexed_text(doc)) for doc_id, doc in unique.items()}
+        self._write_encoded(table, encoded)
         return len(encoded)
 
     def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
@@ -188,8 +189,26 @@ class SqliteStore(Store):
             for doc_id, doc in conn.execute(lookup, (_dumps(list(checked)),)).fetchall():
                 updated = {**orjson.loads(doc), **checked[doc_id]}
                 merged[doc_id] = (_dumps(updated), _indexed_text(updated))
-            _write_batch(conn, table, merged)
+            write_batch(conn, table, merged)
         return len(merged)
+
+    def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
+        """Write the documents SQLite can hold in one transaction; refuse the others by id."""
+        table = check_collection(collection)
+        storable, refused = split_long_ids(unique_by_id(docs))
+        encoded: dict[str, tuple[str, str | None]] = {}
+        for doc_id, doc in storable.items():
+            try:
+                encoded[doc_id] = (_dumps(doc), _indexed_text(doc))
+            except InvalidInput as exc:
+                refused[doc_id] = exc.message
+        self._write_encoded(table, encoded)
+        return refused
+
+    def _write_encoded(self, table: str, encoded: dict[str, tuple[str, str | None]]) -> None:
+        if encoded:
+            with self._write() as conn:
+                write_batch(conn, table, encoded)
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""
@@ -316,39 +335,6 @@ class SqliteStore(Store):
         )
         rows = self._read(sql, [match, *params, *after_params, limit + 1])
         return _page(rows, limit, lambda row: [row[2], row[0]])
-
-
-def _write_batch(
-    conn: sqlite3.Connection, table: str, encoded: dict[str, tuple[str, str | None]]
-) -> None:
-    """Write ``{id: (json, text)}`` and keep the FTS index in step; runs under the write lock."""
-    fts = f"{table}_fts"
-    lookup = (
-        f'SELECT id, rowid, doc, text FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
-    )
-    existing = {row[0]: row[1:] for row in conn.execute(lookup, (_dumps(list(encoded)),))}
-    # Safe to hand out rowids: BEGIN IMMEDIATE holds the only write lock.
-    next_rowid = (conn.execute(f'SELECT max(rowid) FROM "{table}"').fetchone()[0] or 0) + 1
-    inserts, updates, unindex, index = [], [], [], []
-    for doc_id, (doc, text) in encoded.items():
-        old = existing.get(doc_id)
-        if old is None:
-            rowid, next_rowid = next_rowid, next_rowid + 1
-            inserts.append((rowid, doc_id, doc))
-        else:
-            rowid, old_doc, old_text = old
-            if old_doc == doc:
-                continue
-            updates.append((doc, rowid))
-            if old_text == text:
-                continue
-            # External-content FTS: removing a row needs the exact values it was indexed with.
-            unindex.append(("delete", rowid, old_text))
-        index.append((rowid, text))
-    conn.executemany(f'INSERT INTO "{table}"(rowid, id, doc) VALUES (?, ?, ?)', inserts)
-    conn.executemany(f'UPDATE "{table}" SET doc = ? WHERE rowid = ?', updates)
-    conn.executemany(f'INSERT INTO "{fts}"("{fts}", rowid, text) VALUES (?, ?, ?)', unindex)
-    conn.executemany(f'INSERT INTO "{fts}"(rowid, text) VALUES (?, ?)', index)
 
 
 def _indexed_text(doc: Mapping[str, Any]) -> str | None:
