@@ -386,6 +386,15 @@ def _settings_of(container: dict[str, Any], spec: dict[str, Any]) -> dict[str, s
     return {k: v for k, v in env.items() if k.startswith("MLCYCLE_")}
 
 
+# Workloads with no Kafka or store client (the retrain CronJob only calls the trainer API).
+NO_BROKER_OR_STORE_CLIENT = {
+    "redis",
+    "modelserver",
+    "elasticsearch-index-settings",
+    "trainer-retrain",
+}
+
+
 def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
     (listener,) = objects("prod", "Kafka")["kafka"]["spec"]["kafka"]["listeners"]
     assert listener["tls"] is True and listener["port"] == 9093
@@ -400,7 +409,7 @@ def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
     checked = set()
     for where, _, spec in pod_specs(list(rendered("prod"))):
         name = where.split("/")[1]
-        if name not in NEEDS or name in ("redis", "modelserver", "elasticsearch-index-settings"):
+        if name not in NEEDS or name in NO_BROKER_OR_STORE_CLIENT:
             continue
         (container,) = spec["containers"]
         env = _settings_of(container, spec)
@@ -421,7 +430,7 @@ def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
             folder = str(Path(env["MLCYCLE_API_KEYS_FILE"]).parent)
             assert mounts.get(folder) == "mlcycle-api-keys", where
         checked.add(name)
-    assert checked == set(NEEDS) - {"redis", "modelserver", "elasticsearch-index-settings"}
+    assert checked == set(NEEDS) - NO_BROKER_OR_STORE_CLIENT
     redis = objects("prod", "Deployment")["redis"]["spec"]["template"]["spec"]["containers"][0]
     assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
     redis_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis["env"]}
