@@ -16,11 +16,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from mlcycle.inference.indexed import CommittedOffsets
 
 from mlcycle.common.kafka import admin, connection, lag
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.redis_connection import connection_options, redacted
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store.elastic_connection import client_options, elastic_client
@@ -147,7 +147,7 @@ def test_every_place_that_builds_a_kafka_client_sends_the_security_options(
     admin.ensure_topics(kafka, ["t"])
     lag.end_offsets(kafka, ["t"])
     lag.group_lag(kafka, "g", ["t"])
-    CommittedOffsets(kafka, "collector-indexer")._committed([])
+    CommittedOffsets(kafka, "collector-indexer").committed_by("labeler")
     ScoredReader(kafka)
     monkeypatch.setattr(admin, "_listening", lambda bootstrap: True)
     admin.wait_for_broker(kafka, timeout_s=0)
