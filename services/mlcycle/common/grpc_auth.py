@@ -29,7 +29,7 @@ import grpc
 from google.protobuf import descriptor_pool
 
 from mlcycle.common.errors import Forbidden, MlcycleError, Unauthenticated
-from mlcycle.common.keys import OPEN_CALLER, Caller, KeyRing, Scope
+from mlcycle.common.keys import OPEN_CALLER, Caller, KeyRing, Scope, digest_of
 
 AUTHORIZATION = "authorization"
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -167,10 +167,14 @@ class KeyInterceptor(grpc.ServerInterceptor):
             method: rule if isinstance(rule, MethodRule) else MethodRule(rule)
             for method, rule in table.items()
         }
-        # (method, key name) -> (handler seen, the handler run as that key): built once, so
-        # the interceptors after this one see the same handler on every call of one key.
-        self._handlers: dict[
-            tuple[str, str], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]
+        # (method, digest of an accepted secret) -> (handler seen, the handler run as its
+        # key). A key's next call of the method is one hash and one lookup, not the whole
+        # authorization again: that runs on the thread that polls gRPC's completion queue,
+        # which every call waits for. The keys never change while the server runs, and only
+        # accepted digests are kept (at most methods x keys). Looking a digest up tells
+        # nothing about the configured secrets: a caller cannot choose a digest's bytes.
+        self._granted: dict[
+            tuple[str, bytes], tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]
         ] = {}
 
     def intercept_service(
@@ -183,6 +187,10 @@ class KeyInterceptor(grpc.ServerInterceptor):
         if self.ring.open or method[1:].partition("/")[0] in OPEN_SERVICES:
             return handler
         presented = presented_key(handler_call_details.invocation_metadata)
+        granted = (method, digest_of(presented)) if presented else None
+        cached = self._granted.get(granted) if granted else None
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         rule = self.rules.get(method)
         try:
             if rule is None or handler is None:
@@ -190,11 +198,9 @@ class KeyInterceptor(grpc.ServerInterceptor):
             caller = self.ring.authorize(presented, rule.scope)
         except MlcycleError as refusal:
             return _refusing(handler, refusal)
-        cached = self._handlers.get((method, caller.name))
-        if cached is not None and cached[0] is handler:
-            return cached[1]
         wrapped = _as_caller(handler, caller, rule)
-        self._handlers[(method, caller.name)] = (handler, wrapped)
+        if granted is not None:
+            self._granted[granted] = (handler, wrapped)
         return wrapped
 
     def _unlisted(self, presented: str | None, method: str) -> MlcycleError:
