@@ -203,6 +203,37 @@ def test_invalid_votes_list_every_error_with_its_index(collector: Collector) -> 
     assert error["details"]["error_count"] == len(error["details"]["errors"])
 
 
+def test_reserved_voter_kinds_are_refused_naming_the_field(collector: Collector) -> None:
+    topic = collector.settings.kafka.topics.votes_raw
+    before = len(read_all(collector.settings, topic))
+    votes = [
+        {"item_id": "i", "annotator_id": "human:mallory", "label": 1},
+        {"item_id": "i", "annotator_id": "lf:made_up", "label": 0},
+        {"item_id": "i", "annotator_id": "crowd-worker-7", "label": 1},
+    ]
+    response = collector.post("/v1/votes", orjson.dumps(votes))
+    assert response.status_code == 422, response.text
+    errors = error_of(response)["details"]["errors"]
+    assert [(e["index"], e["field"]) for e in errors] == [(0, "annotator_id"), (1, "annotator_id")]
+    assert all("reserved for the labeler's reviewers" in e["message"] for e in errors)
+    assert len(read_all(collector.settings, topic)) == before  # all or nothing: none produced
+
+
+def test_ids_are_bounded_in_utf8_bytes(collector: Collector) -> None:
+    # 300 characters, within any character limit, but 600 bytes in UTF-8.
+    too_long = {"id": "é" * 300, "text": "x"}
+    response = collector.post("/v1/comments", orjson.dumps([too_long]))
+    assert response.status_code == 422, response.text
+    (error,) = error_of(response)["details"]["errors"]
+    assert error["field"] == "id"
+    assert "at most 512 bytes in UTF-8, this one is 600" in error["message"]
+    vote = {"item_id": "i", "annotator_id": "é" * 257, "label": 1}
+    (error,) = error_of(collector.post("/v1/votes", orjson.dumps([vote])))["details"]["errors"]
+    assert error["field"] == "annotator_id"
+    at_the_limit = {"id": "é" * 256, "text": "512 bytes exactly"}
+    assert collector.post("/v1/comments", orjson.dumps([at_the_limit])).status_code == 202
+
+
 def test_rejected_batch_produces_nothing(collector: Collector) -> None:
     topic = collector.settings.kafka.topics.comments_raw
     marker = [{"id": "before-reject", "text": "ok"}]

@@ -130,6 +130,33 @@ def test_invalid_records_go_to_the_dlq_and_the_stream_goes_on(
     assert store.count(VOTES) == 0
 
 
+def test_reserved_voters_on_votes_raw_are_dead_lettered_and_reviewed_votes_are_stored(
+    kafka_settings: Settings,
+    store: Store,
+    raw_producer: KafkaProducer,
+    running_indexer: ConsumerLoop,
+) -> None:
+    topics = kafka_settings.kafka.topics
+
+    def vote(annotator: str) -> tuple[bytes, bytes]:
+        return b"item", orjson.dumps({"item_id": "item", "annotator_id": annotator, "label": 1})
+
+    produce(raw_producer, topics.votes_raw, [vote("human:mallory"), vote("lf:fake"), vote("w1")])
+    produce(raw_producer, topics.votes_reviewed, [vote("human:ann")])
+
+    dead = read_all(kafka_settings, topics.dlq(topics.votes_raw), expected=2)
+    errors = {
+        orjson.loads(r.value)["original"]["value"]: orjson.loads(r.value)["error"] for r in dead
+    }
+    assert len(errors) == 2
+    for error in errors.values():
+        assert error.startswith("invalid record: annotator_id: ")
+        assert "reserved for the labeler's reviewers and labeling functions" in error
+    wait_for(lambda: running_indexer.stats.records >= 4)
+    stored = {v["annotator_id"] for v in store.scan(VOTES)}
+    assert stored == {"w1", "human:ann"}
+
+
 # -- the handler on its own ---------------------------------------------------------------------
 
 
@@ -218,3 +245,55 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_ids_are_bounded_in_utf8_bytes_and_long_vote_ids_are_hashed(
+    kafka_settings: Settings, store: Store
+) -> None:
+    topics = kafka_settings.kafka.topics
+    indexer = Indexer(topics, store)
+    long_item = "é" * 300  # 300 characters, 600 bytes
+    item, annotator = "i" * 400, "a" * 200  # each fits; joined with the task they do not
+
+    def vote(item_id: str, annotator_id: str) -> bytes:
+        return orjson.dumps({"item_id": item_id, "annotator_id": annotator_id, "label": 1})
+
+    batch = [
+        _record(topics.votes_raw, 0, vote(long_item, "w1")),
+        _record(topics.comments_raw, 1, comment(long_item, "a comment with a long id")),
+        _record(topics.votes_raw, 2, vote(item, annotator)),
+    ]
+    for _ in range(2):  # redelivered: the hashed id is the same, so still one vote
+        failures = indexer(batch)
+        assert [f.record.offset for f in failures] == [0, 1]
+        assert store.count(VOTES) == 1
+    assert "item_id: Value error, an id is at most 512 bytes in UTF-8, this one is 600" in (
+        failures[0].error
+    )
+    assert "id: Value error, an id is at most 512 bytes" in failures[1].error
+    (stored,) = store.scan(VOTES)
+    assert stored["id"].startswith("vote-") and len(stored["id"]) == len("vote-") + 64
+    assert (stored["item_id"], stored["annotator_id"]) == (item, annotator)
+    assert store.count(COMMENTS) == 0
+
+
+def test_a_record_the_store_refuses_is_dead_lettered_and_the_rest_stored(
+    kafka_settings: Settings, elastic_store: Store
+) -> None:
+    topics = kafka_settings.kafka.topics
+    # Another writer mapped ``source`` as a number first: a text source now conflicts.
+    elastic_store.upsert(COMMENTS, [{"id": "seed", "text": "x", "source": 5}])
+    indexer = Indexer(topics, elastic_store)
+    batch = [
+        _record(topics.comments_raw, 0, comment("m-1", "conflicts", source="wiki")),
+        _record(topics.comments_raw, 1, comment("m-2", "fits")),
+        _record(topics.comments_raw, 2, comment("m-3", "fits too", source=None)),
+    ]
+    failures = indexer(batch)
+    assert [f.record.offset for f in failures] == [0]
+    assert failures[0].error.startswith("the store refused it: ")
+    assert "[source]" in failures[0].error
+    elastic_store.refresh()
+    assert elastic_store.get(COMMENTS, "m-1") is None
+    assert elastic_store.get(COMMENTS, "m-2") is not None
+    assert elastic_store.get(COMMENTS, "m-3") is not None

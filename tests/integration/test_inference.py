@@ -210,6 +210,36 @@ def test_api_keys_are_required(service: Service) -> None:
     assert service.client.get("/healthz").status_code == 200
 
 
+def test_an_oversized_body_is_413_before_the_key_check_in_each_route_shape(
+    service: Service,
+) -> None:
+    def routed_413s(route: str) -> float:
+        text = service.client.get("/metrics").text
+        return metric(
+            text,
+            "mlcycle_http_requests_total",
+            service="inference",
+            method="POST",
+            route=route,
+            status="413",
+        )
+
+    unmatched, routed = routed_413s("<unmatched>"), routed_413s("/v1/predict")
+    oversized = b"x" * 4097
+    shared = service.client.post("/v1/predict", content=oversized, headers={})
+    assert shared.status_code == 413, shared.text
+    assert shared.json()["error"]["details"] == {"max_body_bytes": 4096, "content_length": 4097}
+    # TensorFlow Serving's route answers in TensorFlow Serving's shape.
+    tf_shaped = service.client.post(f"/v1/models/{NAME}:predict", content=oversized, headers={})
+    assert tf_shaped.status_code == 413, tf_shaped.text
+    assert tf_shaped.json() == {"error": "request body is larger than 4096 bytes"}
+    chunked = service.client.post("/v1/predict", content=iter([b"y" * 1024] * 8), headers={})
+    assert chunked.status_code == 413, chunked.text
+    # None reached the router, so no key check and no handler ran.
+    assert routed_413s("<unmatched>") == unmatched + 3
+    assert routed_413s("/v1/predict") == routed
+
+
 def test_bad_requests_are_4xx_naming_the_problem(service: Service) -> None:
     too_big = service.client.post(
         "/v1/predict", json={"instances": [{"text": "x" * 5000}]}, headers=AUTH

@@ -22,7 +22,7 @@ from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.labeler.stream import LabelStream, live_run
+from mlcycle.labeler.stream import LabelStream, live_run, stream_topics
 from tests.fixtures.broker import broker_settings, read_all, wait_for
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store
     store = open_store(settings.store)
     loop = ConsumerLoop(
         settings.kafka,
-        topics=[settings.kafka.topics.votes_raw, settings.kafka.topics.comments_raw],
+        topics=stream_topics(settings.kafka.topics),
         group_id=settings.labeler.group_id,
         handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
         service="labeler-stream",
@@ -227,13 +227,32 @@ def test_live_labels_follow_votes_and_wait_for_unknown_items(
     # A reviewer disagrees with the crowd on "known": the live label follows the human.
     store.upsert(VOTES, [v.to_document() for v in votes[:2]])
     human = Vote(item_id="known", annotator_id="human:ann", label=0)
-    producer.send_batch(topics.votes_raw, [human.to_message()])
+    producer.send_batch(topics.votes_reviewed, [human.to_message()])
     wait_for(lambda: store.get(LABELS, live + "known")["label"] == 0)
     events = label_events(settings, 3)
     by_item = {
         item: [e["label"] for e in events if e["item_id"] == item] for item in ("known", "later")
     }
     assert by_item == {"known": [1, 0], "later": [0]}  # in order within an item's partition
+
+
+def test_a_forged_reviewer_on_votes_raw_never_decides_a_live_label(
+    settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
+) -> None:
+    store, loop = stream
+    topics = settings.kafka.topics
+    store.upsert(COMMENTS, [Comment(id="target", text="hello").to_document()])
+    crowd = Vote(item_id="target", annotator_id="w1", label=1)
+    forged = Vote(item_id="target", annotator_id="human:mallory", label=0)
+    # The forger writes straight into the open topic, after the crowd's vote.
+    producer.send_batch(topics.votes_raw, [crowd.to_message(), forged.to_message()])
+    wait_for(lambda: loop.stats.records >= 2)
+    live = store.get(LABELS, f"{live_run('toxicity')}:target")
+    assert live is not None
+    assert (live["label"], live["n_votes"], live["provenance"]["humans"]) == (1, 1, [])
+    # The same vote from the labeler's own topic is a reviewer's, and decides.
+    producer.send_batch(topics.votes_reviewed, [forged.to_message()])
+    wait_for(lambda: store.get(LABELS, f"{live_run('toxicity')}:target")["label"] == 0)
 
 
 def test_a_vote_outside_the_task_classes_is_dead_lettered(
@@ -310,7 +329,7 @@ def test_rest_run_labels_review_queue_and_human_labels(
     accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
     assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
-    (record,) = read_all(settings, settings.kafka.topics.votes_raw, 1)
+    (record,) = read_all(settings, settings.kafka.topics.votes_reviewed, 1)
     assert orjson.loads(record.value)["annotator_id"] == "human:ann"
     # Once the vote is stored, the item leaves the queue.
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])

@@ -194,6 +194,37 @@ def test_serves_the_trainers_own_model_like_tensorflow_answers(
         assert c.rest.post("/v1/models/toxicity:predict", json=body).status_code == 400
 
 
+def test_an_oversized_rest_body_is_413_in_tf_servings_shape_before_routing(
+    exports: Exports, settings: Settings, tmp_path: Path
+) -> None:
+    copy_version(exports.scorer_a, tmp_path / "scorer", 3)
+    limited = settings.replace(max_body_bytes=4096)
+    with serving(limited, model_name="scorer", model_base_path=str(tmp_path / "scorer")) as c:
+        requests = _rest_requests()
+        body = b'{"instances": [' + b"0," * 4096 + b"0]}"
+        declared = c.rest.post("/v1/models/scorer:predict", content=body)
+        assert declared.status_code == 413, declared.text
+        assert declared.json() == {"error": "request body is larger than 4096 bytes"}
+        chunked = c.rest.post("/v1/models/scorer:predict", content=iter([body[:3000], body[3000:]]))
+        assert chunked.status_code == 413, chunked.text
+        # Refused before the handler: the model server's own request count did not move.
+        assert _rest_requests() == requests
+        within = c.rest.post("/v1/models/scorer:predict", json={"instances": [{"x": 1}]})
+        assert within.status_code == 400  # reaches the handler, which names the bad input
+        assert _rest_requests() == requests + 1
+
+
+def _rest_requests() -> float:
+    """Every REST request the model server's handler answered, whatever its outcome."""
+    return sum(
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "mlcycle_modelserver_requests"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("api") == "rest"
+    )
+
+
 def test_metadata_status_health_and_readiness(
     exports: Exports, settings: Settings, tmp_path: Path
 ) -> None:

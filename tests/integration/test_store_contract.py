@@ -115,6 +115,44 @@ def test_unserializable_document_is_bad_input(store: Store) -> None:
     assert store.count(COMMENTS) == 0
 
 
+# -- document by document ----------------------------------------------------------------------
+
+# 300 two-byte characters: 300 characters, 600 bytes in UTF-8.
+LONG_ID = "é" * 300
+
+
+def test_an_id_over_512_utf8_bytes_refuses_an_all_or_nothing_write(store: Store) -> None:
+    with pytest.raises(InvalidInput, match="600 bytes in UTF-8, longer than .* 512"):
+        store.upsert(COMMENTS, [comment("ok", "fine"), comment(LONG_ID, "too long an id")])
+    store.refresh()
+    assert store.count(COMMENTS) == 0
+
+
+def test_upsert_each_stores_the_rest_and_names_what_it_refused(store: Store) -> None:
+    fits = "é" * 256  # exactly 512 bytes
+    refused = store.upsert_each(
+        COMMENTS,
+        [
+            comment("c1", "fine"),
+            comment(LONG_ID, "too long an id"),
+            comment("c2", "set", tags={1, 2}),
+            comment(fits, "at the limit"),
+        ],
+    )
+    store.refresh()
+    assert set(refused) == {LONG_ID, "c2"}
+    assert "600 bytes in UTF-8" in refused[LONG_ID]
+    assert "not JSON-serializable" in refused["c2"]
+    assert sorted(ids(store)) == sorted(["c1", fits])
+    assert store.get(COMMENTS, fits)["text"] == "at the limit"
+    # Idempotent: the same batch again writes the same and refuses the same.
+    assert store.upsert_each(COMMENTS, [comment("c1", "fine"), comment(LONG_ID, "x")]).keys() == {
+        LONG_ID
+    }
+    assert store.count(COMMENTS) == 2
+    assert store.upsert_each(COMMENTS, []) == {}
+
+
 def test_get_many(store: Store) -> None:
     write(store, COMMENTS, [comment(f"c{i}", f"text {i}") for i in range(5)])
     found = store.get_many(COMMENTS, ["c1", "c3", "nope", "c3", ""])
@@ -637,6 +675,32 @@ def test_elastic_mapping_conflict_is_a_store_error(elastic_store: ElasticStore) 
     with pytest.raises(StoreError) as info:
         elastic_store.upsert(LABELS, [{"id": "l2", "probability": "high"}])
     assert info.value.details["failed"] == 1
+
+
+def test_elastic_upsert_each_refuses_a_mapping_conflict_and_stores_the_rest(
+    elastic_store: ElasticStore,
+) -> None:
+    elastic_store.upsert(LABELS, [{"id": "l1", "probability": 0.5}])
+    refused = elastic_store.upsert_each(
+        LABELS,
+        [
+            {"id": "l2", "probability": "high"},
+            {"id": "l3", "probability": 0.7},
+            {"id": LONG_ID, "probability": 0.1},
+        ],
+    )
+    assert set(refused) == {"l2", LONG_ID}
+    # Elasticsearch's own reason, naming the field.
+    assert "[probability]" in refused["l2"]
+    elastic_store.refresh()
+    assert sorted(ids(elastic_store, LABELS)) == ["l1", "l3"]
+
+
+def test_elastic_upsert_each_unreachable_is_unavailable() -> None:
+    store = ElasticStore(Elasticsearch("http://127.0.0.1:9", max_retries=0, request_timeout=2))
+    with pytest.raises(Unavailable):
+        store.upsert_each(COMMENTS, [comment("c1", "x")])
+    store.close()
 
 
 def test_elastic_index_has_explicit_mapping(elastic_store: ElasticStore) -> None:

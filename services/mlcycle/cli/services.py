@@ -28,7 +28,7 @@ def collector_api() -> None:
 
 @collector_app.command("indexer")
 def collector_indexer() -> None:
-    """Run the indexer (comments.raw and votes.raw into the store) in the foreground."""
+    """Run the indexer (the raw and reviewed topics into the store) in the foreground."""
     from mlcycle.collector.indexer import run_indexer
 
     run_indexer(settings_for("collector-indexer"))
@@ -44,7 +44,7 @@ def labeler_api() -> None:
 
 @labeler_app.command("stream")
 def labeler_stream() -> None:
-    """Run the live-label stream (votes.raw and comments.raw) in the foreground."""
+    """Run the live-label stream (votes.raw, votes.reviewed and comments.raw) in the foreground."""
     from mlcycle.labeler.stream import run_stream
 
     run_stream(settings_for("labeler-stream"))

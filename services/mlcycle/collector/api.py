@@ -26,18 +26,17 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     read_body,
     require_api_key,
     serve_app,
 )
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import EdgeSettings, Settings, TopicNames
+from mlcycle.common.settings import EdgeSettings, KafkaSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.comments import Comment, CrowdVote, Vote
 from mlcycle.contracts.repositories.comments import Comments
 
 log = logging.getLogger(__name__)
@@ -149,7 +148,8 @@ def _ingest_router(edge: EdgeSettings, topics: TopicNames, producer: Producer) -
     ingestor = Ingestor(edge, producer)
     router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(edge))])
     comments = RecordKind("comments", Comment, topics.comments_raw)
-    votes = RecordKind("votes", Vote, topics.votes_raw)
+    # Votes from outside are crowd votes: a reviewer or labeling-function id is refused (422).
+    votes = RecordKind("votes", CrowdVote, topics.votes_raw)
     errors = error_responses(400, 401, 413, 422, 503)
 
     async def ingest(kind: RecordKind, request: Request) -> OrjsonResponse:
@@ -230,9 +230,9 @@ def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
 # -- the app ------------------------------------------------------------------------------------
 
 
-def _broker_ready(bootstrap: str) -> bool:
+def _broker_ready(kafka: KafkaSettings) -> bool:
     try:
-        wait_for_broker(bootstrap, timeout_s=1.0)
+        wait_for_broker(kafka, timeout_s=1.0)
     except MlcycleError:
         return False
     return True
@@ -247,10 +247,11 @@ def _install_record_schemas(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = generate()  # FastAPI's own, which caches it on the app
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (Comment, Vote):
+            # The ingest bodies point at "Vote": the crowd vote is the only one taken here.
+            for name, model in (("Comment", Comment), ("Vote", CrowdVote)):
                 model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(model_schema.pop("$defs", {}))
-                components[model.__name__] = model_schema
+                components[name] = model_schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -267,11 +268,10 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
             '`{"error": {"code", "message", "details"}}`.'
         ),
     )
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
 
     def ready_check() -> dict[str, bool]:
-        return {"store": store.ping(), "broker": _broker_ready(settings.kafka.bootstrap_servers)}
+        return {"store": store.ping(), "broker": _broker_ready(settings.kafka)}
 
     add_health_routes(app, ready_check)
     app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer))

@@ -1,10 +1,18 @@
-"""The indexer: ``comments.raw`` and ``votes.raw`` into the store, idempotently.
+"""The indexer: ``comments.raw``, ``votes.raw`` and ``votes.reviewed`` into the store.
 
 Every record is decoded and validated again here, whoever produced it (the
-REST API, an importer, or kcat straight into the topic). Valid records are
-upserted by id in one bulk write per collection, so a redelivered batch never
-creates duplicates; invalid ones are handed back to the consumer loop, which
-sends them to the topic's dead-letter twin and goes on.
+REST API, an importer, or kcat straight into the topic): ``votes.raw`` is an
+ingestion edge like ``POST /v1/votes``, so a vote there that claims a
+reviewer (``human:``) or a labeling function (``lf:``) is refused; reviewers'
+votes arrive on ``votes.reviewed``, which only the labeler writes.
+
+Valid records are upserted by id in one bulk write per collection, so a
+redelivered batch never creates duplicates. Records that fail validation, and
+records the store refuses (a mapping conflict, an id it cannot hold), are
+handed back to the consumer loop, which sends them to the topic's dead-letter
+twin with the reason; the rest of the batch is stored, so one record can never
+stall its partition. A failure of the store itself (unreachable) raises: the
+loop retries the batch and commits nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings, TopicNames
 from mlcycle.common.store import COMMENTS, VOTES, Store
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.comments import Comment, CrowdVote, Vote
 from mlcycle.contracts.messages import InvalidRecord, decode_record
 
 log = logging.getLogger(__name__)
@@ -26,21 +34,29 @@ SERVICE = "collector-indexer"
 
 
 RawRecord = Comment | Vote
+# The records of one batch bound for one collection, each beside the message it came in.
+Decoded = list[tuple[ConsumedRecord, RawRecord]]
+
+
+def indexed_topics(topics: TopicNames) -> list[str]:
+    """The topics the indexer consumes."""
+    return [topics.comments_raw, topics.votes_raw, topics.votes_reviewed]
 
 
 class Indexer:
-    """The consumer-loop handler: store every valid record, return the invalid ones."""
+    """The consumer-loop handler: store every valid record, return the ones not stored."""
 
     def __init__(self, topics: TopicNames, store: Store) -> None:
         self.store = store
         self._routes: dict[str, tuple[str, type[RawRecord]]] = {
             topics.comments_raw: (COMMENTS, Comment),
-            topics.votes_raw: (VOTES, Vote),
+            topics.votes_raw: (VOTES, CrowdVote),
+            topics.votes_reviewed: (VOTES, Vote),
         }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         """Upsert the batch's valid records (durable on return); the rest become failures."""
-        batches: dict[str, list[RawRecord]] = defaultdict(list)
+        batches: dict[str, Decoded] = defaultdict(list)
         failures: list[Failure] = []
         for record in records:
             try:
@@ -49,11 +65,23 @@ class Indexer:
                 RECORDS_INVALID.labels(record.topic, exc.reason).inc()
                 failures.append(Failure(record, str(exc)))
                 continue
-            batches[collection].append(decoded)
+            batches[collection].append((record, decoded))
         for collection, decoded_records in batches.items():
-            # A store failure propagates: the loop must not commit what was not written.
-            self.store.upsert(collection, [r.to_document() for r in decoded_records])
-            DOCUMENTS_INDEXED.labels(collection).inc(len(decoded_records))
+            failures += self._store(collection, decoded_records)
+        return failures
+
+    def _store(self, collection: str, decoded: Decoded) -> list[Failure]:
+        """Upsert one collection's records; the ones the store refused, as failures."""
+        # A failure of the store itself propagates: the loop must not commit what was not written.
+        refused = self.store.upsert_each(collection, [r.to_document() for _, r in decoded])
+        failures = [
+            Failure(record, f"the store refused it: {refused[value.id]}")
+            for record, value in decoded
+            if value.id in refused
+        ]
+        for failure in failures:
+            RECORDS_INVALID.labels(failure.record.topic, "store").inc()
+        DOCUMENTS_INDEXED.labels(collection).inc(len(decoded) - len(failures))
         return failures
 
     def _decode(self, record: ConsumedRecord) -> tuple[str, RawRecord]:
@@ -66,7 +94,7 @@ class Indexer:
 
 
 def run_indexer(settings: Settings) -> None:
-    """Consume both raw topics into the store until SIGINT/SIGTERM, then commit and close.
+    """Consume the raw topics into the store until SIGINT/SIGTERM, then commit and close.
 
     Serves ``/healthz``, ``/readyz`` and ``/metrics`` on the collector's
     ``indexer_metrics_port``.
@@ -75,7 +103,7 @@ def run_indexer(settings: Settings) -> None:
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[topics.comments_raw, topics.votes_raw],
+        topics=indexed_topics(topics),
         group_id=collector.indexer_group_id,
         metrics_port=collector.indexer_metrics_port,
         handler=lambda store, producer: Indexer(topics, store),

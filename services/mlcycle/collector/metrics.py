@@ -21,6 +21,6 @@ DOCUMENTS_INDEXED = Counter(
 )
 RECORDS_INVALID = Counter(
     "mlcycle_collector_records_invalid_total",
-    "Records the indexer could not decode or validate (sent to the dead-letter topic)",
+    "Records the indexer could not decode or validate, or the store refused (dead-lettered)",
     ["topic", "reason"],
 )

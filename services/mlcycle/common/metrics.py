@@ -24,6 +24,11 @@ RECORDS_PRODUCED = Counter(
     "Records acknowledged by the broker",
     ["topic"],
 )
+BATCH_RETRIES = Counter(
+    "mlcycle_consumer_batch_retries_total",
+    "Batches a consumer loop retried after a failure, nothing committed (by error code)",
+    ["group", "reason"],
+)
 BATCH_SECONDS = Histogram(
     "mlcycle_consumer_batch_seconds",
     "Time to handle one polled batch, from decode to commit",

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,10 +24,9 @@ from pydantic import (
 )
 
 from mlcycle.common.store.base import Document
+from mlcycle.contracts.ids import RecordId, joined_id
 from mlcycle.contracts.repository import StoredRecord
 
-# Ids become Kafka keys and store keys: non-empty, bounded, no control characters.
-RecordId = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f]+$")]
 # Large enough for any real comment, small enough that one record cannot eat a batch.
 MAX_TEXT_CHARS = 1_000_000
 
@@ -34,6 +34,24 @@ MAX_TEXT_CHARS = 1_000_000
 LF_PREFIX = "lf:"
 HUMAN_PREFIX = "human:"
 VoterKind = Literal["crowd", "lf", "human"]
+
+
+def _crowd_voter(annotator_id: str) -> str:
+    if annotator_id.startswith((LF_PREFIX, HUMAN_PREFIX)):
+        raise ValueError(
+            f"annotator ids starting {HUMAN_PREFIX!r} or {LF_PREFIX!r} are reserved for the "
+            "labeler's reviewers and labeling functions"
+        )
+    return annotator_id
+
+
+# The annotator of a vote from outside: a crowd worker, never a reserved kind of voter.
+CrowdAnnotatorId = Annotated[
+    RecordId,
+    AfterValidator(_crowd_voter),
+    # The schema says it too, so generated clients and property tests know the rule.
+    Field(json_schema_extra={"pattern": rf"^(?!{HUMAN_PREFIX}|{LF_PREFIX})[^\x00-\x1f]+$"}),
+]
 
 
 def voter_kind(annotator_id: str) -> VoterKind:
@@ -103,8 +121,11 @@ class Vote(BaseModel):
 
     @property
     def id(self) -> str:
-        """Store id: one vote per worker per item per task, so a re-import overwrites."""
-        return f"{self.task}:{self.item_id}:{self.annotator_id}"
+        """Store id: one vote per worker per item per task, so a re-import overwrites.
+
+        ``<task>:<item>:<annotator>``, hashed when that would be too long for a store id.
+        """
+        return vote_id(self.task, self.item_id, self.annotator_id)
 
     def to_message(self) -> tuple[str, bytes]:
         """The (key, value) this vote travels as on ``votes.raw``."""
@@ -113,6 +134,21 @@ class Vote(BaseModel):
     def to_document(self) -> Document:
         """The stored form: the record plus its id."""
         return {"id": self.id, **self.model_dump(mode="json")}
+
+
+class CrowdVote(Vote):
+    """A vote as it enters from outside (REST, ``votes.raw``): reserved voter kinds refused.
+
+    Reviewers' votes (``human:``) come only from the labeler's own ``POST /v1/labels``,
+    and labeling functions (``lf:``) vote only inside a label run.
+    """
+
+    annotator_id: CrowdAnnotatorId
+
+
+def vote_id(task: str, item_id: str, annotator_id: str) -> str:
+    """The store id of ``annotator_id``'s vote on ``item_id`` for ``task``."""
+    return joined_id("vote", task, item_id, annotator_id)
 
 
 class HumanLabel(BaseModel):
@@ -156,7 +192,7 @@ class StoredComment(StoredRecord):
 
 
 class StoredVote(StoredRecord):
-    """A vote as the store holds it, under id ``<task>:<item>:<annotator>``."""
+    """A vote as the store holds it, under id ``<task>:<item>:<annotator>`` (or its hash)."""
 
     item_id: str
     annotator_id: str

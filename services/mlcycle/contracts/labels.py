@@ -12,6 +12,7 @@ from typing import NamedTuple
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlcycle.contracts.ids import joined_id
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.timestamps import Timestamp
 
@@ -29,8 +30,8 @@ def is_live_run(run_id: str) -> bool:
 
 
 def label_id(run: str, item_id: str) -> str:
-    """The id of ``item_id``'s label in ``run``."""
-    return f"{run}:{item_id}"
+    """The id of ``item_id``'s label in ``run``: ``<run>:<item>``, hashed when too long."""
+    return joined_id("label", run, item_id)
 
 
 class LabelDecision(NamedTuple):

@@ -18,8 +18,7 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     require_api_key,
     serve_app,
 )
@@ -192,8 +191,7 @@ def create_app(settings: Settings, *, core: FeaturizerCore, store: Store) -> Fas
             'feature shards. Errors are `{"error": {"code", "message", "details"}}`.'
         ),
     )
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
     app.include_router(_router(settings.edge, core))
     return app

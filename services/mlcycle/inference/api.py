@@ -17,6 +17,7 @@ from fastapi import FastAPI, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from mlcycle import __version__
 from mlcycle.common.errors import MlcycleError, NotFound, Unauthenticated
@@ -24,11 +25,11 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     read_body,
     serve_app,
 )
+from mlcycle.common.http.body import shared_error_shape
 from mlcycle.common.settings import Settings
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
@@ -47,6 +48,8 @@ from mlcycle.inference.schemas import (
 SERVICE = "inference"
 # Bodies up to this size are parsed on the event loop (well under a millisecond).
 INLINE_PARSE_BYTES = 64 * 1024
+# TensorFlow Serving's REST paths, which answer errors in its own shape.
+TF_PATH_PREFIX = "/v1/models/"
 T = TypeVar("T")
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
@@ -102,6 +105,13 @@ def _tf_error(exc: MlcycleError) -> OrjsonResponse:
     elif isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return OrjsonResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
+
+
+def _render(error: MlcycleError, scope: Scope) -> Response:
+    """The edge's refusals in the shape of the route asked: TF Serving's on its own paths."""
+    if str(scope.get("path", "")).startswith(TF_PATH_PREFIX):
+        return _tf_error(error)
+    return shared_error_shape(error, scope)
 
 
 def _columns(predictions: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
@@ -310,9 +320,8 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
             '`{"error": "<message>"}`.'
         ),
     )
-    install_error_handlers(app)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes, render=_render)
     app.add_exception_handler(RateLimited, rate_limited_handler)
-    install_metrics(app, SERVICE)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
     gate = CallerGate(settings.edge, settings.inference)
     _add_predict_routes(app, settings, batcher, gate)

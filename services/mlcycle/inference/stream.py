@@ -33,8 +33,7 @@ from mlcycle.common.errors import InvalidInput
 from mlcycle.common.http import (
     BackgroundServer,
     add_health_routes,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
 )
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
@@ -193,8 +192,8 @@ def wait_for_model(
     """
     stop = stop or threading.Event()
     app = FastAPI(title=f"mlcycle {SERVICE}", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    # Its routes take no body, so none is accepted.
+    install_edge(app, service=SERVICE, max_body_bytes=0)
     add_health_routes(app, runtime.ready_checks)
     health = BackgroundServer(app, *health_at)
     with _stop_on_signals(stop):

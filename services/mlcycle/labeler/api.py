@@ -19,8 +19,7 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     require_api_key,
     serve_app,
 )
@@ -222,8 +221,7 @@ def create_app(
             '"message", "details"}}`.'
         ),
     )
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
     app.include_router(_runs_router(settings.edge, store, worker))
     app.include_router(
@@ -232,7 +230,7 @@ def create_app(
             settings.edge,
             store,
             producer,
-            votes_topic=settings.kafka.topics.votes_raw,
+            votes_topic=settings.kafka.topics.votes_reviewed,
         )
     )
     return app

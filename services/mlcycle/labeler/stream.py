@@ -1,6 +1,7 @@
 """Streaming labels: an item's label is updated as its votes arrive.
 
-The stream consumes ``votes.raw`` and ``comments.raw`` in its own consumer
+The stream consumes ``votes.raw``, ``votes.reviewed`` (reviewers' votes,
+which only the labeler writes) and ``comments.raw`` in its own consumer
 group. For every item touched by a batch that is a known comment, it takes
 the item's votes (those already stored plus those in the batch), aggregates
 them by majority with human labels deciding, and writes the result as the
@@ -38,6 +39,7 @@ from mlcycle.common.store import Store
 from mlcycle.contracts.comments import (
     HUMAN_PREFIX,
     Comment,
+    CrowdVote,
     StoredComment,
     StoredVote,
     Vote,
@@ -64,8 +66,8 @@ BatchVotes = dict[str, dict[str, StoredVote]]
 class LabelStream:
     """The consumer-loop handler: live labels for the items a batch touches.
 
-    It reads ``topics.votes_raw`` and ``topics.comments_raw`` and sends label
-    events to ``topics.labels``.
+    It reads ``topics.votes_raw``, ``topics.votes_reviewed`` and ``topics.comments_raw``
+    and sends label events to ``topics.labels``.
     """
 
     def __init__(
@@ -81,13 +83,18 @@ class LabelStream:
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.labels = Labels(store)
+        # A vote on votes.raw cannot claim a reserved voter kind: the indexer dead-letters those.
+        self._vote_models: dict[str, type[Vote]] = {
+            topics.votes_raw: CrowdVote,
+            topics.votes_reviewed: Vote,
+        }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         failures: list[Failure] = []
         votes: BatchVotes = defaultdict(dict)
         comments: dict[str, StoredComment] = {}
         for record in records:
-            if record.topic == self.topics.votes_raw:
+            if record.topic in self._vote_models:
                 failure = self._take_vote(record, votes)
                 if failure is not None:
                     failures.append(failure)
@@ -104,7 +111,8 @@ class LabelStream:
 
     def _take_vote(self, record: ConsumedRecord, votes: BatchVotes) -> Failure | None:
         try:
-            vote = StoredVote.model_validate(decode_record(record.value, Vote).to_document())
+            model = self._vote_models[record.topic]
+            vote = StoredVote.model_validate(decode_record(record.value, model).to_document())
         except InvalidRecord:
             return None  # the indexer dead-letters it
         n_classes = self.settings.classes_of(vote.task)
@@ -191,13 +199,18 @@ class LabelStream:
         )
 
 
+def stream_topics(topics: TopicNames) -> list[str]:
+    """The topics the live-label stream reads."""
+    return [topics.votes_raw, topics.votes_reviewed, topics.comments_raw]
+
+
 def run_stream(settings: Settings) -> None:
     """Keep live labels up to date until SIGINT/SIGTERM, then commit and close."""
     labeler, topics = settings.labeler, settings.kafka.topics
     run_consumer_service(
         settings,
         service=SERVICE,
-        topics=[topics.votes_raw, topics.comments_raw],
+        topics=stream_topics(topics),
         group_id=labeler.group_id,
         metrics_port=labeler.stream_metrics_port,
         handler=lambda store, producer: LabelStream(labeler, topics, store, producer),

@@ -298,5 +298,5 @@ def dead_lettered(kafka: KafkaSettings) -> dict[str, int]:
     from mlcycle.common.kafka.lag import topic_sizes
 
     topics = kafka.topics
-    dlqs = [topics.dlq(topics.comments_raw), topics.dlq(topics.votes_raw)]
+    dlqs = [topics.dlq(t) for t in (topics.comments_raw, topics.votes_raw, topics.votes_reviewed)]
     return topic_sizes(kafka, dlqs)

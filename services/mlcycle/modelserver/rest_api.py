@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
 from mlcycle.common.errors import InvalidInput, MlcycleError
-from mlcycle.common.http import add_health_routes, read_body
+from mlcycle.common.http import add_health_routes, install_body_limit, read_body
 from mlcycle.modelserver import json_tensors, metrics, prediction
 from mlcycle.modelserver.config import PROMETHEUS_PATH
 from mlcycle.modelserver.errors import DeadlineExceeded, FailedPrecondition, http_status
@@ -232,6 +232,11 @@ def _error_response(status: int, message: str) -> Response:
     return Response(json_tensors.dumps({"error": message}), status_code=status, media_type=JSON)
 
 
+def _refusal(error: MlcycleError, scope: Scope) -> Response:
+    """An edge refusal (a body over the limit) in TF Serving's error shape."""
+    return _error_response(http_status(error), error.message)
+
+
 class _AnyCaseV1:
     """Routes ``/V1/...`` like ``/v1/...``: TF Serving matches its paths case-insensitively."""
 
@@ -277,5 +282,7 @@ def build_app(
     for route in dict.fromkeys(prometheus_paths):
         app.add_api_route(route, prometheus, methods=["GET"], tags=["health"], summary="Metrics")
     add_health_routes(app, manager.readiness)
+    # Before routing: an oversized body is refused (in TF Serving's shape) unread.
+    install_body_limit(app, max_body_bytes, _refusal)
     app.add_middleware(_AnyCaseV1)
     return app

@@ -23,8 +23,7 @@ from mlcycle.common.http import (
     OrjsonResponse,
     add_health_routes,
     error_responses,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
     require_api_key,
     serve_app,
 )
@@ -215,8 +214,7 @@ def create_app(
             '`{"error": {"code", "message", "details"}}`.'
         ),
     )
-    install_error_handlers(app)
-    install_metrics(app, SERVICE)
+    install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
     app.include_router(_jobs_router(settings.edge, store, worker))
     app.include_router(models_router(settings.trainer, settings.edge, registry))

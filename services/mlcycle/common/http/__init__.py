@@ -5,13 +5,15 @@ One module per concern; every name a service needs is importable from here:
 - :mod:`.responses`: the ``{"error": {"code", "message", "details"}}`` shape and orjson responses;
 - :mod:`.handlers`: every failure (ours, FastAPI's, unexpected) answered in that shape;
 - :mod:`.auth`: the ``Authorization: Bearer`` API-key dependency;
-- :mod:`.body`: request bodies read with a size limit (413);
+- :mod:`.body`: the request body limit (413), as middleware and for routes that read bodies;
+- :mod:`.edge`: what every app installs first: error handlers, body limit, metrics;
 - :mod:`.health`: ``/healthz``, ``/readyz``, ``/metrics`` and the request metrics middleware;
 - :mod:`.server`: serving an app in the foreground or on a background thread.
 """
 
 from mlcycle.common.http.auth import require_api_key
-from mlcycle.common.http.body import read_body
+from mlcycle.common.http.body import BodyLimit, read_body
+from mlcycle.common.http.edge import install_body_limit, install_edge
 from mlcycle.common.http.handlers import install_error_handlers
 from mlcycle.common.http.health import (
     UNMATCHED_ROUTE,
@@ -36,6 +38,7 @@ __all__ = [
     "MAX_REPORTED_ERRORS",
     "UNMATCHED_ROUTE",
     "BackgroundServer",
+    "BodyLimit",
     "ErrorBody",
     "ErrorDetail",
     "Healthy",
@@ -46,6 +49,8 @@ __all__ = [
     "describe_validation_errors",
     "error_response",
     "error_responses",
+    "install_body_limit",
+    "install_edge",
     "install_error_handlers",
     "install_metrics",
     "read_body",

@@ -71,10 +71,12 @@ class Healthy(BaseModel):
 
 
 class Ready(BaseModel):
-    """Every dependency answered."""
+    """Every dependency answered (``ready``), or the service goes on without some (``degraded``)."""
 
     status: str = "ready"
     checks: dict[str, bool]
+    # When degraded for a reason a boolean cannot tell (a batch being retried): why, by part.
+    reasons: dict[str, str] | None = None
 
 
 def _run_checks(ready_check: Callable[[], dict[str, bool]]) -> dict[str, bool]:
@@ -89,6 +91,7 @@ def add_health_routes(
     app: FastAPI,
     ready_check: Callable[[], dict[str, bool]],
     degraded_check: Callable[[], dict[str, bool]] | None = None,
+    degraded_reasons: Callable[[], dict[str, str]] | None = None,
 ) -> None:
     """``GET /healthz`` (alive), ``GET /readyz`` (dependencies answer), ``GET /metrics``.
 
@@ -96,6 +99,9 @@ def add_health_routes(
     worker thread). ``/readyz`` answers 503 naming the failed ones. The optional
     ``degraded_check`` covers dependencies the service works without (a cache):
     when one of those fails, ``/readyz`` answers 200 with ``"status": "degraded"``.
+    ``degraded_reasons`` names parts that are degraded with the reason why (a
+    consumer retrying a failing batch); they appear as failed checks and under
+    ``"reasons"``.
     """
 
     @app.get("/healthz", tags=["health"], response_model=Healthy, summary="Liveness")
@@ -116,11 +122,14 @@ def add_health_routes(
             return error_response(
                 503, "unavailable", f"not ready: {', '.join(failed)}", {"checks": checks}
             )
-        if degraded_check is not None:
-            optional = _run_checks(degraded_check)
-            checks.update(optional)
-            if not all(optional.values()):
-                return OrjsonResponse({"status": "degraded", "checks": checks})
+        optional = _run_checks(degraded_check) if degraded_check is not None else {}
+        reasons = degraded_reasons() if degraded_reasons is not None else {}
+        optional.update(dict.fromkeys(reasons, False))
+        checks.update(optional)
+        if reasons:
+            return OrjsonResponse({"status": "degraded", "checks": checks, "reasons": reasons})
+        if not all(optional.values()):
+            return OrjsonResponse({"status": "degraded", "checks": checks})
         return OrjsonResponse({"status": "ready", "checks": checks})
 
     @app.get(

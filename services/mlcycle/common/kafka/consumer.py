@@ -7,7 +7,12 @@ Delivery is at least once and nothing is lost:
   it rejected is acknowledged by the dead-letter topic;
 - if the handler (or the dead-letter produce) raises, nothing is committed:
   the consumer seeks back to the start of the batch and retries it after an
-  exponential backoff, so a store outage only delays records;
+  exponential backoff capped at ``BACKOFF_MAX_S``, so a store outage only
+  delays records. Each retry is counted (``mlcycle_consumer_batch_retries_total``)
+  and, until a batch succeeds again, :meth:`ConsumerLoop.degraded_reasons` says
+  why (the process's ``/readyz`` shows it). A handler therefore raises only for
+  what may pass (an unreachable store) and returns the records it cannot
+  handle as failures, so that one record never stalls its partition;
 - SIGTERM/SIGINT set a stop flag; the loop finishes the current batch,
   commits it and leaves the group.
 
@@ -31,12 +36,18 @@ from dataclasses import dataclass, field
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
-from mlcycle.common.errors import Unavailable
+from mlcycle.common.errors import MlcycleError, Unavailable
+from mlcycle.common.kafka.connection import new_consumer
 from mlcycle.common.kafka.deadletter import DeadLetterRouter
 from mlcycle.common.kafka.offsets import PendingCommits, batch_bounds
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.records import ConsumedRecord, Failure, Handler
-from mlcycle.common.metrics import BATCH_SECONDS, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED
+from mlcycle.common.metrics import (
+    BATCH_RETRIES,
+    BATCH_SECONDS,
+    RECORDS_CONSUMED,
+    RECORDS_DEAD_LETTERED,
+)
 from mlcycle.common.settings import KafkaSettings
 
 # Handlers import their record types from here, beside the loop that calls them.
@@ -65,6 +76,8 @@ class LoopStats:
     retries: int = 0
     commits: int = 0
     last_activity: float | None = field(default=None, repr=False)
+    # Why the loop is not making progress (a failing batch, a failing poll), until it is again.
+    failing: str | None = None
 
 
 class ConsumerLoop:
@@ -100,6 +113,11 @@ class ConsumerLoop:
     def stop(self) -> None:
         """Ask the loop to finish the current batch, commit and return (thread- and signal-safe)."""
         self._stop.set()
+
+    def degraded_reasons(self) -> dict[str, str]:
+        """``{"consumer": why}`` while batches or polls keep failing, else empty."""
+        failing = self.stats.failing
+        return {} if failing is None else {"consumer": failing}
 
     @property
     def stopping(self) -> bool:
@@ -148,8 +166,8 @@ class ConsumerLoop:
     def _connect(self) -> KafkaConsumer:
         kafka = self.kafka
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=kafka.bootstrap_servers,
+            consumer = new_consumer(
+                kafka,
                 client_id=f"{self.service}-{self.group_id}",
                 group_id=self.group_id,
                 enable_auto_commit=False,
@@ -179,10 +197,13 @@ class ConsumerLoop:
         except KafkaError as exc:
             # The client reconnects by itself; a broken poll is retried, never fatal.
             log.warning("poll failed; retrying", extra={"error": str(exc)})
+            self.stats.failing = f"polling Kafka fails: {exc}"
             self._stop.wait(BACKOFF_FIRST_S)
             return
         batch = [ConsumedRecord.from_kafka(raw) for tp in sorted(polled) for raw in polled[tp]]
         if not batch:
+            if self._failed_attempts == 0:
+                self.stats.failing = None
             self._commit_pending(consumer)
             return
         self.stats.last_activity = time.monotonic()
@@ -190,20 +211,29 @@ class ConsumerLoop:
         try:
             failures = self.handler(batch)
             self._dead_letters.send(failures)
-        except Exception:
-            self._retry_later(consumer, batch)
+        except Exception as exc:
+            self._retry_later(consumer, batch, exc)
             return
         self._failed_attempts = 0
+        self.stats.failing = None
         self._offsets.handled(batch)
         self._commit_pending(consumer)
         self._count(batch, failures)
         BATCH_SECONDS.labels(self.group_id).observe(time.perf_counter() - started)
 
-    def _retry_later(self, consumer: KafkaConsumer, batch: list[ConsumedRecord]) -> None:
+    def _retry_later(
+        self, consumer: KafkaConsumer, batch: list[ConsumedRecord], error: Exception
+    ) -> None:
         """Rewind to the batch start so it is polled again, after a growing pause."""
         self._failed_attempts += 1
         self.stats.retries += 1
+        reason = error.code if isinstance(error, MlcycleError) else "unexpected"
+        BATCH_RETRIES.labels(self.group_id, reason).inc()
         delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failed_attempts - 1))
+        self.stats.failing = (
+            f"a batch of {len(batch)} records failed {self._failed_attempts} times, "
+            f"retrying in {delay:g} s: {error}"
+        )
         log.exception(
             "batch failed; nothing committed, retrying",
             extra={

@@ -14,8 +14,7 @@ from fastapi import FastAPI
 from mlcycle.common.http import (
     BackgroundServer,
     add_health_routes,
-    install_error_handlers,
-    install_metrics,
+    install_edge,
 )
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.consumer import ConsumerLoop, Handler
@@ -28,12 +27,22 @@ log = logging.getLogger(__name__)
 HandlerFactory = Callable[[Store, RecordProducer], Handler]
 
 
-def health_app(service: str, store: Store) -> FastAPI:
-    """``/healthz``, ``/readyz`` (the store answers) and ``/metrics`` of a consumer process."""
+def health_app(service: str, store: Store, loop: ConsumerLoop | None = None) -> FastAPI:
+    """``/healthz``, ``/readyz`` and ``/metrics`` of a consumer process.
+
+    A consumer that cannot write its store (or keeps failing a batch) is
+    degraded, not unready: it stays up, retries with backoff and loses nothing,
+    and ``/readyz`` says why.
+    """
     app = FastAPI(title=f"mlcycle {service}", docs_url=None, redoc_url=None)
-    install_error_handlers(app)
-    install_metrics(app, service)
-    add_health_routes(app, lambda: {"store": store.ping()})
+    # Its routes take no body, so none is accepted.
+    install_edge(app, service=service, max_body_bytes=0)
+    add_health_routes(
+        app,
+        lambda: {},
+        degraded_check=lambda: {"store": store.ping()},
+        degraded_reasons=loop.degraded_reasons if loop is not None else None,
+    )
     return app
 
 
@@ -54,17 +63,17 @@ def run_consumer_service(
     ensure_topics(settings.kafka)
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=service)
-    health = BackgroundServer(health_app(service, store), settings.host, metrics_port)
+    loop = ConsumerLoop(
+        settings.kafka,
+        topics=topics,
+        group_id=group_id,
+        handler=handler(store, producer),
+        service=service,
+        producer=producer,
+    )
+    health = BackgroundServer(health_app(service, store, loop), settings.host, metrics_port)
     try:
         health.start()
-        loop = ConsumerLoop(
-            settings.kafka,
-            topics=topics,
-            group_id=group_id,
-            handler=handler(store, producer),
-            service=service,
-            producer=producer,
-        )
         log.info("%s started", service, extra={"group": group_id, "topics": topics})
         loop.run(install_signal_handlers=True)
     finally:

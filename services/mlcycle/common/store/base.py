@@ -31,11 +31,15 @@ COLLECTIONS: tuple[str, ...] = (COMMENTS, VOTES, LABELS, RUNS, MODELS)
 TEXT_FIELD = "text"
 
 Document = dict[str, Any]
+# The documents a store refused, by id, with the store's reason for each.
+Refusals = dict[str, str]
 Filters = Mapping[str, str | int | float | bool | None]
 
 # Bounds every backend enforces, so a request is rejected the same way everywhere.
 MAX_LIMIT = 5000
 MAX_QUERY_CHARS = 1000
+# Elasticsearch refuses longer document ids; every backend holds ids to the same bound.
+MAX_ID_BYTES = 512
 FILTER_VALUE_TYPES = (str, int, float, bool, type(None))
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
@@ -175,6 +179,37 @@ def unique_by_id(docs: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, An
     return unique
 
 
+def id_too_long(doc_id: str) -> str | None:
+    """Why ``doc_id`` cannot be a store id (over :data:`MAX_ID_BYTES` in UTF-8), or None."""
+    size = len(doc_id.encode("utf-8", "surrogatepass"))
+    if size <= MAX_ID_BYTES:
+        return None
+    return f"id is {size} bytes in UTF-8, longer than the store's limit of {MAX_ID_BYTES}"
+
+
+def check_ids(unique: Mapping[str, Any]) -> None:
+    """All-or-nothing writes refuse the whole batch when one id is over the limit."""
+    for doc_id in unique:
+        reason = id_too_long(doc_id)
+        if reason is not None:
+            raise InvalidInput(reason, details={"id": doc_id[:64] + "..."})
+
+
+def split_long_ids(
+    unique: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, Mapping[str, Any]], Refusals]:
+    """The documents whose id a store can hold, and the refusals of the others."""
+    storable: dict[str, Mapping[str, Any]] = {}
+    refused: Refusals = {}
+    for doc_id, doc in unique.items():
+        reason = id_too_long(doc_id)
+        if reason is None:
+            storable[doc_id] = doc
+        else:
+            refused[doc_id] = reason
+    return storable, refused
+
+
 class Store(abc.ABC):
     """What business code needs from storage. Implementations must be thread-safe."""
 
@@ -184,6 +219,18 @@ class Store(abc.ABC):
 
         Within one call the last document with a given id wins. Returns how many
         distinct ids were written.
+        """
+
+    @abc.abstractmethod
+    def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
+        """Like :meth:`upsert`, but document by document: the refused ones are returned.
+
+        A document the store refuses for what it is (an id over :data:`MAX_ID_BYTES`,
+        a value that is not JSON, a field whose type conflicts with the collection's
+        mapping) is left out and reported as ``{id: the store's reason}``; every
+        other document is durable when this returns. A failure of the store itself
+        (unreachable, overloaded) raises, as :meth:`upsert` does, and then any
+        subset may have been written (a retry rewrites them, idempotently).
         """
 
     @abc.abstractmethod

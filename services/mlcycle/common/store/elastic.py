@@ -26,7 +26,6 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from elasticsearch import (
     ApiError,
     BadRequestError,
@@ -42,26 +41,36 @@ from mlcycle.common.store.base import (
     Document,
     Filters,
     Page,
+    Refusals,
     SortBy,
     Store,
     check_collection,
     check_filters,
+    check_ids,
     check_limit,
     check_sort,
     decode_position,
     encode_cursor,
     normalize_query,
+    split_long_ids,
     unique_by_id,
 )
+from mlcycle.common.store.elastic_bulk import (
+    BULK_FILTER,
+    BulkLine,
+    bulk_error,
+    bulk_errors,
+    bulk_line,
+    chunks,
+    refusals,
+)
+from mlcycle.common.store.elastic_connection import elastic_client
 
 if TYPE_CHECKING:
     from mlcycle.common.settings import StoreSettings
 
 logger = logging.getLogger(__name__)
 
-# A bulk request stays well under Elasticsearch's default 100 MB http.max_content_length.
-BULK_MAX_DOCS = 2000
-BULK_MAX_BYTES = 10 * 1024 * 1024
 MGET_CHUNK = 1000
 # index.max_result_window's default: from + size may not go past it.
 RESULT_WINDOW = 10_000
@@ -112,16 +121,8 @@ class ElasticStore(Store):
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> ElasticStore:
-        """A store on ``settings.es_url`` (comma-separated hosts), with the API key if set."""
-        hosts = [h.strip() for h in settings.es_url.split(",") if h.strip()]
-        client = Elasticsearch(
-            hosts,
-            api_key=settings.es_api_key or None,
-            request_timeout=30,
-            max_retries=3,
-            retry_on_timeout=True,
-        )
-        return cls(client, settings.es_index_prefix)
+        """A store on ``settings.es_url`` (comma-separated hosts), with its login and CA."""
+        return cls(elastic_client(settings), settings.es_index_prefix)
 
     def index_name(self, collection: str) -> str:
         """The index holding ``collection``."""
@@ -133,17 +134,46 @@ class ElasticStore(Store):
         """Index (create or replace) ``docs`` with ``_id`` = id; StoreError on any item error."""
         index = self._index(collection)
         unique = unique_by_id(docs)
-        lines = [_bulk_lines(doc_id, doc) for doc_id, doc in unique.items()]
-        for chunk in _chunks(lines):
-            with _errors("bulk"):
-                response = self.client.bulk(
-                    index=index,
-                    operations=b"".join(chunk),
-                    filter_path="errors,items.*._id,items.*.status,items.*.error",
-                )
+        check_ids(unique)
+        lines = [bulk_line(doc_id, doc) for doc_id, doc in unique.items()]
+        for chunk in chunks(lines):
+            response = self._bulk(index, chunk)
             if response.get("errors"):
-                raise _bulk_error(index, response["items"])
+                raise bulk_error(index, response["items"])
         return len(unique)
+
+    def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
+        """Index every document Elasticsearch takes; its reason for each one it refuses."""
+        index = self._index(collection)
+        storable, refused = split_long_ids(unique_by_id(docs))
+        lines: list[BulkLine] = []
+        for doc_id, doc in storable.items():
+            try:
+                lines.append(bulk_line(doc_id, doc))
+            except InvalidInput as exc:
+                refused[doc_id] = exc.message
+        for chunk in chunks(lines):
+            refused.update(self._write_each(index, chunk))
+        return refused
+
+    def _write_each(self, index: str, chunk: list[BulkLine]) -> Refusals:
+        try:
+            response = self._bulk(index, chunk)
+        except StoreError as exc:
+            # The whole request was refused: find the culprit by sending each document alone.
+            if len(chunk) == 1:
+                return {chunk[0][0]: exc.message}
+            found: Refusals = {}
+            for line in chunk:
+                found.update(self._write_each(index, [line]))
+            return found
+        return refusals(index, response["items"]) if response.get("errors") else {}
+
+    def _bulk(self, index: str, chunk: list[BulkLine]) -> Any:
+        with bulk_errors():
+            return self.client.bulk(
+                index=index, operations=b"".join(line for _, line in chunk), filter_path=BULK_FILTER
+            )
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id`` (a realtime GET: no refresh needed), or None."""
@@ -329,43 +359,6 @@ def _filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
         else:
             clauses.append({"term": {name: value}})
     return clauses
-
-
-def _bulk_lines(doc_id: str, doc: Mapping[str, Any]) -> bytes:
-    """One ``index`` action (create or replace) and its source, as NDJSON."""
-    try:
-        source = orjson.dumps(doc)
-    except orjson.JSONEncodeError as exc:
-        raise InvalidInput(f"document is not JSON-serializable: {exc}") from exc
-    return orjson.dumps({"index": {"_id": doc_id}}) + b"\n" + source + b"\n"
-
-
-def _chunks(lines: list[bytes]) -> Iterator[list[bytes]]:
-    """Bulk bodies of at most BULK_MAX_DOCS documents and (unless one is bigger) BULK_MAX_BYTES."""
-    chunk: list[bytes] = []
-    size = 0
-    for line in lines:
-        if chunk and (len(chunk) >= BULK_MAX_DOCS or size + len(line) > BULK_MAX_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(line)
-        size += len(line)
-    if chunk:
-        yield chunk
-
-
-def _bulk_error(index: str, items: list[dict[str, Any]]) -> StoreError:
-    failed = [
-        {"id": result.get("_id"), "status": result.get("status"), "error": result["error"]}
-        for item in items
-        for result in item.values()
-        if "error" in result
-    ]
-    logger.warning("bulk write to %s: %d documents failed", index, len(failed))
-    return StoreError(
-        f"{len(failed)} documents were not written to {index}",
-        details={"failed": len(failed), "first": failed[:5]},
-    )
 
 
 @contextlib.contextmanager

@@ -38,15 +38,18 @@ from mlcycle.common.store.base import (
     Document,
     Filters,
     Page,
+    Refusals,
     SortBy,
     Store,
     check_collection,
     check_filters,
+    check_ids,
     check_limit,
     check_sort,
     decode_position,
     encode_cursor,
     normalize_query,
+    split_long_ids,
     unique_by_id,
 )
 from mlcycle.common.store.sqlite_queries import (
@@ -166,14 +169,29 @@ class SqliteStore(Store):
     def upsert(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
         """Insert or replace ``docs`` by id, index included, in one durable transaction."""
         table = check_collection(collection)
-        encoded = {
-            doc_id: (_dumps(doc), _indexed_text(doc)) for doc_id, doc in unique_by_id(docs).items()
-        }
-        if not encoded:
-            return 0
-        with self._write() as conn:
-            _write_batch(conn, table, encoded)
+        unique = unique_by_id(docs)
+        check_ids(unique)
+        encoded = {doc_id: (_dumps(doc), _indexed_text(doc)) for doc_id, doc in unique.items()}
+        self._write_encoded(table, encoded)
         return len(encoded)
+
+    def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
+        """Write the documents SQLite can hold in one transaction; refuse the others by id."""
+        table = check_collection(collection)
+        storable, refused = split_long_ids(unique_by_id(docs))
+        encoded: dict[str, tuple[str, str | None]] = {}
+        for doc_id, doc in storable.items():
+            try:
+                encoded[doc_id] = (_dumps(doc), _indexed_text(doc))
+            except InvalidInput as exc:
+                refused[doc_id] = exc.message
+        self._write_encoded(table, encoded)
+        return refused
+
+    def _write_encoded(self, table: str, encoded: dict[str, tuple[str, str | None]]) -> None:
+        if encoded:
+            with self._write() as conn:
+                _write_batch(conn, table, encoded)
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""
