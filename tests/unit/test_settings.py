@@ -94,6 +94,12 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "MLCYCLE_MAX_BODY_BYTES": ("2048", {"edge.max_body_bytes": 2048}),
     "MLCYCLE_MAX_BATCH_RECORDS": ("7", {"edge.max_batch_records": 7}),
+    # the gRPC edge (mlcycle.common.grpc, mlcycle.common.grpc_auth)
+    "MLCYCLE_AUTH": ("off", {"edge.auth": "off"}),
+    "MLCYCLE_SERVICE_KEY": (SECRET, {"edge.service_key": SECRET}),
+    "MLCYCLE_GRPC_REFLECTION": ("true", {"edge.grpc_reflection": True}),
+    "MLCYCLE_GRPC_MAX_CONCURRENT_RPCS": ("32", {"edge.grpc_max_concurrent_rpcs": 32}),
+    "MLCYCLE_GRPC_MAX_MESSAGE_BYTES": ("4194304", {"edge.grpc_max_message_bytes": 4194304}),
     # the collector
     "MLCYCLE_COLLECTOR_PORT": ("18001", {"collector.port": 18001}),
     "MLCYCLE_INDEXER_METRICS_PORT": ("19401", {"collector.indexer_metrics_port": 19401}),

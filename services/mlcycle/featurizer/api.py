@@ -203,7 +203,9 @@ def serve(settings: Settings) -> None:
 
     store = open_store(settings.store)
     core = core_for(settings, store)
-    grpc_server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
+    grpc_server = build_grpc_server(
+        settings.featurizer, core, host=settings.host, edge=settings.edge
+    ).start()
     try:
         app = create_app(settings, core=core, store=store)
         serve_app(app, settings.host, settings.featurizer.port, service=SERVICE)

@@ -90,7 +90,8 @@ class ModelServer:
 
     ``settings`` is the model server's section (the registry config's poll period),
     ``models_dir`` where the trainer's models are (served when ``options`` name no
-    models), ``edge`` the request body limit. Each one not given is read from the
+    models, and where a ReloadConfigRequest may point), ``edge`` the keys and the
+    request limits. Each one not given is read from the
     environment.
     """
 
@@ -113,6 +114,9 @@ class ModelServer:
         models, self.config_file, self._config_poll_s = model_source(
             options, models_dir=models_dir, poll_s=settings.poll_s
         )
+        # Where a ReloadConfigRequest may point: the trainer's models and whatever the
+        # operator started the server with, never a path a caller makes up.
+        self.base_dirs = (models_dir, *(model.base_path for model in models))
         threads.configure(  # before anything loads: TensorFlow's pools are sized once
             intra_op=options.tensorflow_intra_op_parallelism,
             inter_op=options.tensorflow_inter_op_parallelism,
@@ -172,6 +176,8 @@ class ModelServer:
             port=self.options.port,
             run=run,
             config_file=self.config_file,
+            base_dirs=self.base_dirs,
+            edge=self.edge,
             max_workers=self._grpc_workers(),
         ).start()
         self._update_health()
