@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from mlcycle.common.errors import MlcycleError
+from mlcycle.common.keys import KeyConfigError
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.modelserver.flags import ModelServerOptions, parse_flags
 
@@ -59,6 +60,10 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
     except MlcycleError as exc:
         log.error("the model server cannot start: %s", exc.message)
         print(f"mlcycle modelserver: error: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyConfigError as exc:  # a malformed key, or no key on a public address
+        log.error("the model server cannot start: %s", exc)
+        print(f"mlcycle modelserver: error: {exc}", file=sys.stderr)
         return 1
     stopping = threading.Event()
 

@@ -27,7 +27,8 @@ from fastapi import FastAPI
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.grpc import GrpcServer
-from mlcycle.common.http import BackgroundServer
+from mlcycle.common.http import BackgroundServer, key_ring
+from mlcycle.common.keys import check_exposure
 from mlcycle.common.settings import EdgeSettings, ModelServerSettings, load_settings
 from mlcycle.modelserver import prediction, threads
 from mlcycle.modelserver.batching import Batcher
@@ -110,6 +111,7 @@ class ModelServer:
         self.options = options
         self.settings = settings
         self.edge = edge
+        self.keys = key_ring(edge)  # one ring for the server's life: MLCYCLE_API_KEYS(_FILE)
         models, self.config_file, self._config_poll_s = model_source(
             options, models_dir=models_dir, poll_s=settings.poll_s
         )
@@ -177,6 +179,9 @@ class ModelServer:
         self._update_health()
         self.manager.add_sync_listener(self._update_health)
         if self.options.rest_api_port is not None:
+            check_exposure(
+                self.options.host, self.keys, auth=self.edge.auth, service="model server REST API"
+            )
             _check_bindable(self.options.host, self.options.rest_api_port)
             self._rest = BackgroundServer(
                 self._rest_app(run), self.options.host, self.options.rest_api_port
@@ -211,6 +216,7 @@ class ModelServer:
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else 365 * 24 * 3600.0,
             max_body_bytes=self.edge.max_body_bytes,
             prometheus_paths=paths,
+            keys=self.keys,
         )
 
     def _update_health(self) -> None:
