@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mlcycle.common.keys import OPEN_CALLER, Caller, KeyRing, Scope, check_exposure
@@ -126,9 +126,10 @@ class RouteAccess:
         (or a table entry no route matches) does not start.
         """
         served: set[Route] = set()
-        for route in app.routes:
-            if isinstance(route, APIRoute):
-                for method in route.methods:
+        # Routes of included routers too, with their full paths, as the OpenAPI lists them.
+        for route in iter_route_contexts(app.routes):
+            if isinstance(route.original_route, APIRoute) and route.path_format:
+                for method in route.methods or ():
                     self.scope_of(method, route.path_format)
                     served.add((method, route.path_format))
         missing = sorted(set(self.scopes) - served)
