@@ -30,6 +30,7 @@ OPEN_ROUTES: frozenset[Route] = frozenset(
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("GET", "/monitoring/prometheus/metrics"),  # TF Serving's metrics path
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
