@@ -68,6 +68,9 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_LOG_FORMAT": ("text", {"log_format": "text"}),
     # every edge
     "MLCYCLE_API_KEYS": (" a , b,,c ", {"edge.api_keys": ("a", "b", "c")}),
+    "MLCYCLE_API_KEYS_FILE": ("/run/keys/api", {"edge.api_keys_file": Path("/run/keys/api")}),
+    "MLCYCLE_AUTH": ("off", {"edge.auth": "off"}),
+    "MLCYCLE_SERVICE_KEY": ("s3cret", {"edge.service_key": "s3cret"}),
     "MLCYCLE_MAX_BODY_BYTES": ("2048", {"edge.max_body_bytes": 2048}),
     "MLCYCLE_MAX_BATCH_RECORDS": ("7", {"edge.max_batch_records": 7}),
     # the collector
@@ -297,6 +300,7 @@ def everything_changed(tmp_path: Path) -> Settings:
         redis_url="redis://cache:6379/0",
         embedded_redis=False,
         api_keys=("a", "b"),
+        api_keys_file=tmp_path / "keys",
         max_body_bytes=4096,
         label_classes={"toxicity": 2, "stance": 3},
         split_fractions=(0.7, 0.2, 0.1),

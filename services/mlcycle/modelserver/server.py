@@ -167,6 +167,10 @@ class ModelServer:
         return self
 
     def _listen(self) -> None:
+        if self.options.rest_api_port is not None:  # before anything binds
+            check_exposure(
+                self.options.host, self.keys, auth=self.edge.auth, service="model server REST API"
+            )
         run = self.batcher.run if self.batcher is not None else prediction.direct
         self._grpc = build_grpc_server(
             self.manager,
@@ -179,9 +183,6 @@ class ModelServer:
         self._update_health()
         self.manager.add_sync_listener(self._update_health)
         if self.options.rest_api_port is not None:
-            check_exposure(
-                self.options.host, self.keys, auth=self.edge.auth, service="model server REST API"
-            )
             _check_bindable(self.options.host, self.options.rest_api_port)
             self._rest = BackgroundServer(
                 self._rest_app(run), self.options.host, self.options.rest_api_port
