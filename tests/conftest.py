@@ -15,6 +15,7 @@ import pytest
 pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.search",
+    "tests.fixtures.tls",
 ]
 
 UNIT_TESTS = Path(__file__).parent / "unit"

@@ -19,6 +19,19 @@ from tests.fixtures.deploy import DOCKERFILE, OVERLAYS, load_compose, pod_specs,
 # A subprocess: kubectl renders the overlays compared with compose.
 pytestmark = pytest.mark.integration
 
+# What prod adds to the compose variables: how the clients log in to the operators'
+# clusters (TLS, SASL), and the API keys as a mounted file instead of a variable.
+PROD_SECURITY = {
+    "MLCYCLE_KAFKA_SECURITY_PROTOCOL",
+    "MLCYCLE_KAFKA_SASL_MECHANISM",
+    "MLCYCLE_KAFKA_SASL_USERNAME",
+    "MLCYCLE_KAFKA_SASL_PASSWORD",
+    "MLCYCLE_KAFKA_SSL_CAFILE",
+    "MLCYCLE_ES_CA_CERTS",
+}
+# Where prod mounts those CA files and the key file: read-only Secrets, not data.
+SECRET_MOUNTS = "/etc/mlcycle/"
+
 # Compose services that are not Deployments in Kubernetes: the kind each overlay uses.
 INFRA_KINDS = {
     "dev": {"kafka": "StatefulSet", "elasticsearch": "StatefulSet", "kafka-topics": "Job"},
@@ -91,7 +104,12 @@ def test_same_image_command_ports_mounts_and_variables(overlay: str) -> None:
         k8s_env = {
             k: v for k, v in _container_env(overlay, container).items() if k.startswith("MLCYCLE_")
         }
-        assert set(k8s_env) == set(compose_env), f"{overlay} {name}: MLCYCLE_* variables differ"
+        expected = set(compose_env)
+        if overlay == "prod":
+            expected |= PROD_SECURITY
+            if "MLCYCLE_API_KEYS" in expected:
+                expected = expected - {"MLCYCLE_API_KEYS"} | {"MLCYCLE_API_KEYS_FILE"}
+        assert set(k8s_env) == expected, f"{overlay} {name}: MLCYCLE_* variables differ"
         if overlay == "dev":  # same values too, except what comes from secrets
             for key, value in compose_env.items():
                 if k8s_env[key] is not None and not str(value).startswith("${"):
@@ -100,8 +118,13 @@ def test_same_image_command_ports_mounts_and_variables(overlay: str) -> None:
         k8s_mounts = {
             m["mountPath"]: m.get("readOnly", False)
             for m in container.get("volumeMounts", [])
-            if m["mountPath"] != "/tmp"
+            if m["mountPath"] != "/tmp" and not m["mountPath"].startswith(SECRET_MOUNTS)
         }
+        secret_mounts = [
+            m for m in container.get("volumeMounts", []) if m["mountPath"].startswith(SECRET_MOUNTS)
+        ]
+        assert all(m.get("readOnly") for m in secret_mounts), name
+        assert bool(secret_mounts) == (overlay == "prod"), name
         assert k8s_mounts == compose_mounts, f"{name}: mounts differ"
 
 

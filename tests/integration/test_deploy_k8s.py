@@ -144,6 +144,16 @@ def test_services_select_pods_and_name_their_ports(overlay: str) -> None:
             assert port["targetPort"] in names, f"Service {name}: no container port {port}"
 
 
+def _secret_mounts(spec: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> Secret name of the container's read-only Secret volumes."""
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    return {
+        m["mountPath"]: secrets[m["name"]]
+        for m in container.get("volumeMounts", [])
+        if m["name"] in secrets and m.get("readOnly")
+    }
+
+
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
 def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
     assert not objects(overlay, "Secret"), "a Secret is committed in the manifests"
@@ -151,8 +161,13 @@ def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
     for where, _, spec in pod_specs(list(rendered(overlay))):
         for container in spec["containers"]:
             for env in container.get("env", []):
-                if secret_like.search(env["name"]) and env["name"] != "MLCYCLE_AUTO_PROMOTE":
-                    assert "secretKeyRef" in env.get("valueFrom", {}), f"{where}: {env['name']}"
+                name = env["name"]
+                if name.endswith("_FILE") and "value" in env:
+                    # A path, to a file of a Secret mounted read-only.
+                    mounts = _secret_mounts(spec, container)
+                    assert any(env["value"].startswith(p + "/") for p in mounts), (where, name)
+                elif secret_like.search(name) and name != "MLCYCLE_AUTO_PROMOTE":
+                    assert "secretKeyRef" in env.get("valueFrom", {}), f"{where}: {name}"
     for name, configmap in objects(overlay, "ConfigMap").items():
         assert not any(secret_like.search(k) for k in configmap.get("data", {})), name
 
@@ -237,8 +252,8 @@ def test_prod_kafka_and_elasticsearch_keep_three_copies() -> None:
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "kafka"
     shared = [c for n, c in objects("prod", "ConfigMap").items() if n.startswith("mlcycle-")][0]
     assert shared["data"]["MLCYCLE_KAFKA_REPLICATION_FACTOR"] == "3"
-    assert shared["data"]["MLCYCLE_KAFKA_BOOTSTRAP"] == "kafka-kafka-bootstrap:9092"
-    assert shared["data"]["MLCYCLE_ES_URL"] == "http://elasticsearch-es-http:9200"
+    assert shared["data"]["MLCYCLE_KAFKA_BOOTSTRAP"] == "kafka-kafka-bootstrap:9093"
+    assert shared["data"]["MLCYCLE_ES_URL"] == "https://elasticsearch-es-http.mlcycle.svc:9200"
     (es,) = objects("prod", "Elasticsearch").values()
     assert sum(n["count"] for n in es["spec"]["nodeSets"]) >= 3
     job = objects("prod", "Job")["elasticsearch-index-settings"]
@@ -266,7 +281,7 @@ NEEDS: dict[str, set[str]] = {
     "elasticsearch-index-settings": {"elasticsearch"},
 }
 OPERATOR_PODS = {
-    "kafka": ({"strimzi.io/cluster": "kafka", "strimzi.io/broker-role": "true"}, 9092),
+    "kafka": ({"strimzi.io/cluster": "kafka", "strimzi.io/broker-role": "true"}, 9093),
     "elasticsearch": ({"elasticsearch.k8s.elastic.co/cluster-name": "elasticsearch"}, 9200),
 }
 PUBLIC_PORTS = {
@@ -313,10 +328,10 @@ def test_the_network_check_sees_an_opened_policy() -> None:
     policies = [dict(p) for p in objects("prod", "NetworkPolicy").values()]
     pods = _prod_pods()
     src, dst = (pods["inference"], "mlcycle"), (OPERATOR_PODS["kafka"][0], "mlcycle")
-    assert not network_allows(policies, src, dst, 9092)
+    assert not network_allows(policies, src, dst, 9093)
     opened = [p for p in policies if p["metadata"]["name"] != "inference"]
     opened.append({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}})
-    assert network_allows(opened, src, dst, 9092)
+    assert network_allows(opened, src, dst, 9093)
 
 
 def test_kafka_listener_peers_and_elasticsearch_clients_match_the_needs() -> None:
@@ -332,3 +347,77 @@ def test_kafka_listener_peers_and_elasticsearch_clients_match_the_needs() -> Non
         assert allowed == ("elasticsearch" in NEEDS[name]), name
     operator = ({"control-plane": "elastic-operator"}, "elastic-system")
     assert network_allows(policies, operator, es, 9200)
+
+
+# The Secrets an operator creates before the first apply (docs/deploy.md), and the ones the
+# operators make: Strimzi's cluster CA and ECK's HTTP CA.
+SECRET_FOR = {
+    "MLCYCLE_KAFKA_SASL_PASSWORD": ("mlcycle-kafka", "password"),
+    "MLCYCLE_ES_USERNAME": ("mlcycle-elasticsearch", "username"),
+    "MLCYCLE_ES_PASSWORD": ("mlcycle-elasticsearch", "password"),
+    "MLCYCLE_REDIS_PASSWORD": ("mlcycle-redis", "password"),
+}
+CA_SECRET = {
+    "MLCYCLE_KAFKA_SSL_CAFILE": "kafka-cluster-ca-cert",
+    "MLCYCLE_ES_CA_CERTS": "elasticsearch-es-http-certs-public",
+}
+API_SERVICES = {"collector", "labeler", "featurizer", "trainer", "inference"}
+
+
+def _settings_of(container: dict[str, Any], spec: dict[str, Any]) -> dict[str, str]:
+    """The MLCYCLE_* variables a prod container gets: ConfigMaps, plain values and Secrets
+    (a Secret's value stands in as ``secret:<name>/<key>``)."""
+    configmaps = objects("prod", "ConfigMap")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        env[item["name"]] = f"secret:{ref['name']}/{ref['key']}" if ref else item["value"]
+    return {k: v for k, v in env.items() if k.startswith("MLCYCLE_")}
+
+
+def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
+    (listener,) = objects("prod", "Kafka")["kafka"]["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True and listener["port"] == 9093
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    user = objects("prod", "KafkaUser")["mlcycle"]["spec"]["authentication"]
+    assert user["type"] == "scram-sha-512"
+    assert user["password"]["valueFrom"]["secretKeyRef"] == {
+        "name": "mlcycle-kafka",
+        "key": "password",
+    }
+    assert "selfSignedCertificate" not in str(objects("prod", "Elasticsearch"))  # HTTPS on
+    checked = set()
+    for where, _, spec in pod_specs(list(rendered("prod"))):
+        name = where.split("/")[1]
+        if name not in NEEDS or name in ("redis", "modelserver", "elasticsearch-index-settings"):
+            continue
+        (container,) = spec["containers"]
+        env = _settings_of(container, spec)
+        settings = load_settings(**{k.removeprefix("MLCYCLE_").lower(): v for k, v in env.items()})
+        assert settings.kafka.security_protocol == "SASL_SSL", where
+        assert settings.kafka.sasl_mechanism == "SCRAM-SHA-512" and settings.kafka.sasl_username
+        assert settings.store.es_url.startswith("https://"), where
+        for variable, (secret, key) in SECRET_FOR.items():
+            if variable == "MLCYCLE_REDIS_PASSWORD" and "redis" not in NEEDS[name]:
+                continue
+            assert env[variable] == f"secret:{secret}/{key}", (where, variable)
+        mounts = _secret_mounts(spec, container)
+        for variable, secret in CA_SECRET.items():
+            folder = str(Path(env[variable]).parent)
+            assert mounts.get(folder) == secret, (where, variable, mounts)
+        if name in API_SERVICES and where.startswith("Deployment/"):
+            assert "MLCYCLE_API_KEYS" not in env, where  # a file, not a variable
+            folder = str(Path(env["MLCYCLE_API_KEYS_FILE"]).parent)
+            assert mounts.get(folder) == "mlcycle-api-keys", where
+        checked.add(name)
+    assert checked == set(NEEDS) - {"redis", "modelserver", "elasticsearch-index-settings"}
+    redis = objects("prod", "Deployment")["redis"]["spec"]["template"]["spec"]["containers"][0]
+    assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    redis_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis["env"]}
+    assert redis_env["REDIS_PASSWORD"] == {"name": "mlcycle-redis", "key": "password"}
+    assert redis_env["REDISCLI_AUTH"] == redis_env["REDIS_PASSWORD"]  # the probe logs in
+    job = objects("prod", "Job")["elasticsearch-index-settings"]["spec"]["template"]["spec"]
+    script = job["containers"][0]["args"][0]
+    assert "_security/user/$ES_USER" in script and "--cacert" in script

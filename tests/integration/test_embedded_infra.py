@@ -20,7 +20,7 @@ from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import load_settings
+from mlcycle.common.settings import KafkaSettings, load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_wait_for_broker_times_out_clearly() -> None:
         port = sock.getsockname()[1]
     started = time.monotonic()
     with pytest.raises(Unavailable, match=f"127.0.0.1:{port}"):
-        wait_for_broker(f"127.0.0.1:{port}", timeout_s=1.0)
+        wait_for_broker(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), timeout_s=1.0)
     assert time.monotonic() - started < 5
 
 

@@ -18,7 +18,9 @@ from mlcycle.common.settings import load_settings
 from tests.fixtures.deploy import COMPOSE, ROOT, compose_schema_error, load_compose
 
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[?-])?([^}]*)\}")
-REQUIRED = {"MLCYCLE_API_KEYS", "ELASTIC_PASSWORD"}
+REQUIRED = {"MLCYCLE_API_KEYS", "ELASTIC_PASSWORD", "MLCYCLE_REDIS_PASSWORD"}
+# The only ports on the host: the ingest and prediction APIs (the edge, with keys).
+PUBLISHED = {"collector": 8001, "inference": 8000}
 
 
 def _services() -> dict[str, dict[str, Any]]:
@@ -46,7 +48,7 @@ def test_compose_file_passes_the_compose_spec_schema() -> None:
     ("good", "bad"),
     [
         ("condition: service_healthy }", "condition: service_heathy }"),
-        ('ports: ["8001:8001"]', 'ports: "8001:8001"'),
+        ('ports: ["${PUBLISH_HOST:-127.0.0.1}:8001:8001"]', 'ports: "8001:8001"'),
         ("    restart: unless-stopped\n", "    restart: unless-stopped\n    replicas: 2\n"),
     ],
 )
@@ -121,11 +123,44 @@ def test_kafka_topics_job_creates_exactly_the_topics_the_code_uses() -> None:
     assert "broker,controller" == kafka["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
 
 
-def test_elasticsearch_is_single_node_with_security_switchable() -> None:
-    es = _services()["elasticsearch"]["environment"]
+def test_elasticsearch_is_single_node_with_security_on_and_the_services_log_in() -> None:
+    services = _services()
+    es = services["elasticsearch"]["environment"]
     assert es["discovery.type"] == "single-node"
-    assert es["xpack.security.enabled"] == "${ES_SECURITY_ENABLED:-false}"
+    assert es["xpack.security.enabled"] == "true"
     assert es["ELASTIC_PASSWORD"].startswith("${ELASTIC_PASSWORD:?")
+    assert "$${ELASTIC_PASSWORD}" in services["elasticsearch"]["healthcheck"]["test"][1]
+    for name, spec in services.items():
+        env = spec.get("environment") or {}
+        if "MLCYCLE_ES_URL" in env:
+            assert env["MLCYCLE_ES_USERNAME"] == "elastic", name
+            assert env["MLCYCLE_ES_PASSWORD"] == es["ELASTIC_PASSWORD"], name
+
+
+def test_only_the_collector_and_inference_are_published_on_loopback_by_default() -> None:
+    services = _services()
+    published = {name: spec["ports"] for name, spec in services.items() if spec.get("ports")}
+    assert set(published) == set(PUBLISHED)
+    for name, port in PUBLISHED.items():
+        (mapping,) = published[name]
+        assert mapping == f"${{PUBLISH_HOST:-127.0.0.1}}:{port}:{port}", name
+    # The model server (REST :predict has no keys) and the featurizer's gRPC stay inside.
+    assert "ports" not in services["modelserver"] and "ports" not in services["featurizer"]
+    example = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), re.M))
+    assert example["PUBLISH_HOST"] == "127.0.0.1"
+
+
+def test_redis_requires_the_password_the_inference_services_send() -> None:
+    services = _services()
+    redis = services["redis"]
+    password = redis["environment"]["REDIS_PASSWORD"]
+    assert password.startswith("${MLCYCLE_REDIS_PASSWORD:?")
+    assert redis["environment"]["REDISCLI_AUTH"] == password  # the health check logs in
+    assert '--requirepass "$$REDIS_PASSWORD"' in redis["command"][0]
+    users = [n for n, s in services.items() if "MLCYCLE_REDIS_URL" in s.get("environment", {})]
+    assert set(users) == {"inference", "inference-stream"}
+    for name in users:
+        assert services[name]["environment"]["MLCYCLE_REDIS_PASSWORD"] == password, name
 
 
 def test_tf_serving_polls_the_models_volume_read_only() -> None:

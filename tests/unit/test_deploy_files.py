@@ -59,12 +59,16 @@ def test_compose_services_run_real_commands_on_default_ports() -> None:
         assert _cli_exists(spec["command"]), f"{name}: {spec['command']} is not a CLI command"
         env = spec["environment"]
         assert env["MLCYCLE_KAFKA_BOOTSTRAP"] and env["MLCYCLE_ES_URL"]
+    publish = "${PUBLISH_HOST:-127.0.0.1}"
     assert mlcycle_services["collector"]["ports"] == [
-        f"{settings.collector.port}:{settings.collector.port}"
+        f"{publish}:{settings.collector.port}:{settings.collector.port}"
     ]
-    assert mlcycle_services["labeler"]["ports"] == [
-        f"{settings.labeler.port}:{settings.labeler.port}"
+    assert mlcycle_services["inference"]["ports"] == [
+        f"{publish}:{settings.inference.port}:{settings.inference.port}"
     ]
+    # The other APIs are reached on the compose network only, on their default ports.
+    assert "ports" not in mlcycle_services["labeler"]
+    assert mlcycle_services["labeler"]["expose"] == [str(settings.labeler.port)]
 
 
 def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:

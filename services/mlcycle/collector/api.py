@@ -37,7 +37,7 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.keys import KeyRing
-from mlcycle.common.settings import EdgeSettings, Settings, TopicNames
+from mlcycle.common.settings import EdgeSettings, KafkaSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
 from mlcycle.contracts.access import route_scopes
@@ -241,9 +241,9 @@ def _query_router(edge: EdgeSettings, store: Store, access: RouteAccess) -> APIR
 # -- the app ------------------------------------------------------------------------------------
 
 
-def _broker_ready(bootstrap: str) -> bool:
+def _broker_ready(kafka: KafkaSettings) -> bool:
     try:
-        wait_for_broker(bootstrap, timeout_s=1.0)
+        wait_for_broker(kafka, timeout_s=1.0)
     except MlcycleError:
         return False
     return True
@@ -290,7 +290,7 @@ def create_app(
     install_metrics(app, SERVICE)
 
     def ready_check() -> dict[str, bool]:
-        return {"store": store.ping(), "broker": _broker_ready(settings.kafka.bootstrap_servers)}
+        return {"store": store.ping(), "broker": _broker_ready(settings.kafka)}
 
     add_health_routes(app, ready_check)
     app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer, access))

@@ -39,8 +39,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoPermissionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
+from mlcycle.common.redis_connection import ConnectionOptions, redacted
 from mlcycle.inference.loop import LoopThread
 from mlcycle.inference.metrics import CACHE_ERRORS
 
@@ -121,7 +122,7 @@ class CacheHealth:
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url = redacted(url)  # logged
         self._lock = threading.Lock()
         self._failures = 0
         self._skip_until = 0.0
@@ -147,6 +148,15 @@ class CacheHealth:
             pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failures - 1))
             self._skip_until = now + pause
             first = self._failures == 1
+        if isinstance(exc, AuthenticationError):
+            # Not an outage that passes: the password is wrong or missing. Said at every
+            # pause, not once, since nothing gets better until someone changes it.
+            log.error(
+                "score cache refused mlcycle's login: check MLCYCLE_REDIS_PASSWORD; "
+                "predicting uncached",
+                extra={"redis": self.url, "error": str(exc), "retry_in_s": pause},
+            )
+            return
         if first:
             log.warning(
                 "score cache unreachable; predicting uncached",
@@ -171,13 +181,17 @@ class AsyncScoreCache:
         health: CacheHealth | None = None,
         *,
         timeout_s: float = SOCKET_TIMEOUT_S,
+        connection: ConnectionOptions | None = None,
     ) -> None:
         self.url = url
         self.ttl_s = ttl_s or None  # 0 means no expiry
         self.timeout_s = timeout_s
         self.health = health or CacheHealth(url)
+        # The password and CA (mlcycle.common.redis_connection.connection_options).
+        self.connection = connection or ConnectionOptions()
         self._redis = aioredis.Redis.from_url(
             url,
+            **self.connection,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),  # a retry would double the wait on a dead server
@@ -260,10 +274,18 @@ class ScoreCache:
     Redis, unlike ``grpc.aio``, costs the other loops of the process nothing.
     """
 
-    def __init__(self, url: str, ttl_s: int, *, timeout_s: float = SOCKET_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        ttl_s: int,
+        *,
+        timeout_s: float = SOCKET_TIMEOUT_S,
+        connection: ConnectionOptions | None = None,
+    ) -> None:
         self.url = url
         self.ttl_s = ttl_s or None  # 0 means no expiry
         self.timeout_s = timeout_s
+        self.connection = connection or ConnectionOptions()
         self.health = CacheHealth(url)
         self._loop = LoopThread("score-cache")
         self._core = self._loop.run(self._open())
@@ -293,7 +315,13 @@ class ScoreCache:
 
     def aio(self) -> AsyncScoreCache:
         """A client of the same Redis for the calling event loop, sharing this one's health."""
-        return AsyncScoreCache(self.url, self.ttl_s, self.health, timeout_s=self.timeout_s)
+        return AsyncScoreCache(
+            self.url,
+            self.ttl_s,
+            self.health,
+            timeout_s=self.timeout_s,
+            connection=self.connection,
+        )
 
     def close(self) -> None:
         """Release the connections (and the private loop)."""

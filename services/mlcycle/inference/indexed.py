@@ -17,6 +17,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.errors import KafkaError
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.common.kafka.connection import new_admin
 from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class CommittedOffsets:
 
     def __init__(self, kafka: KafkaSettings, indexer_group_id: str) -> None:
         self.group = indexer_group_id
-        self.bootstrap = kafka.bootstrap_servers
+        self.kafka = kafka
         self._admin: KafkaAdminClient | None = None
 
     def wait_past(self, needed: Mapping[TopicPartition, int], timeout_s: float) -> None:
@@ -60,9 +61,7 @@ class CommittedOffsets:
     def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         try:
             if self._admin is None:
-                self._admin = KafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=f"{self.group}-watcher"
-                )
+                self._admin = new_admin(self.kafka, client_id=f"{self.group}-watcher")
             found = self._admin.list_group_offsets({self.group: partitions}).get(self.group, {})
         except KafkaError as exc:
             self.close()

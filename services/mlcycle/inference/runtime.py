@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.infra.redis import EmbeddedRedis
+from mlcycle.common.redis_connection import connection_options
 from mlcycle.common.settings import CacheSettings, Settings
 from mlcycle.featurization.store import TransformStore
 from mlcycle.inference.cache import NoCache, ScoreCache
@@ -105,15 +106,17 @@ def open_cache(
     cache: CacheSettings, *, ttl_s: int, redis_dir: Path, start_embedded: bool
 ) -> tuple[ScoreCache | NoCache, EmbeddedRedis | None]:
     """The score cache (and the embedded Redis started for it in ``redis_dir``, if any)."""
+    connection = connection_options(cache)
     if cache.redis_url:
-        return ScoreCache(cache.redis_url, ttl_s), None
+        return ScoreCache(cache.redis_url, ttl_s, connection=connection), None
     if not start_embedded:
         log.info("no MLCYCLE_REDIS_URL: scores are not cached")
         return NoCache(), None
-    embedded = EmbeddedRedis(port=0, data_dir=redis_dir)
+    # MLCYCLE_REDIS_PASSWORD without a URL: the embedded server requires it too.
+    embedded = EmbeddedRedis(port=0, data_dir=redis_dir, password=cache.redis_password)
     try:
         embedded.start()
     except MlcycleError as exc:
         log.warning("embedded Redis did not start; scores are not cached: %s", exc.message)
         return NoCache(), None
-    return ScoreCache(embedded.url, ttl_s), embedded
+    return ScoreCache(embedded.url, ttl_s, connection=connection), embedded

@@ -72,7 +72,7 @@ def import_dataset(
     importer = get_importer(fmt)
     reader = importer.read(list(paths))  # checks the files now, before any broker is needed
     try:
-        wait_for_broker(settings.kafka.bootstrap_servers, timeout_s=10)
+        wait_for_broker(settings.kafka, timeout_s=10)
     except Unavailable as exc:
         raise Unavailable(
             f"no Kafka broker at {settings.kafka.bootstrap_servers}: start the stack with "
@@ -300,13 +300,12 @@ class ScoredReader:
     """
 
     def __init__(self, settings: KafkaSettings) -> None:
-        from kafka import KafkaConsumer
-
+        from mlcycle.common.kafka.connection import new_consumer
         from mlcycle.common.kafka.lag import end_offsets
 
         self.topic = settings.topics.scored_comments
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self.consumer = new_consumer(
+            settings,
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
         )

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from mlcycle.clients import ServiceClient, poll_until, url_for
 from mlcycle.clients.base import HEALTHZ, READYZ
-from mlcycle.common.errors import Unavailable
+from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 
@@ -219,6 +219,12 @@ class LocalStack:
         if settings.kafka.embedded:
             from mlcycle.common.infra.broker import EmbeddedBroker
 
+            if settings.kafka.security_protocol != "PLAINTEXT":
+                raise InvalidInput(
+                    f"MLCYCLE_KAFKA_SECURITY_PROTOCOL={settings.kafka.security_protocol} needs "
+                    "MLCYCLE_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT only"
+                )
+
             self._broker = EmbeddedBroker(
                 settings.kafka.embedded_port, log_path=settings.data_dir / "logs" / "broker.log"
             )
@@ -227,7 +233,9 @@ class LocalStack:
         if self.with_redis and not settings.cache.redis_url:
             from mlcycle.common.infra.redis import EmbeddedRedis
 
-            self._redis = EmbeddedRedis(port=0, data_dir=settings.data_dir / "redis")
+            self._redis = EmbeddedRedis(
+                port=0, data_dir=settings.data_dir / "redis", password=settings.cache.redis_password
+            )
             self._redis.start()
             updates["redis_url"] = self._redis.url
         if not self.with_redis:

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import EmbeddedServer
 from mlcycle.common.kafka.admin import wait_for_broker
+from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class EmbeddedBroker(EmbeddedServer):
 
     def _answers(self) -> bool:
         try:
-            wait_for_broker(self.bootstrap, timeout_s=0)
+            wait_for_broker(KafkaSettings(bootstrap=self.bootstrap), timeout_s=0)
         except Unavailable:
             return False
         return True

@@ -36,16 +36,24 @@ class EmbeddedRedis(EmbeddedServer):
 
     It is a cache: persistence is off, and ``data_dir`` is only its working
     directory and the home of its log. Without ``data_dir`` a temporary
-    directory is used and removed on ``stop()``.
+    directory is used and removed on ``stop()``. With ``password`` it requires
+    clients to log in (``requirepass``).
     """
 
     what = "Redis server"
 
     def __init__(
-        self, port: int = 6379, data_dir: Path | None = None, *, start_timeout_s: float = 15.0
+        self,
+        port: int = 6379,
+        data_dir: Path | None = None,
+        *,
+        password: str = "",
+        start_timeout_s: float = 15.0,
     ) -> None:
         super().__init__(port, start_timeout_s=start_timeout_s)
         self.data_dir = data_dir
+        # Clients must send it (AUTH) when set; the URL does not carry it.
+        self.password = password
         self._own_dir = False
 
     @property
@@ -58,13 +66,24 @@ class EmbeddedRedis(EmbeddedServer):
             self.data_dir = Path(tempfile.mkdtemp(prefix="mlcycle-redis-"))
             self._own_dir = True
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.password:
+            # In a file only the owner reads, not on the command line (which is logged and
+            # shown by ps). redis-server's config syntax quotes like C strings.
+            conf = self.data_dir / "auth.conf"
+            conf.touch(mode=0o600)
+            conf.chmod(0o600)
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            conf.write_text(f'requirepass "{quoted}"\n', encoding="utf-8")
 
     def _log_path(self) -> Path | None:
         return self.data_dir / "redis.log" if self.data_dir is not None else None
 
     def _argv(self) -> list[str]:
-        return [
+        # A config file must come first; the password is in it (see _prepare).
+        conf = [str(self.data_dir / "auth.conf")] if self.password else []
+        argv = [
             redis_server_binary(),
+            *conf,
             "--bind", self.host,
             "--port", str(self.port),
             "--dir", str(self.data_dir),
@@ -73,9 +92,12 @@ class EmbeddedRedis(EmbeddedServer):
             "--save", "",
             "--appendonly", "no",
         ]  # fmt: skip
+        return argv
 
     def _answers(self) -> bool:
-        client = redis_client.Redis(host=self.host, port=self.port, socket_timeout=1.0)
+        client = redis_client.Redis(
+            host=self.host, port=self.port, password=self.password or None, socket_timeout=1.0
+        )
         try:
             return bool(client.ping())
         except redis_client.RedisError:

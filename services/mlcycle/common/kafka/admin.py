@@ -10,6 +10,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.common.kafka.connection import new_admin
 from mlcycle.common.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,10 @@ _PROBE_TIMEOUT_MS = 1000
 
 
 def _admin(
-    bootstrap: str, *, request_timeout_ms: int, bootstrap_timeout_ms: int
+    kafka: KafkaSettings, *, request_timeout_ms: int, bootstrap_timeout_ms: int
 ) -> KafkaAdminClient:
-    return KafkaAdminClient(
-        bootstrap_servers=bootstrap,
+    return new_admin(
+        kafka,
         client_id="mlcycle-admin",
         request_timeout_ms=request_timeout_ms,
         bootstrap_timeout_ms=bootstrap_timeout_ms,
@@ -44,11 +45,12 @@ def _listening(bootstrap: str) -> bool:
     return False
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
-    """Block until a Kafka broker at ``bootstrap`` answers a metadata request.
+def wait_for_broker(kafka: KafkaSettings, timeout_s: float = 30.0) -> None:
+    """Block until a Kafka broker of ``kafka`` answers a metadata request (with its security).
 
     Raises :class:`~mlcycle.common.errors.Unavailable` after ``timeout_s``.
     """
+    bootstrap = kafka.bootstrap_servers
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while True:
@@ -56,7 +58,7 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             if not _listening(bootstrap):
                 raise OSError(f"nothing listens at {bootstrap}")
             admin = _admin(
-                bootstrap,
+                kafka,
                 request_timeout_ms=_PROBE_TIMEOUT_MS * 2,
                 bootstrap_timeout_ms=_PROBE_TIMEOUT_MS,
             )
@@ -92,7 +94,7 @@ def ensure_topics(kafka: KafkaSettings, topics: list[str] | None = None) -> None
     }
     try:
         admin = _admin(
-            kafka.bootstrap_servers,
+            kafka,
             request_timeout_ms=kafka.request_timeout_ms,
             bootstrap_timeout_ms=kafka.request_timeout_ms,
         )

