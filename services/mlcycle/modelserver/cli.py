@@ -58,7 +58,7 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
         )
         HeapFreezer(server.manager).install()
         server.start(wait_for_models=False)
-    except (MlcycleError, KeyConfigError) as exc:
+    except (MlcycleError, KeyConfigError) as exc:  # KeyConfigError: a bad key, or none off loopback
         message = exc.message if isinstance(exc, MlcycleError) else str(exc)
         log.error("the model server cannot start: %s", message)
         print(f"mlcycle modelserver: error: {message}", file=sys.stderr)
