@@ -24,6 +24,9 @@ from mlcycle.clients import DeadlinePassed, ServiceClients, clients_for, poll_un
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import load_settings
+from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.training_jobs import TrainingJobs
 from mlcycle.importers.synthetic import write_wikidetox_files
 from tests.fixtures.broker import read_all
 
@@ -189,6 +192,39 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     assert linked == {r.resolve() for r in (*reports, training_report)}
 
     _restart_serves_the_trained_model(env, data_dir)
+
+
+def test_demo_with_scoped_keys_runs_and_records_who_did_what(
+    tmp_path: Path, dataset: list[Path]
+) -> None:
+    """With keys configured every call carries one: the demo still runs each stage, and the
+    audit records name the key, never its secret."""
+    secret = "demo-admin-secret-8f1c"
+    env = {**_isolated_env(tmp_path / "data"), "MLCYCLE_API_KEYS": f"ops:admin:{secret}"}
+    data_args = [arg for path in dataset for arg in ("--data", str(path))]
+    args = ("--format", "wikidetox", "--trials", "1", "--load-seconds", "1")
+    done = subprocess.run(
+        _mlcycle("demo", *data_args, *args),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert secret not in output
+    assert _figure(output, "comments stored") == N_COMMENTS
+    assert re.search(r"model version\s*│\s*toxicity v1 \(production\)", output), output
+    assert _figure(output, "comments scored by the stream") == N_COMMENTS
+    store = SqliteStore(tmp_path / "data" / "store.sqlite3")
+    try:
+        jobs = TrainingJobs(store).newest(10).items
+        runs = LabelRuns(store).newest(limit=10)
+    finally:
+        store.close()
+    assert jobs and {job.submitted_by for job in jobs} == {"ops"}
+    assert runs and {run.started_by for run in runs} == {"ops"}
+    assert secret not in (tmp_path / "data" / "store.sqlite3").read_bytes().decode("latin-1")
 
 
 def _restart_serves_the_trained_model(env: dict[str, str], data_dir: Path) -> None:

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 MAX_BODY = 64 * 1024
 MAX_RECORDS = 20
 API_KEY = "s3cret-key"
+INGEST_SECRET, READ_SECRET = "feeder-secret", "dashboard-secret"
 
 
 @dataclass
@@ -75,7 +76,8 @@ def collector(module_settings: Settings, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def secured(module_settings: Settings, tmp_path_factory: pytest.TempPathFactory):
-    settings = module_settings.replace(api_keys=(API_KEY, "other-key"))
+    keys = (API_KEY, "other-key", f"feeder:ingest:{INGEST_SECRET}", f"dashboard:read:{READ_SECRET}")
+    settings = module_settings.replace(api_keys=keys)
     yield from _start(settings, tmp_path_factory.mktemp("secured"))
 
 
@@ -306,7 +308,7 @@ def test_writes_need_a_key(secured: Collector, headers: dict) -> None:
         assert error_of(response)["code"] == "unauthenticated"
 
 
-def test_right_key_is_accepted_and_reads_stay_open(secured: Collector) -> None:
+def test_right_key_is_accepted_and_reads_need_a_key_too(secured: Collector) -> None:
     for key in (API_KEY, "other-key"):
         response = secured.post(
             "/v1/comments",
@@ -314,9 +316,31 @@ def test_right_key_is_accepted_and_reads_stay_open(secured: Collector) -> None:
             headers={"Authorization": f"Bearer {key}"},
         )
         assert response.status_code == 202, response.text
-    assert secured.get("/v1/stats").status_code == 200
-    assert secured.get("/v1/comments").status_code == 200
+    for path in ("/v1/stats", "/v1/comments"):
+        assert secured.get(path).status_code == 401
+        assert secured.get(path, headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 200
     assert secured.get("/healthz").status_code == 200
+
+
+def test_an_ingest_key_cannot_read_and_a_read_key_cannot_ingest(secured: Collector) -> None:
+    ingest = {"Authorization": f"Bearer {INGEST_SECRET}"}
+    read = {"Authorization": f"Bearer {READ_SECRET}"}
+    accepted = secured.post(
+        "/v1/votes", b'[{"item_id": "a", "annotator_id": "w", "label": 1}]', headers=ingest
+    )
+    assert accepted.status_code == 202, accepted.text
+    refused = secured.get("/v1/comments", headers=ingest)
+    assert refused.status_code == 403
+    assert error_of(refused)["code"] == "forbidden"
+    assert "'read'" in error_of(refused)["message"]
+    assert secured.get("/v1/comments", headers=read).status_code == 200
+    written = secured.post("/v1/comments", b'[{"id": "r", "text": "b"}]', headers=read)
+    assert written.status_code == 403
+    assert error_of(written)["details"] == {
+        "key": "dashboard",
+        "required_scope": "ingest",
+        "scopes": ["read"],
+    }
 
 
 # -- queries ------------------------------------------------------------------------------------

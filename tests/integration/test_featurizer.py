@@ -134,7 +134,9 @@ def test_a_missing_transform_is_refused_clearly(core: FeaturizerCore) -> None:
 def servers(settings: Settings, core: FeaturizerCore, store: Store) -> Iterator[tuple[str, str]]:
     from mlcycle.featurizer.grpc_api import build_grpc_server
 
-    grpc_server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
+    grpc_server = build_grpc_server(
+        settings.featurizer, core, host=settings.host, edge=settings.edge
+    ).start()
     rest = BackgroundServer(create_app(settings, core=core, store=store), "127.0.0.1", 0).start()
     yield f"http://127.0.0.1:{rest.port}", f"127.0.0.1:{settings.featurizer.grpc_port}"
     rest.stop()

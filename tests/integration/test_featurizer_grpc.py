@@ -114,6 +114,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         host="127.0.0.1",
         featurizer_grpc_port=0,
         featurize_max_instances=MAX_INSTANCES,
+        grpc_reflection=True,
     )
     texts, metadata = corpus()
     transform = fit(texts, metadata, CONFIG)
@@ -122,7 +123,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     seed_label_run(store, texts, metadata)
     core = core_for(settings, store)
     core.set_current(transform.version)
-    server = build_grpc_server(settings.featurizer, core, host=settings.host).start()
+    server = build_grpc_server(
+        settings.featurizer, core, host=settings.host, edge=settings.edge
+    ).start()
     yield Env(settings, store, transform, core, server)
     server.stop(grace=None)
     store.close()

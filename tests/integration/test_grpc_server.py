@@ -21,6 +21,9 @@ from mlcycle.common.grpc import (
     build_server,
     channel,
 )
+from mlcycle.common.grpc_auth import method_name
+from mlcycle.common.keys import Scope
+from mlcycle.common.settings import EdgeSettings
 from mlcycle.protos.mlcycle.v1 import collector_pb2, collector_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -29,6 +32,11 @@ SERVICE = collector_pb2.DESCRIPTOR.services_by_name["CollectorService"].full_nam
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SECRET = "password=hunter2 at /srv/db"
+SCOPES = {
+    method_name(SERVICE, "IngestComments"): Scope.INGEST,
+    method_name(SERVICE, "IngestVotes"): Scope.INGEST,
+    method_name(SERVICE, "GetComment"): Scope.READ,
+}
 
 
 class FakeCollector(collector_pb2_grpc.CollectorServiceServicer):
@@ -60,6 +68,8 @@ def server() -> Iterator[GrpcServer]:
         port=0,
         servicers=[(collector_pb2_grpc.add_CollectorServiceServicer_to_server, FakeCollector())],
         service_names=[SERVICE],
+        method_scopes=SCOPES,
+        edge=EdgeSettings(grpc_reflection=True),
     )
     built.start()
     yield built
@@ -187,7 +197,7 @@ def test_stop_flips_health_to_not_serving(server: GrpcServer, chan: grpc.Channel
 
 def test_a_taken_port_is_a_clear_error(server: GrpcServer) -> None:
     with pytest.raises(Unavailable, match=str(server.port)):
-        build_server(port=server.port)
+        build_server(port=server.port, method_scopes={})
 
 
 def test_errors_from_other_interceptors_handlers_are_mapped() -> None:
@@ -195,6 +205,7 @@ def test_errors_from_other_interceptors_handlers_are_mapped() -> None:
         port=0,
         servicers=[(collector_pb2_grpc.add_CollectorServiceServicer_to_server, FakeCollector())],
         service_names=[SERVICE],
+        method_scopes=SCOPES,
         interceptors=[RequireKey()],
     ).start()
     try:

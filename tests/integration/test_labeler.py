@@ -405,7 +405,7 @@ def test_a_full_label_run_queue_answers_429_and_records_nothing(
 def api(
     settings: Settings, producer: RecordProducer, tmp_path: Path
 ) -> Iterator[tuple[str, Store]]:
-    secured = settings.replace(api_keys=("k1",))
+    secured = settings.replace(api_keys=("k1", *NAMED_KEYS))
     store = open_store(secured.store)
     worker = run_worker(
         LabelRunner(secured.labeler, store, producer, topic=secured.kafka.topics.labels)
@@ -418,7 +418,9 @@ def api(
     store.close()
 
 
-AUTH = {"Authorization": "Bearer k1"}
+AUTH = {"Authorization": "Bearer k1"}  # a bare legacy key: every scope, the body names reviewers
+NAMED_KEYS = ("ann:label:ann-secret", "bob:label+read:bob-secret")
+ANN, BOB = {"Authorization": "Bearer ann-secret"}, {"Authorization": "Bearer bob-secret"}
 
 
 def test_rest_run_labels_review_queue_and_human_labels(
@@ -431,35 +433,44 @@ def test_rest_run_labels_review_queue_and_human_labels(
     run_id = started.json()["id"]
 
     def finished() -> bool:
-        return httpx.get(f"{base}/v1/label-runs/{run_id}").json()["status"] == "succeeded"
+        return (
+            httpx.get(f"{base}/v1/label-runs/{run_id}", headers=AUTH).json()["status"]
+            == "succeeded"
+        )
 
     wait_for(finished)
-    run = httpx.get(f"{base}/v1/label-runs/{run_id}").json()
+    run = httpx.get(f"{base}/v1/label-runs/{run_id}", headers=AUTH).json()
     assert run["stats"]["labeled"] == N_ITEMS
     assert {"labeling_functions", "workers", "conflict_matrix", "calibration"} <= set(run["report"])
-    assert httpx.get(f"{base}/v1/label-runs").json()["items"][0]["id"] == run_id
+    assert httpx.get(f"{base}/v1/label-runs", headers=AUTH).json()["items"][0]["id"] == run_id
 
     store.refresh()
-    label = httpx.get(f"{base}/v1/labels/c004").json()
+    label = httpx.get(f"{base}/v1/labels/c004", headers=AUTH).json()
     assert label["run"] == run_id and label["label"] == 1
-    page = httpx.get(f"{base}/v1/labels", params={"split": "train", "limit": 500}).json()
+    page = httpx.get(
+        f"{base}/v1/labels", headers=AUTH, params={"split": "train", "limit": 500}
+    ).json()
     assert page["run"] == run_id and page["items"]
     assert {item["split"] for item in page["items"]} == {"train"}
-    assert httpx.get(f"{base}/v1/labels/nope").status_code == 404
+    assert httpx.get(f"{base}/v1/labels/nope", headers=AUTH).status_code == 404
 
-    queue = httpx.get(f"{base}/v1/review-queue", params={"limit": 5}).json()
+    queue = httpx.get(f"{base}/v1/review-queue", headers=AUTH, params={"limit": 5}).json()
     assert queue["run"] == run_id and len(queue["items"]) == 5
     first = queue["items"][0]["item_id"]
 
     review = {"item_id": first, "label": 1, "reviewer": "ann"}
     accepted = httpx.post(f"{base}/v1/labels", json=review, headers=AUTH)
     assert accepted.status_code == 202, accepted.text
-    assert accepted.json() == {"accepted": 1, "votes": [f"toxicity:{first}:human:ann"]}
+    assert accepted.json() == {
+        "accepted": 1,
+        "votes": [f"toxicity:{first}:human:ann"],
+        "reviewers": ["ann"],
+    }
     (record,) = read_all(settings, settings.kafka.topics.votes_reviewed, 1)
     assert orjson.loads(record.value)["annotator_id"] == "human:ann"
     # Once the vote is stored, the item leaves the queue.
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
-    after = httpx.get(f"{base}/v1/review-queue", params={"limit": 5}).json()
+    after = httpx.get(f"{base}/v1/review-queue", headers=AUTH, params={"limit": 5}).json()
     assert first not in [item["item_id"] for item in after["items"]]
 
 
@@ -481,9 +492,11 @@ def test_label_runs_are_listed_newest_first_by_the_store(api: tuple[str, Store])
     )
     store.refresh()
     assert runs.count() == 1200
-    listed = httpx.get(f"{base}/v1/label-runs", params={"limit": 200}).json()["items"]
+    listed = httpx.get(f"{base}/v1/label-runs", headers=AUTH, params={"limit": 200}).json()["items"]
     assert [item["id"] for item in listed] == ids[::-1][:200]
-    toxicity = httpx.get(f"{base}/v1/label-runs", params={"task": "toxicity", "limit": 3}).json()
+    toxicity = httpx.get(
+        f"{base}/v1/label-runs", headers=AUTH, params={"task": "toxicity", "limit": 3}
+    ).json()
     assert [item["id"] for item in toxicity["items"]] == [ids[1198], ids[1196], ids[1194]]
     assert set(listed[0]) == {"id", "task", "status", "progress", "created_at"}
 
@@ -514,6 +527,38 @@ def test_bad_requests_are_4xx_naming_the_problem(
 def test_writes_need_the_api_key(api: tuple[str, Store], path: str) -> None:
     base, _ = api
     assert httpx.post(f"{base}{path}", json={}).status_code == 401
+
+
+def test_a_named_key_labels_as_itself_and_starts_runs_under_its_name(
+    settings: Settings, api: tuple[str, Store]
+) -> None:
+    base, store = api
+    seed(store)
+    mine = httpx.post(f"{base}/v1/labels", json={"item_id": "c001", "label": 1}, headers=ANN)
+    assert mine.status_code == 202, mine.text
+    assert mine.json() == {
+        "accepted": 1,
+        "votes": ["toxicity:c001:human:ann"],
+        "reviewers": ["ann"],
+    }
+    same = {"item_id": "c002", "label": 0, "reviewer": "ann"}
+    assert httpx.post(f"{base}/v1/labels", json=same, headers=ANN).status_code == 202
+    forged = {"item_id": "c003", "label": 1, "reviewer": "bob"}
+    refused = httpx.post(f"{base}/v1/labels", json=forged, headers=ANN)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["details"] == {"key": "ann", "reviewer": "bob"}
+    voters = [
+        orjson.loads(r.value)["annotator_id"]
+        for r in read_all(settings, settings.kafka.topics.votes_reviewed, 2)
+    ]
+    assert voters == ["human:ann", "human:ann"]
+
+    # `label` alone does not read; bob's key may do both, and his run carries his name.
+    assert httpx.get(f"{base}/v1/label-runs", headers=ANN).status_code == 403
+    started = httpx.post(f"{base}/v1/label-runs", json={"strategy": "majority"}, headers=BOB)
+    assert started.status_code == 202, started.text
+    run = httpx.get(f"{base}/v1/label-runs/{started.json()['id']}", headers=BOB).json()
+    assert run["started_by"] == "bob"
 
 
 def test_unfinished_runs_are_resumed_at_start(

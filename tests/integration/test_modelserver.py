@@ -597,7 +597,10 @@ def test_reload_config_by_request_and_by_polling_the_file(
 ) -> None:
     copy_version(exports.scorer_a, tmp_path / "a", 1)
     copy_version(exports.scorer_b, tmp_path / "a", 2)
-    copy_version(exports.generic, tmp_path / "g", 1)
+    # A request may point at the models directory (and at the base paths the server
+    # started with) only: see test_modelserver_keys for the paths it refuses.
+    generic = settings.trainer.models_dir / "g"
+    copy_version(exports.generic, generic, 1)
     config = write_config(
         tmp_path / "models.config", f'config {{ name: "a" base_path: "{tmp_path / "a"}" }}'
     )
@@ -610,7 +613,7 @@ def test_reload_config_by_request_and_by_polling_the_file(
         listed.add(
             name="a", base_path=str(tmp_path / "a")
         ).model_version_policy.specific.versions.append(1)
-        listed.add(name="g", base_path=str(tmp_path / "g"))
+        listed.add(name="g", base_path=str(generic))
         response = c.models.HandleReloadConfigRequest(request, timeout=30)
         assert response.status.error_code == 0
         # Applied before the call returns: version 1 pinned, the new model loaded.

@@ -11,9 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from mlcycle.common.http import BackgroundServer, install_error_handlers
+from mlcycle.common.http import BackgroundServer, RouteAccess, install_error_handlers, key_ring
+from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import TrainerSettings, load_settings
 from mlcycle.common.store import Store
+from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.serving import serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
@@ -23,8 +25,10 @@ from mlcycle.trainer.serving_config import parse_serving_config
 pytestmark = pytest.mark.integration
 
 NAME = "toxicity"
-KEY = "k1"
+KEY = "k1"  # a bare key from before scopes: every scope
 AUTH = {"Authorization": f"Bearer {KEY}"}
+OPS_SECRET, READER_SECRET = "ops-secret", "reader-secret"
+KEYS = (KEY, f"ops:admin:{OPS_SECRET}", f"reader:read+train+predict:{READER_SECRET}")
 
 
 @dataclass
@@ -39,8 +43,9 @@ class Api:
     def settings(self) -> TrainerSettings:
         return self.registry.settings
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=30, **kwargs)
+    def get(self, path: str, *, auth: bool = True, **kwargs: Any) -> httpx.Response:
+        headers = AUTH if auth else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
     def post(self, path: str, body: Any, *, auth: bool = True) -> httpx.Response:
         headers = AUTH if auth else {}
@@ -72,13 +77,14 @@ def seed(registry: ModelRegistry) -> None:
 
 @pytest.fixture
 def api(store: Store, tmp_path: Path) -> Iterator[Api]:
-    settings = load_settings(data_dir=tmp_path, api_keys=(KEY,))
+    settings = load_settings(data_dir=tmp_path, api_keys=KEYS)
     events: list[ModelEvent] = []
     registry = ModelRegistry(settings.trainer, store, emit=events.append)
     seed(registry)
     app = FastAPI()
     install_error_handlers(app)
-    app.include_router(models_router(settings.trainer, settings.edge, registry))
+    access = RouteAccess(key_ring(settings.edge), route_scopes("trainer"))
+    app.include_router(models_router(settings.trainer, registry, access))
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
         yield Api(f"http://127.0.0.1:{server.port}", registry, events)
@@ -244,8 +250,47 @@ def test_writes_need_the_api_key(api: Api, path: str) -> None:
         f"{api.url}{path}", json={"reason": "x"}, headers={"Authorization": "Bearer nope"}
     )
     assert wrong.status_code == 401
-    assert api.get("/v1/models").status_code == 200  # reads stay open
+    assert api.get("/v1/models", auth=False).status_code == 401  # reads need a key too
     assert api.get("/v1/models").json()["production"] == {}
+
+
+def test_only_admin_keys_change_what_is_served_and_their_names_are_recorded(api: Api) -> None:
+    def post(path: str, body: dict[str, Any], secret: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {secret}"}
+        return httpx.post(f"{api.url}{path}", json=body, headers=headers, timeout=30)
+
+    for path in ("/v1/models/2:promote", "/v1/models:rollback"):
+        refused = post(path, {"reason": "x"}, READER_SECRET)
+        assert refused.status_code == 403, refused.text
+        assert error_of(refused)["details"]["required_scope"] == "admin"
+        assert "'admin'" in error_of(refused)["message"]
+    assert post("/v1/models/2:promote", {"reason": "first"}, OPS_SECRET).status_code == 200
+    assert post("/v1/models/3:promote", {"reason": "better"}, OPS_SECRET).status_code == 200
+    assert post("/v1/models:rollback", {"reason": "misfires"}, KEY).status_code == 200
+
+    reader = {"Authorization": f"Bearer {READER_SECRET}"}
+    two = httpx.get(f"{api.url}/v1/models/2", headers=reader, timeout=30).json()
+    three = httpx.get(f"{api.url}/v1/models/3", headers=reader, timeout=30).json()
+    legacy = KeyRing.from_entries([KEY]).keys[0].name
+    assert [(h["action"], h.get("actor")) for h in two["history"]] == [
+        ("registered", None),
+        ("blessed", None),
+        ("promoted", "ops"),
+        ("retired", "ops"),
+        ("rolled_back", legacy),
+    ]
+    assert [(h["action"], h.get("actor")) for h in three["history"][2:]] == [
+        ("promoted", "ops"),
+        ("retired", legacy),
+    ]
+    serving = [(e.event, e.version, e.actor) for e in api.events if e.event != "registered"]
+    assert serving[-5:] == [
+        ("promoted", 2, "ops"),
+        ("retired", 2, "ops"),
+        ("promoted", 3, "ops"),
+        ("retired", 3, legacy),
+        ("rolled_back", 2, legacy),
+    ]
 
 
 def test_openapi_documents_the_routes(api: Api) -> None:

@@ -13,6 +13,7 @@ from mlcycle.clients import (
     DeadlinePassed,
     ServiceUnreachable,
     clients_for,
+    default_api_key,
     poll_until,
     service_url,
 )
@@ -23,6 +24,7 @@ from mlcycle.clients.labeler import LabelerClient
 from mlcycle.clients.modelserver import ModelServerClient
 from mlcycle.clients.trainer import TrainerClient
 from mlcycle.common.errors import (
+    Forbidden,
     InvalidInput,
     MlcycleError,
     NotFound,
@@ -209,3 +211,21 @@ def test_poll_until_treats_ignored_errors_as_not_yet_and_raises_the_others() -> 
     assert poll_until(check, timeout=5, interval=0.001, what="x", ignore=(Unavailable,))
     with pytest.raises(KeyError):
         poll_until(lambda: {}["k"], timeout=5, interval=0.001, what="x", ignore=(Unavailable,))
+
+
+def test_tools_send_the_service_key_else_the_first_key_given_in_plain() -> None:
+    digest = "sha256:" + "ab" * 32
+    scoped = load_settings(api_keys=f"viewer:read:{digest},ops:admin:ops-secret,bare")
+    assert default_api_key(scoped.edge) == "ops-secret"  # a digest cannot be sent
+    assert clients_for(scoped).trainer.headers == {"Authorization": "Bearer ops-secret"}
+    chosen = load_settings(api_keys="ops:admin:ops-secret", service_key="trainer-secret")
+    assert default_api_key(chosen.edge) == "trainer-secret"
+    assert default_api_key(load_settings(api_keys=f"viewer:read:{digest}").edge) is None
+    assert default_api_key(load_settings().edge) is None
+
+
+def test_a_403_is_forbidden_naming_the_scope() -> None:
+    body = error_body("forbidden", "API key 'viewer' lacks the 'admin' scope this call needs")
+    client = TrainerClient(BASE, transport=answering(403, body))
+    with pytest.raises(Forbidden, match="'admin' scope"):
+        client.models()

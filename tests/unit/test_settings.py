@@ -94,7 +94,12 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "MLCYCLE_MAX_BODY_BYTES": ("2048", {"edge.max_body_bytes": 2048}),
     "MLCYCLE_MAX_BATCH_RECORDS": ("7", {"edge.max_batch_records": 7}),
-    "MLCYCLE_SERVICE_KEY": ("s3cret", {"edge.service_key": "s3cret"}),
+    # the gRPC edge (mlcycle.common.grpc, mlcycle.common.grpc_auth)
+    "MLCYCLE_AUTH": ("off", {"edge.auth": "off"}),
+    "MLCYCLE_SERVICE_KEY": (SECRET, {"edge.service_key": SECRET}),
+    "MLCYCLE_GRPC_REFLECTION": ("true", {"edge.grpc_reflection": True}),
+    "MLCYCLE_GRPC_MAX_CONCURRENT_RPCS": ("32", {"edge.grpc_max_concurrent_rpcs": 32}),
+    "MLCYCLE_GRPC_MAX_MESSAGE_BYTES": ("4194304", {"edge.grpc_max_message_bytes": 4194304}),
     "MLCYCLE_MAX_QUEUED_JOBS": ("3", {"edge.max_queued_jobs": 3}),
     # the collector
     "MLCYCLE_COLLECTOR_PORT": ("18001", {"collector.port": 18001}),

@@ -6,12 +6,15 @@ Each imports its service only when it runs, so ``--help`` stays quick.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mlcycle.cli.context import fail, settings_for
+from mlcycle.cli.context import console, fail, settings_for
+from mlcycle.common.keys import KeyConfigError
+from mlcycle.common.settings import Settings
 
 collector_app = typer.Typer(help="The collector service: REST ingest and the store indexer.")
 labeler_app = typer.Typer(help="The labeler service: label runs, live labels, review queue.")
@@ -20,12 +23,21 @@ trainer_app = typer.Typer(help="The trainer service: training jobs and the model
 inference_app = typer.Typer(help="The inference service: real-time predictions, REST and stream.")
 
 
+def _serve(run: Callable[[Settings], None], service: str) -> None:
+    """Run ``service``; a malformed API key, or no key on a public address, ends it (code 2)."""
+    try:
+        run(settings_for(service))
+    except KeyConfigError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+
+
 @collector_app.command("api")
 def collector_api() -> None:
     """Run the collector's REST API in the foreground."""
     from mlcycle.collector.api import serve
 
-    serve(settings_for("collector"))
+    _serve(serve, "collector")
 
 
 @collector_app.command("indexer")
@@ -41,7 +53,7 @@ def labeler_api() -> None:
     """Run the labeler's REST API (and its run worker) in the foreground."""
     from mlcycle.labeler.api import serve
 
-    serve(settings_for("labeler"))
+    _serve(serve, "labeler")
 
 
 @labeler_app.command("stream")
@@ -57,7 +69,7 @@ def featurizer_api() -> None:
     """Run the featurizer's REST (8003) and gRPC (50053) APIs in the foreground."""
     from mlcycle.featurizer.api import serve
 
-    serve(settings_for("featurizer"))
+    _serve(serve, "featurizer")
 
 
 @featurizer_app.command("batch")
@@ -73,7 +85,7 @@ def trainer_api() -> None:
     """Run the trainer's REST API (8004) and its job worker in the foreground."""
     from mlcycle.trainer.api import serve
 
-    serve(settings_for("trainer"))
+    _serve(serve, "trainer")
 
 
 @trainer_app.command("submit")
@@ -133,7 +145,7 @@ def inference_api() -> None:
     """Run the inference REST API (8000) in the foreground."""
     from mlcycle.inference.api import serve
 
-    serve(settings_for("inference"))
+    _serve(serve, "inference")
 
 
 @inference_app.command("stream")

@@ -1,7 +1,7 @@
 """What every service client shares: base URL, API key, timeouts, and errors as MlcycleError.
 
-A client sends the API key as ``Authorization: Bearer <key>`` on every call
-(GET routes ignore it, write routes demand it when keys are configured), and
+A client sends its API key's secret as ``Authorization: Bearer <secret>`` on every
+call (when keys are configured, each route needs a key with its scope), and
 turns every failure into the :mod:`mlcycle.common.errors` class that says what
 went wrong: a refused connection is :class:`Unavailable`, an answer in the
 shared ``{"error": {"code", "message", "details"}}`` shape (or TF Serving's
@@ -19,6 +19,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from mlcycle.common.errors import (
+    Forbidden,
     InvalidInput,
     MlcycleError,
     NotFound,
@@ -45,6 +46,7 @@ _ERRORS_BY_STATUS: dict[int, type[MlcycleError]] = {
         InvalidInput,
         ValidationFailed,
         Unauthenticated,
+        Forbidden,
         NotFound,
         PayloadTooLarge,
         UnsupportedMediaType,

@@ -43,6 +43,7 @@ class HumanLabelsAccepted(BaseModel):
 
     accepted: int
     votes: list[str]
+    reviewers: list[str] = []
 
 
 class LabelerClient(ServiceClient):
@@ -97,6 +98,10 @@ class LabelerClient(ServiceClient):
         return self.call_record(Label, "GET", f"{LABELS_PATH}/{quote(item_id)}", params=params)
 
     def post_labels(self, labels: Sequence[HumanLabel]) -> HumanLabelsAccepted:
-        """Send human labels; each joins the votes as a trusted voter."""
-        body = [label.model_dump(mode="json") for label in labels]
+        """Send human labels; each joins the votes as a trusted voter.
+
+        With a named API key the labeler records the key's name as the reviewer, so a
+        label may leave ``reviewer`` out.
+        """
+        body = [label.model_dump(mode="json", exclude_none=True) for label in labels]
         return self.call_record(HumanLabelsAccepted, "POST", LABELS_PATH, json=body)

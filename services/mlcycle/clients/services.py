@@ -12,6 +12,7 @@ from mlcycle.clients.inference import InferenceClient
 from mlcycle.clients.labeler import LabelerClient
 from mlcycle.clients.modelserver import ModelServerClient
 from mlcycle.clients.trainer import TrainerClient
+from mlcycle.common.keys import DIGEST_PREFIX
 from mlcycle.common.settings import EdgeSettings, Settings
 
 
@@ -21,8 +22,30 @@ def url_for(host: str, port: int) -> str:
 
 
 def default_api_key(edge: EdgeSettings) -> str | None:
-    """The key tools send: the first configured one (none without keys)."""
-    return edge.api_keys[0] if edge.api_keys else None
+    """The secret tools send: ``MLCYCLE_SERVICE_KEY``, else the first key given in plain.
+
+    The first entry of ``MLCYCLE_API_KEYS`` whose secret is written out (a bare legacy
+    key, or ``NAME:SCOPES:SECRET`` without ``sha256:``) is the one the CLI, the demo and
+    the load test use when no service key is set; none without keys.
+    """
+    if edge.service_key:
+        return edge.service_key
+    for entry in edge.api_keys:
+        secret = plain_secret(entry)
+        if secret is not None:
+            return secret
+    return None
+
+
+def plain_secret(entry: str) -> str | None:
+    """The secret of one ``MLCYCLE_API_KEYS`` entry, None when only its digest is given."""
+    entry = entry.strip()
+    if ":" not in entry:
+        return entry or None  # a bare legacy key is its own secret
+    parts = entry.split(":", 2)
+    if len(parts) != 3 or not parts[2] or parts[2].startswith(DIGEST_PREFIX):
+        return None
+    return parts[2]
 
 
 @dataclass(frozen=True)
@@ -55,7 +78,7 @@ class ServiceClients:
 
 
 def clients_for(settings: Settings, *, api_key: str | None = None) -> ServiceClients:
-    """The clients of the services ``settings`` describe (host, ports, the first API key).
+    """The clients of the services ``settings`` describe (host, ports, the key to send).
 
     ``api_key`` overrides the configured key. No connection opens before the first call.
     """

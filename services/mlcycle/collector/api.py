@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -24,18 +24,22 @@ from mlcycle.collector.metrics import RECORDS_ACCEPTED, REQUESTS_REJECTED
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.http import (
     OrjsonResponse,
+    RouteAccess,
     add_health_routes,
     error_responses,
+    exposed_key_ring,
     install_edge,
+    key_ring,
     read_body,
-    require_api_key,
     serve_app,
 )
 from mlcycle.common.kafka.admin import ensure_topics, wait_for_broker
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import EdgeSettings, KafkaSettings, Settings, TopicNames
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import MAX_QUERY_CHARS
+from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.comments import Comment, CrowdVote, Vote
 from mlcycle.contracts.repositories.comments import Comments
 
@@ -144,13 +148,15 @@ def _record_body(schema_name: str, max_records: int) -> dict[str, Any]:
     }
 
 
-def _ingest_router(edge: EdgeSettings, topics: TopicNames, producer: Producer) -> APIRouter:
+def _ingest_router(
+    edge: EdgeSettings, topics: TopicNames, producer: Producer, access: RouteAccess
+) -> APIRouter:
     ingestor = Ingestor(edge, producer)
-    router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=[Depends(require_api_key(edge))])
+    router = APIRouter(prefix="/v1", tags=["ingest"], dependencies=access.dependencies())
     comments = RecordKind("comments", Comment, topics.comments_raw)
     # Votes from outside are crowd votes: a reviewer or labeling-function id is refused (422).
     votes = RecordKind("votes", CrowdVote, topics.votes_raw)
-    errors = error_responses(400, 401, 413, 422, 503)
+    errors = error_responses(400, 401, 403, 413, 422, 503)
 
     async def ingest(kind: RecordKind, request: Request) -> OrjsonResponse:
         body = await read_body(request, edge.max_body_bytes)
@@ -188,14 +194,14 @@ def _ingest_router(edge: EdgeSettings, topics: TopicNames, producer: Producer) -
 # -- queries ------------------------------------------------------------------------------------
 
 
-def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["query"])
+def _query_router(edge: EdgeSettings, store: Store, access: RouteAccess) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["query"], dependencies=access.dependencies())
     stored = Comments(store)
 
     @router.get(
         "/comments/{comment_id:path}",
         response_model=CommentDoc,
-        responses=error_responses(404),
+        responses=error_responses(401, 403, 404),
         summary="One comment by id",
     )
     def get_comment(comment_id: str) -> OrjsonResponse:
@@ -204,7 +210,7 @@ def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
     @router.get(
         "/comments",
         response_model=CommentPage,
-        responses=error_responses(400, 422),
+        responses=error_responses(400, 401, 403, 422),
         summary="Search and page through comments",
     )
     def list_comments(
@@ -220,7 +226,12 @@ def _query_router(edge: EdgeSettings, store: Store) -> APIRouter:
             {"items": items, "next_cursor": page.next_cursor, "total": page.total}
         )
 
-    @router.get("/stats", response_model=Stats, summary="Document counts per collection")
+    @router.get(
+        "/stats",
+        response_model=Stats,
+        responses=error_responses(401, 403),
+        summary="Document counts per collection",
+    )
     def stats() -> OrjsonResponse:
         return OrjsonResponse({"counts": store.stats()})
 
@@ -257,8 +268,16 @@ def _install_record_schemas(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastAPI:
-    """The collector's ASGI app, using the given store and producer (the caller owns both)."""
+def create_app(
+    settings: Settings, *, store: Store, producer: Producer, keys: KeyRing | None = None
+) -> FastAPI:
+    """The collector's ASGI app, using the given store and producer (the caller owns both).
+
+    ``keys`` defaults to the ones the settings configure.
+    """
+    access = RouteAccess(
+        keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
+    )
     app = FastAPI(
         title="mlcycle collector",
         version=__version__,
@@ -274,19 +293,20 @@ def create_app(settings: Settings, *, store: Store, producer: Producer) -> FastA
         return {"store": store.ping(), "broker": _broker_ready(settings.kafka)}
 
     add_health_routes(app, ready_check)
-    app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer))
-    app.include_router(_query_router(settings.edge, store))
+    app.include_router(_ingest_router(settings.edge, settings.kafka.topics, producer, access))
+    app.include_router(_query_router(settings.edge, store, access))
     _install_record_schemas(app)
-    return app
+    return access.verify(app)
 
 
 def serve(settings: Settings) -> None:
     """Run the API on ``settings.host:settings.collector.port`` until SIGINT/SIGTERM."""
+    keys = exposed_key_ring(settings.edge, settings.host, service=SERVICE)
     ensure_topics(settings.kafka)
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id="collector-api")
     try:
-        app = create_app(settings, store=store, producer=producer)
+        app = create_app(settings, store=store, producer=producer, keys=keys)
         serve_app(app, settings.host, settings.collector.port, service=SERVICE)
     finally:
         producer.close()

@@ -2,8 +2,15 @@
 
 Every server built here registers the standard health service
 (``grpc.health.v1.Health``: the overall status ``""`` and each named service
-SERVING while up, NOT_SERVING once stopping) and server reflection, so
-``grpcurl`` and Kubernetes gRPC probes work against any mlcycle server.
+SERVING while up, NOT_SERVING once stopping), so Kubernetes gRPC probes work
+against any mlcycle server, and server reflection when ``MLCYCLE_GRPC_REFLECTION=true``
+(off by default: it lists every method to whoever asks).
+
+Every server enforces the edge settings: API keys with one scope per method
+(:mod:`mlcycle.common.grpc_auth`), at most ``MLCYCLE_GRPC_MAX_CONCURRENT_RPCS``
+calls at once (RESOURCE_EXHAUSTED past it), messages of at most
+``MLCYCLE_GRPC_MAX_MESSAGE_BYTES`` each way, and no listening beyond loopback
+without keys unless ``MLCYCLE_AUTH=off``.
 
 :class:`ErrorInterceptor` is the one place that turns a raised
 :class:`~mlcycle.common.errors.MlcycleError` into a gRPC status: its code and
@@ -26,6 +33,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
+from mlcycle.common.grpc_auth import KeyInterceptor, ScopeTable, check_table
+from mlcycle.common.keys import KeyRing, check_exposure
+from mlcycle.common.settings import EdgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +43,11 @@ log = logging.getLogger(__name__)
 # Binary ("-bin") because details may hold any text, and text metadata must be ASCII.
 ERROR_METADATA_KEY = "mlcycle-error-bin"
 INTERNAL_MESSAGE = "internal error"
-# Feature batches and prediction tensors outgrow gRPC's 4 MiB receive default.
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# What clients accept and send; servers take MLCYCLE_GRPC_MAX_MESSAGE_BYTES (the same by
+# default). Measured with the default transform: a 64-row Predict (the inference batch) of
+# 5,000-character texts, the most a row keeps, is 13.8 MB, of typical comments 0.4 MB; a
+# 1,000-comment Featurize answer 2.5 MB. gRPC's own 4 MiB is too small for the first.
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Clients ping an idle call every minute to notice dead peers behind load balancers;
 # servers accept pings that often (their default policy would answer GOAWAY to them).
 CLIENT_KEEPALIVE_MS = 60_000
@@ -258,31 +271,48 @@ def build_server(
     host: str = "127.0.0.1",
     servicers: Sequence[tuple[AddServicer, object]] = (),
     service_names: Sequence[str] = (),
+    method_scopes: ScopeTable,
+    edge: EdgeSettings | None = None,
     max_workers: int = 8,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> GrpcServer:
-    """A gRPC server with ``servicers``, health and reflection, bound but not started.
+    """A gRPC server with ``servicers`` and health, bound but not started.
 
     ``servicers`` pairs each generated ``add_XServicer_to_server`` with its
     servicer; ``service_names`` are their full names (``mlcycle.v1.CollectorService``),
-    reported in health and listed by reflection. ``port=0`` binds a free port,
-    readable afterwards as ``.port``. :class:`ErrorInterceptor` runs outermost,
-    so errors raised by the handlers that ``interceptors`` return are mapped too.
-    Raises Unavailable when the address cannot be bound.
+    reported in health and listed by reflection. ``method_scopes`` is the scope each
+    of their methods needs (every method must be there), ``edge`` the keys and limits
+    (the defaults, no keys, when None). ``port=0`` binds a free port, readable
+    afterwards as ``.port``. :class:`ErrorInterceptor` runs outermost, so errors
+    raised by the handlers that ``interceptors`` return are mapped too.
+
+    Raises Unavailable when the address cannot be bound, KeyConfigError when the keys
+    cannot be read or ``host`` is beyond loopback with no keys (and auth is not off).
     """
+    edge = edge if edge is not None else EdgeSettings()
+    check_table(service_names, method_scopes)
+    ring = KeyRing.from_settings(edge.api_keys, edge.api_keys_file)
+    check_exposure(host, ring, auth=edge.auth, service=", ".join(service_names) or "gRPC server")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=(ErrorInterceptor(), RejectUnparseable(service_names), *interceptors),
-        options=_server_options(max_message_bytes),
+        interceptors=(
+            ErrorInterceptor(),
+            RejectUnparseable(service_names),
+            KeyInterceptor(ring, method_scopes),
+            *interceptors,
+        ),
+        options=_server_options(edge.grpc_max_message_bytes),
+        # Past this many calls in flight or queued for a worker, gRPC answers RESOURCE_EXHAUSTED.
+        maximum_concurrent_rpcs=edge.grpc_max_concurrent_rpcs,
     )
     for add_servicer, servicer in servicers:
         add_servicer(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if edge.grpc_reflection:
+        reflection.enable_server_reflection(
+            (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     bound = _bind(server, host, port)
     return GrpcServer(server, health_servicer, host=host, port=bound, service_names=service_names)
 

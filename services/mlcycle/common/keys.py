@@ -68,10 +68,19 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made an authorized call: the key's name (``anonymous`` when keys are off)."""
+    """Who made an authorized call: the key's name (``anonymous`` when keys are off).
+
+    ``legacy`` marks a bare key from before names and scopes: its name is made up, so
+    it cannot stand for a person (a human label's reviewer, say).
+    """
 
     name: str
     scopes: frozenset[Scope]
+    legacy: bool = False
+
+    def allows(self, scope: Scope) -> bool:
+        """True when this caller may also do what needs ``scope``."""
+        return Scope.ADMIN in self.scopes or scope in self.scopes
 
 
 OPEN_CALLER = Caller(ANONYMOUS, frozenset(Scope))
@@ -185,7 +194,7 @@ class KeyRing:
                     "scopes": sorted(s.value for s in key.scopes),
                 },
             )
-        return Caller(key.name, key.scopes)
+        return Caller(key.name, key.scopes, legacy=key.legacy)
 
 
 def is_loopback(host: str) -> bool:

@@ -151,21 +151,38 @@ def vote_id(task: str, item_id: str, annotator_id: str) -> str:
     return joined_id("vote", task, item_id, annotator_id)
 
 
+ReviewerName = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\w.@-]+$")]
+
+
 class HumanLabel(BaseModel):
-    """A reviewer's label for one item (``POST /v1/labels``); it joins as a trusted voter."""
+    """A reviewer's label for one item (``POST /v1/labels``); it joins as a trusted voter.
+
+    Who the reviewer is comes from the API key when keys are on (its name); the body's
+    ``reviewer`` names them only without keys, or with a bare legacy key.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     item_id: RecordId
     label: StrictInt
-    reviewer: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[\w.@-]+$")]
+    reviewer: ReviewerName | None = Field(
+        None,
+        description="who labeled: required without API keys; with a named key it is the "
+        "key's name (omit it, or give that name)",
+    )
     task: RecordId = "toxicity"
 
-    def to_vote(self) -> Vote:
-        """The vote it is stored and streamed as: annotator ``human:<reviewer>``."""
+    def to_vote(self, reviewer: str | None = None) -> Vote:
+        """The vote it is stored and streamed as: annotator ``human:<reviewer>``.
+
+        ``reviewer`` (the caller's key name) takes the place of the body's.
+        """
+        who = reviewer or self.reviewer
+        if not who:
+            raise ValueError("a human label needs a reviewer")
         return Vote(
             item_id=self.item_id,
-            annotator_id=f"{HUMAN_PREFIX}{self.reviewer}",
+            annotator_id=f"{HUMAN_PREFIX}{who}",
             label=self.label,
             task=self.task,
             source="review",

@@ -129,6 +129,9 @@ class LabelRun(StoredRecord):
     previous_run: str | None = Field(
         default=None, description="the run whose labels changes are counted from"
     )
+    started_by: str | None = Field(
+        default=None, description="the name of the API key that started it (anonymous: no keys)"
+    )
     progress: RunProgress = Field(default_factory=RunProgress)
     created_at: Timestamp | None = None
     updated_at: Timestamp | None = None

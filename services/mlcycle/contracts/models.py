@@ -76,7 +76,9 @@ class RegistryTransition(_OmitsUnset):
     to_state: ModelState
     reason: str
     forced: bool | None = Field(None, description="true when promoted without being blessed")
-    actor: str | None = Field(None, description="who asked for it, when known")
+    actor: str | None = Field(
+        None, description="who asked for it: an API key's name, or job:<id> for a job's step"
+    )
 
 
 class Blessing(_OmitsUnset):
@@ -134,9 +136,12 @@ class ModelVersion(StoredRecord):
         time: str,
         *,
         forced: bool | None = None,
+        actor: str | None = None,
     ) -> RegistryTransition:
         """Move to ``to_state`` and append the step to ``history``; returns the step."""
-        optional = {"forced": forced} if forced is not None else {}
+        optional: dict[str, bool | str] = {"forced": forced} if forced is not None else {}
+        if actor is not None:
+            optional["actor"] = actor
         step = RegistryTransition(
             time=time,
             action=action,
@@ -165,7 +170,7 @@ class ModelEvent(_OmitsUnset):
     """A registry change as published on the ``models`` topic, keyed by model name."""
 
     model_config = ConfigDict(frozen=True)
-    _omitted_unless_set: ClassVar[frozenset[str]] = frozenset({"previous_version"})
+    _omitted_unless_set: ClassVar[frozenset[str]] = frozenset({"previous_version", "actor"})
 
     event: Action
     id: str
@@ -177,6 +182,7 @@ class ModelEvent(_OmitsUnset):
     previous_version: int | None = Field(
         None, description="on promoted and rolled_back: the version served before"
     )
+    actor: str | None = Field(None, description="who asked for it, as in the model's history")
 
     def to_message(self) -> tuple[str, bytes]:
         """The (key, value) of this event on the ``models`` topic."""

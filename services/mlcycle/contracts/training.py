@@ -283,6 +283,11 @@ class TrainingJob(StoredRecord):
     version: int | None = None
     result: JobResult | None = None
     error: str | None = None
+    submitted_by: str | None = Field(
+        None,
+        description="the name of the API key that submitted it (anonymous: no keys; "
+        "system:<what> for a job the trainer started itself)",
+    )
 
     @property
     def finished(self) -> bool:

@@ -10,6 +10,12 @@ config values that are whole numbers are handed on as ``int`` (``2015.0``
 becomes ``2015``), which is what a JSON client's ``2015`` gives over REST, so
 both edges hand the transform the same values; other numbers stay ``float``.
 
+With API keys configured each method needs its scope (:data:`METHOD_SCOPES`):
+``Featurize`` is what predictions use (``predict``), ``GetTransform`` reads a stored
+description (``read``), ``Fit`` stores a new transform (``train``), and making it the
+current one, which ``Fit`` does unless ``make_current`` is false, changes what every
+caller's vectors are (``admin``, as for the REST API's current transform).
+
 A request that does not even parse (a string field holding invalid UTF-8, as
 a non-Python client can send, or truncated bytes) is answered
 INVALID_ARGUMENT saying so; gRPC itself would answer INTERNAL, blaming the
@@ -32,7 +38,9 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, Unavailable, ValidationFailed
 from mlcycle.common.grpc import GrpcServer, build_server, channel
-from mlcycle.common.settings import FeaturizerSettings, load_settings
+from mlcycle.common.grpc_auth import MethodRule, bearer_metadata, method_name
+from mlcycle.common.keys import Scope
+from mlcycle.common.settings import EdgeSettings, FeaturizerSettings, load_settings
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
 from mlcycle.contracts.messages import flat_errors
 from mlcycle.featurization.config import FeatureConfig
@@ -40,6 +48,20 @@ from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.protos.mlcycle.v1 import featurizer_pb2, featurizer_pb2_grpc
 
 SERVICE_NAME = featurizer_pb2.DESCRIPTOR.services_by_name["FeaturizerService"].full_name
+
+
+def _making_current(request: featurizer_pb2.FitRequest) -> Scope | None:
+    """``admin`` for a Fit that makes its transform the current one (the default)."""
+    makes_current = not request.HasField("make_current") or request.make_current
+    return Scope.ADMIN if makes_current else None
+
+
+# What each call needs when keys are configured; a method missing here is refused.
+METHOD_SCOPES = {
+    method_name(SERVICE_NAME, "Fit"): MethodRule(Scope.TRAIN, stricter=_making_current),
+    method_name(SERVICE_NAME, "Featurize"): Scope.PREDICT,
+    method_name(SERVICE_NAME, "GetTransform"): Scope.READ,
+}
 # Doubles represent every integer up to 2**53 exactly; beyond it a "whole" double
 # is already rounded, so it stays a float rather than pretend to be exact.
 _MAX_EXACT_INT = 2**53
@@ -169,9 +191,12 @@ def _feature_config(struct: struct_pb2.Struct) -> FeatureConfig:
 
 
 def build_grpc_server(
-    settings: FeaturizerSettings, core: FeaturizerCore, *, host: str
+    settings: FeaturizerSettings, core: FeaturizerCore, *, host: str, edge: EdgeSettings
 ) -> GrpcServer:
-    """The featurizer's gRPC server on ``host:settings.grpc_port``, bound, not started."""
+    """The featurizer's gRPC server on ``host:settings.grpc_port``, bound, not started.
+
+    ``edge`` holds the keys and limits it enforces.
+    """
     return build_server(
         port=settings.grpc_port,
         host=host,
@@ -179,6 +204,8 @@ def build_grpc_server(
             (featurizer_pb2_grpc.add_FeaturizerServiceServicer_to_server, FeaturizerServicer(core))
         ],
         service_names=[SERVICE_NAME],
+        method_scopes=METHOD_SCOPES,
+        edge=edge,
     )
 
 
@@ -207,8 +234,11 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_on_free_port(transform_root: Path, version: str) -> GrpcServer:
-    """Start the server on a free loopback port (a port taken in between is retried)."""
+def _start_on_free_port(transform_root: Path, version: str) -> tuple[GrpcServer, str]:
+    """Start the server on a free loopback port (a port taken in between is retried).
+
+    Returns it with the key to call it with: this process's service key.
+    """
     for attempt in range(3):
         settings = load_settings(
             artifacts_dir=transform_root,
@@ -218,7 +248,10 @@ def _start_on_free_port(transform_root: Path, version: str) -> GrpcServer:
         core = core_for(settings)
         core.transform(version)  # load before timing, and fail early on a missing version
         try:
-            return build_grpc_server(settings.featurizer, core, host=settings.host).start()
+            server = build_grpc_server(
+                settings.featurizer, core, host=settings.host, edge=settings.edge
+            ).start()
+            return server, settings.edge.service_key
         except Unavailable:
             if attempt == 2:
                 raise
@@ -236,7 +269,8 @@ def measure_featurize_p50_ms(transform_root: Path, version: str, n: int = 500) -
     """
     if n < 1:
         raise ValueError("n must be at least 1")
-    server = _start_on_free_port(Path(transform_root), version)
+    server, key = _start_on_free_port(Path(transform_root), version)
+    metadata = bearer_metadata(key)
     try:
         requests = [
             featurizer_pb2.FeaturizeRequest(
@@ -248,11 +282,11 @@ def measure_featurize_p50_ms(transform_root: Path, version: str, n: int = 500) -
         with channel(server.address) as chan:
             featurize = featurizer_pb2_grpc.FeaturizerServiceStub(chan).Featurize
             for request in requests[:WARMUP_CALLS]:
-                featurize(request, timeout=10)
+                featurize(request, timeout=10, metadata=metadata)
             timings = []
             for request in requests[WARMUP_CALLS:]:
                 started = time.perf_counter()
-                featurize(request, timeout=10)
+                featurize(request, timeout=10, metadata=metadata)
                 timings.append(time.perf_counter() - started)
     finally:
         server.stop(grace=None)

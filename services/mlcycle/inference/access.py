@@ -1,8 +1,9 @@
-"""Who may call the predict routes, and how often: API keys and per-caller token buckets.
+"""Who may call the inference routes, and how often: scoped API keys and per-caller buckets.
 
-Keys are checked by the shared ``require_api_key``; a caller is its API key
-when keys are configured, else its client address. A caller over its limit
-gets 429 with ``Retry-After`` saying when a token is back.
+Keys are checked by the app's :class:`~mlcycle.common.http.RouteAccess` (``predict``
+for both predict routes, ``read`` for lineage). A caller is its key's name when keys
+are configured, else its client address; one over its limit gets 429 with
+``Retry-After`` saying when a token is back.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials
 
 from mlcycle.common.errors import TooManyRequests
-from mlcycle.common.http import error_response, require_api_key
-from mlcycle.common.settings import EdgeSettings, InferenceSettings
+from mlcycle.common.http import RouteAccess, error_response
+from mlcycle.common.keys import Caller
+from mlcycle.common.settings import InferenceSettings
 from mlcycle.inference.ratelimit import TokenBuckets
 
 
@@ -41,49 +42,47 @@ async def rate_limited_handler(request: Request, exc: Exception) -> Response:
 
 
 class CallerGate:
-    """API keys (``require_api_key``) and per-caller token buckets, for both predict routes."""
+    """Scoped keys (through ``access``) and per-caller token buckets, for the inference routes."""
 
-    def __init__(self, edge: EdgeSettings, config: InferenceSettings) -> None:
-        self.keys_required = bool(edge.api_keys)
-        self.check_key = require_api_key(edge)
+    def __init__(self, access: RouteAccess, config: InferenceSettings) -> None:
+        self.access = access
         self.buckets = None
         if config.rate_limit_rps > 0:
             self.buckets = TokenBuckets(config.rate_limit_rps, config.rate_limit_burst)
+        self.limit = self._limit_by_key() if access.keys_required else self._limit_by_address
 
     def dependencies(self) -> list[Any]:
-        """The route dependencies needed: none when neither keys nor limits are configured."""
-        needed = []
-        if self.keys_required:
-            needed.append(Depends(self.check_key))
-        if self.buckets is not None:
-            needed.append(Depends(self.limit))
-        return needed
+        """The route dependencies needed: none when neither keys nor limits are configured.
 
-    async def limit(self, request: Request) -> None:
-        """Take a token for the caller (its API key, or its address without keys)."""
+        With limits, the key check runs first (the limit depends on the caller it finds).
+        """
+        if self.buckets is not None:
+            return [Depends(self.limit)]
+        return self.access.dependencies()
+
+    async def admit(self, request: Request) -> Caller:
+        """Both checks outside FastAPI's dependency system (for the TF-shaped route)."""
+        caller = self.access.authorize(request)
+        self._take(caller.name if self.access.keys_required else _address(request))
+        return caller
+
+    def _limit_by_key(self) -> Any:
+        async def limit(caller: Caller = Depends(self.access.caller)) -> None:  # noqa: B008
+            self._take(caller.name)
+
+        return limit
+
+    async def _limit_by_address(self, request: Request) -> None:
+        self._take(_address(request))
+
+    def _take(self, caller: str) -> None:
+        """Take a token for ``caller`` (a key's name, or an address without keys)."""
         if self.buckets is None:
             return
-        caller = _bearer(request) if self.keys_required else None
-        if caller is None:
-            caller = request.client.host if request.client else "-"
         wait = self.buckets.take(caller)
         if wait > 0:
             raise RateLimited(wait, self.buckets.rate, self.buckets.burst)
 
-    async def admit(self, request: Request) -> None:
-        """Both checks outside FastAPI's dependency system (for the TF-shaped route)."""
-        if self.keys_required:
-            token = _bearer(request)
-            credentials = None
-            if token is not None:
-                credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-            await self.check_key(credentials=credentials)
-        await self.limit(request)
 
-
-def _bearer(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, if there is one."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "-"

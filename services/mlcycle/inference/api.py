@@ -23,14 +23,19 @@ from mlcycle import __version__
 from mlcycle.common.errors import MlcycleError, NotFound, Unauthenticated
 from mlcycle.common.http import (
     OrjsonResponse,
+    RouteAccess,
     add_health_routes,
     error_responses,
+    exposed_key_ring,
     install_edge,
+    key_ring,
     read_body,
     serve_app,
 )
 from mlcycle.common.http.body import shared_error_shape
+from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.lineage import Lineage, LineageReader
@@ -73,8 +78,9 @@ Response, as TF Serving shapes it: the row format answers
 "transform_version": [...]}}`.
 
 Errors are TF Serving's `{"error": "<message>"}`: 400 malformed or invalid input, 401
-missing or wrong API key, 404 unknown model name, 413 body or instance count over the
-limit, 429 rate limited, 503 model server unavailable.
+missing or unknown API key, 403 a key without the `predict` scope, 404 unknown model
+name, 413 body or instance count over the limit, 429 rate limited, 503 model server
+unavailable.
 """
 
 
@@ -177,7 +183,7 @@ def _add_predict_routes(
         app,
         "/v1/predict",
         response_model=PredictResponse,
-        responses=error_responses(400, 401, 413, 422, 429, 503),
+        responses=error_responses(400, 401, 403, 413, 422, 429, 503),
         dependencies=gate.dependencies(),
         summary="Score comments with the serving model version",
         description=(
@@ -203,7 +209,8 @@ def _add_predict_routes(
             status: {"model": TfError, "description": description}
             for status, description in (
                 (400, "Malformed or invalid input"),
-                (401, "Missing or wrong API key"),
+                (401, "Missing or unknown API key"),
+                (403, "An API key without the predict scope"),
                 (404, "Unknown model name"),
                 (413, "Body or instance count over the limit"),
                 (429, "Rate limited"),
@@ -214,7 +221,7 @@ def _add_predict_routes(
         description=TF_DESCRIPTION,
         openapi_extra={
             "requestBody": _body_schema(TfRowRequest, TfColumnarRequest),
-            **({"security": [{"HTTPBearer": []}]} if settings.edge.api_keys else {}),
+            **gate.access.openapi_security(),
         },
     )
     async def tf_predict(name: str, request: Request) -> OrjsonResponse:
@@ -236,7 +243,7 @@ def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -
     @app.get(
         "/v1/lineage/{comment_id:path}",
         response_model=Lineage,
-        responses=error_responses(401, 404, 422, 429, 503),
+        responses=error_responses(401, 403, 404, 422, 429, 503),
         dependencies=gate.dependencies(),
         tags=["lineage"],
         summary="A comment's prediction chain: votes, label, transform, model, score",
@@ -294,8 +301,16 @@ def _ready_checks(
     return checks
 
 
-def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
-    """The inference service's ASGI app over ``runtime`` (the caller owns and closes it)."""
+def create_app(
+    settings: Settings, runtime: InferenceRuntime, *, keys: KeyRing | None = None
+) -> FastAPI:
+    """The inference service's ASGI app over ``runtime`` (the caller owns and closes it).
+
+    ``keys`` defaults to the ones the settings configure.
+    """
+    access = RouteAccess(
+        keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
+    )
     batcher = RequestBatcher(runtime.predictor, max_rows=settings.inference.predict_batch_size)
     lineage = LineageReader(
         served_model(settings), settings.labeler.task, runtime.predictor, store=settings.store
@@ -323,19 +338,19 @@ def create_app(settings: Settings, runtime: InferenceRuntime) -> FastAPI:
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes, render=_render)
     app.add_exception_handler(RateLimited, rate_limited_handler)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
-    gate = CallerGate(settings.edge, settings.inference)
+    gate = CallerGate(access, settings.inference)
     _add_predict_routes(app, settings, batcher, gate)
     _add_lineage_route(app, lineage, gate)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
-    return app
+    return access.verify(app)
 
 
 def serve(settings: Settings) -> None:
     """The REST API on ``settings.inference.port`` until SIGINT/SIGTERM."""
+    keys = exposed_key_ring(settings.edge, settings.host, service=SERVICE)
     runtime = InferenceRuntime.open(settings, start_embedded_redis=settings.cache.embedded_redis)
     try:
-        serve_app(
-            create_app(settings, runtime), settings.host, settings.inference.port, service=SERVICE
-        )
+        app = create_app(settings, runtime, keys=keys)
+        serve_app(app, settings.host, settings.inference.port, service=SERVICE)
     finally:
         runtime.close()

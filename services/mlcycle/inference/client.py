@@ -23,6 +23,10 @@ never retries DEADLINE_EXCEEDED, where each attempt here has its own
 ``mlcycle_inference_model_server_errors_total``. A version that is gone
 (NOT_FOUND) is not retried here but raised as :class:`VersionGone`, for the caller
 to re-read the serving version and score again with its transform.
+
+Every call presents the service's own key (``MLCYCLE_SERVICE_KEY``) as
+``authorization: Bearer`` metadata when one is set; TF Serving ignores it, and
+mlcycle's model server with keys configured needs it (``predict`` scope).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from mlcycle.common.grpc import (
     DEFAULT_MAX_MESSAGE_BYTES,
     channel,
 )
+from mlcycle.common.grpc_auth import bearer_metadata
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
@@ -192,10 +197,13 @@ class AioModelClient:
     Made on the event loop that calls it: a ``grpc.aio`` channel belongs to its loop.
     """
 
-    def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
+    def __init__(
+        self, address: str, *, deadline_s: float, retries: int, service_key: str = ""
+    ) -> None:
         self.address = address
         self.deadline_s = deadline_s
         self.retries = retries
+        self._metadata = bearer_metadata(service_key)
         self._channel = grpc.aio.insecure_channel(address, options=AIO_CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel).Predict
 
@@ -211,7 +219,9 @@ class AioModelClient:
         attempt = 0
         while True:
             try:
-                response = await self._predict(request, timeout=self.deadline_s)
+                response = await self._predict(
+                    request, timeout=self.deadline_s, metadata=self._metadata
+                )
                 break
             except grpc.RpcError as exc:
                 last = attempt >= self.retries
@@ -234,10 +244,14 @@ class GrpcModelClient:
     """The blocking :class:`ModelClient`: GetModelStatus over a classic channel, and
     :class:`AioModelClient`'s ``predict`` run on an event loop of another thread."""
 
-    def __init__(self, address: str, *, deadline_s: float, retries: int) -> None:
+    def __init__(
+        self, address: str, *, deadline_s: float, retries: int, service_key: str = ""
+    ) -> None:
         self.address = address
         self.deadline_s = deadline_s
         self.retries = retries
+        self._service_key = service_key
+        self._metadata = bearer_metadata(service_key)
         self._channel = channel(address, options=CHANNEL_OPTIONS)
         self._status = model_service_pb2_grpc.ModelServiceStub(self._channel).GetModelStatus
         self._runner: LoopRunner | None = None
@@ -246,9 +260,17 @@ class GrpcModelClient:
         self._core: AioModelClient | None = None  # made and used on the runner's loop only
 
     @classmethod
-    def for_target(cls, target: str, config: InferenceSettings) -> GrpcModelClient:
-        """A client of the model server at ``target`` with the service's deadline and retries."""
-        return cls(target, deadline_s=config.predict_deadline_s, retries=config.predict_retries)
+    def for_target(
+        cls, target: str, config: InferenceSettings, *, service_key: str = ""
+    ) -> GrpcModelClient:
+        """A client of the model server at ``target`` with the service's deadline and retries,
+        presenting ``service_key`` (none when empty)."""
+        return cls(
+            target,
+            deadline_s=config.predict_deadline_s,
+            retries=config.predict_retries,
+            service_key=service_key,
+        )
 
     def versions(self, name: str) -> list[int]:
         """The AVAILABLE versions of ``name`` (GetModelStatus), ascending.
@@ -262,7 +284,7 @@ class GrpcModelClient:
         )
         try:
             try:
-                response = self._status(request, timeout=self.deadline_s)
+                response = self._status(request, timeout=self.deadline_s, metadata=self._metadata)
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise
@@ -284,7 +306,7 @@ class GrpcModelClient:
         options = (*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1))
         with channel(self.address, options=options) as fresh:
             status = model_service_pb2_grpc.ModelServiceStub(fresh).GetModelStatus
-            return status(request, timeout=self.deadline_s)
+            return status(request, timeout=self.deadline_s, metadata=self._metadata)
 
     def predict(
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
@@ -331,7 +353,12 @@ class GrpcModelClient:
 
     def aio(self) -> AioModelClient:
         """A ``grpc.aio`` client of the same server, deadline and retries (for the calling loop)."""
-        return AioModelClient(self.address, deadline_s=self.deadline_s, retries=self.retries)
+        return AioModelClient(
+            self.address,
+            deadline_s=self.deadline_s,
+            retries=self.retries,
+            service_key=self._service_key,
+        )
 
     def close(self) -> None:
         """Close the channels (and the private loop, if one was started)."""

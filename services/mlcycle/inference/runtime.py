@@ -50,7 +50,9 @@ class InferenceRuntime:
         needs the model server to be up: predictions answer 503 until it is.
         """
         config = settings.inference
-        client = client or GrpcModelClient.for_target(settings.modelserver.target, config)
+        client = client or GrpcModelClient.for_target(
+            settings.modelserver.target, config, service_key=settings.edge.service_key
+        )
         model = served_model(settings)
         transforms = TransformStore(model.artifacts_dir).transform
         tracker = VersionTracker(model, config, client, transforms).start()

@@ -14,20 +14,24 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from mlcycle import __version__
-from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
 from mlcycle.common.http import (
     OrjsonResponse,
+    RouteAccess,
     add_health_routes,
     error_responses,
+    exposed_key_ring,
     install_edge,
-    require_api_key,
+    key_ring,
     serve_app,
 )
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.keys import Caller, KeyRing
 from mlcycle.common.settings import EdgeSettings, LabelerSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
+from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.comments import HumanLabel
 from mlcycle.contracts.label_runs import ReviewItem, RunParams
 from mlcycle.contracts.labels import live_run
@@ -56,6 +60,7 @@ class HumanLabelsAccepted(BaseModel):
 
     accepted: int
     votes: list[str]
+    reviewers: list[str] = Field(description="who each label is recorded as, in order")
 
 
 def run_worker(runner: LabelRunner, max_queued: int | None = None) -> JobWorker:
@@ -68,9 +73,30 @@ def _check_params(params: RunParams) -> None:
         registered(params.task, params.labeling_functions)  # InvalidInput names unknown ones
 
 
-def _runs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["label runs"])
-    auth = [Depends(require_api_key(edge))]
+def reviewer_of(label: HumanLabel, caller: Caller, keys_required: bool) -> str:
+    """Who a human label is recorded as: a named key's own name, else the body's reviewer.
+
+    A named key labels as itself; naming someone else is refused (403). Without keys, or
+    with a bare legacy key (whose name stands for no one), the body must name the reviewer.
+    """
+    if keys_required and not caller.legacy:
+        if label.reviewer is not None and label.reviewer != caller.name:
+            raise Forbidden(
+                f"API key {caller.name!r} labels as {caller.name!r}, not as {label.reviewer!r}: "
+                "omit reviewer, or use the reviewer's own key",
+                details={"key": caller.name, "reviewer": label.reviewer},
+            )
+        return caller.name
+    if label.reviewer is None:
+        raise ValidationFailed(
+            "reviewer is required: without a named API key, the body says who labeled",
+            details={"field": "reviewer"},
+        )
+    return label.reviewer
+
+
+def _runs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["label runs"], dependencies=access.dependencies())
     runs = LabelRuns(store)
     runner: LabelRunner = worker.runner  # type: ignore[assignment]
 
@@ -78,17 +104,23 @@ def _runs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRout
         "/label-runs",
         status_code=202,
         response_model=RunStarted,
-        responses=error_responses(400, 401, 422, 429),
-        dependencies=auth,
+        responses=error_responses(400, 401, 403, 422, 429),
         summary="Start a label run (returns at once)",
     )
-    def start_run(params: RunParams = Body(default_factory=RunParams)) -> OrjsonResponse:
+    def start_run(
+        params: RunParams = Body(default_factory=RunParams),
+        caller: Caller = Depends(access.caller),
+    ) -> OrjsonResponse:
         _check_params(params)
-        run = worker.accept(lambda: runner.create(params))
+        run = worker.accept(lambda: runner.create(params, started_by=caller.name))
         started = RunStarted(id=run.id, status=run.status, previous_run=run.previous_run)
         return OrjsonResponse(started.model_dump(mode="json"), status_code=202)
 
-    @router.get("/label-runs", summary="Label runs, newest first")
+    @router.get(
+        "/label-runs",
+        responses=error_responses(401, 403, 422),
+        summary="Label runs, newest first",
+    )
     def list_runs(
         task: str | None = Query(None, max_length=128),
         limit: int = Query(20, ge=1, le=200),
@@ -102,7 +134,7 @@ def _runs_router(edge: EdgeSettings, store: Store, worker: JobWorker) -> APIRout
 
     @router.get(
         "/label-runs/{run_id}",
-        responses=error_responses(404),
+        responses=error_responses(401, 403, 404),
         summary="A run: status and progress, then figures, diagnostics and review queue",
     )
     def read_run(run_id: str) -> OrjsonResponse:
@@ -116,11 +148,12 @@ def _labels_router(
     edge: EdgeSettings,
     store: Store,
     producer: RecordProducer,
+    access: RouteAccess,
     *,
     votes_topic: str,
 ) -> APIRouter:
     """Labels, the review queue, and human labels sent to ``votes_topic`` as trusted votes."""
-    router = APIRouter(prefix="/v1", tags=["labels"])
+    router = APIRouter(prefix="/v1", tags=["labels"], dependencies=access.dependencies())
     runs, labels, votes = LabelRuns(store), Labels(store), Votes(store)
 
     def default_run(task: str) -> str:
@@ -130,7 +163,7 @@ def _labels_router(
 
     @router.get(
         "/labels/{item_id:path}",
-        responses=error_responses(404),
+        responses=error_responses(401, 403, 404),
         summary="An item's label (latest finished run, else its live label)",
     )
     def read_label(
@@ -144,7 +177,7 @@ def _labels_router(
             return OrjsonResponse(label.to_document())
         raise NotFound(f"no label for item {item_id!r}", details={"runs": candidates})
 
-    @router.get("/labels", responses=error_responses(400), summary="Labels of a run")
+    @router.get("/labels", responses=error_responses(400, 401, 403, 422), summary="Labels of a run")
     def list_labels(
         run: str | None = Query(None, max_length=128, description="default: the latest run"),
         task: str = Query(settings.task, max_length=128),
@@ -159,6 +192,7 @@ def _labels_router(
 
     @router.get(
         "/review-queue",
+        responses=error_responses(401, 403, 422),
         summary="The items whose label is most uncertain and would move most with one review",
     )
     def review_queue(
@@ -181,12 +215,14 @@ def _labels_router(
         "/labels",
         status_code=202,
         response_model=HumanLabelsAccepted,
-        responses=error_responses(400, 401, 422, 503),
-        dependencies=[Depends(require_api_key(edge))],
+        responses=error_responses(400, 401, 403, 422, 503),
         summary="Store human labels; each counts as a highly reliable voter",
+        description="With API keys on, a label's reviewer is the name of the key that sends "
+        "it; without keys (or with a bare legacy key) the body's `reviewer` names them.",
     )
     def post_labels(
         labels: HumanLabel | list[HumanLabel] = Body(...),
+        caller: Caller = Depends(access.caller),
     ) -> OrjsonResponse:
         batch = labels if isinstance(labels, list) else [labels]
         if not batch:
@@ -199,18 +235,30 @@ def _labels_router(
                     f"(0 to {n_classes - 1})",
                     details={"index": index},
                 )
-        votes = [label.to_vote() for label in batch]
+        reviewers = [reviewer_of(label, caller, access.keys_required) for label in batch]
+        votes = [label.to_vote(who) for label, who in zip(batch, reviewers, strict=True)]
         producer.send_batch(votes_topic, (v.to_message() for v in votes))
-        body = {"accepted": len(votes), "votes": [v.id for v in votes]}
+        body = {"accepted": len(votes), "votes": [v.id for v in votes], "reviewers": reviewers}
         return OrjsonResponse(body, status_code=202)
 
     return router
 
 
 def create_app(
-    settings: Settings, *, store: Store, producer: RecordProducer, worker: JobWorker
+    settings: Settings,
+    *,
+    store: Store,
+    producer: RecordProducer,
+    worker: JobWorker,
+    keys: KeyRing | None = None,
 ) -> FastAPI:
-    """The labeler's ASGI app (the caller owns the store, producer and worker)."""
+    """The labeler's ASGI app (the caller owns the store, producer and worker).
+
+    ``keys`` defaults to the ones the settings configure.
+    """
+    access = RouteAccess(
+        keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
+    )
     app = FastAPI(
         title="mlcycle labeler",
         version=__version__,
@@ -222,17 +270,18 @@ def create_app(
     )
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_runs_router(settings.edge, store, worker))
+    app.include_router(_runs_router(store, worker, access))
     app.include_router(
         _labels_router(
             settings.labeler,
             settings.edge,
             store,
             producer,
+            access,
             votes_topic=settings.kafka.topics.votes_reviewed,
         )
     )
-    return app
+    return access.verify(app)
 
 
 def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
@@ -246,6 +295,7 @@ def resume_unfinished(store: Store, worker: JobWorker) -> list[str]:
 
 def serve(settings: Settings) -> None:
     """Run the labeler API on ``settings.labeler.port`` until SIGINT/SIGTERM."""
+    keys = exposed_key_ring(settings.edge, settings.host, service=SERVICE)
     ensure_topics(settings.kafka)
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
@@ -253,7 +303,7 @@ def serve(settings: Settings) -> None:
     worker = run_worker(runner, settings.edge.max_queued_jobs).start()
     try:
         resume_unfinished(store, worker)
-        app = create_app(settings, store=store, producer=producer, worker=worker)
+        app = create_app(settings, store=store, producer=producer, worker=worker, keys=keys)
         serve_app(app, settings.host, settings.labeler.port, service=SERVICE)
     finally:
         worker.stop()

@@ -92,8 +92,8 @@ class LabelRunner:
 
     # -- run records ---------------------------------------------------------------------------
 
-    def create(self, params: RunParams) -> LabelRun:
-        """Record a new queued run and return it."""
+    def create(self, params: RunParams, *, started_by: str | None = None) -> LabelRun:
+        """Record a new queued run (and who started it) and return it."""
         now = utc_now()
         previous = self.runs.latest(params.task)
         run = LabelRun(
@@ -102,6 +102,7 @@ class LabelRunner:
             status="queued",
             params=params,
             previous_run=previous.id if previous else None,
+            started_by=started_by,
             progress=RunProgress(phase="queued", chunks_done=0, chunks_total=None),
             created_at=now,
             updated_at=now,

@@ -4,12 +4,20 @@
 the end-to-end tests start it the same way, so what they measure is what a
 user runs. Services are separate processes (as in a cluster) so that one can be
 killed and restarted without the others noticing more than a pause.
+
+When the user configures API keys but no ``MLCYCLE_SERVICE_KEY``, the stack makes
+one for the services' calls to each other (the inference service's to the model
+server): a fresh secret at every start, added to every process's keys as
+``mlcycle-stack:predict:<secret>`` and handed to each as its service key. It lives
+only in the children's environment, so it is never written anywhere and dies with
+the stack. Without keys nothing is added: the stack stays open on loopback.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,10 +29,15 @@ from types import TracebackType
 from mlcycle.clients import ServiceClient, poll_until, url_for
 from mlcycle.clients.base import HEALTHZ, READYZ
 from mlcycle.common.errors import InvalidInput, Unavailable
-from mlcycle.common.settings import Settings, settings_to_env
+from mlcycle.common.settings import ENV_PREFIX, Settings, settings_to_env
 from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 
 log = logging.getLogger(__name__)
+
+# The key the stack makes for its services' own calls, and what it may do: the inference
+# service asks the model server for predictions and status (the only call between them).
+STACK_KEY_NAME = "mlcycle-stack"
+STACK_KEY_SCOPES = "predict"
 
 # name -> the CLI words that run it in the foreground
 SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -80,6 +93,7 @@ class LocalStack:
         self.log_dir = log_dir
         self.with_redis = with_redis
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._service_key_env = service_key_env(settings)
         self._broker = None
         self._redis = None
         self._log_files: list[object] = []
@@ -178,7 +192,7 @@ class LocalStack:
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         """Start (or restart) one service process with the resolved settings."""
         spec = self.spec(name)
-        env = {**os.environ, **settings_to_env(self.settings)}
+        env = {**os.environ, **settings_to_env(self.settings), **self._service_key_env}
         stdout = stderr = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -241,3 +255,18 @@ class LocalStack:
         if not self.with_redis:
             updates["embedded_redis"] = False  # and no service starts one of its own
         return settings.replace(**updates)
+
+
+def service_key_env(settings: Settings) -> dict[str, str]:
+    """The variables that give every service of the stack a key for its own calls.
+
+    Empty without keys (everything is open) or when the user set ``MLCYCLE_SERVICE_KEY``
+    (theirs is used, and must be one of their keys); otherwise a fresh
+    ``mlcycle-stack:predict`` key is added to the configured ones.
+    """
+    edge = settings.edge
+    if edge.service_key or not (edge.api_keys or edge.api_keys_file):
+        return {}
+    secret = secrets.token_urlsafe(32)
+    entries = (*edge.api_keys, f"{STACK_KEY_NAME}:{STACK_KEY_SCOPES}:{secret}")
+    return {f"{ENV_PREFIX}API_KEYS": ",".join(entries), f"{ENV_PREFIX}SERVICE_KEY": secret}

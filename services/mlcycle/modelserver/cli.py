@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 
 from mlcycle.common.errors import MlcycleError
+from mlcycle.common.keys import KeyConfigError
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.modelserver.flags import ModelServerOptions, parse_flags
 
@@ -29,7 +30,8 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
     """Run the model server in the foreground; returns the process exit code.
 
     0 after a clean stop (or ``--help``, ``--version``), 2 for a bad command line,
-    1 when the server cannot start (an invalid config file, a port in use).
+    1 when the server cannot start (an invalid config file, a port in use, unreadable
+    keys, or a non-loopback address without keys).
     """
     settings = settings or load_settings()
     defaults = ModelServerOptions.from_settings(
@@ -56,9 +58,10 @@ def run(argv: Sequence[str], settings: Settings | None = None) -> int:
         )
         HeapFreezer(server.manager).install()
         server.start(wait_for_models=False)
-    except MlcycleError as exc:
-        log.error("the model server cannot start: %s", exc.message)
-        print(f"mlcycle modelserver: error: {exc.message}", file=sys.stderr)
+    except (MlcycleError, KeyConfigError) as exc:  # KeyConfigError: a bad key, or none off loopback
+        message = exc.message if isinstance(exc, MlcycleError) else str(exc)
+        log.error("the model server cannot start: %s", message)
+        print(f"mlcycle modelserver: error: {message}", file=sys.stderr)
         return 1
     stopping = threading.Event()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 from tensorflow_serving.config import model_server_config_pb2
 
-from mlcycle.common.errors import InvalidInput
+from mlcycle.common.errors import Forbidden, InvalidInput
 from mlcycle.modelserver.versions import VersionPolicy
 from mlcycle.protos.mlcycle.v1 import modelserver_pb2
 
@@ -106,6 +106,29 @@ def model_settings(config: ModelServerConfig, source: str) -> list[ModelSettings
             )
         )
     return models
+
+
+def confine_base_paths(models: list[ModelSettings], base_dirs: Sequence[Path], source: str) -> None:
+    """Forbidden, naming the path, unless every model's base path lies inside ``base_dirs``.
+
+    Both sides are resolved first (symlinks followed, ``..`` collapsed), so neither a
+    link nor a ``..`` leads out of a base directory. No base directory: nothing is allowed.
+    """
+    allowed = [Path(d).resolve() for d in base_dirs]
+    for model in models:
+        resolved = model.base_path.resolve()
+        if not any(resolved.is_relative_to(d) for d in allowed):
+            where = ", ".join(str(d) for d in allowed) or "none configured"
+            raise Forbidden(
+                f"{source}: model {model.name!r} has base_path {str(model.base_path)!r} "
+                f"(resolved: {resolved}), outside the model base directories ({where})",
+                details={
+                    "model": model.name,
+                    "base_path": str(model.base_path),
+                    "resolved": str(resolved),
+                    "base_dirs": [str(d) for d in allowed],
+                },
+            )
 
 
 def _policy(policy: Message, where: str) -> VersionPolicy:

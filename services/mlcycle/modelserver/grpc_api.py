@@ -7,13 +7,21 @@ messages follow TF Serving: an unknown model or version is NOT_FOUND
 ("Servable not found for request: Latest(name)"), bad inputs are
 INVALID_ARGUMENT naming the input, an unknown Predict signature is
 FAILED_PRECONDITION, MultiInference is UNIMPLEMENTED.
+
+With API keys configured, every call but health needs a key (:data:`METHOD_SCOPES`):
+``predict`` to ask for predictions, metadata or status, ``admin`` to reload the config.
+A reload may only name base paths inside the model base directories the server was
+given (``MLCYCLE_MODELS_DIR`` and the base paths it started with); any other is
+PERMISSION_DENIED, naming the path, and the served versions stay as they were.
+Without keys the API is TF Serving's, open to stock clients.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -21,15 +29,20 @@ from google.protobuf.message import Message
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_management_pb2,
+    model_service_pb2,
     model_service_pb2_grpc,
+    prediction_service_pb2,
     prediction_service_pb2_grpc,
     status_pb2,
 )
 
 from mlcycle.common.errors import InvalidInput, MlcycleError
 from mlcycle.common.grpc import GrpcServer, build_server
+from mlcycle.common.grpc_auth import current_caller, method_name
+from mlcycle.common.keys import Scope
+from mlcycle.common.settings import EdgeSettings
 from mlcycle.modelserver import metrics, prediction
-from mlcycle.modelserver.config import model_settings
+from mlcycle.modelserver.config import confine_base_paths, model_settings
 from mlcycle.modelserver.errors import Unimplemented
 from mlcycle.modelserver.manager import ModelManager, VersionStatus
 from mlcycle.modelserver.servable import Servable
@@ -37,8 +50,20 @@ from mlcycle.modelserver.watcher import ConfigFile
 
 log = logging.getLogger(__name__)
 
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
-MODEL_SERVICE = "tensorflow.serving.ModelService"
+PREDICTION_SERVICE = prediction_service_pb2.DESCRIPTOR.services_by_name[
+    "PredictionService"
+].full_name
+MODEL_SERVICE = model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+# What each call needs when keys are configured; a method missing here is refused.
+METHOD_SCOPES = {
+    method_name(PREDICTION_SERVICE, "Predict"): Scope.PREDICT,
+    method_name(PREDICTION_SERVICE, "Classify"): Scope.PREDICT,
+    method_name(PREDICTION_SERVICE, "Regress"): Scope.PREDICT,
+    method_name(PREDICTION_SERVICE, "MultiInference"): Scope.PREDICT,
+    method_name(PREDICTION_SERVICE, "GetModelMetadata"): Scope.PREDICT,
+    method_name(MODEL_SERVICE, "GetModelStatus"): Scope.PREDICT,
+    method_name(MODEL_SERVICE, "HandleReloadConfigRequest"): Scope.ADMIN,
+}
 _ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 R = TypeVar("R")
@@ -123,9 +148,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus and HandleReloadConfigRequest."""
 
-    def __init__(self, manager: ModelManager, config_file: ConfigFile | None = None) -> None:
+    def __init__(
+        self,
+        manager: ModelManager,
+        config_file: ConfigFile | None = None,
+        base_dirs: Sequence[Path] = (),
+    ) -> None:
         self.manager = manager
         self.config_file = config_file
+        self.base_dirs = tuple(base_dirs)
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         """The state of every known version of a model, or of the one asked for."""
@@ -143,10 +174,15 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Serve the config in the request (or, when it is empty, re-read the config file).
 
-        Returns once the models of the new config are loaded, as TF Serving does.
+        Returns once the models of the new config are loaded, as TF Serving does. A
+        base path outside :attr:`base_dirs` is refused before anything changes. An
+        explicit empty ``model_config_list`` unloads every model, as in TF Serving: an
+        ``admin`` key's call, logged with its name.
         """
         if request.config.WhichOneof("config") is not None:
-            models = model_settings(request.config, "ReloadConfigRequest.config")
+            source = "ReloadConfigRequest.config"
+            models = model_settings(request.config, source)
+            confine_base_paths(models, self.base_dirs, source)
         elif self.config_file is not None:
             config = self.config_file.read()
             models = model_settings(config, str(self.config_file.path))
@@ -155,7 +191,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 "ReloadConfigRequest.config has no model_config_list, and the server was not "
                 "started with --model_config_file to re-read"
             )
-        log.info("reloading the model config", extra={"models": [m.name for m in models]})
+        names = [m.name for m in models]
+        caller = current_caller().name
+        if not models:
+            log.warning("unloading every model: an empty config", extra={"caller": caller})
+        log.info("reloading the model config", extra={"models": names, "caller": caller})
         self.manager.reconfigure(models)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = _ERROR_CODES.values_by_name["OK"].number
@@ -182,9 +222,15 @@ def build_grpc_server(
     port: int,
     run: prediction.Runner = prediction.direct,
     config_file: ConfigFile | None = None,
+    base_dirs: Sequence[Path] = (),
+    edge: EdgeSettings | None = None,
     max_workers: int = 16,
 ) -> GrpcServer:
-    """The model server's gRPC server, bound (``port=0``: a free port) but not started."""
+    """The model server's gRPC server, bound (``port=0``: a free port) but not started.
+
+    ``base_dirs`` are where a ReloadConfigRequest may point base paths; ``edge`` the
+    keys and limits (none and the defaults when None).
+    """
     return build_server(
         host=host,
         port=port,
@@ -195,9 +241,11 @@ def build_grpc_server(
             ),
             (
                 model_service_pb2_grpc.add_ModelServiceServicer_to_server,
-                ModelServicer(manager, config_file),
+                ModelServicer(manager, config_file, base_dirs),
             ),
         ],
         service_names=[PREDICTION_SERVICE, MODEL_SERVICE],
+        method_scopes=METHOD_SCOPES,
+        edge=edge,
         max_workers=max_workers,
     )

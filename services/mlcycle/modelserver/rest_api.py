@@ -14,7 +14,11 @@ Errors are TF Serving's ``{"error": "<message>"}`` with the HTTP status its
 table gives the gRPC code of the same failure, so bad input is always 4xx.
 Model work runs on worker threads under ``--rest_api_timeout_in_ms``.
 
-Beside it: ``/healthz``, ``/readyz`` (every configured model has an
+With API keys configured, every ``/v1/`` call needs a key with the ``predict`` scope
+(401 without one, 403 naming the scope for another key), answered in the same
+``{"error": ...}`` shape; without keys the API is TF Serving's, open as it is.
+
+Beside it, always open: ``/healthz``, ``/readyz`` (every configured model has an
 AVAILABLE version), ``/metrics`` and ``/monitoring/prometheus/metrics``.
 """
 
@@ -37,8 +41,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tensorflow_serving.apis import classification_pb2, get_model_metadata_pb2, regression_pb2
 
-from mlcycle.common.errors import InvalidInput, MlcycleError
-from mlcycle.common.http import add_health_routes, install_body_limit, read_body
+from mlcycle.common.errors import InvalidInput, MlcycleError, Unauthenticated
+from mlcycle.common.http import RouteAccess, add_health_routes, install_body_limit, read_body
+from mlcycle.common.keys import KeyRing
+from mlcycle.contracts.access import route_scopes
 from mlcycle.modelserver import json_tensors, metrics, prediction
 from mlcycle.modelserver.config import PROMETHEUS_PATH
 from mlcycle.modelserver.errors import DeadlineExceeded, FailedPrecondition, http_status
@@ -55,6 +61,7 @@ GET_PATH = re.compile(
     re.IGNORECASE,
 )
 JSON = "application/json"
+SERVICE = "modelserver"
 INTERNAL_MESSAGE = "internal error"
 
 
@@ -62,8 +69,14 @@ class RestApi:
     """The handlers, over one manager, with the way signatures are run."""
 
     def __init__(
-        self, manager: ModelManager, run: prediction.Runner, timeout_s: float, max_body_bytes: int
+        self,
+        manager: ModelManager,
+        run: prediction.Runner,
+        timeout_s: float,
+        max_body_bytes: int,
+        access: RouteAccess,
     ) -> None:
+        self.access = access
         self.manager = manager
         self.run = run
         self.timeout_s = timeout_s
@@ -74,9 +87,12 @@ class RestApi:
         started = time.perf_counter()
         observed = {"model": "", "version": "", "method": "status"}
         try:
+            self.access.authorize(request)
             response, code = Response(await self._answer(request, observed), media_type=JSON), "OK"
         except MlcycleError as exc:
             response = _error_response(http_status(exc), exc.message)
+            if isinstance(exc, Unauthenticated):
+                response.headers["WWW-Authenticate"] = "Bearer"
             code = exc.grpc_code.name
         except Exception:
             log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -257,9 +273,19 @@ def build_app(
     timeout_s: float = 30.0,
     max_body_bytes: int = 16 * 1024 * 1024,
     prometheus_paths: Sequence[str] = (PROMETHEUS_PATH,),
+    keys: KeyRing | None = None,
 ) -> FastAPI:
-    """The REST app: TF Serving's ``/v1/`` API, health routes and Prometheus pages."""
-    api = RestApi(manager, run, timeout_s, max_body_bytes)
+    """The REST app: TF Serving's ``/v1/`` API, health routes and Prometheus pages.
+
+    ``keys`` (none by default: TF Serving's open API) guard the ``/v1/`` API.
+    """
+    paths = list(dict.fromkeys(prometheus_paths))
+    access = RouteAccess(
+        keys if keys is not None else KeyRing(),
+        route_scopes(SERVICE),
+        open_routes=[("GET", path) for path in paths],
+    )
+    api = RestApi(manager, run, timeout_s, max_body_bytes, access)
     app = FastAPI(
         title="mlcycle model server",
         description="TensorFlow Serving's REST API (model status, metadata, predict, "
@@ -272,6 +298,7 @@ def build_app(
         methods=["GET", "POST"],
         summary="TF Serving's REST API",
         description=__doc__,
+        dependencies=access.documenting_dependencies(),
     )
     async def tf_serving_api(request: Request, path: str) -> Response:
         return await api.handle(request)
@@ -279,10 +306,10 @@ def build_app(
     def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for route in dict.fromkeys(prometheus_paths):
+    for route in paths:
         app.add_api_route(route, prometheus, methods=["GET"], tags=["health"], summary="Metrics")
     add_health_routes(app, manager.readiness)
     # Before routing: an oversized body is refused (in TF Serving's shape) unread.
     install_body_limit(app, max_body_bytes, _refusal)
     app.add_middleware(_AnyCaseV1)
-    return app
+    return access.verify(app)

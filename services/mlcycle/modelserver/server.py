@@ -27,7 +27,8 @@ from fastapi import FastAPI
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.grpc import GrpcServer
-from mlcycle.common.http import BackgroundServer
+from mlcycle.common.http import BackgroundServer, key_ring
+from mlcycle.common.keys import check_exposure
 from mlcycle.common.settings import EdgeSettings, ModelServerSettings, load_settings
 from mlcycle.modelserver import prediction, threads
 from mlcycle.modelserver.batching import Batcher
@@ -90,7 +91,8 @@ class ModelServer:
 
     ``settings`` is the model server's section (the registry config's poll period),
     ``models_dir`` where the trainer's models are (served when ``options`` name no
-    models), ``edge`` the request body limit. Each one not given is read from the
+    models, and where a ReloadConfigRequest may point), ``edge`` the keys and the
+    request limits. Each one not given is read from the
     environment.
     """
 
@@ -110,9 +112,13 @@ class ModelServer:
         self.options = options
         self.settings = settings
         self.edge = edge
+        self.keys = key_ring(edge)  # one ring for the server's life: MLCYCLE_API_KEYS(_FILE)
         models, self.config_file, self._config_poll_s = model_source(
             options, models_dir=models_dir, poll_s=settings.poll_s
         )
+        # Where a ReloadConfigRequest may point: the trainer's models and whatever the
+        # operator started the server with, never a path a caller makes up.
+        self.base_dirs = (models_dir, *(model.base_path for model in models))
         threads.configure(  # before anything loads: TensorFlow's pools are sized once
             intra_op=options.tensorflow_intra_op_parallelism,
             inter_op=options.tensorflow_inter_op_parallelism,
@@ -165,6 +171,10 @@ class ModelServer:
         return self
 
     def _listen(self) -> None:
+        if self.options.rest_api_port is not None:  # before anything binds
+            check_exposure(
+                self.options.host, self.keys, auth=self.edge.auth, service="model server REST API"
+            )
         run = self.batcher.run if self.batcher is not None else prediction.direct
         self._grpc = build_grpc_server(
             self.manager,
@@ -172,6 +182,8 @@ class ModelServer:
             port=self.options.port,
             run=run,
             config_file=self.config_file,
+            base_dirs=self.base_dirs,
+            edge=self.edge,
             max_workers=self._grpc_workers(),
         ).start()
         self._update_health()
@@ -211,6 +223,7 @@ class ModelServer:
             timeout_s=timeout_ms / 1000 if timeout_ms > 0 else 365 * 24 * 3600.0,
             max_body_bytes=self.edge.max_body_bytes,
             prometheus_paths=paths,
+            keys=self.keys,
         )
 
     def _update_health(self) -> None:

@@ -23,17 +23,21 @@ from mlcycle.common.errors import NotFound
 from mlcycle.common.files import confined
 from mlcycle.common.http import (
     OrjsonResponse,
+    RouteAccess,
     add_health_routes,
     error_responses,
+    exposed_key_ring,
     install_edge,
-    require_api_key,
+    key_ring,
     serve_app,
 )
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import EdgeSettings, Settings
+from mlcycle.common.keys import Caller, KeyRing
+from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
+from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
@@ -48,6 +52,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "trainer"
 LABEL_RUN_POLL_S = 10.0
+# Who submits the jobs the trainer starts by itself; the colon keeps it apart from key names.
+WATCHER = "system:label-run-watcher"
 
 
 class JobStarted(BaseModel):
@@ -84,27 +90,31 @@ class JobBrief(BaseModel):
 
 
 def _jobs_router(
-    edge: EdgeSettings, store: Store, worker: JobWorker, reports_dir: Path
+    store: Store, worker: JobWorker, access: RouteAccess, reports_dir: Path
 ) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["jobs"])
+    router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=access.dependencies())
     runner: JobRunner = worker.runner  # type: ignore[assignment]
     jobs, trials_of = TrainingJobs(store), Trials(store)
-    auth = [Depends(require_api_key(edge))]
+    read_errors = error_responses(401, 403, 404)
 
     @router.post(
         "/jobs",
         status_code=202,
         response_model=JobStarted,
-        responses=error_responses(400, 401, 404, 422, 429),
-        dependencies=auth,
+        responses=error_responses(400, 401, 403, 404, 422, 429),
         summary="Start a training job: search, evaluate, bless, export (returns at once)",
     )
-    def start_job(config: JobConfig = Body(default_factory=JobConfig)) -> OrjsonResponse:
-        job = worker.accept(lambda: runner.create(config))
+    def start_job(
+        config: JobConfig = Body(default_factory=JobConfig),
+        caller: Caller = Depends(access.caller),
+    ) -> OrjsonResponse:
+        job = worker.accept(lambda: runner.create(config, submitted_by=caller.name))
         body = JobStarted(id=job.id, status=job.status, label_run=job.label_run)
         return OrjsonResponse(body.model_dump(mode="json"), status_code=202)
 
-    @router.get("/jobs", summary="Training jobs, newest first")
+    @router.get(
+        "/jobs", responses=error_responses(401, 403, 422), summary="Training jobs, newest first"
+    )
     def list_jobs(limit: int = Query(20, ge=1, le=200)) -> OrjsonResponse:
         newest = jobs.newest(limit).items
         briefs = [JobBrief.of(job).model_dump(mode="json") for job in newest]
@@ -112,7 +122,7 @@ def _jobs_router(
 
     @router.get(
         "/jobs/{job_id}",
-        responses=error_responses(404),
+        responses=read_errors,
         summary="A job's stage, search progress and, when done, its result",
     )
     def job(job_id: str) -> OrjsonResponse:
@@ -120,7 +130,7 @@ def _jobs_router(
 
     @router.get(
         "/jobs/{job_id}/trials",
-        responses=error_responses(404),
+        responses=read_errors,
         summary="Every finished trial of a job: parameters, dev metric, state, time",
     )
     def trials(job_id: str) -> OrjsonResponse:
@@ -133,7 +143,7 @@ def _jobs_router(
         # Only the 200 is HTML; errors keep the JSON error shape like every other route.
         responses={
             200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-            **error_responses(400, 404),
+            **error_responses(400, 401, 403, 404),
         },
         summary="The job's HTML report (plots, trials, metrics)",
     )
@@ -175,7 +185,9 @@ class LabelRunWatcher:
             return None
         runner: JobRunner = self.worker.runner  # type: ignore[assignment]
         # A full queue raises before the run counts as seen: the next check tries again.
-        job = self.worker.accept(lambda: runner.create(JobConfig(label_run=run.id)))
+        job = self.worker.accept(
+            lambda: runner.create(JobConfig(label_run=run.id), submitted_by=WATCHER)
+        )
         self._seen = run.id
         log.info("new label run %s: started training job %s", run.id, job.id)
         return job.id
@@ -207,9 +219,20 @@ def resume_unfinished(jobs: TrainingJobs, worker: JobWorker) -> list[str]:
 
 
 def create_app(
-    settings: Settings, *, store: Store, worker: JobWorker, registry: ModelRegistry
+    settings: Settings,
+    *,
+    store: Store,
+    worker: JobWorker,
+    registry: ModelRegistry,
+    keys: KeyRing | None = None,
 ) -> FastAPI:
-    """The trainer's ASGI app (the caller owns the store, worker and registry)."""
+    """The trainer's ASGI app (the caller owns the store, worker and registry).
+
+    ``keys`` defaults to the ones the settings configure.
+    """
+    access = RouteAccess(
+        keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
+    )
     app = FastAPI(
         title="mlcycle trainer",
         version=__version__,
@@ -222,13 +245,14 @@ def create_app(
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
     reports_dir = JobEnvironment.of(settings).reports_dir
-    app.include_router(_jobs_router(settings.edge, store, worker, reports_dir))
-    app.include_router(models_router(settings.trainer, settings.edge, registry))
-    return app
+    app.include_router(_jobs_router(store, worker, access, reports_dir))
+    app.include_router(models_router(settings.trainer, registry, access))
+    return access.verify(app)
 
 
 def serve(settings: Settings) -> None:
     """Run the trainer API on ``settings.trainer.port`` until SIGINT/SIGTERM."""
+    keys = exposed_key_ring(settings.edge, settings.host, service=SERVICE)
     ensure_topics(settings.kafka)
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
@@ -249,7 +273,7 @@ def serve(settings: Settings) -> None:
         resume_unfinished(TrainingJobs(store), worker)
         if watcher is not None:
             watcher.start()
-        app = create_app(settings, store=store, worker=worker, registry=registry)
+        app = create_app(settings, store=store, worker=worker, registry=registry, keys=keys)
         serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
         # SIGTERM: the API stopped taking work; the running job stops at its next checkpoint.

@@ -9,13 +9,20 @@ computed in memory. A fresh process proves the SavedModel stands alone: no
 class, variable or custom object of the training process is there to lean
 on; the model server's own loading, warm-up and signature checks run as they
 will in production.
+
+The throw-away server answers only the trainer: it is started with one key of its
+own (``predict`` scope, a fresh secret each time, in place of the configured ones),
+which the trainer presents on every call.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -46,6 +53,7 @@ class CandidateServer(EmbeddedServer):
         self.base_path = base_path
         self.log_path = log_path
         self.rest_port = 0
+        self.key = secrets.token_urlsafe(32)
 
     @property
     def grpc_address(self) -> str:
@@ -76,6 +84,11 @@ class CandidateServer(EmbeddedServer):
     def _log_path(self) -> Path | None:
         return self.log_path
 
+    def _env(self) -> Mapping[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "MLCYCLE_API_KEYS_FILE"}
+        env["MLCYCLE_API_KEYS"] = f"infra-validation:predict:{self.key}"
+        return env
+
     def _answers(self) -> bool:
         # Any answer of TF Serving's model status route, even "not found yet", means it is up.
         try:
@@ -105,11 +118,13 @@ def infra_validate(
         )
         try:
             server.start()
-            problem = _wait_available(server.rest_url, name, version, started + timeout_s)
+            problem = _wait_available(
+                server.rest_url, name, version, started + timeout_s, key=server.key
+            )
             if problem:
                 return False, problem
             loaded = time.perf_counter()
-            answer = _predict(server.grpc_address, name, version, indices, values)
+            answer = _predict(server.grpc_address, name, version, indices, values, key=server.key)
         except MlcycleError as exc:
             return False, f"the model server could not serve the candidate: {exc.message}"
         finally:
@@ -117,12 +132,14 @@ def infra_validate(
     return _compare(answer, expected, loaded - started)
 
 
-def _wait_available(rest_url: str, name: str, version: int, deadline: float) -> str:
+def _wait_available(rest_url: str, name: str, version: int, deadline: float, *, key: str) -> str:
     """Empty once ``version`` is AVAILABLE; else why it is not (load error or timeout)."""
     url = f"{rest_url}/v1/models/{name}/versions/{version}"
+    headers = {"Authorization": f"Bearer {key}"}
     while time.perf_counter() < deadline:
         try:
-            statuses = httpx.get(url, timeout=5.0).json().get("model_version_status", [])
+            answer = httpx.get(url, headers=headers, timeout=5.0)
+            statuses = answer.json().get("model_version_status", [])
         except (httpx.HTTPError, ValueError):
             statuses = []
         for status in statuses:
@@ -136,7 +153,7 @@ def _wait_available(rest_url: str, name: str, version: int, deadline: float) -> 
 
 
 def _predict(
-    address: str, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    address: str, name: str, version: int, indices: np.ndarray, values: np.ndarray, *, key: str
 ) -> np.ndarray:
     """``probabilities`` for the sample, over gRPC Predict with the official stub."""
     import grpc
@@ -144,6 +161,7 @@ def _predict(
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from mlcycle.common.grpc import channel
+    from mlcycle.common.grpc_auth import bearer_metadata
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -154,7 +172,7 @@ def _predict(
     with channel(address) as chan:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
         try:
-            response = stub.Predict(request, timeout=60.0)
+            response = stub.Predict(request, timeout=60.0, metadata=bearer_metadata(key))
         except grpc.RpcError as exc:
             raise _RpcFailed(f"Predict failed: {exc.code().name} {exc.details()}") from None
     return np.asarray(tf.make_ndarray(response.outputs["probabilities"]), np.float32)

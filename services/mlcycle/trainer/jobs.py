@@ -74,8 +74,8 @@ class JobRunner:
         self.transforms = transforms or TransformStore(environment.artifacts_dir)
         self.on_progress = on_progress
 
-    def create(self, config: JobConfig) -> TrainingJob:
-        """Check what the job needs exists, then record it as queued."""
+    def create(self, config: JobConfig, *, submitted_by: str | None = None) -> TrainingJob:
+        """Check what the job needs exists, then record it as queued (and who asked)."""
         task = config.task or self.environment.default_task
         runs = LabelRuns(self.store)
         if config.label_run is not None:
@@ -95,6 +95,7 @@ class JobRunner:
             created_at=now.isoformat(),
             updated_at=now.isoformat(),
             progress=JobProgress(stage="queued", trials_done=0, trials_total=config.trials),
+            submitted_by=submitted_by,
         )
         return self.jobs.save(job)
 

@@ -21,7 +21,6 @@ crash between the store write and the config leaves a config that
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -34,10 +33,7 @@ from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
 from mlcycle.common.settings import TrainerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.models import (
-    MAX_VERSION,
     MODEL_STATES,
-    NAME_PATTERN,
-    SERVING_KIND,
     Action,
     Blessing,
     ModelEvent,
@@ -49,6 +45,7 @@ from mlcycle.contracts.models import (
 from mlcycle.contracts.repositories.model_versions import ModelVersions
 from mlcycle.contracts.repositories.serving_pointers import ServingPointers
 from mlcycle.trainer import serving_config
+from mlcycle.trainer.registry_checks import check_name, check_reason, check_version
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +54,6 @@ Emit = Callable[[ModelEvent], None]
 
 # What TF Serving needs in a version directory to load it.
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-_NAME = re.compile(NAME_PATTERN)
-# "serving:<name>" is the pointer id; a model named "serving" could collide with it.
-_RESERVED_NAMES = frozenset({SERVING_KIND})
 _PROMOTABLE = ("blessed", "retired")
 _FORCIBLE = ("candidate", "unblessed")
 
@@ -71,32 +65,6 @@ def _now() -> str:
 def _json_safe(value: Any) -> Any:
     """Round-trip through orjson so numpy scalars and NaN cannot reach the store."""
     return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
-
-
-def check_name(name: str) -> str:
-    """A model name usable as a folder, a record id part and a served name, or InvalidInput."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in _RESERVED_NAMES:
-        raise InvalidInput(
-            f"invalid model name {name!r}: letters, digits, '_', '.', '-' (up to 64), "
-            f"starting with a letter or digit, not {sorted(_RESERVED_NAMES)}",
-            details={"name": name},
-        )
-    return name
-
-
-def check_version(version: int) -> int:
-    """A positive int64 version (TF Serving's numeric version folders), or InvalidInput."""
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
-        raise InvalidInput(
-            f"version must be an integer from 1 to {MAX_VERSION}", details={"version": str(version)}
-        )
-    return version
-
-
-def _check_reason(reason: str) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise InvalidInput("a reason is required: say why, it is kept in the model's history")
-    return reason.strip()
 
 
 class ModelRegistry:
@@ -244,7 +212,7 @@ class ModelRegistry:
         compared_to: int | None,
         facts: Mapping[str, Any],
     ) -> ModelVersion:
-        reason = _check_reason(reason)
+        reason = check_reason(reason)
         target: Action = "blessed" if blessed else "unblessed"
         with self._lock:
             model = self.get(name, version)
@@ -272,14 +240,23 @@ class ModelRegistry:
 
     # -- serving -------------------------------------------------------------------------------
 
-    def promote(self, name: str, version: int, reason: str, *, force: bool = False) -> ModelVersion:
+    def promote(
+        self,
+        name: str,
+        version: int,
+        reason: str,
+        *,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> ModelVersion:
         """Make ``version`` the serving version of ``name``; the one it replaces is retired.
 
         A ``blessed`` or ``retired`` version can be promoted; a ``candidate`` or
         ``unblessed`` one only with ``force``. Promoting the serving version is a
-        no-op. The replaced version goes on the rollback stack.
+        no-op. The replaced version goes on the rollback stack. ``actor`` (who asked:
+        an API key's name) is kept in both versions' history and in the events.
         """
-        reason = _check_reason(reason)
+        reason = check_reason(reason)
         with self._lock:
             model = self.get(name, version)
             pointer = self.pointers.of(name)
@@ -296,12 +273,13 @@ class ModelRegistry:
             old = self._serving(pointer, exclude=version)
             changed = [model]
             if old is not None:
-                old.transition(
-                    "retired", "retired", f"replaced by version {version}: {reason}", now
-                )
+                why = f"replaced by version {version}: {reason}"
+                old.transition("retired", "retired", why, now, actor=actor)
                 changed.insert(0, old)
             forced = model.state in _FORCIBLE
-            model.transition("promoted", "production", reason, now, forced=forced or None)
+            model.transition(
+                "promoted", "production", reason, now, forced=forced or None, actor=actor
+            )
             replaced = pointer.version if pointer.version != version else None
             stack = [v for v in pointer.previous if v not in (version, replaced)]
             if replaced is not None:
@@ -310,21 +288,23 @@ class ModelRegistry:
             self.versions.save_with_pointer(changed, pointer)
             self.write_serving_config()
             if old is not None:
-                self._emit("retired", old, old.history[-1].reason, now)
-            self._emit("promoted", model, reason, now, previous_version=replaced)
+                self._emit("retired", old, old.history[-1].reason, now, actor=actor)
+            self._emit("promoted", model, reason, now, previous_version=replaced, actor=actor)
             return model
 
-    def rollback(self, name: str, reason: str) -> ModelVersion:
+    def rollback(self, name: str, reason: str, *, actor: str | None = None) -> ModelVersion:
         """Serve the previous production version again; returns it (see :meth:`rollback_pair`)."""
-        return self.rollback_pair(name, reason)[0]
+        return self.rollback_pair(name, reason, actor=actor)[0]
 
-    def rollback_pair(self, name: str, reason: str) -> tuple[ModelVersion, ModelVersion]:
+    def rollback_pair(
+        self, name: str, reason: str, *, actor: str | None = None
+    ) -> tuple[ModelVersion, ModelVersion]:
         """Retire the serving version and serve the newest one on the rollback stack again.
 
         Returns ``(now serving, just retired)``. The stack is popped, so rolling
         back twice goes two versions back; the retired version is not pushed.
         """
-        reason = _check_reason(reason)
+        reason = check_reason(reason)
         with self._lock:
             pointer = self.pointers.of(name)
             current = self._serving(pointer)
@@ -343,13 +323,15 @@ class ModelRegistry:
             target = self.get(name, target_version)
             self._check_saved_model(name, target_version)
             now = _now()
-            current.transition("retired", "retired", f"rolled back: {reason}", now)
-            target.transition("rolled_back", "production", reason, now)
+            current.transition("retired", "retired", f"rolled back: {reason}", now, actor=actor)
+            target.transition("rolled_back", "production", reason, now, actor=actor)
             pointer.version, pointer.previous, pointer.updated_at = target_version, rest, now
             self.versions.save_with_pointer([current, target], pointer)
             self.write_serving_config()
-            self._emit("retired", current, f"rolled back: {reason}", now)
-            self._emit("rolled_back", target, reason, now, previous_version=current.version)
+            self._emit("retired", current, f"rolled back: {reason}", now, actor=actor)
+            self._emit(
+                "rolled_back", target, reason, now, previous_version=current.version, actor=actor
+            )
             return target, current
 
     def write_serving_config(self) -> Path:
@@ -374,10 +356,12 @@ class ModelRegistry:
             )
 
     def _emit(
-        self, event: Action, model: ModelVersion, reason: str, time: str, **extra: int | None
+        self, event: Action, model: ModelVersion, reason: str, time: str, **extra: int | str | None
     ) -> None:
         if self.emit is None:
             return
+        if extra.get("actor") is None:
+            extra.pop("actor", None)  # no one named: the event leaves the field out
         message = ModelEvent(
             event=event,
             id=model.id,

@@ -2,8 +2,9 @@
 
 ``POST /v1/models/{version}:promote`` and ``POST /v1/models:rollback`` follow
 Google's custom-method style (a verb after a colon). They change what the model
-server serves, so they need an API key when keys are configured, and a reason,
-which is kept in the model's history and in the ``models`` topic event.
+server serves, so they need a key with the ``admin`` scope when keys are configured,
+and a reason; both the reason and the key's name are kept in the model's history and
+in the ``models`` topic event.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from mlcycle.common.http import OrjsonResponse, error_responses, require_api_key
-from mlcycle.common.settings import EdgeSettings, TrainerSettings
+from mlcycle.common.http import OrjsonResponse, RouteAccess, error_responses
+from mlcycle.common.keys import Caller
+from mlcycle.common.settings import TrainerSettings
 from mlcycle.contracts.models import MAX_VERSION, MODEL_STATES, NAME_PATTERN, ModelVersion
 from mlcycle.trainer.registry import ModelRegistry
 
@@ -55,11 +57,11 @@ class RolledBack(BaseModel):
 
 
 def models_router(
-    settings: TrainerSettings, edge: EdgeSettings, registry: ModelRegistry
+    settings: TrainerSettings, registry: ModelRegistry, access: RouteAccess
 ) -> APIRouter:
     """``/v1/models``: list, read, promote, roll back (``settings.model_name`` by default)."""
-    router = APIRouter(prefix="/v1", tags=["models"])
-    auth = [Depends(require_api_key(edge))]
+    router = APIRouter(prefix="/v1", tags=["models"], dependencies=access.dependencies())
+    changes = error_responses(400, 401, 403, 404, 422)
     name_query = Query(
         settings.model_name, pattern=NAME_PATTERN, description="the served model name"
     )
@@ -67,7 +69,7 @@ def models_router(
     @router.get(
         "/models",
         response_model=ModelList,
-        responses=error_responses(400, 422),
+        responses=error_responses(400, 401, 403, 422),
         summary="Model versions, newest first, and the production version of each name",
     )
     def list_models(
@@ -84,13 +86,14 @@ def models_router(
     @router.post(
         "/models:rollback",
         response_model=RolledBack,
-        responses=error_responses(400, 401, 404, 422),
-        dependencies=auth,
+        responses=changes,
         summary="Retire the serving version and serve the previous one again",
     )
-    def rollback(request: RollbackRequest = Body(...)) -> OrjsonResponse:
+    def rollback(
+        request: RollbackRequest = Body(...), caller: Caller = Depends(access.caller)
+    ) -> OrjsonResponse:
         name = request.name or settings.model_name
-        production, retired = registry.rollback_pair(name, request.reason)
+        production, retired = registry.rollback_pair(name, request.reason, actor=caller.name)
         return OrjsonResponse(
             {"production": production.to_document(), "retired": retired.to_document()}
         )
@@ -98,21 +101,24 @@ def models_router(
     @router.post(
         "/models/{version}:promote",
         response_model=ModelVersion,
-        responses=error_responses(400, 401, 404, 422),
-        dependencies=auth,
+        responses=changes,
         summary="Serve this version; the one it replaces is retired",
     )
     def promote(
-        version: int = Path(ge=1, le=MAX_VERSION), request: PromoteRequest = Body(...)
+        version: int = Path(ge=1, le=MAX_VERSION),
+        request: PromoteRequest = Body(...),
+        caller: Caller = Depends(access.caller),
     ) -> OrjsonResponse:
         name = request.name or settings.model_name
-        model = registry.promote(name, version, request.reason, force=request.force)
+        model = registry.promote(
+            name, version, request.reason, force=request.force, actor=caller.name
+        )
         return OrjsonResponse(model.to_document())
 
     @router.get(
         "/models/{version}",
         response_model=ModelVersion,
-        responses=error_responses(404, 422),
+        responses=error_responses(401, 403, 404, 422),
         summary="One model version: lineage, metrics, blessing, state and history",
     )
     def read_model(

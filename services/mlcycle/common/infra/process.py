@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -83,11 +83,13 @@ class ChildProcess:
         name: str,
         log_path: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.argv = argv
         self.name = name
         self.log_path = log_path
         self.stop_signal = stop_signal
+        self.env = env  # None: this process's environment
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -109,6 +111,7 @@ class ChildProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_death_signal_hook(self.stop_signal),
+            env=self.env,
         )
         log.info("started %s", self.name, extra={"pid": self.proc.pid, "argv": self.argv})
 
@@ -193,6 +196,10 @@ class EmbeddedServer:
     def _log_path(self) -> Path | None:
         return None
 
+    def _env(self) -> Mapping[str, str] | None:
+        """The server's environment; None: this process's."""
+        return None
+
     def start(self) -> Self:
         """Launch the binary and wait until it answers."""
         if self._child is not None:
@@ -203,7 +210,11 @@ class EmbeddedServer:
             ensure_port_free(self.host, self.port, self.what)
         self._prepare()
         child = ChildProcess(
-            self._argv(), name=self.what, log_path=self._log_path(), stop_signal=self.stop_signal
+            self._argv(),
+            name=self.what,
+            log_path=self._log_path(),
+            stop_signal=self.stop_signal,
+            env=self._env(),
         )
         child.start()
         self._child = child

@@ -188,7 +188,9 @@ class EdgeSettings(Section):
     # Jobs (training jobs, label runs) that may wait behind the running one; past it, 429.
     max_queued_jobs: int = Field(16, ge=1)
     grpc_max_concurrent_rpcs: int = Field(256, ge=1)
-    grpc_max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # Each way, per message: 16 MiB holds a 64-row Predict of the longest texts a
+    # transform keeps (13.8 MB measured); see mlcycle.common.grpc.
+    grpc_max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_batch_records: int = Field(10_000, ge=1)
     default_page_size: int = Field(50, ge=1)

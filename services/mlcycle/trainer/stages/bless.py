@@ -126,5 +126,5 @@ def publish(
     model = registry.bless(name, version, decision.reason, **facts)
     if ctx.settings.auto_promote and ctx.config.auto_promote:
         why = f"blessed by job {ctx.job.id}: {decision.reason}"
-        model = registry.promote(name, version, why)
+        model = registry.promote(name, version, why, actor=f"job:{ctx.job.id}")
     return model_summary(model)
