@@ -117,3 +117,64 @@ def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path:
 
 def get_status(store: Any, job_id: str) -> str:
     return str(store.get(RUNS, job_id)["status"])
+
+
+def test_sigterm_lets_the_running_trial_finish_then_the_restarted_trainer_resumes(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    settings = kafka_settings.replace(trainer_port=free_port())
+    store = open_store(settings.store)
+    seed(store, "k", n=1500)
+    label(settings, store)
+    store.close()
+    trainer = clients_for(settings).trainer
+    log = tmp_path / "trainer.log"
+
+    first = _start(settings, log)
+    try:
+        _wait(lambda: trainer.ready(timeout_s=2), 60, "the trainer was not ready", log)
+        job_id = trainer.start_job({"trials": TRIALS, "search": SEARCH}).id
+        _wait(
+            lambda: (job := _job(trainer, job_id)) is not None and job.progress.trials_done >= 1,
+            180,
+            "a trial did not finish",
+            log,
+        )
+        first.send_signal(signal.SIGTERM)
+        # It stops taking work at once and exits once the running trial reached its end.
+        assert first.wait(120) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    store = open_store(settings.store)
+    job = store.get(RUNS, job_id)
+    before = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
+    store.close()
+    assert job["status"] == "interrupted", job
+    assert 1 <= len(before) < TRIALS
+    # The trial that was running when the signal came was finished, not cut off.
+    assert all(t.get("error") != "interrupted" for t in before.values()), before
+    assert job["progress"]["trials_done"] == len(before)
+
+    second = _start(settings, log)
+    try:
+        _wait(lambda: trainer.ready(timeout_s=2), 60, "the restarted trainer was not ready", log)
+        done = _wait(
+            lambda: (j := _job(trainer, job_id)) is not None and j.finished and j,
+            300,
+            "the resumed job did not finish",
+            log,
+        )
+    finally:
+        trainer.close()
+        second.send_signal(signal.SIGTERM)
+        second.wait(60)
+    assert done.status == "succeeded", done.error
+    store = open_store(settings.store)
+    after = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
+    store.close()
+    assert len(after) == TRIALS  # no trial was lost to the stop, none run twice
+    for number, trial in before.items():
+        assert after[number]["params"] == trial["params"]
+        assert after[number]["value"] == trial["value"]

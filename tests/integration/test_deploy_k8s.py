@@ -172,16 +172,23 @@ def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
         assert not any(secret_like.search(k) for k in configmap.get("data", {})), name
 
 
-def test_the_trainer_also_runs_as_a_cronjob_of_a_real_command() -> None:
+def test_the_retrain_cronjob_submits_a_job_to_the_trainer_api_and_writes_nothing() -> None:
     for overlay in OVERLAYS:
         cronjob = objects(overlay, "CronJob")["trainer-retrain"]
         spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         (container,) = spec["containers"]
         assert container["image"].startswith("mlcycle/trainer:")
-        assert _cli_exists(container["args"]), container["args"]
+        args = container["args"]
+        assert _cli_exists(args), args
+        assert args[1:3] == ["trainer", "submit"], args  # the API client, not a second trainer
+        assert args[args.index("--url") + 1] == "http://trainer:8004"
+        assert "--no-promote" in args  # its candidate waits, blessed, for a person
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["MLCYCLE_AUTO_PROMOTE"] == "false"  # promotion stays with the registry API
+        # Its key from a Secret, sent as Authorization; no claim: the service is the one writer.
+        (key,) = [e for e in container["env"] if e["name"] == "MLCYCLE_SERVICE_KEY"]
+        assert "secretKeyRef" in key["valueFrom"]
+        assert not any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
+        assert "envFrom" not in container  # no store, broker or data dir of its own
     assert objects("dev", "CronJob")["trainer-retrain"]["spec"]["suspend"] is True
 
 
@@ -204,7 +211,9 @@ def test_storage_is_one_shared_claim_readwritemany_in_prod() -> None:
                 if mount["name"] in claims:
                     assert claims[mount["name"]] == "shared", where
                     mounts.setdefault(mount["subPath"], set()).add(where.split("/")[1])
-    assert mounts["models"] >= {"trainer", "trainer-retrain", "modelserver", "inference"}
+    assert mounts["models"] >= {"trainer", "modelserver", "inference"}
+    # The scheduled retrain asks the trainer service: no second writer of its files.
+    assert not any("trainer-retrain" in users for users in mounts.values())
     assert mounts["artifacts"] >= {"featurizer", "featurizer-batch", "trainer", "inference"}
 
 
@@ -273,7 +282,7 @@ NEEDS: dict[str, set[str]] = {
     "featurizer": {"elasticsearch"},
     "featurizer-batch": {"kafka", "elasticsearch"},
     "trainer": {"kafka", "elasticsearch"},
-    "trainer-retrain": {"kafka", "elasticsearch"},
+    "trainer-retrain": {"trainer"},  # it only queues a job on the trainer API
     "modelserver": set(),
     "inference": {"modelserver", "redis"},
     "inference-stream": {"kafka", "elasticsearch", "modelserver", "redis"},
@@ -377,6 +386,15 @@ def _settings_of(container: dict[str, Any], spec: dict[str, Any]) -> dict[str, s
     return {k: v for k, v in env.items() if k.startswith("MLCYCLE_")}
 
 
+# Workloads with no Kafka or store client (the retrain CronJob only calls the trainer API).
+NO_BROKER_OR_STORE_CLIENT = {
+    "redis",
+    "modelserver",
+    "elasticsearch-index-settings",
+    "trainer-retrain",
+}
+
+
 def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
     (listener,) = objects("prod", "Kafka")["kafka"]["spec"]["kafka"]["listeners"]
     assert listener["tls"] is True and listener["port"] == 9093
@@ -391,7 +409,7 @@ def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
     checked = set()
     for where, _, spec in pod_specs(list(rendered("prod"))):
         name = where.split("/")[1]
-        if name not in NEEDS or name in ("redis", "modelserver", "elasticsearch-index-settings"):
+        if name not in NEEDS or name in NO_BROKER_OR_STORE_CLIENT:
             continue
         (container,) = spec["containers"]
         env = _settings_of(container, spec)
@@ -412,7 +430,7 @@ def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
             folder = str(Path(env["MLCYCLE_API_KEYS_FILE"]).parent)
             assert mounts.get(folder) == "mlcycle-api-keys", where
         checked.add(name)
-    assert checked == set(NEEDS) - {"redis", "modelserver", "elasticsearch-index-settings"}
+    assert checked == set(NEEDS) - NO_BROKER_OR_STORE_CLIENT
     redis = objects("prod", "Deployment")["redis"]["spec"]["template"]["spec"]["containers"][0]
     assert redis["args"][-2:] == ["--requirepass", "$(REDIS_PASSWORD)"]
     redis_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis["env"]}

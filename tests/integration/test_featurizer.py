@@ -15,6 +15,7 @@ from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.kafka.consumer import ConsumerLoop
+from mlcycle.common.kafka.lag import group_lag
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
@@ -22,10 +23,10 @@ from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.featurization.shards import feature_set_dir, read_split
 from mlcycle.featurizer.api import create_app
-from mlcycle.featurizer.batch import FeatureSetBuilder
+from mlcycle.featurizer.batch import FeatureSetBuilder, PendingWatcher
 from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.labeler.runs import LabelRunner
-from tests.fixtures.broker import wait_for
+from tests.fixtures.broker import LoopThread, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +215,16 @@ def test_invalid_utf8_and_huge_texts(servers: tuple[str, str]) -> None:
     assert response.json()["truncated"] == 1
 
 
+def test_a_feature_set_path_leading_out_is_a_400_naming_it(
+    servers: tuple[str, str], tmp_path: Path
+) -> None:
+    rest, _ = servers
+    for version, label_run in [("%2E%2E", "x"), ("tf-1", "%2E%2E")]:
+        answer = httpx.get(f"{rest}/v1/feature-sets/{version}/{label_run}", timeout=10)
+        assert answer.status_code == 400, answer.text
+        assert "'..'" in answer.json()["error"]["message"]
+
+
 def test_rest_transforms_and_feature_sets(servers: tuple[str, str], label_run: str) -> None:
     rest_url = servers[0]
     listing = httpx.get(f"{rest_url}/v1/transforms").json()
@@ -257,3 +268,43 @@ def test_label_events_build_the_runs_feature_set(
     finally:
         loop.stop()
         thread.join(15)
+
+
+def _builder_loop(settings: Settings, builder: FeatureSetBuilder) -> LoopThread:
+    return LoopThread(
+        ConsumerLoop(
+            settings.kafka,
+            topics=[settings.kafka.topics.labels],
+            group_id=settings.featurizer.group_id,
+            handler=builder,
+            service="featurizer-batch",
+        )
+    )
+
+
+def test_a_run_whose_events_came_before_any_transform_is_built_once_one_is_fitted(
+    settings: Settings, store: Store, label_run: str
+) -> None:
+    topics = [settings.kafka.topics.labels]
+    unfitted = core_for(settings, store)
+    assert unfitted.current_version() is None
+    # The run's label events arrive while no transform exists: remembered, then committed.
+    loop = _builder_loop(settings, FeatureSetBuilder(unfitted, store, poll_s=0.1))
+    try:
+        wait_for(lambda: group_lag(settings.kafka, settings.featurizer.group_id, topics) == 0)
+    finally:
+        loop.stop()
+    # A transform is fitted later (by the API, say), and no label event follows it.
+    fitted = core_for(settings, store)
+    transform, _ = fitted.fit(label_run)
+    # A restarted batch process builds the remembered run without being told again.
+    builder = FeatureSetBuilder(core_for(settings, store), store, poll_s=0.1)
+    loop = _builder_loop(settings, builder)
+    watcher = PendingWatcher(builder, poll_s=0.2).start()
+    try:
+        folder = feature_set_dir(fitted.root, transform.version, label_run)
+        wait_for(lambda: (folder / "manifest.json").is_file(), timeout_s=60)
+        assert builder.pending.all() == []
+    finally:
+        watcher.stop()
+        loop.stop()

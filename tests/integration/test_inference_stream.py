@@ -19,9 +19,9 @@ from mlcycle.common.infra.process import free_port
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.lag import group_lag
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings, settings_to_env
 from mlcycle.common.store import COMMENTS, Store, open_store
-from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
 from tests.fixtures.broker import LoopThread, indexer_thread, read_all, wait_for

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from mlcycle.common.errors import Unavailable
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
@@ -23,7 +23,13 @@ from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.stream import LabelStream, live_run, stream_topics
-from tests.fixtures.broker import broker_settings, read_all, wait_for
+from tests.fixtures.broker import (
+    LoopThread,
+    broker_settings,
+    indexer_thread,
+    read_all,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +157,50 @@ def test_a_killed_run_resumes_without_duplicates(
     assert len(events) == N_ITEMS == done["stats"]["events"]
 
 
+def test_a_resumed_run_labels_the_items_it_started_with_though_the_corpus_grew(
+    settings: Settings, store: Store, producer: RecordProducer, monkeypatch
+) -> None:
+    seed(store)
+    runner = LabelRunner(
+        settings.labeler, store, producer, topic=settings.kafka.topics.labels, chunk_items=16
+    )
+    run_id = runner.create(RunParams(labeling_functions=[])).id
+    real_send = producer.send_batch
+    sent = []
+
+    def flaky_send(topic: str, items, timeout_s: float = 30.0) -> int:
+        if len(sent) == 2:  # the broker goes away during the third chunk
+            raise Unavailable("broker gone")
+        sent.append(topic)
+        return real_send(topic, items, timeout_s)
+
+    monkeypatch.setattr(producer, "send_batch", flaky_send)
+    with pytest.raises(Unavailable):
+        runner.execute(run_id)
+    # Comments arrive meanwhile, with ids before, among and after the run's items.
+    grown = ["a000", "a001", "a002", "c010a", "c020a", "c040a", "z999"]
+    store.upsert(COMMENTS, [Comment(id=i, text=f"new {i}").to_document() for i in grown])
+    store.upsert(
+        VOTES,
+        [
+            Vote(item_id=i, annotator_id=f"w{k}", label=1).to_document()
+            for i in grown
+            for k in range(5)
+        ],
+    )
+    store.refresh()
+
+    monkeypatch.setattr(producer, "send_batch", real_send)
+    done = runner.execute(run_id).to_document()
+    assert done["status"] == "succeeded"
+    store.refresh()
+    labeled = {doc["item_id"] for doc in store.scan(LABELS, {"run": run_id})}
+    assert labeled == {f"c{i:03d}" for i in range(N_ITEMS)}  # none skipped, none new
+    events = [e for e in label_events(settings, N_ITEMS) if e["run"] == run_id]
+    assert Counter(e["item_id"] for e in events).most_common(1)[0][1] == 1  # none repeated
+    assert {e["item_id"] for e in events} == labeled
+
+
 def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
     settings: Settings, sqlite_store: Store, producer: RecordProducer
 ) -> None:
@@ -181,22 +231,72 @@ def test_a_raising_labeling_function_is_reported_and_the_run_goes_on(
 # -- live labels -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def stream(settings: Settings, producer: RecordProducer) -> Iterator[tuple[Store, ConsumerLoop]]:
-    store = open_store(settings.store)
-    loop = ConsumerLoop(
+def stream_loop(
+    settings: Settings, store: Store, producer: RecordProducer, indexer: CommittedOffsets
+) -> ConsumerLoop:
+    """The live-label stream as ``run_stream`` wires it; it waits at most 0.5 s per try."""
+    return ConsumerLoop(
         settings.kafka,
         topics=stream_topics(settings.kafka.topics),
         group_id=settings.labeler.group_id,
-        handler=LabelStream(settings.labeler, settings.kafka.topics, store, producer),
+        handler=LabelStream(
+            settings.labeler, settings.kafka.topics, store, producer, indexer, indexer_wait_s=0.5
+        ),
         service="labeler-stream",
     )
-    thread = threading.Thread(target=loop.run, kwargs={"install_signal_handlers": False})
-    thread.start()
-    yield store, loop
+
+
+@pytest.fixture
+def offsets(settings: Settings) -> Iterator[CommittedOffsets]:
+    offsets = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
+    yield offsets
+    offsets.close()
+
+
+@pytest.fixture
+def stream(
+    settings: Settings, producer: RecordProducer, offsets: CommittedOffsets
+) -> Iterator[tuple[Store, ConsumerLoop]]:
+    """The stream and the collector-indexer it waits for, both running."""
+    store = open_store(settings.store)
+    indexer = indexer_thread(settings, store)
+    loop = LoopThread(stream_loop(settings, store, producer, offsets))
+    yield store, loop.loop
     loop.stop()
-    thread.join(15)
+    indexer.stop()
     store.close()
+
+
+def test_live_labels_wait_for_the_indexer_to_store_earlier_votes(
+    settings: Settings, producer: RecordProducer, offsets: CommittedOffsets
+) -> None:
+    """A vote consumed before its comment counts once the comment comes, however late stored."""
+    topics = settings.kafka.topics
+    store = open_store(settings.store)
+    loop = LoopThread(stream_loop(settings, store, producer, offsets))
+    indexer = None
+    try:
+        stats = loop.loop.stats
+
+        def tried(batches: int) -> bool:  # handled, or waited for the indexer and retried
+            return stats.batches + stats.retries >= batches
+
+        vote = Vote(item_id="late", annotator_id="w1", label=1)
+        producer.send_batch(topics.votes_raw, [vote.to_message()])
+        wait_for(lambda: tried(1))
+        producer.send_batch(topics.comments_raw, [Comment(id="late", text="hi").to_message()])
+        wait_for(lambda: tried(2))
+        # Only now does the indexer store the vote and the comment.
+        indexer = indexer_thread(settings, store)
+        live = f"{live_run('toxicity')}:late"
+        wait_for(lambda: store.get(LABELS, live) is not None, timeout_s=45)
+        assert store.get(LABELS, live)["n_votes"] == 1
+        assert store.get(LABELS, live)["label"] == 1
+    finally:
+        loop.stop()
+        if indexer is not None:
+            indexer.stop()
+        store.close()
 
 
 def test_live_labels_follow_votes_and_wait_for_unknown_items(
@@ -273,6 +373,32 @@ def test_a_vote_outside_the_task_classes_is_dead_lettered(
 
 
 # -- REST ---------------------------------------------------------------------------------------
+
+
+def test_a_full_label_run_queue_answers_429_and_records_nothing(
+    settings: Settings, producer: RecordProducer
+) -> None:
+    store = open_store(settings.store)
+    # Not started: the accepted run waits, as behind a long-running one.
+    worker = run_worker(
+        LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels),
+        max_queued=1,
+    )
+    server = BackgroundServer(
+        create_app(settings, store=store, producer=producer, worker=worker), "127.0.0.1", 0
+    ).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/v1/label-runs"
+        first = httpx.post(base, json={}, timeout=10)
+        assert first.status_code == 202, first.text
+        refused = httpx.post(base, json={}, timeout=10)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        store.refresh()
+        assert [run.id for run in LabelRuns(store).scan()] == [first.json()["id"]]
+    finally:
+        server.stop()
+        store.close()
 
 
 @pytest.fixture

@@ -21,12 +21,12 @@ from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.inference.api import create_app
-from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.inference.stream import SERVICE, StreamScorer
 from mlcycle.labeler.runs import LabelRunner

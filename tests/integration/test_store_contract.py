@@ -115,6 +115,53 @@ def test_unserializable_document_is_bad_input(store: Store) -> None:
     assert store.count(COMMENTS) == 0
 
 
+def test_update_fields_sets_only_those_fields_and_skips_missing_ids(store: Store) -> None:
+    write(store, COMMENTS, [comment("u1", "old words", source="a"), comment("u2", "other")])
+    score = {"label": 1, "probability": 0.9}
+    updated = store.update_fields(COMMENTS, {"u1": {"prediction": score}, "gone": {"x": 1}})
+    assert updated == 1
+    assert store.get(COMMENTS, "u1") == {
+        "id": "u1",
+        "text": "old words",
+        "source": "a",
+        "prediction": score,
+    }
+    assert store.get(COMMENTS, "gone") is None  # not created
+    assert store.update_fields(COMMENTS, {}) == 0
+
+
+def test_an_update_never_reverts_a_newer_version_written_meanwhile(store: Store) -> None:
+    write(store, COMMENTS, [comment("v", "first version")])
+    # A newer version replaces the document between a scorer's read and its write...
+    write(store, COMMENTS, [comment("v", "second version", source="edited")])
+    store.update_fields(COMMENTS, {"v": {"prediction": {"label": 0}}})
+    store.refresh()
+    # ...and the score lands on it, without bringing the first version back.
+    assert store.get(COMMENTS, "v") == {
+        "id": "v",
+        "text": "second version",
+        "source": "edited",
+        "prediction": {"label": 0},
+    }
+    assert ids(store, query="second") == ["v"]
+    # A later replacement keeps its own fields; an update of the text re-indexes it.
+    store.update_fields(COMMENTS, {"v": {"text": "third"}})
+    store.refresh()
+    assert ids(store, query="third") == ["v"]
+    assert ids(store, query="second") == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"": {"a": 1}}, {"x": {}}, {"x": {"id": "y"}}, {"x": {"a.b": 1}}, {"x": {"a": object()}}],
+)
+def test_bad_updates_are_bad_input(store: Store, changes: dict) -> None:
+    write(store, COMMENTS, [comment("x", "t")])
+    with pytest.raises(InvalidInput):
+        store.update_fields(COMMENTS, changes)
+    assert store.get(COMMENTS, "x") == comment("x", "t")
+
+
 # -- document by document ----------------------------------------------------------------------
 
 # 300 two-byte characters: 300 characters, 600 bytes in UTF-8.

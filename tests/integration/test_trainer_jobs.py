@@ -8,11 +8,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from mlcycle.cli import app as cli
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store import Store
 from mlcycle.common.worker import JobWorker
+from mlcycle.contracts.label_runs import LabelRun
+from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
 from mlcycle.contracts.training import JobConfig, JobProgress, TrainingJob, new_job_id
 from mlcycle.trainer.api import create_app
@@ -101,3 +105,64 @@ def test_jobs_created_in_the_same_second_list_by_creation_time(service: str, sto
     store.refresh()
     listed = httpx.get(f"{service}/v1/jobs", timeout=30).json()["jobs"]
     assert [job["id"] for job in listed] == [job.id for job in reversed(jobs)]
+
+
+def test_a_full_job_queue_answers_429_with_retry_after_and_records_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path, max_queued_jobs=2)
+    LabelRuns(store).save(LabelRun(id="lr-1", task="toxicity", status="succeeded"))
+    registry = ModelRegistry(settings.trainer, store)
+    # Not started: the two accepted jobs wait, as behind a long-running one.
+    worker = JobWorker(
+        JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)),
+        name="train-jobs",
+        max_queued=settings.edge.max_queued_jobs,
+    )
+    app = create_app(settings, store=store, worker=worker, registry=registry)
+    server = BackgroundServer(app, "127.0.0.1", 0).start()
+    try:
+        base = f"http://127.0.0.1:{server.port}/v1/jobs"
+        accepted = [httpx.post(base, json={"label_run": "lr-1"}, timeout=10) for _ in range(2)]
+        assert [r.status_code for r in accepted] == [202, 202]
+        refused = httpx.post(base, json={"label_run": "lr-1"}, timeout=10)
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "MLCYCLE_MAX_QUEUED_JOBS" in refused.json()["error"]["message"]
+        store.refresh()
+        assert sorted(job.id for job in TrainingJobs(store).scan()) == sorted(
+            r.json()["id"] for r in accepted
+        )
+    finally:
+        server.stop()
+
+
+def test_trainer_submit_queues_a_job_through_the_api_with_the_service_key(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = load_settings(data_dir=tmp_path, api_keys=("s3cret",))
+    runs = LabelRuns(store)
+    runs.mark_latest(runs.save(LabelRun(id="lr-1", task="toxicity", status="succeeded")))
+    registry = ModelRegistry(settings.trainer, store)
+    worker = JobWorker(
+        JobRunner(settings.trainer, store, registry, JobEnvironment.of(settings)), name="jobs"
+    )
+    server = BackgroundServer(
+        create_app(settings, store=store, worker=worker, registry=registry), "127.0.0.1", 0
+    ).start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        argv = ["trainer", "submit", "--url", url, "--time-budget", "60", "--no-promote"]
+        wrong = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "nope"})
+        assert wrong.exit_code == 2, wrong.output
+        done = CliRunner().invoke(cli, argv, env={"MLCYCLE_SERVICE_KEY": "s3cret"})
+        assert done.exit_code == 0, done.output
+        job_id = done.stdout.strip().splitlines()[-1]
+        store.refresh()
+        (job,) = TrainingJobs(store).scan()
+        assert job.id == job_id
+        assert job.config.time_budget_s == 60
+        assert job.config.auto_promote is False
+        assert job.label_run == "lr-1"
+    finally:
+        server.stop()

@@ -20,10 +20,10 @@ import pytest
 from mlcycle.common.kafka import admin, connection, lag
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.redis_connection import connection_options, redacted
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store.elastic_connection import client_options, elastic_client
-from mlcycle.inference.indexed import CommittedOffsets
 from mlcycle.local.pipeline import ScoredReader
 
 SERVICES = Path(__file__).resolve().parents[2] / "services" / "mlcycle"
@@ -147,7 +147,7 @@ def test_every_place_that_builds_a_kafka_client_sends_the_security_options(
     admin.ensure_topics(kafka, ["t"])
     lag.end_offsets(kafka, ["t"])
     lag.group_lag(kafka, "g", ["t"])
-    CommittedOffsets(kafka, "collector-indexer")._committed([])
+    CommittedOffsets(kafka, "collector-indexer").committed_by("labeler")
     ScoredReader(kafka)
     monkeypatch.setattr(admin, "_listening", lambda bootstrap: True)
     admin.wait_for_broker(kafka, timeout_s=0)

@@ -3,14 +3,15 @@ stream wrote by hand before it was typed, read back leniently, attached keeping 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from mlcycle.common.store import COMMENTS
+from mlcycle.common.store import COMMENTS, Document
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.messages import decode_record
 from mlcycle.contracts.repositories.scores import CommentScores
@@ -101,3 +102,34 @@ def test_scores_are_attached_to_stored_comments_keeping_their_fields(store: Sqli
     newer = CommentScore(**{**BINARY, "model_version": 4}, scored_at=AT)
     scores.attach({"c1": newer})
     assert scores.get("c1") == newer
+
+
+class IndexerWritesMeanwhile(SqliteStore):
+    """A real store on which the indexer stores a newer version of ``c1`` mid-scoring.
+
+    The newer version lands right after the scorer reads (if it reads) or right
+    before it writes: the two moments a read-modify-write can lose it.
+    """
+
+    newer = {"id": "c1", "text": "edited", "source": "unit"}
+
+    def get_many(self, collection: str, ids: Sequence[str]) -> dict[str, Document]:
+        found = super().get_many(collection, ids)
+        self.upsert(COMMENTS, [self.newer])
+        return found
+
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        self.upsert(COMMENTS, [self.newer])
+        return super().update_fields(collection, changes)
+
+
+def test_a_score_never_reverts_a_newer_version_of_its_comment(tmp_path: Path) -> None:
+    store = IndexerWritesMeanwhile(tmp_path / "store.sqlite3")
+    try:
+        SqliteStore.upsert(store, COMMENTS, [{"id": "c1", "text": "original", "source": "unit"}])
+        score = CommentScore(**BINARY, scored_at=AT)
+        assert CommentScores(store).attach({"c1": score}) == 1
+        stored = SqliteStore.get(store, COMMENTS, "c1")
+        assert stored == {**IndexerWritesMeanwhile.newer, PREDICTION_FIELD: score.to_document()}
+    finally:
+        store.close()

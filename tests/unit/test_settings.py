@@ -100,6 +100,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_GRPC_REFLECTION": ("true", {"edge.grpc_reflection": True}),
     "MLCYCLE_GRPC_MAX_CONCURRENT_RPCS": ("32", {"edge.grpc_max_concurrent_rpcs": 32}),
     "MLCYCLE_GRPC_MAX_MESSAGE_BYTES": ("4194304", {"edge.grpc_max_message_bytes": 4194304}),
+    "MLCYCLE_MAX_QUEUED_JOBS": ("3", {"edge.max_queued_jobs": 3}),
     # the collector
     "MLCYCLE_COLLECTOR_PORT": ("18001", {"collector.port": 18001}),
     "MLCYCLE_INDEXER_METRICS_PORT": ("19401", {"collector.indexer_metrics_port": 19401}),
@@ -140,6 +141,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_BLESS_METRIC": ("pr_auc", {"trainer.bless_metric": "pr_auc"}),
     "MLCYCLE_BLESS_MARGIN": ("0.01", {"trainer.bless_margin": 0.01}),
     "MLCYCLE_AUTO_PROMOTE": ("false", {"trainer.auto_promote": False}),
+    "MLCYCLE_TRAINER_SHUTDOWN_GRACE_S": ("45", {"trainer.shutdown_grace_s": 45.0}),
     "MLCYCLE_TRAIN_ON_NEW_LABEL_RUNS": ("true", {"trainer.train_on_new_label_runs": True}),
     "MLCYCLE_STUDY_STORAGE": (
         "postgresql://optuna@db/studies",

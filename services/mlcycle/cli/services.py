@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from mlcycle.cli.context import console, settings_for
+from mlcycle.cli.context import console, fail, settings_for
 from mlcycle.common.keys import KeyConfigError
 from mlcycle.common.settings import Settings
 
@@ -84,6 +86,51 @@ def trainer_api() -> None:
     from mlcycle.trainer.api import serve
 
     _serve(serve, "trainer")
+
+
+@trainer_app.command("submit")
+def trainer_submit(
+    url: Annotated[
+        str | None, typer.Option(help="The trainer API (default: this host's trainer port).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Job config as a JSON file (options override it).")
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Seconds the search may take.")
+    ] = None,
+    promote: Annotated[
+        bool,
+        typer.Option(
+            help="--no-promote keeps a blessed winner for a person to promote "
+            "(else the trainer's MLCYCLE_AUTO_PROMOTE decides)."
+        ),
+    ] = True,
+) -> None:
+    """Queue a training job on a running trainer service and print its id.
+
+    The job runs in the service, the one writer of its studies and registry.
+    The key is MLCYCLE_SERVICE_KEY (sent as ``Authorization: Bearer``); a full
+    queue (429) or a refusal ends the command with code 2.
+    """
+    from mlcycle.clients import TrainerClient, clients_for
+    from mlcycle.common.errors import MlcycleError
+    from mlcycle.trainer.cli import parse_config
+
+    settings = settings_for("trainer-submit", interactive=True)
+    key = settings.edge.service_key or None
+    try:
+        overrides = {"time_budget_s": time_budget, "auto_promote": None if promote else False}
+        job_config = parse_config(config_path=config, overrides=overrides)
+        if url is None:
+            trainer = clients_for(settings, api_key=key).trainer
+        else:
+            trainer = TrainerClient(url, api_key=key)
+        with trainer:
+            started = trainer.start_job(job_config.model_dump(mode="json", exclude_unset=True))
+    except MlcycleError as exc:
+        fail(exc)
+    typer.echo(started.id)
 
 
 def modelserver(ctx: typer.Context) -> None:

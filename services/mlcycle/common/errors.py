@@ -91,6 +91,18 @@ class TooManyRequests(MlcycleError):
     http_status = 429
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     code = "too_many_requests"
+    # Whole seconds, as the Retry-After header carries them.
+    retry_after_s: int = 1
+
+
+class QueueFull(TooManyRequests):
+    """A job queue holds as many waiting jobs as it may; retry once one has started."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(MlcycleError):

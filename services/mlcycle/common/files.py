@@ -1,10 +1,12 @@
-"""Durable file writes shared by every service that writes artifacts."""
+"""Files every service shares: durable writes, and paths confined to their directory."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+from mlcycle.common.errors import InvalidInput
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -24,3 +26,21 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def confined(root: Path, path: str | Path, *, what: str) -> Path:
+    """``path`` (relative to ``root``, or absolute) resolved, if it names something in ``root``.
+
+    Symlinks are resolved on both sides, so neither ``..`` nor a link can lead
+    out. A path that leads out, or to ``root`` itself, is bad input naming the
+    path (a 400 at the edges): it came from a request or a record and is never
+    followed.
+    """
+    base = Path(root).resolve()
+    target = (base / path).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise InvalidInput(
+            f"{what} {str(path)!r} is outside {base}",
+            details={"path": str(path), "directory": str(base)},
+        )
+    return target

@@ -24,6 +24,7 @@ from mlcycle.contracts.timestamps import Timestamp
 
 LABEL_RUN_KIND = "label"
 LATEST_RUN_KIND = "label-pointer"
+RUN_ITEMS_KIND = "label-run-items"
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -54,7 +55,9 @@ class RunProgress(BaseModel):
 
     phase: str = "queued"
     chunks_done: int = 0
-    chunks_total: int | None = None
+    chunks_total: int | None = Field(
+        default=None, description="set once the run's item snapshot (one record a chunk) is stored"
+    )
     items: int | None = Field(default=None, description="items read, once aggregating")
     events: int = Field(default=0, description="label events published so far")
 
@@ -169,3 +172,23 @@ class LatestLabelRun(StoredRecord):
     def to_document(self) -> Document:
         """The stored form: id, kind, and the run it points to."""
         return {"id": self.id, "kind": self.kind, "run": self.run}
+
+
+class RunItems(StoredRecord):
+    """One chunk of a label run's item snapshot: the ids the chunk labels, in id order.
+
+    Stored when the run starts writing (id ``<run>:items:<chunk>``), so a resumed run
+    labels exactly the items it started with, chunk by chunk, however the corpus grew
+    meanwhile. One record per chunk keeps each small; the snapshot costs a few bytes
+    per item, less than the label the run writes for it.
+    """
+
+    kind: Literal["label-run-items"] = RUN_ITEMS_KIND
+    run: str
+    chunk: int
+    item_ids: list[str]
+
+    @staticmethod
+    def id_of(run_id: str, chunk: int) -> str:
+        """The record id of chunk ``chunk`` of run ``run_id``."""
+        return f"{run_id}:items:{chunk:06d}"

@@ -29,7 +29,8 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 # featurizer config). "current" is the transform the featurizer serves now, unchanged.
 FeatureVariant = Literal["current", "talk", "words", "words+chars", "bigrams+chars"]
 Metric = Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+# "interrupted": stopped at a checkpoint by a shutdown; the next trainer process resumes it.
+JobStatus = Literal["queued", "running", "interrupted", "succeeded", "failed"]
 # A hyper-parameter's value as Optuna records it.
 ParamValue = str | int | float | bool | None
 
@@ -173,6 +174,11 @@ class JobConfig(BaseModel):
         default_factory=list, max_length=20, description="metadata fields for per-slice metrics"
     )
     bless: bool = Field(True, description="judge the winner and export it for serving")
+    auto_promote: bool = Field(
+        True,
+        description="false keeps a blessed winner for a person to promote, whatever the "
+        "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
+    )
 
 
 # -- the job record -----------------------------------------------------------------------------

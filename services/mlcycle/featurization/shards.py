@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.files import confined
 from mlcycle.contracts.features import FeatureSetManifest
 from mlcycle.featurization.sparse import SparseBatch
 
@@ -40,8 +41,9 @@ class Shard:
 
 
 def feature_set_dir(root: Path, version: str, label_run: str) -> Path:
-    """Where the feature set of (``version``, ``label_run``) lives."""
-    return root / FEATURES_DIR / version / label_run
+    """Where the feature set of (``version``, ``label_run``) lives; 400 when that leads out."""
+    versions = root / FEATURES_DIR
+    return confined(confined(versions, version, what="transform"), label_run, what="label run")
 
 
 def read_manifest(root: Path, version: str, label_run: str) -> FeatureSetManifest:

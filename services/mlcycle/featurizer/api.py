@@ -206,7 +206,7 @@ def _router(core: FeaturizerCore, access: RouteAccess) -> APIRouter:
 
     @router.get(
         "/feature-sets/{version}/{label_run}",
-        responses=read_errors,
+        responses=error_responses(400, 401, 403, 404),
         summary="One feature set's manifest",
     )
     def manifest(version: str, label_run: str) -> OrjsonResponse:

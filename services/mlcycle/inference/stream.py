@@ -37,6 +37,7 @@ from mlcycle.common.http import (
 )
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets, IndexerProgress
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
@@ -44,7 +45,6 @@ from mlcycle.contracts.comments import Comment
 from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.contracts.repositories.scores import CommentScores
 from mlcycle.contracts.scores import CommentScore, utc_now
-from mlcycle.inference.indexed import CommittedOffsets, IndexerProgress
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime
 
@@ -157,7 +157,11 @@ def run_stream(settings: Settings) -> None:
     ``MLCYCLE_REDIS_URL`` is set.
     """
     runtime = InferenceRuntime.open(settings)
-    indexer = CommittedOffsets(settings.kafka, settings.collector.indexer_group_id)
+    indexer = CommittedOffsets(
+        settings.kafka,
+        settings.collector.indexer_group_id,
+        waiting_for="scores are written after the comments they belong to",
+    )
     try:
         health_at = (settings.host, settings.inference.stream_metrics_port)
         if not wait_for_model(runtime, health_at):

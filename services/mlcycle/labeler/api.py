@@ -63,9 +63,9 @@ class HumanLabelsAccepted(BaseModel):
     reviewers: list[str] = Field(description="who each label is recorded as, in order")
 
 
-def run_worker(runner: LabelRunner) -> JobWorker:
-    """The thread that executes queued label runs one at a time."""
-    return JobWorker(runner, name="label-runs")
+def run_worker(runner: LabelRunner, max_queued: int | None = None) -> JobWorker:
+    """The thread that executes queued label runs one at a time (at most ``max_queued`` wait)."""
+    return JobWorker(runner, name="label-runs", max_queued=max_queued)
 
 
 def _check_params(params: RunParams) -> None:
@@ -104,7 +104,7 @@ def _runs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRou
         "/label-runs",
         status_code=202,
         response_model=RunStarted,
-        responses=error_responses(400, 401, 403, 422),
+        responses=error_responses(400, 401, 403, 422, 429),
         summary="Start a label run (returns at once)",
     )
     def start_run(
@@ -112,8 +112,7 @@ def _runs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRou
         caller: Caller = Depends(access.caller),
     ) -> OrjsonResponse:
         _check_params(params)
-        run = runner.create(params, started_by=caller.name)
-        worker.submit(run.id)
+        run = worker.accept(lambda: runner.create(params, started_by=caller.name))
         started = RunStarted(id=run.id, status=run.status, previous_run=run.previous_run)
         return OrjsonResponse(started.model_dump(mode="json"), status_code=202)
 
@@ -301,7 +300,7 @@ def serve(settings: Settings) -> None:
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
     runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
-    worker = run_worker(runner).start()
+    worker = run_worker(runner, settings.edge.max_queued_jobs).start()
     try:
         resume_unfinished(store, worker)
         app = create_app(settings, store=store, producer=producer, worker=worker, keys=keys)

@@ -1,12 +1,17 @@
 """Label runs: read the store, compute, write labels and their events, keep a run record.
 
-A run writes its labels in chunks of items (in id order). After each chunk
-its labels are upserted, the events of the new or changed ones are
-acknowledged by Kafka, and only then does the run record advance
-``progress.chunks_done``. A run killed midway is resumed by executing it
-again: finished chunks are skipped, and a chunk caught halfway is redone —
-label ids are ``<run>:<item>`` so the store holds no duplicate, and events
-carry the label id so a consumer can drop the few repeats.
+A run writes its labels in chunks of items (in id order). Before the first
+chunk it stores its item snapshot, the ids of each chunk (one small record per
+chunk, :class:`~mlcycle.contracts.label_runs.RunItems`), and only then records
+``progress.chunks_total``. After each chunk its labels are upserted, the events
+of the new or changed ones are acknowledged by Kafka, and only then does the
+run record advance ``progress.chunks_done``. A run killed midway is resumed by
+executing it again: finished chunks are skipped, a chunk caught halfway is
+redone — label ids are ``<run>:<item>`` so the store holds no duplicate, and
+events carry the label id so a consumer can drop the few repeats — and every
+chunk labels the items of its snapshot, so comments stored since the run
+started shift nothing: no item is skipped or labeled twice, and new ones wait
+for the next run.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from mlcycle.contracts.label_runs import (
 )
 from mlcycle.contracts.labels import Label, label_id
 from mlcycle.contracts.repositories.comments import Comments
-from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.label_runs import LabelRuns, RunSnapshots
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.timestamps import utc_now
@@ -76,6 +81,7 @@ class LabelRunner:
         self.settings = settings
         self.store = store
         self.runs = LabelRuns(store)
+        self.snapshots = RunSnapshots(store)
         self.labels = Labels(store)
         self.comments = Comments(store)
         self.votes = Votes(store)
@@ -167,16 +173,29 @@ class LabelRunner:
     def _write_labels(
         self, run: LabelRun, params: RunParams, corpus: Corpus, labeling: Labeling
     ) -> None:
-        total = -(-len(corpus) // self.chunk_items)
+        total = run.progress.chunks_total
+        fresh_chunks: list[list[str]] | None = None
+        if total is None:  # the first time the run writes: its snapshot, then its chunk count
+            ids = corpus.item_ids
+            fresh_chunks = [
+                ids[start : start + self.chunk_items]
+                for start in range(0, len(ids), self.chunk_items)
+            ]
+            total = self.snapshots.save_chunks(run.id, fresh_chunks)
         done = run.progress.chunks_done
         self._phase(run, "writing", chunks_total=total)
         provenance = ProvenanceIndex(labeling.votes)
+        position = {item_id: i for i, item_id in enumerate(corpus.item_ids)}
         previous = run.previous_run
         events = run.progress.events
         for chunk in range(done, total):
-            items = range(
-                chunk * self.chunk_items, min(len(corpus), (chunk + 1) * self.chunk_items)
+            chunk_ids = (
+                fresh_chunks[chunk]
+                if fresh_chunks is not None
+                else self.snapshots.chunk(run.id, chunk)
             )
+            # Comments are never deleted: every item of the snapshot is in the corpus read now.
+            items = [position[item_id] for item_id in chunk_ids if item_id in position]
             labels = label_records(
                 labeling,
                 corpus,

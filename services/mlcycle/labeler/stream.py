@@ -19,6 +19,15 @@ the loop commits. A crash in between redelivers the batch, which recomputes
 the same labels and re-sends their events (a consumer sees a repeat, never a
 gap).
 
+What the stream reads from the store, the indexer wrote: a vote consumed in an
+earlier batch (its item's comment had not arrived) may still be on its way to
+the store when the comment comes. Before relabeling, the stream therefore waits
+until the collector-indexer has committed past every record the stream has
+consumed so far, on every partition of the three topics (after a restart, from the
+stream group's own committed offsets on): each vote and comment it has seen is
+then in the store. A batch whose wait times out raises, so nothing is
+committed and the loop retries it later.
+
 Schema-invalid records are the indexer's to dead-letter; the stream skips
 them. What only the labeler can judge — a vote whose label is not a class of
 its task — goes to ``votes.raw.dlq`` from here.
@@ -31,8 +40,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
+from kafka import TopicPartition
+
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
+from mlcycle.common.kafka.offsets import batch_bounds
 from mlcycle.common.kafka.producer import RecordProducer
+from mlcycle.common.kafka.progress import CommittedOffsets, IndexerProgress
 from mlcycle.common.kafka.service import run_consumer_service
 from mlcycle.common.settings import LabelerSettings, Settings, TopicNames
 from mlcycle.common.store import Store
@@ -58,6 +71,8 @@ from mlcycle.labeler.votes import VoteMatrix, class_of
 log = logging.getLogger(__name__)
 
 SERVICE = "labeler-stream"
+# How long a batch waits for the indexer to store what the stream consumed before it is retried.
+INDEXER_WAIT_S = 10.0
 
 # The votes of one batch: item id -> vote id -> vote (a later vote replaces an earlier one).
 BatchVotes = dict[str, dict[str, StoredVote]]
@@ -67,7 +82,8 @@ class LabelStream:
     """The consumer-loop handler: live labels for the items a batch touches.
 
     It reads ``topics.votes_raw``, ``topics.votes_reviewed`` and ``topics.comments_raw``
-    and sends label events to ``topics.labels``.
+    and sends label events to ``topics.labels``; ``indexer`` says how far the
+    collector-indexer has stored them.
     """
 
     def __init__(
@@ -76,10 +92,17 @@ class LabelStream:
         topics: TopicNames,
         store: Store,
         producer: RecordProducer,
+        indexer: IndexerProgress,
+        *,
+        indexer_wait_s: float = INDEXER_WAIT_S,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.producer = producer
+        self.indexer = indexer
+        self.indexer_wait_s = indexer_wait_s
+        # The offset after the last record consumed, per partition: the indexer must be past it.
+        self._consumed: dict[TopicPartition, int] | None = None
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.labels = Labels(store)
@@ -104,10 +127,23 @@ class LabelStream:
                 except InvalidRecord:
                     continue  # the indexer dead-letters it
                 comments[comment.id] = StoredComment.model_validate(comment.to_document())
+        self._wait_for_indexer(records)
         touched = set(votes) | set(comments)
         if touched:
             self._relabel(touched, votes, comments)
         return failures
+
+    def _wait_for_indexer(self, records: list[ConsumedRecord]) -> None:
+        """Return once the indexer has stored every record consumed so far (else Unavailable)."""
+        if self._consumed is None:
+            # Records consumed before a restart: the stream group committed past them.
+            self._consumed = self.indexer.committed_by(self.settings.group_id)
+        needed = dict(self._consumed)
+        for tp, after in batch_bounds(records)[1].items():
+            needed[tp] = max(after, needed.get(tp, 0))
+        self.indexer.wait_past(needed, self.indexer_wait_s)
+        # Kept only once stored: a batch whose wait raises is redelivered and counted then.
+        self._consumed = needed
 
     def _take_vote(self, record: ConsumedRecord, votes: BatchVotes) -> Failure | None:
         try:
@@ -207,11 +243,19 @@ def stream_topics(topics: TopicNames) -> list[str]:
 def run_stream(settings: Settings) -> None:
     """Keep live labels up to date until SIGINT/SIGTERM, then commit and close."""
     labeler, topics = settings.labeler, settings.kafka.topics
-    run_consumer_service(
-        settings,
-        service=SERVICE,
-        topics=stream_topics(topics),
-        group_id=labeler.group_id,
-        metrics_port=labeler.stream_metrics_port,
-        handler=lambda store, producer: LabelStream(labeler, topics, store, producer),
+    indexer = CommittedOffsets(
+        settings.kafka,
+        settings.collector.indexer_group_id,
+        waiting_for="live labels are computed from the votes it stored",
     )
+    try:
+        run_consumer_service(
+            settings,
+            service=SERVICE,
+            topics=stream_topics(topics),
+            group_id=labeler.group_id,
+            metrics_port=labeler.stream_metrics_port,
+            handler=lambda store, producer: LabelStream(labeler, topics, store, producer, indexer),
+        )
+    finally:
+        indexer.close()

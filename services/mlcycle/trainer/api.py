@@ -2,9 +2,10 @@
 
 ``POST /v1/jobs`` answers at once with the job id; a worker thread runs the
 job and ``GET /v1/jobs/{id}`` shows its stage and search progress. Jobs a
-previous process left unfinished are queued again at start-up and resume
-their Optuna study. When ``train_on_new_label_runs`` is set, a watcher
-starts a job with the default config for every new label run of the task.
+previous process left unfinished (or interrupted at a checkpoint by SIGTERM)
+are queued again at start-up and resume their Optuna study. When
+``train_on_new_label_runs`` is set, a watcher starts a job with the default
+config for every new label run of the task.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 
 from mlcycle import __version__
 from mlcycle.common.errors import NotFound
+from mlcycle.common.files import confined
 from mlcycle.common.http import (
     OrjsonResponse,
     RouteAccess,
@@ -87,7 +89,9 @@ class JobBrief(BaseModel):
         )
 
 
-def _jobs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRouter:
+def _jobs_router(
+    store: Store, worker: JobWorker, access: RouteAccess, reports_dir: Path
+) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=access.dependencies())
     runner: JobRunner = worker.runner  # type: ignore[assignment]
     jobs, trials_of = TrainingJobs(store), Trials(store)
@@ -97,15 +101,14 @@ def _jobs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRou
         "/jobs",
         status_code=202,
         response_model=JobStarted,
-        responses=error_responses(400, 401, 403, 404, 422),
+        responses=error_responses(400, 401, 403, 404, 422, 429),
         summary="Start a training job: search, evaluate, bless, export (returns at once)",
     )
     def start_job(
         config: JobConfig = Body(default_factory=JobConfig),
         caller: Caller = Depends(access.caller),
     ) -> OrjsonResponse:
-        job = runner.create(config, submitted_by=caller.name)
-        worker.submit(job.id)
+        job = worker.accept(lambda: runner.create(config, submitted_by=caller.name))
         body = JobStarted(id=job.id, status=job.status, label_run=job.label_run)
         return OrjsonResponse(body.model_dump(mode="json"), status_code=202)
 
@@ -140,13 +143,15 @@ def _jobs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRou
         # Only the 200 is HTML; errors keep the JSON error shape like every other route.
         responses={
             200: {"content": {"text/html": {"schema": {"type": "string"}}}},
-            **read_errors,
+            **error_responses(400, 401, 403, 404),
         },
         summary="The job's HTML report (plots, trials, metrics)",
     )
     def report(job_id: str) -> HTMLResponse:
         found = jobs.require(job_id)
-        path = Path(found.result.report if found.result else "")
+        if found.result is None:
+            raise NotFound(f"job {job_id} has no report yet ({found.status})")
+        path = confined(reports_dir, found.result.report, what="report")
         if not path.is_file():
             raise NotFound(f"job {job_id} has no report yet ({found.status})")
         return HTMLResponse(path.read_text(encoding="utf-8"))
@@ -178,10 +183,12 @@ class LabelRunWatcher:
         run = self.runs.latest(self.task)
         if run is None or run.id == self._seen:
             return None
-        self._seen = run.id
         runner: JobRunner = self.worker.runner  # type: ignore[assignment]
-        job = runner.create(JobConfig(label_run=run.id), submitted_by=WATCHER)
-        self.worker.submit(job.id)
+        # A full queue raises before the run counts as seen: the next check tries again.
+        job = self.worker.accept(
+            lambda: runner.create(JobConfig(label_run=run.id), submitted_by=WATCHER)
+        )
+        self._seen = run.id
         log.info("new label run %s: started training job %s", run.id, job.id)
         return job.id
 
@@ -237,7 +244,8 @@ def create_app(
     )
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
-    app.include_router(_jobs_router(store, worker, access))
+    reports_dir = JobEnvironment.of(settings).reports_dir
+    app.include_router(_jobs_router(store, worker, access, reports_dir))
     app.include_router(models_router(settings.trainer, registry, access))
     return access.verify(app)
 
@@ -251,8 +259,11 @@ def serve(settings: Settings) -> None:
     trainer = settings.trainer
     registry = ModelRegistry(trainer, store, kafka_emitter(settings.kafka.topics.models, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
-    runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings))
-    worker = JobWorker(runner, name="train-jobs").start()
+    stopping = threading.Event()
+    runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings), stopping=stopping)
+    worker = JobWorker(
+        runner, name="train-jobs", max_queued=settings.edge.max_queued_jobs, stopping=stopping
+    ).start()
     watcher = (
         LabelRunWatcher(settings.labeler.task, store, worker)
         if trainer.train_on_new_label_runs
@@ -265,8 +276,10 @@ def serve(settings: Settings) -> None:
         app = create_app(settings, store=store, worker=worker, registry=registry, keys=keys)
         serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
+        # SIGTERM: the API stopped taking work; the running job stops at its next checkpoint.
         if watcher is not None:
             watcher.stop()
-        worker.stop()
+        if not worker.shutdown(trainer.shutdown_grace_s):
+            log.warning("the running job did not reach a checkpoint in time; it resumes anyway")
         producer.close()
         store.close()

@@ -14,6 +14,7 @@ in order; each stage records itself in the job's progress.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 
 from mlcycle.common.errors import NotFound
@@ -32,7 +33,7 @@ from mlcycle.contracts.training import (
 from mlcycle.featurization.store import TransformStore
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
-from mlcycle.trainer.progress import JobRecorder, ProgressHook
+from mlcycle.trainer.progress import JobInterrupted, JobRecorder, ProgressHook
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.stages.bless import judge, publish
 from mlcycle.trainer.stages.context import JobContext, JobEnvironment
@@ -49,7 +50,8 @@ class JobRunner:
 
     ``environment`` is what jobs take from outside the trainer's section (the
     artifact store, the default task, ...); ``transforms`` defaults to the
-    artifact store's.
+    artifact store's. Setting ``stopping`` (a shutdown) stops the running job at
+    its next checkpoint, recorded ``interrupted`` for the next process to resume.
     """
 
     def __init__(
@@ -61,7 +63,9 @@ class JobRunner:
         *,
         transforms: TransformStore | None = None,
         on_progress: ProgressHook | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
+        self.stopping = stopping or threading.Event()
         self.settings = settings
         self.environment = environment
         self.store = store
@@ -103,10 +107,21 @@ class JobRunner:
         recorder = JobRecorder(self.jobs, job, self.on_progress)
         recorder.started()
         context = JobContext(
-            self.settings, self.environment, self.store, self.registry, self.transforms, recorder
+            self.settings,
+            self.environment,
+            self.store,
+            self.registry,
+            self.transforms,
+            recorder,
+            self.stopping,
         )
         try:
             result = run_stages(context)
+        except JobInterrupted:
+            log.info(
+                "training job %s stopped at a checkpoint; it resumes at the next start", job_id
+            )
+            return recorder.interrupted()
         except Exception as exc:
             log.exception("training job %s failed", job_id)
             return recorder.finished("failed", error=str(exc) or type(exc).__name__)
@@ -121,8 +136,10 @@ def run_stages(ctx: JobContext) -> JobResult:
     ctx.recorder.remember(transforms=features.transforms)
     if ctx.config.preset == "search" and ctx.config.blend_linear:
         outcome = blend(ctx, outcome, data)
+    ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)
+    ctx.checkpoint()  # past here, export and bless run to the end (they are claimed once)
     model = export_and_bless(ctx, best, data, evaluated) if ctx.config.bless else None
     report = write_job_report(ctx, outcome, data, evaluated, model)
     return JobResult(

@@ -14,6 +14,11 @@ from mlcycle.contracts.training import (
     TrialOutcome,
 )
 
+
+class JobInterrupted(Exception):  # noqa: N818 (an outcome, like StopIteration)
+    """The trainer is shutting down and the job stopped at a checkpoint; it resumes later."""
+
+
 # Called with the job after each saved change (``mlcycle train`` draws its progress bar).
 ProgressHook = Callable[[TrainingJob], None]
 
@@ -80,6 +85,13 @@ class JobRecorder:
         if version is not None:
             self.job.version = version
         self.save()
+
+    def interrupted(self) -> TrainingJob:
+        """The job stopped at a checkpoint for a shutdown: the next process resumes it."""
+        self.job.status = "interrupted"
+        detail = "stopped at a checkpoint by a shutdown; the trainer resumes it when it restarts"
+        self.job.progress = self.job.progress.model_copy(update={"detail": detail})
+        return self.save()
 
     def finished(
         self, status: JobStatus, *, result: JobResult | None = None, error: str = ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from mlcycle.contracts.training import (
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult, NonFiniteLoss, fit, predict_probabilities
 from mlcycle.trainer.models import build_model
+from mlcycle.trainer.progress import JobInterrupted
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -160,8 +162,13 @@ class Search:
         budget_s: float,
         fixed: TrialParams | None = None,
         on_trial: TrialHook | None = None,
+        stop: threading.Event | None = None,
     ) -> SearchOutcome:
-        """Run trials until the job has ``config.trials`` of them or ``budget_s`` is spent."""
+        """Run trials until the job has ``config.trials`` of them or ``budget_s`` is spent.
+
+        When ``stop`` is set, the search ends after the trial that is running (the
+        study keeps it) and raises JobInterrupted: a later run resumes from there.
+        """
         started = time.monotonic()
         self._recover_interrupted()
         remaining = self.config.trials - len(self.finished())
@@ -172,9 +179,11 @@ class Search:
                 n_trials=remaining,
                 timeout=budget_s,
                 catch=(NonFiniteLoss,),
-                callbacks=[self._callback(on_trial)] if on_trial else None,
+                callbacks=[self._callback(on_trial, stop)],
                 gc_after_trial=True,
             )
+        if stop is not None and stop.is_set():
+            raise JobInterrupted(f"the search of job {self.job_id} stopped after a finished trial")
         complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not complete:
             errors = sorted({str(t.user_attrs.get("error")) for t in self.finished()})
@@ -225,9 +234,14 @@ class Search:
             result.model.save_weights(str(self._weights_file(trial.number)))
         return result.dev_metric
 
-    def _callback(self, on_trial: TrialHook) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def _callback(
+        self, on_trial: TrialHook | None, stop: threading.Event | None
+    ) -> Callable[[optuna.Study, FrozenTrial], None]:
         def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-            on_trial(trial_record(self.job_id, trial, self.metric))
+            if on_trial is not None:
+                on_trial(trial_record(self.job_id, trial, self.metric))
+            if stop is not None and stop.is_set():
+                study.stop()  # the trial just finished is the checkpoint
 
         return callback
 

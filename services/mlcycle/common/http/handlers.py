@@ -26,7 +26,9 @@ async def _mlcycle_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
-    elif isinstance(exc, Unavailable | TooManyRequests):
+    elif isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    elif isinstance(exc, Unavailable):
         headers["Retry-After"] = "1"
     if exc.http_status >= 500:
         log.error("request failed: %s", exc.message, exc_info=exc)

@@ -185,6 +185,8 @@ class EdgeSettings(Section):
     # The secret this process presents when it calls another service (model server, featurizer).
     service_key: str = Field("", repr=False)
     grpc_reflection: bool = False
+    # Jobs (training jobs, label runs) that may wait behind the running one; past it, 429.
+    max_queued_jobs: int = Field(16, ge=1)
     grpc_max_concurrent_rpcs: int = Field(256, ge=1)
     # Each way, per message: 16 MiB holds a 64-row Predict of the longest texts a
     # transform keeps (13.8 MB measured); see mlcycle.common.grpc.
@@ -286,6 +288,9 @@ class TrainerSettings(Section):
     study_storage: str
     # Seconds an exported SavedModel gets to load cold and answer (infra-validation).
     infra_validation_timeout_s: float = Field(120.0, gt=0)
+    # On SIGTERM, how long the running job may take to reach its next checkpoint (the end
+    # of its current trial) before the process exits anyway; k8s' grace period covers it.
+    shutdown_grace_s: float = Field(600.0, ge=0.0, validation_alias="trainer_shutdown_grace_s")
 
     @property
     def served_models_dir(self) -> str:

@@ -210,6 +210,31 @@ def split_long_ids(
     return storable, refused
 
 
+def check_field_changes(
+    changes: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Document]:
+    """``{id: {field: value}}`` for :meth:`Store.update_fields`: string ids, top-level fields.
+
+    The ``id`` field cannot be changed, and neither can a document's id be empty. An
+    id too long to be stored is left out: no such document exists to update.
+    """
+    checked: dict[str, Document] = {}
+    for doc_id, fields in changes.items():
+        if not isinstance(doc_id, str) or not doc_id:
+            raise InvalidInput("every update needs a non-empty string id")
+        if id_too_long(doc_id) is not None:
+            continue
+        if not isinstance(fields, Mapping) or not fields:
+            raise InvalidInput("an update sets at least one field", details={"id": doc_id})
+        for name in fields:
+            if not isinstance(name, str) or not _FIELD_NAME.match(name) or name == "id":
+                raise InvalidInput(
+                    "an update sets top-level fields other than id", details={"field": name}
+                )
+        checked[doc_id] = dict(fields)
+    return checked
+
+
 class Store(abc.ABC):
     """What business code needs from storage. Implementations must be thread-safe."""
 
@@ -231,6 +256,17 @@ class Store(abc.ABC):
         other document is durable when this returns. A failure of the store itself
         (unreachable, overloaded) raises, as :meth:`upsert` does, and then any
         subset may have been written (a retry rewrites them, idempotently).
+        """
+
+    @abc.abstractmethod
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Set the given top-level fields of stored documents, leaving every other field as is.
+
+        ``changes`` maps a document id to the fields to set. Each document is changed
+        in place by the backend (no read-modify-write by the caller), so a writer
+        that replaced the document meanwhile keeps its fields. Ids that are not
+        stored are skipped; returns how many documents were updated. An object
+        value should keep one shape: Elasticsearch merges it into the stored one.
         """
 
     @abc.abstractmethod

@@ -45,6 +45,7 @@ from mlcycle.common.store.base import (
     SortBy,
     Store,
     check_collection,
+    check_field_changes,
     check_filters,
     check_ids,
     check_limit,
@@ -65,6 +66,7 @@ from mlcycle.common.store.elastic_bulk import (
     refusals,
 )
 from mlcycle.common.store.elastic_connection import elastic_client
+from mlcycle.common.store.elastic_update import count_updated, partial_updates
 
 if TYPE_CHECKING:
     from mlcycle.common.settings import StoreSettings
@@ -141,6 +143,14 @@ class ElasticStore(Store):
             if response.get("errors"):
                 raise bulk_error(index, response["items"])
         return len(unique)
+
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Bulk ``update`` actions with partial documents (merged by Elasticsearch itself)."""
+        index = self._index(collection)
+        lines = partial_updates(check_field_changes(changes))
+        return sum(
+            count_updated(index, self._bulk(index, chunk)["items"]) for chunk in chunks(lines)
+        )
 
     def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
         """Index every document Elasticsearch takes; its reason for each one it refuses."""

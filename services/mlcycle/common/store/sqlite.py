@@ -42,6 +42,7 @@ from mlcycle.common.store.base import (
     SortBy,
     Store,
     check_collection,
+    check_field_changes,
     check_filters,
     check_ids,
     check_limit,
@@ -52,6 +53,7 @@ from mlcycle.common.store.base import (
     split_long_ids,
     unique_by_id,
 )
+from mlcycle.common.store.sqlite_batch import write_batch
 from mlcycle.common.store.sqlite_queries import (
     after_params,
     after_sort_position,
@@ -175,6 +177,21 @@ class SqliteStore(Store):
         self._write_encoded(table, encoded)
         return len(encoded)
 
+    def update_fields(self, collection: str, changes: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge the fields into the stored documents inside one write transaction."""
+        table = check_collection(collection)
+        checked = check_field_changes(changes)
+        if not checked:
+            return 0
+        lookup = f'SELECT id, doc FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
+        with self._write() as conn:
+            merged: dict[str, tuple[str, str | None]] = {}
+            for doc_id, doc in conn.execute(lookup, (_dumps(list(checked)),)).fetchall():
+                updated = {**orjson.loads(doc), **checked[doc_id]}
+                merged[doc_id] = (_dumps(updated), _indexed_text(updated))
+            write_batch(conn, table, merged)
+        return len(merged)
+
     def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:
         """Write the documents SQLite can hold in one transaction; refuse the others by id."""
         table = check_collection(collection)
@@ -191,7 +208,7 @@ class SqliteStore(Store):
     def _write_encoded(self, table: str, encoded: dict[str, tuple[str, str | None]]) -> None:
         if encoded:
             with self._write() as conn:
-                _write_batch(conn, table, encoded)
+                write_batch(conn, table, encoded)
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""
@@ -318,39 +335,6 @@ class SqliteStore(Store):
         )
         rows = self._read(sql, [match, *params, *after_params, limit + 1])
         return _page(rows, limit, lambda row: [row[2], row[0]])
-
-
-def _write_batch(
-    conn: sqlite3.Connection, table: str, encoded: dict[str, tuple[str, str | None]]
-) -> None:
-    """Write ``{id: (json, text)}`` and keep the FTS index in step; runs under the write lock."""
-    fts = f"{table}_fts"
-    lookup = (
-        f'SELECT id, rowid, doc, text FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
-    )
-    existing = {row[0]: row[1:] for row in conn.execute(lookup, (_dumps(list(encoded)),))}
-    # Safe to hand out rowids: BEGIN IMMEDIATE holds the only write lock.
-    next_rowid = (conn.execute(f'SELECT max(rowid) FROM "{table}"').fetchone()[0] or 0) + 1
-    inserts, updates, unindex, index = [], [], [], []
-    for doc_id, (doc, text) in encoded.items():
-        old = existing.get(doc_id)
-        if old is None:
-            rowid, next_rowid = next_rowid, next_rowid + 1
-            inserts.append((rowid, doc_id, doc))
-        else:
-            rowid, old_doc, old_text = old
-            if old_doc == doc:
-                continue
-            updates.append((doc, rowid))
-            if old_text == text:
-                continue
-            # External-content FTS: removing a row needs the exact values it was indexed with.
-            unindex.append(("delete", rowid, old_text))
-        index.append((rowid, text))
-    conn.executemany(f'INSERT INTO "{table}"(rowid, id, doc) VALUES (?, ?, ?)', inserts)
-    conn.executemany(f'UPDATE "{table}" SET doc = ? WHERE rowid = ?', updates)
-    conn.executemany(f'INSERT INTO "{fts}"("{fts}", rowid, text) VALUES (?, ?, ?)', unindex)
-    conn.executemany(f'INSERT INTO "{fts}"(rowid, text) VALUES (?, ?)', index)
 
 
 def _indexed_text(doc: Mapping[str, Any]) -> str | None:

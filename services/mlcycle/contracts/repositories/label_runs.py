@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import RUNS, Store
 from mlcycle.common.store.base import SortBy
 from mlcycle.contracts.label_runs import (
     LABEL_RUN_KIND,
     LATEST_RUN_KIND,
+    RUN_ITEMS_KIND,
     UNFINISHED,
     LabelRun,
     LatestLabelRun,
+    RunItems,
 )
 from mlcycle.contracts.repository import Repository
 
@@ -75,3 +79,24 @@ class LabelRuns(Repository[LabelRun]):
     def unfinished(self) -> list[LabelRun]:
         """Runs left queued or running, oldest first (a crashed process resumes them)."""
         return [run for run in self.scan() if run.status in UNFINISHED]
+
+
+class RunSnapshots(Repository[RunItems]):
+    """Each label run's item snapshot, one record per chunk (see :class:`RunItems`)."""
+
+    collection = RUNS
+    record_type = RunItems
+    kind = RUN_ITEMS_KIND
+    noun = "label run chunk"
+
+    def save_chunks(self, run_id: str, chunks: Sequence[Sequence[str]]) -> int:
+        """Store the snapshot: chunk k holds ``chunks[k]``; how many chunks."""
+        self.save_all(
+            RunItems(id=RunItems.id_of(run_id, k), run=run_id, chunk=k, item_ids=list(ids))
+            for k, ids in enumerate(chunks)
+        )
+        return len(chunks)
+
+    def chunk(self, run_id: str, chunk: int) -> list[str]:
+        """The item ids of chunk ``chunk`` of run ``run_id`` (NotFound when not stored)."""
+        return self.require(RunItems.id_of(run_id, chunk)).item_ids

@@ -11,9 +11,10 @@ from mlcycle.contracts.scores import PREDICTION_FIELD, CommentScore
 class CommentScores:
     """The stream's scores, kept on the stored comments rather than as records of their own.
 
-    The store's upsert replaces a whole document and the collector-indexer writes the
-    comments, so a score is added by reading each stored comment and writing it back
-    with its ``prediction`` set: every field the indexer wrote is kept as it was.
+    The collector-indexer writes the comments, and a newer version of a comment may be
+    stored at any moment; so a score is set as a partial update (the store changes the
+    ``prediction`` field in place), never by reading the comment and writing it back,
+    which would revert a version stored in between.
     """
 
     collection = COMMENTS
@@ -26,15 +27,11 @@ class CommentScores:
 
         A comment that is not in the store is skipped: the indexer refused it.
         """
-        stored = self.store.get_many(self.collection, list(scores))
-        updated = [
-            {**stored[comment_id], PREDICTION_FIELD: score.to_document()}
+        changes = {
+            comment_id: {PREDICTION_FIELD: score.to_document()}
             for comment_id, score in scores.items()
-            if comment_id in stored
-        ]
-        if updated:
-            self.store.upsert(self.collection, updated)
-        return len(updated)
+        }
+        return self.store.update_fields(self.collection, changes)
 
     def get(self, comment_id: str) -> CommentScore | None:
         """The score stored on comment ``comment_id``; None when it has none or is not stored."""

@@ -34,5 +34,5 @@ class TrainingJobs(Repository[TrainingJob]):
         return self.page(limit=limit, cursor=cursor, sort=NEWEST_FIRST)
 
     def unfinished(self) -> list[TrainingJob]:
-        """Jobs a previous process left queued or running, oldest first (by id)."""
+        """Jobs a previous process left queued, running or interrupted, oldest first (by id)."""
         return [job for job in self.scan() if not job.finished]

@@ -11,11 +11,11 @@ unblessed one stays in its staging folder, registered with the reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from mlcycle.common.errors import NotFound
+from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.files import confined
 from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
@@ -76,9 +76,10 @@ def production_score(
     """
     metric = ctx.metric
     try:
-        served = exporting.ServingModel(Path(production.path or ""))
+        models_dir = ctx.settings.models_dir
+        served = exporting.ServingModel(confined(models_dir, production.path or "", what="model"))
         transform = ctx.transforms.transform(production.transform)
-    except NotFound as exc:
+    except (NotFound, InvalidInput) as exc:  # gone, or a record pointing outside the models
         how = f"recorded on its own dev split: {exc}"
         return ProductionScore(production.version, recorded_metric(production.metrics, metric), how)
     texts = [c.text for c in dev_comments]
@@ -95,7 +96,8 @@ def publish(
 ) -> ModelSummary:
     """Record the verdict in the lineage, move a blessed version into place, register it.
 
-    A blessed version is promoted to production when ``auto_promote`` is set.
+    A blessed version is promoted to production when ``auto_promote`` is set, in the
+    trainer's settings and in the job's config (a job may only opt out).
     """
     name, version, staging = candidate.name, candidate.version, candidate.staging
     facts = decision.facts.as_dict()
@@ -122,7 +124,7 @@ def publish(
     if not decision.blessed:
         return model_summary(registry.unbless(name, version, decision.reason, **facts))
     model = registry.bless(name, version, decision.reason, **facts)
-    if ctx.settings.auto_promote:
+    if ctx.settings.auto_promote and ctx.config.auto_promote:
         why = f"blessed by job {ctx.job.id}: {decision.reason}"
         model = registry.promote(name, version, why, actor=f"job:{ctx.job.id}")
     return model_summary(model)

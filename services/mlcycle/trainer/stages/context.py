@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlcycle.common.settings import Settings, TrainerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.training import JobConfig, TrainingJob
 from mlcycle.featurization.store import TransformStore
-from mlcycle.trainer.progress import JobRecorder
+from mlcycle.trainer.progress import JobInterrupted, JobRecorder
 from mlcycle.trainer.registry import ModelRegistry
 
 
@@ -50,6 +51,13 @@ class JobContext:
     registry: ModelRegistry
     transforms: TransformStore
     recorder: JobRecorder
+    # Set when the trainer shuts down: the job stops at its next checkpoint.
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def checkpoint(self) -> None:
+        """Stop here (JobInterrupted) if the trainer is shutting down; what is done is kept."""
+        if self.stopping.is_set():
+            raise JobInterrupted(f"job {self.job.id} stopped for a shutdown")
 
     @property
     def job(self) -> TrainingJob:

@@ -64,6 +64,7 @@ def run_search(ctx: JobContext, features: VariantFeatures) -> SearchOutcome:
         budget_s=max(0.0, config.time_budget_s - spent),
         fixed=SEED if config.preset == "seed" else None,
         on_trial=on_trial,
+        stop=ctx.stopping,
     )
     trials.save_all(outcome.trials)
     return outcome

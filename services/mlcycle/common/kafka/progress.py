@@ -1,9 +1,11 @@
-"""How far the collector-indexer has durably stored a topic: its group's committed offsets.
+"""How far a consumer group has durably handled a topic: its committed offsets.
 
-The indexer's consumer loop commits a record's offset only after the record is
-stored, and never rewrites a record it has committed. A write that must come
-after the indexer's own write of the same record (the stream's scores) waits
-until the indexer's committed offset on the record's partition is past it.
+The collector-indexer's consumer loop commits a record's offset only after the
+record is stored, and never rewrites a record it has committed. A process whose
+work must see what the indexer stored (the stream's scores, written onto stored
+comments; the live labels, computed from stored votes) waits until the
+indexer's committed offset on each partition it depends on is past the records
+it acts on.
 """
 
 from __future__ import annotations
@@ -24,28 +26,44 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 
+Offsets = dict[TopicPartition, int]
+
 
 class IndexerProgress(Protocol):
-    """How far the collector-indexer has durably stored a topic."""
+    """How far the collector-indexer has durably stored the raw topics."""
 
     def wait_past(self, needed: Mapping[TopicPartition, int], timeout_s: float) -> None:
         """Return once every partition's committed offset reaches ``needed``; else Unavailable."""
         ...
 
+    def committed_by(self, group_id: str) -> Offsets:
+        """Every offset ``group_id`` has committed (its position on each partition it read)."""
+        ...
+
 
 class CommittedOffsets:
-    """:class:`IndexerProgress` from the indexer group's committed offsets (Kafka OffsetFetch)."""
+    """:class:`IndexerProgress` from the indexer group's committed offsets (Kafka OffsetFetch).
 
-    def __init__(self, kafka: KafkaSettings, indexer_group_id: str) -> None:
+    ``waiting_for`` completes the Unavailable message: why the caller waits.
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        indexer_group_id: str,
+        *,
+        waiting_for: str = "the caller acts on records only once they are stored",
+    ) -> None:
         self.group = indexer_group_id
         self.kafka = kafka
+        self.waiting_for = waiting_for
         self._admin: KafkaAdminClient | None = None
 
     def wait_past(self, needed: Mapping[TopicPartition, int], timeout_s: float) -> None:
         """Poll the indexer group's offsets until it committed past ``needed`` (Unavailable)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            committed = self._committed(list(needed))
+            committed = self._fetch(self.group, list(needed))
             behind = {tp: off for tp, off in needed.items() if committed.get(tp, -1) < off}
             if not behind:
                 return
@@ -53,20 +71,26 @@ class CommittedOffsets:
                 where = ", ".join(f"{tp.topic}/{tp.partition}@{off}" for tp, off in behind.items())
                 raise Unavailable(
                     f"the collector-indexer (group {self.group}) has not stored {where} yet; "
-                    "scores are written after the comments they belong to",
+                    f"{self.waiting_for}",
                     details={"group": self.group},
                 )
             time.sleep(POLL_S)
 
-    def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    def committed_by(self, group_id: str) -> Offsets:
+        """Every offset ``group_id`` has committed, by partition (empty for a new group)."""
+        return self._fetch(group_id, None)
+
+    def _fetch(self, group_id: str, partitions: list[TopicPartition] | None) -> Offsets:
         try:
             if self._admin is None:
                 self._admin = new_admin(self.kafka, client_id=f"{self.group}-watcher")
-            found = self._admin.list_group_offsets({self.group: partitions}).get(self.group, {})
+            found = self._admin.list_group_offsets({group_id: partitions}).get(group_id, {})
         except KafkaError as exc:
             self.close()
-            raise Unavailable(f"cannot read group {self.group}'s offsets: {exc}") from exc
-        return {tp: meta.offset for tp, meta in found.items() if meta is not None}
+            raise Unavailable(f"cannot read group {group_id}'s offsets: {exc}") from exc
+        return {
+            tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0
+        }
 
     def close(self) -> None:
         """Close the admin connection (it is reopened when needed)."""
