@@ -61,6 +61,7 @@ GET_PATH = re.compile(
     re.IGNORECASE,
 )
 JSON = "application/json"
+PROMETHEUS_MEDIA_TYPE = CONTENT_TYPE_LATEST.split(";")[0]  # text/plain, as documented
 SERVICE = "modelserver"
 INTERNAL_MESSAGE = "internal error"
 
@@ -293,21 +294,34 @@ def build_app(
         version="1",
     )
 
-    @app.api_route(
-        "/v1/{path:path}",
-        methods=["GET", "POST"],
-        summary="TF Serving's REST API",
-        description=__doc__,
-        dependencies=access.documenting_dependencies(),
-    )
     async def tf_serving_api(request: Request, path: str) -> Response:
         return await api.handle(request)
+
+    # One route per method, so each OpenAPI operation has an id of its own.
+    for method in ("GET", "POST"):
+        app.add_api_route(
+            "/v1/{path:path}",
+            tf_serving_api,
+            methods=[method],
+            operation_id=f"tf_serving_{method.lower()}",
+            summary="TF Serving's REST API",
+            description=__doc__,
+            dependencies=access.documenting_dependencies(),
+        )
 
     def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for route in paths:
-        app.add_api_route(route, prometheus, methods=["GET"], tags=["health"], summary="Metrics")
+        app.add_api_route(
+            route,
+            prometheus,
+            methods=["GET"],
+            tags=["health"],
+            summary="Metrics",
+            response_class=Response,
+            responses={200: {"content": {PROMETHEUS_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+        )
     add_health_routes(app, manager.readiness)
     # Before routing: an oversized body is refused (in TF Serving's shape) unread.
     install_body_limit(app, max_body_bytes, _refusal)
