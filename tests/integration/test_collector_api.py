@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 
+from mlcycle.clients.collector import CollectorClient
 from mlcycle.collector.api import create_app
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.broker import EmbeddedBroker
@@ -359,6 +360,19 @@ def test_get_by_id_and_404(collector: Collector) -> None:
         "message": "no comment with id 'no-such-id'",
         "details": {"id": "no-such-id"},
     }
+
+
+def test_the_client_reads_comments_the_scoring_stream_has_scored(collector: Collector) -> None:
+    """A scored comment carries the stream's ``prediction``: the client keeps it, not refuses it."""
+    prediction = {"score": 0.93, "label": "1", "model_version": 1}
+    doc = {"id": "scored-1", "text": "scored text zyxw", "source": "unit", "metadata": {}}
+    collector.store.upsert(COMMENTS, [{**doc, "prediction": prediction}])
+    with CollectorClient(collector.url) as client:
+        (found,) = client.search("zyxw").items
+        one = client.comment("scored-1")
+    for comment in (found, one):
+        assert (comment.id, comment.text) == ("scored-1", "scored text zyxw")
+        assert comment.model_extra == {"prediction": prediction}
 
 
 def test_search_pages_with_cursor_visit_every_match_once(collector: Collector) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from pydantic import BaseModel
 
 from mlcycle.clients.base import ServiceClient
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.comments import Comment, StoredComment, Vote
 
 COMMENTS_PATH = "/v1/comments"
 VOTES_PATH = "/v1/votes"
@@ -23,9 +23,13 @@ class Accepted(BaseModel):
 
 
 class CommentPage(BaseModel):
-    """One page of a comment search; pass ``next_cursor`` back as ``cursor``."""
+    """One page of a comment search; pass ``next_cursor`` back as ``cursor``.
 
-    items: list[Comment]
+    Items are stored comments: they keep what other services added (the scoring
+    stream's ``prediction``), which a new :class:`Comment` may not carry.
+    """
+
+    items: list[StoredComment]
     next_cursor: str | None = None
     total: int | None = None
 
@@ -57,9 +61,9 @@ class CollectorClient(ServiceClient):
         """Send a batch of crowd votes (records, or a JSON array already serialized)."""
         return self._post_batch(VOTES_PATH, votes, timeout_s)
 
-    def comment(self, comment_id: str) -> Comment:
-        """One stored comment, or NotFound."""
-        return self.call_record(Comment, "GET", f"{COMMENTS_PATH}/{quote(comment_id)}")
+    def comment(self, comment_id: str) -> StoredComment:
+        """One stored comment (with what other services added to it), or NotFound."""
+        return self.call_record(StoredComment, "GET", f"{COMMENTS_PATH}/{quote(comment_id)}")
 
     def search(
         self,
