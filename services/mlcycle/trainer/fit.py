@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcycle.contracts.training import BlendSummary, TrialParams
+from mlcycle.contracts.training import BlendSummary, EncoderSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
@@ -49,6 +49,10 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
+    # The encoder variant (mlcycle.trainer.encoder): its cost, and how it scores a split
+    # (from the split's texts, where the sparse models read its feature rows).
+    encoder: EncoderSummary | None = None
+    predict: Callable[[SplitData], np.ndarray] | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:
