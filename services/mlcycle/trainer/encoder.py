@@ -75,7 +75,8 @@ class EncoderClassifier(keras.Model):
         self.head = build_head(n_classes, hidden_units, dropout)
         self.n_classes = int(n_classes)
         self.width = int(backbone.hidden_dim)
-        self.head(tf.zeros([1, self.width]))  # create the head's weights now
+        # One call builds every weight (and the model, which export requires).
+        self({"token_ids": tf.zeros([1, 2], tf.int32), "padding_mask": tf.ones([1, 2], tf.int32)})
 
     def pooled(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, training: bool = False):
         """The sentence vector of each row, ``[batch, 384]``."""
@@ -94,6 +95,12 @@ class EncoderClassifier(keras.Model):
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         pooled = self.pooled(inputs["token_ids"], inputs["padding_mask"], training=training)
         return self.head(pooled, training=training)
+
+    @property
+    def _default_save_signature(self) -> None:
+        # Keras would trace a default signature with float inputs while saving; the
+        # export declares the real one (int32 tokens), so there is none to add here.
+        return None
 
     def freeze_below(self, trainable_layers: int) -> None:
         """Freeze the encoder except its top ``trainable_layers`` transformer layers."""
@@ -371,6 +378,8 @@ def fit_encoder(
     started = time.monotonic()
     model = EncoderClassifier(backbone, job.n_classes, options.hidden_units, options.dropout)
     model.freeze_below(0)
+    # Trace the encoder's graph before the clock starts: a one-off cost, not a per-comment one.
+    encode_texts(model, tokens, ["warm up"])
     encode_started = time.monotonic()
     train = _encoded(model, tokens, *job.train)
     encode_train_s = time.monotonic() - encode_started

@@ -37,6 +37,13 @@ from mlcycle.trainer.progress import JobInterrupted, JobRecorder, ProgressHook
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.stages.bless import judge, publish
 from mlcycle.trainer.stages.context import JobContext, JobEnvironment
+from mlcycle.trainer.stages.encoder import (
+    EncoderRun,
+    consider_encoder,
+    encoder_only,
+    export_encoder_candidate,
+    judge_encoder,
+)
 from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
 from mlcycle.trainer.stages.export import export_candidate, judged_before
 from mlcycle.trainer.stages.report import write_job_report
@@ -131,22 +138,36 @@ class JobRunner:
 def run_stages(ctx: JobContext) -> JobResult:
     """Every stage of the job in order; the job's result."""
     features = prepare_features(ctx)
-    outcome = run_search(ctx, features)
-    data = features.data(outcome.best.params.features)
+    encoder: EncoderRun | None = None
+    if ctx.config.preset == "encoder":
+        # The feature set gives the splits and labels; the encoder reads their texts.
+        data = features.data("current")
+        outcome, encoder = encoder_only(ctx, data)
+    else:
+        outcome = run_search(ctx, features)
+        data = features.data(outcome.best.params.features)
     ctx.recorder.remember(transforms=features.transforms)
     if ctx.config.preset == "search" and ctx.config.blend_linear:
         outcome = blend(ctx, outcome, data)
+    if ctx.config.preset == "search" and ctx.config.consider_encoder:
+        ctx.checkpoint()
+        outcome, encoder = consider_encoder(ctx, outcome, data)
     ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)
     ctx.checkpoint()  # past here, export and bless run to the end (they are claimed once)
-    model = export_and_bless(ctx, best, data, evaluated) if ctx.config.bless else None
-    report = write_job_report(ctx, outcome, data, evaluated, model)
+    model = None
+    if ctx.config.bless:
+        chosen = encoder if encoder is not None and best is encoder.result else None
+        model = export_and_bless(ctx, best, data, evaluated, chosen)
+    summary = encoder.summary if encoder is not None else None
+    report = write_job_report(ctx, outcome, data, evaluated, model, encoder=summary)
     return JobResult(
         metric=ctx.metric,
         best_trial=outcome.best_trial,
         params=best.params,
         blend=best.blend,
+        encoder=summary,
         transform=data.transform,
         dev=evaluated.dev.to_dict(),
         test=evaluated.test.to_dict() if evaluated.test else None,
@@ -157,12 +178,23 @@ def run_stages(ctx: JobContext) -> JobResult:
 
 
 def export_and_bless(
-    ctx: JobContext, best: FitResult, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    best: FitResult,
+    data: TrainingData,
+    evaluated: Evaluated,
+    encoder: EncoderRun | None = None,
 ) -> ModelSummary:
-    """Export the winner, judge it and register the verdict (once, even across restarts)."""
+    """Export the winner, judge it and register the verdict (once, even across restarts).
+
+    ``encoder`` is the encoder variant when it is the winner: its export reads tokens.
+    """
     judged = judged_before(ctx)
     if judged is not None:
         return judged
+    if encoder is not None:
+        candidate = export_encoder_candidate(ctx, encoder, data, evaluated)
+        decision = judge_encoder(ctx, candidate, encoder, data, evaluated)
+        return publish(ctx, candidate, decision, data)
     candidate = export_candidate(ctx, best, data, evaluated)
     decision = judge(ctx, candidate, best, data, evaluated)
     return publish(ctx, candidate, decision, data)

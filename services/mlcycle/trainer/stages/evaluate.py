@@ -78,7 +78,10 @@ def evaluate_selected(ctx: JobContext, best: FitResult, data: TrainingData) -> E
     )
     if len(data.test) == 0:
         return Evaluated(dev, None, None, dev_comments)
-    test_probabilities = predict_probabilities(best.model, data.test)
+    if best.predict is not None:  # a model that reads the texts (the encoder)
+        test_probabilities = best.predict(data.test)
+    else:
+        test_probabilities = predict_probabilities(best.model, data.test)
     test = evaluate(
         test_probabilities,
         data.test.labels,

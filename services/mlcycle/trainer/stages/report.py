@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlcycle.contracts.training import ModelSummary
+from mlcycle.contracts.training import EncoderSummary, ModelSummary
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
 from mlcycle.trainer.report import SplitResult, write_report
@@ -19,6 +19,8 @@ def write_job_report(
     data: TrainingData,
     evaluated: Evaluated,
     model: ModelSummary | None,
+    *,
+    encoder: EncoderSummary | None = None,
 ) -> Path:
     """Write ``<reports dir>/<job id>.html`` and return its path."""
     ctx.recorder.stage("report")
@@ -35,6 +37,8 @@ def write_job_report(
     }
     if best.blend is not None:
         summary["linear blend"] = describe_blend(best.blend)
+    if encoder is not None:
+        summary["encoder"] = describe_encoder(encoder)
     if model:
         summary["model version"] = f"{model.name} v{model.version}"
         summary["state"] = model.state
@@ -55,3 +59,18 @@ def write_job_report(
         test=test,
         learning_curves=best.history,
     )
+
+
+def describe_encoder(summary: EncoderSummary) -> str:
+    """One line of the encoder variant's cost and whether it was picked."""
+    parts = [
+        f"{summary.get('model', 'MiniLM')} (max {summary.get('max_length')} tokens, "
+        f"{summary.get('fine_tune_layers', 0)} fine-tuned layers)",
+        f"{summary.get('train_s_per_10k', 0.0):.1f} s training per 10k comments",
+    ]
+    if "predict_p50_ms" in summary:
+        parts.append(f"predict p50 {summary['predict_p50_ms']:.1f} ms")
+    if "reason" in summary:
+        picked = "picked" if summary.get("chosen") else "not picked"
+        parts.append(f"{picked}: {summary['reason']}")
+    return "; ".join(parts)

@@ -1,0 +1,177 @@
+"""The encoder variant as a SavedModel: token tensors in, the sparse models' outputs out.
+
+The ``serving_default`` signature takes what the version's own tokenizer makes
+of a batch of texts, padded to the batch's longest:
+
+- ``token_ids`` int32 ``[batch, length]``: WordPiece ids, ``[CLS]`` first;
+- ``padding_mask`` int32 ``[batch, length]``: 1 on real tokens, 0 on padding.
+
+It answers ``probabilities``, ``scores`` and ``classes`` exactly as
+:func:`mlcycle.trainer.export.export_saved_model` does, so the model server,
+infra-validation and every client read it the same way. The version folder is
+self-contained: ``assets/tokenizer.json`` is the tokenizer it was trained
+with, and ``metadata.json`` says the input is tokens and names that file, its
+sha256 and the maximum length (:func:`input_metadata`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcycle.common.errors import NotFound
+from mlcycle.featurization.minilm import PINNED_SHA256, WEIGHTS, sha256_of
+from mlcycle.featurization.tokens import TokenBatch, TokenEncoder
+from mlcycle.trainer.encoder import EncoderClassifier
+from mlcycle.trainer.export import METADATA, SIGNATURE, WARMUP_FILE, read_metadata
+from mlcycle.trainer.models import keras, tf
+
+INPUT_KIND = "tokens"
+LATENCY_TEXTS = 20
+TOKENIZER_ASSET = "assets/tokenizer.json"
+SIGNATURE_DOC = {
+    "name": SIGNATURE,
+    "inputs": {"token_ids": "int32 [batch, length]", "padding_mask": "int32 [batch, length]"},
+    "outputs": {
+        "probabilities": "float32 [batch, classes]",
+        "scores": "float32 [batch]",
+        "classes": "int64 [batch]",
+    },
+}
+
+
+def binary_logit(logits: tf.Tensor) -> tf.Tensor:
+    """The positive class's logit against the negative's, ``[batch]``.
+
+    The one place the exported binary score is decided: a calibration or
+    prior correction (an affine map of this logit) applies here.
+    """
+    return logits[:, 1] - logits[:, 0]
+
+
+def serving_outputs(logits: tf.Tensor, n_classes: int) -> dict[str, tf.Tensor]:
+    """``probabilities``, ``scores`` and ``classes`` from class logits."""
+    if n_classes == 2:
+        positive = tf.sigmoid(binary_logit(logits))  # the two-class softmax, from one logit
+        probabilities = tf.stack([1.0 - positive, positive], axis=-1)
+        scores = positive
+    else:
+        probabilities = tf.nn.softmax(logits)
+        scores = tf.reduce_max(probabilities, axis=-1)
+    return {
+        "probabilities": probabilities,
+        "scores": scores,
+        "classes": tf.argmax(probabilities, axis=-1),
+    }
+
+
+def export_encoder_saved_model(model: EncoderClassifier, path: Path, tokenizer: Path) -> None:
+    """Write the encoder and its head as one SavedModel, its tokenizer in its assets."""
+    n_classes = model.n_classes
+
+    def serve(token_ids: tf.Tensor, padding_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        return serving_outputs(logits, n_classes)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name=SIGNATURE,
+        fn=serve,
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ],
+    )
+    archive.write_out(str(path), verbose=False)
+    target = path / TOKENIZER_ASSET
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer, target)
+
+
+def input_metadata(path: Path, max_length: int) -> dict[str, Any]:
+    """What ``metadata.json`` says of the input: tokens, which tokenizer, how long at most."""
+    return {
+        "kind": INPUT_KIND,
+        "tokenizer": TOKENIZER_ASSET,
+        "tokenizer_sha256": sha256_of(path / TOKENIZER_ASSET),
+        "max_length": int(max_length),
+        "encoder": "all-MiniLM-L6-v2",
+        "weights_sha256": PINNED_SHA256[WEIGHTS],
+    }
+
+
+def write_token_warmup_requests(path: Path, name: str, batch: TokenBatch) -> Path:
+    """The warm-up file (see :func:`mlcycle.trainer.export.write_warmup_requests`) for tokens."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    target = path / WARMUP_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = len(batch.token_ids)
+    with tf.io.TFRecordWriter(str(target)) as writer:
+        for rows in sorted({1, n}):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = name
+            request.model_spec.signature_name = SIGNATURE
+            for key, array in batch.rows(0, rows).inputs().items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(array, tf.int32))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return target
+
+
+def is_token_model(metadata: dict[str, Any]) -> bool:
+    """True when a version's ``metadata.json`` says its input is tokens."""
+    block = metadata.get("input")
+    return isinstance(block, dict) and block.get("kind") == INPUT_KIND
+
+
+class TokenServingModel:
+    """An exported encoder version loaded for scoring texts with its own tokenizer."""
+
+    def __init__(self, path: Path) -> None:
+        if not (path / "saved_model.pb").is_file():
+            raise NotFound(f"no SavedModel in {path}", details={"path": str(path)})
+        metadata = read_metadata(path)
+        if not is_token_model(metadata):
+            raise NotFound(f"the {METADATA} in {path} does not describe a token input")
+        block = metadata["input"]
+        self.path = path
+        self.tokens = TokenEncoder(path / block["tokenizer"], int(block["max_length"]))
+        self._signature = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+
+    def probabilities_of(self, batch: TokenBatch) -> np.ndarray:
+        """Class probabilities of one token batch."""
+        inputs = {key: tf.constant(value, tf.int32) for key, value in batch.inputs().items()}
+        return np.asarray(self._signature(**inputs)["probabilities"].numpy(), np.float32)
+
+    def probabilities(self, texts: Sequence[str], batch_rows: int = 64) -> np.ndarray:
+        """Class probabilities of ``texts``, tokenized and scored ``batch_rows`` at a time."""
+        parts = [
+            self.probabilities_of(self.tokens.encode(texts[start : start + batch_rows]))
+            for start in range(0, len(texts), batch_rows)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, 2), np.float32)
+
+    def single_predict_ms(self, texts: Sequence[str], repeats: int = 3) -> float:
+        """p50 of one comment's predict (tokenizing and the signature call), in ms.
+
+        Each text is scored alone ``repeats`` times after one untimed call, as a
+        request that misses the cache is.
+        """
+        self.probabilities_of(self.tokens.encode([texts[0]]))
+        timings = []
+        for text in texts[:LATENCY_TEXTS]:
+            for _ in range(repeats):
+                started = time.perf_counter()
+                self.probabilities_of(self.tokens.encode([text]))
+                timings.append((time.perf_counter() - started) * 1000.0)
+        return float(statistics.median(timings))
