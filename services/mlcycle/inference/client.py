@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -106,6 +106,12 @@ class ModelClient(Protocol):
         """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
         ...
 
+    def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
+        ...
+
     def aio(self) -> AsyncModelClient:
         """A client of the same server for the calling event loop (created on that loop)."""
         ...
@@ -124,6 +130,12 @@ class AsyncModelClient(Protocol):
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
     ) -> np.ndarray:
         """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
+        ...
+
+    async def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
         ...
 
     async def reachable(self) -> bool:
@@ -146,6 +158,21 @@ def predict_request(
             version=wrappers_pb2.Int64Value(value=version),
         ),
         inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
+        output_filter=[OUTPUT],
+    )
+
+
+def inputs_request(
+    name: str, version: int, inputs: Mapping[str, np.ndarray]
+) -> predict_pb2.PredictRequest:
+    """:func:`predict_request` with any named inputs (int64, float32 or int32 arrays)."""
+    return predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(
+            name=name,
+            signature_name=SIGNATURE,
+            version=wrappers_pb2.Int64Value(value=version),
+        ),
+        inputs={key: to_tensor_proto(array) for key, array in inputs.items()},
         output_filter=[OUTPUT],
     )
 
@@ -216,6 +243,19 @@ class AioModelClient:
         ``retries`` times, after 25 ms, 50 ms, ... Every failed attempt is counted.
         """
         request = predict_request(name, version, indices, values)
+        return await self._call(request, name, version, indices.shape[0])
+
+    async def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` with named inputs (the encoder's ``token_ids`` and ``padding_mask``)."""
+        rows = next(iter(inputs.values())).shape[0]
+        return await self._call(inputs_request(name, version, inputs), name, version, rows)
+
+    async def _call(
+        self, request: predict_pb2.PredictRequest, name: str, version: int, rows: int
+    ) -> np.ndarray:
+        """Send ``request`` with the retry policy above; the ``[rows, classes]`` answer."""
         attempt = 0
         while True:
             try:
@@ -228,7 +268,7 @@ class AioModelClient:
                 _raise_unless_retryable(exc, self.address, name, version, last=last)
             await asyncio.sleep(BACKOFF_FIRST_S * 2**attempt)
             attempt += 1
-        return read_probabilities(response, name, version, indices.shape[0])
+        return read_probabilities(response, name, version, rows)
 
     async def reachable(self) -> bool:
         """False while the channel waits out a reconnect backoff (its calls fail at once)."""
@@ -320,6 +360,19 @@ class GrpcModelClient:
         if self._core is None:
             self._core = self.aio()
         return await self._core.predict(name, version, indices, values)
+
+    def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` with named inputs (the encoder's ``token_ids`` and ``padding_mask``)."""
+        return self._run(self._predict_inputs_on_loop(name, version, inputs))
+
+    async def _predict_inputs_on_loop(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        if self._core is None:
+            self._core = self.aio()
+        return await self._core.predict_inputs(name, version, inputs)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         with self._runner_lock:

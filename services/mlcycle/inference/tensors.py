@@ -20,6 +20,7 @@ from mlcycle.featurization.sparse import SparseBatch
 _DTYPES = {
     np.dtype(np.int64): types_pb2.DT_INT64,
     np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.int32): types_pb2.DT_INT32,  # token ids and padding masks
 }
 # Little-endian wire dtypes of the numeric outputs we read, and their typed value fields.
 _READABLE = {
@@ -53,7 +54,7 @@ def padded_rows(batch: SparseBatch, start: int, stop: int) -> tuple[np.ndarray, 
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """A TensorProto of an int64 or float32 ``array``, its bytes in ``tensor_content``."""
+    """A TensorProto of an int64, float32 or int32 ``array``, its bytes in ``tensor_content``."""
     dtype = _DTYPES[array.dtype]
     shape = tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
