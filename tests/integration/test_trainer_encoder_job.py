@@ -8,6 +8,7 @@ the SavedModel (encoder, head, tokenizer) is staged, infra-validated in a fresh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def runner(settings: Settings, store: Store) -> JobRunner:
 
 
 def test_an_encoder_job_trains_exports_serves_and_blesses(
-    runner: JobRunner, settings: Settings, capsys: pytest.CaptureFixture[str]
+    runner: JobRunner, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mlcycle.trainer.stages.encoder")
     config = JobConfig(preset="encoder", encoder=FAST_ENCODER, patience=5)
     job = runner.execute(runner.create(config).id)
     assert job.status == "succeeded", job.error
@@ -88,7 +90,7 @@ def test_an_encoder_job_trains_exports_serves_and_blesses(
     encoder = result.encoder
     assert encoder is not None and encoder["chosen"] and encoder["train_texts"] > 30
     assert encoder["train_s_per_10k"] > 0 and encoder["predict_p50_ms"] > 0
-    assert "s of training per 10k comments" in capsys.readouterr().out
+    assert "s of training per 10k comments" in caplog.text
 
     # Served by a fresh model server during infra-validation, blessed and promoted.
     model = result.model

@@ -118,3 +118,21 @@ def test_the_encoder_preset_and_its_options_are_checked() -> None:
         JobConfig(preset="encoder", encoder={"fine_tune_layers": 7})
     with pytest.raises(ValueError, match="latency_budget_ms"):
         JobConfig(consider_encoder=True, latency_budget_ms=0)
+
+
+def test_the_encoder_line_says_its_cost_and_why_it_was_picked_or_not() -> None:
+    from mlcycle.trainer.stages.report import describe_encoder
+
+    line = describe_encoder(
+        {
+            "model": "all-MiniLM-L6-v2",
+            "max_length": 128,
+            "fine_tune_layers": 0,
+            "train_s_per_10k": 151.04,
+            "predict_p50_ms": 12.5,
+            "chosen": False,
+            "reason": "its predict p50 12.5 ms exceeds the 5 ms budget",
+        }
+    )
+    assert "151.0 s training per 10k comments" in line
+    assert "predict p50 12.5 ms" in line and "not picked: its predict p50" in line

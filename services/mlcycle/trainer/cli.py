@@ -101,6 +101,7 @@ def _print_result(trials: Trials, job_id: str, result: JobResult, console: Conso
     from mlcycle.evaluation.classification import Evaluation
     from mlcycle.trainer.linear import describe_blend
     from mlcycle.trainer.report import summary_table
+    from mlcycle.trainer.stages.report import describe_encoder
 
     found = [trial.to_document() for trial in trials.of_job(job_id)]
     dev = Evaluation.from_dict(result.dev)
@@ -108,6 +109,8 @@ def _print_result(trials: Trials, job_id: str, result: JobResult, console: Conso
     console.print(summary_table(found, result.metric, dev, test))
     if result.blend:
         console.print(f"linear blend: {describe_blend(result.blend)}")
+    if result.encoder:
+        console.print(f"encoder: {describe_encoder(result.encoder)}")
     model = result.model
     if model:
         console.print(

@@ -30,7 +30,7 @@ from mlcycle.featurization.minilm import PINNED_SHA256, WEIGHTS, sha256_of
 from mlcycle.featurization.tokens import TokenBatch, TokenEncoder
 from mlcycle.trainer.encoder import EncoderClassifier
 from mlcycle.trainer.export import METADATA, SIGNATURE, WARMUP_FILE, read_metadata
-from mlcycle.trainer.models import keras, tf
+from mlcycle.trainer.models import tf
 
 INPUT_KIND = "tokens"
 LATENCY_TEXTS = 20
@@ -71,25 +71,35 @@ def serving_outputs(logits: tf.Tensor, n_classes: int) -> dict[str, tf.Tensor]:
     }
 
 
+_TOKEN_SIGNATURE = [
+    tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+    tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+]
+
+
+class _Exported(tf.Module):
+    """The model and its serving function, as the SavedModel's root object.
+
+    Saved with ``tf.saved_model.save`` rather than Keras's ExportArchive: the
+    archive lists every variable twice (``variables`` and ``_all_variables``),
+    which for MiniLM's 22.7M weights wrote 174 MB instead of 88 MB, and took
+    five times longer to save and four times longer to load.
+    """
+
+    def __init__(self, model: EncoderClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    @tf.function(input_signature=_TOKEN_SIGNATURE, autograph=False)
+    def serve(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+        return serving_outputs(self.model(inputs, training=False), self.model.n_classes)
+
+
 def export_encoder_saved_model(model: EncoderClassifier, path: Path, tokenizer: Path) -> None:
     """Write the encoder and its head as one SavedModel, its tokenizer in its assets."""
-    n_classes = model.n_classes
-
-    def serve(token_ids: tf.Tensor, padding_mask: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
-        return serving_outputs(logits, n_classes)
-
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE,
-        fn=serve,
-        input_signature=[
-            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
-            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
-        ],
-    )
-    archive.write_out(str(path), verbose=False)
+    root = _Exported(model)
+    tf.saved_model.save(root, str(path), signatures={SIGNATURE: root.serve})
     target = path / TOKENIZER_ASSET
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tokenizer, target)

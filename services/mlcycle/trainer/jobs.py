@@ -101,7 +101,12 @@ class JobRunner:
             config=config,
             created_at=now.isoformat(),
             updated_at=now.isoformat(),
-            progress=JobProgress(stage="queued", trials_done=0, trials_total=config.trials),
+            progress=JobProgress(
+                stage="queued",
+                trials_done=0,
+                # The encoder preset runs no search: no trials to count.
+                trials_total=None if config.preset == "encoder" else config.trials,
+            ),
             submitted_by=submitted_by,
         )
         return self.jobs.save(job)

@@ -19,6 +19,7 @@ production and registration; only the signature's inputs differ.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -46,6 +47,8 @@ from mlcycle.trainer.stages.bless import production_score
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, stored_comments
 from mlcycle.trainer.stages.export import INFRA_SAMPLE_ROWS, Candidate, lineage
+
+log = logging.getLogger(__name__)
 
 PRETRAINED_DIR = "pretrained"
 # Dev comments timed one at a time for the latency figure (each scored 3 times).
@@ -89,11 +92,14 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
     model = result.model
     result.predict = lambda split: enc.predict_texts(model, tokens, split_texts(ctx, split))
     summary["dev_metric"] = result.dev_metric
-    print(  # the figure the issue asks to see as it is measured
-        f"encoder: {summary['train_s_per_10k']:.1f} s of training per 10k comments "
-        f"({summary['train_texts']} texts: encoding {summary['encode_train_s']:.1f} s, "
-        f"head {summary['head_s']:.1f} s, fine-tuning {summary['fine_tune_s']:.1f} s)",
-        flush=True,
+    log.info(
+        "encoder: %.1f s of training per 10k comments (%d texts: encoding %.1f s, head %.1f s, "
+        "fine-tuning %.1f s)",
+        summary["train_s_per_10k"],
+        summary["train_texts"],
+        summary["encode_train_s"],
+        summary["head_s"],
+        summary["fine_tune_s"],
     )
     return EncoderRun(result, tokens, summary)
 
@@ -148,7 +154,7 @@ def consider_encoder(
             f"{latency:.1f} ms is within the {budget:g} ms budget"
         )
     run.summary["chosen"], run.summary["reason"] = chosen, reason
-    print(f"encoder: {'picked' if chosen else 'not picked'}: {reason}", flush=True)
+    log.info("encoder %s: %s", "picked" if chosen else "not picked", reason)
     return (dataclasses.replace(outcome, best=run.result) if chosen else outcome), run
 
 
