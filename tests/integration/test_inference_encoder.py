@@ -22,7 +22,7 @@ from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.contracts.training import EncoderOptions
 from mlcycle.inference.metadata import ServedModel, read_version_metadata
 from mlcycle.inference.versions import build_version
-from mlcycle.trainer import encoder as enc
+from mlcycle.trainer import encoder_fit as fitting
 from mlcycle.trainer.encoder_export import (
     TOKENIZER_ASSET,
     TokenServingModel,
@@ -50,9 +50,11 @@ def encoder_root(
     transform.save(root / "artifacts")
     texts, labels = comments(40, seed=11)
     soft = np.eye(2, dtype=np.float32)[labels]
-    job = enc.EncoderTraining(train=(texts, labels, soft), dev=(texts, labels, soft), n_classes=2)
+    job = fitting.EncoderTraining(
+        train=(texts, labels, soft), dev=(texts, labels, soft), n_classes=2
+    )
     options = EncoderOptions(hidden_units=16, epochs=20, learning_rate=0.01, batch_size=16)
-    result, _ = enc.fit_encoder(minilm_backbone, minilm_tokens, job, options)
+    result, _ = fitting.fit_encoder(minilm_backbone, minilm_tokens, job, options)
     target = root / "versions" / "1"
     export_encoder_saved_model(result.model, target, minilm_tokens.path)
     write_token_warmup_requests(target, NAME, minilm_tokens.encode(texts[:8]))

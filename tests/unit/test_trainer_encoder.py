@@ -14,15 +14,16 @@ from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.minilm import PINNED_SHA256, TOKENIZER, extract_minilm, sha256_of
 from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.trainer import encoder as enc
+from mlcycle.trainer import encoder_fit as fitting
 from tests.fixtures.encoder import comments
 
 FAST = EncoderOptions(hidden_units=16, epochs=30, learning_rate=0.01, batch_size=16)
 
 
-def job_data(n_train: int = 40, n_dev: int = 24) -> enc.EncoderTraining:
+def job_data(n_train: int = 40, n_dev: int = 24) -> fitting.EncoderTraining:
     train_texts, train_labels = comments(n_train, seed=1)
     dev_texts, dev_labels = comments(n_dev, seed=2)
-    return enc.EncoderTraining(
+    return fitting.EncoderTraining(
         train=(train_texts, train_labels, np.eye(2, dtype=np.float32)[train_labels]),
         dev=(dev_texts, dev_labels, np.eye(2, dtype=np.float32)[dev_labels]),
         n_classes=2,
@@ -75,7 +76,7 @@ def test_a_head_on_the_frozen_encoder_learns_a_few_dozen_comments(
     minilm_backbone, minilm_tokens
 ) -> None:
     before = [w.numpy().copy() for w in minilm_backbone.weights[:3]]
-    result, summary = enc.fit_encoder(minilm_backbone, minilm_tokens, job_data(), FAST)
+    result, summary = fitting.fit_encoder(minilm_backbone, minilm_tokens, job_data(), FAST)
     assert result.dev_metric > 0.9
     assert result.params.preset == "encoder" and result.encoder == summary
     assert summary["train_texts"] == 40 and summary["fine_tune_s"] == 0.0
@@ -100,7 +101,7 @@ def test_fine_tuning_trains_only_the_top_layers(minilm_dir: Path, minilm_tokens)
     bottom = [w.numpy().copy() for w in layers[0].weights]
     top = [w.numpy().copy() for w in layers[-1].weights]
     options = FAST.model_copy(update={"fine_tune_layers": 1, "fine_tune_learning_rate": 1e-3})
-    result, summary = enc.fit_encoder(backbone, minilm_tokens, job_data(24, 12), options)
+    result, summary = fitting.fit_encoder(backbone, minilm_tokens, job_data(24, 12), options)
     assert summary["fine_tune_s"] > 0 and summary["fine_tune_layers"] == 1
     for saved, now in zip(bottom, layers[0].weights, strict=True):
         np.testing.assert_array_equal(saved, now.numpy())

@@ -39,7 +39,6 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf import wrappers_pb2
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_pb2,
@@ -59,13 +58,15 @@ from mlcycle.common.grpc_auth import bearer_metadata
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
-from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
+from mlcycle.inference.tensors import (
+    inputs_request,
+    predict_request,
+    read_probabilities,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SIGNATURE = "serving_default"
-OUTPUT = "probabilities"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 BACKOFF_FIRST_S = 0.025
 # gRPC's default reconnect backoff grows to two minutes; a restarted model server
@@ -145,54 +146,6 @@ class AsyncModelClient(Protocol):
     async def close(self) -> None:
         """Release the connection."""
         ...
-
-
-def predict_request(
-    name: str, version: int, indices: np.ndarray, values: np.ndarray
-) -> predict_pb2.PredictRequest:
-    """TF Serving's ``PredictRequest`` pinned to ``version``, asking for the probabilities only."""
-    return predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(
-            name=name,
-            signature_name=SIGNATURE,
-            version=wrappers_pb2.Int64Value(value=version),
-        ),
-        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
-        output_filter=[OUTPUT],
-    )
-
-
-def inputs_request(
-    name: str, version: int, inputs: Mapping[str, np.ndarray]
-) -> predict_pb2.PredictRequest:
-    """:func:`predict_request` with any named inputs (int64, float32 or int32 arrays)."""
-    return predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(
-            name=name,
-            signature_name=SIGNATURE,
-            version=wrappers_pb2.Int64Value(value=version),
-        ),
-        inputs={key: to_tensor_proto(array) for key, array in inputs.items()},
-        output_filter=[OUTPUT],
-    )
-
-
-def read_probabilities(
-    response: predict_pb2.PredictResponse, name: str, version: int, rows: int
-) -> np.ndarray:
-    """The ``[rows, classes]`` probabilities in a ``PredictResponse``; Unavailable if malformed."""
-    if OUTPUT not in response.outputs:
-        raise Unavailable(
-            f"model {name} version {version} has no {OUTPUT!r} output",
-            details={"outputs": sorted(response.outputs)},
-        )
-    probabilities = from_tensor_proto(response.outputs[OUTPUT])
-    if probabilities.ndim != 2 or probabilities.shape[0] != rows:
-        raise Unavailable(
-            f"model {name} version {version} answered {OUTPUT} of shape "
-            f"{list(probabilities.shape)} for {rows} rows"
-        )
-    return probabilities.astype(np.float32, copy=False)
 
 
 def _raise_unless_retryable(

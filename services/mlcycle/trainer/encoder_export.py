@@ -19,9 +19,9 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -105,7 +105,18 @@ def export_encoder_saved_model(model: EncoderClassifier, path: Path, tokenizer: 
     shutil.copyfile(tokenizer, target)
 
 
-def input_metadata(path: Path, max_length: int) -> dict[str, Any]:
+class TokenInput(TypedDict):
+    """``metadata.json``'s ``input`` block of a version that reads tokens."""
+
+    kind: str
+    tokenizer: str
+    tokenizer_sha256: str
+    max_length: int
+    encoder: str
+    weights_sha256: str
+
+
+def input_metadata(path: Path, max_length: int) -> TokenInput:
     """What ``metadata.json`` says of the input: tokens, which tokenizer, how long at most."""
     return {
         "kind": INPUT_KIND,
@@ -138,7 +149,7 @@ def write_token_warmup_requests(path: Path, name: str, batch: TokenBatch) -> Pat
     return target
 
 
-def is_token_model(metadata: dict[str, Any]) -> bool:
+def is_token_model(metadata: Mapping[str, object]) -> bool:
     """True when a version's ``metadata.json`` says its input is tokens."""
     block = metadata.get("input")
     return isinstance(block, dict) and block.get("kind") == INPUT_KIND

@@ -30,6 +30,7 @@ from mlcycle.contracts.training import EncoderSummary
 from mlcycle.featurization.minilm import TOKENIZER, extract_minilm
 from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.trainer import encoder as enc
+from mlcycle.trainer import encoder_fit as fitting
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.blessing import BlessingDecision, InfraCheck, decide
 from mlcycle.trainer.data import SplitData, TrainingData
@@ -76,7 +77,7 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
     folder = extract_minilm(ctx.environment.artifacts_dir / PRETRAINED_DIR)
     tokens = TokenEncoder(folder / TOKENIZER, options.max_length)
     backbone = enc.load_backbone(folder)
-    job = enc.EncoderTraining(
+    job = fitting.EncoderTraining(
         train=(split_texts(ctx, data.train), data.train.labels, data.train.probabilities),
         dev=(split_texts(ctx, data.dev), data.dev.labels, data.dev.probabilities),
         n_classes=data.n_classes,
@@ -88,7 +89,7 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
     )
     ctx.recorder.stage("encoder", detail=f"encoding {len(data.train) + len(data.dev)} texts")
     deadline = time.monotonic() + max(0.0, config.time_budget_s - ctx.job.spent_s)
-    result, summary = enc.fit_encoder(backbone, tokens, job, options, deadline=deadline)
+    result, summary = fitting.fit_encoder(backbone, tokens, job, options, deadline=deadline)
     model = result.model
     result.predict = lambda split: enc.predict_texts(model, tokens, split_texts(ctx, split))
     summary["dev_metric"] = result.dev_metric
