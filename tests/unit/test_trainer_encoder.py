@@ -137,3 +137,14 @@ def test_the_encoder_line_says_its_cost_and_why_it_was_picked_or_not() -> None:
     )
     assert "151.0 s training per 10k comments" in line
     assert "predict p50 12.5 ms" in line and "not picked: its predict p50" in line
+
+
+def test_the_search_picks_the_encoder_only_when_it_wins_within_the_latency_budget() -> None:
+    from mlcycle.trainer.stages.encoder import encoder_verdict
+
+    chosen, reason = encoder_verdict("roc_auc", 0.90, 0.93, 4.0, 5.0)
+    assert chosen and "within the 5 ms budget" in reason
+    chosen, reason = encoder_verdict("roc_auc", 0.90, 0.93, 25.0, 5.0)
+    assert not chosen and "25.0 ms exceeds the 5 ms budget" in reason
+    chosen, reason = encoder_verdict("roc_auc", 0.93, 0.93, 1.0, 5.0)
+    assert not chosen and "does not beat" in reason

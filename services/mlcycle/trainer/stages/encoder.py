@@ -140,23 +140,28 @@ def consider_encoder(
     run.summary["predict_p50_ms"] = round(latency, 3)
     run.summary["latency_budget_ms"] = budget
     searched, mine = outcome.best.dev_metric, run.result.dev_metric
-    if mine <= searched:
-        chosen, reason = False, f"dev {ctx.metric} {mine:.4f} does not beat {searched:.4f}"
-    elif latency > budget:
-        chosen = False
-        reason = (
-            f"dev {ctx.metric} {mine:.4f} beats {searched:.4f}, but its predict p50 "
-            f"{latency:.1f} ms exceeds the {budget:g} ms budget"
-        )
-    else:
-        chosen = True
-        reason = (
-            f"dev {ctx.metric} {mine:.4f} beats {searched:.4f} and its predict p50 "
-            f"{latency:.1f} ms is within the {budget:g} ms budget"
-        )
+    chosen, reason = encoder_verdict(ctx.metric, searched, mine, latency, budget)
     run.summary["chosen"], run.summary["reason"] = chosen, reason
     log.info("encoder %s: %s", "picked" if chosen else "not picked", reason)
     return (dataclasses.replace(outcome, best=run.result) if chosen else outcome), run
+
+
+def encoder_verdict(
+    metric: str, searched: float, mine: float, latency_ms: float, budget_ms: float
+) -> tuple[bool, str]:
+    """Whether the encoder replaces the searched model, and why: it must win on dev *and*
+    answer a single comment within the budget."""
+    if mine <= searched:
+        return False, f"dev {metric} {mine:.4f} does not beat {searched:.4f}"
+    if latency_ms > budget_ms:
+        return False, (
+            f"dev {metric} {mine:.4f} beats {searched:.4f}, but its predict p50 "
+            f"{latency_ms:.1f} ms exceeds the {budget_ms:g} ms budget"
+        )
+    return True, (
+        f"dev {metric} {mine:.4f} beats {searched:.4f} and its predict p50 "
+        f"{latency_ms:.1f} ms is within the {budget_ms:g} ms budget"
+    )
 
 
 def export_encoder_candidate(
