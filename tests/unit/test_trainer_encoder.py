@@ -58,12 +58,19 @@ def test_tokens_are_cut_at_max_length_and_padded_to_the_batch(minilm_dir: Path) 
     assert batch.rows(0, 1).token_ids.shape == (1, 3)
 
 
-def test_the_sentence_vector_ignores_padding(minilm_backbone, minilm_tokens) -> None:
+def test_the_sentence_vector_ignores_padding(
+    minilm_backbone, minilm_tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = enc.EncoderClassifier(minilm_backbone, 2, 0, 0.0)
     alone = enc.encode_texts(model, minilm_tokens, ["a short one"])
     padded = minilm_tokens.encode(["a short one", "a much longer comment than the first by far"])
     pooled = model.pooled(padded.token_ids, padded.padding_mask).numpy()
     np.testing.assert_allclose(pooled[0], alone[0], atol=1e-4)
+    # Tokenized a chunk at a time, the vectors come back in the texts' order.
+    texts, _ = comments(9, seed=5)
+    whole = enc.encode_texts(model, minilm_tokens, texts)
+    monkeypatch.setattr(enc, "TOKENIZE_CHUNK", 4)
+    np.testing.assert_allclose(enc.encode_texts(model, minilm_tokens, texts), whole, atol=1e-4)
     # Sentence vectors carry meaning: paraphrases are closer than unrelated texts.
     a, b, c = enc.encode_texts(
         model, minilm_tokens, ["you are an idiot", "you are a moron", "the train leaves at noon"]

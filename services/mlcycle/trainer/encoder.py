@@ -25,6 +25,9 @@ from mlcycle.trainer.models import keras, tf
 # Texts per encoder call: big enough to keep both cores busy, small enough that a
 # batch of long texts (64 x 128 tokens x 384 wide, per layer) stays a few tens of MB.
 ENCODE_ROWS = 64
+# Texts tokenized at once when encoding many: sorting them by length within a chunk
+# this size keeps padding low, and the chunk's tokens stay a few MB.
+TOKENIZE_CHUNK = 4096
 
 
 def load_backbone(folder: Path) -> keras.Model:
@@ -119,15 +122,19 @@ def _pooling(model: EncoderClassifier) -> Callable[[tf.Tensor, tf.Tensor], tf.Te
 def _length_batches(
     tokens: TokenEncoder, texts: Sequence[str]
 ) -> Iterator[tuple[np.ndarray, TokenBatch]]:
-    """``(positions, token batch)`` over ``texts`` in batches of similar length (less padding)."""
-    batch = tokens.encode(texts)
-    lengths = batch.padding_mask.sum(axis=1)
-    order = np.argsort(lengths, kind="stable")
-    for start in range(0, len(order), ENCODE_ROWS):
-        rows = order[start : start + ENCODE_ROWS]
-        mask = batch.padding_mask[rows]
-        width = max(1, int(mask.sum(axis=1).max(initial=0)))
-        yield rows, TokenBatch(batch.token_ids[rows, :width], mask[:, :width])
+    """``(positions, token batch)`` over ``texts`` in batches of similar length (less padding).
+
+    Texts are tokenized a chunk at a time, so memory stays bounded however many
+    there are; within a chunk they are sorted by length.
+    """
+    for first in range(0, len(texts), TOKENIZE_CHUNK):
+        batch = tokens.encode(texts[first : first + TOKENIZE_CHUNK])
+        order = np.argsort(batch.padding_mask.sum(axis=1), kind="stable")
+        for start in range(0, len(order), ENCODE_ROWS):
+            rows = order[start : start + ENCODE_ROWS]
+            mask = batch.padding_mask[rows]
+            width = max(1, int(mask.sum(axis=1).max(initial=0)))
+            yield first + rows, TokenBatch(batch.token_ids[rows, :width], mask[:, :width])
 
 
 def encode_texts(

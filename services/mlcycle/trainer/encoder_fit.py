@@ -194,17 +194,15 @@ def fine_tune(
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    encoded = tokens.encode(train.texts)
     for _ in range(options.fine_tune_epochs):
         order = rng.permutation(len(train.texts))
         for start in range(0, len(order), ENCODE_ROWS):
             rows = order[start : start + ENCODE_ROWS]
-            mask = encoded.padding_mask[rows]
-            width = max(1, int(mask.sum(axis=1).max(initial=0)))
+            batch = tokens.encode([train.texts[i] for i in rows])  # padded to this batch
             loss = float(
                 step(
-                    tf.constant(encoded.token_ids[rows, :width]),
-                    tf.constant(mask[:, :width]),
+                    tf.constant(batch.token_ids),
+                    tf.constant(batch.padding_mask),
                     tf.constant(targets[rows]),
                     tf.constant(weights_of_class[train.labels[rows]]),
                 )
