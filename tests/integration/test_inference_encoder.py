@@ -104,7 +104,9 @@ def test_predict_through_inference_returns_the_encoders_score(
     scores = np.array([p["score"] for p in predictions])
     np.testing.assert_allclose(scores, expected_scores(served, texts), atol=1e-5)
     assert [p["model_version"] for p in predictions] == [1] * len(texts)
-    assert predictions[0]["label"] == "1" and predictions[1]["label"] == "0"
+    # Labelled at the version's own threshold.
+    assert [p["label"] for p in predictions] == ["1" if x >= 0.5 else "0" for x in scores]
+    assert {p["threshold"] for p in predictions} == {0.5}
     again = service.predict(*texts).json()["predictions"]  # from the cache now
     assert [p["score"] for p in again] == [p["score"] for p in predictions]
 

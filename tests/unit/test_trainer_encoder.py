@@ -155,3 +155,32 @@ def test_the_search_picks_the_encoder_only_when_it_wins_within_the_latency_budge
     assert not chosen and "25.0 ms exceeds the 5 ms budget" in reason
     chosen, reason = encoder_verdict("roc_auc", 0.93, 0.93, 1.0, 5.0)
     assert not chosen and "does not beat" in reason
+
+
+def test_a_logit_map_is_baked_into_the_export_and_the_runs_own_answers(
+    minilm_backbone, minilm_tokens, tmp_path: Path
+) -> None:
+    from mlcycle.trainer.encoder_export import (
+        TokenServingModel,
+        export_encoder_saved_model,
+        input_metadata,
+    )
+    from mlcycle.trainer.export import write_metadata
+    from mlcycle.trainer.stages.encoder import EncoderRun
+
+    job = job_data(24, 12)  # dev holds both classes (see the fine-tuning test)
+    result, summary = fitting.fit_encoder(minilm_backbone, minilm_tokens, job, FAST)
+    result.predict_texts = lambda texts: enc.predict_texts(result.model, minilm_tokens, texts)
+    raw = result.dev_probabilities
+    run = EncoderRun(result, minilm_tokens, summary).with_logit_map((2.0, -1.0))
+    positive = 1 / (1 + np.exp(-(2.0 * np.log(raw[:, 1] / raw[:, 0]) - 1.0)))
+    np.testing.assert_allclose(run.result.dev_probabilities[:, 1], positive, atol=1e-5)
+    dev_texts = job.dev[0]
+    np.testing.assert_allclose(
+        run.result.predict_texts(dev_texts), run.result.dev_probabilities, atol=1e-4
+    )
+
+    export_encoder_saved_model(run.result.model, tmp_path, minilm_tokens.path, run.logit_map)
+    write_metadata(tmp_path, {"input": input_metadata(tmp_path, minilm_tokens.max_length)})
+    served = TokenServingModel(tmp_path).probabilities(dev_texts)
+    np.testing.assert_allclose(served, run.result.dev_probabilities, atol=1e-4)

@@ -46,19 +46,40 @@ SIGNATURE_DOC = {
 }
 
 
-def binary_logit(logits: tf.Tensor) -> tf.Tensor:
-    """The positive class's logit against the negative's, ``[batch]``.
+# (scale, shift): the served binary logit is ``scale * logit + shift``, an affine map that
+# calibrates the scores and moves them to the traffic's class prior.
+LogitMap = tuple[float, float]
 
-    The one place the exported binary score is decided: a calibration or
-    prior correction (an affine map of this logit) applies here.
+
+def binary_logit(logits: tf.Tensor, logit_map: LogitMap | None = None) -> tf.Tensor:
+    """The positive class's logit against the negative's, ``[batch]``, mapped by ``logit_map``.
+
+    The one place the exported binary score is decided: a calibration or prior
+    correction is the ``logit_map`` applied here.
     """
-    return logits[:, 1] - logits[:, 0]
+    margin = logits[:, 1] - logits[:, 0]
+    if logit_map is None:
+        return margin
+    scale, shift = logit_map
+    return scale * margin + shift
 
 
-def serving_outputs(logits: tf.Tensor, n_classes: int) -> dict[str, tf.Tensor]:
+def mapped_probabilities(probabilities: np.ndarray, logit_map: LogitMap | None) -> np.ndarray:
+    """Two-class probabilities moved by ``logit_map``, as the export answers them."""
+    if logit_map is None:
+        return probabilities
+    scale, shift = logit_map
+    positive = np.clip(probabilities[:, 1].astype(np.float64), 1e-12, 1 - 1e-12)
+    moved = 1.0 / (1.0 + np.exp(-(scale * np.log(positive / (1.0 - positive)) + shift)))
+    return np.stack([1.0 - moved, moved], axis=1).astype(np.float32)
+
+
+def serving_outputs(
+    logits: tf.Tensor, n_classes: int, logit_map: LogitMap | None = None
+) -> dict[str, tf.Tensor]:
     """``probabilities``, ``scores`` and ``classes`` from class logits."""
     if n_classes == 2:
-        positive = tf.sigmoid(binary_logit(logits))  # the two-class softmax, from one logit
+        positive = tf.sigmoid(binary_logit(logits, logit_map))  # the two-class softmax
         probabilities = tf.stack([1.0 - positive, positive], axis=-1)
         scores = positive
     else:
@@ -86,19 +107,26 @@ class _Exported(tf.Module):
     five times longer to save and four times longer to load.
     """
 
-    def __init__(self, model: EncoderClassifier) -> None:
+    def __init__(self, model: EncoderClassifier, logit_map: LogitMap | None) -> None:
         super().__init__()
         self.model = model
+        self.logit_map = None if logit_map is None else (float(logit_map[0]), float(logit_map[1]))
 
     @tf.function(input_signature=_TOKEN_SIGNATURE, autograph=False)
     def serve(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> dict[str, tf.Tensor]:
         inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
-        return serving_outputs(self.model(inputs, training=False), self.model.n_classes)
+        logits = self.model(inputs, training=False)
+        return serving_outputs(logits, self.model.n_classes, self.logit_map)
 
 
-def export_encoder_saved_model(model: EncoderClassifier, path: Path, tokenizer: Path) -> None:
-    """Write the encoder and its head as one SavedModel, its tokenizer in its assets."""
-    root = _Exported(model)
+def export_encoder_saved_model(
+    model: EncoderClassifier, path: Path, tokenizer: Path, logit_map: LogitMap | None = None
+) -> None:
+    """Write the encoder and its head as one SavedModel, its tokenizer in its assets.
+
+    ``logit_map`` (binary models) is baked into the served scores (:func:`binary_logit`).
+    """
+    root = _Exported(model, logit_map)
     tf.saved_model.save(root, str(path), signatures={SIGNATURE: root.serve})
     target = path / TOKENIZER_ASSET
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -241,6 +241,7 @@ def fit_encoder(
     with the number of comments.
     """
     started = time.monotonic()
+    keras.utils.set_random_seed(job.seed)  # the head's first weights, as the job's seed says
     model = EncoderClassifier(backbone, job.n_classes, options.hidden_units, options.dropout)
     model.freeze_below(0)
     # Trace the encoder's graph before the clock starts: a one-off cost, not a per-comment one.

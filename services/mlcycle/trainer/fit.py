@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,10 +49,10 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
-    # The encoder variant (mlcycle.trainer.encoder): its cost, and how it scores a split
-    # (from the split's texts, where the sparse models read its feature rows).
+    # The encoder variant (mlcycle.trainer.encoder): its cost, and how it scores texts
+    # (it reads texts, where the sparse models read a split's feature rows).
     encoder: EncoderSummary | None = None
-    predict: Callable[[SplitData], np.ndarray] | None = None
+    predict_texts: Callable[[Sequence[str]], np.ndarray] | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

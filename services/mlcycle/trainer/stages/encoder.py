@@ -36,9 +36,11 @@ from mlcycle.trainer.blessing import BlessingDecision, InfraCheck, decide
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.encoder_export import (
     SIGNATURE_DOC,
+    LogitMap,
     TokenServingModel,
     export_encoder_saved_model,
     input_metadata,
+    mapped_probabilities,
     write_token_warmup_requests,
 )
 from mlcycle.trainer.fit import FitResult
@@ -63,6 +65,21 @@ class EncoderRun:
     result: FitResult
     tokens: TokenEncoder
     summary: EncoderSummary
+    # A calibration and prior correction of the binary logit, baked into the export.
+    logit_map: LogitMap | None = None
+
+    def with_logit_map(self, logit_map: LogitMap) -> EncoderRun:
+        """This run with ``logit_map`` applied: in its export, its dev probabilities (which
+        infra-validation expects the server to answer) and its scoring of texts."""
+        result, raw = self.result, self.result.predict_texts
+        mapped = dataclasses.replace(
+            result,
+            dev_probabilities=mapped_probabilities(result.dev_probabilities, logit_map),
+            predict_texts=None
+            if raw is None
+            else (lambda texts: mapped_probabilities(raw(texts), logit_map)),
+        )
+        return dataclasses.replace(self, result=mapped, logit_map=logit_map)
 
 
 def split_texts(ctx: JobContext, split: SplitData) -> list[str]:
@@ -91,7 +108,7 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
     deadline = time.monotonic() + max(0.0, config.time_budget_s - ctx.job.spent_s)
     result, summary = fitting.fit_encoder(backbone, tokens, job, options, deadline=deadline)
     model = result.model
-    result.predict = lambda split: enc.predict_texts(model, tokens, split_texts(ctx, split))
+    result.predict_texts = lambda texts: enc.predict_texts(model, tokens, texts)
     summary["dev_metric"] = result.dev_metric
     log.info(
         "encoder: %.1f s of training per 10k comments (%d texts: encoding %.1f s, head %.1f s, "
@@ -108,7 +125,7 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
 def measure_latency(run: EncoderRun, texts: list[str], workdir: Path) -> float:
     """The exported model's single-comment predict p50 (ms), exported to ``workdir`` and loaded."""
     shutil.rmtree(workdir, ignore_errors=True)
-    export_encoder_saved_model(run.result.model, workdir, run.tokens.path)
+    export_encoder_saved_model(run.result.model, workdir, run.tokens.path, run.logit_map)
     exporting.write_metadata(workdir, {"input": input_metadata(workdir, run.tokens.max_length)})
     try:
         return TokenServingModel(workdir).single_predict_ms(texts[:LATENCY_TEXTS] or [""])
@@ -176,7 +193,7 @@ def export_encoder_candidate(
         ctx.recorder.remember(version=version)
     staging = exporting.staging_dir(models, name, version)
     shutil.rmtree(staging, ignore_errors=True)
-    export_encoder_saved_model(run.result.model, staging, run.tokens.path)
+    export_encoder_saved_model(run.result.model, staging, run.tokens.path, run.logit_map)
     texts = [c.text for c in evaluated.dev_comments[:INFRA_SAMPLE_ROWS]]
     write_token_warmup_requests(staging, name, run.tokens.encode(texts))
     # The input block first: it is what TokenServingModel reads to load the staged version.
