@@ -228,6 +228,7 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert "linear blend: " in text
+    assert "behavioural suite: " in text and "worst capability" in text
     assert Path(job.result.report).is_file() and job.result.report in text
 
 
