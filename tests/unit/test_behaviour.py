@@ -269,3 +269,27 @@ def test_a_skipped_comparison_says_why_and_does_not_gate() -> None:
     skipped = BehaviourCheck(0.05, 0.7, "comparison with production v3 skipped: it is gone")
     decision = decide("roc_auc", 0.95, 0.0, PASSED, PRODUCTION, skipped)
     assert decision.blessed and "skipped: it is gone" in decision.reason
+
+
+def test_the_check_commands_gate_names_each_minimum_missed(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from mlcycle.cli.checking import check_document, check_table, shortfalls
+
+    result = run_suite(small_suite(tmp_path), keyword_scorer(["idiot", "moron", "great"]))
+    assert shortfalls(result, None, None) == []
+    assert shortfalls(result, 0.6, 0.5) == []  # at the minimum is enough
+    assert shortfalls(result, 0.7, 0.6) == [
+        "overall pass rate 0.600 < 0.7",
+        "kind 0.500 < 0.6",
+    ]
+    document = check_document(result, [4])
+    assert document["model_versions"] == [4] and document["failures"] == {
+        "insults": ["what a loser"],
+        "kind": ["great work"],
+    }
+    console = Console(record=True, width=120)
+    console.print(check_table(result, [4]))
+    text = " ".join(console.export_text().split())  # the caption wraps to the table's width
+    assert "model v4" in text and "66.7%" in text
+    assert "overall: 3/5 passed (60.0%); worst capability: kind (50.0%)" in text
