@@ -142,6 +142,9 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
     assert lineage["metrics"]["dev"]["roc_auc"] == pytest.approx(result["dev"]["roc_auc"])
     assert lineage["blessing"]["blessed"] and lineage["git_revision"]
+    # The behavioural suite (the checkout's) was scored with the threshold it serves with.
+    assert lineage["behaviour"] == result["behaviour"] and result["behaviour"]["cases"] >= 300
+    assert lineage["blessing"]["behaviour"]["compared"] == "no production model to compare with"
     # The winner was offered its linear companion; the lineage says what was decided.
     assert lineage["blend"] == result["blend"] and lineage["blend"]["metric"] == "roc_auc"
     probs = ServingModel(folder).probabilities(
@@ -157,7 +160,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert all(t["dev"]["roc_auc"] > 0 and t["params"]["hidden_units"] for t in trials)
     report = httpx.get(f"{service}/v1/jobs/{job['id']}/report", timeout=10)
     assert report.status_code == 200 and "data:image/png;base64" in report.text
-    assert "linear blend" in report.text
+    assert "linear blend" in report.text and "Behavioural suite" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
     assert listed["production"] == {settings.trainer.model_name: 1}
     events = [orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.models)]
@@ -175,6 +178,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     doc = httpx.get(f"{service}/v1/models/2", timeout=10).json()
     assert doc["blessing"]["compared_to"] == 1
     assert doc["blessing"]["measured"] == "re-scored on this dev split"
+    compared = doc["blessing"]["behaviour"]["compared"]
+    assert compared == "production v1's rates recorded in its metadata.json on this suite"
     if judged["state"] == "unblessed":
         assert not (settings.trainer.models_dir / settings.trainer.model_name / "2").exists()
     else:
@@ -223,6 +228,7 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert "linear blend: " in text
+    assert "behavioural suite: " in text and "worst capability" in text
     assert Path(job.result.report).is_file() and job.result.report in text
 
 

@@ -179,6 +179,14 @@ class JobConfig(BaseModel):
         description="false keeps a blessed winner for a person to promote, whatever the "
         "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
     )
+    # -- the behavioural suite (tests/behaviour): scored for the report and the blessing gate
+    behaviour_margin: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="the most pass rate the winner may lose against production on any "
+        "capability of the behavioural suite and still be blessed",
+    )
 
 
 # -- the job record -----------------------------------------------------------------------------
@@ -240,6 +248,27 @@ class BlendSummary(TypedDict, total=False):
     seconds: float
 
 
+class CapabilityRate(BaseModel):
+    """One capability of the behavioural suite: its cases, how many passed, the rate."""
+
+    cases: int
+    passed: int
+    rate: float
+
+
+class BehaviourSummary(BaseModel):
+    """A model's figures on the behavioural suite (``suite_digest``: the suite's content hash;
+    rates are comparable only between equal digests). Kept in a job's result and in
+    ``metadata.json``; the cases' texts are not."""
+
+    suite_digest: str
+    cases: int
+    pass_rate: float
+    worst_capability: str
+    worst_rate: float
+    capabilities: dict[str, CapabilityRate]
+
+
 class JobResult(BaseModel):
     """What a finished job found: the selected trial, its dev and test figures, its model.
 
@@ -257,6 +286,9 @@ class JobResult(BaseModel):
     model: ModelSummary | None = None
     report: str
     search_seconds: float
+    behaviour: BehaviourSummary | None = Field(
+        None, description="the behavioural suite's pass rates, overall and per capability"
+    )
 
 
 class TrainingJob(StoredRecord):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from mlcycle.common.store import Store
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.feature_sets import build_feature_set, fit_on_label_run
+from mlcycle.featurization.held_out import NOTHING_HELD_OUT, HeldOutTexts
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
 from mlcycle.trainer.config import variant_config
@@ -37,6 +38,7 @@ class VariantFeatures:
         classes_of: Callable[[str], int],
         known: dict[str, str] | None = None,
         announce: Announce | None = None,
+        held_out: HeldOutTexts = NOTHING_HELD_OUT,
     ) -> None:
         self.transform_store = transforms
         self.store = store
@@ -47,6 +49,8 @@ class VariantFeatures:
         self._data: dict[str, TrainingData] = {}
         self._lock = threading.Lock()
         self._announce = announce or (lambda _: None)
+        # The behavioural suite's texts: never fitted on, never in a feature set.
+        self.held_out = held_out
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
@@ -85,6 +89,7 @@ class VariantFeatures:
                 version,
                 shard_rows=self.shard_rows,
                 classes_of=self.classes_of,
+                held_out=self.held_out,
             )
             data = read_training_data(self.transform_store.root, manifest)
             data.variant = variant
@@ -93,4 +98,6 @@ class VariantFeatures:
             return data
 
     def _fit(self, config: FeatureConfig) -> Transform:
-        return fit_on_label_run(self.store, self.transform_store, self.label_run, config)
+        return fit_on_label_run(
+            self.store, self.transform_store, self.label_run, config, held_out=self.held_out
+        )

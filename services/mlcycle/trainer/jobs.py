@@ -1,5 +1,7 @@
 """Training jobs: search → evaluate → export → bless → report, recorded in the store, resumable.
 
+The behavioural suite is scored after ``evaluate`` (stage ``behaviour``).
+
 A job record (:class:`~mlcycle.contracts.training.TrainingJob`) holds the
 config, the stage, the progress of the search and, at the end, the result
 with the model version and its blessing. Each finished trial is a record of
@@ -30,11 +32,13 @@ from mlcycle.contracts.training import (
     TrainingJob,
     new_job_id,
 )
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.featurization.store import TransformStore
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.progress import JobInterrupted, JobRecorder, ProgressHook
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.stages.behaviour import score_candidate
 from mlcycle.trainer.stages.bless import judge, publish
 from mlcycle.trainer.stages.context import JobContext, JobEnvironment
 from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
@@ -139,9 +143,10 @@ def run_stages(ctx: JobContext) -> JobResult:
     ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)
+    behaviour = score_candidate(ctx, best, data, evaluated)
     ctx.checkpoint()  # past here, export and bless run to the end (they are claimed once)
-    model = export_and_bless(ctx, best, data, evaluated) if ctx.config.bless else None
-    report = write_job_report(ctx, outcome, data, evaluated, model)
+    model = export_and_bless(ctx, best, data, evaluated, behaviour) if ctx.config.bless else None
+    report = write_job_report(ctx, outcome, data, evaluated, model, behaviour)
     return JobResult(
         metric=ctx.metric,
         best_trial=outcome.best_trial,
@@ -153,16 +158,21 @@ def run_stages(ctx: JobContext) -> JobResult:
         model=model,
         report=str(report),
         search_seconds=outcome.seconds,
+        behaviour=behaviour.summary() if behaviour is not None else None,
     )
 
 
 def export_and_bless(
-    ctx: JobContext, best: FitResult, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    best: FitResult,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> ModelSummary:
     """Export the winner, judge it and register the verdict (once, even across restarts)."""
     judged = judged_before(ctx)
     if judged is not None:
         return judged
-    candidate = export_candidate(ctx, best, data, evaluated)
-    decision = judge(ctx, candidate, best, data, evaluated)
+    candidate = export_candidate(ctx, best, data, evaluated, behaviour)
+    decision = judge(ctx, candidate, best, data, evaluated, behaviour)
     return publish(ctx, candidate, decision, data)

@@ -21,6 +21,7 @@ from mlcycle import __version__
 from mlcycle.common.errors import NotFound
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
@@ -73,9 +74,17 @@ def dev_sample(data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def export_candidate(
-    ctx: JobContext, best: FitResult, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    best: FitResult,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> Candidate:
-    """Write the winner to its staging folder with its warm-up requests and ``metadata.json``."""
+    """Write the winner to its staging folder with its warm-up requests and ``metadata.json``.
+
+    ``behaviour`` (the suite's pass rates) goes into ``metadata.json``, so a later
+    candidate compares with this version's rates without re-scoring it.
+    """
     ctx.recorder.stage("export")
     name, models = ctx.job.name, ctx.settings.models_dir
     version = ctx.job.version
@@ -87,8 +96,20 @@ def export_candidate(
     exporting.export_saved_model(best.model, staging)
     exporting.write_warmup_requests(staging, name, *dev_sample(data)[1:])
     metadata = lineage(ctx, version, best, data, evaluated)
+    if behaviour is not None:
+        metadata["behaviour"] = behaviour.summary().model_dump()
     exporting.write_metadata(staging, metadata)
     return Candidate(name, version, staging, metadata)
+
+
+def served_threshold(evaluated: Evaluated) -> float:
+    """The decision threshold the version will serve with (``metadata.json``'s ``threshold``).
+
+    The behavioural suite labels the candidate's scores with it too, so the suite
+    sees the labels serving will give.
+    """
+    best = evaluated.dev.best_threshold
+    return best if best is not None else 0.5
 
 
 def lineage(
@@ -107,7 +128,7 @@ def lineage(
         "feature_variant": best.params.features,
         "input_dim": data.dim,
         "classes": class_names(data.n_classes),
-        "threshold": dev.best_threshold if dev.best_threshold is not None else 0.5,
+        "threshold": served_threshold(evaluated),
         "data": data.counts(),
         "hyperparameters": best.params.model_dump(),
         "blend": best.blend,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcycle.contracts.training import ModelSummary
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
 from mlcycle.trainer.report import SplitResult, write_report
@@ -19,6 +20,7 @@ def write_job_report(
     data: TrainingData,
     evaluated: Evaluated,
     model: ModelSummary | None,
+    behaviour: SuiteResult | None = None,
 ) -> Path:
     """Write ``<reports dir>/<job id>.html`` and return its path."""
     ctx.recorder.stage("report")
@@ -35,6 +37,12 @@ def write_job_report(
     }
     if best.blend is not None:
         summary["linear blend"] = describe_blend(best.blend)
+    if behaviour is not None:
+        worst = behaviour.worst
+        summary["behavioural suite"] = (
+            f"{behaviour.pass_rate:.1%} of {behaviour.cases} cases passed; "
+            f"worst {worst.name} {worst.rate:.1%}"
+        )
     if model:
         summary["model version"] = f"{model.name} v{model.version}"
         summary["state"] = model.state
@@ -54,4 +62,5 @@ def write_job_report(
         dev=dev,
         test=test,
         learning_curves=best.history,
+        behaviour=behaviour.summary().model_dump() if behaviour is not None else None,
     )
