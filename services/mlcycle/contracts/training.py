@@ -139,6 +139,44 @@ class TrialParams(BaseModel):
         return tuple(max(8, self.hidden_units // 2**i) for i in range(self.hidden_layers))
 
 
+# -- the served threshold ----------------------------------------------------------------------
+
+# The share of toxic comments in the traffic a model serves, when a job does not say.
+# A general comment stream is mostly benign: about 8% of Civil Comments (news-site
+# comments, toxicity >= 0.5) and about 10% of the Wikipedia talk-page comments of
+# Jigsaw's toxic-comment challenge are toxic. Training corpora are often sampled to
+# be rich in abuse (83% of Davidson's lexicon-sampled tweets are offensive), and a
+# threshold tuned on them flags most of a real stream; one in ten is the deployment
+# prior to assume instead.
+DEFAULT_POSITIVE_RATE = 0.1
+
+
+class ThresholdPolicy(BaseModel):
+    """What the served threshold is chosen for: the traffic's positive rate and error costs.
+
+    Binary tasks only. Scores are calibrated on dev (Platt scaling), moved from
+    dev's class prior to ``positive_rate``, and the served label is positive when
+    that corrected probability reaches ``cost_ratio / (1 + cost_ratio)``, the
+    Bayes decision for those costs.
+    """
+
+    model_config = _STRICT
+
+    positive_rate: float | None = Field(
+        DEFAULT_POSITIVE_RATE,
+        gt=0.0,
+        lt=1.0,
+        description="expected share of positives in the served traffic; null keeps dev's "
+        "own class prior (the training data's)",
+    )
+    cost_ratio: float = Field(
+        1.0,
+        ge=0.001,
+        le=1000.0,
+        description="cost of a false positive over the cost of a false negative",
+    )
+
+
 class JobConfig(BaseModel):
     """A training job: which data, which search, how the winner is chosen and judged."""
 
@@ -178,6 +216,10 @@ class JobConfig(BaseModel):
         True,
         description="false keeps a blessed winner for a person to promote, whatever the "
         "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
+    )
+    threshold_policy: ThresholdPolicy = Field(
+        default_factory=ThresholdPolicy,
+        description="the traffic the served threshold is chosen for (binary tasks)",
     )
 
 

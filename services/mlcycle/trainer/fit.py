@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
+    # How the served threshold was chosen (mlcycle.trainer.thresholds), once it was.
+    threshold: dict[str, Any] | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

@@ -27,6 +27,7 @@ from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, class_names, headline
+from mlcycle.trainer.thresholds import served_threshold, with_test
 
 # Dev rows the warm-up file and infra-validation send to the model server.
 INFRA_SAMPLE_ROWS = 64
@@ -107,7 +108,9 @@ def lineage(
         "feature_variant": best.params.features,
         "input_dim": data.dim,
         "classes": class_names(data.n_classes),
-        "threshold": dev.best_threshold if dev.best_threshold is not None else 0.5,
+        # The served threshold; threshold_policy says how and why it was chosen.
+        "threshold": served_threshold(best),
+        "threshold_policy": threshold_record(best, data, evaluated),
         "data": data.counts(),
         "hyperparameters": best.params.model_dump(),
         "blend": best.blend,
@@ -139,6 +142,17 @@ def lineage(
             "keras": keras.__version__,
         },
     }
+
+
+def threshold_record(
+    best: FitResult, data: TrainingData, evaluated: Evaluated
+) -> dict[str, Any] | None:
+    """How the served threshold was chosen, with what it implies on test (which chose nothing)."""
+    if best.threshold is None:
+        return None
+    if evaluated.test_probabilities is None:
+        return best.threshold
+    return with_test(best.threshold, evaluated.test_probabilities, data.test.labels)
 
 
 def git_revision() -> str:

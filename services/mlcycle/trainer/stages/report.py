@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mlcycle.contracts.training import ModelSummary
 from mlcycle.trainer.data import TrainingData
@@ -11,6 +12,7 @@ from mlcycle.trainer.report import SplitResult, write_report
 from mlcycle.trainer.search import SearchOutcome
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated
+from mlcycle.trainer.thresholds import describe, with_test
 
 
 def write_job_report(
@@ -35,6 +37,8 @@ def write_job_report(
     }
     if best.blend is not None:
         summary["linear blend"] = describe_blend(best.blend)
+    if best.threshold is not None:
+        summary.update(threshold_rows(best.threshold, evaluated, data))
     if model:
         summary["model version"] = f"{model.name} v{model.version}"
         summary["state"] = model.state
@@ -54,4 +58,32 @@ def write_job_report(
         dev=dev,
         test=test,
         learning_curves=best.history,
+    )
+
+
+def threshold_rows(
+    chosen: dict[str, Any], evaluated: Evaluated, data: TrainingData
+) -> dict[str, object]:
+    """The report's rows on the served threshold: which, why, and what it implies."""
+    rows: dict[str, object] = {"served threshold": describe(chosen)}
+    if not chosen.get("applied"):
+        return rows
+    if evaluated.test_probabilities is not None:
+        chosen = with_test(chosen, evaluated.test_probabilities, data.test.labels)
+    prior = chosen["deployment_prior"]
+    for split, implied in chosen["implied"].items():
+        rows[f"at a positive rate of {prior:.3g} ({split})"] = _implied(implied)
+    instead = chosen.get("instead")
+    if instead is not None:
+        rows[f"dev best-F1 threshold {instead['threshold']:.4f} instead (dev)"] = _implied(instead)
+    return rows
+
+
+def _implied(figures: dict[str, Any]) -> str:
+    precision = figures["precision"]
+    shown = "n/a" if precision is None else f"{precision:.3f}"
+    return (
+        f"precision {shown}, recall {figures['recall']:.3f}, "
+        f"{figures['flagged_rate']:.1%} flagged "
+        f"(TPR {figures['tpr']:.3f}, FPR {figures['fpr']:.3f})"
     )
