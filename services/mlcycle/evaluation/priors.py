@@ -21,7 +21,9 @@ is positive when ``p >= c / (1 + c)`` (:func:`bayes_threshold`).
 from the rates it has within each class, which do not depend on the prior.
 
 Pure numpy, so that the trainer (which chooses a threshold) and the inference
-service (which watches the live prior) share it without a heavy import.
+service (which watches the live prior) share it without a heavy import. QuaPy's
+EMQ is the same EM, but it brings pandas, matplotlib and data-set downloaders
+into the serving image for what is a loop of a few lines here.
 """
 
 from __future__ import annotations
