@@ -171,7 +171,7 @@ class PriorCorrected(keras.Model):
         if model.n_classes != 2:
             raise ValueError(f"a prior correction needs a binary model, not {model.n_classes}")
         self.corrected = model
-        self.input_dim = model.input_dim
+        self.input_dim = getattr(model, "input_dim", None)
         self.n_classes = 2
         self.scale = float(scale)
         self.shift = float(shift)

@@ -19,6 +19,10 @@ share of traffic flagged) comes from dev's rates within each class, which a
 change of prior leaves alone. Test is scored once afterwards for the report
 and the lineage, and chooses nothing.
 
+Another model family's exporter reuses the pieces: :func:`fit_correction` on
+its dev scores, :func:`~mlcycle.trainer.models.correct_binary_logits` on its
+logits before the softmax, :meth:`Correction.summary` for the lineage.
+
 Multi-class tasks keep their model as it is: their label is the most probable
 class, and one positive rate does not say how the other classes' priors move.
 """
@@ -26,13 +30,14 @@ class, and one positive rate does not say how the other classes' priors move.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.contracts.training import ThresholdPolicy
-from mlcycle.evaluation.calibration import fit_platt
+from mlcycle.evaluation.calibration import Platt, fit_platt
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.evaluation.priors import (
     bayes_threshold,
@@ -47,6 +52,89 @@ from mlcycle.trainer.models import PriorCorrected
 
 RULE = "bayes"
 FALLBACK_RULE = "dev best F1"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The affine map of a binary model's logit that calibrates it and moves it to the traffic.
+
+    Served score ``= sigmoid(scale * logit(model's own probability) + shift)``;
+    apply it to any model's logits with
+    :func:`~mlcycle.trainer.models.correct_binary_logits` (or wrap a model in
+    :class:`~mlcycle.trainer.models.PriorCorrected`), then describe the outcome
+    with :meth:`summary`.
+    """
+
+    scale: float
+    shift: float
+    threshold: float
+    deployment_prior: float
+    dev_prior: float
+    platt: Platt
+    policy: ThresholdPolicy
+
+    def summary(
+        self,
+        corrected_dev: np.ndarray,
+        raw_dev: np.ndarray,
+        dev_labels: np.ndarray,
+        *,
+        train_prior: float | None = None,
+    ) -> dict[str, Any]:
+        """What ``metadata.json`` and the report say: which threshold, why, what it implies.
+
+        ``corrected_dev`` are the corrected model's own dev scores (positive class),
+        ``raw_dev`` the uncorrected ones the correction was fitted on.
+        """
+        policy, target = self.policy, self.deployment_prior
+        return {
+            "applied": True,
+            "rule": RULE,
+            "threshold": self.threshold,
+            "reason": (
+                f"calibrated probability of the positive class under a deployment prior of "
+                f"{target:.4g} >= c / (1 + c) for a false-positive : false-negative cost ratio "
+                f"c = {policy.cost_ratio:g}"
+            ),
+            "policy": policy.model_dump(),
+            "deployment_prior": target,
+            "deployment_prior_source": "policy" if policy.positive_rate is not None else "dev",
+            "dev_prior": self.dev_prior,
+            "train_prior": train_prior,
+            "calibration": {**self.platt.as_dict(), "fitted_on": "dev"},
+            # served score = sigmoid(scale * logit(model's own probability) + shift)
+            "logit_map": {"scale": self.scale, "shift": self.shift},
+            # The prior the served scores are probabilities under: the inference service's EM
+            # starts from it to estimate the live positive rate.
+            "score_prior": target,
+            "implied": {"dev": implied_at(corrected_dev, dev_labels, self.threshold, target)},
+            "instead": _training_prior_rule(raw_dev, dev_labels, target),
+        }
+
+
+def fit_correction(
+    raw_dev: np.ndarray, dev_labels: np.ndarray, policy: ThresholdPolicy
+) -> Correction:
+    """Platt scaling on dev's positive-class scores ``raw_dev``, then dev's prior moved to the
+    policy's; InvalidInput saying why when the scores cannot be corrected."""
+    raw = np.asarray(raw_dev, np.float64)
+    try:
+        platt = fit_platt(np.asarray(logit(raw)), dev_labels)
+    except InvalidInput as exc:
+        raise InvalidInput(f"cannot calibrate on dev: {exc.message}") from None
+    if platt.scale <= 0:
+        raise InvalidInput("dev scores rank the classes backwards (Platt slope <= 0)")
+    dev_prior = float((np.asarray(dev_labels) == 1).mean())
+    target = policy.positive_rate if policy.positive_rate is not None else dev_prior
+    return Correction(
+        scale=platt.scale,
+        shift=platt.shift + prior_shift(dev_prior, target),
+        threshold=bayes_threshold(policy.cost_ratio),
+        deployment_prior=target,
+        dev_prior=dev_prior,
+        platt=platt,
+        policy=policy,
+    )
 
 
 def choose_threshold(best: FitResult, data: TrainingData, policy: ThresholdPolicy) -> FitResult:
@@ -66,42 +154,14 @@ def choose_threshold(best: FitResult, data: TrainingData, policy: ThresholdPolic
     labels = data.dev.labels
     raw = best.dev_probabilities[:, 1].astype(np.float64)
     try:
-        platt = fit_platt(np.asarray(logit(raw)), labels)
+        correction = fit_correction(raw, labels, policy)
     except InvalidInput as exc:
-        return _fallback(best, labels, f"cannot calibrate on dev: {exc.message}")
-    if platt.scale <= 0:
-        return _fallback(best, labels, "dev scores rank the classes backwards (Platt slope <= 0)")
-    dev_prior = float((labels == 1).mean())
-    target = policy.positive_rate if policy.positive_rate is not None else dev_prior
-    shift = platt.shift + prior_shift(dev_prior, target)
-    model = PriorCorrected(best.model, platt.scale, shift)
+        return _fallback(best, labels, exc.message)
+    model = PriorCorrected(best.model, correction.scale, correction.shift)
     # The exported model's own answers: infra-validation compares the server's with these.
     probabilities = predict_probabilities(model, data.dev)
-    threshold = bayes_threshold(policy.cost_ratio)
     train_prior = float((data.train.labels == 1).mean()) if len(data.train) else None
-    summary: dict[str, Any] = {
-        "applied": True,
-        "rule": RULE,
-        "threshold": threshold,
-        "reason": (
-            f"calibrated probability of the positive class under a deployment prior of "
-            f"{target:.4g} >= c / (1 + c) for a false-positive : false-negative cost ratio "
-            f"c = {policy.cost_ratio:g}"
-        ),
-        "policy": policy.model_dump(),
-        "deployment_prior": target,
-        "deployment_prior_source": "policy" if policy.positive_rate is not None else "dev",
-        "dev_prior": dev_prior,
-        "train_prior": train_prior,
-        "calibration": {**platt.as_dict(), "fitted_on": "dev"},
-        # served score = sigmoid(scale * logit(model's own probability) + shift)
-        "logit_map": {"scale": platt.scale, "shift": shift},
-        # The prior the served scores are probabilities under: the inference service's EM
-        # starts from it to estimate the live positive rate.
-        "score_prior": target,
-        "implied": {"dev": implied_at(probabilities[:, 1], labels, threshold, target)},
-        "instead": _training_prior_rule(raw, labels, target),
-    }
+    summary = correction.summary(probabilities[:, 1], raw, labels, train_prior=train_prior)
     return dataclasses.replace(
         best, model=model, dev_probabilities=probabilities, threshold=summary
     )
