@@ -58,3 +58,17 @@ def test_the_score_prior_comes_from_an_applied_threshold_policy() -> None:
     assert prior({"applied": True, "score_prior": 1.0}) is None
     assert prior({"applied": True, "score_prior": True}) is None
     assert prior(None) is None
+
+
+def test_a_multi_class_version_has_no_positive_rate() -> None:
+    from types import SimpleNamespace
+
+    from mlcycle.common.errors import InvalidInput
+    from mlcycle.inference.versions import ModelVersion
+
+    transform = SimpleNamespace(version="tf-x")
+    three = ModelVersion("toxicity", 4, transform, ("0", "1", "2"), None)
+    with pytest.raises(InvalidInput, match="3 classes"):
+        three.live_window()
+    two = ModelVersion("toxicity", 5, transform, ("0", "1"), 0.5, LiveScores(0.1))
+    assert two.live_window() is two.live

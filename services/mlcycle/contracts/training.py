@@ -177,6 +177,48 @@ class ThresholdPolicy(BaseModel):
     )
 
 
+class ImpliedFigures(TypedDict, total=False):
+    """What a threshold implies at the deployment prior, from the rates within each class.
+
+    ``rule`` and ``threshold`` name the threshold when it is not the served one.
+    """
+
+    precision: float | None  # None when nothing would be flagged
+    recall: float
+    flagged_rate: float  # share of the traffic at or above the threshold
+    tpr: float
+    fpr: float
+    positives: int
+    negatives: int
+    rule: str
+    threshold: float
+
+
+class ThresholdSummary(TypedDict, total=False):
+    """How the served threshold was chosen (``metadata.json``'s ``threshold_policy``).
+
+    ``applied``, ``reason`` and ``threshold`` are always there; the rest only when
+    the scores were calibrated and moved to the deployment prior.
+    """
+
+    applied: bool
+    reason: str
+    threshold: float | None
+    rule: str
+    policy: dict[str, float | None]
+    deployment_prior: float
+    deployment_prior_source: Literal["policy", "dev"]
+    dev_prior: float
+    train_prior: float | None
+    calibration: dict[str, float | int | str]
+    # served score = sigmoid(scale * logit(the model's own probability) + shift)
+    logit_map: dict[str, float]
+    # The positive rate the served scores are probabilities under.
+    score_prior: float
+    implied: dict[str, ImpliedFigures]  # "dev", and "test" once it was scored
+    instead: ImpliedFigures | None  # dev's best-F1 threshold, for comparison
+
+
 class JobConfig(BaseModel):
     """A training job: which data, which search, how the winner is chosen and judged."""
 

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from mlcycle import __version__
-from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound, Unauthenticated
+from mlcycle.common.errors import MlcycleError, NotFound, Unauthenticated
 from mlcycle.common.http import (
     OrjsonResponse,
     RouteAccess,
@@ -39,7 +39,7 @@ from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.lineage import Lineage, LineageReader
-from mlcycle.inference.live_rate import LivePositiveRate
+from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
@@ -283,13 +283,7 @@ def _add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate
         dependencies=gate.dependencies(),
         tags=["monitoring"],
         summary="The positive rate of the recent traffic, estimated from its unlabeled scores",
-        description=(
-            "Over the most recent scores a binary model version served (cache hits included), "
-            "the EM of Saerens, Latinne and Decaestecker estimates the traffic's positive rate, "
-            "starting from the prior the scores are calibrated to (`score_prior`, the deployment "
-            "prior of the version's training job). The serving version by default; `version` "
-            "asks for one of the few versions kept loaded before it."
-        ),
+        description=LIVE_RATE_DESCRIPTION,
     )
     async def positive_rate(
         version: int | None = Query(None, ge=1, description="default: the serving version"),
@@ -300,13 +294,7 @@ def _add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate
                 f"model {tracker.name} version {version} is not loaded here",
                 details={"model": tracker.name, "version": version},
             )
-        if model.live is None:
-            raise InvalidInput(
-                f"model {model.name} version {model.version} has {len(model.classes)} classes: "
-                "a positive rate is defined for binary models only",
-                details={"classes": list(model.classes)},
-            )
-        live = model.live
+        live = model.live_window()
         # The EM over up to a window of scores takes milliseconds: off the event loop.
         found = await run_in_threadpool(live.report, model.name, model.version, model.threshold)
         return OrjsonResponse(found.model_dump())

@@ -38,6 +38,13 @@ WINDOW = 10_000
 REFRESH_S = 10.0
 # Snapshot attempts while predictions append concurrently (copying raises if the deque moves).
 SNAPSHOT_ATTEMPTS = 5
+LIVE_RATE_DESCRIPTION = (
+    "Over the most recent scores a binary model version served (cache hits included), "
+    "the EM of Saerens, Latinne and Decaestecker estimates the traffic's positive rate, "
+    "starting from the prior the scores are calibrated to (`score_prior`, the deployment "
+    "prior of the version's training job). The serving version by default; `version` "
+    "asks for one of the few versions kept loaded before it."
+)
 
 
 class LivePositiveRate(BaseModel):

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
+from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
@@ -56,6 +56,16 @@ class ModelVersion:
     def transform_version(self) -> str:
         """The featurizer transform the model was trained on."""
         return self.transform.version
+
+    def live_window(self) -> LiveScores:
+        """The window of recent served scores; InvalidInput for a multi-class version."""
+        if self.live is None:
+            raise InvalidInput(
+                f"model {self.name} version {self.version} has {len(self.classes)} classes: "
+                "a positive rate is defined for binary models only",
+                details={"classes": list(self.classes)},
+            )
+        return self.live
 
     @property
     def binary(self) -> bool:

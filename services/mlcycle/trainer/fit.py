@@ -13,11 +13,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from mlcycle.contracts.training import BlendSummary, TrialParams
+from mlcycle.contracts.training import BlendSummary, ThresholdSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
@@ -51,7 +50,7 @@ class FitResult:
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
     # How the served threshold was chosen (mlcycle.trainer.thresholds), once it was.
-    threshold: dict[str, Any] | None = None
+    threshold: ThresholdSummary | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.training import ThresholdPolicy
+from mlcycle.contracts.training import ImpliedFigures, ThresholdPolicy, ThresholdSummary
 from mlcycle.evaluation.calibration import Platt, fit_platt
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.evaluation.priors import (
@@ -80,7 +79,7 @@ class Correction:
         dev_labels: np.ndarray,
         *,
         train_prior: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> ThresholdSummary:
         """What ``metadata.json`` and the report say: which threshold, why, what it implies.
 
         ``corrected_dev`` are the corrected model's own dev scores (positive class),
@@ -145,7 +144,7 @@ def choose_threshold(best: FitResult, data: TrainingData, policy: ThresholdPolic
     not positive, keeps its scores and the dev best-F1 threshold, saying why.
     """
     if data.n_classes != 2:
-        summary = {
+        summary: ThresholdSummary = {
             "applied": False,
             "reason": f"{data.n_classes} classes: the label is the most probable class",
             "threshold": None,
@@ -169,7 +168,7 @@ def choose_threshold(best: FitResult, data: TrainingData, policy: ThresholdPolic
 
 def implied_at(
     scores: np.ndarray, labels: np.ndarray, threshold: float, prior: float
-) -> dict[str, float | int | None]:
+) -> ImpliedFigures:
     """Precision, recall and flagged share at ``prior`` of ``scores >= threshold``, from the
     rates within each class of ``labels``; with the rates and class counts behind them."""
     rates = class_rates(scores, labels, threshold)
@@ -182,7 +181,9 @@ def implied_at(
     }
 
 
-def with_test(summary: dict[str, Any], probabilities: np.ndarray, labels: np.ndarray) -> dict:
+def with_test(
+    summary: ThresholdSummary, probabilities: np.ndarray, labels: np.ndarray
+) -> ThresholdSummary:
     """``summary`` plus what its threshold implies on test (scored once, for the record)."""
     if not summary.get("applied") or len(labels) == 0:
         return summary
@@ -201,7 +202,7 @@ def served_threshold(best: FitResult) -> float:
     return 0.5 if chosen is None else float(chosen)
 
 
-def describe(summary: dict[str, Any]) -> str:
+def describe(summary: ThresholdSummary) -> str:
     """One line for reports: the threshold, the rule and what it implies at the stated prior."""
     if not summary.get("applied"):
         threshold = summary.get("threshold")
@@ -222,7 +223,7 @@ def describe(summary: dict[str, Any]) -> str:
 
 def _training_prior_rule(
     raw: np.ndarray, labels: np.ndarray, prior: float
-) -> dict[str, float | int | None] | None:
+) -> ImpliedFigures | None:
     """What the old rule (dev's best-F1 threshold on uncorrected scores) implies at ``prior``."""
     two_columns = np.stack([1.0 - raw, raw], axis=1)
     best_f1 = evaluate(two_columns, labels).best_threshold
@@ -236,7 +237,7 @@ def _fallback(best: FitResult, labels: np.ndarray, reason: str) -> FitResult:
     best_f1 = None
     if len(np.unique(labels)) == 2:
         best_f1 = evaluate(best.dev_probabilities, labels).best_threshold
-    summary = {
+    summary: ThresholdSummary = {
         "applied": False,
         "rule": FALLBACK_RULE,
         "reason": reason,

@@ -20,7 +20,7 @@ import numpy as np
 from mlcycle import __version__
 from mlcycle.common.errors import NotFound
 from mlcycle.contracts.models import ModelVersion
-from mlcycle.contracts.training import ModelSummary
+from mlcycle.contracts.training import ModelSummary, ThresholdSummary
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
@@ -146,7 +146,7 @@ def lineage(
 
 def threshold_record(
     best: FitResult, data: TrainingData, evaluated: Evaluated
-) -> dict[str, Any] | None:
+) -> ThresholdSummary | None:
     """How the served threshold was chosen, with what it implies on test (which chose nothing)."""
     if best.threshold is None:
         return None

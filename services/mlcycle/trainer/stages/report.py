@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from mlcycle.contracts.training import ModelSummary
+from mlcycle.contracts.training import ImpliedFigures, ModelSummary, ThresholdSummary
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
 from mlcycle.trainer.report import SplitResult, write_report
@@ -62,7 +61,7 @@ def write_job_report(
 
 
 def threshold_rows(
-    chosen: dict[str, Any], evaluated: Evaluated, data: TrainingData
+    chosen: ThresholdSummary, evaluated: Evaluated, data: TrainingData
 ) -> dict[str, object]:
     """The report's rows on the served threshold: which, why, and what it implies."""
     rows: dict[str, object] = {"served threshold": describe(chosen)}
@@ -79,7 +78,7 @@ def threshold_rows(
     return rows
 
 
-def _implied(figures: dict[str, Any]) -> str:
+def _implied(figures: ImpliedFigures) -> str:
     precision = figures["precision"]
     shown = "n/a" if precision is None else f"{precision:.3f}"
     return (
