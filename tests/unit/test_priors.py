@@ -12,6 +12,7 @@ import pytest
 from mlcycle.common.errors import InvalidInput
 from mlcycle.evaluation.calibration import fit_platt
 from mlcycle.evaluation.priors import (
+    Rates,
     adjust_binary,
     adjust_posteriors,
     bayes_threshold,
@@ -20,8 +21,10 @@ from mlcycle.evaluation.priors import (
     estimate_prior,
     implied_precision_recall,
     logit,
+    precision_lower_bound,
     prior_shift,
     sigmoid,
+    wilson_bounds,
 )
 
 pytestmark = pytest.mark.unit
@@ -152,3 +155,17 @@ def test_implied_precision_at_another_prior_matches_sampling_at_it() -> None:
     assert by_hand["precision"] == pytest.approx(0.2 * 0.5 / (0.2 * 0.5 + 0.8 * 0.5))
     nothing = class_rates(np.array([0.1, 0.2]), np.array([1, 0]), 0.5)
     assert implied_precision_recall(nothing, 0.1)["precision"] is None
+
+
+def test_the_precision_lower_bound_reflects_how_few_negatives_were_seen() -> None:
+    few = class_rates(np.r_[np.ones(50), np.zeros(60)], np.r_[np.ones(60), np.zeros(50)], 0.5)
+    assert (few.tpr, few.fpr) == (50 / 60, 0.0)
+    assert implied_precision_recall(few, 0.1)["precision"] == 1.0
+    low = precision_lower_bound(few, 0.1)
+    assert low is not None and low < 0.9  # 50 clean negatives do not prove an FPR of 0
+    many = Rates(tpr=50 / 60, fpr=0.0, positives=6000, negatives=5000)
+    assert low < precision_lower_bound(many, 0.1) < 1.0
+    lower, upper = wilson_bounds(0.5, 100)
+    assert lower < 0.5 < upper and upper - lower == pytest.approx(2 * 1.645 * 0.05, abs=0.01)
+    with pytest.raises(InvalidInput, match="trial"):
+        wilson_bounds(0.5, 0)

@@ -184,6 +184,8 @@ class ImpliedFigures(TypedDict, total=False):
     """
 
     precision: float | None  # None when nothing would be flagged
+    # Precision with TPR and FPR at their one-sided 95% Wilson bounds.
+    precision_low: float | None
     recall: float
     flagged_rate: float  # share of the traffic at or above the threshold
     tpr: float

@@ -206,6 +206,29 @@ def implied_precision_recall(rates: Rates, prior: float) -> dict[str, float | No
     return {"precision": precision, "recall": rates.tpr, "flagged_rate": flagged}
 
 
+def precision_lower_bound(rates: Rates, prior: float, z: float = 1.645) -> float | None:
+    """The implied precision with the TPR at its lower and the FPR at its upper Wilson bound.
+
+    At a low prior, precision hangs on the false-positive rate, which a few hundred
+    held-out negatives pin down only roughly (none flagged is not a rate of 0);
+    ``z = 1.645`` puts each rate at its one-sided 95% bound.
+    """
+    tpr = wilson_bounds(rates.tpr, rates.positives, z)[0]
+    fpr = wilson_bounds(rates.fpr, rates.negatives, z)[1]
+    return implied_precision_recall(Rates(tpr, fpr, rates.positives, rates.negatives), prior)[
+        "precision"
+    ]
+
+
+def wilson_bounds(rate: float, n: int, z: float = 1.645) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``rate`` observed over ``n`` trials."""
+    if n < 1:
+        raise InvalidInput(f"a proportion needs at least one trial, not {n}")
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
 def _check_rate(value: float, name: str) -> None:
     if not (isinstance(value, int | float | np.floating) and 0.0 < value < 1.0):
         raise InvalidInput(f"{name} must be a number strictly between 0 and 1, not {value!r}")

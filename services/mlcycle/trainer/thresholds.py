@@ -43,6 +43,7 @@ from mlcycle.evaluation.priors import (
     class_rates,
     implied_precision_recall,
     logit,
+    precision_lower_bound,
     prior_shift,
 )
 from mlcycle.trainer.data import TrainingData
@@ -174,6 +175,7 @@ def implied_at(
     rates = class_rates(scores, labels, threshold)
     return {
         **implied_precision_recall(rates, prior),
+        "precision_low": precision_lower_bound(rates, prior),
         "tpr": rates.tpr,
         "fpr": rates.fpr,
         "positives": rates.positives,
@@ -209,8 +211,10 @@ def describe(summary: ThresholdSummary) -> str:
         where = f"{threshold:.4f}" if threshold is not None else "none"
         return f"{where} ({summary.get('reason')})"
     dev = summary["implied"]["dev"]
-    precision = dev["precision"]
+    precision, low = dev["precision"], dev.get("precision_low")
     shown = "n/a" if precision is None else f"{precision:.3f}"
+    if low is not None:
+        shown += f" (95% lower bound {low:.3f})"
     calibration = summary["calibration"]
     return (
         f"{summary['threshold']:.4f} on the corrected probability; {summary['reason']}; "

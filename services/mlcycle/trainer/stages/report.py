@@ -79,8 +79,10 @@ def threshold_rows(
 
 
 def _implied(figures: ImpliedFigures) -> str:
-    precision = figures["precision"]
+    precision, low = figures["precision"], figures.get("precision_low")
     shown = "n/a" if precision is None else f"{precision:.3f}"
+    if low is not None:
+        shown += f" (95% lower bound {low:.3f})"
     return (
         f"precision {shown}, recall {figures['recall']:.3f}, "
         f"{figures['flagged_rate']:.1%} flagged "
