@@ -147,6 +147,15 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert lineage["blessing"]["behaviour"]["compared"] == "no production model to compare with"
     # The winner was offered its linear companion; the lineage says what was decided.
     assert lineage["blend"] == result["blend"] and lineage["blend"]["metric"] == "roc_auc"
+    # The served threshold is chosen for the default deployment prior, not dev's 40 %.
+    policy = lineage["threshold_policy"]
+    assert policy["applied"] and policy["deployment_prior"] == 0.1 == policy["score_prior"]
+    assert lineage["threshold"] == policy["threshold"] == 0.5
+    assert policy["dev_prior"] == pytest.approx(0.4, abs=0.15)
+    assert policy["calibration"]["method"] == "platt"
+    assert {"precision", "recall", "flagged_rate"} <= set(policy["implied"]["dev"])
+    assert "test" in policy["implied"]
+    assert lineage["metrics"]["dev"]["threshold"] == 0.5
     probs = ServingModel(folder).probabilities(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )
@@ -161,6 +170,7 @@ def test_a_job_searches_blesses_exports_and_registers(
     report = httpx.get(f"{service}/v1/jobs/{job['id']}/report", timeout=10)
     assert report.status_code == 200 and "data:image/png;base64" in report.text
     assert "linear blend" in report.text and "Behavioural suite" in report.text
+    assert "served threshold" in report.text and "at a positive rate of 0.1 (dev)" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
     assert listed["production"] == {settings.trainer.model_name: 1}
     events = [orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.models)]

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
+from mlcycle.contracts.behaviour import BehaviourSummary
 from mlcycle.contracts.repository import StoredRecord
+from mlcycle.contracts.thresholds import ThresholdPolicy
 
 TRAIN_JOB_KIND = "train-job"
 TRIAL_KIND = "trial"
@@ -179,6 +181,10 @@ class JobConfig(BaseModel):
         description="false keeps a blessed winner for a person to promote, whatever the "
         "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
     )
+    threshold_policy: ThresholdPolicy = Field(
+        default_factory=ThresholdPolicy,
+        description="the traffic the served threshold is chosen for (binary tasks)",
+    )
     # -- the behavioural suite (tests/behaviour): scored for the report and the blessing gate
     behaviour_margin: float = Field(
         0.05,
@@ -246,27 +252,6 @@ class BlendSummary(TypedDict, total=False):
     dev_by_weight: dict[str, float]
     dev_linear_by_c: dict[str, float]
     seconds: float
-
-
-class CapabilityRate(BaseModel):
-    """One capability of the behavioural suite: its cases, how many passed, the rate."""
-
-    cases: int
-    passed: int
-    rate: float
-
-
-class BehaviourSummary(BaseModel):
-    """A model's figures on the behavioural suite (``suite_digest``: the suite's content hash;
-    rates are comparable only between equal digests). Kept in a job's result and in
-    ``metadata.json``; the cases' texts are not."""
-
-    suite_digest: str
-    cases: int
-    pass_rate: float
-    worst_capability: str
-    worst_rate: float
-    capabilities: dict[str, CapabilityRate]
 
 
 class JobResult(BaseModel):

@@ -33,7 +33,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.contracts.training import BehaviourSummary, CapabilityRate
+from mlcycle.contracts.behaviour import BehaviourSummary, CapabilityRate
 from mlcycle.featurization.held_out import HeldOutTexts, normalise_text
 
 Expected = Literal["toxic", "not_toxic"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import BlendSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
@@ -49,6 +50,8 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
+    # How the served threshold was chosen (mlcycle.trainer.thresholds), once it was.
+    threshold: ThresholdSummary | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

@@ -1,6 +1,4 @@
-"""Training jobs: search → evaluate → export → bless → report, recorded in the store, resumable.
-
-The behavioural suite is scored after ``evaluate`` (stage ``behaviour``).
+"""Training jobs: search → threshold → evaluate → behaviour → export → bless → report, resumable.
 
 A job record (:class:`~mlcycle.contracts.training.TrainingJob`) holds the
 config, the stage, the progress of the search and, at the end, the result
@@ -10,7 +8,10 @@ the Optuna study keeps the finished trials, the winner's weights are on disk,
 and an export that was allocated a version reuses it.
 
 :class:`JobRunner` creates jobs and runs their stages (:mod:`mlcycle.trainer.stages`)
-in order; each stage records itself in the job's progress.
+in order; each stage records itself in the job's progress. Between the search
+(and blend) and the evaluation, the ``threshold`` stage corrects the winner's
+scores for the traffic it will serve and picks the served threshold; after the
+evaluation, the ``behaviour`` stage scores the behavioural suite with the winner.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
 from mlcycle.trainer.stages.export import export_candidate, judged_before
 from mlcycle.trainer.stages.report import write_job_report
 from mlcycle.trainer.stages.search import blend, prepare_features, run_search
+from mlcycle.trainer.stages.threshold import threshold
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ def run_stages(ctx: JobContext) -> JobResult:
     ctx.recorder.remember(transforms=features.transforms)
     if ctx.config.preset == "search" and ctx.config.blend_linear:
         outcome = blend(ctx, outcome, data)
+    outcome = threshold(ctx, outcome, data)
     ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)

@@ -38,7 +38,7 @@ from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated
-from mlcycle.trainer.stages.export import served_threshold
+from mlcycle.trainer.thresholds import served_threshold
 
 Probabilities = Callable[[SplitData], np.ndarray]
 
@@ -67,7 +67,7 @@ def score_candidate(
     def probabilities(split: SplitData) -> np.ndarray:
         return predict_probabilities(best.model, split)
 
-    return score(suite, transform, probabilities, served_threshold(evaluated))
+    return score(suite, transform, probabilities, served_threshold(best))
 
 
 def score(

@@ -20,6 +20,7 @@ import numpy as np
 from mlcycle import __version__
 from mlcycle.common.errors import NotFound
 from mlcycle.contracts.models import ModelVersion
+from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import ModelSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer import export as exporting
@@ -28,6 +29,7 @@ from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, class_names, headline
+from mlcycle.trainer.thresholds import served_threshold, with_test
 
 # Dev rows the warm-up file and infra-validation send to the model server.
 INFRA_SAMPLE_ROWS = 64
@@ -102,16 +104,6 @@ def export_candidate(
     return Candidate(name, version, staging, metadata)
 
 
-def served_threshold(evaluated: Evaluated) -> float:
-    """The decision threshold the version will serve with (``metadata.json``'s ``threshold``).
-
-    The behavioural suite labels the candidate's scores with it too, so the suite
-    sees the labels serving will give.
-    """
-    best = evaluated.dev.best_threshold
-    return best if best is not None else 0.5
-
-
 def lineage(
     ctx: JobContext, version: int, best: FitResult, data: TrainingData, evaluated: Evaluated
 ) -> dict[str, Any]:
@@ -128,7 +120,9 @@ def lineage(
         "feature_variant": best.params.features,
         "input_dim": data.dim,
         "classes": class_names(data.n_classes),
-        "threshold": served_threshold(evaluated),
+        # The served threshold; threshold_policy says how and why it was chosen.
+        "threshold": served_threshold(best),
+        "threshold_policy": threshold_record(best, data, evaluated),
         "data": data.counts(),
         "hyperparameters": best.params.model_dump(),
         "blend": best.blend,
@@ -160,6 +154,17 @@ def lineage(
             "keras": keras.__version__,
         },
     }
+
+
+def threshold_record(
+    best: FitResult, data: TrainingData, evaluated: Evaluated
+) -> ThresholdSummary | None:
+    """How the served threshold was chosen, with what it implies on test (which chose nothing)."""
+    if best.threshold is None:
+        return None
+    if evaluated.test_probabilities is None:
+        return best.threshold
+    return with_test(best.threshold, evaluated.test_probabilities, data.test.labels)
 
 
 def git_revision() -> str:
