@@ -11,7 +11,7 @@ shards once, the same way the featurizer builds them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from mlcycle.common.store import Store
 from mlcycle.featurization.config import FeatureConfig
@@ -37,6 +37,7 @@ class VariantFeatures:
         classes_of: Callable[[str], int],
         known: dict[str, str] | None = None,
         announce: Announce | None = None,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.transform_store = transforms
         self.store = store
@@ -47,6 +48,8 @@ class VariantFeatures:
         self._data: dict[str, TrainingData] = {}
         self._lock = threading.Lock()
         self._announce = announce or (lambda _: None)
+        # Checked against each variant's data: they must leave two classes to train on.
+        self.source_weights = dict(source_weights or {})
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
@@ -88,7 +91,7 @@ class VariantFeatures:
             )
             data = read_training_data(self.transform_store.root, manifest)
             data.variant = variant
-            data.check()
+            data.check(self.source_weights)
             self._data[variant] = data
             return data
 

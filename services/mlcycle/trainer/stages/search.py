@@ -29,6 +29,7 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
         classes_of=ctx.environment.classes_of,
         known=ctx.job.transforms,
         announce=lambda what: ctx.recorder.stage("features", detail=what),
+        source_weights=ctx.config.source_weights,
     )
 
 
@@ -79,5 +80,6 @@ def blend(ctx: JobContext, outcome: SearchOutcome, data: TrainingData) -> Search
         metric=ctx.metric,
         soft_labels=ctx.config.soft_labels,
         class_weight=ctx.config.class_weight,
+        source_weights=ctx.config.source_weights,
     )
     return dataclasses.replace(outcome, best=blended)
