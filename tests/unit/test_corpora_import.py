@@ -300,8 +300,14 @@ def test_selections_that_cannot_work_are_refused(tmp_path: Path) -> None:
         get_importer("davidson:english")
     with pytest.raises(InvalidInput, match="'hatexplain' not found"):
         get_importer("corpora:hatexplain").read([root / "armis"])
-    with pytest.raises(InvalidInput, match="no corpus found"):
+    with pytest.raises(InvalidInput, match="SOURCE.md is not a file of a known corpus"):
         get_importer("corpora").read([root / "davidson_hate_offensive" / "SOURCE.md"])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.md").write_text("not a corpus")
+    with pytest.raises(InvalidInput, match="no corpus found"):
+        get_importer("corpora").read([tmp_path / "empty"])
+    single, _ = read_all("corpora", [root / "hs_brexit" / "HS-Brexit_dev.json.gz"])
+    assert sources(single) == {"hs-brexit": 2}
     with pytest.raises(InvalidInput, match="no such file"):
         get_importer("corpora").read([tmp_path / "nowhere"])
 

@@ -83,6 +83,11 @@ def find_corpora(paths: list[Path]) -> dict[str, list[Path]]:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*") if p.is_file())
         elif path.is_file():
+            if corpus_of(path) is None:  # named on purpose, so it cannot be skipped quietly
+                raise InvalidInput(
+                    f"{path} is not a file of a known corpus",
+                    details={"corpora": list(KINDS)},
+                )
             candidates = [path]
         else:
             raise InvalidInput(f"no such file or folder: {path}")
