@@ -171,6 +171,7 @@ class CorporaImporter:
     def _stream(self) -> Iterator[ImportedRecord]:
         for name, files in self.selected.items():
             importer = KINDS[name].importer()
+            importer.name = name  # its log lines name the corpus, not the shared format
             self.per_corpus[name] = importer.stats
             for record in importer.read(files):
                 yield self.stats.count(record)
