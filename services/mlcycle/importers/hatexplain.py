@@ -37,7 +37,7 @@ How the records are built:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ def _post(line: str, split: str | None, stats: ImportStats, where: str) -> Itera
 
 def _annotators(raw: Any) -> list[tuple[str, Any, list[str]]] | None:
     """``(annotator id, raw label, targets)`` per annotator, from either layout; None if neither."""
+    rows: Iterable[tuple[Any, Any, Any]]
     if isinstance(raw, dict):  # Hugging Face: one list per field
         ids, labels = raw.get("annotator_id"), raw.get("label")
         targets = raw.get("target") or [[] for _ in ids or ()]
