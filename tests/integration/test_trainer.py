@@ -45,7 +45,9 @@ SMALL_SEARCH = {
 }
 
 
-def seed(store: Store, prefix: str, *, rude: bool = True, n: int = 300) -> None:
+def seed(
+    store: Store, prefix: str, *, rude: bool = True, n: int = 300, source: str | None = None
+) -> None:
     rng = np.random.default_rng(len(prefix))
     comments, votes = [], []
     for i in range(n):
@@ -54,7 +56,9 @@ def seed(store: Store, prefix: str, *, rude: bool = True, n: int = 300) -> None:
         if toxic:
             words.insert(int(rng.integers(0, len(words))), str(rng.choice(RUDE)))
         item = f"{prefix}{i:04d}"
-        comments.append(Comment(id=item, text=" ".join(words), metadata={"lang": "en"}))
+        comments.append(
+            Comment(id=item, text=" ".join(words), source=source, metadata={"lang": "en"})
+        )
         votes += [Vote(item_id=item, annotator_id=f"w{k}", label=int(toxic)) for k in range(3)]
     store.upsert(COMMENTS, [c.to_document() for c in comments])
     store.upsert(VOTES, [v.to_document() for v in votes])
@@ -121,11 +125,10 @@ def warmup_batch_sizes(folder: Path) -> list[int]:
 def test_a_job_searches_blesses_exports_and_registers(
     service: str, settings: Settings, store: Store
 ) -> None:
-    seed(store, "c")
+    seed(store, "c", source="forum")
     run = label(settings, store)
-    started = httpx.post(
-        f"{service}/v1/jobs", json={"trials": 2, "search": SMALL_SEARCH}, timeout=10
-    )
+    config = {"trials": 2, "search": SMALL_SEARCH, "source_weights": {"forum": 2.0}}
+    started = httpx.post(f"{service}/v1/jobs", json=config, timeout=10)
     assert started.status_code == 202, started.text
     assert started.json()["label_run"] == run
     job = wait_job(service, started.json()["id"])
@@ -140,6 +143,10 @@ def test_a_job_searches_blesses_exports_and_registers(
     lineage = read_metadata(folder)
     assert lineage["transform"] == result["transform"] and lineage["label_run"] == run
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
+    # Each row's source came through the shards: the weights, the lineage and the slices.
+    assert lineage["training"]["source_weights"] == {"forum": 2.0}
+    assert lineage["training"]["sources"]["train"] == {"forum": lineage["data"]["train"]["rows"]}
+    assert result["dev"]["slices"]["source"]["forum"]["n"] == result["dev"]["n"]
     assert lineage["metrics"]["dev"]["roc_auc"] == pytest.approx(result["dev"]["roc_auc"])
     assert lineage["blessing"]["blessed"] and lineage["git_revision"]
     # The behavioural suite (the checkout's) was scored with the threshold it serves with.
@@ -205,6 +212,9 @@ def test_bad_jobs_are_refused_or_fail_with_a_reason(
         f"{service}/v1/jobs", json={"search": {"learning_rate": {"low": 1, "high": 0.1}}}
     )
     assert bad.status_code == 422 and "learning_rate" in bad.text
+    for weights in ({"davidson": -1}, ["davidson"], {"davidson": "heavy"}):
+        bad = httpx.post(f"{service}/v1/jobs", json={"source_weights": weights}, timeout=10)
+        assert bad.status_code == 422 and "source_weights" in bad.text
     missing = httpx.post(f"{service}/v1/jobs", json={"label_run": "lr-nope"}, timeout=10)
     assert missing.status_code == 404 and "lr-nope" in missing.text
 

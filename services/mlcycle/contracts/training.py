@@ -84,6 +84,10 @@ class FloatRange(BaseModel):
         return self
 
 
+# A comment source as a job names it, and its training weight (finite; 0 leaves it out).
+SourceName = Annotated[str, Field(min_length=1, max_length=128)]
+SourceWeight = Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)]
+
 # Each searched parameter is a fixed value, a list of choices, or a range.
 IntParam = Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | IntRange
 RateParam = Annotated[float, Field(gt=0, le=1)] | list[Annotated[float, Field(gt=0, le=1)]]
@@ -174,6 +178,14 @@ class JobConfig(BaseModel):
     seed: int = Field(0, ge=0)
     slice_fields: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=20, description="metadata fields for per-slice metrics"
+    )
+    # -- a mix of corpora: how much each comment source weighs in training --
+    source_weights: dict[SourceName, SourceWeight] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="training weight per comment source (corpus, e.g. davidson, hatexplain), "
+        "times the class weight; a source not named weighs 1, and 0 leaves it out of training "
+        "(dev and test still score it, per source)",
     )
     bless: bool = Field(True, description="judge the winner and export it for serving")
     auto_promote: bool = Field(

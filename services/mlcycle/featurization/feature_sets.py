@@ -190,6 +190,8 @@ def _write_shard(
         labels=[label.label for label in labels],
         probabilities=[label.probabilities for label in labels],
         item_ids=[label.item_id for label in labels],
+        # The trainer weighs and the evaluation slices each row by its corpus.
+        sources=[comments[label.item_id].source for label in labels],
     )
 
 

@@ -11,7 +11,7 @@ shards once, the same way the featurizer builds them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from mlcycle.common.store import Store
 from mlcycle.featurization.config import FeatureConfig
@@ -39,6 +39,7 @@ class VariantFeatures:
         known: dict[str, str] | None = None,
         announce: Announce | None = None,
         held_out: HeldOutTexts = NOTHING_HELD_OUT,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.transform_store = transforms
         self.store = store
@@ -51,6 +52,8 @@ class VariantFeatures:
         self._announce = announce or (lambda _: None)
         # The behavioural suite's texts: never fitted on, never in a feature set.
         self.held_out = held_out
+        # Checked against each variant's data: they must leave two classes to train on.
+        self.source_weights = dict(source_weights or {})
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
@@ -93,7 +96,7 @@ class VariantFeatures:
             )
             data = read_training_data(self.transform_store.root, manifest)
             data.variant = variant
-            data.check()
+            data.check(self.source_weights)
             self._data[variant] = data
             return data
 

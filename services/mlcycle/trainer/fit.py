@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import BlendSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
-from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
+from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData, source_weight_of
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
 
 # tf and keras come in through .models, which sets the backend first.
@@ -71,15 +71,36 @@ _INPUT_SPEC = {
 }
 
 
-def class_weights(split: SplitData, n_classes: int, mode: str) -> np.ndarray:
-    """Per-class weights: ``balanced`` makes each present class weigh the same in total."""
+def class_weights(
+    split: SplitData,
+    n_classes: int,
+    mode: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Per-class weights: ``balanced`` makes each present class weigh the same in total.
+
+    A class's total counts each row at its source weight, so the balance holds
+    in the mix the job trains on.
+    """
     if mode == "none":
         return np.ones(n_classes, np.float32)
-    counts = split.class_counts(n_classes).astype(np.float64)
+    per_row = source_weight_of(split.sources, source_weights)
+    counts = np.bincount(split.labels, weights=per_row, minlength=n_classes)[:n_classes]
     present = counts > 0
     weights = np.ones(n_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights.astype(np.float32)
+
+
+def example_weights(
+    split: SplitData,
+    n_classes: int,
+    class_weight: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Each row's training weight: its class's weight times its source's (0: not trained on)."""
+    per_class = class_weights(split, n_classes, class_weight, source_weights)[split.labels]
+    return (per_class * source_weight_of(split.sources, source_weights)).astype(np.float32)
 
 
 def predict_probabilities(model: TrainedModel, split: SplitData) -> np.ndarray:
@@ -114,15 +135,25 @@ def fit(
     seed: int = 0,
     deadline: float | None = None,
     on_epoch: EpochHook | None = None,
+    source_weights: Mapping[str, float] | None = None,
 ) -> FitResult:
-    """Train ``params`` on ``data.train``, select the epoch by ``metric`` on ``data.dev``."""
+    """Train ``params`` on ``data.train``, select the epoch by ``metric`` on ``data.dev``.
+
+    Each row weighs its class weight times its source's weight in
+    ``source_weights`` (1 for a source not named); rows that weigh 0 are not
+    trained on at all.
+    """
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(params, data.dim, data.n_classes)
     optimizer = build_optimizer(params)
-    weight_of_class = class_weights(data.train, data.n_classes, class_weight)
-    targets = data.train.probabilities if soft_labels else np.eye(data.n_classes)[data.train.labels]
+    train = data.train
+    row_weights = example_weights(train, data.n_classes, class_weight, source_weights)
+    kept = np.flatnonzero(row_weights > 0)
+    if len(kept) < len(train):
+        train, row_weights = train.take(kept), row_weights[kept]
+    targets = train.probabilities if soft_labels else np.eye(data.n_classes)[train.labels]
     targets = np.asarray(targets, np.float32)
 
     # autograph=False: the step has no Python control flow to convert, and AutoGraph
@@ -148,14 +179,9 @@ def fit(
     epoch = 0
     for epoch in range(1, params.epochs + 1):
         total, seen = 0.0, 0
-        for rows, batch in data.train.batches(params.batch_size, rng):
-            loss = float(
-                train_step(
-                    _inputs(batch),
-                    tf.constant(targets[rows]),
-                    tf.constant(weight_of_class[data.train.labels[rows]]),
-                )
-            )
+        for rows, batch in train.batches(params.batch_size, rng):
+            y, w = tf.constant(targets[rows]), tf.constant(row_weights[rows])
+            loss = float(train_step(_inputs(batch), y, w))
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"training loss became {loss} in epoch {epoch}")
             total += loss * len(rows)

@@ -129,6 +129,8 @@ def lineage(
         "training": {
             "soft_labels": config.soft_labels,
             "class_weight": config.class_weight,
+            "source_weights": config.source_weights,
+            "sources": data.source_counts(),
             "epochs_run": best.epochs_run,
             "best_epoch": best.best_epoch,
             "seed": config.seed,

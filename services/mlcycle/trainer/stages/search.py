@@ -31,6 +31,7 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
         known=ctx.job.transforms,
         held_out=held_out(ctx),
         announce=lambda what: ctx.recorder.stage("features", detail=what),
+        source_weights=ctx.config.source_weights,
     )
 
 
@@ -81,5 +82,6 @@ def blend(ctx: JobContext, outcome: SearchOutcome, data: TrainingData) -> Search
         metric=ctx.metric,
         soft_labels=ctx.config.soft_labels,
         class_weight=ctx.config.class_weight,
+        source_weights=ctx.config.source_weights,
     )
     return dataclasses.replace(outcome, best=blended)
