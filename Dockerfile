@@ -53,6 +53,9 @@ RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info
+# The behavioural suite: its cases are held out of every feature set built here.
+COPY tests/behaviour ./tests/behaviour
+ENV MLCYCLE_BEHAVIOUR_SUITE=/app/tests/behaviour
 # The featurizer's kernels are compiled by Numba on first use: compile them into the
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
@@ -76,6 +79,10 @@ RUN mkdir -p services/mlcycle && touch README.md services/mlcycle/__init__.py \
 COPY README.md ./
 COPY services ./services
 RUN pip install --no-deps . && rm -rf build services/*.egg-info
+# The behavioural suite: held out of the feature sets, scored with every candidate for its
+# report, and held against production's rates by the blessing gate.
+COPY tests/behaviour ./tests/behaviour
+ENV MLCYCLE_BEHAVIOUR_SUITE=/app/tests/behaviour
 # The featurizer's kernels are compiled by Numba on first use: compile them into the
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba

@@ -5,10 +5,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The demo reads the Davidson corpus from ../shared/data when it is there; otherwise it
-# downloads the Wikipedia Talk Labels dataset the original talk used.
-DEMO_DATA ?= $(wildcard ../shared/data/davidson_hate_offensive/labeled_data.csv.gz)
-DEMO_ARGS ?= $(if $(DEMO_DATA),--data $(DEMO_DATA) --format davidson,)
+# The demo reads the English mix of ../shared/data when it is there (Davidson, MD-Agreement,
+# ConvAbuse, HS-Brexit and HateXplain, each comment keeping its corpus as its source);
+# otherwise it downloads the Wikipedia Talk Labels dataset the original talk used.
+DEMO_DATA ?= $(wildcard ../shared/data)
+DEMO_ARGS ?= $(if $(DEMO_DATA),--data $(DEMO_DATA) --format corpora --english,)
 # `make demo ARGS="--data FILE --format FORMAT --trials N"` replaces those defaults.
 ARGS ?= $(DEMO_ARGS)
 PYTEST_ARGS ?=

@@ -42,7 +42,8 @@ def seed(store: Store) -> None:
         meta = {"year": int(rng.integers(2001, 2016)), "logged_in": bool(rng.random() < 0.5)}
         if i % 7 == 0:
             meta.pop("year")  # missing fields map to an explicit missing value
-        comments.append(Comment(id=f"c{i:04d}", text=" ".join(words), metadata=meta))
+        source = ("alpha", "beta", None)[i % 3]
+        comments.append(Comment(id=f"c{i:04d}", text=" ".join(words), source=source, metadata=meta))
         toxic = int("idiot" in words or "stupid" in words)
         votes += [Vote(item_id=f"c{i:04d}", annotator_id=f"w{k}", label=toxic) for k in range(3)]
     store.upsert(COMMENTS, [c.to_document() for c in comments])
@@ -108,6 +109,9 @@ def test_feature_set_is_complete_idempotent_and_checked(
     assert all(len(s.item_ids) <= 64 for s in train)
     ids = np.concatenate([s.item_ids for s in train])
     assert list(ids) == sorted(ids)
+    # Each row keeps its comment's source for the trainer's weights and slices.
+    sources = np.concatenate([s.sources for s in train])
+    assert list(sources) == [("alpha", "beta", "")[int(i[1:]) % 3] for i in ids]
 
     folder = feature_set_dir(core.root, manifest.transform, label_run)
     stamp = (folder / "manifest.json").stat().st_mtime_ns

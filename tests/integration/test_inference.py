@@ -23,6 +23,7 @@ from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import Settings, settings_to_env
+from mlcycle.evaluation.priors import estimate_positive_rate
 from mlcycle.inference.api import create_app
 from mlcycle.inference.cache import cache_key, key_prefix
 from mlcycle.inference.runtime import InferenceRuntime
@@ -329,6 +330,62 @@ def test_each_key_is_rate_limited_on_its_own(shared_world: World) -> None:
         assert tf_limited.status_code == 429 and "rate limit" in tf_limited.json()["error"]
     finally:
         service.close()
+
+
+# -- the live positive rate ------------------------------------------------------------------------
+
+
+def test_the_live_positive_rate_is_the_em_estimate_over_the_served_scores(
+    models_root: Path, tmp_path: Path, redis_server: EmbeddedRedis
+) -> None:
+    world = World(models_root, tmp_path)
+    # A version whose job stated its deployment prior, as the trainer now exports it.
+    metadata_path = world.models / NAME / "1" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    metadata["threshold_policy"] = {"applied": True, "score_prior": 0.2, "threshold": 0.5}
+    metadata_path.write_text(json.dumps(metadata), encoding="utf-8")
+    world.start_server()
+    service = Service(world.settings(redis_url=redis_server.url))
+    try:
+        empty = service.client.get("/v1/positive-rate").json()
+        assert (empty["model_version"], empty["window"], empty["positive_rate"]) == (1, 0, None)
+        assert empty["score_prior"] == 0.2 and "no scores" in empty["reason"]
+
+        texts = [unique(t) for t in ("you idiot", "thanks for the edit", "stupid moron", "hi")]
+        first = service.predict(*texts, headers={}).json()["predictions"]
+        again = service.predict(texts[0], texts[2], headers={}).json()["predictions"]  # hits
+        served = np.array([p["score"] for p in first + again])
+
+        rate = service.client.get("/v1/positive-rate").json()
+        assert rate["window"] == len(served) == 6  # cache hits are traffic too
+        assert rate["mean_score"] == pytest.approx(served.mean())
+        expected = estimate_positive_rate(served, 0.2)
+        assert rate["positive_rate"] == pytest.approx(expected.positive_rate, abs=1e-9)
+        assert rate["converged"] and rate["threshold"] == 0.5
+        assert rate["flagged_rate"] == pytest.approx((served >= 0.5).mean())
+        gauge = metric(
+            service.client.get("/metrics").text,
+            "mlcycle_inference_live_positive_rate",
+            model_version="1",
+        )
+        assert gauge == pytest.approx(expected.positive_rate, abs=1e-9)
+
+        assert service.client.get("/v1/positive-rate", params={"version": 1}).json() == rate
+        missing = service.client.get("/v1/positive-rate", params={"version": 7})
+        assert missing.status_code == 404 and "version 7" in missing.json()["error"]["message"]
+        bad = service.client.get("/v1/positive-rate", params={"version": "x"})
+        assert bad.status_code == 422
+    finally:
+        service.close()
+        world.stop_server()
+
+
+def test_a_version_without_a_score_prior_reports_no_rate(service: Service) -> None:
+    service.predict(unique("hello there"))
+    rate = service.client.get("/v1/positive-rate", headers=AUTH).json()
+    assert rate["window"] > 0 and rate["mean_score"] is not None
+    assert rate["positive_rate"] is None and "score_prior" in rate["reason"]
+    assert service.client.get("/v1/positive-rate").status_code == 401
 
 
 # -- versions and outages -------------------------------------------------------------------------

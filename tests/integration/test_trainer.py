@@ -45,7 +45,9 @@ SMALL_SEARCH = {
 }
 
 
-def seed(store: Store, prefix: str, *, rude: bool = True, n: int = 300) -> None:
+def seed(
+    store: Store, prefix: str, *, rude: bool = True, n: int = 300, source: str | None = None
+) -> None:
     rng = np.random.default_rng(len(prefix))
     comments, votes = [], []
     for i in range(n):
@@ -54,7 +56,9 @@ def seed(store: Store, prefix: str, *, rude: bool = True, n: int = 300) -> None:
         if toxic:
             words.insert(int(rng.integers(0, len(words))), str(rng.choice(RUDE)))
         item = f"{prefix}{i:04d}"
-        comments.append(Comment(id=item, text=" ".join(words), metadata={"lang": "en"}))
+        comments.append(
+            Comment(id=item, text=" ".join(words), source=source, metadata={"lang": "en"})
+        )
         votes += [Vote(item_id=item, annotator_id=f"w{k}", label=int(toxic)) for k in range(3)]
     store.upsert(COMMENTS, [c.to_document() for c in comments])
     store.upsert(VOTES, [v.to_document() for v in votes])
@@ -121,11 +125,10 @@ def warmup_batch_sizes(folder: Path) -> list[int]:
 def test_a_job_searches_blesses_exports_and_registers(
     service: str, settings: Settings, store: Store
 ) -> None:
-    seed(store, "c")
+    seed(store, "c", source="forum")
     run = label(settings, store)
-    started = httpx.post(
-        f"{service}/v1/jobs", json={"trials": 2, "search": SMALL_SEARCH}, timeout=10
-    )
+    config = {"trials": 2, "search": SMALL_SEARCH, "source_weights": {"forum": 2.0}}
+    started = httpx.post(f"{service}/v1/jobs", json=config, timeout=10)
     assert started.status_code == 202, started.text
     assert started.json()["label_run"] == run
     job = wait_job(service, started.json()["id"])
@@ -140,10 +143,26 @@ def test_a_job_searches_blesses_exports_and_registers(
     lineage = read_metadata(folder)
     assert lineage["transform"] == result["transform"] and lineage["label_run"] == run
     assert lineage["data"]["train"]["rows"] > 0 and lineage["hyperparameters"]["hidden_units"]
+    # Each row's source came through the shards: the weights, the lineage and the slices.
+    assert lineage["training"]["source_weights"] == {"forum": 2.0}
+    assert lineage["training"]["sources"]["train"] == {"forum": lineage["data"]["train"]["rows"]}
+    assert result["dev"]["slices"]["source"]["forum"]["n"] == result["dev"]["n"]
     assert lineage["metrics"]["dev"]["roc_auc"] == pytest.approx(result["dev"]["roc_auc"])
     assert lineage["blessing"]["blessed"] and lineage["git_revision"]
+    # The behavioural suite (the checkout's) was scored with the threshold it serves with.
+    assert lineage["behaviour"] == result["behaviour"] and result["behaviour"]["cases"] >= 300
+    assert lineage["blessing"]["behaviour"]["compared"] == "no production model to compare with"
     # The winner was offered its linear companion; the lineage says what was decided.
     assert lineage["blend"] == result["blend"] and lineage["blend"]["metric"] == "roc_auc"
+    # The served threshold is chosen for the default deployment prior, not dev's 40 %.
+    policy = lineage["threshold_policy"]
+    assert policy["applied"] and policy["deployment_prior"] == 0.1 == policy["score_prior"]
+    assert lineage["threshold"] == policy["threshold"] == 0.5
+    assert policy["dev_prior"] == pytest.approx(0.4, abs=0.15)
+    assert policy["calibration"]["method"] == "platt"
+    assert {"precision", "recall", "flagged_rate"} <= set(policy["implied"]["dev"])
+    assert "test" in policy["implied"]
+    assert lineage["metrics"]["dev"]["threshold"] == 0.5
     probs = ServingModel(folder).probabilities(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )
@@ -157,7 +176,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert all(t["dev"]["roc_auc"] > 0 and t["params"]["hidden_units"] for t in trials)
     report = httpx.get(f"{service}/v1/jobs/{job['id']}/report", timeout=10)
     assert report.status_code == 200 and "data:image/png;base64" in report.text
-    assert "linear blend" in report.text
+    assert "linear blend" in report.text and "Behavioural suite" in report.text
+    assert "served threshold" in report.text and "at a positive rate of 0.1 (dev)" in report.text
     listed = httpx.get(f"{service}/v1/models", timeout=10).json()
     assert listed["production"] == {settings.trainer.model_name: 1}
     events = [orjson.loads(r.value) for r in read_all(settings, settings.kafka.topics.models)]
@@ -175,6 +195,8 @@ def test_a_job_searches_blesses_exports_and_registers(
     doc = httpx.get(f"{service}/v1/models/2", timeout=10).json()
     assert doc["blessing"]["compared_to"] == 1
     assert doc["blessing"]["measured"] == "re-scored on this dev split"
+    compared = doc["blessing"]["behaviour"]["compared"]
+    assert compared == "production v1's rates recorded in its metadata.json on this suite"
     if judged["state"] == "unblessed":
         assert not (settings.trainer.models_dir / settings.trainer.model_name / "2").exists()
     else:
@@ -190,6 +212,9 @@ def test_bad_jobs_are_refused_or_fail_with_a_reason(
         f"{service}/v1/jobs", json={"search": {"learning_rate": {"low": 1, "high": 0.1}}}
     )
     assert bad.status_code == 422 and "learning_rate" in bad.text
+    for weights in ({"davidson": -1}, ["davidson"], {"davidson": "heavy"}):
+        bad = httpx.post(f"{service}/v1/jobs", json={"source_weights": weights}, timeout=10)
+        assert bad.status_code == 422 and "source_weights" in bad.text
     missing = httpx.post(f"{service}/v1/jobs", json={"label_run": "lr-nope"}, timeout=10)
     assert missing.status_code == 404 and "lr-nope" in missing.text
 
@@ -223,6 +248,7 @@ def test_train_command_prints_trials_and_report(
     assert "Trials (selected on dev roc_auc)" in text
     assert "model toxicity v1: production" in text
     assert "linear blend: " in text
+    assert "behavioural suite: " in text and "worst capability" in text
     assert Path(job.result.report).is_file() and job.result.report in text
 
 

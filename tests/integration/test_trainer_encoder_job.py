@@ -110,7 +110,15 @@ def test_an_encoder_job_trains_exports_serves_and_blesses(
     served = TokenServingModel(folder)
     probs = served.probabilities([RUDE[0], KIND[0]])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
-    assert probs[0, 1] > 0.5 > probs[1, 1]
+    assert probs[0, 1] > probs[1, 1]
+    # Its scores are calibrated and moved to the traffic's prior inside the export; the
+    # model server answered infra-validation with the run's own corrected probabilities.
+    policy = lineage["threshold_policy"]
+    assert policy["applied"] and set(policy["logit_map"]) == {"scale", "shift"}
+    assert lineage["threshold"] == policy["threshold"]
+    # The behavioural suite scored the encoder on the texts themselves.
+    assert result.behaviour is not None and result.behaviour.cases >= 300
+    assert lineage["behaviour"]["pass_rate"] == pytest.approx(result.behaviour.pass_rate)
     report = Path(result.report).read_text(encoding="utf-8")
     assert "per 10k comments" in report
 

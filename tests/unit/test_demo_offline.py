@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from mlcycle.cli import app, context
 from mlcycle.importers import download
 
-HINT = "--data PATH --format wikidetox|davidson|lewidi|jsonl|csv"
+HINT = "--data PATH --format wikidetox|davidson|lewidi|hatexplain|jsonl|csv|corpora"
 
 
 def closed_port() -> int:

@@ -133,7 +133,8 @@ def test_offline_fails_fast_with_the_local_files_hint(tmp_path: Path) -> None:
     with pytest.raises(Unavailable) as raised:
         download_wikidetox(tmp_path, urls=urls(f"http://127.0.0.1:{closed_port()}"))
     assert time.monotonic() - started < 3
-    assert "--data PATH --format wikidetox|davidson|lewidi|jsonl|csv" in raised.value.message
+    hint = "--data PATH --format wikidetox|davidson|lewidi|hatexplain|jsonl|csv|corpora"
+    assert hint in raised.value.message
     assert raised.value.http_status == 503
     assert not [p for p in tmp_path.iterdir() if p.is_file()]
 

@@ -455,10 +455,12 @@ def test_csv_without_known_columns_is_refused(tmp_path: Path) -> None:
 
 
 def test_registry_names_the_formats_and_gives_fresh_importers() -> None:
-    assert set(FORMATS) == {"wikidetox", "davidson", "lewidi", "jsonl", "csv"}
+    assert set(FORMATS) == {
+        "wikidetox", "davidson", "lewidi", "hatexplain", "jsonl", "csv", "corpora"
+    }  # fmt: skip
     with pytest.raises(InvalidInput) as raised:
         get_importer("xml")
-    assert "wikidetox, davidson, lewidi, jsonl, csv" in raised.value.message
+    assert "wikidetox, davidson, lewidi, hatexplain, jsonl, csv, corpora" in raised.value.message
     assert get_importer("CSV") is not get_importer("csv")
 
 
@@ -502,6 +504,8 @@ def test_synthetic_files_round_trip_through_the_wikidetox_importer(tmp_path: Pat
         ("lewidi", "convabuse", 4_050, 12_168, 0),
         ("lewidi", "hs_brexit", 1_120, 6_720, 0),
         ("lewidi", "armis", 943, 2_829, 0),
+        # Every vote counts under toxicity and hate_offensive.
+        ("hatexplain", "hatexplain_valtest", 3_846, 2 * 11_538, 0),
     ],
 )
 def test_real_files_match_their_published_counts(

@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from mlcycle.common.settings import Settings, load_settings, settings_to_env
+from mlcycle.common.settings import CHECKOUT_SUITE, Settings, load_settings, settings_to_env
 
 REPO = Path(__file__).resolve().parents[2]
 VARIABLE = re.compile(r"\bMLCYCLE_[A-Z0-9_]+")
@@ -124,6 +124,10 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_ARTIFACTS_DIR": ("/artifacts", {"featurizer.artifacts_dir": Path("/artifacts")}),
     "MLCYCLE_SHARD_ROWS": ("1000", {"featurizer.shard_rows": 1000}),
     "MLCYCLE_FEATURIZE_MAX_INSTANCES": ("20", {"featurizer.max_instances": 20}),
+    "MLCYCLE_BEHAVIOUR_SUITE": (
+        "/suite",
+        {"featurizer.behaviour_suite": Path("/suite")},
+    ),
     # the trainer
     "MLCYCLE_TRAINER_PORT": ("18004", {"trainer.port": 18004}),
     "MLCYCLE_MODELS_DIR": (
@@ -259,6 +263,8 @@ def test_defaults_without_any_variable(env: pytest.MonkeyPatch, tmp_path: Path) 
     assert settings.inference.predict_threshold is None
     assert settings.inference.predict_retries == 2
     assert settings.trainer.served_models_dir == str(settings.trainer.models_dir)
+    # A source checkout's behavioural suite is found without being configured.
+    assert settings.featurizer.behaviour_suite == CHECKOUT_SUITE and CHECKOUT_SUITE.is_dir()
     assert settings.modelserver.target == "127.0.0.1:8500"
 
 

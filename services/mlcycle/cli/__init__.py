@@ -2,7 +2,8 @@
 
 The commands live by kind: :mod:`~mlcycle.cli.lifecycle` (the stack, data, label,
 featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
-service), :mod:`~mlcycle.cli.services` (run one service in the foreground). They
+service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
+model), :mod:`~mlcycle.cli.services` (run one service in the foreground). They
 are registered here, in the order ``mlcycle --help`` lists them.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from mlcycle.cli import lifecycle, services, serving
+from mlcycle.cli import checking, lifecycle, services, serving
 
 app = typer.Typer(
     name="mlcycle",
@@ -30,6 +31,7 @@ app.command(
 app.command()(lifecycle.train)
 app.command()(serving.predict)
 app.command()(serving.explain)
+app.command()(checking.check)
 app.command("import")(lifecycle.import_)
 app.command()(lifecycle.demo)
 

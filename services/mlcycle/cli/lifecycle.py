@@ -186,21 +186,29 @@ def train(
         fail(exc)
 
 
+FORMATS_HELP = "wikidetox|davidson|lewidi|hatexplain|jsonl|csv|corpora"
+ONLY_HELP = "corpora: only these corpora (comma-separated: davidson,md-agreement,...)"
+ENGLISH_HELP = "corpora: only the English ones (leaves out ArMIS)"
+
+
 def import_(
-    fmt: Annotated[
-        str, typer.Argument(metavar="FORMAT", help="wikidetox|davidson|lewidi|jsonl|csv")
-    ],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=FORMATS_HELP)],
     paths: Annotated[list[Path], typer.Argument(help="Files (or a folder) to read; .gz is fine.")],
+    only: Annotated[list[str] | None, typer.Option(help=ONLY_HELP)] = None,
+    english: Annotated[bool, typer.Option("--english", help=ENGLISH_HELP)] = False,
 ) -> None:
     """Stream a dataset into comments.raw and votes.raw (the indexer stores it).
 
-    Needs a running broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP).
+    ``corpora DIR`` reads every corpus it recognises in DIR, each with its own
+    source. Needs a running broker (``mlcycle up``, or MLCYCLE_KAFKA_BOOTSTRAP).
     Re-running it is safe: records are keyed by id and the store upserts.
     """
+    from mlcycle.importers.corpora import format_with_selection
     from mlcycle.local.pipeline import import_dataset
 
     settings = settings_for("import", interactive=True)
     try:
+        fmt = format_with_selection(fmt, only, english)
         result = import_dataset(settings, fmt, paths, console=console)
     except MlcycleError as exc:
         fail(exc)
@@ -225,15 +233,16 @@ def demo(
     data: Annotated[
         list[Path] | None, typer.Option(help="Local dataset files instead of downloading.")
     ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", help="wikidetox|davidson|lewidi|jsonl|csv")
-    ] = "wikidetox",
+    fmt: Annotated[str, typer.Option("--format", help=FORMATS_HELP)] = "wikidetox",
+    only: Annotated[list[str] | None, typer.Option(help=ONLY_HELP)] = None,
+    english: Annotated[bool, typer.Option("--english", help=ENGLISH_HELP)] = False,
     trials: Annotated[int, typer.Option(help="Hyper-parameter trials (training stage).")] = 8,
     load_seconds: Annotated[
         float, typer.Option(min=1.0, help="Length of the load test of POST /v1/predict.")
     ] = 20.0,
 ) -> None:
     """Run the main job end to end on the embedded stack and print what it did."""
+    from mlcycle.importers.corpora import format_with_selection
     from mlcycle.local.demo import run_demo
 
     settings = settings_for("demo", interactive=True)
@@ -241,7 +250,7 @@ def demo(
         code = run_demo(
             settings,
             data=data or [],
-            fmt=fmt,
+            fmt=format_with_selection(fmt, only, english),
             trials=trials,
             console=console,
             load_seconds=load_seconds,

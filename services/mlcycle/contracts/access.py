@@ -13,7 +13,7 @@ The scopes (:class:`~mlcycle.common.keys.Scope`):
 
 - ``ingest``: collector writes;
 - ``read``: GETs that return data (comments, labels, runs and their diagnostics, jobs,
-  the registry, reports, lineage, stats, transforms, feature sets);
+  the registry, reports, lineage, stats, transforms, feature sets, the live positive rate);
 - ``label``: label runs and human labels;
 - ``predict``: predictions (and the online featurization they rest on), model status and
   metadata on the model server;
@@ -77,6 +77,7 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("POST", "/v1/predict"): Scope.PREDICT,
             ("POST", "/v1/models/{name}:predict"): Scope.PREDICT,
             ("GET", "/v1/lineage/{comment_id}"): Scope.READ,
+            ("GET", "/v1/positive-rate"): Scope.READ,
         },
         # TF Serving's REST API is one route; every path under it (model status, metadata,
         # :predict, :classify, :regress) serves predictions. It has no administration over

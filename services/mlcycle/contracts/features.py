@@ -50,6 +50,8 @@ class FeatureSetManifest(BaseModel):
     splits: dict[str, SplitShards]
     rows: int
     labels_without_comment: int
+    # Items left out because their text is a behavioural suite case (never trained on).
+    held_out_rows: int = 0
     created_at: Timestamp
 
     def split(self, name: str) -> SplitShards:

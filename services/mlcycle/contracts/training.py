@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
+from mlcycle.contracts.behaviour import BehaviourSummary
 from mlcycle.contracts.repository import StoredRecord
+from mlcycle.contracts.thresholds import ThresholdPolicy
 
 TRAIN_JOB_KIND = "train-job"
 TRIAL_KIND = "trial"
@@ -81,6 +83,10 @@ class FloatRange(BaseModel):
             raise ValueError("a log range needs low > 0")
         return self
 
+
+# A comment source as a job names it, and its training weight (finite; 0 leaves it out).
+SourceName = Annotated[str, Field(min_length=1, max_length=128)]
+SourceWeight = Annotated[float, Field(ge=0.0, le=1000.0, allow_inf_nan=False)]
 
 # Each searched parameter is a fixed value, a list of choices, or a range.
 IntParam = Annotated[int, Field(ge=1)] | list[Annotated[int, Field(ge=1)]] | IntRange
@@ -197,11 +203,31 @@ class JobConfig(BaseModel):
     slice_fields: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=20, description="metadata fields for per-slice metrics"
     )
+    # -- a mix of corpora: how much each comment source weighs in training --
+    source_weights: dict[SourceName, SourceWeight] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="training weight per comment source (corpus, e.g. davidson, hatexplain), "
+        "times the class weight; a source not named weighs 1, and 0 leaves it out of training "
+        "(dev and test still score it, per source)",
+    )
     bless: bool = Field(True, description="judge the winner and export it for serving")
     auto_promote: bool = Field(
         True,
         description="false keeps a blessed winner for a person to promote, whatever the "
         "trainer's MLCYCLE_AUTO_PROMOTE; true leaves it to that setting",
+    )
+    threshold_policy: ThresholdPolicy = Field(
+        default_factory=ThresholdPolicy,
+        description="the traffic the served threshold is chosen for (binary tasks)",
+    )
+    # -- the behavioural suite (tests/behaviour): scored for the report and the blessing gate
+    behaviour_margin: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="the most pass rate the winner may lose against production on any "
+        "capability of the behavioural suite and still be blessed",
     )
     # -- the encoder variant (mlcycle.trainer.encoder) --
     encoder: EncoderOptions = Field(default_factory=EncoderOptions)
@@ -314,6 +340,9 @@ class JobResult(BaseModel):
     model: ModelSummary | None = None
     report: str
     search_seconds: float
+    behaviour: BehaviourSummary | None = Field(
+        None, description="the behavioural suite's pass rates, overall and per capability"
+    )
 
 
 class TrainingJob(StoredRecord):

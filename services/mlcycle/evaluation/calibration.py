@@ -8,6 +8,12 @@ confidence, the observed accuracy and the count — the points of a
 reliability diagram. :func:`expected_calibration_error` is the standard
 top-label ECE over those bins: the count-weighted mean gap between
 confidence and accuracy.
+
+:func:`fit_platt` makes binary scores calibrated: Platt scaling, a logistic
+regression of the gold label on the score's logit (``sigmoid(a * logit + b)``),
+fitted on held-out rows. Temperature scaling is its special case ``b = 0``; the
+free intercept also absorbs a prior the training reweighted (balanced class
+weights), so the calibrated posteriors carry the held-out rows' own prior.
 """
 
 from __future__ import annotations
@@ -17,6 +23,80 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Platt:
+    """``p = sigmoid(scale * logit + shift)``: a binary score's logit mapped to a calibrated one."""
+
+    scale: float
+    shift: float
+    # Held-out rows the map was fitted on, and Newton steps taken.
+    n: int
+    iterations: int
+
+    def logits(self, logits: np.ndarray) -> np.ndarray:
+        """The calibrated logits of ``logits``."""
+        return self.scale * np.asarray(logits, np.float64) + self.shift
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """JSON-friendly figures for lineage and reports."""
+        return {
+            "method": "platt",
+            "scale": self.scale,
+            "shift": self.shift,
+            "n": self.n,
+            "iterations": self.iterations,
+        }
+
+
+def fit_platt(logits: np.ndarray, gold: np.ndarray, max_iterations: int = 100) -> Platt:
+    """Platt scaling of binary ``logits`` ``(n,)`` against ``gold`` 0/1 ``(n,)``.
+
+    Newton's method on the log loss, with Platt's smoothed targets
+    (``(N+ + 1) / (N+ + 2)`` for a positive, ``1 / (N- + 2)`` for a negative),
+    so that separable rows give a finite map rather than an infinite slope.
+    Both classes must be present.
+    """
+    x = np.asarray(logits, np.float64)
+    y = np.asarray(gold)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise InvalidInput(f"logits and gold must be (n,) alike, not {x.shape} and {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise InvalidInput("logits must be finite")
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    if positives == 0 or negatives == 0 or positives + negatives != len(y):
+        raise InvalidInput("Platt scaling needs 0/1 gold with both classes present")
+    target = np.where(y == 1, (positives + 1) / (positives + 2), 1.0 / (negatives + 2))
+    design = np.stack([x, np.ones_like(x)], axis=1)
+    params = np.array([1.0, 0.0])
+
+    def loss(theta: np.ndarray) -> float:
+        z = design @ theta
+        return float(np.sum(np.logaddexp(0.0, z) - target * z))
+
+    current = loss(params)
+    iterations = 0
+    for _ in range(max_iterations):
+        iterations += 1
+        z = design @ params
+        p = np.exp(-np.logaddexp(0.0, -z))
+        gradient = design.T @ (p - target)
+        hessian = design.T @ (design * (p * (1.0 - p))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        # Halve the step until the loss does not rise (Newton can overshoot far from the optimum).
+        for _ in range(30):
+            candidate = params - step
+            value = loss(candidate)
+            if value <= current + 1e-12:
+                break
+            step /= 2.0
+        else:
+            break
+        params, previous, current = candidate, current, value
+        if abs(previous - current) <= 1e-10 * max(1.0, abs(current)):
+            break
+    return Platt(float(params[0]), float(params[1]), len(x), iterations)
 
 
 @dataclass(frozen=True)

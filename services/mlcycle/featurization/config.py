@@ -22,7 +22,22 @@ MAX_GROUP_DIM = 2**29
 # assignment (Davidson ``class``, LeWiDi ``hard_label``/``soft_label``/
 # ``n_annotations``, the synthetic data's ``true_toxicity``): as features they
 # would hand the model its answer, so inference leaves them out by default.
-LABEL_LIKE_FIELDS = ("class", "hard_label", "soft_label", "n_annotations", "split", "true_toxicity")
+# So are the fields that only say which corpus a comment came from (LeWiDi's
+# ``dataset``, ``annotation_task`` and ``lang``, HateXplain's ``official_split``):
+# in a mix of corpora they would teach each corpus's share of toxic comments,
+# which live traffic never carries.
+LABEL_LIKE_FIELDS = (
+    "class",
+    "hard_label",
+    "soft_label",
+    "n_annotations",
+    "split",
+    "true_toxicity",
+    "dataset",
+    "annotation_task",
+    "lang",
+    "official_split",
+)
 
 
 class PreprocessConfig(BaseModel):

@@ -12,6 +12,10 @@ written in id order, in shards of a fixed number of rows, so running it again
 gives the same files. It is built in a temporary folder and renamed into
 place, so a reader never sees half a set and a killed build leaves nothing
 behind but a temporary folder that the next build ignores.
+
+The behavioural suite's cases are held out (:mod:`.held_out`): an item whose
+text is a case is neither fitted on nor written to a set, and the manifest
+counts what was left out.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.splits import SPLITS
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.held_out import NOTHING_HELD_OUT, HeldOutTexts
 from mlcycle.featurization.shards import (
     MANIFEST,
     feature_set_dir,
@@ -48,12 +53,20 @@ Progress = Callable[[str, int], None]  # (split, rows written so far in it)
 
 
 def fit_on_label_run(
-    store: Store, transforms: TransformStore, label_run: str, config: FeatureConfig
+    store: Store,
+    transforms: TransformStore,
+    label_run: str,
+    config: FeatureConfig,
+    *,
+    held_out: HeldOutTexts = NOTHING_HELD_OUT,
 ) -> Transform:
-    """Fit ``config`` on the train split of the succeeded ``label_run`` and store the transform."""
+    """Fit ``config`` on the train split of the succeeded ``label_run`` and store the transform.
+
+    Texts in ``held_out`` are not fitted on.
+    """
     run = LabelRuns(store).require_succeeded(label_run)
     train = Labels(store).item_ids(run.id, "train")
-    comments = list(Comments(store).in_order(train))
+    comments = [c for c in Comments(store).in_order(train) if c.text not in held_out]
     if not comments:
         raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
     texts, metadata = [c.text for c in comments], [dict(c.metadata) for c in comments]
@@ -69,11 +82,13 @@ def build_feature_set(
     shard_rows: int,
     classes_of: Callable[[str], int],
     on_progress: Progress | None = None,
+    held_out: HeldOutTexts = NOTHING_HELD_OUT,
 ) -> FeatureSetManifest:
     """Featurize ``label_run``'s labeled items with ``version`` (default current) into shards.
 
-    ``classes_of`` gives a task's number of classes. Returns the manifest; a
-    set that already exists is returned as it is.
+    ``classes_of`` gives a task's number of classes; items whose text is in
+    ``held_out`` are left out and counted. Returns the manifest; a set that
+    already exists is returned as it is.
     """
     run = LabelRuns(store).require_succeeded(label_run)
     transform = transforms.transform(version)
@@ -84,8 +99,8 @@ def build_feature_set(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{label_run}.building-"))
     try:
-        splits, missing = _write_splits(
-            store, transform, label_run, staging, shard_rows, on_progress
+        splits, missing, left_out = _write_splits(
+            store, transform, label_run, staging, shard_rows, on_progress, held_out
         )
         manifest = FeatureSetManifest(
             transform=transform.version,
@@ -96,6 +111,7 @@ def build_feature_set(
             splits=splits,
             rows=sum(s.rows for s in splits.values()),
             labels_without_comment=missing,
+            held_out_rows=left_out,
             created_at=datetime.now(UTC),
         )
         (staging / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
@@ -120,10 +136,11 @@ def _write_splits(
     staging: Path,
     rows_per_shard: int,
     on_progress: Progress | None,
-) -> tuple[dict[str, SplitShards], int]:
+    held_out: HeldOutTexts,
+) -> tuple[dict[str, SplitShards], int, int]:
     labels_of, comments_of = Labels(store), Comments(store)
     splits: dict[str, SplitShards] = {}
-    missing = 0
+    missing = left_out = 0
     for split in SPLITS:
         shards: list[ShardEntry] = []
         rows = 0
@@ -132,6 +149,9 @@ def _write_splits(
             comments = comments_of.get_many([label.item_id for label in labels])
             present = [label for label in labels if label.item_id in comments]
             missing += len(labels) - len(present)
+            kept = [label for label in present if comments[label.item_id].text not in held_out]
+            left_out += len(present) - len(kept)
+            present = kept
             if not present:
                 continue
             path = staging / split / f"shard-{index:05d}.npz"
@@ -142,7 +162,7 @@ def _write_splits(
             if on_progress is not None:
                 on_progress(split, rows)
         splits[split] = SplitShards(rows=rows, shards=shards)
-    return splits, missing
+    return splits, missing, left_out
 
 
 def _chunks(labels: Iterator[Label], size: int) -> Iterator[list[Label]]:
@@ -170,6 +190,8 @@ def _write_shard(
         labels=[label.label for label in labels],
         probabilities=[label.probabilities for label in labels],
         item_ids=[label.item_id for label in labels],
+        # The trainer weighs and the evaluation slices each row by its corpus.
+        sources=[comments[label.item_id].source for label in labels],
     )
 
 

@@ -4,7 +4,7 @@ Layout under the artifact store::
 
     features/<transform version>/<label run>/
         manifest.json                 written last: its presence means "complete"
-        train/shard-00000.npz ...     CSR rows + labels + soft labels + item ids
+        train/shard-00000.npz ...     CSR rows + labels + soft labels + item ids + sources
         dev/...  test/...
 
 This module is the file format: where a set lives, one shard written and read
@@ -38,6 +38,12 @@ class Shard:
     labels: np.ndarray  # int16 (n,)
     probabilities: np.ndarray  # float32 (n, n_classes)
     item_ids: np.ndarray  # str (n,)
+    # Each row's comment source (its corpus); "" when unknown, as in shards written before
+    # sources were kept.
+    sources: np.ndarray  # str (n,)
+
+
+UNKNOWN_SOURCE = ""
 
 
 def feature_set_dir(root: Path, version: str, label_run: str) -> Path:
@@ -71,8 +77,13 @@ def write_shard(
     labels: Sequence[int],
     probabilities: Sequence[Sequence[float]],
     item_ids: Sequence[str],
+    sources: Sequence[str | None] | None = None,
 ) -> None:
-    """Write one shard file: the rows' CSR features, hard and soft labels, and item ids."""
+    """Write one shard file: the rows' CSR features, hard and soft labels, ids and sources."""
+    if sources is None:
+        sources = [UNKNOWN_SOURCE] * len(item_ids)
+    if len(sources) != len(item_ids):
+        raise ValueError(f"{len(sources)} sources for {len(item_ids)} rows")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         np.savez_compressed(
@@ -85,6 +96,7 @@ def write_shard(
             labels=np.array(labels, dtype=np.int16),
             probabilities=np.array(probabilities, dtype=np.float32),
             item_ids=np.array(item_ids, dtype=np.str_),
+            sources=np.array([s or UNKNOWN_SOURCE for s in sources], dtype=np.str_),
         )
 
 
@@ -98,7 +110,13 @@ def read_shard(path: Path) -> Shard:
             dim=int(data["dim"]),
             truncated=data["truncated"],
         )
-        return Shard(features, data["labels"], data["probabilities"], data["item_ids"])
+        item_ids = data["item_ids"]
+        sources = (
+            data["sources"]
+            if "sources" in data.files
+            else np.full(len(item_ids), UNKNOWN_SOURCE, dtype=np.str_)
+        )
+        return Shard(features, data["labels"], data["probabilities"], item_ids, sources)
 
 
 def read_split(root: Path, manifest: FeatureSetManifest, split: str) -> Iterator[Shard]:

@@ -19,8 +19,10 @@ from mlcycle.common.settings import FeaturizerSettings, Settings
 from mlcycle.common.store import Store
 from mlcycle.contracts.features import FeatureSetManifest, TransformDescription
 from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.evaluation.behaviour import held_out_of
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.feature_sets import Progress, build_feature_set, fit_on_label_run
+from mlcycle.featurization.held_out import HeldOutTexts
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import SparseBatch, Transform
 
@@ -55,6 +57,14 @@ class FeaturizerCore:
         self.classes_of = classes_of
         self.transforms = TransformStore(settings.artifacts_dir)
         self.root = self.transforms.root
+        self._held_out: HeldOutTexts | None = None
+
+    @property
+    def held_out(self) -> HeldOutTexts:
+        """The behavioural suite's texts, read on first use: never fitted on nor featurized."""
+        if self._held_out is None:
+            self._held_out = held_out_of(self.settings.behaviour_suite)
+        return self._held_out
 
     # -- versions (the transform store's) ------------------------------------------------------
 
@@ -90,7 +100,9 @@ class FeaturizerCore:
         """
         store = self._require_store()
         run = LabelRuns(store).resolve(label_run, task or self.default_task)
-        transform = fit_on_label_run(store, self.transforms, run.id, config or FeatureConfig())
+        transform = fit_on_label_run(
+            store, self.transforms, run.id, config or FeatureConfig(), held_out=self.held_out
+        )
         if make_current:
             self.set_current(transform.version)
         return transform, run.id
@@ -111,6 +123,7 @@ class FeaturizerCore:
             shard_rows=self.settings.shard_rows,
             classes_of=self.classes_of,
             on_progress=on_progress,
+            held_out=self.held_out,
         )
 
     def _require_store(self) -> Store:

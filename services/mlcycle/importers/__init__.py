@@ -15,8 +15,10 @@ from collections.abc import Callable
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.importers.base import ImportedRecord, Importer, ImportStats
+from mlcycle.importers.corpora import CorporaImporter
 from mlcycle.importers.csvfile import CsvImporter
 from mlcycle.importers.davidson import DavidsonImporter
+from mlcycle.importers.hatexplain import HatexplainImporter
 from mlcycle.importers.jsonl import JsonlImporter
 from mlcycle.importers.lewidi import LewidiImporter
 from mlcycle.importers.wikidetox import WikidetoxImporter
@@ -27,14 +29,25 @@ FORMATS: dict[str, Callable[[], Importer]] = {
     "wikidetox": WikidetoxImporter,
     "davidson": DavidsonImporter,
     "lewidi": LewidiImporter,
+    "hatexplain": HatexplainImporter,
     "jsonl": JsonlImporter,
     "csv": CsvImporter,
+    # Every corpus of a folder; takes a selection after a colon: ``corpora:english``.
+    "corpora": CorporaImporter,
 }
 
 
 def get_importer(name: str) -> Importer:
-    """A new importer for format ``name``; :class:`InvalidInput` names the known formats."""
-    factory = FORMATS.get(name.strip().lower())
+    """A new importer for format ``name``; :class:`InvalidInput` names the known formats.
+
+    ``corpora`` may carry a selection, ``corpora:english`` or ``corpora:davidson,armis``.
+    """
+    fmt, colon, selection = name.strip().lower().partition(":")
+    if colon:
+        if fmt != "corpora":
+            raise InvalidInput(f"format {fmt!r} takes no selection; only corpora does")
+        return CorporaImporter(selection)
+    factory = FORMATS.get(fmt)
     if factory is None:
         known = ", ".join(FORMATS)
         raise InvalidInput(

@@ -48,7 +48,7 @@ PINNED_SHA256: dict[str, str] = {}
 EXPECTED_PREFIX = b"rev_id"
 OFFLINE_HINT = (
     "To run without network, pass local files: "
-    "--data PATH --format wikidetox|davidson|lewidi|jsonl|csv"
+    "--data PATH --format wikidetox|davidson|lewidi|hatexplain|jsonl|csv|corpora"
 )
 _CHUNK = 1 << 20
 # Finding the host and connecting: a machine without network fails here, so keep it short.

@@ -15,6 +15,9 @@ How the records are built:
 - Annotator ids are prefixed with the dataset (``md-agreement-Ann423``): the
   release numbers annotators from 1 in every corpus, and ``Ann1`` of one corpus
   is not ``Ann1`` of another.
+- The comment's and the votes' ``source`` is the corpus (``md-agreement``,
+  ``hs-brexit``, ``armis``, ``convabuse``), not the shared file format: a job
+  trained on a mix weighs and reports each corpus by it.
 - Every corpus is a binary "is this abusive" judgement (offensive, hate speech,
   misogyny, abuse), so votes go to the project's main task ``toxicity``; the
   corpus's own wording is kept in the comment's ``metadata.annotation_task``.
@@ -53,7 +56,6 @@ from mlcycle.importers.base import (
     validated,
 )
 
-SOURCE = "lewidi"
 TASK = "toxicity"
 _FILE_NAME = re.compile(r"^(?P<dataset>.+?)[_-](?P<split>train|dev|test|val|validation)$", re.I)
 _WS = re.compile(r"[ \t\n\r]*")
@@ -180,7 +182,7 @@ def _item(
     metadata = _metadata(item, dataset, split, task_name)
     if context:
         metadata["context"] = context
-    fields = {"id": item_id, "text": text, "source": SOURCE, "metadata": metadata}
+    fields = {"id": item_id, "text": text, "source": dataset, "metadata": metadata}
     comment = validated(Comment, fields, stats, where)
     if comment is None:
         return
@@ -248,7 +250,7 @@ def _votes(
         label, score = (int(value < 0), value) if severity else (value, None)
         fields = {"item_id": item_id, "annotator_id": f"{dataset}-{annotator}", "task": TASK}
         vote = validated(
-            Vote, {**fields, "label": label, "score": score, "source": SOURCE}, stats, where
+            Vote, {**fields, "label": label, "score": score, "source": dataset}, stats, where
         )
         if vote is not None:
             yield vote

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Path, Request, Response
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -39,6 +39,7 @@ from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.lineage import Lineage, LineageReader
+from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
@@ -49,6 +50,7 @@ from mlcycle.inference.schemas import (
     parse_predict,
     parse_tf_predict,
 )
+from mlcycle.inference.versions import VersionTracker
 
 SERVICE = "inference"
 # Bodies up to this size are parsed on the event loop (well under a millisecond).
@@ -273,6 +275,31 @@ def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -
         return OrjsonResponse(chain.to_json())
 
 
+def _add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate) -> None:
+    @app.get(
+        "/v1/positive-rate",
+        response_model=LivePositiveRate,
+        responses=error_responses(401, 403, 404, 422, 429, 503),
+        dependencies=gate.dependencies(),
+        tags=["monitoring"],
+        summary="The positive rate of the recent traffic, estimated from its unlabeled scores",
+        description=LIVE_RATE_DESCRIPTION,
+    )
+    async def positive_rate(
+        version: int | None = Query(None, ge=1, description="default: the serving version"),
+    ) -> OrjsonResponse:
+        model = tracker.current() if version is None else tracker.loaded(version)
+        if model is None:
+            raise NotFound(
+                f"model {tracker.name} version {version} is not loaded here",
+                details={"model": tracker.name, "version": version},
+            )
+        live = model.live_window()
+        # The EM over up to a window of scores takes milliseconds: off the event loop.
+        found = await run_in_threadpool(live.report, model.name, model.version, model.threshold)
+        return OrjsonResponse(found.model_dump())
+
+
 def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:
     refs = [{"$ref": f"#/components/schemas/{model.__name__}"} for model in models]
     schema = refs[0] if len(refs) == 1 else {"anyOf": refs}
@@ -348,6 +375,7 @@ def create_app(
     gate = CallerGate(access, settings.inference)
     _add_predict_routes(app, settings, batcher, gate)
     _add_lineage_route(app, lineage, gate)
+    _add_live_rate_route(app, runtime.tracker, gate)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return access.verify(app)
 

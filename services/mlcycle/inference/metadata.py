@@ -54,6 +54,8 @@ class VersionMetadata(BaseModel):
     transform: str | None = None
     classes: list[str | int] | None = None
     threshold: float | None = None
+    # How the threshold was chosen; "score_prior" is the prior the served scores are under.
+    threshold_policy: JsonObject | None = None
     selection_metric: str | None = None
     # {"dev": {metric: value}, "test": {...} | null}
     metrics: dict[str, JsonObject | None] | None = None

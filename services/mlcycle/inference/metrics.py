@@ -77,6 +77,11 @@ SERVING_VERSION = Gauge(
     "The model version predictions are pinned to (0 when none is servable)",
     ["model"],
 )
+LIVE_POSITIVE_RATE = Gauge(
+    "mlcycle_inference_live_positive_rate",
+    "EM estimate of the positive rate of the recent served traffic (NaN: not known yet)",
+    ["model_version"],
+)
 
 
 @dataclass(frozen=True)

@@ -299,6 +299,8 @@ def observe_request(
         metrics.requests_stream.inc()
         metrics.request_stream_seconds.observe(seconds)
     labels: dict[str, int] = {}
+    if model.live is not None:  # binary: the score is the positive class's probability
+        model.live.scores.extend([prediction["score"] for prediction in predictions])
     for prediction in predictions:
         metrics.scores.observe(prediction["score"])
         labels[prediction["label"]] = labels.get(prediction["label"], 0) + 1

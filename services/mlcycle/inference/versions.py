@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mlcycle.common.errors import MlcycleError, NotFound, Unavailable
+from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
+from mlcycle.inference.live_rate import LiveScores, expose
 from mlcycle.inference.metadata import (
     METADATA,
     ServedModel,
@@ -50,6 +51,8 @@ class ModelVersion:
     transform: Transform = field(repr=False)
     classes: tuple[str, ...]
     threshold: float | None
+    # Binary versions: the window of recent served scores the live positive rate comes from.
+    live: LiveScores | None = field(default=None, repr=False)
     # The version's own tokenizer when it reads tokens (the encoder), else None: n-grams.
     tokens: TokenEncoder | None = field(default=None, repr=False)
 
@@ -57,6 +60,16 @@ class ModelVersion:
     def transform_version(self) -> str:
         """The featurizer transform the model was trained on."""
         return self.transform.version
+
+    def live_window(self) -> LiveScores:
+        """The window of recent served scores; InvalidInput for a multi-class version."""
+        if self.live is None:
+            raise InvalidInput(
+                f"model {self.name} version {self.version} has {len(self.classes)} classes: "
+                "a positive rate is defined for binary models only",
+                details={"classes": list(self.classes)},
+            )
+        return self.live
 
     @property
     def binary(self) -> bool:
@@ -106,7 +119,20 @@ def build_version(
         threshold = threshold_override
         if threshold is None:
             threshold = DEFAULT_THRESHOLD if metadata.threshold is None else metadata.threshold
-    return ModelVersion(name, version, transform, classes, threshold, tokens)
+    live = None
+    if len(classes) == 2:
+        live = LiveScores(score_prior(metadata))
+        expose(live, version)
+    return ModelVersion(name, version, transform, classes, threshold, live, tokens)
+
+
+def score_prior(metadata: VersionMetadata) -> float | None:
+    """The positive rate a binary version's scores are probabilities under, if it says."""
+    policy = metadata.threshold_policy or {}
+    prior = policy.get("score_prior") if policy.get("applied") else None
+    if isinstance(prior, int | float) and not isinstance(prior, bool) and 0.0 < prior < 1.0:
+        return float(prior)
+    return None
 
 
 class VersionTracker:
@@ -144,6 +170,10 @@ class VersionTracker:
         if model is None:
             raise error
         return model
+
+    def loaded(self, version: int) -> ModelVersion | None:
+        """Version ``version`` if it is kept loaded (the serving one and a few before it)."""
+        return self._loaded.get(version)
 
     def refresh(self) -> ModelVersion | None:
         """Ask the model server now; switch to its highest AVAILABLE version once it is loaded."""

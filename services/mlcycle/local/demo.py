@@ -112,7 +112,7 @@ def _dataset(
     settings: Settings, data: list[Path], fmt: str, bar: StageBar
 ) -> tuple[list[Path], str]:
     if data:
-        bar.update(f"{len(data)} local file(s), format {fmt}")
+        bar.update(describe_data(data, fmt))
         return data, fmt
     from mlcycle.importers.download import download_wikidetox
 
@@ -121,6 +121,18 @@ def _dataset(
 
     bar.update("Wikipedia Talk Labels (cached after the first download)")
     return download_wikidetox(settings.data_dir / "downloads", progress=progress), "wikidetox"
+
+
+def describe_data(data: list[Path], fmt: str) -> str:
+    """What the demo will import; a folder of corpora is searched now, so a wrong one fails
+    before the stack starts."""
+    from mlcycle.importers import get_importer
+    from mlcycle.importers.corpora import CorporaImporter
+
+    importer = get_importer(fmt)
+    if isinstance(importer, CorporaImporter):
+        return f"corpora: {', '.join(importer.select(data))}"
+    return f"{len(data)} local file(s), format {fmt}"
 
 
 def _start(stack: LocalStack, bar: StageBar) -> Settings:

@@ -93,8 +93,10 @@ def import_dataset(
             reader, producer, settings.kafka.topics, on_batch=lambda n: progress.advance(task, n)
         )
     stats = importer.stats
+    # A mix of corpora names what it read ("corpora: davidson, hatexplain").
+    describe = getattr(importer, "describe", None)
     return ImportResult(
-        fmt=fmt,
+        fmt=describe() if callable(describe) else fmt,
         comments=counts.comments,
         votes=counts.votes,
         skipped=stats.skipped,

@@ -109,6 +109,13 @@ def _print_result(trials: Trials, job_id: str, result: JobResult, console: Conso
     console.print(summary_table(found, result.metric, dev, test))
     if result.blend:
         console.print(f"linear blend: {describe_blend(result.blend)}")
+    if result.behaviour:
+        b = result.behaviour
+        console.print(
+            f"behavioural suite: {b.pass_rate:.1%} of {b.cases} cases passed; "
+            f"worst capability {b.worst_capability} ({b.worst_rate:.1%})",
+            highlight=False,
+        )
     if result.encoder:
         console.print(f"encoder: {describe_encoder(result.encoder)}")
     model = result.model

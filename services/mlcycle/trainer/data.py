@@ -9,7 +9,7 @@ batch's non-zeros, never to its longest comment.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -19,13 +19,17 @@ from scipy import sparse
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.contracts.features import FeatureSetManifest
-from mlcycle.featurization.shards import read_split
+from mlcycle.featurization.shards import UNKNOWN_SOURCE, read_split
 from mlcycle.featurization.sparse import SparseBatch
 
 
 @dataclass(frozen=True)
 class SplitData:
-    """One split: CSR features, hard labels, the labeler's class probabilities, item ids."""
+    """One split: CSR features, hard labels, the labeler's class probabilities, item ids.
+
+    ``sources`` is each row's comment source (its corpus), "" where unknown:
+    shards written before sources were kept, or comments without one.
+    """
 
     indptr: np.ndarray  # int64 (n + 1,)
     indices: np.ndarray  # int32
@@ -34,9 +38,31 @@ class SplitData:
     probabilities: np.ndarray  # float32 (n, K)
     item_ids: np.ndarray  # str (n,)
     dim: int
+    sources: np.ndarray | None = None  # str (n,); None becomes all unknown
+
+    def __post_init__(self) -> None:
+        if self.sources is None:
+            object.__setattr__(self, "sources", np.full(len(self.labels), UNKNOWN_SOURCE))
+        elif len(self.sources) != len(self.labels):
+            raise ValueError(f"{len(self.sources)} sources for {len(self.labels)} rows")
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> SplitData:
+        """A new split of ``rows`` only, in that order (a copy)."""
+        flat = self.flat_rows(np.asarray(rows, np.int64))
+        lengths = np.bincount(flat.rows, minlength=flat.n_rows)
+        return SplitData(
+            indptr=np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths, dtype=np.int64)]),
+            indices=flat.ids,
+            values=flat.weights,
+            labels=self.labels[rows],
+            probabilities=self.probabilities[rows],
+            item_ids=self.item_ids[rows],
+            dim=self.dim,
+            sources=np.asarray(self.sources)[rows],
+        )
 
     @classmethod
     def from_batch(
@@ -46,6 +72,7 @@ class SplitData:
         probabilities: np.ndarray | None = None,
         item_ids: np.ndarray | None = None,
         n_classes: int = 2,
+        sources: np.ndarray | None = None,
     ) -> SplitData:
         """A split from featurizer output and labels (soft labels default to one-hot)."""
         labels = np.asarray(labels, np.int64)
@@ -61,6 +88,7 @@ class SplitData:
             probabilities=np.asarray(probabilities, np.float32),
             item_ids=np.asarray(item_ids),
             dim=batch.dim,
+            sources=None if sources is None else np.asarray(sources, np.str_),
         )
 
     def csr(self) -> sparse.csr_matrix:
@@ -154,17 +182,36 @@ class TrainingData:
             for name, split in (("train", self.train), ("dev", self.dev), ("test", self.test))
         }
 
-    def check(self) -> None:
-        """Refuse data a model cannot learn from or be judged on, saying why."""
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Rows per source (corpus) in each split; unknown sources count under ""."""
+        counts: dict[str, dict[str, int]] = {}
+        for name, split in (("train", self.train), ("dev", self.dev), ("test", self.test)):
+            values, n = np.unique(split.sources, return_counts=True)
+            counts[name] = {str(v): int(k) for v, k in zip(values, n, strict=True)}
+        return counts
+
+    def check(self, source_weights: Mapping[str, float] | None = None) -> None:
+        """Refuse data a model cannot learn from or be judged on, saying why.
+
+        With ``source_weights``, the rows they leave in training (weight above 0)
+        must still hold two classes, and at least one named source must be
+        there: weights that match nothing are a typo or shards without sources.
+        """
         if len(self.train) == 0:
             raise ValidationFailed(
                 f"label run {self.label_run} has no labeled train examples",
                 details={"label_run": self.label_run, "counts": self.counts()},
             )
-        present = int((self.train.class_counts(self.n_classes) > 0).sum())
+        if source_weights:
+            self._check_sources(source_weights)
+        kept = source_weight_of(self.train.sources, source_weights) > 0
+        present = int((np.bincount(self.train.labels[kept], minlength=self.n_classes) > 0).sum())
         if present < 2:
+            which = "its train split"
+            if source_weights:
+                which = "the train rows its source_weights keep"
             raise ValidationFailed(
-                f"label run {self.label_run} has a single class in its train split: "
+                f"label run {self.label_run} has a single class in {which}: "
                 "a classifier needs examples of at least two",
                 details={"label_run": self.label_run, "counts": self.counts()},
             )
@@ -173,6 +220,25 @@ class TrainingData:
                 f"label run {self.label_run} has no dev examples to select a model on",
                 details={"label_run": self.label_run, "counts": self.counts()},
             )
+
+    def _check_sources(self, source_weights: Mapping[str, float]) -> None:
+        present = set(np.unique(self.train.sources).tolist())
+        if not present & set(source_weights):
+            raise ValidationFailed(
+                f"source_weights name {sorted(source_weights)}, but the train split of label "
+                f"run {self.label_run} has none of them",
+                details={"label_run": self.label_run, "sources": self.source_counts()["train"]},
+            )
+
+
+def source_weight_of(
+    sources: np.ndarray, source_weights: Mapping[str, float] | None
+) -> np.ndarray:
+    """Each row's source weight: the job's weight for its source, 1.0 for any other source."""
+    weights = np.ones(len(sources), np.float64)
+    for source, weight in (source_weights or {}).items():
+        weights[sources == source] = weight
+    return weights
 
 
 def read_feature_split(root: Path, manifest: FeatureSetManifest, split: str) -> SplitData:
@@ -188,6 +254,7 @@ def read_feature_split(root: Path, manifest: FeatureSetManifest, split: str) -> 
             probabilities=np.empty((0, n_classes), np.float32),
             item_ids=np.empty(0, str),
             dim=manifest.dim,
+            sources=np.empty(0, str),
         )
     offsets = np.cumsum([0] + [int(s.features.indptr[-1]) for s in shards[:-1]])
     indptr = np.concatenate(
@@ -208,6 +275,7 @@ def read_feature_split(root: Path, manifest: FeatureSetManifest, split: str) -> 
         probabilities=np.concatenate([s.probabilities for s in shards]).astype(np.float32),
         item_ids=np.concatenate([s.item_ids for s in shards]),
         dim=manifest.dim,
+        sources=np.concatenate([s.sources for s in shards]),
     )
 
 

@@ -28,7 +28,7 @@ from mlcycle.trainer.encoder import (
     head_probabilities,
     predict_texts,
 )
-from mlcycle.trainer.fit import FitResult, class_weights
+from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 
 PER_10K = 10_000
@@ -42,6 +42,8 @@ class EncodedSplit:
     pooled: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
+    # Each row's training weight: its class's times its source's (the sparse models' rule).
+    weights: np.ndarray
 
 
 @dataclass
@@ -78,7 +80,6 @@ def train_head(
     *,
     metric: str,
     soft_labels: bool,
-    class_weight: str,
     patience: int,
     seed: int,
     deadline: float | None = None,
@@ -87,7 +88,6 @@ def train_head(
     n_classes = model.n_classes
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    weights_of_class = _class_weights(train.labels, n_classes, class_weight)
     targets = train.probabilities if soft_labels else np.eye(n_classes)[train.labels]
     targets = np.asarray(targets, np.float32)
     head = model.head
@@ -123,7 +123,7 @@ def train_head(
                 step(
                     tf.constant(train.pooled[rows]),
                     tf.constant(targets[rows]),
-                    tf.constant(weights_of_class[train.labels[rows]]),
+                    tf.constant(train.weights[rows]),
                 )
             )
             total += loss * len(rows)
@@ -161,7 +161,6 @@ def fine_tune(
     options: EncoderOptions,
     *,
     soft_labels: bool,
-    class_weight: str,
     seed: int,
 ) -> None:
     """Train the top ``fine_tune_layers`` encoder layers and the head on tokens (opt-in).
@@ -172,7 +171,6 @@ def fine_tune(
     model.freeze_below(options.fine_tune_layers)
     n_classes = model.n_classes
     rng = np.random.default_rng(seed)
-    weights_of_class = _class_weights(train.labels, n_classes, class_weight)
     targets = train.probabilities if soft_labels else np.eye(n_classes)[train.labels]
     targets = np.asarray(targets, np.float32)
     optimizer = keras.optimizers.Adam(learning_rate=options.fine_tune_learning_rate)
@@ -204,7 +202,7 @@ def fine_tune(
                     tf.constant(batch.token_ids),
                     tf.constant(batch.padding_mask),
                     tf.constant(targets[rows]),
-                    tf.constant(weights_of_class[train.labels[rows]]),
+                    tf.constant(train.weights[rows]),
                 )
             )
             if not math.isfinite(loss):
@@ -222,6 +220,8 @@ class EncoderTraining:
     metric: str = "roc_auc"
     soft_labels: bool = True
     class_weight: str = "balanced"
+    # Per train row, when the job weighs its sources (fit.example_weights); else by class.
+    train_weights: np.ndarray | None = None
     patience: int = 2
     seed: int = 0
 
@@ -247,7 +247,12 @@ def fit_encoder(
     # Trace the encoder's graph before the clock starts: a one-off cost, not a per-comment one.
     encode_texts(model, tokens, ["warm up"])
     encode_started = time.monotonic()
-    train = _encoded(model, tokens, *job.train)
+    weights = job.train_weights
+    if weights is None:
+        weights = balanced_weights(
+            np.asarray(job.train[1], np.int64), job.n_classes, job.class_weight
+        )
+    train = _encoded(model, tokens, *job.train, np.asarray(weights, np.float32))
     encode_train_s = time.monotonic() - encode_started
     dev = _encoded(model, tokens, *job.dev)
     encode_s = time.monotonic() - encode_started
@@ -259,7 +264,6 @@ def fit_encoder(
         options,
         metric=job.metric,
         soft_labels=job.soft_labels,
-        class_weight=job.class_weight,
         patience=job.patience,
         seed=job.seed,
         deadline=deadline,
@@ -275,7 +279,6 @@ def fit_encoder(
             train,
             options,
             soft_labels=job.soft_labels,
-            class_weight=job.class_weight,
             seed=job.seed,
         )
         fine_tune_s = time.monotonic() - tuned
@@ -315,23 +318,28 @@ def _encoded(
     texts: list[str],
     labels: np.ndarray,
     probabilities: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> EncodedSplit:
+    labels = np.asarray(labels, np.int64)
     return EncodedSplit(
         texts=list(texts),
         pooled=encode_texts(model, tokens, texts),
-        labels=np.asarray(labels, np.int64),
+        labels=labels,
         probabilities=np.asarray(probabilities, np.float32),
+        weights=np.ones(len(labels), np.float32) if weights is None else weights,
     )
 
 
-def _class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
-    """The sparse models' per-class weights (:func:`mlcycle.trainer.fit.class_weights`)."""
-
-    class _Labels:  # class_weights reads class_counts of a split
-        def class_counts(self, k: int) -> np.ndarray:
-            return np.bincount(labels, minlength=k)
-
-    return class_weights(_Labels(), n_classes, mode)  # type: ignore[arg-type]
+def balanced_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
+    """Each row's class weight, as :func:`mlcycle.trainer.fit.class_weights` gives it for a
+    split of one source: ``balanced`` makes each present class weigh the same in total."""
+    if mode == "none":
+        return np.ones(len(labels), np.float32)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    per_class = np.ones(n_classes)
+    per_class[present] = counts.sum() / (present.sum() * counts[present])
+    return per_class[labels].astype(np.float32)
 
 
 def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:

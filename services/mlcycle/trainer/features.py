@@ -11,11 +11,12 @@ shards once, the same way the featurizer builds them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from mlcycle.common.store import Store
 from mlcycle.featurization.config import FeatureConfig
 from mlcycle.featurization.feature_sets import build_feature_set, fit_on_label_run
+from mlcycle.featurization.held_out import NOTHING_HELD_OUT, HeldOutTexts
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
 from mlcycle.trainer.config import variant_config
@@ -37,6 +38,8 @@ class VariantFeatures:
         classes_of: Callable[[str], int],
         known: dict[str, str] | None = None,
         announce: Announce | None = None,
+        held_out: HeldOutTexts = NOTHING_HELD_OUT,
+        source_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.transform_store = transforms
         self.store = store
@@ -47,6 +50,10 @@ class VariantFeatures:
         self._data: dict[str, TrainingData] = {}
         self._lock = threading.Lock()
         self._announce = announce or (lambda _: None)
+        # The behavioural suite's texts: never fitted on, never in a feature set.
+        self.held_out = held_out
+        # Checked against each variant's data: they must leave two classes to train on.
+        self.source_weights = dict(source_weights or {})
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
@@ -85,12 +92,15 @@ class VariantFeatures:
                 version,
                 shard_rows=self.shard_rows,
                 classes_of=self.classes_of,
+                held_out=self.held_out,
             )
             data = read_training_data(self.transform_store.root, manifest)
             data.variant = variant
-            data.check()
+            data.check(self.source_weights)
             self._data[variant] = data
             return data
 
     def _fit(self, config: FeatureConfig) -> Transform:
-        return fit_on_label_run(self.store, self.transform_store, self.label_run, config)
+        return fit_on_label_run(
+            self.store, self.transform_store, self.label_run, config, held_out=self.held_out
+        )

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import BlendSummary, EncoderSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
-from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData
+from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData, source_weight_of
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
 
 # tf and keras come in through .models, which sets the backend first.
@@ -49,6 +50,8 @@ class FitResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     # How the network was blended with its linear companion (mlcycle.trainer.linear), if tried.
     blend: BlendSummary | None = None
+    # How the served threshold was chosen (mlcycle.trainer.thresholds), once it was.
+    threshold: ThresholdSummary | None = None
     # The encoder variant (mlcycle.trainer.encoder): its cost, and how it scores texts
     # (it reads texts, where the sparse models read a split's feature rows).
     encoder: EncoderSummary | None = None
@@ -72,15 +75,36 @@ _INPUT_SPEC = {
 }
 
 
-def class_weights(split: SplitData, n_classes: int, mode: str) -> np.ndarray:
-    """Per-class weights: ``balanced`` makes each present class weigh the same in total."""
+def class_weights(
+    split: SplitData,
+    n_classes: int,
+    mode: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Per-class weights: ``balanced`` makes each present class weigh the same in total.
+
+    A class's total counts each row at its source weight, so the balance holds
+    in the mix the job trains on.
+    """
     if mode == "none":
         return np.ones(n_classes, np.float32)
-    counts = split.class_counts(n_classes).astype(np.float64)
+    per_row = source_weight_of(split.sources, source_weights)
+    counts = np.bincount(split.labels, weights=per_row, minlength=n_classes)[:n_classes]
     present = counts > 0
     weights = np.ones(n_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights.astype(np.float32)
+
+
+def example_weights(
+    split: SplitData,
+    n_classes: int,
+    class_weight: str,
+    source_weights: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Each row's training weight: its class's weight times its source's (0: not trained on)."""
+    per_class = class_weights(split, n_classes, class_weight, source_weights)[split.labels]
+    return (per_class * source_weight_of(split.sources, source_weights)).astype(np.float32)
 
 
 def predict_probabilities(model: TrainedModel, split: SplitData) -> np.ndarray:
@@ -115,15 +139,25 @@ def fit(
     seed: int = 0,
     deadline: float | None = None,
     on_epoch: EpochHook | None = None,
+    source_weights: Mapping[str, float] | None = None,
 ) -> FitResult:
-    """Train ``params`` on ``data.train``, select the epoch by ``metric`` on ``data.dev``."""
+    """Train ``params`` on ``data.train``, select the epoch by ``metric`` on ``data.dev``.
+
+    Each row weighs its class weight times its source's weight in
+    ``source_weights`` (1 for a source not named); rows that weigh 0 are not
+    trained on at all.
+    """
     started = time.monotonic()
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(params, data.dim, data.n_classes)
     optimizer = build_optimizer(params)
-    weight_of_class = class_weights(data.train, data.n_classes, class_weight)
-    targets = data.train.probabilities if soft_labels else np.eye(data.n_classes)[data.train.labels]
+    train = data.train
+    row_weights = example_weights(train, data.n_classes, class_weight, source_weights)
+    kept = np.flatnonzero(row_weights > 0)
+    if len(kept) < len(train):
+        train, row_weights = train.take(kept), row_weights[kept]
+    targets = train.probabilities if soft_labels else np.eye(data.n_classes)[train.labels]
     targets = np.asarray(targets, np.float32)
 
     # autograph=False: the step has no Python control flow to convert, and AutoGraph
@@ -149,14 +183,9 @@ def fit(
     epoch = 0
     for epoch in range(1, params.epochs + 1):
         total, seen = 0.0, 0
-        for rows, batch in data.train.batches(params.batch_size, rng):
-            loss = float(
-                train_step(
-                    _inputs(batch),
-                    tf.constant(targets[rows]),
-                    tf.constant(weight_of_class[data.train.labels[rows]]),
-                )
-            )
+        for rows, batch in train.batches(params.batch_size, rng):
+            y, w = tf.constant(targets[rows]), tf.constant(row_weights[rows])
+            loss = float(train_step(_inputs(batch), y, w))
             if not math.isfinite(loss):
                 raise NonFiniteLoss(f"training loss became {loss} in epoch {epoch}")
             total += loss * len(rows)

@@ -1,4 +1,4 @@
-"""Training jobs: search → evaluate → export → bless → report, recorded in the store, resumable.
+"""Training jobs: search → threshold → evaluate → behaviour → export → bless → report, resumable.
 
 A job record (:class:`~mlcycle.contracts.training.TrainingJob`) holds the
 config, the stage, the progress of the search and, at the end, the result
@@ -8,11 +8,15 @@ the Optuna study keeps the finished trials, the winner's weights are on disk,
 and an export that was allocated a version reuses it.
 
 :class:`JobRunner` creates jobs and runs their stages (:mod:`mlcycle.trainer.stages`)
-in order; each stage records itself in the job's progress.
+in order; each stage records itself in the job's progress. Between the search
+(and blend) and the evaluation, the ``threshold`` stage corrects the winner's
+scores for the traffic it will serve and picks the served threshold; after the
+evaluation, the ``behaviour`` stage scores the behavioural suite with the winner.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from datetime import UTC, datetime
@@ -30,17 +34,20 @@ from mlcycle.contracts.training import (
     TrainingJob,
     new_job_id,
 )
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.featurization.store import TransformStore
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.progress import JobInterrupted, JobRecorder, ProgressHook
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.stages.behaviour import score_candidate
 from mlcycle.trainer.stages.bless import judge, publish
 from mlcycle.trainer.stages.context import JobContext, JobEnvironment
 from mlcycle.trainer.stages.encoder import (
     EncoderRun,
     consider_encoder,
     encoder_only,
+    encoder_threshold,
     export_encoder_candidate,
     judge_encoder,
 )
@@ -48,6 +55,7 @@ from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
 from mlcycle.trainer.stages.export import export_candidate, judged_before
 from mlcycle.trainer.stages.report import write_job_report
 from mlcycle.trainer.stages.search import blend, prepare_features, run_search
+from mlcycle.trainer.stages.threshold import threshold
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +165,22 @@ def run_stages(ctx: JobContext) -> JobResult:
     if ctx.config.preset == "search" and ctx.config.consider_encoder:
         ctx.checkpoint()
         outcome, encoder = consider_encoder(ctx, outcome, data)
+    chosen = encoder if encoder is not None and outcome.best is encoder.result else None
+    if chosen is not None:  # the encoder's scores are corrected in its own export
+        chosen = encoder_threshold(ctx, chosen, data)
+        outcome = dataclasses.replace(outcome, best=chosen.result)
+    else:
+        outcome = threshold(ctx, outcome, data)
     ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)
+    behaviour = score_candidate(ctx, best, data, evaluated)
     ctx.checkpoint()  # past here, export and bless run to the end (they are claimed once)
     model = None
     if ctx.config.bless:
-        chosen = encoder if encoder is not None and best is encoder.result else None
-        model = export_and_bless(ctx, best, data, evaluated, chosen)
+        model = export_and_bless(ctx, best, data, evaluated, behaviour, chosen)
     summary = encoder.summary if encoder is not None else None
-    report = write_job_report(ctx, outcome, data, evaluated, model, encoder=summary)
+    report = write_job_report(ctx, outcome, data, evaluated, model, behaviour, encoder=summary)
     return JobResult(
         metric=ctx.metric,
         best_trial=outcome.best_trial,
@@ -179,6 +193,7 @@ def run_stages(ctx: JobContext) -> JobResult:
         model=model,
         report=str(report),
         search_seconds=outcome.seconds,
+        behaviour=behaviour.summary() if behaviour is not None else None,
     )
 
 
@@ -187,6 +202,7 @@ def export_and_bless(
     best: FitResult,
     data: TrainingData,
     evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
     encoder: EncoderRun | None = None,
 ) -> ModelSummary:
     """Export the winner, judge it and register the verdict (once, even across restarts).
@@ -197,9 +213,9 @@ def export_and_bless(
     if judged is not None:
         return judged
     if encoder is not None:
-        candidate = export_encoder_candidate(ctx, encoder, data, evaluated)
-        decision = judge_encoder(ctx, candidate, encoder, data, evaluated)
+        candidate = export_encoder_candidate(ctx, encoder, data, evaluated, behaviour)
+        decision = judge_encoder(ctx, candidate, encoder, data, evaluated, behaviour)
         return publish(ctx, candidate, decision, data)
-    candidate = export_candidate(ctx, best, data, evaluated)
-    decision = judge(ctx, candidate, best, data, evaluated)
+    candidate = export_candidate(ctx, best, data, evaluated, behaviour)
+    decision = judge(ctx, candidate, best, data, evaluated, behaviour)
     return publish(ctx, candidate, decision, data)

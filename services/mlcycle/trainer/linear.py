@@ -25,6 +25,7 @@ import dataclasses
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from mlcycle.contracts.training import BlendSummary
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
-from mlcycle.trainer.fit import FitResult, class_weights, predict_probabilities
+from mlcycle.trainer.fit import FitResult, example_weights, predict_probabilities
 from mlcycle.trainer.models import BlendedModel
 
 log = logging.getLogger(__name__)
@@ -60,20 +61,27 @@ class LinearFit:
 
 
 def weighted_rows(
-    split: SplitData, n_classes: int, *, soft_labels: bool, class_weight: str
+    split: SplitData,
+    n_classes: int,
+    *,
+    soft_labels: bool,
+    class_weight: str,
+    source_weights: Mapping[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, class, sample weight) triples that make a hard-label fit learn ``split``'s targets.
 
     With soft labels a row appears once per class it has probability for; the
     cross-entropy of those weighted copies is the soft-label cross-entropy.
-    Rows whose soft label is one-hot (most of them) appear once.
+    Rows whose soft label is one-hot (most of them) appear once. Each row
+    weighs what it weighs for the network (class times source weight); rows
+    that weigh 0 do not appear.
     """
-    per_class = class_weights(split, n_classes, class_weight)[split.labels]
+    per_row = example_weights(split, n_classes, class_weight, source_weights).astype(np.float64)
     if not soft_labels:
-        rows = np.arange(len(split))
-        return rows, split.labels, per_class.astype(np.float64)
-    rows, classes = np.nonzero(split.probabilities > 0)
-    weights = split.probabilities[rows, classes].astype(np.float64) * per_class[rows]
+        rows = np.flatnonzero(per_row > 0)
+        return rows, split.labels[rows], per_row[rows]
+    rows, classes = np.nonzero((split.probabilities > 0) & (per_row > 0)[:, None])
+    weights = split.probabilities[rows, classes].astype(np.float64) * per_row[rows]
     return rows, classes, weights
 
 
@@ -84,6 +92,7 @@ def fit_linear(
     soft_labels: bool = True,
     class_weight: str = "balanced",
     grid: tuple[float, ...] = C_GRID,
+    source_weights: Mapping[str, float] | None = None,
 ) -> LinearFit | None:
     """Logistic regression on ``data.train``, C chosen on dev; None when a class has no rows.
 
@@ -91,7 +100,11 @@ def fit_linear(
     map onto the network's class columns.
     """
     rows, classes, weights = weighted_rows(
-        data.train, data.n_classes, soft_labels=soft_labels, class_weight=class_weight
+        data.train,
+        data.n_classes,
+        soft_labels=soft_labels,
+        class_weight=class_weight,
+        source_weights=source_weights,
     )
     if len(np.unique(classes)) < data.n_classes:
         return None
@@ -153,13 +166,20 @@ def blend_with_linear(
     metric: str,
     soft_labels: bool = True,
     class_weight: str = "balanced",
+    source_weights: Mapping[str, float] | None = None,
 ) -> FitResult:
     """``best`` blended with its linear companion when that is better on dev, else ``best``.
 
     The result's ``blend`` says what was tried and chosen either way.
     """
     started = time.monotonic()
-    linear = fit_linear(data, metric=metric, soft_labels=soft_labels, class_weight=class_weight)
+    linear = fit_linear(
+        data,
+        metric=metric,
+        soft_labels=soft_labels,
+        class_weight=class_weight,
+        source_weights=source_weights,
+    )
     if linear is None:
         reason = "a class has no training rows"
         return dataclasses.replace(best, blend={"used": False, "reason": reason})

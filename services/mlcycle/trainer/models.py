@@ -16,7 +16,9 @@ Two families:
   900, mean squared error on the softmax output, plain gradient descent.
 
 A searched network may then be exported as a :class:`BlendedModel`: itself
-plus a frozen logistic regression over the same input.
+plus a frozen logistic regression over the same input. A binary model is
+exported inside :class:`PriorCorrected`, which calibrates its logits and moves
+them to the class prior of the traffic it will serve.
 """
 
 from __future__ import annotations
@@ -142,8 +144,46 @@ class BlendedModel(keras.Model):
         return self.network_weight * network + (1.0 - self.network_weight) * linear
 
 
-# What training hands to evaluation and export: a network, or a network blended.
-TrainedModel = SparseMLP | BlendedModel
+def correct_binary_logits(logits: tf.Tensor, scale: float, shift: float) -> tf.Tensor:
+    """Two-class logits ``[batch, 2]`` whose softmax is ``sigmoid(scale * margin + shift)``.
+
+    ``margin`` is the positive class's logit over the negative's, the logit of
+    the positive probability. An affine map of it is how a calibration (Platt
+    scaling) and a change of class prior (Saerens et al.) act on a binary model,
+    so applying this to any model's logits before the softmax serves the
+    corrected probability (see :mod:`mlcycle.trainer.thresholds`).
+    """
+    margin = logits[:, 1] - logits[:, 0]
+    corrected = scale * margin + shift
+    return tf.stack([tf.zeros_like(corrected), corrected], axis=-1)
+
+
+class PriorCorrected(keras.Model):
+    """A binary model whose logits are calibrated and moved to the traffic's class prior.
+
+    ``scale`` and ``shift`` are constants of the exported graph
+    (:func:`correct_binary_logits`), so the served ``scores`` are the corrected
+    probabilities and nothing downstream needs to know about the correction.
+    """
+
+    def __init__(self, model: keras.Model, scale: float, shift: float, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        if model.n_classes != 2:
+            raise ValueError(f"a prior correction needs a binary model, not {model.n_classes}")
+        self.corrected = model
+        self.input_dim = getattr(model, "input_dim", None)
+        self.n_classes = 2
+        self.scale = float(scale)
+        self.shift = float(shift)
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        logits = self.corrected(inputs, training=training)
+        return correct_binary_logits(logits, self.scale, self.shift)
+
+
+# What training hands to evaluation and export: a network, or a network blended, either
+# possibly with its binary logits corrected for calibration and the traffic's prior.
+TrainedModel = SparseMLP | BlendedModel | PriorCorrected
 
 
 class LazyAdam(keras.optimizers.Adam):

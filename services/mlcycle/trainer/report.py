@@ -97,8 +97,12 @@ def write_report(
     test: SplitResult | None,
     learning_curves: Mapping[str, Sequence[float]],
     comparison: Mapping[str, Mapping[str, Any]] | None = None,
+    behaviour: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the job's report as one self-contained HTML page at ``path`` and return the path.
+
+    ``behaviour`` is the behavioural suite's summary
+    (:meth:`~mlcycle.evaluation.behaviour.SuiteResult.summary`), when it was run.
 
     The file is replaced atomically, so a reader (or a crash) never sees half a page.
     """
@@ -141,6 +145,8 @@ def write_report(
         else "",
         _trials_table(trials, metric),
     ]
+    if behaviour:
+        parts += ["<h2>Behavioural suite</h2>", _behaviour_table(behaviour)]
     if comparison:
         parts += ["<h2>Comparison</h2>", _comparison_table(comparison)]
     parts.append("</body></html>")
@@ -284,6 +290,26 @@ def _trials_table(trials: Sequence[Mapping[str, Any]], metric: str) -> str:
             + f"<td class='text'>{escape(str(trial.get('error') or ''))}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _behaviour_table(behaviour: Mapping[str, Any]) -> str:
+    """Pass rates per capability, worst first, under the overall rate and the suite's hash."""
+    capabilities = behaviour.get("capabilities") or {}
+    note = (
+        f"<p>{num(behaviour.get('pass_rate'))} of {_int(behaviour.get('cases'))} cases passed; "
+        f"worst capability {escape(str(behaviour.get('worst_capability')))} "
+        f"({num(behaviour.get('worst_rate'))}). Suite sha256 "
+        f"<code>{escape(str(behaviour.get('suite_digest', ''))[:12])}</code>. "
+        "The suite is never trained on nor used to choose the threshold.</p>"
+    )
+    ordered = sorted(capabilities.items(), key=lambda item: (item[1].get("rate", 0), item[0]))
+    rows = "".join(
+        f"<tr><td>{escape(str(name))}</td><td>{_int(row.get('cases'))}</td>"
+        f"<td>{_int(row.get('passed'))}</td><td>{num(row.get('rate'))}</td></tr>"
+        for name, row in ordered
+    )
+    head = "<tr><th>capability</th><th>cases</th><th>passed</th><th>pass rate</th></tr>"
+    return f"{note}<table>{head}{rows}</table>"
 
 
 def _comparison_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:

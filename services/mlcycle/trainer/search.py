@@ -280,6 +280,7 @@ class Search:
             metric=self.metric,
             soft_labels=self.config.soft_labels,
             class_weight=self.config.class_weight,
+            source_weights=self.config.source_weights,
             patience=self.config.patience,
             seed=self.config.seed + number,
             **extra,

@@ -63,6 +63,9 @@ __all__ = [
     "settings_to_env",
 ]
 
+# The behavioural suite of a source checkout (services/mlcycle/common/settings -> the root).
+CHECKOUT_SUITE = Path(__file__).resolve().parents[4] / "tests" / "behaviour"
+
 
 class Settings(BaseSettings):
     """Everything a process may be configured with, one section per owner. Frozen."""
@@ -167,6 +170,8 @@ def _with_derived_defaults(inputs: dict[str, Any]) -> dict[str, Any]:
 
     default("store", "sqlite_path", data_dir / "store.sqlite3")
     default("featurizer", "artifacts_dir", data_dir / "artifacts")
+    if CHECKOUT_SUITE.is_dir():
+        default("featurizer", "behaviour_suite", CHECKOUT_SUITE)
     default("trainer", "models_dir", data_dir / "models")
     default(
         "trainer", "study_storage", f"sqlite:///{(data_dir / 'trainer-studies.sqlite3').resolve()}"

@@ -262,6 +262,10 @@ class FeaturizerSettings(Section):
     artifacts_dir: Path
     max_instances: int = Field(1000, ge=1, validation_alias="featurize_max_instances")
     shard_rows: int = Field(50_000, ge=1)
+    # The behavioural suite's folder (tests/behaviour): its cases never reach a feature set,
+    # and the trainer scores candidates on it. Resolved at load: the source checkout's
+    # tests/behaviour when it exists; None (no suite, nothing held out) otherwise.
+    behaviour_suite: Path | None = None
 
 
 class TrainerSettings(Section):

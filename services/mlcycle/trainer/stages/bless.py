@@ -2,8 +2,9 @@
 
 The candidate is served by a fresh model server and must answer like training
 did (infra-validation); then its dev metric is compared with production's on
-the same dev items, production re-scored with its own transform
-(:mod:`mlcycle.trainer.blessing` decides). A blessed version's folder is
+the same dev items, production re-scored with its own transform, and its
+behavioural pass rates with production's (:mod:`.behaviour`);
+:mod:`mlcycle.trainer.blessing` decides. A blessed version's folder is
 renamed into place, so a model server sees the whole version or none; an
 unblessed one stays in its staging folder, registered with the reason.
 """
@@ -20,6 +21,7 @@ from mlcycle.common.files import confined
 from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.training import ModelSummary
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.blessing import (
@@ -33,6 +35,7 @@ from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.encoder_export import TokenServingModel, is_token_model
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.infra_validation import infra_validate
+from mlcycle.trainer.stages import behaviour as behaviour_stage
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated
 from mlcycle.trainer.stages.export import Candidate, dev_sample, model_summary
@@ -41,9 +44,15 @@ RESCORE_BATCH_ROWS = 512
 
 
 def judge(
-    ctx: JobContext, candidate: Candidate, best: FitResult, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    candidate: Candidate,
+    best: FitResult,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> BlessingDecision:
-    """Infra-validate the export, then compare it with production on this dev split."""
+    """Infra-validate the export, then compare it with production on this dev split and on
+    the behavioural suite (``behaviour``: the candidate's pass rates)."""
     ctx.recorder.stage("bless")
     rows, indices, values = dev_sample(data)
     passed, message = infra_validate(
@@ -57,12 +66,15 @@ def judge(
     )
     value = evaluated.dev.metric(ctx.metric)
     production = None
+    behaviour_check = None
     if passed:
         serving = ctx.registry.production(candidate.name)
         if serving is not None:
             production = production_score(ctx, serving, data, evaluated.dev_comments)
+        behaviour_check = behaviour_stage.check(ctx, behaviour, serving)
     infra = InfraCheck(passed, message)
-    return decide(ctx.metric, value, ctx.settings.bless_margin, infra, production)
+    margin = ctx.settings.bless_margin
+    return decide(ctx.metric, value, margin, infra, production, behaviour_check)
 
 
 def production_score(

@@ -28,6 +28,9 @@ class JobEnvironment:
     classes_of: Callable[[str], int]
     # Where each job's HTML report is written.
     reports_dir: Path
+    # The behavioural suite's folder (the featurizer's setting: its cases never reach a
+    # feature set); None when there is none, and then no job scores or gates on it.
+    behaviour_suite: Path | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> JobEnvironment:
@@ -38,6 +41,7 @@ class JobEnvironment:
             default_task=settings.labeler.task,
             classes_of=settings.labeler.classes_of,
             reports_dir=settings.data_dir / "reports",
+            behaviour_suite=settings.featurizer.behaviour_suite,
         )
 
 

@@ -26,7 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import EncoderSummary
+from mlcycle.evaluation.behaviour import SuiteResult
+from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.minilm import TOKENIZER, extract_minilm
 from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.trainer import encoder as enc
@@ -43,13 +47,15 @@ from mlcycle.trainer.encoder_export import (
     mapped_probabilities,
     write_token_warmup_requests,
 )
-from mlcycle.trainer.fit import FitResult
+from mlcycle.trainer.fit import FitResult, example_weights
 from mlcycle.trainer.infra_validation import infra_validate_inputs
 from mlcycle.trainer.search import SearchOutcome
+from mlcycle.trainer.stages import behaviour as behaviour_stage
 from mlcycle.trainer.stages.bless import production_score
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, stored_comments
 from mlcycle.trainer.stages.export import INFRA_SAMPLE_ROWS, Candidate, lineage
+from mlcycle.trainer.thresholds import FALLBACK_RULE, fit_correction
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +109,9 @@ def train_encoder(ctx: JobContext, data: TrainingData) -> EncoderRun:
         class_weight=config.class_weight,
         patience=config.patience,
         seed=config.seed,
+        train_weights=example_weights(
+            data.train, data.n_classes, config.class_weight, config.source_weights
+        ),
     )
     ctx.recorder.stage("encoder", detail=f"encoding {len(data.train) + len(data.dev)} texts")
     deadline = time.monotonic() + max(0.0, config.time_budget_s - ctx.job.spent_s)
@@ -182,7 +191,11 @@ def encoder_verdict(
 
 
 def export_encoder_candidate(
-    ctx: JobContext, run: EncoderRun, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    run: EncoderRun,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> Candidate:
     """Stage the encoder's SavedModel with its tokenizer, token warm-ups and ``metadata.json``."""
     ctx.recorder.stage("export")
@@ -210,12 +223,19 @@ def export_encoder_candidate(
         "signature": SIGNATURE_DOC,
         "encoder": dict(run.summary),
     }
+    if behaviour is not None:
+        metadata["behaviour"] = behaviour.summary().model_dump()
     exporting.write_metadata(staging, metadata)
     return Candidate(name, version, staging, metadata)
 
 
 def judge_encoder(
-    ctx: JobContext, candidate: Candidate, run: EncoderRun, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    candidate: Candidate,
+    run: EncoderRun,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> BlessingDecision:
     """Infra-validate the export with token inputs, then compare it with production on dev."""
     ctx.recorder.stage("bless")
@@ -231,9 +251,46 @@ def judge_encoder(
     )
     value = evaluated.dev.metric(ctx.metric)
     production = None
+    behaviour_check = None
     if passed:
         serving = ctx.registry.production(candidate.name)
         if serving is not None:
             production = production_score(ctx, serving, data, evaluated.dev_comments)
+        behaviour_check = behaviour_stage.check(ctx, behaviour, serving)
     infra = InfraCheck(passed, message)
-    return decide(ctx.metric, value, ctx.settings.bless_margin, infra, production)
+    margin = ctx.settings.bless_margin
+    return decide(ctx.metric, value, margin, infra, production, behaviour_check)
+
+
+def encoder_threshold(ctx: JobContext, run: EncoderRun, data: TrainingData) -> EncoderRun:
+    """The threshold stage for the encoder: its dev scores calibrated and moved to the
+    traffic's prior (:mod:`mlcycle.trainer.thresholds`), the map baked into its export."""
+    ctx.recorder.stage("threshold")
+    result, labels = run.result, data.dev.labels
+    if data.n_classes != 2:
+        summary: ThresholdSummary = {
+            "applied": False,
+            "reason": f"{data.n_classes} classes: the label is the most probable class",
+            "threshold": None,
+        }
+        return dataclasses.replace(run, result=dataclasses.replace(result, threshold=summary))
+    raw = result.dev_probabilities[:, 1].astype(np.float64)
+    try:
+        correction = fit_correction(raw, labels, ctx.config.threshold_policy)
+    except InvalidInput as exc:  # keep its own scores and dev's best-F1 threshold, saying why
+        best_f1 = None
+        if len(np.unique(labels)) == 2:
+            best_f1 = evaluate(result.dev_probabilities, labels).best_threshold
+        summary = {
+            "applied": False,
+            "rule": FALLBACK_RULE,
+            "reason": exc.message,
+            "threshold": best_f1 if best_f1 is not None else 0.5,
+        }
+        return dataclasses.replace(run, result=dataclasses.replace(result, threshold=summary))
+    mapped = run.with_logit_map((correction.scale, correction.shift))
+    train_prior = float((data.train.labels == 1).mean()) if len(data.train) else None
+    summary = correction.summary(
+        mapped.result.dev_probabilities[:, 1], raw, labels, train_prior=train_prior
+    )
+    return dataclasses.replace(mapped, result=dataclasses.replace(mapped.result, threshold=summary))

@@ -20,6 +20,7 @@ from mlcycle.evaluation.classification import Evaluation, evaluate
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.stages.context import JobContext
+from mlcycle.trainer.thresholds import served_threshold
 
 LENGTH_BUCKETS = ((0, 40, "<40 chars"), (40, 120, "40-119 chars"), (120, 10**9, "120+ chars"))
 
@@ -70,10 +71,13 @@ def evaluate_selected(ctx: JobContext, best: FitResult, data: TrainingData) -> E
     names = class_names(data.n_classes)
     dev_comments = stored_comments(ctx.store, data.dev)
     test_comments = stored_comments(ctx.store, data.test)
+    # Thresholded figures at the threshold the model is served with.
+    threshold = served_threshold(best)
     dev = evaluate(
         best.dev_probabilities,
         data.dev.labels,
         names,
+        threshold=threshold,
         slices=slice_values(dev_comments, fields),
     )
     if len(data.test) == 0:
@@ -86,6 +90,7 @@ def evaluate_selected(ctx: JobContext, best: FitResult, data: TrainingData) -> E
         test_probabilities,
         data.test.labels,
         names,
+        threshold=threshold,
         slices=slice_values(test_comments, fields),
     )
     return Evaluated(dev, test, test_probabilities, dev_comments)
@@ -96,6 +101,7 @@ def headline(evaluation: Evaluation) -> dict[str, Any]:
     d = evaluation.to_dict()
     keep = (
         "n",
+        "threshold",
         "accuracy",
         "roc_auc",
         "pr_auc",

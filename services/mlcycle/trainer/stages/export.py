@@ -20,13 +20,16 @@ import numpy as np
 from mlcycle import __version__
 from mlcycle.common.errors import NotFound
 from mlcycle.contracts.models import ModelVersion
+from mlcycle.contracts.thresholds import ThresholdSummary
 from mlcycle.contracts.training import ModelSummary
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, class_names, headline
+from mlcycle.trainer.thresholds import served_threshold, with_test
 
 # Dev rows the warm-up file and infra-validation send to the model server.
 INFRA_SAMPLE_ROWS = 64
@@ -73,9 +76,17 @@ def dev_sample(data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def export_candidate(
-    ctx: JobContext, best: FitResult, data: TrainingData, evaluated: Evaluated
+    ctx: JobContext,
+    best: FitResult,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None = None,
 ) -> Candidate:
-    """Write the winner to its staging folder with its warm-up requests and ``metadata.json``."""
+    """Write the winner to its staging folder with its warm-up requests and ``metadata.json``.
+
+    ``behaviour`` (the suite's pass rates) goes into ``metadata.json``, so a later
+    candidate compares with this version's rates without re-scoring it.
+    """
     ctx.recorder.stage("export")
     name, models = ctx.job.name, ctx.settings.models_dir
     version = ctx.job.version
@@ -87,6 +98,8 @@ def export_candidate(
     exporting.export_saved_model(best.model, staging)
     exporting.write_warmup_requests(staging, name, *dev_sample(data)[1:])
     metadata = lineage(ctx, version, best, data, evaluated)
+    if behaviour is not None:
+        metadata["behaviour"] = behaviour.summary().model_dump()
     exporting.write_metadata(staging, metadata)
     return Candidate(name, version, staging, metadata)
 
@@ -107,13 +120,17 @@ def lineage(
         "feature_variant": best.params.features,
         "input_dim": data.dim,
         "classes": class_names(data.n_classes),
-        "threshold": dev.best_threshold if dev.best_threshold is not None else 0.5,
+        # The served threshold; threshold_policy says how and why it was chosen.
+        "threshold": served_threshold(best),
+        "threshold_policy": threshold_record(best, data, evaluated),
         "data": data.counts(),
         "hyperparameters": best.params.model_dump(),
         "blend": best.blend,
         "training": {
             "soft_labels": config.soft_labels,
             "class_weight": config.class_weight,
+            "source_weights": config.source_weights,
+            "sources": data.source_counts(),
             "epochs_run": best.epochs_run,
             "best_epoch": best.best_epoch,
             "seed": config.seed,
@@ -139,6 +156,17 @@ def lineage(
             "keras": keras.__version__,
         },
     }
+
+
+def threshold_record(
+    best: FitResult, data: TrainingData, evaluated: Evaluated
+) -> ThresholdSummary | None:
+    """How the served threshold was chosen, with what it implies on test (which chose nothing)."""
+    if best.threshold is None:
+        return None
+    if evaluated.test_probabilities is None:
+        return best.threshold
+    return with_test(best.threshold, evaluated.test_probabilities, data.test.labels)
 
 
 def git_revision() -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlcycle.contracts.thresholds import ImpliedFigures, ThresholdSummary
 from mlcycle.contracts.training import EncoderSummary, ModelSummary
+from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
 from mlcycle.trainer.report import SplitResult, write_report
 from mlcycle.trainer.search import SearchOutcome
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated
+from mlcycle.trainer.thresholds import describe, with_test
 
 
 def write_job_report(
@@ -19,6 +22,7 @@ def write_job_report(
     data: TrainingData,
     evaluated: Evaluated,
     model: ModelSummary | None,
+    behaviour: SuiteResult | None = None,
     *,
     encoder: EncoderSummary | None = None,
 ) -> Path:
@@ -37,6 +41,14 @@ def write_job_report(
     }
     if best.blend is not None:
         summary["linear blend"] = describe_blend(best.blend)
+    if best.threshold is not None:
+        summary.update(threshold_rows(best.threshold, evaluated, data))
+    if behaviour is not None:
+        worst = behaviour.worst
+        summary["behavioural suite"] = (
+            f"{behaviour.pass_rate:.1%} of {behaviour.cases} cases passed; "
+            f"worst {worst.name} {worst.rate:.1%}"
+        )
     if encoder is not None:
         summary["encoder"] = describe_encoder(encoder)
     if model:
@@ -58,6 +70,37 @@ def write_job_report(
         dev=dev,
         test=test,
         learning_curves=best.history,
+        behaviour=behaviour.summary().model_dump() if behaviour is not None else None,
+    )
+
+
+def threshold_rows(
+    chosen: ThresholdSummary, evaluated: Evaluated, data: TrainingData
+) -> dict[str, object]:
+    """The report's rows on the served threshold: which, why, and what it implies."""
+    rows: dict[str, object] = {"served threshold": describe(chosen)}
+    if not chosen.get("applied"):
+        return rows
+    if evaluated.test_probabilities is not None:
+        chosen = with_test(chosen, evaluated.test_probabilities, data.test.labels)
+    prior = chosen["deployment_prior"]
+    for split, implied in chosen["implied"].items():
+        rows[f"at a positive rate of {prior:.3g} ({split})"] = _implied(implied)
+    instead = chosen.get("instead")
+    if instead is not None:
+        rows[f"dev best-F1 threshold {instead['threshold']:.4f} instead (dev)"] = _implied(instead)
+    return rows
+
+
+def _implied(figures: ImpliedFigures) -> str:
+    precision, low = figures["precision"], figures.get("precision_low")
+    shown = "n/a" if precision is None else f"{precision:.3f}"
+    if low is not None:
+        shown += f" (95% lower bound {low:.3f})"
+    return (
+        f"precision {shown}, recall {figures['recall']:.3f}, "
+        f"{figures['flagged_rate']:.1%} flagged "
+        f"(TPR {figures['tpr']:.3f}, FPR {figures['fpr']:.3f})"
     )
 
 

@@ -12,6 +12,7 @@ from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.features import VariantFeatures
 from mlcycle.trainer.linear import blend_with_linear
 from mlcycle.trainer.search import Search, SearchOutcome
+from mlcycle.trainer.stages.behaviour import held_out
 from mlcycle.trainer.stages.context import JobContext
 
 
@@ -28,7 +29,9 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
         shard_rows=ctx.environment.shard_rows,
         classes_of=ctx.environment.classes_of,
         known=ctx.job.transforms,
+        held_out=held_out(ctx),
         announce=lambda what: ctx.recorder.stage("features", detail=what),
+        source_weights=ctx.config.source_weights,
     )
 
 
@@ -79,5 +82,6 @@ def blend(ctx: JobContext, outcome: SearchOutcome, data: TrainingData) -> Search
         metric=ctx.metric,
         soft_labels=ctx.config.soft_labels,
         class_weight=ctx.config.class_weight,
+        source_weights=ctx.config.source_weights,
     )
     return dataclasses.replace(outcome, best=blended)
