@@ -137,7 +137,11 @@ def train(
         float | None, typer.Option("--time-budget", help="Seconds the search may take.")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="search (default) | seed: the original talk's network.")
+        str | None,
+        typer.Option(
+            help="search (default) | seed: the original talk's network | encoder: the "
+            "shipped MiniLM with a trained head."
+        ),
     ] = None,
     features: Annotated[
         str | None,

@@ -128,7 +128,7 @@ class TrialParams(BaseModel):
 
     model_config = _STRICT
 
-    preset: Literal["default", "seed"] = "default"
+    preset: Literal["default", "seed", "encoder"] = "default"
     features: FeatureVariant = "words+chars"
     hidden_units: int = Field(128, ge=1, le=4096)
     hidden_layers: int = Field(1, ge=1, le=4)
@@ -145,6 +145,28 @@ class TrialParams(BaseModel):
         return tuple(max(8, self.hidden_units // 2**i) for i in range(self.hidden_layers))
 
 
+class EncoderOptions(BaseModel):
+    """How the encoder variant (the shipped MiniLM with a trained head) is trained.
+
+    The encoder is frozen by default: each text is encoded once and only the head
+    learns. ``fine_tune_layers`` > 0 also trains that many of its top transformer
+    layers on the tokens, which costs a forward and backward pass per comment
+    per epoch (opt-in).
+    """
+
+    model_config = _STRICT
+
+    max_length: int = Field(128, ge=8, le=512, description="tokens per text, longer ones cut")
+    hidden_units: int = Field(128, ge=0, le=4096, description="the head's hidden layer; 0: linear")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    batch_size: int = Field(64, ge=1, le=8192)
+    epochs: int = Field(40, ge=1, le=500, description="head epochs (early stopping on dev)")
+    fine_tune_layers: int = Field(0, ge=0, le=6)
+    fine_tune_epochs: int = Field(1, ge=1, le=20)
+    fine_tune_learning_rate: float = Field(2e-5, gt=0.0, le=1.0)
+
+
 class JobConfig(BaseModel):
     """A training job: which data, which search, how the winner is chosen and judged."""
 
@@ -157,8 +179,10 @@ class JobConfig(BaseModel):
     )
     task: str | None = Field(None, max_length=128, description="label task (default: settings)")
     label_run: str | None = Field(None, max_length=128, description="default: the latest run")
-    preset: Literal["search", "seed"] = Field(
-        "search", description="search the space, or train the original talk's network once"
+    preset: Literal["search", "seed", "encoder"] = Field(
+        "search",
+        description="search the space, train the original talk's network once, or train the "
+        "MiniLM encoder with a head (see encoder)",
     )
     trials: int = Field(8, ge=1, le=1000)
     time_budget_s: float = Field(1800.0, gt=0, le=7 * 24 * 3600)
@@ -204,6 +228,16 @@ class JobConfig(BaseModel):
         le=1.0,
         description="the most pass rate the winner may lose against production on any "
         "capability of the behavioural suite and still be blessed",
+    )
+    # -- the encoder variant (mlcycle.trainer.encoder) --
+    encoder: EncoderOptions = Field(default_factory=EncoderOptions)
+    consider_encoder: bool = Field(
+        False,
+        description="search: also train the encoder, and pick it when it wins on dev and its "
+        "single-comment predict latency is within latency_budget_ms",
+    )
+    latency_budget_ms: float = Field(
+        5.0, gt=0, le=60_000, description="the most a single-comment predict may take (p50)"
     )
 
 
@@ -266,6 +300,28 @@ class BlendSummary(TypedDict, total=False):
     seconds: float
 
 
+class EncoderSummary(TypedDict, total=False):
+    """The encoder variant's cost: encoding, head and fine-tuning time, latency, and the choice."""
+
+    model: str
+    max_length: int
+    fine_tune_layers: int
+    train_texts: int
+    encode_s: float
+    encode_train_s: float
+    head_s: float
+    fine_tune_s: float
+    # Training time (encoding the train split, the head, fine-tuning) per 10k train comments.
+    train_s_per_10k: float
+    # The exported model's single-comment predict p50 on this machine (tokenizing included).
+    predict_p50_ms: float
+    latency_budget_ms: float
+    dev_metric: float
+    # Search with consider_encoder: whether the encoder was picked, and why.
+    chosen: bool
+    reason: str
+
+
 class JobResult(BaseModel):
     """What a finished job found: the selected trial, its dev and test figures, its model.
 
@@ -277,6 +333,7 @@ class JobResult(BaseModel):
     best_trial: int
     params: TrialParams
     blend: BlendSummary | None = None
+    encoder: EncoderSummary | None = None
     transform: str
     dev: dict[str, Any]
     test: dict[str, Any] | None = None

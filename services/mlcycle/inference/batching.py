@@ -29,6 +29,7 @@ import numpy as np
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
 from mlcycle.featurization.sparse import SparseBatch
+from mlcycle.featurization.tokens import TokenBatch, TokenEncoder
 from mlcycle.inference.cache import AsyncNoCache, AsyncScoreCache
 from mlcycle.inference.client import AsyncModelClient, VersionGone
 from mlcycle.inference.drain import Drain, take_all
@@ -49,6 +50,7 @@ from mlcycle.inference.predictor import (
 )
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
+from mlcycle.inference.tokens import tokenize
 from mlcycle.inference.versions import ModelVersion
 
 log = logging.getLogger(__name__)
@@ -298,11 +300,16 @@ class RequestBatcher:
                     metadata.append(None if job.metadata is None else job.metadata[i])
                 positions.append(row)
             where.append(positions)
-        with_metadata = any(job.metadata is not None for job in jobs)
-        batch = await self._featurize(model, texts, metadata if with_metadata else None)
-        indices, values = padded_rows(batch, 0, len(texts))
-        called = time.perf_counter()
-        answer = await client.predict(model.name, model.version, indices, values)
+        if model.tokens is not None:  # the encoder: token tensors from its own tokenizer
+            tokens = await self._tokenize(model, model.tokens, texts)
+            called = time.perf_counter()
+            answer = await client.predict_inputs(model.name, model.version, tokens.inputs())
+        else:
+            with_metadata = any(job.metadata is not None for job in jobs)
+            batch = await self._featurize(model, texts, metadata if with_metadata else None)
+            indices, values = padded_rows(batch, 0, len(texts))
+            called = time.perf_counter()
+            answer = await client.predict(model.name, model.version, indices, values)
         for_version(model.version).rpc_seconds.observe(time.perf_counter() - called)
         check_classes(model, answer)
         return answer, where, cache_items(row_of, answer)
@@ -314,6 +321,12 @@ class RequestBatcher:
         if sum(map(len, texts)) <= INLINE_FEATURIZE_CHARS:
             return featurize(model, texts, metadata)
         return await asyncio.to_thread(featurize, model, texts, metadata)
+
+    @staticmethod
+    async def _tokenize(model: ModelVersion, tokens: TokenEncoder, texts: list[str]) -> TokenBatch:
+        if sum(map(len, texts)) <= INLINE_FEATURIZE_CHARS:
+            return tokenize(tokens, model.version, texts)
+        return await asyncio.to_thread(tokenize, tokens, model.version, texts)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

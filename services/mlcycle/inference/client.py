@@ -34,12 +34,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf import wrappers_pb2
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_pb2,
@@ -59,13 +58,15 @@ from mlcycle.common.grpc_auth import bearer_metadata
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
-from mlcycle.inference.tensors import from_tensor_proto, to_tensor_proto
+from mlcycle.inference.tensors import (
+    inputs_request,
+    predict_request,
+    read_probabilities,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SIGNATURE = "serving_default"
-OUTPUT = "probabilities"
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 BACKOFF_FIRST_S = 0.025
 # gRPC's default reconnect backoff grows to two minutes; a restarted model server
@@ -106,6 +107,12 @@ class ModelClient(Protocol):
         """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
         ...
 
+    def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
+        ...
+
     def aio(self) -> AsyncModelClient:
         """A client of the same server for the calling event loop (created on that loop)."""
         ...
@@ -126,6 +133,12 @@ class AsyncModelClient(Protocol):
         """Class probabilities ``[batch, classes]`` of version ``version`` of ``name``."""
         ...
 
+    async def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
+        ...
+
     async def reachable(self) -> bool:
         """False while calls fail at once (the connection is lost, a reconnect is pending)."""
         ...
@@ -133,39 +146,6 @@ class AsyncModelClient(Protocol):
     async def close(self) -> None:
         """Release the connection."""
         ...
-
-
-def predict_request(
-    name: str, version: int, indices: np.ndarray, values: np.ndarray
-) -> predict_pb2.PredictRequest:
-    """TF Serving's ``PredictRequest`` pinned to ``version``, asking for the probabilities only."""
-    return predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(
-            name=name,
-            signature_name=SIGNATURE,
-            version=wrappers_pb2.Int64Value(value=version),
-        ),
-        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
-        output_filter=[OUTPUT],
-    )
-
-
-def read_probabilities(
-    response: predict_pb2.PredictResponse, name: str, version: int, rows: int
-) -> np.ndarray:
-    """The ``[rows, classes]`` probabilities in a ``PredictResponse``; Unavailable if malformed."""
-    if OUTPUT not in response.outputs:
-        raise Unavailable(
-            f"model {name} version {version} has no {OUTPUT!r} output",
-            details={"outputs": sorted(response.outputs)},
-        )
-    probabilities = from_tensor_proto(response.outputs[OUTPUT])
-    if probabilities.ndim != 2 or probabilities.shape[0] != rows:
-        raise Unavailable(
-            f"model {name} version {version} answered {OUTPUT} of shape "
-            f"{list(probabilities.shape)} for {rows} rows"
-        )
-    return probabilities.astype(np.float32, copy=False)
 
 
 def _raise_unless_retryable(
@@ -216,6 +196,19 @@ class AioModelClient:
         ``retries`` times, after 25 ms, 50 ms, ... Every failed attempt is counted.
         """
         request = predict_request(name, version, indices, values)
+        return await self._call(request, name, version, indices.shape[0])
+
+    async def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` with named inputs (the encoder's ``token_ids`` and ``padding_mask``)."""
+        rows = next(iter(inputs.values())).shape[0]
+        return await self._call(inputs_request(name, version, inputs), name, version, rows)
+
+    async def _call(
+        self, request: predict_pb2.PredictRequest, name: str, version: int, rows: int
+    ) -> np.ndarray:
+        """Send ``request`` with the retry policy above; the ``[rows, classes]`` answer."""
         attempt = 0
         while True:
             try:
@@ -228,7 +221,7 @@ class AioModelClient:
                 _raise_unless_retryable(exc, self.address, name, version, last=last)
             await asyncio.sleep(BACKOFF_FIRST_S * 2**attempt)
             attempt += 1
-        return read_probabilities(response, name, version, indices.shape[0])
+        return read_probabilities(response, name, version, rows)
 
     async def reachable(self) -> bool:
         """False while the channel waits out a reconnect backoff (its calls fail at once)."""
@@ -320,6 +313,19 @@ class GrpcModelClient:
         if self._core is None:
             self._core = self.aio()
         return await self._core.predict(name, version, indices, values)
+
+    def predict_inputs(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """:meth:`predict` with named inputs (the encoder's ``token_ids`` and ``padding_mask``)."""
+        return self._run(self._predict_inputs_on_loop(name, version, inputs))
+
+    async def _predict_inputs_on_loop(
+        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        if self._core is None:
+            self._core = self.aio()
+        return await self._core.predict_inputs(name, version, inputs)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         with self._runner_lock:

@@ -64,6 +64,9 @@ class VersionMetadata(BaseModel):
     data: JsonObject | None = None
     blessing: JsonObject | None = None
     git_revision: str | None = None
+    # What the signature reads: absent for sparse n-gram rows; {"kind": "tokens", ...}
+    # for the encoder variant (mlcycle.inference.tokens).
+    input: JsonObject | None = None
 
 
 def read_version_metadata(model: ServedModel, version: int) -> VersionMetadata:

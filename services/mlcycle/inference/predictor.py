@@ -23,6 +23,7 @@ import numpy as np
 from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.sparse import SparseBatch
+from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.inference.cache import (
     NoCache,
     ScoreCache,
@@ -35,6 +36,7 @@ from mlcycle.inference.client import ModelClient, VersionGone
 from mlcycle.inference.metrics import for_version
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
+from mlcycle.inference.tokens import tokenize
 from mlcycle.inference.versions import ModelVersion, VersionTracker
 
 Metadata = Sequence[Mapping[str, Any] | None]
@@ -178,6 +180,8 @@ class Predictor:
         self, model: ModelVersion, texts: list[str], metadata: Metadata | None
     ) -> np.ndarray:
         """Featurize ``texts`` and score them, one gRPC call per ``predict_batch_size`` rows."""
+        if model.tokens is not None:
+            return self._token_scores(model, model.tokens, texts)
         metrics = for_version(model.version)
         batch = featurize(model, texts, metadata)
         size = self.config.predict_batch_size
@@ -187,6 +191,24 @@ class Predictor:
             indices, values = padded_rows(batch, start, stop)
             called = time.perf_counter()
             answer = self.client.predict(model.name, model.version, indices, values)
+            metrics.rpc_seconds.observe(time.perf_counter() - called)
+            out[start:stop] = check_classes(model, answer)
+        return out
+
+    def _token_scores(
+        self, model: ModelVersion, tokens: TokenEncoder, texts: list[str]
+    ) -> np.ndarray:
+        """:meth:`_model_scores` for a version that reads tokens (the encoder)."""
+        metrics = for_version(model.version)
+        batch = tokenize(tokens, model.version, texts)
+        size = self.config.predict_batch_size
+        out = np.empty((len(texts), len(model.classes)), np.float32)
+        for start in range(0, len(texts), size):
+            stop = min(len(texts), start + size)
+            called = time.perf_counter()
+            answer = self.client.predict_inputs(
+                model.name, model.version, batch.rows(start, stop).inputs()
+            )
             metrics.rpc_seconds.observe(time.perf_counter() - called)
             out[start:stop] = check_classes(model, answer)
         return out

@@ -1,8 +1,11 @@
-"""The model's inputs and outputs: padded CSR rows, and TensorProtos built from raw bytes.
+"""The model's inputs and outputs: padded CSR rows, TensorProtos built from raw bytes, and
+the ``Predict`` request and answer that carry them.
 
 The serving signature takes ``indices`` int64 ``[batch, width]`` and ``values``
 float32 ``[batch, width]``: each text's non-zero columns and weights, padded
 with zeros to the longest row (the model ignores entries whose value is 0).
+An encoder version takes int32 ``token_ids`` and ``padding_mask`` instead
+(:mod:`mlcycle.inference.tokens`).
 
 TensorProtos are written with ``tensor_content`` (the array's bytes, one copy)
 rather than ``tf.make_tensor_proto``, which walks the values in Python; outputs
@@ -11,15 +14,22 @@ are read back with ``np.frombuffer`` when the server sends ``tensor_content``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
+from google.protobuf import wrappers_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.featurization.sparse import SparseBatch
 
+SIGNATURE = "serving_default"
+OUTPUT = "probabilities"
 _DTYPES = {
     np.dtype(np.int64): types_pb2.DT_INT64,
     np.dtype(np.float32): types_pb2.DT_FLOAT,
+    np.dtype(np.int32): types_pb2.DT_INT32,  # token ids and padding masks
 }
 # Little-endian wire dtypes of the numeric outputs we read, and their typed value fields.
 _READABLE = {
@@ -53,7 +63,7 @@ def padded_rows(batch: SparseBatch, start: int, stop: int) -> tuple[np.ndarray, 
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """A TensorProto of an int64 or float32 ``array``, its bytes in ``tensor_content``."""
+    """A TensorProto of an int64, float32 or int32 ``array``, its bytes in ``tensor_content``."""
     dtype = _DTYPES[array.dtype]
     shape = tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
@@ -82,3 +92,51 @@ def from_tensor_proto(proto: tensor_pb2.TensorProto) -> np.ndarray:
         return flat.reshape(shape)
     except ValueError as exc:
         raise Unavailable(f"the model server answered a malformed tensor: {exc}") from None
+
+
+def predict_request(
+    name: str, version: int, indices: np.ndarray, values: np.ndarray
+) -> predict_pb2.PredictRequest:
+    """TF Serving's ``PredictRequest`` pinned to ``version``, asking for the probabilities only."""
+    return predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(
+            name=name,
+            signature_name=SIGNATURE,
+            version=wrappers_pb2.Int64Value(value=version),
+        ),
+        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
+        output_filter=[OUTPUT],
+    )
+
+
+def inputs_request(
+    name: str, version: int, inputs: Mapping[str, np.ndarray]
+) -> predict_pb2.PredictRequest:
+    """:func:`predict_request` with any named inputs (int64, float32 or int32 arrays)."""
+    return predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(
+            name=name,
+            signature_name=SIGNATURE,
+            version=wrappers_pb2.Int64Value(value=version),
+        ),
+        inputs={key: to_tensor_proto(array) for key, array in inputs.items()},
+        output_filter=[OUTPUT],
+    )
+
+
+def read_probabilities(
+    response: predict_pb2.PredictResponse, name: str, version: int, rows: int
+) -> np.ndarray:
+    """The ``[rows, classes]`` probabilities in a ``PredictResponse``; Unavailable if malformed."""
+    if OUTPUT not in response.outputs:
+        raise Unavailable(
+            f"model {name} version {version} has no {OUTPUT!r} output",
+            details={"outputs": sorted(response.outputs)},
+        )
+    probabilities = from_tensor_proto(response.outputs[OUTPUT])
+    if probabilities.ndim != 2 or probabilities.shape[0] != rows:
+        raise Unavailable(
+            f"model {name} version {version} answered {OUTPUT} of shape "
+            f"{list(probabilities.shape)} for {rows} rows"
+        )
+    return probabilities.astype(np.float32, copy=False)

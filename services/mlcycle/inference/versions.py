@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound, Unavailable
 from mlcycle.common.settings import InferenceSettings
+from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
 from mlcycle.inference.live_rate import LiveScores, expose
@@ -27,6 +28,7 @@ from mlcycle.inference.metadata import (
     read_version_metadata,
 )
 from mlcycle.inference.metrics import SERVING_VERSION
+from mlcycle.inference.tokens import version_tokens
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class ModelVersion:
     threshold: float | None
     # Binary versions: the window of recent served scores the live positive rate comes from.
     live: LiveScores | None = field(default=None, repr=False)
+    # The version's own tokenizer when it reads tokens (the encoder), else None: n-grams.
+    tokens: TokenEncoder | None = field(default=None, repr=False)
 
     @property
     def transform_version(self) -> str:
@@ -101,9 +105,14 @@ def build_version(
             f"artifact store at {model.artifacts_dir}",
             details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
         ) from None
-    # Featurize once now: the first request then finds the compiled vectorizer loaded
-    # (or, on a machine that never ran it, compiled), not a quarter second to seconds away.
-    transform.apply([""])
+    what = f"model {name} version {version}"
+    tokens = version_tokens(model.version_dir(version), metadata.input, what)
+    if tokens is not None:
+        tokens.encode([""])  # load it now, not on the first request
+    else:
+        # Featurize once now: the first request then finds the compiled vectorizer loaded
+        # (or, on a machine that never ran it, compiled), not a quarter second to seconds away.
+        transform.apply([""])
     classes = tuple(str(c) for c in metadata.classes or ("0", "1"))
     threshold = None
     if len(classes) == 2:
@@ -114,7 +123,7 @@ def build_version(
     if len(classes) == 2:
         live = LiveScores(score_prior(metadata))
         expose(live, version)
-    return ModelVersion(name, version, transform, classes, threshold, live)
+    return ModelVersion(name, version, transform, classes, threshold, live, tokens)
 
 
 def score_prior(metadata: VersionMetadata) -> float | None:

@@ -101,6 +101,7 @@ def _print_result(trials: Trials, job_id: str, result: JobResult, console: Conso
     from mlcycle.evaluation.classification import Evaluation
     from mlcycle.trainer.linear import describe_blend
     from mlcycle.trainer.report import summary_table
+    from mlcycle.trainer.stages.report import describe_encoder
 
     found = [trial.to_document() for trial in trials.of_job(job_id)]
     dev = Evaluation.from_dict(result.dev)
@@ -115,6 +116,8 @@ def _print_result(trials: Trials, job_id: str, result: JobResult, console: Conso
             f"worst capability {b.worst_capability} ({b.worst_rate:.1%})",
             highlight=False,
         )
+    if result.encoder:
+        console.print(f"encoder: {describe_encoder(result.encoder)}")
     model = result.model
     if model:
         console.print(

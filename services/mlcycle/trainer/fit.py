@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mlcycle.contracts.thresholds import ThresholdSummary
-from mlcycle.contracts.training import BlendSummary, TrialParams
+from mlcycle.contracts.training import BlendSummary, EncoderSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData, source_weight_of
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value
@@ -52,6 +52,10 @@ class FitResult:
     blend: BlendSummary | None = None
     # How the served threshold was chosen (mlcycle.trainer.thresholds), once it was.
     threshold: ThresholdSummary | None = None
+    # The encoder variant (mlcycle.trainer.encoder): its cost, and how it scores texts
+    # (it reads texts, where the sparse models read a split's feature rows).
+    encoder: EncoderSummary | None = None
+    predict_texts: Callable[[Sequence[str]], np.ndarray] | None = None
 
 
 def _inputs(batch: FlatBatch) -> dict[str, tf.Tensor]:

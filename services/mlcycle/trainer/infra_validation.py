@@ -108,6 +108,19 @@ def infra_validate(
     timeout_s: float,
 ) -> tuple[bool, str]:
     """Serve ``path`` as ``name`` ``version`` in a model server; (passed, what was checked)."""
+    inputs = {"indices": indices.astype(np.int64), "values": values.astype(np.float32)}
+    return infra_validate_inputs(path, name, version, inputs, expected, timeout_s)
+
+
+def infra_validate_inputs(
+    path: Path,
+    name: str,
+    version: int,
+    inputs: Mapping[str, np.ndarray],
+    expected: np.ndarray,
+    timeout_s: float,
+) -> tuple[bool, str]:
+    """:func:`infra_validate` for any signature: ``inputs`` by name, sent in their own dtypes."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".infra-", dir=path.parent) as tmp:
         base = Path(tmp) / name
@@ -124,7 +137,7 @@ def infra_validate(
             if problem:
                 return False, problem
             loaded = time.perf_counter()
-            answer = _predict(server.grpc_address, name, version, indices, values, key=server.key)
+            answer = _predict(server.grpc_address, name, version, inputs, key=server.key)
         except MlcycleError as exc:
             return False, f"the model server could not serve the candidate: {exc.message}"
         finally:
@@ -153,7 +166,7 @@ def _wait_available(rest_url: str, name: str, version: int, deadline: float, *, 
 
 
 def _predict(
-    address: str, name: str, version: int, indices: np.ndarray, values: np.ndarray, *, key: str
+    address: str, name: str, version: int, inputs: Mapping[str, np.ndarray], *, key: str
 ) -> np.ndarray:
     """``probabilities`` for the sample, over gRPC Predict with the official stub."""
     import grpc
@@ -167,8 +180,8 @@ def _predict(
     request.model_spec.name = name
     request.model_spec.version.value = version
     request.model_spec.signature_name = SIGNATURE
-    request.inputs["indices"].CopyFrom(tf.make_tensor_proto(indices, tf.int64))
-    request.inputs["values"].CopyFrom(tf.make_tensor_proto(values, tf.float32))
+    for input_name, array in inputs.items():
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto(array))
     with channel(address) as chan:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(chan)
         try:

@@ -16,6 +16,7 @@ evaluation, the ``behaviour`` stage scores the behavioural suite with the winner
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from datetime import UTC, datetime
@@ -42,6 +43,14 @@ from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.stages.behaviour import score_candidate
 from mlcycle.trainer.stages.bless import judge, publish
 from mlcycle.trainer.stages.context import JobContext, JobEnvironment
+from mlcycle.trainer.stages.encoder import (
+    EncoderRun,
+    consider_encoder,
+    encoder_only,
+    encoder_threshold,
+    export_encoder_candidate,
+    judge_encoder,
+)
 from mlcycle.trainer.stages.evaluate import Evaluated, evaluate_selected
 from mlcycle.trainer.stages.export import export_candidate, judged_before
 from mlcycle.trainer.stages.report import write_job_report
@@ -100,7 +109,12 @@ class JobRunner:
             config=config,
             created_at=now.isoformat(),
             updated_at=now.isoformat(),
-            progress=JobProgress(stage="queued", trials_done=0, trials_total=config.trials),
+            progress=JobProgress(
+                stage="queued",
+                trials_done=0,
+                # The encoder preset runs no search: no trials to count.
+                trials_total=None if config.preset == "encoder" else config.trials,
+            ),
             submitted_by=submitted_by,
         )
         return self.jobs.save(job)
@@ -137,24 +151,42 @@ class JobRunner:
 def run_stages(ctx: JobContext) -> JobResult:
     """Every stage of the job in order; the job's result."""
     features = prepare_features(ctx)
-    outcome = run_search(ctx, features)
-    data = features.data(outcome.best.params.features)
+    encoder: EncoderRun | None = None
+    if ctx.config.preset == "encoder":
+        # The feature set gives the splits and labels; the encoder reads their texts.
+        data = features.data("current")
+        outcome, encoder = encoder_only(ctx, data)
+    else:
+        outcome = run_search(ctx, features)
+        data = features.data(outcome.best.params.features)
     ctx.recorder.remember(transforms=features.transforms)
     if ctx.config.preset == "search" and ctx.config.blend_linear:
         outcome = blend(ctx, outcome, data)
-    outcome = threshold(ctx, outcome, data)
+    if ctx.config.preset == "search" and ctx.config.consider_encoder:
+        ctx.checkpoint()
+        outcome, encoder = consider_encoder(ctx, outcome, data)
+    chosen = encoder if encoder is not None and outcome.best is encoder.result else None
+    if chosen is not None:  # the encoder's scores are corrected in its own export
+        chosen = encoder_threshold(ctx, chosen, data)
+        outcome = dataclasses.replace(outcome, best=chosen.result)
+    else:
+        outcome = threshold(ctx, outcome, data)
     ctx.checkpoint()
     best = outcome.best
     evaluated = evaluate_selected(ctx, best, data)
     behaviour = score_candidate(ctx, best, data, evaluated)
     ctx.checkpoint()  # past here, export and bless run to the end (they are claimed once)
-    model = export_and_bless(ctx, best, data, evaluated, behaviour) if ctx.config.bless else None
-    report = write_job_report(ctx, outcome, data, evaluated, model, behaviour)
+    model = None
+    if ctx.config.bless:
+        model = export_and_bless(ctx, best, data, evaluated, behaviour, chosen)
+    summary = encoder.summary if encoder is not None else None
+    report = write_job_report(ctx, outcome, data, evaluated, model, behaviour, encoder=summary)
     return JobResult(
         metric=ctx.metric,
         best_trial=outcome.best_trial,
         params=best.params,
         blend=best.blend,
+        encoder=summary,
         transform=data.transform,
         dev=evaluated.dev.to_dict(),
         test=evaluated.test.to_dict() if evaluated.test else None,
@@ -171,11 +203,19 @@ def export_and_bless(
     data: TrainingData,
     evaluated: Evaluated,
     behaviour: SuiteResult | None = None,
+    encoder: EncoderRun | None = None,
 ) -> ModelSummary:
-    """Export the winner, judge it and register the verdict (once, even across restarts)."""
+    """Export the winner, judge it and register the verdict (once, even across restarts).
+
+    ``encoder`` is the encoder variant when it is the winner: its export reads tokens.
+    """
     judged = judged_before(ctx)
     if judged is not None:
         return judged
+    if encoder is not None:
+        candidate = export_encoder_candidate(ctx, encoder, data, evaluated, behaviour)
+        decision = judge_encoder(ctx, candidate, encoder, data, evaluated, behaviour)
+        return publish(ctx, candidate, decision, data)
     candidate = export_candidate(ctx, best, data, evaluated, behaviour)
     decision = judge(ctx, candidate, best, data, evaluated, behaviour)
     return publish(ctx, candidate, decision, data)

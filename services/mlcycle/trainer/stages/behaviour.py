@@ -35,6 +35,7 @@ from mlcycle.featurization.transform import Transform
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.blessing import BehaviourCheck
 from mlcycle.trainer.data import SplitData, TrainingData
+from mlcycle.trainer.encoder_export import TokenServingModel, is_token_model
 from mlcycle.trainer.fit import FitResult, predict_probabilities
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated
@@ -62,6 +63,8 @@ def score_candidate(
     if suite is None or data.n_classes != 2:
         return None
     ctx.recorder.stage("behaviour", detail=f"{len(suite)} cases")
+    if best.predict_texts is not None:  # the encoder reads the texts themselves
+        return score_texts(suite, best.predict_texts, served_threshold(best))
     transform = ctx.transforms.transform(data.transform)
 
     def probabilities(split: SplitData) -> np.ndarray:
@@ -79,6 +82,17 @@ def score(
         batch = transform.apply(list(texts), [{} for _ in texts], unknown_fields="ignore")
         split = SplitData.from_batch(batch, np.zeros(len(texts), np.int64))
         return probabilities(split)[:, 1].tolist()
+
+    return run_suite(suite, threshold_scorer(scores, threshold))
+
+
+def score_texts(
+    suite: BehaviourSuite, probabilities: Callable[[list[str]], np.ndarray], threshold: float
+) -> SuiteResult:
+    """Run ``suite`` through a model that scores texts (the encoder), cut at ``threshold``."""
+
+    def scores(texts: Sequence[str]) -> list[float]:
+        return probabilities(list(texts))[:, 1].tolist()
 
     return run_suite(suite, threshold_scorer(scores, threshold))
 
@@ -122,6 +136,15 @@ def production_rates(
     classes = metadata.get("classes") or ["0", "1"]
     if len(classes) != 2:
         return None, None, f"comparison with {version} skipped: it is not a binary model"
+    threshold = threshold_of(metadata)
+    if is_token_model(metadata):  # an encoder: its own SavedModel and tokenizer
+        try:
+            tokens_model = TokenServingModel(path)
+        except (NotFound, InvalidInput) as exc:
+            return None, None, f"comparison with {version} skipped: {why}, and it is gone ({exc})"
+        result = score_texts(suite, tokens_model.probabilities, threshold)
+        how = f"{version} re-scored with its own model, tokenizer and threshold ({why})"
+        return result.rates(), result.pass_rate, how
     try:
         served = exporting.ServingModel(path)
         transform = ctx.transforms.transform(production.transform)

@@ -12,6 +12,7 @@ unblessed one stays in its staging folder, registered with the reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from mlcycle.trainer.blessing import (
     recorded_metric,
 )
 from mlcycle.trainer.data import SplitData, TrainingData
+from mlcycle.trainer.encoder_export import TokenServingModel, is_token_model
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.infra_validation import infra_validate
 from mlcycle.trainer.stages import behaviour as behaviour_stage
@@ -87,20 +89,32 @@ def production_score(
     its SavedModel or transform is no longer available.
     """
     metric = ctx.metric
+    texts = [c.text for c in dev_comments]
     try:
-        models_dir = ctx.settings.models_dir
-        served = exporting.ServingModel(confined(models_dir, production.path or "", what="model"))
+        path = confined(ctx.settings.models_dir, production.path or "", what="model")
+        if _reads_tokens(path):  # the encoder: its own tokenizer, not a transform
+            probabilities = TokenServingModel(path).probabilities(texts)
+            value = evaluate(probabilities, data.dev.labels).metric(metric)
+            return ProductionScore(production.version, value, "re-scored on this dev split")
+        served = exporting.ServingModel(path)
         transform = ctx.transforms.transform(production.transform)
     except (NotFound, InvalidInput) as exc:  # gone, or a record pointing outside the models
         how = f"recorded on its own dev split: {exc}"
         return ProductionScore(production.version, recorded_metric(production.metrics, metric), how)
-    texts = [c.text for c in dev_comments]
     metadata = [dict(c.metadata) for c in dev_comments]
     batch = transform.apply(texts, metadata, unknown_fields="ignore")
     split = SplitData.from_batch(batch, data.dev.labels, n_classes=data.n_classes)
     parts = [served.probabilities(*flat.padded()) for _, flat in split.batches(RESCORE_BATCH_ROWS)]
     value = evaluate(np.concatenate(parts), data.dev.labels).metric(metric)
     return ProductionScore(production.version, value, "re-scored on this dev split")
+
+
+def _reads_tokens(path: Path) -> bool:
+    """True when the version in ``path`` says (in ``metadata.json``) that it reads tokens."""
+    try:
+        return is_token_model(exporting.read_metadata(path))
+    except NotFound:
+        return False
 
 
 def publish(

@@ -82,7 +82,10 @@ def evaluate_selected(ctx: JobContext, best: FitResult, data: TrainingData) -> E
     )
     if len(data.test) == 0:
         return Evaluated(dev, None, None, dev_comments)
-    test_probabilities = predict_probabilities(best.model, data.test)
+    if best.predict_texts is not None:  # a model that reads the texts (the encoder)
+        test_probabilities = best.predict_texts([c.text for c in test_comments])
+    else:
+        test_probabilities = predict_probabilities(best.model, data.test)
     test = evaluate(
         test_probabilities,
         data.test.labels,

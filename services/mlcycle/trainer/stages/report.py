@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcycle.contracts.thresholds import ImpliedFigures, ThresholdSummary
-from mlcycle.contracts.training import ModelSummary
+from mlcycle.contracts.training import EncoderSummary, ModelSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
@@ -23,6 +23,8 @@ def write_job_report(
     evaluated: Evaluated,
     model: ModelSummary | None,
     behaviour: SuiteResult | None = None,
+    *,
+    encoder: EncoderSummary | None = None,
 ) -> Path:
     """Write ``<reports dir>/<job id>.html`` and return its path."""
     ctx.recorder.stage("report")
@@ -47,6 +49,8 @@ def write_job_report(
             f"{behaviour.pass_rate:.1%} of {behaviour.cases} cases passed; "
             f"worst {worst.name} {worst.rate:.1%}"
         )
+    if encoder is not None:
+        summary["encoder"] = describe_encoder(encoder)
     if model:
         summary["model version"] = f"{model.name} v{model.version}"
         summary["state"] = model.state
@@ -98,3 +102,18 @@ def _implied(figures: ImpliedFigures) -> str:
         f"{figures['flagged_rate']:.1%} flagged "
         f"(TPR {figures['tpr']:.3f}, FPR {figures['fpr']:.3f})"
     )
+
+
+def describe_encoder(summary: EncoderSummary) -> str:
+    """One line of the encoder variant's cost and whether it was picked."""
+    parts = [
+        f"{summary.get('model', 'MiniLM')} (max {summary.get('max_length')} tokens, "
+        f"{summary.get('fine_tune_layers', 0)} fine-tuned layers)",
+        f"{summary.get('train_s_per_10k', 0.0):.1f} s training per 10k comments",
+    ]
+    if "predict_p50_ms" in summary:
+        parts.append(f"predict p50 {summary['predict_p50_ms']:.1f} ms")
+    if "reason" in summary:
+        picked = "picked" if summary.get("chosen") else "not picked"
+        parts.append(f"{picked}: {summary['reason']}")
+    return "; ".join(parts)
