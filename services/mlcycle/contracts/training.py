@@ -29,7 +29,15 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 # The n-gram settings a search can choose between (the trainer maps each to a
 # featurizer config). "current" is the transform the featurizer serves now, unchanged.
-FeatureVariant = Literal["current", "talk", "words", "words+chars", "bigrams+chars"]
+FeatureVariant = Literal[
+    "current",
+    "talk",
+    "words",
+    "words+chars",
+    "bigrams+chars",
+    "words+chars+embeddings",
+    "embeddings",
+]
 Metric = Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"]
 # "interrupted": stopped at a checkpoint by a shutdown; the next trainer process resumes it.
 JobStatus = Literal["queued", "running", "interrupted", "succeeded", "failed"]
