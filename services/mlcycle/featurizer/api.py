@@ -123,7 +123,8 @@ def _router(core: FeaturizerCore, access: RouteAccess) -> APIRouter:
 
     @router.post(
         "/featurize",
-        responses=error_responses(400, 401, 403, 404, 413, 422),
+        # 409: the transform's static embeddings are missing from the artifact store.
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422),
         summary="Sparse vectors for texts, with any stored transform version",
     )
     def featurize(request: FeaturizeRequest = Body(...)) -> OrjsonResponse:

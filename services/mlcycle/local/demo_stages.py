@@ -191,6 +191,29 @@ def _agreement(
     return label_agreement(ours, theirs)
 
 
+def ensure_embeddings(settings: Settings, stages: Stages) -> None:
+    """Distill the static embeddings before training when the default search uses them.
+
+    The trainer would make them itself; as a stage of its own, the demo shows what the
+    minute goes on, and a second demo on the same data directory skips it.
+    """
+    from mlcycle.contracts.training import SearchSpace
+    from mlcycle.trainer.config import variant_config
+    from mlcycle.trainer.distill import ensure
+
+    configs = [variant_config(v, None) for v in SearchSpace().features]
+    if any(c is not None and c.embeddings.enabled for c in configs):
+        stages.run(
+            "embeddings",
+            lambda bar: step(
+                bar,
+                "static embeddings from the pre-trained MiniLM (once per data directory)",
+                ensure,
+                settings.featurizer.artifacts_dir,
+            ),
+        )
+
+
 def train(clients: ServiceClients, label_run: str, trials: int, console: Console) -> Trained:
     """Search, evaluate, bless and export a model on the trainer; what it found."""
     job = train_via_api(clients.trainer, label_run, trials, console=console)
