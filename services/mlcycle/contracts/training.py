@@ -108,7 +108,8 @@ class SearchSpace(BaseModel):
     model_config = _STRICT
 
     features: list[FeatureVariant] = Field(
-        default_factory=lambda: ["words+chars", "bigrams+chars"], min_length=1
+        default_factory=lambda: ["words+chars", "bigrams+chars", "words+chars+embeddings"],
+        min_length=1,
     )
     # Centred where Davidson's dev ROC-AUC peaked (benchmarks/quality.py): wide
     # embeddings learn best slowly, with strong dropout, over several epochs.

@@ -195,6 +195,12 @@ class StaticEmbeddings:
         return out
 
 
+def compile_kernels() -> None:
+    """Compile the pooling kernel into Numba's cache (images do it at build time)."""
+    out = np.zeros((1, 1), np.float32)
+    _pool(out, np.zeros(1, np.int64), np.array([0, 1], np.int64), -1, out.copy())
+
+
 @njit(cache=True, nogil=True)
 def _pool(
     vectors: np.ndarray, ids: np.ndarray, offsets: np.ndarray, unk: int, out: np.ndarray
