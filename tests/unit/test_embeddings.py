@@ -24,6 +24,7 @@ from mlcycle.featurization.embeddings import StaticEmbeddings, embedding_texts
 from mlcycle.featurization.sparse import SparseBatch, append_dense
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform, fit
+from mlcycle.inference.lineage.parts import describe_config
 from tests.fixtures.embeddings import DIM, tiny_files, write_tiny
 
 WITH = FeatureConfig(embeddings=EmbeddingsConfig(enabled=True))
@@ -115,6 +116,8 @@ def test_the_group_comes_last_and_the_ngram_groups_are_unchanged(tmp_path: Path)
     assert groups.embeddings is not None and plain.description().groups.embeddings is None
     assert (groups.embeddings.offset, groups.embeddings.dim) == (plain.dim, DIM)
     assert groups.embeddings.artifact == ident
+    assert f"static embeddings {ident} ({DIM} dims)" in describe_config(transform)
+    assert "static embeddings" not in describe_config(plain)
     batch = transform.apply(TEXTS).to_dense()
     np.testing.assert_array_equal(batch[:, : plain.dim], plain.apply(TEXTS).to_dense())
     lookup = StaticEmbeddings.load(tmp_path, ident)
