@@ -211,29 +211,28 @@ class Transform:
                 embeddings=None if self.embeddings is None else self.embeddings.ident,
                 embeddings_dim=self.embeddings_dim,
             ),
-            config=self._config_json(),
+            config=self.config.model_dump(mode="json", exclude=self._unversioned),
         )
 
     def describe(self) -> dict[str, Any]:
         """:meth:`description` as JSON types."""
         return self.description().to_json()
 
-    def _config_json(self) -> dict[str, Any]:
-        """The config as JSON; without static embeddings, as it was before they existed.
+    @property
+    def _unversioned(self) -> set[str]:
+        """Config fields left out of its JSON: static embeddings, when off.
 
-        So the versions of transforms without them (every one fitted before) stay the same.
+        So a transform without them dumps its config as before they existed, and keeps
+        its version (every transform fitted before).
         """
-        config = self.config.model_dump(mode="json")
-        if self.embeddings is None:
-            del config["embeddings"]
-        return config
+        return set() if self.embeddings is not None else {"embeddings"}
 
     def _content(self) -> dict[str, Any]:
         """Everything the version hashes: what determines the output vectors, and the fit counts."""
         vocab = self.vocabulary
         content = {
             "format": FORMAT,
-            "config": self._config_json(),
+            "config": self.config.model_dump(mode="json", exclude=self._unversioned),
             "vocabulary": None
             if vocab is None
             else {"terms": list(vocab.terms), "doc_counts": list(vocab.doc_counts)},
