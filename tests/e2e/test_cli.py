@@ -101,7 +101,7 @@ def _pair(output: str, row: str) -> tuple[float, float]:
 
 
 # The default search space has a variant with static embeddings: the demo makes them in a
-# fresh data directory (a minute and more); these tests distill them once and share them.
+# fresh data directory (half a minute and more); these tests distill them once and share them.
 @pytest.mark.timeout(900)
 def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     tmp_path: Path, dataset: list[Path], distilled_embeddings: Path

@@ -1,8 +1,8 @@
 """The real distillation: the shipped MiniLM through keras-hub into static embeddings.
 
 Marked integration rather than unit: the session fixture runs the 6-layer encoder
-over the whole vocabulary, about a minute and a half on two cores, several minutes
-when they are busy (the e2e demo tests share its artifact).
+over the whole vocabulary, about half a minute on two idle cores, minutes when they
+are busy (the e2e demo tests share its artifact).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The distillation around the encoder: vocabulary, PCA, SIF weights, the Model2Vec files.
 
 The MiniLM forward pass itself is replaced by random hidden states here (it takes
-over a minute); tests/integration/test_distill.py runs the real one.
+half a minute and more); tests/integration/test_distill.py runs the real one.
 """
 
 from __future__ import annotations

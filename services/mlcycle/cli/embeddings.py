@@ -1,7 +1,7 @@
 """``mlcycle embeddings``: the static embeddings a transform's ``embeddings`` group reads.
 
-``distill`` makes them once from the shipped MiniLM (TensorFlow, about a minute and a
-half on two cores) into the artifact store the featurizer, trainer and inference
+``distill`` makes them once from the shipped MiniLM (TensorFlow, about half a minute
+on two idle cores) into the artifact store the featurizer, trainer and inference
 service share; run again, it finds them and does nothing.
 """
 

@@ -91,24 +91,31 @@ def _encode(
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras_hub  # heavy: only when distilling
+    import tensorflow as tf
 
     backbone = keras_hub.models.BertBackbone.from_preset(str(source), load_weights=True)
+
+    # Compiled with XLA, one fixed batch shape: 3.7 times the speed of predict_on_batch
+    # on two cores (the vocabulary in about 25 s instead of 95).
+    @tf.function(jit_compile=True)
+    def pooled(token_ids: tf.Tensor) -> tf.Tensor:
+        inputs = {
+            "token_ids": token_ids,
+            "segment_ids": tf.zeros_like(token_ids),
+            "padding_mask": tf.ones_like(token_ids),
+        }
+        # Every position is real (no padding), so the masked mean is the plain mean.
+        return tf.reduce_mean(backbone(inputs, training=False)["sequence_output"], axis=1)
+
     out = np.empty((len(ids), backbone.hidden_dim), np.float32)
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
+        # The last, shorter batch is padded by repeating a piece: no second compilation.
+        full = np.resize(chunk, BATCH)
         token_ids = np.stack(
-            [np.full(len(chunk), cls_id, np.int32), chunk, np.full(len(chunk), sep_id, np.int32)],
-            axis=1,
+            [np.full(BATCH, cls_id, np.int32), full, np.full(BATCH, sep_id, np.int32)], axis=1
         )
-        result = backbone.predict_on_batch(
-            {
-                "token_ids": token_ids,
-                "segment_ids": np.zeros_like(token_ids),
-                "padding_mask": np.ones_like(token_ids),
-            }
-        )
-        # Every position is real (no padding), so the masked mean is the plain mean.
-        out[start : start + len(chunk)] = np.asarray(result["sequence_output"]).mean(axis=1)
+        out[start : start + len(chunk)] = pooled(tf.constant(token_ids)).numpy()[: len(chunk)]
         if (start // BATCH) % 10 == 0:
             say(f"  {start + len(chunk)}/{len(ids)} pieces")
     return np.nan_to_num(out)
