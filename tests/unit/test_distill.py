@@ -16,7 +16,8 @@ from safetensors.numpy import load
 from tokenizers import Tokenizer
 
 from mlcycle.common.errors import InvalidInput
-from mlcycle.featurization import embeddings, pretrained
+from mlcycle.featurization import embeddings
+from mlcycle.featurization.minilm import EXTRACTED, extract_minilm
 from mlcycle.trainer import distill
 from tests.fixtures.embeddings import tiny_files
 
@@ -37,7 +38,7 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
 def test_the_files_are_a_model2vec_model_over_the_cleaned_vocabulary(
     tmp_path: Path, fake_encoder: list[np.ndarray]
 ) -> None:
-    source = pretrained.minilm_dir(tmp_path)
+    source = extract_minilm(tmp_path)
     files = distill.distill(source)
     original = orjson.loads((source / "tokenizer.json").read_bytes())["model"]["vocab"]
     (ids,) = fake_encoder
@@ -81,7 +82,7 @@ def test_ensure_distills_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(distill, "distill", fake_distill)
     first = distill.ensure(tmp_path)
     assert not first.cached and embeddings.current_id(tmp_path) == first.ident
-    assert calls == [tmp_path / "pretrained" / pretrained.MODEL_ID]
+    assert calls == [tmp_path / distill.PRETRAINED_DIR / EXTRACTED]
     second = distill.ensure(tmp_path)
     assert second.cached and second.ident == first.ident and len(calls) == 1
     (tmp_path / "embeddings" / first.ident / "config.json").write_bytes(b"{}")

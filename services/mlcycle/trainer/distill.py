@@ -32,8 +32,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from mlcycle.featurization import embeddings, pretrained
+from mlcycle.featurization import embeddings
+from mlcycle.featurization.minilm import EXTRACTED, extract_minilm
 
+# Where the verified MiniLM is extracted, under the artifact store: the encoder variant's
+# folder too (mlcycle.trainer.stages.encoder), so the two share one extraction.
+PRETRAINED_DIR = "pretrained"
 PCA_DIMS = 256
 SIF_COEFFICIENT = 1e-4
 BATCH = 512
@@ -60,7 +64,7 @@ def ensure(root: Path, progress: Callable[[str], None] | None = None) -> Distill
         embeddings.read_files(root, ident)
         return Distilled(ident, 0.0, cached=True)
     start = time.perf_counter()
-    files = distill(pretrained.minilm_dir(root), progress)
+    files = distill(extract_minilm(Path(root) / PRETRAINED_DIR), progress)
     ident = embeddings.write_artifact(root, files)
     return Distilled(ident, time.perf_counter() - start, cached=False)
 
@@ -172,7 +176,7 @@ def _config(vectors: np.ndarray) -> bytes:
     config = {
         "model_type": "model2vec",
         "architectures": ["StaticModel"],
-        "tokenizer_name": pretrained.MODEL_ID,
+        "tokenizer_name": EXTRACTED,
         "apply_pca": PCA_DIMS,
         "sif_coefficient": SIF_COEFFICIENT,
         "hidden_dim": int(vectors.shape[1]),
