@@ -60,6 +60,7 @@ ENV MLCYCLE_BEHAVIOUR_SUITE=/app/tests/behaviour
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
 RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && python -c "from mlcycle.featurization.embeddings import compile_kernels; compile_kernels()" \
  && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8003 50053
@@ -87,6 +88,7 @@ ENV MLCYCLE_BEHAVIOUR_SUITE=/app/tests/behaviour
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
 RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && python -c "from mlcycle.featurization.embeddings import compile_kernels; compile_kernels()" \
  && chown -R 10001 /var/cache/numba
 ENV MPLCONFIGDIR=/tmp/matplotlib
 USER 10001
@@ -110,6 +112,7 @@ RUN pip install --no-deps . && rm -rf build services/*.egg-info
 # image, in a cache its user may still write to (a CPU unlike the build machine's).
 ENV NUMBA_CACHE_DIR=/var/cache/numba
 RUN python -c "from mlcycle.featurization.transform import fit; fit(['a b'], None).apply(['a b'])" \
+ && python -c "from mlcycle.featurization.embeddings import compile_kernels; compile_kernels()" \
  && chown -R 10001 /var/cache/numba
 USER 10001
 EXPOSE 8000

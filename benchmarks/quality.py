@@ -19,7 +19,9 @@ What is measured, on ../shared/data/davidson_hate_offensive/labeled_data.csv.gz
   and applied to every split, with no metadata (the ``class`` column never
   becomes a feature). Built on first use and cached per task and variant.
 - best: what a training job selects: ``Search`` over the default
-  ``SearchSpace`` (variants words+chars and bigrams+chars), in a throw-away
+  ``SearchSpace`` (variants words+chars, bigrams+chars and words+chars+embeddings:
+  the static embeddings are distilled into the default data directory's artifact
+  store on first use), in a throw-away
   SQLite study, ``JobConfig`` defaults otherwise (soft labels, balanced class
   weights, patience 2, seed 0), then the winning network blended with its
   linear companion (``mlcycle.trainer.linear``: a logistic regression on the
@@ -70,6 +72,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import FeatureUnion
 
+from mlcycle.common.settings import load_settings
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.splits import hash_split
 from mlcycle.contracts.training import JobConfig, TrialParams
@@ -82,6 +85,7 @@ from mlcycle.labeler.aggregate import aggregate
 from mlcycle.labeler.votes import VoteMatrix
 from mlcycle.trainer.config import SEED, variant_config
 from mlcycle.trainer.data import SplitData, TrainingData
+from mlcycle.trainer.distill import ensure as ensure_embeddings
 from mlcycle.trainer.fit import fit, predict_probabilities
 from mlcycle.trainer.linear import blend_with_linear, describe_blend, linear_part_probabilities
 from mlcycle.trainer.models import BlendedModel
@@ -206,7 +210,16 @@ class VariantData:
             raise ValueError("the 'current' variant needs a featurizer service; name one")
         rows = {s: self.corpus.rows(s) for s in SPLITS}
         train_texts = self.corpus.texts_of(rows["train"])
-        transform = fit_transform(train_texts, [{} for _ in train_texts], config)
+        artifacts = None
+        if config.embeddings.enabled:
+            # The static embeddings live in the artifact store of the default data directory,
+            # where `make demo` and `mlcycle embeddings distill` leave them: distilled once.
+            artifacts = load_settings().featurizer.artifacts_dir
+            distilled = ensure_embeddings(artifacts, log)
+            log(f"  static embeddings {distilled.ident} ({distilled.seconds:.0f} s to make)")
+        transform = fit_transform(
+            train_texts, [{} for _ in train_texts], config, artifacts=artifacts
+        )
 
         def split(name: str) -> SplitData:
             texts = self.corpus.texts_of(rows[name])

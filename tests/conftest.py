@@ -14,6 +14,7 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.broker",
+    "tests.fixtures.embeddings",
     "tests.fixtures.encoder",
     "tests.fixtures.search",
     "tests.fixtures.tls",

@@ -29,6 +29,7 @@ from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.training_jobs import TrainingJobs
 from mlcycle.importers.synthetic import write_wikidetox_files
 from tests.fixtures.broker import read_all
+from tests.fixtures.embeddings import copy_embeddings
 
 pytestmark = pytest.mark.e2e
 
@@ -99,9 +100,13 @@ def _pair(output: str, row: str) -> tuple[float, float]:
     return float(match.group(1)), float(match.group(2))
 
 
+# The default search space has a variant with static embeddings: the demo makes them in a
+# fresh data directory (half a minute and more); these tests distill them once and share them.
+@pytest.mark.timeout(900)
 def test_demo_runs_every_stage_and_the_model_survives_a_restart(
-    tmp_path: Path, dataset: list[Path]
+    tmp_path: Path, dataset: list[Path], distilled_embeddings: Path
 ) -> None:
+    copy_embeddings(distilled_embeddings, tmp_path / "data" / "artifacts")
     env = _isolated_env(tmp_path / "data")
     data_args = [arg for path in dataset for arg in ("--data", str(path))]
     args = ("--format", "wikidetox", "--trials", "2", "--load-seconds", "3")
@@ -194,11 +199,13 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     _restart_serves_the_trained_model(env, data_dir)
 
 
+@pytest.mark.timeout(900)
 def test_demo_with_scoped_keys_runs_and_records_who_did_what(
-    tmp_path: Path, dataset: list[Path]
+    tmp_path: Path, dataset: list[Path], distilled_embeddings: Path
 ) -> None:
     """With keys configured every call carries one: the demo still runs each stage, and the
     audit records name the key, never its secret."""
+    copy_embeddings(distilled_embeddings, tmp_path / "data" / "artifacts")
     secret = "demo-admin-secret-8f1c"
     env = {**_isolated_env(tmp_path / "data"), "MLCYCLE_API_KEYS": f"ops:admin:{secret}"}
     data_args = [arg for path in dataset for arg in ("--data", str(path))]

@@ -27,6 +27,7 @@ from mlcycle.featurizer.batch import FeatureSetBuilder, PendingWatcher
 from mlcycle.featurizer.service import FeaturizerCore, core_for
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.broker import LoopThread, wait_for
+from tests.fixtures.embeddings import DIM, write_tiny
 
 pytestmark = pytest.mark.integration
 
@@ -240,6 +241,30 @@ def test_rest_transforms_and_feature_sets(servers: tuple[str, str], label_run: s
     assert built.json()["rows"] == N_ITEMS
     items = httpx.get(f"{rest_url}/v1/feature-sets").json()["items"]
     assert [m["label_run"] for m in items] == [label_run]
+
+
+def test_fitting_with_static_embeddings_needs_them_distilled_first(
+    servers: tuple[str, str], core: FeaturizerCore, label_run: str
+) -> None:
+    rest = servers[0]
+    request = {"label_run": label_run, "config": {"embeddings": {"enabled": True}}}
+    refused = httpx.post(f"{rest}/v1/transforms", json=request, timeout=60)
+    assert refused.status_code == 409, refused.text
+    assert "mlcycle embeddings distill" in refused.json()["error"]["message"]
+
+    ident = write_tiny(core.root)  # what `mlcycle embeddings distill` leaves, in miniature
+    fitted = httpx.post(f"{rest}/v1/transforms", json=request, timeout=60)
+    assert fitted.status_code == 201, fitted.text
+    group = fitted.json()["groups"]["embeddings"]
+    assert group["artifact"] == ident and group["dim"] == DIM
+    version = fitted.json()["version"]
+    answer = httpx.post(
+        f"{rest}/v1/featurize",
+        json={"instances": [{"text": "you are a wonderful person"}], "transform": version},
+    ).json()
+    (vector,) = answer["vectors"]
+    assert vector["indices"][-DIM:] == list(range(group["offset"], group["offset"] + DIM))
+    assert np.linalg.norm(vector["values"][-DIM:]) == pytest.approx(1.0, rel=1e-5)
 
 
 # -- batch: label events drive feature sets ----------------------------------------------------

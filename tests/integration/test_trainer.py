@@ -21,6 +21,7 @@ from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.serving import serving_config_path
+from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
@@ -29,6 +30,7 @@ from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.serving_config import parse_serving_config
 from mlcycle.trainer.stages.context import JobEnvironment
 from tests.fixtures.broker import read_all
+from tests.fixtures.embeddings import DIM, write_tiny
 
 pytestmark = pytest.mark.integration
 
@@ -201,6 +203,40 @@ def test_a_job_searches_blesses_exports_and_registers(
         assert not (settings.trainer.models_dir / settings.trainer.model_name / "2").exists()
     else:
         assert judged["state"] == "production"
+
+
+def test_a_job_with_static_embeddings_trains_serves_and_records_them(
+    service: str, settings: Settings, store: Store
+) -> None:
+    seed(store, "e")
+    label(settings, store)
+    artifacts = settings.featurizer.artifacts_dir
+    ident = write_tiny(artifacts)  # stands for `mlcycle embeddings distill`'s artifact
+    search = {**SMALL_SEARCH, "features": ["words+chars+embeddings"]}
+    started = httpx.post(f"{service}/v1/jobs", json={"trials": 1, "search": search}, timeout=10)
+    assert started.status_code == 202, started.text
+    job = wait_job(service, started.json()["id"])
+    assert job["status"] == "succeeded", job.get("error")
+    transform = TransformStore(artifacts).transform(job["result"]["transform"])
+    assert transform.embeddings is not None and transform.embeddings.ident == ident
+    assert transform.config.embeddings.enabled and transform.embeddings_dim == DIM
+    folder = settings.trainer.models_dir / settings.trainer.model_name / "1"
+    assert read_metadata(folder)["transform"] == transform.version
+    # The exported model reads the dense block: its scores move with the embedding columns.
+    batch = transform.apply(["thanks for the edit", "you idiot"])
+    width = int(np.diff(batch.indptr).max())
+    indices = np.zeros((2, width), np.int64)
+    values = np.zeros((2, width), np.float32)
+    for i in range(2):
+        row_indices, row_values = batch.row(i)
+        indices[i, : len(row_indices)] = row_indices
+        values[i, : len(row_values)] = row_values
+    model = ServingModel(folder)
+    before = model.probabilities(indices, values)
+    embedded = (indices >= transform.dim - DIM) & (values != 0)
+    assert embedded.sum(axis=1).tolist() == [DIM, DIM]
+    values[embedded] *= -1.0
+    assert not np.allclose(model.probabilities(indices, values), before)
 
 
 def test_bad_jobs_are_refused_or_fail_with_a_reason(

@@ -3,7 +3,8 @@
 The commands live by kind: :mod:`~mlcycle.cli.lifecycle` (the stack, data, label,
 featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
 service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
-model), :mod:`~mlcycle.cli.services` (run one service in the foreground). They
+model), :mod:`~mlcycle.cli.services` (run one service in the foreground),
+:mod:`~mlcycle.cli.embeddings` (distill the static embeddings). They
 are registered here, in the order ``mlcycle --help`` lists them.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from mlcycle.cli import checking, lifecycle, services, serving
+from mlcycle.cli.embeddings import embeddings_app
 
 app = typer.Typer(
     name="mlcycle",
@@ -41,5 +43,6 @@ app.add_typer(services.featurizer_app, name="featurizer")
 app.add_typer(services.trainer_app, name="trainer")
 app.add_typer(services.inference_app, name="inference")
 app.add_typer(lifecycle.download_app, name="download")
+app.add_typer(embeddings_app, name="embeddings")
 
 __all__ = ["app"]

@@ -147,7 +147,7 @@ def train(
         str | None,
         typer.Option(
             help="Comma-separated n-gram variants to search: current, talk, words, "
-            "words+chars, bigrams+chars."
+            "words+chars, bigrams+chars, words+chars+embeddings, embeddings."
         ),
     ] = None,
     run: Annotated[str | None, typer.Option(help="Label run (default: the latest).")] = None,

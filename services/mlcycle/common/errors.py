@@ -69,6 +69,14 @@ class NotFound(MlcycleError):
     code = "not_found"
 
 
+class Conflict(MlcycleError):
+    """The request is valid but the state it needs is not there yet (e.g. an artifact)."""
+
+    http_status = 409
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "conflict"
+
+
 class PayloadTooLarge(MlcycleError):
     """The request body or batch exceeds the configured limit."""
 

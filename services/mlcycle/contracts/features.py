@@ -102,7 +102,7 @@ class CategoricalField(BaseModel):
 
 
 class MetadataGroup(BaseModel):
-    """The metadata columns, last in the vector."""
+    """The metadata columns, after the n-grams (and before any static embeddings)."""
 
     offset: int
     dim: int
@@ -110,12 +110,23 @@ class MetadataGroup(BaseModel):
     categorical: list[CategoricalField]
 
 
+class EmbeddingsGroup(BaseModel):
+    """The dense static-embedding columns, after metadata: one pooled vector per text."""
+
+    offset: int
+    dim: int
+    artifact: str = Field(description="content id of the embeddings artifact (m2v-...)")
+
+
 class TransformGroups(BaseModel):
-    """The three column groups of a transform's vector, side by side."""
+    """The column groups of a transform's vector, side by side."""
 
     word: WordGroup
     char: CharGroup
     metadata: MetadataGroup
+    embeddings: EmbeddingsGroup | None = Field(
+        default=None, description="present when the transform has static embeddings"
+    )
 
 
 class TransformDescription(BaseModel):

@@ -27,9 +27,9 @@ TRIAL_KIND = "trial"
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
-# The n-gram settings a search can choose between (the trainer maps each to a
-# featurizer config). "current" is the transform the featurizer serves now, unchanged.
-FeatureVariant = Literal["current", "talk", "words", "words+chars", "bigrams+chars"]
+# What a search chooses between, each a featurizer config ("current": the served one, as is).
+FeatureVariant = Literal["current", "talk", "words", "words+chars", "bigrams+chars",
+                         "words+chars+embeddings", "embeddings"]  # fmt: skip
 Metric = Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"]
 # "interrupted": stopped at a checkpoint by a shutdown; the next trainer process resumes it.
 JobStatus = Literal["queued", "running", "interrupted", "succeeded", "failed"]
@@ -99,9 +99,8 @@ class SearchSpace(BaseModel):
 
     model_config = _STRICT
 
-    features: list[FeatureVariant] = Field(
-        default_factory=lambda: ["words+chars", "bigrams+chars"], min_length=1
-    )
+    features: list[FeatureVariant] = Field(min_length=1, default_factory=lambda: [
+        "words+chars", "bigrams+chars", "words+chars+embeddings"])  # fmt: skip
     # Centred where Davidson's dev ROC-AUC peaked (benchmarks/quality.py): wide
     # embeddings learn best slowly, with strong dropout, over several epochs.
     hidden_units: IntParam = IntRange(low=32, high=192, log=True)

@@ -1,4 +1,5 @@
-"""What a transform does, as frozen, validated settings: pre-processing, word, char and metadata.
+"""What a transform does, as frozen, validated settings: pre-processing, word, char, metadata
+and static embeddings.
 
 A :class:`FeatureConfig` is part of every fitted transform and of its
 content-hash version, so two transforms with different settings never share
@@ -134,6 +135,18 @@ class MetadataConfig(BaseModel):
         return self
 
 
+class EmbeddingsConfig(BaseModel):
+    """Static embeddings distilled from the pre-trained MiniLM: one dense vector per text.
+
+    Off by default: it needs the distilled artifact in the artifact store
+    (``mlcycle embeddings distill``), which a transform then records by id.
+    """
+
+    model_config = _FROZEN
+
+    enabled: bool = False
+
+
 class FeatureConfig(BaseModel):
     """Everything a transform needs to know before it sees data."""
 
@@ -143,6 +156,7 @@ class FeatureConfig(BaseModel):
     word: WordConfig = WordConfig()
     char: CharConfig = CharConfig()
     metadata: MetadataConfig = MetadataConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
     weighting: Literal["binary", "log_count"] = Field(
         "log_count", description="a present n-gram counts 1, or 1 + log(count)"
     )

@@ -70,7 +70,7 @@ def fit_on_label_run(
     if not comments:
         raise InvalidInput(f"label run {run.id} has no labeled train items to fit on")
     texts, metadata = [c.text for c in comments], [dict(c.metadata) for c in comments]
-    return transforms.add(fit(texts, metadata, config))
+    return transforms.add(fit(texts, metadata, config, artifacts=transforms.root))
 
 
 def build_feature_set(

@@ -4,12 +4,17 @@ The same :class:`Transform` object runs in training (batch shards) and serving
 (gRPC, inference), so both sides produce identical vectors by construction.
 Its version is a content hash: ``tf-`` + the first 16 hex digits of the
 SHA-256 of a canonical JSON of its config, vocabulary, metadata statistics and
-fit counts. The creation time is recorded but is not part of the hash, so
-fitting the same config on the same data gives the same version.
+fit counts (and, with static embeddings, their artifact's content id). The
+creation time is recorded but is not part of the hash, so fitting the same
+config on the same data gives the same version.
 
 One index space, groups side by side::
 
-    [ word vocabulary or hashed word n-grams | hashed char n-grams | metadata ]
+    [ word vocabulary or hashed word n-grams | hashed char n-grams | metadata | embeddings ]
+
+The n-gram and metadata groups are sparse; the static embeddings (when enabled)
+are a dense block of their width at the end of every row. They are read from the
+artifact store, so a transform with them is loaded from, and fitted against, a root.
 
 >>> transform = fit(texts, metadata, FeatureConfig())          # doctest: +SKIP
 >>> batch = transform.apply(["you are great"], [{"year": 2015}])  # doctest: +SKIP
@@ -33,20 +38,15 @@ from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.files import write_atomically
-from mlcycle.contracts.features import (
-    CategoricalField,
-    CharGroup,
-    MetadataGroup,
-    NumericField,
-    TransformDescription,
-    TransformGroups,
-    WordGroup,
-)
+from mlcycle.contracts.features import TransformDescription
 from mlcycle.featurization.compiled import vectorize_compiled
 from mlcycle.featurization.config import FeatureConfig
+from mlcycle.featurization.describe import groups
+from mlcycle.featurization.embeddings import StaticEmbeddings, embedding_texts, require_current
+from mlcycle.featurization.inputs import Metadata, check_inputs, chunks
 from mlcycle.featurization.metadata import MetadataEncoder, fit_metadata
 from mlcycle.featurization.preprocess import clean_batch
-from mlcycle.featurization.sparse import CsrBuilder, SparseBatch, empty_batch
+from mlcycle.featurization.sparse import CsrBuilder, SparseBatch, append_dense, empty_batch
 from mlcycle.featurization.vectors import Layout
 from mlcycle.featurization.words import Vocabulary, VocabularyCounter
 
@@ -54,14 +54,6 @@ FORMAT = 1
 TRANSFORMS_DIR = "transforms"
 SUFFIX = ".json.gz"
 _VERSION_RE = re.compile(r"^tf-[0-9a-f]{16}$")
-# Characters per internal chunk: enough texts that numpy's per-call overhead is
-# spread thin, few enough that the working arrays stay at a few MB. Bigger
-# arrays are not just out of cache: the allocator hands them back to the OS on
-# free and every new one pays page faults again (measured 5-10x slower here).
-CHUNK_CHARS = 256_000
-MAX_CHUNK = 4096
-
-Metadata = Sequence[Mapping[str, Any] | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,11 +65,14 @@ class Transform:
     metadata: MetadataEncoder
     fitted_on: Mapping[str, int]
     created_at: str
+    embeddings: StaticEmbeddings | None = None
     version: str = field(init=False)
     _layout: Layout = field(init=False, repr=False)
     _slot_fields: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.config.embeddings.enabled != (self.embeddings is not None):
+            raise InvalidInput("static embeddings are given exactly when the config enables them")
         object.__setattr__(self, "version", _version_of(self._content()))
         char = self.config.char
         layout = Layout(
@@ -115,9 +110,14 @@ class Transform:
         return self.config.char.buckets if self.config.char.enabled else 0
 
     @property
+    def embeddings_dim(self) -> int:
+        """Width of the dense static-embedding block (0 when disabled)."""
+        return self.embeddings.dim if self.embeddings is not None else 0
+
+    @property
     def dim(self) -> int:
         """Width of the whole vector."""
-        return self.word_dim + self.char_dim + self.metadata.dim
+        return self.word_dim + self.char_dim + self.metadata.dim + self.embeddings_dim
 
     # -- applying -----------------------------------------------------------------------------
 
@@ -135,17 +135,25 @@ class Transform:
         metadata field this transform was not fitted on is an
         :class:`~mlcycle.common.errors.InvalidInput` naming the fields.
         """
-        _check_inputs(texts, metadata)
+        check_inputs(texts, metadata)
         if unknown_fields == "error" and metadata is not None:
             self._check_fields(metadata)
         if len(texts) == 0:
             return empty_batch(self.dim)
-        chunks, total_chars = _chunks(texts, self.config.preprocess.max_chars)
+        runs, total_chars = chunks(texts, self.config.preprocess.max_chars)
         out = CsrBuilder(self.dim, self._capacity(len(texts), total_chars))
-        for start, end in chunks:
+        static = self.embeddings
+        dense = None if static is None else np.empty((len(texts), static.dim), np.float32)
+        for start, end in runs:
             chunk_meta = None if metadata is None else metadata[start:end]
             self._apply_chunk(texts[start:end], chunk_meta, out)
-        return out.build()
+            if static is not None and dense is not None:
+                chunk = embedding_texts(texts[start:end], self.config.preprocess)
+                dense[start:end] = static.encode(chunk)
+        batch = out.build()
+        if dense is None:
+            return batch
+        return append_dense(batch, self.dim - self.embeddings_dim, dense)
 
     def _apply_chunk(
         self, texts: Sequence[str], metadata: Metadata | None, out: CsrBuilder
@@ -189,78 +197,84 @@ class Transform:
 
     def description(self) -> TransformDescription:
         """Version, group widths and offsets, vocabulary and field statistics, config."""
-        meta = self.metadata
-        word, char = self.config.word, self.config.char
         return TransformDescription(
             version=self.version,
             dim=self.dim,
             created_at=self.created_at,
             fitted_on=dict(self.fitted_on),
-            groups=TransformGroups(
-                word=WordGroup(
-                    offset=0,
-                    dim=self.word_dim,
-                    mode=word.mode if word.enabled else None,
-                    ngram_max=word.ngram_max,
-                    vocabulary_size=len(self.vocabulary) if self.vocabulary else 0,
-                ),
-                char=CharGroup(
-                    offset=self.word_dim,
-                    dim=self.char_dim,
-                    ngram_range=[char.ngram_min, char.ngram_max],
-                ),
-                metadata=MetadataGroup(
-                    offset=self.word_dim + self.char_dim,
-                    dim=meta.dim,
-                    numeric=[
-                        NumericField(name=f.name, mean=f.mean, std=f.std, count=f.count)
-                        for f in meta.numeric
-                    ],
-                    categorical=[
-                        CategoricalField(name=c.name, categories=len(c.categories), count=c.count)
-                        for c in meta.categorical
-                    ],
-                ),
+            groups=groups(
+                self.config,
+                self.metadata,
+                word_dim=self.word_dim,
+                char_dim=self.char_dim,
+                vocabulary_size=len(self.vocabulary) if self.vocabulary else 0,
+                embeddings=None if self.embeddings is None else self.embeddings.ident,
+                embeddings_dim=self.embeddings_dim,
             ),
-            config=self.config.model_dump(mode="json"),
+            config=self.config.model_dump(mode="json", exclude=self._unversioned),
         )
 
     def describe(self) -> dict[str, Any]:
         """:meth:`description` as JSON types."""
         return self.description().to_json()
 
+    @property
+    def _unversioned(self) -> set[str]:
+        """Config fields left out of its JSON: static embeddings, when off.
+
+        So a transform without them dumps its config as before they existed, and keeps
+        its version (every transform fitted before).
+        """
+        return set() if self.embeddings is not None else {"embeddings"}
+
     def _content(self) -> dict[str, Any]:
         """Everything the version hashes: what determines the output vectors, and the fit counts."""
         vocab = self.vocabulary
-        return {
+        content = {
             "format": FORMAT,
-            "config": self.config.model_dump(mode="json"),
+            "config": self.config.model_dump(mode="json", exclude=self._unversioned),
             "vocabulary": None
             if vocab is None
             else {"terms": list(vocab.terms), "doc_counts": list(vocab.doc_counts)},
             "metadata": self.metadata.to_dict(),
             "fitted_on": dict(self.fitted_on),
         }
+        if self.embeddings is not None:
+            # The artifact's content id: other vectors, another transform version.
+            content["embeddings"] = {"artifact": self.embeddings.ident, "dim": self.embeddings.dim}
+        return content
 
     def to_dict(self) -> dict[str, Any]:
         """The artifact's JSON-able form; :meth:`from_dict` rebuilds an equal transform."""
         return {"version": self.version, "created_at": self.created_at, **self._content()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Transform:
-        """Rebuild a transform; :class:`InvalidInput` when malformed or its hash does not match."""
+    def from_dict(cls, d: Mapping[str, Any], root: Path | None = None) -> Transform:
+        """Rebuild a transform; :class:`InvalidInput` when malformed or its hash does not match.
+
+        A transform with static embeddings reads them from the artifact store ``root``:
+        :class:`~mlcycle.common.errors.Conflict` when they are not there, InvalidInput
+        when they were altered.
+        """
         try:
             if d.get("format") != FORMAT:
                 raise ValueError(f"unsupported transform format {d.get('format')!r}")
             vocab = d["vocabulary"]
+            config = FeatureConfig.model_validate(d["config"])
+            static = None
+            if config.embeddings.enabled:
+                if root is None:
+                    raise ValueError("it has static embeddings, which need the artifact store")
+                static = StaticEmbeddings.load(root, str(d["embeddings"]["artifact"]))
             transform = cls(
-                config=FeatureConfig.model_validate(d["config"]),
+                config=config,
                 vocabulary=None
                 if vocab is None
                 else Vocabulary.from_terms(vocab["terms"], vocab["doc_counts"]),
                 metadata=MetadataEncoder.from_dict(d["metadata"]),
                 fitted_on={str(k): int(v) for k, v in d["fitted_on"].items()},
                 created_at=str(d["created_at"]),
+                embeddings=static,
             )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise InvalidInput(f"malformed transform artifact: {exc}") from exc
@@ -293,7 +307,7 @@ class Transform:
             data = orjson.loads(gzip.decompress(path.read_bytes()))
         except (OSError, EOFError, orjson.JSONDecodeError) as exc:
             raise InvalidInput(f"transform artifact {path.name} is unreadable: {exc}") from exc
-        transform = cls.from_dict(data)
+        transform = cls.from_dict(data, root)
         if transform.version != version:
             raise InvalidInput(f"transform file {path.name} holds version {transform.version}")
         return transform
@@ -303,14 +317,26 @@ def fit(
     texts: Sequence[str],
     metadata: Metadata | None = None,
     config: FeatureConfig = FeatureConfig(),  # noqa: B008 - frozen, so sharing it is safe
+    *,
+    artifacts: Path | None = None,
 ) -> Transform:
-    """Fit a transform: the word vocabulary (vocab mode) and metadata statistics."""
-    _check_inputs(texts, metadata)
+    """Fit a transform: the word vocabulary (vocab mode) and metadata statistics.
+
+    With static embeddings enabled, the transform takes the current embeddings
+    artifact of the store ``artifacts``; without one, a
+    :class:`~mlcycle.common.errors.Conflict` naming the command that makes it.
+    """
+    check_inputs(texts, metadata)
+    static = None
+    if config.embeddings.enabled:
+        if artifacts is None:
+            raise InvalidInput("static embeddings need the artifact store they are kept in")
+        static = StaticEmbeddings.load(artifacts, require_current(artifacts))
     vocabulary = None
     truncated = 0
     if config.word.enabled and config.word.mode == "vocab":
         counter = VocabularyCounter(config.word.ngram_max)
-        for start, end in _chunks(texts, config.preprocess.max_chars)[0]:
+        for start, end in chunks(texts, config.preprocess.max_chars)[0]:
             batch = clean_batch(texts[start:end], config.preprocess)
             truncated += int(batch.truncated.sum())
             counter.add(batch)
@@ -329,6 +355,7 @@ def fit(
         metadata=fit_metadata(metadata, config.metadata),
         fitted_on=fitted_on,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        embeddings=static,
     )
 
 
@@ -341,36 +368,6 @@ def list_versions(root: Path) -> list[str]:
     return sorted(n for n in names if _VERSION_RE.match(n))
 
 
-def _chunks(texts: Sequence[str], max_chars: int) -> tuple[list[tuple[int, int]], int]:
-    """(start, end) of runs of texts of about CHUNK_CHARS characters; all the characters."""
-    sizes = np.fromiter((min(len(t), max_chars) + 2 for t in texts), np.int64, len(texts))
-    ends = np.searchsorted(np.cumsum(sizes), np.arange(CHUNK_CHARS, sizes.sum(), CHUNK_CHARS))
-    bounds = [0]
-    for end in [*ends.tolist(), len(texts)]:
-        while end - bounds[-1] > MAX_CHUNK:
-            bounds.append(bounds[-1] + MAX_CHUNK)
-        if end > bounds[-1]:
-            bounds.append(end)
-    return list(zip(bounds[:-1], bounds[1:], strict=True)), int(sizes.sum())
-
-
 def _version_of(content: Mapping[str, Any]) -> str:
     canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     return "tf-" + hashlib.sha256(canonical).hexdigest()[:16]
-
-
-def _check_inputs(texts: Sequence[str], metadata: Metadata | None) -> None:
-    if isinstance(texts, str):
-        raise InvalidInput("texts must be a sequence of strings, not one string")
-    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
-    if bad is not None:
-        raise InvalidInput(f"text {bad} is {type(texts[bad]).__name__}, not a string")
-    if metadata is not None:
-        if len(metadata) != len(texts):
-            raise InvalidInput(f"{len(metadata)} metadata records for {len(texts)} texts")
-        bad = next(
-            (i for i, r in enumerate(metadata) if r is not None and not isinstance(r, Mapping)),
-            None,
-        )
-        if bad is not None:
-            raise InvalidInput(f"metadata record {bad} is not an object")

@@ -123,7 +123,8 @@ def _router(core: FeaturizerCore, access: RouteAccess) -> APIRouter:
 
     @router.post(
         "/featurize",
-        responses=error_responses(400, 401, 403, 404, 413, 422),
+        # 409: the transform's static embeddings are missing from the artifact store.
+        responses=error_responses(400, 401, 403, 404, 409, 413, 422),
         summary="Sparse vectors for texts, with any stored transform version",
     )
     def featurize(request: FeaturizeRequest = Body(...)) -> OrjsonResponse:
@@ -159,7 +160,8 @@ def _router(core: FeaturizerCore, access: RouteAccess) -> APIRouter:
     @router.post(
         "/transforms",
         status_code=201,
-        responses=error_responses(400, 401, 403, 404, 422),
+        # 409: the config enables static embeddings and the artifact store has none yet.
+        responses=error_responses(400, 401, 403, 404, 409, 422),
         summary="Fit a transform on a label run's train split",
     )
     def fit(

@@ -86,6 +86,7 @@ def _stages(
             bar, "fit on train, build shards", featurize_via_api, clients.featurizer, label_run
         ),
     )
+    demo_stages.ensure_embeddings(settings, stages)
     trained = stages.run_own(
         "train", lambda: demo_stages.train(clients, label_run, trials, console)
     )

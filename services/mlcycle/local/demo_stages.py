@@ -6,6 +6,9 @@ topics), and returns a typed record of :mod:`mlcycle.local.demo_records`.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +19,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from mlcycle.clients import ServiceClients
 from mlcycle.common.errors import Unavailable
-from mlcycle.common.settings import KafkaSettings, Settings
+from mlcycle.common.settings import KafkaSettings, Settings, settings_to_env
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.local.demo_records import (
     Agreement,
@@ -189,6 +192,40 @@ def _agreement(
     read = len(ours)
     theirs = labels_of_run(clients.labeler, second.id, on_page=progress)
     return label_agreement(ours, theirs)
+
+
+def ensure_embeddings(settings: Settings, stages: Stages) -> None:
+    """Distill the static embeddings before training when the default search uses them.
+
+    The trainer would make them itself; as a stage of its own, the demo shows what the
+    minute goes on, and a second demo on the same data directory skips it. It runs as
+    ``mlcycle embeddings distill`` in a child process, so TensorFlow's start-up chatter
+    stays out of the demo's output and its memory is freed when it is done.
+    """
+    from mlcycle.contracts.training import SearchSpace
+    from mlcycle.trainer.config import variant_config
+
+    configs = [variant_config(v, None) for v in SearchSpace().features]
+    if any(c is not None and c.embeddings.enabled for c in configs):
+        stages.run(
+            "embeddings",
+            lambda bar: step(
+                bar,
+                "static embeddings from the pre-trained MiniLM (once per data directory)",
+                _distill,
+                settings,
+            ),
+        )
+
+
+def _distill(settings: Settings) -> str:
+    argv = [sys.executable, "-m", "mlcycle", "embeddings", "distill", "--quiet"]
+    env = {**os.environ, **settings_to_env(settings)}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-5:])
+        raise Unavailable(f"`mlcycle embeddings distill` failed:\n{tail}")
+    return done.stdout.strip()
 
 
 def train(clients: ServiceClients, label_run: str, trials: int, console: Console) -> Trained:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlcycle.contracts.training import FeatureVariant, TrialParams
-from mlcycle.featurization.config import CharConfig, FeatureConfig, WordConfig
+from mlcycle.featurization.config import CharConfig, EmbeddingsConfig, FeatureConfig, WordConfig
 
 # The n-gram settings a search can choose between, as changes to the featurizer's
 # config. "current" means the transform the featurizer serves now, unchanged.
@@ -28,6 +28,19 @@ FEATURE_VARIANTS: dict[FeatureVariant, dict[str, Any]] = {
     "bigrams+chars": {
         "word": WordConfig(ngram_max=2, max_size=100_000),
         "char": CharConfig(ngram_min=2, ngram_max=5),
+    },
+    # Static embeddings distilled from the pre-trained MiniLM next to the n-grams: word
+    # pieces the training corpus never used still land near the ones it did.
+    "words+chars+embeddings": {
+        "word": WordConfig(ngram_max=1),
+        "char": CharConfig(ngram_min=2, ngram_max=4),
+        "embeddings": EmbeddingsConfig(enabled=True),
+    },
+    # The embeddings alone: 256 dense inputs, what the pre-trained vocabulary knows.
+    "embeddings": {
+        "word": WordConfig(enabled=False),
+        "char": CharConfig(enabled=False),
+        "embeddings": EmbeddingsConfig(enabled=True),
     },
 }
 

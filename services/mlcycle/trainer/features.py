@@ -21,6 +21,7 @@ from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
 from mlcycle.trainer.config import variant_config
 from mlcycle.trainer.data import TrainingData, read_training_data
+from mlcycle.trainer.distill import ensure as ensure_embeddings
 
 Announce = Callable[[str], None]
 
@@ -72,6 +73,12 @@ class VariantFeatures:
             else:
                 version = base_version
         else:
+            if config.embeddings.enabled:
+                # The featurizer applies static embeddings but cannot make them (no
+                # TensorFlow); the trainer can, once per artifact store.
+                done = ensure_embeddings(store.root, self._announce)
+                if not done.cached:
+                    self._announce(f"distilled embeddings {done.ident} in {done.seconds:.0f} s")
             self._announce(f"fitting the {variant!r} transform")
             version = self._fit(config).version
         self.transforms[variant] = version

@@ -147,5 +147,9 @@ def describe_config(transform: Transform) -> str:
     fields = sorted(transform.metadata.fields)
     if fields:
         parts.append(f"metadata {', '.join(fields)} ({transform.metadata.dim} dims)")
+    if transform.embeddings is not None:
+        parts.append(
+            f"static embeddings {transform.embeddings.ident} ({transform.embeddings_dim} dims)"
+        )
     parts.append(f"{config.weighting} weights, {config.normalize} norm")
     return "; ".join(parts)
