@@ -19,7 +19,7 @@ import pytest
 
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.redis import EmbeddedRedis
-from mlcycle.contracts.training import EncoderOptions
+from mlcycle.contracts.encoder import EncoderOptions
 from mlcycle.inference.metadata import ServedModel, read_version_metadata
 from mlcycle.inference.versions import build_version
 from mlcycle.trainer import encoder_fit as fitting

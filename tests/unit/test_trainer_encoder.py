@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mlcycle.common.errors import ValidationFailed
-from mlcycle.contracts.training import EncoderOptions, JobConfig
+from mlcycle.contracts.encoder import EncoderOptions
+from mlcycle.contracts.training import JobConfig
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.minilm import PINNED_SHA256, TOKENIZER, extract_minilm, sha256_of
 from mlcycle.featurization.tokens import TokenEncoder

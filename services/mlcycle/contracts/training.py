@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from mlcycle.contracts.behaviour import BehaviourSummary
+from mlcycle.contracts.encoder import EncoderOptions, EncoderSummary
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.thresholds import ThresholdPolicy
 
@@ -28,8 +29,15 @@ TRIAL_KIND = "trial"
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 # What a search chooses between, each a featurizer config ("current": the served one, as is).
-FeatureVariant = Literal["current", "talk", "words", "words+chars", "bigrams+chars",
-                         "words+chars+embeddings", "embeddings"]  # fmt: skip
+FeatureVariant = Literal[
+    "current",
+    "talk",
+    "words",
+    "words+chars",
+    "bigrams+chars",
+    "words+chars+embeddings",
+    "embeddings",
+]
 Metric = Literal["roc_auc", "pr_auc", "weighted_f1", "macro_f1", "accuracy"]
 # "interrupted": stopped at a checkpoint by a shutdown; the next trainer process resumes it.
 JobStatus = Literal["queued", "running", "interrupted", "succeeded", "failed"]
@@ -99,8 +107,10 @@ class SearchSpace(BaseModel):
 
     model_config = _STRICT
 
-    features: list[FeatureVariant] = Field(min_length=1, default_factory=lambda: [
-        "words+chars", "bigrams+chars", "words+chars+embeddings"])  # fmt: skip
+    features: list[FeatureVariant] = Field(
+        default_factory=lambda: ["words+chars", "bigrams+chars", "words+chars+embeddings"],
+        min_length=1,
+    )
     # Centred where Davidson's dev ROC-AUC peaked (benchmarks/quality.py): wide
     # embeddings learn best slowly, with strong dropout, over several epochs.
     hidden_units: IntParam = IntRange(low=32, high=192, log=True)
@@ -142,28 +152,6 @@ class TrialParams(BaseModel):
         if self.preset == "seed":
             return (1000, 900)
         return tuple(max(8, self.hidden_units // 2**i) for i in range(self.hidden_layers))
-
-
-class EncoderOptions(BaseModel):
-    """How the encoder variant (the shipped MiniLM with a trained head) is trained.
-
-    The encoder is frozen by default: each text is encoded once and only the head
-    learns. ``fine_tune_layers`` > 0 also trains that many of its top transformer
-    layers on the tokens, which costs a forward and backward pass per comment
-    per epoch (opt-in).
-    """
-
-    model_config = _STRICT
-
-    max_length: int = Field(128, ge=8, le=512, description="tokens per text, longer ones cut")
-    hidden_units: int = Field(128, ge=0, le=4096, description="the head's hidden layer; 0: linear")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
-    batch_size: int = Field(64, ge=1, le=8192)
-    epochs: int = Field(40, ge=1, le=500, description="head epochs (early stopping on dev)")
-    fine_tune_layers: int = Field(0, ge=0, le=6)
-    fine_tune_epochs: int = Field(1, ge=1, le=20)
-    fine_tune_learning_rate: float = Field(2e-5, gt=0.0, le=1.0)
 
 
 class JobConfig(BaseModel):
@@ -297,28 +285,6 @@ class BlendSummary(TypedDict, total=False):
     dev_by_weight: dict[str, float]
     dev_linear_by_c: dict[str, float]
     seconds: float
-
-
-class EncoderSummary(TypedDict, total=False):
-    """The encoder variant's cost: encoding, head and fine-tuning time, latency, and the choice."""
-
-    model: str
-    max_length: int
-    fine_tune_layers: int
-    train_texts: int
-    encode_s: float
-    encode_train_s: float
-    head_s: float
-    fine_tune_s: float
-    # Training time (encoding the train split, the head, fine-tuning) per 10k train comments.
-    train_s_per_10k: float
-    # The exported model's single-comment predict p50 on this machine (tokenizing included).
-    predict_p50_ms: float
-    latency_budget_ms: float
-    dev_metric: float
-    # Search with consider_encoder: whether the encoder was picked, and why.
-    chosen: bool
-    reason: str
 
 
 class JobResult(BaseModel):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlcycle.contracts.training import EncoderOptions, EncoderSummary, TrialParams
+from mlcycle.contracts.encoder import EncoderOptions, EncoderSummary
+from mlcycle.contracts.training import TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.trainer.encoder import (

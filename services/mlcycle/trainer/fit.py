@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlcycle.contracts.encoder import EncoderSummary
 from mlcycle.contracts.thresholds import ThresholdSummary
-from mlcycle.contracts.training import BlendSummary, EncoderSummary, TrialParams
+from mlcycle.contracts.training import BlendSummary, TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.trainer.data import FlatBatch, SplitData, TrainingData, source_weight_of
 from mlcycle.trainer.models import TrainedModel, build_model, build_optimizer, loss_value

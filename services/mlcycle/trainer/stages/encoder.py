@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from mlcycle.common.errors import InvalidInput
+from mlcycle.contracts.encoder import EncoderSummary
 from mlcycle.contracts.thresholds import ThresholdSummary
-from mlcycle.contracts.training import EncoderSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.featurization.minilm import TOKENIZER, extract_minilm

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlcycle.contracts.encoder import EncoderSummary
 from mlcycle.contracts.thresholds import ImpliedFigures, ThresholdSummary
-from mlcycle.contracts.training import EncoderSummary, ModelSummary
+from mlcycle.contracts.training import ModelSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.linear import describe_blend
