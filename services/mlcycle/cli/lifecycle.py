@@ -237,6 +237,13 @@ def demo(
     only: Annotated[list[str] | None, typer.Option(help=ONLY_HELP)] = None,
     english: Annotated[bool, typer.Option("--english", help=ENGLISH_HELP)] = False,
     trials: Annotated[int, typer.Option(help="Hyper-parameter trials (training stage).")] = 8,
+    train_budget: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds of search at most: no trial starts after them (training stage).",
+        ),
+    ] = 240.0,
     load_seconds: Annotated[
         float, typer.Option(min=1.0, help="Length of the load test of POST /v1/predict.")
     ] = 20.0,
@@ -254,6 +261,7 @@ def demo(
             trials=trials,
             console=console,
             load_seconds=load_seconds,
+            train_budget_s=train_budget,
         )
     except MlcycleError as exc:
         fail(exc)

@@ -25,7 +25,7 @@ from rich.console import Console
 from mlcycle.clients import ServiceClients, clients_for
 from mlcycle.common.settings import Settings
 from mlcycle.local import demo_stages
-from mlcycle.local.demo_records import DemoRun
+from mlcycle.local.demo_records import DemoRun, SearchLimits
 from mlcycle.local.demo_report import print_summary, write_report
 from mlcycle.local.demo_stages import StageBar, Stages, step
 from mlcycle.local.pipeline import featurize_via_api, import_dataset
@@ -40,6 +40,7 @@ def run_demo(
     trials: int,
     console: Console,
     load_seconds: float = 20.0,
+    train_budget_s: float = 240.0,
 ) -> int:
     """Run every stage, print the summary table and write the HTML report; 0 on success."""
     started = time.perf_counter()
@@ -49,7 +50,8 @@ def run_demo(
     try:
         resolved = stages.run("start stack", lambda bar: _start(stack, bar))
         with clients_for(resolved) as clients:
-            run = _stages(resolved, clients, stages, paths, fmt, trials, load_seconds)
+            search = SearchLimits(trials, train_budget_s)
+            run = _stages(resolved, clients, stages, paths, fmt, search, load_seconds)
     finally:
         stack.stop()
     total_s = time.perf_counter() - started
@@ -66,7 +68,7 @@ def _stages(
     stages: Stages,
     paths: list[Path],
     fmt: str,
-    trials: int,
+    search: SearchLimits,
     load_seconds: float,
 ) -> DemoRun:
     console = stages.console
@@ -88,7 +90,7 @@ def _stages(
     )
     demo_stages.ensure_embeddings(settings, stages)
     trained = stages.run_own(
-        "train", lambda: demo_stages.train(clients, label_run, trials, console)
+        "train", lambda: demo_stages.train(clients, label_run, search, console)
     )
     served = demo_stages.serve(settings, clients, stages)
     stream = demo_stages.stream(settings, clients, stages, imported.comments)

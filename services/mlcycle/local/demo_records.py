@@ -126,3 +126,12 @@ class DemoRun:
     stream: StreamFigures
     load: Run
     load_seconds: float
+
+
+@dataclass(frozen=True)
+class SearchLimits:
+    """How much the demo's training job may search: trials at most, and seconds at most
+    (no trial starts after them), so the demo ends in minutes whatever the data."""
+
+    trials: int
+    budget_s: float

@@ -25,6 +25,7 @@ from mlcycle.local.demo_records import (
     Agreement,
     LabelOutcome,
     SamplePrediction,
+    SearchLimits,
     Served,
     StreamFigures,
     Trained,
@@ -228,9 +229,13 @@ def _distill(settings: Settings) -> str:
     return done.stdout.strip()
 
 
-def train(clients: ServiceClients, label_run: str, trials: int, console: Console) -> Trained:
-    """Search, evaluate, bless and export a model on the trainer; what it found."""
-    job = train_via_api(clients.trainer, label_run, trials, console=console)
+def train(
+    clients: ServiceClients, label_run: str, limits: SearchLimits, console: Console
+) -> Trained:
+    """Search within ``limits``, evaluate, bless and export a model on the trainer; its result."""
+    job = train_via_api(
+        clients.trainer, label_run, limits.trials, console=console, time_budget_s=limits.budget_s
+    )
     if job.result is None:
         raise Unavailable(f"training job {job.id} succeeded without a result")
     return Trained(job_id=job.id, trials_done=job.progress.trials_done, result=job.result)

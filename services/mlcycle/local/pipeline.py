@@ -187,9 +187,16 @@ def train_via_api(
     *,
     console: Console | None = None,
     timeout_s: float = math.inf,
+    time_budget_s: float | None = None,
 ) -> TrainingJob:
-    """A training job on the trainer service: search, evaluate, bless, export; its final record."""
-    job_id = trainer.start_job({"label_run": label_run, "trials": trials}).id
+    """A training job on the trainer service: search, evaluate, bless, export; its final record.
+
+    ``time_budget_s`` caps the search (no trial starts after it); None: the job's default.
+    """
+    config: dict[str, object] = {"label_run": label_run, "trials": trials}
+    if time_budget_s is not None:
+        config["time_budget_s"] = time_budget_s
+    job_id = trainer.start_job(config).id
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]train[/] {task.description}"),
