@@ -50,6 +50,18 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
     )
 
 
+def serving_settings(data_dir: Path, **overrides: object) -> Settings:
+    """:func:`stack_settings` with free ports for the model server and inference too."""
+    return stack_settings(
+        data_dir,
+        model_server_port=free_port(),
+        model_server_rest_port=free_port(),
+        inference_port=free_port(),
+        inference_stream_metrics_port=free_port(),
+        **overrides,
+    )
+
+
 @contextmanager
 def running_stack(**overrides: object) -> Iterator[LocalStack]:
     """The collector's part of the stack (broker, API, indexer) in a temporary data dir."""

@@ -66,7 +66,7 @@ import grpc
 import numpy as np
 import orjson
 import uvloop
-from _harness import stack_settings
+from _harness import serving_settings
 from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
 from rich.table import Table
@@ -75,7 +75,6 @@ from mlcycle.clients import ServiceClients, clients_for
 from mlcycle.clients.base import HEALTHZ
 from mlcycle.clients.inference import PREDICT_PATH, predict_body
 from mlcycle.common.heap import freeze_heap
-from mlcycle.common.infra.process import free_port
 from mlcycle.common.settings import Settings
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurization.transform import fit as fit_transform
@@ -516,25 +515,15 @@ def main() -> int:
     texts = {s: corpus.texts_of(rows[s]) for s in SPLITS}
     labels = {s: task.labels[rows[s]] for s in SPLITS}
     with tempfile.TemporaryDirectory(prefix="mlcycle-bench-serving-") as tmp:
-        settings = stack_settings(
-            Path(tmp),
-            model_server_port=free_port(),
-            model_server_rest_port=free_port(),
-            inference_port=free_port(),
-            inference_stream_metrics_port=free_port(),
-        )
+        settings = serving_settings(Path(tmp))
         started = time.perf_counter()
         build_model(settings, texts, labels)
         log(f"model built in {time.perf_counter() - started:.0f} s")
         secret = secrets.token_urlsafe(24)
-        keyed_settings = stack_settings(
+        keyed_settings = serving_settings(
             Path(tmp) / "keyed",
             models_dir=settings.trainer.models_dir,
             artifacts_dir=settings.featurizer.artifacts_dir,
-            model_server_port=free_port(),
-            model_server_rest_port=free_port(),
-            inference_port=free_port(),
-            inference_stream_metrics_port=free_port(),
             api_keys=(f"bench:predict:{secret}",),
         )
         services = ("modelserver", "inference-api")

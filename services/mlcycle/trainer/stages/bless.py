@@ -64,15 +64,27 @@ def judge(
         best.dev_probabilities[rows],
         ctx.settings.infra_validation_timeout_s,
     )
+    return verdict(ctx, candidate, InfraCheck(passed, message), data, evaluated, behaviour)
+
+
+def verdict(
+    ctx: JobContext,
+    candidate: Candidate,
+    infra: InfraCheck,
+    data: TrainingData,
+    evaluated: Evaluated,
+    behaviour: SuiteResult | None,
+) -> BlessingDecision:
+    """The blessing of an infra-checked candidate, whatever its kind: against production's
+    dev metric and behavioural rates, once the export passed its infra-validation."""
     value = evaluated.dev.metric(ctx.metric)
     production = None
     behaviour_check = None
-    if passed:
+    if infra.passed:
         serving = ctx.registry.production(candidate.name)
         if serving is not None:
             production = production_score(ctx, serving, data, evaluated.dev_comments)
         behaviour_check = behaviour_stage.check(ctx, behaviour, serving)
-    infra = InfraCheck(passed, message)
     margin = ctx.settings.bless_margin
     return decide(ctx.metric, value, margin, infra, production, behaviour_check)
 

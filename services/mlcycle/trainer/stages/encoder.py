@@ -36,7 +36,7 @@ from mlcycle.featurization.tokens import TokenEncoder
 from mlcycle.trainer import encoder as enc
 from mlcycle.trainer import encoder_fit as fitting
 from mlcycle.trainer import export as exporting
-from mlcycle.trainer.blessing import BlessingDecision, InfraCheck, decide
+from mlcycle.trainer.blessing import BlessingDecision, InfraCheck
 from mlcycle.trainer.data import SplitData, TrainingData
 from mlcycle.trainer.encoder_export import (
     SIGNATURE_DOC,
@@ -50,11 +50,10 @@ from mlcycle.trainer.encoder_export import (
 from mlcycle.trainer.fit import FitResult, example_weights
 from mlcycle.trainer.infra_validation import infra_validate_inputs
 from mlcycle.trainer.search import SearchOutcome
-from mlcycle.trainer.stages import behaviour as behaviour_stage
-from mlcycle.trainer.stages.bless import production_score
+from mlcycle.trainer.stages.bless import verdict
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, stored_comments
-from mlcycle.trainer.stages.export import INFRA_SAMPLE_ROWS, Candidate, lineage
+from mlcycle.trainer.stages.export import INFRA_SAMPLE_ROWS, Candidate, claim_staging, lineage
 from mlcycle.trainer.thresholds import FALLBACK_RULE, fit_correction
 
 log = logging.getLogger(__name__)
@@ -198,14 +197,7 @@ def export_encoder_candidate(
     behaviour: SuiteResult | None = None,
 ) -> Candidate:
     """Stage the encoder's SavedModel with its tokenizer, token warm-ups and ``metadata.json``."""
-    ctx.recorder.stage("export")
-    name, models = ctx.job.name, ctx.settings.models_dir
-    version = ctx.job.version
-    if version is None:
-        version = exporting.allocate_version(models, name, ctx.registry.next_version(name))
-        ctx.recorder.remember(version=version)
-    staging = exporting.staging_dir(models, name, version)
-    shutil.rmtree(staging, ignore_errors=True)
+    name, version, staging = claim_staging(ctx)
     export_encoder_saved_model(run.result.model, staging, run.tokens.path, run.logit_map)
     texts = [c.text for c in evaluated.dev_comments[:INFRA_SAMPLE_ROWS]]
     write_token_warmup_requests(staging, name, run.tokens.encode(texts))
@@ -249,17 +241,7 @@ def judge_encoder(
         run.result.dev_probabilities[rows],
         ctx.settings.infra_validation_timeout_s,
     )
-    value = evaluated.dev.metric(ctx.metric)
-    production = None
-    behaviour_check = None
-    if passed:
-        serving = ctx.registry.production(candidate.name)
-        if serving is not None:
-            production = production_score(ctx, serving, data, evaluated.dev_comments)
-        behaviour_check = behaviour_stage.check(ctx, behaviour, serving)
-    infra = InfraCheck(passed, message)
-    margin = ctx.settings.bless_margin
-    return decide(ctx.metric, value, margin, infra, production, behaviour_check)
+    return verdict(ctx, candidate, InfraCheck(passed, message), data, evaluated, behaviour)
 
 
 def encoder_threshold(ctx: JobContext, run: EncoderRun, data: TrainingData) -> EncoderRun:

@@ -75,6 +75,20 @@ def dev_sample(data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (rows, *data.dev.flat_rows(rows).padded())
 
 
+def claim_staging(ctx: JobContext) -> tuple[str, int, Path]:
+    """The job's model name, its version (claimed once, so a resumed job exports into the
+    same one) and that version's emptied staging folder."""
+    ctx.recorder.stage("export")
+    name, models = ctx.job.name, ctx.settings.models_dir
+    version = ctx.job.version
+    if version is None:
+        version = exporting.allocate_version(models, name, ctx.registry.next_version(name))
+        ctx.recorder.remember(version=version)
+    staging = exporting.staging_dir(models, name, version)
+    shutil.rmtree(staging, ignore_errors=True)
+    return name, version, staging
+
+
 def export_candidate(
     ctx: JobContext,
     best: FitResult,
@@ -87,14 +101,7 @@ def export_candidate(
     ``behaviour`` (the suite's pass rates) goes into ``metadata.json``, so a later
     candidate compares with this version's rates without re-scoring it.
     """
-    ctx.recorder.stage("export")
-    name, models = ctx.job.name, ctx.settings.models_dir
-    version = ctx.job.version
-    if version is None:
-        version = exporting.allocate_version(models, name, ctx.registry.next_version(name))
-        ctx.recorder.remember(version=version)
-    staging = exporting.staging_dir(models, name, version)
-    shutil.rmtree(staging, ignore_errors=True)
+    name, version, staging = claim_staging(ctx)
     exporting.export_saved_model(best.model, staging)
     exporting.write_warmup_requests(staging, name, *dev_sample(data)[1:])
     metadata = lineage(ctx, version, best, data, evaluated)
