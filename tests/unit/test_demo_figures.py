@@ -1,4 +1,4 @@
-"""The demo's own arithmetic: label agreement with Cohen's kappa, and the load driver's figures."""
+"""The demo's own arithmetic and summary: label agreement, the load driver's figures, the job's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import asyncio
 
 import pytest
 
+from mlcycle.clients.trainer import JobResult
 from mlcycle.local.demo_records import label_agreement
+from mlcycle.local.demo_report import judgement_rows
 from mlcycle.local.demo_stages import demo_text
 from mlcycle.local.loadtest import HIT, MISS, Run, drive
 
@@ -58,3 +60,25 @@ def test_drive_keeps_each_calls_outcome_for_percentiles_by_kind() -> None:
 def test_a_run_without_calls_has_no_percentile() -> None:
     run = Run([], 0.0)
     assert run.percentile(0.5) != run.percentile(0.5)  # NaN
+
+
+def test_the_summary_names_the_served_threshold_and_the_behavioural_suite() -> None:
+    capability = {"cases": 15, "passed": 6, "rate": 0.4}
+    result = JobResult.model_validate(
+        {
+            "metric": "roc_auc",
+            "dev": {"roc_auc": 0.97, "threshold": 0.5},
+            "behaviour": {
+                "suite_digest": "abc",
+                "cases": 30,
+                "pass_rate": 0.7,
+                "worst_capability": "negated_hate",
+                "worst_rate": 0.4,
+                "capabilities": {"negated_hate": capability, "threats": capability},
+            },
+        }
+    )
+    rows = dict(judgement_rows(result))
+    assert rows["served threshold (for the job's stated traffic)"] == "0.500"
+    assert rows["behavioural suite (tests/behaviour)"] == "70.0% of 30; worst negated_hate 40%"
+    assert judgement_rows(JobResult(metric="roc_auc")) == []

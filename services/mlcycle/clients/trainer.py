@@ -8,6 +8,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import ServiceClient
+from mlcycle.contracts.behaviour import BehaviourSummary
 
 JOBS_PATH = "/v1/jobs"
 MODELS_PATH = "/v1/models"
@@ -54,6 +55,7 @@ class SplitFigures(BaseModel):
     accuracy: float | None = None
     roc_auc: float | None = None
     weighted_f1: float | None = None
+    threshold: float | None = None  # the served threshold the thresholded figures use
 
 
 class JobResult(BaseModel):
@@ -68,6 +70,7 @@ class JobResult(BaseModel):
     test: SplitFigures | None = None
     model: ModelSummary | None = None
     report: str | None = None
+    behaviour: BehaviourSummary | None = None
 
 
 class TrainingJob(BaseModel):

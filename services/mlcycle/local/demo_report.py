@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mlcycle.clients.trainer import ModelSummary, SplitFigures
+from mlcycle.clients.trainer import JobResult, ModelSummary, SplitFigures
 from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
@@ -45,6 +45,24 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.{digits}f}"
+
+
+def judgement_rows(result: JobResult) -> list[tuple[str, str]]:
+    """The served threshold and the behavioural suite's figures, when the job has them."""
+    rows = []
+    threshold = result.dev.threshold if result.dev is not None else None
+    if threshold is not None:
+        rows.append(("served threshold (for the job's stated traffic)", _fmt(threshold)))
+    behaviour = result.behaviour
+    if behaviour is not None:
+        rows.append(
+            (
+                "behavioural suite (tests/behaviour)",
+                f"{behaviour.pass_rate:.1%} of {behaviour.cases}; worst "
+                f"{behaviour.worst_capability} {behaviour.worst_rate:.0%}",
+            )
+        )
+    return rows
 
 
 def summary_rows(
@@ -107,6 +125,7 @@ def summary_rows(
         ),
         (f"test accuracy (the talk: {TALK_ACCURACY})", _fmt(test.accuracy)),
         ("test ROC-AUC / weighted F1", f"{_fmt(test.roc_auc)} / {_fmt(test.weighted_f1)}"),
+        *judgement_rows(result),
         ("model version", _model_line(result.model)),
         ("served by the model server", f"{settings.trainer.model_name} v{run.served.version}"),
     ]
