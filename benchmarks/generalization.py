@@ -295,9 +295,10 @@ def _export_sparse(
     if transform.embeddings is not None:
         ident = transform.embeddings.ident
         write_artifact(settings.featurizer.artifacts_dir, read_files(embeddings_store(), ident))
+    sample = SplitData.from_batch(transform.apply(["warm up"] * 8, [{}] * 8), np.zeros(8, np.int64))
+    predict_probabilities(model, sample)  # a wrapper is built by its first call, before export
     folder = serving_dir(models, name, 1)
     export_saved_model(model, folder)
-    sample = SplitData.from_batch(transform.apply(["warm up"] * 8, [{}] * 8), np.zeros(8, np.int64))
     write_warmup_requests(folder, name, *sample.flat_rows(np.arange(8)).padded())
     write_metadata(
         folder,
@@ -408,6 +409,10 @@ def _export_encoder(
     from mlcycle.trainer.serving_config import render_serving_config
 
     name, models = settings.trainer.model_name, settings.trainer.models_dir
+    # An encoder version still names a transform, as a job's lineage does (the feature
+    # set's); the inference service loads it with the version, though tokens feed the model.
+    transform = fit_transform(["warm up"], [{}])
+    transform.save(settings.featurizer.artifacts_dir)
     folder = serving_dir(models, name, 1)
     export_encoder_saved_model(model, folder, tokens.path, (scale, shift))
     write_token_warmup_requests(folder, name, tokens.encode(["warm up"] * 8))
@@ -417,6 +422,7 @@ def _export_encoder(
             "name": name,
             "version": 1,
             "task": "toxicity",
+            "transform": transform.version,
             "classes": ["0", "1"],
             "threshold": threshold,
             "input": input_metadata(folder, tokens.max_length),
@@ -579,8 +585,15 @@ class Results:
 
 
 def run(corpus: _corpora.Corpus, names: list[str], args: argparse.Namespace) -> Results:
+    """Every fold and model; then the serving cost of the ``all`` fold's models.
+
+    Serving is measured last, once every model is trained, so that no training
+    shares the cores with the load.
+    """
     results = Results()
     every = recipes()
+    served: dict[str, Fitted] = {}
+    texts: list[str] = []
     for fold in folds(corpus):
         data = fold_data(corpus, fold)
         log(f"{fold.name}: train on {', '.join(fold.train_on)} ({len(data.train):,} rows)")
@@ -594,14 +607,17 @@ def run(corpus: _corpora.Corpus, names: list[str], args: argparse.Namespace) -> 
             results.notes[name] = fitted.note
             results.behaviour[name] = behaviour(fitted)
             results.samples[name] = samples(fitted)
-            cost: dict[str, float | None] = {"train_s": round(fitted.train_s, 1)}
-            if fitted.export is not None and not args.skip_serving:
-                texts = corpus.texts_of(fold.judged_on[next(iter(fold.judged_on))])
-                cost.update(serving_cost(fitted, texts, args.seconds, args.repeats))
-            else:
-                cost.update({"miss_p50_ms": None, "rps_8": None})
-            results.cost[name] = cost
-            log(f"  {name}: behaviour {results.behaviour[name]['pass_rate']}, cost {cost}")
+            results.cost[name] = {"train_s": round(fitted.train_s, 1)}
+            served[name] = fitted
+            texts = corpus.texts_of(fold.judged_on[next(iter(fold.judged_on))])
+            log(f"  {name}: behaviour {results.behaviour[name]['pass_rate']}")
+    for name, fitted in served.items():
+        cost = results.cost[name]
+        if fitted.export is not None and not args.skip_serving:
+            cost.update(serving_cost(fitted, texts, args.seconds, args.repeats))
+        else:
+            cost.update({"miss_p50_ms": None, "rps_8": None})
+        log(f"  {name}: cost {cost}")
     return results
 
 
