@@ -37,6 +37,7 @@ from mlcycle.common.settings.sections import (
     KafkaSettings,
     LabelerSettings,
     ModelServerSettings,
+    MonitoringSettings,
     Section,
     StoreSettings,
     TopicNames,
@@ -51,6 +52,7 @@ __all__ = [
     "EdgeSettings",
     "FeaturizerSettings",
     "InferenceSettings",
+    "MonitoringSettings",
     "KafkaSettings",
     "LabelerSettings",
     "ModelServerSettings",
@@ -90,6 +92,7 @@ class Settings(BaseSettings):
     trainer: TrainerSettings
     modelserver: ModelServerSettings
     inference: InferenceSettings
+    monitoring: MonitoringSettings
 
     # The nested inputs before defaults were resolved, so replace() re-resolves them.
     _inputs: dict[str, Any] = PrivateAttr(default_factory=dict)

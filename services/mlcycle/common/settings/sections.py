@@ -32,6 +32,9 @@ class TopicNames(Section):
     labels: str = "labels"
     models: str = "models"
     scored_comments: str = "scored.comments"
+    # Signals entering or leaving alarm (the monitor's events), and moderators' decisions.
+    monitoring: str = "monitoring"
+    feedback: str = "feedback"
     dlq_suffix: str = ".dlq"
 
     def dlq(self, topic: str) -> str:
@@ -46,8 +49,10 @@ class TopicNames(Section):
             self.votes_reviewed,
             self.labels,
             self.models,
+            self.feedback,
         ]
-        return consumed + [self.scored_comments] + [self.dlq(t) for t in consumed]
+        produced_only = [self.scored_comments, self.monitoring]
+        return consumed + produced_only + [self.dlq(t) for t in consumed]
 
 
 class KafkaSettings(Section):
@@ -340,6 +345,39 @@ class InferenceSettings(Section):
     stream_batch_size: int = Field(256, ge=1)
 
 
+class MonitoringSettings(Section):
+    """The live model's watch: drift windows, their false-alarm budget, moderators' feedback."""
+
+    enabled: bool = Field(True, validation_alias="monitor_enabled")
+    # A window closes after this many records, or this many seconds once it holds at least
+    # min_window_records; below that minimum nothing is claimed and the window stays open.
+    window_records: int = Field(1000, ge=10, validation_alias="monitor_window_records")
+    window_s: float = Field(300.0, gt=0, validation_alias="monitor_window_s")
+    min_window_records: int = Field(200, ge=10, validation_alias="monitor_min_window_records")
+    # Expected records between two false alarms of one signal when nothing drifted.
+    false_alarm_budget_records: int = Field(
+        100_000, ge=1000, validation_alias="monitor_false_alarm_budget_records"
+    )
+    # Each process adds its tallies to the shared aggregate this often.
+    flush_s: float = Field(1.0, gt=0, validation_alias="monitor_flush_s")
+    # Records waiting for the monitor's worker; beyond it records are counted and skipped,
+    # so a burst never slows an answer.
+    queue_records: int = Field(20_000, ge=100, validation_alias="monitor_queue_records")
+    # Evaluated windows kept per model version for GET /v1/monitoring/history.
+    history_windows: int = Field(10_000, ge=10, validation_alias="monitor_history_windows")
+    # How long a served score stays joinable with a moderator's decision (and a decision
+    # waits for its score).
+    feedback_retention_s: int = Field(
+        30 * 24 * 3600, ge=60, validation_alias="feedback_retention_s"
+    )
+    # Joined decisions per realized-quality window.
+    quality_window_decisions: int = Field(
+        500, ge=10, validation_alias="feedback_quality_window"
+    )
+    # The feedback topic's consumer group (in the inference stream process).
+    feedback_group_id: str = Field("inference-feedback", validation_alias="feedback_group_id")
+
+
 # The sections, by attribute name on Settings.
 SECTIONS: dict[str, type[Section]] = {
     "kafka": KafkaSettings,
@@ -352,6 +390,7 @@ SECTIONS: dict[str, type[Section]] = {
     "trainer": TrainerSettings,
     "modelserver": ModelServerSettings,
     "inference": InferenceSettings,
+    "monitoring": MonitoringSettings,
 }
 
 
