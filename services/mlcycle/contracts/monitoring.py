@@ -160,6 +160,11 @@ class WindowResult(BaseModel):
     started_at: datetime
     closed_at: datetime
     movers: list[Mover] = Field(default_factory=list)
+    # What a reference-vs-live plot draws: the bins (or buckets, categories) and each side's
+    # share of them. Empty for the proportion signals, whose statistic says it all.
+    bins: list[str] = Field(default_factory=list)
+    reference_shares: list[float] = Field(default_factory=list)
+    live_shares: list[float] = Field(default_factory=list)
 
 
 class SignalState(BaseModel):
@@ -187,6 +192,46 @@ class MonitoringEvent(BaseModel):
     kind: Literal["alarm_raised", "alarm_cleared"]
     at: datetime
     result: WindowResult
+
+
+# -- quality from moderators' decisions ------------------------------------------------------
+
+
+class QualityFigures(BaseModel):
+    """Quality at the served threshold over some scored comments (realized or estimated)."""
+
+    model_config = _STRICT
+
+    comments: int = Field(description="scored comments the figures are over")
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    roc_auc: float | None
+    calibration_error: float | None = Field(
+        None, description="expected calibration error (realized only)"
+    )
+
+
+class QualityWindow(BaseModel):
+    """One window of a model version's scored comments: what quality was estimated from the
+    scores alone, what the moderators' decisions realized, and the estimate's error."""
+
+    model_config = _STRICT
+
+    model: str
+    model_version: int
+    started_at: datetime
+    closed_at: datetime | None = Field(description="null for the window still filling")
+    estimated: QualityFigures | None
+    realized: QualityFigures | None = Field(description="null until decisions are joined")
+    estimate_error: dict[str, float] = Field(
+        default_factory=dict, description="|estimated - realized| per figure both have"
+    )
+    label_lag_s: dict[str, float] = Field(
+        default_factory=dict, description="decision time minus score time: p50, p90, max"
+    )
+    decisions: int = Field(0, description="decisions joined to this window's scores")
+    pending: int = Field(0, description="decisions still waiting for their comment's score")
 
 
 # -- moderators' decisions --------------------------------------------------------------------
