@@ -12,7 +12,8 @@ import pytest
 
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.contracts.monitoring import SignalState, WindowResult
-from mlcycle.monitoring.aggregate import Aggregate, ClosedWindow, LocalAggregate, RedisAggregate
+from mlcycle.monitoring.aggregate import Aggregate, ClosedWindow, LocalAggregate
+from mlcycle.monitoring.redis_aggregate import RedisAggregate
 from mlcycle.monitoring.tally import Tally
 
 pytestmark = pytest.mark.integration
