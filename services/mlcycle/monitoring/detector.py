@@ -299,6 +299,11 @@ class Detector:
         )
 
 
+def available_signals(profile: ReferenceProfile) -> list[str]:
+    """The signals ``profile`` holds a reference for (the others are "unavailable")."""
+    return [_name(s) for s in Detector._specs(profile) if not isinstance(s, tuple)]
+
+
 def _name(spec: _Shares | _Ratio | tuple[str, str]) -> str:
     return spec[0] if isinstance(spec, tuple) else spec.signal
 
