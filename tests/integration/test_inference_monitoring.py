@@ -177,12 +177,12 @@ def test_two_replicas_share_one_window_and_raise_one_alarm_event(
     assert history.status_code == 200, history.text
     items = history.json()["items"]
     assert [(i["window"], i["alarm"]) for i in items] == [(WINDOW, False), (WINDOW, True)]
-    since = replicas[1].client.get(
+    later = replicas[1].client.get(
         "/v1/monitoring/history",
         params={"since": items[0]["closed_at"], "signal": NGRAMS},
         headers=READ,
-    ).json()["items"]
-    assert [i["alarm"] for i in since] == [True]
+    )
+    assert [i["alarm"] for i in later.json()["items"]] == [True]
 
     metrics = replicas[1].client.get("/metrics").text
     assert f'mlcycle_monitor_alarm{{model_version="1",signal="{NGRAMS}"}} 1.0' in metrics
