@@ -62,9 +62,14 @@ class Fingerprinter:
     """Turns batches of served records into tallies against one reference profile."""
 
     def __init__(self, profile: ReferenceProfile, transform: Transform | None) -> None:
-        if transform is not None and profile.transform not in (None, transform.version):
+        # Words and n-grams must be cut as they were for the profile: with its transform's
+        # clean-up, or the default one when it was built without (an encoder's).
+        if profile.transform is None:
+            transform = None
+        elif transform is None or transform.version != profile.transform:
+            given = transform.version if transform is not None else "none"
             raise InvalidInput(
-                f"profile of transform {profile.transform} given transform {transform.version}"
+                f"the profile was built with transform {profile.transform}; given {given}"
             )
         self.profile = profile
         self.transform = transform

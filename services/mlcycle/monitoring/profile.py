@@ -44,6 +44,7 @@ from mlcycle.featurization.metadata import as_category, as_number
 from mlcycle.featurization.preprocess import Cleaned, clean_batch
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurization.words import batch_terms
+from mlcycle.monitoring import statistics as stats
 
 # Quantile bins per numeric quantity: ~5 % of the reference each. Enough to see a shift in
 # any part of the distribution, few enough that a 200-record window puts ~10 in each.
@@ -191,15 +192,23 @@ def _ngrams(batch: Cleaned, n_texts: int, buckets: int) -> NgramBuckets:
 
 
 def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int) -> float:
-    """The design effect of the bucket shares: texts are drawn, not n-grams.
+    """How many times fewer independent n-grams a sample of texts is worth, for the bucket
+    shares: the detector draws its no-drift samples with that many fewer n-grams.
 
-    With c_ik the n-grams of text i in bucket k, L_i its n-grams, p_k the shares
-    and m the mean L_i, a window's share of bucket k varies as
-    Var_i(c_ik - p_k L_i) / (n m²) when texts are sampled, against
-    p_k (1 - p_k) / (n m) if the n-grams were independent. Summed over buckets
-    with weights 1 / p_k (as a chi-square or a divergence weighs them), the
-    ratio is how many independent n-grams one n-gram is worth, inverted; the
-    detector draws its null samples with that many fewer n-grams.
+    N-grams cluster within texts (a text repeats its words; a topic brings its own),
+    so a window's bucket shares vary more than independent n-grams would make them.
+    Two measures, the larger wins:
+
+    - on average: with c_ik the n-grams of text i in bucket k, L_i its n-grams,
+      p_k the shares and m the mean L_i, a share varies as
+      Var_i(c_ik - p_k L_i) / (n m²) over samples of n texts, against
+      p_k (1 - p_k) / (n m) for independent n-grams; summed with weights 1 / p_k
+      (as a divergence weighs them), their ratio;
+    - in the tail: topics move many buckets together, so the divergence's tail is
+      heavier than its mean says. Resampling the dev texts themselves (a window, and
+      a reference of the dev's size, as the detector draws them) gives the
+      divergence's 90th and 99th percentiles; the factor that brings the
+      independent draws' percentiles up to them.
     """
     if n_texts < 2 or len(rows) == 0:
         return 1.0
@@ -213,7 +222,46 @@ def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int)
     residual = per_text[:, present] - np.outer(lengths, p[present])
     clustered = (residual.var(axis=0, ddof=1) / p[present]).sum()
     independent = lengths.mean() * (present.sum() - 1)
-    return float(max(1.0, clustered / independent))
+    return float(max(1.0, clustered / independent, _tail_dispersion(per_text)))
+
+
+# Resamples of the dev texts behind the tail measure of the dispersion, and the window drawn.
+TAIL_RESAMPLES = 2000
+TAIL_WINDOW = 1000
+_TAIL_QUANTILES = [0.9, 0.99]
+
+
+def _tail_dispersion(per_text: np.ndarray) -> float:
+    """The tail measure of :func:`dispersion` from ``per_text`` (texts x buckets counts)."""
+    n_texts = len(per_text)
+    window = min(TAIL_WINDOW, n_texts)
+    totals = per_text.sum(axis=0)
+    rng = np.random.default_rng(n_texts)
+    p = totals / totals.sum()
+    # The reference's own resampling noise is that of a window of its size: a second window's
+    # deviation from the shares, shrunk by sqrt(window / dev rows) (a mix of the two, so no
+    # share goes negative). Chunked so the gathered rows stay at a few MB.
+    shrink = np.sqrt(window / n_texts)
+    chunk = max(1, 50_000 // window)
+    found = []
+    for start in range(0, TAIL_RESAMPLES, chunk):
+        size = min(chunk, TAIL_RESAMPLES - start)
+        live = per_text[rng.integers(0, n_texts, (size, window))].sum(axis=1)
+        other = stats.shares(per_text[rng.integers(0, n_texts, (size, window))].sum(axis=1))
+        found.append(stats.js_divergence(p + shrink * (other - p), live))
+    resampled = np.quantile(np.concatenate(found), _TAIL_QUANTILES)
+    per_text_ngrams = totals.sum() / n_texts
+    independent = stats.null_quantiles(
+        "js",
+        totals,
+        int(totals.sum()),
+        max(int(window * per_text_ngrams), 1),
+        _TAIL_QUANTILES,
+        draws=TAIL_RESAMPLES,
+        seed=(n_texts, window),
+    )
+    ratios = [r / i for r, i in zip(resampled, independent, strict=True) if i > 0]
+    return max(ratios, default=1.0)
 
 
 def calibration(
