@@ -300,3 +300,22 @@ def test_signals_without_a_reference_are_unavailable() -> None:
         assert results[signal].status == "unavailable" and not results[signal].alarm
     assert results[LENGTH].status in ("ok", "alarm")
     assert set(detector.signals) == set(results)
+    assert set(detector.unavailable) == {SCORE, POSITIVE_RATE, OOV_SHARE}
+    assert "vocabulary" in detector.unavailable[OOV_SHARE]
+
+
+def test_an_empty_reference_compares_with_nothing() -> None:
+    empty = build_profile(
+        model="m",
+        version=1,
+        transform=None,
+        texts=[],
+        metadata=None,
+        scores=np.zeros(0),
+        labels=np.zeros(0),
+        threshold=0.5,
+        score_prior=0.1,
+    )
+    tally = Fingerprinter(empty, None).tally(["a b"] * 300, None, None, ["x"] * 300)
+    results = Detector(empty, MonitoringSettings()).evaluate(tally, {}, NOW, NOW)
+    assert {r.status for r in results} == {"unavailable"}

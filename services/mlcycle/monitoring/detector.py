@@ -117,6 +117,11 @@ class Detector:
         """Every signal this detector reports on, available or not."""
         return [_name(s) for s in self._signals]
 
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Why each signal without a reference is unavailable (SignalState.reason)."""
+        return {s[0]: s[1] for s in self._signals if isinstance(s, tuple)}
+
     @staticmethod
     def _specs(profile: ReferenceProfile) -> list[_Shares | _Ratio | tuple[str, str]]:
         specs: list[_Shares | _Ratio | tuple[str, str]] = []
@@ -160,7 +165,13 @@ class Detector:
                 )
             else:
                 specs.append(_histogram(signal, prefix, "ks", reference))
-        return specs
+        # A distribution with nothing in it (an empty dev split) is no reference.
+        return [
+            (s.signal, "the reference holds nothing to compare with")
+            if isinstance(s, _Shares) and s.reference.sum() <= 0
+            else s
+            for s in specs
+        ]
 
     # -- thresholds ---------------------------------------------------------------------------
 
