@@ -240,7 +240,8 @@ def test_movers_point_at_the_new_words(texts_world) -> None:
     ngrams = result[NGRAMS]
     assert ngrams.alarm
     top = ngrams.movers[0]
-    assert top.live > top.reference and all(i.startswith("novel") for i in top.ids)
+    # Its ids are the window's first texts in the bucket: the first drifted one among them.
+    assert top.live > top.reference and "novel0" in top.ids
     assert len(ngrams.bins) == len(ngrams.reference_shares) == len(ngrams.live_shares) == 64
     oov = result[OOV_SHARE]
     assert oov.alarm and oov.movers[0].live > oov.movers[0].reference

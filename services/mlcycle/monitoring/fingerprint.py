@@ -32,6 +32,7 @@ from mlcycle.monitoring.profile import (
     category_slots,
     numeric_column,
     preprocess_config,
+    text_buckets,
     text_lengths,
 )
 from mlcycle.monitoring.tally import EXAMPLES_PER_KEY, Tally
@@ -116,7 +117,9 @@ class Fingerprinter:
         same = np.flatnonzero(found.rows[1:] == found.rows[:-1])
         rows = np.concatenate([found.rows, found.rows[same]])
         keys = np.concatenate([found.keys, pair_keys(found.keys[same], found.keys[same + 1])])
-        buckets = to_buckets(keys, self._buckets).astype(np.int64)
+        rows, buckets = text_buckets(
+            rows, to_buckets(keys, self._buckets).astype(np.int64), self._buckets
+        )
         out.bump_vector("ngrams", np.bincount(buckets, minlength=self._buckets))
         for key, hit in first_rows(buckets, rows).items():
             out.example(f"ngrams:{key}", [ids[r] for r in hit])

@@ -168,12 +168,28 @@ def _decode(codes: np.ndarray) -> str:
     return codes.astype(np.uint32).tobytes().decode("utf-32-le")
 
 
+def text_buckets(
+    rows: np.ndarray, bucket: np.ndarray, buckets: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (text, bucket) pairs of some n-grams, by text then bucket.
+
+    A bucket counts once per text that has an n-gram in it, as the vocabulary
+    counts document frequencies: a comment repeating a word (or a run of emoji,
+    each a few words once transliterated) a hundred times would otherwise move
+    a bucket's share on its own, and such texts give the shares a tail no
+    sample of the reference predicts.
+    """
+    pairs = np.unique(rows.astype(np.int64) * buckets + bucket)
+    return pairs // buckets, pairs % buckets
+
+
 def _ngrams(batch: Cleaned, n_texts: int, buckets: int) -> NgramBuckets:
-    """Bucket counts of the word uni- and bigrams, their most frequent n-grams, and how much
-    the shares vary between texts beyond independent draws (the dispersion)."""
+    """Texts per bucket of the word uni- and bigrams, the most frequent n-grams in each,
+    and how much the shares vary between texts beyond independent draws (the dispersion)."""
     terms = batch_terms(batch, 2)
     bucket = to_buckets(terms.keys, buckets).astype(np.int64)
-    counts = np.bincount(bucket, minlength=buckets).astype(np.float64)
+    rows, present = text_buckets(terms.rows, bucket, buckets)
+    counts = np.bincount(present, minlength=buckets).astype(np.float64)
     examples: list[list[str]] = [[] for _ in range(buckets)]
     if len(terms.keys):
         uniq, first, freq = np.unique(terms.keys, return_index=True, return_counts=True)
@@ -187,7 +203,7 @@ def _ngrams(batch: Cleaned, n_texts: int, buckets: int) -> NgramBuckets:
         buckets=buckets,
         counts=counts.tolist(),
         examples=examples,
-        dispersion=dispersion(terms.rows, bucket, n_texts, buckets),
+        dispersion=dispersion(rows, present, n_texts, buckets),
     )
 
 
@@ -195,11 +211,15 @@ def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int)
     """How many times fewer independent n-grams a sample of texts is worth, for the bucket
     shares: the detector draws its no-drift samples with that many fewer n-grams.
 
-    N-grams cluster within texts (a text repeats its words; a topic brings its own),
-    so a window's bucket shares vary more than independent n-grams would make them.
+    Below 1 when the texts vary less than independent draws would: a bucket counts
+    at most once per text (:func:`text_buckets`), so a common bucket is nearly
+    certain in every text rather than Poisson-distributed.
+
+    N-grams cluster within texts (a topic brings its own words), so a window's
+    bucket shares vary more than independent n-grams would make them.
     Two measures, the larger wins:
 
-    - on average: with c_ik the n-grams of text i in bucket k, L_i its n-grams,
+    - on average: with c_ik the count of text i in bucket k, L_i its total,
       p_k the shares and m the mean L_i, a share varies as
       Var_i(c_ik - p_k L_i) / (n m²) over samples of n texts, against
       p_k (1 - p_k) / (n m) for independent n-grams; summed with weights 1 / p_k
@@ -222,9 +242,11 @@ def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int)
     residual = per_text[:, present] - np.outer(lengths, p[present])
     clustered = (residual.var(axis=0, ddof=1) / p[present]).sum()
     independent = lengths.mean() * (present.sum() - 1)
-    return float(max(1.0, clustered / independent, _tail_dispersion(per_text)))
+    return float(max(MIN_DISPERSION, clustered / independent, _tail_dispersion(per_text)))
 
 
+# Dispersion is measured, not assumed: this floor only guards against a degenerate dev split.
+MIN_DISPERSION = 0.05
 # Resamples of the dev texts behind the tail measure of the dispersion, and the window drawn.
 TAIL_RESAMPLES = 2000
 TAIL_WINDOW = 1000
