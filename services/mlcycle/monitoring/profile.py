@@ -179,7 +179,10 @@ def text_buckets(
     a bucket's share on its own, and such texts give the shares a tail no
     sample of the reference predicts.
     """
-    pairs = np.unique(rows.astype(np.int64) * buckets + bucket)
+    size = (int(rows.max()) + 1 if len(rows) else 0) * buckets
+    seen = np.zeros(size, bool)  # a texts x buckets grid: no sort needed
+    seen[rows.astype(np.int64) * buckets + bucket] = True
+    pairs = np.flatnonzero(seen)
     return pairs // buckets, pairs % buckets
 
 
