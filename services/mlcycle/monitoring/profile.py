@@ -148,7 +148,7 @@ def category_slots(values: list[str | None], categories: Sequence[str]) -> np.nd
     """Each value's slot: its category's index, else the last ("other or missing")."""
     lookup = {name: i for i, name in enumerate(categories)}
     other = len(categories)
-    return np.fromiter((lookup.get(v, other) for v in values), np.int64, len(values))  # type: ignore[arg-type]
+    return np.fromiter((other if v is None else lookup.get(v, other) for v in values), np.int64)
 
 
 def _categories(values: list[str | None]) -> Categories:
