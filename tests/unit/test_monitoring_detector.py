@@ -288,6 +288,12 @@ def test_a_small_window_claims_nothing() -> None:
     assert by_signal[LENGTH].status == "insufficient" and not by_signal[LENGTH].alarm
     assert all(r.statistic is None and r.threshold is None for r in results)
     assert all(r.window == 199 for r in results)
+    # Enough records, but none of a signal's units (no scores sent): that signal claims nothing.
+    unscored = record_tally(profile, rng, 1000)
+    unscored.counts = {k: v for k, v in unscored.counts.items() if not k.startswith("score:")}
+    by_signal = {r.signal: r for r in detector.evaluate(unscored, {}, NOW, NOW)}
+    assert by_signal[SCORE].status == by_signal[POSITIVE_RATE].status == "insufficient"
+    assert by_signal[LENGTH].status in ("ok", "alarm")
 
 
 def test_signals_without_a_reference_are_unavailable() -> None:

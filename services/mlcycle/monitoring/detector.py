@@ -51,6 +51,7 @@ from mlcycle.contracts.monitoring import (
     Mover,
     RatioMoments,
     ReferenceProfile,
+    SignalStatus,
     WindowResult,
 )
 from mlcycle.monitoring import statistics as stats
@@ -100,6 +101,8 @@ class _Ratio:
     kind: str  # "proportion" or "ratio"
     reference: RatioMoments
     example_key: str | None
+    # A proportion's denominator: the records counted in these bins (the scored ones).
+    units_bins: tuple[str, int] | None = None
 
 
 class Detector:
@@ -130,7 +133,12 @@ class Detector:
         else:
             specs.append((SCORE, "the model has no binary score (multi-class)"))
         if profile.positive is not None and profile.score is not None:
-            specs.append(_Ratio(POSITIVE_RATE, "proportion", profile.positive, None))
+            bins = len(profile.score.counts)
+            # Example ids: records of the top score bin, the ones most surely flagged.
+            top = f"score:{bins - 1}"
+            specs.append(
+                _Ratio(POSITIVE_RATE, "proportion", profile.positive, top, ("score", bins))
+            )
         else:
             specs.append((POSITIVE_RATE, "the profile has no served threshold"))
         specs.append(_histogram(LENGTH, "length", "ks", profile.length))
@@ -298,9 +306,9 @@ class Detector:
         )
 
     def _judge_ratio(self, spec: _Ratio, tally: Tally, before: bool, common: dict) -> WindowResult:
-        if spec.kind == "proportion":
+        if spec.units_bins is not None:
             # Flagged records over scored records (the score bins count every scored one).
-            units = int(tally.vector("score", len(self.profile.score.counts)).sum())  # type: ignore[union-attr]
+            units = int(tally.vector(*spec.units_bins).sum())
             live = tally.counts.get("positive:x", 0.0) / units if units else None
         else:
             moments = tally.moments("oov")
@@ -336,7 +344,7 @@ def _name(spec: _Shares | _Ratio | tuple[str, str]) -> str:
     return spec[0] if isinstance(spec, tuple) else spec.signal
 
 
-def _quiet(common: dict, signal: str, status: str, alarm: bool, test: str) -> WindowResult:
+def _quiet(common: dict, signal: str, status: SignalStatus, alarm: bool, test: str) -> WindowResult:
     """A result that claims nothing: no statistic, the alarm state as it was."""
     return WindowResult(
         **common,
@@ -346,7 +354,7 @@ def _quiet(common: dict, signal: str, status: str, alarm: bool, test: str) -> Wi
         exit_threshold=None,
         test=test,
         alarm=alarm if status == "insufficient" else False,
-        status=status,  # type: ignore[arg-type]
+        status=status,
     )
 
 

@@ -6,12 +6,11 @@ that the :class:`~.detector.Detector` judges. Everything is a few numpy passes
 over the whole batch (one clean-up, one word hash, bincounts); the only
 per-record Python is reading metadata fields and the lengths.
 
-Cost, measured in 256-record batches on one core of a shared 2-core machine:
-about 16 µs per record on Davidson's tweets (80 characters on average, many
-HTML entities and emoji) and 14 µs on the tests' synthetic comments (100
-characters, ASCII), both with a 64-bucket profile, a vocabulary transform and
-two metadata fields; up to twice that while the machine was busy. About half
-is the text clean-up (the same one the transform runs for the model).
+Cost, measured in 256-record batches on one core (best of five runs): about
+15 µs per record on Davidson's tweets (80 characters on average, many HTML
+entities and emoji), with a 64-bucket profile, a vocabulary transform and two
+metadata fields; 8 µs of it is the text clean-up (the same one the transform
+runs for the model), most of the rest the word hashing and the bucket counts.
 """
 
 from __future__ import annotations

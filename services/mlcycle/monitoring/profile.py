@@ -148,7 +148,7 @@ def category_slots(values: list[str | None], categories: Sequence[str]) -> np.nd
     """Each value's slot: its category's index, else the last ("other or missing")."""
     lookup = {name: i for i, name in enumerate(categories)}
     other = len(categories)
-    return np.fromiter((lookup.get(v, other) for v in values), np.int64, len(values))  # type: ignore[arg-type]
+    return np.fromiter((other if v is None else lookup.get(v, other) for v in values), np.int64)
 
 
 def _categories(values: list[str | None]) -> Categories:
@@ -179,7 +179,10 @@ def text_buckets(
     a bucket's share on its own, and such texts give the shares a tail no
     sample of the reference predicts.
     """
-    pairs = np.unique(rows.astype(np.int64) * buckets + bucket)
+    size = (int(rows.max()) + 1 if len(rows) else 0) * buckets
+    seen = np.zeros(size, bool)  # a texts x buckets grid: no sort needed
+    seen[rows.astype(np.int64) * buckets + bucket] = True
+    pairs = np.flatnonzero(seen)
     return pairs // buckets, pairs % buckets
 
 
