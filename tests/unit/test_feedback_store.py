@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from mlcycle.contracts.monitoring import Decision
+from mlcycle.monitoring.feedback_redis import RedisFeedbackStore
 from mlcycle.monitoring.feedback_store import (
     FeedbackStore,
     MemoryFeedbackStore,
-    RedisFeedbackStore,
     record_score,
 )
 
@@ -194,7 +194,8 @@ def test_two_processes_share_redis(redis_server, tmp_path: Path) -> None:
         import sys
         from datetime import UTC, datetime
         from mlcycle.contracts.monitoring import Decision
-        from mlcycle.monitoring.feedback_store import RedisFeedbackStore, ScoreRecord
+        from mlcycle.monitoring.feedback_redis import RedisFeedbackStore
+        from mlcycle.monitoring.feedback_store import ScoreRecord
         url, prefix, part = sys.argv[1], sys.argv[2], int(sys.argv[3])
         store = RedisFeedbackStore.from_url(url, retention_s=60, window_decisions=25,
                                             prefix=prefix)

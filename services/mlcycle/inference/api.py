@@ -38,6 +38,8 @@ from mlcycle.common.settings import Settings
 from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.feedback import ScoreRecorder as Recorder
+from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
 from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
 from mlcycle.inference.monitoring_routes import add_monitoring_routes
@@ -49,7 +51,7 @@ from mlcycle.inference.schemas import (
     TfColumnarRequest,
     TfRowRequest,
     parse_predict,
-    parse_tf_predict,
+    parse_tf_predict_ids,
 )
 from mlcycle.inference.versions import VersionTracker
 
@@ -171,7 +173,7 @@ def _post(app: FastAPI, path: str, **route: Any) -> Callable[[Endpoint], Endpoin
 
 
 def _add_predict_routes(
-    app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate
+    app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate, scores: Recorder
 ) -> None:
     model_name = settings.trainer.model_name
     max_body, max_instances = settings.edge.max_body_bytes, settings.inference.predict_max_instances
@@ -208,7 +210,9 @@ def _add_predict_routes(
         parsed = await parse(parse_predict, await read_body(request, max_body))
         texts = [instance.text for instance in parsed.instances]
         metadata = [instance.metadata for instance in parsed.instances]
-        _, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
+        model, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
+        if any(ids := [instance.id for instance in parsed.instances]):  # queued, written later
+            scores.offer(model.name, ids, predictions)
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -240,8 +244,10 @@ def _add_predict_routes(
             if name != model_name:
                 raise NotFound(f"Servable not found for request: Latest({name})")
             body = await read_body(request, max_body)
-            texts, metadata, columnar = await parse(parse_tf_predict, body)
-            _, predictions = await batcher.predict(texts, metadata)
+            texts, metadata, columnar, ids = await parse(parse_tf_predict_ids, body)
+            served, predictions = await batcher.predict(texts, metadata)
+            if ids is not None:  # joinable with moderators' decisions: queued, written later
+                scores.offer(served.name, ids, predictions)
         except MlcycleError as exc:
             return _tf_error(exc)
         if columnar:
@@ -358,6 +364,7 @@ def create_app(
         await batcher.close()
         await runtime.stop_blocking_predictions()
         lineage.close()
+        feedback.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -374,7 +381,8 @@ def create_app(
     app.add_exception_handler(RateLimited, rate_limited_handler)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
     gate = CallerGate(access, settings.inference)
-    _add_predict_routes(app, settings, batcher, gate)
+    feedback = add_feedback_routes(app, settings, runtime, gate)
+    _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
     _add_lineage_route(app, lineage, gate)
     _add_live_rate_route(app, runtime.tracker, gate)
     add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate)
