@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from mlcycle.common.errors import InvalidInput, MlcycleError
+from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.service import run_consumer_service
@@ -61,15 +61,13 @@ class FeedbackConsumer:
 def run_feedback(settings: Settings) -> None:
     """Join the ``feedback`` topic's decisions until SIGINT/SIGTERM.
 
-    Needs the Redis the inference API records its scores in (``MLCYCLE_REDIS_URL``):
-    decisions joined anywhere else would never meet a score. Serves ``/healthz``,
-    ``/readyz`` and ``/metrics`` on ``settings.monitoring.feedback_metrics_port``.
+    Decisions join the scores in the Redis the inference API records them in
+    (``MLCYCLE_REDIS_URL``); without it they still reach the labeler, but join no score
+    (a warning says so). Serves ``/healthz``, ``/readyz`` and ``/metrics`` on
+    ``settings.monitoring.feedback_metrics_port``.
     """
     if not settings.cache.redis_url:
-        raise MlcycleError(
-            "inference-feedback needs MLCYCLE_REDIS_URL: the scores it joins decisions to "
-            "are in the inference service's Redis"
-        )
+        log.warning("no MLCYCLE_REDIS_URL: decisions go on to the labeler but join no score")
     store = open_feedback_store(settings, settings.cache.redis_url)
     intake = FeedbackIntake(settings, store)
     try:
