@@ -3,6 +3,10 @@ the inference service gave, and on to the labeler as trusted votes."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,11 +19,12 @@ import redis
 
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.broker import EmbeddedBroker
+from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.lag import group_lag
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.settings import Settings, TopicNames
+from mlcycle.common.settings import Settings, TopicNames, settings_to_env
 from mlcycle.inference.api import create_app
 from mlcycle.inference.feedback import FeedbackIntake, open_feedback_store
 from mlcycle.inference.feedback_stream import SERVICE, FeedbackConsumer
@@ -231,3 +236,36 @@ def test_the_feedback_topic_dead_letters_bad_records_and_joins_the_next(
         producer.close()
         intake.close()
         store.close()
+
+
+def test_the_feedback_command_joins_and_stops_cleanly(settings: Settings, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    port = free_port()
+    configured = settings.model_copy(update={"feedback_metrics_port": port})
+    store = open_feedback_store(settings, settings.cache.redis_url)
+    store.record_scores([ScoreRecord(f"p-{tag}", NAME, 1, 0.3, 0.5, datetime.now(UTC))])
+    env = {**os.environ, **settings_to_env(configured), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with (tmp_path / "feedback.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlcycle", "inference", "feedback"], env=env, stderr=log
+        )
+        try:
+            wait_for(lambda: _status(f"http://127.0.0.1:{port}/healthz") == 200, 60)
+            decision = {"comment_id": f"p-{tag}", "label": 0, "reviewer": "mod"}
+            with RecordProducer(settings.kafka) as producer:
+                producer.send_batch(settings.kafka.topics.feedback, [(tag, orjson.dumps(decision))])
+            wait_for(lambda: windows(settings)[-1].decisions == 1, 30)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            store.close()
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
