@@ -220,3 +220,17 @@ def test_two_processes_share_redis(redis_server, tmp_path: Path) -> None:
     assert [w.decisions for w in windows] == [25, 25, 25, 25, 20]
     assert windows[-1].pending == 0
     assert sum(w.estimated.comments for w in windows if w.estimated) == 120
+
+
+def test_a_redis_outage_is_unavailable_not_a_crash() -> None:
+    from mlcycle.common.errors import Unavailable
+    from mlcycle.common.infra.process import free_port
+
+    store = RedisFeedbackStore.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", retention_s=60, window_decisions=10
+    )
+    with pytest.raises(Unavailable, match="feedback store"):
+        store.add_decisions([decide("c1", 1)], "ann")
+    with pytest.raises(Unavailable):
+        score(store, "c1", 0.5)
+    store.close()

@@ -10,12 +10,15 @@ decisions by expiry (their count), and per model version ``w:<model>:<version>:`
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import redis
 
+from mlcycle.common.errors import Unavailable
 from mlcycle.contracts.monitoring import Decision, QualityWindow
 from mlcycle.monitoring import quality
 from mlcycle.monitoring.feedback_store import (
@@ -35,7 +38,11 @@ from mlcycle.monitoring.tally import Tally
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "mlcycle:feedback:"
+# Past this a Redis call fails (503 for a request, a retried batch for a consumer) rather
+# than hold a thread.
+SOCKET_TIMEOUT_S = 2.0
 _SEP = "\x1f"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # Both scripts build their keys from ARGV[1], the prefix: every key of one comment, and of
@@ -125,6 +132,19 @@ return closes
 )
 
 
+def _unavailable_on_redis_errors(method: F) -> F:
+    """Redis errors as :class:`Unavailable` (503, or a batch the consumer loop retries)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise Unavailable(f"the feedback store's Redis is unavailable: {exc}") from exc
+
+    return wrapped  # type: ignore[return-value]
+
+
 class RedisFeedbackStore:
     """The join in Redis, shared by every process of one deployment.
 
@@ -158,9 +178,15 @@ class RedisFeedbackStore:
     def from_url(cls, url: str, **options: object) -> RedisFeedbackStore:
         """A store on the Redis at ``url`` (``options``: the rest of the constructor's)."""
         connection = options.pop("connection", None) or {}
-        client = redis.Redis.from_url(url, **connection)  # type: ignore[arg-type]
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            **connection,  # type: ignore[arg-type]
+        )
         return cls(client, **options)  # type: ignore[arg-type]
 
+    @_unavailable_on_redis_errors
     def record_scores(self, records: Sequence[ScoreRecord]) -> None:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
@@ -196,6 +222,7 @@ class RedisFeedbackStore:
             for closed in closes:
                 self._finish(closed)
 
+    @_unavailable_on_redis_errors
     def add_decisions(
         self, decisions: Sequence[Decision], reviewer: str | None = None
     ) -> list[Outcome]:
@@ -223,6 +250,7 @@ class RedisFeedbackStore:
                 self._finish(answer[1:])
         return outcomes
 
+    @_unavailable_on_redis_errors
     def quality_windows(self, model: str, version: int) -> list[QualityWindow]:
         w = self._window_key(model, version)
         pipe = self.redis.pipeline(transaction=True)
