@@ -134,6 +134,7 @@ def test_feedback_needs_the_label_scope(api: httpx.Client) -> None:
         (b'[{"comment_id": "x", "label": 1}, {"comment_id": "y", "label": -1}]', 422, "decision 1"),
         (orjson.dumps([{"comment_id": f"c{i}", "label": 1} for i in range(21)]), 413, "limit"),
         (b'[{"comment_id": "x", "label": 1, "reviewer": "bob"}]', 403, "not as 'bob'"),
+        (b'[{"comment_id": "x", "label": 1, "task": "a\\u0001"}]', 400, "decision 0: task"),
     ],
 )
 def test_bad_feedback_is_a_4xx_naming_the_problem(

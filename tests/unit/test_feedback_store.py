@@ -19,7 +19,6 @@ from mlcycle.monitoring.feedback_redis import RedisFeedbackStore
 from mlcycle.monitoring.feedback_store import (
     FeedbackStore,
     MemoryFeedbackStore,
-    record_score,
 )
 
 MODEL = "toxicity"
@@ -54,7 +53,7 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[Factory]:
 
 
 def score(store: FeedbackStore, cid: str, value: float, version: int = 1, at: datetime = T0):
-    record_score(store, cid, MODEL, version, value, 0.5, at)
+    store.record_score(cid, MODEL, version, value, 0.5, at)
 
 
 def decide(cid: str, label: int, **fields: object) -> Decision:

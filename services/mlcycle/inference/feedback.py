@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
+from pydantic import ValidationError
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.redis_connection import connection_options
 from mlcycle.common.settings import Settings
 from mlcycle.contracts.comments import HumanLabel
+from mlcycle.contracts.messages import flat_errors
 from mlcycle.contracts.monitoring import PROFILE_FILE, CalibrationBins, Decision, ReferenceProfile
 from mlcycle.inference.metadata import ServedModel
 from mlcycle.inference.schemas import PredictionRow
@@ -136,8 +138,15 @@ class FeedbackIntake:
         self._lock = threading.Lock()
 
     def check(self, decisions: Sequence[Decision]) -> None:
-        """InvalidInput naming the first decision whose label is not a class of its task."""
+        """InvalidInput naming the first decision whose label is not a class of its task
+        (or whose task could not name a human label's)."""
         for index, decision in enumerate(decisions):
+            try:  # what the labeler will be sent must be a valid human label
+                HumanLabel(item_id=decision.comment_id, label=decision.label, task=decision.task)
+            except ValidationError as exc:
+                raise InvalidInput(
+                    f"decision {index}: {flat_errors(exc)}", details={"index": index}
+                ) from None
             classes = self.settings.labeler.classes_of(decision.task)
             if decision.label >= classes:
                 raise InvalidInput(

@@ -14,6 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
@@ -103,30 +104,40 @@ return {'joined'}
 """
 )
 
-# ARGV: prefix, comment id, "model SEP version SEP score SEP threshold SEP scored at",
-#       retention ms, window size, now, model, version, then counter names and values
+# A batch of scores in one call. ARGV: prefix, retention ms, window size, now, R, then R
+# times (comment id, "model SEP version SEP score SEP threshold SEP scored at"), then per
+# model version of the batch: model, version, k, and k CBPE counter names and values.
 _LUA_SCORE = (
     _LUA_COMMON
     + r"""
-local p, cid, scored = ARGV[1], ARGV[2], ARGV[3]
-local ttl, n, now = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local w = p .. 'w:' .. ARGV[7] .. ':' .. ARGV[8] .. ':'
-redis.call('SET', p .. 's:' .. cid, scored, 'PX', ttl)
-redis.call('HSETNX', w .. 'meta', 'started', now)
-for i = 9, #ARGV, 2 do
-    redis.call('HINCRBYFLOAT', w .. 'traffic', ARGV[i], ARGV[i + 1])
-end
-local pk = p .. 'p:' .. cid
-local waiting = redis.call('HGETALL', pk)
+local p, ttl, n, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local records = tonumber(ARGV[5])
 local closes = {}
-for i = 1, #waiting, 2 do
-    local rev = waiting[i]
-    local d = split(waiting[i + 1])
-    redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
-    local closed = join(p, cid, rev, d[1], d[2], scored, n, now)
-    if closed then closes[#closes + 1] = closed end
+for r = 0, records - 1 do
+    local cid, scored = ARGV[6 + 2 * r], ARGV[7 + 2 * r]
+    local s = split(scored)
+    redis.call('SET', p .. 's:' .. cid, scored, 'PX', ttl)
+    redis.call('HSETNX', p .. 'w:' .. s[1] .. ':' .. s[2] .. ':meta', 'started', now)
+    local pk = p .. 'p:' .. cid
+    local waiting = redis.call('HGETALL', pk)
+    for i = 1, #waiting, 2 do
+        local rev = waiting[i]
+        local d = split(waiting[i + 1])
+        redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
+        local closed = join(p, cid, rev, d[1], d[2], scored, n, now)
+        if closed then closes[#closes + 1] = closed end
+    end
+    if #waiting > 0 then redis.call('DEL', pk) end
 end
-redis.call('DEL', pk)
+local i = 6 + 2 * records
+while i <= #ARGV do
+    local w = p .. 'w:' .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':traffic'
+    local k = tonumber(ARGV[i + 2])
+    for j = 0, k - 1 do
+        redis.call('HINCRBYFLOAT', w, ARGV[i + 3 + 2 * j], ARGV[i + 4 + 2 * j])
+    end
+    i = i + 3 + 2 * k
+end
 return closes
 """
 )
@@ -186,41 +197,58 @@ class RedisFeedbackStore:
         )
         return cls(client, **options)  # type: ignore[arg-type]
 
+    def record_score(
+        self,
+        comment_id: str,
+        model: str,
+        version: int,
+        score: float,
+        threshold: float,
+        scored_at: datetime,
+    ) -> None:
+        """Record one served score (see :meth:`record_scores`)."""
+        self.record_scores([ScoreRecord(comment_id, model, version, score, threshold, scored_at)])
+
     @_unavailable_on_redis_errors
     def record_scores(self, records: Sequence[ScoreRecord]) -> None:
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
+        """One script call for the batch: the scores, the joins they complete, and each
+        version's CBPE counters computed at once (the recorder's cost stays per batch)."""
+        if not records:
+            return
+        args: list[str | int] = [
+            self.prefix,
+            self.retention_ms,
+            self.window_decisions,
+            repr(time.time()),
+            len(records),
+        ]
+        groups: dict[tuple[str, int, float], list[float]] = {}
         for record in records:
-            scored = _SEP.join(
-                (
-                    record.model,
-                    str(record.version),
-                    repr(float(record.score)),
-                    repr(float(record.threshold)),
-                    repr(record.scored_at.timestamp()),
-                )
-            )
-            counters = quality.estimate_counters(
-                [record.score],
-                record.threshold,
-                self.calibration(record.model, record.version),
-            )
-            args: list[str] = [
-                self.prefix,
+            args += [
                 record.comment_id,
-                scored,
-                str(self.retention_ms),
-                str(self.window_decisions),
-                repr(now),
-                record.model,
-                str(record.version),
+                _SEP.join(
+                    (
+                        record.model,
+                        str(record.version),
+                        repr(float(record.score)),
+                        repr(float(record.threshold)),
+                        repr(record.scored_at.timestamp()),
+                    )
+                ),
             ]
-            for name, value in counters.items():
+            key = (record.model, record.version, float(record.threshold))
+            groups.setdefault(key, []).append(float(record.score))
+        tallies: dict[tuple[str, int], Tally] = {}
+        for (model, version, threshold), scores in groups.items():
+            tally = tallies.setdefault((model, version), Tally())
+            calibration = self.calibration(model, version)
+            quality.add_estimate_counters(tally, scores, threshold, calibration)
+        for (model, version), tally in tallies.items():
+            args += [model, version, len(tally.counts)]
+            for name, value in tally.counts.items():
                 args += [name, repr(value)]
-            self._score(args=args, client=pipe)
-        for closes in pipe.execute():
-            for closed in closes:
-                self._finish(closed)
+        for closed in self._score(args=args):
+            self._finish(closed)
 
     @_unavailable_on_redis_errors
     def add_decisions(

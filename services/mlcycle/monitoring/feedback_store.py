@@ -84,6 +84,16 @@ class FeedbackStore(Protocol):
 
     def record_scores(self, records: Sequence[ScoreRecord]) -> None: ...
 
+    def record_score(
+        self,
+        comment_id: str,
+        model: str,
+        version: int,
+        score: float,
+        threshold: float,
+        scored_at: datetime,
+    ) -> None: ...
+
     def add_decisions(
         self, decisions: Sequence[Decision], reviewer: str | None = None
     ) -> list[Outcome]: ...
@@ -91,19 +101,6 @@ class FeedbackStore(Protocol):
     def quality_windows(self, model: str, version: int) -> list[QualityWindow]: ...
 
     def close(self) -> None: ...
-
-
-def record_score(
-    store: FeedbackStore,
-    comment_id: str,
-    model: str,
-    version: int,
-    score: float,
-    threshold: float,
-    scored_at: datetime,
-) -> None:
-    """Record one served score (see :meth:`FeedbackStore.record_scores`)."""
-    store.record_scores([ScoreRecord(comment_id, model, version, score, threshold, scored_at)])
 
 
 def summarize(
@@ -201,22 +198,38 @@ class MemoryFeedbackStore:
         self._closed: dict[tuple[str, int], deque[QualityWindow]] = {}
         self._next_sweep = 0.0
 
+    def record_score(
+        self,
+        comment_id: str,
+        model: str,
+        version: int,
+        score: float,
+        threshold: float,
+        scored_at: datetime,
+    ) -> None:
+        """Record one served score (see :meth:`record_scores`)."""
+        self.record_scores([ScoreRecord(comment_id, model, version, score, threshold, scored_at)])
+
     def record_scores(self, records: Sequence[ScoreRecord]) -> None:
         now = self.clock()
         with self._lock:
             self._sweep(now)
+            groups: dict[tuple[str, int, float], list[float]] = {}
             for record in records:
                 self._scores[record.comment_id] = (now + self.retention_s, record)
-                window = self._window(record.model, record.version, now)
-                calibration = self.calibration(record.model, record.version)
-                quality.add_estimate_counters(
-                    window.traffic, [record.score], record.threshold, calibration
-                )
+                key = (record.model, record.version, record.threshold)
+                groups.setdefault(key, []).append(record.score)
                 for reviewer, (expires, label, decided) in self._pending.pop(
                     record.comment_id, {}
                 ).items():
                     if expires > now:
                         self._join(record, reviewer, label, decided, now)
+            # The batch's estimate counters at once, per version (after its joins, as the
+            # Redis store adds them).
+            for (model, version, threshold), scores in groups.items():
+                window = self._window(model, version, now)
+                calibration = self.calibration(model, version)
+                quality.add_estimate_counters(window.traffic, scores, threshold, calibration)
 
     def add_decisions(
         self, decisions: Sequence[Decision], reviewer: str | None = None
