@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -72,7 +73,8 @@ class ScoreRecorder:
         self.store = store
         self.max_queued = max_queued
         self.flush_s = flush_s
-        self._queue: deque[ScoreRecord] = deque()
+        # (comment id, model, prediction row, when): turned into records off the serving path.
+        self._queue: deque[tuple[str, str, PredictionRow, float]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="score-recorder", daemon=True)
@@ -81,21 +83,18 @@ class ScoreRecorder:
     def offer(
         self, model: str, ids: Sequence[str | None], predictions: Sequence[PredictionRow]
     ) -> None:
-        """Queue the binary scores of the instances that carry an id (a few appends)."""
-        now = datetime.now(UTC)
-        room = self.max_queued - len(self._queue)
+        """Queue the binary scores of the instances that carry an id (a few appends; the
+        records are built on the recorder's thread)."""
+        now = time.time()
+        queue = self._queue
         for comment_id, row in zip(ids, predictions, strict=True):
-            threshold = row["threshold"]
-            if comment_id is None or threshold is None:
+            if comment_id is None or row["threshold"] is None:
                 continue
-            if room <= 0:
+            if len(queue) >= self.max_queued:
                 SCORES_DROPPED.inc()
                 continue
-            room -= 1
-            self._queue.append(
-                ScoreRecord(comment_id, model, row["model_version"], row["score"], threshold, now)
-            )
-        if len(self._queue) >= WRITE_BATCH:
+            queue.append((comment_id, model, row, now))
+        if len(queue) >= WRITE_BATCH:
             self._wake.set()
 
     def record(self, records: Sequence[ScoreRecord]) -> None:
@@ -106,7 +105,18 @@ class ScoreRecorder:
     def flush(self) -> None:
         """Write everything queued so far (tests, shutdown)."""
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(WRITE_BATCH, len(self._queue)))]
+            taken = [self._queue.popleft() for _ in range(min(WRITE_BATCH, len(self._queue)))]
+            batch = [
+                ScoreRecord(
+                    comment_id,
+                    model,
+                    row["model_version"],
+                    row["score"],
+                    row["threshold"],  # type: ignore[arg-type]  (binary rows only)
+                    datetime.fromtimestamp(at, UTC),
+                )
+                for comment_id, model, row, at in taken
+            ]
             try:
                 self.store.record_scores(batch)
             except Exception as exc:  # Redis down: the scores are lost, the service goes on
