@@ -97,11 +97,6 @@ class ScoreRecorder:
         if len(queue) >= WRITE_BATCH:
             self._wake.set()
 
-    def record(self, records: Sequence[ScoreRecord]) -> None:
-        """Write ``records`` now, on the caller's thread (the stream scorer's batches)."""
-        if records:
-            self.store.record_scores(records)
-
     def flush(self) -> None:
         """Write everything queued so far (tests, shutdown)."""
         while self._queue:
