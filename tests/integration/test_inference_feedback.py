@@ -36,10 +36,16 @@ from tests.fixtures.inference import NAME, World, built_models
 
 pytestmark = pytest.mark.integration
 
-KEYS = ("ann:label:ann-secret", "bob:label:bob-secret", "svc:predict:svc-secret")
+KEYS = (
+    "ann:label:ann-secret",
+    "bob:label:bob-secret",
+    "svc:predict:svc-secret",
+    "rdr:read:rdr-secret",
+)
 ANN = {"Authorization": "Bearer ann-secret"}
 BOB = {"Authorization": "Bearer bob-secret"}
 SVC = {"Authorization": "Bearer svc-secret"}
+READ = {"Authorization": "Bearer rdr-secret"}
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +186,11 @@ def test_decisions_join_the_predictions_they_judge(api: httpx.Client, settings: 
     assert window.realized is not None and window.realized.comments == 4
     assert window.estimated is not None and window.estimated.comments == 4
     assert window.label_lag_s["max"] > 3600  # decided in 2030
+    # GET /v1/monitoring shows the version's quality windows beside its drift signals.
+    monitoring = api.get("/v1/monitoring", params={"version": 1}, headers=READ)
+    assert monitoring.status_code == 200, monitoring.text
+    (version,) = monitoring.json()["versions"]
+    assert version["quality"][-1]["decisions"] == 4
 
     # Every decision reached the labeler as a trusted human vote (the duplicate too: upserted).
     votes = [

@@ -211,8 +211,7 @@ def _add_predict_routes(
         texts = [instance.text for instance in parsed.instances]
         metadata = [instance.metadata for instance in parsed.instances]
         model, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
-        if any(ids := [instance.id for instance in parsed.instances]):  # queued, written later
-            scores.offer(model.name, ids, predictions)
+        scores.offer(model.name, [i.id for i in parsed.instances], predictions)  # ids: joinable
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -246,8 +245,7 @@ def _add_predict_routes(
             body = await read_body(request, max_body)
             texts, metadata, columnar, ids = await parse(parse_tf_predict_ids, body)
             served, predictions = await batcher.predict(texts, metadata)
-            if ids is not None:  # joinable with moderators' decisions: queued, written later
-                scores.offer(served.name, ids, predictions)
+            scores.offer(served.name, ids, predictions)  # ids: joinable with decisions
         except MlcycleError as exc:
             return _tf_error(exc)
         if columnar:
@@ -385,7 +383,8 @@ def create_app(
     _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
     _add_lineage_route(app, lineage, gate)
     _add_live_rate_route(app, runtime.tracker, gate)
-    add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate)
+    quality_of = feedback.quality_windows
+    add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate, quality_of=quality_of)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return access.verify(app)
 

@@ -81,10 +81,12 @@ class ScoreRecorder:
         self._thread.start()
 
     def offer(
-        self, model: str, ids: Sequence[str | None], predictions: Sequence[PredictionRow]
+        self, model: str, ids: Sequence[str | None] | None, predictions: Sequence[PredictionRow]
     ) -> None:
         """Queue the binary scores of the instances that carry an id (a few appends; the
-        records are built on the recorder's thread)."""
+        records are built on the recorder's thread). Nothing to do without ids."""
+        if ids is None or not any(ids):
+            return
         now = time.time()
         queue = self._queue
         for comment_id, row in zip(ids, predictions, strict=True):
