@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -41,8 +41,7 @@ from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.feedback import ScoreRecorder as Recorder
 from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
-from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
-from mlcycle.inference.monitoring_routes import add_monitoring_routes
+from mlcycle.inference.monitoring_routes import add_live_rate_route, add_monitoring_routes
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
@@ -53,7 +52,6 @@ from mlcycle.inference.schemas import (
     parse_predict,
     parse_tf_predict_ids,
 )
-from mlcycle.inference.versions import VersionTracker
 
 SERVICE = "inference"
 # Bodies up to this size are parsed on the event loop (well under a millisecond).
@@ -210,8 +208,9 @@ def _add_predict_routes(
         parsed = await parse(parse_predict, await read_body(request, max_body))
         texts = [instance.text for instance in parsed.instances]
         metadata = [instance.metadata for instance in parsed.instances]
-        model, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
-        scores.offer(model.name, [i.id for i in parsed.instances], predictions)  # ids: joinable
+        ids = [instance.id for instance in parsed.instances]
+        model, predictions = await batcher.predict(texts, metadata if any(metadata) else None, ids)
+        scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -244,7 +243,7 @@ def _add_predict_routes(
                 raise NotFound(f"Servable not found for request: Latest({name})")
             body = await read_body(request, max_body)
             texts, metadata, columnar, ids = await parse(parse_tf_predict_ids, body)
-            served, predictions = await batcher.predict(texts, metadata)
+            served, predictions = await batcher.predict(texts, metadata, ids)
             scores.offer(served.name, ids, predictions)  # ids: joinable with decisions
         except MlcycleError as exc:
             return _tf_error(exc)
@@ -278,31 +277,6 @@ def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -
     ) -> OrjsonResponse:
         chain = await run_in_threadpool(lineage.explain, comment_id)
         return OrjsonResponse(chain.to_json())
-
-
-def _add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate) -> None:
-    @app.get(
-        "/v1/positive-rate",
-        response_model=LivePositiveRate,
-        responses=error_responses(401, 403, 404, 422, 429, 503),
-        dependencies=gate.dependencies(),
-        tags=["monitoring"],
-        summary="The positive rate of the recent traffic, estimated from its unlabeled scores",
-        description=LIVE_RATE_DESCRIPTION,
-    )
-    async def positive_rate(
-        version: int | None = Query(None, ge=1, description="default: the serving version"),
-    ) -> OrjsonResponse:
-        model = tracker.current() if version is None else tracker.loaded(version)
-        if model is None:
-            raise NotFound(
-                f"model {tracker.name} version {version} is not loaded here",
-                details={"model": tracker.name, "version": version},
-            )
-        live = model.live_window()
-        # The EM over up to a window of scores takes milliseconds: off the event loop.
-        found = await run_in_threadpool(live.report, model.name, model.version, model.threshold)
-        return OrjsonResponse(found.model_dump())
 
 
 def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:
@@ -382,7 +356,7 @@ def create_app(
     feedback = add_feedback_routes(app, settings, runtime, gate)
     _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
     _add_lineage_route(app, lineage, gate)
-    _add_live_rate_route(app, runtime.tracker, gate)
+    add_live_rate_route(app, runtime.tracker, gate)
     quality_of = feedback.quality_windows
     add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate, quality_of=quality_of)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
