@@ -270,9 +270,10 @@ class LiveMonitor:
         """Add the watch's tally to the aggregate, judge the window if due, export the states."""
         config, now = self.config, self.clock()
         if not watch.warmed and watch.detector is not None:
-            # Thresholds are bootstrapped once per window size: for full windows now, on this
-            # thread, rather than when the first one closes.
-            watch.detector.warm(config.window_records)
+            # Thresholds are bootstrapped once per window size: for full windows (which close
+            # between their size and about twice it) now, on this thread, rather than when
+            # the first ones close.
+            watch.detector.warm(config.window_records, up_to=2 * config.window_records)
             watch.warmed = True
         if watch.pending:
             self.aggregate.add(watch.name, watch.version, watch.pending, now)

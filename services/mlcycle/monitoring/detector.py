@@ -72,11 +72,27 @@ TESTS = {
 
 
 def grid_floor(n: float) -> int:
-    """The largest point of the geometric grid at or below ``n`` (at least 1)."""
+    """The largest point of the geometric grid at or below ``n`` (at least 1).
+
+    Grid points are ``int(2 ** (k / 8))``; a point maps to itself.
+    """
     if n < 1:
         return 1
-    point = int(_GRID_STEP ** math.floor(math.log(n, _GRID_STEP) + 1e-9))
-    return max(point, 1)
+    k = math.floor(math.log(n + 1, _GRID_STEP))
+    while k > 0 and int(_GRID_STEP**k) > n:
+        k -= 1
+    return max(int(_GRID_STEP**k), 1)
+
+
+def grid_points(low: float, high: float) -> list[int]:
+    """The grid points from ``grid_floor(low)`` to ``grid_floor(high)``, in order."""
+    points = [grid_floor(low)]
+    while points[-1] < grid_floor(high):
+        k = math.floor(math.log(points[-1] + 1, _GRID_STEP)) + 1
+        while int(_GRID_STEP**k) <= points[-1]:
+            k += 1
+        points.append(min(int(_GRID_STEP**k), grid_floor(high)))
+    return points
 
 
 @dataclass(frozen=True)
@@ -188,12 +204,19 @@ class Detector:
         budget = self.settings.false_alarm_budget_records
         return min(0.5, grid_floor(records) / budget)
 
-    def warm(self, records: int) -> None:
-        """Compute every threshold for windows of ``records`` records now (e.g. the configured
-        window size, when the monitor starts), rather than when the first such window closes."""
-        for spec in self._signals:
-            if isinstance(spec, _Shares):
-                self._shares_thresholds(spec, records)
+    def warm(self, records: int, up_to: int | None = None) -> None:
+        """Compute every threshold for windows of ``records`` records now (and of each grid
+        size up to ``up_to``), rather than when the first such window closes.
+
+        A window closes at the first flush that takes it past its size, so full windows
+        land anywhere from that size to about twice it: warming that range when a version
+        is loaded keeps the bootstraps (which hold the interpreter for a while) away from
+        the windows' closes while predictions are being served.
+        """
+        for n in grid_points(records, max(records, up_to or records)):
+            for spec in self._signals:
+                if isinstance(spec, _Shares):
+                    self._shares_thresholds(spec, n)
 
     def _shares_thresholds(self, spec: _Shares, records: int) -> tuple[float, float]:
         """(enter, exit) for a window of ``records`` records.
