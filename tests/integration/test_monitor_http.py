@@ -45,11 +45,15 @@ def monitoring_app(asked: list[dict[str, Any]]) -> FastAPI:
 
     @api.get("/v1/monitoring/history")
     def history(
-        request: Request, signal: str | None = None, authorization: str | None = Header(None)
+        request: Request,
+        signal: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+        authorization: str | None = Header(None),
     ) -> dict[str, Any]:
         authorized(authorization)
         asked.append(dict(request.query_params))
-        return recorded.history_json(signal)
+        return recorded.history_json(signal, since=since, limit=limit)
 
     @api.post("/v1/feedback", status_code=202)
     async def feedback(request: Request, authorization: str | None = Header(None)) -> Any:

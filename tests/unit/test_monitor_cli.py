@@ -20,9 +20,11 @@ from mlcycle.cli import monitoring as monitor_cli
 from mlcycle.clients.inference import FeedbackReceipt, InferenceClient, MonitoringState
 from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound
 from mlcycle.contracts.monitoring import Decision
+from mlcycle.local import monitor_report
 from mlcycle.local.monitor_report import (
     MonitorView,
     collect,
+    latest_windows,
     print_state,
     quality_row,
     signal_row,
@@ -42,11 +44,17 @@ def serving(seen: list[httpx.Request] | None = None, *, status: int = 200) -> ht
         if status != 200:
             body = {"error": {"code": "unavailable", "message": "the monitor is off"}}
             return httpx.Response(status, json=body)
-        query = parse_qs(request.url.query.decode())
+        query = {k: v[0] for k, v in parse_qs(request.url.query.decode()).items()}
         if request.url.path == "/v1/monitoring":
+            if query.get("version", str(recorded.VERSION)) != str(recorded.VERSION):
+                return httpx.Response(404, json={"error": {"code": "not_found", "message": "v"}})
             return httpx.Response(200, json=recorded.state_json())
         if request.url.path == "/v1/monitoring/history":
-            return httpx.Response(200, json=recorded.history_json(query.get("signal", [None])[0]))
+            since = datetime.fromisoformat(query["since"]) if "since" in query else None
+            answer = recorded.history_json(
+                query.get("signal"), since=since, limit=int(query.get("limit", 1000))
+            )
+            return httpx.Response(200, json=answer)
         if request.url.path == "/v1/feedback":
             decisions = json.loads(request.content)
             answer = {"accepted": len(decisions), "joined": 1, "pending": 1, "duplicate": 0}
@@ -69,27 +77,30 @@ def view() -> MonitorView:
 # -- the client -----------------------------------------------------------------------------
 
 
-def test_the_state_comes_back_typed_and_one_version_is_kept_by_the_client() -> None:
+def test_the_state_comes_back_typed_for_every_version_or_the_one_asked() -> None:
     seen: list[httpx.Request] = []
     state = client(seen).monitoring()
     (version,) = state.versions
     score = next(s for s in version.signals if s.signal == "score")
     assert score.alarm and score.last is not None and score.last.statistic == pytest.approx(0.03)
     assert version.quality[0].realized is not None and version.quality[1].closed_at is None
-    assert client().monitoring(version=recorded.VERSION).versions == state.versions
-    assert client().monitoring(version=99).versions == []
     assert str(seen[0].url) == f"{BASE}/v1/monitoring"
     assert seen[0].headers["authorization"] == "Bearer k"
+    assert client(seen).monitoring(version=recorded.VERSION) == state
+    assert str(seen[1].url) == f"{BASE}/v1/monitoring?version=3"
+    with pytest.raises(NotFound):
+        client().monitoring(version=99)
 
 
 def test_history_sends_only_the_filters_given() -> None:
     seen: list[httpx.Request] = []
-    since = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    since = datetime(2026, 3, 1, 12, 10, tzinfo=UTC)
     items = client(seen).monitoring_history(since=since, version=3, signal="score", limit=50)
-    assert {w.signal for w in items} == {"score"} and len(items) == 6
+    assert {w.signal for w in items} == {"score"}
+    assert [w.closed_at.minute for w in items] == [15, 20, 25, 30]
     query = parse_qs(seen[0].url.query.decode())
     assert query == {
-        "since": ["2026-03-01T12:30:00+00:00"],
+        "since": ["2026-03-01T12:10:00+00:00"],
         "version": ["3"],
         "signal": ["score"],
         "limit": ["50"],
@@ -122,15 +133,38 @@ def test_an_error_answer_is_an_error_naming_the_service() -> None:
         InferenceClient(BASE, transport=serving(status=404)).monitoring_history()
 
 
-def test_collect_asks_each_signal_s_history_and_orders_it_oldest_first() -> None:
+def test_collect_walks_each_signal_s_history_and_keeps_the_latest_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(monitor_report, "PAGE", 2)
     seen: list[httpx.Request] = []
-    collected = collect(client(seen), windows=20)
-    asked = [parse_qs(r.url.query.decode()) for r in seen if r.url.path.endswith("/history")]
-    assert [q["signal"] for q in asked] == [["score"], ["ngrams"], ["oov_share"]]
-    assert all(q["version"] == ["3"] and q["limit"] == ["20"] for q in asked)
+    collected = collect(client(seen), windows=3)
+    asked = [
+        {k: v[0] for k, v in parse_qs(r.url.query.decode()).items()}
+        for r in seen
+        if r.url.path.endswith("/history")
+    ]
+    # score's 6 windows come in pages of 2, each page after the last one's close.
+    score_pages = [q for q in asked if q["signal"] == "score"]
+    assert len(score_pages) == 4 and "since" not in score_pages[0]
+    assert score_pages[1]["since"] == "2026-03-01T12:10:00+00:00"
+    assert all(q["version"] == "3" and q["limit"] == "2" for q in asked)
     score = collected.windows(recorded.VERSION, "score")
-    assert [w.closed_at for w in score] == sorted(w.closed_at for w in score)
+    assert [w.statistic for w in score] == pytest.approx([0.018, 0.024, 0.03])  # the latest
+    assert len(collected.windows(recorded.VERSION, "ngrams")) == 3
     assert collected.windows(recorded.VERSION, "oov_share") == []
+
+
+def test_collect_stops_when_the_service_ignores_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monitor_report, "PAGE", 2)
+    full = recorded.history_json("score", limit=2)
+
+    def same_page(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=full)
+
+    stubborn = InferenceClient(BASE, transport=httpx.MockTransport(same_page))
+    windows = latest_windows(stubborn, recorded.VERSION, "score", since=None, keep=10)
+    assert len(windows) == 4  # the first page, then the same page again, and no more
 
 
 # -- the tables --------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ class MonitoringState(BaseModel):
 
 
 class MonitoringHistory(BaseModel):
-    """``GET /v1/monitoring/history``: evaluated windows, as the service orders them."""
+    """``GET /v1/monitoring/history``: evaluated windows, oldest first."""
 
     items: list[WindowResult]
 
@@ -103,13 +103,10 @@ class InferenceClient(ServiceClient):
         return dict(self.call_json("GET", f"{LINEAGE_PATH}/{quote(comment_id, safe='')}"))
 
     def monitoring(self, version: int | None = None) -> MonitoringState:
-        """The monitor's current state per model version and signal (one ``version``'s only
-        when given: the route answers every version, the client keeps that one)."""
-        state = self.call_record(MonitoringState, "GET", MONITORING_PATH)
-        if version is None:
-            return state
-        kept = [v for v in state.versions if v.model_version == version]
-        return state.model_copy(update={"versions": kept})
+        """The monitor's current state per model version and signal: every loaded version's,
+        or ``version``'s alone (NotFound when this service has not loaded it)."""
+        params: dict[str, QueryValue] = {} if version is None else {"version": version}
+        return self.call_record(MonitoringState, "GET", MONITORING_PATH, params=params)
 
     def monitoring_history(
         self,
@@ -118,7 +115,9 @@ class InferenceClient(ServiceClient):
         signal: str | None = None,
         limit: int | None = None,
     ) -> list[WindowResult]:
-        """Evaluated windows, filtered by close time, model version and signal when given."""
+        """Evaluated windows, oldest first: of ``version`` (default: the serving one), closed
+        after ``since``, of ``signal`` when given, at most ``limit`` (the service's default
+        when not given). To page, pass the last window's ``closed_at`` as the next ``since``."""
         given = {
             "since": since.isoformat() if since is not None else None,
             "version": version,

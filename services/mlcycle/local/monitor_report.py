@@ -11,6 +11,7 @@ moderators' decisions realized, over time.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,8 @@ from mlcycle.common.files import write_atomically
 from mlcycle.contracts.monitoring import QualityFigures, QualityWindow, SignalState, WindowResult
 
 NONE = "–"
+# Windows asked for per history request while walking a signal's history.
+PAGE = 1000
 # The figures a quality window has both estimated and realized, in the order shown.
 FIGURES = ("f1", "roc_auc", "precision", "recall")
 # Quality windows in the terminal table; the page shows them all.
@@ -65,18 +68,33 @@ class MonitorView:
 def collect(
     client: InferenceClient, *, since: datetime | None = None, windows: int = 200
 ) -> MonitorView:
-    """The state, and up to ``windows`` recent windows of each signal of each version."""
+    """The state, and the latest ``windows`` windows (closed after ``since``) of each signal of
+    each version."""
     state = client.monitoring()
-    history: dict[tuple[int, str], list[WindowResult]] = {}
-    for version in state.versions:
-        for signal in version.signals:
-            items = client.monitoring_history(
-                since=since, version=version.model_version, signal=signal.signal, limit=windows
-            )
-            history[(version.model_version, signal.signal)] = sorted(
-                items, key=lambda w: w.closed_at
-            )
+    history = {
+        (version.model_version, signal.signal): latest_windows(
+            client, version.model_version, signal.signal, since=since, keep=windows
+        )
+        for version in state.versions
+        for signal in version.signals
+    }
     return MonitorView(state, history)
+
+
+def latest_windows(
+    client: InferenceClient, version: int, signal: str, *, since: datetime | None, keep: int
+) -> list[WindowResult]:
+    """The last ``keep`` windows of one signal, oldest first. The route answers the oldest
+    first, a page at a time, so the pages are walked to the end (a signal keeps a bounded
+    history: a few pages at most)."""
+    kept: deque[WindowResult] = deque(maxlen=keep)
+    while True:
+        page = client.monitoring_history(since=since, version=version, signal=signal, limit=PAGE)
+        page = sorted(page, key=lambda w: w.closed_at)
+        kept.extend(page)
+        if len(page) < PAGE or (since is not None and page[-1].closed_at <= since):
+            return list(kept)
+        since = page[-1].closed_at
 
 
 # -- rows shared by the terminal and the page ----------------------------------------------------
