@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from mlcycle.common.store import COMMENTS, RUNS, VOTES, Store, open_store
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.monitoring import PROFILE_FILE
 from mlcycle.contracts.serving import serving_config_path
 from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.runs import LabelRunner
+from mlcycle.monitoring.profile import read_profile
 from mlcycle.trainer.api import create_app, kafka_emitter
 from mlcycle.trainer.export import WARMUP_FILE, ServingModel, read_metadata
 from mlcycle.trainer.jobs import JobRunner
@@ -165,6 +168,14 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert {"precision", "recall", "flagged_rate"} <= set(policy["implied"]["dev"])
     assert "test" in policy["implied"]
     assert lineage["metrics"]["dev"]["threshold"] == 0.5
+    # The monitor's reference: the dev split as this version saw it, named in the lineage.
+    profile = read_profile(folder)
+    assert profile is not None and profile.rows == lineage["data"]["dev"]["rows"]
+    assert lineage["profile"]["sha256"] == sha256((folder / PROFILE_FILE).read_bytes()).hexdigest()
+    assert (profile.model_version, profile.transform) == (1, lineage["transform"])
+    assert (profile.threshold, profile.score_prior) == (0.5, policy["score_prior"])
+    assert sum(profile.score.counts) == profile.rows and profile.oov is not None
+    assert "oov_share" in lineage["profile"]["signals"]
     probs = ServingModel(folder).probabilities(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )

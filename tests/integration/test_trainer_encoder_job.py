@@ -23,6 +23,7 @@ from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.training import JobConfig
 from mlcycle.featurization.minilm import sha256_of
 from mlcycle.labeler.runs import LabelRunner
+from mlcycle.monitoring.profile import read_profile
 from mlcycle.trainer.encoder_export import TOKENIZER_ASSET, TokenServingModel
 from mlcycle.trainer.export import WARMUP_FILE, read_metadata
 from mlcycle.trainer.jobs import JobRunner
@@ -105,6 +106,11 @@ def test_an_encoder_job_trains_exports_serves_and_blesses(
     assert set(lineage["signature"]["inputs"]) == {"token_ids", "padding_mask"}
     assert lineage["encoder"]["train_s_per_10k"] == encoder["train_s_per_10k"]
     assert (folder / WARMUP_FILE).is_file()
+    # Its monitoring profile: the served scores, but no transform's vocabulary or fields.
+    profile = read_profile(folder)
+    assert profile is not None and lineage["profile"]["rows"] == profile.rows > 0
+    assert profile.transform is None and profile.oov is None and profile.metadata == {}
+    assert sum(profile.score.counts) == profile.rows and profile.calibration is not None
 
     # The version stands alone: its own tokenizer and SavedModel score new texts.
     served = TokenServingModel(folder)

@@ -78,6 +78,8 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("POST", "/v1/models/{name}:predict"): Scope.PREDICT,
             ("GET", "/v1/lineage/{comment_id}"): Scope.READ,
             ("GET", "/v1/positive-rate"): Scope.READ,
+            ("GET", "/v1/monitoring"): Scope.READ,
+            ("GET", "/v1/monitoring/history"): Scope.READ,
         },
         # TF Serving's REST API is one route; every path under it (model status, metadata,
         # :predict, :classify, :regress) serves predictions. It has no administration over

@@ -85,6 +85,12 @@ class NgramBuckets(BaseModel):
     buckets: int = Field(ge=2)
     counts: list[float]
     examples: list[list[str]] = Field(description="per bucket, up to a few n-grams seen in it")
+    dispersion: float = Field(
+        1.0,
+        ge=1.0,
+        description="how much more the bucket shares vary between samples of texts than "
+        "between samples of independent n-grams (n-grams cluster within texts), measured on dev",
+    )
 
 
 class CalibrationBins(BaseModel):

@@ -40,6 +40,7 @@ from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handl
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.lineage import Lineage, LineageReader
 from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
+from mlcycle.inference.monitoring_routes import add_monitoring_routes
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
@@ -376,6 +377,7 @@ def create_app(
     _add_predict_routes(app, settings, batcher, gate)
     _add_lineage_route(app, lineage, gate)
     _add_live_rate_route(app, runtime.tracker, gate)
+    add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return access.verify(app)
 

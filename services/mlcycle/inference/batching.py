@@ -120,8 +120,11 @@ class RequestBatcher:
         )
         self._closing = False
 
-    async def predict(self, texts: Sequence[str], metadata: Metadata | None) -> Result:
-        """The serving version and one prediction per text, cache first."""
+    async def predict(
+        self, texts: Sequence[str], metadata: Metadata | None, ids: Sequence[str] | None = None
+    ) -> Result:
+        """The serving version and one prediction per text, cache first (``ids``: the
+        instances' own, for the monitor)."""
         if self._closing:
             raise Unavailable("the inference service is shutting down")
         started = time.perf_counter()
@@ -140,6 +143,8 @@ class RequestBatcher:
             raise version_churn(model, attempts)
         predictions = format_predictions(model, probabilities)
         observe_request(model, predictions, "api", time.perf_counter() - started)
+        if self.predictor.monitor is not None:
+            self.predictor.monitor.observe(model, texts, metadata, predictions, ids)
         return model, predictions
 
     def model_server_reachable(self, timeout_s: float = READY_TIMEOUT_S) -> bool:

@@ -125,3 +125,32 @@ def for_version(version: int) -> VersionMetrics:
 @lru_cache(maxsize=512)
 def _predictions(version: str, label: str) -> Counter:
     return PREDICTIONS.labels(version, label)
+
+# The live monitor's view of each model version's signals, shared by every replica (read
+# from the aggregate), so max by (model_version, signal) is right whichever one was scraped.
+MONITOR_STATISTIC = Gauge(
+    "mlcycle_monitor_statistic",
+    "The signal's statistic (effect size) in the last window judged (NaN: none)",
+    ["model_version", "signal"],
+)
+MONITOR_THRESHOLD = Gauge(
+    "mlcycle_monitor_threshold",
+    "The statistic above which the signal enters alarm, for the last window's size",
+    ["model_version", "signal"],
+)
+MONITOR_WINDOW_RECORDS = Gauge(
+    "mlcycle_monitor_window_records",
+    "Records in the last window judged, across every process",
+    ["model_version", "signal"],
+)
+MONITOR_ALARM = Gauge(
+    "mlcycle_monitor_alarm",
+    "1 while the signal is in alarm, else 0",
+    ["model_version", "signal"],
+)
+MONITOR_GAUGES = (MONITOR_STATISTIC, MONITOR_THRESHOLD, MONITOR_WINDOW_RECORDS, MONITOR_ALARM)
+MONITOR_SKIPPED = Counter(
+    "mlcycle_monitor_skipped_records_total",
+    "Served records the monitor skipped because its queue was full (answers never wait)",
+    ["model_version"],
+)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.tokens import tokenize
 from mlcycle.inference.versions import ModelVersion, VersionTracker
+
+if TYPE_CHECKING:
+    from mlcycle.inference.monitor import LiveMonitor
 
 Metadata = Sequence[Mapping[str, Any] | None]
 Source = Literal["api", "stream"]
@@ -112,11 +115,14 @@ class Predictor:
         client: ModelClient,
         tracker: VersionTracker,
         cache: ScoreCache | NoCache,
+        monitor: LiveMonitor | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.tracker = tracker
         self.cache = cache
+        # Handed every answered request's records (off the answer's path); None: not watched.
+        self.monitor = monitor
 
     def predict(
         self,
@@ -125,12 +131,18 @@ class Predictor:
         *,
         unknown_fields: Literal["error", "ignore"] = "error",
         source: Source = "api",
+        ids: Sequence[str] | None = None,
     ) -> tuple[ModelVersion, list[PredictionRow]]:
-        """The serving version and one prediction per text (see :func:`format_predictions`)."""
+        """The serving version and one prediction per text (see :func:`format_predictions`).
+
+        ``ids`` name the records to the monitor (a comment's id), when they have one.
+        """
         started = time.perf_counter()
         scored = self.score(texts, metadata, unknown_fields=unknown_fields)
         predictions = format_predictions(scored.model, scored.probabilities)
         observe_request(scored.model, predictions, source, time.perf_counter() - started)
+        if self.monitor is not None:
+            self.monitor.observe(scored.model, texts, metadata, predictions, ids)
         return scored.model, predictions
 
     def score(

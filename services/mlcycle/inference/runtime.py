@@ -19,8 +19,12 @@ from mlcycle.featurization.store import TransformStore
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.client import GrpcModelClient, ModelClient
 from mlcycle.inference.metadata import ServedModel
+from mlcycle.inference.monitor import LiveMonitor
+from mlcycle.inference.monitor_events import KafkaEvents
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.versions import VersionTracker
+from mlcycle.monitoring.aggregate import Aggregate, LocalAggregate
+from mlcycle.monitoring.redis_aggregate import RedisAggregate
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ class InferenceRuntime:
     cache: ScoreCache | NoCache
     predictor: Predictor
     embedded_redis: EmbeddedRedis | None = None
+    monitor: LiveMonitor | None = None
 
     @classmethod
     def open(
@@ -62,8 +67,9 @@ class InferenceRuntime:
             redis_dir=settings.data_dir / "redis-inference",
             start_embedded=start_embedded_redis,
         )
-        predictor = Predictor(config, client=client, tracker=tracker, cache=cache)
-        return cls(client, tracker, cache, predictor, embedded)
+        monitor = open_monitor(settings, model, tracker, embedded)
+        predictor = Predictor(config, client=client, tracker=tracker, cache=cache, monitor=monitor)
+        return cls(client, tracker, cache, predictor, embedded, monitor)
 
     def run_blocking_predictions_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Blocking Predict calls (lineage's) run on ``loop``, the API's event loop.
@@ -89,7 +95,10 @@ class InferenceRuntime:
         return {"redis": self.cache.ping()}
 
     def close(self) -> None:
-        """Stop following versions, close the connections, stop an embedded Redis."""
+        """Stop the monitor (its last records shared), stop following versions, close the
+        connections, stop an embedded Redis."""
+        if self.monitor is not None:
+            self.monitor.stop()
         self.tracker.stop()
         self.client.close()
         self.cache.close()
@@ -102,6 +111,32 @@ def served_model(settings: Settings) -> ServedModel:
     return ServedModel(
         settings.trainer.model_name, settings.trainer.models_dir, settings.featurizer.artifacts_dir
     )
+
+
+def open_monitor(
+    settings: Settings,
+    model: ServedModel,
+    tracker: VersionTracker,
+    embedded: EmbeddedRedis | None,
+) -> LiveMonitor | None:
+    """The process's live monitor (started), over the cache's Redis when there is one.
+
+    Without Redis the windows are this process's alone: fine for a single process,
+    but replicas and the stream scorer would each judge their own share.
+    """
+    if not settings.monitoring.enabled:
+        return None
+    aggregate: Aggregate
+    url = settings.cache.redis_url or (embedded.url if embedded is not None else "")
+    if url:
+        aggregate = RedisAggregate(url, **connection_options(settings.cache))
+    else:
+        log.info("no MLCYCLE_REDIS_URL: the monitor's windows are this process's alone")
+        aggregate = LocalAggregate()
+    events = KafkaEvents(settings.kafka, settings.kafka.topics.monitoring)
+    return LiveMonitor(
+        settings.monitoring, model, aggregate, events, loaded=tracker.loaded_versions
+    ).start()
 
 
 def open_cache(

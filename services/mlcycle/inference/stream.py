@@ -124,6 +124,7 @@ class StreamScorer:
             metadata if any(metadata) else None,
             unknown_fields="ignore",
             source="stream",
+            ids=[comment.id for _, comment in chunk],
         )
         scored_at = utc_now()
         return [CommentScore(**prediction, scored_at=scored_at) for prediction in predictions]

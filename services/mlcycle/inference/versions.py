@@ -175,6 +175,10 @@ class VersionTracker:
         """Version ``version`` if it is kept loaded (the serving one and a few before it)."""
         return self._loaded.get(version)
 
+    def loaded_versions(self) -> list[ModelVersion]:
+        """Every version kept loaded, oldest first."""
+        return [self._loaded[v] for v in sorted(self._loaded.copy())]
+
     def refresh(self) -> ModelVersion | None:
         """Ask the model server now; switch to its highest AVAILABLE version once it is loaded."""
         with self._lock:

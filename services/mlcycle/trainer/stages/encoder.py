@@ -54,6 +54,7 @@ from mlcycle.trainer.stages.bless import verdict
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, stored_comments
 from mlcycle.trainer.stages.export import INFRA_SAMPLE_ROWS, Candidate, claim_staging, lineage
+from mlcycle.trainer.stages.profile import write_reference_profile
 from mlcycle.trainer.thresholds import FALLBACK_RULE, fit_correction
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,10 @@ def export_encoder_candidate(
         "input": input_metadata(staging, run.tokens.max_length),
         "signature": SIGNATURE_DOC,
         "encoder": dict(run.summary),
+        # The encoder reads texts through its own tokenizer: no transform's words or fields.
+        "profile": write_reference_profile(
+            staging, name, version, run.result, data, evaluated, transform=None
+        ),
     }
     if behaviour is not None:
         metadata["behaviour"] = behaviour.summary().model_dump()

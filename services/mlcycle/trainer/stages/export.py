@@ -29,6 +29,7 @@ from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 from mlcycle.trainer.stages.context import JobContext
 from mlcycle.trainer.stages.evaluate import Evaluated, class_names, headline
+from mlcycle.trainer.stages.profile import write_reference_profile
 from mlcycle.trainer.thresholds import served_threshold, with_test
 
 # Dev rows the warm-up file and infra-validation send to the model server.
@@ -105,6 +106,10 @@ def export_candidate(
     exporting.export_saved_model(best.model, staging)
     exporting.write_warmup_requests(staging, name, *dev_sample(data)[1:])
     metadata = lineage(ctx, version, best, data, evaluated)
+    transform = ctx.transforms.transform(data.transform)
+    metadata["profile"] = write_reference_profile(
+        staging, name, version, best, data, evaluated, transform
+    )
     if behaviour is not None:
         metadata["behaviour"] = behaviour.summary().model_dump()
     exporting.write_metadata(staging, metadata)
