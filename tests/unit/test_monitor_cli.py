@@ -296,3 +296,23 @@ def test_an_error_answer_is_a_message_with_its_status(
     assert result.exit_code == 2
     assert "answered 503" in result.output and "the monitor is off" in result.output
     assert "Traceback" not in result.output
+
+
+def test_one_version_is_asked_for_and_an_unknown_one_is_a_message(
+    served: list[httpx.Request],
+) -> None:
+    result = CliRunner().invoke(app, ["monitor", "--version", "3", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert served[0].url.params["version"] == "3"
+    missing = CliRunner().invoke(app, ["monitor", "--version", "9"])
+    assert missing.exit_code == 2 and "answered 404" in missing.output
+
+
+def test_a_report_that_cannot_be_written_is_a_message(
+    served: list[httpx.Request], tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "monitor.html"
+    result = CliRunner().invoke(app, ["monitor", "--report", str(target)], terminal_width=250)
+    assert result.exit_code == 2
+    assert "cannot write the report to" in result.output and "Traceback" not in result.output

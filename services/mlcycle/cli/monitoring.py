@@ -39,6 +39,10 @@ def monitor(
         datetime | None,
         typer.Option(help="The report's history starts here (default: as far as kept)."),
     ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option("--version", min=1, help="One model version (default: every loaded one)."),
+    ] = None,
     windows: Annotated[
         int, typer.Option(min=1, help="Windows per signal in the report, the latest.")
     ] = 200,
@@ -55,13 +59,13 @@ def monitor(
     try:
         with inference_client(settings, url, api_key) as client:
             if as_json or no_report:
-                state = client.monitoring()
+                state = client.monitoring(version)
                 if as_json:
                     out.out(orjson.dumps(state.model_dump(mode="json")).decode(), highlight=False)
                 else:
                     print_state(out, state)
                 return
-            view = collect(client, since=since, windows=windows)
+            view = collect(client, version=version, since=since, windows=windows)
         print_state(out, view.state)
         write_report(path, view, generated_at=now)
     except MlcycleError as exc:

@@ -66,17 +66,21 @@ class MonitorView:
 
 
 def collect(
-    client: InferenceClient, *, since: datetime | None = None, windows: int = 200
+    client: InferenceClient,
+    *,
+    version: int | None = None,
+    since: datetime | None = None,
+    windows: int = 200,
 ) -> MonitorView:
-    """The state, and the latest ``windows`` windows (closed after ``since``) of each signal of
-    each version."""
-    state = client.monitoring()
+    """The state of every loaded version (or ``version``'s), and the latest ``windows``
+    windows (closed after ``since``) of each of its signals."""
+    state = client.monitoring(version)
     history = {
-        (version.model_version, signal.signal): latest_windows(
-            client, version.model_version, signal.signal, since=since, keep=windows
+        (kept.model_version, signal.signal): latest_windows(
+            client, kept.model_version, signal.signal, since=since, keep=windows
         )
-        for version in state.versions
-        for signal in version.signals
+        for kept in state.versions
+        for signal in kept.signals
     }
     return MonitorView(state, history)
 
