@@ -177,12 +177,12 @@ def test_two_replicas_share_one_window_and_raise_one_alarm_event(
     assert history.status_code == 200, history.text
     items = history.json()["items"]
     assert [(i["window"], i["alarm"]) for i in items] == [(WINDOW, False), (WINDOW, True)]
-    since = replicas[1].client.get(
+    later = replicas[1].client.get(
         "/v1/monitoring/history",
         params={"since": items[0]["closed_at"], "signal": NGRAMS},
         headers=READ,
-    ).json()["items"]
-    assert [i["alarm"] for i in since] == [True]
+    )
+    assert [i["alarm"] for i in later.json()["items"]] == [True]
 
     metrics = replicas[1].client.get("/metrics").text
     assert f'mlcycle_monitor_alarm{{model_version="1",signal="{NGRAMS}"}} 1.0' in metrics
@@ -224,3 +224,20 @@ def test_the_monitoring_routes_check_their_scope_and_their_parameters(
     )
     assert empty.status_code == 200
     assert empty.json() == {"items": []}
+
+
+def test_with_the_monitor_off_the_routes_say_so(settings: Settings) -> None:
+    replica = Replica(settings.model_copy(update={"monitoring": settings.monitoring.model_copy(
+        update={"enabled": False})}))  # fmt: skip
+    try:
+        assert replica.runtime.monitor is None
+        assert replica.runtime.predictor.monitor is None
+        texts, metadata, _ = corpus(n=20, seed=3)
+        replica.predict(texts, metadata)
+        signals = replica.signals()
+        assert {s["status"] for s in signals.values()} == {"unavailable"}
+        assert all("MLCYCLE_MONITOR_ENABLED" in s["reason"] for s in signals.values())
+        history = replica.client.get("/v1/monitoring/history", headers=READ)
+        assert history.json() == {"items": []}
+    finally:
+        replica.close()

@@ -126,6 +126,7 @@ def for_version(version: int) -> VersionMetrics:
 def _predictions(version: str, label: str) -> Counter:
     return PREDICTIONS.labels(version, label)
 
+
 # The live monitor's view of each model version's signals, shared by every replica (read
 # from the aggregate), so max by (model_version, signal) is right whichever one was scraped.
 MONITOR_STATISTIC = Gauge(

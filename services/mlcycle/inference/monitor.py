@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -66,8 +66,10 @@ log = logging.getLogger(__name__)
 Metadata = Sequence[Mapping[str, Any] | None]
 # Moderators' quality windows of a model version (the feedback join provides them).
 QualitySource = Callable[[str, int], list[QualityWindow]]
-# The worker drains the queue this often (at most), so bursts are tallied in batches.
-DRAIN_S = 0.1
+# The worker looks at the queue this often; it drains it when a flush is due or it holds
+# DRAIN_AT records, so records are tallied in batches (a batch's fixed costs spread thin).
+POLL_S = 0.1
+DRAIN_AT = 1024
 # Records tallied at once: big enough for numpy to pay off, small enough that the thread
 # lets go of the interpreter between chunks and requests are not held up behind it.
 TALLY_CHUNK = 256
@@ -78,6 +80,30 @@ TEXT_ID_CHARS = 12
 def text_id(text: str) -> str:
     """A record's id when it was given none: a short hash of its text."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=TEXT_ID_CHARS // 2).hexdigest()
+
+
+class RecordIds(Sequence[str]):
+    """Records' ids: the given one, else the text's hash, made only when asked for (the
+    fingerprinter reads the few ids of its examples, not every record's)."""
+
+    def __init__(self, texts: Sequence[str], given: Sequence[str | None]) -> None:
+        self.texts = texts
+        self.given = given
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> RecordIds: ...
+
+    def __getitem__(self, index: int | slice) -> str | RecordIds:
+        if isinstance(index, slice):
+            return RecordIds(self.texts[index], self.given[index])
+        given = self.given[index]
+        return given if given is not None else text_id(self.texts[index])
 
 
 # -- the monitor ----------------------------------------------------------------------------------
@@ -157,10 +183,11 @@ class LiveMonitor:
         self.aggregate.close()
 
     def _run(self) -> None:
-        wait = min(DRAIN_S, self.config.flush_s)
+        wait = min(POLL_S, self.config.flush_s)
         while not self._stop.wait(wait):
             due = time.monotonic() >= self._next_flush
-            self.run_once(flush=due)
+            if due or self._queued >= DRAIN_AT:
+                self.run_once(flush=due)
         self.run_once(flush=True)
 
     def run_once(self, *, flush: bool = True) -> None:
@@ -189,7 +216,7 @@ class LiveMonitor:
         texts: list[str] = []
         metadata: list[Mapping[str, Any] | None] = []
         scores: list[float] = []
-        ids: list[str] = []
+        ids: list[str | None] = []
         with_metadata = False
         binary = batch[0][0].binary
         for _, item_texts, item_metadata, predictions, item_ids in batch:
@@ -201,7 +228,7 @@ class LiveMonitor:
                 metadata.extend(item_metadata)
             if binary:
                 scores.extend(prediction["score"] for prediction in predictions)
-            ids.extend(item_ids if item_ids is not None else map(text_id, item_texts))
+            ids.extend(item_ids if item_ids is not None else [None] * len(item_texts))
         for start in range(0, len(texts), TALLY_CHUNK):
             stop = start + TALLY_CHUNK
             watch.pending.add(
@@ -209,7 +236,7 @@ class LiveMonitor:
                     texts[start:stop],
                     metadata[start:stop] if with_metadata else None,
                     np.asarray(scores[start:stop], np.float64) if binary else None,
-                    ids[start:stop],
+                    RecordIds(texts[start:stop], ids[start:stop]),
                 )
             )
             time.sleep(0)  # let a request's thread have the interpreter between chunks

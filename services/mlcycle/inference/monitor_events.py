@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 from mlcycle.common.kafka.producer import RecordProducer
@@ -67,9 +67,10 @@ class Publisher:
         self._failing = False
         self._thread.start()
 
-    def put(self, events: Iterable[MonitoringEvent]) -> None:
-        self._outbox.extend(events)
-        self._wake.set()
+    def put(self, events: Sequence[MonitoringEvent]) -> None:
+        if events:
+            self._outbox.extend(events)
+            self._wake.set()
 
     @property
     def pending(self) -> int:
@@ -99,18 +100,22 @@ class Publisher:
                 )
                 self._failing = True
             return False
-        for _ in events:
-            self._outbox.popleft()
+        for event in events:  # those sent (the outbox may have moved on meanwhile)
+            if self._outbox and self._outbox[0] is event:
+                self._outbox.popleft()
         if self._failing:
             log.info("monitoring events delivered again", extra={"events": len(events)})
             self._failing = False
         return True
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Try once more to send what is kept, then stop."""
-        if self._outbox:
-            self._send()
+        """Stop the thread, try once more to send what is kept, close the sink."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout_s)
+        if self._thread.is_alive():  # stuck in a send to an unreachable broker: leave it
+            log.warning("monitoring events not delivered at stop", extra={"events": self.pending})
+            return
+        if self._outbox:
+            self._send()
         self.sink.close()

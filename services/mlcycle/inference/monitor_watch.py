@@ -69,7 +69,9 @@ def watch_version(served: ServedModel, model: ModelVersion, config: MonitoringSe
                 "profiles): it is not monitored"
             )
             return watch
-        watch.fingerprinter = Fingerprinter(profile, model.transform)
+        # A profile made without the transform (the encoder's) counts words as it did.
+        transform = None if profile.transform is None else model.transform
+        watch.fingerprinter = Fingerprinter(profile, transform)
         watch.detector = Detector(profile, config)
     except MlcycleError as exc:
         watch.reason = f"{what} is not monitored: {exc.message}"

@@ -177,7 +177,8 @@ class VersionTracker:
 
     def loaded_versions(self) -> list[ModelVersion]:
         """Every version kept loaded, oldest first."""
-        return [self._loaded[v] for v in sorted(self._loaded.copy())]
+        loaded = self._loaded.copy()  # refreshes change it on their thread
+        return [loaded[v] for v in sorted(loaded)]
 
     def refresh(self) -> ModelVersion | None:
         """Ask the model server now; switch to its highest AVAILABLE version once it is loaded."""
