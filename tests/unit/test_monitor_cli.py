@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from mlcycle.cli import app
 from mlcycle.cli import monitoring as monitor_cli
 from mlcycle.clients.inference import FeedbackReceipt, InferenceClient, MonitoringState
-from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound
+from mlcycle.common.errors import MlcycleError, NotFound
 from mlcycle.contracts.monitoring import Decision
 from mlcycle.local import monitor_report
 from mlcycle.local.monitor_report import (
@@ -109,21 +109,21 @@ def test_history_sends_only_the_filters_given() -> None:
     assert seen[1].url.query == b""
 
 
-def test_feedback_posts_the_decisions_without_a_reviewer_and_reads_the_receipt() -> None:
+def test_feedback_posts_the_decisions_as_given_and_reads_the_receipt() -> None:
     seen: list[httpx.Request] = []
     decided = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
     decisions = [
         Decision(comment_id="c-1", label=1, decided_at=decided),
-        Decision(comment_id="c-2", label=0),
+        # Without keys the body names the reviewer; with a named key the service refuses
+        # anyone but the key's own name.
+        Decision(comment_id="c-2", label=0, reviewer="alice"),
     ]
     receipt = client(seen).feedback(decisions)
     assert receipt == FeedbackReceipt(accepted=2, joined=1, pending=1, duplicate=0)
     assert json.loads(seen[0].content) == [
         {"comment_id": "c-1", "label": 1, "decided_at": "2026-03-01T13:00:00Z", "task": "toxicity"},
-        {"comment_id": "c-2", "label": 0, "task": "toxicity"},
+        {"comment_id": "c-2", "label": 0, "reviewer": "alice", "task": "toxicity"},
     ]
-    with pytest.raises(InvalidInput, match="no reviewer"):
-        client().feedback([Decision(comment_id="c-3", label=1, reviewer="alice")])
 
 
 def test_an_error_answer_is_an_error_naming_the_service() -> None:

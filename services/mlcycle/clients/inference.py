@@ -17,7 +17,6 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import QueryValue, ServiceClient
-from mlcycle.common.errors import InvalidInput
 from mlcycle.contracts.monitoring import Decision, QualityWindow, SignalState, WindowResult
 
 PREDICT_PATH = "/v1/predict"
@@ -129,12 +128,7 @@ class InferenceClient(ServiceClient):
         return answer.items
 
     def feedback(self, decisions: Sequence[Decision]) -> FeedbackReceipt:
-        """Send moderators' decisions; the caller's API key names the reviewer."""
-        if any(decision.reviewer is not None for decision in decisions):
-            # Over REST the key is the reviewer; a name in the body would be a second claim.
-            raise InvalidInput("a decision sent to POST /v1/feedback names no reviewer")
-        body = [
-            decision.model_dump(mode="json", exclude_none=True, exclude={"reviewer"})
-            for decision in decisions
-        ]
+        """Send moderators' decisions. A named API key is the reviewer (a decision naming
+        someone else is refused, 403); without keys each decision names its ``reviewer``."""
+        body = [decision.model_dump(mode="json", exclude_none=True) for decision in decisions]
         return self.call_record(FeedbackReceipt, "POST", FEEDBACK_PATH, json=body)
