@@ -211,6 +211,7 @@ def test_the_monitoring_routes_check_their_scope_and_their_parameters(
         ("/v1/monitoring", {"version": "one"}, "version"),
         ("/v1/monitoring", {"version": "0"}, "version"),
         ("/v1/monitoring/history", {"since": "yesterday"}, "since"),
+        ("/v1/monitoring/history", {"since": "1767225600"}, "since"),  # not Unix time
         ("/v1/monitoring/history", {"limit": "0"}, "limit"),
         ("/v1/monitoring/history", {"limit": "100000"}, "limit"),
         ("/v1/monitoring/history", {"version": "-1"}, "version"),

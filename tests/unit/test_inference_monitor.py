@@ -18,6 +18,7 @@ from mlcycle.common.errors import Unavailable
 from mlcycle.contracts.monitoring import (
     NGRAMS,
     OOV_SHARE,
+    SCORE,
     MonitoringEvent,
     SignalState,
     WindowResult,
@@ -65,17 +66,16 @@ class Events:
         pass
 
 
-def write_rig_profile(rig: Rig, version: int = 1) -> None:
+def write_rig_profile(rig: Rig, version: int = 1, *, scores: bool = True) -> None:
     """The profile the trainer would write for the rig's version, from a dev split."""
     texts, metadata, labels = corpus(n=800, seed=1)
-    scores = rig.expected(texts, version)[:, 1]
     profile = build_profile(
         model=NAME,
         version=version,
         transform=rig.transform,
         texts=texts,
         metadata=metadata,
-        scores=scores,
+        scores=rig.expected(texts, version)[:, 1] if scores else None,
         labels=np.array(labels),
         threshold=0.5,
         score_prior=None,
@@ -159,7 +159,8 @@ def test_drift_raises_alarms_with_movers_and_clean_traffic_clears_them(
     assert event.id == f"{NAME}:1:{NGRAMS}:2"
     assert event.result.statistic is not None and event.result.threshold is not None
     assert event.result.statistic > event.result.threshold
-    assert event.result.movers and any(m.ids for m in event.result.movers)
+    assert event.result.movers
+    assert any(m.ids for e in events.sent for m in e.result.movers)  # texts that moved
     second = states_of(rig, monitor)
     assert second[NGRAMS].alarm and second[NGRAMS].status == "alarm"
     assert second[NGRAMS].since == event.result.closed_at
@@ -262,6 +263,11 @@ class StubDetector:
         self.alarming: set[str] = set()
         self.asked: list[dict[str, bool]] = []
 
+    unavailable: dict[str, str] = {}
+
+    def warm(self, records: int) -> None:
+        pass
+
     def evaluate(
         self, tally: Tally, previous: dict[str, bool], started: datetime, closed: datetime
     ) -> list[WindowResult]:
@@ -351,3 +357,18 @@ def test_stopping_shares_what_was_queued(tmp_path: Path, transform: Transform) -
     aggregate = monitor.aggregate
     monitor.stop()
     assert aggregate.states(NAME, 1)[NGRAMS].windows == 1
+
+
+def test_a_signal_without_a_reference_is_unavailable_and_says_why(
+    tmp_path: Path, transform: Transform
+) -> None:
+    rig, monitor, _ = monitored(tmp_path, transform, profile=False)
+    write_rig_profile(rig, scores=False)  # as for a multi-class model: no score reference
+    before = states_of(rig, monitor)
+    assert before[SCORE].status == "unavailable" and before[SCORE].reason
+    assert before[NGRAMS].status == "insufficient"
+    serve(rig, *clean(seed=7))
+    monitor.run_once()
+    after = states_of(rig, monitor)
+    assert (after[SCORE].status, after[SCORE].reason) == ("unavailable", before[SCORE].reason)
+    assert after[NGRAMS].status == "ok" and after[NGRAMS].reason is None

@@ -187,3 +187,28 @@ def test_a_stop_ends_the_wait_for_a_model(tmp_path: Path, transform: Transform) 
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
     assert wait_for_model(WaitingRuntime(rig), ("127.0.0.1", 0), stop) is False  # type: ignore[arg-type]
+
+
+class Watching:
+    """A monitor's hot-path face that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, list[str], list[str] | None]] = []
+
+    def observe(self, model, texts, metadata, predictions, ids=None) -> None:  # noqa: ANN001
+        self.seen.append((model.version, list(texts), None if ids is None else list(ids)))
+
+
+def test_scored_comments_reach_the_monitor_under_their_ids(
+    tmp_path: Path, transform: Transform, store: Store
+) -> None:
+    rig = Rig(tmp_path, transform)
+    watching = Watching()
+    rig.predictor.monitor = watching  # type: ignore[assignment]
+    docs = [comment(i, text) for i, text in enumerate(["you idiot", "thanks"])]
+    store.upsert(COMMENTS, docs)
+    indexer = Indexer()
+    indexer.committed = {TopicPartition(TOPIC, 0): 10}
+    handler, _ = scorer(rig, store, indexer)
+    assert handler([record(0, docs[0]), record(1, docs[1])]) == []
+    assert watching.seen == [(1, ["you idiot", "thanks"], ["c0", "c1"])]

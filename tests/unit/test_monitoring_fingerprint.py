@@ -103,6 +103,11 @@ def test_misaligned_inputs_and_foreign_transform(setup) -> None:
     other = transform_for(world, np.random.default_rng(99), rows=500)
     with pytest.raises(InvalidInput, match="transform"):
         Fingerprinter(profile, other)
+    with pytest.raises(InvalidInput, match="transform"):
+        Fingerprinter(profile, None)
+    # A profile built without a transform (an encoder's) ignores one given.
+    bare = profile.model_copy(update={"transform": None, "oov": None, "metadata": {}})
+    assert Fingerprinter(bare, other).transform is None
 
 
 def test_first_rows_keeps_the_first_distinct_rows_per_key() -> None:

@@ -76,10 +76,15 @@ def test_profile_holds_the_dev_split_as_the_model_saw_it(dev) -> None:
     assert 0.0 < profile.oov.x / profile.oov.y < 0.2 and profile.oov.n == 3000
     words = sum(len(t.split()) for t in texts)
     assert profile.oov.y == words
-    # Uni- and bigrams: every word, every pair of neighbours within a text.
-    bigrams = sum(max(len(t.split()) - 1, 0) for t in texts)
-    assert sum(profile.ngrams.counts) == words + bigrams
-    assert profile.ngrams.dispersion > 1.0  # words cluster by topic within texts
+    # Uni- and bigrams (every word, every pair of neighbours within a text): each bucket
+    # counts once per text that has one.
+    expected = np.zeros(64)
+    for text in texts:
+        split = text.split()
+        terms = split + [f"{a} {b}" for a, b in zip(split, split[1:], strict=False)]
+        expected[np.unique(to_buckets(term_keys(terms), 64))] += 1
+    assert profile.ngrams.counts == expected.tolist()
+    assert 0.05 < profile.ngrams.dispersion < 5
     hour, site = profile.metadata["hour"], profile.metadata["site"]
     assert isinstance(hour, Histogram) and sum(hour.counts) == 3000
     assert isinstance(site, Categories) and site.categories[0] == "news"

@@ -77,8 +77,9 @@ class RatioMoments(BaseModel):
 
 
 class NgramBuckets(BaseModel):
-    """Frequencies of the word uni- and bigrams hashed into a fixed, small number of buckets,
-    with a few of the n-grams that fell in each (what a moved bucket is made of)."""
+    """Frequencies of the word uni- and bigrams hashed into a fixed, small number of buckets
+    (texts with an n-gram in the bucket), with a few of the n-grams that fell in each (what a
+    moved bucket is made of)."""
 
     model_config = _STRICT
 
@@ -87,9 +88,10 @@ class NgramBuckets(BaseModel):
     examples: list[list[str]] = Field(description="per bucket, up to a few n-grams seen in it")
     dispersion: float = Field(
         1.0,
-        ge=1.0,
-        description="how much more the bucket shares vary between samples of texts than "
-        "between samples of independent n-grams (n-grams cluster within texts), measured on dev",
+        gt=0.0,
+        description="how many times more the bucket shares vary between samples of texts "
+        "than between samples of independent n-grams, measured on dev (a topic clusters its "
+        "n-grams in texts; a bucket counts at most once per text, which can make it less)",
     )
 
 

@@ -269,6 +269,11 @@ class LiveMonitor:
     def _share(self, watch: Watch) -> None:
         """Add the watch's tally to the aggregate, judge the window if due, export the states."""
         config, now = self.config, self.clock()
+        if not watch.warmed and watch.detector is not None:
+            # Thresholds are bootstrapped once per window size: for full windows now, on this
+            # thread, rather than when the first one closes.
+            watch.detector.warm(config.window_records)
+            watch.warmed = True
         if watch.pending:
             self.aggregate.add(watch.name, watch.version, watch.pending, now)
             watch.pending = Tally()
@@ -289,7 +294,9 @@ class LiveMonitor:
         previous = self.aggregate.states(watch.name, watch.version)
         alarms = {signal: state.alarm for signal, state in previous.items()}
         results = watch.detector.evaluate(window.tally, alarms, window.started_at, window.closed_at)
-        states, events = next_states(watch.name, watch.version, window, results, previous)
+        states, events = next_states(
+            watch.name, watch.version, window, results, previous, watch.detector.unavailable
+        )
         recorded = self.aggregate.record(
             watch.name, watch.version, window, states, results, keep=self.config.history_windows
         )
@@ -346,6 +353,7 @@ class LiveMonitor:
             return unavailable(model.name, model.version, watch.reason)
         states = self.aggregate.states(model.name, model.version)
         waiting = f"no window of at least {self.config.min_window_records} records has closed yet"
+        reasons = watch.detector.unavailable
         out = []
         for signal in watch.detector.signals:
             state = states.get(signal)
@@ -354,12 +362,12 @@ class LiveMonitor:
                     model=model.name,
                     model_version=model.version,
                     signal=signal,
-                    status="insufficient",
+                    status="unavailable" if signal in reasons else "insufficient",
                     alarm=False,
                     since=None,
                     windows=0,
                     last=None,
-                    reason=waiting,
+                    reason=reasons.get(signal, waiting),
                 )
             out.append(state)
         return out

@@ -51,6 +51,7 @@ class Watch:
     reason: str | None = None
     pending: Tally = field(default_factory=Tally)
     exported: set[str] = field(default_factory=set)  # signals with gauges set
+    warmed: bool = False  # the detector's thresholds for full windows are computed
 
     @property
     def monitored(self) -> bool:
@@ -88,8 +89,10 @@ def next_states(
     window: ClosedWindow,
     results: Sequence[WindowResult],
     previous: Mapping[str, SignalState],
+    reasons: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, SignalState], list[MonitoringEvent]]:
-    """The signals' states after ``window`` and an event per signal whose alarm changed."""
+    """The signals' states after ``window`` and an event per signal whose alarm changed
+    (``reasons``: why each unavailable signal is)."""
     states: dict[str, SignalState] = {}
     events: list[MonitoringEvent] = []
     for result in results:
@@ -105,6 +108,7 @@ def next_states(
             since=result.closed_at if changed else (before.since if before else None),
             windows=(before.windows if before else 0) + 1,
             last=result,
+            reason=(reasons or {}).get(result.signal) if result.status == "unavailable" else None,
         )
         if changed:
             events.append(

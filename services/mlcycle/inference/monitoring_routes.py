@@ -6,10 +6,12 @@ states across every process that serves the version, and the windows judged.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +25,7 @@ from mlcycle.inference.versions import ModelVersion, VersionTracker
 
 # Results answered at most per history request.
 MAX_HISTORY = 10_000
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 DISABLED = "the live monitor is off in this service (MLCYCLE_MONITOR_ENABLED=false)"
 
 MONITORING_DESCRIPTION = (
@@ -38,6 +41,16 @@ HISTORY_DESCRIPTION = (
     "when no offset is given), of `signal` when given, at most `limit`. To page, pass the "
     "last result's `closed_at` as the next `since`."
 )
+
+
+def _not_a_number(value: object) -> object:
+    # Pydantic would read a bare number as Unix time; the parameter is an ISO 8601 time.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("an ISO 8601 time is expected, not a number")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 class VersionMonitoring(BaseModel):
@@ -136,7 +149,7 @@ def add_monitoring_routes(
         description=HISTORY_DESCRIPTION,
     )
     async def monitoring_history(
-        since: datetime | None = Query(None, description="only windows closed after this"),
+        since: IsoTime | None = Query(None, description="only windows closed after this"),
         version: int | None = Query(None, ge=1, description="default: the serving version"),
         signal: str | None = Query(
             None,

@@ -44,6 +44,7 @@ from mlcycle.featurization.metadata import as_category, as_number
 from mlcycle.featurization.preprocess import Cleaned, clean_batch
 from mlcycle.featurization.transform import Transform
 from mlcycle.featurization.words import batch_terms
+from mlcycle.monitoring import statistics as stats
 
 # Quantile bins per numeric quantity: ~5 % of the reference each. Enough to see a shift in
 # any part of the distribution, few enough that a 200-record window puts ~10 in each.
@@ -147,7 +148,7 @@ def category_slots(values: list[str | None], categories: Sequence[str]) -> np.nd
     """Each value's slot: its category's index, else the last ("other or missing")."""
     lookup = {name: i for i, name in enumerate(categories)}
     other = len(categories)
-    return np.fromiter((lookup.get(v, other) for v in values), np.int64, len(values))  # type: ignore[arg-type]
+    return np.fromiter((other if v is None else lookup.get(v, other) for v in values), np.int64)
 
 
 def _categories(values: list[str | None]) -> Categories:
@@ -167,12 +168,31 @@ def _decode(codes: np.ndarray) -> str:
     return codes.astype(np.uint32).tobytes().decode("utf-32-le")
 
 
+def text_buckets(
+    rows: np.ndarray, bucket: np.ndarray, buckets: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (text, bucket) pairs of some n-grams, by text then bucket.
+
+    A bucket counts once per text that has an n-gram in it, as the vocabulary
+    counts document frequencies: a comment repeating a word (or a run of emoji,
+    each a few words once transliterated) a hundred times would otherwise move
+    a bucket's share on its own, and such texts give the shares a tail no
+    sample of the reference predicts.
+    """
+    size = (int(rows.max()) + 1 if len(rows) else 0) * buckets
+    seen = np.zeros(size, bool)  # a texts x buckets grid: no sort needed
+    seen[rows.astype(np.int64) * buckets + bucket] = True
+    pairs = np.flatnonzero(seen)
+    return pairs // buckets, pairs % buckets
+
+
 def _ngrams(batch: Cleaned, n_texts: int, buckets: int) -> NgramBuckets:
-    """Bucket counts of the word uni- and bigrams, their most frequent n-grams, and how much
-    the shares vary between texts beyond independent draws (the dispersion)."""
+    """Texts per bucket of the word uni- and bigrams, the most frequent n-grams in each,
+    and how much the shares vary between texts beyond independent draws (the dispersion)."""
     terms = batch_terms(batch, 2)
     bucket = to_buckets(terms.keys, buckets).astype(np.int64)
-    counts = np.bincount(bucket, minlength=buckets).astype(np.float64)
+    rows, present = text_buckets(terms.rows, bucket, buckets)
+    counts = np.bincount(present, minlength=buckets).astype(np.float64)
     examples: list[list[str]] = [[] for _ in range(buckets)]
     if len(terms.keys):
         uniq, first, freq = np.unique(terms.keys, return_index=True, return_counts=True)
@@ -186,20 +206,32 @@ def _ngrams(batch: Cleaned, n_texts: int, buckets: int) -> NgramBuckets:
         buckets=buckets,
         counts=counts.tolist(),
         examples=examples,
-        dispersion=dispersion(terms.rows, bucket, n_texts, buckets),
+        dispersion=dispersion(rows, present, n_texts, buckets),
     )
 
 
 def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int) -> float:
-    """The design effect of the bucket shares: texts are drawn, not n-grams.
+    """How many times fewer independent n-grams a sample of texts is worth, for the bucket
+    shares: the detector draws its no-drift samples with that many fewer n-grams.
 
-    With c_ik the n-grams of text i in bucket k, L_i its n-grams, p_k the shares
-    and m the mean L_i, a window's share of bucket k varies as
-    Var_i(c_ik - p_k L_i) / (n m²) when texts are sampled, against
-    p_k (1 - p_k) / (n m) if the n-grams were independent. Summed over buckets
-    with weights 1 / p_k (as a chi-square or a divergence weighs them), the
-    ratio is how many independent n-grams one n-gram is worth, inverted; the
-    detector draws its null samples with that many fewer n-grams.
+    Below 1 when the texts vary less than independent draws would: a bucket counts
+    at most once per text (:func:`text_buckets`), so a common bucket is nearly
+    certain in every text rather than Poisson-distributed.
+
+    N-grams cluster within texts (a topic brings its own words), so a window's
+    bucket shares vary more than independent n-grams would make them.
+    Two measures, the larger wins:
+
+    - on average: with c_ik the count of text i in bucket k, L_i its total,
+      p_k the shares and m the mean L_i, a share varies as
+      Var_i(c_ik - p_k L_i) / (n m²) over samples of n texts, against
+      p_k (1 - p_k) / (n m) for independent n-grams; summed with weights 1 / p_k
+      (as a divergence weighs them), their ratio;
+    - in the tail: topics move many buckets together, so the divergence's tail is
+      heavier than its mean says. Resampling the dev texts themselves (a window, and
+      a reference of the dev's size, as the detector draws them) gives the
+      divergence's 90th and 99th percentiles; the factor that brings the
+      independent draws' percentiles up to them.
     """
     if n_texts < 2 or len(rows) == 0:
         return 1.0
@@ -213,7 +245,48 @@ def dispersion(rows: np.ndarray, bucket: np.ndarray, n_texts: int, buckets: int)
     residual = per_text[:, present] - np.outer(lengths, p[present])
     clustered = (residual.var(axis=0, ddof=1) / p[present]).sum()
     independent = lengths.mean() * (present.sum() - 1)
-    return float(max(1.0, clustered / independent))
+    return float(max(MIN_DISPERSION, clustered / independent, _tail_dispersion(per_text)))
+
+
+# Dispersion is measured, not assumed: this floor only guards against a degenerate dev split.
+MIN_DISPERSION = 0.05
+# Resamples of the dev texts behind the tail measure of the dispersion, and the window drawn.
+TAIL_RESAMPLES = 2000
+TAIL_WINDOW = 1000
+_TAIL_QUANTILES = [0.9, 0.99]
+
+
+def _tail_dispersion(per_text: np.ndarray) -> float:
+    """The tail measure of :func:`dispersion` from ``per_text`` (texts x buckets counts)."""
+    n_texts = len(per_text)
+    window = min(TAIL_WINDOW, n_texts)
+    totals = per_text.sum(axis=0)
+    rng = np.random.default_rng(n_texts)
+    p = totals / totals.sum()
+    # The reference's own resampling noise is that of a window of its size: a second window's
+    # deviation from the shares, shrunk by sqrt(window / dev rows) (a mix of the two, so no
+    # share goes negative). Chunked so the gathered rows stay at a few MB.
+    shrink = np.sqrt(window / n_texts)
+    chunk = max(1, 50_000 // window)
+    found = []
+    for start in range(0, TAIL_RESAMPLES, chunk):
+        size = min(chunk, TAIL_RESAMPLES - start)
+        live = per_text[rng.integers(0, n_texts, (size, window))].sum(axis=1)
+        other = stats.shares(per_text[rng.integers(0, n_texts, (size, window))].sum(axis=1))
+        found.append(stats.js_divergence(p + shrink * (other - p), live))
+    resampled = np.quantile(np.concatenate(found), _TAIL_QUANTILES)
+    per_text_ngrams = totals.sum() / n_texts
+    independent = stats.null_quantiles(
+        "js",
+        totals,
+        int(totals.sum()),
+        max(int(window * per_text_ngrams), 1),
+        _TAIL_QUANTILES,
+        draws=TAIL_RESAMPLES,
+        seed=(n_texts, window),
+    )
+    ratios = [r / i for r, i in zip(resampled, independent, strict=True) if i > 0]
+    return max(ratios, default=1.0)
 
 
 def calibration(

@@ -26,11 +26,12 @@ import numpy as np
 
 from mlcycle.contracts.monitoring import RatioMoments
 
-# Bootstrap draws: enough that the (1 - alpha) quantile rests on ~200 draws above it,
-# within bounds that keep a threshold's computation under a second.
+# Bootstrap draws: enough that the (1 - alpha) quantile rests on ~100 draws above it,
+# within bounds that keep a threshold's computation well under a second (~5 ms per 1000
+# draws of 20 bins; 1000-record windows under a 100k budget take ~10k draws).
 MIN_DRAWS = 4_000
-MAX_DRAWS = 200_000
-TAIL_DRAWS = 200
+MAX_DRAWS = 100_000
+TAIL_DRAWS = 100
 _CHUNK = 20_000
 
 
@@ -42,15 +43,20 @@ def shares(counts: np.ndarray) -> np.ndarray:
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
-    """Jensen-Shannon divergence (bits) between count vectors, row by row."""
+    """Jensen-Shannon divergence (bits) between count vectors, row by row.
+
+    As entropies: H(m) - (H(p) + H(q)) / 2 with m the mixture, which needs three
+    logarithms per cell and no masking (this runs on 10^5 bootstrap rows).
+    """
     p, q = shares(p), shares(q)
-    m = 0.5 * (p + q)
-    return 0.5 * (_kl(p, m) + _kl(q, m))
+    mixed = _xlogx(0.5 * (p + q)).sum(axis=-1)
+    value = 0.5 * (_xlogx(p).sum(axis=-1) + _xlogx(q).sum(axis=-1)) - mixed
+    return np.maximum(value, 0.0) / np.log(2.0)
 
 
-def _kl(p: np.ndarray, m: np.ndarray) -> np.ndarray:
-    ratio = np.divide(p, m, out=np.ones_like(p), where=p > 0)
-    return (p * np.log2(ratio)).sum(axis=-1)
+def _xlogx(x: np.ndarray) -> np.ndarray:
+    """x log x, 0 at 0."""
+    return x * np.log(np.maximum(x, 1e-300))
 
 
 def ks_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray | float:
@@ -85,8 +91,10 @@ def null_quantiles(
     values = np.empty(draws)
     for start in range(0, draws, _CHUNK):
         size = min(_CHUNK, draws - start)
-        ref = rng.multinomial(max(reference_size, 1), p, size=size)
-        live = rng.multinomial(max(window_size, 1), p, size=size)
+        # Poisson counts are a multinomial of a Poisson total (within ~1/sqrt(n) of the
+        # size): the same shares, drawn ~30x faster than numpy's row-by-row multinomial.
+        ref = rng.poisson(max(reference_size, 1) * p, size=(size, len(p)))
+        live = rng.poisson(max(window_size, 1) * p, size=(size, len(p)))
         values[start : start + size] = statistic(ref, live)
     return np.quantile(values, quantiles, method="higher").tolist()
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import NoDecode
+
+from mlcycle.common.settings.base import Section
+from mlcycle.common.settings.monitoring import MonitoringSettings
 
 ENV_PREFIX = "MLCYCLE_"
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-
-
-class Section(BaseModel):
-    """One owner's settings: frozen, and filled by flat name or by field name."""
-
-    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
 
 
 class TopicNames(Section):
@@ -343,39 +340,6 @@ class InferenceSettings(Section):
     rate_limit_burst: int = Field(100, ge=1)
     # The streaming scorer featurizes and scores at most this many records at once.
     stream_batch_size: int = Field(256, ge=1)
-
-
-class MonitoringSettings(Section):
-    """The live model's watch: drift windows, their false-alarm budget, moderators' feedback."""
-
-    enabled: bool = Field(True, validation_alias="monitor_enabled")
-    # A window closes after this many records, or this many seconds once it holds at least
-    # min_window_records; below that minimum nothing is claimed and the window stays open.
-    window_records: int = Field(1000, ge=10, validation_alias="monitor_window_records")
-    window_s: float = Field(300.0, gt=0, validation_alias="monitor_window_s")
-    min_window_records: int = Field(200, ge=10, validation_alias="monitor_min_window_records")
-    # Expected records between two false alarms of one signal when nothing drifted.
-    false_alarm_budget_records: int = Field(
-        100_000, ge=1000, validation_alias="monitor_false_alarm_budget_records"
-    )
-    # Each process adds its tallies to the shared aggregate this often.
-    flush_s: float = Field(1.0, gt=0, validation_alias="monitor_flush_s")
-    # Records waiting for the monitor's worker; beyond it records are counted and skipped,
-    # so a burst never slows an answer.
-    queue_records: int = Field(20_000, ge=100, validation_alias="monitor_queue_records")
-    # Evaluated windows kept per model version for GET /v1/monitoring/history.
-    history_windows: int = Field(10_000, ge=10, validation_alias="monitor_history_windows")
-    # How long a served score stays joinable with a moderator's decision (and a decision
-    # waits for its score).
-    feedback_retention_s: int = Field(
-        30 * 24 * 3600, ge=60, validation_alias="feedback_retention_s"
-    )
-    # Joined decisions per realized-quality window.
-    quality_window_decisions: int = Field(
-        500, ge=10, validation_alias="feedback_quality_window"
-    )
-    # The feedback topic's consumer group (in the inference stream process).
-    feedback_group_id: str = Field("inference-feedback", validation_alias="feedback_group_id")
 
 
 # The sections, by attribute name on Settings.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from mlcycle.contracts.monitoring import PROFILE_FILE
 from mlcycle.featurization.transform import Transform
@@ -24,6 +24,16 @@ from mlcycle.trainer.stages.evaluate import Evaluated
 from mlcycle.trainer.thresholds import served_threshold
 
 
+class ProfileRecord(TypedDict):
+    """What ``metadata.json`` says of the profile: its file, content hash, rows and the
+    signals it holds a reference for."""
+
+    file: str
+    sha256: str
+    rows: int
+    signals: list[str]
+
+
 def write_reference_profile(
     staging: Path,
     name: str,
@@ -32,7 +42,7 @@ def write_reference_profile(
     data: TrainingData,
     evaluated: Evaluated,
     transform: Transform | None,
-) -> dict[str, Any]:
+) -> ProfileRecord:
     """Write ``profile.json`` into ``staging``; what ``metadata.json`` says of it.
 
     ``transform`` is the one the model reads its inputs through (None for a model
