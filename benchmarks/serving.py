@@ -58,6 +58,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +114,14 @@ def build_model(
     version: int = 1,
     epochs: int = 2,
     pin: bool = True,
-) -> None:
+    policy: Any = None,
+) -> Built:
     """Fit a transform, train, export ``version`` as the trainer does; ``pin`` it in models.config.
 
-    The transform is fitted the same way each time, so every version shares it.
+    The transform is fitted the same way each time, so every version shares it. With a
+    ``policy`` (a job's ``ThresholdPolicy``) the scores are calibrated and moved to its
+    traffic and the threshold chosen, as a job's ``threshold`` stage does; without one the
+    model is served as fitted, at 0.5.
     """
     from mlcycle.contracts.serving import serving_config_path
     from mlcycle.contracts.training import TrialParams
@@ -131,6 +136,7 @@ def build_model(
     from mlcycle.trainer.fit import fit
     from mlcycle.trainer.linear import blend_with_linear
     from mlcycle.trainer.serving_config import render_serving_config
+    from mlcycle.trainer.thresholds import choose_threshold, served_threshold
 
     params = TrialParams(epochs=epochs)
     config = variant_config(params.features, None)
@@ -152,6 +158,9 @@ def build_model(
         task="toxicity",
     )
     result = blend_with_linear(fit(params, data), data, metric="roc_auc")
+    if policy is not None:
+        result = choose_threshold(result, data, policy)
+    threshold = served_threshold(result)
     folder = serving_dir(settings.trainer.models_dir, settings.trainer.model_name, version)
     export_saved_model(result.model, folder)
     sample = data.dev.flat_rows(np.arange(64)).padded()
@@ -164,7 +173,7 @@ def build_model(
             "task": "toxicity",
             "transform": transform.version,
             "classes": ["0", "1"],
-            "threshold": 0.5,
+            "threshold": threshold,
             "input_dim": transform.dim,
         },
     )
@@ -178,6 +187,19 @@ def build_model(
         f"model v{version}: dev ROC-AUC {result.dev_metric:.4f} after {result.epochs_run} "
         f"epochs, {blend}"
     )
+    return Built(transform, data, folder, threshold, (result.threshold or {}).get("score_prior"))
+
+
+@dataclass(frozen=True)
+class Built:
+    """What :func:`build_model` exported: the transform, the featurized splits, the version's
+    folder, its served threshold and the prior its scores are under (None: as fitted)."""
+
+    transform: Transform
+    data: Any  # TrainingData (the trainer is imported lazily)
+    folder: Path
+    threshold: float
+    score_prior: float | None
 
 
 # -- request payloads -----------------------------------------------------------------------------

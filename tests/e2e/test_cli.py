@@ -54,6 +54,7 @@ def _isolated_env(data_dir: Path) -> dict[str, str]:
         "MLCYCLE_MODEL_SERVER_REST_PORT": str(free_port()),
         "MLCYCLE_INFERENCE_PORT": str(free_port()),
         "MLCYCLE_INFERENCE_STREAM_METRICS_PORT": str(free_port()),
+        "MLCYCLE_FEEDBACK_METRICS_PORT": str(free_port()),
         "COLUMNS": "120",  # rich wraps the summary table at the terminal width
     }
 

@@ -173,6 +173,7 @@ APIS: dict[str, Api] = {
             ("GET", "/v1/positive-rate"),
             ("GET", "/v1/monitoring"),
             ("GET", "/v1/monitoring/history"),
+            ("POST", "/v1/feedback"),
             *HEALTH,
         ],
         negative=[
@@ -181,6 +182,7 @@ APIS: dict[str, Api] = {
             ("GET", "/v1/positive-rate"),
             ("GET", "/v1/monitoring"),
             ("GET", "/v1/monitoring/history"),
+            ("POST", "/v1/feedback"),
         ],
         max_examples=40,
         excluded=_state_dependent,

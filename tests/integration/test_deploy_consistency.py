@@ -151,6 +151,7 @@ def test_ports_are_the_services_defaults() -> None:
         "modelserver": {settings.modelserver.port, settings.modelserver.rest_port},
         "inference": {settings.inference.port},
         "inference-stream": {settings.inference.stream_metrics_port},
+        "inference-feedback": {settings.monitoring.feedback_metrics_port},
     }
     assert {name: _compose_ports(spec) for name, spec in services.items()} == expected
 

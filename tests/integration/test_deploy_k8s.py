@@ -290,6 +290,7 @@ NEEDS: dict[str, set[str]] = {
     "modelserver": set(),
     "inference": {"modelserver", "redis"},
     "inference-stream": {"kafka", "elasticsearch", "modelserver", "redis"},
+    "inference-feedback": {"kafka", "elasticsearch", "redis"},
     "redis": set(),
     "elasticsearch-index-settings": {"elasticsearch"},
 }

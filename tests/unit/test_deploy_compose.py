@@ -158,7 +158,7 @@ def test_redis_requires_the_password_the_inference_services_send() -> None:
     assert redis["environment"]["REDISCLI_AUTH"] == password  # the health check logs in
     assert '--requirepass "$$REDIS_PASSWORD"' in redis["command"][0]
     users = [n for n, s in services.items() if "MLCYCLE_REDIS_URL" in s.get("environment", {})]
-    assert set(users) == {"inference", "inference-stream"}
+    assert set(users) == {"inference", "inference-stream", "inference-feedback"}
     for name in users:
         assert services[name]["environment"]["MLCYCLE_REDIS_PASSWORD"] == password, name
 

@@ -85,6 +85,7 @@ def test_k8s_deployments_run_real_commands_and_probe_real_ports() -> None:
         "modelserver": settings.modelserver.port,
         "inference": settings.inference.port,
         "inference-stream": settings.inference.stream_metrics_port,
+        "inference-feedback": settings.monitoring.feedback_metrics_port,
     }
     assert {d["metadata"]["name"] for d in deployments} == set(expected_port)
     for deployment in deployments:

@@ -212,3 +212,31 @@ def test_scored_comments_reach_the_monitor_under_their_ids(
     handler, _ = scorer(rig, store, indexer)
     assert handler([record(0, docs[0]), record(1, docs[1])]) == []
     assert watching.seen == [(1, ["you idiot", "thanks"], ["c0", "c1"])]
+
+
+def test_stored_scores_become_joinable_with_decisions(
+    tmp_path: Path, transform: Transform, store: Store
+) -> None:
+    from mlcycle.contracts.monitoring import Decision
+    from mlcycle.monitoring.feedback_store import MemoryFeedbackStore
+
+    rig = Rig(tmp_path, transform)
+    docs = [comment(i, text) for i, text in enumerate(["you idiot", "thanks"])]
+    store.upsert(COMMENTS, docs)
+    indexer = Indexer()
+    indexer.committed = {TopicPartition(TOPIC, 0): 10}
+    feedback = MemoryFeedbackStore(retention_s=60, window_decisions=10)
+    handler = StreamScorer(
+        rig.predictor,
+        store,
+        Producer(),  # type: ignore[arg-type]
+        indexer,
+        topic=rig.settings.kafka.topics.scored_comments,
+        batch_size=8,
+        feedback=feedback,
+    )
+    assert handler([record(0, docs[0]), record(1, docs[1])]) == []
+    decisions = [Decision(comment_id="c0", label=1), Decision(comment_id="c9", label=1)]
+    assert feedback.add_decisions(decisions, "ann") == ["joined", "pending"]
+    (window,) = feedback.quality_windows(rig.predictor.tracker.name, 1)
+    assert window.decisions == 1 and window.pending == 1

@@ -163,6 +163,7 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     # inference
     "MLCYCLE_INFERENCE_PORT": ("18000", {"inference.port": 18000}),
     "MLCYCLE_INFERENCE_STREAM_METRICS_PORT": ("19405", {"inference.stream_metrics_port": 19405}),
+    "MLCYCLE_FEEDBACK_METRICS_PORT": ("19406", {"monitoring.feedback_metrics_port": 19406}),
     "MLCYCLE_PREDICT_MAX_INSTANCES": ("100", {"inference.predict_max_instances": 100}),
     "MLCYCLE_PREDICT_BATCH_SIZE": ("16", {"inference.predict_batch_size": 16}),
     "MLCYCLE_PREDICT_DEADLINE_S": ("0.5", {"inference.predict_deadline_s": 0.5}),

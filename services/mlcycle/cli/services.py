@@ -154,3 +154,11 @@ def inference_stream() -> None:
     from mlcycle.inference.stream import run_stream
 
     run_stream(settings_for("inference-stream"))
+
+
+@inference_app.command("feedback")
+def inference_feedback() -> None:
+    """Join moderators' decisions from the feedback topic to the scores given, in the foreground."""
+    from mlcycle.inference.feedback_stream import run_feedback
+
+    run_feedback(settings_for("inference-feedback"))

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from mlcycle.common.errors import Forbidden, Unauthenticated
+from mlcycle.common.errors import Forbidden, Unauthenticated, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,29 @@ class ApiKey:
     def allows(self, scope: Scope) -> bool:
         """True when this key may make a call that needs ``scope``."""
         return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+def reviewer_of(named: str | None, caller: Caller, keys_required: bool) -> str:
+    """Who a human decision is recorded as: a named key's own name, else the body's ``named``.
+
+    A named key decides as itself; naming someone else is refused (403). Without keys, or
+    with a bare legacy key (whose name stands for no one), the body must name the reviewer.
+    Human labels (the labeler) and moderators' decisions (inference feedback) share it.
+    """
+    if keys_required and not caller.legacy:
+        if named is not None and named != caller.name:
+            raise Forbidden(
+                f"API key {caller.name!r} labels as {caller.name!r}, not as {named!r}: "
+                "omit reviewer, or use the reviewer's own key",
+                details={"key": caller.name, "reviewer": named},
+            )
+        return caller.name
+    if named is None:
+        raise ValidationFailed(
+            "reviewer is required: without a named API key, the body says who labeled",
+            details={"field": "reviewer"},
+        )
+    return named
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ The scopes (:class:`~mlcycle.common.keys.Scope`):
 - ``ingest``: collector writes;
 - ``read``: GETs that return data (comments, labels, runs and their diagnostics, jobs,
   the registry, reports, lineage, stats, transforms, feature sets, the live positive rate);
-- ``label``: label runs and human labels;
+- ``label``: label runs, human labels and moderators' decisions;
 - ``predict``: predictions (and the online featurization they rest on), model status and
   metadata on the model server;
 - ``train``: training jobs, fitting transforms, building feature sets;
@@ -80,6 +80,7 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("GET", "/v1/positive-rate"): Scope.READ,
             ("GET", "/v1/monitoring"): Scope.READ,
             ("GET", "/v1/monitoring/history"): Scope.READ,
+            ("POST", "/v1/feedback"): Scope.LABEL,
         },
         # TF Serving's REST API is one route; every path under it (model status, metadata,
         # :predict, :classify, :regress) serves predictions. It has no administration over

@@ -16,6 +16,9 @@ Public API:
 - :func:`~mlcycle.inference.api.create_app` / :func:`~mlcycle.inference.api.serve`:
   ``POST /v1/predict`` and TF Serving's ``POST /v1/models/{name}:predict``;
 - :func:`~mlcycle.inference.stream.run_stream`: ``comments.raw`` to ``scored.comments``;
+- :func:`~mlcycle.inference.feedback_stream.run_feedback`: the ``feedback`` topic's
+  decisions joined to the scores given (``POST /v1/feedback`` is
+  :mod:`~mlcycle.inference.feedback_routes`), and on to the labeler as votes;
 - :class:`~mlcycle.inference.lineage.LineageReader`: ``GET /v1/lineage/{id}``, one
   comment's chain from its votes to its score.
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Path, Query, Request, Response
+from fastapi import FastAPI, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -38,9 +38,10 @@ from mlcycle.common.settings import Settings
 from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.feedback import ScoreRecorder as Recorder
+from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
-from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
-from mlcycle.inference.monitoring_routes import add_monitoring_routes
+from mlcycle.inference.monitoring_routes import add_live_rate_route, add_monitoring_routes
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     Prediction,
@@ -49,9 +50,8 @@ from mlcycle.inference.schemas import (
     TfColumnarRequest,
     TfRowRequest,
     parse_predict,
-    parse_tf_predict,
+    parse_tf_predict_ids,
 )
-from mlcycle.inference.versions import VersionTracker
 
 SERVICE = "inference"
 # Bodies up to this size are parsed on the event loop (well under a millisecond).
@@ -171,7 +171,7 @@ def _post(app: FastAPI, path: str, **route: Any) -> Callable[[Endpoint], Endpoin
 
 
 def _add_predict_routes(
-    app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate
+    app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate, scores: Recorder
 ) -> None:
     model_name = settings.trainer.model_name
     max_body, max_instances = settings.edge.max_body_bytes, settings.inference.predict_max_instances
@@ -208,7 +208,9 @@ def _add_predict_routes(
         parsed = await parse(parse_predict, await read_body(request, max_body))
         texts = [instance.text for instance in parsed.instances]
         metadata = [instance.metadata for instance in parsed.instances]
-        _, predictions = await batcher.predict(texts, metadata if any(metadata) else None)
+        ids = [instance.id for instance in parsed.instances]
+        model, predictions = await batcher.predict(texts, metadata if any(metadata) else None, ids)
+        scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -240,8 +242,9 @@ def _add_predict_routes(
             if name != model_name:
                 raise NotFound(f"Servable not found for request: Latest({name})")
             body = await read_body(request, max_body)
-            texts, metadata, columnar = await parse(parse_tf_predict, body)
-            _, predictions = await batcher.predict(texts, metadata)
+            texts, metadata, columnar, ids = await parse(parse_tf_predict_ids, body)
+            served, predictions = await batcher.predict(texts, metadata, ids)
+            scores.offer(served.name, ids, predictions)  # ids: joinable with decisions
         except MlcycleError as exc:
             return _tf_error(exc)
         if columnar:
@@ -274,31 +277,6 @@ def _add_lineage_route(app: FastAPI, lineage: LineageReader, gate: CallerGate) -
     ) -> OrjsonResponse:
         chain = await run_in_threadpool(lineage.explain, comment_id)
         return OrjsonResponse(chain.to_json())
-
-
-def _add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate) -> None:
-    @app.get(
-        "/v1/positive-rate",
-        response_model=LivePositiveRate,
-        responses=error_responses(401, 403, 404, 422, 429, 503),
-        dependencies=gate.dependencies(),
-        tags=["monitoring"],
-        summary="The positive rate of the recent traffic, estimated from its unlabeled scores",
-        description=LIVE_RATE_DESCRIPTION,
-    )
-    async def positive_rate(
-        version: int | None = Query(None, ge=1, description="default: the serving version"),
-    ) -> OrjsonResponse:
-        model = tracker.current() if version is None else tracker.loaded(version)
-        if model is None:
-            raise NotFound(
-                f"model {tracker.name} version {version} is not loaded here",
-                details={"model": tracker.name, "version": version},
-            )
-        live = model.live_window()
-        # The EM over up to a window of scores takes milliseconds: off the event loop.
-        found = await run_in_threadpool(live.report, model.name, model.version, model.threshold)
-        return OrjsonResponse(found.model_dump())
 
 
 def _body_schema(*models: type[BaseModel]) -> dict[str, Any]:
@@ -358,6 +336,7 @@ def create_app(
         await batcher.close()
         await runtime.stop_blocking_predictions()
         lineage.close()
+        feedback.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -374,10 +353,12 @@ def create_app(
     app.add_exception_handler(RateLimited, rate_limited_handler)
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
     gate = CallerGate(access, settings.inference)
-    _add_predict_routes(app, settings, batcher, gate)
+    feedback = add_feedback_routes(app, settings, runtime, gate)
+    _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
     _add_lineage_route(app, lineage, gate)
-    _add_live_rate_route(app, runtime.tracker, gate)
-    add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate)
+    add_live_rate_route(app, runtime.tracker, gate)
+    quality_of = feedback.quality_windows
+    add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate, quality_of=quality_of)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return access.verify(app)
 

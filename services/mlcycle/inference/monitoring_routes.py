@@ -1,4 +1,5 @@
-"""``GET /v1/monitoring`` and ``GET /v1/monitoring/history``: what the live monitor says.
+"""``GET /v1/monitoring``, ``GET /v1/monitoring/history`` and ``GET /v1/positive-rate``: what
+the live monitor says.
 
 Both read the shared aggregate, so every replica answers the same: the signals'
 states across every process that serves the version, and the windows judged.
@@ -19,6 +20,7 @@ from mlcycle.common.errors import NotFound, Unavailable
 from mlcycle.common.http import OrjsonResponse, error_responses
 from mlcycle.contracts.monitoring import QualityWindow, SignalState, WindowResult
 from mlcycle.inference.access import CallerGate
+from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
 from mlcycle.inference.monitor import LiveMonitor, QualitySource
 from mlcycle.inference.monitor_watch import unavailable
 from mlcycle.inference.versions import ModelVersion, VersionTracker
@@ -167,3 +169,30 @@ def add_monitoring_routes(
 def unreadable(exc: RedisError) -> Unavailable:
     """The 503 of a monitor whose shared state cannot be read now."""
     return Unavailable(f"the monitor's shared state cannot be read now: {exc}")
+
+
+def add_live_rate_route(app: FastAPI, tracker: VersionTracker, gate: CallerGate) -> None:
+    """``GET /v1/positive-rate``: the EM estimate of a version's live positive rate."""
+
+    @app.get(
+        "/v1/positive-rate",
+        response_model=LivePositiveRate,
+        responses=error_responses(401, 403, 404, 422, 429, 503),
+        dependencies=gate.dependencies(),
+        tags=["monitoring"],
+        summary="The positive rate of the recent traffic, estimated from its unlabeled scores",
+        description=LIVE_RATE_DESCRIPTION,
+    )
+    async def positive_rate(
+        version: int | None = Query(None, ge=1, description="default: the serving version"),
+    ) -> OrjsonResponse:
+        model = tracker.current() if version is None else tracker.loaded(version)
+        if model is None:
+            raise NotFound(
+                f"model {tracker.name} version {version} is not loaded here",
+                details={"model": tracker.name, "version": version},
+            )
+        live = model.live_window()
+        # The EM over up to a window of scores takes milliseconds: off the event loop.
+        found = await run_in_threadpool(live.report, model.name, model.version, model.threshold)
+        return OrjsonResponse(found.model_dump())

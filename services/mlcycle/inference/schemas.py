@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge, ValidationFailed
 from mlcycle.common.http import describe_validation_errors
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
+from mlcycle.contracts.ids import RecordId
 from mlcycle.contracts.messages import flat_errors
 
 Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_CHARS)]
@@ -35,6 +36,11 @@ class Instance(BaseModel):
         default=None,
         description="free metadata (e.g. year, logged_in); fields the model's transform "
         "was not fitted on are refused with 400",
+    )
+    id: RecordId | None = Field(
+        default=None,
+        description="the comment's id: its score is kept so a moderator's decision on it "
+        "(POST /v1/feedback) can be joined to it",
     )
 
 
@@ -158,6 +164,14 @@ def parse_tf_predict(
     body: bytes, max_instances: int
 ) -> tuple[list[str], list[JsonObject | None] | None, bool]:
     """(texts, metadata, columnar) of a TF Serving ``:predict`` body; errors name the problem."""
+    texts, metadata, columnar, _ = parse_tf_predict_ids(body, max_instances)
+    return texts, metadata, columnar
+
+
+def parse_tf_predict_ids(
+    body: bytes, max_instances: int
+) -> tuple[list[str], list[JsonObject | None] | None, bool, list[str | None] | None]:
+    """:func:`parse_tf_predict` and the row format's instance ids (None when none has one)."""
     data = loads(body)
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object")
@@ -167,14 +181,15 @@ def parse_tf_predict(
         row = _validated(TfRowRequest, data, max_instances, data.get("instances"))
         _check_signature(row.signature_name)
         texts, metadata = _rows(row.instances)
-        return texts, metadata, False
+        ids = [None if isinstance(i, str) else i.id for i in row.instances]
+        return texts, metadata, False, ids if any(ids) else None
     if "inputs" in data:
         inputs = data.get("inputs")
         column = inputs.get("text") if isinstance(inputs, dict) else inputs
         columnar = _validated(TfColumnarRequest, data, max_instances, column)
         _check_signature(columnar.signature_name)
         texts, metadata = _columns(columnar.inputs)
-        return texts, metadata, True
+        return texts, metadata, True, None
     raise InvalidInput("missing 'inputs' or 'instances' key")
 
 

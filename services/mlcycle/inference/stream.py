@@ -45,8 +45,10 @@ from mlcycle.contracts.comments import Comment
 from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.contracts.repositories.scores import CommentScores
 from mlcycle.contracts.scores import CommentScore, utc_now
+from mlcycle.inference.feedback import open_feedback_store
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime
+from mlcycle.monitoring.feedback_store import FeedbackStore, ScoreRecord
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class StreamScorer:
         topic: str,
         batch_size: int,
         indexer_wait_s: float = INDEXER_WAIT_S,
+        feedback: FeedbackStore | None = None,
     ) -> None:
         self.topic = topic
         self.batch_size = batch_size
@@ -80,6 +83,7 @@ class StreamScorer:
         self.scores = CommentScores(store)
         self.producer = producer
         self.indexer = indexer
+        self.feedback = feedback
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
         """Score every comment of the batch (raises, so nothing commits, when that fails)."""
@@ -107,6 +111,7 @@ class StreamScorer:
                 return [Failure(chunk[0][0], exc.message)]
             return [failure for item in chunk for failure in self._score([item])]
         self._store(chunk, scores)
+        self._record(chunk, scores)
         self.producer.send_batch(
             self.topic,
             [
@@ -128,6 +133,24 @@ class StreamScorer:
         )
         scored_at = utc_now()
         return [CommentScore(**prediction, scored_at=scored_at) for prediction in predictions]
+
+    def _record(self, chunk: list[Scored], scores: list[CommentScore]) -> None:
+        """Keep the binary scores joinable with moderators' decisions (best effort: a
+        store outage loses joins, never holds up the stream)."""
+        if self.feedback is None:
+            return
+        name = self.predictor.tracker.name
+        records = [
+            ScoreRecord(
+                comment.id, name, s.model_version, s.score, s.threshold, s.scored_at or utc_now()
+            )
+            for (_, comment), s in zip(chunk, scores, strict=True)
+            if s.threshold is not None
+        ]
+        try:
+            self.feedback.record_scores(records)
+        except Exception as exc:
+            log.warning("scores not recorded for feedback: %s", exc)
 
     def _store(self, chunk: list[Scored], scores: list[CommentScore]) -> None:
         """Add each score to its stored comment (the latest of a comment's records wins)."""
@@ -158,6 +181,9 @@ def run_stream(settings: Settings) -> None:
     ``MLCYCLE_REDIS_URL`` is set.
     """
     runtime = InferenceRuntime.open(settings)
+    # Without a shared Redis the API could not join decisions to these scores anyway.
+    redis_url = settings.cache.redis_url
+    feedback = open_feedback_store(settings, redis_url) if redis_url else None
     indexer = CommittedOffsets(
         settings.kafka,
         settings.collector.indexer_group_id,
@@ -180,11 +206,14 @@ def run_stream(settings: Settings) -> None:
                 indexer,
                 topic=settings.kafka.topics.scored_comments,
                 batch_size=settings.inference.stream_batch_size,
+                feedback=feedback,
             ),
         )
     finally:
         indexer.close()
         runtime.close()
+        if feedback is not None:
+            feedback.close()
 
 
 def wait_for_model(

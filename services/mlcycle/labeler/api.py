@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from mlcycle import __version__
-from mlcycle.common.errors import Forbidden, InvalidInput, NotFound, ValidationFailed
+from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.http import (
     OrjsonResponse,
     RouteAccess,
@@ -28,6 +28,7 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.keys import Caller, KeyRing
+from mlcycle.common.keys import reviewer_of as reviewer_named
 from mlcycle.common.settings import EdgeSettings, LabelerSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.worker import JobWorker
@@ -74,25 +75,8 @@ def _check_params(params: RunParams) -> None:
 
 
 def reviewer_of(label: HumanLabel, caller: Caller, keys_required: bool) -> str:
-    """Who a human label is recorded as: a named key's own name, else the body's reviewer.
-
-    A named key labels as itself; naming someone else is refused (403). Without keys, or
-    with a bare legacy key (whose name stands for no one), the body must name the reviewer.
-    """
-    if keys_required and not caller.legacy:
-        if label.reviewer is not None and label.reviewer != caller.name:
-            raise Forbidden(
-                f"API key {caller.name!r} labels as {caller.name!r}, not as {label.reviewer!r}: "
-                "omit reviewer, or use the reviewer's own key",
-                details={"key": caller.name, "reviewer": label.reviewer},
-            )
-        return caller.name
-    if label.reviewer is None:
-        raise ValidationFailed(
-            "reviewer is required: without a named API key, the body says who labeled",
-            details={"field": "reviewer"},
-        )
-    return label.reviewer
+    """Who a human label is recorded as (see :func:`mlcycle.common.keys.reviewer_of`)."""
+    return reviewer_named(label.reviewer, caller, keys_required)
 
 
 def _runs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRouter:

@@ -51,6 +51,7 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
     "modelserver": ("modelserver",),
     "inference-api": ("inference", "api"),
     "inference-stream": ("inference", "stream"),
+    "inference-feedback": ("inference", "feedback"),
 }
 
 
@@ -167,6 +168,7 @@ class LocalStack:
             "modelserver": Probe(s.modelserver.rest_port, HEALTHZ),
             "inference-api": Probe(s.inference.port, HEALTHZ),
             "inference-stream": Probe(s.inference.stream_metrics_port, HEALTHZ),
+            "inference-feedback": Probe(s.monitoring.feedback_metrics_port, HEALTHZ),
         }
         argv = (sys.executable, "-m", "mlcycle", *SERVICE_COMMANDS[name])
         if name == "modelserver":

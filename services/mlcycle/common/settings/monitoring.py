@@ -39,5 +39,7 @@ class MonitoringSettings(Section):
     quality_window_decisions: int = Field(
         500, ge=10, validation_alias="feedback_quality_window"
     )
-    # The feedback topic's consumer group (in the inference stream process).
+    # The inference-feedback process: the feedback topic's consumer group, and the port of its
+    # health and metrics.
     feedback_group_id: str = Field("inference-feedback", validation_alias="feedback_group_id")
+    feedback_metrics_port: int = Field(9406, validation_alias="feedback_metrics_port")
