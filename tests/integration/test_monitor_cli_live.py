@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 
 from mlcycle.cli import app
 from mlcycle.clients.inference import InferenceClient
+from mlcycle.common.errors import Forbidden
 from mlcycle.common.infra.broker import EmbeddedBroker
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.kafka.admin import ensure_topics
-from mlcycle.contracts.monitoring import NGRAMS
+from mlcycle.contracts.monitoring import NGRAMS, Decision
 from tests.fixtures.broker import unique_topics, wait_for
 from tests.fixtures.inference import NAME, World, built_models, corpus
 from tests.integration.test_inference_monitoring import (
@@ -37,6 +38,7 @@ from tests.integration.test_inference_monitoring import (
 pytestmark = pytest.mark.integration
 
 READ_SECRET = KEY.rsplit(":", 1)[1]
+LABEL_KEY = "monitor-moderator:label:monitor-label-secret"
 WINDOW = 200
 
 
@@ -56,7 +58,7 @@ def replica(
         redis_url=redis_server.url,
         kafka_bootstrap=kafka_broker.bootstrap,
         topics=topics,
-        api_keys=(KEY, PREDICT_KEY),
+        api_keys=(KEY, PREDICT_KEY, LABEL_KEY),
         monitor_window_records=WINDOW,
         monitor_min_window_records=100,
         monitor_flush_s=0.1,
@@ -111,3 +113,19 @@ def test_the_command_shows_the_real_monitor_s_alarm_and_reports_it(
     raw = CliRunner().invoke(app, ["monitor", "--url", url, "--api-key", READ_SECRET, "--json"])
     assert raw.exit_code == 0, raw.output
     assert json.loads(raw.stdout) == replica.monitoring().json()
+
+
+def test_the_client_s_decisions_reach_the_real_feedback_route(replica: Replica) -> None:
+    url = str(replica.client.base_url)
+    decided = [Decision(comment_id=f"never-scored-{uuid.uuid4().hex}", label=1)]
+    with InferenceClient(url, api_key=LABEL_KEY.rsplit(":", 1)[1]) as moderator:
+        first = moderator.feedback(decided)
+        assert (first.accepted, first.joined, first.pending, first.duplicate) == (1, 0, 1, 0)
+        again = moderator.feedback(decided)
+        assert (again.accepted, again.duplicate) == (1, 1)
+        # A named key is the reviewer: naming someone else is refused, as a message.
+        other = [decided[0].model_copy(update={"reviewer": "someone-else"})]
+        with pytest.raises(Forbidden, match="someone-else"):
+            moderator.feedback(other)
+    with InferenceClient(url, api_key=READ_SECRET) as reader, pytest.raises(Forbidden):
+        reader.feedback(decided)
