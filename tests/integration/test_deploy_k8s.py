@@ -2,14 +2,16 @@
 
 Each overlay is rendered by the real kustomize (``kubectl kustomize``) and every object
 in the output is validated, strictly (no unknown fields), against the Kubernetes 1.37
-schemas shipped with kubernetes-validate. The Strimzi and ECK custom resources have no
-schema there: they are skipped by kind, and their settings are asserted here instead.
+schemas shipped with kubernetes-validate. The Strimzi, ECK and Prometheus Operator custom
+resources have no schema there: they are skipped by kind, and their settings are asserted
+here instead (the PrometheusRule's in tests/unit/test_deploy_observability.py).
 Then what the objects say is checked: restricted Pod Security, probes, limits, budgets,
 the autoscaler, Secrets only by reference, and what the NetworkPolicies let through.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from functools import cache
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.main import get_command
 
 from mlcycle.cli import app
@@ -31,6 +34,7 @@ from tests.fixtures.deploy import (
     restricted_violations,
     schema_errors,
 )
+from tests.fixtures.deploy.observability import DASHBOARD, PROMETHEUS_RULE
 
 # A subprocess: kubectl renders every overlay.
 pytestmark = pytest.mark.integration
@@ -440,3 +444,15 @@ def test_prod_clients_log_in_over_tls_with_credentials_from_secrets() -> None:
     job = objects("prod", "Job")["elasticsearch-index-settings"]["spec"]["template"]["spec"]
     script = job["containers"][0]["args"][0]
     assert "_security/user/$ES_USER" in script and "--cacert" in script
+
+
+def test_prod_carries_the_alert_rules_and_the_grafana_dashboard() -> None:
+    (rule,) = objects("prod", "PrometheusRule").values()
+    source = yaml.safe_load(PROMETHEUS_RULE.read_text())
+    assert rule["spec"] == source["spec"]  # what tests/unit/test_deploy_observability checks
+    assert rule["metadata"]["namespace"] == "mlcycle"
+    board = objects("prod", "ConfigMap")["mlcycle-grafana-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"  # the sidecar's label
+    assert json.loads(board["data"]["mlcycle.json"]) == json.loads(DASHBOARD.read_text())
+    assert not objects("dev", "PrometheusRule")
+    assert "mlcycle-grafana-dashboard" not in objects("dev", "ConfigMap")

@@ -3,7 +3,8 @@
 The commands live by kind: :mod:`~mlcycle.cli.lifecycle` (the stack, data, label,
 featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
 service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
-model), :mod:`~mlcycle.cli.services` (run one service in the foreground),
+model), :mod:`~mlcycle.cli.monitoring` (what the live model's monitor says),
+:mod:`~mlcycle.cli.services` (run one service in the foreground),
 :mod:`~mlcycle.cli.embeddings` (distill the static embeddings). They
 are registered here, in the order ``mlcycle --help`` lists them.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from mlcycle.cli import checking, lifecycle, services, serving
+from mlcycle.cli import checking, lifecycle, monitoring, services, serving
 from mlcycle.cli.embeddings import embeddings_app
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command()(lifecycle.train)
 app.command()(serving.predict)
 app.command()(serving.explain)
 app.command()(checking.check)
+app.command()(monitoring.monitor)
 app.command("import")(lifecycle.import_)
 app.command()(lifecycle.demo)
 

@@ -1,4 +1,5 @@
-"""The inference service's REST API: predictions and a comment's lineage.
+"""The inference service's REST API: predictions, a comment's lineage, the live monitor and
+moderators' decisions.
 
 The load test and the serving benchmark drive ``POST /v1/predict`` from their
 own asyncio HTTP stacks for speed; they take the path and the body's shape
@@ -9,15 +10,20 @@ from an :class:`InferenceClient`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from mlcycle.clients.base import ServiceClient
+from mlcycle.clients.base import QueryValue, ServiceClient
+from mlcycle.contracts.monitoring import Decision, QualityWindow, SignalState, WindowResult
 
 PREDICT_PATH = "/v1/predict"
 LINEAGE_PATH = "/v1/lineage"
+MONITORING_PATH = "/v1/monitoring"
+MONITORING_HISTORY_PATH = "/v1/monitoring/history"
+FEEDBACK_PATH = "/v1/feedback"
 
 
 class Prediction(BaseModel):
@@ -37,6 +43,38 @@ class Predictions(BaseModel):
     """One prediction per instance, in order."""
 
     predictions: list[Prediction]
+
+
+class VersionMonitoring(BaseModel):
+    """What the monitor says of one model version: each signal's state and the quality
+    windows (estimated beside realized)."""
+
+    model_version: int
+    signals: list[SignalState]
+    quality: list[QualityWindow]
+
+
+class MonitoringState(BaseModel):
+    """``GET /v1/monitoring``: the served model's monitored versions, across all replicas."""
+
+    model: str
+    versions: list[VersionMonitoring]
+
+
+class MonitoringHistory(BaseModel):
+    """``GET /v1/monitoring/history``: evaluated windows, oldest first."""
+
+    items: list[WindowResult]
+
+
+class FeedbackReceipt(BaseModel):
+    """``POST /v1/feedback``'s answer: how many decisions were taken, joined to their comment's
+    score, left waiting for it, or already known."""
+
+    accepted: int
+    joined: int
+    pending: int
+    duplicate: int
 
 
 def predict_body(texts: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -62,3 +100,35 @@ class InferenceClient(ServiceClient):
     def lineage(self, comment_id: str) -> dict[str, Any]:
         """A comment's prediction chain, from its votes to its score (a free-form document)."""
         return dict(self.call_json("GET", f"{LINEAGE_PATH}/{quote(comment_id, safe='')}"))
+
+    def monitoring(self, version: int | None = None) -> MonitoringState:
+        """The monitor's current state per model version and signal: every loaded version's,
+        or ``version``'s alone (NotFound when this service has not loaded it)."""
+        params: dict[str, QueryValue] = {} if version is None else {"version": version}
+        return self.call_record(MonitoringState, "GET", MONITORING_PATH, params=params)
+
+    def monitoring_history(
+        self,
+        since: datetime | None = None,
+        version: int | None = None,
+        signal: str | None = None,
+        limit: int | None = None,
+    ) -> list[WindowResult]:
+        """Evaluated windows, oldest first: of ``version`` (default: the serving one), closed
+        after ``since``, of ``signal`` when given, at most ``limit`` (the service's default
+        when not given). To page, pass the last window's ``closed_at`` as the next ``since``."""
+        given = {
+            "since": since.isoformat() if since is not None else None,
+            "version": version,
+            "signal": signal,
+            "limit": limit,
+        }
+        params: dict[str, QueryValue] = {k: v for k, v in given.items() if v is not None}
+        answer = self.call_record(MonitoringHistory, "GET", MONITORING_HISTORY_PATH, params=params)
+        return answer.items
+
+    def feedback(self, decisions: Sequence[Decision]) -> FeedbackReceipt:
+        """Send moderators' decisions. A named API key is the reviewer (a decision naming
+        someone else is refused, 403); without keys each decision names its ``reviewer``."""
+        body = [decision.model_dump(mode="json", exclude_none=True) for decision in decisions]
+        return self.call_record(FeedbackReceipt, "POST", FEEDBACK_PATH, json=body)
