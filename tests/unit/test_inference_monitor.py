@@ -265,7 +265,7 @@ class StubDetector:
 
     unavailable: dict[str, str] = {}
 
-    def warm(self, records: int) -> None:
+    def warm(self, records: int, up_to: int | None = None) -> None:
         pass
 
     def evaluate(
@@ -372,3 +372,34 @@ def test_a_signal_without_a_reference_is_unavailable_and_says_why(
     after = states_of(rig, monitor)
     assert (after[SCORE].status, after[SCORE].reason) == ("unavailable", before[SCORE].reason)
     assert after[NGRAMS].status == "ok" and after[NGRAMS].reason is None
+
+
+def test_quality_gauges_show_the_latest_judged_window_realized_beside_its_estimate(
+    tmp_path: Path, transform: Transform
+) -> None:
+    from mlcycle.contracts.monitoring import QualityFigures, QualityWindow
+
+    def figures(f1: float) -> QualityFigures:
+        return QualityFigures(comments=500, precision=0.8, recall=0.7, f1=f1, roc_auc=0.9)
+
+    def window(realized: float | None, estimated: float, closed: bool) -> QualityWindow:
+        return QualityWindow(
+            model=NAME, model_version=1, started_at=datetime(2026, 1, 1),
+            closed_at=datetime(2026, 1, 2) if closed else None,
+            estimated=figures(estimated),
+            realized=None if realized is None else figures(realized),
+        )  # fmt: skip
+
+    rig, monitor, _ = monitored(tmp_path, transform)
+    windows = [window(0.61, 0.72, True), window(0.55, 0.74, True), window(None, 0.9, False)]
+    monitor.quality_of = lambda name, version: windows if (name, version) == (NAME, 1) else []
+    serve(rig, *clean(seed=7))
+    monitor.run_once()
+
+    def quality(kind: str, figure: str) -> float | None:
+        labels = {"model_version": "1", "figure": figure}
+        return REGISTRY.get_sample_value(f"mlcycle_quality_{kind}", labels)
+
+    assert quality("realized", "f1") == pytest.approx(0.55)
+    assert quality("estimated", "f1") == pytest.approx(0.74)  # the same window's estimate
+    assert quality("realized", "roc_auc") == pytest.approx(0.9)

@@ -358,6 +358,8 @@ def create_app(
     _add_lineage_route(app, lineage, gate)
     add_live_rate_route(app, runtime.tracker, gate)
     quality_of = feedback.quality_windows
+    if runtime.monitor is not None:
+        runtime.monitor.quality_of = quality_of  # the quality gauges
     add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate, quality_of=quality_of)
     _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
     return access.verify(app)

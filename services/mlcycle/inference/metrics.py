@@ -150,6 +150,20 @@ MONITOR_ALARM = Gauge(
     ["model_version", "signal"],
 )
 MONITOR_GAUGES = (MONITOR_STATISTIC, MONITOR_THRESHOLD, MONITOR_WINDOW_RECORDS, MONITOR_ALARM)
+# Quality at the served threshold from moderators' decisions (realized) and from the scores
+# alone (estimated), over the latest quality window that has decisions (else, estimated
+# only, the window filling); figure is precision, recall, f1 or roc_auc.
+QUALITY_REALIZED = Gauge(
+    "mlcycle_quality_realized",
+    "Quality realized on moderators' decisions in the latest judged quality window (NaN: none)",
+    ["model_version", "figure"],
+)
+QUALITY_ESTIMATED = Gauge(
+    "mlcycle_quality_estimated",
+    "Quality estimated from the scores alone (CBPE) over the same window (NaN: none)",
+    ["model_version", "figure"],
+)
+QUALITY_FIGURES = ("precision", "recall", "f1", "roc_auc")
 MONITOR_SKIPPED = Counter(
     "mlcycle_monitor_skipped_records_total",
     "Served records the monitor skipped because its queue was full (answers never wait)",

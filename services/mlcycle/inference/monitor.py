@@ -29,10 +29,8 @@ once), so neither predictions nor windows wait for Kafka.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -43,17 +41,16 @@ from typing import Any, overload
 import numpy as np
 
 from mlcycle.common.settings import MonitoringSettings
-from mlcycle.contracts.monitoring import QualityWindow, SignalState, WindowResult
+from mlcycle.contracts.monitoring import SignalState, WindowResult
 from mlcycle.inference.metadata import ServedModel
-from mlcycle.inference.metrics import (
-    MONITOR_ALARM,
-    MONITOR_GAUGES,
-    MONITOR_SKIPPED,
-    MONITOR_STATISTIC,
-    MONITOR_THRESHOLD,
-    MONITOR_WINDOW_RECORDS,
-)
+from mlcycle.inference.metrics import MONITOR_SKIPPED
 from mlcycle.inference.monitor_events import EventSink, Publisher
+from mlcycle.inference.monitor_gauges import (
+    QualitySource,
+    export_quality,
+    export_signals,
+    forget_gauges,
+)
 from mlcycle.inference.monitor_watch import Watch, next_states, unavailable, watch_version
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.versions import ModelVersion
@@ -65,7 +62,6 @@ log = logging.getLogger(__name__)
 
 Metadata = Sequence[Mapping[str, Any] | None]
 # Moderators' quality windows of a model version (the feedback join provides them).
-QualitySource = Callable[[str, int], list[QualityWindow]]
 # The worker looks at the queue this often; it drains it when a flush is due or it holds
 # DRAIN_AT records, so records are tallied in batches (a batch's fixed costs spread thin).
 POLL_S = 0.1
@@ -128,6 +124,9 @@ class LiveMonitor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        # The feedback join's quality windows per (model, version), for the quality gauges;
+        # set by the app that owns the join.
+        self.quality_of: QualitySource | None = None
         self.served = served
         self.aggregate = aggregate
         self.loaded = loaded
@@ -288,7 +287,9 @@ class LiveMonitor:
         )
         if window is not None:
             self._judge(watch, window)
-        self._export(watch, self.aggregate.states(watch.name, watch.version))
+        export_signals(watch, self.aggregate.states(watch.name, watch.version))
+        if self.quality_of is not None:
+            export_quality(watch, self.quality_of)
 
     def _judge(self, watch: Watch, window: ClosedWindow) -> None:
         assert watch.detector is not None
@@ -313,27 +314,11 @@ class LiveMonitor:
             )
             self._publisher.put(events)
 
-    def _export(self, watch: Watch, states: Mapping[str, SignalState]) -> None:
-        v = str(watch.version)
-        for signal, state in states.items():
-            last = state.last
-            statistic = last.statistic if last is not None else None
-            threshold = last.threshold if last is not None else None
-            MONITOR_STATISTIC.labels(v, signal).set(math.nan if statistic is None else statistic)
-            MONITOR_THRESHOLD.labels(v, signal).set(math.nan if threshold is None else threshold)
-            MONITOR_WINDOW_RECORDS.labels(v, signal).set(last.window if last is not None else 0)
-            MONITOR_ALARM.labels(v, signal).set(1 if state.alarm else 0)
-            watch.exported.add(signal)
-
     def _forget(self, watch: Watch) -> None:
         """Drop a version no longer served here, and its gauges."""
         with self._watch_lock:
             self._watches.pop(watch.version, None)
-        v = str(watch.version)
-        for signal in watch.exported:
-            for gauge in MONITOR_GAUGES:
-                with contextlib.suppress(KeyError):
-                    gauge.remove(v, signal)
+        forget_gauges(watch)
 
     # -- reading ----------------------------------------------------------------------------------
 

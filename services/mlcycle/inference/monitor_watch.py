@@ -51,6 +51,7 @@ class Watch:
     reason: str | None = None
     pending: Tally = field(default_factory=Tally)
     exported: set[str] = field(default_factory=set)  # signals with gauges set
+    quality_exported: bool = False  # its quality gauges are set
     warmed: bool = False  # the detector's thresholds for full windows are computed
 
     @property

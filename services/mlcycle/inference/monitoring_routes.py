@@ -21,7 +21,8 @@ from mlcycle.common.http import OrjsonResponse, error_responses
 from mlcycle.contracts.monitoring import QualityWindow, SignalState, WindowResult
 from mlcycle.inference.access import CallerGate
 from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
-from mlcycle.inference.monitor import LiveMonitor, QualitySource
+from mlcycle.inference.monitor import LiveMonitor
+from mlcycle.inference.monitor_gauges import QualitySource
 from mlcycle.inference.monitor_watch import unavailable
 from mlcycle.inference.versions import ModelVersion, VersionTracker
 
