@@ -288,7 +288,8 @@ NEEDS: dict[str, set[str]] = {
     "trainer": {"kafka", "elasticsearch"},
     "trainer-retrain": {"trainer"},  # it only queues a job on the trainer API
     "modelserver": set(),
-    "inference": {"modelserver", "redis"},
+    # Alarm events on monitoring, moderators' decisions on votes.reviewed.
+    "inference": {"kafka", "modelserver", "redis"},
     "inference-stream": {"kafka", "elasticsearch", "modelserver", "redis"},
     "inference-feedback": {"kafka", "elasticsearch", "redis"},
     "redis": set(),
@@ -341,9 +342,9 @@ def test_network_policies_let_each_workload_reach_only_what_it_needs() -> None:
 def test_the_network_check_sees_an_opened_policy() -> None:
     policies = [dict(p) for p in objects("prod", "NetworkPolicy").values()]
     pods = _prod_pods()
-    src, dst = (pods["inference"], "mlcycle"), (OPERATOR_PODS["kafka"][0], "mlcycle")
+    src, dst = (pods["modelserver"], "mlcycle"), (OPERATOR_PODS["kafka"][0], "mlcycle")
     assert not network_allows(policies, src, dst, 9093)
-    opened = [p for p in policies if p["metadata"]["name"] != "inference"]
+    opened = [p for p in policies if p["metadata"]["name"] != "modelserver"]
     opened.append({"spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}})
     assert network_allows(opened, src, dst, 9093)
 
