@@ -190,8 +190,23 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     match = re.search(r"demo report: (\S+\.html)", output)
     assert match, output
     page = Path(match.group(1)).read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 2
+    # The stages' and the load test's plots, then the monitor's (per signal and quality).
+    assert page.count("data:image/png;base64,") > 2
     assert "label agreement (mean_threshold vs dawid_skene)" in page
+    assert "Watching the live model" in page
+    # The production loop: the drifted batch's new words put the OOV share in alarm, and
+    # moderators' decisions on the scored comments were taken and joined to their scores.
+    # (From the page's summary table, whose cells do not wrap as the terminal's do.)
+    raised = re.search(r"<td>monitor: in alarm after the drifted batch</td><td>([^<]*)<", page)
+    assert raised and "oov_share" in raised.group(1), output
+    decisions = re.search(
+        r"<td>moderators&#x27; decisions \(joined / pending / duplicate\)</td>"
+        r"<td>([\d,]+) \(([\d,]+) /",
+        page,
+    )
+    assert decisions, page
+    accepted, joined = (int(n.replace(",", "")) for n in decisions.groups())
+    assert accepted > 0 and joined == accepted
     linked = {
         (data_dir / "reports" / href).resolve() for href in re.findall(r"href='([^']+)'", page)
     }

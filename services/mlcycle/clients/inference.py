@@ -77,9 +77,16 @@ class FeedbackReceipt(BaseModel):
     duplicate: int
 
 
-def predict_body(texts: Sequence[str]) -> dict[str, list[dict[str, str]]]:
-    """The body of ``POST /v1/predict`` for ``texts``, one instance each."""
-    return {"instances": [{"text": text} for text in texts]}
+def predict_body(
+    texts: Sequence[str], ids: Sequence[str] | None = None
+) -> dict[str, list[dict[str, str]]]:
+    """The body of ``POST /v1/predict`` for ``texts``, one instance each (with its ``id``
+    when ``ids`` are given: the prediction is then joinable with moderators' decisions)."""
+    if ids is None:
+        return {"instances": [{"text": text} for text in texts]}
+    return {
+        "instances": [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]
+    }
 
 
 class InferenceClient(ServiceClient):
@@ -92,9 +99,11 @@ class InferenceClient(ServiceClient):
         """``POST /v1/predict``'s answer as it came, for a caller that prints it as JSON."""
         return dict(self.call_json("POST", PREDICT_PATH, json=predict_body(texts)))
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """The predictions of ``texts``, in order."""
-        answer = self.call_record(Predictions, "POST", PREDICT_PATH, json=predict_body(texts))
+    def predict(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> list[Prediction]:
+        """The predictions of ``texts``, in order (``ids``: the comments' own, which makes
+        each prediction joinable with a moderator's decision on it)."""
+        body = predict_body(texts, ids)
+        answer = self.call_record(Predictions, "POST", PREDICT_PATH, json=body)
         return answer.predictions
 
     def lineage(self, comment_id: str) -> dict[str, Any]:

@@ -9,8 +9,10 @@ featurize the labeled items into shards, search and train a model, deploy it
 (the model server picks up the promoted version), predict through the
 inference service, let its streaming scorer score every imported comment,
 send a batch of new comments to ``comments.raw`` through the collector and
-read their scores back from ``scored.comments``, and load-test
-``POST /v1/predict``. Every stage shows a progress bar and its time; the end is
+read their scores back from ``scored.comments``, load-test ``POST /v1/predict``,
+and watch the live model: clean, drifted and clean traffic through the monitor
+(its alarms raised and cleared), then moderators' decisions on a sample, for
+realized quality beside the estimate. Every stage shows a progress bar and its time; the end is
 a summary table and one HTML report.
 """
 
@@ -25,6 +27,7 @@ from rich.console import Console
 from mlcycle.clients import ServiceClients, clients_for
 from mlcycle.common.settings import Settings
 from mlcycle.local import demo_stages
+from mlcycle.local.demo_monitoring import watch_live_model
 from mlcycle.local.demo_records import DemoRun, SearchLimits
 from mlcycle.local.demo_report import print_summary, write_report
 from mlcycle.local.demo_stages import StageBar, Stages, step
@@ -95,6 +98,10 @@ def _stages(
     served = demo_stages.serve(settings, clients, stages)
     stream = demo_stages.stream(settings, clients, stages, imported.comments)
     load = stages.run("load test", lambda bar: demo_stages.load_test(settings, load_seconds, bar))
+    monitoring = stages.run(
+        "watch the live model",
+        lambda bar: watch_live_model(settings, clients, label_run, served.version, bar.update),
+    )
     return DemoRun(
         imported=imported,
         counts=counts,
@@ -108,6 +115,7 @@ def _stages(
         stream=stream,
         load=load,
         load_seconds=load_seconds,
+        monitoring=monitoring,
     )
 
 

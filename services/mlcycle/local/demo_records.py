@@ -13,6 +13,7 @@ from pathlib import Path
 from mlcycle.clients.inference import Prediction
 from mlcycle.clients.trainer import JobResult
 from mlcycle.contracts.label_runs import RunStats
+from mlcycle.local.demo_monitoring import MonitoringRun
 from mlcycle.local.loadtest import Run
 from mlcycle.local.pipeline import Featurized, ImportResult
 
@@ -126,6 +127,7 @@ class DemoRun:
     stream: StreamFigures
     load: Run
     load_seconds: float
+    monitoring: MonitoringRun
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ from mlcycle.clients.trainer import JobResult, ModelSummary, SplitFigures
 from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
+from mlcycle.local.demo_monitoring import MonitoringRun
 from mlcycle.local.demo_records import DemoRun
 from mlcycle.local.loadtest import HIT, MISS, Run
+from mlcycle.local.monitor_report import monitoring_section
 
 # The original talk's test accuracy (dense 88k bag-of-words MLP), for comparison.
 TALK_ACCURACY = 0.708
@@ -163,8 +165,52 @@ def summary_rows(
             f"{load.percentile(0.5, MISS):.1f} / {load.percentile(0.99, MISS):.1f} ms",
         ),
     ]
+    rows += monitoring_rows(run.monitoring)
     rows += [(f"time: {name}", f"{seconds:.1f} s") for name, seconds in timings.items()]
     rows.append(("time: total", f"{total_s:.1f} s ({total_s / 60:.1f} min)"))
+    return rows
+
+
+def monitoring_rows(run: MonitoringRun) -> list[tuple[str, str]]:
+    """The production loop: what each kind of traffic left in alarm, and quality."""
+    rows = [
+        (
+            f"monitor: traffic sent, windows of {run.window_records:,}",
+            " / ".join(f"{p.name} {p.windows}" for p in run.phases),
+        ),
+        (
+            "monitor: toxic share, clean / drifted traffic",
+            f"{run.toxic_share[0]:.0%} / {run.toxic_share[1]:.0%}",
+        ),
+        ("monitor: in alarm after the drifted batch", ", ".join(run.raised) or "none"),
+    ]
+    recovery = run.phases[-1]
+    cleared = (
+        f"yes, after {recovery.windows} clean window(s)"
+        if run.cleared
+        else f"no: {', '.join(recovery.in_alarm)} after {recovery.windows} window(s)"
+    )
+    rows.append(("monitor: every alarm cleared by clean traffic", cleared))
+    receipt = run.receipt
+    rows.append(
+        (
+            "moderators' decisions (joined / pending / duplicate)",
+            f"{receipt.accepted:,} ({receipt.joined:,} / {receipt.pending:,} / "
+            f"{receipt.duplicate:,})",
+        )
+    )
+    judged = [w for w in run.quality if w.realized is not None]
+    if judged:
+        last = judged[-1]
+        real, est = last.realized, last.estimated
+        for figure in ("f1", "roc_auc"):
+            rows.append(
+                (
+                    f"quality, last judged window: {figure} realized / estimated",
+                    f"{_fmt(getattr(real, figure))} / "
+                    f"{_fmt(getattr(est, figure) if est is not None else None)}",
+                )
+            )
     return rows
 
 
@@ -221,6 +267,9 @@ def write_report(
         "<h2>Load test</h2>",
         f"<p>{LOAD_NOTE}</p>",
         inline_figure(_latency_plot, run.load, alt="latency distribution", plot="latency"),
+        "<h2>Watching the live model</h2>",
+        f"<p>{MONITOR_NOTE}</p>",
+        *monitoring_section(run.monitoring.view, heading="h3"),
         "<h2>Label strategies</h2>",
         "<p class='note'>Items labeled by both runs, by class: mean_threshold / dawid_skene.</p>",
         _table(
@@ -233,6 +282,13 @@ def write_report(
     return path
 
 
+MONITOR_NOTE = (
+    "After the load test: test-split comments (the reference's population) through "
+    "POST /v1/predict a monitor window at a time, clean, then a generated drifted batch "
+    "(a burst of new words, a shifted toxic share), then clean again until every alarm "
+    "cleared; then moderators' decisions on a sample of them (their labels) through "
+    "POST /v1/feedback."
+)
 LOAD_NOTE = (
     "Closed loop: each client sends its next single-comment POST /v1/predict when the "
     "previous one answered. Even requests repeat one of a few texts scored before the "
