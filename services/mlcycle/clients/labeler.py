@@ -81,12 +81,19 @@ class LabelerClient(ServiceClient):
         return self.call_record(LabelPage, "GET", LABELS_PATH, params=params, timeout_s=timeout_s)
 
     def all_labels(
-        self, run: str, *, page_size: int = 1000, timeout_s: float | None = None
+        self,
+        run: str,
+        *,
+        split: str | None = None,
+        page_size: int = 1000,
+        timeout_s: float | None = None,
     ) -> Iterator[LabelPage]:
-        """Every page of ``run``'s labels, in order."""
+        """Every page of ``run``'s labels (of ``split`` when given), in order."""
         cursor: str | None = None
         while True:
-            page = self.labels(run=run, limit=page_size, cursor=cursor, timeout_s=timeout_s)
+            page = self.labels(
+                run=run, split=split, limit=page_size, cursor=cursor, timeout_s=timeout_s
+            )
             yield page
             cursor = page.next_cursor
             if not cursor:

@@ -1,14 +1,17 @@
 """The demo's production loop: the live monitor sees a drifted batch raise and clear its alarms,
 and moderators' decisions show realized quality beside the estimate.
 
-After the load test, comments of the test split (the reference's population, which
-the model never trained on) go to ``POST /v1/predict`` with their ids, one monitor
-window's worth at a time: clean traffic, then a drifted batch generated here (a
-burst of new words in some comments and a shifted toxic share), then clean
-traffic again until every alarm has cleared. Then moderators decide on a sample
-of the comments scored (their labels from the label run, as decisions through
-``POST /v1/feedback``), and the quality windows show what was realized beside
-what the scores alone estimated.
+After the load test, comments go to ``POST /v1/predict`` with their ids, one
+monitor window's worth at a time: clean traffic (comments of the dev split, the
+population the reference profile describes, a fresh sample each window), then a
+drifted batch generated from the test split (comments the model was neither
+trained nor tuned on, a burst of new words in some of them and the toxic share
+moved), then clean traffic again until every alarm has cleared. Then moderators
+decide on a sample of the test comments scored (their labels from the label run,
+as decisions through ``POST /v1/feedback``), and the quality windows show what
+was realized beside what the scores alone estimated. Decisions are never taken
+on dev comments: the served threshold and the calibration the estimate rests on
+were fitted there.
 """
 
 from __future__ import annotations
@@ -92,18 +95,21 @@ def watch_live_model(
     """Clean, drifted and clean traffic through the monitor, then moderators' decisions."""
     window = settings.monitoring.window_records
     started = datetime.now(UTC)
-    on_progress("reading the test split's comments")
-    clean = full_window(test_comments(clients, label_run, window), window)
-    drifted = drift(clean, window, random.Random(7))
+    rng = random.Random(3)
+    on_progress("reading the dev and test splits' comments")
+    clean_windows = CLEAN_WINDOWS + MAX_RECOVERY_WINDOWS
+    clean = _Windows(split_comments(clients, label_run, "dev", clean_windows * window, rng), rng)
+    tested = split_comments(clients, label_run, "test", window, rng)
+    drifted = drift(tested, window, random.Random(7))
     phases: list[Phase] = []
     sender = _Sender(clients, version, window, on_progress)
-    phases.append(sender.send("clean", [clean] * CLEAN_WINDOWS))
+    phases.append(sender.send("clean", [clean.next(window) for _ in range(CLEAN_WINDOWS)]))
     phases.append(sender.send("drifted", [drifted] * DRIFTED_WINDOWS))
     raised = phases[-1].in_alarm
-    recovered = sender.send_until_clear("recovery", clean, MAX_RECOVERY_WINDOWS)
+    recovered = sender.send_until_clear("recovery", clean, window, MAX_RECOVERY_WINDOWS)
     phases.append(recovered)
-    on_progress("moderators decide on a sample of the scored comments")
-    receipt = decide(clients, settings, clean + drifted, random.Random(11))
+    on_progress("moderators decide on a sample of the scored test comments")
+    receipt = decide(clients, settings, drifted, random.Random(11))
     view = _wait_for_quality(clients, version, started)
     quality = next((v.quality for v in view.state.versions if v.model_version == version), [])
     return MonitoringRun(
@@ -112,35 +118,48 @@ def watch_live_model(
         phases=phases,
         raised=raised,
         cleared=not recovered.in_alarm,
-        toxic_share=(_toxic_share(clean), _toxic_share(drifted)),
+        toxic_share=(_toxic_share(clean.pool), _toxic_share(drifted)),
         receipt=receipt,
         quality=quality,
         view=view,
     )
 
 
-def test_comments(clients: ServiceClients, label_run: str, wanted: int) -> list[Labeled]:
-    """Up to ``wanted`` labeled comments of the run's test split, with their texts."""
+def split_comments(
+    clients: ServiceClients, label_run: str, split: str, wanted: int, rng: random.Random
+) -> list[Labeled]:
+    """A random sample of up to ``wanted`` labeled comments of the run's ``split``, with
+    their texts. Random, not the first ones: labels come in id order, which groups a mix
+    of corpora by corpus."""
     labels: list[tuple[str, int]] = []
-    cursor: str | None = None
-    while len(labels) < wanted:
-        page = clients.labeler.labels(run=label_run, split="test", limit=1000, cursor=cursor)
+    for page in clients.labeler.all_labels(label_run, split=split):
         labels += [(label.item_id, int(label.label)) for label in page.items]
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    labels = labels[:wanted]
     if not labels:
-        raise Unavailable(f"label run {label_run} has no test split to send as live traffic")
+        raise Unavailable(f"label run {label_run} has no {split} split to send as live traffic")
+    labels = rng.sample(labels, min(wanted, len(labels)))
     with ThreadPoolExecutor(8) as pool:
         texts = list(pool.map(lambda item: clients.collector.comment(item[0]).text, labels))
     return [Labeled(i, text, label) for (i, label), text in zip(labels, texts, strict=True)]
 
 
-def full_window(comments: Sequence[Labeled], size: int) -> list[Labeled]:
-    """``size`` records from ``comments``, repeated in turn when there are fewer (a small
-    corpus's test split): a repeated comment is traffic too, and keeps its id."""
-    return [comments[i % len(comments)] for i in range(size)]
+class _Windows:
+    """Fresh windows from a pool of comments: its comments in a shuffled order, reshuffled
+    once used up. Repeating one sample every window would repeat its own chance offset from
+    the reference, and a signal whose sample sits above the no-drift median would never
+    clear."""
+
+    def __init__(self, pool: list[Labeled], rng: random.Random) -> None:
+        self.pool = pool
+        self.rng = rng
+        self._order: list[Labeled] = []
+
+    def next(self, size: int) -> list[Labeled]:
+        batch: list[Labeled] = []
+        while len(batch) < size:
+            if not self._order:
+                self._order = self.rng.sample(self.pool, len(self.pool))
+            batch.append(self._order.pop())
+        return batch
 
 
 def drift(clean: Sequence[Labeled], size: int, rng: random.Random) -> list[Labeled]:
@@ -202,11 +221,11 @@ class _Sender:
             signals = self._window(comments)
         return Phase(name, len(windows), len(windows) * self.window, _in_alarm(signals))
 
-    def send_until_clear(self, name: str, comments: list[Labeled], most: int) -> Phase:
+    def send_until_clear(self, name: str, windows: _Windows, size: int, most: int) -> Phase:
         signals: list[SignalState] = []
         for n in range(1, most + 1):
             self.on_progress(f"{name} traffic: window {n} (until every alarm clears)")
-            signals = self._window(comments)
+            signals = self._window(windows.next(size))
             if not _in_alarm(signals):
                 return Phase(name, n, n * self.window, [])
         return Phase(name, most, most * self.window, _in_alarm(signals))

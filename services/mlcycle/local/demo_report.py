@@ -182,6 +182,7 @@ def monitoring_rows(run: MonitoringRun) -> list[tuple[str, str]]:
             "monitor: toxic share, clean / drifted traffic",
             f"{run.toxic_share[0]:.0%} / {run.toxic_share[1]:.0%}",
         ),
+        ("monitor: in alarm after the clean traffic", ", ".join(run.phases[0].in_alarm) or "none"),
         ("monitor: in alarm after the drifted batch", ", ".join(run.raised) or "none"),
     ]
     recovery = run.phases[-1]
