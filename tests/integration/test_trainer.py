@@ -176,6 +176,9 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert (profile.threshold, profile.score_prior) == (0.5, policy["score_prior"])
     assert sum(profile.score.counts) == profile.rows and profile.oov is not None
     assert "oov_share" in lineage["profile"]["signals"]
+    # The registry's record names the same profile.
+    registered = httpx.get(f"{service}/v1/models/1", timeout=10).json()
+    assert registered["profile"] == lineage["profile"]
     probs = ServingModel(folder).probabilities(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )

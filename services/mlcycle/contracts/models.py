@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal, get_args
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from mlcycle.contracts.monitoring import ProfileReference
 from mlcycle.contracts.repository import StoredRecord
 
 MODEL_KIND = "model"
@@ -127,6 +128,9 @@ class ModelVersion(StoredRecord):
     blessing: Blessing
     path: str
     history: list[RegistryTransition]
+    # The reference profile the live monitor judges its traffic against (None: exported
+    # before profiles).
+    profile: ProfileReference | None = None
 
     def transition(
         self,

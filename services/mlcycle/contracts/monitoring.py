@@ -135,6 +135,18 @@ class ReferenceProfile(BaseModel):
     calibration: CalibrationBins | None = None
 
 
+class ProfileReference(BaseModel):
+    """Where a model version's reference profile is and what it holds: in its
+    ``metadata.json`` (``profile``) and its registry record."""
+
+    model_config = _STRICT
+
+    file: str = PROFILE_FILE
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rows: int = Field(ge=0)
+    signals: list[str]
+
+
 # -- what the monitor says ----------------------------------------------------------------------
 
 

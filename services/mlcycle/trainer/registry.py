@@ -42,6 +42,7 @@ from mlcycle.contracts.models import (
     ServingPointer,
     model_id,
 )
+from mlcycle.contracts.monitoring import ProfileReference
 from mlcycle.contracts.repositories.model_versions import ModelVersions
 from mlcycle.contracts.repositories.serving_pointers import ServingPointers
 from mlcycle.trainer import serving_config
@@ -146,6 +147,7 @@ class ModelRegistry:
         params: Mapping[str, Any],
         path: str,
         data: Mapping[str, Any] | None = None,
+        profile: ProfileReference | None = None,
     ) -> ModelVersion:
         """Record an exported version as a ``candidate``; the same (name, version) again is a no-op.
 
@@ -179,6 +181,7 @@ class ModelRegistry:
                 blessing=Blessing(blessed=False, reason="not judged yet", compared_to=None),
                 path=str(path),
                 history=[registered],
+                profile=profile,
             )
             self.versions.save(model)
             self._emit("registered", model, reason, now)

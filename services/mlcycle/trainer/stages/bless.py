@@ -20,6 +20,7 @@ from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.files import confined
 from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.models import ModelVersion
+from mlcycle.contracts.monitoring import ProfileReference
 from mlcycle.contracts.training import ModelSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.evaluation.classification import evaluate
@@ -158,6 +159,7 @@ def publish(
         params=metadata["hyperparameters"],
         path=str(target),
         data=metadata["data"],
+        profile=ProfileReference(**metadata["profile"]) if metadata.get("profile") else None,
     )
     if not decision.blessed:
         return model_summary(registry.unbless(name, version, decision.reason, **facts))
