@@ -191,10 +191,26 @@ def test_elasticsearch_clients_are_built_only_by_the_connection_module() -> None
 
 def test_redis_clients_are_the_cache_and_the_embedded_servers_probe_only() -> None:
     found = client_constructions({"Redis", "StrictRedis", "from_url", "ConnectionPool"})
-    assert set(found) == {"inference/cache.py", "common/infra/redis.py"}, found
+    assert set(found) == {
+        "inference/cache.py",
+        "common/infra/redis.py",
+        # The monitor's shared windows and the feedback join: clients built from the options
+        # their callers pass (below), and the join store's own from_url.
+        "monitoring/redis_aggregate.py",
+        "monitoring/feedback_redis.py",
+        "inference/feedback.py",
+    }, found
     # The cache's one client takes the options connection_options made.
     cache = (SERVICES / "inference" / "cache.py").read_text("utf-8")
     assert "Redis.from_url(\n            url,\n            **self.connection," in cache
+    # So do the aggregate's and the join's, which their callers build from the settings.
+    runtime = (SERVICES / "inference" / "runtime.py").read_text("utf-8")
+    assert "RedisAggregate(url, **connection_options(settings.cache))" in runtime
+    feedback = (SERVICES / "inference" / "feedback.py").read_text("utf-8")
+    assert "connection=connection_options(settings.cache)," in feedback
+    for library in ("redis_aggregate.py", "feedback_redis.py"):
+        code = (SERVICES / "monitoring" / library).read_text("utf-8")
+        assert code.count("redis.Redis.from_url(") == 1, library
 
 
 def test_the_scan_sees_a_client_built_elsewhere() -> None:
