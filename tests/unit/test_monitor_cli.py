@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from mlcycle.cli import app
 from mlcycle.cli import monitoring as monitor_cli
-from mlcycle.clients.inference import FeedbackReceipt, InferenceClient, MonitoringState
+from mlcycle.clients.inference import FeedbackReceipt, InferenceClient
 from mlcycle.common.errors import MlcycleError, NotFound
-from mlcycle.contracts.monitoring import Decision
+from mlcycle.contracts.monitoring import Decision, MonitoringState
 from mlcycle.local import monitor_report
 from mlcycle.local.monitor_report import (
     MonitorView,

@@ -17,7 +17,12 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import QueryValue, ServiceClient
-from mlcycle.contracts.monitoring import Decision, QualityWindow, SignalState, WindowResult
+from mlcycle.contracts.monitoring import (
+    Decision,
+    MonitoringHistory,
+    MonitoringState,
+    WindowResult,
+)
 
 PREDICT_PATH = "/v1/predict"
 LINEAGE_PATH = "/v1/lineage"
@@ -45,26 +50,10 @@ class Predictions(BaseModel):
     predictions: list[Prediction]
 
 
-class VersionMonitoring(BaseModel):
-    """What the monitor says of one model version: each signal's state and the quality
-    windows (estimated beside realized)."""
-
-    model_version: int
-    signals: list[SignalState]
-    quality: list[QualityWindow]
 
 
-class MonitoringState(BaseModel):
-    """``GET /v1/monitoring``: the served model's monitored versions, across all replicas."""
-
-    model: str
-    versions: list[VersionMonitoring]
 
 
-class MonitoringHistory(BaseModel):
-    """``GET /v1/monitoring/history``: evaluated windows, oldest first."""
-
-    items: list[WindowResult]
 
 
 class FeedbackReceipt(BaseModel):

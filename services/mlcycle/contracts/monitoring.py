@@ -272,3 +272,28 @@ class Decision(BaseModel):
     decided_at: datetime | None = None
     reviewer: ReviewerName | None = None
     task: StrictStr = Field("toxicity", min_length=1, max_length=128)
+
+
+# -- the routes' answers ------------------------------------------------------------------------
+
+
+class VersionMonitoring(BaseModel):
+    """What the monitor says of one model version: each signal's state and the quality
+    windows (estimated beside realized)."""
+
+    model_version: int
+    signals: list[SignalState]
+    quality: list[QualityWindow] = Field(default_factory=list)
+
+
+class MonitoringState(BaseModel):
+    """``GET /v1/monitoring``: the served model's monitored versions, across all replicas."""
+
+    model: str
+    versions: list[VersionMonitoring]
+
+
+class MonitoringHistory(BaseModel):
+    """``GET /v1/monitoring/history``: evaluated windows, oldest first."""
+
+    items: list[WindowResult]

@@ -12,13 +12,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BeforeValidator
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from mlcycle.common.errors import NotFound, Unavailable
 from mlcycle.common.http import OrjsonResponse, error_responses
-from mlcycle.contracts.monitoring import QualityWindow, SignalState, WindowResult
+from mlcycle.contracts.monitoring import (
+    MonitoringHistory,
+    MonitoringState,
+    VersionMonitoring,
+)
 from mlcycle.inference.access import CallerGate
 from mlcycle.inference.live_rate import LIVE_RATE_DESCRIPTION, LivePositiveRate
 from mlcycle.inference.monitor import LiveMonitor
@@ -54,27 +58,6 @@ def _not_a_number(value: object) -> object:
 
 
 IsoTime = Annotated[datetime, BeforeValidator(_not_a_number)]
-
-
-class VersionMonitoring(BaseModel):
-    """One model version's signals and quality windows."""
-
-    model_version: int
-    signals: list[SignalState]
-    quality: list[QualityWindow] = Field(default_factory=list)
-
-
-class MonitoringState(BaseModel):
-    """``GET /v1/monitoring``."""
-
-    model: str
-    versions: list[VersionMonitoring]
-
-
-class MonitoringHistory(BaseModel):
-    """``GET /v1/monitoring/history``."""
-
-    items: list[WindowResult]
 
 
 def add_monitoring_routes(

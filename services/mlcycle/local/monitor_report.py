@@ -23,10 +23,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mlcycle.clients.inference import InferenceClient, MonitoringState, VersionMonitoring
+from mlcycle.clients.inference import InferenceClient
 from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
-from mlcycle.contracts.monitoring import QualityFigures, QualityWindow, SignalState, WindowResult
+from mlcycle.contracts.monitoring import (
+    MonitoringState,
+    QualityFigures,
+    QualityWindow,
+    SignalState,
+    VersionMonitoring,
+    WindowResult,
+)
 
 NONE = "–"
 # Windows asked for per history request while walking a signal's history.
