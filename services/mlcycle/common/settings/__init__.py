@@ -38,6 +38,7 @@ from mlcycle.common.settings.sections import (
     LabelerSettings,
     ModelServerSettings,
     MonitoringSettings,
+    RolloutSettings,
     Section,
     StoreSettings,
     TopicNames,
@@ -53,6 +54,7 @@ __all__ = [
     "FeaturizerSettings",
     "InferenceSettings",
     "MonitoringSettings",
+    "RolloutSettings",
     "KafkaSettings",
     "LabelerSettings",
     "ModelServerSettings",
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
     modelserver: ModelServerSettings
     inference: InferenceSettings
     monitoring: MonitoringSettings
+    rollouts: RolloutSettings
 
     # The nested inputs before defaults were resolved, so replace() re-resolves them.
     _inputs: dict[str, Any] = PrivateAttr(default_factory=dict)

@@ -11,6 +11,7 @@ from pydantic_settings import NoDecode
 
 from mlcycle.common.settings.base import Section
 from mlcycle.common.settings.monitoring import MonitoringSettings
+from mlcycle.common.settings.rollouts import RolloutSettings
 
 ENV_PREFIX = "MLCYCLE_"
 
@@ -355,6 +356,7 @@ SECTIONS: dict[str, type[Section]] = {
     "modelserver": ModelServerSettings,
     "inference": InferenceSettings,
     "monitoring": MonitoringSettings,
+    "rollouts": RolloutSettings,
 }
 
 

@@ -1,0 +1,30 @@
+"""The settings of rollouts (shadow, canary, automatic decisions) and of retraining.
+
+Its own module beside :mod:`.sections`, which lists it among the sections.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from mlcycle.common.settings.base import Section
+
+
+class RolloutSettings(Section):
+    """How rollouts are routed, observed and decided."""
+
+    # The registry looks at every running rollout's evidence this often and decides.
+    tick_s: float = Field(2.0, gt=0, validation_alias="rollout_tick_s")
+    # A JSON RolloutPolicy used when a rollout is started without one (None: the defaults).
+    policy_file: Path | None = Field(None, validation_alias="rollout_policy_file")
+    # Each inference process adds its evidence to the shared pool this often.
+    evidence_flush_s: float = Field(1.0, gt=0, validation_alias="rollout_evidence_flush_s")
+    # Instances waiting to be scored off the answer's path (by the shadow, or by production
+    # beside a canary); beyond it they are counted and skipped, so an answer never waits.
+    offpath_queue_records: int = Field(
+        10_000, ge=10, validation_alias="rollout_offpath_queue_records"
+    )
+    # The inference processes re-read the routing the registry publishes this often.
+    routing_refresh_s: float = Field(1.0, gt=0, validation_alias="rollout_routing_refresh_s")
