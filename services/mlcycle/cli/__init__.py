@@ -5,7 +5,8 @@ featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
 service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
 model), :mod:`~mlcycle.cli.monitoring` (what the live model's monitor says),
 :mod:`~mlcycle.cli.services` (run one service in the foreground),
-:mod:`~mlcycle.cli.embeddings` (distill the static embeddings). They
+:mod:`~mlcycle.cli.embeddings` (distill the static embeddings),
+:mod:`~mlcycle.cli.rollouts` (shadow, canary, automatic promotion). They
 are registered here, in the order ``mlcycle --help`` lists them.
 """
 
@@ -15,6 +16,7 @@ import typer
 
 from mlcycle.cli import checking, lifecycle, monitoring, services, serving
 from mlcycle.cli.embeddings import embeddings_app
+from mlcycle.cli.rollouts import rollout_app
 
 app = typer.Typer(
     name="mlcycle",
@@ -46,5 +48,6 @@ app.add_typer(services.trainer_app, name="trainer")
 app.add_typer(services.inference_app, name="inference")
 app.add_typer(lifecycle.download_app, name="download")
 app.add_typer(embeddings_app, name="embeddings")
+app.add_typer(rollout_app, name="rollout")
 
 __all__ = ["app"]

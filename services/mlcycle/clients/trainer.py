@@ -9,9 +9,11 @@ from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import ServiceClient
 from mlcycle.contracts.behaviour import BehaviourSummary
+from mlcycle.contracts.rollouts import RolloutList, RolloutPolicy, RolloutView
 
 JOBS_PATH = "/v1/jobs"
 MODELS_PATH = "/v1/models"
+ROLLOUTS_PATH = "/v1/rollouts"
 FINISHED = ("succeeded", "failed")
 
 
@@ -176,3 +178,43 @@ class TrainerClient(ServiceClient):
         if name is not None:
             body["name"] = name
         return self.call_record(RolledBack, "POST", f"{MODELS_PATH}:rollback", json=body)
+
+    # -- rollouts --------------------------------------------------------------------------------
+
+    def start_rollout(
+        self,
+        version: int,
+        reason: str,
+        *,
+        name: str | None = None,
+        policy: RolloutPolicy | None = None,
+        force: bool = False,
+    ) -> RolloutView:
+        """Try ``version`` in shadow, then as a canary, then in production (``policy``: the
+        service's default when None)."""
+        body: dict[str, object] = {"version": version, "reason": reason, "force": force}
+        if name is not None:
+            body["name"] = name
+        if policy is not None:
+            body["policy"] = policy.model_dump(mode="json")
+        return self.call_record(RolloutView, "POST", ROLLOUTS_PATH, json=body)
+
+    def rollouts(
+        self, *, name: str | None = None, active: bool = False, limit: int | None = None
+    ) -> RolloutList:
+        """Rollouts, newest first, each running one with its comparison."""
+        params: dict[str, str | int | float | bool] = {"active": active}
+        if name is not None:
+            params["name"] = name
+        if limit is not None:
+            params["limit"] = limit
+        return self.call_record(RolloutList, "GET", ROLLOUTS_PATH, params=params)
+
+    def rollout(self, rollout_id: str) -> RolloutView:
+        """One rollout with its decisions and live comparison."""
+        return self.call_record(RolloutView, "GET", f"{ROLLOUTS_PATH}/{quote(rollout_id, safe='')}")
+
+    def order_rollout(self, rollout_id: str, order: str, reason: str) -> RolloutView:
+        """``pause``, ``resume``, ``force`` (one step) or ``abort`` a rollout."""
+        path = f"{ROLLOUTS_PATH}/{quote(rollout_id, safe='')}:{order}"
+        return self.call_record(RolloutView, "POST", path, json={"reason": reason})

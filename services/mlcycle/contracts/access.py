@@ -18,7 +18,8 @@ The scopes (:class:`~mlcycle.common.keys.Scope`):
 - ``predict``: predictions (and the online featurization they rest on), model status and
   metadata on the model server;
 - ``train``: training jobs, fitting transforms, building feature sets;
-- ``admin``: all of the above, plus promote, rollback and setting the current transform.
+- ``admin``: all of the above, plus promote, rollback, starting and steering rollouts, and
+  setting the current transform.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("GET", "/v1/models/{version}"): Scope.READ,
             ("POST", "/v1/models/{version}:promote"): Scope.ADMIN,
             ("POST", "/v1/models:rollback"): Scope.ADMIN,
+            ("POST", "/v1/rollouts"): Scope.ADMIN,
+            ("GET", "/v1/rollouts"): Scope.READ,
+            ("GET", "/v1/rollouts/{rollout_id}"): Scope.READ,
+            ("POST", "/v1/rollouts/{rollout_id}:{order}"): Scope.ADMIN,
         },
         "inference": {
             ("POST", "/v1/predict"): Scope.PREDICT,

@@ -227,6 +227,9 @@ class QualityFigures(BaseModel):
     recall: float | None
     f1: float | None
     roc_auc: float | None
+    accuracy: float | None = Field(
+        None, description="share of decisions the served label got right (realized only)"
+    )
     calibration_error: float | None = Field(
         None, description="expected calibration error (realized only)"
     )

@@ -227,3 +227,16 @@ class Rollout(StoredRecord):
     def active(self) -> bool:
         """Still running or paused (not promoted, rolled back or aborted)."""
         return self.status != "finished"
+
+
+class RolloutView(BaseModel):
+    """A rollout and, while it runs, the comparison its next decision would see."""
+
+    rollout: Rollout
+    comparison: Comparison | None = None
+
+
+class RolloutList(BaseModel):
+    """Rollouts, newest first (``GET /v1/rollouts``)."""
+
+    rollouts: list[RolloutView]

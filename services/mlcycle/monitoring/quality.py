@@ -82,6 +82,7 @@ def realized(
         comments=n,
         **_confusion_figures(tp, fp, fn),
         roc_auc=rank_auc(s, y),
+        accuracy=float(np.mean(flagged == y)),
         calibration_error=expected_calibration_error(probs, y.astype(np.int64), ECE_BINS),
     )
 

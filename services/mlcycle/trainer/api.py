@@ -46,6 +46,9 @@ from mlcycle.contracts.training import JobConfig, JobProgress, ModelSummary, Tra
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
+from mlcycle.trainer.rollout_signals import default_policy, open_signals
+from mlcycle.trainer.rollouts import RolloutController
+from mlcycle.trainer.rollouts_api import rollouts_router
 from mlcycle.trainer.stages.context import JobEnvironment
 
 log = logging.getLogger(__name__)
@@ -224,6 +227,7 @@ def create_app(
     store: Store,
     worker: JobWorker,
     registry: ModelRegistry,
+    rollouts: RolloutController | None = None,
     keys: KeyRing | None = None,
 ) -> FastAPI:
     """The trainer's ASGI app (the caller owns the store, worker and registry).
@@ -247,6 +251,9 @@ def create_app(
     reports_dir = JobEnvironment.of(settings).reports_dir
     app.include_router(_jobs_router(store, worker, access, reports_dir))
     app.include_router(models_router(settings.trainer, registry, access))
+    if rollouts is None:  # an app without live signals: every rollout holds on missing data
+        rollouts = RolloutController(registry, store, None)
+    app.include_router(rollouts_router(settings.trainer, rollouts, access))
     return access.verify(app)
 
 
@@ -259,6 +266,10 @@ def serve(settings: Settings) -> None:
     trainer = settings.trainer
     registry = ModelRegistry(trainer, store, kafka_emitter(settings.kafka.topics.models, producer))
     registry.write_serving_config()  # the file follows the store, even after a crash
+    signals = open_signals(settings)
+    rollouts = RolloutController(
+        registry, store, signals, default_policy=default_policy(settings.rollouts)
+    ).start_ticking(settings.rollouts.tick_s)
     stopping = threading.Event()
     runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings), stopping=stopping)
     worker = JobWorker(
@@ -273,12 +284,17 @@ def serve(settings: Settings) -> None:
         resume_unfinished(TrainingJobs(store), worker)
         if watcher is not None:
             watcher.start()
-        app = create_app(settings, store=store, worker=worker, registry=registry, keys=keys)
+        app = create_app(
+            settings, store=store, worker=worker, registry=registry, rollouts=rollouts, keys=keys
+        )
         serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:
         # SIGTERM: the API stopped taking work; the running job stops at its next checkpoint.
         if watcher is not None:
             watcher.stop()
+        rollouts.stop()
+        if signals is not None:
+            signals.close()
         if not worker.shutdown(trainer.shutdown_grace_s):
             log.warning("the running job did not reach a checkpoint in time; it resumes anyway")
         producer.close()
