@@ -6,10 +6,10 @@ A model version is a SavedModel the trainer exported to
 lineage, metrics, blessing, stage and, in ``history``, every
 :class:`RegistryTransition` it went through (who, why, the evidence, when)::
 
-    candidate ──blessed──► blessed ──shadowed──► shadow ──canaried──► canary ──promoted──► production
-        └──unblessed──► unblessed                  │                    │                     │
-                                                   └──── rolled_back ───┴─► rolled_back       ├─archived─► archived
-                                                                                              └─rolled_back─► rolled_back
+    candidate -> blessed | unblessed
+    blessed -> shadow -> canary -> production -> archived
+    shadow | canary | production -> rolled_back  (taken off)
+    archived -> production                       (restored by a rollback)
 
 :data:`TRANSITIONS` is the whole state machine: an action, the stages it may
 start from (and those it needs ``force`` for), and the stage it ends in.

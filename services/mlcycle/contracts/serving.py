@@ -5,9 +5,10 @@ text proto) at ``<models_path>/models.config``: every model name with the versio
 it serves (``specific`` policy) and the labels ``stable``, ``canary`` and ``shadow``.
 The routing table (``<models_path>/routing.json``, a
 :class:`~mlcycle.contracts.rollouts.RoutingTable`) tells the inference replicas
-which share of traffic each labelled version takes. Whoever starts a model server before the trainer has run
-(the local stack) writes an empty one first, because TF Serving refuses to
-start without its config file; the trainer rewrites it when it starts.
+which share of traffic each labelled version takes. Whoever starts a model server
+before the trainer has run (the local stack) writes an empty config first, because
+TF Serving refuses to start without its config file; the trainer rewrites both
+files when it starts.
 """
 
 from __future__ import annotations
