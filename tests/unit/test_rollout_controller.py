@@ -1,0 +1,250 @@
+"""The rollout controller on the real registry (SQLite store) with synthetic live evidence.
+
+The live signals are a stand-in that keeps pooled evidence in the library's
+MemoryEvidenceStore (whose contract tests also run against Redis) and lets each test
+set drift, realized quality and the model server's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlcycle.common.errors import ValidationFailed
+from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.contracts.models import ModelEvent
+from mlcycle.contracts.rollouts import RolloutPolicy
+from mlcycle.contracts.serving import read_routing_table
+from mlcycle.rollouts.evidence import MemoryEvidenceStore, RolloutEvidence
+from mlcycle.rollouts.tally import EvidenceTally
+from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.rollouts import RolloutController
+
+NAME = "toxicity"
+POLICY = RolloutPolicy(min_samples=50, canary_steps=(10.0, 50.0, 100.0))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Signals:
+    """LiveSignals over a MemoryEvidenceStore, with settable drift, quality and liveness."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.store = MemoryEvidenceStore()
+        self.server_up = True
+        self.alarms: dict[int, list[str]] = {}
+        self.quality: dict[int, tuple[int, int]] = {}
+
+    def evidence(self, rollout: str) -> RolloutEvidence:
+        return self.store.read(rollout)
+
+    def forget(self, rollout: str) -> None:
+        self.store.forget(rollout)
+
+    def drift_alarms(self, name: str, version: int) -> list[str]:
+        return self.alarms.get(version, [])
+
+    def decisions(self, name: str, version: int, since: datetime) -> tuple[int, int]:
+        return self.quality.get(version, (0, 0))
+
+    def model_server_up(self, name: str, versions: Sequence[int]) -> bool:
+        return self.server_up
+
+    def traffic(self, rollout: str, n: int, *, agree: float = 1.0, errors: int = 0) -> None:
+        """``n`` paired comments (a share ``agree`` labelled alike) and the calls behind them."""
+        tally = EvidenceTally()
+        production = np.full(n, 0.9)
+        candidate = production.copy()
+        candidate[int(n * agree):] = 0.1
+        tally.pairs(production, candidate, 0.5, 0.5)
+        tally.call("production", n, 0.004, True)
+        tally.call("candidate", n - errors, 0.005, True)
+        if errors:
+            tally.call("candidate", errors, 0.005, False)
+        self.store.add(rollout, tally, self.clock())
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def events() -> list[ModelEvent]:
+    return []
+
+
+@pytest.fixture
+def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
+    registry = ModelRegistry(settings.trainer, store, emit=events.append)
+    for version in (1, 2):
+        folder = settings.trainer.models_dir / NAME / str(version)
+        folder.mkdir(parents=True)
+        (folder / "saved_model.pb").touch()
+        registry.register(
+            NAME,
+            version,
+            job=None,
+            transform="tf-1",
+            label_run="lr-1",
+            metrics={},
+            params={},
+            path=str(folder),
+        )
+        registry.bless(NAME, version, "beats production")
+    registry.promote(NAME, 1, "first model", actor="alice")
+    return registry
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def signals(clock: Clock) -> Signals:
+    return Signals(clock)
+
+
+@pytest.fixture
+def controller(registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock):
+    return RolloutController(registry, store, signals, default_policy=POLICY, clock=clock)
+
+
+def tick(controller: RolloutController, clock: Clock, signals: Signals, **traffic) -> str:
+    """Some traffic, a second later a tick; the rollout's phase and share after it."""
+    rollout_id = controller.listing(NAME)[0].id
+    if traffic:
+        signals.traffic(rollout_id, **traffic)
+    clock.now += 1.0
+    controller.tick()
+    rollout = controller.get(rollout_id)
+    return f"{rollout.phase} {rollout.canary_percent:g}"
+
+
+def test_a_good_candidate_goes_through_shadow_and_every_canary_step_to_production(
+    controller: RolloutController, registry: ModelRegistry, signals: Signals, clock: Clock,
+    settings: Settings, events: list[ModelEvent],
+) -> None:
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    assert registry.get(NAME, 2).state == "shadow"
+    routing = read_routing_table(settings.trainer.models_dir)
+    assert routing is not None and routing.models[NAME].shadow == 2
+    assert tick(controller, clock, signals, n=20) == "shadow 0"  # too few pairs yet
+    assert tick(controller, clock, signals, n=40) == "canary 10"
+    assert read_routing_table(settings.trainer.models_dir).models[NAME].canary_share == 0.1
+    assert tick(controller, clock, signals) == "canary 10"  # no new pairs at this step
+    assert tick(controller, clock, signals, n=60) == "canary 50"
+    assert tick(controller, clock, signals, n=60) == "canary 100"
+    assert tick(controller, clock, signals, n=60) == "production 100"
+    assert registry.production(NAME).version == 2
+    assert registry.get(NAME, 1).state == "archived"
+    done = controller.get(rollout.id)
+    assert done.status == "finished"
+    actions = [d.action for d in done.decisions if d.action != "hold"]
+    assert actions == ["start", "advance", "advance", "advance", "promote"]
+    steps = [(h.action, h.actor, h.rollout) for h in registry.get(NAME, 2).history[2:]]
+    assert steps[0] == ("shadowed", "bob", rollout.id)
+    assert [s[0] for s in steps[1:]] == ["canaried", "promoted"]
+    assert all(s[1] == f"rollout:{rollout.id}" for s in steps[1:])
+    promoted = registry.get(NAME, 2).history[-1]
+    assert promoted.evidence is not None and promoted.evidence["pairs"] >= 200
+    assert [e.event for e in events][-2:] == ["archived", "promoted"]
+
+
+def test_a_candidate_that_disagrees_is_rolled_back(
+    controller: RolloutController, registry: ModelRegistry, signals: Signals, clock: Clock,
+    settings: Settings,
+) -> None:
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    assert tick(controller, clock, signals, n=60, agree=0.5) == "rolled_back 0"
+    assert registry.get(NAME, 2).state == "rolled_back"
+    assert registry.production(NAME).version == 1
+    assert read_routing_table(settings.trainer.models_dir).models[NAME].shadow is None
+    last = controller.get(rollout.id).decisions[-1]
+    assert last.action == "rollback" and "agreement" in last.reason
+    assert last.evidence is not None and last.evidence.agreement == pytest.approx(0.5)
+
+
+def test_a_failing_canary_is_rolled_back(
+    controller: RolloutController, signals: Signals, clock: Clock
+) -> None:
+    controller.start(NAME, 2, reason="retrained", actor="bob", policy=POLICY.model_copy(
+        update={"skip_shadow": True}))
+    assert tick(controller, clock, signals, n=60, errors=30) == "rolled_back 0"
+
+
+def test_missing_data_holds_and_never_promotes(
+    controller: RolloutController, signals: Signals, clock: Clock
+) -> None:
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    signals.server_up = False
+    for _ in range(5):
+        assert tick(controller, clock, signals, n=100) == "shadow 0"
+    holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
+    assert len(holds) == 1  # a hold for the same reason is recorded once
+    assert "missing data" in holds[0].reason
+    signals.server_up = True
+    assert tick(controller, clock, signals, n=60) == "canary 10"
+    clock.now += POLICY.evidence_max_age_s + 5  # no replica reported since: stale
+    assert tick(controller, clock, signals) == "canary 10"
+    assert "missing data" in controller.get(rollout.id).decisions[-1].reason
+
+
+def test_an_admin_pauses_resumes_forces_and_aborts(
+    controller: RolloutController, registry: ModelRegistry, signals: Signals, clock: Clock
+) -> None:
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    controller.pause(rollout.id, actor="carol", reason="looking into it")
+    assert tick(controller, clock, signals, n=100) == "shadow 0"  # paused: no decision
+    controller.resume(rollout.id, actor="carol", reason="fine")
+    controller.force(rollout.id, actor="carol", reason="skip the wait")
+    assert controller.get(rollout.id).phase == "canary"
+    assert controller.get(rollout.id).decisions[-1].action == "force"
+    controller.abort(rollout.id, actor="carol", reason="not now")
+    done = controller.get(rollout.id)
+    assert (done.phase, done.status) == ("aborted", "finished")
+    assert registry.get(NAME, 2).state == "rolled_back"
+    with pytest.raises(ValidationFailed, match="finished"):
+        controller.pause(rollout.id, actor="carol", reason="too late")
+
+
+def test_one_rollout_at_a_time_and_only_against_a_production_version(
+    controller: RolloutController, registry: ModelRegistry
+) -> None:
+    with pytest.raises(ValidationFailed, match="already in production"):
+        controller.start(NAME, 1, reason="again", actor="bob")
+    controller.start(NAME, 2, reason="retrained", actor="bob")
+    with pytest.raises(ValidationFailed, match="still running"):
+        controller.start(NAME, 2, reason="twice", actor="bob")
+
+
+def test_a_manual_promote_during_a_rollout_finishes_it(
+    controller: RolloutController, registry: ModelRegistry, signals: Signals, clock: Clock
+) -> None:
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    registry.promote(NAME, 2, "admin knows best", actor="carol")
+    tick(controller, clock, signals)
+    done = controller.get(rollout.id)
+    assert (done.phase, done.status, done.decisions[-1].actor) == (
+        "production", "finished", "registry"
+    )
