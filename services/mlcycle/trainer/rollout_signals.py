@@ -29,7 +29,6 @@ from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.monitoring.feedback_redis import RedisFeedbackStore
 from mlcycle.monitoring.redis_aggregate import RedisAggregate
 from mlcycle.rollouts.evidence import EvidenceStore, RedisEvidenceStore, RolloutEvidence
-from mlcycle.rollouts.tally import EvidenceTally
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ class SharedSignals:
             return self._evidence.read(rollout)
         except redis.RedisError as exc:
             log.warning("rollout evidence unreadable: %s", exc)
-            return RolloutEvidence.of(EvidenceTally(), None)
+            return RolloutEvidence()
 
     def forget(self, rollout: str) -> None:
         try:

@@ -36,7 +36,6 @@ from mlcycle.contracts.rollouts import (
 from mlcycle.rollouts.compare import compare
 from mlcycle.rollouts.evidence import RolloutEvidence
 from mlcycle.rollouts.policy import Proposal, decide
-from mlcycle.rollouts.tally import EvidenceTally
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
 from mlcycle.trainer.rollout_signals import LiveSignals
@@ -87,7 +86,7 @@ class RolloutController:
         name, baseline, candidate = rollout.name, rollout.baseline, rollout.candidate
         versions = [v for v in (baseline, candidate) if v is not None]
         if self.signals is None:
-            evidence = RolloutEvidence.of(EvidenceTally(), None)
+            evidence = RolloutEvidence()
             drift: dict[int, list[str]] = {}
             quality: dict[int, tuple[int, int]] = {}
             server_up = False
