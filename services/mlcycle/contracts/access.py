@@ -17,9 +17,10 @@ The scopes (:class:`~mlcycle.common.keys.Scope`):
 - ``label``: label runs, human labels and moderators' decisions;
 - ``predict``: predictions (and the online featurization they rest on), model status and
   metadata on the model server;
-- ``train``: training jobs, fitting transforms, building feature sets;
-- ``admin``: all of the above, plus promote, rollback, starting and steering rollouts, and
-  setting the current transform.
+- ``train``: training jobs, fitting transforms, building feature sets, retraining runs
+  (asking for one, reporting its stages);
+- ``admin``: all of the above, plus promote, rollback, starting and steering rollouts,
+  setting the current transform, and stopping or forcing a retraining run.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("GET", "/v1/rollouts"): Scope.READ,
             ("GET", "/v1/rollouts/{rollout_id}"): Scope.READ,
             ("POST", "/v1/rollouts/{rollout_id}:{order}"): Scope.ADMIN,
+            # A run is asked for and reported by the runner like a training job; `force`
+            # (over the cooldown and the budget) also needs `admin`, checked by the route.
+            ("POST", "/v1/retraining-runs"): Scope.TRAIN,
+            ("GET", "/v1/retraining-runs"): Scope.READ,
+            ("GET", "/v1/retraining-runs/{run_id}"): Scope.READ,
+            ("POST", "/v1/retraining-runs/{run_id}/stages"): Scope.TRAIN,
+            ("POST", "/v1/retraining-runs/{run_id}:stop"): Scope.ADMIN,
         },
         "inference": {
             ("POST", "/v1/predict"): Scope.PREDICT,

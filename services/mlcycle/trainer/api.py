@@ -46,6 +46,9 @@ from mlcycle.contracts.training import JobConfig, JobProgress, ModelSummary, Tra
 from mlcycle.trainer.jobs import JobRunner
 from mlcycle.trainer.registry import Emit, ModelRegistry
 from mlcycle.trainer.registry_api import models_router
+from mlcycle.trainer.retraining import Retraining
+from mlcycle.trainer.retraining_api import retraining_router
+from mlcycle.trainer.retraining_policy import load_policy
 from mlcycle.trainer.rollout_signals import default_policy, open_signals
 from mlcycle.trainer.rollouts import RolloutController
 from mlcycle.trainer.rollouts_api import rollouts_router
@@ -228,6 +231,7 @@ def create_app(
     worker: JobWorker,
     registry: ModelRegistry,
     rollouts: RolloutController | None = None,
+    retraining: Retraining | None = None,
     keys: KeyRing | None = None,
 ) -> FastAPI:
     """The trainer's ASGI app (the caller owns the store, worker and registry).
@@ -242,7 +246,8 @@ def create_app(
         version=__version__,
         description=(
             "Training jobs (hyper-parameter search, evaluation, blessing, SavedModel export) "
-            "and the model registry (versions, promotion, rollback). Errors are "
+            "and the model registry (versions, promotion, rollback, rollouts, retraining runs). "
+            "Errors are "
             '`{"error": {"code", "message", "details"}}`.'
         ),
     )
@@ -254,6 +259,11 @@ def create_app(
     if rollouts is None:  # an app without live signals: every rollout holds on missing data
         rollouts = RolloutController(registry, store, None)
     app.include_router(rollouts_router(settings.trainer, rollouts, access))
+    if retraining is None:
+        retraining = Retraining(
+            store, load_policy(settings.rollouts), registry=registry, rollouts=rollouts
+        )
+    app.include_router(retraining_router(settings.trainer, retraining, access))
     return access.verify(app)
 
 
@@ -270,6 +280,9 @@ def serve(settings: Settings) -> None:
     rollouts = RolloutController(
         registry, store, signals, default_policy=default_policy(settings.rollouts)
     ).start_ticking(settings.rollouts.tick_s)
+    retraining = Retraining(
+        store, load_policy(settings.rollouts), registry=registry, rollouts=rollouts
+    )
     stopping = threading.Event()
     runner = JobRunner(trainer, store, registry, JobEnvironment.of(settings), stopping=stopping)
     worker = JobWorker(
@@ -285,7 +298,13 @@ def serve(settings: Settings) -> None:
         if watcher is not None:
             watcher.start()
         app = create_app(
-            settings, store=store, worker=worker, registry=registry, rollouts=rollouts, keys=keys
+            settings,
+            store=store,
+            worker=worker,
+            registry=registry,
+            rollouts=rollouts,
+            retraining=retraining,
+            keys=keys,
         )
         serve_app(app, settings.host, settings.trainer.port, service=SERVICE)
     finally:

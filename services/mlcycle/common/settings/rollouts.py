@@ -28,3 +28,11 @@ class RolloutSettings(Section):
     )
     # The inference processes re-read the routing the registry publishes this often.
     routing_refresh_s: float = Field(1.0, gt=0, validation_alias="rollout_routing_refresh_s")
+
+    # -- continuous training (the trainer enforces the policy; `mlcycle retrain` drives runs)
+    # A JSON RetrainingPolicy (None: the defaults): triggers, cooldown, budget, rollout.
+    retraining_policy_file: Path | None = None
+    # How often `mlcycle retrain watch` checks the triggers (drift alarms, new votes).
+    retraining_check_s: float = Field(60.0, gt=0)
+    # How often the runner reads a running training job or rollout, and reports it alive.
+    retraining_poll_s: float = Field(5.0, gt=0)
