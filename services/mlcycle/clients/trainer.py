@@ -8,12 +8,15 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import ServiceClient
+from mlcycle.common.errors import Conflict, InvalidInput
 from mlcycle.contracts.behaviour import BehaviourSummary
+from mlcycle.contracts.retraining import RetrainingOverview, RetrainingRun
 from mlcycle.contracts.rollouts import RolloutList, RolloutPolicy, RolloutView
 
 JOBS_PATH = "/v1/jobs"
 MODELS_PATH = "/v1/models"
 ROLLOUTS_PATH = "/v1/rollouts"
+RETRAINING_PATH = "/v1/retraining-runs"
 FINISHED = ("succeeded", "failed")
 
 
@@ -130,6 +133,14 @@ class RolledBack(BaseModel):
     retired: ModelVersion
 
 
+class RetrainingRefused(Conflict):
+    """The trainer's retraining policy refused a run; ``run`` is the recorded refusal."""
+
+    def __init__(self, message: str, run: RetrainingRun) -> None:
+        super().__init__(message, details={"run": run.id, "refusal": run.refusal})
+        self.run = run
+
+
 class TrainerClient(ServiceClient):
     """Training jobs and the model registry on the trainer."""
 
@@ -218,3 +229,68 @@ class TrainerClient(ServiceClient):
         """``pause``, ``resume``, ``force`` (one step) or ``abort`` a rollout."""
         path = f"{ROLLOUTS_PATH}/{quote(rollout_id, safe='')}:{order}"
         return self.call_record(RolloutView, "POST", path, json={"reason": reason})
+
+    # -- retraining runs ---------------------------------------------------------------------
+
+    def request_retraining(
+        self,
+        trigger: str,
+        *,
+        why: Mapping[str, object] | None = None,
+        votes: int | None = None,
+        name: str | None = None,
+        force: bool = False,
+    ) -> RetrainingRun:
+        """Ask for a retraining run; :class:`RetrainingRefused` (with the ``skipped`` record)
+        when the policy refuses it. ``force`` needs an admin key."""
+        body: dict[str, object] = {"trigger": trigger, "why": dict(why or {}), "force": force}
+        if votes is not None:
+            body["votes"] = votes
+        if name is not None:
+            body["name"] = name
+        try:
+            return self.call_record(RetrainingRun, "POST", RETRAINING_PATH, json=body)
+        except InvalidInput as exc:  # 409 reads as InvalidInput; a refusal carries its record
+            details = exc.details if isinstance(exc.details, dict) else {}
+            if "skipped" not in details:
+                raise
+            run = RetrainingRun.model_validate(details["skipped"])
+            raise RetrainingRefused(str(exc), run) from None
+
+    def retraining(
+        self, *, limit: int | None = None, name: str | None = None
+    ) -> RetrainingOverview:
+        """The retraining policy, what it allows now, and the runs, newest first."""
+        params: dict[str, str | int | float | bool] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if name is not None:
+            params["name"] = name
+        return self.call_record(RetrainingOverview, "GET", RETRAINING_PATH, params=params)
+
+    def retraining_run(self, run_id: str) -> RetrainingRun:
+        """One retraining run with its stages."""
+        return self.call_record(
+            RetrainingRun, "GET", f"{RETRAINING_PATH}/{quote(run_id, safe='')}"
+        )
+
+    def report_stage(
+        self,
+        run_id: str,
+        stage: str,
+        status: str,
+        *,
+        detail: Mapping[str, object] | None = None,
+        error: str | None = None,
+    ) -> RetrainingRun:
+        """Report a stage of a run started, still running (with news), or ended; the run."""
+        body: dict[str, object] = {"name": stage, "status": status, "detail": dict(detail or {})}
+        if error is not None:
+            body["error"] = error[:2000]
+        path = f"{RETRAINING_PATH}/{quote(run_id, safe='')}/stages"
+        return self.call_record(RetrainingRun, "POST", path, json=body)
+
+    def stop_retraining(self, run_id: str, reason: str) -> RetrainingRun:
+        """Stop a run at its next stage boundary (its running rollout is aborted at once)."""
+        path = f"{RETRAINING_PATH}/{quote(run_id, safe='')}:stop"
+        return self.call_record(RetrainingRun, "POST", path, json={"reason": reason})
