@@ -6,7 +6,8 @@ service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
 model), :mod:`~mlcycle.cli.monitoring` (what the live model's monitor says),
 :mod:`~mlcycle.cli.services` (run one service in the foreground),
 :mod:`~mlcycle.cli.embeddings` (distill the static embeddings),
-:mod:`~mlcycle.cli.rollouts` (shadow, canary, automatic promotion). They
+:mod:`~mlcycle.cli.rollouts` (shadow, canary, automatic promotion),
+:mod:`~mlcycle.cli.retraining` (continuous training). They
 are registered here, in the order ``mlcycle --help`` lists them.
 """
 
@@ -16,6 +17,7 @@ import typer
 
 from mlcycle.cli import checking, lifecycle, monitoring, services, serving
 from mlcycle.cli.embeddings import embeddings_app
+from mlcycle.cli.retraining import retrain_app
 from mlcycle.cli.rollouts import rollout_app
 
 app = typer.Typer(
@@ -49,5 +51,6 @@ app.add_typer(services.inference_app, name="inference")
 app.add_typer(lifecycle.download_app, name="download")
 app.add_typer(embeddings_app, name="embeddings")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(retrain_app, name="retrain")
 
 __all__ = ["app"]

@@ -14,9 +14,9 @@ status ``skipped`` and the reason, so an operator sees why nothing happened.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from mlcycle.contracts.repository import StoredRecord
 from mlcycle.contracts.rollouts import RolloutPolicy
@@ -88,7 +88,7 @@ class RetrainingStage(BaseModel):
     status: StageStatus
     started_at: str
     finished_at: str | None = None
-    detail: dict[str, Any] = Field(
+    detail: dict[str, JsonValue] = Field(
         default_factory=dict,
         description="what it made: label run id, feature set, job id, version, rollout id",
     )
@@ -103,7 +103,7 @@ class RetrainingRun(StoredRecord):
     kind: Literal["retraining-run"] = RETRAINING_RUN_KIND
     name: str = Field(description="the model name it retrains")
     trigger: Trigger
-    why: dict[str, Any] = Field(
+    why: dict[str, JsonValue] = Field(
         default_factory=dict, description="the evidence: alarming signals, vote counts"
     )
     status: RunStatus

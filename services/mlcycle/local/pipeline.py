@@ -188,14 +188,19 @@ def train_via_api(
     console: Console | None = None,
     timeout_s: float = math.inf,
     time_budget_s: float | None = None,
+    auto_promote: bool | None = None,
 ) -> TrainingJob:
     """A training job on the trainer service: search, evaluate, bless, export; its final record.
 
     ``time_budget_s`` caps the search (no trial starts after it); None: the job's default.
+    ``auto_promote=False`` keeps a blessed winner out of production (a rollout takes it
+    there); None: the job's default.
     """
     config: dict[str, object] = {"label_run": label_run, "trials": trials}
     if time_budget_s is not None:
         config["time_budget_s"] = time_budget_s
+    if auto_promote is not None:
+        config["auto_promote"] = auto_promote
     job_id = trainer.start_job(config).id
     progress = Progress(
         SpinnerColumn(),

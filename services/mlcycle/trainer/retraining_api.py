@@ -9,10 +9,10 @@ scope, like starting a training job); ``:stop`` needs ``admin``; reads need ``re
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 
 from mlcycle.common.errors import Forbidden
 from mlcycle.common.http import OrjsonResponse, RouteAccess, error_responses
@@ -40,7 +40,7 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trigger: Trigger
-    why: dict[str, Any] = Field(
+    why: dict[str, JsonValue] = Field(
         default_factory=dict,
         max_length=MAX_DETAIL_KEYS,
         description="the evidence: drift needs `signals` (the alarming ones); new_votes is "
@@ -62,7 +62,7 @@ class StageReport(BaseModel):
 
     name: StageName
     status: StageStatus
-    detail: dict[str, Any] = Field(
+    detail: dict[str, JsonValue] = Field(
         default_factory=dict,
         max_length=MAX_DETAIL_KEYS,
         description="label_run, feature_set, job, version, rollout, phase...",
