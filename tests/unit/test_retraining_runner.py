@@ -28,7 +28,7 @@ from mlcycle.clients import (
     ServiceClients,
     TrainerClient,
 )
-from mlcycle.common.http import BackgroundServer, RouteAccess, install_edge
+from mlcycle.common.http import BackgroundServer, RouteAccess, add_health_routes, install_edge
 from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
@@ -176,6 +176,7 @@ def trainer_side(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]
     access = RouteAccess(KeyRing.from_entries(()), table)
     app = FastAPI()
     install_edge(app, service="trainer", max_body_bytes=1 << 20)
+    add_health_routes(app, lambda: {})
     app.include_router(models_router(settings.trainer, registry, access))
     app.include_router(rollouts_router(settings.trainer, controller, access))
     app.include_router(retraining_router(settings.trainer, retraining, access))
@@ -288,3 +289,36 @@ def test_a_stop_takes_effect_at_the_next_stage_boundary(
         ("label", "succeeded"), ("featurize", "stopped")
     ]
     assert runner.request("schedule") is None  # the cooldown counts the stopped run
+
+
+def test_an_interrupted_runner_fails_its_stage_so_the_run_blocks_nothing(
+    settings: Settings, world: World, trainer_side: dict[str, Any]
+) -> None:
+    runner = runner_for(settings, world, trainer_side)
+    started = runner.request("manual")
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    world.on_label = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(started.id)
+    ended = trainer_side["retraining"].get(started.id)
+    assert ended.status == "failed" and ended.reason == "the runner was interrupted"
+    assert [(s.name, s.status) for s in ended.stages] == [("label", "failed")]
+
+
+def test_the_watchers_health_routes(trainer_side: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from mlcycle.local.retraining import watch_health_app
+
+    clients = runner_for(load_settings(), World(), trainer_side).clients
+    with TestClient(watch_health_app(clients)) as http:
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").json()["checks"] == {"trainer": True}
+    down = replace(clients, trainer=TrainerClient("http://127.0.0.1:9"))  # nothing listens
+    with TestClient(watch_health_app(down)) as http:
+        assert http.get("/readyz").status_code == 503

@@ -12,6 +12,7 @@ own name), or at the settings' host.
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import orjson
@@ -83,6 +84,12 @@ def service_clients(settings: Settings, urls: str | None, api_key: str | None) -
             api_key=key,
         ),
     )
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a pod stopping) ends the command like Ctrl-C: the runner reports the stage
+    it was in before it exits."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _when(timestamp: str | None) -> str:
@@ -183,6 +190,7 @@ def run(
     try:
         with service_clients(settings, urls, api_key) as clients:
             runner = RetrainingRunner(clients, settings, console=out)
+            _stop_on_sigterm()
             started = runner.request(chosen, why={"asked_by": "mlcycle retrain run"}, force=force)
             if started is None:
                 return
@@ -203,16 +211,25 @@ def watch(
     urls: Urls = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Check the triggers (drift alarms, new votes) in a loop and drive every run that starts."""
-    from mlcycle.local.retraining import RetrainingRunner
+    """Check the triggers (drift alarms, new votes) in a loop and drive every run that starts.
+
+    Serves /healthz, /readyz and /metrics on MLCYCLE_RETRAINING_METRICS_PORT (9407).
+    """
+    from mlcycle.common.http import BackgroundServer
+    from mlcycle.local.retraining import RetrainingRunner, watch_health_app
 
     settings = settings_for("retrain")
+    port = settings.rollouts.retraining_metrics_port
     with service_clients(settings, urls, api_key) as clients:
         runner = RetrainingRunner(clients, settings, console=Console(stderr=True))
+        health = BackgroundServer(watch_health_app(clients), settings.host, port).start()
+        _stop_on_sigterm()
         try:
             runner.watch(every)
         except KeyboardInterrupt:
             pass
+        finally:
+            health.stop()
 
 
 @retrain_app.command()

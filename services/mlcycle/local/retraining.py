@@ -24,16 +24,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import JsonValue
 from rich.console import Console
 
 from mlcycle.clients import ServiceClients
 from mlcycle.clients.trainer import RetrainingRefused, TrainingJob
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
+from mlcycle.common.http import add_health_routes, install_edge
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import VOTES
 from mlcycle.contracts.label_runs import RunParams
-from mlcycle.contracts.retraining import RetrainingPolicy, RetrainingRun
+from mlcycle.contracts.retraining import STAGES, RetrainingPolicy, RetrainingRun
 from mlcycle.contracts.rollouts import Rollout
 from mlcycle.local.pipeline import featurize_via_api, label_via_api, train_via_api
 
@@ -164,7 +166,34 @@ class RetrainingRunner:
     # -- one run -------------------------------------------------------------------------------
 
     def run(self, run_id: str) -> RetrainingRun:
-        """Drive run ``run_id`` to its end, stage by stage; the run as it ended."""
+        """Drive run ``run_id`` to its end, stage by stage; the run as it ended.
+
+        Interrupted (Ctrl-C, or SIGTERM turned into KeyboardInterrupt), it reports the
+        stage it was in failed, so the run blocks no other, and re-raises.
+        """
+        try:
+            return self._drive(run_id)
+        except KeyboardInterrupt:
+            self._interrupted(run_id)
+            raise
+
+    def _interrupted(self, run_id: str) -> None:
+        trainer = self.clients.trainer
+        try:
+            run = trainer.retraining_run(run_id)
+            if not run.active:
+                return
+            last = run.stages[-1] if run.stages else None
+            running = last is not None and last.status == "running"
+            stage = last.name if last is not None and running else STAGES[len(run.stages)]
+            why = "the runner was interrupted"
+            if stage == "rollout" and running:
+                why += f"; rollout {last.detail.get('rollout')} goes on under the trainer"
+            trainer.report_stage(run_id, stage, "failed", error=why)
+        except MlcycleError as exc:
+            log.warning("interrupted run %s not reported: %s", run_id, exc)
+
+    def _drive(self, run_id: str) -> RetrainingRun:
         trainer = self.clients.trainer
         run = trainer.retraining_run(run_id)
         context = Made()
@@ -320,6 +349,14 @@ class RetrainingRunner:
             done += 1
             if rounds is None or done < rounds:
                 self.sleep(every)
+
+
+def watch_health_app(clients: ServiceClients) -> FastAPI:
+    """``/healthz``, ``/readyz`` (the trainer answers) and ``/metrics`` of the watcher."""
+    app = FastAPI(title="mlcycle retrainer", docs_url=None, redoc_url=None)
+    install_edge(app, service="retrainer", max_body_bytes=0)  # its routes take no body
+    add_health_routes(app, lambda: {"trainer": clients.trainer.alive(timeout_s=2.0)})
+    return app
 
 
 def _model_of(job: TrainingJob) -> Detail:

@@ -36,3 +36,5 @@ class RolloutSettings(Section):
     retraining_check_s: float = Field(60.0, gt=0)
     # How often the runner reads a running training job or rollout, and reports it alive.
     retraining_poll_s: float = Field(5.0, gt=0)
+    # `mlcycle retrain watch` serves /healthz, /readyz (the trainer answers) and /metrics here.
+    retraining_metrics_port: int = Field(9407, ge=1, le=65535)
