@@ -24,6 +24,7 @@ from typer.main import get_command
 
 from mlcycle.cli import app
 from mlcycle.common.settings import load_settings
+from mlcycle.contracts.retraining import RetrainingPolicy
 from tests.fixtures.deploy import (
     CUSTOM_KINDS,
     K8S,
@@ -176,24 +177,51 @@ def test_secrets_are_referenced_never_inlined(overlay: str) -> None:
         assert not any(secret_like.search(k) for k in configmap.get("data", {})), name
 
 
-def test_the_retrain_cronjob_submits_a_job_to_the_trainer_api_and_writes_nothing() -> None:
+RUNNER_URLS = "http://{service}:{port}"  # each service by its one name, at its settings' port
+
+
+def _runner(spec: dict[str, Any]) -> dict[str, Any]:
+    """The one container of a retraining runner's pod, checked to hold no state of its own."""
+    (container,) = spec["containers"]
+    assert container["image"].startswith("mlcycle/trainer:")
+    assert _cli_exists(container["args"]), container["args"]
+    assert container["args"][container["args"].index("--urls") + 1] == RUNNER_URLS
+    # Its key from a Secret, sent as Authorization; no claim: the trainer is the one writer.
+    (key,) = [e for e in container["env"] if e["name"] == "MLCYCLE_SERVICE_KEY"]
+    assert key["valueFrom"]["secretKeyRef"]["name"] == "mlcycle-retrain-key"
+    assert not any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
+    assert "envFrom" not in container  # no store, broker or data dir of its own
+    return container
+
+
+def test_the_retrain_cronjob_is_the_policys_schedule_trigger_and_writes_nothing() -> None:
     for overlay in OVERLAYS:
         cronjob = objects(overlay, "CronJob")["trainer-retrain"]
-        spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        (container,) = spec["containers"]
-        assert container["image"].startswith("mlcycle/trainer:")
+        job = cronjob["spec"]["jobTemplate"]["spec"]
+        container = _runner(job["template"]["spec"])
         args = container["args"]
-        assert _cli_exists(args), args
-        assert args[1:3] == ["trainer", "submit"], args  # the API client, not a second trainer
-        assert args[args.index("--url") + 1] == "http://trainer:8004"
-        assert "--no-promote" in args  # its candidate waits, blessed, for a person
+        assert args[1:3] == ["retrain", "run"], args  # a runner of the trainer's policy
+        assert args[args.index("--trigger") + 1] == "schedule"
         assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-        # Its key from a Secret, sent as Authorization; no claim: the service is the one writer.
-        (key,) = [e for e in container["env"] if e["name"] == "MLCYCLE_SERVICE_KEY"]
-        assert "secretKeyRef" in key["valueFrom"]
-        assert not any("persistentVolumeClaim" in v for v in spec.get("volumes", []))
-        assert "envFrom" not in container  # no store, broker or data dir of its own
+        assert job["backoffLimit"] == 0  # a retry would only be refused by the cooldown
+        # It covers a whole run, and ends before the policy would call its run abandoned.
+        abandon_after_s = RetrainingPolicy().abandon_after_s
+        assert RetrainingPolicy().train_time_budget_s < job["activeDeadlineSeconds"]
+        assert job["activeDeadlineSeconds"] < abandon_after_s
     assert objects("dev", "CronJob")["trainer-retrain"]["spec"]["suspend"] is True
+
+
+def test_the_retrainer_watches_the_triggers_with_one_replica() -> None:
+    for overlay in OVERLAYS:
+        deployment = objects(overlay, "Deployment")["retrainer"]
+        assert deployment["spec"]["replicas"] == 1
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+        container = _runner(deployment["spec"]["template"]["spec"])
+        assert container["args"][1:3] == ["retrain", "watch"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        port = load_settings().rollouts.retraining_metrics_port
+        assert env["MLCYCLE_RETRAINING_METRICS_PORT"] == str(port)
+        assert container["ports"] == [{"name": "metrics", "containerPort": port}]
 
 
 def test_storage_is_one_shared_claim_readwritemany_in_prod() -> None:
@@ -216,8 +244,8 @@ def test_storage_is_one_shared_claim_readwritemany_in_prod() -> None:
                     assert claims[mount["name"]] == "shared", where
                     mounts.setdefault(mount["subPath"], set()).add(where.split("/")[1])
     assert mounts["models"] >= {"trainer", "modelserver", "inference"}
-    # The scheduled retrain asks the trainer service: no second writer of its files.
-    assert not any("trainer-retrain" in users for users in mounts.values())
+    # The retraining runners ask the trainer service: no second writer of its files.
+    assert not any({"trainer-retrain", "retrainer"} & users for users in mounts.values())
     assert mounts["artifacts"] >= {"featurizer", "featurizer-batch", "trainer", "inference"}
 
 
@@ -286,7 +314,9 @@ NEEDS: dict[str, set[str]] = {
     "featurizer": {"elasticsearch"},
     "featurizer-batch": {"kafka", "elasticsearch"},
     "trainer": {"kafka", "elasticsearch"},
-    "trainer-retrain": {"trainer"},  # it only queues a job on the trainer API
+    # The retraining runners call the APIs a run goes through, nothing else.
+    "trainer-retrain": {"collector", "labeler", "featurizer", "trainer", "inference"},
+    "retrainer": {"collector", "labeler", "featurizer", "trainer", "inference"},
     "modelserver": set(),
     # Alarm events on monitoring, moderators' decisions on votes.reviewed.
     "inference": {"kafka", "modelserver", "redis"},
@@ -335,6 +365,8 @@ def test_network_policies_let_each_workload_reach_only_what_it_needs() -> None:
     monitoring = ({"app": "prometheus"}, "monitoring")
     assert network_allows(policies, monitoring, (pods["collector-indexer"], "mlcycle"), 9401)
     assert not network_allows(policies, outside, (pods["collector-indexer"], "mlcycle"), 9401)
+    assert network_allows(policies, monitoring, (pods["retrainer"], "mlcycle"), 9407)
+    assert not network_allows(policies, outside, (pods["retrainer"], "mlcycle"), 9407)
     dns = ({"k8s-app": "kube-dns"}, "kube-system")
     assert all(network_allows(policies, (labels, "mlcycle"), dns, 53) for labels in pods.values())
 
@@ -392,12 +424,13 @@ def _settings_of(container: dict[str, Any], spec: dict[str, Any]) -> dict[str, s
     return {k: v for k, v in env.items() if k.startswith("MLCYCLE_")}
 
 
-# Workloads with no Kafka or store client (the retrain CronJob only calls the trainer API).
+# Workloads with no Kafka or store client (the retraining runners only call the APIs).
 NO_BROKER_OR_STORE_CLIENT = {
     "redis",
     "modelserver",
     "elasticsearch-index-settings",
     "trainer-retrain",
+    "retrainer",
 }
 
 

@@ -18,7 +18,7 @@ from mlcycle.common.settings import load_settings
 from tests.fixtures.deploy import COMPOSE, ROOT, compose_schema_error, load_compose
 
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[?-])?([^}]*)\}")
-REQUIRED = {"MLCYCLE_API_KEYS", "ELASTIC_PASSWORD", "MLCYCLE_REDIS_PASSWORD"}
+REQUIRED = {"MLCYCLE_API_KEYS", "MLCYCLE_RETRAIN_KEY", "ELASTIC_PASSWORD", "MLCYCLE_REDIS_PASSWORD"}
 # The only ports on the host: the ingest and prediction APIs (the edge, with keys).
 PUBLISHED = {"collector": 8001, "inference": 8000}
 
@@ -170,3 +170,19 @@ def test_tf_serving_polls_the_models_volume_read_only() -> None:
         f.startswith("--model_config_file_poll_wait_seconds=") for f in modelserver["command"]
     )
     assert "models:/models" in _services()["trainer"]["volumes"]
+
+
+def test_the_retrainer_runs_the_watch_loop_on_the_services_names_with_its_own_key() -> None:
+    retrainer = _services()["retrainer"]
+    command = retrainer["command"]
+    assert command[1:3] == ["retrain", "watch"]
+    assert command[command.index("--urls") + 1] == "http://{service}:{port}"
+    env = retrainer["environment"]
+    assert env["MLCYCLE_SERVICE_KEY"].startswith("${MLCYCLE_RETRAIN_KEY:?")
+    assert "MLCYCLE_ES_URL" not in env and "MLCYCLE_KAFKA_BOOTSTRAP" not in env  # APIs only
+    assert "volumes" not in retrainer  # the trainer keeps the runs
+    port = load_settings().rollouts.retraining_metrics_port
+    assert env["MLCYCLE_RETRAINING_METRICS_PORT"] == str(port)
+    assert f":{port}/healthz" in retrainer["healthcheck"]["test"][-1]
+    for service in ("collector", "labeler", "featurizer", "trainer", "inference"):
+        assert service in _services()  # each one a --urls name
