@@ -29,6 +29,8 @@ PROD_SECURITY = {
     "MLCYCLE_KAFKA_SSL_CAFILE",
     "MLCYCLE_ES_CA_CERTS",
 }
+# Workloads that only call mlcycle's own APIs (no Kafka, no store): nothing to add in prod.
+API_CLIENTS_ONLY = {"retrainer"}
 # Where prod mounts those CA files and the key file: read-only Secrets, not data.
 SECRET_MOUNTS = "/etc/mlcycle/"
 
@@ -105,7 +107,7 @@ def test_same_image_command_ports_mounts_and_variables(overlay: str) -> None:
             k: v for k, v in _container_env(overlay, container).items() if k.startswith("MLCYCLE_")
         }
         expected = set(compose_env)
-        if overlay == "prod":
+        if overlay == "prod" and name not in API_CLIENTS_ONLY:
             expected |= PROD_SECURITY
             if "MLCYCLE_API_KEYS" in expected:
                 expected = expected - {"MLCYCLE_API_KEYS"} | {"MLCYCLE_API_KEYS_FILE"}
@@ -124,7 +126,7 @@ def test_same_image_command_ports_mounts_and_variables(overlay: str) -> None:
             m for m in container.get("volumeMounts", []) if m["mountPath"].startswith(SECRET_MOUNTS)
         ]
         assert all(m.get("readOnly") for m in secret_mounts), name
-        assert bool(secret_mounts) == (overlay == "prod"), name
+        assert bool(secret_mounts) == (overlay == "prod" and name not in API_CLIENTS_ONLY), name
         assert k8s_mounts == compose_mounts, f"{name}: mounts differ"
 
 
@@ -152,6 +154,7 @@ def test_ports_are_the_services_defaults() -> None:
         "inference": {settings.inference.port},
         "inference-stream": {settings.inference.stream_metrics_port},
         "inference-feedback": {settings.monitoring.feedback_metrics_port},
+        "retrainer": {settings.rollouts.retraining_metrics_port},
     }
     assert {name: _compose_ports(spec) for name, spec in services.items()} == expected
 

@@ -18,7 +18,7 @@ from mlcycle.common.settings import load_settings
 from tests.fixtures.deploy import COMPOSE, ROOT, compose_schema_error, load_compose
 
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:?[?-])?([^}]*)\}")
-REQUIRED = {"MLCYCLE_API_KEYS", "MLCYCLE_RETRAIN_KEY", "ELASTIC_PASSWORD", "MLCYCLE_REDIS_PASSWORD"}
+REQUIRED = {"MLCYCLE_API_KEYS", "RETRAIN_KEY", "ELASTIC_PASSWORD", "MLCYCLE_REDIS_PASSWORD"}
 # The only ports on the host: the ingest and prediction APIs (the edge, with keys).
 PUBLISHED = {"collector": 8001, "inference": 8000}
 
@@ -178,7 +178,7 @@ def test_the_retrainer_runs_the_watch_loop_on_the_services_names_with_its_own_ke
     assert command[1:3] == ["retrain", "watch"]
     assert command[command.index("--urls") + 1] == "http://{service}:{port}"
     env = retrainer["environment"]
-    assert env["MLCYCLE_SERVICE_KEY"].startswith("${MLCYCLE_RETRAIN_KEY:?")
+    assert env["MLCYCLE_SERVICE_KEY"].startswith("${RETRAIN_KEY:?")
     assert "MLCYCLE_ES_URL" not in env and "MLCYCLE_KAFKA_BOOTSTRAP" not in env  # APIs only
     assert "volumes" not in retrainer  # the trainer keeps the runs
     port = load_settings().rollouts.retraining_metrics_port

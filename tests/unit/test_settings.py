@@ -172,6 +172,14 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_CACHE_TTL_S": ("60", {"inference.cache_ttl_s": 60}),
     "MLCYCLE_RATE_LIMIT_RPS": ("2.5", {"inference.rate_limit_rps": 2.5}),
     "MLCYCLE_RATE_LIMIT_BURST": ("10", {"inference.rate_limit_burst": 10}),
+    # continuous training
+    "MLCYCLE_RETRAINING_POLICY_FILE": (
+        "/etc/mlcycle/retraining.json",
+        {"rollouts.retraining_policy_file": Path("/etc/mlcycle/retraining.json")},
+    ),
+    "MLCYCLE_RETRAINING_CHECK_S": ("30", {"rollouts.retraining_check_s": 30.0}),
+    "MLCYCLE_RETRAINING_POLL_S": ("2", {"rollouts.retraining_poll_s": 2.0}),
+    "MLCYCLE_RETRAINING_METRICS_PORT": ("19407", {"rollouts.retraining_metrics_port": 19407}),
 }
 
 
@@ -358,6 +366,9 @@ def everything_changed(tmp_path: Path) -> Settings:
         model_server_target="serving:8500",
         predict_threshold=0.7,
         rate_limit_rps=2.5,
+        retraining_policy_file=tmp_path / "retraining.json",
+        retraining_check_s=30.0,
+        retraining_metrics_port=19407,
     )
 
 
