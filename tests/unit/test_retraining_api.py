@@ -114,3 +114,30 @@ def test_stages_are_reported_in_order_and_bad_reports_are_4xx(base_url: str) -> 
         runner.report_stage(run.id, "train", "running")
     with pytest.raises(InvalidInput, match="409.*nothing to stop"):
         client(base_url, "s-admin").stop_retraining(run.id, "late")
+
+
+def test_the_cli_shows_runs_refuses_politely_and_stops(base_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from mlcycle.cli import app
+
+    cli = CliRunner()
+    running = client(base_url, "s-train").request_retraining("manual")  # the task's model
+    shown = cli.invoke(app, ["retrain", "status", "--url", base_url, "--api-key", "s-read"])
+    assert shown.exit_code == 0, shown.output
+    assert "cooldown 6 h" in shown.output and running.id in shown.output
+    # Every service at the one test server: the trainer refuses before any other is called.
+    asked = cli.invoke(
+        app, ["retrain", "run", "--trigger", "schedule", "--urls", base_url, "--api-key", "s-train"]
+    )
+    assert asked.exit_code == 0, asked.output
+    assert "retraining refused" in asked.output and "still running" in asked.output
+    wrong = cli.invoke(app, ["retrain", "run", "--trigger", "drift", "--urls", base_url])
+    assert wrong.exit_code != 0 and "schedule or manual" in wrong.output
+    stopped = cli.invoke(
+        app,
+        ["retrain", "stop", running.id, "--reason", "by hand", "--url", base_url,
+         "--api-key", "s-admin"],
+    )
+    assert stopped.exit_code == 0, stopped.output
+    assert "stop requested (root: by hand)" in stopped.output
