@@ -322,3 +322,23 @@ def test_the_watchers_health_routes(trainer_side: dict[str, Any]) -> None:
     down = replace(clients, trainer=TrainerClient("http://127.0.0.1:9"))  # nothing listens
     with TestClient(watch_health_app(down)) as http:
         assert http.get("/readyz").status_code == 503
+
+
+def test_a_drift_cycle_is_timed_from_the_alarm_to_the_canary_and_to_production(
+    settings: Settings, world: World, trainer_side: dict[str, Any]
+) -> None:
+    from mlcycle.local.retraining import cycle_figures
+
+    world.alarms = ["score"]
+    runner = runner_for(settings, world, trainer_side)
+    ended = runner.run(runner.check().id)
+    figures = cycle_figures(ended)
+    rollout = trainer_side["controller"].get(ended.stage("rollout").detail["rollout"])
+    canary = datetime.fromisoformat(rollout.first_canary_at)
+    alarm = datetime(2027, 1, 1, tzinfo=UTC)  # the alarming signal's `since`
+    assert figures["alarm_to_canary_s"] == (canary - alarm).total_seconds()
+    promoted = datetime.fromisoformat(rollout.finished_at)
+    assert figures["canary_to_production_s"] == (promoted - canary).total_seconds() > 0
+    assert cycle_figures(ended.model_copy(update={"stages": ended.stages[:4]})) == {
+        "alarm_to_canary_s": None, "canary_to_production_s": None
+    }

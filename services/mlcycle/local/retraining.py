@@ -351,6 +351,30 @@ class RetrainingRunner:
                 self.sleep(every)
 
 
+def cycle_figures(run: RetrainingRun) -> dict[str, float | None]:
+    """A drift-triggered run's times: from the earliest alarm it names to its candidate's
+    first canary step (``alarm_to_canary_s``), and from there to production
+    (``canary_to_production_s``); None where the run did not get that far."""
+    since = run.why.get("since") if run.trigger == "drift" else None
+    alarms = [str(t) for t in since.values() if t] if isinstance(since, dict) else []
+    rollout = run.stage("rollout")
+    detail = rollout.detail if rollout is not None else {}
+    canary = detail.get("first_canary_at")
+    promoted = detail.get("finished_at") if detail.get("phase") == "production" else None
+    done = str(promoted) if promoted else None
+
+    def seconds(start: str | None, end: str | None) -> float | None:
+        if not start or not end:
+            return None
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+    canary_at = str(canary) if canary else None
+    return {
+        "alarm_to_canary_s": seconds(min(alarms) if alarms else None, canary_at),
+        "canary_to_production_s": seconds(canary_at, done),
+    }
+
+
 def watch_health_app(clients: ServiceClients) -> FastAPI:
     """``/healthz``, ``/readyz`` (the trainer answers) and ``/metrics`` of the watcher."""
     app = FastAPI(title="mlcycle retrainer", docs_url=None, redoc_url=None)
@@ -371,5 +395,6 @@ def _progress(rollout: Rollout) -> Detail:
         "phase": rollout.phase,
         "canary_percent": rollout.canary_percent,
         "first_canary_at": rollout.first_canary_at,
+        "finished_at": rollout.finished_at,
         "seen_at": datetime.now(UTC).isoformat(),
     }
