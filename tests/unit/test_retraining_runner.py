@@ -313,7 +313,7 @@ def test_the_watchers_health_routes(trainer_side: dict[str, Any]) -> None:
 
     from fastapi.testclient import TestClient
 
-    from mlcycle.local.retraining import watch_health_app
+    from mlcycle.cli.retraining import watch_health_app
 
     clients = runner_for(load_settings(), World(), trainer_side).clients
     with TestClient(watch_health_app(clients)) as http:

@@ -28,6 +28,8 @@ from mlcycle.common.settings import Settings
 from mlcycle.contracts.retraining import RetrainingOverview, RetrainingRun
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from mlcycle.clients import ServiceClients
 
 retrain_app = typer.Typer(help="Continuous training: triggers, runs, and their stages.")
@@ -84,6 +86,18 @@ def service_clients(settings: Settings, urls: str | None, api_key: str | None) -
             api_key=key,
         ),
     )
+
+
+def watch_health_app(clients: ServiceClients) -> FastAPI:
+    """``/healthz``, ``/readyz`` (the trainer answers) and ``/metrics`` of the watcher."""
+    from fastapi import FastAPI
+
+    from mlcycle.common.http import add_health_routes, install_edge
+
+    app = FastAPI(title="mlcycle retrainer", docs_url=None, redoc_url=None)
+    install_edge(app, service="retrainer", max_body_bytes=0)  # its routes take no body
+    add_health_routes(app, lambda: {"trainer": clients.trainer.alive(timeout_s=2.0)})
+    return app
 
 
 def _stop_on_sigterm() -> None:

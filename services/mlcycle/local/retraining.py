@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
 from pydantic import JsonValue
 from rich.console import Console
 
 from mlcycle.clients import ServiceClients
 from mlcycle.clients.trainer import RetrainingRefused, TrainingJob
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
-from mlcycle.common.http import add_health_routes, install_edge
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import VOTES
 from mlcycle.contracts.label_runs import RunParams
@@ -373,14 +371,6 @@ def cycle_figures(run: RetrainingRun) -> dict[str, float | None]:
         "alarm_to_canary_s": seconds(min(alarms) if alarms else None, canary_at),
         "canary_to_production_s": seconds(canary_at, done),
     }
-
-
-def watch_health_app(clients: ServiceClients) -> FastAPI:
-    """``/healthz``, ``/readyz`` (the trainer answers) and ``/metrics`` of the watcher."""
-    app = FastAPI(title="mlcycle retrainer", docs_url=None, redoc_url=None)
-    install_edge(app, service="retrainer", max_body_bytes=0)  # its routes take no body
-    add_health_routes(app, lambda: {"trainer": clients.trainer.alive(timeout_s=2.0)})
-    return app
 
 
 def _model_of(job: TrainingJob) -> Detail:
