@@ -203,8 +203,7 @@ class RolloutController:
         """Carry out ``proposal``; returns whether the stage or share changed."""
         now = self.clock()
         action, reason = proposal.action, proposal.reason
-        evidence = comparison.model_dump(mode="json") if comparison is not None else None
-        moves = {"rollout": rollout.id, "actor": actor, "evidence": evidence}
+        moves = {"rollout": rollout.id, "actor": actor, "evidence": comparison}
         name, version, steps = rollout.name, rollout.candidate, rollout.policy.canary_steps
         if action == "hold":
             if not self._repeats_hold(rollout, reason):
@@ -289,7 +288,9 @@ class RolloutController:
                 if rollout.status == wanted:
                     return rollout
                 rollout.status = wanted
-                self._record(rollout, order, reason, actor, None, now)
+                # Resuming starts the step's count afresh: from the pairs there are now.
+                seen = self.comparison(rollout) if order == "resume" else None
+                self._record(rollout, order, reason, actor, seen, now)
             elif order == "abort":
                 self.registry.roll_back_candidate(
                     rollout.name, rollout.candidate, reason, rollout=rollout.id, actor=actor
