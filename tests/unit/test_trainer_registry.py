@@ -1,4 +1,8 @@
-"""The model registry on the SQLite store: states, history, events, rollback, serving config."""
+"""The model registry on the SQLite store: states, history, events, rollback, serving config.
+
+The rollout stages (shadow, canary, a candidate's roll-back) are in
+``test_trainer_registry_stages.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,11 @@ from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import MODEL_STATES, ModelEvent, ModelVersion
 from mlcycle.contracts.serving import serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
-from mlcycle.trainer.serving_config import parse_serving_config, render_serving_config
+from mlcycle.trainer.serving_config import (
+    ServedModel,
+    parse_serving_config,
+    render_serving_config,
+)
 
 NAME = "toxicity"
 
@@ -72,7 +80,9 @@ def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
 
 
 def served(settings: Settings) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(settings.trainer.models_dir).read_text())
+    """Name -> the version labelled ``stable`` in models.config."""
+    text = serving_config_path(settings.trainer.models_dir).read_text()
+    return {name: model.stable for name, model in parse_serving_config(text).items()}
 
 
 def actions(doc: ModelVersion) -> list[tuple[str, str | None, str]]:
@@ -197,7 +207,7 @@ def test_bless_and_unbless(registry: ModelRegistry, events: list) -> None:
 # -- promotion and rollback ---------------------------------------------------------------------
 
 
-def test_promote_retires_the_old_production_and_records_everything(
+def test_promote_archives_the_old_production_and_records_everything(
     registry: ModelRegistry, settings: Settings, events: list
 ) -> None:
     blessed(registry, 1, 2)
@@ -211,19 +221,19 @@ def test_promote_retires_the_old_production_and_records_everything(
 
     second = registry.promote(NAME, 2, "better roc_auc")
     old = registry.get(NAME, 1)
-    assert second.state == "production" and old.state == "retired"
+    assert second.state == "production" and old.state == "archived"
     assert registry.production(NAME).version == 2
     assert served(settings) == {NAME: 2}
-    assert [(e.event, e.version, e.state) for e in events[1:]] == [
-        ("retired", 1, "retired"),
-        ("promoted", 2, "production"),
+    assert [(e.event, e.version, e.state, e.from_state) for e in events[1:]] == [
+        ("archived", 1, "archived", "production"),
+        ("promoted", 2, "production", "blessed"),
     ]
     assert events[-1].previous_version == 1 and events[-1].reason == "better roc_auc"
     assert actions(old) == [
         ("registered", None, "candidate"),
         ("blessed", "candidate", "blessed"),
         ("promoted", "blessed", "production"),
-        ("retired", "production", "retired"),
+        ("archived", "production", "archived"),
     ]
     assert "better roc_auc" in old.history[-1].reason
     assert second.history[-1].reason == "better roc_auc"
@@ -288,15 +298,16 @@ def test_rollback_restores_the_previous_production_and_pops_the_stack(
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [2, 1]
     events.clear()
 
-    restored, retired = registry.rollback_pair(NAME, "v3 flags every emoji")
+    restored, rolled_back = registry.rollback_pair(NAME, "v3 flags every emoji", actor="ops")
     assert (restored.version, restored.state) == (2, "production")
-    assert (retired.version, retired.state) == (3, "retired")
-    assert actions(restored)[-1] == ("rolled_back", "retired", "production")
-    assert actions(retired)[-1] == ("retired", "production", "retired")
-    assert "v3 flags every emoji" in retired.history[-1].reason
-    assert [(e.event, e.version, e.previous_version) for e in events] == [
-        ("retired", 3, None),
-        ("rolled_back", 2, 3),
+    assert (rolled_back.version, rolled_back.state) == (3, "rolled_back")
+    assert actions(restored)[-1] == ("restored", "archived", "production")
+    assert actions(rolled_back)[-1] == ("rolled_back", "production", "rolled_back")
+    assert rolled_back.history[-1].reason == "v3 flags every emoji"
+    assert rolled_back.history[-1].actor == restored.history[-1].actor == "ops"
+    assert [(e.event, e.version, e.previous_version, e.from_state, e.actor) for e in events] == [
+        ("rolled_back", 3, None, "production", "ops"),
+        ("restored", 2, 3, "archived", "ops"),
     ]
     assert served(settings) == {NAME: 2}
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [1]
@@ -304,13 +315,15 @@ def test_rollback_restores_the_previous_production_and_pops_the_stack(
     # Twice: one more step back (the rolled-back version is not pushed on the stack).
     assert registry.rollback(NAME, "v2 too").version == 1
     assert served(settings) == {NAME: 1}
-    assert registry.get(NAME, 2).state == "retired"
+    assert registry.get(NAME, 2).state == "rolled_back"
     with pytest.raises(ValidationFailed, match="nothing to roll back to"):
         registry.rollback(NAME, "again")
     assert registry.production(NAME).version == 1
 
-    # A retired version can be promoted again; the replaced one goes on the stack.
-    registry.promote(NAME, 3, "fixed upstream")
+    # A rolled-back version is served again only with force; the replaced one goes on the stack.
+    with pytest.raises(ValidationFailed, match="force"):
+        registry.promote(NAME, 3, "fixed upstream")
+    registry.promote(NAME, 3, "fixed upstream", force=True)
     assert registry.store.get(MODELS, f"serving:{NAME}")["previous"] == [1]
     assert registry.rollback(NAME, "no it was not").version == 1
 
@@ -356,7 +369,11 @@ def test_serving_config_is_valid_text_proto_with_escaped_strings() -> None:
     assert configs["toxicity"].model_platform == "tensorflow"
     assert list(configs["toxicity"].model_version_policy.specific.versions) == [3]
     assert list(configs["attack"].model_version_policy.specific.versions) == [1]
-    assert parse_serving_config(text) == {"attack": 1, "toxicity": 3}
+    assert dict(configs["toxicity"].version_labels) == {"stable": 3}
+    assert parse_serving_config(text) == {
+        "attack": ServedModel((1,), {"stable": 1}),
+        "toxicity": ServedModel((3,), {"stable": 3}),
+    }
     assert text_format.Parse(render_serving_config({}, "/m"), ModelServerConfig())
 
 
@@ -372,11 +389,11 @@ def test_parse_serving_config_reads_other_policies_and_syntax() -> None:
       config { name: "several" model_version_policy { specific { versions: [1, 4] } } }
     }
     """
-    assert parse_serving_config(text) == {
-        "latest": None,
-        "all": None,
-        "default": None,
-        "several": 4,
+    assert {name: (m.versions, m.stable) for name, m in parse_serving_config(text).items()} == {
+        "latest": ((), None),
+        "all": ((), None),
+        "default": ((), None),
+        "several": ((1, 4), 4),
     }
     assert parse_serving_config("") == {}
     with pytest.raises(InvalidInput, match="not a text-format serving config"):

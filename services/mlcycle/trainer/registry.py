@@ -1,21 +1,21 @@
-"""The model registry: every exported SavedModel version, its judgement, and what is served.
+"""The model registry: every exported SavedModel version, its stage, and what is served.
 
 The records (:mod:`mlcycle.contracts.models`) live in the store's ``models``
 collection: one :class:`~mlcycle.contracts.models.ModelVersion` per version and
-one :class:`~mlcycle.contracts.models.ServingPointer` per name. A version's
-states:
+one :class:`~mlcycle.contracts.models.ServingPointer` per name. A version moves
+through the contracts' state machine (:data:`~mlcycle.contracts.models.TRANSITIONS`):
+``candidate`` → ``blessed`` (or ``unblessed``) → ``shadow`` → ``canary`` →
+``production`` → ``archived``, or ``rolled_back``. Registering and judging are
+here; the moves that change what is served are in
+:mod:`~mlcycle.trainer.registry_stages`.
 
-``candidate`` (registered, not yet judged) → ``blessed`` (passed) or
-``unblessed`` (kept with the reason, never served unless forced);
-``blessed``/``retired`` → ``production`` (the one serving version of a name);
-the production version it replaces becomes ``retired``.
-
-What TF Serving loads follows from the pointers: every promotion or rollback
-rewrites the model server's config file (:mod:`mlcycle.trainer.serving_config`).
-The store is the system of record, so the order of every change is: store
-write (durable when it returns), then the serving config, then the event. A
-crash between the store write and the config leaves a config that
-:meth:`ModelRegistry.write_serving_config` (called at service start) repairs.
+What the model server loads follows from the pointers: every pointer change
+rewrites its config file (:mod:`mlcycle.trainer.serving_config`) and the
+inference replicas' routing table. The store is the system of record, so the
+order of every change is: store write (durable when it returns), then the
+serving config, then the routing table, then the event. A crash in between
+leaves files that :meth:`ModelRegistry.write_serving_config` (called at service
+start) repairs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,22 +44,21 @@ from mlcycle.contracts.models import (
 from mlcycle.contracts.monitoring import ProfileReference
 from mlcycle.contracts.repositories.model_versions import ModelVersions
 from mlcycle.contracts.repositories.serving_pointers import ServingPointers
+from mlcycle.contracts.rollouts import RoutingTable
+from mlcycle.contracts.serving import write_routing_table
 from mlcycle.trainer import serving_config
 from mlcycle.trainer.registry_checks import check_name, check_reason, check_version
+from mlcycle.trainer.registry_stages import StageMoves
+from mlcycle.trainer.registry_stages import now as _now
 
 log = logging.getLogger(__name__)
+_LEGACY_STATES = {"retired": "archived"}
 
 # Publishes one event (the service wires a producer of the ``models`` topic).
 Emit = Callable[[ModelEvent], None]
 
 # What TF Serving needs in a version directory to load it.
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
-_PROMOTABLE = ("blessed", "retired")
-_FORCIBLE = ("candidate", "unblessed")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _json_safe(value: Any) -> Any:
@@ -68,7 +66,7 @@ def _json_safe(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-class ModelRegistry:
+class ModelRegistry(StageMoves):
     """Model versions, their states and the serving pointers, through their repositories.
 
     Promotion, rollback and blessing change several records at once; an
@@ -102,12 +100,19 @@ class ModelRegistry:
     def list_versions(
         self, name: str | None = None, state: str | None = None
     ) -> list[ModelVersion]:
-        """Model versions (of ``name``, in ``state``), by name, newest version first."""
+        """Model versions (of ``name``, in ``state``), by name, newest version first.
+
+        ``retired``, the old name of ``archived``, is read as ``archived``.
+        """
+        state = _LEGACY_STATES.get(state, state) if state is not None else None
         if state is not None and state not in MODEL_STATES:
             raise InvalidInput(
                 f"unknown model state {state!r}: use one of {', '.join(MODEL_STATES)}",
                 details={"state": state, "allowed": list(MODEL_STATES)},
             )
+        if state == "archived":
+            # Records written before the rename still hold "retired"; they read as archived.
+            return [m for m in self.versions.listing(name) if m.state == state]
         return self.versions.listing(name, state)
 
     def production(self, name: str) -> ModelVersion | None:
@@ -184,7 +189,7 @@ class ModelRegistry:
                 profile=profile,
             )
             self.versions.save(model)
-            self._emit("registered", model, reason, now)
+            self._emit_step(model, "registered")
             return model
 
     def bless(
@@ -238,109 +243,33 @@ class ModelRegistry:
             model.blessing = Blessing.model_validate(_json_safe(judged))
             model.transition(target, target, reason, now)
             self.versions.save(model)
-            self._emit(target, model, reason, now)
+            self._emit_step(model, target)
             return model
 
     # -- serving -------------------------------------------------------------------------------
 
-    def promote(
-        self,
-        name: str,
-        version: int,
-        reason: str,
-        *,
-        force: bool = False,
-        actor: str | None = None,
-    ) -> ModelVersion:
-        """Make ``version`` the serving version of ``name``; the one it replaces is retired.
+    def pointer(self, name: str) -> ServingPointer:
+        """``name``'s serving pointer: production, canary, shadow, shares, rollback stack."""
+        check_name(name)
+        return self.pointers.of(name)
 
-        A ``blessed`` or ``retired`` version can be promoted; a ``candidate`` or
-        ``unblessed`` one only with ``force``. Promoting the serving version is a
-        no-op. The replaced version goes on the rollback stack. ``actor`` (who asked:
-        an API key's name) is kept in both versions' history and in the events.
-        """
-        reason = check_reason(reason)
-        with self._lock:
-            model = self.get(name, version)
-            pointer = self.pointers.of(name)
-            if model.state == "production" and pointer.version == version:
-                return model
-            if model.state in _FORCIBLE and not force:
-                raise ValidationFailed(
-                    f"model {name!r} version {version} is {model.state}, not blessed: "
-                    "promote it with force=true to serve it anyway",
-                    details={"state": model.state, "promotable": list(_PROMOTABLE)},
-                )
-            self._check_saved_model(name, version)
-            now = _now()
-            old = self._serving(pointer, exclude=version)
-            changed = [model]
-            if old is not None:
-                why = f"replaced by version {version}: {reason}"
-                old.transition("retired", "retired", why, now, actor=actor)
-                changed.insert(0, old)
-            forced = model.state in _FORCIBLE
-            model.transition(
-                "promoted", "production", reason, now, forced=forced or None, actor=actor
-            )
-            replaced = pointer.version if pointer.version != version else None
-            stack = [v for v in pointer.previous if v not in (version, replaced)]
-            if replaced is not None:
-                stack.insert(0, replaced)
-            pointer.version, pointer.previous, pointer.updated_at = version, stack, now
-            self.versions.save_with_pointer(changed, pointer)
-            self.write_serving_config()
-            if old is not None:
-                self._emit("retired", old, old.history[-1].reason, now, actor=actor)
-            self._emit("promoted", model, reason, now, previous_version=replaced, actor=actor)
-            return model
+    def serving_pointers(self) -> list[ServingPointer]:
+        """Every stored serving pointer, by name."""
+        self.store.refresh()
+        return sorted(self.pointers.scan(), key=lambda p: p.name)
 
-    def rollback(self, name: str, reason: str, *, actor: str | None = None) -> ModelVersion:
-        """Serve the previous production version again; returns it (see :meth:`rollback_pair`)."""
-        return self.rollback_pair(name, reason, actor=actor)[0]
-
-    def rollback_pair(
-        self, name: str, reason: str, *, actor: str | None = None
-    ) -> tuple[ModelVersion, ModelVersion]:
-        """Retire the serving version and serve the newest one on the rollback stack again.
-
-        Returns ``(now serving, just retired)``. The stack is popped, so rolling
-        back twice goes two versions back; the retired version is not pushed.
-        """
-        reason = check_reason(reason)
-        with self._lock:
-            pointer = self.pointers.of(name)
-            current = self._serving(pointer)
-            if current is None:
-                raise NotFound(
-                    f"model {name!r} has no production version: nothing to roll back",
-                    details={"name": name},
-                )
-            if not pointer.previous:
-                raise ValidationFailed(
-                    f"model {name!r} version {current.version} is the only version served "
-                    "so far: there is nothing to roll back to (promote another version instead)",
-                    details={"name": name, "production": current.version, "previous": []},
-                )
-            target_version, *rest = pointer.previous
-            target = self.get(name, target_version)
-            self._check_saved_model(name, target_version)
-            now = _now()
-            current.transition("retired", "retired", f"rolled back: {reason}", now, actor=actor)
-            target.transition("rolled_back", "production", reason, now, actor=actor)
-            pointer.version, pointer.previous, pointer.updated_at = target_version, rest, now
-            self.versions.save_with_pointer([current, target], pointer)
-            self.write_serving_config()
-            self._emit("retired", current, f"rolled back: {reason}", now, actor=actor)
-            self._emit(
-                "rolled_back", target, reason, now, previous_version=current.version, actor=actor
-            )
-            return target, current
+    def routing_table(self) -> RoutingTable:
+        """What the inference replicas route by: every pointer's routing state."""
+        return RoutingTable(models={p.name: p.routing_state() for p in self.serving_pointers()})
 
     def write_serving_config(self) -> Path:
-        """Write the model server's config: every name pinned to its production version."""
+        """Write ``models.config`` (loaded versions and labels), then ``routing.json``."""
         with self._lock:
-            return serving_config.write_serving_config(self.settings, self.serving_versions())
+            pointers = self.serving_pointers()
+            path = serving_config.write_serving_config(self.settings, pointers)
+            table = RoutingTable(models={p.name: p.routing_state() for p in pointers})
+            write_routing_table(self.settings.models_dir, table)
+            return path
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -358,22 +287,29 @@ class ModelRegistry:
                 details={"name": name, "version": version, "path": str(folder)},
             )
 
-    def _emit(
-        self, event: Action, model: ModelVersion, reason: str, time: str, **extra: int | str | None
-    ) -> None:
+    def _emit_step(self, model: ModelVersion, event: Action, **extra: Any) -> None:
+        """Publish ``model``'s last step (who, why, evidence, rollout) as a ``models`` event."""
         if self.emit is None:
             return
-        if extra.get("actor") is None:
-            extra.pop("actor", None)  # no one named: the event leaves the field out
+        step = model.history[-1]
+        fields = {
+            "from_state": step.from_state,
+            "actor": step.actor,
+            "evidence": step.evidence,
+            "rollout": step.rollout,
+        }
+        # Fields no one set stay out of the event, as they stay out of the history; ``extra``
+        # (previous_version on promoted and restored) is published as given, even null.
+        fields = {key: value for key, value in fields.items() if value is not None} | extra
         message = ModelEvent(
             event=event,
             id=model.id,
             name=model.name,
             version=model.version,
             state=model.state,
-            reason=reason,
-            time=time,
-            **extra,
+            reason=step.reason,
+            time=step.time,
+            **fields,
         )
         try:
             self.emit(message)

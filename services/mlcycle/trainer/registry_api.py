@@ -1,4 +1,4 @@
-"""The model registry over REST: list and read model versions, promote one, roll back.
+"""The model registry over REST: list and read model versions and stages, promote one, roll back.
 
 ``POST /v1/models/{version}:promote`` and ``POST /v1/models:rollback`` follow
 Google's custom-method style (a verb after a colon). They change what the model
@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from mlcycle.common.http import OrjsonResponse, RouteAccess, error_responses
 from mlcycle.common.keys import Caller
 from mlcycle.common.settings import TrainerSettings
-from mlcycle.contracts.models import MAX_VERSION, MODEL_STATES, NAME_PATTERN, ModelVersion
+from mlcycle.contracts.models import (
+    MAX_VERSION,
+    MODEL_STATES,
+    NAME_PATTERN,
+    ModelVersion,
+    ServingPointer,
+)
 from mlcycle.trainer.registry import ModelRegistry
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
@@ -42,18 +48,44 @@ class RollbackRequest(BaseModel):
     name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the task's")
 
 
+class Serving(BaseModel):
+    """What one name serves: production (label ``stable``), a rollout's canary and shadow."""
+
+    stable: int | None = Field(description="the production version")
+    canary: int | None
+    canary_share: float = Field(description="of traffic the canary answers")
+    shadow: int | None
+    shadow_share: float = Field(description="of traffic the shadow also scores")
+    rollout: str | None = Field(description="the rollout canary and shadow belong to")
+    previous: list[int] = Field(description="the rollback stack, newest first")
+
+
 class ModelList(BaseModel):
-    """Model versions by name, newest first, and the version each name serves."""
+    """Model versions by name, newest first, the production version and the stages of each name."""
 
     models: list[ModelVersion]
     production: dict[str, int]
+    serving: dict[str, Serving]
 
 
 class RolledBack(BaseModel):
-    """The version served again and the one taken off."""
+    """The version served again (restored) and the one taken off (rolled back)."""
 
     production: ModelVersion
-    retired: ModelVersion
+    rolled_back: ModelVersion
+
+
+def serving_view(pointer: ServingPointer) -> dict[str, object]:
+    """A pointer as :class:`Serving` shows it."""
+    return {
+        "stable": pointer.version,
+        "canary": pointer.canary,
+        "canary_share": pointer.canary_share if pointer.canary is not None else 0.0,
+        "shadow": pointer.shadow,
+        "shadow_share": pointer.shadow_share if pointer.shadow is not None else 0.0,
+        "rollout": pointer.rollout,
+        "previous": list(pointer.previous),
+    }
 
 
 def models_router(
@@ -70,39 +102,39 @@ def models_router(
         "/models",
         response_model=ModelList,
         responses=error_responses(400, 401, 403, 422),
-        summary="Model versions, newest first, and the production version of each name",
+        summary="Model versions, newest first, and what each name serves (stable, canary, shadow)",
     )
     def list_models(
         name: str | None = Query(None, pattern=NAME_PATTERN),
         state: str | None = Query(None, max_length=32, description=" | ".join(MODEL_STATES)),
     ) -> OrjsonResponse:
         models = registry.list_versions(name, state)
-        production = registry.serving_versions()
-        if name is not None:
-            production = {k: v for k, v in production.items() if k == name}
+        pointers = [p for p in registry.serving_pointers() if name is None or p.name == name]
+        production = {p.name: p.version for p in pointers if p.version is not None}
+        serving = {p.name: serving_view(p) for p in pointers if p.loaded_versions()}
         documents = [model.to_document() for model in models]
-        return OrjsonResponse({"models": documents, "production": production})
+        return OrjsonResponse({"models": documents, "production": production, "serving": serving})
 
     @router.post(
         "/models:rollback",
         response_model=RolledBack,
         responses=changes,
-        summary="Retire the serving version and serve the previous one again",
+        summary="Roll the production version back and serve the previous one again",
     )
     def rollback(
         request: RollbackRequest = Body(...), caller: Caller = Depends(access.caller)
     ) -> OrjsonResponse:
         name = request.name or settings.model_name
-        production, retired = registry.rollback_pair(name, request.reason, actor=caller.name)
+        production, rolled_back = registry.rollback_pair(name, request.reason, actor=caller.name)
         return OrjsonResponse(
-            {"production": production.to_document(), "retired": retired.to_document()}
+            {"production": production.to_document(), "rolled_back": rolled_back.to_document()}
         )
 
     @router.post(
         "/models/{version}:promote",
         response_model=ModelVersion,
         responses=changes,
-        summary="Serve this version; the one it replaces is retired",
+        summary="Serve this version; the one it replaces is archived",
     )
     def promote(
         version: int = Path(ge=1, le=MAX_VERSION),

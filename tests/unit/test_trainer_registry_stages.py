@@ -1,0 +1,261 @@
+"""The registry's rollout stages: shadow, canary, shares, promotion, a candidate's roll-back.
+
+Every move is checked against the contracts' state machine from every state, with
+and without force; a whole rollout is followed through the store, ``models.config``
+(read back by TF Serving's own proto), ``routing.json`` and the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
+
+from mlcycle.common.errors import InvalidInput, ValidationFailed
+from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.contracts.models import MODEL_STATES, TRANSITIONS, ModelEvent, ModelState
+from mlcycle.contracts.serving import read_routing_table, serving_config_path
+from mlcycle.trainer.registry import ModelRegistry
+
+NAME = "toxicity"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path)
+
+
+@pytest.fixture
+def events() -> list[ModelEvent]:
+    return []
+
+
+@pytest.fixture
+def registry(settings: Settings, events: list) -> Iterator[ModelRegistry]:
+    store = SqliteStore(settings.store.sqlite_path)
+    yield ModelRegistry(settings.trainer, store, emit=events.append)
+    store.close()
+
+
+def add(registry: ModelRegistry, version: int, *, bless: bool = True) -> None:
+    folder = registry.settings.models_dir / NAME / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "saved_model.pb").touch()
+    registry.register(
+        NAME,
+        version,
+        job=None,
+        transform="tf-1",
+        label_run="lr-1",
+        metrics={"dev": {"roc_auc": 0.9}},
+        params={},
+        path=str(folder),
+    )
+    if bless:
+        registry.bless(NAME, version, "beats production")
+
+
+def config(settings: Settings) -> ModelServerConfig:
+    """models.config as TF Serving itself parses it."""
+    text = serving_config_path(settings.trainer.models_dir).read_text()
+    return text_format.Parse(text, ModelServerConfig())
+
+
+def loaded(settings: Settings) -> tuple[list[int], dict[str, int]]:
+    (model,) = config(settings).model_config_list.config
+    return list(model.model_version_policy.specific.versions), dict(model.version_labels)
+
+
+def test_a_rollout_through_shadow_and_canary_to_production(
+    registry: ModelRegistry, settings: Settings, events: list
+) -> None:
+    for version in (1, 2, 3):
+        add(registry, version)
+    registry.promote(NAME, 1, "first")
+    registry.promote(NAME, 2, "second")
+    events.clear()
+    tags = {"rollout": "r-1", "actor": "rollout:r-1"}
+
+    shadow = registry.start_shadow(NAME, 3, "blessed", share=1.0, evidence={"dev": 0.9}, **tags)
+    assert shadow.state == "shadow"
+    step = shadow.history[-1]
+    assert (step.action, step.from_state, step.rollout, step.actor) == (
+        "shadowed",
+        "blessed",
+        "r-1",
+        "rollout:r-1",
+    )
+    assert step.evidence == {"dev": 0.9}
+    pointer = registry.pointer(NAME)
+    assert (pointer.version, pointer.shadow, pointer.shadow_share, pointer.rollout) == (
+        2,
+        3,
+        1.0,
+        "r-1",
+    )
+    # Production, the shadow and the head of the rollback stack are loaded; each label too.
+    assert loaded(settings) == ([1, 2, 3], {"stable": 2, "shadow": 3})
+    routing = read_routing_table(settings.trainer.models_dir)
+    assert routing is not None and routing.models[NAME] == pointer.routing_state()
+
+    registry.start_canary(NAME, 3, "shadow agrees", share=0.05, **tags)
+    pointer = registry.pointer(NAME)
+    assert (pointer.shadow, pointer.canary, pointer.canary_share) == (None, 3, 0.05)
+    assert loaded(settings) == ([1, 2, 3], {"stable": 2, "canary": 3})
+
+    revision = pointer.revision
+    history = len(registry.get(NAME, 3).history)
+    registry.set_canary_share(NAME, 0.25, reason="step 2", **tags)
+    pointer = registry.pointer(NAME)
+    assert (pointer.canary_share, pointer.revision) == (0.25, revision + 1)
+    assert len(registry.get(NAME, 3).history) == history  # no stage change: no history
+    routing = read_routing_table(settings.trainer.models_dir)
+    assert routing is not None and routing.models[NAME].canary_share == 0.25
+    assert routing.models[NAME].revision == revision + 1
+
+    promoted = registry.promote(NAME, 3, "every step passed", evidence={"agreement": 0.97}, **tags)
+    assert (promoted.state, promoted.history[-1].from_state) == ("production", "canary")
+    pointer = registry.pointer(NAME)
+    assert (pointer.version, pointer.canary, pointer.canary_share, pointer.rollout) == (
+        3,
+        None,
+        0.0,
+        None,
+    )
+    assert pointer.previous == [2, 1]
+    assert registry.get(NAME, 2).state == "archived"
+    assert loaded(settings) == ([2, 3], {"stable": 3})
+    assert [(e.event, e.version, e.from_state, e.rollout) for e in events] == [
+        ("shadowed", 3, "blessed", "r-1"),
+        ("canaried", 3, "shadow", "r-1"),
+        ("archived", 2, "production", "r-1"),
+        ("promoted", 3, "canary", "r-1"),
+    ]
+    assert events[0].evidence == {"dev": 0.9} and events[-1].evidence == {"agreement": 0.97}
+    assert events[-1].previous_version == 2 and events[-1].actor == "rollout:r-1"
+
+
+@pytest.mark.parametrize("slot", ["shadow", "canary"])
+def test_rolling_a_candidate_back_clears_its_slot(
+    registry: ModelRegistry, settings: Settings, events: list, slot: str
+) -> None:
+    add(registry, 1)
+    add(registry, 2)
+    registry.promote(NAME, 1, "first")
+    start = registry.start_shadow if slot == "shadow" else registry.start_canary
+    start(NAME, 2, "try it", share=0.5, rollout="r-2")
+    events.clear()
+    model = registry.roll_back_candidate(NAME, 2, "error rate 4 %", rollout="r-2", actor="r")
+    assert model.state == "rolled_back" and model.history[-1].from_state == slot
+    pointer = registry.pointer(NAME)
+    assert (pointer.version, pointer.canary, pointer.shadow, pointer.rollout) == (
+        1,
+        None,
+        None,
+        None,
+    )
+    assert loaded(settings) == ([1], {"stable": 1})
+    assert [(e.event, e.from_state, e.reason) for e in events] == [
+        ("rolled_back", slot, "error rate 4 %")
+    ]
+    with pytest.raises(ValidationFailed, match="only a shadow or a canary"):
+        registry.roll_back_candidate(NAME, 1, "production is rolled back with rollback")
+
+
+def test_one_candidate_at_a_time_and_the_refusals_name_why(registry: ModelRegistry) -> None:
+    for version in (1, 2, 3):
+        add(registry, version)
+    registry.promote(NAME, 1, "first")
+    with pytest.raises(ValidationFailed, match="no canary"):
+        registry.set_canary_share(NAME, 0.5, reason="step")
+    registry.start_shadow(NAME, 2, "try", share=1.0, rollout="r-1")
+    for start in (registry.start_shadow, registry.start_canary):
+        with pytest.raises(ValidationFailed, match="version 2 is the shadow of rollout r-1"):
+            start(NAME, 3, "another", share=0.1)
+    with pytest.raises(ValidationFailed, match="a production version cannot be shadowed"):
+        registry.start_shadow(NAME, 1, "production", share=0.1)
+    for share in (-0.1, 1.5, float("nan"), True):
+        with pytest.raises(InvalidInput, match="share"):
+            registry.start_canary(NAME, 2, "bad share", share=share)  # type: ignore[arg-type]
+    # A rollback of production leaves the running rollout's shadow in place.
+    registry.promote(NAME, 3, "manual", force=False)
+    assert registry.pointer(NAME).shadow == 2
+    registry.rollback(NAME, "manual was wrong")
+    pointer = registry.pointer(NAME)
+    assert (pointer.version, pointer.shadow) == (1, 2)
+
+
+# -- every move from every state ----------------------------------------------------------------
+
+
+def in_state(registry: ModelRegistry, state: ModelState) -> int:
+    """Version 2 of NAME in ``state`` (version 1 serves), its pointer consistent with it."""
+    add(registry, 1)
+    registry.promote(NAME, 1, "first")
+    add(registry, 2, bless=False)
+    model = registry.get(NAME, 2)
+    model.state = state
+    pointer = registry.pointer(NAME)
+    if state == "production":
+        pointer.version, pointer.previous = 2, [1]
+        registry.versions.save_with_pointer([model], pointer)
+    elif state in ("shadow", "canary"):
+        setattr(pointer, state, 2)
+        registry.versions.save_with_pointer([model], pointer)
+    else:
+        registry.versions.save(model)
+    return 2
+
+
+MOVES: dict[str, Callable[[ModelRegistry, bool], object]] = {
+    "shadowed": lambda r, force: r.start_shadow(NAME, 2, "move", share=0.5, force=force),
+    "canaried": lambda r, force: r.start_canary(NAME, 2, "move", share=0.5, force=force),
+    "promoted": lambda r, force: r.promote(NAME, 2, "move", force=force),
+}
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("state", MODEL_STATES)
+@pytest.mark.parametrize("action", sorted(MOVES))
+def test_each_move_follows_the_state_machine(
+    registry: ModelRegistry, action: str, state: ModelState, force: bool
+) -> None:
+    in_state(registry, state)
+    edge = TRANSITIONS[action]  # type: ignore[index]
+    legal = state in edge.allowed or (force and state in edge.forced)
+    if action == "promoted" and state == "production":
+        legal = True  # promoting the production version is a no-op
+    if legal:
+        model = MOVES[action](registry, force)
+        assert registry.get(NAME, 2).state == edge.to_state
+        if state != edge.to_state:
+            step = registry.get(NAME, 2).history[-1]
+            assert (step.action, step.from_state) == (action, state)
+            assert step.forced is (True if state in edge.forced else None)
+        assert model is not None
+        return
+    with pytest.raises(ValidationFailed) as caught:
+        MOVES[action](registry, force)
+    assert state in caught.value.message
+    if state in edge.forced:
+        assert "force=true" in caught.value.message
+    else:
+        assert all(s in caught.value.message for s in edge.allowed)
+    assert caught.value.details["allowed_from"] == sorted(edge.allowed)
+    assert registry.get(NAME, 2).state == state
+
+
+@pytest.mark.parametrize("state", MODEL_STATES)
+def test_a_candidate_is_rolled_back_from_shadow_or_canary_only(
+    registry: ModelRegistry, state: ModelState
+) -> None:
+    in_state(registry, state)
+    if state in ("shadow", "canary"):
+        assert registry.roll_back_candidate(NAME, 2, "worse").state == "rolled_back"
+        return
+    with pytest.raises(ValidationFailed, match=f"is {state}"):
+        registry.roll_back_candidate(NAME, 2, "worse")
