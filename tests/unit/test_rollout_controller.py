@@ -167,7 +167,7 @@ def test_a_good_candidate_goes_through_shadow_and_every_canary_step_to_productio
     assert [s[0] for s in steps[1:]] == ["canaried", "promoted"]
     assert all(s[1] == f"rollout:{rollout.id}" for s in steps[1:])
     promoted = registry.get(NAME, 2).history[-1]
-    assert promoted.evidence is not None and promoted.evidence["pairs"] >= 200
+    assert promoted.evidence is not None and promoted.evidence.pairs >= 200
     assert [e.event for e in events][-2:] == ["archived", "promoted"]
 
 
