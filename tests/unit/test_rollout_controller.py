@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcycle.common.errors import ValidationFailed
+from mlcycle.common.errors import Conflict, ValidationFailed
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import ModelEvent
@@ -234,7 +234,7 @@ def test_one_rollout_at_a_time_and_only_against_a_production_version(
     with pytest.raises(ValidationFailed, match="already in production"):
         controller.start(NAME, 1, reason="again", actor="bob")
     controller.start(NAME, 2, reason="retrained", actor="bob")
-    with pytest.raises(ValidationFailed, match="still running"):
+    with pytest.raises(Conflict, match="still running"):
         controller.start(NAME, 2, reason="twice", actor="bob")
 
 

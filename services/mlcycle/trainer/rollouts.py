@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mlcycle.common.errors import ValidationFailed
+from mlcycle.common.errors import Conflict, ValidationFailed
 from mlcycle.common.store import Store
 from mlcycle.contracts.repositories.rollouts import Rollouts
 from mlcycle.contracts.rollouts import (
@@ -129,7 +129,7 @@ class RolloutController:
         with self._lock:
             running = self.rollouts.active(name)
             if running:
-                raise ValidationFailed(
+                raise Conflict(
                     f"rollout {running[0].id} of model {name!r} is still {running[0].status}: "
                     "abort it or wait for it to finish",
                     details={"rollout": running[0].id},
