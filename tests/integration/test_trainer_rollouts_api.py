@@ -111,7 +111,8 @@ def test_a_rollout_holds_without_a_model_server_and_obeys_an_admin(api: Api) -> 
     assert [r["rollout"]["id"] for r in listed] == [rollout_id]
 
     reason = {"reason": "checked by hand"}
-    assert api.call("POST", f"/v1/rollouts/{rollout_id}:force", reason, key=READER).status_code == 403
+    force = f"/v1/rollouts/{rollout_id}:force"
+    assert api.call("POST", force, reason, key=READER).status_code == 403
     forced = api.call("POST", f"/v1/rollouts/{rollout_id}:force", reason).json()["rollout"]
     assert (forced["phase"], forced["decisions"][-1]["action"]) == ("canary", "force")
     assert api.registry.pointer(NAME).canary == 2

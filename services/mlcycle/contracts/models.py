@@ -262,8 +262,9 @@ class ModelVersion(StoredRecord):
         step = RegistryTransition(
             time=time, action=action, from_state=self.state, to_state=to_state, reason=reason
         )
-        extras = (("forced", forced), ("actor", actor), ("evidence", evidence), ("rollout", rollout))
-        for key, value in extras:
+        for key, value in (
+            ("forced", forced), ("actor", actor), ("evidence", evidence), ("rollout", rollout)
+        ):
             if value is not None:
                 setattr(step, key, value)  # set, so the stored JSON has it (see _OmitsUnset)
         self.history.append(step)
