@@ -113,9 +113,11 @@ class StageMoves:
     _lock: AbstractContextManager
 
     def get(self, name: str, version: int) -> ModelVersion:
+        """A model version (the registry's)."""
         raise NotImplementedError
 
     def write_serving_config(self) -> Path:
+        """Rewrite models.config and routing.json (the registry's)."""
         raise NotImplementedError
 
     def _serving(self, pointer: ServingPointer, exclude: int | None = None) -> ModelVersion | None:
