@@ -170,3 +170,5 @@ def test_tf_serving_polls_the_models_volume_read_only() -> None:
         f.startswith("--model_config_file_poll_wait_seconds=") for f in modelserver["command"]
     )
     assert "models:/models" in _services()["trainer"]["volumes"]
+    # A new canary or shadow label is refused by TF Serving without it.
+    assert "--allow_version_labels_for_unavailable_models=true" in modelserver["command"]
