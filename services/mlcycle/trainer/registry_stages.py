@@ -31,6 +31,7 @@ from mlcycle.contracts.models import (
 )
 from mlcycle.contracts.repositories.model_versions import ModelVersions
 from mlcycle.contracts.repositories.serving_pointers import ServingPointers
+from mlcycle.contracts.rollouts import Comparison
 from mlcycle.trainer.registry_checks import check_reason
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class StageMoves:
         share: float,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         force: bool = False,
     ) -> ModelVersion:
         """``version`` becomes the shadow of ``name``: it also scores ``share`` of traffic, off
@@ -174,7 +175,7 @@ class StageMoves:
         share: float,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         force: bool = False,
     ) -> ModelVersion:
         """``version`` becomes the canary of ``name``, answering ``share`` of traffic. From the
@@ -212,7 +213,7 @@ class StageMoves:
         reason: str,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
     ) -> ServingPointer:
         """Let the canary of ``name`` answer ``share`` of traffic. No stage changes, so nothing
         goes into a history (the rollout keeps its own decisions); the pointer and the
@@ -249,7 +250,7 @@ class StageMoves:
         *,
         force: bool = False,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         rollout: str | None = None,
     ) -> ModelVersion:
         """Make ``version`` the production version of ``name``; the one it replaces is archived
@@ -293,7 +294,7 @@ class StageMoves:
         reason: str,
         *,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         rollout: str | None = None,
     ) -> ModelVersion:
         """Take the shadow or canary ``version`` of ``name`` off: it becomes ``rolled_back``, its
