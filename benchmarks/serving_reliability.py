@@ -20,6 +20,22 @@ status, latency, the model version it names, and the error message.
    status, the slowest answer, and the seconds from restart to the first 200.
 3. cache: Redis is stopped, then started again. Expected: predictions go on
    (all 200) and ``/readyz`` says degraded while it is down.
+
+Before the load starts, the cost of a rollout to the answers is measured
+(``rollout_overhead.py``: shadow at 100 %, canary at 5 %, against neither). After
+the three scenes, rollouts decided by the registry's controller on live evidence
+(``rollout_scenes.py``):
+
+4. good canary: a version trained like production goes through shadow and every
+   canary step to production. Expected: promoted, 0 failed requests, every answer
+   naming production or the candidate.
+5. bad canary: a version trained on shuffled labels, forced straight into canary
+   (with shadow first it would never answer). Expected: rolled back by itself, 0
+   failed requests; reported: the seconds from its first answer to the rollback
+   and how many answers it gave.
+6. server killed mid-canary: the model server dies while a canary runs and comes
+   back after ``--down-s``. Expected: no step taken while it is down (missing data
+   is never evidence), and the rollout resumes once it is back.
 """
 
 from __future__ import annotations
@@ -39,7 +55,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import orjson
+import rollout_overhead
+import rollout_scenes
 from _harness import stack_settings
 from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
@@ -61,6 +80,12 @@ from mlcycle.common.settings import Settings
 from mlcycle.local.pipeline import wait_until_served
 from mlcycle.local.stack import LocalStack
 
+# The versions the rollout scenes try (see build_versions), and the overhead's copy of 1.
+BAD, GOOD, KILLED, COPY_OF_1 = 3, 4, 5, 9
+SCENES = (
+    "rollout", "crash", "cache", "good_canary", "bad_canary", "server_killed_mid_canary"
+)
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -68,13 +93,15 @@ def log(message: str) -> None:
 
 @dataclass
 class Answer:
-    """One request's outcome."""
+    """One request's outcome (``sent_at`` on the monotonic clock, ``wall`` the same moment
+    on the wall clock the rollouts' decisions are timed by)."""
 
     sent_at: float
     status: int
     latency_ms: float
     version: int | None = None
     error: str = ""
+    wall: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -118,7 +145,7 @@ class Load:
         except aiohttp.ClientError as exc:
             self.answers.append(Answer(started, 0, _ms(started), error=str(exc)))
             return
-        answer = Answer(started, status, _ms(started))
+        answer = Answer(started, status, _ms(started), wall=time.time() - _ms(started) / 1000)
         try:
             decoded = orjson.loads(payload)
             if status == 200:
@@ -147,24 +174,19 @@ async def during(load: Load, scene: Callable[..., Any], *args: object) -> tuple[
 # -- scenes ---------------------------------------------------------------------------------------
 
 
-def rollout(settings: Settings, clients: ServiceClients, texts: dict, labels: dict) -> dict:
-    """Export version 2 and pin it in models.config, as a promotion does; wait until served."""
-    from mlcycle.contracts.serving import serving_config_path
-    from mlcycle.trainer.serving_config import render_serving_config
-
-    build_model(settings, texts, labels, version=2, epochs=3, pin=False)
+def rollout(clients: ServiceClients) -> dict:
+    """Promote version 2 through the registry's API; wait until its label ``stable`` serves."""
     promoted_at = time.perf_counter()
-    text = render_serving_config({settings.trainer.model_name: 2}, str(settings.trainer.models_dir))
-    serving_config_path(settings.trainer.models_dir).write_text(text, encoding="utf-8")
+    clients.trainer.promote(2, "benchmark: a retrained version")
     seen: list[tuple[float, set[int]]] = []
 
-    def only_v2() -> bool:
+    def v2_serves() -> bool:
         versions = clients.modelserver.available_versions(timeout_s=5.0)
         seen.append((time.perf_counter(), versions))
-        return versions == {2}
+        return 2 in versions
 
     try:
-        poll_until(only_v2, timeout=120, interval=0.05, what="version 2 was not served alone")
+        poll_until(v2_serves, timeout=120, interval=0.05, what="version 2 was not served")
     except DeadlinePassed:
         pass  # the polls say what was served meanwhile
     time.sleep(3.0)  # load after the switch, too
@@ -275,13 +297,25 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
     settings = stack.settings
     clients = clients_for(settings)
     texts = data[0]["test"]
+    figures: dict[str, dict] = {}
+    log("rollout overhead: shadow at 100 %, canary at 5 %, and neither")
+    overhead = await asyncio.to_thread(
+        rollout_overhead.measure,
+        settings,
+        clients,
+        texts,
+        stable=1,
+        copy=COPY_OF_1,
+        seconds=args.seconds,
+        repeats=args.repeats,
+    )
+    figures["overhead"] = overhead
     headers = {"Content-Type": "application/json", **clients.inference.headers}
     load = Load(clients.inference.url(PREDICT_PATH), headers, args.rps, texts)
     running = asyncio.create_task(load.run())
     await asyncio.sleep(3.0)
-    figures: dict[str, dict] = {}
     log("scene 1: rollout of version 2")
-    start, end, result = await during(load, rollout, settings, clients, *data)
+    start, end, result = await during(load, rollout, clients)
     figures["rollout"] = rollout_figures(load, start, end, result)
     log("scene 2: model server crash and restart")
     start, end, result = await during(load, crash, stack, clients, args.down_s)
@@ -290,10 +324,36 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
     start, end, result = await during(load, cache_outage, redis, clients, args.down_s)
     figures["cache"] = cache_figures(load, start, end, result)
     result["redis"].stop()
+    figures |= await rollout_scenes_under(load, stack, clients, args)
     load.stop()
     await running
     clients.close()
     figures["load"] = {"rps": args.rps, "requests": len(load.answers)}
+    return figures
+
+
+async def rollout_scenes_under(
+    load: Load, stack: LocalStack, clients: ServiceClients, args: argparse.Namespace
+) -> dict[str, dict]:
+    """Scenes 4-6: rollouts the registry decides by itself while the load goes on."""
+    figures: dict[str, dict] = {}
+    policy = rollout_scenes.POLICY
+    log("scene 4: a good canary (version 4) through shadow and every step")
+    _, _, result = await during(
+        load, rollout_scenes.roll_out, clients, GOOD, "benchmark: a good candidate", policy
+    )
+    figures["good_canary"] = rollout_scenes.good_canary_figures(load.answers, result)
+    log("scene 5: a bad canary (version 3, shuffled labels), forced into canary")
+    drill = policy.model_copy(update={"skip_shadow": True})
+    _, _, result = await during(
+        load, rollout_scenes.roll_out, clients, BAD, "benchmark: a bad drill", drill, force=True
+    )
+    figures["bad_canary"] = rollout_scenes.bad_canary_figures(load.answers, result)
+    log("scene 6: the model server killed mid-canary (version 5)")
+    _, _, result = await during(
+        load, rollout_scenes.killed_mid_canary, stack, clients, KILLED, args.down_s
+    )
+    figures["server_killed_mid_canary"] = rollout_scenes.killed_figures(load.answers, result)
     return figures
 
 
@@ -303,10 +363,16 @@ def report(figures: dict) -> None:
     table.add_column("scene")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for scene in ("rollout", "crash", "cache"):
+    for scene in SCENES:
         for name, value in figures[scene].items():
             table.add_row(scene, name, str(value))
     console.print(table)
+    overhead = figures["overhead"]
+    console.print(
+        f"shadow at 100 %: {overhead['shadow']['throughput_ratio']:.3f}x throughput, "
+        f"p50 {overhead['shadow']['p50_delta_ms']:+.2f} ms (targets >= 0.9x, <= +0.3 ms); "
+        f"canary at 5 %: {overhead['canary_overhead']['throughput_ratio']:.3f}x (target >= 0.97x)"
+    )
     rollout_ok = (
         figures["rollout"]["failed"] == 0
         and figures["rollout"]["answers_naming_an_unserved_version"] == 0
@@ -317,8 +383,33 @@ def report(figures: dict) -> None:
         and figures["crash"]["failed_after_recovery"] == 0
     )
     cache_ok = set(figures["cache"]["by_status"]) == {"200"}
-    for name, ok in (("rollout", rollout_ok), ("crash", crash_ok), ("cache", cache_ok)):
+    good, bad = figures["good_canary"], figures["bad_canary"]
+    killed = figures["server_killed_mid_canary"]
+    verdicts = {
+        "rollout": rollout_ok,
+        "crash": crash_ok,
+        "cache": cache_ok,
+        "good canary": good["promoted"]
+        and good["failed_requests"] == 0
+        and good["unserved_version_answers"] == 0,
+        "bad canary": bad["rolled_back"] and bad["failed_requests"] == 0,
+        "killed mid-canary": killed["promotions_on_missing_data"] == 0 and killed["resumed"],
+    }
+    for name, ok in verdicts.items():
         console.print(f"{name}: {'met' if ok else 'MISSED'}")
+
+
+def build_versions(settings: Settings, texts: dict, labels: dict) -> None:
+    """Versions 1, 2 and 4 trained on the true labels (2, 3 and 4 epochs), 3 on shuffled
+    ones, 5 a copy of 2, and a copy of 1 for the overhead; 1 serves, the rest registered."""
+    build_model(settings, texts, labels, version=1, pin=False)
+    build_model(settings, texts, labels, version=2, epochs=3, pin=False)
+    shuffled = {split: np.random.default_rng(7).permutation(y) for split, y in labels.items()}
+    build_model(settings, texts, shuffled, version=BAD, pin=False)
+    build_model(settings, texts, labels, version=GOOD, epochs=4, pin=False)
+    rollout_overhead.copy_version(settings, 2, KILLED)
+    rollout_overhead.copy_version(settings, 1, COPY_OF_1)
+    rollout_scenes.register_versions(settings, good=[1, 2, GOOD, KILLED], bad=[BAD], serving=1)
 
 
 def main() -> int:
@@ -326,6 +417,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DAVIDSON)
     parser.add_argument("--rps", type=float, default=100.0)
     parser.add_argument("--down-s", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per overhead run")
+    parser.add_argument("--repeats", type=int, default=3, help="overhead runs per mode")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not args.data.is_file():
@@ -345,10 +438,14 @@ def main() -> int:
             model_server_rest_port=free_port(),
             inference_port=free_port(),
             inference_stream_metrics_port=free_port(),
+            trainer_port=free_port(),
+            rollout_tick_s=1.0,
         )
-        build_model(settings, texts, labels)
+        build_versions(settings, texts, labels)
         stack = LocalStack(
-            settings, services=("modelserver", "inference-api"), log_dir=Path(tmp) / "logs"
+            settings,
+            services=("modelserver", "inference-api", "trainer-api"),
+            log_dir=Path(tmp) / "logs",
         )
         try:
             stack.start()
@@ -359,7 +456,13 @@ def main() -> int:
             stack.stop()
             redis.stop()
     report(figures)
-    print(orjson.dumps({"benchmark": "serving_reliability", **figures}).decode())
+    overhead = figures.pop("overhead")
+    headline = {key: overhead[key] for key in ("shadow", "canary_overhead")}
+    print(
+        orjson.dumps(
+            {"benchmark": "serving_reliability", **headline, **figures, "overhead": overhead}
+        ).decode()
+    )
     return 0
 
 

@@ -185,7 +185,9 @@ def test_a_job_searches_blesses_exports_and_registers(
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
     assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
     config = serving_config_path(settings.trainer.models_dir).read_text(encoding="utf-8")
-    assert parse_serving_config(config) == {settings.trainer.model_name: 1}
+    assert {n: m.stable for n, m in parse_serving_config(config).items()} == {
+        settings.trainer.model_name: 1
+    }
 
     trials = httpx.get(f"{service}/v1/jobs/{job['id']}/trials", timeout=10).json()["trials"]
     assert [t["state"] for t in trials] == ["complete", "complete"]

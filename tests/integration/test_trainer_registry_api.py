@@ -99,7 +99,9 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 
 def served(api: Api) -> dict[str, int | None]:
-    return parse_serving_config(serving_config_path(api.settings.models_dir).read_text())
+    """Name -> the version labelled ``stable`` in models.config."""
+    text = serving_config_path(api.settings.models_dir).read_text()
+    return {name: model.stable for name, model in parse_serving_config(text).items()}
 
 
 def test_list_and_read_models(api: Api) -> None:
@@ -107,7 +109,7 @@ def test_list_and_read_models(api: Api) -> None:
     assert listing.status_code == 200, listing.text
     body = listing.json()
     assert [m["version"] for m in body["models"]] == [5, 4, 3, 2, 1]
-    assert body["production"] == {}
+    assert body["production"] == {} and body["serving"] == {}
     assert body["models"][1]["state"] == "unblessed"
 
     blessed = api.get("/v1/models", params={"state": "blessed"}).json()["models"]
@@ -115,6 +117,7 @@ def test_list_and_read_models(api: Api) -> None:
     assert api.get("/v1/models", params={"name": "attack"}).json() == {
         "models": [],
         "production": {},
+        "serving": {},
     }
     bad_state = api.get("/v1/models", params={"state": "shipped"})
     assert bad_state.status_code == 400
@@ -161,7 +164,7 @@ def test_promote_then_rollback(api: Api) -> None:
     second = api.post("/v1/models/3:promote", {"reason": "better", "name": NAME})
     assert second.status_code == 200, second.text
     assert second.json()["history"][-1]["reason"] == "better"
-    assert api.get("/v1/models/2").json()["state"] == "retired"
+    assert api.get("/v1/models/2").json()["state"] == "archived"
     assert api.get("/v1/models").json()["production"] == {NAME: 3}
     assert served(api) == {NAME: 3}
     # Promoting the serving version again changes nothing.
@@ -172,7 +175,7 @@ def test_promote_then_rollback(api: Api) -> None:
     assert rolled.status_code == 200, rolled.text
     body = rolled.json()
     assert (body["production"]["version"], body["production"]["state"]) == (2, "production")
-    assert (body["retired"]["version"], body["retired"]["state"]) == (3, "retired")
+    assert (body["rolled_back"]["version"], body["rolled_back"]["state"]) == (3, "rolled_back")
     assert api.get("/v1/models").json()["production"] == {NAME: 2}
     assert served(api) == {NAME: 2}
 
@@ -180,15 +183,53 @@ def test_promote_then_rollback(api: Api) -> None:
     assert nothing.status_code == 422, nothing.text
     assert "nothing to roll back to" in error_of(nothing)["message"]
 
-    serving = {"promoted", "retired", "rolled_back"}
+    serving = {"promoted", "archived", "rolled_back", "restored"}
     events = [(e.event, e.version) for e in api.events if e.event in serving]
     assert events == [
         ("promoted", 2),
-        ("retired", 2),
+        ("archived", 2),
         ("promoted", 3),
-        ("retired", 3),
-        ("rolled_back", 2),
+        ("rolled_back", 3),
+        ("restored", 2),
     ]
+
+
+def test_the_listing_shows_each_name_s_stages(api: Api) -> None:
+    api.registry.promote(NAME, 1, "first")
+    api.registry.promote(NAME, 2, "second")
+    api.registry.start_canary(NAME, 3, "blessed", share=0.25, rollout="r-1", actor="rollout:r-1")
+    body = api.get("/v1/models").json()
+    assert body["production"] == {NAME: 2}
+    assert body["serving"] == {
+        NAME: {
+            "stable": 2,
+            "canary": 3,
+            "canary_share": 0.25,
+            "shadow": None,
+            "shadow_share": 0.0,
+            "rollout": "r-1",
+            "previous": [1],
+        }
+    }
+    canaries = api.get("/v1/models", params={"state": "canary"}).json()["models"]
+    assert [(m["version"], m["history"][-1]["rollout"]) for m in canaries] == [(3, "r-1")]
+    archived = api.get("/v1/models", params={"state": "archived"}).json()["models"]
+    assert [m["version"] for m in archived] == [1]
+    # The old name of archived still filters.
+    retired = api.get("/v1/models", params={"state": "retired"}).json()["models"]
+    assert [m["version"] for m in retired] == [1]
+    # A manual promote stays an admin's action; the running canary stays where it is.
+    manual = api.post("/v1/models/1:promote", {"reason": "r"})
+    assert manual.status_code == 200, manual.text
+    assert api.get("/v1/models").json()["serving"][NAME] | {"previous": None} == {
+        "stable": 1,
+        "canary": 3,
+        "canary_share": 0.25,
+        "shadow": None,
+        "shadow_share": 0.0,
+        "rollout": "r-1",
+        "previous": None,
+    }
 
 
 def test_promote_needs_force_for_an_unblessed_version_and_a_saved_model(api: Api) -> None:
@@ -276,20 +317,20 @@ def test_only_admin_keys_change_what_is_served_and_their_names_are_recorded(api:
         ("registered", None),
         ("blessed", None),
         ("promoted", "ops"),
-        ("retired", "ops"),
-        ("rolled_back", legacy),
+        ("archived", "ops"),
+        ("restored", legacy),
     ]
     assert [(h["action"], h.get("actor")) for h in three["history"][2:]] == [
         ("promoted", "ops"),
-        ("retired", legacy),
+        ("rolled_back", legacy),
     ]
     serving = [(e.event, e.version, e.actor) for e in api.events if e.event != "registered"]
     assert serving[-5:] == [
         ("promoted", 2, "ops"),
-        ("retired", 2, "ops"),
+        ("archived", 2, "ops"),
         ("promoted", 3, "ops"),
-        ("retired", 3, legacy),
-        ("rolled_back", 2, legacy),
+        ("rolled_back", 3, legacy),
+        ("restored", 2, legacy),
     ]
 
 

@@ -170,6 +170,8 @@ def test_tf_serving_polls_the_models_volume_read_only() -> None:
         f.startswith("--model_config_file_poll_wait_seconds=") for f in modelserver["command"]
     )
     assert "models:/models" in _services()["trainer"]["volumes"]
+    # A new canary or shadow label is refused by TF Serving without it.
+    assert "--allow_version_labels_for_unavailable_models=true" in modelserver["command"]
 
 
 def test_the_retrainer_runs_the_watch_loop_on_the_services_names_with_its_own_key() -> None:

@@ -134,6 +134,8 @@ def test_tf_serving_runs_with_flags_the_local_model_server_accepts_too() -> None
         assert options.port == settings.modelserver.port, where
         assert options.rest_api_port == settings.modelserver.rest_port, where
         assert options.model_config_file == "/models/models.config", where
+        # The registry's new canary and shadow labels may wait for their versions to load.
+        assert options.allow_version_labels_for_unavailable_models, where
 
 
 @pytest.mark.parametrize("argv", [["mlcycle", "collector", "nope"], ["mlcycle", "nope"]])

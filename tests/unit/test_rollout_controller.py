@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcycle.common.errors import ValidationFailed
+from mlcycle.common.errors import Conflict, ValidationFailed
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import ModelEvent
@@ -167,7 +167,7 @@ def test_a_good_candidate_goes_through_shadow_and_every_canary_step_to_productio
     assert [s[0] for s in steps[1:]] == ["canaried", "promoted"]
     assert all(s[1] == f"rollout:{rollout.id}" for s in steps[1:])
     promoted = registry.get(NAME, 2).history[-1]
-    assert promoted.evidence is not None and promoted.evidence["pairs"] >= 200
+    assert promoted.evidence is not None and promoted.evidence.pairs >= 200
     assert [e.event for e in events][-2:] == ["archived", "promoted"]
 
 
@@ -234,7 +234,7 @@ def test_one_rollout_at_a_time_and_only_against_a_production_version(
     with pytest.raises(ValidationFailed, match="already in production"):
         controller.start(NAME, 1, reason="again", actor="bob")
     controller.start(NAME, 2, reason="retrained", actor="bob")
-    with pytest.raises(ValidationFailed, match="still running"):
+    with pytest.raises(Conflict, match="still running"):
         controller.start(NAME, 2, reason="twice", actor="bob")
 
 

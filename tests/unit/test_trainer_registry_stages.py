@@ -18,9 +18,25 @@ from mlcycle.common.errors import InvalidInput, ValidationFailed
 from mlcycle.common.settings import Settings, load_settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import MODEL_STATES, TRANSITIONS, ModelEvent, ModelState
+from mlcycle.contracts.rollouts import Comparison, QualityTest, VersionFigures
 from mlcycle.contracts.serving import read_routing_table, serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
 
+
+def seen(pair: str, pairs: int, agreement: float) -> Comparison:
+    """A rollout's comparison, as the controller hands one to a stage move."""
+    return Comparison(
+        pair=pair,
+        production=VersionFigures(version=2),
+        candidate=VersionFigures(version=3),
+        pairs=pairs,
+        agreement=agreement,
+        quality=QualityTest(margin=0.02, alpha=0.05),
+    )
+
+
+SEEN_IN_SHADOW = seen("production-shadow", 500, 0.95)
+SEEN_IN_CANARY = seen("production-canary", 1200, 0.97)
 NAME = "toxicity"
 
 
@@ -80,7 +96,7 @@ def test_a_rollout_through_shadow_and_canary_to_production(
     events.clear()
     tags = {"rollout": "r-1", "actor": "rollout:r-1"}
 
-    shadow = registry.start_shadow(NAME, 3, "blessed", share=1.0, evidence={"dev": 0.9}, **tags)
+    shadow = registry.start_shadow(NAME, 3, "blessed", share=1.0, evidence=SEEN_IN_SHADOW, **tags)
     assert shadow.state == "shadow"
     step = shadow.history[-1]
     assert (step.action, step.from_state, step.rollout, step.actor) == (
@@ -89,7 +105,7 @@ def test_a_rollout_through_shadow_and_canary_to_production(
         "r-1",
         "rollout:r-1",
     )
-    assert step.evidence == {"dev": 0.9}
+    assert step.evidence == SEEN_IN_SHADOW
     pointer = registry.pointer(NAME)
     assert (pointer.version, pointer.shadow, pointer.shadow_share, pointer.rollout) == (
         2,
@@ -117,7 +133,7 @@ def test_a_rollout_through_shadow_and_canary_to_production(
     assert routing is not None and routing.models[NAME].canary_share == 0.25
     assert routing.models[NAME].revision == revision + 1
 
-    promoted = registry.promote(NAME, 3, "every step passed", evidence={"agreement": 0.97}, **tags)
+    promoted = registry.promote(NAME, 3, "every step passed", evidence=SEEN_IN_CANARY, **tags)
     assert (promoted.state, promoted.history[-1].from_state) == ("production", "canary")
     pointer = registry.pointer(NAME)
     assert (pointer.version, pointer.canary, pointer.canary_share, pointer.rollout) == (
@@ -135,7 +151,7 @@ def test_a_rollout_through_shadow_and_canary_to_production(
         ("archived", 2, "production", "r-1"),
         ("promoted", 3, "canary", "r-1"),
     ]
-    assert events[0].evidence == {"dev": 0.9} and events[-1].evidence == {"agreement": 0.97}
+    assert events[0].evidence == SEEN_IN_SHADOW and events[-1].evidence == SEEN_IN_CANARY
     assert events[-1].previous_version == 2 and events[-1].actor == "rollout:r-1"
 
 

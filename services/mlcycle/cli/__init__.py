@@ -2,7 +2,8 @@
 
 The commands live by kind: :mod:`~mlcycle.cli.lifecycle` (the stack, data, label,
 featurize, train, the demo), :mod:`~mlcycle.cli.serving` (ask the inference
-service), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
+service), :mod:`~mlcycle.cli.registry` (the model registry's stages: list, promote, roll
+back), :mod:`~mlcycle.cli.checking` (the behavioural suite against the served
 model), :mod:`~mlcycle.cli.monitoring` (what the live model's monitor says),
 :mod:`~mlcycle.cli.services` (run one service in the foreground),
 :mod:`~mlcycle.cli.embeddings` (distill the static embeddings),
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from mlcycle.cli import checking, lifecycle, monitoring, services, serving
+from mlcycle.cli import checking, lifecycle, monitoring, registry, services, serving
 from mlcycle.cli.embeddings import embeddings_app
 from mlcycle.cli.retraining import retrain_app
 from mlcycle.cli.rollouts import rollout_app
@@ -36,6 +37,9 @@ app.command(
     add_help_option=False,
 )(services.modelserver)
 app.command()(lifecycle.train)
+app.command()(registry.models)
+app.command()(registry.promote)
+app.command()(registry.rollback)
 app.command()(serving.predict)
 app.command()(serving.explain)
 app.command()(checking.check)

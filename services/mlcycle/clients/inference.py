@@ -50,12 +50,6 @@ class Predictions(BaseModel):
     predictions: list[Prediction]
 
 
-
-
-
-
-
-
 class FeedbackReceipt(BaseModel):
     """``POST /v1/feedback``'s answer: how many decisions were taken, joined to their comment's
     score, left waiting for it, or already known."""
@@ -73,9 +67,7 @@ def predict_body(
     when ``ids`` are given: the prediction is then joinable with moderators' decisions)."""
     if ids is None:
         return {"instances": [{"text": text} for text in texts]}
-    return {
-        "instances": [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]
-    }
+    return {"instances": [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]}
 
 
 class InferenceClient(ServiceClient):

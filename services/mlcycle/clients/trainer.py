@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.clients.base import ServiceClient
 from mlcycle.common.errors import Conflict, InvalidInput
@@ -119,18 +119,36 @@ class ModelVersion(BaseModel):
     label_run: str | None = None
 
 
+class Serving(BaseModel):
+    """What one name serves: production (label ``stable``), a rollout's canary and shadow."""
+
+    stable: int | None = None
+    canary: int | None = None
+    canary_share: float = 0.0
+    shadow: int | None = None
+    shadow_share: float = 0.0
+    rollout: str | None = None
+    previous: list[int] = Field(default_factory=list)
+
+    def label_of(self, version: int) -> str | None:
+        """The version label ``version`` holds (``stable``, ``canary``, ``shadow``), if any."""
+        labels = {"stable": self.stable, "canary": self.canary, "shadow": self.shadow}
+        return next((label for label, held in labels.items() if held == version), None)
+
+
 class ModelList(BaseModel):
-    """Model versions, newest first, and the version each name serves."""
+    """Model versions, newest first, the version each name serves and its stages."""
 
     models: list[ModelVersion]
     production: dict[str, int]
+    serving: dict[str, Serving] = Field(default_factory=dict)
 
 
 class RolledBack(BaseModel):
-    """The version served again and the one taken off."""
+    """The version served again (restored) and the one taken off (rolled back)."""
 
     production: ModelVersion
-    retired: ModelVersion
+    rolled_back: ModelVersion
 
 
 class RetrainingRefused(Conflict):
@@ -177,14 +195,14 @@ class TrainerClient(ServiceClient):
     def promote(
         self, version: int, reason: str, *, name: str | None = None, force: bool = False
     ) -> ModelVersion:
-        """Serve ``version``; the version it replaces is retired."""
+        """Serve ``version``; the version it replaces is archived (``force``: even unblessed)."""
         body: dict[str, object] = {"reason": reason, "force": force}
         if name is not None:
             body["name"] = name
         return self.call_record(ModelVersion, "POST", f"{MODELS_PATH}/{version}:promote", json=body)
 
     def rollback(self, reason: str, *, name: str | None = None) -> RolledBack:
-        """Retire the serving version and serve the previous one again."""
+        """Roll the serving version back and serve the previous one again."""
         body: dict[str, object] = {"reason": reason}
         if name is not None:
             body["name"] = name

@@ -37,7 +37,7 @@ from pydantic import (
 
 from mlcycle.contracts.monitoring import ProfileReference
 from mlcycle.contracts.repository import StoredRecord
-from mlcycle.contracts.rollouts import RoutingState
+from mlcycle.contracts.rollouts import Comparison, RoutingState
 
 MODEL_KIND = "model"
 SERVING_KIND = "serving"
@@ -175,8 +175,8 @@ class RegistryTransition(_OmitsUnset):
         description="who asked for it: an API key's name, job:<id> for a job's step, "
         "rollout:<id> for a rollout's own decision",
     )
-    evidence: dict[str, Any] | None = Field(
-        None, description="the figures the step was decided on (a rollout's comparison)"
+    evidence: Comparison | None = Field(
+        None, description="what a rollout's step was decided on: its comparison"
     )
     rollout: str | None = Field(None, description="the rollout the step belongs to")
 
@@ -255,22 +255,18 @@ class ModelVersion(StoredRecord):
         *,
         forced: bool | None = None,
         actor: str | None = None,
-        evidence: dict[str, Any] | None = None,
+        evidence: Comparison | None = None,
         rollout: str | None = None,
     ) -> RegistryTransition:
         """Move to ``to_state`` and append the step to ``history``; returns the step."""
-        optional: dict[str, Any] = {"forced": forced} if forced is not None else {}
-        for key, value in (("actor", actor), ("evidence", evidence), ("rollout", rollout)):
-            if value is not None:
-                optional[key] = value
         step = RegistryTransition(
-            time=time,
-            action=action,
-            from_state=self.state,
-            to_state=to_state,
-            reason=reason,
-            **optional,
+            time=time, action=action, from_state=self.state, to_state=to_state, reason=reason
         )
+        for key, value in (
+            ("forced", forced), ("actor", actor), ("evidence", evidence), ("rollout", rollout)
+        ):
+            if value is not None:
+                setattr(step, key, value)  # set, so the stored JSON has it (see _OmitsUnset)
         self.history.append(step)
         self.state = to_state
         self.updated_at = time
@@ -344,7 +340,7 @@ class ModelEvent(_OmitsUnset):
     )
     actor: str | None = Field(None, description="who asked for it, as in the model's history")
     from_state: ModelState | None = Field(None, description="the stage it left")
-    evidence: dict[str, Any] | None = Field(None, description="what the step was decided on")
+    evidence: Comparison | None = Field(None, description="what the step was decided on")
     rollout: str | None = Field(None, description="the rollout the step belongs to")
 
     def to_message(self) -> tuple[str, bytes]:

@@ -184,6 +184,9 @@ class LocalStack:
             f"--model_config_file={serving_config_path(s.trainer.models_dir)}",
             "--model_config_file_poll_wait_seconds=1",
             f"--file_system_poll_wait_seconds={s.modelserver.poll_s:g}",
+            # As the containers run TF Serving: a new canary or shadow label may wait for its
+            # version to load.
+            "--allow_version_labels_for_unavailable_models=true",
             # mlcycle's model is small: one thread per call beats handing its ops between
             # pool threads, and leaves the other cores to the services beside it
             # (mlcycle.modelserver.threads has the measurements).

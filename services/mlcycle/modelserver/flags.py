@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # tensorflow_model_server flags accepted for compatibility but not implemented.
 IGNORED_FLAGS = (
-    "allow_version_labels_for_unavailable_models",
     "enable_per_model_batching_parameters",
     "enable_profiler",
     "enable_signature_method_name_check",
@@ -87,6 +86,8 @@ class ModelServerOptions:
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     show_version: bool = False
+    # A new version label may point at a version not AVAILABLE yet (TF Serving's flag).
+    allow_version_labels_for_unavailable_models: bool = False
 
     @classmethod
     def from_settings(
@@ -199,6 +200,12 @@ def build_parser(defaults: ModelServerOptions) -> argparse.ArgumentParser:
         default=0,
         help="threads that run independent ops at once; 0: TensorFlow's choice",
     )
+    _bool(
+        p,
+        "--allow_version_labels_for_unavailable_models",
+        False,
+        "let a new version label point at a version that is not available yet",
+    )
     _bool(p, "--version", False, "print the version and exit")
     for name in IGNORED_FLAGS:
         p.add_argument(
@@ -248,4 +255,5 @@ def parse_flags(argv: Sequence[str], defaults: ModelServerOptions) -> ModelServe
         tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
         tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         show_version=args.version,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
     )

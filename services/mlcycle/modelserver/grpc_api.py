@@ -174,7 +174,10 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
         """Serve the config in the request (or, when it is empty, re-read the config file).
 
-        Returns once the models of the new config are loaded, as TF Serving does. A
+        Returns once the models of the new config are loaded, as TF Serving does; when
+        the config's version labels point at a version that is not AVAILABLE then, the
+        versions are served, the labels in force stay and the call fails with
+        FAILED_PRECONDITION (TF Serving's rule and message). A
         base path outside :attr:`base_dirs` is refused before anything changes. An
         explicit empty ``model_config_list`` unloads every model, as in TF Serving: an
         ``admin`` key's call, logged with its name.

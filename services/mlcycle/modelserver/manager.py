@@ -10,6 +10,14 @@ already served stays. A failed version is retried only when its folder
 changes. A version whose folder vanished is unloaded once another is
 available, or at once when none can be.
 
+Version labels follow TF Serving's rule: a config's labels are applied, all at
+once, only when every label points at an AVAILABLE version once the config's
+versions have been loaded; otherwise the update is refused (FAILED_PRECONDITION,
+TF Serving's message) and the labels in force stay. With
+``allow_unavailable_labels`` (``--allow_version_labels_for_unavailable_models``)
+a label that does not exist yet, or keeps its version, may point at a version
+not available yet; moving an existing label still needs an AVAILABLE version.
+
 Requests never take a lock: they read an immutable snapshot of what is
 served (:class:`Served`), replaced as a whole on every change.
 """
@@ -27,6 +35,7 @@ from pathlib import Path
 from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound
 from mlcycle.modelserver import metrics
 from mlcycle.modelserver.config import ModelSettings
+from mlcycle.modelserver.errors import FailedPrecondition
 from mlcycle.modelserver.servable import Servable
 from mlcycle.modelserver.versions import fingerprint, list_versions
 from mlcycle.modelserver.warmup import warm_up
@@ -72,9 +81,15 @@ class ModelManager:
         *,
         tags: Sequence[str] = ("serve",),
         warmup: bool = True,
+        allow_unavailable_labels: bool = False,
     ) -> None:
         self.tags = tuple(tags)
         self.warmup = warmup
+        self.allow_unavailable_labels = allow_unavailable_labels
+        # The labels in force (model -> label -> version); a config's are applied after a sync.
+        self._labels: dict[str, dict[str, int]] = {}
+        self._labels_pending = True
+        self._label_error: FailedPrecondition | None = None
         self._models = {model.name: model for model in models}
         self._states: dict[str, dict[int, VersionStatus]] = {}
         self._served: dict[str, Served] = {}
@@ -105,7 +120,12 @@ class ModelManager:
         self._sync_listeners.append(listener)
 
     def reconfigure(self, models: Sequence[ModelSettings]) -> None:
-        """Serve ``models`` from now on: removed models are unloaded, the rest synced now."""
+        """Serve ``models`` from now on: removed models are unloaded, the rest synced now.
+
+        Raises FailedPrecondition when the config's labels were refused (a label on a
+        version that is not AVAILABLE after the sync): the versions are served, and
+        the labels in force before stay.
+        """
         with self._sync_lock:
             new = {model.name: model for model in models}
             removed = [name for name in self._models if name not in new]
@@ -116,7 +136,11 @@ class ModelManager:
                     if status.state == AVAILABLE:
                         self._unload(name, status.version)
                 self._served = {k: v for k, v in self._served.items() if k != name}
+            self._labels_pending = True
             self.sync()
+            refused = self._label_error
+        if refused is not None:
+            raise refused
 
     # -- the sync pass ---------------------------------------------------------------------------
 
@@ -128,6 +152,9 @@ class ModelManager:
                     self._sync_model(model)
                 except Exception:  # one model's trouble must not stop the others
                     log.exception("syncing model %s failed", model.name)
+            if self._labels_pending:
+                self._labels_pending = False
+                self._label_error = self._update_labels()
             self.synced.set()
         for listener in self._sync_listeners:
             listener()
@@ -250,7 +277,7 @@ class ModelManager:
                 for v, s in self._states.get(name, {}).items()
                 if s.state == AVAILABLE and s.servable is not None
             }
-        served = Served(versions=versions, labels=dict(model.labels))
+        served = Served(versions=versions, labels=dict(self._labels.get(name, {})))
         self._served = {**self._served, name: served}
 
     # -- what requests see -----------------------------------------------------------------------
@@ -279,11 +306,42 @@ class ModelManager:
         )
 
     def version_for_label(self, name: str, label: str) -> int:
-        """The version a label of ``name`` points at."""
-        model = self._models.get(name)
-        if model is None or label not in model.labels:
+        """The version a label of ``name`` points at (among the labels in force)."""
+        labels = self._labels.get(name, {}) if name in self._models else {}
+        if label not in labels:
             raise InvalidInput(f"Unrecognized servable version label: {label}")
-        return int(model.labels[label])
+        return int(labels[label])
+
+    def labels(self, name: str) -> dict[str, int]:
+        """The labels of ``name`` in force (a refused config's labels are not)."""
+        return dict(self._labels.get(name, {}))
+
+    def _update_labels(self) -> FailedPrecondition | None:
+        """Apply every configured model's labels, or none of them (TF Serving's rule)."""
+        new: dict[str, dict[str, int]] = {}
+        for model in self._models.values():
+            current = self._labels.get(model.name, {})
+            for label, version in sorted(model.labels.items()):
+                status = self._status(model.name, version)
+                available = status is not None and status.state == AVAILABLE
+                # The flag lets a new label (or one keeping its version) wait for its version.
+                waits = self.allow_unavailable_labels and current.get(label, version) == version
+                if not available and not waits:
+                    refused = FailedPrecondition(
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        "which is not currently available for inference"
+                    )
+                    log.error(
+                        "version labels not updated: %s",
+                        refused.message,
+                        extra={"model": model.name, "label": label, "in_force": current},
+                    )
+                    return refused
+                new.setdefault(model.name, {})[label] = int(version)
+        self._labels = new
+        for name in self._models:
+            self._publish(name)
+        return None
 
     def status(self, name: str, version: int | None = None, label: str = "") -> list[VersionStatus]:
         """The known versions of ``name`` (newest first), or the one asked for."""

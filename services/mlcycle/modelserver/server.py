@@ -124,7 +124,10 @@ class ModelServer:
             inter_op=options.tensorflow_inter_op_parallelism,
         )
         self.manager = ModelManager(
-            models, tags=options.saved_model_tags, warmup=options.enable_model_warmup
+            models,
+            tags=options.saved_model_tags,
+            warmup=options.enable_model_warmup,
+            allow_unavailable_labels=options.allow_version_labels_for_unavailable_models,
         )
         self.batcher: Batcher | None = None
         if options.enable_batching:

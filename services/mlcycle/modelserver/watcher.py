@@ -5,7 +5,9 @@
 - every ``--model_config_file_poll_wait_seconds``: re-read the config file
   and, when its content changed, reconfigure the manager; 0 means never.
 
-A config file that becomes invalid is reported and the running config stays.
+A config file that becomes invalid is reported and the running config stays; a
+config whose version labels are refused (TF Serving's rule, see
+:mod:`~mlcycle.modelserver.manager`) is served with the labels in force before.
 A config applied through ``HandleReloadConfigRequest`` stays until the file
 itself changes again.
 """
@@ -116,7 +118,10 @@ class Watcher:
             log.info(
                 "model config file changed; reloading", extra={"models": [m.name for m in models]}
             )
-            self.manager.reconfigure(models)
+            try:
+                self.manager.reconfigure(models)
+            except MlcycleError as exc:  # labels refused: the versions serve, old labels stay
+                log.error("the model config file's labels were not applied: %s", exc.message)
 
     def _sync(self) -> None:
         try:

@@ -231,9 +231,7 @@ class TrainingData:
             )
 
 
-def source_weight_of(
-    sources: np.ndarray, source_weights: Mapping[str, float] | None
-) -> np.ndarray:
+def source_weight_of(sources: np.ndarray, source_weights: Mapping[str, float] | None) -> np.ndarray:
     """Each row's source weight: the job's weight for its source, 1.0 for any other source."""
     weights = np.ones(len(sources), np.float64)
     for source, weight in (source_weights or {}).items():

@@ -15,10 +15,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from mlcycle.common.errors import InvalidInput, NotFound, ValidationFailed
+from mlcycle.common.settings import TrainerSettings
 from mlcycle.contracts.models import (
     TRANSITIONS,
     Action,
@@ -26,15 +29,15 @@ from mlcycle.contracts.models import (
     ServingPointer,
     check_transition,
 )
+from mlcycle.contracts.repositories.model_versions import ModelVersions
+from mlcycle.contracts.repositories.serving_pointers import ServingPointers
+from mlcycle.contracts.rollouts import Comparison
 from mlcycle.trainer.registry_checks import check_reason
-
-if TYPE_CHECKING:
-    from mlcycle.trainer.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 # (model, action, extra event fields) of one move, published once the files are written.
-Published = tuple[ModelVersion, Action, dict[str, Any]]
+Published = tuple[ModelVersion, Action, dict[str, int | None]]
 
 
 def now() -> str:
@@ -101,10 +104,34 @@ class StageMoves:
     ``actor`` is who asked (an API key's name, ``job:<id>``, ``rollout:<id>``),
     ``evidence`` the figures the move was decided on and ``rollout`` the rollout it
     belongs to; all three are kept in the version's history and in its event.
+
+    The registry provides the rest (a mixin's declared needs, overridden there).
     """
 
+    settings: TrainerSettings
+    versions: ModelVersions
+    pointers: ServingPointers
+    _lock: AbstractContextManager
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        """A model version (the registry's)."""
+        raise NotImplementedError
+
+    def write_serving_config(self) -> Path:
+        """Rewrite models.config and routing.json (the registry's)."""
+        raise NotImplementedError
+
+    def _serving(self, pointer: ServingPointer, exclude: int | None = None) -> ModelVersion | None:
+        raise NotImplementedError
+
+    def _check_saved_model(self, name: str, version: int) -> None:
+        raise NotImplementedError
+
+    def _emit_step(self, model: ModelVersion, event: Action, **extra: Any) -> None:
+        raise NotImplementedError
+
     def start_shadow(
-        self: ModelRegistry,
+        self,
         name: str,
         version: int,
         reason: str,
@@ -112,7 +139,7 @@ class StageMoves:
         share: float,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         force: bool = False,
     ) -> ModelVersion:
         """``version`` becomes the shadow of ``name``: it also scores ``share`` of traffic, off
@@ -140,7 +167,7 @@ class StageMoves:
             return model
 
     def start_canary(
-        self: ModelRegistry,
+        self,
         name: str,
         version: int,
         reason: str,
@@ -148,7 +175,7 @@ class StageMoves:
         share: float,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         force: bool = False,
     ) -> ModelVersion:
         """``version`` becomes the canary of ``name``, answering ``share`` of traffic. From the
@@ -179,14 +206,14 @@ class StageMoves:
             return model
 
     def set_canary_share(
-        self: ModelRegistry,
+        self,
         name: str,
         share: float,
         *,
         reason: str,
         rollout: str | None = None,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
     ) -> ServingPointer:
         """Let the canary of ``name`` answer ``share`` of traffic. No stage changes, so nothing
         goes into a history (the rollout keeps its own decisions); the pointer and the
@@ -216,14 +243,14 @@ class StageMoves:
             return pointer
 
     def promote(
-        self: ModelRegistry,
+        self,
         name: str,
         version: int,
         reason: str,
         *,
         force: bool = False,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         rollout: str | None = None,
     ) -> ModelVersion:
         """Make ``version`` the production version of ``name``; the one it replaces is archived
@@ -261,13 +288,13 @@ class StageMoves:
             return model
 
     def roll_back_candidate(
-        self: ModelRegistry,
+        self,
         name: str,
         version: int,
         reason: str,
         *,
         actor: str | None = None,
-        evidence: dict | None = None,
+        evidence: Comparison | None = None,
         rollout: str | None = None,
     ) -> ModelVersion:
         """Take the shadow or canary ``version`` of ``name`` off: it becomes ``rolled_back``, its
@@ -301,14 +328,12 @@ class StageMoves:
             self._commit([model], pointer, time, [(model, "rolled_back", {})])
             return model
 
-    def rollback(
-        self: ModelRegistry, name: str, reason: str, *, actor: str | None = None
-    ) -> ModelVersion:
+    def rollback(self, name: str, reason: str, *, actor: str | None = None) -> ModelVersion:
         """Serve the previous production version again; returns it (see :meth:`rollback_pair`)."""
         return self.rollback_pair(name, reason, actor=actor)[0]
 
     def rollback_pair(
-        self: ModelRegistry, name: str, reason: str, *, actor: str | None = None
+        self, name: str, reason: str, *, actor: str | None = None
     ) -> tuple[ModelVersion, ModelVersion]:
         """Roll the production version back and restore the newest one on the rollback stack.
 
@@ -350,7 +375,7 @@ class StageMoves:
     # -- the order of every pointer change --------------------------------------------------------
 
     def _commit(
-        self: ModelRegistry,
+        self,
         changed: Sequence[ModelVersion],
         pointer: ServingPointer,
         time: str,

@@ -119,7 +119,12 @@ class SharedSignals:
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=2.0, **options)
         self._evidence: EvidenceStore = RedisEvidenceStore(self._redis)
         self._aggregate = RedisAggregate(redis_url, **options)
-        self._feedback = RedisFeedbackStore.from_url(redis_url, connection=options)
+        self._feedback = RedisFeedbackStore.from_url(
+            redis_url,
+            connection=options,
+            retention_s=settings.monitoring.feedback_retention_s,
+            window_decisions=settings.monitoring.quality_window_decisions,
+        )
         self._probe = ModelServerProbe(settings.modelserver.target, settings.edge.service_key)
 
     def evidence(self, rollout: str) -> RolloutEvidence:

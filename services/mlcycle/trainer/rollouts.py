@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mlcycle.common.errors import ValidationFailed
+from mlcycle.common.errors import Conflict, ValidationFailed
 from mlcycle.common.store import Store
 from mlcycle.contracts.repositories.rollouts import Rollouts
 from mlcycle.contracts.rollouts import (
@@ -129,7 +129,7 @@ class RolloutController:
         with self._lock:
             running = self.rollouts.active(name)
             if running:
-                raise ValidationFailed(
+                raise Conflict(
                     f"rollout {running[0].id} of model {name!r} is still {running[0].status}: "
                     "abort it or wait for it to finish",
                     details={"rollout": running[0].id},
@@ -203,8 +203,7 @@ class RolloutController:
         """Carry out ``proposal``; returns whether the stage or share changed."""
         now = self.clock()
         action, reason = proposal.action, proposal.reason
-        evidence = comparison.model_dump(mode="json") if comparison is not None else None
-        moves = {"rollout": rollout.id, "actor": actor, "evidence": evidence}
+        moves = {"rollout": rollout.id, "actor": actor, "evidence": comparison}
         name, version, steps = rollout.name, rollout.candidate, rollout.policy.canary_steps
         if action == "hold":
             if not self._repeats_hold(rollout, reason):
@@ -289,7 +288,9 @@ class RolloutController:
                 if rollout.status == wanted:
                     return rollout
                 rollout.status = wanted
-                self._record(rollout, order, reason, actor, None, now)
+                # Resuming starts the step's count afresh: from the pairs there are now.
+                seen = self.comparison(rollout) if order == "resume" else None
+                self._record(rollout, order, reason, actor, seen, now)
             elif order == "abort":
                 self.registry.roll_back_candidate(
                     rollout.name, rollout.candidate, reason, rollout=rollout.id, actor=actor

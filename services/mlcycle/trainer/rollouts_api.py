@@ -51,7 +51,7 @@ def rollouts_router(
 ) -> APIRouter:
     """``/v1/rollouts``: start, list, read, and an admin's orders."""
     router = APIRouter(prefix="/v1", tags=["rollouts"], dependencies=access.dependencies())
-    changes = error_responses(400, 401, 403, 404, 422)
+    changes = error_responses(400, 401, 403, 404, 409, 422)
 
     def view(rollout: Rollout) -> dict[str, object]:
         comparison = controller.comparison(rollout) if rollout.active else None
