@@ -227,6 +227,10 @@ def test_stages_go_in_order_and_a_blessed_version_rolls_out(
     assert (rollout.candidate, rollout.trigger) == (2, f"retraining:{run.id}")
     assert registry.get(NAME, 2).state == "shadow"
     run = retraining.report(
+        run.id, "rollout", "running", detail={"phase": "canary", "rollout": "other"}, actor="r"
+    )
+    assert run.stage("rollout").detail["rollout"] == rollout.id  # news never renames it
+    run = retraining.report(
         run.id, "rollout", "succeeded", detail={"phase": "production"}, actor="runner"
     )
     assert (run.status, run.finished_at is not None) == ("succeeded", True)

@@ -235,8 +235,9 @@ class Retraining:
                 current.detail = dict(detail or {})
                 self._check_start(run, current, status, actor)
                 run.stages = [*run.stages, current]
-            else:
-                current.detail = current.detail | dict(detail or {})
+            else:  # news; the rollout a stage started stays the one it names
+                started = {k: current.detail[k] for k in ("rollout",) if k in current.detail}
+                current.detail = current.detail | dict(detail or {}) | started
             if stage == "bless" and status == "succeeded":
                 self._check_blessed(run, current)
             if status in STAGE_ENDS:
