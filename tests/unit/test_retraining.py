@@ -222,6 +222,8 @@ def test_stages_go_in_order_and_a_blessed_version_rolls_out(
     retraining.report(run.id, "bless", "succeeded", detail={"version": 2}, actor="runner")
     with pytest.raises(InvalidInput, match="blessed version 2, not 3"):
         retraining.report(run.id, "rollout", "running", detail={"version": 3}, actor="runner")
+    with pytest.raises(Conflict, match="starts `running`"):
+        retraining.report(run.id, "rollout", "succeeded", actor="runner")
     run = retraining.report(run.id, "rollout", "running", actor="runner")
     rollout = rollouts.get(run.stage("rollout").detail["rollout"])
     assert (rollout.candidate, rollout.trigger) == (2, f"retraining:{run.id}")
@@ -230,6 +232,10 @@ def test_stages_go_in_order_and_a_blessed_version_rolls_out(
         run.id, "rollout", "running", detail={"phase": "canary", "rollout": "other"}, actor="r"
     )
     assert run.stage("rollout").detail["rollout"] == rollout.id  # news never renames it
+    with pytest.raises(Conflict, match="is shadow .*not in production"):
+        retraining.report(run.id, "rollout", "succeeded", actor="runner")
+    while rollouts.get(rollout.id).phase != "production":
+        rollouts.force(rollout.id, actor="carol", reason="the test moves it on")
     run = retraining.report(
         run.id, "rollout", "succeeded", detail={"phase": "production"}, actor="runner"
     )

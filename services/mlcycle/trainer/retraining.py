@@ -240,6 +240,8 @@ class Retraining:
                 current.detail = current.detail | dict(detail or {}) | started
             if stage == "bless" and status == "succeeded":
                 self._check_blessed(run, current)
+            if stage == "rollout" and status == "succeeded":
+                self._check_promoted(current)
             if status in STAGE_ENDS:
                 current.status, current.finished_at, current.error = status, iso(now), error
                 if status != "succeeded" or stage == STAGES[-1]:
@@ -281,6 +283,11 @@ class Retraining:
         """Starting the rollout stage starts the rollout of the blessed version."""
         if stage.name != "rollout" or status == "stopped":
             return
+        if status != "running":
+            raise Conflict(
+                f"the rollout stage of run {run.id} starts `running`: that starts the rollout",
+                details={"run": run.id},
+            )
         blessed = run.stage("bless")
         version = blessed.detail.get("version") if blessed is not None else None
         if stage.detail.get("version", version) != version:
@@ -304,6 +311,18 @@ class Retraining:
             self._finish(run, "failed", stage.error, self.clock())
             return
         stage.detail = stage.detail | {"version": version, "rollout": rollout.id}
+
+    def _check_promoted(self, stage: RetrainingStage) -> None:
+        """A rollout stage succeeds only once its rollout put the candidate in production."""
+        rollout_id = stage.detail.get("rollout")
+        if self.rollouts is None or not rollout_id:
+            raise Conflict("the rollout stage names no rollout of this trainer")
+        rollout = self.rollouts.get(str(rollout_id))
+        if rollout.phase != "production":
+            raise Conflict(
+                f"rollout {rollout.id} is {rollout.phase} ({rollout.status}), not in production",
+                details={"rollout": rollout.id, "phase": rollout.phase},
+            )
 
     def _check_blessed(self, run: RetrainingRun, stage: RetrainingStage) -> None:
         version = stage.detail.get("version")
