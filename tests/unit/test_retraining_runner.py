@@ -342,3 +342,25 @@ def test_a_drift_cycle_is_timed_from_the_alarm_to_the_canary_and_to_production(
     assert cycle_figures(ended.model_copy(update={"stages": ended.stages[:4]})) == {
         "alarm_to_canary_s": None, "canary_to_production_s": None
     }
+
+
+def test_watch_checks_each_round_and_drives_what_starts(
+    settings: Settings, world: World, trainer_side: dict[str, Any]
+) -> None:
+    runner = runner_for(settings, world, trainer_side)
+    feed = runner.sleep
+    rounds: list[float] = []
+
+    def between_rounds(seconds: float) -> None:
+        if seconds == 7.0:  # the watch's own wait, not a poll inside a run
+            rounds.append(seconds)
+            world.alarms = ["positive_rate"]  # the alarm comes up after the first round
+        else:
+            feed(seconds)
+
+    runner.sleep = between_rounds
+    runner.watch(7.0, rounds=3)
+    assert rounds == [7.0, 7.0]
+    (ended, *_) = trainer_side["retraining"].overview(NAME).runs
+    assert (ended.trigger, ended.status) == ("drift", "succeeded")
+    assert trainer_side["registry"].production(NAME).version == 2
