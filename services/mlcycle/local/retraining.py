@@ -256,7 +256,7 @@ class RetrainingRunner:
         done = featurize_via_api(self.clients.featurizer, context.label_run)
         manifest = done.feature_set
         return {
-            "transform": done.transform.version,
+            "fitted": done.transform.version,  # current only if the key may make it so
             "feature_set": f"{manifest.transform}/{manifest.label_run}",
             "rows": manifest.rows,
         }
