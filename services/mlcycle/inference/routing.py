@@ -18,13 +18,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mlcycle.contracts.rollouts import RoutingState
 from mlcycle.contracts.serving import read_routing_table, routing_path
-
-if TYPE_CHECKING:
-    from mlcycle.inference.versions import ModelVersion
+from mlcycle.inference.servable import ModelVersion
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,10 @@
 The serving (stable) version is the routing table's production version, or without
 one the highest AVAILABLE version of the model in the model server's
 ``GetModelStatus``, re-read in the background; a rollout's canary and shadow are
-served beside it once loaded (:mod:`mlcycle.inference.routing`). Every Predict call pins
-it, so the cache key, the transform that featurized the text and the
-``model_version`` answered always agree. Per version, ``metadata.json`` (on the
-shared models volume) names the transform, the classes and the decision
-threshold; the transform comes from the artifact store.
+served beside it once loaded (:mod:`mlcycle.inference.routing`). Every Predict call
+pins its version, so the cache key, the transform that featurized the text and the
+``model_version`` answered always agree. What a version needs to be served is built
+by :mod:`mlcycle.inference.servable`.
 """
 
 from __future__ import annotations
@@ -15,131 +14,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from mlcycle.common.errors import InvalidInput, MlcycleError, NotFound, Unavailable
+from mlcycle.common.errors import MlcycleError, Unavailable
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.contracts.rollouts import RoutingState
-from mlcycle.featurization.tokens import TokenEncoder
-from mlcycle.featurization.transform import Transform
 from mlcycle.inference.client import ModelClient
-from mlcycle.inference.live_rate import LiveScores, expose
-from mlcycle.inference.metadata import (
-    METADATA,
-    ServedModel,
-    VersionMetadata,
-    read_version_metadata,
-)
+from mlcycle.inference.metadata import ServedModel, read_version_metadata
 from mlcycle.inference.metrics import SERVING_VERSION
 from mlcycle.inference.routing import RoutingWatcher, Serving
-from mlcycle.inference.tokens import version_tokens
+from mlcycle.inference.servable import (
+    DEFAULT_THRESHOLD,
+    ModelVersion,
+    TransformSource,
+    build_version,
+    score_prior,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "ModelVersion",
+    "Serving",
+    "TransformSource",
+    "VersionTracker",
+    "build_version",
+    "score_prior",
+]
 # Versions whose metadata and transform stay loaded (the served ones and a few before them).
 KEEP_LOADED = 4
 # A canary or shadow version that could not be loaded is tried again after this long.
 RETRY_UNLOADABLE_S = 10.0
-
-TransformSource = Callable[[str], Transform]
-
-
-@dataclass(frozen=True, eq=False)
-class ModelVersion:
-    """One servable model version: its transform, class names and decision threshold.
-
-    ``threshold`` is None for multi-class models, whose label is the most probable class.
-    """
-
-    name: str
-    version: int
-    transform: Transform = field(repr=False)
-    classes: tuple[str, ...]
-    threshold: float | None
-    # Binary versions: the window of recent served scores the live positive rate comes from.
-    live: LiveScores | None = field(default=None, repr=False)
-    # The version's own tokenizer when it reads tokens (the encoder), else None: n-grams.
-    tokens: TokenEncoder | None = field(default=None, repr=False)
-
-    @property
-    def transform_version(self) -> str:
-        """The featurizer transform the model was trained on."""
-        return self.transform.version
-
-    def live_window(self) -> LiveScores:
-        """The window of recent served scores; InvalidInput for a multi-class version."""
-        if self.live is None:
-            raise InvalidInput(
-                f"model {self.name} version {self.version} has {len(self.classes)} classes: "
-                "a positive rate is defined for binary models only",
-                details={"classes": list(self.classes)},
-            )
-        return self.live
-
-    @property
-    def binary(self) -> bool:
-        """True for two-class models (score = probability of the second class)."""
-        return len(self.classes) == 2
-
-
-def build_version(
-    model: ServedModel,
-    version: int,
-    metadata: VersionMetadata,
-    transforms: TransformSource,
-    *,
-    threshold_override: float | None = None,
-) -> ModelVersion:
-    """A servable :class:`ModelVersion` from its metadata; Unavailable saying what is missing.
-
-    ``threshold_override`` (``MLCYCLE_PREDICT_THRESHOLD``) replaces the threshold the
-    trainer picked, for two-class models.
-    """
-    name = model.name
-    wanted = metadata.transform
-    if not wanted:
-        raise Unavailable(
-            f"model {name} version {version} does not name its transform in {METADATA}",
-            details={"model": name, "version": version},
-        )
-    try:
-        transform = transforms(wanted)
-    except NotFound as exc:
-        raise Unavailable(
-            f"model {name} version {version} needs transform {wanted}, which is not in the "
-            f"artifact store at {model.artifacts_dir}",
-            details={"model": name, "version": version, "transform": wanted, "cause": exc.details},
-        ) from None
-    what = f"model {name} version {version}"
-    tokens = version_tokens(model.version_dir(version), metadata.input, what)
-    if tokens is not None:
-        tokens.encode([""])  # load it now, not on the first request
-    else:
-        # Featurize once now: the first request then finds the compiled vectorizer loaded
-        # (or, on a machine that never ran it, compiled), not a quarter second to seconds away.
-        transform.apply([""])
-    classes = tuple(str(c) for c in metadata.classes or ("0", "1"))
-    threshold = None
-    if len(classes) == 2:
-        threshold = threshold_override
-        if threshold is None:
-            threshold = DEFAULT_THRESHOLD if metadata.threshold is None else metadata.threshold
-    live = None
-    if len(classes) == 2:
-        live = LiveScores(score_prior(metadata))
-        expose(live, version)
-    return ModelVersion(name, version, transform, classes, threshold, live, tokens)
-
-
-def score_prior(metadata: VersionMetadata) -> float | None:
-    """The positive rate a binary version's scores are probabilities under, if it says."""
-    policy = metadata.threshold_policy or {}
-    prior = policy.get("score_prior") if policy.get("applied") else None
-    if isinstance(prior, int | float) and not isinstance(prior, bool) and 0.0 < prior < 1.0:
-        return float(prior)
-    return None
+# A failing canary asks for a refresh at most this often.
+WAKE_MIN_S = 0.2
 
 
 class VersionTracker:
@@ -177,6 +84,7 @@ class VersionTracker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._refreshed_at = 0.0
         self._thread: threading.Thread | None = None
 
     def current(self) -> ModelVersion:
@@ -209,8 +117,10 @@ class VersionTracker:
         return None if serving is None else serving.stable
 
     def refresh_soon(self) -> None:
-        """Have the background thread refresh at once (a routed version failed a call)."""
-        self._wake.set()
+        """Have the background thread refresh soon (a routed version failed a call); at most
+        every WAKE_MIN_S, however many calls fail."""
+        if time.monotonic() - self._refreshed_at >= WAKE_MIN_S:
+            self._wake.set()
 
     def refresh_after_gone(self, gone: int) -> ModelVersion:
         """The stable version after version ``gone`` answered NOT_FOUND (refreshed once)."""
@@ -229,6 +139,7 @@ class VersionTracker:
         return serving.stable
 
     def _refresh_locked(self) -> Serving | None:
+        self._refreshed_at = time.monotonic()
         if self.routing is not None:
             self.routing.poll()
         try:
