@@ -48,6 +48,8 @@ from mlcycle.inference.predictor import (
     observe_request,
     version_churn,
 )
+from mlcycle.inference.routed import Group, RoutedRequest, answer_groups_async
+from mlcycle.inference.routing import Serving
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.tokens import tokenize
@@ -131,7 +133,10 @@ class RequestBatcher:
         if metadata is not None and len(metadata) != len(texts):
             raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
         tracker = self.predictor.tracker
-        model = tracker.current()
+        serving = tracker.serving()
+        if serving.routed:
+            return await self._predict_routed(serving, texts, metadata, ids, started)
+        model = serving.stable
         attempts = self.predictor.config.predict_retries + 1
         for _ in range(attempts):
             try:
@@ -174,10 +179,52 @@ class RequestBatcher:
 
     # -- one request ----------------------------------------------------------------------------
 
+    async def _predict_routed(
+        self,
+        serving: Serving,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        ids: Sequence[str] | None,
+        started: float,
+    ) -> Result:
+        """:meth:`predict` during a rollout: each version's group scored at once, then
+        the canary's failures by the stable version (see :mod:`mlcycle.inference.routed`)."""
+        predictor = self.predictor
+        attempts = predictor.config.predict_retries + 1
+        for _ in range(attempts):
+            if metadata is not None:
+                check_metadata_fields(serving.stable, metadata)  # the stable version's contract
+            request = RoutedRequest(serving, texts, metadata, ids)
+            try:
+                await answer_groups_async(
+                    request, self._score_group, predictor.evidence, predictor.tracker.refresh_soon
+                )
+            except VersionGone:
+                tracker = predictor.tracker
+                await asyncio.to_thread(tracker.refresh_after_gone, serving.stable.version)
+                serving = tracker.serving()
+                continue
+            predictions = request.finish(
+                source="api",
+                seconds=time.perf_counter() - started,
+                monitor=predictor.monitor,
+                offpath=predictor.offpath,
+            )
+            return serving.stable, predictions
+        raise version_churn(serving.stable, attempts)
+
+    async def _score_group(self, group: Group) -> np.ndarray:
+        # The metadata was checked against the stable version's transform, for all of them.
+        return await self._score(group.model, group.texts, group.metadata, check=False)
+
     async def _score(
-        self, model: ModelVersion, texts: Sequence[str], metadata: Metadata | None
+        self,
+        model: ModelVersion,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        check: bool = True,
     ) -> np.ndarray:
-        if metadata is not None:
+        if metadata is not None and check:
             check_metadata_fields(model, metadata)
         keys = instance_keys(model, texts, metadata)
         probabilities = np.empty((len(texts), len(model.classes)), np.float32)

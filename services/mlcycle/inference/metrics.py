@@ -83,6 +83,32 @@ LIVE_POSITIVE_RATE = Gauge(
     ["model_version"],
 )
 
+# Rollouts: which version answered each instance, and the scoring off the answer's path.
+ROUTED = Counter(
+    "mlcycle_inference_routed_instances_total",
+    "Instances answered while a rollout was routed, per answering version and its role",
+    ["model_version", "role"],
+)
+CANARY_FALLBACKS = Counter(
+    "mlcycle_inference_canary_fallbacks_total",
+    "Instances the canary failed to score, answered by the stable version instead",
+    ["model_version"],
+)
+OFFPATH = Counter(
+    "mlcycle_inference_offpath_instances_total",
+    "Instances scored off the answer's path (by the shadow, or by production beside a "
+    "canary), per role and outcome: scored, skipped (queue full) or failed",
+    ["role", "outcome"],
+)
+OFFPATH_QUEUED = Gauge(
+    "mlcycle_inference_offpath_queued_instances",
+    "Instances waiting to be scored off the answer's path",
+)
+EVIDENCE_FLUSH_ERRORS = Counter(
+    "mlcycle_inference_evidence_flush_errors_total",
+    "Rollout evidence adds to the shared store that failed (kept for the next flush)",
+)
+
 
 @dataclass(frozen=True)
 class VersionMetrics:

@@ -24,6 +24,7 @@ from mlcycle.common.errors import InvalidInput, Unavailable
 from mlcycle.common.settings import InferenceSettings
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.featurization.tokens import TokenEncoder
+from mlcycle.inference.answers import Source, format_predictions, observe_request
 from mlcycle.inference.cache import (
     NoCache,
     ScoreCache,
@@ -34,16 +35,19 @@ from mlcycle.inference.cache import (
 )
 from mlcycle.inference.client import ModelClient, VersionGone
 from mlcycle.inference.metrics import for_version
+from mlcycle.inference.routed import Group, RoutedRequest, answer_groups
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.tokens import tokenize
 from mlcycle.inference.versions import ModelVersion, VersionTracker
 
 if TYPE_CHECKING:
+    from mlcycle.inference.evidence import EvidenceBook
     from mlcycle.inference.monitor import LiveMonitor
+    from mlcycle.inference.offpath import OffPathScorer
 
 Metadata = Sequence[Mapping[str, Any] | None]
-Source = Literal["api", "stream"]
+__all__ = ["Predictor", "Scored", "Source", "format_predictions", "observe_request"]
 
 
 @dataclass(frozen=True)
@@ -72,41 +76,8 @@ def check_metadata_fields(model: ModelVersion, metadata: Metadata) -> None:
         )
 
 
-def format_predictions(model: ModelVersion, probabilities: np.ndarray) -> list[PredictionRow]:
-    """One prediction object per row: score, label, threshold, versions (+ per-class for K > 2)."""
-    version, transform = model.version, model.transform_version
-    classes = model.classes
-    if model.binary:
-        scores = probabilities[:, 1]
-        threshold = model.threshold
-        positive = (scores >= threshold).tolist()
-        return [
-            {
-                "score": score,
-                "label": classes[1] if is_positive else classes[0],
-                "threshold": threshold,
-                "model_version": version,
-                "transform_version": transform,
-            }
-            for score, is_positive in zip(scores.tolist(), positive, strict=True)
-        ]
-    top = probabilities.argmax(axis=1)
-    scores = probabilities[np.arange(len(top)), top]
-    return [
-        {
-            "score": score,
-            "label": classes[k],
-            "threshold": None,
-            "model_version": version,
-            "transform_version": transform,
-            "probabilities": dict(zip(classes, row, strict=True)),
-        }
-        for score, k, row in zip(scores.tolist(), top.tolist(), probabilities.tolist(), strict=True)
-    ]
-
-
 class Predictor:
-    """Scores texts with the serving model version; thread-safe."""
+    """Scores texts with the serving model version (routed, during a rollout); thread-safe."""
 
     def __init__(
         self,
@@ -116,6 +87,8 @@ class Predictor:
         tracker: VersionTracker,
         cache: ScoreCache | NoCache,
         monitor: LiveMonitor | None = None,
+        evidence: EvidenceBook | None = None,
+        offpath: OffPathScorer | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -123,6 +96,9 @@ class Predictor:
         self.cache = cache
         # Handed every answered request's records (off the answer's path); None: not watched.
         self.monitor = monitor
+        # A rollout's evidence (this process's tally) and its off-path scoring; None: neither.
+        self.evidence = evidence
+        self.offpath = offpath
 
     def predict(
         self,
@@ -133,11 +109,15 @@ class Predictor:
         source: Source = "api",
         ids: Sequence[str] | None = None,
     ) -> tuple[ModelVersion, list[PredictionRow]]:
-        """The serving version and one prediction per text (see :func:`format_predictions`).
+        """The stable version and one prediction per text (see :func:`format_predictions`).
 
-        ``ids`` name the records to the monitor (a comment's id), when they have one.
+        During a rollout each prediction names the version that gave it (stable or
+        canary). ``ids`` name the records to the monitor (a comment's id) and route
+        them (sticky per id), when they have one.
         """
         started = time.perf_counter()
+        if self.tracker.serving().routed:
+            return self._predict_routed(texts, metadata, unknown_fields, source, ids, started)
         scored = self.score(texts, metadata, unknown_fields=unknown_fields)
         predictions = format_predictions(scored.model, scored.probabilities)
         observe_request(scored.model, predictions, source, time.perf_counter() - started)
@@ -152,25 +132,27 @@ class Predictor:
         *,
         unknown_fields: Literal["error", "ignore"] = "error",
     ) -> Scored:
-        """Class probabilities of ``texts`` (with their aligned ``metadata``), cache first."""
+        """Class probabilities of ``texts`` (with their aligned ``metadata``) by the stable
+        version, cache first."""
         if metadata is not None and len(metadata) != len(texts):
             raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
         model = self.tracker.current()
         attempts = self.config.predict_retries + 1
         for _ in range(attempts):
             try:
-                return self._score_with(model, texts, metadata, unknown_fields)
+                return self.score_with(model, texts, metadata, unknown_fields)
             except VersionGone:
                 model = self.tracker.refresh_after_gone(model.version)
         raise version_churn(model, attempts)
 
-    def _score_with(
+    def score_with(
         self,
         model: ModelVersion,
         texts: Sequence[str],
         metadata: Metadata | None,
-        unknown_fields: str,
+        unknown_fields: str = "ignore",
     ) -> Scored:
+        """``texts`` scored by ``model`` itself, cache first (VersionGone when it is gone)."""
         if metadata is not None and unknown_fields == "error":
             check_metadata_fields(model, metadata)
         keys = instance_keys(model, texts, metadata)
@@ -187,6 +169,50 @@ class Predictor:
                 probabilities[positions] = row
             self.cache.set_many(cache_items(misses, fresh))
         return Scored(model, probabilities, count_cache_hits(model, len(texts), misses))
+
+    def offpath_scores(
+        self, model: ModelVersion, texts: Sequence[str], metadata: Metadata | None
+    ) -> np.ndarray:
+        """Class probabilities of ``texts`` by ``model``: the off-path scorer's calls."""
+        return self.score_with(model, texts, metadata).probabilities
+
+    # -- during a rollout -----------------------------------------------------------------------
+
+    def _predict_routed(
+        self,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        unknown_fields: str,
+        source: Source,
+        ids: Sequence[str] | None,
+        started: float,
+    ) -> tuple[ModelVersion, list[PredictionRow]]:
+        if metadata is not None and len(metadata) != len(texts):
+            raise InvalidInput(f"{len(texts)} texts but {len(metadata)} metadata objects")
+        serving = self.tracker.serving()
+        attempts = self.config.predict_retries + 1
+        for _ in range(attempts):
+            if metadata is not None and unknown_fields == "error":
+                check_metadata_fields(serving.stable, metadata)  # the stable version's contract
+            request = RoutedRequest(serving, texts, metadata, ids)
+            try:
+                answer_groups(request, self._score_group, self.evidence, self.tracker.refresh_soon)
+            except VersionGone:
+                self.tracker.refresh_after_gone(serving.stable.version)
+                serving = self.tracker.serving()
+                continue
+            predictions = request.finish(
+                source=source,
+                seconds=time.perf_counter() - started,
+                monitor=self.monitor,
+                offpath=self.offpath,
+            )
+            return serving.stable, predictions
+        raise version_churn(serving.stable, attempts)
+
+    def _score_group(self, group: Group) -> np.ndarray:
+        # The metadata was checked against the stable version's transform, for all of them.
+        return self.score_with(group.model, group.texts, group.metadata).probabilities
 
     def _model_scores(
         self, model: ModelVersion, texts: list[str], metadata: Metadata | None
@@ -297,24 +323,3 @@ def check_classes(model: ModelVersion, answer: np.ndarray) -> np.ndarray:
             details={"classes": list(model.classes)},
         )
     return answer
-
-
-def observe_request(
-    model: ModelVersion, predictions: list[PredictionRow], source: Source, seconds: float
-) -> None:
-    """Count one answered request of ``source`` and its predictions under the model version."""
-    metrics = for_version(model.version)
-    if source == "api":
-        metrics.requests_api.inc()
-        metrics.request_api_seconds.observe(seconds)
-    else:
-        metrics.requests_stream.inc()
-        metrics.request_stream_seconds.observe(seconds)
-    labels: dict[str, int] = {}
-    if model.live is not None:  # binary: the score is the positive class's probability
-        model.live.scores.extend([prediction["score"] for prediction in predictions])
-    for prediction in predictions:
-        metrics.scores.observe(prediction["score"])
-        labels[prediction["label"]] = labels.get(prediction["label"], 0) + 1
-    for label, count in labels.items():
-        metrics.predicted(label).inc(count)

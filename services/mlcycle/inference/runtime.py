@@ -18,10 +18,13 @@ from mlcycle.common.settings import CacheSettings, Settings
 from mlcycle.featurization.store import TransformStore
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.client import GrpcModelClient, ModelClient
+from mlcycle.inference.evidence import EvidenceBook, open_evidence_store
 from mlcycle.inference.metadata import ServedModel
 from mlcycle.inference.monitor import LiveMonitor
 from mlcycle.inference.monitor_events import KafkaEvents
+from mlcycle.inference.offpath import OffPathScorer
 from mlcycle.inference.predictor import Predictor
+from mlcycle.inference.routing import RoutingWatcher
 from mlcycle.inference.versions import VersionTracker
 from mlcycle.monitoring.aggregate import Aggregate, LocalAggregate
 from mlcycle.monitoring.redis_aggregate import RedisAggregate
@@ -39,6 +42,8 @@ class InferenceRuntime:
     predictor: Predictor
     embedded_redis: EmbeddedRedis | None = None
     monitor: LiveMonitor | None = None
+    evidence: EvidenceBook | None = None
+    offpath: OffPathScorer | None = None
 
     @classmethod
     def open(
@@ -60,7 +65,8 @@ class InferenceRuntime:
         )
         model = served_model(settings)
         transforms = TransformStore(model.artifacts_dir).transform
-        tracker = VersionTracker(model, config, client, transforms).start()
+        routing = RoutingWatcher(model.models_dir, model.name, settings.rollouts.routing_refresh_s)
+        tracker = VersionTracker(model, config, client, transforms, routing=routing).start()
         cache, embedded = open_cache(
             settings.cache,
             ttl_s=config.cache_ttl_s,
@@ -69,7 +75,8 @@ class InferenceRuntime:
         )
         monitor = open_monitor(settings, model, tracker, embedded)
         predictor = Predictor(config, client=client, tracker=tracker, cache=cache, monitor=monitor)
-        return cls(client, tracker, cache, predictor, embedded, monitor)
+        evidence, offpath = open_rollouts(settings, predictor, embedded)
+        return cls(client, tracker, cache, predictor, embedded, monitor, evidence, offpath)
 
     def run_blocking_predictions_on(self, loop: asyncio.AbstractEventLoop) -> None:
         """Blocking Predict calls (lineage's) run on ``loop``, the API's event loop.
@@ -95,8 +102,13 @@ class InferenceRuntime:
         return {"redis": self.cache.ping()}
 
     def close(self) -> None:
-        """Stop the monitor (its last records shared), stop following versions, close the
-        connections, stop an embedded Redis."""
+        """Score the off-path work queued and share the rollout evidence, stop the monitor
+        (its last records shared), stop following versions, close the connections, stop an
+        embedded Redis."""
+        if self.offpath is not None:
+            self.offpath.stop()
+        if self.evidence is not None:
+            self.evidence.stop()
         if self.monitor is not None:
             self.monitor.stop()
         self.tracker.stop()
@@ -111,6 +123,27 @@ def served_model(settings: Settings) -> ServedModel:
     return ServedModel(
         settings.trainer.model_name, settings.trainer.models_dir, settings.featurizer.artifacts_dir
     )
+
+
+def open_rollouts(
+    settings: Settings, predictor: Predictor, embedded: EmbeddedRedis | None
+) -> tuple[EvidenceBook, OffPathScorer]:
+    """The process's rollout evidence (flushed to the cache's Redis when there is one) and
+    off-path scorer, both started and handed to ``predictor``."""
+    url = settings.cache.redis_url or (embedded.url if embedded is not None else "")
+    config = settings.rollouts
+    evidence = EvidenceBook(open_evidence_store(settings, url), config.evidence_flush_s).start()
+    offpath = OffPathScorer(
+        predictor.offpath_scores,
+        evidence,
+        capacity=config.offpath_queue_records,
+        batch_rows=settings.inference.predict_batch_size,
+        monitor=predictor.monitor,
+        on_failure=predictor.tracker.refresh_soon,
+    ).start()
+    predictor.evidence = evidence
+    predictor.offpath = offpath
+    return evidence, offpath
 
 
 def open_monitor(
