@@ -172,7 +172,11 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "MLCYCLE_CACHE_TTL_S": ("60", {"inference.cache_ttl_s": 60}),
     "MLCYCLE_RATE_LIMIT_RPS": ("2.5", {"inference.rate_limit_rps": 2.5}),
     "MLCYCLE_RATE_LIMIT_BURST": ("10", {"inference.rate_limit_burst": 10}),
-    # continuous training
+    # rollouts and continuous training
+    "MLCYCLE_ROLLOUT_POLICY_FILE": (
+        "/etc/mlcycle/rollout.json",
+        {"rollouts.policy_file": Path("/etc/mlcycle/rollout.json")},
+    ),
     "MLCYCLE_RETRAINING_POLICY_FILE": (
         "/etc/mlcycle/retraining.json",
         {"rollouts.retraining_policy_file": Path("/etc/mlcycle/retraining.json")},
@@ -366,6 +370,7 @@ def everything_changed(tmp_path: Path) -> Settings:
         model_server_target="serving:8500",
         predict_threshold=0.7,
         rate_limit_rps=2.5,
+        rollout_policy_file=tmp_path / "rollout.json",
         retraining_policy_file=tmp_path / "retraining.json",
         retraining_check_s=30.0,
         retraining_metrics_port=19407,
