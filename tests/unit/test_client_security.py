@@ -199,6 +199,9 @@ def test_redis_clients_are_the_cache_and_the_embedded_servers_probe_only() -> No
         "monitoring/redis_aggregate.py",
         "monitoring/feedback_redis.py",
         "inference/feedback.py",
+        # A rollout's pooled evidence: written by inference, read by the trainer's controller.
+        "inference/evidence.py",
+        "trainer/rollout_signals.py",
     }, found
     # The cache's one client takes the options connection_options made.
     cache = (SERVICES / "inference" / "cache.py").read_text("utf-8")
@@ -208,6 +211,10 @@ def test_redis_clients_are_the_cache_and_the_embedded_servers_probe_only() -> No
     assert "RedisAggregate(url, **connection_options(settings.cache))" in runtime
     feedback = (SERVICES / "inference" / "feedback.py").read_text("utf-8")
     assert "connection=connection_options(settings.cache)," in feedback
+    evidence = (SERVICES / "inference" / "evidence.py").read_text("utf-8")
+    assert "**connection_options(settings.cache),\n    )" in evidence
+    signals = (SERVICES / "trainer" / "rollout_signals.py").read_text("utf-8")
+    assert "options = connection_options(settings.cache)" in signals
     for library in ("redis_aggregate.py", "feedback_redis.py"):
         code = (SERVICES / "monitoring" / library).read_text("utf-8")
         assert code.count("redis.Redis.from_url(") == 1, library
