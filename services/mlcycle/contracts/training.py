@@ -198,6 +198,12 @@ class JobConfig(BaseModel):
         "times the class weight; a source not named weighs 1, and 0 leaves it out of training "
         "(dev and test still score it, per source)",
     )
+    shuffle_train_labels: bool = Field(
+        False,
+        description="a drill for the rollout guard: train on the train split's labels "
+        "shuffled (dev and test keep theirs, so the figures stay honest); the winner is "
+        "worthless, is not blessed, and a rollout forced with it must be rolled back",
+    )
     bless: bool = Field(True, description="judge the winner and export it for serving")
     auto_promote: bool = Field(
         True,

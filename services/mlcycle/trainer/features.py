@@ -10,8 +10,11 @@ shards once, the same way the featurizer builds them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
+
+import numpy as np
 
 from mlcycle.common.store import Store
 from mlcycle.featurization.config import FeatureConfig
@@ -20,7 +23,7 @@ from mlcycle.featurization.held_out import NOTHING_HELD_OUT, HeldOutTexts
 from mlcycle.featurization.store import TransformStore
 from mlcycle.featurization.transform import Transform
 from mlcycle.trainer.config import variant_config
-from mlcycle.trainer.data import TrainingData, read_training_data
+from mlcycle.trainer.data import SplitData, TrainingData, read_training_data
 from mlcycle.trainer.distill import ensure as ensure_embeddings
 
 Announce = Callable[[str], None]
@@ -41,6 +44,7 @@ class VariantFeatures:
         announce: Announce | None = None,
         held_out: HeldOutTexts = NOTHING_HELD_OUT,
         source_weights: Mapping[str, float] | None = None,
+        shuffle_train_labels: bool = False,
     ) -> None:
         self.transform_store = transforms
         self.store = store
@@ -55,6 +59,9 @@ class VariantFeatures:
         self.held_out = held_out
         # Checked against each variant's data: they must leave two classes to train on.
         self.source_weights = dict(source_weights or {})
+        # The rollout drill (JobConfig.shuffle_train_labels): train rows keep their features
+        # and get another row's label; dev and test are left alone.
+        self.shuffle_train_labels = shuffle_train_labels
 
     def transform_for(self, variant: str) -> str:
         """The transform version of ``variant``, fitting it when the store lacks it."""
@@ -102,6 +109,8 @@ class VariantFeatures:
                 held_out=self.held_out,
             )
             data = read_training_data(self.transform_store.root, manifest)
+            if self.shuffle_train_labels:
+                data.train = shuffled_labels(data.train, seed=DRILL_SEED)
             data.variant = variant
             data.check(self.source_weights)
             self._data[variant] = data
@@ -111,3 +120,15 @@ class VariantFeatures:
         return fit_on_label_run(
             self.store, self.transform_store, self.label_run, config, held_out=self.held_out
         )
+
+
+# The drill's permutation is fixed, so a resumed drill trains on the same labels.
+DRILL_SEED = 20171
+
+
+def shuffled_labels(split: SplitData, *, seed: int) -> SplitData:
+    """``split`` with its labels (hard and soft) permuted across rows: features kept."""
+    order = np.random.default_rng(seed).permutation(len(split))
+    return dataclasses.replace(
+        split, labels=split.labels[order], probabilities=split.probabilities[order]
+    )

@@ -32,6 +32,7 @@ def prepare_features(ctx: JobContext) -> VariantFeatures:
         held_out=held_out(ctx),
         announce=lambda what: ctx.recorder.stage("features", detail=what),
         source_weights=ctx.config.source_weights,
+        shuffle_train_labels=ctx.config.shuffle_train_labels,
     )
 
 
