@@ -12,8 +12,10 @@ send a batch of new comments to ``comments.raw`` through the collector and
 read their scores back from ``scored.comments``, load-test ``POST /v1/predict``,
 and watch the live model: clean, drifted and clean traffic through the monitor
 (its alarms raised and cleared), then moderators' decisions on a sample, for
-realized quality beside the estimate. Every stage shows a progress bar and its time; the end is
-a summary table and one HTML report.
+realized quality beside the estimate; then retrain on the alarm and let the registry
+roll the candidate out (shadow, canary steps, production) by itself, and force a
+model trained on shuffled labels into a rollout that the registry rolls back. Every
+stage shows a progress bar and its time; the end is a summary table and one HTML report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mlcycle.local import demo_stages
 from mlcycle.local.demo_monitoring import watch_live_model
 from mlcycle.local.demo_records import DemoRun, SearchLimits
 from mlcycle.local.demo_report import print_summary, write_report
+from mlcycle.local.demo_rollouts import roll_out_candidates, write_retraining_policy
 from mlcycle.local.demo_stages import StageBar, Stages, step
 from mlcycle.local.pipeline import featurize_via_api, import_dataset
 from mlcycle.local.stack import LocalStack
@@ -49,6 +52,8 @@ def run_demo(
     started = time.perf_counter()
     stages = Stages(console)
     paths, fmt = stages.run("dataset", lambda bar: _dataset(settings, data, fmt, bar))
+    policy = write_retraining_policy(settings.data_dir)
+    settings = settings.replace(retraining_policy_file=str(policy))
     stack = LocalStack(settings, log_dir=settings.data_dir / "logs")
     try:
         resolved = stages.run("start stack", lambda bar: _start(stack, bar))
@@ -102,6 +107,10 @@ def _stages(
         "watch the live model",
         lambda bar: watch_live_model(settings, clients, label_run, served.version, bar.update),
     )
+    rollouts = stages.run(
+        "retrain and roll out",
+        lambda bar: roll_out_candidates(settings, clients, label_run, monitoring, bar.update),
+    )
     return DemoRun(
         imported=imported,
         counts=counts,
@@ -116,6 +125,7 @@ def _stages(
         load=load,
         load_seconds=load_seconds,
         monitoring=monitoring,
+        rollouts=rollouts,
     )
 
 

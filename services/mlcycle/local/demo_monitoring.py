@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mlcycle.clients import ServiceClients
@@ -68,6 +68,7 @@ class Phase:
     windows: int
     records: int
     in_alarm: list[str]
+    alarm_since: dict[str, str] = field(default_factory=dict)  # signal -> when it was raised
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class MonitoringRun:
     window_records: int
     phases: list[Phase]
     raised: list[str]  # signals in alarm after the drifted batch
+    alarm_since: dict[str, str]  # when each of them was raised (ISO 8601)
     cleared: bool  # every alarm cleared by the clean traffic after it
     toxic_share: tuple[float, float]  # of the clean and of the drifted traffic
     receipt: FeedbackReceipt
@@ -117,6 +119,7 @@ def watch_live_model(
         window_records=window,
         phases=phases,
         raised=raised,
+        alarm_since=phases[1].alarm_since,
         cleared=not recovered.in_alarm,
         toxic_share=(_toxic_share(clean.pool), _toxic_share(drifted)),
         receipt=receipt,
@@ -219,7 +222,8 @@ class _Sender:
         for n, comments in enumerate(windows, 1):
             self.on_progress(f"{name} traffic: window {n} of {len(windows)}")
             signals = self._window(comments)
-        return Phase(name, len(windows), len(windows) * self.window, _in_alarm(signals))
+        since = {s.signal: s.since.isoformat() for s in signals if s.alarm and s.since}
+        return Phase(name, len(windows), len(windows) * self.window, _in_alarm(signals), since)
 
     def send_until_clear(self, name: str, windows: _Windows, size: int, most: int) -> Phase:
         signals: list[SignalState] = []

@@ -14,6 +14,7 @@ from mlcycle.clients.inference import Prediction
 from mlcycle.clients.trainer import JobResult
 from mlcycle.contracts.label_runs import RunStats
 from mlcycle.local.demo_monitoring import MonitoringRun
+from mlcycle.local.demo_rollouts import RolloutsRun
 from mlcycle.local.loadtest import Run
 from mlcycle.local.pipeline import Featurized, ImportResult
 
@@ -128,6 +129,7 @@ class DemoRun:
     load: Run
     load_seconds: float
     monitoring: MonitoringRun
+    rollouts: RolloutsRun | None = None  # None: the stage did not run
 
 
 @dataclass(frozen=True)

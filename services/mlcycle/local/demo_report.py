@@ -26,6 +26,7 @@ from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
 from mlcycle.local.demo_monitoring import MonitoringRun
 from mlcycle.local.demo_records import DemoRun
+from mlcycle.local.demo_rollouts_report import rollout_rows, rollout_section
 from mlcycle.local.loadtest import HIT, MISS, Run
 from mlcycle.local.monitor_report import monitoring_section
 
@@ -166,6 +167,8 @@ def summary_rows(
         ),
     ]
     rows += monitoring_rows(run.monitoring)
+    if run.rollouts is not None:
+        rows += rollout_rows(run.rollouts)
     rows += [(f"time: {name}", f"{seconds:.1f} s") for name, seconds in timings.items()]
     rows.append(("time: total", f"{total_s:.1f} s ({total_s / 60:.1f} min)"))
     return rows
@@ -271,6 +274,11 @@ def write_report(
         "<h2>Watching the live model</h2>",
         f"<p>{MONITOR_NOTE}</p>",
         *monitoring_section(run.monitoring.view, heading="h3"),
+        *(
+            ["<h2>Rolling out a retrained model</h2>", *rollout_section(run.rollouts)]
+            if run.rollouts is not None
+            else []
+        ),
         "<h2>Label strategies</h2>",
         "<p class='note'>Items labeled by both runs, by class: mean_threshold / dawid_skene.</p>",
         _table(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,14 +189,15 @@ def train_via_api(
     timeout_s: float = math.inf,
     time_budget_s: float | None = None,
     auto_promote: bool | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> TrainingJob:
     """A training job on the trainer service: search, evaluate, bless, export; its final record.
 
     ``time_budget_s`` caps the search (no trial starts after it); None: the job's default.
     ``auto_promote=False`` keeps a blessed winner out of production (a rollout takes it
-    there); None: the job's default.
+    there); None: the job's default. ``extra`` adds any other job setting (a preset, a drill).
     """
-    config: dict[str, object] = {"label_run": label_run, "trials": trials}
+    config: dict[str, object] = {"label_run": label_run, "trials": trials, **(extra or {})}
     if time_budget_s is not None:
         config["time_budget_s"] = time_budget_s
     if auto_promote is not None:
