@@ -74,6 +74,14 @@ def test_a_zero_margin_still_needs_a_strictly_better_candidate() -> None:
     assert decide("accuracy", 0.9001, 0.0, SERVED, production).blessed
 
 
+def test_a_negative_margin_is_a_tolerance_and_says_so() -> None:
+    production = ProductionScore(version=2, value=0.9, measured=RESCORED)
+    within = decide("roc_auc", 0.89, -0.02, SERVED, production)
+    assert within.blessed and "is within 0.02 of production v2's 0.9000" in within.reason
+    below = decide("roc_auc", 0.87, -0.02, SERVED, production)
+    assert not below.blessed and "is more than 0.02 below production v2's" in below.reason
+
+
 def test_failed_infra_validation_is_never_blessed_whatever_the_figures() -> None:
     failed = InfraCheck(False, "the model server failed to load it: bad graph")
     for production in (None, ProductionScore(version=1, value=0.1, measured=RESCORED)):

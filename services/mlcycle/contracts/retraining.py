@@ -66,6 +66,13 @@ class RetrainingPolicy(BaseModel):
         description="a running run not heard of for this long is failed as abandoned "
         "(its runner died), so it blocks no other",
     )
+    bless_margin: float | None = Field(
+        None,
+        ge=-0.1,
+        le=1.0,
+        description="the training job's blessing margin (null: the trainer's); negative lets "
+        "a candidate within that much of production go on to its rollout, the live judge",
+    )
     rollout: RolloutPolicy | None = Field(
         None, description="the candidate's rollout policy; null: the trainer's default"
     )

@@ -205,6 +205,14 @@ class JobConfig(BaseModel):
         "worthless, is not blessed, and a rollout forced with it must be rolled back",
     )
     bless: bool = Field(True, description="judge the winner and export it for serving")
+    bless_margin: float | None = Field(
+        None,
+        ge=-0.1,
+        le=1.0,
+        description="by how much the winner's dev metric must beat production's (default: "
+        "the trainer's MLCYCLE_BLESS_MARGIN); negative, how far below it may be: a tolerance "
+        "for a retrained candidate whose rollout will judge it on live traffic",
+    )
     auto_promote: bool = Field(
         True,
         description="false keeps a blessed winner for a person to promote, whatever the "

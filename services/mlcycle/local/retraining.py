@@ -269,6 +269,7 @@ class RetrainingRunner:
             console=self.console,
             time_budget_s=run.policy.train_time_budget_s,
             auto_promote=False,
+            extra=_margin(run.policy),
         )
         context.job = job
         return {"job": job.id, **_model_of(job)}
@@ -371,6 +372,11 @@ def cycle_figures(run: RetrainingRun) -> dict[str, float | None]:
         "alarm_to_canary_s": seconds(min(alarms) if alarms else None, canary_at),
         "canary_to_production_s": seconds(canary_at, done),
     }
+
+
+def _margin(policy: RetrainingPolicy) -> dict[str, object]:
+    """The job's blessing margin when the policy sets one (else the trainer's)."""
+    return {} if policy.bless_margin is None else {"bless_margin": policy.bless_margin}
 
 
 def _model_of(job: TrainingJob) -> Detail:

@@ -3,7 +3,9 @@
 A candidate is blessed when the model server served it and answered like
 training did (infra-validation), and when its dev metric beats production's
 on the same dev items by more than the margin — strictly, so a tie at the
-margin is not enough. With no production model there is nothing to beat.
+margin is not enough. A job may give a negative margin, a tolerance: a retrained
+candidate within it of production goes on to a rollout, which judges it live. With
+no production model there is nothing to beat.
 A candidate that passes the behavioural suite less often than production on
 any capability, by more than the job's behaviour margin, is refused whatever
 its dev metric: held-out figures on one corpus do not show that loss.
@@ -164,11 +166,15 @@ def decide(
     if behaviour is not None and behaviour.regressions:
         return BlessingDecision(False, behaviour.describe(), facts)
     blessed = candidate > production.value + margin
-    verdict = "beats" if blessed else "does not beat"
-    reason = (
-        f"dev {metric} {candidate:.4f} {verdict} production v{production.version}'s "
-        f"{production.value:.4f} by more than {margin:g} ({production.measured}){suffix}"
-    )
+    theirs = f"production v{production.version}'s {production.value:.4f}"
+    if margin >= 0:
+        verdict = "beats" if blessed else "does not beat"
+        comparison = f"{verdict} {theirs} by more than {margin:g}"
+    elif blessed:  # a tolerance: the candidate's rollout judges it on live traffic
+        comparison = f"is within {-margin:g} of {theirs}"
+    else:
+        comparison = f"is more than {-margin:g} below {theirs}"
+    reason = f"dev {metric} {candidate:.4f} {comparison} ({production.measured}){suffix}"
     return BlessingDecision(blessed, reason, facts)
 
 

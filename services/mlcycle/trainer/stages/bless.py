@@ -86,7 +86,9 @@ def verdict(
         if serving is not None:
             production = production_score(ctx, serving, data, evaluated.dev_comments)
         behaviour_check = behaviour_stage.check(ctx, behaviour, serving)
-    margin = ctx.settings.bless_margin
+    margin = ctx.config.bless_margin
+    if margin is None:
+        margin = ctx.settings.bless_margin
     return decide(ctx.metric, value, margin, infra, production, behaviour_check)
 
 
