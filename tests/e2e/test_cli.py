@@ -116,7 +116,7 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
         env=env,
         capture_output=True,
         text=True,
-        timeout=420,
+        timeout=600,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -148,8 +148,10 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     manifests = list((data_dir / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"))
     assert manifests and all(orjson.loads(m.read_bytes())["rows"] == N_COMMENTS for m in manifests)
     label_run = orjson.loads(manifests[0].read_bytes())["label_run"]
-    reports = sorted((data_dir / "reports").glob("lr-*.html"))
-    assert len(reports) == 2 and all("conflict" in r.read_text(encoding="utf-8") for r in reports)
+    # The two label runs of the labeling stage, then the retraining run's.
+    reports = sorted((data_dir / "reports").glob("lr-*.html"), key=lambda r: r.stat().st_mtime)
+    assert len(reports) == 3 and all("conflict" in r.read_text(encoding="utf-8") for r in reports)
+    reports = reports[:2]
     # The search ran its trials and its winner is served: it is the first production model.
     assert re.search(r"trials searched.*│\s*2, best trial \d", output), output
     accuracy = re.search(r"test accuracy \(the talk: 0\.708\)\s*│\s*([\d.]+)", output)
@@ -159,7 +161,10 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     assert lineage["label_run"] == label_run and lineage["blessing"]["blessed"]
     versions = {m.parent.parent.name for m in manifests}
     assert lineage["transform"] in versions
-    (training_report,) = (data_dir / "reports").glob("tj-*.html")
+    # The demo's job, the retraining run's and the drill's, in that order.
+    jobs = sorted((data_dir / "reports").glob("tj-*.html"), key=lambda r: r.stat().st_mtime)
+    assert len(jobs) == 3
+    training_report = jobs[0]
     # Deployed and predicting: the model server serves v1, both samples get a score and a
     # label (300 generated comments teach too little to rank them), and the streaming
     # scorer scored every imported comment.
@@ -211,6 +216,16 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
         (data_dir / "reports" / href).resolve() for href in re.findall(r"href='([^']+)'", page)
     }
     assert linked == {r.resolve() for r in (*reports, training_report)}
+    # Retrained on the drift alarm, the candidate was rolled out by the registry alone (to
+    # production, or back if live traffic showed it worse); the shuffled-label drill was
+    # rolled back by itself; no prediction failed meanwhile.
+    assert "Rolling out a retrained model" in page
+    outcome = r"version, outcome</td><td>v(\d+): (\w+)<"
+    retrained = re.search(r"<td>retrained candidate: " + outcome, page)
+    assert retrained and retrained.group(2) in ("production", "rolled_back"), page
+    drill = re.search(r"<td>drill \(shuffled labels\): " + outcome, page)
+    assert drill and drill.group(2) == "rolled_back", page
+    assert re.search(r"<td>rollouts: failed prediction requests</td><td>0<", page), page
 
     _restart_serves_the_trained_model(env, data_dir)
 
