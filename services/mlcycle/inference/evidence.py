@@ -38,6 +38,9 @@ class EvidenceBook:
         self.store = store
         self.flush_s = flush_s
         self._tallies: dict[str, EvidenceTally] = {}
+        # Calls as they were made (rollout, role, instances, latency, ok): tallied at the next
+        # flush, on the flusher's thread, so an answer only pays for an append.
+        self._calls: list[tuple[str, Role, int, float, bool]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,10 +49,7 @@ class EvidenceBook:
     def call(self, rollout: str, role: Role, instances: int, latency_s: float, ok: bool) -> None:
         """One scoring call of ``instances`` rows by the version in ``role``."""
         with self._lock:
-            tally = self._tallies.get(rollout)
-            if tally is None:
-                tally = self._tallies[rollout] = EvidenceTally()
-            tally.call(role, instances, latency_s, ok)
+            self._calls.append((rollout, role, instances, latency_s, ok))
 
     def pairs(
         self,
@@ -61,20 +61,33 @@ class EvidenceBook:
     ) -> None:
         """Scores of the same comments by both versions (binary models), in the same order."""
         with self._lock:
-            tally = self._tallies.get(rollout)
-            if tally is None:
-                tally = self._tallies[rollout] = EvidenceTally()
-            tally.pairs(production, candidate, production_threshold, candidate_threshold)
+            self._tally(rollout).pairs(
+                production, candidate, production_threshold, candidate_threshold
+            )
+
+    def _tally(self, rollout: str) -> EvidenceTally:
+        tally = self._tallies.get(rollout)
+        if tally is None:
+            tally = self._tallies[rollout] = EvidenceTally()
+        return tally
+
+    def _tally_calls(self) -> None:
+        """Tally the calls recorded since the last time (the lock held)."""
+        calls, self._calls = self._calls, []
+        for rollout, role, instances, latency_s, ok in calls:
+            self._tally(rollout).call(role, instances, latency_s, ok)
 
     def pending(self, rollout: str) -> EvidenceTally:
         """A copy of what is tallied for ``rollout`` and not yet added to the store."""
         with self._lock:
+            self._tally_calls()
             tally = self._tallies.get(rollout)
             return EvidenceTally() if tally is None else tally.copy()
 
     def flush(self) -> bool:
         """Add every tally to the store now; False (tallies kept) when the store failed."""
         with self._lock:
+            self._tally_calls()
             tallies, self._tallies = self._tallies, {}
         now = time.time()
         failed: dict[str, EvidenceTally] = {}
