@@ -115,7 +115,11 @@ class EvidenceStore(Protocol):
     """Where the replicas pool a rollout's evidence."""
 
     def add(self, rollout: str, tally: EvidenceTally, now: float) -> None:
-        """Add ``tally`` to the rollout's evidence, seen at ``now`` (epoch seconds)."""
+        """Add ``tally`` to the rollout's evidence, seen at ``now`` (epoch seconds).
+
+        An empty tally changes nothing, not even ``updated_at``: a replica that saw
+        no traffic has no evidence to vouch for.
+        """
 
     def read(self, rollout: str) -> RolloutEvidence:
         """The rollout's evidence so far (empty, ``updated_at`` None, when nothing was added)."""

@@ -1,0 +1,188 @@
+"""The comparison and the policy's decisions on synthetic evidence, branch by branch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlcycle.contracts.rollouts import (
+    Comparison,
+    Latency,
+    QualityTest,
+    Rollout,
+    RolloutDecision,
+    RolloutPolicy,
+    VersionFigures,
+)
+from mlcycle.rollouts.compare import compare
+from mlcycle.rollouts.evidence import RolloutEvidence
+from mlcycle.rollouts.policy import decide, pairs_at_step_start
+from mlcycle.rollouts.tally import EvidenceTally
+
+NOW = 1_800_000_000.0
+POLICY = RolloutPolicy(min_samples=100)
+
+
+def rollout(
+    phase: str = "canary",
+    step: int = 0,
+    *,
+    status: str = "running",
+    policy: RolloutPolicy = POLICY,
+    started_pairs: int | None = None,
+) -> Rollout:
+    decisions = []
+    if started_pairs is not None:
+        decisions.append(decision("advance", started_pairs))
+    return Rollout(
+        id="r1", name="toxicity", candidate=2, baseline=1, policy=policy, phase=phase,
+        step=step, status=status, started_at="t0", updated_at="t0", decisions=decisions,
+    )  # fmt: skip
+
+
+def decision(action: str, pairs: int | None) -> RolloutDecision:
+    evidence = None if pairs is None else comparison(pairs=pairs)
+    return RolloutDecision(
+        time="t", action=action, phase="canary", reason="r", actor="rollout:r1", evidence=evidence
+    )
+
+
+def comparison(
+    *,
+    pairs: int = 1000,
+    agreement: float | None = 0.97,
+    requests: int = 1000,
+    errors: int = 0,
+    production_errors: int = 0,
+    p99_ms: float | None = 20.0,
+    verdict: str = "undecided",
+    age: float | None = 1.0,
+    server_up: bool = True,
+) -> Comparison:
+    quality = QualityTest(difference=-0.01, lower=-0.05, upper=0.03, margin=0.02, alpha=0.05,
+                          verdict=verdict)  # fmt: skip
+    return Comparison(
+        pair="production-canary",
+        production=VersionFigures(version=1, requests=requests, errors=production_errors,
+                                  error_rate=production_errors / requests if requests else None),
+        candidate=VersionFigures(
+            version=2, requests=requests, errors=errors,
+            error_rate=errors / requests if requests else None,
+            latency=Latency(p50_ms=5.0, p99_ms=p99_ms),
+        ),
+        pairs=pairs, agreement=agreement, quality=quality, evidence_age_s=age,
+        model_server_up=server_up,
+    )  # fmt: skip
+
+
+def test_compare_reads_the_evidence_drift_and_quality() -> None:
+    tally = EvidenceTally()
+    tally.call("candidate", 10, 0.01, ok=True)
+    tally.call("production", 10, 0.005, ok=False)
+    tally.pairs(np.array([0.1, 0.9]), np.array([0.2, 0.3]), 0.5, 0.5)
+    evidence = RolloutEvidence(tally, NOW - 5)
+    got = compare(
+        rollout("canary"), evidence, production_version=1,
+        drift={1: ["score", "length"], 3: ["oov"]}, quality={1: (100, 85), 2: (50, 30)},
+        model_server_up=True, now=NOW,
+    )  # fmt: skip
+    assert got.pair == "production-canary" and got.evidence_age_s == 5.0
+    assert (got.production.version, got.candidate.version) == (1, 2)
+    assert got.production.drift_alarms == ["length", "score"] and got.candidate.drift_alarms == []
+    assert (got.production.errors, got.production.error_rate) == (10, 1.0)
+    assert got.candidate.requests == 10 and got.candidate.latency.p50_ms is not None
+    assert (got.production.accuracy, got.candidate.accuracy) == (0.85, 0.6)
+    assert got.candidate.decisions == 50
+    assert got.pairs == 2 and got.agreement == 0.5
+    assert got.score_delta.mean == pytest.approx(-0.25)
+    assert got.quality.difference == pytest.approx(-0.25) and got.quality.margin == 0.02
+    shadow = compare(rollout("shadow", -1), RolloutEvidence(), production_version=1, drift={},
+                     quality={}, model_server_up=False, now=NOW)  # fmt: skip
+    assert shadow.pair == "production-shadow" and shadow.evidence_age_s is None
+    assert shadow.quality.verdict == "undecided" and shadow.candidate.accuracy is None
+    assert not shadow.model_server_up
+
+
+@pytest.mark.parametrize("status", ["paused", "finished"])
+def test_a_rollout_not_running_holds(status: str) -> None:
+    proposal = decide(rollout(status=status), comparison(errors=500))
+    assert proposal.action == "hold" and status in proposal.reason
+
+
+@pytest.mark.parametrize(
+    ("figures", "said"),
+    [
+        ({"age": None}, "no replica"),
+        ({"age": 61.0}, "61 s old"),
+        ({"server_up": False}, "model server is down"),
+    ],
+)
+def test_missing_data_holds_even_on_a_breach_or_enough_pairs(figures: dict, said: str) -> None:
+    for extra in ({}, {"errors": 500}, {"verdict": "not_worse"}):
+        proposal = decide(rollout("canary", 3), comparison(**figures, **extra))
+        assert proposal.action == "hold" and proposal.reason.startswith("missing data")
+        assert said in proposal.reason
+
+
+@pytest.mark.parametrize(
+    ("figures", "said"),
+    [
+        ({"errors": 11, "requests": 1000}, "errors 11 of 1000"),
+        ({"errors": 2, "requests": 10}, "errors 2 of 10"),  # a broken candidate goes fast
+        ({"p99_ms": 400.0}, "p99 400.0 ms > 250 ms"),
+        ({"agreement": 0.8}, "agreement 0.800 < 0.9 over 1000 pairs"),
+        ({"verdict": "worse"}, "realized accuracy worse"),
+    ],
+)
+def test_each_significant_breach_rolls_back(figures: dict, said: str) -> None:
+    proposal = decide(rollout("canary", 1, started_pairs=990), comparison(**figures))
+    assert proposal.action == "rollback" and said in proposal.reason
+
+
+@pytest.mark.parametrize(
+    "figures",
+    [
+        {"errors": 1, "requests": 10},  # within the budget of min_samples requests
+        {"errors": 10, "requests": 1000},  # exactly at the rate bound
+        {"errors": 300, "production_errors": 295},  # an outage both versions saw
+        {"p99_ms": 400.0, "requests": 99},  # not enough requests to judge latency
+        {"agreement": 0.5, "pairs": 99},  # not enough pairs to judge agreement
+    ],
+)
+def test_breaches_below_significance_do_not_roll_back(figures: dict) -> None:
+    proposal = decide(rollout("canary", 1, started_pairs=0), comparison(**figures))
+    assert proposal.action != "rollback", proposal.reason
+
+
+def test_each_step_needs_min_samples_new_pairs() -> None:
+    assert pairs_at_step_start(rollout()) == 0
+    held = decide(rollout("canary", 1, started_pairs=950), comparison(pairs=1000))
+    assert held.action == "hold" and "50 of 100 pairs in canary 25 %" in held.reason
+    moved = decide(rollout("canary", 1, started_pairs=900), comparison(pairs=1000))
+    assert (moved.action, moved.step) == ("advance", 2) and "canary 50 %" in moved.reason
+    assert "100 pairs" in moved.reason and "agreement 0.970" in moved.reason
+    # The last decision that began a step counts; a hold does not restart it.
+    later = rollout("canary", 1, started_pairs=950)
+    later = later.model_copy(update={"decisions": [*later.decisions, decision("hold", 990)]})
+    assert pairs_at_step_start(later) == 950
+    forced = later.model_copy(update={"decisions": [*later.decisions, decision("force", None)]})
+    assert pairs_at_step_start(forced) == 0
+
+
+def test_shadow_advances_to_the_first_canary_step_and_the_last_step_promotes() -> None:
+    first = decide(rollout("shadow", -1), comparison())
+    assert (first.action, first.step) == ("advance", 0) and "canary 5 %" in first.reason
+    assert "in shadow" in first.reason
+    last = decide(rollout("canary", 3, started_pairs=0), comparison())
+    assert last.action == "promote" and "canary 100 %" in last.reason
+
+
+def test_require_quality_holds_promotion_until_not_worse() -> None:
+    strict = POLICY.model_copy(update={"require_quality": True})
+    held = decide(rollout("canary", 3, policy=strict), comparison(verdict="undecided"))
+    assert held.action == "hold" and "waiting for realized quality" in held.reason
+    assert "verdict undecided" in held.reason and "-0.050" in held.reason
+    # An earlier step still advances without it.
+    assert decide(rollout("canary", 2, policy=strict), comparison()).action == "advance"
+    promoted = decide(rollout("canary", 3, policy=strict), comparison(verdict="not_worse"))
+    assert promoted.action == "promote"
