@@ -309,3 +309,55 @@ def test_offpath_worker_scores_in_the_background(tmp_path: Path, transform: Tran
         assert done.is_set()
     finally:
         offpath.stop()
+
+
+def test_a_batch_takes_its_versions_jobs_past_another_versions(
+    tmp_path: Path, transform: Transform
+) -> None:
+    from collections import deque
+
+    from mlcycle.inference.batching import _Job
+
+    rig = Rig(tmp_path, transform, versions=(1, 2))
+    one, two = (rig.tracker._load(v) for v in (1, 2))
+    batcher = RequestBatcher(rig.predictor, max_rows=8)
+
+    async def take() -> tuple[list[int], list[int]]:
+        loop = asyncio.get_running_loop()
+        jobs = [
+            _Job(model, [f"k{i}"] * rows, ["t"] * rows, None, loop.create_future())
+            for i, (model, rows) in enumerate(((one, 3), (two, 2), (one, 4), (one, 2), (two, 1)))
+        ]
+        queue = deque(jobs)
+        taken = batcher._take(queue)
+        return [jobs.index(j) for j in taken], [jobs.index(j) for j in queue]
+
+    taken, left = asyncio.run(take())
+    assert taken == [0, 2]  # version 1's, within 8 rows; the 2-row one waits for the next
+    assert left == [1, 3, 4]  # in their order
+
+
+def test_calls_tallied_at_once_count_what_each_call_would() -> None:
+    from mlcycle.inference.evidence import tally_calls
+
+    rng = np.random.default_rng(4)
+    calls = [
+        (
+            "a" if i % 3 else "b",
+            "production" if i % 2 else "candidate",
+            int(rng.integers(1, 70)),
+            float(rng.choice([0.0, 1e-5, 0.0005, 0.003, 0.05, 2.0, 90.0])),
+            bool(rng.random() < 0.8),
+        )
+        for i in range(300)
+    ]
+    one_by_one: dict[str, EvidenceTally] = {}
+    for rollout, role, instances, latency_s, ok in calls:
+        one_by_one.setdefault(rollout, EvidenceTally()).call(role, instances, latency_s, ok)
+    at_once = tally_calls(calls)  # type: ignore[arg-type]
+    assert at_once.keys() == one_by_one.keys()
+    for rollout, tally in one_by_one.items():
+        expected, got = tally.fields(), at_once[rollout].fields()
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value), name

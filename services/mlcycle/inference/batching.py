@@ -300,18 +300,21 @@ class RequestBatcher:
             start = stop
 
     def _take(self, queue: deque[_Job]) -> list[_Job]:
-        """The first queued job and those behind it of the same version, within ``max_rows``."""
+        """The first queued job and those behind it of the same version, within ``max_rows``;
+        the others (another version's: a canary's) keep their order for the next batch."""
         jobs: list[_Job] = []
         rows = 0
+        others: deque[_Job] = deque()
         while queue:
-            job = queue[0]
+            job = queue.popleft()
             if job.future.done():  # its request went away
-                queue.popleft()
                 continue
             if jobs and (job.model is not jobs[0].model or rows + len(job.keys) > self.max_rows):
-                break
-            jobs.append(queue.popleft())
+                others.append(job)
+                continue
+            jobs.append(job)
             rows += len(job.keys)
+        queue.extend(others)
         return jobs
 
     async def _run_batch(self, jobs: list[_Job]) -> None:

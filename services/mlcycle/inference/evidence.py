@@ -23,7 +23,7 @@ from mlcycle.common.settings import Settings
 from mlcycle.contracts.rollouts import Role
 from mlcycle.inference.metrics import EVIDENCE_FLUSH_ERRORS
 from mlcycle.rollouts.evidence import EvidenceStore, MemoryEvidenceStore, RedisEvidenceStore
-from mlcycle.rollouts.tally import EvidenceTally
+from mlcycle.rollouts.tally import LATENCY_EDGES_MS, EvidenceTally
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class EvidenceBook:
         self.store = store
         self.flush_s = flush_s
         self._tallies: dict[str, EvidenceTally] = {}
+        # Calls as they were made (rollout, role, instances, latency, ok): tallied at the next
+        # flush, on the flusher's thread, so an answer only pays for an append.
+        self._calls: list[tuple[str, Role, int, float, bool]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,10 +49,7 @@ class EvidenceBook:
     def call(self, rollout: str, role: Role, instances: int, latency_s: float, ok: bool) -> None:
         """One scoring call of ``instances`` rows by the version in ``role``."""
         with self._lock:
-            tally = self._tallies.get(rollout)
-            if tally is None:
-                tally = self._tallies[rollout] = EvidenceTally()
-            tally.call(role, instances, latency_s, ok)
+            self._calls.append((rollout, role, instances, latency_s, ok))
 
     def pairs(
         self,
@@ -61,20 +61,33 @@ class EvidenceBook:
     ) -> None:
         """Scores of the same comments by both versions (binary models), in the same order."""
         with self._lock:
-            tally = self._tallies.get(rollout)
-            if tally is None:
-                tally = self._tallies[rollout] = EvidenceTally()
-            tally.pairs(production, candidate, production_threshold, candidate_threshold)
+            self._tally(rollout).pairs(
+                production, candidate, production_threshold, candidate_threshold
+            )
+
+    def _tally(self, rollout: str) -> EvidenceTally:
+        tally = self._tallies.get(rollout)
+        if tally is None:
+            tally = self._tallies[rollout] = EvidenceTally()
+        return tally
+
+    def _tally_calls(self) -> None:
+        """Tally the calls recorded since the last time (the lock held)."""
+        calls, self._calls = self._calls, []
+        for rollout, tally in tally_calls(calls).items():
+            self._tally(rollout).merge(tally)
 
     def pending(self, rollout: str) -> EvidenceTally:
         """A copy of what is tallied for ``rollout`` and not yet added to the store."""
         with self._lock:
+            self._tally_calls()
             tally = self._tallies.get(rollout)
             return EvidenceTally() if tally is None else tally.copy()
 
     def flush(self) -> bool:
         """Add every tally to the store now; False (tallies kept) when the store failed."""
         with self._lock:
+            self._tally_calls()
             tallies, self._tallies = self._tallies, {}
         now = time.time()
         failed: dict[str, EvidenceTally] = {}
@@ -124,6 +137,33 @@ class EvidenceBook:
         client = getattr(self.store, "client", None)
         if client is not None:
             client.close()
+
+
+def tally_calls(calls: list[tuple[str, Role, int, float, bool]]) -> dict[str, EvidenceTally]:
+    """Per rollout, the tally of many calls at once: what :meth:`EvidenceTally.call` counts
+    for each (its shared counter format), with the latency buckets found in one numpy call."""
+    groups: dict[tuple[str, Role], list[tuple[int, float, bool]]] = {}
+    for rollout, role, instances, latency_s, ok in calls:
+        groups.setdefault((rollout, role), []).append((instances, latency_s, ok))
+    out: dict[str, EvidenceTally] = {}
+    for (rollout, role), made in groups.items():
+        instances = np.fromiter((m[0] for m in made), np.int64, len(made))
+        latency_ms = np.maximum(
+            0.0, np.fromiter((m[1] for m in made), np.float64, len(made)) * 1000.0
+        )
+        failed = np.fromiter((not m[2] for m in made), bool, len(made))
+        fields: dict[str, int | float] = {
+            f"{role}:calls": len(made),
+            f"{role}:requests": int(instances.sum()),
+            f"{role}:errors": int(instances[failed].sum()),
+            f"{role}:lat_sum": float(latency_ms.sum()),
+        }
+        buckets = np.searchsorted(LATENCY_EDGES_MS, latency_ms, side="right")
+        for bucket, count in zip(*np.unique(buckets, return_counts=True), strict=True):
+            fields[f"{role}:lat:{int(bucket):02d}"] = int(count)
+        tally = out.setdefault(rollout, EvidenceTally())
+        tally.merge(EvidenceTally.from_fields({k: v for k, v in fields.items() if v}))
+    return out
 
 
 def open_evidence_store(settings: Settings, redis_url: str) -> EvidenceStore:

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The worker looks at the queue this often, and at once when a batch's worth is queued.
-POLL_S = 0.05
+# The worker scores what is queued at once when a batch's worth is, else this often: each
+# round pays a cache read, a featurization and a Predict call whatever it holds, so a few
+# instances per round (a 5 % canary's) would cost far more than their share. The evidence
+# is shared every second anyway.
+POLL_S = 0.5
 # Scores (class probabilities) of texts by a version, cache first: the predictor's.
 ScoreFunction = Callable[
     [ModelVersion, Sequence[str], Sequence[Mapping[str, Any] | None] | None], np.ndarray

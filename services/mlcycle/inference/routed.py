@@ -20,12 +20,14 @@ this module only plans, records and merges.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from prometheus_client import Counter
 
 from mlcycle.contracts.rollouts import Role
 from mlcycle.inference.answers import Source, format_predictions, observe_request
@@ -59,6 +61,11 @@ class Group:
     def candidate(self) -> bool:
         """Answered by the canary: a failure falls back to the stable version."""
         return self.role == "candidate"
+
+
+@functools.lru_cache(maxsize=64)
+def _routed(version: int, role: Role) -> Counter:
+    return ROUTED.labels(str(version), role)
 
 
 def _pick(values: Sequence[Any] | None, positions: list[int]) -> list[Any] | None:
@@ -125,7 +132,7 @@ class RoutedRequest:
             self.rows[position] = row
             self.answered_by[position] = group.model
         self.done.append((group, rows))
-        ROUTED.labels(str(group.model.version), group.role).inc(len(rows))
+        _routed(group.model.version, group.role).inc(len(rows))
         if book is not None and self.rollout is not None:
             book.call(self.rollout, group.role, len(rows), latency_s, True)
 

@@ -33,7 +33,8 @@ class Serving:
     ``state`` is the published routing state narrowed to what is loaded here: its
     ``stable`` is the version that answers, its ``canary``/``shadow`` are None until
     those versions are loaded. ``routed`` is False when the stable version answers
-    everything alone (no rollout, or none of its versions loaded yet): the fast path.
+    everything alone (no rollout, none of its versions loaded yet, or their shares 0):
+    the fast path.
     """
 
     stable: ModelVersion
@@ -43,7 +44,12 @@ class Serving:
     routed: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "routed", self.canary is not None or self.shadow is not None)
+        state = self.state
+        routed = state is not None and (
+            (self.canary is not None and state.canary_share > 0.0)
+            or (self.shadow is not None and state.shadow_share > 0.0)
+        )
+        object.__setattr__(self, "routed", routed)
 
     @property
     def rollout(self) -> str | None:
