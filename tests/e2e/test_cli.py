@@ -220,11 +220,13 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     # production, or back if live traffic showed it worse); the shuffled-label drill was
     # rolled back by itself; no prediction failed meanwhile.
     assert "Rolling out a retrained model" in page
-    outcome = r"version, outcome</td><td>v(\d+): (\w+)<"
+    # (300 generated comments make a weak model: the retrained one may also be refused at
+    # its blessing, which the page then says.)
+    outcome = r"version, outcome</td><td>([^<]*)<"
     retrained = re.search(r"<td>retrained candidate: " + outcome, page)
-    assert retrained and retrained.group(2) in ("production", "rolled_back"), page
+    assert retrained and re.search(r": (production|rolled_back|failed)", retrained.group(1)), page
     drill = re.search(r"<td>drill \(shuffled labels\): " + outcome, page)
-    assert drill and drill.group(2) == "rolled_back", page
+    assert drill and drill.group(1).endswith(": rolled_back"), page
     assert re.search(r"<td>rollouts: failed prediction requests</td><td>0<", page), page
 
     _restart_serves_the_trained_model(env, data_dir)

@@ -275,3 +275,19 @@ def test_a_candidate_is_rolled_back_from_shadow_or_canary_only(
         return
     with pytest.raises(ValidationFailed, match=f"is {state}"):
         registry.roll_back_candidate(NAME, 2, "worse")
+
+
+def test_an_unblessed_version_forced_live_leaves_its_staging_folder(
+    registry: ModelRegistry, settings: Settings
+) -> None:
+    add(registry, 1)
+    registry.promote(NAME, 1, "first")
+    add(registry, 2, bless=False)
+    registry.unbless(NAME, 2, "a drill: shuffled labels")
+    models = settings.trainer.models_dir / NAME
+    (models / "2").rename(models / ".candidate-2")  # where a job leaves an unblessed version
+    with pytest.raises(ValidationFailed, match="force"):
+        registry.start_canary(NAME, 2, "a drill", share=0.05)
+    registry.start_canary(NAME, 2, "a drill", share=0.05, force=True)
+    assert (models / "2" / "saved_model.pb").is_file() and not (models / ".candidate-2").exists()
+    assert 2 in loaded(settings)[0]

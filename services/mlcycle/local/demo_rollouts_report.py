@@ -28,7 +28,8 @@ def _versions(answers: dict[int, int]) -> str:
 def candidate_rows(candidate: Candidate) -> list[tuple[str, str]]:
     """One candidate's outcome, the way it went, and where the time went."""
     label = "retrained candidate" if candidate.what == "retrained" else "drill (shuffled labels)"
-    rows = [(f"{label}: version, outcome", f"v{candidate.version}: {candidate.outcome}")]
+    version = "-" if candidate.version is None else f"v{candidate.version}"
+    rows = [(f"{label}: version, outcome", f"{version}: {candidate.outcome}")]
     rollout = candidate.rollout
     if rollout is not None:
         steps = " → ".join(

@@ -27,23 +27,13 @@ import numpy as np
 
 from mlcycle.common.errors import NotFound
 from mlcycle.common.files import write_atomically
+from mlcycle.trainer.model_dirs import serving_dir, staging_dir
 from mlcycle.trainer.models import TrainedModel, keras, tf
 
 METADATA = "metadata.json"
 # TF Serving replays these PredictionLog records before it marks a version AVAILABLE.
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
-STAGING_PREFIX = ".candidate-"
-
-
-def staging_dir(models: Path, name: str, version: int) -> Path:
-    """Where version ``version`` of ``name`` is written and judged before it may be served."""
-    return models / name / f"{STAGING_PREFIX}{version}"
-
-
-def serving_dir(models: Path, name: str, version: int) -> Path:
-    """Where a blessed version lives for the model server: ``<models>/<name>/<version>/``."""
-    return models / name / str(version)
 
 
 def allocate_version(models: Path, name: str, at_least: int) -> int:

@@ -47,6 +47,7 @@ from mlcycle.contracts.repositories.serving_pointers import ServingPointers
 from mlcycle.contracts.rollouts import RoutingTable
 from mlcycle.contracts.serving import write_routing_table
 from mlcycle.trainer import serving_config
+from mlcycle.trainer.model_dirs import serving_dir, staging_dir
 from mlcycle.trainer.registry_checks import check_name, check_reason, check_version
 from mlcycle.trainer.registry_stages import StageMoves
 from mlcycle.trainer.registry_stages import now as _now
@@ -279,7 +280,13 @@ class ModelRegistry(StageMoves):
         return self.versions.version(pointer.name, pointer.version)
 
     def _check_saved_model(self, name: str, version: int) -> None:
-        folder = self.settings.models_dir / name / str(version)
+        """NotFound unless the model server can load the version; an unblessed version forced
+        onto live traffic is first moved from its staging folder to where the server looks."""
+        models = self.settings.models_dir
+        folder = serving_dir(models, name, version)
+        staged = staging_dir(models, name, version)
+        if not folder.exists() and any((staged / f).is_file() for f in SAVED_MODEL_FILES):
+            staged.rename(folder)  # atomic: the model server sees the whole version or none
         if not any((folder / f).is_file() for f in SAVED_MODEL_FILES):
             raise NotFound(
                 f"model {name!r} version {version} has no SavedModel at {folder}: "
