@@ -361,3 +361,18 @@ def test_calls_tallied_at_once_count_what_each_call_would() -> None:
         assert got.keys() == expected.keys()
         for name, value in expected.items():
             assert got[name] == pytest.approx(value), name
+
+
+def test_routed_versions_stay_loaded_however_many_came_between(
+    tmp_path: Path, transform: Transform
+) -> None:
+    rig = Rig(tmp_path, transform, versions=tuple(range(1, 9)))
+    routed(rig)
+    for stable in range(2, 9):  # every version served in turn, version 1 kept as the shadow
+        publish(rig, stable=stable, shadow=1, shadow_share=1.0)
+        rig.tracker.refresh()
+    serving = rig.tracker.serving()
+    assert serving.stable.version == 8 and serving.shadow is not None
+    assert serving.shadow.version == 1
+    loaded = [m.version for m in rig.tracker.loaded_versions()]
+    assert 1 in loaded and 8 in loaded and len(loaded) <= 4

@@ -22,7 +22,7 @@ from mlcycle.inference.evidence import EvidenceBook, open_evidence_store
 from mlcycle.inference.metadata import ServedModel
 from mlcycle.inference.monitor import LiveMonitor
 from mlcycle.inference.monitor_events import KafkaEvents
-from mlcycle.inference.offpath import OffPathScorer
+from mlcycle.inference.offpath import OFFPATH_BATCHES, OffPathScorer
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.routing import RoutingWatcher
 from mlcycle.inference.versions import VersionTracker
@@ -137,7 +137,7 @@ def open_rollouts(
         predictor.offpath_scores,
         evidence,
         capacity=config.offpath_queue_records,
-        batch_rows=settings.inference.predict_batch_size,
+        batch_rows=OFFPATH_BATCHES * settings.inference.predict_batch_size,
         monitor=predictor.monitor,
         on_failure=predictor.tracker.refresh_soon,
     ).start()
