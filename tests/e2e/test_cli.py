@@ -145,9 +145,14 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     assert sum(int(n.replace(",", "")) for n in rows.groups()) == N_COMMENTS
     data_dir = tmp_path / "data"
     # The demo's feature set, plus one per n-gram variant the search tried: all complete.
-    manifests = list((data_dir / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"))
-    assert manifests and all(orjson.loads(m.read_bytes())["rows"] == N_COMMENTS for m in manifests)
+    # (The retraining run's label run has feature sets of its own, made later.)
+    manifests = sorted(
+        (data_dir / "artifacts" / "features").glob("tf-*/lr-*/manifest.json"),
+        key=lambda m: m.stat().st_mtime,
+    )
     label_run = orjson.loads(manifests[0].read_bytes())["label_run"]
+    manifests = [m for m in manifests if m.parent.name == label_run]
+    assert manifests and all(orjson.loads(m.read_bytes())["rows"] == N_COMMENTS for m in manifests)
     # The two label runs of the labeling stage, then the retraining run's.
     reports = sorted((data_dir / "reports").glob("lr-*.html"), key=lambda r: r.stat().st_mtime)
     assert len(reports) == 3 and all("conflict" in r.read_text(encoding="utf-8") for r in reports)
