@@ -323,10 +323,13 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
     log("scene 3: Redis outage")
     start, end, result = await during(load, cache_outage, redis, clients, args.down_s)
     figures["cache"] = cache_figures(load, start, end, result)
-    result["redis"].stop()
-    figures |= await rollout_scenes_under(load, stack, clients, args)
-    load.stop()
-    await running
+    restarted_redis = result["redis"]  # the rollouts' evidence is pooled in it
+    try:
+        figures |= await rollout_scenes_under(load, stack, clients, args)
+    finally:
+        load.stop()
+        await running
+        restarted_redis.stop()
     clients.close()
     figures["load"] = {"rps": args.rps, "requests": len(load.answers)}
     return figures
