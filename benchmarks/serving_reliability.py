@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import itertools
 import logging
 import signal
@@ -310,6 +311,7 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
         repeats=args.repeats,
     )
     figures["overhead"] = overhead
+    log(f"  {overhead}")
     headers = {"Content-Type": "application/json", **clients.inference.headers}
     load = Load(clients.inference.url(PREDICT_PATH), headers, args.rps, texts)
     running = asyncio.create_task(load.run())
@@ -346,17 +348,19 @@ async def rollout_scenes_under(
         load, rollout_scenes.roll_out, clients, GOOD, "benchmark: a good candidate", policy
     )
     figures["good_canary"] = rollout_scenes.good_canary_figures(load.answers, result)
+    log(f"  {figures['good_canary']}")
     log("scene 5: a bad canary (version 3, shuffled labels), forced into canary")
     drill = policy.model_copy(update={"skip_shadow": True})
-    _, _, result = await during(
-        load, rollout_scenes.roll_out, clients, BAD, "benchmark: a bad drill", drill, force=True
-    )
+    forced = functools.partial(rollout_scenes.roll_out, force=True)
+    _, _, result = await during(load, forced, clients, BAD, "benchmark: a bad drill", drill)
     figures["bad_canary"] = rollout_scenes.bad_canary_figures(load.answers, result)
+    log(f"  {figures['bad_canary']}")
     log("scene 6: the model server killed mid-canary (version 5)")
     _, _, result = await during(
         load, rollout_scenes.killed_mid_canary, stack, clients, KILLED, args.down_s
     )
     figures["server_killed_mid_canary"] = rollout_scenes.killed_figures(load.answers, result)
+    log(f"  {figures['server_killed_mid_canary']}")
     return figures
 
 
