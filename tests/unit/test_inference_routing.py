@@ -179,13 +179,16 @@ def test_a_failing_stable_version_still_fails_the_request(
     tmp_path: Path, transform: Transform
 ) -> None:
     rig = Rig(tmp_path, transform, versions=(1, 2))
-    routed(rig)
+    book, _ = routed(rig)
     publish(rig, stable=1, canary=2, canary_share=0.5)
     rig.tracker.refresh()
     rig.client.down = True
     texts, ids = texts_and_ids(20)
     with pytest.raises(Unavailable):
         rig.predictor.predict(texts, ids=ids)
+    # Both versions failed alike (a model server down): production's errors say so, and the
+    # policy holds none of the candidate's against it.
+    assert book.pending(ROLLOUT).count("production:errors") > 0
 
 
 def test_shadow_never_changes_answers_and_pairs_every_instance(

@@ -127,7 +127,9 @@ def signals(clock: Clock) -> Signals:
 
 @pytest.fixture
 def controller(registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock):
-    return RolloutController(registry, store, signals, default_policy=POLICY, clock=clock)
+    return RolloutController(
+        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=0.0
+    )
 
 
 def tick(controller: RolloutController, clock: Clock, signals: Signals, **traffic) -> str:
@@ -248,3 +250,26 @@ def test_a_manual_promote_during_a_rollout_finishes_it(
     assert (done.phase, done.status, done.decisions[-1].actor) == (
         "production", "finished", "registry"
     )
+
+
+def test_a_step_counts_only_the_pairs_that_arrive_once_the_step_before_has_settled(
+    registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock
+) -> None:
+    controller = RolloutController(
+        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=3.0
+    )
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    assert tick(controller, clock, signals, n=10) == "shadow 0"  # settling: no decision yet
+    assert [d.action for d in controller.get(rollout.id).decisions] == ["start"]
+    assert tick(controller, clock, signals, n=30) == "shadow 0"
+    assert tick(controller, clock, signals, n=30) == "shadow 0"  # settled: counts from 70
+    assert tick(controller, clock, signals, n=49) == "shadow 0"
+    assert tick(controller, clock, signals, n=1) == "canary 10"
+    # The shadow's last pairs, flushed after the first canary step began, do not count for it.
+    assert tick(controller, clock, signals, n=150) == "canary 10"
+    assert tick(controller, clock, signals) == "canary 10"
+    assert tick(controller, clock, signals) == "canary 10"  # settled now: counts from 270
+    assert tick(controller, clock, signals, n=49) == "canary 10"
+    assert tick(controller, clock, signals, n=1) == "canary 50"
+    settles = [d for d in controller.get(rollout.id).decisions if d.action == "settle"]
+    assert [d.evidence.pairs for d in settles if d.evidence is not None] == [70, 270]

@@ -30,9 +30,20 @@ RolloutPhase = Literal["shadow", "canary", "production", "rolled_back", "aborted
 ROLLOUT_PHASES: tuple[RolloutPhase, ...] = get_args(RolloutPhase)
 RolloutStatus = Literal["running", "paused", "finished"]
 # What a decision did. ``advance``: next canary step (or shadow -> first step); ``hold``:
-# not enough (or no fresh) evidence yet; the admin's actions are pause/resume/force/abort.
+# not enough (or no fresh) evidence yet; ``settle``: the previous step's evidence has all
+# arrived, so this step counts its pairs from here; the admin's actions are
+# pause/resume/force/abort.
 DecisionAction = Literal[
-    "start", "advance", "promote", "hold", "rollback", "pause", "resume", "force", "abort"
+    "start",
+    "advance",
+    "settle",
+    "promote",
+    "hold",
+    "rollback",
+    "pause",
+    "resume",
+    "force",
+    "abort",
 ]
 # The two versions a comparison is between, and which of them answered.
 Role = Literal["production", "candidate"]

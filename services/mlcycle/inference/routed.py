@@ -31,6 +31,7 @@ from prometheus_client import Counter
 
 from mlcycle.contracts.rollouts import Role
 from mlcycle.inference.answers import Source, format_predictions, observe_request
+from mlcycle.inference.client import VersionGone
 from mlcycle.inference.metrics import CANARY_FALLBACKS, ROUTED
 from mlcycle.inference.offpath import OffPathWork
 from mlcycle.inference.routing import Serving
@@ -147,6 +148,15 @@ class RoutedRequest:
         self.fallback = self._group(self.serving.stable.version, group.positions, "production")
         return self.fallback
 
+    def stable_failed(
+        self, group: Group, error: Exception, latency_s: float, book: EvidenceBook | None
+    ) -> None:
+        """Production's group failed (the request fails with it): counted as production's
+        errors, so that an outage both versions suffer is never held against the candidate.
+        A version gone is not counted: the caller answers again with the new one."""
+        if book is not None and self.rollout is not None and not isinstance(error, VersionGone):
+            book.call(self.rollout, group.role, len(group.positions), latency_s, False)
+
     # -- the answer -------------------------------------------------------------------------------
 
     def finish(
@@ -231,8 +241,9 @@ def _answer(
     called = time.perf_counter()
     try:
         probabilities = score(group)
-    except Exception:
+    except Exception as exc:
         if not group.candidate:
+            request.stable_failed(group, exc, time.perf_counter() - called, book)
             raise
         request.failed(group, time.perf_counter() - called, book)
         on_candidate_failure()
@@ -271,8 +282,9 @@ async def _answer_async(
     called = time.perf_counter()
     try:
         probabilities = await score(group)
-    except Exception:
+    except Exception as exc:
         if not group.candidate:
+            request.stable_failed(group, exc, time.perf_counter() - called, book)
             raise
         request.failed(group, time.perf_counter() - called, book)
         on_candidate_failure()

@@ -16,7 +16,10 @@ The rules, in order (the first that applies decides):
    - quality: the sequential test's verdict is ``worse``.
 4. Fewer than ``min_samples`` pairs since the phase or step began: **hold**. The
    pairs at its start are the comparison recorded with the last start, advance,
-   resume or force decision (0 when it has none).
+   resume or force decision, or with the ``settle`` decision after it (0 when it has
+   none): the controller records ``settle`` once the previous step's evidence has all
+   arrived (replicas flush every second and score off the path in rounds), so pairs
+   the shadow scored just before the first canary step never count for it.
 5. Shadow: **advance** to the first canary step; canary step ``i``: **advance** to
    ``i + 1``; the last step (100 %): **promote**, except that with
    ``policy.require_quality`` promotion also needs the verdict ``not_worse``
@@ -35,6 +38,8 @@ from mlcycle.contracts.rollouts import Comparison, Rollout, RolloutPolicy
 ProposalAction = Literal["advance", "promote", "hold", "rollback"]
 # Decisions after which a phase or step counts its pairs afresh.
 STEP_STARTS = frozenset({"start", "advance", "resume", "force"})
+# The decision that moves a step's baseline to the pairs seen once its start settled.
+SETTLED = "settle"
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Proposal:
 def pairs_at_step_start(rollout: Rollout) -> int:
     """The pairs counted when the current phase or step began."""
     for decision in reversed(rollout.decisions):
-        if decision.action in STEP_STARTS:
+        if decision.action in STEP_STARTS or decision.action == SETTLED:
             return decision.evidence.pairs if decision.evidence is not None else 0
     return 0
 

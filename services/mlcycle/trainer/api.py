@@ -50,7 +50,7 @@ from mlcycle.trainer.retraining import Retraining
 from mlcycle.trainer.retraining_api import retraining_router
 from mlcycle.trainer.retraining_policy import load_policy
 from mlcycle.trainer.rollout_signals import default_policy, open_signals
-from mlcycle.trainer.rollouts import RolloutController
+from mlcycle.trainer.rollouts import RolloutController, settle_time
 from mlcycle.trainer.rollouts_api import rollouts_router
 from mlcycle.trainer.stages.context import JobEnvironment
 
@@ -278,7 +278,11 @@ def serve(settings: Settings) -> None:
     registry.write_serving_config()  # the file follows the store, even after a crash
     signals = open_signals(settings)
     rollouts = RolloutController(
-        registry, store, signals, default_policy=default_policy(settings.rollouts)
+        registry,
+        store,
+        signals,
+        default_policy=default_policy(settings.rollouts),
+        settle_s=settle_time(settings.rollouts.evidence_flush_s),
     ).start_ticking(settings.rollouts.tick_s)
     retraining = Retraining(
         store, load_policy(settings.rollouts), registry=registry, rollouts=rollouts

@@ -35,7 +35,7 @@ from mlcycle.contracts.rollouts import (
 )
 from mlcycle.rollouts.compare import compare
 from mlcycle.rollouts.evidence import RolloutEvidence
-from mlcycle.rollouts.policy import Proposal, decide
+from mlcycle.rollouts.policy import STEP_STARTS, Proposal, decide
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
 from mlcycle.trainer.rollout_signals import LiveSignals
@@ -43,6 +43,14 @@ from mlcycle.trainer.rollout_signals import LiveSignals
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+# Replicas flush their evidence every second and score off the answer's path in rounds
+# of half a second: three seconds after a step starts, the step before has all arrived.
+DEFAULT_SETTLE_S = 3.0
+
+
+def settle_time(evidence_flush_s: float) -> float:
+    """How long a step waits for the previous step's evidence: two flushes and a round."""
+    return 2.0 * evidence_flush_s + 1.0
 
 
 def _iso(ts: float) -> str:
@@ -60,12 +68,15 @@ class RolloutController:
         *,
         default_policy: RolloutPolicy | None = None,
         clock: Clock = time.time,
+        settle_s: float = DEFAULT_SETTLE_S,
     ) -> None:
         self.registry = registry
         self.rollouts = Rollouts(store)
         self.signals = signals
         self.default_policy = default_policy or RolloutPolicy()
         self.clock = clock
+        # How long after a step starts evidence of the step before may still arrive.
+        self.settle_s = settle_s
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -190,6 +201,8 @@ class RolloutController:
                     if self._reconcile(rollout) or rollout.status != "running":
                         continue
                     comparison = self.comparison(rollout)
+                    if not self._settled(rollout, comparison):
+                        continue
                     proposal = decide(rollout, comparison)
                     if self._apply(rollout, proposal, comparison, f"rollout:{rollout.id}"):
                         changed.append(rollout)
@@ -224,6 +237,21 @@ class RolloutController:
             share = steps[rollout.step] / 100.0
             self.registry.set_canary_share(name, share, reason=reason, **moves)
         self._record(rollout, action, reason, actor, comparison, now)
+        return True
+
+    def _settled(self, rollout: Rollout, comparison: Comparison) -> bool:
+        """False while the current step is younger than ``settle_s`` (no decision yet); when
+        it first is older, records ``settle`` with the evidence the step counts from."""
+        if self.settle_s <= 0:
+            return True  # nothing arrives late (a test's evidence, say)
+        marks = (d for d in reversed(rollout.decisions) if d.action in STEP_STARTS | {"settle"})
+        since = next(marks, None)
+        if since is None or since.action == "settle":
+            return True
+        if self.clock() - datetime.fromisoformat(since.time).timestamp() < self.settle_s:
+            return False
+        why = f"the previous step's evidence has arrived: counting from {comparison.pairs} pairs"
+        self._record(rollout, "settle", why, f"rollout:{rollout.id}", comparison, self.clock())
         return True
 
     def _repeats_hold(self, rollout: Rollout, reason: str) -> bool:
