@@ -171,5 +171,7 @@ def killed_figures(answers: list[Any], result: dict[str, Any]) -> dict[str, Any]
         "promotions_on_missing_data": len(down),
         "resumed": bool(after),
         "promoted": rollout.phase == "production",
+        "phase": rollout.phase,
         "hold_reason": holds[0] if holds else "",
+        "last_reason": rollout.decisions[-1].reason if rollout.decisions else "",
     }

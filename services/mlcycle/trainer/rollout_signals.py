@@ -97,7 +97,14 @@ class ModelServerProbe:
             model_spec=model_pb2.ModelSpec(name=name)
         )
         try:
-            response = self._status(request, timeout=STATUS_DEADLINE_S, metadata=self._metadata)
+            try:
+                response = self._status(
+                    request, timeout=STATUS_DEADLINE_S, metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                response = self._status_now(request)
         except grpc.RpcError as exc:
             log.info("model server not answering: %s", exc.code().name)
             return False
@@ -105,6 +112,16 @@ class ModelServerProbe:
             s.version for s in response.model_version_status if s.state == _AVAILABLE
         }
         return all(v in available for v in versions)
+
+    def _status_now(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus over a new connection: after the server was away, the channel's
+        reconnect backoff would otherwise hide its return for up to two minutes."""
+        options = (("grpc.use_local_subchannel_pool", 1),)
+        with channel(self.target, options=options) as fresh:
+            stub = model_service_pb2_grpc.ModelServiceStub(fresh)
+            return stub.GetModelStatus(request, timeout=STATUS_DEADLINE_S, metadata=self._metadata)
 
     def close(self) -> None:
         """Close the channel."""
