@@ -70,7 +70,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis) -
         registry.bless(NAME, version, "good")
     registry.promote(NAME, 1, "first")
     signals = SharedSignals(settings, redis_server.url)
-    controller = RolloutController(registry, store, signals)
+    controller = RolloutController(registry, store, signals, settle_s=0.0)
     app = FastAPI()
     install_error_handlers(app)
     access = RouteAccess(key_ring(settings.edge), route_scopes("trainer"))
