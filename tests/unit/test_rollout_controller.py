@@ -203,10 +203,12 @@ def test_missing_data_holds_and_never_promotes(
     for _ in range(5):
         assert tick(controller, clock, signals, n=100) == "shadow 0"
     holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
-    assert len(holds) == 1  # a hold for the same reason is recorded once
+    assert len(holds) == 1  # a hold for the same kind of reason is recorded once
     assert "missing data" in holds[0].reason
     signals.server_up = True
-    assert tick(controller, clock, signals, n=60) == "canary 10"
+    assert tick(controller, clock, signals, n=60) == "shadow 0"  # recovering: counts afresh
+    assert controller.get(rollout.id).decisions[-1].reason.startswith("recovering")
+    assert tick(controller, clock, signals) == "canary 10"
     clock.now += POLICY.evidence_max_age_s + 5  # no replica reported since: stale
     assert tick(controller, clock, signals) == "canary 10"
     assert "missing data" in controller.get(rollout.id).decisions[-1].reason

@@ -40,8 +40,10 @@ def rollout(
     )  # fmt: skip
 
 
-def decision(action: str, pairs: int | None) -> RolloutDecision:
-    evidence = None if pairs is None else comparison(pairs=pairs)
+def decision(action: str, pairs: int | None, **seen: int) -> RolloutDecision:
+    """A decision recorded when ``pairs`` pairs (and ``seen``'s requests, none by default) had
+    been seen."""
+    evidence = None if pairs is None else comparison(pairs=pairs, **({"requests": 0} | seen))
     return RolloutDecision(
         time="t", action=action, phase="canary", reason="r", actor="rollout:r1", evidence=evidence
     )
@@ -152,6 +154,17 @@ def test_each_significant_breach_rolls_back(figures: dict, said: str) -> None:
 def test_breaches_below_significance_do_not_roll_back(figures: dict) -> None:
     proposal = decide(rollout("canary", 1, started_pairs=0), comparison(**figures))
     assert proposal.action != "rollback", proposal.reason
+
+
+def test_errors_count_from_the_steps_baseline_not_from_an_outage_before_it() -> None:
+    # The controller held through an outage (300 of 400 calls failed), then settled.
+    settled = rollout("canary", 1).model_copy(
+        update={"decisions": [decision("settle", 500, requests=400, errors=300)]}
+    )
+    fine = decide(settled, comparison(pairs=650, requests=600, errors=302))
+    assert fine.action == "advance", fine.reason  # 2 errors in 200 requests since
+    broken = decide(settled, comparison(pairs=650, requests=600, errors=310))
+    assert broken.action == "rollback" and "errors 10 of 200 requests" in broken.reason
 
 
 def test_each_step_needs_min_samples_new_pairs() -> None:

@@ -6,7 +6,8 @@ The rules, in order (the first that applies decides):
 2. Missing data is never evidence: no evidence ever reported, evidence older than
    ``policy.evidence_max_age_s``, or the model server down: **hold** ("missing data").
 3. A significant breach: **rollback**, as soon as it is significant:
-   - errors: the candidate's errors beyond those production's own error rate explains
+   - errors: the candidate's errors in this step (since its baseline, see 4) beyond those
+     production's own error rate explains
      exceed ``max_error_rate * max(requests, min_samples)``, i.e. its error rate is over
      the bound on at least ``min_samples`` requests, or its errors alone already exceed
      what ``min_samples`` requests allow (a broken candidate goes fast). Errors both
@@ -51,12 +52,23 @@ class Proposal:
     step: int | None = None  # with "advance": the canary step (index) to move to
 
 
-def pairs_at_step_start(rollout: Rollout) -> int:
-    """The pairs counted when the current phase or step began."""
+def step_baseline(rollout: Rollout) -> Comparison | None:
+    """What had been seen when the current phase or step began counting (None: nothing)."""
     for decision in reversed(rollout.decisions):
         if decision.action in STEP_STARTS or decision.action == SETTLED:
-            return decision.evidence.pairs if decision.evidence is not None else 0
-    return 0
+            return decision.evidence
+    return None
+
+
+def pairs_at_step_start(rollout: Rollout) -> int:
+    """The pairs counted when the current phase or step began."""
+    baseline = step_baseline(rollout)
+    return baseline.pairs if baseline is not None else 0
+
+
+def missing_data(policy: RolloutPolicy, comparison: Comparison) -> str | None:
+    """Why ``comparison`` is no evidence at all (None when it is)."""
+    return _missing(policy, comparison)
 
 
 def _missing(policy: RolloutPolicy, comparison: Comparison) -> str | None:
@@ -73,15 +85,25 @@ def _missing(policy: RolloutPolicy, comparison: Comparison) -> str | None:
     return None
 
 
-def _breach(policy: RolloutPolicy, comparison: Comparison) -> str | None:
+def _breach(
+    policy: RolloutPolicy, comparison: Comparison, baseline: Comparison | None
+) -> str | None:
     candidate, enough = comparison.candidate, policy.min_samples
-    shared = (comparison.production.error_rate or 0.0) * candidate.requests
-    budget = policy.max_error_rate * max(candidate.requests, enough)
-    if candidate.errors - shared > budget:
+    # Errors count from the step's baseline: an outage before it (which the controller
+    # held through, then settled after) is no evidence about the candidate.
+    before_c = baseline.candidate if baseline is not None else None
+    before_p = baseline.production if baseline is not None else None
+    errors = candidate.errors - (before_c.errors if before_c else 0)
+    requests = candidate.requests - (before_c.requests if before_c else 0)
+    p_errors = comparison.production.errors - (before_p.errors if before_p else 0)
+    p_requests = comparison.production.requests - (before_p.requests if before_p else 0)
+    shared = (p_errors / p_requests if p_requests > 0 else 0.0) * requests
+    budget = policy.max_error_rate * max(requests, enough)
+    if errors - shared > budget:
         return (
-            f"candidate errors {candidate.errors} of {candidate.requests} requests "
+            f"candidate errors {errors} of {requests} requests in this step "
             f"({shared:.1f} explained by production's error rate) exceed max_error_rate "
-            f"{policy.max_error_rate:g} x {max(candidate.requests, enough)}"
+            f"{policy.max_error_rate:g} x {max(requests, enough)}"
         )
     p99 = candidate.latency.p99_ms
     if candidate.requests >= enough and p99 is not None and p99 > policy.p99_latency_ms:
@@ -119,7 +141,7 @@ def decide(rollout: Rollout, comparison: Comparison) -> Proposal:
     missing = _missing(policy, comparison)
     if missing is not None:
         return Proposal("hold", missing)
-    breach = _breach(policy, comparison)
+    breach = _breach(policy, comparison, step_baseline(rollout))
     if breach is not None:
         return Proposal("rollback", breach)
     new_pairs = comparison.pairs - pairs_at_step_start(rollout)

@@ -35,7 +35,7 @@ from mlcycle.contracts.rollouts import (
 )
 from mlcycle.rollouts.compare import compare
 from mlcycle.rollouts.evidence import RolloutEvidence
-from mlcycle.rollouts.policy import STEP_STARTS, Proposal, decide
+from mlcycle.rollouts.policy import STEP_STARTS, Proposal, decide, missing_data
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
 from mlcycle.trainer.rollout_signals import LiveSignals
@@ -46,6 +46,17 @@ Clock = Callable[[], float]
 # Replicas flush their evidence every second and score off the answer's path in rounds
 # of half a second: three seconds after a step starts, the step before has all arrived.
 DEFAULT_SETTLE_S = 3.0
+
+
+MISSING = "missing data"
+RECOVERING = "recovering"
+
+
+def _counts_from(decision: RolloutDecision) -> bool:
+    """A decision after which the step waits to settle, then counts afresh."""
+    if decision.action in STEP_STARTS or decision.action == "settle":
+        return True
+    return decision.action == "hold" and decision.reason.startswith(RECOVERING)
 
 
 def settle_time(evidence_flush_s: float) -> float:
@@ -201,6 +212,8 @@ class RolloutController:
                     if self._reconcile(rollout) or rollout.status != "running":
                         continue
                     comparison = self.comparison(rollout)
+                    if self._recovering(rollout, comparison):
+                        continue
                     if not self._settled(rollout, comparison):
                         continue
                     proposal = decide(rollout, comparison)
@@ -239,13 +252,25 @@ class RolloutController:
         self._record(rollout, action, reason, actor, comparison, now)
         return True
 
+    def _recovering(self, rollout: Rollout, comparison: Comparison) -> bool:
+        """True on the first tick with data again after a hold on missing data: it records
+        ``recovering`` (the step then settles and counts afresh from what follows, so what
+        replicas saw during the outage is never held against the candidate)."""
+        last = rollout.decisions[-1] if rollout.decisions else None
+        if last is None or last.action != "hold" or not last.reason.startswith(MISSING):
+            return False
+        if missing_data(rollout.policy, comparison) is not None:
+            return False  # still missing: decide() holds, saying so
+        why = f"{RECOVERING}: data is back; this step counts afresh once it settles"
+        self._record(rollout, "hold", why, f"rollout:{rollout.id}", comparison, self.clock())
+        return True
+
     def _settled(self, rollout: Rollout, comparison: Comparison) -> bool:
         """False while the current step is younger than ``settle_s`` (no decision yet); when
         it first is older, records ``settle`` with the evidence the step counts from."""
         if self.settle_s <= 0:
             return True  # nothing arrives late (a test's evidence, say)
-        marks = (d for d in reversed(rollout.decisions) if d.action in STEP_STARTS | {"settle"})
-        since = next(marks, None)
+        since = next((d for d in reversed(rollout.decisions) if _counts_from(d)), None)
         if since is None or since.action == "settle":
             return True
         if self.clock() - datetime.fromisoformat(since.time).timestamp() < self.settle_s:
