@@ -247,7 +247,7 @@ def test_demo_with_scoped_keys_runs_and_records_who_did_what(
     secret = "demo-admin-secret-8f1c"
     env = {**_isolated_env(tmp_path / "data"), "MLCYCLE_API_KEYS": f"ops:admin:{secret}"}
     data_args = [arg for path in dataset for arg in ("--data", str(path))]
-    args = ("--format", "wikidetox", "--trials", "1", "--load-seconds", "1")
+    args = ("--format", "wikidetox", "--trials", "1", "--load-seconds", "1", "--no-rollouts")
     done = subprocess.run(
         _mlcycle("demo", *data_args, *args),
         env=env,

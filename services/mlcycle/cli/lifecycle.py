@@ -247,6 +247,14 @@ def demo(
     load_seconds: Annotated[
         float, typer.Option(min=1.0, help="Length of the load test of POST /v1/predict.")
     ] = 20.0,
+    rollouts: Annotated[
+        bool,
+        typer.Option(
+            "--rollouts/--no-rollouts",
+            help="End with a retraining run on the drift alarm, its rollout, and a "
+            "shuffled-label drill rolled back (a few minutes more).",
+        ),
+    ] = True,
 ) -> None:
     """Run the main job end to end on the embedded stack and print what it did."""
     from mlcycle.importers.corpora import format_with_selection
@@ -262,6 +270,7 @@ def demo(
             console=console,
             load_seconds=load_seconds,
             train_budget_s=train_budget,
+            rollouts=rollouts,
         )
     except MlcycleError as exc:
         fail(exc)

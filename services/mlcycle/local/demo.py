@@ -47,19 +47,23 @@ def run_demo(
     console: Console,
     load_seconds: float = 20.0,
     train_budget_s: float = 240.0,
+    rollouts: bool = True,
 ) -> int:
     """Run every stage, print the summary table and write the HTML report; 0 on success."""
     started = time.perf_counter()
     stages = Stages(console)
     paths, fmt = stages.run("dataset", lambda bar: _dataset(settings, data, fmt, bar))
-    policy = write_retraining_policy(settings.data_dir)
-    settings = settings.replace(retraining_policy_file=str(policy))
+    if rollouts:
+        policy = write_retraining_policy(settings.data_dir)
+        settings = settings.replace(retraining_policy_file=str(policy))
     stack = LocalStack(settings, log_dir=settings.data_dir / "logs")
     try:
         resolved = stages.run("start stack", lambda bar: _start(stack, bar))
         with clients_for(resolved) as clients:
             search = SearchLimits(trials, train_budget_s)
-            run = _stages(resolved, clients, stages, paths, fmt, search, load_seconds)
+            run = _stages(
+                resolved, clients, stages, paths, fmt, search, load_seconds, rollouts=rollouts
+            )
     finally:
         stack.stop()
     total_s = time.perf_counter() - started
@@ -78,6 +82,8 @@ def _stages(
     fmt: str,
     search: SearchLimits,
     load_seconds: float,
+    *,
+    rollouts: bool,
 ) -> DemoRun:
     console = stages.console
     imported = stages.run_own(
@@ -107,10 +113,12 @@ def _stages(
         "watch the live model",
         lambda bar: watch_live_model(settings, clients, label_run, served.version, bar.update),
     )
-    rollouts = stages.run(
-        "retrain and roll out",
-        lambda bar: roll_out_candidates(settings, clients, label_run, monitoring, bar.update),
-    )
+    tried = None
+    if rollouts:
+        tried = stages.run(
+            "retrain and roll out",
+            lambda bar: roll_out_candidates(settings, clients, label_run, monitoring, bar.update),
+        )
     return DemoRun(
         imported=imported,
         counts=counts,
@@ -125,7 +133,7 @@ def _stages(
         load=load,
         load_seconds=load_seconds,
         monitoring=monitoring,
-        rollouts=rollouts,
+        rollouts=tried,
     )
 
 

@@ -50,7 +50,8 @@ from mlcycle.trainer.retraining import Retraining
 from mlcycle.trainer.retraining_api import retraining_router
 from mlcycle.trainer.retraining_policy import load_policy
 from mlcycle.trainer.rollout_signals import default_policy, open_signals
-from mlcycle.trainer.rollouts import RolloutController, settle_time
+from mlcycle.trainer.rollout_steps import settle_time
+from mlcycle.trainer.rollouts import RolloutController
 from mlcycle.trainer.rollouts_api import rollouts_router
 from mlcycle.trainer.stages.context import JobEnvironment
 

@@ -35,35 +35,20 @@ from mlcycle.contracts.rollouts import (
 )
 from mlcycle.rollouts.compare import compare
 from mlcycle.rollouts.evidence import RolloutEvidence
-from mlcycle.rollouts.policy import STEP_STARTS, Proposal, decide, missing_data
+from mlcycle.rollouts.policy import Proposal, decide
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
 from mlcycle.trainer.rollout_signals import LiveSignals
+from mlcycle.trainer.rollout_steps import (
+    DEFAULT_SETTLE_S,
+    RECOVERING,
+    recovery_due,
+    settle_due,
+)
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
-# Replicas flush their evidence every second and score off the answer's path in rounds
-# of half a second: three seconds after a step starts, the step before has all arrived.
-DEFAULT_SETTLE_S = 3.0
-
-
-MISSING = "missing data"
-RECOVERING = "recovering"
-
-
-def _counts_from(decision: RolloutDecision) -> bool:
-    """A decision after which the step waits to settle, then counts afresh."""
-    if decision.action in STEP_STARTS or decision.action == "settle":
-        return True
-    return decision.action == "hold" and decision.reason.startswith(RECOVERING)
-
-
-def settle_time(evidence_flush_s: float) -> float:
-    """How long a step waits for the previous step's evidence: two flushes and a round."""
-    return 2.0 * evidence_flush_s + 1.0
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -254,13 +239,9 @@ class RolloutController:
 
     def _recovering(self, rollout: Rollout, comparison: Comparison) -> bool:
         """True on the first tick with data again after a hold on missing data: it records
-        ``recovering`` (the step then settles and counts afresh from what follows, so what
-        replicas saw during the outage is never held against the candidate)."""
-        last = rollout.decisions[-1] if rollout.decisions else None
-        if last is None or last.action != "hold" or not last.reason.startswith(MISSING):
+        ``recovering``, and the step settles and counts afresh from what follows."""
+        if not recovery_due(rollout, comparison):
             return False
-        if missing_data(rollout.policy, comparison) is not None:
-            return False  # still missing: decide() holds, saying so
         why = f"{RECOVERING}: data is back; this step counts afresh once it settles"
         self._record(rollout, "hold", why, f"rollout:{rollout.id}", comparison, self.clock())
         return True
@@ -268,12 +249,10 @@ class RolloutController:
     def _settled(self, rollout: Rollout, comparison: Comparison) -> bool:
         """False while the current step is younger than ``settle_s`` (no decision yet); when
         it first is older, records ``settle`` with the evidence the step counts from."""
-        if self.settle_s <= 0:
-            return True  # nothing arrives late (a test's evidence, say)
-        since = next((d for d in reversed(rollout.decisions) if _counts_from(d)), None)
-        if since is None or since.action == "settle":
+        due = settle_due(rollout, self.clock(), self.settle_s)
+        if due is None:
             return True
-        if self.clock() - datetime.fromisoformat(since.time).timestamp() < self.settle_s:
+        if not due:
             return False
         why = f"the previous step's evidence has arrived: counting from {comparison.pairs} pairs"
         self._record(rollout, "settle", why, f"rollout:{rollout.id}", comparison, self.clock())
