@@ -177,6 +177,10 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
         "/etc/mlcycle/rollout.json",
         {"rollouts.policy_file": Path("/etc/mlcycle/rollout.json")},
     ),
+    "MLCYCLE_ROLLOUT_TICK_S": ("0.5", {"rollouts.tick_s": 0.5}),
+    "MLCYCLE_ROLLOUT_EVIDENCE_FLUSH_S": ("2", {"rollouts.evidence_flush_s": 2.0}),
+    "MLCYCLE_ROLLOUT_ROUTING_REFRESH_S": ("3", {"rollouts.routing_refresh_s": 3.0}),
+    "MLCYCLE_ROLLOUT_OFFPATH_QUEUE_RECORDS": ("500", {"rollouts.offpath_queue_records": 500}),
     "MLCYCLE_RETRAINING_POLICY_FILE": (
         "/etc/mlcycle/retraining.json",
         {"rollouts.retraining_policy_file": Path("/etc/mlcycle/retraining.json")},
