@@ -115,9 +115,7 @@ local out = {'joined'}
 for i = 1, #scores, 2 do
     redis.call('HSET', dk, MARK .. scores[i] .. SEP .. rev, label)
     local closed = join(p, cid, rev, label, decided, scores[i + 1], n, now)
-    if closed then
-        for _, part in ipairs(closed) do out[#out + 1] = part end
-    end
+    if closed then for _, part in ipairs(closed) do out[#out + 1] = part end end
 end
 redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
 return out
@@ -136,8 +134,9 @@ local records = tonumber(ARGV[5])
 local closes = {}
 for r = 0, records - 1 do
     local cid, scored = ARGV[6 + 2 * r], ARGV[7 + 2 * r]
-    local s = split(scored)
-    local version = s[1] .. SEP .. s[2]
+    -- Its field: the score's first two parts, model SEP version (found, not split: cheaper).
+    local two = string.find(scored, SEP, string.find(scored, SEP, 1, true) + 1, true)
+    local version = string.sub(scored, 1, two - 1)
     local sk = p .. 'sv:' .. cid
     redis.call('HSET', sk, version, scored)
     redis.call('PEXPIRE', sk, ttl)
