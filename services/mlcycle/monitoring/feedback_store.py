@@ -21,16 +21,16 @@ measured on the comments it scored, and no version's score replaces another's.
 
   - ``"joined"``: the comment has a score: the (score, label, threshold, lag) pair joins
     the filling quality window of every version that scored it;
-  - ``"pending"``: no score yet (an unknown id, or a decision faster than its score).
+  - ``"pending"``: no score yet (an unknown id, or a decision faster than its score);
+  - ``"duplicate"``: the same reviewer already gave this comment this label; it counts
+    once in each version's window.
 
-  Either way the decision is kept ``retention_s``: a version's score recorded later joins
-  it then, once per version (a score that has joined a decision is not joined again when
-  the same version re-scores the comment), and a pending decision stops counting as
-  pending once any version's score has joined it.
-- ``"duplicate"``: the same reviewer already gave this comment this label; it counts once
-  in each version's window. A reviewer's *changed* label replaces the earlier one in each
-  version's filling window (or while pending); a window that has closed is never
-  rewritten, so a change after that counts in the filling window.
+  A joined or pending decision is kept ``retention_s``: a version's score recorded later
+  joins it then, once per version (a score that has joined a decision is not joined again
+  when the same version re-scores the comment), and a pending decision stops counting as
+  pending once any version's score has joined it. A reviewer's *changed* label replaces
+  the earlier one in each version's filling window (or while pending); a window that has
+  closed is never rewritten, so a change after that counts in the filling window.
 
 - A version's window closes at ``window_decisions`` joined decisions; closed windows are kept
   (the latest :data:`WINDOWS_KEPT`). :meth:`~FeedbackStore.quality_windows` answers them,
@@ -364,8 +364,8 @@ class MemoryFeedbackStore:
                 del self._decided[cid]
         for cid in list(self._joined):
             # What a decision joined is kept as long as the decision.
-            alive = self._decided.get(cid, {})
-            marks = {m: label for m, label in self._joined[cid].items() if m[2] in alive}
+            deciding = self._decided.get(cid, {})
+            marks = {m: label for m, label in self._joined[cid].items() if m[2] in deciding}
             if marks:
                 self._joined[cid] = marks
             else:
