@@ -108,7 +108,7 @@ def api(settings: Settings) -> Iterator[httpx.Client]:
 def scored(settings: Settings, comment_id: str) -> bool:
     client = redis.Redis.from_url(settings.cache.redis_url or "")
     try:
-        return bool(client.exists(f"{KEY_PREFIX}s:{comment_id}"))
+        return bool(client.exists(f"{KEY_PREFIX}sv:{comment_id}"))
     finally:
         client.close()
 

@@ -4,7 +4,8 @@ SavedModel versions, one real Redis, and the routing table the registry would wr
 Both replicas route an id alike; the canary answers about its share and every answer
 names stable or canary; a shadow never changes an answer and both replicas' pairs
 pool in Redis; a canary whose version leaves the model server fails no request and
-its failures are counted as the candidate's errors.
+its failures are counted as the candidate's errors; moderators' decisions join both
+production's and the shadow's scores, each in its own version's quality window.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -22,12 +24,15 @@ from mlcycle.common.errors import NotFound
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.monitoring import Decision
 from mlcycle.contracts.rollouts import RoutingState, RoutingTable
 from mlcycle.contracts.serving import write_routing_table
 from mlcycle.inference.api import create_app
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.modelserver import ModelServer, ModelServerOptions
+from mlcycle.monitoring.feedback_redis import RedisFeedbackStore
 from mlcycle.rollouts.evidence import RedisEvidenceStore, RolloutEvidence
+from mlcycle.trainer.rollout_signals import SharedSignals
 from tests.fixtures.broker import wait_for
 from tests.fixtures.inference import NAME, World, built_models, corpus
 
@@ -211,6 +216,42 @@ def test_a_shadow_never_changes_answers_and_its_pairs_pool_across_replicas(
         assert 'mlcycle_inference_offpath_instances_total{outcome="scored",role="candidate"}' in (
             metrics
         )
+
+
+def test_decisions_join_production_and_the_shadow_each_in_its_own_window(
+    stack: Stack,
+) -> None:
+    """The controller's realized quality has both sides in the shadow phase: the answers'
+    scores and the shadow's, recorded by both replicas, each join the decisions."""
+    since = datetime.now(UTC)
+    signals = SharedSignals(stack.settings, stack.redis_url)
+    before = {v: signals.decisions(NAME, v, since) for v in (1, 2)}
+    stack.publish(stable=1, shadow=2, shadow_share=1.0)
+    texts, ids = fresh(60, seed=35)
+    answers = stack.replicas[0].predict(texts[:30], ids[:30])[0]
+    answers += stack.replicas[1].predict(texts[30:], ids[30:])[0]
+    labels = [i % 2 for i in range(len(ids))]
+    # Decisions as the feedback consumer adds them; any still waiting join as scores arrive.
+    config = stack.settings.monitoring
+    store = RedisFeedbackStore.from_url(
+        stack.redis_url,
+        retention_s=config.feedback_retention_s,
+        window_decisions=config.quality_window_decisions,
+    )
+    decisions = [Decision(comment_id=c, label=y) for c, y in zip(ids, labels, strict=True)]
+    store.add_decisions(decisions, "ann")
+    store.close()
+
+    def joined(version: int) -> tuple[int, int]:
+        decisions, correct = signals.decisions(NAME, version, since)
+        return decisions - before[version][0], correct - before[version][1]
+
+    wait_for(lambda: joined(1)[0] == 60 and joined(2)[0] == 60, 30)
+    # Production's window holds production's answers, not the shadow's scores.
+    flagged = [a["score"] >= a["threshold"] for a in answers]
+    right = sum(f == bool(y) for f, y in zip(flagged, labels, strict=True))
+    assert joined(1) == (60, right)
+    signals.close()
 
 
 def test_a_canary_leaving_the_model_server_fails_no_request(stack: Stack) -> None:

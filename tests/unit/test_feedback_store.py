@@ -117,6 +117,91 @@ def test_duplicates_count_once_and_a_changed_label_replaces(make_store: Factory)
     assert window.realized is not None and window.realized.precision == pytest.approx(1 / 3)
 
 
+def accuracy(store: FeedbackStore, version: int) -> tuple[int, float | None]:
+    """(decisions, accuracy) of ``version``'s filling window."""
+    window = filling(store, version)
+    return window.decisions, None if window.realized is None else window.realized.accuracy
+
+
+def test_each_version_keeps_its_own_score_and_a_decision_joins_every_one(
+    make_store: Factory,
+) -> None:
+    """Production's answer and the shadow's score of one comment: neither replaces the other."""
+    store = make_store()
+    score(store, "c1", 0.9, version=1)  # production, the answer
+    score(store, "c2", 0.8, version=1)
+    before = filling(store, 1)
+    score(store, "c1", 0.2, version=2)  # the shadow, off the answer's path
+    assert filling(store, 1) == before  # production's window unchanged by the shadow's score
+    assert store.add_decisions([decide("c1", 1)], "ann") == ["joined"]
+    assert accuracy(store, 1) == (1, 1.0)  # 0.9 flagged a toxic comment
+    assert accuracy(store, 2) == (1, 0.0)  # 0.2 missed it
+    assert filling(store, 1).estimated.comments == 1  # type: ignore[union-attr]
+    assert filling(store, 2).estimated.comments == 1  # type: ignore[union-attr]
+    # A version's score arriving after the decision joins it too (the shadow scores late).
+    assert store.add_decisions([decide("c2", 0)], "ann") == ["joined"]
+    score(store, "c2", 0.1, version=2)
+    assert accuracy(store, 1) == (2, 0.5)
+    assert accuracy(store, 2) == (2, 0.5)
+    assert filling(store, 1).pending == 0
+
+
+def test_a_waiting_decision_joins_each_versions_score_as_it_arrives(make_store: Factory) -> None:
+    store = make_store()
+    assert store.add_decisions([decide("c1", 1)], "ann") == ["pending"]
+    score(store, "c1", 0.9, version=1)
+    assert accuracy(store, 1) == (1, 1.0)
+    assert filling(store, 1).pending == 0  # joined: no longer waiting, whatever comes next
+    assert store.quality_windows(MODEL, 2) == []
+    score(store, "c1", 0.3, version=2)
+    assert accuracy(store, 2) == (1, 0.0)
+    assert accuracy(store, 1) == (1, 1.0)  # once per version
+    score(store, "c1", 0.3, version=2)  # the shadow scores it again: still once
+    assert accuracy(store, 2) == (1, 0.0)
+
+
+def test_a_rescore_by_the_same_version_replaces_and_joins_once(make_store: Factory) -> None:
+    store = make_store(window_decisions=2)
+    score(store, "c1", 0.9)
+    score(store, "c1", 0.2)  # replaces: the decision below joins 0.2
+    assert store.add_decisions([decide("c1", 1)], "ann") == ["joined"]
+    assert accuracy(store, 1) == (1, 0.0)
+    score(store, "c1", 0.2)
+    assert accuracy(store, 1) == (1, 0.0)
+    score(store, "c2", 0.9)
+    assert store.add_decisions([decide("c2", 1)], "ann") == ["joined"]
+    closed = store.quality_windows(MODEL, 1)
+    assert [w.decisions for w in closed] == [2, 0]
+    score(store, "c1", 0.2)  # re-scored after its window closed: not counted again
+    assert [w.decisions for w in store.quality_windows(MODEL, 1)] == [2, 0]
+
+
+def test_duplicates_and_changed_labels_hold_per_version(make_store: Factory) -> None:
+    store = make_store()
+    score(store, "c1", 0.9, version=1)
+    score(store, "c1", 0.2, version=2)
+    assert store.add_decisions([decide("c1", 1), decide("c1", 1)], "ann") == [
+        "joined",
+        "duplicate",
+    ]
+    assert accuracy(store, 1) == (1, 1.0) and accuracy(store, 2) == (1, 0.0)
+    assert store.add_decisions([decide("c1", 0)], "ann") == ["joined"]  # she changed her mind
+    assert accuracy(store, 1) == (1, 0.0) and accuracy(store, 2) == (1, 1.0)
+    score(store, "c1", 0.2, version=2)  # a re-score joins the changed label no second time
+    assert accuracy(store, 2) == (1, 1.0)
+    # While pending too: the changed label is the one each version's score joins.
+    assert store.add_decisions([decide("p", 1), decide("p", 1)], "bob") == [
+        "pending",
+        "duplicate",
+    ]
+    assert store.add_decisions([decide("p", 0)], "bob") == ["pending"]
+    assert filling(store, 1).pending == 1
+    score(store, "p", 0.1, version=1)
+    score(store, "p", 0.7, version=2)
+    assert accuracy(store, 1) == (2, 0.5) and accuracy(store, 2) == (2, 0.5)
+    assert filling(store, 1).pending == 0
+
+
 def test_a_decision_names_its_reviewer(make_store: Factory) -> None:
     store = make_store()
     score(store, "c1", 0.9)

@@ -336,6 +336,8 @@ def create_app(
         await batcher.close()
         await runtime.stop_blocking_predictions()
         lineage.close()
+        if runtime.offpath is not None:
+            runtime.offpath.record_scores = None  # the recorder closes now
         feedback.close()
 
     app = FastAPI(
@@ -355,6 +357,8 @@ def create_app(
     gate = CallerGate(access, settings.inference)
     feedback = add_feedback_routes(app, settings, runtime, gate)
     _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
+    if runtime.offpath is not None:  # the shadow's scores, joinable under its version
+        runtime.offpath.record_scores = feedback.recorder.offer
     _add_lineage_route(app, lineage, gate)
     add_live_rate_route(app, runtime.tracker, gate)
     quality_of = feedback.quality_windows

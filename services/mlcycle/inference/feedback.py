@@ -1,9 +1,11 @@
 """Moderators' decisions in: joined to the scores this service gave, and on to the labeler.
 
-- :class:`ScoreRecorder` keeps the scores of predictions whose instance carried an ``id``,
-  off the answer's path: the request only appends to a bounded queue; a thread writes the
-  queue to the :mod:`join store <mlcycle.monitoring.feedback_store>` in batches. A full
-  queue drops scores (counted) rather than slow an answer.
+- :class:`ScoreRecorder` keeps the scores of predictions whose instance carried an ``id``
+  (the answers', and during a rollout the off-path scores, each under the version that
+  gave it: the join is keyed by comment id, model and version), off the answer's path:
+  the request only appends to a bounded queue; a thread writes the queue to the
+  :mod:`join store <mlcycle.monitoring.feedback_store>` in batches. A full queue drops
+  scores (counted) rather than slow an answer.
 - :class:`FeedbackIntake` takes decisions (``POST /v1/feedback`` and the ``feedback``
   topic): checks them, joins them, and produces each as a trusted human vote to
   ``votes.reviewed``, as the labeler's review queue does, so the next label run learns

@@ -33,9 +33,12 @@ them).
 
 Each decision is joined to the score this service gave the comment (`joined`): a
 prediction is joinable when its instance carried an `id`, and every comment the stream
-scored is. A decision on a comment not scored yet waits for its score (`pending`); the
-same reviewer's same decision again counts once (`duplicate`), a changed label replaces
-the earlier one. Every decision also reaches the labeler as a trusted human vote.
+scored is. During a rollout a comment may be scored by two versions (production and the
+shadow, or a canary and production): the decision joins each version's score, into that
+version's quality window. A decision on a comment not scored yet waits for its score
+(`pending`); the same reviewer's same decision again counts once (`duplicate`), a changed
+label replaces the earlier one. Every decision also reaches the labeler as a trusted
+human vote.
 """
 
 

@@ -9,7 +9,10 @@ groups the work per version and scores it in batches of up to ``batch_rows``
 answers), then records in the rollout's evidence the call (latency, ok) and the
 pairs (production and candidate scores of the same comments, at each version's
 threshold). The shadow's answers are also handed to the live monitor under the
-shadow's version, so its drift signals are watched like production's.
+shadow's version, so its drift signals are watched like production's. The scores of
+instances that carry an id go to :attr:`OffPathScorer.record_scores` under the version
+that gave them (the shadow's, or production's beside a canary answer), so moderators'
+decisions join them into that version's own quality window, beside the answer's score.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from mlcycle.contracts.rollouts import ROLES, Role
 from mlcycle.inference.answers import format_predictions
 from mlcycle.inference.metrics import OFFPATH, OFFPATH_QUEUED
+from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.versions import ModelVersion
 
 if TYPE_CHECKING:
@@ -51,6 +55,10 @@ STOP_BUDGET_S = 3.0
 ScoreFunction = Callable[
     [ModelVersion, Sequence[str], Sequence[Mapping[str, Any] | None] | None], np.ndarray
 ]
+
+# Where scores go to be joined with decisions: (model name, ids, rows), rows naming their
+# version (the feedback ScoreRecorder's offer).
+ScoreSink = Callable[[str, Sequence[str | None] | None, Sequence[PredictionRow]], None]
 
 
 @dataclass(eq=False)
@@ -94,6 +102,8 @@ class OffPathScorer:
         self.monitor = monitor
         # Called after a failed call (the tracker refreshes: the version may be gone).
         self.on_failure = on_failure
+        # Set once the feedback store is open (the service's, or the stream's).
+        self.record_scores: ScoreSink | None = None
         self._queue: deque[OffPathWork] = deque()
         self._queued = 0
         self._lock = threading.Lock()
@@ -228,7 +238,13 @@ class OffPathScorer:
             else:
                 pairs = (scores, answered, model.threshold, other.threshold)
             self.book.pairs(first.rollout, *pairs)  # type: ignore[arg-type]  (binary: set)
+        rows: list[PredictionRow] | None = None
+        record = self.record_scores
+        if record is not None and model.binary and any(ids):
+            # Joinable with decisions under this version, never in place of the answer's.
+            rows = format_predictions(model, probabilities)
+            record(model.name, ids, rows)
         if role == "candidate" and self.monitor is not None:
             # The shadow's records, under its version: its drift signals are watched too.
-            rows = format_predictions(model, probabilities)
+            rows = rows or format_predictions(model, probabilities)
             self.monitor.observe(model, texts, metadata, rows, ids)

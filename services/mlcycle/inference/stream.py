@@ -45,7 +45,7 @@ from mlcycle.contracts.comments import Comment
 from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.contracts.repositories.scores import CommentScores
 from mlcycle.contracts.scores import CommentScore, utc_now
-from mlcycle.inference.feedback import open_feedback_store
+from mlcycle.inference.feedback import ScoreRecorder, open_feedback_store
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.runtime import InferenceRuntime
 from mlcycle.monitoring.feedback_store import FeedbackStore, ScoreRecord
@@ -184,6 +184,10 @@ def run_stream(settings: Settings) -> None:
     # Without a shared Redis the API could not join decisions to these scores anyway.
     redis_url = settings.cache.redis_url
     feedback = open_feedback_store(settings, redis_url) if redis_url else None
+    # The shadow's scores (or production's beside a canary answer), under their own version.
+    offpath_scores = ScoreRecorder(feedback) if feedback is not None else None
+    if runtime.offpath is not None and offpath_scores is not None:
+        runtime.offpath.record_scores = offpath_scores.offer
     indexer = CommittedOffsets(
         settings.kafka,
         settings.collector.indexer_group_id,
@@ -211,7 +215,9 @@ def run_stream(settings: Settings) -> None:
         )
     finally:
         indexer.close()
-        runtime.close()
+        runtime.close()  # scores the queued off-path work: its scores go to the recorder
+        if offpath_scores is not None:
+            offpath_scores.close()
         if feedback is not None:
             feedback.close()
 

@@ -1,11 +1,20 @@
 """The feedback join in Redis: one store shared by every process of a deployment.
 
-See :mod:`mlcycle.monitoring.feedback_store` for the contract. Keys, under the prefix
-(``mlcycle:feedback:``): ``s:<comment>`` a served score, ``p:<comment>`` decisions waiting
-for it, ``d:<comment>`` each reviewer's last label (duplicates), ``pz`` the waiting
-decisions by expiry (their count), and per model version ``w:<model>:<version>:`` +
-``pairs`` (the filling window's joined decisions), ``traffic`` (its scores' CBPE counters),
-``meta`` (when it opened, windows closed) and ``closed`` (the closed windows, as JSON).
+See :mod:`mlcycle.monitoring.feedback_store` for the contract: the join is keyed by
+(comment id, model, version). Keys, under the prefix (``mlcycle:feedback:``):
+
+- ``sv:<comment>``: the comment's served scores, one field per ``model SEP version``
+  (a re-score by the same version replaces its field); it expires ``retention_s`` after
+  the comment's latest score;
+- ``dv:<comment>``: each reviewer's last decision (its label, for duplicates, and when),
+  and, per version whose score has joined it, a mark ``RS model SEP version SEP reviewer``
+  -> the label joined (RS, SEP: ASCII 30 and 31, never in a reviewer's name), so a
+  version's score joins a decision once; it expires ``retention_s`` after the comment's
+  latest decision, marks with it;
+- ``pz``: the decisions no version's score has joined yet, by expiry (their count);
+- per model version ``w:<model>:<version>:`` + ``pairs`` (the filling window's joined
+  decisions), ``traffic`` (its scores' CBPE counters), ``meta`` (when it opened, windows
+  closed) and ``closed`` (the closed windows, as JSON).
 """
 
 from __future__ import annotations
@@ -52,12 +61,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # one model version's window, lives on one Redis server (not a cluster).
 _LUA_COMMON = r"""
 local SEP = '\31'
+local MARK = '\30'
 local function split(s)
     local out = {}
     for part in string.gmatch(s .. SEP, '([^\31]*)\31') do out[#out + 1] = part end
     return out
 end
--- Join one decision to a stored score; close the version's window when it is full.
+-- Join one decision to one version's stored score; close the version's window when it is
+-- full.
 local function join(p, cid, rev, label, decided, scored, n, now)
     local s = split(scored)
     local model, version, score, threshold, at = s[1], s[2], s[3], s[4], tonumber(s[5])
@@ -82,33 +93,39 @@ local function join(p, cid, rev, label, decided, scored, n, now)
 end
 """
 
+# A decision joins the score of every version that scored its comment (each into its own
+# version's window), else waits. The windows it closes follow the outcome, 5 fields each.
 # ARGV: prefix, comment id, reviewer, label, decided at, retention ms, window size, now, now ms
 _LUA_DECIDE = (
     _LUA_COMMON
     + r"""
-local p, cid, rev, label = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, cid, rev, label, decided = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ttl, n, now = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
-local dk = p .. 'd:' .. cid
-if redis.call('HGET', dk, rev) == label then return {'duplicate'} end
-redis.call('HSET', dk, rev, label)
+local dk = p .. 'dv:' .. cid
+local before = redis.call('HGET', dk, rev)
+if before and split(before)[1] == label then return {'duplicate'} end
+redis.call('HSET', dk, rev, label .. SEP .. decided)
 redis.call('PEXPIRE', dk, ttl)
-local scored = redis.call('GET', p .. 's:' .. cid)
-if not scored then
-    local pk = p .. 'p:' .. cid
-    redis.call('HSET', pk, rev, label .. SEP .. ARGV[5])
-    redis.call('PEXPIRE', pk, ttl)
+local scores = redis.call('HGETALL', p .. 'sv:' .. cid)
+if #scores == 0 then
     redis.call('ZADD', p .. 'pz', tonumber(ARGV[9]) + ttl, cid .. SEP .. rev)
     return {'pending'}
 end
-local closed = join(p, cid, rev, label, ARGV[5], scored, n, now)
-if closed then return {'joined', closed[1], closed[2], closed[3], closed[4], closed[5]} end
-return {'joined'}
+local out = {'joined'}
+for i = 1, #scores, 2 do
+    redis.call('HSET', dk, MARK .. scores[i] .. SEP .. rev, label)
+    local closed = join(p, cid, rev, label, decided, scores[i + 1], n, now)
+    if closed then for _, part in ipairs(closed) do out[#out + 1] = part end end
+end
+redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
+return out
 """
 )
 
 # A batch of scores in one call. ARGV: prefix, retention ms, window size, now, R, then R
 # times (comment id, "model SEP version SEP score SEP threshold SEP scored at"), then per
 # model version of the batch: model, version, k, and k CBPE counter names and values.
+# Each score joins the comment's decisions its version has not joined at their label yet.
 _LUA_SCORE = (
     _LUA_COMMON
     + r"""
@@ -117,18 +134,26 @@ local records = tonumber(ARGV[5])
 local closes = {}
 for r = 0, records - 1 do
     local cid, scored = ARGV[6 + 2 * r], ARGV[7 + 2 * r]
-    redis.call('SET', p .. 's:' .. cid, scored, 'PX', ttl)
-    local pk = p .. 'p:' .. cid
-    if redis.call('EXISTS', pk) == 1 then
-        local waiting = redis.call('HGETALL', pk)
-        for i = 1, #waiting, 2 do
-            local rev = waiting[i]
-            local d = split(waiting[i + 1])
-            redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
-            local closed = join(p, cid, rev, d[1], d[2], scored, n, now)
-            if closed then closes[#closes + 1] = closed end
+    -- Its field: the score's first two parts, model SEP version (found, not split: cheaper).
+    local two = string.find(scored, SEP, string.find(scored, SEP, 1, true) + 1, true)
+    local version = string.sub(scored, 1, two - 1)
+    local sk = p .. 'sv:' .. cid
+    redis.call('HSET', sk, version, scored)
+    redis.call('PEXPIRE', sk, ttl)
+    local dk = p .. 'dv:' .. cid
+    local decided = redis.call('HGETALL', dk)
+    for i = 1, #decided, 2 do
+        local rev = decided[i]
+        if string.byte(rev, 1) ~= 30 then
+            local d = split(decided[i + 1])
+            local m = MARK .. version .. SEP .. rev
+            if redis.call('HGET', dk, m) ~= d[1] then
+                redis.call('HSET', dk, m, d[1])
+                redis.call('ZREM', p .. 'pz', cid .. SEP .. rev)
+                local closed = join(p, cid, rev, d[1], d[2], scored, n, now)
+                if closed then closes[#closes + 1] = closed end
+            end
         end
-        redis.call('DEL', pk)
     end
 end
 local i = 6 + 2 * records
@@ -275,8 +300,8 @@ class RedisFeedbackStore:
         outcomes: list[Outcome] = []
         for answer in pipe.execute():
             outcomes.append(_text(answer[0]))  # type: ignore[arg-type]
-            if len(answer) > 1:
-                self._finish(answer[1:])
+            for start in range(1, len(answer), 5):  # the windows it closed, 5 fields each
+                self._finish(answer[start : start + 5])
         return outcomes
 
     @_unavailable_on_redis_errors

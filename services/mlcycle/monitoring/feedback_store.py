@@ -5,20 +5,32 @@ One contract, two implementations:
 processes (API replicas, the stream scorer, the feedback consumer), :class:`MemoryFeedbackStore`
 keeps it in one process (no Redis configured, tests). The same contract tests run on both.
 
-- :meth:`~FeedbackStore.record_scores` keeps each served score by comment id (model, version,
-  score, threshold, when) for ``retention_s``; a later score of the same id replaces it.
-  Each score also adds its CBPE counters to its version's filling window (the estimate
-  before labels, :mod:`mlcycle.monitoring.quality`).
+The join is keyed by (comment id, model, version). During a rollout one comment is scored by
+more than one version: production's answer and the shadow's score off the answer's path, or a
+canary's answer and production's score beside it. Each version's score joins the decisions
+on that comment into that version's own quality window, so each version's realized quality is
+measured on the comments it scored, and no version's score replaces another's.
+
+- :meth:`~FeedbackStore.record_scores` keeps each served score by (comment id, model,
+  version) (score, threshold, when) for ``retention_s`` after the comment's latest score; a
+  later score of the same comment by the same version replaces it (a re-score is
+  idempotent), a score by another version is kept beside it. Each score also adds its CBPE
+  counters to its version's filling window (the estimate before labels,
+  :mod:`mlcycle.monitoring.quality`).
 - :meth:`~FeedbackStore.add_decisions` answers per decision:
 
-  - ``"joined"``: the comment's score is there; the (score, label, threshold, lag) pair
-    joins its model version's filling quality window;
-  - ``"pending"``: no score yet (an unknown id, or a decision faster than its score): the
-    decision waits ``retention_s`` and joins when the score is recorded;
-  - ``"duplicate"``: the same reviewer already gave this comment this label; it counts once.
-    A reviewer's *changed* label replaces the earlier one (in the filling window, or while
-    pending); a window that has closed is never rewritten, so a change after that counts
-    in the filling window.
+  - ``"joined"``: the comment has a score: the (score, label, threshold, lag) pair joins
+    the filling quality window of every version that scored it;
+  - ``"pending"``: no score yet (an unknown id, or a decision faster than its score);
+  - ``"duplicate"``: the same reviewer already gave this comment this label; it counts
+    once in each version's window.
+
+  A joined or pending decision is kept ``retention_s``: a version's score recorded later
+  joins it then, once per version (a score that has joined a decision is not joined again
+  when the same version re-scores the comment), and a pending decision stops counting as
+  pending once any version's score has joined it. A reviewer's *changed* label replaces
+  the earlier one in each version's filling window (or while pending); a window that has
+  closed is never rewritten, so a change after that counts in the filling window.
 
 - A version's window closes at ``window_decisions`` joined decisions; closed windows are kept
   (the latest :data:`WINDOWS_KEPT`). :meth:`~FeedbackStore.quality_windows` answers them,
@@ -59,7 +71,7 @@ WINDOWS_KEPT = 200
 
 @dataclass(frozen=True)
 class ScoreRecord:
-    """A served score of a comment, joinable by its id."""
+    """A served score of a comment by one model version, joinable by the comment's id."""
 
     comment_id: str
     model: str
@@ -173,8 +185,13 @@ class _Filling:
     traffic: Tally = field(default_factory=Tally)
 
 
+# (model, version): whose scores of one comment are kept apart.
+VersionKey = tuple[str, int]
+
+
 class MemoryFeedbackStore:
-    """The join in this process's memory; entries expire ``retention_s`` after they were set."""
+    """The join in this process's memory; entries expire ``retention_s`` after they were set
+    (a comment's scores, ``retention_s`` after its latest)."""
 
     def __init__(
         self,
@@ -191,11 +208,16 @@ class MemoryFeedbackStore:
         self.windows_kept = windows_kept
         self.clock = clock
         self._lock = threading.Lock()
-        self._scores: dict[str, tuple[float, ScoreRecord]] = {}
-        self._pending: dict[str, dict[str, tuple[float, int, float]]] = {}
-        self._decided: dict[str, dict[str, tuple[float, int]]] = {}
-        self._filling: dict[tuple[str, int], _Filling] = {}
-        self._closed: dict[tuple[str, int], deque[QualityWindow]] = {}
+        # comment -> (expiry, its scores per version)
+        self._scores: dict[str, tuple[float, dict[VersionKey, ScoreRecord]]] = {}
+        # comment -> reviewer -> (expiry, label, decided at)
+        self._decided: dict[str, dict[str, tuple[float, int, float]]] = {}
+        # comment -> (model, version, reviewer) -> the label that version's score joined
+        self._joined: dict[str, dict[tuple[str, int, str], int]] = {}
+        # (comment, reviewer) -> expiry: decisions no version's score has joined yet
+        self._waiting: dict[tuple[str, str], float] = {}
+        self._filling: dict[VersionKey, _Filling] = {}
+        self._closed: dict[VersionKey, deque[QualityWindow]] = {}
         self._next_sweep = 0.0
 
     def record_score(
@@ -216,14 +238,16 @@ class MemoryFeedbackStore:
             self._sweep(now)
             groups: dict[tuple[str, int, float], list[float]] = {}
             for record in records:
-                self._scores[record.comment_id] = (now + self.retention_s, record)
+                cid = record.comment_id
+                expires, kept = self._scores.get(cid, (0.0, {}))
+                kept = kept if expires > now else {}
+                kept[(record.model, record.version)] = record
+                self._scores[cid] = (now + self.retention_s, kept)
                 key = (record.model, record.version, record.threshold)
                 groups.setdefault(key, []).append(record.score)
-                for reviewer, (expires, label, decided) in self._pending.pop(
-                    record.comment_id, {}
-                ).items():
-                    if expires > now:
-                        self._join(record, reviewer, label, decided, now)
+                for who, (alive, label, decided) in self._decided.get(cid, {}).items():
+                    if alive > now:
+                        self._join(record, who, label, decided, now, once=True)
             # The batch's estimate counters at once, per version (after its joins, as the
             # Redis store adds them).
             for (model, version, threshold), scores in groups.items():
@@ -243,19 +267,23 @@ class MemoryFeedbackStore:
                 cid = decision.comment_id
                 decided = self._decided.setdefault(cid, {})
                 previous = decided.get(who)
-                if previous is not None and previous[0] > now and previous[1] == decision.label:
+                if previous is None or previous[0] <= now:
+                    # Forgotten: what its earlier decision joined is forgotten with it.
+                    for mark in [m for m in self._joined.get(cid, {}) if m[2] == who]:
+                        del self._joined[cid][mark]
+                elif previous[1] == decision.label:
                     outcomes.append("duplicate")
                     continue
-                decided[who] = (now + self.retention_s, decision.label)
-                stored = self._scores.get(cid)
                 at = decided_at(decision, now)
-                if stored is None or stored[0] <= now:
-                    entry = (now + self.retention_s, decision.label, at)
-                    self._pending.setdefault(cid, {})[who] = entry
+                decided[who] = (now + self.retention_s, decision.label, at)
+                expires, kept = self._scores.get(cid, (0.0, {}))
+                if expires <= now or not kept:
+                    self._waiting[(cid, who)] = now + self.retention_s
                     outcomes.append("pending")
-                else:
-                    self._join(stored[1], who, decision.label, at, now)
-                    outcomes.append("joined")
+                    continue
+                for record in kept.values():
+                    self._join(record, who, decision.label, at, now, once=False)
+                outcomes.append("joined")
         return outcomes
 
     def quality_windows(self, model: str, version: int) -> list[QualityWindow]:
@@ -285,10 +313,21 @@ class MemoryFeedbackStore:
     def _window(self, model: str, version: int, now: float) -> _Filling:
         return self._filling.setdefault((model, version), _Filling(now))
 
-    def _join(self, score: ScoreRecord, who: str, label: int, decided: float, now: float) -> None:
+    def _join(
+        self, score: ScoreRecord, who: str, label: int, decided: float, now: float, *, once: bool
+    ) -> None:
+        """Join a decision to one version's score; with ``once``, not when that version's
+        score has already joined this label (a re-score of the comment)."""
+        cid = score.comment_id
+        marks = self._joined.setdefault(cid, {})
+        mark = (score.model, score.version, who)
+        if once and marks.get(mark) == label:
+            return
+        marks[mark] = label
+        self._waiting.pop((cid, who), None)
         window = self._window(score.model, score.version, now)
         lag = max(0.0, decided - score.scored_at.timestamp())
-        window.pairs[(score.comment_id, who)] = Pair(score.score, label, score.threshold, lag)
+        window.pairs[(cid, who)] = Pair(score.score, label, score.threshold, lag)
         if len(window.pairs) < self.window_decisions:
             return
         closed = summarize(
@@ -308,7 +347,7 @@ class MemoryFeedbackStore:
         self._filling[(score.model, score.version)] = _Filling(now)
 
     def _pending_count(self, now: float) -> int:
-        return sum(1 for waiting in self._pending.values() for e in waiting.values() if e[0] > now)
+        return sum(1 for expires in self._waiting.values() if expires > now)
 
     def _sweep(self, now: float) -> None:
         """Drop expired entries, at most once a tenth of the retention (bounded memory)."""
@@ -316,10 +355,18 @@ class MemoryFeedbackStore:
             return
         self._next_sweep = now + self.retention_s / 10
         self._scores = {k: v for k, v in self._scores.items() if v[0] > now}
-        for table in (self._pending, self._decided):
-            for cid in list(table):
-                alive = {who: e for who, e in table[cid].items() if e[0] > now}
-                if alive:
-                    table[cid] = alive  # type: ignore[assignment]
-                else:
-                    del table[cid]
+        self._waiting = {k: v for k, v in self._waiting.items() if v > now}
+        for cid in list(self._decided):
+            alive = {who: e for who, e in self._decided[cid].items() if e[0] > now}
+            if alive:
+                self._decided[cid] = alive
+            else:
+                del self._decided[cid]
+        for cid in list(self._joined):
+            # What a decision joined is kept as long as the decision.
+            deciding = self._decided.get(cid, {})
+            marks = {m: label for m, label in self._joined[cid].items() if m[2] in deciding}
+            if marks:
+                self._joined[cid] = marks
+            else:
+                del self._joined[cid]

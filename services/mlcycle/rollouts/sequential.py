@@ -17,10 +17,16 @@ estimate ``d`` whose variance is ``v``, in information time ``I = 1 / v``::
     d ± sqrt( (I ρ² + 1) / (I² ρ²) · 2 log( sqrt(I ρ² + 1) / alpha ) )
 
 which is the paper's ``σ̂ · sqrt(2(tρ² + 1) / (t²ρ²) · log(sqrt(tρ² + 1) / α))`` with
-``t / σ̂² = I``. Here ``d`` is the candidate's accuracy minus production's, two
-independent proportions (each version answers its own comments, routed by a
-hash that does not look at outcomes), so
-``v = p_c (1 - p_c) / n_c + p_p (1 - p_p) / n_p``; the proportions inside ``v``
+``t / σ̂² = I``. Here ``d`` is the candidate's accuracy minus production's, taken
+as two independent proportions, so
+``v = p_c (1 - p_c) / n_c + p_p (1 - p_p) / n_p``. The samples are chosen by a hash
+that does not look at outcomes, but they overlap: the feedback join keeps each
+version's score of a comment, so in shadow both versions are judged on the same
+comments and in canary production's comments (its answers and its scores beside
+the canary's) include the canary's. Two versions of one model are right on mostly
+the same comments, so the covariance this ignores is positive, the true variance
+of ``d`` is below ``v``, and the sequence is conservative, never too narrow. The
+proportions inside ``v``
 are shrunk as ``(correct + 1) / (decisions + 2)`` so that a run of all-right or
 all-wrong answers does not claim zero variance. The difference process is then
 asymptotically a Brownian motion in information time whatever the two sample
