@@ -314,30 +314,45 @@ def test_offpath_worker_scores_in_the_background(tmp_path: Path, transform: Tran
         offpath.stop()
 
 
-def test_a_batch_takes_its_versions_jobs_past_another_versions(
-    tmp_path: Path, transform: Transform
-) -> None:
+def _take(
+    tmp_path: Path, transform: Transform, queued: list[tuple[int, int, bool]]
+) -> tuple[list[int], list[int]]:
+    """Which of ``queued`` (version, rows, off-path) one batch takes, and what is left."""
     from collections import deque
 
-    from mlcycle.inference.batching import _Job
+    from mlcycle.inference.batch_jobs import Job, take_batch
 
     rig = Rig(tmp_path, transform, versions=(1, 2))
-    one, two = (rig.tracker._load(v) for v in (1, 2))
-    batcher = RequestBatcher(rig.predictor, max_rows=8)
+    model = {v: rig.tracker._load(v) for v in (1, 2)}
 
     async def take() -> tuple[list[int], list[int]]:
         loop = asyncio.get_running_loop()
         jobs = [
-            _Job(model, [f"k{i}"] * rows, ["t"] * rows, None, loop.create_future())
-            for i, (model, rows) in enumerate(((one, 3), (two, 2), (one, 4), (one, 2), (two, 1)))
+            Job(model[v], [f"k{i}"] * rows, ["t"] * rows, None, loop.create_future(), offpath)
+            for i, (v, rows, offpath) in enumerate(queued)
         ]
         queue = deque(jobs)
-        taken = batcher._take(queue)
+        taken = take_batch(queue, max_rows=8)
         return [jobs.index(j) for j in taken], [jobs.index(j) for j in queue]
 
-    taken, left = asyncio.run(take())
+    return asyncio.run(take())
+
+
+def test_a_batch_takes_its_versions_jobs_past_another_versions(
+    tmp_path: Path, transform: Transform
+) -> None:
+    queued = [(1, 3, False), (2, 2, False), (1, 4, False), (1, 2, False), (2, 1, False)]
+    taken, left = _take(tmp_path, transform, queued)
     assert taken == [0, 2]  # version 1's, within 8 rows; the 2-row one waits for the next
     assert left == [1, 3, 4]  # in their order
+
+
+def test_offpath_jobs_wait_while_an_answers_job_does(tmp_path: Path, transform: Transform) -> None:
+    queued = [(2, 4, True), (1, 1, False), (2, 2, True), (1, 2, False)]
+    taken, left = _take(tmp_path, transform, queued)
+    assert (taken, left) == ([1, 3], [0, 2])  # the answers first, though queued later
+    taken, left = _take(tmp_path, transform, [(2, 4, True), (1, 3, True), (2, 2, True)])
+    assert (taken, left) == ([0, 2], [1])  # none waits: the off-path work, a version a batch
 
 
 def test_calls_tallied_at_once_count_what_each_call_would() -> None:

@@ -331,8 +331,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime.run_blocking_predictions_on(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        runtime.run_blocking_predictions_on(loop)
+        if runtime.offpath is not None:
+            runtime.offpath.score = batcher.offpath_scores_on(loop)
         yield
+        if runtime.offpath is not None:  # its queued work is scored while the loop runs
+            await asyncio.to_thread(runtime.offpath.stop)
         await batcher.close()
         await runtime.stop_blocking_predictions()
         lineage.close()

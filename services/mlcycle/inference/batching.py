@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,10 +29,13 @@ import numpy as np
 from mlcycle.common.errors import InvalidInput, MlcycleError, Unavailable
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.featurization.tokens import TokenBatch, TokenEncoder
+from mlcycle.inference.batch_jobs import Job, Lookup, settle, take_batch
 from mlcycle.inference.cache import AsyncNoCache, AsyncScoreCache
 from mlcycle.inference.client import AsyncModelClient, VersionGone
 from mlcycle.inference.drain import Drain, take_all
+from mlcycle.inference.loop import LoopRunner
 from mlcycle.inference.metrics import for_version
+from mlcycle.inference.offpath import ScoreFunction
 from mlcycle.inference.predictor import (
     Metadata,
     Predictor,
@@ -79,23 +81,6 @@ READY_TIMEOUT_S = 1.0
 Result = tuple[ModelVersion, list[PredictionRow]]
 
 
-@dataclass(eq=False)
-class _Lookup:
-    keys: list[str]
-    future: asyncio.Future[list[bytes | None]]
-
-
-@dataclass(eq=False)
-class _Job:
-    """Distinct missing instances of one request (at most one batch's worth), to be scored."""
-
-    model: ModelVersion
-    keys: list[str]
-    texts: list[str]
-    metadata: list[Any] | None
-    future: asyncio.Future[np.ndarray]
-
-
 class RequestBatcher:
     """Scores API requests on the event loop, sharing cache reads and Predict calls among them.
 
@@ -116,9 +101,12 @@ class RequestBatcher:
         self._cache: AsyncScoreCache | AsyncNoCache | None = None
         self._client: AsyncModelClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reads: Drain[_Lookup] = Drain(take_all, self._read, limit=READS_IN_FLIGHT)
-        self._batches: Drain[_Job] = Drain(
-            self._take, self._run_batch, limit=in_flight, overlap_at=overlap_at
+        self._reads: Drain[Lookup] = Drain(take_all, self._read, limit=READS_IN_FLIGHT)
+        self._batches: Drain[Job] = Drain(
+            functools.partial(take_batch, max_rows=max_rows),
+            self._run_batch,
+            limit=in_flight,
+            overlap_at=overlap_at,
         )
         self._closing = False
 
@@ -217,12 +205,31 @@ class RequestBatcher:
         # The metadata was checked against the stable version's transform, for all of them.
         return await self._score(group.model, group.texts, group.metadata, check=False)
 
+    # -- off the answers' path ------------------------------------------------------------------
+
+    def offpath_scores_on(self, loop: asyncio.AbstractEventLoop) -> ScoreFunction:
+        """The off-path scorer's score function, for its thread: scored here, on ``loop``.
+
+        The shadow's scores (and production's beside a canary answer) then share this
+        loop's cache reads and its one ``grpc.aio`` channel, and production's off-path rows
+        share batches with each other: a private loop of the blocking clients would be a
+        second loop bound to gRPC, which wakes on every answer's completion too. Their
+        batches are taken only when no answer waits, so they never hold an answer back.
+        """
+        runner = LoopRunner(loop)
+
+        def score(model: ModelVersion, texts: Sequence[str], metadata: Metadata | None):
+            return runner.run(self._score(model, texts, metadata, check=False, offpath=True))
+
+        return score
+
     async def _score(
         self,
         model: ModelVersion,
         texts: Sequence[str],
         metadata: Metadata | None,
         check: bool = True,
+        offpath: bool = False,
     ) -> np.ndarray:
         if metadata is not None and check:
             check_metadata_fields(model, metadata)
@@ -236,6 +243,7 @@ class RequestBatcher:
                 list(misses),
                 [texts[i] for i in firsts],
                 None if metadata is None else [metadata[i] for i in firsts],
+                offpath,
             )
             for row, positions in zip(fresh, misses.values(), strict=True):
                 probabilities[positions] = row
@@ -246,22 +254,28 @@ class RequestBatcher:
         """The cached values of ``keys``, read with those of the requests that asked meanwhile."""
         if not keys:
             return []
-        lookup = _Lookup(keys, asyncio.get_running_loop().create_future())
+        lookup = Lookup(keys, asyncio.get_running_loop().create_future())
         self._reads.put([lookup])
         return await lookup.future
 
     async def _model_scores(
-        self, model: ModelVersion, keys: list[str], texts: list[str], metadata: list[Any] | None
+        self,
+        model: ModelVersion,
+        keys: list[str],
+        texts: list[str],
+        metadata: list[Any] | None,
+        offpath: bool = False,
     ) -> np.ndarray:
         """Probabilities of distinct missing instances, scored in the shared batches."""
         loop = asyncio.get_running_loop()
         jobs = [
-            _Job(
+            Job(
                 model,
                 keys[start : start + self.max_rows],
                 texts[start : start + self.max_rows],
                 None if metadata is None else metadata[start : start + self.max_rows],
                 loop.create_future(),
+                offpath,
             )
             for start in range(0, len(keys), self.max_rows)
         ]
@@ -283,7 +297,7 @@ class RequestBatcher:
             self._loop = asyncio.get_running_loop()
         return self._cache, self._client
 
-    async def _read(self, lookups: list[_Lookup]) -> None:
+    async def _read(self, lookups: list[Lookup]) -> None:
         """One MGET for ``lookups``, every one queued since the previous MGET was sent."""
         cache, _ = self._async_clients()
         try:
@@ -291,52 +305,34 @@ class RequestBatcher:
         except Exception as exc:  # the cache absorbs Redis errors; anything else is a bug
             log.exception("score cache lookup failed")
             for lookup in lookups:
-                _settle(lookup.future, None, exc)
+                settle(lookup.future, None, exc)
             return
         start = 0
         for lookup in lookups:
             stop = start + len(lookup.keys)
-            _settle(lookup.future, values[start:stop], None)
+            settle(lookup.future, values[start:stop], None)
             start = stop
 
-    def _take(self, queue: deque[_Job]) -> list[_Job]:
-        """The first queued job and those behind it of the same version, within ``max_rows``;
-        the others (another version's: a canary's) keep their order for the next batch."""
-        jobs: list[_Job] = []
-        rows = 0
-        others: deque[_Job] = deque()
-        while queue:
-            job = queue.popleft()
-            if job.future.done():  # its request went away
-                continue
-            if jobs and (job.model is not jobs[0].model or rows + len(job.keys) > self.max_rows):
-                others.append(job)
-                continue
-            jobs.append(job)
-            rows += len(job.keys)
-        queue.extend(others)
-        return jobs
-
-    async def _run_batch(self, jobs: list[_Job]) -> None:
+    async def _run_batch(self, jobs: list[Job]) -> None:
         try:
             rows, where, scored = await self._score_batch(jobs)
         except (MlcycleError, VersionGone) as exc:
             for job in jobs:
-                _settle(job.future, None, exc)
+                settle(job.future, None, exc)
         except Exception as exc:  # never leave a request hanging
             log.exception("prediction batch failed")
             for job in jobs:
-                _settle(job.future, None, exc)
+                settle(job.future, None, exc)
         else:
             for job, positions in zip(jobs, where, strict=True):
-                _settle(job.future, rows[positions], None)
+                settle(job.future, rows[positions], None)
             # Stored once the answers are on their way: a request for the same text in
             # the meantime is only scored again, and the next batch starts sooner.
             cache, _ = self._async_clients()
             await cache.set_many(scored)
 
     async def _score_batch(
-        self, jobs: list[_Job]
+        self, jobs: list[Job]
     ) -> tuple[np.ndarray, list[list[int]], list[tuple[str, bytes]]]:
         """Probabilities of the batch's distinct texts, each job's rows, the cache items."""
         model = jobs[0].model
@@ -382,12 +378,3 @@ class RequestBatcher:
         if sum(map(len, texts)) <= INLINE_FEATURIZE_CHARS:
             return tokenize(tokens, model.version, texts)
         return await asyncio.to_thread(tokenize, tokens, model.version, texts)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():  # the request went away and was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
