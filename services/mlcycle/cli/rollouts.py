@@ -20,6 +20,12 @@ from mlcycle.cli.serving import ApiKey, AsJson
 from mlcycle.common.errors import InvalidInput, MlcycleError
 from mlcycle.common.settings import Settings
 from mlcycle.contracts.rollouts import Comparison, RolloutPolicy, RolloutView
+from mlcycle.rollouts.figures import (
+    comparison_header,
+    comparison_rows,
+    comparison_summary,
+    comparison_title,
+)
 
 if TYPE_CHECKING:
     from mlcycle.clients import TrainerClient
@@ -42,34 +48,15 @@ def trainer_client(settings: Settings, url: str | None, api_key: str | None) -> 
     return TrainerClient(url, api_key=key)
 
 
-def _figure(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def print_comparison(out: Console, comparison: Comparison) -> None:
-    """Production against the candidate, one row per figure."""
-    table = Table(title=f"{comparison.pair}: {comparison.pairs} paired comments")
-    table.add_column("figure")
-    table.add_column(f"production v{comparison.production.version}", justify="right")
-    table.add_column(f"candidate v{comparison.candidate.version}", justify="right")
-    sides = (comparison.production, comparison.candidate)
-    table.add_row("scored", *(str(s.requests) for s in sides))
-    table.add_row("error rate", *(_figure(s.error_rate, 4) for s in sides))
-    table.add_row("p50 ms", *(_figure(s.latency.p50_ms, 1) for s in sides))
-    table.add_row("p99 ms", *(_figure(s.latency.p99_ms, 1) for s in sides))
-    table.add_row("drift alarms", *(", ".join(s.drift_alarms) or "none" for s in sides))
-    table.add_row("decisions joined", *(str(s.decisions) for s in sides))
-    table.add_row("realized accuracy", *(_figure(s.accuracy) for s in sides))
+    """Production against the candidate, one row per figure, then the pair's own figures."""
+    table = Table(title=comparison_title(comparison))
+    for i, column in enumerate(comparison_header(comparison)):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in comparison_rows(comparison):
+        table.add_row(*row)
     out.print(table)
-    delta, quality = comparison.score_delta, comparison.quality
-    out.print(
-        f"agreement {_figure(comparison.agreement)} · score delta mean {_figure(delta.mean)} "
-        f"(p05 {_figure(delta.p05)}, p95 {_figure(delta.p95)}) · quality "
-        f"{quality.verdict} (difference {_figure(quality.difference)}, "
-        f"[{_figure(quality.lower)}, {_figure(quality.upper)}], margin {quality.margin}) · "
-        f"evidence age {_figure(comparison.evidence_age_s, 1)} s · model server "
-        f"{'up' if comparison.model_server_up else 'DOWN'}"
-    )
+    out.print(comparison_summary(comparison))
 
 
 def print_rollout(out: Console, view: RolloutView) -> None:

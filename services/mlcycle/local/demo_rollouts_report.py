@@ -6,6 +6,7 @@ from html import escape
 
 from mlcycle.contracts.rollouts import Rollout
 from mlcycle.local.demo_rollouts import Candidate, RolloutsRun
+from mlcycle.rollouts.figures import comparison_html
 
 ROLLOUT_NOTE = (
     "After the drift alarm: a retraining run on it (a new label run with the moderators' "
@@ -71,12 +72,24 @@ def _decisions_table(rollout: Rollout) -> str:
     return f"<table>{head}{body}</table>"
 
 
+def _last_evidence(rollout: Rollout) -> str:
+    """The comparison the rollout's last decision with evidence was taken on."""
+    for decision in reversed(rollout.decisions):
+        if decision.evidence is not None:
+            when = f"The comparison of its {decision.action} decision at {decision.time[11:19]}:"
+            return f"<p>{escape(when)}</p>{comparison_html(decision.evidence)}"
+    return ""
+
+
 def rollout_section(run: RolloutsRun, heading: str = "h3") -> list[str]:
-    """The HTML of the stage: the note, then each candidate's decisions with their reasons."""
+    """The HTML of the stage: the note, then each candidate's decisions with their reasons,
+    and the comparison (both versions' figures, agreement, score deltas, the quality test)
+    its last decision saw."""
     parts = [f"<p>{escape(ROLLOUT_NOTE)}</p>"]
     for candidate in (run.retrained, run.drill):
         title = f"version {candidate.version}: {candidate.what} → {candidate.outcome}"
         parts.append(f"<{heading}>{escape(title)}</{heading}>")
         if candidate.rollout is not None:
             parts.append(_decisions_table(candidate.rollout))
+            parts.append(_last_evidence(candidate.rollout))
     return parts
