@@ -109,5 +109,7 @@ def test_the_command_over_http_prints_and_writes_the_report(
     assert [a["signal"] for a in asked] == ["score", "ngrams", "oov_share"]
     page = report.read_text()
     assert page.count("data-plot='statistic'") == 2 and page.count("data-plot='quality'") == 1
+    # No trainer runs here: the rollouts section says so, and the report is written anyway.
+    assert "<h2>Rollouts</h2><p>Not shown: the trainer did not answer" in page.replace("\n", "")
     refused = CliRunner().invoke(app, ["monitor", "--url", url, "--api-key", "wrong"])
     assert refused.exit_code == 2 and "answered 401" in refused.output

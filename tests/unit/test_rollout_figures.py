@@ -15,12 +15,13 @@ from mlcycle.contracts.rollouts import (
     Rollout,
     RolloutDecision,
     RolloutPolicy,
+    RolloutView,
     ScoreDeltas,
     VersionFigures,
 )
 from mlcycle.local.demo_rollouts import Candidate, RolloutsRun
 from mlcycle.local.demo_rollouts_report import rollout_section
-from mlcycle.rollouts.figures import comparison_html, comparison_rows
+from mlcycle.rollouts.figures import comparison_html, comparison_rows, rollouts_html
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +82,14 @@ def test_the_demo_report_shows_the_comparison_its_last_decision_saw() -> None:
     page = "".join(rollout_section(run))
     assert "rollback decision at 08:00:05" in page
     assert comparison_html(comparison()) in page
+
+
+def test_the_rollouts_section_shows_each_rollout_and_a_running_ones_comparison() -> None:
+    running = Rollout(
+        id="r2", name="toxicity", candidate=3, baseline=1, policy=RolloutPolicy(),
+        phase="canary", step=1, started_at="t0", updated_at="t1", trigger="retraining:x",
+    )  # fmt: skip
+    page = "".join(rollouts_html([RolloutView(rollout=running, comparison=comparison())]))
+    assert "r2: model toxicity v3 against v1 · canary 25 % · running · trigger retraining:x" in page
+    assert comparison_html(comparison()) in page
+    assert "No rollout yet." in "".join(rollouts_html([]))

@@ -10,6 +10,7 @@ quick and matplotlib loads only for the page).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,10 @@ from rich.console import Console
 from mlcycle.cli.context import fail, settings_for
 from mlcycle.cli.serving import ApiKey, AsJson, ServiceUrl, inference_client
 from mlcycle.common.errors import MlcycleError
+from mlcycle.common.settings import Settings
+
+# The latest rollouts the report shows.
+ROLLOUTS_SHOWN = 5
 
 
 def monitor(
@@ -67,9 +72,26 @@ def monitor(
                 return
             view = collect(client, version=version, since=since, windows=windows)
         print_state(out, view.state)
-        write_report(path, view, generated_at=now)
+        write_report(path, view, generated_at=now, more=rollouts_section(settings, api_key))
     except MlcycleError as exc:
         fail(exc)
     except OSError as exc:
         fail(MlcycleError(f"cannot write the report to {path}: {exc.strerror or exc}"))
     out.print(f"monitor report: {path}")
+
+
+def rollouts_section(settings: Settings, api_key: str | None) -> list[str]:
+    """The report's rollouts, from the trainer (which hosts the registry); when it cannot
+    be asked, the section says so and the report goes on."""
+    from mlcycle.cli.rollouts import trainer_client
+    from mlcycle.rollouts.figures import rollouts_html
+
+    try:
+        with trainer_client(settings, None, api_key) as trainer:
+            views = trainer.rollouts(name=settings.trainer.model_name, limit=ROLLOUTS_SHOWN)
+    except MlcycleError as exc:
+        return [
+            "<h2>Rollouts</h2>",
+            f"<p>Not shown: the trainer did not answer ({escape(str(exc))}).</p>",
+        ]
+    return rollouts_html(views.rollouts)

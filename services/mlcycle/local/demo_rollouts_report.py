@@ -6,7 +6,7 @@ from html import escape
 
 from mlcycle.contracts.rollouts import Rollout
 from mlcycle.local.demo_rollouts import Candidate, RolloutsRun
-from mlcycle.rollouts.figures import comparison_html
+from mlcycle.rollouts.figures import comparison_html, decisions_html
 
 ROLLOUT_NOTE = (
     "After the drift alarm: a retraining run on it (a new label run with the moderators' "
@@ -60,18 +60,6 @@ def rollout_rows(run: RolloutsRun) -> list[tuple[str, str]]:
     return rows
 
 
-def _decisions_table(rollout: Rollout) -> str:
-    head = "<tr><th>time</th><th>decision</th><th>phase</th><th>canary %</th><th>by</th>"
-    head += "<th>reason</th></tr>"
-    body = "".join(
-        f"<tr><td>{escape(d.time[11:19])}</td><td>{escape(d.action)}</td>"
-        f"<td>{escape(d.phase)}</td><td>{d.canary_percent:g}</td><td>{escape(d.actor)}</td>"
-        f"<td>{escape(d.reason)}</td></tr>"
-        for d in rollout.decisions
-    )
-    return f"<table>{head}{body}</table>"
-
-
 def _last_evidence(rollout: Rollout) -> str:
     """The comparison the rollout's last decision with evidence was taken on."""
     for decision in reversed(rollout.decisions):
@@ -90,6 +78,6 @@ def rollout_section(run: RolloutsRun, heading: str = "h3") -> list[str]:
         title = f"version {candidate.version}: {candidate.what} → {candidate.outcome}"
         parts.append(f"<{heading}>{escape(title)}</{heading}>")
         if candidate.rollout is not None:
-            parts.append(_decisions_table(candidate.rollout))
+            parts.append(decisions_html(candidate.rollout))
             parts.append(_last_evidence(candidate.rollout))
     return parts

@@ -240,8 +240,10 @@ def print_state(
 # -- the page ----------------------------------------------------------------------------------
 
 
-def write_report(path: Path, view: MonitorView, *, generated_at: datetime) -> Path:
-    """The monitor's HTML page at ``path``, replaced atomically; returns the path."""
+def write_report(
+    path: Path, view: MonitorView, *, generated_at: datetime, more: Sequence[str] = ()
+) -> Path:
+    """The monitor's HTML page at ``path`` (and ``more`` sections), replaced atomically."""
     title = f"mlcycle monitor: {view.state.model}"
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -249,6 +251,7 @@ def write_report(path: Path, view: MonitorView, *, generated_at: datetime) -> Pa
         f"<h1>{escape(title)}</h1>",
         f"<p class='note'>State at {escape(_when(generated_at))} UTC, across all replicas.</p>",
         *monitoring_section(view, heading="h2"),
+        *more,
         "</body></html>",
     ]
     write_atomically(path, "\n".join(parts).encode("utf-8"))

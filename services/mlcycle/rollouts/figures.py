@@ -3,9 +3,13 @@ HTML reports, so a terminal and a page always show the same figures the same way
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
-from mlcycle.contracts.rollouts import Comparison
+from mlcycle.contracts.rollouts import Comparison, Rollout, RolloutView
+
+# A rollout's latest decisions a page shows (the API keeps them all).
+DECISIONS_SHOWN = 12
 
 
 def figure(value: float | None, digits: int = 3) -> str:
@@ -69,3 +73,40 @@ def comparison_html(comparison: Comparison) -> str:
         f"<table><caption>{escape(comparison_title(comparison))}</caption>"
         f"<tr>{head}</tr>{body}</table><p>{escape(comparison_summary(comparison))}</p>"
     )
+
+
+def rollout_line(rollout: Rollout) -> str:
+    """Which rollout, of what, where it stands, and what started it."""
+    return (
+        f"{rollout.id}: model {rollout.name} v{rollout.candidate} against v{rollout.baseline} · "
+        f"{rollout.phase} {rollout.canary_percent:g} % · {rollout.status} · "
+        f"trigger {rollout.trigger}"
+    )
+
+
+def decisions_html(rollout: Rollout, last: int = DECISIONS_SHOWN) -> str:
+    """The rollout's latest decisions, each with who took it and why."""
+    head = "<tr><th>time</th><th>decision</th><th>phase</th><th>canary %</th><th>by</th>"
+    head += "<th>reason</th></tr>"
+    body = "".join(
+        f"<tr><td>{escape(d.time[11:19])}</td><td>{escape(d.action)}</td>"
+        f"<td>{escape(d.phase)}</td><td>{d.canary_percent:g}</td><td>{escape(d.actor)}</td>"
+        f"<td>{escape(d.reason)}</td></tr>"
+        for d in rollout.decisions[-last:]
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def rollouts_html(views: Sequence[RolloutView], heading: str = "h2") -> list[str]:
+    """A report's section on rollouts: each one's state and decisions, and the live
+    comparison of those still running."""
+    parts = [f"<{heading}>Rollouts</{heading}>"]
+    if not views:
+        parts.append("<p>No rollout yet.</p>")
+    sub = f"h{int(heading[1]) + 1}"
+    for view in views:
+        parts.append(f"<{sub}>{escape(rollout_line(view.rollout))}</{sub}>")
+        parts.append(decisions_html(view.rollout))
+        if view.comparison is not None:
+            parts.append(comparison_html(view.comparison))
+    return parts
