@@ -1,5 +1,5 @@
 """``mlcycle monitor``: ask the running inference service what its monitor says, print the
-tables, write the HTML report.
+tables, write the HTML report (with the trainer's latest rollouts).
 
 Like ``mlcycle predict`` it reaches the service through its client, ``--url`` and
 ``--api-key`` defaulting to the settings'; the tables and the page come from
