@@ -15,9 +15,9 @@ from mlcycle.contracts.rollouts import (
     VersionFigures,
 )
 from mlcycle.rollouts.compare import compare
-from mlcycle.rollouts.evidence import RolloutEvidence
+from mlcycle.rollouts.evidence import RolloutEvidence, latency_of
 from mlcycle.rollouts.policy import decide, pairs_at_step_start
-from mlcycle.rollouts.tally import EvidenceTally
+from mlcycle.rollouts.tally import LATENCY_EDGES, EvidenceTally, latency_bucket
 
 NOW = 1_800_000_000.0
 POLICY = RolloutPolicy(min_samples=100)
@@ -165,6 +165,28 @@ def test_errors_count_from_the_steps_baseline_not_from_an_outage_before_it() -> 
     assert fine.action == "advance", fine.reason  # 2 errors in 200 requests since
     broken = decide(settled, comparison(pairs=650, requests=600, errors=310))
     assert broken.action == "rollback" and "errors 10 of 200 requests" in broken.reason
+
+
+def with_latency(seen: Comparison, calls: dict[int, int]) -> Comparison:
+    """``seen`` with the candidate's calls per latency bucket set to ``calls``."""
+    counts = np.bincount(list(calls), list(calls.values()), LATENCY_EDGES + 1)
+    candidate = seen.candidate.model_copy(update={"latency": latency_of(counts)})
+    return seen.model_copy(update={"candidate": candidate})
+
+
+def test_latency_counts_from_the_steps_baseline_not_from_an_outage_before_it() -> None:
+    # 200 calls took 2.5 s while the model server came back; then the controller settled.
+    slow, fast = latency_bucket(2500.0), latency_bucket(8.0)
+    at_settle = with_latency(comparison(pairs=500, requests=400), {fast: 200, slow: 200})
+    settle = decision("settle", None).model_copy(update={"evidence": at_settle})
+    settled = rollout("canary", 1).model_copy(update={"decisions": [settle]})
+    since = with_latency(comparison(pairs=650, requests=700), {fast: 500, slow: 200})
+    assert since.candidate.latency.p99_ms > 250  # over the whole rollout, the outage shows
+    fine = decide(settled, since)
+    assert fine.action == "advance", fine.reason  # 300 fast calls since the settle
+    slow_since = with_latency(since, {fast: 480, slow: 220})  # 20 of those 300 slow
+    broken = decide(settled, slow_since)
+    assert broken.action == "rollback" and "over 300 calls in this step" in broken.reason
 
 
 def test_each_step_needs_min_samples_new_pairs() -> None:

@@ -122,6 +122,8 @@ def check_transition(action: Action, state: ModelState, *, force: bool = False) 
         f"a {state} version cannot be {action}: allowed from "
         f"{', '.join(sorted(edge.allowed | edge.forced))}"
     )
+
+
 # The names a model may have: safe as a folder, in a record id and as a served name.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # TF Serving's versions are int64.
@@ -263,7 +265,10 @@ class ModelVersion(StoredRecord):
             time=time, action=action, from_state=self.state, to_state=to_state, reason=reason
         )
         for key, value in (
-            ("forced", forced), ("actor", actor), ("evidence", evidence), ("rollout", rollout)
+            ("forced", forced),
+            ("actor", actor),
+            ("evidence", evidence),
+            ("rollout", rollout),
         ):
             if value is not None:
                 setattr(step, key, value)  # set, so the stored JSON has it (see _OmitsUnset)

@@ -129,6 +129,11 @@ class Latency(BaseModel):
 
     p50_ms: float | None = None
     p99_ms: float | None = None
+    buckets: dict[int, int] = Field(
+        default_factory=dict,
+        description="calls per latency bucket (only the non-empty ones), so that the "
+        "quantiles of one step's calls alone can be read off two of these",
+    )
 
 
 class VersionFigures(BaseModel):

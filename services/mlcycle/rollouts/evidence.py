@@ -20,6 +20,7 @@ import redis
 from mlcycle.contracts.rollouts import Latency, Role, ScoreDeltas
 from mlcycle.rollouts.tally import (
     DELTA_BUCKETS,
+    LATENCY_EDGES,
     LATENCY_EDGES_MS,
     PAIR,
     EvidenceTally,
@@ -52,6 +53,33 @@ def _latency_ms(counts: np.ndarray, q: float) -> float:
     return math.sqrt(edges[i - 1] * edges[i])  # the bucket's geometric middle
 
 
+def latency_of(counts: np.ndarray) -> Latency:
+    """p50 and p99 of calls counted per latency bucket, with the counts themselves."""
+    if not counts.sum():
+        return Latency()
+    buckets = {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
+    return Latency(
+        p50_ms=_latency_ms(counts, 0.5), p99_ms=_latency_ms(counts, 0.99), buckets=buckets
+    )
+
+
+def latency_since(now: Latency, before: Latency | None) -> Latency:
+    """The latency of the calls made since ``before`` was read (``now`` minus ``before``).
+
+    Without bucket counts on either side (records older than the counts), ``now`` as is.
+    """
+    if before is None or not before.buckets:
+        return now
+    if not now.buckets:
+        return now
+    counts = np.zeros(LATENCY_EDGES + 1, np.int64)
+    for i, n in now.buckets.items():
+        counts[i] += n
+    for i, n in before.buckets.items():
+        counts[i] -= n
+    return latency_of(np.maximum(counts, 0))
+
+
 def _delta(counts: np.ndarray, q: float) -> float:
     i, fraction = _quantile_index(counts, q)
     width = 2.0 / DELTA_BUCKETS
@@ -80,10 +108,7 @@ class RolloutEvidence:
 
     def latency(self, role: Role) -> Latency:
         """p50 and p99 of ``role``'s call latency (within about 9 %)."""
-        counts = self.tally.latency_counts(role)
-        if not counts.sum():
-            return Latency()
-        return Latency(p50_ms=_latency_ms(counts, 0.5), p99_ms=_latency_ms(counts, 0.99))
+        return latency_of(self.tally.latency_counts(role))
 
     @property
     def pairs(self) -> int:

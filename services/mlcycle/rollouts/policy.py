@@ -12,7 +12,8 @@ The rules, in order (the first that applies decides):
      the bound on at least ``min_samples`` requests, or its errors alone already exceed
      what ``min_samples`` requests allow (a broken candidate goes fast). Errors both
      versions share (a model server restarting fails them alike) are not the candidate's;
-   - latency: its p99 is over ``p99_latency_ms`` on at least ``min_samples`` requests;
+   - latency: the p99 of its calls in this step (since the same baseline) is over
+     ``p99_latency_ms`` on at least ``min_samples`` calls;
    - agreement: under ``min_agreement`` on at least ``min_samples`` pairs;
    - quality: the sequential test's verdict is ``worse``.
 4. Fewer than ``min_samples`` pairs since the phase or step began: **hold**. The
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mlcycle.contracts.rollouts import Comparison, Rollout, RolloutPolicy
+from mlcycle.rollouts.evidence import latency_since
 
 ProposalAction = Literal["advance", "promote", "hold", "rollback"]
 # Decisions after which a phase or step counts its pairs afresh.
@@ -105,11 +107,14 @@ def _breach(
             f"({shared:.1f} explained by production's error rate) exceed max_error_rate "
             f"{policy.max_error_rate:g} x {max(requests, enough)}"
         )
-    p99 = candidate.latency.p99_ms
-    if candidate.requests >= enough and p99 is not None and p99 > policy.p99_latency_ms:
+    # Latency too: slow calls while the model server came back belong to the outage.
+    latency = latency_since(candidate.latency, before_c.latency if before_c else None)
+    calls = sum(latency.buckets.values()) if latency.buckets else candidate.requests
+    p99 = latency.p99_ms
+    if calls >= enough and p99 is not None and p99 > policy.p99_latency_ms:
         return (
             f"candidate p99 {p99:.1f} ms > {policy.p99_latency_ms:g} ms "
-            f"over {candidate.requests} requests"
+            f"over {calls} calls in this step"
         )
     agreement = comparison.agreement
     if comparison.pairs >= enough and agreement is not None and agreement < policy.min_agreement:
