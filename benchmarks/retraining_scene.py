@@ -43,6 +43,7 @@ import random
 import sys
 import tempfile
 import time
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,10 @@ def run(data: Path, tweets: int, rps: float) -> dict[str, Any]:
             settings = stack.start(timeout_s=120.0)
             with clients_for(settings) as clients:
                 return _scene(settings, clients, subset(data, root / "subset", tweets), rps)
+        except Exception as exc:  # the other scenes' figures are still printed
+            log(traceback.format_exc())
+            why = f"the scene failed: {type(exc).__name__}: {exc}"
+            return {"alarm_to_canary_s": None, "canary_to_production_s": None, "null_because": why}
         finally:
             stack.stop()
 
