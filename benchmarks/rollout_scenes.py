@@ -19,6 +19,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import rollout_overhead
+from serving import build_model
+
 from mlcycle.clients import ServiceClients
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import open_store
@@ -26,8 +30,23 @@ from mlcycle.contracts.rollouts import Rollout, RolloutPolicy
 from mlcycle.local.stack import LocalStack
 from mlcycle.trainer.registry import ModelRegistry
 
+# The versions the rollout scenes try (see build_versions), and the overhead's copy of 1.
+BAD, GOOD, KILLED, COPY_OF_1 = 3, 4, 5, 9
 POLICY = RolloutPolicy(min_samples=100, canary_steps=(5.0, 25.0, 50.0, 100.0))
 SCENE_TIMEOUT_S = 420.0
+
+
+def build_versions(settings: Settings, texts: dict, labels: dict) -> None:
+    """Versions 1, 2 and 4 trained on the true labels (2, 3 and 4 epochs), 3 on shuffled
+    ones, 5 a copy of 2, and a copy of 1 for the overhead; 1 serves, the rest registered."""
+    build_model(settings, texts, labels, version=1, pin=False)
+    build_model(settings, texts, labels, version=2, epochs=3, pin=False)
+    shuffled = {split: np.random.default_rng(7).permutation(y) for split, y in labels.items()}
+    build_model(settings, texts, shuffled, version=BAD, pin=False)
+    build_model(settings, texts, labels, version=GOOD, epochs=4, pin=False)
+    rollout_overhead.copy_version(settings, 2, KILLED)
+    rollout_overhead.copy_version(settings, 1, COPY_OF_1)
+    register_versions(settings, good=[1, 2, GOOD, KILLED], bad=[BAD], serving=1)
 
 
 def register_versions(settings: Settings, good: list[int], bad: list[int], serving: int) -> None:

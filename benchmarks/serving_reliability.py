@@ -36,6 +36,10 @@ the three scenes, rollouts decided by the registry's controller on live evidence
 6. server killed mid-canary: the model server dies while a canary runs and comes
    back after ``--down-s``. Expected: no step taken while it is down (missing data
    is never evidence), and the rollout resumes once it is back.
+7. retraining: a drift alarm starts a retraining run that goes from labels to production
+   with no human step (``retraining_scene.py``, on a stack of its own; ``--only
+   retraining`` runs it alone). Reported: the seconds from the alarm to the new model's
+   first canary answer, and from there to production.
 """
 
 from __future__ import annotations
@@ -44,27 +48,24 @@ import argparse
 import asyncio
 import collections
 import functools
-import itertools
 import logging
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-import numpy as np
 import orjson
+import retraining_scene
 import rollout_overhead
 import rollout_scenes
 from _harness import stack_settings
+from _open_load import Answer, Load, during
 from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
 from rich.table import Table
-from serving import DAVIDSON, build_model
+from rollout_scenes import BAD, COPY_OF_1, GOOD, KILLED
+from serving import DAVIDSON
 
 from mlcycle.clients import (
     DeadlinePassed,
@@ -73,103 +74,18 @@ from mlcycle.clients import (
     clients_for,
     poll_until,
 )
-from mlcycle.clients.inference import PREDICT_PATH, predict_body
+from mlcycle.clients.inference import PREDICT_PATH
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
-from mlcycle.common.settings import Settings
 from mlcycle.local.pipeline import wait_until_served
 from mlcycle.local.stack import LocalStack
 
-# The versions the rollout scenes try (see build_versions), and the overhead's copy of 1.
-BAD, GOOD, KILLED, COPY_OF_1 = 3, 4, 5, 9
-SCENES = (
-    "rollout", "crash", "cache", "good_canary", "bad_canary", "server_killed_mid_canary"
-)
+SCENES = ("rollout", "crash", "cache", "good_canary", "bad_canary", "server_killed_mid_canary")
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Answer:
-    """One request's outcome (``sent_at`` on the monotonic clock, ``wall`` the same moment
-    on the wall clock the rollouts' decisions are timed by)."""
-
-    sent_at: float
-    status: int
-    latency_ms: float
-    version: int | None = None
-    error: str = ""
-    wall: float = field(default_factory=time.time)
-
-
-@dataclass
-class Load:
-    """An open-loop load: one request every 1/rps seconds, whatever the answers take."""
-
-    url: str
-    headers: dict[str, str]
-    rps: float
-    texts: list[str]
-    answers: list[Answer] = field(default_factory=list)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def run(self) -> None:
-        counter = itertools.count()
-        pending: set[asyncio.Task] = set()
-        timeout = aiohttp.ClientTimeout(total=30)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            interval = 1.0 / self.rps
-            next_at = time.perf_counter()
-            while not self._stop.is_set():
-                i = next(counter)
-                text = f"{self.texts[i % len(self.texts)]} #{i}"
-                task = asyncio.create_task(self._one(session, text))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                next_at += interval
-                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-            await asyncio.gather(*pending)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    async def _one(self, session: aiohttp.ClientSession, text: str) -> None:
-        started = time.perf_counter()
-        body = orjson.dumps(predict_body([text]))
-        try:
-            async with session.post(self.url, data=body, headers=self.headers) as response:
-                payload = await response.read()
-                status = response.status
-        except aiohttp.ClientError as exc:
-            self.answers.append(Answer(started, 0, _ms(started), error=str(exc)))
-            return
-        answer = Answer(started, status, _ms(started), wall=time.time() - _ms(started) / 1000)
-        try:
-            decoded = orjson.loads(payload)
-            if status == 200:
-                answer.version = int(decoded["predictions"][0]["model_version"])
-            else:
-                answer.error = str(decoded["error"]["message"])
-        except (ValueError, KeyError, TypeError, IndexError):
-            answer.error = payload[:200].decode("utf-8", "replace")
-        self.answers.append(answer)
-
-    def between(self, start: float, end: float) -> list[Answer]:
-        return [a for a in self.answers if start <= a.sent_at < end]
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
-async def during(load: Load, scene: Callable[..., Any], *args: object) -> tuple[float, float, Any]:
-    """Run ``scene`` in a thread while ``load`` goes on; (start, end, scene's result)."""
-    start = time.perf_counter()
-    result = await asyncio.to_thread(scene, *args)
-    return start, time.perf_counter(), result
 
 
 # -- scenes ---------------------------------------------------------------------------------------
@@ -364,8 +280,14 @@ async def rollout_scenes_under(
     return figures
 
 
-def report(figures: dict) -> None:
+def report(figures: dict, retraining: dict) -> None:
     console = Console()
+    if figures:
+        serving_report(console, figures)
+    console.print(retraining_scene.summary(retraining))
+
+
+def serving_report(console: Console, figures: dict) -> None:
     table = Table(title="serving under trouble")
     table.add_column("scene")
     table.add_column("figure")
@@ -406,19 +328,6 @@ def report(figures: dict) -> None:
         console.print(f"{name}: {'met' if ok else 'MISSED'}")
 
 
-def build_versions(settings: Settings, texts: dict, labels: dict) -> None:
-    """Versions 1, 2 and 4 trained on the true labels (2, 3 and 4 epochs), 3 on shuffled
-    ones, 5 a copy of 2, and a copy of 1 for the overhead; 1 serves, the rest registered."""
-    build_model(settings, texts, labels, version=1, pin=False)
-    build_model(settings, texts, labels, version=2, epochs=3, pin=False)
-    shuffled = {split: np.random.default_rng(7).permutation(y) for split, y in labels.items()}
-    build_model(settings, texts, shuffled, version=BAD, pin=False)
-    build_model(settings, texts, labels, version=GOOD, epochs=4, pin=False)
-    rollout_overhead.copy_version(settings, 2, KILLED)
-    rollout_overhead.copy_version(settings, 1, COPY_OF_1)
-    rollout_scenes.register_versions(settings, good=[1, 2, GOOD, KILLED], bad=[BAD], serving=1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DAVIDSON)
@@ -426,11 +335,27 @@ def main() -> int:
     parser.add_argument("--down-s", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=4.0, help="per overhead run")
     parser.add_argument("--repeats", type=int, default=3, help="overhead runs per mode")
+    parser.add_argument("--retraining-tweets", type=int, default=5000, help="scene 7's data")
+    parser.add_argument("--only", choices=("retraining",), help="run this scene alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not args.data.is_file():
         log(f"no Davidson data at {args.data}: see ../shared/data/*/SOURCE.md")
         return 2
+    figures = {} if args.only else serving_scenes(args)
+    log("scene 7: a retraining cycle triggered by a drift alarm (a stack of its own)")
+    retraining = retraining_scene.run(args.data, args.retraining_tweets, args.rps)
+    log(f"  {retraining}")
+    report(figures, retraining)
+    overhead = figures.pop("overhead", {})
+    headline = {key: overhead[key] for key in ("shadow", "canary_overhead") if key in overhead}
+    line = {"benchmark": "serving_reliability", **headline, **figures, "retraining": retraining}
+    print(orjson.dumps(line | ({"overhead": overhead} if overhead else {})).decode())
+    return 0
+
+
+def serving_scenes(args: argparse.Namespace) -> dict:
+    """Scenes 1-6 and the overhead, on the serving stack."""
     corpus = load_davidson(args.data)
     task = binary_task(corpus)
     rows = {s: corpus.rows(s) for s in SPLITS}
@@ -448,7 +373,7 @@ def main() -> int:
             trainer_port=free_port(),
             rollout_tick_s=1.0,
         )
-        build_versions(settings, texts, labels)
+        rollout_scenes.build_versions(settings, texts, labels)
         stack = LocalStack(
             settings,
             services=("modelserver", "inference-api", "trainer-api"),
@@ -458,19 +383,10 @@ def main() -> int:
             stack.start()
             with clients_for(stack.settings) as clients:
                 wait_until_served(clients, 1)
-            figures = asyncio.run(scenes(args, stack, redis, (texts, labels)))
+            return asyncio.run(scenes(args, stack, redis, (texts, labels)))
         finally:
             stack.stop()
             redis.stop()
-    report(figures)
-    overhead = figures.pop("overhead")
-    headline = {key: overhead[key] for key in ("shadow", "canary_overhead")}
-    print(
-        orjson.dumps(
-            {"benchmark": "serving_reliability", **headline, **figures, "overhead": overhead}
-        ).decode()
-    )
-    return 0
 
 
 if __name__ == "__main__":
