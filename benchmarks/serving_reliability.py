@@ -22,9 +22,9 @@ status, latency, the model version it names, and the error message.
    (all 200) and ``/readyz`` says degraded while it is down.
 
 Before the load starts, the cost of a rollout to the answers is measured
-(``rollout_overhead.py``: shadow at 100 %, canary at 5 %, against neither). After
+(``_rollout_overhead.py``: shadow at 100 %, canary at 5 %, against neither). After
 the three scenes, rollouts decided by the registry's controller on live evidence
-(``rollout_scenes.py``):
+(``_rollout_scenes.py``):
 
 4. good canary: a version trained like production goes through shadow and every
    canary step to production. Expected: promoted, 0 failed requests, every answer
@@ -37,7 +37,7 @@ the three scenes, rollouts decided by the registry's controller on live evidence
    back after ``--down-s``. Expected: no step taken while it is down (missing data
    is never evidence), and the rollout resumes once it is back.
 7. retraining: a drift alarm starts a retraining run that goes from labels to production
-   with no human step (``retraining_scene.py``, on a stack of its own; ``--only
+   with no human step (``_retraining_scene.py``, on a stack of its own; ``--only
    retraining`` runs it alone). Reported: the seconds from the alarm to the new model's
    first canary answer, and from there to production.
 """
@@ -55,16 +55,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import _retraining_scene as retraining_scene
+import _rollout_overhead as rollout_overhead
+import _rollout_scenes as rollout_scenes
 import orjson
-import retraining_scene
-import rollout_overhead
-import rollout_scenes
 from _harness import stack_settings
 from _open_load import Answer, Load, during
+from _rollout_scenes import BAD, COPY_OF_1, GOOD, KILLED
 from quality import SPLITS, binary_task, load_davidson
 from rich.console import Console
 from rich.table import Table
-from rollout_scenes import BAD, COPY_OF_1, GOOD, KILLED
 from serving import DAVIDSON
 
 from mlcycle.clients import (

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import _rollout_overhead as rollout_overhead
 import numpy as np
-import rollout_overhead
 from serving import build_model
 
 from mlcycle.clients import ServiceClients
