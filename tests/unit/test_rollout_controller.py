@@ -7,117 +7,27 @@ set drift, realized quality and the model server's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import datetime
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from mlcycle.common.errors import Conflict, ValidationFailed
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import Settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.contracts.serving import read_routing_table
-from mlcycle.rollouts.evidence import MemoryEvidenceStore, RolloutEvidence
-from mlcycle.rollouts.tally import EvidenceTally
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.rollouts import RolloutController
+from tests.fixtures.registry import NAME, Clock, Signals, register
 
-NAME = "toxicity"
 POLICY = RolloutPolicy(min_samples=50, canary_steps=(10.0, 50.0, 100.0))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Signals:
-    """LiveSignals over a MemoryEvidenceStore, with settable drift, quality and liveness."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.store = MemoryEvidenceStore()
-        self.server_up = True
-        self.alarms: dict[int, list[str]] = {}
-        self.quality: dict[int, tuple[int, int]] = {}
-
-    def evidence(self, rollout: str) -> RolloutEvidence:
-        return self.store.read(rollout)
-
-    def forget(self, rollout: str) -> None:
-        self.store.forget(rollout)
-
-    def drift_alarms(self, name: str, version: int) -> list[str]:
-        return self.alarms.get(version, [])
-
-    def decisions(self, name: str, version: int, since: datetime) -> tuple[int, int]:
-        return self.quality.get(version, (0, 0))
-
-    def model_server_up(self, name: str, versions: Sequence[int]) -> bool:
-        return self.server_up
-
-    def traffic(self, rollout: str, n: int, *, agree: float = 1.0, errors: int = 0) -> None:
-        """``n`` paired comments (a share ``agree`` labelled alike) and the calls behind them."""
-        tally = EvidenceTally()
-        production = np.full(n, 0.9)
-        candidate = production.copy()
-        candidate[int(n * agree):] = 0.1
-        tally.pairs(production, candidate, 0.5, 0.5)
-        tally.call("production", n, 0.004, True)
-        tally.call("candidate", n - errors, 0.005, True)
-        if errors:
-            tally.call("candidate", errors, 0.005, False)
-        self.store.add(rollout, tally, self.clock())
-
-
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def events() -> list[ModelEvent]:
-    return []
-
-
-@pytest.fixture
-def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
-    registry = ModelRegistry(settings.trainer, store, emit=events.append)
+def registry(empty_registry: ModelRegistry) -> ModelRegistry:
     for version in (1, 2):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME,
-            version,
-            job=None,
-            transform="tf-1",
-            label_run="lr-1",
-            metrics={},
-            params={},
-            path=str(folder),
-        )
-        registry.bless(NAME, version, "beats production")
-    registry.promote(NAME, 1, "first model", actor="alice")
-    return registry
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+        register(empty_registry, version, bless="beats production")
+    empty_registry.promote(NAME, 1, "first model", actor="alice")
+    return empty_registry
 
 
 @pytest.fixture
@@ -126,9 +36,9 @@ def signals(clock: Clock) -> Signals:
 
 
 @pytest.fixture
-def controller(registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock):
+def controller(registry: ModelRegistry, sqlite_store: SqliteStore, signals: Signals, clock: Clock):
     return RolloutController(
-        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=0.0
+        registry, sqlite_store, signals, default_policy=POLICY, clock=clock, settle_s=0.0
     )
 
 
@@ -255,10 +165,10 @@ def test_a_manual_promote_during_a_rollout_finishes_it(
 
 
 def test_a_step_counts_only_the_pairs_that_arrive_once_the_step_before_has_settled(
-    registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock
+    registry: ModelRegistry, sqlite_store: SqliteStore, signals: Signals, clock: Clock
 ) -> None:
     controller = RolloutController(
-        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=3.0
+        registry, sqlite_store, signals, default_policy=POLICY, clock=clock, settle_s=3.0
     )
     rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
     assert tick(controller, clock, signals, n=10) == "shadow 0"  # settling: no decision yet
