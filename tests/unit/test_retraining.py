@@ -19,6 +19,7 @@ from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.retraining import Retraining, RetrainingRefused
 from mlcycle.trainer.retraining_policy import load_policy
+from mlcycle.trainer.rollout_signals import NoSignals
 from mlcycle.trainer.rollouts import RolloutController
 from tests.fixtures.registry import NAME, Clock, register
 
@@ -38,7 +39,7 @@ def registry(empty_registry: ModelRegistry) -> ModelRegistry:
 
 @pytest.fixture
 def rollouts(registry: ModelRegistry, sqlite_store: SqliteStore, clock: Clock) -> RolloutController:
-    return RolloutController(registry, sqlite_store, None, clock=clock)
+    return RolloutController(registry, sqlite_store, NoSignals(), clock=clock)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.contracts.serving import read_routing_table
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.rollout_signals import NoSignals
 from mlcycle.trainer.rollouts import RolloutController
 from tests.fixtures.registry import NAME, Clock, Signals, register
 
@@ -122,6 +123,23 @@ def test_missing_data_holds_and_never_promotes(
     clock.now += POLICY.evidence_max_age_s + 5  # no replica reported since: stale
     assert tick(controller, clock, signals) == "canary 10"
     assert "missing data" in controller.get(rollout.id).decisions[-1].reason
+
+
+def test_without_live_signals_every_rollout_holds_on_missing_data(
+    registry: ModelRegistry, sqlite_store: SqliteStore, clock: Clock
+) -> None:
+    controller = RolloutController(
+        registry, sqlite_store, NoSignals(), default_policy=POLICY, clock=clock, settle_s=0.0
+    )
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    for _ in range(3):
+        clock.now += 1.0
+        controller.tick()
+    seen = controller.get(rollout.id)
+    assert (seen.phase, registry.get(NAME, 2).state) == ("shadow", "shadow")
+    assert [d.action for d in seen.decisions[1:]] == ["hold"]
+    assert "missing data" in seen.decisions[-1].reason
+    assert controller.comparison(seen).model_server_up is False
 
 
 def test_an_admin_pauses_resumes_forces_and_aborts(

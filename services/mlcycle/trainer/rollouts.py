@@ -34,7 +34,6 @@ from mlcycle.contracts.rollouts import (
     RolloutPolicy,
 )
 from mlcycle.rollouts.compare import compare
-from mlcycle.rollouts.evidence import RolloutEvidence
 from mlcycle.rollouts.policy import Proposal, decide
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
@@ -60,7 +59,7 @@ class RolloutController:
         self,
         registry: ModelRegistry,
         store: Store,
-        signals: LiveSignals | None,
+        signals: LiveSignals,
         *,
         default_policy: RolloutPolicy | None = None,
         clock: Clock = time.time,
@@ -92,17 +91,11 @@ class RolloutController:
         now = self.clock()
         name, baseline, candidate = rollout.name, rollout.baseline, rollout.candidate
         versions = [v for v in (baseline, candidate) if v is not None]
-        if self.signals is None:
-            evidence = RolloutEvidence()
-            drift: dict[int, list[str]] = {}
-            quality: dict[int, tuple[int, int]] = {}
-            server_up = False
-        else:
-            evidence = self.signals.evidence(rollout.id)
-            drift = {v: self.signals.drift_alarms(name, v) for v in versions}
-            since = datetime.fromisoformat(rollout.started_at)
-            quality = {v: self.signals.decisions(name, v, since) for v in versions}
-            server_up = self.signals.model_server_up(name, versions)
+        evidence = self.signals.evidence(rollout.id)
+        drift = {v: self.signals.drift_alarms(name, v) for v in versions}
+        since = datetime.fromisoformat(rollout.started_at)
+        quality = {v: self.signals.decisions(name, v, since) for v in versions}
+        server_up = self.signals.model_server_up(name, versions)
         return compare(
             rollout,
             evidence,
