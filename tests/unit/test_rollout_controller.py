@@ -115,10 +115,11 @@ def test_missing_data_holds_and_never_promotes(
         assert tick(controller, clock, signals, n=100) == "shadow 0"
     holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
     assert len(holds) == 1  # a hold for the same kind of reason is recorded once
-    assert "missing data" in holds[0].reason
+    assert "missing data" in holds[0].reason and holds[0].hold == "missing_data"
     signals.server_up = True
     assert tick(controller, clock, signals, n=60) == "shadow 0"  # recovering: counts afresh
     assert controller.get(rollout.id).decisions[-1].reason.startswith("recovering")
+    assert controller.get(rollout.id).decisions[-1].hold == "recovering"
     assert tick(controller, clock, signals) == "canary 10"
     clock.now += POLICY.evidence_max_age_s + 5  # no replica reported since: stale
     assert tick(controller, clock, signals) == "canary 10"
@@ -140,6 +141,20 @@ def test_without_live_signals_every_rollout_holds_on_missing_data(
     assert [d.action for d in seen.decisions[1:]] == ["hold"]
     assert "missing data" in seen.decisions[-1].reason
     assert controller.comparison(seen).model_server_up is False
+
+
+def test_a_hold_of_the_same_kind_is_recorded_once_whatever_its_figures(
+    controller: RolloutController, signals: Signals, clock: Clock
+) -> None:
+    strict = POLICY.model_copy(update={"require_quality": True})
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob", policy=strict)
+    for share in ("canary 10", "canary 50", "canary 100"):
+        assert tick(controller, clock, signals, n=60) == share
+    for _ in range(3):  # more pairs each tick, and no realized quality yet
+        assert tick(controller, clock, signals, n=60) == "canary 100"
+    holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
+    assert [d.hold for d in holds] == ["quality"]
+    assert "waiting for realized quality" in holds[0].reason
 
 
 def test_an_admin_pauses_resumes_forces_and_aborts(

@@ -29,6 +29,7 @@ from mlcycle.contracts.repositories.rollouts import Rollouts
 from mlcycle.contracts.rollouts import (
     Comparison,
     DecisionAction,
+    HoldKind,
     Rollout,
     RolloutDecision,
     RolloutPolicy,
@@ -210,8 +211,8 @@ class RolloutController:
         moves = {"rollout": rollout.id, "actor": actor, "evidence": comparison}
         name, version, steps = rollout.name, rollout.candidate, rollout.policy.canary_steps
         if action == "hold":
-            if not self._repeats_hold(rollout, reason):
-                self._record(rollout, "hold", reason, actor, comparison, now)
+            if not self._repeats_hold(rollout, proposal.hold):
+                self._record(rollout, "hold", reason, actor, comparison, now, proposal.hold)
             return False
         if action == "rollback":
             self.registry.roll_back_candidate(name, version, reason, **moves)
@@ -236,7 +237,8 @@ class RolloutController:
         if not recovery_due(rollout, comparison):
             return False
         why = f"{RECOVERING}: data is back; this step counts afresh once it settles"
-        self._record(rollout, "hold", why, f"rollout:{rollout.id}", comparison, self.clock())
+        actor, now = f"rollout:{rollout.id}", self.clock()
+        self._record(rollout, "hold", why, actor, comparison, now, "recovering")
         return True
 
     def _settled(self, rollout: Rollout, comparison: Comparison) -> bool:
@@ -251,11 +253,11 @@ class RolloutController:
         self._record(rollout, "settle", why, f"rollout:{rollout.id}", comparison, self.clock())
         return True
 
-    def _repeats_hold(self, rollout: Rollout, reason: str) -> bool:
-        """A hold for the same kind of reason as the last decision is not recorded again."""
+    def _repeats_hold(self, rollout: Rollout, hold: HoldKind | None) -> bool:
+        """A hold of the same kind as the last decision is not recorded again."""
         if not rollout.decisions or rollout.decisions[-1].action != "hold":
             return False
-        return rollout.decisions[-1].reason.split(":")[0] == reason.split(":")[0]
+        return rollout.decisions[-1].hold == hold
 
     def _reconcile(self, rollout: Rollout) -> bool:
         """Finish a rollout whose candidate was moved outside it (an admin's promote or
@@ -345,6 +347,7 @@ class RolloutController:
         actor: str,
         comparison: Comparison | None,
         now: float,
+        hold: HoldKind | None = None,
     ) -> None:
         rollout.decisions.append(
             RolloutDecision(
@@ -355,6 +358,7 @@ class RolloutController:
                 reason=reason,
                 actor=actor,
                 evidence=comparison,
+                hold=hold,
             )
         )
         rollout.updated_at = _iso(now)
