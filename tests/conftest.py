@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.embeddings",
     "tests.fixtures.encoder",
+    "tests.fixtures.registry",
     "tests.fixtures.search",
     "tests.fixtures.tls",
 ]

@@ -4,22 +4,20 @@ over real HTTP (one trainer registry API on SQLite for the module)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
-from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from mlcycle.cli import app
-from mlcycle.common.http import BackgroundServer, RouteAccess, install_error_handlers, key_ring
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.contracts.access import route_scopes
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_api import models_router
+from tests.fixtures.registry import NAME, register, serve_routers
 
 pytestmark = pytest.mark.integration
 
-NAME = "toxicity"
 ADMIN, READER = "ops-secret", "reader-secret"
 KEYS = (f"ops:admin:{ADMIN}", f"reader:read+train+predict:{READER}")
 
@@ -32,19 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Mode
     store = SqliteStore(data / "store.sqlite3")
     registry = ModelRegistry(settings.trainer, store)
     for version in (1, 2, 3, 4):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME,
-            version,
-            job=None,
-            transform="tf-1",
-            label_run="lr-1",
-            metrics={"dev": {"roc_auc": 0.8 + version / 100}},
-            params={},
-            path=str(folder),
-        )
+        register(registry, version, metrics={"dev": {"roc_auc": 0.8 + version / 100}})
         if version < 4:
             registry.bless(NAME, version, f"beats version {version - 1}")
         else:
@@ -52,15 +38,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Mode
     registry.promote(NAME, 1, "first")
     registry.promote(NAME, 2, "second")
     registry.start_canary(NAME, 3, "blessed", share=0.25, rollout="r-1")
-    fastapi = FastAPI()
-    install_error_handlers(fastapi)
-    access = RouteAccess(key_ring(settings.edge), route_scopes("trainer"))
-    fastapi.include_router(models_router(settings.trainer, registry, access))
-    server = BackgroundServer(fastapi, "127.0.0.1", 0).start()
     try:
-        yield f"http://127.0.0.1:{server.port}", registry
+        with serve_routers(settings, partial(models_router, settings.trainer, registry)) as url:
+            yield url, registry
     finally:
-        server.stop()
         store.close()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import httpx
@@ -20,45 +19,28 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from mlcycle.common.errors import NotFound
-from mlcycle.common.settings import Settings, load_settings
-from mlcycle.common.store.sqlite import SqliteStore
+from mlcycle.common.settings import Settings
 from mlcycle.contracts.serving import ensure_serving_config, serving_config_path
 from mlcycle.modelserver import ModelServer, ModelServerOptions
 from mlcycle.modelserver.tensors import to_tensor_proto
 from mlcycle.trainer.registry import ModelRegistry
+from tests.fixtures.registry import NAME, register
 from tests.integration.modelserver_models import export_sparse_scorer
 
 pytestmark = pytest.mark.integration
-NAME = "toxicity"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def registry(settings: Settings) -> Iterator[ModelRegistry]:
-    store = SqliteStore(settings.store.sqlite_path)
-    yield ModelRegistry(settings.trainer, store)
-    store.close()
 
 
 def blessed_version(registry: ModelRegistry, version: int) -> None:
     """A real SavedModel at <models>/<name>/<version>/, registered and blessed."""
-    folder = registry.settings.models_dir / NAME / str(version)
-    export_sparse_scorer(folder, bias=float(version))
-    registry.register(
-        NAME,
+    export_sparse_scorer(registry.settings.models_dir / NAME / str(version), bias=float(version))
+    register(
+        registry,
         version,
+        exported=False,
         job=f"job-{version}",
-        transform="tf-1",
-        label_run="lr-1",
         metrics={"dev": {"roc_auc": 0.9}},
-        params={},
-        path=str(folder),
+        bless="beats production",
     )
-    registry.bless(NAME, version, "beats production", compared_to=None)
 
 
 def served_version(server: ModelServer) -> int:

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from mlcycle.common.http import BackgroundServer, RouteAccess, install_error_handlers, key_ring
 from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import TrainerSettings, load_settings
 from mlcycle.common.store import Store
-from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.serving import serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_api import models_router
 from mlcycle.trainer.serving_config import parse_serving_config
+from tests.fixtures.registry import NAME, register, serve_routers
 
 pytestmark = pytest.mark.integration
 
-NAME = "toxicity"
 KEY = "k1"  # a bare key from before scopes: every scope
 AUTH = {"Authorization": f"Bearer {KEY}"}
 OPS_SECRET, READER_SECRET = "ops-secret", "reader-secret"
@@ -55,19 +53,13 @@ class Api:
 def seed(registry: ModelRegistry) -> None:
     """Versions 1-3 blessed, 4 unblessed (all exported); 5 a candidate without a SavedModel."""
     for version in range(1, 6):
-        if version < 5:
-            folder = registry.settings.models_dir / NAME / str(version)
-            folder.mkdir(parents=True)
-            (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME,
+        register(
+            registry,
             version,
+            exported=version < 5,
             job=f"job-{version}",
-            transform="tf-1",
-            label_run="lr-1",
             metrics={"dev": {"roc_auc": 0.8 + version / 100}},
             params={"units": 32 * version},
-            path=str(registry.settings.models_dir / NAME / str(version)),
         )
         if version < 4:
             registry.bless(NAME, version, "beats production", compared_to=version - 1 or None)
@@ -81,15 +73,8 @@ def api(store: Store, tmp_path: Path) -> Iterator[Api]:
     events: list[ModelEvent] = []
     registry = ModelRegistry(settings.trainer, store, emit=events.append)
     seed(registry)
-    app = FastAPI()
-    install_error_handlers(app)
-    access = RouteAccess(key_ring(settings.edge), route_scopes("trainer"))
-    app.include_router(models_router(settings.trainer, registry, access))
-    server = BackgroundServer(app, "127.0.0.1", 0).start()
-    try:
-        yield Api(f"http://127.0.0.1:{server.port}", registry, events)
-    finally:
-        server.stop()
+    with serve_routers(settings, partial(models_router, settings.trainer, registry)) as url:
+        yield Api(url, registry, events)
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:

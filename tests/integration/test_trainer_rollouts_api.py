@@ -8,29 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from mlcycle.cli import app as cli
-from mlcycle.common.http import BackgroundServer, RouteAccess, install_error_handlers, key_ring
 from mlcycle.common.infra.process import free_port
 from mlcycle.common.infra.redis import EmbeddedRedis
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.contracts.access import route_scopes
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.rollout_signals import SharedSignals
 from mlcycle.trainer.rollouts import RolloutController
 from mlcycle.trainer.rollouts_api import rollouts_router
+from tests.fixtures.registry import NAME, register, serve_routers
 
 pytestmark = pytest.mark.integration
 
-NAME = "toxicity"
 ADMIN, READER = "ops-secret", "reader-secret"
 KEYS = (f"ops:admin:{ADMIN}", f"reader:read:{READER}")
 
@@ -60,26 +58,14 @@ def api(tmp_path_factory: pytest.TempPathFactory, redis_server: EmbeddedRedis) -
     store = SqliteStore(root / "store.sqlite3")
     registry = ModelRegistry(settings.trainer, store)
     for version in (1, 2, 3):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME, version, job=None, transform="t", label_run="l", metrics={}, params={},
-            path=str(folder),
-        )
-        registry.bless(NAME, version, "good")
+        register(registry, version, bless="good")
     registry.promote(NAME, 1, "first")
     signals = SharedSignals(settings, redis_server.url)
     controller = RolloutController(registry, store, signals, settle_s=0.0)
-    app = FastAPI()
-    install_error_handlers(app)
-    access = RouteAccess(key_ring(settings.edge), route_scopes("trainer"))
-    app.include_router(rollouts_router(settings.trainer, controller, access))
-    server = BackgroundServer(app, "127.0.0.1", 0).start()
     try:
-        yield Api(f"http://127.0.0.1:{server.port}", controller, registry)
+        with serve_routers(settings, partial(rollouts_router, settings.trainer, controller)) as url:
+            yield Api(url, controller, registry)
     finally:
-        server.stop()
         signals.close()
         store.close()
 

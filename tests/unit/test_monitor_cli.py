@@ -17,8 +17,10 @@ from typer.testing import CliRunner
 
 from mlcycle.cli import app
 from mlcycle.cli import monitoring as monitor_cli
+from mlcycle.clients.base import ServiceClient
 from mlcycle.clients.inference import FeedbackReceipt, InferenceClient
 from mlcycle.common.errors import MlcycleError, NotFound
+from mlcycle.common.settings import Settings
 from mlcycle.contracts.monitoring import Decision, MonitoringState
 from mlcycle.local import monitor_report
 from mlcycle.local.monitor_report import (
@@ -66,6 +68,16 @@ def serving(seen: list[httpx.Request] | None = None, *, status: int = 200) -> ht
 
 def client(seen: list[httpx.Request] | None = None, **kwargs) -> InferenceClient:
     return InferenceClient(BASE, api_key="k", transport=serving(seen, **kwargs))
+
+
+def inference_answers(monkeypatch: pytest.MonkeyPatch, fake: InferenceClient) -> None:
+    """The command's inference client is ``fake``; the trainer's stays the real one."""
+    real = monitor_cli.service_client
+
+    def chosen(settings: Settings, service: str, *rest: str | None) -> ServiceClient:
+        return fake if service == "inference" else real(settings, service, *rest)
+
+    monkeypatch.setattr(monitor_cli, "service_client", chosen)
 
 
 def view() -> MonitorView:
@@ -240,7 +252,7 @@ def served(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[httpx.Reques
     """The command's client answers from the recorded state; data under tmp_path."""
     seen: list[httpx.Request] = []
     monkeypatch.setenv("MLCYCLE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(monitor_cli, "inference_client", lambda *_: client(seen))
+    inference_answers(monkeypatch, client(seen))
     return seen
 
 
@@ -291,7 +303,7 @@ def test_an_error_answer_is_a_message_with_its_status(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("MLCYCLE_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(monitor_cli, "inference_client", lambda *_: client(status=503))
+    inference_answers(monkeypatch, client(status=503))
     result = CliRunner().invoke(app, ["monitor"], terminal_width=250)
     assert result.exit_code == 2
     assert "answered 503" in result.output and "the monitor is off" in result.output

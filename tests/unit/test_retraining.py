@@ -6,13 +6,12 @@ A fake clock moves time; every refusal reason is asked for, and each leaves a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlcycle.common.errors import Conflict, InvalidInput, NotFound
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import load_settings
 from mlcycle.common.store import VOTES
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.retraining import STAGES, RetrainingPolicy, RetrainingRun
@@ -20,65 +19,34 @@ from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.retraining import Retraining, RetrainingRefused
 from mlcycle.trainer.retraining_policy import load_policy
+from mlcycle.trainer.rollout_signals import NoSignals
 from mlcycle.trainer.rollouts import RolloutController
+from tests.fixtures.registry import NAME, Clock, register
 
-NAME = "toxicity"
 HOUR = 3600.0
 POLICY = RetrainingPolicy(new_votes=100, cooldown_s=6 * HOUR, max_runs_per_day=2)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def registry(settings: Settings, store: SqliteStore) -> ModelRegistry:
-    registry = ModelRegistry(settings.trainer, store, emit=lambda event: None)
+def registry(empty_registry: ModelRegistry) -> ModelRegistry:
     for version in (1, 2, 3):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME, version, job=None, transform="tf-1", label_run="lr-1", metrics={}, params={},
-            path=str(folder),
-        )
-    registry.bless(NAME, 1, "first")
-    registry.promote(NAME, 1, "first model", actor="alice")
-    registry.bless(NAME, 2, "beats production")
-    return registry
+        register(empty_registry, version)
+    empty_registry.bless(NAME, 1, "first")
+    empty_registry.promote(NAME, 1, "first model", actor="alice")
+    empty_registry.bless(NAME, 2, "beats production")
+    return empty_registry
 
 
 @pytest.fixture
-def rollouts(registry: ModelRegistry, store: SqliteStore, clock: Clock) -> RolloutController:
-    return RolloutController(registry, store, None, clock=clock)
+def rollouts(registry: ModelRegistry, sqlite_store: SqliteStore, clock: Clock) -> RolloutController:
+    return RolloutController(registry, sqlite_store, NoSignals(), clock=clock)
 
 
 @pytest.fixture
 def retraining(
-    store: SqliteStore, registry: ModelRegistry, rollouts: RolloutController, clock: Clock
+    sqlite_store: SqliteStore, registry: ModelRegistry, rollouts: RolloutController, clock: Clock
 ) -> Retraining:
-    return Retraining(store, POLICY, registry=registry, rollouts=rollouts, clock=clock)
+    return Retraining(sqlite_store, POLICY, registry=registry, rollouts=rollouts, clock=clock)
 
 
 def refused(retraining: Retraining, trigger: str = "schedule", **kw) -> RetrainingRun:
@@ -149,9 +117,9 @@ def test_an_admin_may_force_past_cooldown_and_budget_but_not_a_running_run(
 
 
 def test_new_votes_count_from_the_last_run_and_need_the_policys_number(
-    retraining: Retraining, store: SqliteStore, clock: Clock
+    retraining: Retraining, sqlite_store: SqliteStore, clock: Clock
 ) -> None:
-    store.upsert(VOTES, [{"id": f"v{i}", "item_id": "c", "label": 0} for i in range(30)])
+    sqlite_store.upsert(VOTES, [{"id": f"v{i}", "item_id": "c", "label": 0} for i in range(30)])
     skipped = refused(retraining, "new_votes")  # counted from the store: 30, no baseline
     assert skipped.refusal == "no_trigger"
     assert "30 new votes" in skipped.reason and "retrains at 100" in skipped.reason
@@ -165,20 +133,20 @@ def test_new_votes_count_from_the_last_run_and_need_the_policys_number(
 
 
 def test_the_baseline_before_any_run_is_what_the_production_models_label_run_read(
-    retraining: Retraining, store: SqliteStore
+    retraining: Retraining, sqlite_store: SqliteStore
 ) -> None:
     from mlcycle.contracts.label_runs import LabelRun, RunStats, VoteCounts
     from mlcycle.contracts.repositories.label_runs import LabelRuns
 
     stats = RunStats(votes=VoteCounts(read=1200, lf=400, used=1200))
-    LabelRuns(store).save(LabelRun(id="lr-1", task=NAME, status="succeeded", stats=stats))
+    LabelRuns(sqlite_store).save(LabelRun(id="lr-1", task=NAME, status="succeeded", stats=stats))
     assert retraining.overview(NAME).votes_baseline == 800
     assert refused(retraining, "new_votes", votes=850).why["new_votes"] == 50
 
 
-def test_new_votes_off_and_drift_evidence(store: SqliteStore, clock: Clock) -> None:
+def test_new_votes_off_and_drift_evidence(sqlite_store: SqliteStore, clock: Clock) -> None:
     policy = RetrainingPolicy(new_votes=None, drift_signals=("score", "positive_rate"))
-    retraining = Retraining(store, policy, clock=clock)
+    retraining = Retraining(sqlite_store, policy, clock=clock)
     assert "does not retrain on new votes" in refused(retraining, "new_votes", votes=10**6).reason
     assert "must name its alarming signals" in refused(retraining, "drift").reason
     clock.now += 1

@@ -43,9 +43,8 @@ from mlcycle.trainer.retraining import Retraining
 from mlcycle.trainer.retraining_api import retraining_router
 from mlcycle.trainer.rollouts import RolloutController
 from mlcycle.trainer.rollouts_api import rollouts_router
-from tests.unit.test_rollout_controller import Clock, Signals
+from tests.fixtures.registry import NAME, Clock, Signals, register
 
-NAME = "toxicity"
 POLICY = RetrainingPolicy(
     trials=3,
     train_time_budget_s=120,
@@ -155,17 +154,12 @@ def world() -> World:
 
 
 @pytest.fixture
-def trainer_side(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    registry = ModelRegistry(settings.trainer, store, emit=lambda event: None)
+def trainer_side(
+    settings: Settings, empty_registry: ModelRegistry, sqlite_store: SqliteStore
+) -> Iterator[dict[str, Any]]:
+    registry, store = empty_registry, sqlite_store
     for version in (1, 2):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME, version, job=None, transform="tf-1", label_run=f"lr-{version}", metrics={},
-            params={}, path=str(folder),
-        )
+        register(registry, version, label_run=f"lr-{version}")
     registry.bless(NAME, 1, "first")
     registry.promote(NAME, 1, "first model", actor="alice")
     clock = Clock()
@@ -188,7 +182,6 @@ def trainer_side(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]
         }
     finally:
         server.stop()
-        store.close()
 
 
 def runner_for(settings: Settings, world: World, side: dict[str, Any], agree: float = 1.0):

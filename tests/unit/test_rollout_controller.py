@@ -7,117 +7,28 @@ set drift, realized quality and the model server's state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import datetime
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from mlcycle.common.errors import Conflict, ValidationFailed
-from mlcycle.common.settings import Settings, load_settings
+from mlcycle.common.settings import Settings
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.models import ModelEvent
 from mlcycle.contracts.rollouts import RolloutPolicy
 from mlcycle.contracts.serving import read_routing_table
-from mlcycle.rollouts.evidence import MemoryEvidenceStore, RolloutEvidence
-from mlcycle.rollouts.tally import EvidenceTally
 from mlcycle.trainer.registry import ModelRegistry
+from mlcycle.trainer.rollout_signals import NoSignals
 from mlcycle.trainer.rollouts import RolloutController
+from tests.fixtures.registry import NAME, Clock, Signals, register
 
-NAME = "toxicity"
 POLICY = RolloutPolicy(min_samples=50, canary_steps=(10.0, 50.0, 100.0))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Signals:
-    """LiveSignals over a MemoryEvidenceStore, with settable drift, quality and liveness."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.store = MemoryEvidenceStore()
-        self.server_up = True
-        self.alarms: dict[int, list[str]] = {}
-        self.quality: dict[int, tuple[int, int]] = {}
-
-    def evidence(self, rollout: str) -> RolloutEvidence:
-        return self.store.read(rollout)
-
-    def forget(self, rollout: str) -> None:
-        self.store.forget(rollout)
-
-    def drift_alarms(self, name: str, version: int) -> list[str]:
-        return self.alarms.get(version, [])
-
-    def decisions(self, name: str, version: int, since: datetime) -> tuple[int, int]:
-        return self.quality.get(version, (0, 0))
-
-    def model_server_up(self, name: str, versions: Sequence[int]) -> bool:
-        return self.server_up
-
-    def traffic(self, rollout: str, n: int, *, agree: float = 1.0, errors: int = 0) -> None:
-        """``n`` paired comments (a share ``agree`` labelled alike) and the calls behind them."""
-        tally = EvidenceTally()
-        production = np.full(n, 0.9)
-        candidate = production.copy()
-        candidate[int(n * agree):] = 0.1
-        tally.pairs(production, candidate, 0.5, 0.5)
-        tally.call("production", n, 0.004, True)
-        tally.call("candidate", n - errors, 0.005, True)
-        if errors:
-            tally.call("candidate", errors, 0.005, False)
-        self.store.add(rollout, tally, self.clock())
-
-
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def events() -> list[ModelEvent]:
-    return []
-
-
-@pytest.fixture
-def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
-    registry = ModelRegistry(settings.trainer, store, emit=events.append)
+def registry(empty_registry: ModelRegistry) -> ModelRegistry:
     for version in (1, 2):
-        folder = settings.trainer.models_dir / NAME / str(version)
-        folder.mkdir(parents=True)
-        (folder / "saved_model.pb").touch()
-        registry.register(
-            NAME,
-            version,
-            job=None,
-            transform="tf-1",
-            label_run="lr-1",
-            metrics={},
-            params={},
-            path=str(folder),
-        )
-        registry.bless(NAME, version, "beats production")
-    registry.promote(NAME, 1, "first model", actor="alice")
-    return registry
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+        register(empty_registry, version, bless="beats production")
+    empty_registry.promote(NAME, 1, "first model", actor="alice")
+    return empty_registry
 
 
 @pytest.fixture
@@ -126,9 +37,9 @@ def signals(clock: Clock) -> Signals:
 
 
 @pytest.fixture
-def controller(registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock):
+def controller(registry: ModelRegistry, sqlite_store: SqliteStore, signals: Signals, clock: Clock):
     return RolloutController(
-        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=0.0
+        registry, sqlite_store, signals, default_policy=POLICY, clock=clock, settle_s=0.0
     )
 
 
@@ -204,14 +115,46 @@ def test_missing_data_holds_and_never_promotes(
         assert tick(controller, clock, signals, n=100) == "shadow 0"
     holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
     assert len(holds) == 1  # a hold for the same kind of reason is recorded once
-    assert "missing data" in holds[0].reason
+    assert "missing data" in holds[0].reason and holds[0].hold == "missing_data"
     signals.server_up = True
     assert tick(controller, clock, signals, n=60) == "shadow 0"  # recovering: counts afresh
     assert controller.get(rollout.id).decisions[-1].reason.startswith("recovering")
+    assert controller.get(rollout.id).decisions[-1].hold == "recovering"
     assert tick(controller, clock, signals) == "canary 10"
     clock.now += POLICY.evidence_max_age_s + 5  # no replica reported since: stale
     assert tick(controller, clock, signals) == "canary 10"
     assert "missing data" in controller.get(rollout.id).decisions[-1].reason
+
+
+def test_without_live_signals_every_rollout_holds_on_missing_data(
+    registry: ModelRegistry, sqlite_store: SqliteStore, clock: Clock
+) -> None:
+    controller = RolloutController(
+        registry, sqlite_store, NoSignals(), default_policy=POLICY, clock=clock, settle_s=0.0
+    )
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
+    for _ in range(3):
+        clock.now += 1.0
+        controller.tick()
+    seen = controller.get(rollout.id)
+    assert (seen.phase, registry.get(NAME, 2).state) == ("shadow", "shadow")
+    assert [d.action for d in seen.decisions[1:]] == ["hold"]
+    assert "missing data" in seen.decisions[-1].reason
+    assert controller.comparison(seen).model_server_up is False
+
+
+def test_a_hold_of_the_same_kind_is_recorded_once_whatever_its_figures(
+    controller: RolloutController, signals: Signals, clock: Clock
+) -> None:
+    strict = POLICY.model_copy(update={"require_quality": True})
+    rollout = controller.start(NAME, 2, reason="retrained", actor="bob", policy=strict)
+    for share in ("canary 10", "canary 50", "canary 100"):
+        assert tick(controller, clock, signals, n=60) == share
+    for _ in range(3):  # more pairs each tick, and no realized quality yet
+        assert tick(controller, clock, signals, n=60) == "canary 100"
+    holds = [d for d in controller.get(rollout.id).decisions if d.action == "hold"]
+    assert [d.hold for d in holds] == ["quality"]
+    assert "waiting for realized quality" in holds[0].reason
 
 
 def test_an_admin_pauses_resumes_forces_and_aborts(
@@ -255,10 +198,10 @@ def test_a_manual_promote_during_a_rollout_finishes_it(
 
 
 def test_a_step_counts_only_the_pairs_that_arrive_once_the_step_before_has_settled(
-    registry: ModelRegistry, store: SqliteStore, signals: Signals, clock: Clock
+    registry: ModelRegistry, sqlite_store: SqliteStore, signals: Signals, clock: Clock
 ) -> None:
     controller = RolloutController(
-        registry, store, signals, default_policy=POLICY, clock=clock, settle_s=3.0
+        registry, sqlite_store, signals, default_policy=POLICY, clock=clock, settle_s=3.0
     )
     rollout = controller.start(NAME, 2, reason="retrained", actor="bob")
     assert tick(controller, clock, signals, n=10) == "shadow 0"  # settling: no decision yet

@@ -109,6 +109,7 @@ def test_compare_reads_the_evidence_drift_and_quality() -> None:
 def test_a_rollout_not_running_holds(status: str) -> None:
     proposal = decide(rollout(status=status), comparison(errors=500))
     assert proposal.action == "hold" and status in proposal.reason
+    assert proposal.hold == "not_running"
 
 
 @pytest.mark.parametrize(
@@ -123,7 +124,7 @@ def test_missing_data_holds_even_on_a_breach_or_enough_pairs(figures: dict, said
     for extra in ({}, {"errors": 500}, {"verdict": "not_worse"}):
         proposal = decide(rollout("canary", 3), comparison(**figures, **extra))
         assert proposal.action == "hold" and proposal.reason.startswith("missing data")
-        assert said in proposal.reason
+        assert said in proposal.reason and proposal.hold == "missing_data"
 
 
 @pytest.mark.parametrize(
@@ -193,6 +194,7 @@ def test_each_step_needs_min_samples_new_pairs() -> None:
     assert pairs_at_step_start(rollout()) == 0
     held = decide(rollout("canary", 1, started_pairs=950), comparison(pairs=1000))
     assert held.action == "hold" and "50 of 100 pairs in canary 25 %" in held.reason
+    assert held.hold == "samples"
     moved = decide(rollout("canary", 1, started_pairs=900), comparison(pairs=1000))
     assert (moved.action, moved.step) == ("advance", 2) and "canary 50 %" in moved.reason
     assert "100 pairs" in moved.reason and "agreement 0.970" in moved.reason
@@ -216,8 +218,31 @@ def test_require_quality_holds_promotion_until_not_worse() -> None:
     strict = POLICY.model_copy(update={"require_quality": True})
     held = decide(rollout("canary", 3, policy=strict), comparison(verdict="undecided"))
     assert held.action == "hold" and "waiting for realized quality" in held.reason
+    assert held.hold == "quality"
     assert "verdict undecided" in held.reason and "-0.050" in held.reason
     # An earlier step still advances without it.
     assert decide(rollout("canary", 2, policy=strict), comparison()).action == "advance"
     promoted = decide(rollout("canary", 3, policy=strict), comparison(verdict="not_worse"))
     assert promoted.action == "promote"
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("not running: status paused, phase canary", "not_running"),
+        ("missing data: the model server is down", "missing_data"),
+        ("recovering: data is back; this step counts afresh once it settles", "recovering"),
+        ("collecting: 50 of 100 pairs in canary 25 %", "samples"),
+        ("100 pairs in canary 100 %, ...; waiting for realized quality: verdict undecided",
+         "quality"),
+    ],
+)
+def test_a_hold_stored_before_holds_had_a_kind_reads_with_the_kind_of_its_reason(
+    reason: str, kind: str
+) -> None:
+    stored = {"time": "2026-01-01T00:00:00+00:00", "action": "hold", "phase": "canary",
+              "reason": reason, "actor": "rollout:r-1"}  # fmt: skip
+    assert RolloutDecision.model_validate(stored).hold == kind
+    assert RolloutDecision.model_validate({**stored, "action": "pause"}).hold is None
+    kept = RolloutDecision.model_validate({**stored, "hold": "samples"})
+    assert kept.hold == "samples"  # a recorded kind is never guessed again

@@ -6,7 +6,6 @@ The rollout stages (shadow, canary, a candidate's roll-back) are in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,50 +25,18 @@ from mlcycle.trainer.serving_config import (
     parse_serving_config,
     render_serving_config,
 )
-
-NAME = "toxicity"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "store.sqlite3")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def events() -> list[ModelEvent]:
-    return []
-
-
-@pytest.fixture
-def registry(settings: Settings, store: SqliteStore, events: list) -> ModelRegistry:
-    return ModelRegistry(settings.trainer, store, emit=events.append)
-
-
-def export(models_dir: Path, version: int, name: str = NAME) -> Path:
-    """What the trainer's export leaves on disk, as far as the registry looks."""
-    folder = models_dir / name / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "saved_model.pb").touch()
-    return folder
+from tests.fixtures.registry import NAME, export
+from tests.fixtures.registry import register as registered
 
 
 def register(registry: ModelRegistry, version: int, name: str = NAME, **kw: Any) -> ModelVersion:
+    """Registered with a job, metrics and params; not exported (a test exports what it serves)."""
     fields: dict[str, Any] = {
         "job": f"job-{version}",
-        "transform": "tf-1",
-        "label_run": "lr-1",
         "metrics": {"dev": {"roc_auc": 0.91}, "test": {"roc_auc": 0.9}},
         "params": {"units": 64},
-        "path": str(registry.settings.models_dir / name / str(version)),
     }
-    return registry.register(name, version, **(fields | kw))
+    return registered(registry, version, name=name, exported=False, **(fields | kw))
 
 
 def blessed(registry: ModelRegistry, *versions: int, name: str = NAME) -> None:
@@ -346,12 +313,12 @@ def test_rollback_to_a_version_whose_saved_model_is_gone(
 
 
 def test_a_failing_emit_does_not_undo_a_durable_change(
-    settings: Settings, store: SqliteStore
+    settings: Settings, sqlite_store: SqliteStore
 ) -> None:
     def broken(event: ModelEvent) -> None:
         raise RuntimeError("broker down")
 
-    registry = ModelRegistry(settings.trainer, store, emit=broken)
+    registry = ModelRegistry(settings.trainer, sqlite_store, emit=broken)
     blessed(registry, 1)
     assert registry.promote(NAME, 1, "release").state == "production"
     assert registry.get(NAME, 1).state == "production"
@@ -422,9 +389,9 @@ def test_serving_config_follows_promotions_and_rollbacks_of_every_name(
     assert served(settings) == {NAME: 1, "attack": 5}
 
 
-def test_serving_config_base_path_override(tmp_path: Path, store: SqliteStore) -> None:
+def test_serving_config_base_path_override(tmp_path: Path, sqlite_store: SqliteStore) -> None:
     settings = load_settings(data_dir=tmp_path, model_server_base_path="/models/")
-    registry = ModelRegistry(settings.trainer, store)
+    registry = ModelRegistry(settings.trainer, sqlite_store)
     blessed(registry, 1)
     registry.promote(NAME, 1, "release")
     text = serving_config_path(settings.trainer.models_dir).read_text()

@@ -7,20 +7,19 @@ and without force; a whole rollout is followed through the store, ``models.confi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from mlcycle.common.errors import InvalidInput, ValidationFailed
-from mlcycle.common.settings import Settings, load_settings
-from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.contracts.models import MODEL_STATES, TRANSITIONS, ModelEvent, ModelState
+from mlcycle.common.settings import Settings
+from mlcycle.contracts.models import MODEL_STATES, TRANSITIONS, ModelState
 from mlcycle.contracts.rollouts import Comparison, QualityTest, VersionFigures
 from mlcycle.contracts.serving import read_routing_table, serving_config_path
 from mlcycle.trainer.registry import ModelRegistry
+from tests.fixtures.registry import NAME, register
 
 
 def seen(pair: str, pairs: int, agreement: float) -> Comparison:
@@ -37,42 +36,11 @@ def seen(pair: str, pairs: int, agreement: float) -> Comparison:
 
 SEEN_IN_SHADOW = seen("production-shadow", 500, 0.95)
 SEEN_IN_CANARY = seen("production-canary", 1200, 0.97)
-NAME = "toxicity"
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path)
-
-
-@pytest.fixture
-def events() -> list[ModelEvent]:
-    return []
-
-
-@pytest.fixture
-def registry(settings: Settings, events: list) -> Iterator[ModelRegistry]:
-    store = SqliteStore(settings.store.sqlite_path)
-    yield ModelRegistry(settings.trainer, store, emit=events.append)
-    store.close()
 
 
 def add(registry: ModelRegistry, version: int, *, bless: bool = True) -> None:
-    folder = registry.settings.models_dir / NAME / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "saved_model.pb").touch()
-    registry.register(
-        NAME,
-        version,
-        job=None,
-        transform="tf-1",
-        label_run="lr-1",
-        metrics={"dev": {"roc_auc": 0.9}},
-        params={},
-        path=str(folder),
-    )
-    if bless:
-        registry.bless(NAME, version, "beats production")
+    reason = "beats production" if bless else None
+    register(registry, version, bless=reason, metrics={"dev": {"roc_auc": 0.9}})
 
 
 def config(settings: Settings) -> ModelServerConfig:

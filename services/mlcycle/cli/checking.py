@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.cli.context import fail, settings_for
-from mlcycle.cli.serving import ApiKey, AsJson, ServiceUrl, inference_client
+from mlcycle.cli.context import fail, service_client, settings_for
+from mlcycle.cli.serving import ApiKey, AsJson, ServiceUrl
 from mlcycle.common.errors import MlcycleError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def check(
     console = Console()
     try:
         cases = load_suite(suite)
-        with inference_client(settings, url, api_key) as client:
+        with service_client(settings, "inference", url, api_key) as client:
             versions: set[int] = set()
             result = run_suite(cases, served_labels(client, versions), batch=batch)
     except MlcycleError as exc:

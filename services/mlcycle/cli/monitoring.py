@@ -18,8 +18,8 @@ import orjson
 import typer
 from rich.console import Console
 
-from mlcycle.cli.context import fail, settings_for
-from mlcycle.cli.serving import ApiKey, AsJson, ServiceUrl, inference_client
+from mlcycle.cli.context import fail, service_client, settings_for
+from mlcycle.cli.serving import ApiKey, AsJson, ServiceUrl
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.settings import Settings
 
@@ -62,7 +62,7 @@ def monitor(
     now = datetime.now(UTC)
     path = report or settings.data_dir / "reports" / f"monitor-{now:%Y%m%dT%H%M%S}.html"
     try:
-        with inference_client(settings, url, api_key) as client:
+        with service_client(settings, "inference", url, api_key) as client:
             if as_json or no_report:
                 state = client.monitoring(version)
                 if as_json:
@@ -83,11 +83,10 @@ def monitor(
 def rollouts_section(settings: Settings, api_key: str | None) -> list[str]:
     """The report's rollouts, from the trainer (which hosts the registry); when it cannot
     be asked, the section says so and the report goes on."""
-    from mlcycle.cli.rollouts import trainer_client
     from mlcycle.rollouts.figures import rollouts_html
 
     try:
-        with trainer_client(settings, None, api_key) as trainer:
+        with service_client(settings, "trainer", None, api_key) as trainer:
             views = trainer.rollouts(name=settings.trainer.model_name, limit=ROLLOUTS_SHOWN)
     except MlcycleError as exc:
         return [

@@ -16,18 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.cli.context import fail, settings_for
+from mlcycle.cli.context import TrainerUrl, fail, service_client, settings_for
 from mlcycle.cli.serving import ApiKey, AsJson
 from mlcycle.common.errors import MlcycleError
-from mlcycle.common.settings import Settings
 
 if TYPE_CHECKING:
-    from mlcycle.clients import TrainerClient
     from mlcycle.clients.trainer import ModelList, ModelVersion
 
-TrainerUrl = Annotated[
-    str | None, typer.Option("--url", help="The trainer service (default from settings).")
-]
 ModelName = Annotated[
     str | None, typer.Option("--name", help="The model name (default: the served one).")
 ]
@@ -55,7 +50,7 @@ def models(
     settings = settings_for("models", interactive=True)
     out = Console()
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             listing = client.models(name=name, state=state)
     except MlcycleError as exc:
         fail(exc)
@@ -79,7 +74,7 @@ def promote(
     and can be rolled back to."""
     settings = settings_for("promote", interactive=True)
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             model = client.promote(version, reason, name=name, force=force)
     except MlcycleError as exc:
         fail(exc)
@@ -99,7 +94,7 @@ def rollback(
     serves again."""
     settings = settings_for("rollback", interactive=True)
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             result = client.rollback(reason, name=name)
     except MlcycleError as exc:
         fail(exc)
@@ -108,16 +103,6 @@ def rollback(
         f"model {back.name} version {back.version} serves again; "
         f"version {off.version} is {off.state}"
     )
-
-
-def trainer_client(settings: Settings, url: str | None, api_key: str | None) -> TrainerClient:
-    """The trainer service at ``url`` (default: the settings'), sending ``api_key``."""
-    from mlcycle.clients import TrainerClient, clients_for, default_api_key
-
-    if url is None:
-        return clients_for(settings, api_key=api_key).trainer
-    key = api_key if api_key is not None else default_api_key(settings.edge)
-    return TrainerClient(url, api_key=key)
 
 
 def print_models(listing: ModelList, console: Console, *, metric: str) -> None:

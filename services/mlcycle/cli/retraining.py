@@ -20,8 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.cli.context import fail, settings_for
-from mlcycle.cli.rollouts import TrainerUrl, trainer_client
+from mlcycle.cli.context import TrainerUrl, fail, service_client, settings_for
 from mlcycle.cli.serving import ApiKey, AsJson
 from mlcycle.common.errors import MlcycleError
 from mlcycle.common.settings import Settings
@@ -167,7 +166,7 @@ def status(
     settings = settings_for("retrain", interactive=True)
     out = Console()
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             overview = client.retraining(limit=limit)
     except MlcycleError as exc:
         fail(exc)
@@ -256,7 +255,7 @@ def stop(
     """Stop a run at its next stage boundary; its candidate's running rollout is aborted now."""
     settings = settings_for("retrain", interactive=True)
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             stopped = client.stop_retraining(run_id, reason)
     except MlcycleError as exc:
         fail(exc)

@@ -8,17 +8,16 @@ key with the ``admin`` scope when keys are configured.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.cli.context import fail, settings_for
+from mlcycle.cli.context import TrainerUrl, fail, service_client, settings_for
 from mlcycle.cli.serving import ApiKey, AsJson
 from mlcycle.common.errors import InvalidInput, MlcycleError
-from mlcycle.common.settings import Settings
 from mlcycle.contracts.rollouts import Comparison, RolloutPolicy, RolloutView
 from mlcycle.rollouts.figures import (
     comparison_header,
@@ -27,25 +26,9 @@ from mlcycle.rollouts.figures import (
     comparison_title,
 )
 
-if TYPE_CHECKING:
-    from mlcycle.clients import TrainerClient
-
 rollout_app = typer.Typer(help="Shadow, canary and automatic promotion of a model version.")
 
-TrainerUrl = Annotated[
-    str | None, typer.Option("--url", help="The trainer service (default from settings).")
-]
 Reason = Annotated[str, typer.Option("--reason", help="Why; kept with the decision.")]
-
-
-def trainer_client(settings: Settings, url: str | None, api_key: str | None) -> TrainerClient:
-    """The trainer service at ``url`` (default: the settings'), sending ``api_key``."""
-    from mlcycle.clients import TrainerClient, clients_for, default_api_key
-
-    if url is None:
-        return clients_for(settings, api_key=api_key).trainer
-    key = api_key if api_key is not None else default_api_key(settings.edge)
-    return TrainerClient(url, api_key=key)
 
 
 def print_comparison(out: Console, comparison: Comparison) -> None:
@@ -89,7 +72,7 @@ def status(
     settings = settings_for("rollout", interactive=True)
     out = Console()
     try:
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             if rollout_id is None:
                 found = client.rollouts(limit=1).rollouts
                 if not found:
@@ -123,7 +106,7 @@ def start(
     out = Console()
     try:
         chosen = _read_policy(policy) if policy is not None else None
-        with trainer_client(settings, url, api_key) as client:
+        with service_client(settings, "trainer", url, api_key) as client:
             view = client.start_rollout(version, reason, name=name, policy=chosen, force=force)
     except MlcycleError as exc:
         fail(exc)
@@ -142,7 +125,7 @@ def _read_policy(path: Path) -> RolloutPolicy:
 def _order(order: str, rollout_id: str, reason: str, url: str | None, key: str | None) -> None:
     settings = settings_for("rollout", interactive=True)
     try:
-        with trainer_client(settings, url, key) as client:
+        with service_client(settings, "trainer", url, key) as client:
             view = client.order_rollout(rollout_id, order, reason)
     except MlcycleError as exc:
         fail(exc)

@@ -14,9 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.cli.context import fail, settings_for
+from mlcycle.cli.context import fail, service_client, settings_for
 from mlcycle.common.errors import InvalidInput, MlcycleError
-from mlcycle.common.settings import Settings
 
 if TYPE_CHECKING:
     from mlcycle.clients import InferenceClient
@@ -40,7 +39,7 @@ def predict(
     """Score texts with the running inference service: score, label and model version each."""
     settings = settings_for("predict", interactive=True)
     try:
-        with inference_client(settings, url, api_key) as client:
+        with service_client(settings, "inference", url, api_key) as client:
             print_predictions(client, texts, as_json=as_json, console=Console())
     except MlcycleError as exc:
         fail(exc)
@@ -55,20 +54,10 @@ def explain(
     """Show a prediction's lineage: comment, votes, label, transform, model version, score."""
     settings = settings_for("explain", interactive=True)
     try:
-        with inference_client(settings, url, api_key) as client:
+        with service_client(settings, "inference", url, api_key) as client:
             print_lineage(client, comment_id, as_json=as_json, console=Console())
     except MlcycleError as exc:
         fail(exc)
-
-
-def inference_client(settings: Settings, url: str | None, api_key: str | None) -> InferenceClient:
-    """The inference service at ``url`` (default: the settings'), sending ``api_key``."""
-    from mlcycle.clients import InferenceClient, clients_for, default_api_key
-
-    if url is None:
-        return clients_for(settings, api_key=api_key).inference
-    key = api_key if api_key is not None else default_api_key(settings.edge)
-    return InferenceClient(url, api_key=key)
 
 
 def print_predictions(

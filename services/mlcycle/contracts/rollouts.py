@@ -45,6 +45,19 @@ DecisionAction = Literal[
     "force",
     "abort",
 ]
+# Why a ``hold`` held: the rollout is not running; data is missing (no evidence, stale
+# evidence, the model server down); data is back after missing data and the step counts
+# afresh; too few samples in the step; waiting for realized quality before promoting.
+HoldKind = Literal["not_running", "missing_data", "recovering", "samples", "quality"]
+HOLD_KINDS: tuple[HoldKind, ...] = get_args(HoldKind)
+# Holds recorded before they had a kind: the words their reasons began with (or held).
+_LEGACY_HOLDS: tuple[tuple[str, HoldKind], ...] = (
+    ("not running", "not_running"),
+    ("missing data", "missing_data"),
+    ("recovering", "recovering"),
+    ("collecting", "samples"),
+    ("waiting for realized quality", "quality"),
+)
 # The two versions a comparison is between, and which of them answered.
 Role = Literal["production", "candidate"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -212,6 +225,17 @@ class RolloutDecision(BaseModel):
     reason: str
     actor: str = Field(description="rollout:<id> for its own decisions, else the key's name")
     evidence: Comparison | None = None
+    hold: HoldKind | None = Field(None, description="with action hold: the kind of reason")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_hold(cls, data: object) -> object:
+        """A hold stored before holds had a kind gets the one its reason names."""
+        if not isinstance(data, dict) or data.get("action") != "hold" or data.get("hold"):
+            return data
+        reason = str(data.get("reason", ""))
+        kind = next((kind for words, kind in _LEGACY_HOLDS if words in reason), None)
+        return {**data, "hold": kind}
 
 
 class Rollout(StoredRecord):

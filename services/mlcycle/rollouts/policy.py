@@ -27,7 +27,8 @@ The rules, in order (the first that applies decides):
    ``policy.require_quality`` promotion also needs the verdict ``not_worse``
    (else **hold**, saying so).
 
-Every reason names the figures it used.
+Every reason names the figures it used; every hold also carries its kind
+(:data:`~mlcycle.contracts.rollouts.HoldKind`), which is what code matches on.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from mlcycle.contracts.rollouts import Comparison, Rollout, RolloutPolicy
+from mlcycle.contracts.rollouts import Comparison, HoldKind, Rollout, RolloutPolicy
 from mlcycle.rollouts.evidence import latency_since
 
 ProposalAction = Literal["advance", "promote", "hold", "rollback"]
@@ -52,6 +53,7 @@ class Proposal:
     action: ProposalAction
     reason: str
     step: int | None = None  # with "advance": the canary step (index) to move to
+    hold: HoldKind | None = None  # with "hold": the kind of reason
 
 
 def step_baseline(rollout: Rollout) -> Comparison | None:
@@ -142,17 +144,19 @@ def decide(rollout: Rollout, comparison: Comparison) -> Proposal:
     """The next move of ``rollout`` given ``comparison`` (rules in the module docstring)."""
     policy = rollout.policy
     if rollout.status != "running" or rollout.phase not in ("shadow", "canary"):
-        return Proposal("hold", f"not running: status {rollout.status}, phase {rollout.phase}")
+        why = f"not running: status {rollout.status}, phase {rollout.phase}"
+        return Proposal("hold", why, hold="not_running")
     missing = _missing(policy, comparison)
     if missing is not None:
-        return Proposal("hold", missing)
+        return Proposal("hold", missing, hold="missing_data")
     breach = _breach(policy, comparison, step_baseline(rollout))
     if breach is not None:
         return Proposal("rollback", breach)
     new_pairs = comparison.pairs - pairs_at_step_start(rollout)
     where = "shadow" if rollout.phase == "shadow" else f"canary {rollout.canary_percent:g} %"
     if new_pairs < policy.min_samples:
-        return Proposal("hold", f"collecting: {new_pairs} of {policy.min_samples} pairs in {where}")
+        why = f"collecting: {new_pairs} of {policy.min_samples} pairs in {where}"
+        return Proposal("hold", why, hold="samples")
     seen = f"{new_pairs} pairs in {where}, {_checks(comparison)}"
     steps = policy.canary_steps
     next_step = 0 if rollout.phase == "shadow" else rollout.step + 1
@@ -165,5 +169,6 @@ def decide(rollout: Rollout, comparison: Comparison) -> Proposal:
             "hold",
             f"{seen}; waiting for realized quality: verdict {quality.verdict}, lower bound "
             f"{bound} vs -{quality.margin:g} ({comparison.candidate.decisions} decisions)",
+            hold="quality",
         )
     return Proposal("promote", f"{seen}: promoting at 100 %")

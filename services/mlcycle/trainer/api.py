@@ -49,7 +49,7 @@ from mlcycle.trainer.registry_api import models_router
 from mlcycle.trainer.retraining import Retraining
 from mlcycle.trainer.retraining_api import retraining_router
 from mlcycle.trainer.retraining_policy import load_policy
-from mlcycle.trainer.rollout_signals import default_policy, open_signals
+from mlcycle.trainer.rollout_signals import NoSignals, default_policy, open_signals
 from mlcycle.trainer.rollout_steps import settle_time
 from mlcycle.trainer.rollouts import RolloutController
 from mlcycle.trainer.rollouts_api import rollouts_router
@@ -258,7 +258,7 @@ def create_app(
     app.include_router(_jobs_router(store, worker, access, reports_dir))
     app.include_router(models_router(settings.trainer, registry, access))
     if rollouts is None:  # an app without live signals: every rollout holds on missing data
-        rollouts = RolloutController(registry, store, None)
+        rollouts = RolloutController(registry, store, NoSignals())
     app.include_router(rollouts_router(settings.trainer, rollouts, access))
     if retraining is None:
         retraining = Retraining(
@@ -317,8 +317,7 @@ def serve(settings: Settings) -> None:
         if watcher is not None:
             watcher.stop()
         rollouts.stop()
-        if signals is not None:
-            signals.close()
+        signals.close()
         if not worker.shutdown(trainer.shutdown_grace_s):
             log.warning("the running job did not reach a checkpoint in time; it resumes anyway")
         producer.close()

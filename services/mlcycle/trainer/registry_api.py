@@ -9,10 +9,8 @@ in the ``models`` topic event.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.common.http import OrjsonResponse, RouteAccess, error_responses
 from mlcycle.common.keys import Caller
@@ -24,9 +22,8 @@ from mlcycle.contracts.models import (
     ModelVersion,
     ServingPointer,
 )
+from mlcycle.trainer.admin_orders import Reason
 from mlcycle.trainer.registry import ModelRegistry
-
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
 class PromoteRequest(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,26 +145,12 @@ class StageMoves:
         """``version`` becomes the shadow of ``name``: it also scores ``share`` of traffic, off
         the answer's path. From blessed or archived (with ``force``: candidate, unblessed,
         rolled_back); refused while another shadow or canary of the name runs."""
-        reason, share = check_reason(reason), check_share(share, "share")
-        with self._lock:
-            model, pointer = self.get(name, version), self.pointers.of(name)
-            forced = check_move(model, "shadowed", force)
-            refuse_running(pointer, version)
-            self._check_saved_model(name, version)
-            time = now()
-            model.transition(
-                "shadowed",
-                "shadow",
-                reason,
-                time,
-                forced=forced or None,
-                actor=actor,
-                evidence=evidence,
-                rollout=rollout,
-            )
+
+        def place(pointer: ServingPointer, share: float) -> None:
             pointer.shadow, pointer.shadow_share, pointer.rollout = version, share, rollout
-            self._commit([model], pointer, time, [(model, "shadowed", {})])
-            return model
+
+        tags = {"rollout": rollout, "actor": actor, "evidence": evidence}
+        return self._enter_slot("shadowed", name, version, reason, share, place, force, **tags)
 
     def start_canary(
         self,
@@ -181,28 +167,44 @@ class StageMoves:
         """``version`` becomes the canary of ``name``, answering ``share`` of traffic. From the
         shadow (its slot is cleared), blessed or archived (with ``force``: candidate,
         unblessed, rolled_back); refused while another shadow or canary of the name runs."""
-        reason, share = check_reason(reason), check_share(share, "share")
-        with self._lock:
-            model, pointer = self.get(name, version), self.pointers.of(name)
-            forced = check_move(model, "canaried", force)
-            refuse_running(pointer, version, keep="shadow")
-            self._check_saved_model(name, version)
-            time = now()
-            model.transition(
-                "canaried",
-                "canary",
-                reason,
-                time,
-                forced=forced or None,
-                actor=actor,
-                evidence=evidence,
-                rollout=rollout,
-            )
+
+        def place(pointer: ServingPointer, share: float) -> None:
             if pointer.shadow == version:
                 pointer.shadow, pointer.shadow_share = None, 0.0
             pointer.canary, pointer.canary_share = version, share
             pointer.rollout = rollout if rollout is not None else pointer.rollout
-            self._commit([model], pointer, time, [(model, "canaried", {})])
+
+        tags = {"rollout": rollout, "actor": actor, "evidence": evidence}
+        return self._enter_slot(
+            "canaried", name, version, reason, share, place, force, keep="shadow", **tags
+        )
+
+    def _enter_slot(
+        self,
+        action: Action,
+        name: str,
+        version: int,
+        reason: str,
+        share: float,
+        place: Callable[[ServingPointer, float], None],
+        force: bool,
+        keep: str | None = None,
+        **tags: Any,
+    ) -> ModelVersion:
+        """The start of a shadow or a canary: check the inputs and the move, refuse while another
+        version runs (but in the slot ``keep``), record the transition with ``tags`` (actor,
+        evidence, rollout), let ``place`` fill the pointer's slot, commit."""
+        reason, share = check_reason(reason), check_share(share, "share")
+        with self._lock:
+            model, pointer = self.get(name, version), self.pointers.of(name)
+            forced = check_move(model, action, force)
+            refuse_running(pointer, version, keep=keep)
+            self._check_saved_model(name, version)
+            time = now()
+            to_state = TRANSITIONS[action].to_state
+            model.transition(action, to_state, reason, time, forced=forced or None, **tags)
+            place(pointer, share)
+            self._commit([model], pointer, time, [(model, action, {})])
             return model
 
     def set_canary_share(

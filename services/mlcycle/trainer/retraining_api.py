@@ -26,9 +26,9 @@ from mlcycle.contracts.retraining import (
     StageStatus,
     Trigger,
 )
+from mlcycle.trainer.admin_orders import add_order_route
 from mlcycle.trainer.retraining import Retraining
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 RUN_ID = r"^rt-[0-9T]{15}-[0-9a-f]{6}$"
 # What a run's evidence and a stage's detail may hold: a small JSON object.
 MAX_DETAIL_KEYS = 50
@@ -68,14 +68,6 @@ class StageReport(BaseModel):
         description="label_run, feature_set, job, version, rollout, phase...",
     )
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
-
-
-class StopRequest(BaseModel):
-    """Why an admin stops a run."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Reason
 
 
 def retraining_router(
@@ -153,17 +145,15 @@ def retraining_router(
         )
         return answer(run)
 
-    @router.post(
+    add_order_route(
+        router,
+        access,
         "/retraining-runs/{run_id}:stop",
+        {"stop": retraining.stop},
+        answer,
+        id_pattern=RUN_ID,
         response_model=RetrainingRun,
-        responses=changes,
         summary="Stop a run at its next stage boundary (its running rollout is aborted now)",
+        name="stop_run",
     )
-    def stop_run(
-        run_id: str = Path(pattern=RUN_ID),
-        request: StopRequest = Body(...),
-        caller: Caller = Depends(access.caller),
-    ) -> OrjsonResponse:
-        return answer(retraining.stop(run_id, actor=caller.name, reason=request.reason))
-
     return router

@@ -61,6 +61,31 @@ class LiveSignals(Protocol):
         ...
 
 
+class NoSignals:
+    """:class:`LiveSignals` that report nothing: no evidence, no drift alarm, no decision and no
+    model server. A controller on them (no shared Redis, or an app built without live
+    signals) holds every rollout on missing data, so it never promotes on what it cannot
+    see."""
+
+    def evidence(self, rollout: str) -> RolloutEvidence:
+        return RolloutEvidence()
+
+    def forget(self, rollout: str) -> None:
+        return None
+
+    def drift_alarms(self, name: str, version: int) -> list[str]:
+        return []
+
+    def decisions(self, name: str, version: int, since: datetime) -> tuple[int, int]:
+        return 0, 0
+
+    def model_server_up(self, name: str, versions: Sequence[int]) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 def correct_since(windows: Sequence[QualityWindow], since: datetime) -> tuple[int, int]:
     """(decisions, correct) over the quality windows still open at ``since``.
 
@@ -184,15 +209,15 @@ class SharedSignals:
         self._redis.close()
 
 
-def open_signals(settings: Settings) -> SharedSignals | None:
-    """The deployment's live signals, over the shared Redis; None without one.
+def open_signals(settings: Settings) -> SharedSignals | NoSignals:
+    """The deployment's live signals, over the shared Redis; :class:`NoSignals` without one.
 
     Without a shared Redis the replicas cannot pool evidence, so every rollout holds
     (missing data is never evidence) and says so.
     """
     if not settings.cache.redis_url:
         log.warning("no MLCYCLE_REDIS_URL: rollouts will hold, having no pooled evidence")
-        return None
+        return NoSignals()
     return SharedSignals(settings, settings.cache.redis_url)
 
 

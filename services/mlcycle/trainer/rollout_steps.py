@@ -18,7 +18,6 @@ from mlcycle.rollouts.policy import STEP_STARTS, missing_data
 # Replicas flush their evidence every second and score off the answer's path in rounds
 # of half a second: three seconds after a step starts, the step before has all arrived.
 DEFAULT_SETTLE_S = 3.0
-MISSING = "missing data"
 RECOVERING = "recovering"
 
 
@@ -26,7 +25,7 @@ def counts_from(decision: RolloutDecision) -> bool:
     """A decision after which the step waits to settle, then counts afresh."""
     if decision.action in STEP_STARTS or decision.action == "settle":
         return True
-    return decision.action == "hold" and decision.reason.startswith(RECOVERING)
+    return decision.action == "hold" and decision.hold == "recovering"
 
 
 def settle_time(evidence_flush_s: float) -> float:
@@ -37,7 +36,7 @@ def settle_time(evidence_flush_s: float) -> float:
 def recovery_due(rollout: Rollout, comparison: Comparison) -> bool:
     """Data is back after the last decision held on missing data."""
     last = rollout.decisions[-1] if rollout.decisions else None
-    if last is None or last.action != "hold" or not last.reason.startswith(MISSING):
+    if last is None or last.action != "hold" or last.hold != "missing_data":
         return False
     return missing_data(rollout.policy, comparison) is None
 

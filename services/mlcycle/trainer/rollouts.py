@@ -29,12 +29,12 @@ from mlcycle.contracts.repositories.rollouts import Rollouts
 from mlcycle.contracts.rollouts import (
     Comparison,
     DecisionAction,
+    HoldKind,
     Rollout,
     RolloutDecision,
     RolloutPolicy,
 )
 from mlcycle.rollouts.compare import compare
-from mlcycle.rollouts.evidence import RolloutEvidence
 from mlcycle.rollouts.policy import Proposal, decide
 from mlcycle.trainer.registry import ModelRegistry
 from mlcycle.trainer.registry_checks import check_reason
@@ -60,7 +60,7 @@ class RolloutController:
         self,
         registry: ModelRegistry,
         store: Store,
-        signals: LiveSignals | None,
+        signals: LiveSignals,
         *,
         default_policy: RolloutPolicy | None = None,
         clock: Clock = time.time,
@@ -92,17 +92,11 @@ class RolloutController:
         now = self.clock()
         name, baseline, candidate = rollout.name, rollout.baseline, rollout.candidate
         versions = [v for v in (baseline, candidate) if v is not None]
-        if self.signals is None:
-            evidence = RolloutEvidence()
-            drift: dict[int, list[str]] = {}
-            quality: dict[int, tuple[int, int]] = {}
-            server_up = False
-        else:
-            evidence = self.signals.evidence(rollout.id)
-            drift = {v: self.signals.drift_alarms(name, v) for v in versions}
-            since = datetime.fromisoformat(rollout.started_at)
-            quality = {v: self.signals.decisions(name, v, since) for v in versions}
-            server_up = self.signals.model_server_up(name, versions)
+        evidence = self.signals.evidence(rollout.id)
+        drift = {v: self.signals.drift_alarms(name, v) for v in versions}
+        since = datetime.fromisoformat(rollout.started_at)
+        quality = {v: self.signals.decisions(name, v, since) for v in versions}
+        server_up = self.signals.model_server_up(name, versions)
         return compare(
             rollout,
             evidence,
@@ -217,8 +211,8 @@ class RolloutController:
         moves = {"rollout": rollout.id, "actor": actor, "evidence": comparison}
         name, version, steps = rollout.name, rollout.candidate, rollout.policy.canary_steps
         if action == "hold":
-            if not self._repeats_hold(rollout, reason):
-                self._record(rollout, "hold", reason, actor, comparison, now)
+            if not self._repeats_hold(rollout, proposal.hold):
+                self._record(rollout, "hold", reason, actor, comparison, now, proposal.hold)
             return False
         if action == "rollback":
             self.registry.roll_back_candidate(name, version, reason, **moves)
@@ -243,7 +237,8 @@ class RolloutController:
         if not recovery_due(rollout, comparison):
             return False
         why = f"{RECOVERING}: data is back; this step counts afresh once it settles"
-        self._record(rollout, "hold", why, f"rollout:{rollout.id}", comparison, self.clock())
+        actor, now = f"rollout:{rollout.id}", self.clock()
+        self._record(rollout, "hold", why, actor, comparison, now, "recovering")
         return True
 
     def _settled(self, rollout: Rollout, comparison: Comparison) -> bool:
@@ -258,11 +253,11 @@ class RolloutController:
         self._record(rollout, "settle", why, f"rollout:{rollout.id}", comparison, self.clock())
         return True
 
-    def _repeats_hold(self, rollout: Rollout, reason: str) -> bool:
-        """A hold for the same kind of reason as the last decision is not recorded again."""
+    def _repeats_hold(self, rollout: Rollout, hold: HoldKind | None) -> bool:
+        """A hold of the same kind as the last decision is not recorded again."""
         if not rollout.decisions or rollout.decisions[-1].action != "hold":
             return False
-        return rollout.decisions[-1].reason.split(":")[0] == reason.split(":")[0]
+        return rollout.decisions[-1].hold == hold
 
     def _reconcile(self, rollout: Rollout) -> bool:
         """Finish a rollout whose candidate was moved outside it (an admin's promote or
@@ -352,6 +347,7 @@ class RolloutController:
         actor: str,
         comparison: Comparison | None,
         now: float,
+        hold: HoldKind | None = None,
     ) -> None:
         rollout.decisions.append(
             RolloutDecision(
@@ -362,6 +358,7 @@ class RolloutController:
                 reason=reason,
                 actor=actor,
                 evidence=comparison,
+                hold=hold,
             )
         )
         rollout.updated_at = _iso(now)

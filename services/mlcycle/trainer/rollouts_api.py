@@ -9,21 +9,18 @@ served, so they need the ``admin`` scope; the key's name is kept with the decisi
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 from fastapi import APIRouter, Body, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlcycle.common.http import OrjsonResponse, RouteAccess, error_responses
 from mlcycle.common.keys import Caller
 from mlcycle.common.settings import TrainerSettings
 from mlcycle.contracts.models import MAX_VERSION, NAME_PATTERN
 from mlcycle.contracts.rollouts import Rollout, RolloutList, RolloutPolicy, RolloutView
+from mlcycle.trainer.admin_orders import Reason, add_order_route
 from mlcycle.trainer.rollouts import RolloutController
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 ROLLOUT_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,160}$"
-Order = Literal["pause", "resume", "force", "abort"]
 
 
 class StartRollout(BaseModel):
@@ -36,14 +33,6 @@ class StartRollout(BaseModel):
     name: str | None = Field(default=None, pattern=NAME_PATTERN, description="default: the task's")
     policy: RolloutPolicy | None = Field(default=None, description="default: the service's")
     force: bool = Field(default=False, description="start even if the version is not blessed")
-
-
-class OrderRequest(BaseModel):
-    """Why an admin pauses, resumes, forces or aborts a rollout."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Reason
 
 
 def rollouts_router(
@@ -103,25 +92,21 @@ def rollouts_router(
     def read_rollout(rollout_id: str = Path(pattern=ROLLOUT_ID)) -> OrjsonResponse:
         return OrjsonResponse(view(controller.get(rollout_id)))
 
-    @router.post(
+    orders = {
+        "pause": controller.pause,
+        "resume": controller.resume,
+        "force": controller.force,
+        "abort": controller.abort,
+    }
+    add_order_route(
+        router,
+        access,
         "/rollouts/{rollout_id}:{order}",
+        orders,
+        lambda rollout: OrjsonResponse(view(rollout)),
+        id_pattern=ROLLOUT_ID,
         response_model=RolloutView,
-        responses=changes,
         summary="Pause, resume, force one step, or abort a rollout",
+        name="steer",
     )
-    def steer(
-        rollout_id: str = Path(pattern=ROLLOUT_ID),
-        order: Order = Path(description="pause | resume | force | abort"),
-        request: OrderRequest = Body(...),
-        caller: Caller = Depends(access.caller),
-    ) -> OrjsonResponse:
-        carry_out = {
-            "pause": controller.pause,
-            "resume": controller.resume,
-            "force": controller.force,
-            "abort": controller.abort,
-        }[order]
-        rollout = carry_out(rollout_id, actor=caller.name, reason=request.reason)
-        return OrjsonResponse(view(rollout))
-
     return router
