@@ -106,7 +106,7 @@ def test_a_rollout_holds_without_a_model_server_and_obeys_an_admin(api: Api) -> 
     aborted = api.call("POST", f"/v1/rollouts/{rollout_id}:abort", reason).json()["rollout"]
     assert (aborted["phase"], aborted["status"]) == ("aborted", "finished")
     late = api.call("POST", f"/v1/rollouts/{rollout_id}:pause", reason)
-    assert late.status_code == 422 and "finished" in late.json()["error"]["message"]
+    assert late.status_code == 409 and "finished" in late.json()["error"]["message"]
 
 
 def test_the_cli_shows_the_latest_rollout(

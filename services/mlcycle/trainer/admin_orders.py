@@ -3,7 +3,7 @@
 An order (pause, resume, force or abort a rollout; stop a retraining run) changes
 what runs, so the service's route table gives its route the ``admin`` scope. The
 route hands the record's id, the caller's key name and the reason to the order,
-which finds the record (404), refuses one that is over (its own 409 or 422) and
+which finds the record (404), refuses one that is over (409) and
 applies itself; the route answers the record as the order left it.
 """
 

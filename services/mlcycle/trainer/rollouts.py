@@ -304,8 +304,8 @@ class RolloutController:
         reason = check_reason(reason)
         with self._lock:
             rollout = self.get(rollout_id)
-            if not rollout.active:
-                raise ValidationFailed(
+            if not rollout.active:  # a state conflict, as a stop of a finished run is
+                raise Conflict(
                     f"rollout {rollout_id} is finished ({rollout.phase}): nothing to {order}",
                     details={"rollout": rollout_id, "phase": rollout.phase},
                 )
