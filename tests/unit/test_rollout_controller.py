@@ -171,7 +171,7 @@ def test_an_admin_pauses_resumes_forces_and_aborts(
     done = controller.get(rollout.id)
     assert (done.phase, done.status) == ("aborted", "finished")
     assert registry.get(NAME, 2).state == "rolled_back"
-    with pytest.raises(ValidationFailed, match="finished"):
+    with pytest.raises(Conflict, match="finished"):
         controller.pause(rollout.id, actor="carol", reason="too late")
 
 
