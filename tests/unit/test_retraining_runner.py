@@ -245,7 +245,8 @@ def test_a_drift_alarm_retrains_and_the_candidate_reaches_production(
     assert label_body["strategy"] == "majority"  # the production model's label run's
     job_body = next(b for m, p, b in world.asked if (m, p) == ("POST", "/v1/jobs"))
     assert job_body == {
-        "label_run": "lr-2", "trials": 3, "time_budget_s": 120.0, "auto_promote": False
+        "label_run": "lr-2", "trials": 3, "time_budget_s": 120.0, "auto_promote": False,
+        "first_trial": "production",
     }
     rollout = trainer_side["controller"].get(ended.stage("rollout").detail["rollout"])
     assert rollout.trigger == f"retraining:{ended.id}" and rollout.first_canary_at

@@ -57,6 +57,12 @@ class RetrainingPolicy(BaseModel):
     )
     max_runs_per_day: int = Field(2, ge=1, description="runs started in any 24 hours")
     trials: int = Field(8, ge=1, le=1000, description="hyper-parameter trials of the training")
+    first_trial: Literal["production"] | None = Field(
+        "production",
+        description="the training job's first_trial: by default the search first retrains "
+        "with the production model's hyper-parameters (a retrain reproduces the recipe it "
+        "replaces before it explores); null: a plain search",
+    )
     train_time_budget_s: float = Field(
         3600.0, gt=0.0, le=7 * 24 * 3600.0, description="no trial starts after this"
     )
