@@ -79,6 +79,15 @@ class RetrainingPolicy(BaseModel):
         description="the training job's blessing margin (null: the trainer's); negative lets "
         "a candidate within that much of production go on to its rollout, the live judge",
     )
+    behaviour_margin: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the training job's behaviour_margin (null: the job's, 0.05): the most "
+        "pass rate the candidate may lose against production on any capability of the "
+        "behavioural suite; like a negative bless_margin, a tolerance for a retrained "
+        "candidate whose rollout will judge it on live traffic",
+    )
     rollout: RolloutPolicy | None = Field(
         None, description="the candidate's rollout policy; null: the trainer's default"
     )

@@ -377,9 +377,9 @@ def cycle_figures(run: RetrainingRun) -> dict[str, float | None]:
 
 def _job_settings(policy: RetrainingPolicy) -> dict[str, object]:
     """What the policy sets of the training job: its first trial (production's
-    hyper-parameters, by default) and its blessing margin (else the trainer's)."""
-    settings = {"first_trial": policy.first_trial, "bless_margin": policy.bless_margin}
-    return {key: value for key, value in settings.items() if value is not None}
+    hyper-parameters, by default) and its blessing margins (else the job's defaults)."""
+    keys = ("first_trial", "bless_margin", "behaviour_margin")
+    return {key: getattr(policy, key) for key in keys if getattr(policy, key) is not None}
 
 
 def _model_of(job: TrainingJob) -> Detail:
