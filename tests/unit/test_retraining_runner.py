@@ -49,6 +49,7 @@ POLICY = RetrainingPolicy(
     trials=3,
     train_time_budget_s=120,
     new_votes=50,
+    behaviour_margin=0.07,
     rollout=RolloutPolicy(min_samples=50, canary_steps=(50.0, 100.0)),
 )
 TRANSFORM = {
@@ -238,7 +239,8 @@ def test_a_drift_alarm_retrains_and_the_candidate_reaches_production(
     assert label_body["strategy"] == "majority"  # the production model's label run's
     job_body = next(b for m, p, b in world.asked if (m, p) == ("POST", "/v1/jobs"))
     assert job_body == {
-        "label_run": "lr-2", "trials": 3, "time_budget_s": 120.0, "auto_promote": False
+        "label_run": "lr-2", "trials": 3, "time_budget_s": 120.0, "auto_promote": False,
+        "first_trial": "production", "behaviour_margin": 0.07,
     }
     rollout = trainer_side["controller"].get(ended.stage("rollout").detail["rollout"])
     assert rollout.trigger == f"retraining:{ended.id}" and rollout.first_canary_at

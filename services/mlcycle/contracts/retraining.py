@@ -57,6 +57,12 @@ class RetrainingPolicy(BaseModel):
     )
     max_runs_per_day: int = Field(2, ge=1, description="runs started in any 24 hours")
     trials: int = Field(8, ge=1, le=1000, description="hyper-parameter trials of the training")
+    first_trial: Literal["production"] | None = Field(
+        "production",
+        description="the training job's first_trial: by default the search first retrains "
+        "with the production model's hyper-parameters (a retrain reproduces the recipe it "
+        "replaces before it explores); null: a plain search",
+    )
     train_time_budget_s: float = Field(
         3600.0, gt=0.0, le=7 * 24 * 3600.0, description="no trial starts after this"
     )
@@ -72,6 +78,15 @@ class RetrainingPolicy(BaseModel):
         le=1.0,
         description="the training job's blessing margin (null: the trainer's); negative lets "
         "a candidate within that much of production go on to its rollout, the live judge",
+    )
+    behaviour_margin: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="the training job's behaviour_margin (null: the job's, 0.05): the most "
+        "pass rate the candidate may lose against production on any capability of the "
+        "behavioural suite; like a negative bless_margin, a tolerance for a retrained "
+        "candidate whose rollout will judge it on live traffic",
     )
     rollout: RolloutPolicy | None = Field(
         None, description="the candidate's rollout policy; null: the trainer's default"

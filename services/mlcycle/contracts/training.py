@@ -185,6 +185,13 @@ class JobConfig(BaseModel):
         description="blend the selected network with a logistic regression on the same "
         "features when the blend is better on dev (search only; the seed runs alone)",
     )
+    first_trial: Literal["production"] | None = Field(
+        None,
+        description="search: 'production' runs the production model's hyper-parameters as "
+        "the first trial, so a retrain on refreshed data starts from the recipe it would "
+        "replace; with no production model, or one whose parameters lie outside the search "
+        "space, the search starts as usual (logged). The seed and encoder presets ignore it",
+    )
     patience: int = Field(2, ge=1, le=50, description="epochs without dev improvement")
     seed: int = Field(0, ge=0)
     slice_fields: list[Annotated[str, Field(max_length=64)]] = Field(

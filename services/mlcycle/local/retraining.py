@@ -8,7 +8,8 @@ run's stages one after the other, each through the services' APIs with the same
 functions ``mlcycle demo`` uses (:mod:`mlcycle.local.pipeline`), and reports each to the
 trainer::
 
-    label run (the production model's strategy) -> featurize -> train (no auto-promotion)
+    label run (the production model's strategy) -> featurize
+      -> train (production's hyper-parameters first, no auto-promotion)
       -> bless (the job's verdict) -> rollout (shadow -> canary steps -> production)
 
 A stop an admin asked for is carried out at the next stage boundary; a rollout the
@@ -269,7 +270,7 @@ class RetrainingRunner:
             console=self.console,
             time_budget_s=run.policy.train_time_budget_s,
             auto_promote=False,
-            extra=_margin(run.policy),
+            extra=_job_settings(run.policy),
         )
         context.job = job
         return {"job": job.id, **_model_of(job)}
@@ -374,9 +375,11 @@ def cycle_figures(run: RetrainingRun) -> dict[str, float | None]:
     }
 
 
-def _margin(policy: RetrainingPolicy) -> dict[str, object]:
-    """The job's blessing margin when the policy sets one (else the trainer's)."""
-    return {} if policy.bless_margin is None else {"bless_margin": policy.bless_margin}
+def _job_settings(policy: RetrainingPolicy) -> dict[str, object]:
+    """What the policy sets of the training job: its first trial (production's
+    hyper-parameters, by default) and its blessing margins (else the job's defaults)."""
+    keys = ("first_trial", "bless_margin", "behaviour_margin")
+    return {key: getattr(policy, key) for key in keys if getattr(policy, key) is not None}
 
 
 def _model_of(job: TrainingJob) -> Detail:

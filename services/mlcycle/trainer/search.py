@@ -27,6 +27,7 @@ from mlcycle.contracts.training import (
     FloatRange,
     IntRange,
     JobConfig,
+    ParamValue,
     SearchSpace,
     Trial,
     TrialParams,
@@ -55,6 +56,18 @@ class SearchOutcome:
     seconds: float
 
 
+SEARCHED = (
+    "features",
+    "hidden_units",
+    "hidden_layers",
+    "dropout",
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "wide",
+)
+
+
 def _suggest(trial: optuna.Trial, name: str, spec: Any) -> Any:
     if isinstance(spec, IntRange):
         return trial.suggest_int(name, spec.low, spec.high, log=spec.log)
@@ -67,20 +80,33 @@ def _suggest(trial: optuna.Trial, name: str, spec: Any) -> Any:
 
 def suggest_params(trial: optuna.Trial, space: SearchSpace) -> TrialParams:
     """One point of ``space``, as Optuna's sampler proposes it."""
-    values = {
-        name: _suggest(trial, name, getattr(space, name))
-        for name in (
-            "features",
-            "hidden_units",
-            "hidden_layers",
-            "dropout",
-            "learning_rate",
-            "batch_size",
-            "epochs",
-            "wide",
-        )
-    }
+    values = {name: _suggest(trial, name, getattr(space, name)) for name in SEARCHED}
     return TrialParams(**values)
+
+
+def first_trial_values(params: TrialParams, space: SearchSpace) -> dict[str, ParamValue]:
+    """What Optuna is given so that its first proposal from ``space`` is ``params``: the
+    values of the parameters ``space`` searches (a fixed one must already equal ``params``'s).
+
+    ValueError naming the first parameter ``params`` has outside ``space``, or its preset
+    when it is not a searched network's (the seed's and the encoder's are no point of it).
+    """
+    if params.preset != "default":
+        raise ValueError(f"preset {params.preset!r} is not a point of the search space")
+    values: dict[str, ParamValue] = {}
+    for name in SEARCHED:
+        value, spec = getattr(params, name), getattr(space, name)
+        if isinstance(spec, IntRange | FloatRange):
+            inside = spec.low <= value <= spec.high
+        elif isinstance(spec, list):
+            inside = value in spec
+        else:
+            inside = value == spec
+        if not inside:
+            raise ValueError(f"{name}={value!r} is outside the search space's {spec!r}")
+        if isinstance(spec, IntRange | FloatRange) or (isinstance(spec, list) and len(spec) > 1):
+            values[name] = value
+    return values
 
 
 def trial_record(job_id: str, trial: FrozenTrial, metric: str) -> Trial:
@@ -152,6 +178,22 @@ class Search:
             for t in self.study.get_trials(deepcopy=False, states=done)
             if t.user_attrs.get("error") != INTERRUPTED
         ]
+
+    def start_with(self, params: TrialParams, source: str) -> bool:
+        """Queue ``params`` (from ``source``, e.g. "production version 3") as the search's
+        first trial; True when queued. A study that has trials already (a resumed job) is
+        left as it is, and ``params`` outside the search space are logged and left out:
+        the search then starts as usual."""
+        if self.study.get_trials(deepcopy=False):
+            return False
+        try:
+            values = first_trial_values(params, self.config.search)
+        except ValueError as exc:
+            log.warning("job %s: %s is not tried first: %s", self.job_id, source, exc)
+            return False
+        self.study.enqueue_trial(values, user_attrs={"first_trial": source})
+        log.info("job %s: first trial: %s's hyper-parameters %s", self.job_id, source, values)
+        return True
 
     # -- running -------------------------------------------------------------------------------
 

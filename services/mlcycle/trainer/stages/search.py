@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
+from typing import Protocol
 
+from pydantic import ValidationError
+
+from mlcycle.contracts.models import ModelVersion
 from mlcycle.contracts.repositories.trials import Trials
-from mlcycle.contracts.training import Trial
+from mlcycle.contracts.training import Trial, TrialParams
 from mlcycle.trainer.config import SEED
 from mlcycle.trainer.data import TrainingData
 from mlcycle.trainer.features import VariantFeatures
@@ -14,6 +19,15 @@ from mlcycle.trainer.linear import blend_with_linear
 from mlcycle.trainer.search import Search, SearchOutcome
 from mlcycle.trainer.stages.behaviour import held_out
 from mlcycle.trainer.stages.context import JobContext
+
+log = logging.getLogger(__name__)
+
+
+class Productions(Protocol):
+    """Where production models are found (the registry)."""
+
+    def production(self, name: str) -> ModelVersion | None:
+        """The version of ``name`` being served, or None."""
 
 
 def prepare_features(ctx: JobContext) -> VariantFeatures:
@@ -63,6 +77,10 @@ def run_search(ctx: JobContext, features: VariantFeatures) -> SearchOutcome:
             spent_s=spent + time.monotonic() - started,
         )
 
+    if config.preset == "search" and config.first_trial == "production":
+        first = start_with_production(search, ctx.registry, job.name)
+        if first is not None:
+            ctx.recorder.stage("search", detail=f"first trial: {first}'s hyper-parameters")
     outcome = search.run(
         features.data,
         budget_s=max(0.0, config.time_budget_s - spent),
@@ -72,6 +90,24 @@ def run_search(ctx: JobContext, features: VariantFeatures) -> SearchOutcome:
     )
     trials.save_all(outcome.trials)
     return outcome
+
+
+def start_with_production(search: Search, registry: Productions, name: str) -> str | None:
+    """Queue the production model's hyper-parameters as ``search``'s first trial; the
+    version they come from ("production version 3"), or None when the search starts as
+    usual: no production model of ``name``, parameters that are no trial's (a model
+    exported by another release), or outside the job's search space (each logged)."""
+    production = registry.production(name)
+    if production is None:
+        log.info("no production model of %s: the search starts as usual", name)
+        return None
+    source = f"production version {production.version}"
+    try:
+        params = TrialParams.model_validate(production.params)
+    except ValidationError as exc:
+        log.warning("%s's parameters are no trial's, not tried first: %s", source, exc)
+        return None
+    return source if search.start_with(params, source) else None
 
 
 def blend(ctx: JobContext, outcome: SearchOutcome, data: TrainingData) -> SearchOutcome:
