@@ -6,7 +6,14 @@ every instance, scoring the shadow (or production beside a canary answer) off th
 answer's path, and pooling the evidence. The modes are set the way the registry sets
 them, by ``models.config`` (both versions, labelled) and ``routing.json``; the inference
 service re-reads the routing every second. Modes alternate within each repeat (off,
-shadow at 100 %, canary at 5 %), and the figures are medians over repeats.
+shadow at 100 %, canary at 5 %, and routing alone: a canary at 0.01 %, so every request
+is routed and its evidence pooled while almost none is answered by the copy), and the
+figures are medians over repeats.
+
+Beside throughput and p50, each mode's CPU time per request of the inference and model
+server processes (user + system, read from the OS before and after each run, the
+off-path work's round included) says where a mode's cost goes: the routing itself, or
+the second version's model calls.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 
 from mlcycle.clients import ServiceClients
 from mlcycle.clients.inference import PREDICT_PATH, predict_body
@@ -32,7 +40,12 @@ from mlcycle.trainer.serving_config import render_serving_config
 
 CLIENTS = 8
 CANARY_SHARE = 0.05
-MODES = ("off", "shadow", "canary")
+# "routing": every request routed and its evidence pooled, almost none answered by the copy.
+ROUTING_ONLY_SHARE = 0.0001
+MODES = ("off", "shadow", "canary", "routing")
+# After a run, the off-path worker's last round (it polls every half second) is waited for,
+# so its CPU counts in the run's.
+OFFPATH_ROUND_S = 0.6
 
 
 def pointer(settings: Settings, stable: int, copy: int, mode: str) -> ServingPointer:
@@ -41,8 +54,9 @@ def pointer(settings: Settings, stable: int, copy: int, mode: str) -> ServingPoi
     fields: dict[str, Any] = {"id": pointer_id(name), "name": name, "version": stable}
     if mode == "shadow":
         fields |= {"shadow": copy, "shadow_share": 1.0, "rollout": "bench-overhead"}
-    elif mode == "canary":
-        fields |= {"canary": copy, "canary_share": CANARY_SHARE, "rollout": "bench-overhead"}
+    elif mode in ("canary", "routing"):
+        share = CANARY_SHARE if mode == "canary" else ROUTING_ONLY_SHARE
+        fields |= {"canary": copy, "canary_share": share, "rollout": "bench-overhead"}
     fields["revision"] = int(time.time() * 1000)
     return ServingPointer(**fields)
 
@@ -82,6 +96,10 @@ async def _drive_mode(url: str, headers: dict[str, str], texts: list[str], secon
         return await drive(call, CLIENTS, seconds)
 
 
+def _cpu_s(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    return {name: sum(p.cpu_times()[:2]) for name, p in processes.items()}
+
+
 def measure(
     settings: Settings,
     clients: ServiceClients,
@@ -91,26 +109,40 @@ def measure(
     copy: int,
     seconds: float,
     repeats: int,
+    processes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Throughput and p50 of unseen single-comment requests per mode; medians and ratios."""
+    """Throughput and p50 of unseen single-comment requests per mode; medians and ratios.
+
+    ``processes``: name -> pid of the processes whose CPU time per request is read.
+    """
     url = clients.inference.url(PREDICT_PATH)
     headers = {"Content-Type": "application/json", **clients.inference.headers}
+    watched = {name: psutil.Process(pid) for name, pid in (processes or {}).items()}
     runs: dict[str, list[Run]] = {mode: [] for mode in MODES}
+    cpu: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for repeat in range(repeats):
         order = MODES if repeat % 2 == 0 else MODES[::-1]
         for mode in order:
             set_mode(settings, stable, copy, mode)
             time.sleep(2.5)  # every replica has re-read the routing
             asyncio.run(_drive_mode(url, headers, texts, 1.0))  # warm the mode
-            runs[mode].append(asyncio.run(_drive_mode(url, headers, texts, seconds)))
+            before = _cpu_s(watched)
+            run = asyncio.run(_drive_mode(url, headers, texts, seconds))
+            time.sleep(OFFPATH_ROUND_S)
+            after = _cpu_s(watched)
+            runs[mode].append(run)
+            n = max(1, len(run.outcomes))
+            cpu[mode].append({k: (after[k] - before[k]) / n * 1e3 for k in watched})
     set_mode(settings, stable, copy, "off")
     rps = {m: statistics.median(r.rps for r in runs[m]) for m in MODES}
     p50 = {m: statistics.median(r.percentile(0.5) for r in runs[m]) for m in MODES}
     failed = {m: sum(len(r.outcomes) - r.count(200) for r in runs[m]) for m in MODES}
+    cpu_ms = {m: {k: statistics.median(c[k] for c in cpu[m]) for k in watched} for m in MODES}
     return {
         "rps": rps,
         "p50_ms": p50,
         "failed": failed,
+        "cpu_ms_per_request": cpu_ms,
         "shadow": {
             "throughput_ratio": rps["shadow"] / rps["off"],
             "p50_delta_ms": p50["shadow"] - p50["off"],
@@ -118,5 +150,22 @@ def measure(
         "canary_overhead": {
             "throughput_ratio": rps["canary"] / rps["off"],
             "canary_share": CANARY_SHARE,
+            "routing_only_throughput_ratio": rps["routing"] / rps["off"],
         },
     }
+
+
+def summary(overhead: dict[str, Any]) -> str:
+    """The ratios against their targets, and where each mode's CPU goes."""
+    shadow, canary = overhead["shadow"], overhead["canary_overhead"]
+    cpu = "; ".join(
+        f"{mode} {c.get('inference-api', 0):.3f} / {c.get('modelserver', 0):.3f}"
+        for mode, c in overhead["cpu_ms_per_request"].items()
+    )
+    return (
+        f"shadow at 100 %: {shadow['throughput_ratio']:.3f}x throughput, "
+        f"p50 {shadow['p50_delta_ms']:+.2f} ms (targets >= 0.9x, <= +0.3 ms); "
+        f"canary at 5 %: {canary['throughput_ratio']:.3f}x (target >= 0.97x); "
+        f"routing alone: {canary['routing_only_throughput_ratio']:.3f}x\n"
+        f"CPU ms per request (inference / model server): {cpu}"
+    )

@@ -215,7 +215,7 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
     clients = clients_for(settings)
     texts = data[0]["test"]
     figures: dict[str, dict] = {}
-    log("rollout overhead: shadow at 100 %, canary at 5 %, and neither")
+    log("rollout overhead: shadow at 100 %, canary at 5 %, routing alone, and neither")
     overhead = await asyncio.to_thread(
         rollout_overhead.measure,
         settings,
@@ -225,6 +225,7 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
         copy=COPY_OF_1,
         seconds=args.seconds,
         repeats=args.repeats,
+        processes={name: stack.processes[name].pid for name in ("inference-api", "modelserver")},
     )
     figures["overhead"] = overhead
     log(f"  {overhead}")
@@ -296,12 +297,7 @@ def serving_report(console: Console, figures: dict) -> None:
         for name, value in figures[scene].items():
             table.add_row(scene, name, str(value))
     console.print(table)
-    overhead = figures["overhead"]
-    console.print(
-        f"shadow at 100 %: {overhead['shadow']['throughput_ratio']:.3f}x throughput, "
-        f"p50 {overhead['shadow']['p50_delta_ms']:+.2f} ms (targets >= 0.9x, <= +0.3 ms); "
-        f"canary at 5 %: {overhead['canary_overhead']['throughput_ratio']:.3f}x (target >= 0.97x)"
-    )
+    console.print(rollout_overhead.summary(figures["overhead"]))
     rollout_ok = (
         figures["rollout"]["failed"] == 0
         and figures["rollout"]["answers_naming_an_unserved_version"] == 0
