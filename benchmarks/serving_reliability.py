@@ -229,6 +229,8 @@ async def scenes(args: argparse.Namespace, stack: LocalStack, redis: EmbeddedRed
     )
     figures["overhead"] = overhead
     log(f"  {overhead}")
+    if args.only == "overhead":
+        return figures
     headers = {"Content-Type": "application/json", **clients.inference.headers}
     load = Load(clients.inference.url(PREDICT_PATH), headers, args.rps, texts)
     running = asyncio.create_task(load.run())
@@ -283,9 +285,12 @@ async def rollout_scenes_under(
 
 def report(figures: dict, retraining: dict) -> None:
     console = Console()
-    if figures:
+    if "rollout" in figures:
         serving_report(console, figures)
-    console.print(retraining_scene.summary(retraining))
+    elif "overhead" in figures:
+        console.print(rollout_overhead.summary(figures["overhead"]))
+    if retraining:
+        console.print(retraining_scene.summary(retraining))
 
 
 def serving_report(console: Console, figures: dict) -> None:
@@ -330,22 +335,25 @@ def main() -> int:
     parser.add_argument("--rps", type=float, default=100.0)
     parser.add_argument("--down-s", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=4.0, help="per overhead run")
-    parser.add_argument("--repeats", type=int, default=3, help="overhead runs per mode")
+    parser.add_argument("--repeats", type=int, default=5, help="overhead runs per mode")
     parser.add_argument("--retraining-tweets", type=int, default=5000, help="scene 7's data")
-    parser.add_argument("--only", choices=("retraining",), help="run this scene alone")
+    parser.add_argument("--only", choices=("retraining", "overhead"), help="run this scene alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not args.data.is_file():
         log(f"no Davidson data at {args.data}: see ../shared/data/*/SOURCE.md")
         return 2
-    figures = {} if args.only else serving_scenes(args)
-    log("scene 7: a retraining cycle triggered by a drift alarm (a stack of its own)")
-    retraining = retraining_scene.run(args.data, args.retraining_tweets, args.rps)
-    log(f"  {retraining}")
+    figures = {} if args.only == "retraining" else serving_scenes(args)
+    retraining: dict = {}
+    if args.only != "overhead":
+        log("scene 7: a retraining cycle triggered by a drift alarm (a stack of its own)")
+        retraining = retraining_scene.run(args.data, args.retraining_tweets, args.rps)
+        log(f"  {retraining}")
     report(figures, retraining)
     overhead = figures.pop("overhead", {})
     headline = {key: overhead[key] for key in ("shadow", "canary_overhead") if key in overhead}
-    line = {"benchmark": "serving_reliability", **headline, **figures, "retraining": retraining}
+    line = {"benchmark": "serving_reliability", **headline, **figures}
+    line |= {"retraining": retraining} if retraining else {}
     print(orjson.dumps(line | ({"overhead": overhead} if overhead else {})).decode())
     return 0
 
