@@ -143,8 +143,21 @@ def test_urls_mentions_and_hashtags() -> None:
         ("__URL__", "a.b@c.org"),
         ("great", "Great"),
     ]
+    assert clean_with_offsets(text).removed == ((0, 4),)
     removed = PreprocessConfig(urls="remove", mentions="keep", hashtags="remove")
     assert _words(text, removed) == [("bob", "bob"), ("see", "see"), ("or", "or"), ("mail", "mail")]
+    assert clean_with_offsets(text, removed).removed == ((9, 29), (38, 47), (48, 54))
+
+
+def test_a_word_next_to_a_removed_mention_is_not_exact() -> None:
+    # "@ab" is removed, and the "b" before it is why "@Cafe" was not a mention.
+    text = "@a\ud800b@Caf&eacute; x"
+    spans = word_spans(clean_with_offsets(text, PreprocessConfig(alnum_only=False)))
+    assert [(w.word, w.text, w.exact) for w in spans] == [
+        ("@cafe", "@Caf&eacute;", False),
+        ("x", "x", True),
+    ]
+    assert preprocess("@Caf&eacute;")[0] == ""
 
 
 def test_offsets_index_the_text_as_sent_not_the_truncated_or_cleaned_one() -> None:

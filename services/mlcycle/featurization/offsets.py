@@ -79,8 +79,9 @@ from mlcycle.featurization.preprocess import (
     _kinds,
 )
 
-# html.unescape's own expression (CPython's html._charref): a "&" and what may follow it.
-_CHARREF_RE = html._charref
+# html.unescape's own expression (CPython's html._charref, copied rather than read from a
+# private name): a "&" and what may follow it. Tests hold the edits to html.unescape.
+_CHARREF_RE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 
 
 @dataclass(frozen=True)
