@@ -22,8 +22,8 @@ Invariants of an :class:`Aligned`:
 
 - ``cleaned`` equals what the batched path gives the same text
   (``preprocess(original, config)[0]``, or its row of ``clean_batch``);
-- one span per cleaned character, each non-empty and within
-  ``[0, len(original))`` (within the first ``max_chars`` when truncated);
+- one span per cleaned character, each non-empty and inside the original's
+  first ``max_chars`` characters (the clean-up never reads past them);
 - begins and ends both never decrease along ``cleaned``.
 
 :func:`word_spans` splits ``cleaned`` where the n-gram hashing does
