@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,27 @@ def test_a_failing_canary_is_answered_by_stable_and_counted_as_errors(
     assert failed == pending.count("candidate:requests") and 30 < failed < 70
     assert pending.count("production:requests") == 100  # its own share and the fallback
     assert offpath.queued == 0  # production answered them: nothing to compare
+
+
+def test_a_canary_failing_just_after_a_refresh_still_gets_a_refresh(
+    tmp_path: Path, transform: Transform
+) -> None:
+    # The refresh that ran just before the failure may have read the versions before the
+    # canary left the model server: the failure must still bring the next one, however soon.
+    rig = Rig(tmp_path, transform, versions=(1, 2), version_refresh_s=60.0)
+    routed(rig)
+    publish(rig, stable=1, canary=2, canary_share=0.5)
+    rig.tracker.start()  # refreshes now; the next periodic refresh is far away
+    try:
+        assert rig.tracker.serving().canary is not None
+        rig.client.available.remove(2)
+        rig.tracker.refresh_soon()  # well within WAKE_MIN_S of the refresh
+        deadline = time.monotonic() + 5.0
+        while rig.tracker.serving().canary is not None:
+            assert time.monotonic() < deadline, "the failure brought no refresh"
+            time.sleep(0.02)
+    finally:
+        rig.tracker.stop()
 
 
 def test_a_failing_stable_version_still_fails_the_request(

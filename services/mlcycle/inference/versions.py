@@ -117,10 +117,12 @@ class VersionTracker:
         return None if serving is None else serving.stable
 
     def refresh_soon(self) -> None:
-        """Have the background thread refresh soon (a routed version failed a call); at most
-        every WAKE_MIN_S, however many calls fail."""
-        if time.monotonic() - self._refreshed_at >= WAKE_MIN_S:
-            self._wake.set()
+        """Have the background thread refresh soon (a routed version failed a call).
+
+        Every failure wakes the thread, even one just after a refresh: that refresh may
+        have read the versions before the failing one left the model server. The thread
+        itself keeps refreshes WAKE_MIN_S apart, however many calls fail."""
+        self._wake.set()
 
     def refresh_after_gone(self, gone: int) -> ModelVersion:
         """The stable version after version ``gone`` answered NOT_FOUND (refreshed once)."""
@@ -267,6 +269,8 @@ class VersionTracker:
         due = time.monotonic() + period
         while not self._stop.is_set():
             woken = self._wake.wait(tick)
+            if woken and self._stop.wait(self._refreshed_at + WAKE_MIN_S - time.monotonic()):
+                return  # (a failure woke it: the hold keeps refreshes WAKE_MIN_S apart)
             if self._stop.is_set():
                 return
             self._wake.clear()
