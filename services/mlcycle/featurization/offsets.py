@@ -113,6 +113,8 @@ class WordSpan:
     end: int  # exclusive
     text: str  # original[begin:end]
     exact: bool  # its span is its own: cleaning ``text`` alone gives back ``word``
+    start: int  # into Aligned.cleaned: cleaned[start:stop] == word
+    stop: int  # exclusive
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,8 @@ def word_spans(aligned: Aligned) -> list[WordSpan]:
                 end=end,
                 text=text,
                 exact=not shared,
+                start=start,
+                stop=stop,
             )
         )
     return spans
