@@ -108,9 +108,8 @@ def test_the_occurrences_are_the_rows_n_grams_with_their_counts(name: str) -> No
     batch = transform.apply(items, metadata(len(items)))
     for i, text in enumerate(items):
         columns, values = batch.row(i)
-        found = occurrences(
-            transform, clean_with_offsets(text, transform.config.preprocess).cleaned
-        )
+        cleaned = clean_with_offsets(text, transform.config.preprocess).cleaned
+        found = occurrences(transform, cleaned)
         made, counts = np.unique(found.columns, return_counts=True)
         text_columns = text_part(transform, columns)
         np.testing.assert_array_equal(made, columns[text_columns])
@@ -122,9 +121,7 @@ def test_the_occurrences_are_the_rows_n_grams_with_their_counts(name: str) -> No
             weighted.view(np.uint32), values[text_columns].view(np.uint32)
         )
         assert np.all((0 <= found.starts) & (found.starts < found.stops))
-        assert np.all(
-            found.stops <= len(clean_with_offsets(text, transform.config.preprocess).cleaned)
-        )
+        assert np.all(found.stops <= len(cleaned))
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -302,8 +299,10 @@ def test_columns_of_another_text_or_transform_are_refused() -> None:
     cut, _ = short.apply([text]).row(0)
     with pytest.raises(ValueError, match="not those transform"):
         attribute_to_words(transform, text, cut, np.ones(len(cut), np.float32))
-    with pytest.raises(ValueError, match="one attribution per column"):
+    with pytest.raises(ValueError, match="one attribution per integer column"):
         attribute_to_words(transform, text, columns, ones[:-1])
+    with pytest.raises(ValueError, match="one attribution per integer column"):
+        attribute_to_words(transform, text, columns.astype(np.float32), ones)
     with pytest.raises(ValueError, match="sorted, distinct"):
         attribute_to_words(transform, text, columns[::-1], ones)
     with pytest.raises(ValueError, match="sorted, distinct"):

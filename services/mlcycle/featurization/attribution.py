@@ -135,10 +135,10 @@ def attribute_to_words(
     """
     columns = np.asarray(columns)
     attributions = np.asarray(attributions, np.float64)
-    if columns.ndim != 1 or attributions.shape != columns.shape:
+    if columns.ndim != 1 or attributions.shape != columns.shape or columns.dtype.kind not in "iu":
         raise ValueError(
-            f"one attribution per column is needed: {attributions.shape} attributions "
-            f"for {columns.shape} columns"
+            f"one attribution per integer column is needed: {attributions.shape} attributions "
+            f"for {columns.shape} columns of {columns.dtype}"
         )
     columns = columns.astype(np.int64, copy=False)
     if len(columns) and (
@@ -151,11 +151,15 @@ def attribute_to_words(
     aligned = clean_with_offsets(text, transform.config.preprocess)
     words = word_spans(aligned)
     found = occurrences(transform, aligned.cleaned)
-    made, which, counts = np.unique(found.columns, return_inverse=True, return_counts=True)
     text_dim = transform.word_dim + transform.char_dim
     in_text = columns < text_dim
     given = columns[in_text]
-    if not np.array_equal(made, given):
+    # Where each occurrence's column is among the given ones: every occurrence must
+    # find its column there, and every given column must have an occurrence.
+    at = np.searchsorted(given, found.columns)
+    counts = np.bincount(at, minlength=len(given))
+    if len(counts) != len(given) or not (counts.all() and np.array_equal(given[at], found.columns)):
+        made = np.unique(found.columns)
         missing = np.setdiff1d(made, given, assume_unique=True)
         extra = np.setdiff1d(given, made, assume_unique=True)
         raise ValueError(
@@ -164,7 +168,7 @@ def attribute_to_words(
             "given are not among them (another transform, or another text?)"
         )
     # Each occurrence's share of its column's attribution, then split among its words.
-    share = (attributions[in_text] / counts)[which]
+    share = (attributions[in_text] / counts)[at]
     word_starts = np.fromiter((w.start for w in words), np.int64, len(words))
     word_stops = np.fromiter((w.stop for w in words), np.int64, len(words))
     first = np.searchsorted(word_stops, found.starts, side="right")

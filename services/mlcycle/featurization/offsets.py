@@ -51,10 +51,11 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.entities import html5
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 import numpy as np
 from anyascii import anyascii
@@ -206,32 +207,48 @@ def _remove(cur: _Text, matches: Iterable[re.Match[str]], removed: list[tuple[in
 
 
 def word_spans(aligned: Aligned) -> list[WordSpan]:
-    """The words of ``aligned.cleaned``, split as the n-gram hashing splits them, with spans."""
-    codes = np.frombuffer(f"\n{aligned.cleaned}\n".encode("utf-32-le"), np.uint32)
+    """The words of ``aligned.cleaned``, split as the n-gram hashing splits them, with spans.
+
+    Linear in the words and the removed spans: an explanation of a long comment
+    full of mentions must not cost their product.
+    """
+    cleaned = aligned.cleaned
+    codes = np.frombuffer(f"\n{cleaned}\n".encode("utf-32-le"), np.uint32)
     batch = Cleaned(codes, np.flatnonzero(codes == SEP), np.zeros(1, bool))
     found = words(batch)
     # Positions count the leading separator: cleaned index = code index - 1.
-    bounds = [
-        (start - 1, stop - 1, *aligned.span(start - 1, stop - 1))
-        for start, stop in zip(found.starts.tolist(), found.ends.tolist(), strict=True)
-    ]
+    starts = (found.starts - 1).tolist()
+    stops = (found.ends - 1).tolist()
+    begins = [aligned.begins[start] for start in starts]
+    ends = [aligned.ends[stop - 1] for stop in stops]
+    # The removed spans are sorted by begin; with the running maximum of their ends,
+    # whether any of those beginning by a word's end reaches back to its begin is a
+    # bisection.
+    removed_begins = [b for b, _ in aligned.removed]
+    reach = list(accumulate((e for _, e in aligned.removed), max))
+    last = len(starts) - 1
     spans = []
-    for index, (start, stop, begin, end) in enumerate(bounds):
+    for index, (start, stop, begin, end) in enumerate(
+        zip(starts, stops, begins, ends, strict=True)
+    ):
         # Spans never decrease, so a word overlapping any other overlaps a neighbour.
-        neighbours = bounds[max(index - 1, 0) : index] + bounds[index + 1 : index + 2]
-        # A removed mention next to the word counts too: the expressions that find
-        # mentions, hashtags and URLs look at the character before them.
-        shared = any(b < end and begin < e for *_, b, e in neighbours) or any(
-            b <= end and begin <= e for b, e in aligned.removed
+        shared = (index > 0 and begin < ends[index - 1] and begins[index - 1] < end) or (
+            index < last and begins[index + 1] < end and begin < ends[index + 1]
         )
+        if not shared and reach:
+            # A removed mention next to the word counts too: the expressions that find
+            # mentions, hashtags and URLs look at the character before them.
+            before = bisect_right(removed_begins, end)
+            shared = before > 0 and reach[before - 1] >= begin
+        word = cleaned[start:stop]
         text = aligned.original[begin:end]
-        if not shared and "ς" in aligned.cleaned[start:stop]:
+        if not shared and "ς" in word:
             # Lower case reads a capital sigma's neighbours, across what becomes a space.
-            shared = clean_with_offsets(text, aligned.config).cleaned != aligned.cleaned[start:stop]
+            shared = clean_with_offsets(text, aligned.config).cleaned != word
         spans.append(
             WordSpan(
                 index=index,
-                word=aligned.cleaned[start:stop],
+                word=word,
                 begin=begin,
                 end=end,
                 text=text,
