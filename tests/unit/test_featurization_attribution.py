@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from mlcycle.contracts.explanations import Span
 from mlcycle.featurization.attribution import attribute_to_words, occurrences
 from mlcycle.featurization.config import (
     CharConfig,
+    EmbeddingsConfig,
     FeatureConfig,
     MetadataConfig,
     PreprocessConfig,
@@ -29,6 +31,7 @@ from mlcycle.featurization.config import (
 from mlcycle.featurization.offsets import clean_with_offsets
 from mlcycle.featurization.transform import Transform, fit
 from mlcycle.featurization.vectors import _values
+from tests.fixtures.embeddings import write_tiny
 
 pytestmark = pytest.mark.unit
 
@@ -156,6 +159,23 @@ def test_metadata_alone_moves_no_word() -> None:
     explained = attribute_to_words(transform, text, columns, attributions)
     assert not explained.scores.any()
     assert explained.unassigned == pytest.approx(float(attributions.sum()))
+
+
+def test_the_static_embedding_block_is_unassigned(tmp_path: Path) -> None:
+    write_tiny(tmp_path)
+    config = FeatureConfig(embeddings=EmbeddingsConfig(enabled=True))
+    transform = fit(texts(1, 50), None, config, artifacts=tmp_path)
+    plain = fit(texts(1, 50), None, FeatureConfig())
+    text = "you are a great idiot 😀"
+    columns, _ = transform.apply([text]).row(0)
+    dense = columns >= transform.dim - transform.embeddings_dim
+    assert dense.sum() == transform.embeddings_dim
+    attributions = np.linspace(-1, 2, len(columns), dtype=np.float32)
+    explained = attribute_to_words(transform, text, columns, attributions)
+    assert explained.unassigned == pytest.approx(float(attributions[dense].sum()), rel=1e-6)
+    # The words get what they get from the same n-grams without the block.
+    alone = attribute_to_words(plain, text, columns[~dense], attributions[~dense])
+    np.testing.assert_array_equal(explained.scores, alone.scores)
 
 
 @pytest.mark.parametrize("mode", ["vocab", "hashed"])
