@@ -49,6 +49,7 @@ OFFSET_CASES = {
     "zero-width": "i\u200bdiot s\u00adtupid \ufeffnice \u202egreat\u202c",
     "hashtags": "#idiot #great_one c#sharp",
     "mixed": "ＦＵＬＬ ｗｉｄｔｈ ½ naïve Привет ΣΟΦΟΣ",
+    "lone surrogate": "you\ud800idiot \udfff",
 }
 TRANSLITERATED = PreprocessConfig()
 SCRIPTS_KEPT = PreprocessConfig(transliterate=False)

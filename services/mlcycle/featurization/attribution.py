@@ -62,7 +62,7 @@ class WordAttributions:
         ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Occurrences:
     """Every n-gram a transform makes of one cleaned text, in the transform's index space."""
 
