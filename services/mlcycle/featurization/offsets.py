@@ -51,10 +51,11 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html.entities import html5
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 import numpy as np
 from anyascii import anyascii
@@ -62,21 +63,21 @@ from anyascii import anyascii
 from mlcycle.featurization.config import PreprocessConfig
 from mlcycle.featurization.hashing import words
 from mlcycle.featurization.preprocess import (
-    _BLANK,
-    _FORMAT_RE,
-    _HASHTAG_RE,
-    _HASHTAG_REMOVE_RE,
-    _LETTER,
-    _MARK,
-    _MENTION_RE,
-    _URL_HINT_RE,
-    _URL_RE,
+    FORMAT_RE,
+    HASHTAG_RE,
+    HASHTAG_REMOVE_RE,
+    KIND_BLANK,
+    KIND_LETTER,
+    MENTION_RE,
     SEP,
     SPACE,
+    URL_HINT_RE,
+    URL_MARK,
+    URL_RE,
     URL_TOKEN,
     Cleaned,
-    _ascii_table,
-    _kinds,
+    ascii_table,
+    code_point_kinds,
 )
 
 # html.unescape's own expression (CPython's html._charref, copied rather than read from a
@@ -113,6 +114,8 @@ class WordSpan:
     end: int  # exclusive
     text: str  # original[begin:end]
     exact: bool  # its span is its own: cleaning ``text`` alone gives back ``word``
+    start: int  # into Aligned.cleaned: cleaned[start:stop] == word
+    stop: int  # exclusive
 
 
 @dataclass(frozen=True)
@@ -163,24 +166,24 @@ def clean_with_offsets(text: str, config: PreprocessConfig | None = None) -> Ali
         if config.normalize == "NFKC":
             cur = _apply(cur, _nfkc_edits(cur.text))
         if config.strip_invisible:
-            cur = _apply(cur, ((m.start(), m.end(), "") for m in _FORMAT_RE.finditer(cur.text)))
+            cur = _apply(cur, ((m.start(), m.end(), "") for m in FORMAT_RE.finditer(cur.text)))
         if config.transliterate:
             cur = _apply(cur, _transliterate_edits(cur.text))
     # Steps 6-10, as clean_batch runs them on a batch holding only this text.
-    cur = _apply(cur, _char_edits(cur.text, {"\n": " ", _MARK: " "}))
+    cur = _apply(cur, _char_edits(cur.text, {"\n": " ", URL_MARK: " "}))
     removed: list[tuple[int, int]] = []
-    if config.urls != "keep" and (_URL_HINT_RE.search(cur.text) or "://" in cur.text):
+    if config.urls != "keep" and (URL_HINT_RE.search(cur.text) or "://" in cur.text):
         if config.urls == "token":
-            found = _URL_RE.finditer(cur.text)
-            cur = _apply(cur, ((m.start(), m.end(), f" {_MARK} ") for m in found))
+            found = URL_RE.finditer(cur.text)
+            cur = _apply(cur, ((m.start(), m.end(), f" {URL_MARK} ") for m in found))
         else:
-            cur = _remove(cur, _URL_RE.finditer(cur.text), removed)
+            cur = _remove(cur, URL_RE.finditer(cur.text), removed)
     if config.mentions == "remove" and "@" in cur.text:
-        cur = _remove(cur, _MENTION_RE.finditer(cur.text), removed)
+        cur = _remove(cur, MENTION_RE.finditer(cur.text), removed)
     if config.hashtags == "word" and "#" in cur.text:
-        cur = _apply(cur, ((m.start(), m.start() + 1, "") for m in _HASHTAG_RE.finditer(cur.text)))
+        cur = _apply(cur, ((m.start(), m.start() + 1, "") for m in HASHTAG_RE.finditer(cur.text)))
     elif config.hashtags == "remove" and "#" in cur.text:
-        cur = _remove(cur, _HASHTAG_REMOVE_RE.finditer(cur.text), removed)
+        cur = _remove(cur, HASHTAG_REMOVE_RE.finditer(cur.text), removed)
     if config.lowercase and not cur.text.isascii():
         cur = _apply(cur, _lower_edits(cur.text))
     cur = _apply(cur, _filter_edits(cur.text, config))
@@ -204,36 +207,54 @@ def _remove(cur: _Text, matches: Iterable[re.Match[str]], removed: list[tuple[in
 
 
 def word_spans(aligned: Aligned) -> list[WordSpan]:
-    """The words of ``aligned.cleaned``, split as the n-gram hashing splits them, with spans."""
-    codes = np.frombuffer(f"\n{aligned.cleaned}\n".encode("utf-32-le"), np.uint32)
+    """The words of ``aligned.cleaned``, split as the n-gram hashing splits them, with spans.
+
+    Linear in the words and the removed spans: an explanation of a long comment
+    full of mentions must not cost their product.
+    """
+    cleaned = aligned.cleaned
+    codes = np.frombuffer(f"\n{cleaned}\n".encode("utf-32-le"), np.uint32)
     batch = Cleaned(codes, np.flatnonzero(codes == SEP), np.zeros(1, bool))
     found = words(batch)
     # Positions count the leading separator: cleaned index = code index - 1.
-    bounds = [
-        (start - 1, stop - 1, *aligned.span(start - 1, stop - 1))
-        for start, stop in zip(found.starts.tolist(), found.ends.tolist(), strict=True)
-    ]
+    starts = (found.starts - 1).tolist()
+    stops = (found.ends - 1).tolist()
+    begins = [aligned.begins[start] for start in starts]
+    ends = [aligned.ends[stop - 1] for stop in stops]
+    # The removed spans are sorted by begin; with the running maximum of their ends,
+    # whether any of those beginning by a word's end reaches back to its begin is a
+    # bisection.
+    removed_begins = [b for b, _ in aligned.removed]
+    reach = list(accumulate((e for _, e in aligned.removed), max))
+    last = len(starts) - 1
     spans = []
-    for index, (start, stop, begin, end) in enumerate(bounds):
+    for index, (start, stop, begin, end) in enumerate(
+        zip(starts, stops, begins, ends, strict=True)
+    ):
         # Spans never decrease, so a word overlapping any other overlaps a neighbour.
-        neighbours = bounds[max(index - 1, 0) : index] + bounds[index + 1 : index + 2]
-        # A removed mention next to the word counts too: the expressions that find
-        # mentions, hashtags and URLs look at the character before them.
-        shared = any(b < end and begin < e for *_, b, e in neighbours) or any(
-            b <= end and begin <= e for b, e in aligned.removed
+        shared = (index > 0 and begin < ends[index - 1] and begins[index - 1] < end) or (
+            index < last and begins[index + 1] < end and begin < ends[index + 1]
         )
+        if not shared and reach:
+            # A removed mention next to the word counts too: the expressions that find
+            # mentions, hashtags and URLs look at the character before them.
+            before = bisect_right(removed_begins, end)
+            shared = before > 0 and reach[before - 1] >= begin
+        word = cleaned[start:stop]
         text = aligned.original[begin:end]
-        if not shared and "ς" in aligned.cleaned[start:stop]:
+        if not shared and "ς" in word:
             # Lower case reads a capital sigma's neighbours, across what becomes a space.
-            shared = clean_with_offsets(text, aligned.config).cleaned != aligned.cleaned[start:stop]
+            shared = clean_with_offsets(text, aligned.config).cleaned != word
         spans.append(
             WordSpan(
                 index=index,
-                word=aligned.cleaned[start:stop],
+                word=word,
                 begin=begin,
                 end=end,
                 text=text,
                 exact=not shared,
+                start=start,
+                stop=stop,
             )
         )
     return spans
@@ -332,9 +353,9 @@ def _lower_edits(text: str) -> list[Edit]:
 
 def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
     """Step 9 (preprocess._filter): the ASCII table, the code-point kinds, the URL token."""
-    table = _ascii_table(config)
-    kinds = None if text.isascii() else _kinds()
-    mark = ord(_MARK)
+    table = ascii_table(config)
+    kinds = None if text.isascii() else code_point_kinds()
+    mark = ord(URL_MARK)
     edits = []
     for i, char in enumerate(text):
         code = ord(char)
@@ -348,7 +369,7 @@ def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
         else:
             assert kinds is not None
             kind = kinds[code]
-            blank = kind != _LETTER if config.alnum_only else kind == _BLANK
+            blank = kind != KIND_LETTER if config.alnum_only else kind == KIND_BLANK
             out = SPACE if blank else code
         if out != ord(char):
             edits.append((i, i + 1, chr(out)))
