@@ -332,6 +332,76 @@ def test_each_key_is_rate_limited_on_its_own(shared_world: World) -> None:
         service.close()
 
 
+# -- explanations -------------------------------------------------------------------------------
+
+
+def direct_spans(world: World, service: Service, text: str) -> list[dict[str, object]]:
+    """``text``'s explanation by version 1 computed in-process: the SavedModel's explain
+    signature on the transform's vector, split over the words."""
+    from mlcycle.featurization.attribution import attribute_to_words
+    from mlcycle.inference.tensors import padded_rows
+    from mlcycle.trainer.export import ServingModel
+
+    transform = service.runtime.tracker.current().transform
+    batch = transform.apply([text])
+    indices, values = padded_rows(batch, 0, 1)
+    explained = ServingModel(world.models / NAME / "1").explain(indices, values)
+    columns, _ = batch.row(0)
+    words = attribute_to_words(transform, text, columns, explained.attributions[0, : len(columns)])
+    return [span.model_dump() for span in words.spans()]
+
+
+def test_explain_adds_the_words_of_the_text_as_sent_from_the_version_that_scored_it(
+    service: Service, shared_world: World, redis_server: EmbeddedRedis
+) -> None:
+    from mlcycle.inference.explain import explain_key
+
+    text = unique("You are an IDIOT &amp; a moron 😀 https://x.example/a?b=1 @someone")
+    plain = service.predict(text)
+    assert plain.status_code == 200 and "spans" not in plain.json()["predictions"][0]
+    answer = service.predict(text, explain=True)
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    assert prediction["model_version"] == 1
+    spans = prediction["spans"]
+    # The emoji and the URL are words of their own, at their place in the text as sent;
+    # the mention is removed by the clean-up, so it is no word.
+    assert [s["text"] for s in spans][:8] == [
+        "You", "are", "an", "IDIOT", "a", "moron", "😀", "https://x.example/a?b=1"
+    ]
+    assert all(text[s["begin"] : s["end"]] == s["text"] for s in spans)
+    expected = direct_spans(shared_world, service, text)
+    assert [(s["begin"], s["end"]) for s in spans] == [(s["begin"], s["end"]) for s in expected]
+    np.testing.assert_allclose(
+        [s["score"] for s in spans], [s["score"] for s in expected], rtol=1e-4, atol=1e-6
+    )
+    # Cached per exact text: the same text again reads it, whitespace changes make another.
+    model = service.runtime.tracker.current()
+    cache = redis.Redis.from_url(redis_server.url)
+    assert cache.get(explain_key(model, text, None)) is not None
+    assert service.predict(text, explain=True).json()["predictions"][0]["spans"] == spans
+    spaced = text.replace(" ", "  ", 1)
+    (again,) = service.predict(spaced, explain=True).json()["predictions"]
+    assert again["score"] == prediction["score"]  # one score for both forms
+    assert all(spaced[s["begin"] : s["end"]] == s["text"] for s in again["spans"])
+    assert again["spans"][1]["begin"] == spans[1]["begin"] + 1  # after the doubled space
+
+
+def test_explain_must_be_a_boolean_and_the_tf_shape_is_unchanged(service: Service) -> None:
+    answer = service.predict("hello", explain="yes")
+    assert answer.status_code == 422 and "explain" in answer.json()["error"]["message"]
+    tf = service.client.post(
+        f"/v1/models/{NAME}:predict", json={"instances": ["hello there"]}, headers=AUTH
+    )
+    assert tf.status_code == 200 and set(tf.json()["predictions"][0]) == {
+        "score",
+        "label",
+        "threshold",
+        "model_version",
+        "transform_version",
+    }
+
+
 # -- the live positive rate ------------------------------------------------------------------------
 
 

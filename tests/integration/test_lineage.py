@@ -201,6 +201,9 @@ def test_a_streamed_comment_shows_its_whole_chain(stack: Stack) -> None:
     assert score["score"] == stored["score"]
     assert score["scored_at"] == stored["scored_at"]
     assert score["model_version"] == score["serving_model_version"] == 1
+    # The stored score's words, by the version that gave it, on the text as stored.
+    assert [span["text"] for span in score["spans"]] == toxic.text.split()
+    assert all(toxic.text[s["begin"] : s["end"]] == s["text"] for s in score["spans"])
     assert chain["missing"] == {}
 
 
@@ -215,6 +218,12 @@ def test_an_unscored_comment_is_scored_now_as_predict_would(stack: Stack) -> Non
     ).json()["predictions"][0]
     assert chain["score"]["score"] == pytest.approx(predicted["score"], abs=1e-6)
     assert chain["score"]["label"] == predicted["label"]
+    explained = stack.client.post(
+        "/v1/predict",
+        json={"instances": [{"text": stack.unscored.text, "metadata": METADATA}], "explain": True},
+        headers=AUTH,
+    ).json()["predictions"][0]
+    assert chain["score"]["spans"] == explained["spans"]  # one explanation, cached for both
     again = lineage(stack, stack.unscored.id).json()["score"]
     assert again["cached"] is True  # the service's own cache, as for /v1/predict
     assert chain["votes"]["total"] == 0

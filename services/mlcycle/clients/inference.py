@@ -17,6 +17,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from mlcycle.clients.base import QueryValue, ServiceClient
+from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.monitoring import (
     Decision,
     MonitoringHistory,
@@ -42,6 +43,7 @@ class Prediction(BaseModel):
     model_version: int
     transform_version: str | None = None
     probabilities: dict[str, float] | None = None
+    spans: list[Span] | None = None  # asked with ``explain``: the words behind the score
 
 
 class Predictions(BaseModel):
@@ -61,13 +63,16 @@ class FeedbackReceipt(BaseModel):
 
 
 def predict_body(
-    texts: Sequence[str], ids: Sequence[str] | None = None
-) -> dict[str, list[dict[str, str]]]:
+    texts: Sequence[str], ids: Sequence[str] | None = None, *, explain: bool = False
+) -> dict[str, Any]:
     """The body of ``POST /v1/predict`` for ``texts``, one instance each (with its ``id``
-    when ``ids`` are given: the prediction is then joinable with moderators' decisions)."""
+    when ``ids`` are given: the prediction is then joinable with moderators' decisions);
+    ``explain`` asks for each prediction's words (``spans``)."""
     if ids is None:
-        return {"instances": [{"text": text} for text in texts]}
-    return {"instances": [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]}
+        instances = [{"text": text} for text in texts]
+    else:
+        instances = [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]
+    return {"instances": instances, "explain": True} if explain else {"instances": instances}
 
 
 class InferenceClient(ServiceClient):
@@ -76,14 +81,18 @@ class InferenceClient(ServiceClient):
     service = "inference service"
     start_command = "mlcycle inference api"
 
-    def predict_json(self, texts: Sequence[str]) -> dict[str, Any]:
+    def predict_json(self, texts: Sequence[str], *, explain: bool = False) -> dict[str, Any]:
         """``POST /v1/predict``'s answer as it came, for a caller that prints it as JSON."""
-        return dict(self.call_json("POST", PREDICT_PATH, json=predict_body(texts)))
+        body = predict_body(texts, explain=explain)
+        return dict(self.call_json("POST", PREDICT_PATH, json=body))
 
-    def predict(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> list[Prediction]:
+    def predict(
+        self, texts: Sequence[str], ids: Sequence[str] | None = None, *, explain: bool = False
+    ) -> list[Prediction]:
         """The predictions of ``texts``, in order (``ids``: the comments' own, which makes
-        each prediction joinable with a moderator's decision on it)."""
-        body = predict_body(texts, ids)
+        each prediction joinable with a moderator's decision on it; ``explain``: with the
+        words that drove each score)."""
+        body = predict_body(texts, ids, explain=explain)
         answer = self.call_record(Predictions, "POST", PREDICT_PATH, json=body)
         return answer.predictions
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Path, Request, Response
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
 from mlcycle import __version__
-from mlcycle.common.errors import MlcycleError, NotFound, Unauthenticated
+from mlcycle.common.errors import MlcycleError, NotFound
 from mlcycle.common.http import (
     OrjsonResponse,
     RouteAccess,
@@ -38,19 +39,29 @@ from mlcycle.common.settings import Settings
 from mlcycle.contracts.access import route_scopes
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.explain import Explainer, explain_predictions
 from mlcycle.inference.feedback import ScoreRecorder as Recorder
 from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
 from mlcycle.inference.monitoring_routes import add_live_rate_route, add_monitoring_routes
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
-    Prediction,
+    JsonObject,
+    PredictionRow,
     PredictRequest,
     PredictResponse,
     TfColumnarRequest,
     TfRowRequest,
     parse_predict,
     parse_tf_predict_ids,
+)
+from mlcycle.inference.tf_rest import (
+    TF_DESCRIPTION,
+    TfColumnarResponse,
+    TfError,
+    TfRowResponse,
+    columns,
+    tf_error,
 )
 
 SERVICE = "inference"
@@ -59,73 +70,16 @@ INLINE_PARSE_BYTES = 64 * 1024
 # TensorFlow Serving's REST paths, which answer errors in its own shape.
 TF_PATH_PREFIX = "/v1/models/"
 T = TypeVar("T")
+# Adds ``spans`` to a request's predictions in place: (texts, metadata, predictions).
+RowExplainer = Callable[[list[str], list[JsonObject | None] | None, list[PredictionRow]], None]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
-
-TF_DESCRIPTION = """\
-TensorFlow Serving's REST predict API, for clients written against it.
-
-Request, one of:
-
-- row format: `{"instances": ["text", {"text": "...", "metadata": {...}}, ...]}`: each
-  instance is a comment's text, or an object with `text` and optional `metadata`;
-- columnar format: `{"inputs": {"text": ["...", ...], "metadata": [{...}, ...]}}`
-  (`metadata` optional, as long as `text`), or the single unnamed input
-  `{"inputs": ["...", ...]}`.
-
-Both accept `"signature_name": "serving_default"` (the only signature).
-
-Response, as TF Serving shapes it: the row format answers
-`{"predictions": [{"score", "label", "threshold", "model_version", "transform_version"}, ...]}`
-(plus `"probabilities"` per class for multi-class models); the columnar format answers
-`{"outputs": {"score": [...], "label": [...], "threshold": [...], "model_version": [...],
-"transform_version": [...]}}`.
-
-Errors are TF Serving's `{"error": "<message>"}`: 400 malformed or invalid input, 401
-missing or unknown API key, 403 a key without the `predict` scope, 404 unknown model
-name, 413 body or instance count over the limit, 429 rate limited, 503 model server
-unavailable.
-"""
-
-
-class TfError(BaseModel):
-    """TF Serving's error body."""
-
-    error: str
-
-
-class TfRowResponse(BaseModel):
-    """The row format's answer: one prediction per instance."""
-
-    predictions: list[Prediction]
-
-
-class TfColumnarResponse(BaseModel):
-    """The columnar format's answer: one list per output, one entry per input."""
-
-    outputs: dict[str, list[Any]]
-
-
-def _tf_error(exc: MlcycleError) -> OrjsonResponse:
-    headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = exc.retry_after
-    elif exc.http_status in (429, 503):
-        headers["Retry-After"] = "1"
-    elif isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
-    return OrjsonResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
 
 
 def _render(error: MlcycleError, scope: Scope) -> Response:
     """The edge's refusals in the shape of the route asked: TF Serving's on its own paths."""
     if str(scope.get("path", "")).startswith(TF_PATH_PREFIX):
-        return _tf_error(error)
+        return tf_error(error)
     return shared_error_shape(error, scope)
-
-
-def _columns(predictions: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
-    names = list(predictions[0]) if predictions else []
-    return {name: [p[name] for p in predictions] for name in names}
 
 
 class _DirectRoute(APIRoute):
@@ -171,7 +125,12 @@ def _post(app: FastAPI, path: str, **route: Any) -> Callable[[Endpoint], Endpoin
 
 
 def _add_predict_routes(
-    app: FastAPI, settings: Settings, batcher: RequestBatcher, gate: CallerGate, scores: Recorder
+    app: FastAPI,
+    settings: Settings,
+    batcher: RequestBatcher,
+    gate: CallerGate,
+    scores: Recorder,
+    explain: RowExplainer,
 ) -> None:
     model_name = settings.trainer.model_name
     max_body, max_instances = settings.edge.max_body_bytes, settings.inference.predict_max_instances
@@ -186,13 +145,15 @@ def _add_predict_routes(
         app,
         "/v1/predict",
         response_model=PredictResponse,
-        responses=error_responses(400, 401, 403, 413, 422, 429, 503),
+        responses=error_responses(400, 401, 403, 409, 413, 422, 429, 503),
         summary="Score comments with the serving model version",
         description=(
             "Featurizes each instance with the serving model's own transform version, "
             "scores it with the model server (or the score cache) and answers one prediction "
             f"per instance, in order. At most {max_instances} instances and "
-            f"{max_body} bytes per request."
+            f'{max_body} bytes per request. With `"explain": true` each prediction also '
+            "carries `spans`: the words of the text as sent, with character offsets and "
+            "their share of the score, from the version that scored it."
         ),
         openapi_extra={
             "requestBody": _body_schema(PredictRequest),
@@ -209,8 +170,11 @@ def _add_predict_routes(
         texts = [instance.text for instance in parsed.instances]
         metadata = [instance.metadata for instance in parsed.instances]
         ids = [instance.id for instance in parsed.instances]
-        model, predictions = await batcher.predict(texts, metadata if any(metadata) else None, ids)
+        given = metadata if any(metadata) else None
+        model, predictions = await batcher.predict(texts, given, ids)
         scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
+        if parsed.explain:
+            await run_in_threadpool(explain, texts, given, predictions)
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -246,9 +210,9 @@ def _add_predict_routes(
             served, predictions = await batcher.predict(texts, metadata, ids)
             scores.offer(served.name, ids, predictions)  # ids: joinable with decisions
         except MlcycleError as exc:
-            return _tf_error(exc)
+            return tf_error(exc)
         if columnar:
-            return OrjsonResponse({"outputs": _columns(predictions)})
+            return OrjsonResponse({"outputs": columns(predictions)})
         return OrjsonResponse({"predictions": predictions})
 
 
@@ -325,8 +289,15 @@ def create_app(
         keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
     )
     batcher = RequestBatcher(runtime.predictor, max_rows=settings.inference.predict_batch_size)
+    explainer = Explainer(
+        runtime.client, runtime.cache, batch_rows=settings.inference.predict_batch_size
+    )
     lineage = LineageReader(
-        served_model(settings), settings.labeler.task, runtime.predictor, store=settings.store
+        served_model(settings),
+        settings.labeler.task,
+        runtime.predictor,
+        store=settings.store,
+        explainer=explainer,
     )
 
     @contextlib.asynccontextmanager
@@ -361,7 +332,14 @@ def create_app(
     add_health_routes(app, _ready_checks(runtime, batcher), runtime.degraded_checks)
     gate = CallerGate(access, settings.inference)
     feedback = add_feedback_routes(app, settings, runtime, gate)
-    _add_predict_routes(app, settings, batcher, gate, feedback.recorder)
+    _add_predict_routes(
+        app,
+        settings,
+        batcher,
+        gate,
+        feedback.recorder,
+        functools.partial(explain_predictions, explainer, runtime.tracker),
+    )
     if runtime.offpath is not None:  # the shadow's scores, joinable under its version
         runtime.offpath.record_scores = feedback.recorder.offer
     _add_lineage_route(app, lineage, gate)

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from typing import Annotated, Any, NotRequired, TypedDict, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from mlcycle.common.errors import InvalidInput, PayloadTooLarge, ValidationFailed
 from mlcycle.common.http import describe_validation_errors
 from mlcycle.contracts.comments import MAX_TEXT_CHARS
+from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.ids import RecordId
 from mlcycle.contracts.messages import flat_errors
 
@@ -50,6 +51,11 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     instances: list[Instance] = Field(min_length=1, description="at least one instance")
+    explain: StrictBool = Field(
+        default=False,
+        description="also answer, per prediction, the words of the text that drove its score "
+        "(`spans`), from the same model version (409 for a version that cannot explain)",
+    )
 
 
 class Prediction(BaseModel):
@@ -66,6 +72,20 @@ class Prediction(BaseModel):
     probabilities: dict[str, float] | None = Field(
         default=None, description="per-class probabilities (multi-class models only)"
     )
+    spans: list[Span] | None = Field(
+        default=None,
+        description="with `explain`: each word of the text as sent, with its character "
+        "offsets and its share of the score (decision record 0018)",
+    )
+
+
+class SpanRow(TypedDict):
+    """One word of an explanation as the service answers it: :class:`Span` as a plain dict."""
+
+    begin: int
+    end: int
+    text: str
+    score: float
 
 
 class PredictionRow(TypedDict):
@@ -82,6 +102,7 @@ class PredictionRow(TypedDict):
     model_version: int
     transform_version: str
     probabilities: NotRequired[dict[str, float]]
+    spans: NotRequired[list[SpanRow]]
 
 
 class PredictResponse(BaseModel):

@@ -19,6 +19,7 @@ from mlcycle.common.errors import MlcycleError, ValidationFailed
 from mlcycle.common.settings import StoreSettings
 from mlcycle.common.store import Store, open_store
 from mlcycle.contracts.comments import RecordId, StoredComment
+from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.labels import live_run
 from mlcycle.contracts.repositories.comments import Comments
 from mlcycle.contracts.repositories.label_runs import LabelRuns
@@ -41,6 +42,7 @@ from mlcycle.inference.lineage.schema import (
 from mlcycle.inference.metadata import ServedModel, VersionMetadata, read_version_metadata
 
 if TYPE_CHECKING:
+    from mlcycle.inference.explain import Explainer
     from mlcycle.inference.predictor import Predictor
 
 # Votes listed in an answer (all of them are counted).
@@ -76,8 +78,11 @@ class LineageReader:
         *,
         store: Store | StoreSettings,
         transforms: TransformSource | None = None,
+        explainer: Explainer | None = None,
     ) -> None:
         self.model = model
+        # Gives the stored score's words (spans); None: lineage answers without them.
+        self.explainer = explainer
         self.task = task
         self.predictor = predictor
         self._store_settings = store if isinstance(store, StoreSettings) else None
@@ -203,7 +208,10 @@ class LineageReader:
         stored = CommentScore.on_comment(comment.model_extra or {})
         if stored is not None:
             return ScoreLineage(
-                **stored.to_document(), source="stream", serving_model_version=serving
+                **stored.to_document(),
+                source="stream",
+                serving_model_version=serving,
+                spans=self._spans(comment, stored.model_version, missing),
             )
         try:
             scored = self.predictor.score(
@@ -220,7 +228,31 @@ class LineageReader:
             source="scored_now",
             cached=scored.cache_hits > 0,
             serving_model_version=scored.model.version,
+            spans=self._spans(comment, scored.model.version, missing),
         )
+
+    def _spans(
+        self, comment: StoredComment, version: int, missing: dict[str, str]
+    ) -> list[Span] | None:
+        """The words behind the score of ``version``, or None with the reason in ``missing``."""
+        if self.explainer is None:
+            missing["score.spans"] = "this service does not explain scores"
+            return None
+        model = self.predictor.tracker.loaded(version)
+        if model is None:
+            missing["score.spans"] = (
+                f"model version {version} is no longer loaded by this service: its score "
+                "stands, but only a version it serves can explain"
+            )
+            return None
+        try:
+            (explanation,) = self.explainer.explain(
+                model, [comment.text], [comment.metadata or None]
+            )
+        except MlcycleError as exc:
+            missing["score.spans"] = exc.message
+            return None
+        return explanation.spans
 
     def _serving_version(self) -> int | None:
         try:

@@ -12,6 +12,8 @@ from mlcycle.inference.lineage.schema import LabelPart, Lineage, ModelPart
 
 # Characters of the comment's text shown.
 TEXT_SHOWN = 300
+# Words of the score's explanation listed, the largest shares first.
+WORDS_SHOWN = 5
 
 
 def render_lineage(chain: Lineage | Mapping[str, Any]) -> Tree:
@@ -58,10 +60,19 @@ def render_lineage(chain: Lineage | Mapping[str, Any]) -> Tree:
         absent("score", "score")
     else:
         where = "stored by the stream" if score.source == "stream" else "scored now"
-        tree.add(
+        node = tree.add(
             f"[bold green]score[/] {score.score:.4f} → label {escape(score.label)} "
             f"(threshold {score.threshold}), model v{score.model_version}, {where}"
         )
+        if score.spans:
+            top = sorted(score.spans, key=lambda span: -abs(span.score))[:WORDS_SHOWN]
+            shown = ", ".join(
+                f"{escape(repr(span.text))} {span.score:+.3f} [{span.begin}:{span.end}]"
+                for span in top
+            )
+            node.add(f"words that moved it most: {shown}")
+        elif "score.spans" in chain.missing:
+            absent("words", "score.spans")
     return tree
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field, StrictFloat, StrictInt
 
 from mlcycle.contracts.comments import StoredComment
+from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.features import TransformDescription
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.timestamps import Timestamp
@@ -136,6 +137,11 @@ class ScoreLineage(BaseModel):
     cached: bool | None = Field(None, description="scored_now only: answered by the score cache")
     serving_model_version: int | None = Field(
         None, description="the version this service serves now (null when none is servable)"
+    )
+    spans: list[Span] | None = Field(
+        None,
+        description="the words of the comment that drove this score, by the version that "
+        "gave it (null when it cannot explain: `missing` says why)",
     )
 
 
