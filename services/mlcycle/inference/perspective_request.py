@@ -200,11 +200,9 @@ def _served_attributes(
         elif name in PERSPECTIVE_ATTRIBUTES:
             refused_languages = languages  # mlcycle serves it in no language
         else:
-            raise refused(
-                f"Unknown requested attribute: {name}"
-                + (" (mlcycle serves its own model versions)" if "@" in name else ""),
-                "INVALID_REQUEST",
-            )
+            versioned = " (mlcycle serves its own model versions)" if "@" in name else ""
+            shown = name or '""'
+            raise refused(f"Unknown requested attribute: {shown}{versioned}", "INVALID_REQUEST")
         if refused_languages:
             if request.drop_unsupported_attributes:
                 continue
