@@ -84,6 +84,7 @@ class Served:
 
 
 TF_PATH = "/v1/models/{name}:predict"
+PERSPECTIVE_PATH = "/v1alpha1/comments:analyze"
 
 APIS: dict[str, Api] = {
     "collector": Api(
@@ -185,6 +186,7 @@ APIS: dict[str, Api] = {
             ("GET", "/v1/monitoring"),
             ("GET", "/v1/monitoring/history"),
             ("POST", "/v1/feedback"),
+            ("POST", PERSPECTIVE_PATH),
             *HEALTH,
         ],
         negative=[
@@ -194,6 +196,7 @@ APIS: dict[str, Api] = {
             ("GET", "/v1/monitoring"),
             ("GET", "/v1/monitoring/history"),
             ("POST", "/v1/feedback"),
+            ("POST", PERSPECTIVE_PATH),
         ],
         max_examples=40,
         excluded=_state_dependent,

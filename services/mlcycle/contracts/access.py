@@ -94,6 +94,8 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("GET", "/v1/monitoring"): Scope.READ,
             ("GET", "/v1/monitoring/history"): Scope.READ,
             ("POST", "/v1/feedback"): Scope.LABEL,
+            # Perspective's AnalyzeComment: a prediction (and its explanation).
+            ("POST", "/v1alpha1/comments:analyze"): Scope.PREDICT,
         },
         # TF Serving's REST API is one route; every path under it (model status, metadata,
         # :predict, :classify, :regress) serves predictions. It has no administration over

@@ -60,9 +60,10 @@ class CallerGate:
             return [Depends(self.limit)]
         return self.access.dependencies()
 
-    async def admit(self, request: Request) -> Caller:
-        """Both checks outside FastAPI's dependency system (for the TF-shaped route)."""
-        caller = self.access.authorize(request)
+    async def admit(self, request: Request, presented: str | None = None) -> Caller:
+        """Both checks outside FastAPI's dependency system (for the routes answering errors in
+        their own shape); ``presented``: a key sent elsewhere than the Bearer header."""
+        caller = self.access.authorize(request, presented)
         self._take(caller.name if self.access.keys_required else _address(request))
         return caller
 

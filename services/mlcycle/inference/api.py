@@ -37,13 +37,17 @@ from mlcycle.common.http.body import shared_error_shape
 from mlcycle.common.keys import KeyRing
 from mlcycle.common.settings import Settings
 from mlcycle.contracts.access import route_scopes
+from mlcycle.contracts.perspective import AnalyzeCommentRequest
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
+from mlcycle.inference.analyze import Analyzer
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.explain import Explainer, explain_predictions
 from mlcycle.inference.feedback import ScoreRecorder as Recorder
 from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
 from mlcycle.inference.monitoring_routes import add_live_rate_route, add_monitoring_routes
+from mlcycle.inference.perspective import add_perspective_route, is_perspective_path
+from mlcycle.inference.perspective import render as render_perspective_error
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
     JsonObject,
@@ -76,9 +80,12 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
 def _render(error: MlcycleError, scope: Scope) -> Response:
-    """The edge's refusals in the shape of the route asked: TF Serving's on its own paths."""
+    """The edge's refusals in the shape of the route asked: TF Serving's on its own paths,
+    Google's on Perspective's."""
     if str(scope.get("path", "")).startswith(TF_PATH_PREFIX):
         return tf_error(error)
+    if is_perspective_path(scope):
+        return render_perspective_error(error, scope)
     return shared_error_shape(error, scope)
 
 
@@ -324,7 +331,8 @@ def create_app(
             "Real-time toxicity scores from the serving model version, cached in Redis. "
             'Errors are `{"error": {"code", "message", "details"}}`, except on the '
             "TensorFlow Serving-shaped route, which answers TF Serving's "
-            '`{"error": "<message>"}`.'
+            '`{"error": "<message>"}`, and on Perspective\'s `comments:analyze`, which '
+            'answers Google\'s `{"error": {"code", "message", "status", "details"}}`.'
         ),
     )
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes, render=_render)
@@ -340,6 +348,9 @@ def create_app(
         feedback.recorder,
         functools.partial(explain_predictions, explainer, runtime.tracker),
     )
+    # Perspective's AnalyzeComment, over the same scoring and explain paths.
+    analyze = Analyzer(batcher, explainer, runtime.predictor)
+    add_perspective_route(app, analyze, gate, max_body_bytes=settings.edge.max_body_bytes)
     if runtime.offpath is not None:  # the shadow's scores, joinable under its version
         runtime.offpath.record_scores = feedback.recorder.offer
     _add_lineage_route(app, lineage, gate)
@@ -348,7 +359,9 @@ def create_app(
     if runtime.monitor is not None:
         runtime.monitor.quality_of = quality_of  # the quality gauges
     add_monitoring_routes(app, runtime.tracker, runtime.monitor, gate, quality_of=quality_of)
-    _install_request_schemas(app, (PredictRequest, TfRowRequest, TfColumnarRequest))
+    _install_request_schemas(
+        app, (PredictRequest, TfRowRequest, TfColumnarRequest, AnalyzeCommentRequest)
+    )
     return access.verify(app)
 
 

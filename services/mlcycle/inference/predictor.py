@@ -176,6 +176,13 @@ class Predictor:
         """Class probabilities of ``texts`` by ``model``: the off-path scorer's calls."""
         return self.score_with(model, texts, metadata).probabilities
 
+    def score_uncached(
+        self, model: ModelVersion, texts: Sequence[str], metadata: Metadata | None = None
+    ) -> np.ndarray:
+        """Class probabilities of ``texts`` by ``model`` straight from the model server: the
+        cache neither read nor written (a caller who asked that nothing be kept)."""
+        return self._model_scores(model, list(texts), metadata)
+
     # -- during a rollout -----------------------------------------------------------------------
 
     def _predict_routed(

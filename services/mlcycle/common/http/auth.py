@@ -104,12 +104,16 @@ class RouteAccess:
         """Route dependencies that check the caller's key: none when no key is configured."""
         return [Depends(self.caller)] if self.keys_required else []
 
-    def authorize(self, request: Request) -> Caller:
+    def authorize(self, request: Request, presented: str | None = None) -> Caller:
         """Check the request's key against its matched route's scope (for routes that answer
-        errors in their own shape, outside FastAPI's dependencies); 401 or 403 if it may not."""
+        errors in their own shape, outside FastAPI's dependencies); 401 or 403 if it may not.
+
+        The key is the Bearer header's, else ``presented`` (a route that also takes a key
+        where its clients send one, such as Perspective's ``?key=``).
+        """
         if not self.keys_required:
             return OPEN_CALLER
-        return self._check(request, bearer_token(request))
+        return self._check(request, bearer_token(request) or presented)
 
     def openapi_security(self) -> dict[str, list[dict[str, list[str]]]]:
         """``openapi_extra`` for a route that calls :meth:`authorize` itself."""

@@ -1,0 +1,64 @@
+"""Perspective's analysis of one comment over mlcycle's own scoring and explain paths.
+
+With ``store`` (the caller did not ask ``doNotStore``) a comment is scored as
+``POST /v1/predict`` scores it: through the request batcher, routed during a
+rollout, the score cache read and written, and its words explained by the version
+that answered. Without it nothing of the request is kept: the serving version
+scores it straight from the model server, and the explain signature's own score
+answers when words are asked for, so the cache is neither read nor written.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from mlcycle.common.errors import Conflict
+from mlcycle.contracts.explanations import Span
+from mlcycle.inference.batching import RequestBatcher
+from mlcycle.inference.explain import Explainer, explain_predictions
+from mlcycle.inference.perspective import Analysis
+from mlcycle.inference.predictor import Predictor
+from mlcycle.inference.servable import ModelVersion
+
+
+def check_binary(model: ModelVersion) -> None:
+    """Conflict (409) for a multi-class version: it has no probability of toxicity."""
+    if len(model.classes) != 2:
+        raise Conflict(
+            f"model {model.name} version {model.version} has {len(model.classes)} classes: "
+            "TOXICITY's summary score is a binary model's probability of toxicity",
+            details={"model": model.name, "version": model.version},
+        )
+
+
+class Analyzer:
+    """The ``analyze`` of :mod:`mlcycle.inference.perspective` on this service."""
+
+    def __init__(self, batcher: RequestBatcher, explainer: Explainer, predictor: Predictor) -> None:
+        self.batcher = batcher
+        self.explainer = explainer
+        self.predictor = predictor
+
+    async def __call__(self, text: str, *, spans: bool, store: bool) -> Analysis:
+        if not store:
+            return await run_in_threadpool(self._unstored, text, spans)
+        check_binary(self.predictor.tracker.current())
+        _, predictions = await self.batcher.predict([text], None, None)
+        (prediction,) = predictions
+        words = None
+        if spans:
+            tracker = self.predictor.tracker
+            await run_in_threadpool(
+                explain_predictions, self.explainer, tracker, [text], None, predictions
+            )
+            words = [Span(**row) for row in prediction["spans"]]
+        return Analysis(prediction["score"], words, prediction["model_version"])
+
+    def _unstored(self, text: str, spans: bool) -> Analysis:
+        model = self.predictor.tracker.current()
+        check_binary(model)
+        if spans:
+            (explanation,) = self.explainer.compute(model, [text], None)
+            return Analysis(explanation.score, explanation.spans, model.version)
+        (probabilities,) = self.predictor.score_uncached(model, [text])
+        return Analysis(float(probabilities[1]), None, model.version)
