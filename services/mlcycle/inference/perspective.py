@@ -41,7 +41,6 @@ from http import HTTPStatus
 from itertools import accumulate
 from typing import Protocol
 
-import grpc
 from fastapi import FastAPI, Request, Response
 from starlette.types import Scope
 
@@ -102,14 +101,6 @@ class Analyze(Protocol):
     """
 
     def __call__(self, text: str, *, spans: bool, store: bool) -> Awaitable[Analysis]: ...
-
-
-class Unimplemented(MlcycleError):
-    """A route this server has, over a capability it was started without."""
-
-    http_status = 501
-    grpc_code = grpc.StatusCode.UNIMPLEMENTED
-    code = "unimplemented"
 
 
 def error_body(error: MlcycleError) -> PerspectiveErrorBody:
@@ -223,19 +214,15 @@ stored. The key: `Authorization: Bearer`, `X-Goog-Api-Key` or `?key=`.
 
 Errors are Google's `{"error": {"code", "message", "status", "details"}}`: 400 invalid
 request, 401 missing or unknown key, 403 a key without the `predict` scope, 413 body over
-the limit, 429 rate limited, 501 no explain path on this server, 503 model server
-unavailable.
+the limit, 409 a serving version that cannot answer (a multi-class model, or one that
+cannot explain when spans are asked), 429 rate limited, 503 model server unavailable.
 """
 
 
 def add_perspective_route(
-    app: FastAPI, analyze: Analyze | None, gate: CallerGate, *, max_body_bytes: int
+    app: FastAPI, analyze: Analyze, gate: CallerGate, *, max_body_bytes: int
 ) -> None:
-    """``POST /v1alpha1/comments:analyze`` on ``app``, answered by ``analyze``.
-
-    Without ``analyze`` (a runtime that cannot explain) the route answers 501
-    UNIMPLEMENTED, in Google's shape like every other error of the route.
-    """
+    """``POST /v1alpha1/comments:analyze`` on ``app``, answered by ``analyze``."""
 
     @app.post(
         PATH,
@@ -244,7 +231,7 @@ def add_perspective_route(
             200: {"model": AnalyzeCommentResponse, "description": "The comment's scores"},
             **{
                 status: {"model": PerspectiveErrorBody, "description": HTTPStatus(status).phrase}
-                for status in (400, 401, 403, 413, 429, 501, 503)
+                for status in (400, 401, 403, 409, 413, 429, 503)
             },
         },
         tags=["perspective"],
@@ -275,11 +262,6 @@ def add_perspective_route(
         try:
             await gate.admit(request, presented_key(request))
             plan = plan_analysis(parse_analyze(await read_body(request, max_body_bytes)))
-            if analyze is None:
-                raise Unimplemented(
-                    "this server has no explain path: it cannot analyze comments",
-                    details={"route": PATH},
-                )
             analysis = None
             if plan.attributes:
                 analysis = await analyze(plan.text, spans=plan.spans, store=plan.store)
