@@ -367,7 +367,14 @@ def test_explain_adds_the_words_of_the_text_as_sent_from_the_version_that_scored
     # The emoji and the URL are words of their own, at their place in the text as sent;
     # the mention is removed by the clean-up, so it is no word.
     assert [s["text"] for s in spans][:8] == [
-        "You", "are", "an", "IDIOT", "a", "moron", "😀", "https://x.example/a?b=1"
+        "You",
+        "are",
+        "an",
+        "IDIOT",
+        "a",
+        "moron",
+        "😀",
+        "https://x.example/a?b=1",
     ]
     assert all(text[s["begin"] : s["end"]] == s["text"] for s in spans)
     expected = direct_spans(shared_world, service, text)
@@ -400,6 +407,56 @@ def test_explain_must_be_a_boolean_and_the_tf_shape_is_unchanged(service: Servic
         "model_version",
         "transform_version",
     }
+
+
+def analyze(service: Service, text: str, **options: object) -> httpx.Response:
+    body = {"comment": {"text": text}, "requestedAttributes": {"TOXICITY": {}}, **options}
+    return service.client.post("/v1alpha1/comments:analyze", json=body, headers=AUTH)
+
+
+def test_perspectives_analyze_answers_the_served_score_and_its_words(
+    service: Service, redis_server: EmbeddedRedis
+) -> None:
+    from mlcycle.inference.explain import explain_key
+
+    text = unique("you are an idiot")
+    answer = analyze(service, text, spanAnnotations=True, clientToken="t-1")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-mlcycle-model-version"] == "1"
+    body = answer.json()
+    assert body["clientToken"] == "t-1" and body["languages"] == ["en"]
+    toxicity = body["attributeScores"]["TOXICITY"]
+    (predicted,) = service.predict(text, explain=True).json()["predictions"]
+    assert toxicity["summaryScore"] == {
+        "value": pytest.approx(predicted["score"]),
+        "type": "PROBABILITY",
+    }
+    # One span per word that raised the score, at its offsets (all ASCII here).
+    raised = [s for s in predicted["spans"] if s["score"] > 0]
+    assert [(s["begin"], s["end"]) for s in toxicity["spanScores"]] == [
+        (s["begin"], s["end"]) for s in raised
+    ]
+    cache = redis.Redis.from_url(redis_server.url)
+    assert cache.get(explain_key(service.runtime.tracker.current(), text, None)) is not None
+
+
+def test_do_not_store_leaves_nothing_in_the_cache(
+    service: Service, redis_server: EmbeddedRedis
+) -> None:
+    from mlcycle.inference.explain import explain_key
+
+    text = unique("you are an idiot")
+    model = service.runtime.tracker.current()
+    for spans in (True, False):
+        answer = analyze(service, text, spanAnnotations=spans, doNotStore=True)
+        assert answer.status_code == 200, answer.text
+        assert ("spanScores" in answer.json()["attributeScores"]["TOXICITY"]) is spans
+    cache = redis.Redis.from_url(redis_server.url)
+    score_key = cache_key(key_prefix(NAME, 1, model.transform_version), text, None, 5000)
+    assert cache.get(score_key) is None
+    assert cache.get(explain_key(model, text, None)) is None
+    assert analyze(service, text).json()["attributeScores"]["TOXICITY"]["summaryScore"]["value"] > 0
+    assert cache.get(score_key) is not None  # the same text without doNotStore is cached
 
 
 # -- the live positive rate ------------------------------------------------------------------------
