@@ -431,11 +431,14 @@ def test_perspectives_analyze_answers_the_served_score_and_its_words(
         "value": pytest.approx(predicted["score"]),
         "type": "PROBABILITY",
     }
-    # One span per word that raised the score, at its offsets (all ASCII here).
-    raised = [s for s in predicted["spans"] if s["score"] > 0]
+    # One span per word at its offsets (all ASCII here), its share clipped to [0, 1].
+    words = predicted["spans"]
     assert [(s["begin"], s["end"]) for s in toxicity["spanScores"]] == [
-        (s["begin"], s["end"]) for s in raised
+        (s["begin"], s["end"]) for s in words
     ]
+    assert [s["score"]["value"] for s in toxicity["spanScores"]] == pytest.approx(
+        [min(max(s["score"], 0.0), 1.0) for s in words]
+    )
     cache = redis.Redis.from_url(redis_server.url)
     assert cache.get(explain_key(service.runtime.tracker.current(), text, None)) is not None
 

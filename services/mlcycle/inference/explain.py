@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from mlcycle.common.errors import Conflict, Unavailable
-from mlcycle.contracts.explanations import Span
+from mlcycle.common.errors import Unavailable
+from mlcycle.contracts.explanations import NotExplainable, Span
 from mlcycle.featurization.attribution import attribute_to_words
 from mlcycle.featurization.inputs import Metadata
 from mlcycle.inference.cache import NoCache, ScoreCache
@@ -82,13 +82,10 @@ def explain_key(model: ModelVersion, text: str, metadata: Mapping[str, Any] | No
 
 
 def check_explainable(model: ModelVersion) -> None:
-    """Conflict (409) for a version that cannot be explained: the encoder reads tokens."""
+    """NotExplainable (409) for a version known to have no explain signature: the encoder,
+    which reads tokens. A version exported before explanations is found out by its call."""
     if model.tokens is not None:
-        raise Conflict(
-            f"model {model.name} version {model.version} reads WordPiece tokens (the encoder "
-            "variant) and has no explain signature: explanations need an n-gram model",
-            details={"model": model.name, "version": model.version},
-        )
+        raise NotExplainable.of(model.name, model.version)
 
 
 class Explainer:
