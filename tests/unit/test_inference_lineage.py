@@ -17,6 +17,7 @@ from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES
 from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.label_runs import LabelRun
 from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.inference.explain import Explainer
 from mlcycle.inference.lineage import Lineage, LineageReader, render_lineage
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.trainer.registry import ModelRegistry
@@ -44,7 +45,12 @@ def store(tmp_path: Path):
 
 def reader(rig: Rig, store: SqliteStore) -> LineageReader:
     return LineageReader(
-        rig.model, rig.settings.labeler.task, rig.predictor, store=store, transforms=rig.shelf
+        rig.model,
+        rig.settings.labeler.task,
+        rig.predictor,
+        store=store,
+        transforms=rig.shelf,
+        explainer=Explainer(rig.client, rig.cache, batch_rows=8),
     )
 
 
@@ -204,6 +210,9 @@ def test_the_chain_runs_from_the_stored_comment_to_the_streamed_score(
     assert score["score"] == 0.8125
     assert score["serving_model_version"] == 1
     assert rig.client.calls == []  # a stored score is not scored again
+    # Its words are explained by the version that gave it, on the stored text.
+    assert [span["text"] for span in score["spans"]] == TEXT.split()
+    assert [version for version, _ in rig.client.explain_calls] == [1]
 
 
 def test_an_unscored_comment_is_scored_now_through_the_predictor_and_its_cache(

@@ -118,18 +118,24 @@ class Explainer:
             None if value is None else Explanation.from_bytes(value, texts[i])
             for i, value in enumerate(self.cache.get_many(keys))
         ]
-        misses = [i for i, explanation in enumerate(found) if explanation is None]
+        # Each distinct missing key and its positions: a repeated text is explained once.
+        misses: dict[str, list[int]] = {}
+        for i, explanation in enumerate(found):
+            if explanation is None:
+                misses.setdefault(keys[i], []).append(i)
         if misses:
+            firsts = [positions[0] for positions in misses.values()]
             fresh = self.compute(
                 model,
-                [texts[i] for i in misses],
-                None if metadata is None else [metadata[i] for i in misses],
+                [texts[i] for i in firsts],
+                None if metadata is None else [metadata[i] for i in firsts],
             )
-            for i, explanation in zip(misses, fresh, strict=True):
-                found[i] = explanation
+            for positions, explanation in zip(misses.values(), fresh, strict=True):
+                for i in positions:
+                    found[i] = explanation
             if store:
                 self.cache.set_many(
-                    [(keys[i], e.to_bytes()) for i, e in zip(misses, fresh, strict=True)]
+                    [(key, e.to_bytes()) for key, e in zip(misses, fresh, strict=True)]
                 )
         return [e for e in found if e is not None]
 
