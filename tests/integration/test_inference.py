@@ -300,6 +300,10 @@ def test_the_predict_command(service: Service) -> None:
     predictions = json.loads(as_json.stdout)["predictions"]
     assert [p["model_version"] for p in predictions] == [1, 1]
     assert f"{predictions[0]['score']:.4f}" in table.stdout
+    explained = run(texts[0], "--url", service.url, "--api-key", KEY, "--explain", "--json")
+    assert explained.returncode == 0, explained.stderr
+    (prediction,) = json.loads(explained.stdout)["predictions"]
+    assert [span["text"] for span in prediction["spans"]] == texts[0].split()
     refused = run("hello", "--url", service.url, "--api-key", "wrong")
     assert (
         refused.returncode == 2 and "401" in refused.stderr and "invalid API key" in refused.stderr
