@@ -115,16 +115,17 @@ def wait_job(base: str, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
-def warmup_batch_sizes(folder: Path) -> list[int]:
-    """Rows of each Predict request in the version's TF Serving warm-up file."""
+def warmup_requests(folder: Path) -> list[tuple[str, int]]:
+    """Signature and rows of each Predict request in the version's TF Serving warm-up file."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    sizes = []
+    requests = []
     for record in tf.data.TFRecordDataset(str(folder / WARMUP_FILE)):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        sizes.append(log.predict_log.request.inputs["values"].tensor_shape.dim[0].size)
-    return sizes
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        rows = request.inputs["values"].tensor_shape.dim[0].size
+        requests.append((request.model_spec.signature_name, rows))
+    return requests
 
 
 def test_a_job_searches_blesses_exports_and_registers(
@@ -183,7 +184,9 @@ def test_a_job_searches_blesses_exports_and_registers(
         np.array([[0, 1, 2]], np.int64), np.array([[0.5, 0.5, 0.0]], np.float32)
     )
     assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-5
-    assert warmup_batch_sizes(folder) == [1, min(64, lineage["data"]["dev"]["rows"])]
+    sizes = (1, min(64, lineage["data"]["dev"]["rows"]))
+    signatures = ("serving_default", "explain")
+    assert warmup_requests(folder) == [(s, n) for s in signatures for n in sizes]
     config = serving_config_path(settings.trainer.models_dir).read_text(encoding="utf-8")
     assert {n: m.stable for n, m in parse_serving_config(config).items()} == {
         settings.trainer.model_name: 1

@@ -1,6 +1,7 @@
 """The model-server client's retry policy against a scripted in-process gRPC server: each
 Predict attempt has its own deadline, UNAVAILABLE and DEADLINE_EXCEEDED are retried
-``retries`` times, NOT_FOUND means the version is gone, and every failed attempt is counted."""
+``retries`` times, NOT_FOUND means the version is gone, and every failed attempt is counted.
+``explain`` follows the same policy, and a version without the signature is NotExplainable."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tensorflow_serving.apis import (
 )
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.contracts.explanations import EXPLAIN_SIGNATURE, NotExplainable
 from mlcycle.inference.client import GrpcModelClient, VersionGone
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import to_tensor_proto
@@ -33,7 +35,9 @@ class ScriptedServer(
     prediction_service_pb2_grpc.PredictionServiceServicer,
     model_service_pb2_grpc.ModelServiceServicer,
 ):
-    """Answers each Predict with the next scripted outcome: a status code, "slow" or "ok"."""
+    """Answers each Predict with the next scripted outcome: a status code (``CODE`` or
+    ``CODE:details``), "slow" or "ok". The ``explain`` signature's attributions come back two
+    columns wider than asked, as a batching model server pads them."""
 
     def __init__(self) -> None:
         self.script: list[str] = []
@@ -50,8 +54,20 @@ class ScriptedServer(
         if outcome == "slow":
             time.sleep(0.5)
         elif outcome != "ok":
-            context.abort(grpc.StatusCode[outcome], f"scripted {outcome}")
+            code, _, details = outcome.partition(":")
+            context.abort(grpc.StatusCode[code], details or f"scripted {outcome}")
         rows = request.inputs["indices"].tensor_shape.dim[0].size
+        if request.model_spec.signature_name == EXPLAIN_SIGNATURE:
+            width = request.inputs["indices"].tensor_shape.dim[1].size
+            attributions = np.zeros((rows, width + 2), np.float32)
+            attributions[:, :width] = 0.1
+            return predict_pb2.PredictResponse(
+                outputs={
+                    "scores": to_tensor_proto(np.full(rows, 0.75, np.float32)),
+                    "attributions": to_tensor_proto(attributions),
+                    "baseline_scores": to_tensor_proto(np.full(rows, 0.45, np.float32)),
+                }
+            )
         probabilities = np.tile(np.array([[0.25, 0.75]], np.float32), (rows, 1))
         return predict_pb2.PredictResponse(
             outputs={"probabilities": to_tensor_proto(probabilities)}
@@ -234,3 +250,57 @@ def test_predictions_already_on_a_private_loop_stay_there(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+# What TF Serving and mlcycle's model server answer a Predict on a signature the version lacks,
+# and what TF Serving's REST-side lookup says.
+NO_SIGNATURE = 'FAILED_PRECONDITION:Serving signature key "explain" not found.'
+NO_SIGNATURE_REST = 'INVALID_ARGUMENT:Serving signature name: "explain" not found in signature def'
+
+
+def test_explain_reads_the_three_outputs_and_drops_padded_columns(
+    server: tuple[ScriptedServer, str], client: GrpcModelClient
+) -> None:
+    scripted, _ = server
+    scripted.script = ["UNAVAILABLE"]
+    explained = client.explain("toxicity", 1, *rows(2))
+    assert scripted.calls == 2  # retried like a predict
+    assert explained.attributions.shape == (2, 3) and np.allclose(explained.attributions, 0.1)
+    assert np.allclose(explained.scores, 0.75) and np.allclose(explained.baseline_scores, 0.45)
+
+
+@pytest.mark.parametrize("answer", [NO_SIGNATURE, NO_SIGNATURE_REST])
+def test_a_version_without_the_signature_cannot_explain(
+    server: tuple[ScriptedServer, str], client: GrpcModelClient, answer: str
+) -> None:
+    scripted, _ = server
+    scripted.script = [answer]
+    with pytest.raises(NotExplainable) as raised:
+        client.explain("toxicity", 7, *rows(1))
+    assert scripted.calls == 1
+    assert raised.value.http_status == 409
+    assert raised.value.details == {"model": "toxicity", "version": 7}
+    assert "toxicity version 7" in raised.value.message
+    scripted.script = [answer]  # the same answer to a predict is the model server's fault
+    with pytest.raises(Unavailable, match="refused the call"):
+        client.predict("toxicity", 7, *rows(1))
+
+
+def test_the_event_loop_client_explains_with_the_same_policy(
+    server: tuple[ScriptedServer, str], client: GrpcModelClient
+) -> None:
+    scripted, _ = server
+    scripted.script = ["NOT_FOUND", NO_SIGNATURE]
+
+    async def scenario() -> None:
+        aio = client.aio()
+        try:
+            with pytest.raises(VersionGone):
+                await aio.explain("toxicity", 1, *rows(1))
+            with pytest.raises(NotExplainable):
+                await aio.explain("toxicity", 1, *rows(1))
+            assert (await aio.explain("toxicity", 1, *rows(4))).attributions.shape == (4, 3)
+        finally:
+            await aio.close()
+
+    asyncio.run(scenario())

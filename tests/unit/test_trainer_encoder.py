@@ -161,6 +161,8 @@ def test_the_search_picks_the_encoder_only_when_it_wins_within_the_latency_budge
 def test_a_logit_map_is_baked_into_the_export_and_the_runs_own_answers(
     minilm_backbone, minilm_tokens, tmp_path: Path
 ) -> None:
+    from tensorflow.core.protobuf import saved_model_pb2
+
     from mlcycle.trainer.encoder_export import (
         TokenServingModel,
         export_encoder_saved_model,
@@ -185,3 +187,6 @@ def test_a_logit_map_is_baked_into_the_export_and_the_runs_own_answers(
     write_metadata(tmp_path, {"input": input_metadata(tmp_path, minilm_tokens.max_length)})
     served = TokenServingModel(tmp_path).probabilities(dev_texts)
     np.testing.assert_allclose(served, run.result.dev_probabilities, atol=1e-4)
+    # An encoder version cannot explain (mlcycle.trainer.encoder_export): no such signature.
+    saved = saved_model_pb2.SavedModel.FromString((tmp_path / "saved_model.pb").read_bytes())
+    assert set(saved.meta_graphs[0].signature_def) == {"serving_default", "__saved_model_init_op"}
