@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
@@ -62,9 +62,16 @@ class FeedbackReceipt(BaseModel):
     duplicate: int
 
 
+class PredictBody(TypedDict):
+    """The body of ``POST /v1/predict``."""
+
+    instances: list[dict[str, str]]
+    explain: NotRequired[bool]
+
+
 def predict_body(
     texts: Sequence[str], ids: Sequence[str] | None = None, *, explain: bool = False
-) -> dict[str, Any]:
+) -> PredictBody:
     """The body of ``POST /v1/predict`` for ``texts``, one instance each (with its ``id``
     when ``ids`` are given: the prediction is then joinable with moderators' decisions);
     ``explain`` asks for each prediction's words (``spans``)."""
