@@ -11,7 +11,12 @@ import pytest
 import redis
 
 from mlcycle.common.infra.redis import EmbeddedRedis
-from mlcycle.rollouts.evidence import EvidenceStore, MemoryEvidenceStore, RedisEvidenceStore
+from mlcycle.rollouts.evidence import (
+    EvidenceStore,
+    MemoryEvidenceStore,
+    RedisEvidenceStore,
+    RolloutEvidence,
+)
 from mlcycle.rollouts.tally import EvidenceTally
 
 pytestmark = pytest.mark.integration
@@ -54,6 +59,9 @@ def test_adds_sum_and_updated_at_is_the_latest(store: EvidenceStore) -> None:
     assert evidence.requests("candidate") == 6 and evidence.pairs == 6
     assert evidence.agreement == pytest.approx(0.5)
     assert evidence.score_delta().mean == pytest.approx((0.1 - 0.3) / 2)
+    # The logit sums pool as floats (HINCRBYFLOAT in Redis), so the correlation reads alike.
+    assert evidence.correlated_pairs == 6
+    assert evidence.score_correlation == pytest.approx(RolloutEvidence(sample(3)).score_correlation)
     assert evidence.updated_at == 100.0
     assert store.read("r2").pairs == 0
     store.forget("r1")

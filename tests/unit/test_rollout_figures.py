@@ -40,6 +40,8 @@ def comparison() -> Comparison:
         ),
         pairs=498,
         agreement=0.507,
+        score_correlation=0.042,
+        correlated_pairs=450,
         score_delta=ScoreDeltas(mean=0.21, p05=-0.3, p50=0.2, p95=0.7, mean_abs=0.33),
         quality=QualityTest(difference=-0.375, lower=-0.6, upper=-0.15, margin=0.02,
                             alpha=0.05, verdict="worse"),
@@ -61,7 +63,9 @@ def test_the_terminal_and_the_page_show_the_same_figures() -> None:
     out = io.StringIO()
     print_comparison(Console(file=out, width=200), comparison())
     page = comparison_html(comparison())
-    for text in ("498 paired comments", "0.507", "worse", "score_psi", "0.525", "30.2"):
+    shown = ("498 paired comments", "0.507", "worse", "score_psi", "0.525", "30.2",
+             "score correlation (logit) 0.042 over 450 pairs")  # fmt: skip
+    for text in shown:
         assert text in out.getvalue()
         assert text in page
 

@@ -91,3 +91,61 @@ def test_fields_round_trip_and_merge_add_up() -> None:
     assert isinstance(fields["pair:n"], int) and isinstance(fields["pair:delta_sum"], float)
     with pytest.raises(ValueError, match="integer"):
         EvidenceTally.from_fields({"pair:n": "1.5"})
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped))
+
+
+def correlated_scores(n: int, rho: float, seed: int = 11) -> tuple[np.ndarray, np.ndarray]:
+    """Low-prevalence scores (logits around -5) whose logits correlate by about ``rho``."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(2, n))
+    production = -5.0 + 1.5 * z[0]
+    candidate = -5.0 + 1.5 * (rho * z[0] + np.sqrt(1 - rho * rho) * z[1])
+    return 1 / (1 + np.exp(-production)), 1 / (1 + np.exp(-candidate))
+
+
+def test_the_score_correlation_is_pearsons_on_clipped_logits() -> None:
+    production, candidate = correlated_scores(2000, 0.6)
+    production[:3] = (0.0, 1.0, 1e-9)  # clipped to 1e-6 and 1 - 1e-6, never infinite
+    tally = EvidenceTally()
+    tally.pairs(production, candidate, 0.5, 0.5)
+    evidence = RolloutEvidence(tally)
+    expected = np.corrcoef(logit(production), logit(candidate))[0, 1]
+    assert evidence.score_correlation == pytest.approx(expected, abs=1e-9)
+    assert evidence.correlated_pairs == 2000 and evidence.agreement > 0.99  # low prevalence
+
+
+def test_the_logit_sums_merge_across_replicas_as_one_tally() -> None:
+    production, candidate = correlated_scores(900, 0.3)
+    one = EvidenceTally()
+    one.pairs(production, candidate, 0.5, 0.5)
+    pooled = EvidenceTally()
+    for part in np.array_split(np.arange(900), 3):  # three replicas, each its own comments
+        replica = EvidenceTally()
+        replica.pairs(production[part], candidate[part], 0.5, 0.5)
+        as_read_back = {k.encode(): repr(v).encode() for k, v in replica.fields().items()}
+        pooled.merge(EvidenceTally.from_fields(as_read_back))
+    assert pooled.fields() == pytest.approx(one.fields(), rel=1e-12)
+    assert pooled.fields().keys() == one.fields().keys()
+    assert isinstance(pooled.fields()["pair:logit_n"], int)
+    assert RolloutEvidence(pooled).score_correlation == pytest.approx(
+        RolloutEvidence(one).score_correlation, abs=1e-12
+    )
+
+
+def test_a_tally_without_logit_sums_has_no_correlation_and_flat_scores_are_read_right() -> None:
+    old = RolloutEvidence(EvidenceTally.from_fields({b"pair:n": b"500", b"pair:agree": b"500"}))
+    assert old.pairs == 500 and old.score_correlation is None and old.correlated_pairs == 0
+    varied = np.linspace(0.01, 0.3, 50)
+    flat_candidate = EvidenceTally()
+    flat_candidate.pairs(varied, np.full(50, 0.02), 0.5, 0.5)
+    assert RolloutEvidence(flat_candidate).score_correlation == 0.0  # follows nothing
+    flat_production = EvidenceTally()
+    flat_production.pairs(np.full(50, 0.02), varied, 0.5, 0.5)
+    assert RolloutEvidence(flat_production).score_correlation is None  # nothing to follow
+    single = EvidenceTally()
+    single.pairs(np.array([0.2]), np.array([0.3]), 0.5, 0.5)
+    assert RolloutEvidence(single).score_correlation is None

@@ -53,6 +53,8 @@ def comparison(
     *,
     pairs: int = 1000,
     agreement: float | None = 0.97,
+    correlation: float | None = 0.9,
+    correlated: int | None = None,  # pairs the correlation is over; None: every pair
     requests: int = 1000,
     errors: int = 0,
     production_errors: int = 0,
@@ -73,7 +75,8 @@ def comparison(
             latency=Latency(p50_ms=5.0, p99_ms=p99_ms),
         ),
         pairs=pairs, agreement=agreement, quality=quality, evidence_age_s=age,
-        model_server_up=server_up,
+        model_server_up=server_up, score_correlation=correlation,
+        correlated_pairs=pairs if correlated is None else correlated,
     )  # fmt: skip
 
 
@@ -96,6 +99,7 @@ def test_compare_reads_the_evidence_drift_and_quality() -> None:
     assert (got.production.accuracy, got.candidate.accuracy) == (0.85, 0.6)
     assert got.candidate.decisions == 50
     assert got.pairs == 2 and got.agreement == 0.5
+    assert got.score_correlation == pytest.approx(1.0) and got.correlated_pairs == 2
     assert got.score_delta.mean == pytest.approx(-0.25)
     assert got.quality.difference == pytest.approx(-0.25) and got.quality.margin == 0.02
     shadow = compare(rollout("shadow", -1), RolloutEvidence(), production_version=1, drift={},
@@ -134,6 +138,8 @@ def test_missing_data_holds_even_on_a_breach_or_enough_pairs(figures: dict, said
         ({"errors": 2, "requests": 10}, "errors 2 of 10"),  # a broken candidate goes fast
         ({"p99_ms": 400.0}, "p99 400.0 ms > 250 ms"),
         ({"agreement": 0.8}, "agreement 0.800 < 0.9 over 1000 pairs"),
+        ({"correlation": 0.1}, "score correlation 0.100 < 0.5 over 1000 pairs"),
+        ({"correlation": -0.3, "correlated": 100}, "score correlation -0.300 < 0.5 over 100"),
         ({"verdict": "worse"}, "realized accuracy worse"),
     ],
 )
@@ -150,6 +156,9 @@ def test_each_significant_breach_rolls_back(figures: dict, said: str) -> None:
         {"errors": 300, "production_errors": 295},  # an outage both versions saw
         {"p99_ms": 400.0, "requests": 99},  # not enough requests to judge latency
         {"agreement": 0.5, "pairs": 99},  # not enough pairs to judge agreement
+        {"correlation": 0.0, "pairs": 99},  # not enough pairs to judge the correlation
+        {"correlation": 0.0, "correlated": 99},  # most pairs came before it was measured
+        {"correlation": None, "correlated": 0},  # evidence pooled before it was measured
     ],
 )
 def test_breaches_below_significance_do_not_roll_back(figures: dict) -> None:
@@ -212,6 +221,44 @@ def test_shadow_advances_to_the_first_canary_step_and_the_last_step_promotes() -
     assert "in shadow" in first.reason
     last = decide(rollout("canary", 3, started_pairs=0), comparison())
     assert last.action == "promote" and "canary 100 %" in last.reason
+
+
+def live(production_logits: np.ndarray, candidate_logits: np.ndarray) -> Comparison:
+    """The comparison of a shadow phase whose pairs have these logits, at 0.5 thresholds."""
+    tally = EvidenceTally()
+    tally.call("production", len(production_logits), 0.004, ok=True)
+    tally.call("candidate", len(candidate_logits), 0.005, ok=True)
+    tally.pairs(1 / (1 + np.exp(-production_logits)), 1 / (1 + np.exp(-candidate_logits)),
+                0.5, 0.5)  # fmt: skip
+    return compare(rollout("shadow", -1), RolloutEvidence(tally, NOW), production_version=1,
+                   drift={}, quality={}, model_server_up=True, now=NOW)  # fmt: skip
+
+
+def test_agreeing_labels_with_scores_that_follow_nothing_roll_back() -> None:
+    # A low-prevalence stream: both versions label every comment negative (agreement 1.0);
+    # the candidate's scores are drawn independently of production's.
+    rng = np.random.default_rng(5)
+    production = rng.normal(-5.0, 1.5, 400)
+    blind = live(production, rng.normal(-5.0, 1.5, 400))
+    assert blind.agreement == 1.0 and abs(blind.score_correlation or 0.0) < 0.2
+    proposal = decide(rollout("shadow", -1), blind)
+    assert proposal.action == "rollback" and "score correlation" in proposal.reason
+    assert "< 0.5 over 400 pairs" in proposal.reason
+    # A retrain: its logits follow production's with noise of their own.
+    retrained = live(production, 0.9 * production + rng.normal(0.0, 0.6, 400))
+    assert retrained.agreement == 1.0 and (retrained.score_correlation or 0.0) > 0.8
+    moved = decide(rollout("shadow", -1), retrained)
+    assert moved.action == "advance" and "score correlation 0.9" in moved.reason
+
+
+def test_evidence_pooled_before_the_correlation_existed_is_judged_without_it() -> None:
+    old = EvidenceTally.from_fields({"pair:n": 400, "pair:agree": 400, "candidate:requests": 400,
+                                     "production:requests": 400})  # fmt: skip
+    seen = compare(rollout("shadow", -1), RolloutEvidence(old, NOW), production_version=1,
+                   drift={}, quality={}, model_server_up=True, now=NOW)  # fmt: skip
+    assert seen.score_correlation is None and seen.correlated_pairs == 0
+    moved = decide(rollout("shadow", -1), seen)
+    assert moved.action == "advance" and "score correlation n/a" in moved.reason
 
 
 def test_require_quality_holds_promotion_until_not_worse() -> None:

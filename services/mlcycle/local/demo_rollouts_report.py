@@ -71,8 +71,8 @@ def _last_evidence(rollout: Rollout) -> str:
 
 def rollout_section(run: RolloutsRun, heading: str = "h3") -> list[str]:
     """The HTML of the stage: the note, then each candidate's decisions with their reasons,
-    and the comparison (both versions' figures, agreement, score deltas, the quality test)
-    its last decision saw."""
+    and the comparison (both versions' figures, agreement, score correlation, score deltas,
+    the quality test) its last decision saw."""
     parts = [f"<p>{escape(ROLLOUT_NOTE)}</p>"]
     for candidate in (run.retrained, run.drill):
         title = f"version {candidate.version}: {candidate.what} → {candidate.outcome}"

@@ -54,6 +54,8 @@ def compare(
         candidate=_figures(evidence, "candidate", rollout.candidate, drift, quality),
         pairs=evidence.pairs,
         agreement=evidence.agreement,
+        score_correlation=evidence.score_correlation,
+        correlated_pairs=evidence.correlated_pairs,
         score_delta=evidence.score_delta(),
         quality=quality_test(
             quality.get(production_version, (0, 0)),

@@ -26,6 +26,32 @@ from mlcycle.rollouts.tally import (
     EvidenceTally,
 )
 
+# A logit variance under this is no variance (constant scores, up to rounding of the sums).
+FLAT_VARIANCE = 1e-9
+
+
+def correlation_from_sums(n: int, sums: tuple[float, ...]) -> float | None:
+    """Pearson's correlation of production's and the candidate's logits from their sums.
+
+    ``sums``: Σlp, Σlc, Σlp², Σlc², Σlp·lc over ``n`` pairs (see
+    :mod:`mlcycle.rollouts.tally`). None with fewer than 2 pairs or when production's
+    scores do not vary (nothing to follow). A candidate whose scores do not vary while
+    production's do carries no information about them: 0.
+    """
+    if n < 2:
+        return None
+    sp, sc, spp, scc, spc = sums
+    mean_p, mean_c = sp / n, sc / n
+    var_p = max(spp / n - mean_p * mean_p, 0.0)
+    var_c = max(scc / n - mean_c * mean_c, 0.0)
+    if var_p <= FLAT_VARIANCE:
+        return None
+    if var_c <= FLAT_VARIANCE:
+        return 0.0
+    covariance = spc / n - mean_p * mean_c
+    return min(1.0, max(-1.0, covariance / math.sqrt(var_p * var_c)))
+
+
 # The hash field holding the last add's time (epoch seconds); every other field is a counter.
 UPDATED_AT = "updated_at"
 REDIS_PREFIX = "mlcycle:rollout:"
@@ -120,6 +146,16 @@ class RolloutEvidence:
         """Share of pairs both versions labelled alike at their served thresholds."""
         pairs = self.pairs
         return int(self.tally.count(f"{PAIR}:agree")) / pairs if pairs else None
+
+    @property
+    def correlated_pairs(self) -> int:
+        """Pairs the score correlation is over (pairs tallied before it was measured lack it)."""
+        return self.tally.logit_sums()[0]
+
+    @property
+    def score_correlation(self) -> float | None:
+        """Pearson's correlation of the two versions' logits over the paired comments."""
+        return correlation_from_sums(*self.tally.logit_sums())
 
     def score_delta(self) -> ScoreDeltas:
         """Candidate score minus production score over the pairs (quantiles per bucket)."""

@@ -50,10 +50,13 @@ def comparison_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
 
 
 def comparison_summary(comparison: Comparison) -> str:
-    """The pair's own figures in one line: agreement, score deltas, the quality test."""
+    """The pair's own figures in one line: agreement, score correlation, score deltas, the
+    quality test."""
     delta, quality = comparison.score_delta, comparison.quality
     return (
-        f"agreement {figure(comparison.agreement)} · score delta mean {figure(delta.mean)} "
+        f"agreement {figure(comparison.agreement)} · score correlation (logit) "
+        f"{figure(comparison.score_correlation)} over {comparison.correlated_pairs} pairs · "
+        f"score delta mean {figure(delta.mean)} "
         f"(p05 {figure(delta.p05)}, p95 {figure(delta.p95)}) · quality "
         f"{quality.verdict} (difference {figure(quality.difference)}, "
         f"[{figure(quality.lower)}, {figure(quality.upper)}], margin {quality.margin}) · "

@@ -15,6 +15,11 @@ The rules, in order (the first that applies decides):
    - latency: the p99 of its calls in this step (since the same baseline) is over
      ``p99_latency_ms`` on at least ``min_samples`` calls;
    - agreement: under ``min_agreement`` on at least ``min_samples`` pairs;
+   - score correlation: the logit correlation of the candidate's scores with production's
+     under ``min_score_correlation`` on at least ``min_samples`` pairs that carry it
+     (evidence pooled before it was measured has none: the check waits). At a low
+     prevalence both versions label nearly every comment negative, so agreement stays
+     near 1 even for a candidate whose scores carry no information about production's;
    - quality: the sequential test's verdict is ``worse``.
 4. Fewer than ``min_samples`` pairs since the phase or step began: **hold**. The
    pairs at its start are the comparison recorded with the last start, advance,
@@ -121,6 +126,10 @@ def _breach(
     agreement = comparison.agreement
     if comparison.pairs >= enough and agreement is not None and agreement < policy.min_agreement:
         return f"agreement {agreement:.3f} < {policy.min_agreement:g} over {comparison.pairs} pairs"
+    correlation, correlated = comparison.score_correlation, comparison.correlated_pairs
+    floor = policy.min_score_correlation
+    if correlated >= enough and correlation is not None and correlation < floor:
+        return f"score correlation {correlation:.3f} < {floor:g} over {correlated} pairs"
     quality = comparison.quality
     if quality.verdict == "worse":
         return (
@@ -135,9 +144,14 @@ def _breach(
 def _checks(comparison: Comparison) -> str:
     candidate = comparison.candidate
     agreement = "n/a" if comparison.agreement is None else f"{comparison.agreement:.3f}"
+    r = comparison.score_correlation
+    correlation = "n/a" if r is None else f"{r:.3f}"
     error_rate = "n/a" if candidate.error_rate is None else f"{candidate.error_rate:.4f}"
     p99 = "n/a" if candidate.latency.p99_ms is None else f"{candidate.latency.p99_ms:.1f} ms"
-    return f"agreement {agreement}, error rate {error_rate}, p99 {p99}"
+    return (
+        f"agreement {agreement}, score correlation {correlation}, error rate {error_rate}, "
+        f"p99 {p99}"
+    )
 
 
 def decide(rollout: Rollout, comparison: Comparison) -> Proposal:

@@ -19,7 +19,15 @@ shared format; ``<role>`` is ``production`` or ``candidate``):
 - ``pair:delta:<bb>``: pairs whose candidate score minus production score fell in
   bucket ``bb`` of :data:`DELTA_BUCKETS` equal buckets over [-1, 1];
 - ``pair:delta_sum``, ``pair:delta_abs_sum``: the deltas and their absolute values
-  summed (float).
+  summed (float);
+- ``pair:logit_n``: pairs tallied with the sums below (pairs tallied before they existed
+  lack them, so this may be fewer than ``pair:n``);
+- ``pair:lp_sum``, ``pair:lc_sum``, ``pair:lpp_sum``, ``pair:lcc_sum``, ``pair:lpc_sum``:
+  over those pairs, the logits of production's score (``lp``) and of the candidate's
+  (``lc``) summed, squared and summed, and multiplied and summed (float): what the
+  Pearson correlation of the two models' logits is read from. Scores are clipped to
+  [:data:`LOGIT_CLIP`, 1 - :data:`LOGIT_CLIP`] first; on the logit scale the many low
+  scores of a low-prevalence stream stay apart instead of being squashed near 0.
 
 Counters ending in ``_sum`` are floats; every other one is an integer.
 """
@@ -42,6 +50,10 @@ LATENCY_EDGES_MS: tuple[float, ...] = tuple(
 )
 DELTA_BUCKETS = 40
 PAIR = "pair"
+LOGIT_CLIP = 1e-6
+# The logit sums' counter names (see the module docstring), n first.
+LOGIT_N = f"{PAIR}:logit_n"
+LOGIT_SUMS = ("lp", "lc", "lpp", "lcc", "lpc")
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -53,6 +65,12 @@ def delta_buckets(deltas: np.ndarray) -> np.ndarray:
     """The delta bucket of each score difference (0 .. DELTA_BUCKETS - 1)."""
     scaled = np.floor((np.asarray(deltas, np.float64) + 1.0) / 2.0 * DELTA_BUCKETS)
     return np.clip(scaled, 0, DELTA_BUCKETS - 1).astype(np.int64)
+
+
+def logits(scores: np.ndarray) -> np.ndarray:
+    """The logit of each probability, clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP] first."""
+    p = np.clip(np.asarray(scores, np.float64), LOGIT_CLIP, 1.0 - LOGIT_CLIP)
+    return np.log(p) - np.log1p(-p)
 
 
 def _is_float(name: str) -> bool:
@@ -107,6 +125,11 @@ class EvidenceTally:
             self._bump(f"{PAIR}:delta:{i:02d}", int(counts[i]))
         self._bump(f"{PAIR}:delta_sum", float(deltas.sum()))
         self._bump(f"{PAIR}:delta_abs_sum", float(np.abs(deltas).sum()))
+        lp, lc = logits(p), logits(c)
+        self._bump(LOGIT_N, int(p.size))
+        sums = (lp.sum(), lc.sum(), (lp * lp).sum(), (lc * lc).sum(), (lp * lc).sum())
+        for name, total in zip(LOGIT_SUMS, sums, strict=True):
+            self._bump(f"{PAIR}:{name}_sum", float(total))
 
     def merge(self, other: EvidenceTally) -> None:
         """Add ``other``'s counters to this tally."""
@@ -159,6 +182,11 @@ class EvidenceTally:
             [self._counts.get(f"{PAIR}:delta:{i:02d}", 0) for i in range(DELTA_BUCKETS)],
             np.int64,
         )
+
+    def logit_sums(self) -> tuple[int, tuple[float, ...]]:
+        """Pairs with logit sums, and those sums in :data:`LOGIT_SUMS`' order (0 when absent)."""
+        sums = tuple(float(self._counts.get(f"{PAIR}:{name}_sum", 0.0)) for name in LOGIT_SUMS)
+        return int(self._counts.get(LOGIT_N, 0)), sums
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, EvidenceTally) and self._counts == other._counts
