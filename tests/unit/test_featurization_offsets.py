@@ -76,6 +76,7 @@ def check_words(aligned: Aligned, config: PreprocessConfig) -> list[WordSpan]:
     assert [s.index for s in spans] == list(range(len(spans)))
     for span in spans:
         assert span.text == aligned.original[span.begin : span.end]
+        assert aligned.cleaned[span.start : span.stop] == span.word
         assert 0 <= span.begin < span.end <= min(len(aligned.original), config.max_chars)
         shared = [o for o in spans if o is not span and _overlap(o.begin, o.end, span)]
         shared += [r for r in aligned.removed if r[0] <= span.end and span.begin <= r[1]]

@@ -30,7 +30,7 @@ from mlcycle.featurization.config import (
     WordConfig,
 )
 from mlcycle.featurization.lookup import KeyTable
-from mlcycle.featurization.preprocess import _FORMAT_RE, preprocess, preprocess_batch
+from mlcycle.featurization.preprocess import FORMAT_RE, preprocess, preprocess_batch
 from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.featurization.transform import Transform, fit, list_versions
 
@@ -172,7 +172,7 @@ def test_format_character_list_covers_unicode_cf() -> None:
     missing = [
         hex(code)
         for code in range(sys.maxunicode + 1)
-        if unicodedata.category(chr(code)) == "Cf" and not _FORMAT_RE.fullmatch(chr(code))
+        if unicodedata.category(chr(code)) == "Cf" and not FORMAT_RE.fullmatch(chr(code))
     ]
     assert missing == []
 

@@ -62,21 +62,21 @@ from anyascii import anyascii
 from mlcycle.featurization.config import PreprocessConfig
 from mlcycle.featurization.hashing import words
 from mlcycle.featurization.preprocess import (
-    _BLANK,
-    _FORMAT_RE,
-    _HASHTAG_RE,
-    _HASHTAG_REMOVE_RE,
-    _LETTER,
-    _MARK,
-    _MENTION_RE,
-    _URL_HINT_RE,
-    _URL_RE,
+    FORMAT_RE,
+    HASHTAG_RE,
+    HASHTAG_REMOVE_RE,
+    KIND_BLANK,
+    KIND_LETTER,
+    MENTION_RE,
     SEP,
     SPACE,
+    URL_HINT_RE,
+    URL_MARK,
+    URL_RE,
     URL_TOKEN,
     Cleaned,
-    _ascii_table,
-    _kinds,
+    ascii_table,
+    code_point_kinds,
 )
 
 # html.unescape's own expression (CPython's html._charref, copied rather than read from a
@@ -113,6 +113,8 @@ class WordSpan:
     end: int  # exclusive
     text: str  # original[begin:end]
     exact: bool  # its span is its own: cleaning ``text`` alone gives back ``word``
+    start: int  # into Aligned.cleaned: cleaned[start:stop] == word
+    stop: int  # exclusive
 
 
 @dataclass(frozen=True)
@@ -163,24 +165,24 @@ def clean_with_offsets(text: str, config: PreprocessConfig | None = None) -> Ali
         if config.normalize == "NFKC":
             cur = _apply(cur, _nfkc_edits(cur.text))
         if config.strip_invisible:
-            cur = _apply(cur, ((m.start(), m.end(), "") for m in _FORMAT_RE.finditer(cur.text)))
+            cur = _apply(cur, ((m.start(), m.end(), "") for m in FORMAT_RE.finditer(cur.text)))
         if config.transliterate:
             cur = _apply(cur, _transliterate_edits(cur.text))
     # Steps 6-10, as clean_batch runs them on a batch holding only this text.
-    cur = _apply(cur, _char_edits(cur.text, {"\n": " ", _MARK: " "}))
+    cur = _apply(cur, _char_edits(cur.text, {"\n": " ", URL_MARK: " "}))
     removed: list[tuple[int, int]] = []
-    if config.urls != "keep" and (_URL_HINT_RE.search(cur.text) or "://" in cur.text):
+    if config.urls != "keep" and (URL_HINT_RE.search(cur.text) or "://" in cur.text):
         if config.urls == "token":
-            found = _URL_RE.finditer(cur.text)
-            cur = _apply(cur, ((m.start(), m.end(), f" {_MARK} ") for m in found))
+            found = URL_RE.finditer(cur.text)
+            cur = _apply(cur, ((m.start(), m.end(), f" {URL_MARK} ") for m in found))
         else:
-            cur = _remove(cur, _URL_RE.finditer(cur.text), removed)
+            cur = _remove(cur, URL_RE.finditer(cur.text), removed)
     if config.mentions == "remove" and "@" in cur.text:
-        cur = _remove(cur, _MENTION_RE.finditer(cur.text), removed)
+        cur = _remove(cur, MENTION_RE.finditer(cur.text), removed)
     if config.hashtags == "word" and "#" in cur.text:
-        cur = _apply(cur, ((m.start(), m.start() + 1, "") for m in _HASHTAG_RE.finditer(cur.text)))
+        cur = _apply(cur, ((m.start(), m.start() + 1, "") for m in HASHTAG_RE.finditer(cur.text)))
     elif config.hashtags == "remove" and "#" in cur.text:
-        cur = _remove(cur, _HASHTAG_REMOVE_RE.finditer(cur.text), removed)
+        cur = _remove(cur, HASHTAG_REMOVE_RE.finditer(cur.text), removed)
     if config.lowercase and not cur.text.isascii():
         cur = _apply(cur, _lower_edits(cur.text))
     cur = _apply(cur, _filter_edits(cur.text, config))
@@ -234,6 +236,8 @@ def word_spans(aligned: Aligned) -> list[WordSpan]:
                 end=end,
                 text=text,
                 exact=not shared,
+                start=start,
+                stop=stop,
             )
         )
     return spans
@@ -332,9 +336,9 @@ def _lower_edits(text: str) -> list[Edit]:
 
 def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
     """Step 9 (preprocess._filter): the ASCII table, the code-point kinds, the URL token."""
-    table = _ascii_table(config)
-    kinds = None if text.isascii() else _kinds()
-    mark = ord(_MARK)
+    table = ascii_table(config)
+    kinds = None if text.isascii() else code_point_kinds()
+    mark = ord(URL_MARK)
     edits = []
     for i, char in enumerate(text):
         code = ord(char)
@@ -348,7 +352,7 @@ def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
         else:
             assert kinds is not None
             kind = kinds[code]
-            blank = kind != _LETTER if config.alnum_only else kind == _BLANK
+            blank = kind != KIND_LETTER if config.alnum_only else kind == KIND_BLANK
             out = SPACE if blank else code
         if out != ord(char):
             edits.append((i, i + 1, chr(out)))

@@ -27,6 +27,14 @@ hashtags, the URL expression only on texts that contain a hint of one, and the
 character filter as a table lookup (``bytes.translate`` for ASCII, a numpy
 table over all code points otherwise). The result is one code-point array,
 ``\\n`` + text 0 + ``\\n`` + text 1 + ... + ``\\n``, which the hashing reads directly.
+
+Besides the clean-up itself, the module's public names are the pieces it is
+made of, for :mod:`mlcycle.featurization.offsets`, which re-runs the same steps
+on one text while tracing each character to its source and must not drift from
+them: the expressions (:data:`FORMAT_RE`, :data:`URL_RE`, :data:`URL_HINT_RE`,
+:data:`MENTION_RE`, :data:`HASHTAG_RE`, :data:`HASHTAG_REMOVE_RE`), the mark
+that stands for the URL token (:data:`URL_MARK`), and the character filter's
+tables (:func:`ascii_table`, :func:`code_point_kinds` with its ``KIND_*`` values).
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ SEP = 10  # "\n": between texts, and around the first and last
 SPACE = 32
 # Stands for the URL token until the character filter has run (which would split
 # "__URL__" and lower-case it). Any occurrence in the input becomes a space first.
-_MARK = "\x01"
+URL_MARK = "\x01"
 
 # Format characters (Unicode category Cf). Fixed here rather than derived from
 # unicodedata so the output does not move with the Python build; a unit test
@@ -63,10 +71,10 @@ _FORMAT_CHARS = (
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
     "\U000e0020-\U000e007f"
 )
-_FORMAT_RE = re.compile(f"[{_FORMAT_CHARS}]+")
+FORMAT_RE = re.compile(f"[{_FORMAT_CHARS}]+")
 
 _TLDS = "com|org|net|edu|gov|io|co|uk|de|fr|ru|info|biz|ly|me|tv|us|ca|au|jp|in|es|it|nl|gl"
-_URL_RE = re.compile(
+URL_RE = re.compile(
     r"\b(?:https?|ftp)://[^\s<>\"]+"
     r"|\bwww\.[^\s<>\"]+"
     rf"|(?:[\w.+-]+@)?\b(?:[a-z0-9-]+\.)+(?:{_TLDS})\b(?:/[^\s<>\"]*)?",
@@ -75,12 +83,12 @@ _URL_RE = re.compile(
 # Every URL the expression above matches contains "://" or one of these; cheap to
 # scan for (the pattern starts with a literal), so the full expression only runs
 # on the few texts that have a hint.
-_URL_HINT_RE = re.compile(r"\.(?:[a-zA-Z]{2,4}\b|(?<=[wW]{3}\.))")
+URL_HINT_RE = re.compile(r"\.(?:[a-zA-Z]{2,4}\b|(?<=[wW]{3}\.))")
 # Start with the literal so the scan skips to each "@"/"#"; the look-behind then
 # rejects e-mail-like "name@host" and "c#sharp".
-_MENTION_RE = re.compile(r"@(?<!\w@)\w+")
-_HASHTAG_RE = re.compile(r"#(?<!\w#)(\w+)")
-_HASHTAG_REMOVE_RE = re.compile(r"#(?<!\w#)\w+")
+MENTION_RE = re.compile(r"@(?<!\w@)\w+")
+HASHTAG_RE = re.compile(r"#(?<!\w#)(\w+)")
+HASHTAG_REMOVE_RE = re.compile(r"#(?<!\w#)\w+")
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ def _clean_one(text: str, config: PreprocessConfig) -> str:
     if config.normalize == "NFKC":
         text = unicodedata.normalize("NFKC", text)
     if config.strip_invisible:
-        text = _FORMAT_RE.sub("", text)
+        text = FORMAT_RE.sub("", text)
     if config.transliterate:
         text = anyascii(text)
     return text
@@ -126,17 +134,17 @@ def clean_batch(texts: Sequence[str], config: PreprocessConfig) -> Cleaned:
     if joined.count("\n") != len(cleaned) - 1:
         # A text's own newlines would read as text boundaries.
         joined = "\n".join(t.replace("\n", " ") for t in cleaned)
-    if _MARK in joined:
-        joined = joined.replace(_MARK, " ")
+    if URL_MARK in joined:
+        joined = joined.replace(URL_MARK, " ")
     if config.urls != "keep":
-        joined = _replace_urls(joined, cleaned, f" {_MARK} " if config.urls == "token" else " ")
+        joined = _replace_urls(joined, cleaned, f" {URL_MARK} " if config.urls == "token" else " ")
     if config.mentions == "remove" and "@" in joined:
-        joined = _MENTION_RE.sub(" ", joined)
+        joined = MENTION_RE.sub(" ", joined)
     if config.hashtags != "keep" and "#" in joined:
         if config.hashtags == "word":
-            joined = _HASHTAG_RE.sub(r"\1", joined)
+            joined = HASHTAG_RE.sub(r"\1", joined)
         else:
-            joined = _HASHTAG_REMOVE_RE.sub(" ", joined)
+            joined = HASHTAG_REMOVE_RE.sub(" ", joined)
     codes = _filter("\n" + joined + "\n", config)
     codes = _collapse_spaces(codes)
     seps = np.flatnonzero(codes == SEP)
@@ -145,7 +153,7 @@ def clean_batch(texts: Sequence[str], config: PreprocessConfig) -> Cleaned:
 
 def _replace_urls(joined: str, texts: list[str], replacement: str) -> str:
     """Run the URL expression on the texts of ``joined`` that hint at a URL."""
-    hints = [m.start() for m in _URL_HINT_RE.finditer(joined)]
+    hints = [m.start() for m in URL_HINT_RE.finditer(joined)]
     at = joined.find("://")
     while at >= 0:
         hints.append(at)
@@ -156,38 +164,41 @@ def _replace_urls(joined: str, texts: list[str], replacement: str) -> str:
     starts = [0, *accumulate(len(t) + 1 for t in texts)]
     rows = joined.split("\n")
     for row in sorted({bisect_right(starts, h) - 1 for h in hints}):
-        rows[row] = _URL_RE.sub(replacement, rows[row])
+        rows[row] = URL_RE.sub(replacement, rows[row])
     return "\n".join(rows)
 
 
 def _filter(joined: str, config: PreprocessConfig) -> np.ndarray:
     """Lower-case, keep letters and digits (or squash whitespace), restore the URL token."""
     if joined.isascii():
-        data = joined.encode("ascii").translate(_ascii_table(config))
+        data = joined.encode("ascii").translate(ascii_table(config))
         if config.urls == "token":
-            data = data.replace(_MARK.encode(), URL_TOKEN.encode())
+            data = data.replace(URL_MARK.encode(), URL_TOKEN.encode())
         return np.frombuffer(data, np.uint8)
     if config.lowercase:
         joined = joined.lower()
     # "replace": a lone surrogate (possible in a Python str) becomes "?", then a space.
     codes = np.frombuffer(joined.encode("utf-32-le", "replace"), np.uint32)
     small = codes < 128
-    table = np.frombuffer(_ascii_table(config), np.uint8)
+    table = np.frombuffer(ascii_table(config), np.uint8)
     out = np.where(small, table[np.minimum(codes, 127)], codes).astype(np.uint32)
-    kinds = _kinds()[codes]
+    kinds = code_point_kinds()[codes]
     if config.alnum_only:
-        out[~small & (kinds != _LETTER)] = SPACE
+        out[~small & (kinds != KIND_LETTER)] = SPACE
     else:
-        out[~small & (kinds == _BLANK)] = SPACE
-    if config.urls == "token" and np.any(out == ord(_MARK)):
-        text = out.tobytes().decode("utf-32-le").replace(_MARK, URL_TOKEN)
+        out[~small & (kinds == KIND_BLANK)] = SPACE
+    if config.urls == "token" and np.any(out == ord(URL_MARK)):
+        text = out.tobytes().decode("utf-32-le").replace(URL_MARK, URL_TOKEN)
         out = np.frombuffer(text.encode("utf-32-le"), np.uint32)
     return out
 
 
 @cache
-def _ascii_table(config: PreprocessConfig) -> bytes:
-    """A bytes.translate table for ASCII text under ``config``."""
+def ascii_table(config: PreprocessConfig) -> bytes:
+    """The character filter's ``bytes.translate`` table for ASCII text under ``config``.
+
+    Separators and :data:`URL_MARK` map to themselves; what the filter drops maps to a space.
+    """
     table = bytearray(range(256))
     for code in range(256):
         char = chr(code)
@@ -200,23 +211,28 @@ def _ascii_table(config: PreprocessConfig) -> bytes:
         elif char.isspace():
             table[code] = SPACE
     table[SEP] = SEP
-    table[ord(_MARK)] = ord(_MARK)
+    table[ord(URL_MARK)] = ord(URL_MARK)
     return bytes(table)
 
 
-_OTHER, _LETTER, _BLANK = 0, 1, 2
+# What code_point_kinds says of a code point: the filter keeps a letter, blanks a
+# blank, and blanks an other only with alnum_only.
+KIND_OTHER, KIND_LETTER, KIND_BLANK = 0, 1, 2
 
 
 @cache
-def _kinds() -> np.ndarray:
-    """Per code point: letter/digit/combining mark, whitespace or other. Built once (~0.3 s)."""
+def code_point_kinds() -> np.ndarray:
+    """Per code point: ``KIND_LETTER`` (letter, digit or combining mark), ``KIND_BLANK``
+    (whitespace, control or format character) or ``KIND_OTHER``; the filter's table for
+    non-ASCII text. Built once (~0.3 s), read-only.
+    """
     kinds = np.zeros(sys.maxunicode + 1, np.uint8)
     for code in range(128, sys.maxunicode + 1):
         char = chr(code)
         if char.isalnum() or unicodedata.category(char)[0] == "M":
-            kinds[code] = _LETTER
+            kinds[code] = KIND_LETTER
         elif char.isspace() or unicodedata.category(char) in ("Cc", "Cf"):
-            kinds[code] = _BLANK
+            kinds[code] = KIND_BLANK
     kinds.flags.writeable = False
     return kinds
 
