@@ -314,7 +314,8 @@ async def _latency_runs(
             async with session.post(url, data=orjson.dumps(body), headers=headers) as response:
                 payload = await response.read()
                 if response.status != 200 or (explain and b'"spans"' not in payload):
-                    failure.append(f"HTTP {response.status}: {payload[:200]!r}")
+                    answer = payload[:160].decode(errors="replace")
+                    failure.append(f"HTTP {response.status}: {answer}")
                     raise RuntimeError(failure[-1])
 
         async def plain(_: int) -> None:
