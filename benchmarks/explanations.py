@@ -70,6 +70,7 @@ from mlcycle.contracts.training import TrialParams
 from mlcycle.evaluation.classification import evaluate
 from mlcycle.evaluation.priors import adjust_binary
 from mlcycle.evaluation.rationales import faithfulness, plausibility, union_mask
+from mlcycle.featurization.transform import Transform
 from mlcycle.featurization.transform import fit as fit_transform
 from mlcycle.importers import get_importer
 from mlcycle.importers.hatexplain import CLASS_TASK
@@ -164,7 +165,7 @@ class Trained:
     rows: dict[str, int]
 
 
-def _split(transform: Any, posts: list[Post]) -> SplitData:
+def _split(transform: Transform, posts: list[Post]) -> SplitData:
     texts = [p.text for p in posts]
     share = np.array([p.toxic_share for p in posts], np.float32).reshape(-1, 1)
     return SplitData.from_batch(
@@ -192,7 +193,8 @@ def train_and_export(posts: list[Post], variant: str, settings: Any) -> Trained:
         task="toxicity",
         variant=variant,
     )
-    result = blend_with_linear(fit(TrialParams(features=variant), data), data, metric="roc_auc")  # type: ignore[arg-type]
+    params = TrialParams(features=variant)  # type: ignore[arg-type]
+    result = blend_with_linear(fit(params, data), data, metric="roc_auc")
     scale, shift, threshold = served_map(result.dev_probabilities[:, 1], data.dev.labels)
     _export_sparse(settings, transform, PriorCorrected(result.model, scale, shift), threshold)
     folder = serving_dir(settings.trainer.models_dir, settings.trainer.model_name, 1)
