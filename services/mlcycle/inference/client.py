@@ -16,6 +16,12 @@ of another thread (the API's own in the API process, where a second loop bound t
 asks GetModelStatus, which only blocking callers (the version tracker,
 readiness) need, over a classic channel.
 
+``explain`` asks a version's ``explain`` signature the same way
+(:class:`~mlcycle.contracts.explanations.Explained`); a version without one
+(an encoder, an export older than explanations) raises
+:class:`~mlcycle.contracts.explanations.NotExplainable`, a 409 naming it
+(:mod:`mlcycle.inference.call_errors`).
+
 The retry policy lives in :meth:`AioModelClient.predict` alone. It is not gRPC's
 service-config ``retryPolicy``: that one bounds all attempts by one deadline and
 never retries DEADLINE_EXCEEDED, where each attempt here has its own
@@ -32,9 +38,8 @@ mlcycle's model server with keys configured needs it (``predict`` scope).
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -47,7 +52,6 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from mlcycle.common.errors import Unavailable
 from mlcycle.common.grpc import (
     CLIENT_KEEPALIVE_MS,
     CLIENT_KEEPALIVE_TIMEOUT_MS,
@@ -56,18 +60,21 @@ from mlcycle.common.grpc import (
 )
 from mlcycle.common.grpc_auth import bearer_metadata
 from mlcycle.common.settings import InferenceSettings
+from mlcycle.contracts.explanations import Explained
+from mlcycle.inference.call_errors import VersionGone as VersionGone  # callers catch it here
+from mlcycle.inference.call_errors import raise_unless_retryable, unavailable
 from mlcycle.inference.loop import LoopRunner, LoopThread
 from mlcycle.inference.metrics import MODEL_SERVER_ERRORS
 from mlcycle.inference.tensors import (
+    explain_request,
     inputs_request,
     predict_request,
+    read_explained,
     read_probabilities,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 BACKOFF_FIRST_S = 0.025
 # gRPC's default reconnect backoff grows to two minutes; a restarted model server
 # should be found again within a second.
@@ -86,10 +93,6 @@ AIO_CHANNEL_OPTIONS = (
     *CHANNEL_OPTIONS,
 )
 _AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
-
-
-class VersionGone(Exception):
-    """The pinned model version is no longer served (NOT_FOUND): refresh and retry."""
 
 
 class ModelClient(Protocol):
@@ -111,6 +114,12 @@ class ModelClient(Protocol):
         self, name: str, version: int, inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
+        ...
+
+    def explain(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> Explained:
+        """The ``explain`` signature's answer; NotExplainable for a version without one."""
         ...
 
     def aio(self) -> AsyncModelClient:
@@ -139,6 +148,12 @@ class AsyncModelClient(Protocol):
         """:meth:`predict` for a signature of other inputs (by name): the encoder's tokens."""
         ...
 
+    async def explain(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> Explained:
+        """The ``explain`` signature's answer; NotExplainable for a version without one."""
+        ...
+
     async def reachable(self) -> bool:
         """False while calls fail at once (the connection is lost, a reconnect is pending)."""
         ...
@@ -146,29 +161,6 @@ class AsyncModelClient(Protocol):
     async def close(self) -> None:
         """Release the connection."""
         ...
-
-
-def _raise_unless_retryable(
-    exc: grpc.RpcError, address: str, name: str, version: int, *, last: bool
-) -> None:
-    """Raise what a failed ``Predict`` means (VersionGone, Unavailable) unless it may be retried."""
-    code = exc.code()
-    MODEL_SERVER_ERRORS.labels(code.name).inc()
-    if code == grpc.StatusCode.NOT_FOUND:
-        raise VersionGone(f"{name} version {version}: {exc.details()}") from None
-    if code not in RETRYABLE or last:
-        raise unavailable(exc, address) from None
-
-
-def unavailable(exc: grpc.RpcError, address: str) -> Unavailable:
-    """The 503 of a failed call, logged."""
-    code, details = exc.code(), exc.details()
-    if code in RETRYABLE:
-        message = f"the model server at {address} is unavailable ({code.name}: {details})"
-    else:
-        message = f"the model server at {address} refused the call ({code.name}: {details})"
-    log.warning(message)
-    return Unavailable(message, details={"model_server": address, "code": code.name})
 
 
 class AioModelClient:
@@ -205,23 +197,44 @@ class AioModelClient:
         rows = next(iter(inputs.values())).shape[0]
         return await self._call(inputs_request(name, version, inputs), name, version, rows)
 
+    async def explain(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> Explained:
+        """The ``explain`` signature on version ``version``, with :meth:`predict`'s policy;
+        NotExplainable when the version has no such signature (an encoder, an older export)."""
+        request = explain_request(name, version, indices, values)
+        response = await self._send(request, name, version, explaining=True)
+        return read_explained(response, name, version, *indices.shape)
+
     async def _call(
         self, request: predict_pb2.PredictRequest, name: str, version: int, rows: int
     ) -> np.ndarray:
         """Send ``request`` with the retry policy above; the ``[rows, classes]`` answer."""
+        response = await self._send(request, name, version)
+        return read_probabilities(response, name, version, rows)
+
+    async def _send(
+        self,
+        request: predict_pb2.PredictRequest,
+        name: str,
+        version: int,
+        *,
+        explaining: bool = False,
+    ) -> predict_pb2.PredictResponse:
+        """``Predict`` with the retry policy of :meth:`predict`."""
         attempt = 0
         while True:
             try:
-                response = await self._predict(
+                return await self._predict(
                     request, timeout=self.deadline_s, metadata=self._metadata
                 )
-                break
             except grpc.RpcError as exc:
                 last = attempt >= self.retries
-                _raise_unless_retryable(exc, self.address, name, version, last=last)
+                raise_unless_retryable(
+                    exc, self.address, name, version, last=last, explaining=explaining
+                )
             await asyncio.sleep(BACKOFF_FIRST_S * 2**attempt)
             attempt += 1
-        return read_probabilities(response, name, version, rows)
 
     async def reachable(self) -> bool:
         """False while the channel waits out a reconnect backoff (its calls fail at once)."""
@@ -305,27 +318,25 @@ class GrpcModelClient:
         self, name: str, version: int, indices: np.ndarray, values: np.ndarray
     ) -> np.ndarray:
         """``Predict`` on version ``version``; VersionGone on NOT_FOUND, else Unavailable."""
-        return self._run(self._predict_on_loop(name, version, indices, values))
-
-    async def _predict_on_loop(
-        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
-    ) -> np.ndarray:
-        if self._core is None:
-            self._core = self.aio()
-        return await self._core.predict(name, version, indices, values)
+        return self._run(self._on_core(lambda core: core.predict(name, version, indices, values)))
 
     def predict_inputs(
         self, name: str, version: int, inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         """:meth:`predict` with named inputs (the encoder's ``token_ids`` and ``padding_mask``)."""
-        return self._run(self._predict_inputs_on_loop(name, version, inputs))
+        return self._run(self._on_core(lambda core: core.predict_inputs(name, version, inputs)))
 
-    async def _predict_inputs_on_loop(
-        self, name: str, version: int, inputs: Mapping[str, np.ndarray]
-    ) -> np.ndarray:
+    def explain(
+        self, name: str, version: int, indices: np.ndarray, values: np.ndarray
+    ) -> Explained:
+        """The ``explain`` signature on version ``version`` (see :meth:`AioModelClient.explain`)."""
+        return self._run(self._on_core(lambda core: core.explain(name, version, indices, values)))
+
+    async def _on_core(self, call: Callable[[AioModelClient], Awaitable[T]]) -> T:
+        """``call`` on the runner's loop with the client made there (on first use)."""
         if self._core is None:
             self._core = self.aio()
-        return await self._core.predict_inputs(name, version, inputs)
+        return await call(self._core)
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         with self._runner_lock:

@@ -5,7 +5,9 @@ The serving signature takes ``indices`` int64 ``[batch, width]`` and ``values``
 float32 ``[batch, width]``: each text's non-zero columns and weights, padded
 with zeros to the longest row (the model ignores entries whose value is 0).
 An encoder version takes int32 ``token_ids`` and ``padding_mask`` instead
-(:mod:`mlcycle.inference.tokens`).
+(:mod:`mlcycle.inference.tokens`). The ``explain`` signature takes the same
+inputs as ``serving_default`` and answers an
+:class:`~mlcycle.contracts.explanations.Explained` (:func:`read_explained`).
 
 TensorProtos are written with ``tensor_content`` (the array's bytes, one copy)
 rather than ``tf.make_tensor_proto``, which walks the values in Python; outputs
@@ -22,10 +24,12 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import model_pb2, predict_pb2
 
 from mlcycle.common.errors import Unavailable
+from mlcycle.contracts.explanations import EXPLAIN_SIGNATURE, Explained
 from mlcycle.featurization.sparse import SparseBatch
 
 SIGNATURE = "serving_default"
 OUTPUT = "probabilities"
+EXPLAIN_OUTPUTS = ("scores", "attributions", "baseline_scores")
 _DTYPES = {
     np.dtype(np.int64): types_pb2.DT_INT64,
     np.dtype(np.float32): types_pb2.DT_FLOAT,
@@ -140,3 +144,51 @@ def read_probabilities(
             f"{list(probabilities.shape)} for {rows} rows"
         )
     return probabilities.astype(np.float32, copy=False)
+
+
+def explain_request(
+    name: str, version: int, indices: np.ndarray, values: np.ndarray
+) -> predict_pb2.PredictRequest:
+    """:func:`predict_request` for the ``explain`` signature, asking for its three outputs."""
+    return predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(
+            name=name,
+            signature_name=EXPLAIN_SIGNATURE,
+            version=wrappers_pb2.Int64Value(value=version),
+        ),
+        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
+        output_filter=list(EXPLAIN_OUTPUTS),
+    )
+
+
+def read_explained(
+    response: predict_pb2.PredictResponse, name: str, version: int, rows: int, width: int
+) -> Explained:
+    """The :class:`Explained` of ``rows`` rows of ``width`` entries; Unavailable if malformed.
+
+    A model server that batches requests may pad the attributions to a wider batch
+    mate's width; the extra columns are padding and are dropped.
+    """
+    missing = [key for key in EXPLAIN_OUTPUTS if key not in response.outputs]
+    if missing:
+        raise Unavailable(
+            f"model {name} version {version} answered no {', '.join(missing)} to explain",
+            details={"outputs": sorted(response.outputs)},
+        )
+    scores, attributions, baseline = (
+        from_tensor_proto(response.outputs[key]).astype(np.float32, copy=False)
+        for key in EXPLAIN_OUTPUTS
+    )
+    if (
+        scores.shape != (rows,)
+        or baseline.shape != (rows,)
+        or attributions.ndim != 2
+        or attributions.shape[0] != rows
+        or attributions.shape[1] < width
+    ):
+        shapes = [list(a.shape) for a in (scores, attributions, baseline)]
+        raise Unavailable(
+            f"model {name} version {version} answered explanations of shapes {shapes} "
+            f"for {rows} rows of {width} entries"
+        )
+    return Explained(scores=scores, attributions=attributions[:, :width], baseline_scores=baseline)

@@ -12,6 +12,14 @@ infra-validation and every client read it the same way. The version folder is
 self-contained: ``assets/tokenizer.json`` is the tokenizer it was trained
 with, and ``metadata.json`` says the input is tokens and names that file, its
 sha256 and the maximum length (:func:`input_metadata`).
+
+An encoder version has no ``explain`` signature, on purpose: the sparse models'
+attributions are per entry of the featurizer's row, which the inference service
+maps back to words (decision record 0018); an encoder reads WordPiece tokens
+through a transformer, where integrated gradients would cost a forward and
+backward pass of the whole encoder per step. Asked to explain, the model server
+answers that the signature is not found, and the inference service a 409 naming
+the version (:class:`~mlcycle.contracts.explanations.NotExplainable`).
 """
 
 from __future__ import annotations

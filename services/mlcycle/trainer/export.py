@@ -12,6 +12,13 @@ Outputs: ``probabilities`` ``[batch, classes]``, ``scores`` ``[batch]`` (the
 positive class for binary tasks, the top class's probability otherwise) and
 ``classes`` ``[batch]`` (argmax).
 
+The ``explain`` signature (:data:`EXPLAIN_SIGNATURE`, built in
+:mod:`mlcycle.trainer.explain_export`) takes the same inputs and answers
+``scores`` (as above), ``attributions`` ``[batch, width]`` (integrated gradients
+of the score with respect to ``values``; 0 on padding) and ``baseline_scores``
+``[batch]`` (the score of the empty input). Every version of the sparse models
+has it; an encoder version (:mod:`mlcycle.trainer.encoder_export`) does not.
+
 Exports are staged under ``<models>/<name>/.candidate-<version>/`` — TF
 Serving only looks at numeric folders — and renamed to ``<version>/`` when
 blessed, so no model server ever sees a half-written or unblessed model.
@@ -27,6 +34,8 @@ import numpy as np
 
 from mlcycle.common.errors import NotFound
 from mlcycle.common.files import write_atomically
+from mlcycle.contracts.explanations import EXPLAIN_SIGNATURE, Explained, NotExplainable
+from mlcycle.trainer.explain_export import explain_function, present_entries
 from mlcycle.trainer.model_dirs import serving_dir, staging_dir
 from mlcycle.trainer.models import TrainedModel, keras, tf
 
@@ -54,11 +63,13 @@ def allocate_version(models: Path, name: str, at_least: int) -> int:
 
 
 def export_saved_model(model: TrainedModel, path: Path) -> None:
-    """Write ``model`` as a SavedModel with the padded-sparse ``serving_default`` signature."""
+    """Write ``model`` as a SavedModel with the padded-sparse ``serving_default`` signature
+    and its ``explain`` signature."""
     binary = model.n_classes == 2
 
-    def serve(indices: tf.Tensor, values: tf.Tensor) -> dict[str, tf.Tensor]:
-        present = tf.logical_and(tf.not_equal(values, 0.0), tf.greater_equal(indices, 0))
+    def probabilities_of(
+        indices: tf.Tensor, values: tf.Tensor, present: tf.Tensor, path: tf.Tensor | None = None
+    ) -> tf.Tensor:
         where = tf.where(present)
         inputs = {
             "ids": tf.cast(tf.gather_nd(indices, where), tf.int32),
@@ -66,7 +77,12 @@ def export_saved_model(model: TrainedModel, path: Path) -> None:
             "rows": tf.cast(where[:, 0], tf.int32),
             "n_rows": tf.shape(indices, out_type=tf.int32)[0],
         }
-        probabilities = tf.nn.softmax(model(inputs, training=False))
+        if path is not None:  # one row per point of the path per row (see explain_export)
+            inputs["path"] = path
+        return tf.nn.softmax(model(inputs, training=False))
+
+    def serve(indices: tf.Tensor, values: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = probabilities_of(indices, values, present_entries(indices, values))
         scores = probabilities[:, 1] if binary else tf.reduce_max(probabilities, axis=-1)
         return {
             "probabilities": probabilities,
@@ -74,15 +90,17 @@ def export_saved_model(model: TrainedModel, path: Path) -> None:
             "classes": tf.argmax(probabilities, axis=-1),
         }
 
+    inputs = [
+        tf.TensorSpec([None, None], tf.int64, name="indices"),
+        tf.TensorSpec([None, None], tf.float32, name="values"),
+    ]
     archive = keras.export.ExportArchive()
     archive.track(model)
+    archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=inputs)
     archive.add_endpoint(
-        name=SIGNATURE,
-        fn=serve,
-        input_signature=[
-            tf.TensorSpec([None, None], tf.int64, name="indices"),
-            tf.TensorSpec([None, None], tf.float32, name="values"),
-        ],
+        name=EXPLAIN_SIGNATURE,
+        fn=explain_function(probabilities_of, binary=binary),
+        input_signature=inputs,
     )
     archive.write_out(str(path), verbose=False)
 
@@ -93,23 +111,28 @@ def write_warmup_requests(path: Path, name: str, indices: np.ndarray, values: np
     TF Serving (and mlcycle's model server) read ``assets.extra/tf_serving_warmup_requests``,
     a TFRecord file of PredictionLog protos, so the first real request does not pay for
     graph tracing and memory allocation. One request per batch size a client is likely
-    to send: a single row, then the whole sample.
+    to send (a single row, then the whole sample) for each signature: ``serving_default``
+    and ``explain``.
     """
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     target = path / WARMUP_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(target)) as writer:
-        for rows in sorted({1, len(indices)}):
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = name
-            request.model_spec.signature_name = SIGNATURE
-            request.inputs["indices"].CopyFrom(tf.make_tensor_proto(indices[:rows], tf.int64))
-            request.inputs["values"].CopyFrom(tf.make_tensor_proto(values[:rows], tf.float32))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request)
-            )
-            writer.write(log.SerializeToString())
+        for signature in (SIGNATURE, EXPLAIN_SIGNATURE):
+            for rows in sorted({1, len(indices)}):
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = name
+                request.model_spec.signature_name = signature
+                for key, array, dtype in (
+                    ("indices", indices[:rows], tf.int64),
+                    ("values", values[:rows], tf.float32),
+                ):
+                    request.inputs[key].CopyFrom(tf.make_tensor_proto(array, dtype))
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=request)
+                )
+                writer.write(log.SerializeToString())
     return target
 
 
@@ -143,3 +166,20 @@ class ServingModel:
             indices=tf.constant(indices, tf.int64), values=tf.constant(values, tf.float32)
         )
         return np.asarray(out["probabilities"].numpy(), np.float32)
+
+    def explain(self, indices: np.ndarray, values: np.ndarray) -> Explained:
+        """The ``explain`` signature's answer for these rows; NotExplainable without one."""
+        signature = self._loaded.signatures.get(EXPLAIN_SIGNATURE)
+        if signature is None:
+            raise NotExplainable(
+                f"the SavedModel in {self.path} has no {EXPLAIN_SIGNATURE!r} signature",
+                details={"path": str(self.path)},
+            )
+        out = signature(
+            indices=tf.constant(indices, tf.int64), values=tf.constant(values, tf.float32)
+        )
+        return Explained(
+            scores=np.asarray(out["scores"].numpy(), np.float32),
+            attributions=np.asarray(out["attributions"].numpy(), np.float32),
+            baseline_scores=np.asarray(out["baseline_scores"].numpy(), np.float32),
+        )

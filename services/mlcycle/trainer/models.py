@@ -57,17 +57,45 @@ class WeightedBag(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
 
     def call(
-        self, ids: tf.Tensor, weights: tf.Tensor, rows: tf.Tensor, n_rows: tf.Tensor
+        self,
+        ids: tf.Tensor,
+        weights: tf.Tensor,
+        rows: tf.Tensor,
+        n_rows: tf.Tensor,
+        path: tf.Tensor | None = None,
     ) -> tf.Tensor:
         # Gather from the tf.Variable itself (a ResourceGather): converting the Keras
         # variable to a tensor first would read all of it, and the sparse update
         # that follows would then copy the whole matrix (TF's copy-on-write);
         # that copy was 80% of a training step.
         gathered = tf.gather(_resource(self.embeddings), ids) * tf.expand_dims(weights, -1)
-        return tf.math.unsorted_segment_sum(gathered, rows, n_rows) + self.bias
+        summed = tf.math.unsorted_segment_sum(gathered, rows, n_rows)
+        if path is not None:
+            summed = along_path(summed, path)
+        return summed + self.bias
 
     def get_config(self) -> dict[str, object]:
         return {**super().get_config(), "input_dim": self.input_dim, "units": self.units}
+
+
+def along_path(summed: tf.Tensor, path: tf.Tensor) -> tf.Tensor:
+    """``[steps * rows, units]``: each row's bag sum scaled by each of ``path``'s factors.
+
+    A bag is linear in the input's values, so scaling the values by ``alpha``
+    scales its sum by ``alpha``: the straight path from the empty input to a row
+    (integrated gradients, :mod:`mlcycle.trainer.explain_export`) costs one
+    gather, not one per step. The gradient is that of the unscaled sum, so
+    gradients with respect to the values are those at each point of the path.
+    """
+    fixed = tf.stop_gradient(summed)
+    scaled = path[:, None, None] * fixed[None] + (summed - fixed)[None]
+    return tf.reshape(scaled, [-1, tf.shape(summed)[1]])
+
+
+def bag_inputs(inputs: dict[str, tf.Tensor]) -> tuple[tf.Tensor | None, ...]:
+    """A bag's arguments from a model's inputs: flat ids, weights and rows, the row count,
+    and the optional ``path`` (factors in [0, 1]) that asks for a row per factor per row."""
+    return (inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"], inputs.get("path"))
 
 
 class SparseMLP(keras.Model):
@@ -100,7 +128,7 @@ class SparseMLP(keras.Model):
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         act = keras.activations.get(self.activation_name)
-        x = act(self.bag(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"]))
+        x = act(self.bag(*bag_inputs(inputs)))
         if self.dropout is not None:
             x = self.dropout(x, training=training)
         for layer in self.hidden_layers:
@@ -109,7 +137,7 @@ class SparseMLP(keras.Model):
                 x = self.dropout(x, training=training)
         logits = self.out(x)
         if self.wide is not None:
-            logits += self.wide(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"])
+            logits += self.wide(*bag_inputs(inputs))
         return logits
 
 
@@ -140,7 +168,7 @@ class BlendedModel(keras.Model):
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         network = self.network(inputs, training=training)
-        linear = self.linear(inputs["ids"], inputs["weights"], inputs["rows"], inputs["n_rows"])
+        linear = self.linear(*bag_inputs(inputs))
         return self.network_weight * network + (1.0 - self.network_weight) * linear
 
 

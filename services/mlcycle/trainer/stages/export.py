@@ -25,6 +25,7 @@ from mlcycle.contracts.training import ModelSummary
 from mlcycle.evaluation.behaviour import SuiteResult
 from mlcycle.trainer import export as exporting
 from mlcycle.trainer.data import TrainingData
+from mlcycle.trainer.explain_export import STEPS as EXPLAIN_STEPS
 from mlcycle.trainer.fit import FitResult
 from mlcycle.trainer.models import keras, tf
 from mlcycle.trainer.stages.context import JobContext
@@ -160,6 +161,16 @@ def lineage(
                 "scores": "float32 [batch]",
                 "classes": "int64 [batch]",
             },
+        },
+        "explain_signature": {
+            "name": exporting.EXPLAIN_SIGNATURE,
+            "inputs": {"indices": "int64 [batch, width]", "values": "float32 [batch, width]"},
+            "outputs": {
+                "scores": "float32 [batch]",
+                "attributions": "float32 [batch, width]",
+                "baseline_scores": "float32 [batch]",
+            },
+            "method": f"integrated gradients, {EXPLAIN_STEPS} midpoint steps from the empty input",
         },
         "git_revision": git_revision(),
         "versions": {
