@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.contracts.explanations import EXPLAIN_SIGNATURE
 from mlcycle.evaluation.rationales import scores_on_tokens
 from mlcycle.featurization.transform import Transform
 
 SCORE_CHUNK = 4096
-EXPLAIN_SIGNATURE = "explain"
 
 
 @dataclass
