@@ -5,6 +5,7 @@ tests/unit/test_trainer_explain.py and tests/integration/test_inference.py."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from mlcycle.contracts.rollouts import RoutingState, RoutingTable
 from mlcycle.contracts.serving import write_routing_table
 from mlcycle.featurization.attribution import attribute_to_words
 from mlcycle.inference.explain import Explainer, Explanation, explain_key, explain_predictions
+from mlcycle.inference.explain_async import ExplainBatcher
 from mlcycle.inference.routing import RoutingWatcher
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.versions import VersionTracker
@@ -121,3 +123,38 @@ def test_each_prediction_is_explained_by_the_version_that_scored_it(
             expected_scores(rig, version, text),
             rtol=1e-6,
         )
+
+
+def test_the_event_loop_batches_concurrent_requests_into_shared_explain_calls(rig: Rig) -> None:
+    model, explain = rig.tracker.current(), explainer(rig)
+    requests = [[TEXT, "thanks for the edit"], [TEXT, "you idiot"], ["you idiot"], ["a b c"]]
+
+    async def on_the_loop() -> list[list[Explanation]]:
+        cache, client = rig.cache.aio(), rig.client.aio()
+        batcher = ExplainBatcher(explain, lambda: (cache, client))
+        answers = await asyncio.gather(*(batcher.explain(model, texts, None) for texts in requests))
+        await batcher.join()
+        return answers
+
+    answers = asyncio.run(on_the_loop())
+    # The first request is taken at once; the three queued meanwhile go together, in
+    # calls of batch_rows rows: far fewer calls than texts.
+    assert len(rig.client.explain_calls) < sum(map(len, requests))
+    assert explain_key(model, "a b c", None) in rig.cache.data
+    rig.cache.data.clear()
+    for texts, answer in zip(requests, answers, strict=True):
+        assert explain.explain(model, texts) == answer  # the blocking path's explanations
+
+
+def test_a_failing_batch_fails_each_of_its_requests(rig: Rig) -> None:
+    model, explain = rig.tracker.current(), explainer(rig)
+    rig.client.unexplainable.add(model.version)
+
+    async def on_the_loop() -> list[object]:
+        cache, client = rig.cache.aio(), rig.client.aio()
+        batcher = ExplainBatcher(explain, lambda: (cache, client))
+        texts = ([TEXT], ["you idiot"])
+        calls = (batcher.explain(model, t, None) for t in texts)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    assert all(isinstance(answer, NotExplainable) for answer in asyncio.run(on_the_loop()))

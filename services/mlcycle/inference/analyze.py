@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from mlcycle.common.errors import Conflict
 from mlcycle.contracts.explanations import Span
 from mlcycle.inference.batching import RequestBatcher
-from mlcycle.inference.explain import Explainer, explain_predictions
+from mlcycle.inference.explain import Explainer
+from mlcycle.inference.explain_async import ExplainBatcher, explain_predictions_async
 from mlcycle.inference.perspective import Analysis
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.servable import ModelVersion
@@ -34,9 +35,16 @@ def check_binary(model: ModelVersion) -> None:
 class Analyzer:
     """The ``analyze`` of :mod:`mlcycle.inference.perspective` on this service."""
 
-    def __init__(self, batcher: RequestBatcher, explainer: Explainer, predictor: Predictor) -> None:
+    def __init__(
+        self,
+        batcher: RequestBatcher,
+        explain_batcher: ExplainBatcher,
+        explainer: Explainer,
+        predictor: Predictor,
+    ) -> None:
         self.batcher = batcher
-        self.explainer = explainer
+        self.explain_batcher = explain_batcher
+        self.explainer = explainer  # the blocking one: doNotStore's, which skips the cache
         self.predictor = predictor
 
     async def __call__(self, text: str, *, spans: bool, store: bool) -> Analysis:
@@ -47,9 +55,8 @@ class Analyzer:
         (prediction,) = predictions
         words = None
         if spans:
-            tracker = self.predictor.tracker
-            await run_in_threadpool(
-                explain_predictions, self.explainer, tracker, [text], None, predictions
+            await explain_predictions_async(
+                self.explain_batcher, self.predictor.tracker, [text], None, predictions
             )
             words = [Span(**row) for row in prediction["spans"]]
         return Analysis(prediction["score"], words, prediction["model_version"])

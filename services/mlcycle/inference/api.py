@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -41,7 +40,8 @@ from mlcycle.contracts.perspective import AnalyzeCommentRequest
 from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handler
 from mlcycle.inference.analyze import Analyzer
 from mlcycle.inference.batching import RequestBatcher
-from mlcycle.inference.explain import Explainer, explain_predictions
+from mlcycle.inference.explain import Explainer
+from mlcycle.inference.explain_async import ExplainBatcher, RowExplainer, rows_explainer
 from mlcycle.inference.feedback import ScoreRecorder as Recorder
 from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
@@ -50,8 +50,6 @@ from mlcycle.inference.perspective import add_perspective_route, is_perspective_
 from mlcycle.inference.perspective import render as render_perspective_error
 from mlcycle.inference.runtime import InferenceRuntime, served_model
 from mlcycle.inference.schemas import (
-    JsonObject,
-    PredictionRow,
     PredictRequest,
     PredictResponse,
     TfColumnarRequest,
@@ -74,8 +72,6 @@ INLINE_PARSE_BYTES = 64 * 1024
 # TensorFlow Serving's REST paths, which answer errors in its own shape.
 TF_PATH_PREFIX = "/v1/models/"
 T = TypeVar("T")
-# Adds ``spans`` to a request's predictions in place: (texts, metadata, predictions).
-RowExplainer = Callable[[list[str], list[JsonObject | None] | None, list[PredictionRow]], None]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
@@ -181,7 +177,7 @@ def _add_predict_routes(
         model, predictions = await batcher.predict(texts, given, ids)
         scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         if parsed.explain:
-            await run_in_threadpool(explain, texts, given, predictions)
+            await explain(texts, given, predictions)
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -299,6 +295,7 @@ def create_app(
     explainer = Explainer(
         runtime.client, runtime.cache, batch_rows=settings.inference.predict_batch_size
     )
+    explain_batcher = ExplainBatcher(explainer, batcher.async_clients)
     lineage = LineageReader(
         served_model(settings),
         settings.labeler.task,
@@ -316,6 +313,7 @@ def create_app(
         yield
         if runtime.offpath is not None:  # its queued work is scored while the loop runs
             await asyncio.to_thread(runtime.offpath.stop)
+        await explain_batcher.join()
         await batcher.close()
         await runtime.stop_blocking_predictions()
         lineage.close()
@@ -346,10 +344,10 @@ def create_app(
         batcher,
         gate,
         feedback.recorder,
-        functools.partial(explain_predictions, explainer, runtime.tracker),
+        rows_explainer(explain_batcher, runtime.tracker),
     )
     # Perspective's AnalyzeComment, over the same scoring and explain paths.
-    analyze = Analyzer(batcher, explainer, runtime.predictor)
+    analyze = Analyzer(batcher, explain_batcher, explainer, runtime.predictor)
     add_perspective_route(app, analyze, gate, max_body_bytes=settings.edge.max_body_bytes)
     if runtime.offpath is not None:  # the shadow's scores, joinable under its version
         runtime.offpath.record_scores = feedback.recorder.offer

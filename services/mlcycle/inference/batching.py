@@ -290,7 +290,9 @@ class RequestBatcher:
 
     # -- shared work ----------------------------------------------------------------------------
 
-    def _async_clients(self) -> tuple[AsyncScoreCache | AsyncNoCache, AsyncModelClient]:
+    def async_clients(self) -> tuple[AsyncScoreCache | AsyncNoCache, AsyncModelClient]:
+        """The cache and model client of the calling event loop (the API's), made on first
+        use and closed by :meth:`close`; explanations share them."""
         if self._cache is None or self._client is None:
             self._cache = self.predictor.cache.aio()
             self._client = self.predictor.client.aio()
@@ -299,7 +301,7 @@ class RequestBatcher:
 
     async def _read(self, lookups: list[Lookup]) -> None:
         """One MGET for ``lookups``, every one queued since the previous MGET was sent."""
-        cache, _ = self._async_clients()
+        cache, _ = self.async_clients()
         try:
             values = await cache.get_many([key for lookup in lookups for key in lookup.keys])
         except Exception as exc:  # the cache absorbs Redis errors; anything else is a bug
@@ -328,7 +330,7 @@ class RequestBatcher:
                 settle(job.future, rows[positions], None)
             # Stored once the answers are on their way: a request for the same text in
             # the meantime is only scored again, and the next batch starts sooner.
-            cache, _ = self._async_clients()
+            cache, _ = self.async_clients()
             await cache.set_many(scored)
 
     async def _score_batch(
@@ -336,7 +338,7 @@ class RequestBatcher:
     ) -> tuple[np.ndarray, list[list[int]], list[tuple[str, bytes]]]:
         """Probabilities of the batch's distinct texts, each job's rows, the cache items."""
         model = jobs[0].model
-        _, client = self._async_clients()
+        _, client = self.async_clients()
         row_of: dict[str, int] = {}
         texts: list[str] = []
         metadata: list[Any] = []

@@ -25,9 +25,10 @@ import numpy as np
 import orjson
 
 from mlcycle.common.errors import Unavailable
-from mlcycle.contracts.explanations import NotExplainable, Span
+from mlcycle.contracts.explanations import Explained, NotExplainable, Span
 from mlcycle.featurization.attribution import attribute_to_words
 from mlcycle.featurization.inputs import Metadata
+from mlcycle.featurization.sparse import SparseBatch
 from mlcycle.inference.cache import NoCache, ScoreCache
 from mlcycle.inference.client import ModelClient
 from mlcycle.inference.metrics import for_version
@@ -88,8 +89,53 @@ def check_explainable(model: ModelVersion) -> None:
         raise NotExplainable.of(model.name, model.version)
 
 
+@dataclass
+class Lookup:
+    """One request's explanations as the cache gave them, and what it misses."""
+
+    keys: list[str]
+    found: list[Explanation | None]
+    # Each distinct missing key and its positions: a repeated text is explained once.
+    misses: dict[str, list[int]]
+
+    @classmethod
+    def read(cls, keys: list[str], values: Sequence[bytes | None], texts: Sequence[str]) -> Lookup:
+        """The cached explanations of ``texts`` (``values`` read at ``keys``)."""
+        found = [
+            None if value is None else Explanation.from_bytes(value, texts[i])
+            for i, value in enumerate(values)
+        ]
+        misses: dict[str, list[int]] = {}
+        for i, explanation in enumerate(found):
+            if explanation is None:
+                misses.setdefault(keys[i], []).append(i)
+        return cls(keys, found, misses)
+
+    def missing(
+        self, texts: Sequence[str], metadata: Metadata | None
+    ) -> tuple[list[str], Metadata | None]:
+        """The texts (and metadata) to explain: one per distinct missing key."""
+        firsts = [positions[0] for positions in self.misses.values()]
+        return [texts[i] for i in firsts], None if metadata is None else [
+            metadata[i] for i in firsts
+        ]
+
+    def fill(self, fresh: Sequence[Explanation]) -> list[tuple[str, bytes]]:
+        """Put the fresh explanations in place; the cache items that store them."""
+        for positions, explanation in zip(self.misses.values(), fresh, strict=True):
+            for i in positions:
+                self.found[i] = explanation
+        return [(key, e.to_bytes()) for key, e in zip(self.misses, fresh, strict=True)]
+
+    def explanations(self) -> list[Explanation]:
+        """One per text, in order (after :meth:`fill`)."""
+        return [e for e in self.found if e is not None]
+
+
 class Explainer:
-    """Explains texts with a given model version, cache first; thread-safe."""
+    """Explains texts with a given model version, cache first; thread-safe and blocking
+    (lineage, Perspective's doNotStore requests). The API's event loop explains through
+    :class:`mlcycle.inference.explain_async.ExplainBatcher` instead."""
 
     def __init__(
         self, client: ModelClient, cache: ScoreCache | NoCache, *, batch_rows: int
@@ -107,37 +153,14 @@ class Explainer:
         store: bool = True,
     ) -> list[Explanation]:
         """One explanation per text by ``model``; ``store=False`` writes nothing to the cache."""
-        check_explainable(model)
-        if metadata is not None and len(metadata) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(metadata)} metadata objects")
-        keys = [
-            explain_key(model, text, None if metadata is None else metadata[i])
-            for i, text in enumerate(texts)
-        ]
-        found: list[Explanation | None] = [
-            None if value is None else Explanation.from_bytes(value, texts[i])
-            for i, value in enumerate(self.cache.get_many(keys))
-        ]
-        # Each distinct missing key and its positions: a repeated text is explained once.
-        misses: dict[str, list[int]] = {}
-        for i, explanation in enumerate(found):
-            if explanation is None:
-                misses.setdefault(keys[i], []).append(i)
-        if misses:
-            firsts = [positions[0] for positions in misses.values()]
-            fresh = self.compute(
-                model,
-                [texts[i] for i in firsts],
-                None if metadata is None else [metadata[i] for i in firsts],
-            )
-            for positions, explanation in zip(misses.values(), fresh, strict=True):
-                for i in positions:
-                    found[i] = explanation
+        keys = explain_keys(model, texts, metadata)
+        lookup = Lookup.read(keys, self.cache.get_many(keys), texts)
+        if lookup.misses:
+            fresh = self.compute(model, *lookup.missing(texts, metadata))
+            items = lookup.fill(fresh)
             if store:
-                self.cache.set_many(
-                    [(key, e.to_bytes()) for key, e in zip(misses, fresh, strict=True)]
-                )
-        return [e for e in found if e is not None]
+                self.cache.set_many(items)
+        return lookup.explanations()
 
     def compute(
         self, model: ModelVersion, texts: Sequence[str], metadata: Metadata | None
@@ -146,19 +169,48 @@ class Explainer:
         check_explainable(model)
         metrics = for_version(model.version)
         batch = featurize(model, texts, metadata)
-        out: list[Explanation] = []
-        for start in range(0, len(texts), self.batch_rows):
-            stop = min(len(texts), start + self.batch_rows)
-            indices, values = padded_rows(batch, start, stop)
+        explained = []
+        for rows in chunks(batch, self.batch_rows):
             called = time.perf_counter()
-            explained = self.client.explain(model.name, model.version, indices, values)
+            explained.append(self.client.explain(model.name, model.version, *rows))
             metrics.rpc_seconds.observe(time.perf_counter() - called)
-            for row in range(start, stop):
-                columns, _ = batch.row(row)
-                attributions = np.asarray(explained.attributions[row - start, : len(columns)])
-                words = attribute_to_words(model.transform, texts[row], columns, attributions)
-                out.append(Explanation(float(explained.scores[row - start]), words.spans()))
-        return out
+        return split_over_words(model, texts, batch, explained)
+
+def chunks(batch: SparseBatch, rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The padded (indices, values) of each explain call: ``rows`` rows at most."""
+    return [
+        padded_rows(batch, start, min(len(batch), start + rows))
+        for start in range(0, len(batch), rows)
+    ]
+
+
+def explain_keys(model: ModelVersion, texts: Sequence[str], metadata: Metadata | None) -> list[str]:
+    """The cache key of each text's explanation (NotExplainable for an encoder version)."""
+    check_explainable(model)
+    if metadata is not None and len(metadata) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(metadata)} metadata objects")
+    return [
+        explain_key(model, text, None if metadata is None else metadata[i])
+        for i, text in enumerate(texts)
+    ]
+
+
+def split_over_words(
+    model: ModelVersion,
+    texts: Sequence[str],
+    batch: SparseBatch,
+    explained: Sequence[Explained],
+) -> list[Explanation]:
+    """Each text's explanation: its row's attributions (calls of consecutive rows, in
+    order) split over the words of the text as sent."""
+    out: list[Explanation] = []
+    for answer in explained:
+        for row in range(len(answer.scores)):
+            columns, _ = batch.row(len(out))
+            attributions = np.asarray(answer.attributions[row, : len(columns)])
+            words = attribute_to_words(model.transform, texts[len(out)], columns, attributions)
+            out.append(Explanation(float(answer.scores[row]), words.spans()))
+    return out
 
 
 def explain_predictions(
@@ -171,24 +223,40 @@ def explain_predictions(
     store: bool = True,
 ) -> None:
     """Add ``spans`` to each prediction, explained by the version that gave its score."""
-    by_version: dict[int, list[int]] = {}
-    for i, prediction in enumerate(predictions):
-        by_version.setdefault(prediction["model_version"], []).append(i)
-    for version, rows in by_version.items():
-        model = versions.loaded(version)
-        if model is None:
-            raise Unavailable(
-                f"model version {version} answered but is no longer loaded: ask again",
-                details={"version": version},
-            )
+    for model, rows in by_version(versions, predictions):
         explained = explainer.explain(
             model,
             [texts[i] for i in rows],
             None if metadata is None else [metadata[i] for i in rows],
             store=store,
         )
-        for i, explanation in zip(rows, explained, strict=True):
-            predictions[i]["spans"] = [
-                SpanRow(begin=s.begin, end=s.end, text=s.text, score=s.score)
-                for s in explanation.spans
-            ]
+        attach(predictions, rows, explained)
+
+
+def by_version(
+    versions: VersionSource, predictions: Sequence[PredictionRow]
+) -> list[tuple[ModelVersion, list[int]]]:
+    """The positions of the predictions each version gave, with that version."""
+    positions: dict[int, list[int]] = {}
+    for i, prediction in enumerate(predictions):
+        positions.setdefault(prediction["model_version"], []).append(i)
+    out = []
+    for version, rows in positions.items():
+        model = versions.loaded(version)
+        if model is None:
+            raise Unavailable(
+                f"model version {version} answered but is no longer loaded: ask again",
+                details={"version": version},
+            )
+        out.append((model, rows))
+    return out
+
+
+def attach(
+    predictions: Sequence[PredictionRow], rows: list[int], explained: Sequence[Explanation]
+) -> None:
+    """Each explanation's spans on its prediction, as the answer's plain dicts."""
+    for i, explanation in zip(rows, explained, strict=True):
+        predictions[i]["spans"] = [
+            SpanRow(begin=s.begin, end=s.end, text=s.text, score=s.score) for s in explanation.spans
+        ]
