@@ -16,8 +16,10 @@ from mlcycle.contracts.rollouts import RoutingState, RoutingTable
 from mlcycle.contracts.serving import write_routing_table
 from mlcycle.featurization.attribution import attribute_to_words
 from mlcycle.inference.explain import Explainer, Explanation, explain_key, explain_predictions
-from mlcycle.inference.explain_async import ExplainBatcher
+from mlcycle.inference.explain_async import ExplainBatcher, predict_and_explain
 from mlcycle.inference.routing import RoutingWatcher
+from mlcycle.inference.schemas import PredictionRow
+from mlcycle.inference.servable import ModelVersion
 from mlcycle.inference.tensors import padded_rows
 from mlcycle.inference.versions import VersionTracker
 from tests.fixtures.fake_explanations import fake_explained
@@ -113,9 +115,21 @@ def test_each_prediction_is_explained_by_the_version_that_scored_it(
     rig.tracker.refresh()
     rig.predictor.tracker = rig.tracker
     texts = [f"{TEXT} number {i}" for i in range(12)]
-    _, predictions = rig.predictor.predict(texts, ids=[f"c{i}" for i in range(12)])
+    ids = [f"c{i}" for i in range(12)]
+    _, predictions = rig.predictor.predict(texts, ids=ids)
     assert {p["model_version"] for p in predictions} == {1, 2}
     explain_predictions(explainer(rig), rig.tracker, texts, None, predictions)
+
+    async def alongside() -> list[PredictionRow]:
+        async def predicting() -> tuple[ModelVersion, list[PredictionRow]]:
+            return rig.predictor.predict(texts, ids=ids)
+
+        cache, client = rig.cache.aio(), rig.client.aio()
+        batcher = ExplainBatcher(explainer(rig), lambda: (cache, client))
+        _, rows = await predict_and_explain(batcher, rig.tracker, predicting(), texts, None)
+        return rows
+
+    assert asyncio.run(alongside()) == predictions  # the canary's rows by the canary
     for text, prediction in zip(texts, predictions, strict=True):
         version = prediction["model_version"]
         np.testing.assert_allclose(

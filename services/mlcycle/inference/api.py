@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -41,7 +42,11 @@ from mlcycle.inference.access import CallerGate, RateLimited, rate_limited_handl
 from mlcycle.inference.analyze import Analyzer
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.explain import Explainer
-from mlcycle.inference.explain_async import ExplainBatcher, RowExplainer, rows_explainer
+from mlcycle.inference.explain_async import (
+    ExplainBatcher,
+    ExplainedPredictions,
+    predict_and_explain,
+)
 from mlcycle.inference.feedback import ScoreRecorder as Recorder
 from mlcycle.inference.feedback_routes import add_feedback_routes
 from mlcycle.inference.lineage import Lineage, LineageReader
@@ -133,7 +138,7 @@ def _add_predict_routes(
     batcher: RequestBatcher,
     gate: CallerGate,
     scores: Recorder,
-    explain: RowExplainer,
+    explain: ExplainedPredictions,
 ) -> None:
     model_name = settings.trainer.model_name
     max_body, max_instances = settings.edge.max_body_bytes, settings.inference.predict_max_instances
@@ -174,10 +179,12 @@ def _add_predict_routes(
         metadata = [instance.metadata for instance in parsed.instances]
         ids = [instance.id for instance in parsed.instances]
         given = metadata if any(metadata) else None
-        model, predictions = await batcher.predict(texts, given, ids)
-        scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
+        predicting = batcher.predict(texts, given, ids)
         if parsed.explain:
-            await explain(texts, given, predictions)
+            model, predictions = await explain(predicting, texts, given)
+        else:
+            model, predictions = await predicting
+        scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         return OrjsonResponse({"predictions": predictions})
 
     @_post(
@@ -344,7 +351,7 @@ def create_app(
         batcher,
         gate,
         feedback.recorder,
-        rows_explainer(explain_batcher, runtime.tracker),
+        functools.partial(predict_and_explain, explain_batcher, runtime.tracker),
     )
     # Perspective's AnalyzeComment, over the same scoring and explain paths.
     analyze = Analyzer(batcher, explain_batcher, explainer, runtime.predictor)

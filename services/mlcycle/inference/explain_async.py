@@ -19,8 +19,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from mlcycle.common.errors import MlcycleError
 from mlcycle.featurization.inputs import Metadata
 from mlcycle.inference.cache import AsyncNoCache, AsyncScoreCache
 from mlcycle.inference.client import AsyncModelClient
@@ -47,8 +48,21 @@ INLINE_TEXTS = 4
 CONCURRENT_BATCHES = 2
 T = TypeVar("T")
 AsyncClients = Callable[[], tuple[AsyncScoreCache | AsyncNoCache, AsyncModelClient]]
-# Adds ``spans`` to a request's predictions in place: (texts, metadata, predictions).
-RowExplainer = Callable[[list[str], Metadata | None, list[PredictionRow]], Awaitable[None]]
+
+
+# A prediction in flight, its texts and metadata -> its answer with each prediction's spans.
+ExplainedPredictions = Callable[
+    [Awaitable[tuple[ModelVersion, list[PredictionRow]]], list[str], Metadata | None],
+    Awaitable[tuple[ModelVersion, list[PredictionRow]]],
+]
+
+
+class CurrentVersions(VersionSource, Protocol):
+    """The version tracker: the stable version now, and any version kept loaded."""
+
+    def current(self) -> ModelVersion:
+        """The stable (answering) version."""
+        ...
 
 
 @dataclass
@@ -171,12 +185,41 @@ async def explain_predictions_async(
         attach(predictions, rows, explained)
 
 
-def rows_explainer(batcher: ExplainBatcher, versions: VersionSource) -> RowExplainer:
-    """What ``POST /v1/predict`` calls for ``"explain": true``."""
+async def predict_and_explain(
+    batcher: ExplainBatcher,
+    versions: CurrentVersions,
+    predicting: Awaitable[tuple[ModelVersion, list[PredictionRow]]],
+    texts: Sequence[str],
+    metadata: Metadata | None,
+) -> tuple[ModelVersion, list[PredictionRow]]:
+    """``predicting``'s answer with ``spans`` on each prediction, the explanation computed
+    alongside the prediction rather than after it.
 
-    async def explain(
-        texts: list[str], metadata: Metadata | None, predictions: list[PredictionRow]
-    ) -> None:
-        await explain_predictions_async(batcher, versions, texts, metadata, predictions)
-
-    return explain
+    The stable version answers every prediction outside a rollout, so it explains them
+    all while they are scored; a prediction another version gave (a canary's) is
+    explained by that version once it is known.
+    """
+    try:
+        stable = versions.current()
+    except MlcycleError:
+        return await predicting  # nothing is served: the prediction says why
+    explaining = asyncio.ensure_future(batcher.explain(stable, texts, metadata))
+    try:
+        model, predictions = await predicting
+    except BaseException:
+        explaining.cancel()
+        await asyncio.gather(explaining, return_exceptions=True)
+        raise
+    explained = await explaining
+    mine = [i for i, p in enumerate(predictions) if p["model_version"] == stable.version]
+    attach(predictions, mine, [explained[i] for i in mine])
+    others = [i for i, p in enumerate(predictions) if p["model_version"] != stable.version]
+    if others:
+        await explain_predictions_async(
+            batcher,
+            versions,
+            [texts[i] for i in others],
+            None if metadata is None else [metadata[i] for i in others],
+            [predictions[i] for i in others],
+        )
+    return model, predictions
