@@ -17,11 +17,9 @@ from mlcycle.contracts.serving import write_routing_table
 from mlcycle.featurization.attribution import attribute_to_words
 from mlcycle.inference.explain import Explainer, Explanation, explain_key, explain_predictions
 from mlcycle.inference.explain_async import ExplainBatcher, predict_and_explain
-from mlcycle.inference.routing import RoutingWatcher
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.servable import ModelVersion
 from mlcycle.inference.tensors import padded_rows
-from mlcycle.inference.versions import VersionTracker
 from tests.fixtures.fake_explanations import fake_explained
 from tests.fixtures.inference import NAME, Rig, fake_probabilities, small_transform
 
@@ -105,15 +103,7 @@ def test_each_prediction_is_explained_by_the_version_that_scored_it(
     models = rig.settings.trainer.models_dir
     state = RoutingState(name=NAME, rollout="r-1", stable=1, canary=2, canary_share=0.5)
     write_routing_table(models, RoutingTable(models={NAME: state}))
-    rig.tracker = VersionTracker(
-        rig.model,
-        rig.settings.inference,
-        rig.client,
-        rig.shelf,
-        routing=RoutingWatcher(models, NAME, 1.0),
-    )
-    rig.tracker.refresh()
-    rig.predictor.tracker = rig.tracker
+    rig.follow_routing()
     texts = [f"{TEXT} number {i}" for i in range(12)]
     ids = [f"c{i}" for i in range(12)]
     _, predictions = rig.predictor.predict(texts, ids=ids)

@@ -26,7 +26,6 @@ from mlcycle.inference.evidence import EvidenceBook
 from mlcycle.inference.offpath import OffPathScorer, OffPathWork
 from mlcycle.inference.routed import RoutedRequest
 from mlcycle.inference.routing import RoutingWatcher
-from mlcycle.inference.versions import VersionTracker
 from mlcycle.rollouts.evidence import MemoryEvidenceStore
 from mlcycle.rollouts.routing import route, routing_key
 from mlcycle.rollouts.tally import EvidenceTally
@@ -49,16 +48,7 @@ def publish(rig: Rig, **state: object) -> RoutingState:
 def routed(rig: Rig, *, capacity: int = 10_000) -> tuple[EvidenceBook, OffPathScorer]:
     """Give the rig's predictor a routing-aware tracker, an evidence book and an off-path
     scorer (not started: :meth:`OffPathScorer.run_once` drains it)."""
-    models = rig.settings.trainer.models_dir
-    rig.tracker = VersionTracker(
-        rig.model,
-        rig.settings.inference,
-        rig.client,
-        rig.shelf,
-        routing=RoutingWatcher(models, NAME, 1.0),
-    )
-    rig.tracker.refresh()
-    rig.predictor.tracker = rig.tracker
+    rig.follow_routing()
     book = EvidenceBook(MemoryEvidenceStore(), 1.0)
     offpath = OffPathScorer(rig.predictor.offpath_scores, book, capacity=capacity, batch_rows=8)
     rig.predictor.evidence, rig.predictor.offpath = book, offpath

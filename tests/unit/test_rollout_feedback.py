@@ -24,8 +24,6 @@ from mlcycle.featurization.transform import Transform
 from mlcycle.inference.evidence import EvidenceBook
 from mlcycle.inference.feedback import ScoreRecorder
 from mlcycle.inference.offpath import OffPathScorer
-from mlcycle.inference.routing import RoutingWatcher
-from mlcycle.inference.versions import VersionTracker
 from mlcycle.monitoring.feedback_store import MemoryFeedbackStore
 from mlcycle.rollouts.compare import compare
 from mlcycle.rollouts.evidence import MemoryEvidenceStore, RolloutEvidence
@@ -49,15 +47,7 @@ class Served:
         self.state = RoutingState(name=NAME, rollout=ROLLOUT, **state)  # type: ignore[arg-type]
         models = rig.settings.trainer.models_dir
         write_routing_table(models, RoutingTable(models={NAME: self.state}))
-        rig.tracker = VersionTracker(
-            rig.model,
-            rig.settings.inference,
-            rig.client,
-            rig.shelf,
-            routing=RoutingWatcher(models, NAME, 1.0),
-        )
-        rig.tracker.refresh()
-        rig.predictor.tracker = rig.tracker
+        rig.follow_routing()
         self.book = EvidenceBook(MemoryEvidenceStore(), 1.0)
         self.offpath = OffPathScorer(
             rig.predictor.offpath_scores, self.book, capacity=10_000, batch_rows=8

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Depends, Request
 from fastapi.responses import Response
 
-from mlcycle.common.errors import TooManyRequests
+from mlcycle.common.errors import MlcycleError, TooManyRequests, Unauthenticated
 from mlcycle.common.http import RouteAccess, error_response
 from mlcycle.common.keys import Caller
 from mlcycle.common.settings import InferenceSettings
@@ -87,3 +87,15 @@ class CallerGate:
 
 def _address(request: Request) -> str:
     return request.client.host if request.client else "-"
+
+
+def error_headers(error: MlcycleError) -> dict[str, str]:
+    """The headers an error's status calls for, whatever shape its body takes: when to
+    retry (a rate limit's own wait, else a second) and how to authenticate."""
+    if isinstance(error, RateLimited):
+        return {"Retry-After": error.retry_after}
+    if error.http_status in (429, 503):
+        return {"Retry-After": "1"}
+    if isinstance(error, Unauthenticated):
+        return {"WWW-Authenticate": "Bearer"}
+    return {}

@@ -44,7 +44,7 @@ from typing import Protocol
 from fastapi import FastAPI, Request, Response
 from starlette.types import Scope
 
-from mlcycle.common.errors import MlcycleError, Unauthenticated
+from mlcycle.common.errors import MlcycleError
 from mlcycle.common.http import OrjsonResponse, read_body
 from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.perspective import (
@@ -58,7 +58,7 @@ from mlcycle.contracts.perspective import (
     Score,
     SpanScore,
 )
-from mlcycle.inference.access import CallerGate, RateLimited
+from mlcycle.inference.access import CallerGate, error_headers
 from mlcycle.inference.perspective_request import (
     SERVED_ATTRIBUTE,
     AnalysisPlan,
@@ -130,15 +130,8 @@ def error_body(error: MlcycleError) -> PerspectiveErrorBody:
 
 def error_response(error: MlcycleError) -> OrjsonResponse:
     """``error`` in Google's shape, with the headers its status calls for."""
-    headers: dict[str, str] = {}
-    if isinstance(error, RateLimited):
-        headers["Retry-After"] = error.retry_after
-    elif error.http_status in (429, 503):
-        headers["Retry-After"] = "1"
-    elif isinstance(error, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
     body = error_body(error).model_dump(mode="json", by_alias=True, exclude_none=True)
-    return OrjsonResponse(body, status_code=error.http_status, headers=headers)
+    return OrjsonResponse(body, status_code=error.http_status, headers=error_headers(error))
 
 
 def render(error: MlcycleError, scope: Scope) -> Response:

@@ -16,7 +16,7 @@ are read back with ``np.frombuffer`` when the server sends ``tensor_content``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from google.protobuf import wrappers_pb2
@@ -102,29 +102,32 @@ def predict_request(
     name: str, version: int, indices: np.ndarray, values: np.ndarray
 ) -> predict_pb2.PredictRequest:
     """TF Serving's ``PredictRequest`` pinned to ``version``, asking for the probabilities only."""
-    return predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(
-            name=name,
-            signature_name=SIGNATURE,
-            version=wrappers_pb2.Int64Value(value=version),
-        ),
-        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
-        output_filter=[OUTPUT],
-    )
+    return inputs_request(name, version, {"indices": indices, "values": values})
 
 
 def inputs_request(
     name: str, version: int, inputs: Mapping[str, np.ndarray]
 ) -> predict_pb2.PredictRequest:
     """:func:`predict_request` with any named inputs (int64, float32 or int32 arrays)."""
+    return signature_request(name, version, SIGNATURE, inputs, [OUTPUT])
+
+
+def signature_request(
+    name: str,
+    version: int,
+    signature: str,
+    inputs: Mapping[str, np.ndarray],
+    outputs: Sequence[str],
+) -> predict_pb2.PredictRequest:
+    """A ``PredictRequest`` of ``signature`` pinned to ``version``, asking for ``outputs``."""
     return predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(
             name=name,
-            signature_name=SIGNATURE,
+            signature_name=signature,
             version=wrappers_pb2.Int64Value(value=version),
         ),
         inputs={key: to_tensor_proto(array) for key, array in inputs.items()},
-        output_filter=[OUTPUT],
+        output_filter=list(outputs),
     )
 
 
@@ -150,15 +153,8 @@ def explain_request(
     name: str, version: int, indices: np.ndarray, values: np.ndarray
 ) -> predict_pb2.PredictRequest:
     """:func:`predict_request` for the ``explain`` signature, asking for its three outputs."""
-    return predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(
-            name=name,
-            signature_name=EXPLAIN_SIGNATURE,
-            version=wrappers_pb2.Int64Value(value=version),
-        ),
-        inputs={"indices": to_tensor_proto(indices), "values": to_tensor_proto(values)},
-        output_filter=list(EXPLAIN_OUTPUTS),
-    )
+    inputs = {"indices": indices, "values": values}
+    return signature_request(name, version, EXPLAIN_SIGNATURE, inputs, EXPLAIN_OUTPUTS)
 
 
 def read_explained(

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from mlcycle.common.errors import MlcycleError, Unauthenticated
+from mlcycle.common.errors import MlcycleError
 from mlcycle.common.http import OrjsonResponse
-from mlcycle.inference.access import RateLimited
+from mlcycle.inference.access import error_headers
 from mlcycle.inference.schemas import Prediction
 
 TF_DESCRIPTION = """\
@@ -58,14 +58,9 @@ class TfColumnarResponse(BaseModel):
 
 def tf_error(exc: MlcycleError) -> OrjsonResponse:
     """``exc`` as TF Serving answers an error: ``{"error": "<message>"}``."""
-    headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = exc.retry_after
-    elif exc.http_status in (429, 503):
-        headers["Retry-After"] = "1"
-    elif isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
-    return OrjsonResponse({"error": exc.message}, status_code=exc.http_status, headers=headers)
+    return OrjsonResponse(
+        {"error": exc.message}, status_code=exc.http_status, headers=error_headers(exc)
+    )
 
 
 def columns(predictions: Sequence[Mapping[str, object]]) -> dict[str, list[object]]:
