@@ -295,15 +295,12 @@ def test_the_predict_command(service: Service) -> None:
     table = run(*texts, "--url", service.url, "--api-key", KEY)
     assert table.returncode == 0, table.stderr
     assert texts[0].split()[-1] in table.stdout and "model version" in table.stdout
-    as_json = run(*texts, "--url", service.url, "--api-key", KEY, "--json")
+    as_json = run(*texts, "--url", service.url, "--api-key", KEY, "--json", "--explain")
     assert as_json.returncode == 0, as_json.stderr
     predictions = json.loads(as_json.stdout)["predictions"]
     assert [p["model_version"] for p in predictions] == [1, 1]
     assert f"{predictions[0]['score']:.4f}" in table.stdout
-    explained = run(texts[0], "--url", service.url, "--api-key", KEY, "--explain", "--json")
-    assert explained.returncode == 0, explained.stderr
-    (prediction,) = json.loads(explained.stdout)["predictions"]
-    assert [span["text"] for span in prediction["spans"]] == texts[0].split()
+    assert [span["text"] for span in predictions[0]["spans"]] == texts[0].split()
     refused = run("hello", "--url", service.url, "--api-key", "wrong")
     assert (
         refused.returncode == 2 and "401" in refused.stderr and "invalid API key" in refused.stderr
