@@ -28,6 +28,9 @@ RUN_ITEMS_KIND = "label-run-items"
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
+# Why an item is in the review queue: its label model is unsure of it; confident learning
+# suspects its label is wrong; or its label disagrees with a moderator's decision.
+ReviewReason = Literal["uncertain", "suspected_error", "disagrees_with_moderators"]
 UNFINISHED: tuple[RunStatus, ...] = ("queued", "running")
 
 
@@ -103,7 +106,7 @@ class RunStats(BaseModel):
 
 
 class ReviewItem(BaseModel):
-    """An item a reviewer's label would help most: uncertain, and with few votes."""
+    """An item a reviewer's label would help most, and why it is in the queue."""
 
     item_id: str
     priority: float = Field(description="(1 - max p) / (1 + n_votes)")
@@ -111,6 +114,9 @@ class ReviewItem(BaseModel):
     probability: float
     n_votes: int
     split: str
+    reasons: list[ReviewReason] = Field(
+        default_factory=lambda: ["uncertain"], description="why the item is in the queue"
+    )
 
 
 class LabelRun(StoredRecord):
