@@ -13,13 +13,18 @@ profile's size and a window of the live size are both drawn from the reference
 shares (the reference is itself a sample, so its own noise is part of what a
 no-drift window looks like), many times, and the statistic taken between them.
 Draws are seeded by the signal and the sizes, so every process computes the
-same threshold.
+same threshold; and, being a pure function of its arguments, a threshold computed
+once in a process is remembered (:data:`_REMEMBERED` of them): a version loaded
+again, or a second version with the same profile, does not repeat the bootstrap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import zlib
+from collections import OrderedDict
 from statistics import NormalDist
 
 import numpy as np
@@ -33,6 +38,11 @@ MIN_DRAWS = 4_000
 MAX_DRAWS = 100_000
 TAIL_DRAWS = 100
 _CHUNK = 20_000
+# Bootstrapped quantiles kept per process, least recently used out first: a version's
+# thresholds are a few dozen (signals x window sizes on the grid).
+_REMEMBERED = 512
+_quantiles: OrderedDict[tuple[object, ...], list[float]] = OrderedDict()
+_quantiles_lock = threading.Lock()
 
 
 def shares(counts: np.ndarray) -> np.ndarray:
@@ -85,6 +95,38 @@ def null_quantiles(
 ) -> list[float]:
     """Quantiles of statistic ``kind`` between a reference of ``reference_size`` and a window
     of ``window_size``, both drawn from ``reference``'s shares (no drift)."""
+    counts = np.ascontiguousarray(reference, dtype=np.float64)
+    key = (
+        kind,
+        hashlib.blake2b(counts.tobytes(), digest_size=16).digest(),
+        counts.shape,
+        reference_size,
+        window_size,
+        tuple(quantiles),
+        draws,
+        tuple(seed),
+    )
+    with _quantiles_lock:
+        if key in _quantiles:
+            _quantiles.move_to_end(key)
+            return list(_quantiles[key])
+    found = _bootstrap(kind, counts, reference_size, window_size, quantiles, draws, seed)
+    with _quantiles_lock:
+        _quantiles[key] = found
+        while len(_quantiles) > _REMEMBERED:
+            _quantiles.popitem(last=False)
+    return list(found)
+
+
+def _bootstrap(
+    kind: str,
+    reference: np.ndarray,
+    reference_size: int,
+    window_size: int,
+    quantiles: list[float],
+    draws: int,
+    seed: tuple[int, ...],
+) -> list[float]:
     statistic = STATISTICS[kind]
     p = shares(reference)
     rng = np.random.default_rng(list(seed))
