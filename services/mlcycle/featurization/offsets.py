@@ -287,6 +287,8 @@ def _nfkc_edits(text: str) -> list[Edit]:
     begins with a starter, and that does not compose with the run before it:
     nothing after such a character can reorder or compose across it.
     """
+    if unicodedata.is_normalized("NFKC", text):  # most text: nothing to do, found in C
+        return []
     normalize = unicodedata.normalize
     cuts = [0]
     start = 0
@@ -354,6 +356,17 @@ def _lower_edits(text: str) -> list[Edit]:
 def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
     """Step 9 (preprocess._filter): the ASCII table, the code-point kinds, the URL token."""
     table = ascii_table(config)
+    if text.isascii():  # most comments: one table lookup over the whole text
+        codes = np.frombuffer(text.encode("ascii"), np.uint8)
+        out = np.frombuffer(table, np.uint8)[codes]
+        marks = codes == ord(URL_MARK) if config.urls == "token" else np.zeros_like(codes, bool)
+        edited = np.flatnonzero((out != codes) | marks)
+        return [
+            (i, i + 1, URL_TOKEN if mark else chr(code))
+            for i, code, mark in zip(
+                edited.tolist(), out[edited].tolist(), marks[edited].tolist(), strict=True
+            )
+        ]
     kinds = None if text.isascii() else code_point_kinds()
     mark = ord(URL_MARK)
     edits = []
@@ -376,20 +389,16 @@ def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
     return edits
 
 
+_SPACES_RE = re.compile(" +")
+
+
 def _collapse_edits(text: str) -> list[Edit]:
     """Step 10 (preprocess._collapse_spaces): one space between words, none at either end."""
     edits = []
-    i = 0
-    while i < len(text):
-        if text[i] != " ":
-            i += 1
-            continue
-        j = i
-        while j < len(text) and text[j] == " ":
-            j += 1
+    for run in _SPACES_RE.finditer(text):
+        i, j = run.span()
         if i == 0 or j == len(text):
             edits.append((i, j, ""))
         elif j > i + 1:
             edits.append((i + 1, j, ""))
-        i = j
     return edits
