@@ -142,7 +142,7 @@ def infra_validate_inputs(
             return False, f"the model server could not serve the candidate: {exc.message}"
         finally:
             server.stop()
-    return _compare(answer, expected, loaded - started)
+    return compare_answers(answer, expected, loaded - started)
 
 
 def _wait_available(rest_url: str, name: str, version: int, deadline: float, *, key: str) -> str:
@@ -195,7 +195,8 @@ class _RpcFailed(MlcycleError):
     """The model server refused or failed the validation request."""
 
 
-def _compare(answer: np.ndarray, expected: np.ndarray, load_s: float) -> tuple[bool, str]:
+def compare_answers(answer: np.ndarray, expected: np.ndarray, load_s: float) -> tuple[bool, str]:
+    """(passed, why): the served ``answer`` against training's ``expected``, within TOLERANCE."""
     if answer.shape != expected.shape or not np.all(np.isfinite(answer)):
         return False, f"the model server answered shape {answer.shape}, expected {expected.shape}"
     worst = float(np.max(np.abs(answer - expected))) if answer.size else 0.0
