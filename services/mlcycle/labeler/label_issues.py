@@ -206,6 +206,8 @@ class RunIssues:
     summary: LabelIssuesSummary
     issues: list[LabelIssue]
     suspicion: np.ndarray  # float per corpus item: 1 - label quality when flagged, else 0
+    checked: np.ndarray | None = None  # corpus index of each item the finder saw
+    found: Suspects | None = None  # what it found, aligned with ``checked``
 
     @classmethod
     def none(cls, n_items: int, reason: str, checked: int = 0) -> RunIssues:
@@ -276,4 +278,4 @@ def find_in_run(
         skipped=found.skipped,
         seconds=found.seconds,
     )
-    return RunIssues(summary, issues, suspicion)
+    return RunIssues(summary, issues, suspicion, checked=checked, found=found)
