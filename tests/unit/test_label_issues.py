@@ -104,6 +104,11 @@ def test_no_classifier_no_suspects_and_the_reason(labels: list[int], needle: str
     assert found.ranked.size == 0
 
 
+def test_texts_without_a_feature_have_no_suspects_and_say_so() -> None:
+    found = find_suspects(sparse.csr_matrix((6, 3)), np.array([0, 0, 0, 1, 1, 1]), 2)
+    assert found.skipped == "no labeled item has a feature (empty texts?)"
+
+
 # -- in a label run ---------------------------------------------------------------------------
 
 

@@ -116,6 +116,8 @@ def out_of_sample_probs(
 
     The caller checks :func:`cannot_fit` first.
     """
+    # Imported here: scikit-learn takes seconds to import, which the labeler's API and CLI
+    # would pay at every start, run or no run.
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -173,6 +175,8 @@ def find_suspects(
     started = time.perf_counter()
     labels = np.asarray(labels, np.int64)
     reason = cannot_fit(labels)
+    if reason is None and x.nnz == 0:
+        reason = "no labeled item has a feature (empty texts?)"
     if reason is not None:
         return Suspects.none(len(labels), n_classes, reason)
     probs, fitted_on, folds = out_of_sample_probs(x, labels, n_classes, limits)
