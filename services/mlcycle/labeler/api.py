@@ -1,4 +1,4 @@
-"""The labeler's REST API: start label runs, read labels, review uncertain items.
+"""The labeler's REST API: start label runs, read labels and suspected label errors, review.
 
 ``POST /v1/label-runs`` answers 202 at once with the run id; the run executes
 on a worker thread, one at a time, and ``GET /v1/label-runs/{id}`` shows its
