@@ -18,7 +18,13 @@ from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
-from mlcycle.contracts.label_runs import LabelIssue, LabelIssuesSummary, LabelRun, RunParams
+from mlcycle.contracts.label_runs import (
+    LabelIssue,
+    LabelIssuesSummary,
+    LabelRun,
+    ReviewItem,
+    RunParams,
+)
 from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
@@ -517,6 +523,34 @@ def test_label_issues_are_paged_most_suspect_first(api: tuple[str, Store]) -> No
     # No finished run of a task yet: nothing to show, not an error (as the review queue).
     none = httpx.get(url, headers=AUTH, params={"task": "spam"}).json()
     assert none == {"run": None, "summary": None, "items": [], "next_cursor": None}
+
+
+def test_a_reviewed_item_leaves_the_queue_unless_its_label_overrode_the_review(
+    api: tuple[str, Store],
+) -> None:
+    base, store = api
+    run = LabelRun(
+        id="lr-20261124T000000-dddddd",
+        task="toxicity",
+        status="succeeded",
+        review_queue=[
+            ReviewItem(
+                item_id=item, priority=0.5, label=1, probability=0.9, n_votes=4, split="train",
+                reasons=reasons,
+            )
+            for item, reasons in [
+                ("overruled", ["disagrees_with_moderators"]),
+                ("suspect", ["suspected_error"]),
+                ("open", ["uncertain"]),
+            ]
+        ],
+    )  # fmt: skip
+    LabelRuns(store).mark_latest(LabelRuns(store).save(run))
+    reviews = [Vote(item_id=i, annotator_id="human:ann", label=0) for i in ("overruled", "suspect")]
+    store.upsert(VOTES, [vote.to_document() for vote in reviews])
+    store.refresh()
+    queue = httpx.get(f"{base}/v1/review-queue", headers=AUTH).json()
+    assert [item["item_id"] for item in queue["items"]] == ["overruled", "open"]
 
 
 @pytest.mark.parametrize(
