@@ -124,3 +124,11 @@ def _print_summary(run: LabelRun, console: Console) -> None:
     )
     for split, balance in stats.class_balance.items():
         console.print(f"  {split:<5} " + "  ".join(f"class {c}: {n:,}" for c, n in balance.items()))
+    issues = run.label_issues
+    if issues is not None:
+        found = (
+            f"none looked for: {issues.skipped}"
+            if issues.skipped
+            else f"{issues.suspects:,} of {issues.checked:,} labels ({issues.seconds} s)"
+        )
+        console.print(f"suspected label errors: {found}")
