@@ -18,8 +18,14 @@ from mlcycle.common.kafka.progress import CommittedOffsets
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
 from mlcycle.contracts.comments import Comment, Vote
-from mlcycle.contracts.label_runs import RunParams
-from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.label_runs import (
+    LabelIssue,
+    LabelIssuesSummary,
+    LabelRun,
+    ReviewItem,
+    RunParams,
+)
+from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.stream import LabelStream, live_run, stream_topics
@@ -472,6 +478,99 @@ def test_rest_run_labels_review_queue_and_human_labels(
     store.upsert(VOTES, [orjson.loads(record.value) | {"id": f"toxicity:{first}:human:ann"}])
     after = httpx.get(f"{base}/v1/review-queue", headers=AUTH, params={"limit": 5}).json()
     assert first not in [item["item_id"] for item in after["items"]]
+
+    # The run looked for suspected label errors on its texts and says how.
+    issues = httpx.get(f"{base}/v1/label-issues", headers=AUTH).json()
+    assert issues["run"] == run_id
+    assert issues["summary"]["checked"] == N_ITEMS and issues["summary"]["folds"] == 5
+    assert issues["summary"]["stored"] == len(issues["items"]) or issues["next_cursor"]
+
+
+def seed_issues(store: Store, run_id: str, n: int, status: str = "succeeded") -> None:
+    run = LabelRun(id=run_id, task="toxicity", status=status, label_issues=LabelIssuesSummary())
+    LabelRuns(store).save(run)
+    LabelIssues(store).save_all(
+        LabelIssue(
+            id=LabelIssue.id_of(run_id, rank),
+            run=run_id,
+            rank=rank,
+            item_id=f"c{rank:03d}",
+            given_label=1,
+            suggested_label=0,
+            quality=0.01 * rank,
+            probability=0.01 * rank,
+            probabilities=[1 - 0.01 * rank, 0.01 * rank],
+        )
+        for rank in range(n)
+    )
+    store.refresh()
+
+
+def test_label_issues_are_paged_most_suspect_first(api: tuple[str, Store]) -> None:
+    base, store = api
+    seed_issues(store, "lr-20261124T000000-aaaaaa", 5)
+    url, run = f"{base}/v1/label-issues", "lr-20261124T000000-aaaaaa"
+    first = httpx.get(url, headers=AUTH, params={"run": run, "limit": 3}).json()
+    assert [item["item_id"] for item in first["items"]] == ["c000", "c001", "c002"]
+    assert set(first["items"][0]) == {
+        "rank", "item_id", "given_label", "suggested_label", "quality", "probability",
+        "probabilities",
+    }  # fmt: skip
+    rest = httpx.get(
+        url, headers=AUTH, params={"run": run, "limit": 3, "cursor": first["next_cursor"]}
+    ).json()
+    assert [item["item_id"] for item in rest["items"]] == ["c003", "c004"]
+    # No finished run of a task yet: nothing to show, not an error (as the review queue).
+    none = httpx.get(url, headers=AUTH, params={"task": "spam"}).json()
+    assert none == {"run": None, "summary": None, "items": [], "next_cursor": None}
+
+
+def test_a_reviewed_item_leaves_the_queue_unless_its_label_overrode_the_review(
+    api: tuple[str, Store],
+) -> None:
+    base, store = api
+    run = LabelRun(
+        id="lr-20261124T000000-dddddd",
+        task="toxicity",
+        status="succeeded",
+        review_queue=[
+            ReviewItem(
+                item_id=item, priority=0.5, label=1, probability=0.9, n_votes=4, split="train",
+                reasons=reasons,
+            )
+            for item, reasons in [
+                ("overruled", ["disagrees_with_moderators"]),
+                ("suspect", ["suspected_error"]),
+                ("open", ["uncertain"]),
+            ]
+        ],
+    )  # fmt: skip
+    LabelRuns(store).mark_latest(LabelRuns(store).save(run))
+    reviews = [Vote(item_id=i, annotator_id="human:ann", label=0) for i in ("overruled", "suspect")]
+    store.upsert(VOTES, [vote.to_document() for vote in reviews])
+    store.refresh()
+    queue = httpx.get(f"{base}/v1/review-queue", headers=AUTH).json()
+    assert [item["item_id"] for item in queue["items"]] == ["overruled", "open"]
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "needle"),
+    [
+        ({"run": "lr-nope"}, 404, "lr-nope"),
+        ({"run": "lr-20261124T000000-bbbbbb"}, 400, "has not finished"),
+        ({"limit": 0}, 422, "limit"),
+        ({"run": "lr-20261124T000000-cccccc", "cursor": "not-a-cursor"}, 400, "cursor"),
+    ],
+)
+def test_label_issue_requests_that_cannot_be_answered_are_4xx_naming_why(
+    api: tuple[str, Store], params: dict[str, object], status: int, needle: str
+) -> None:
+    base, store = api
+    seed_issues(store, "lr-20261124T000000-bbbbbb", 1, status="running")
+    seed_issues(store, "lr-20261124T000000-cccccc", 1)
+    response = httpx.get(f"{base}/v1/label-issues", headers=AUTH, params=params)
+    assert response.status_code == status, response.text
+    assert needle in response.text
 
 
 def test_label_runs_are_listed_newest_first_by_the_store(api: tuple[str, Store]) -> None:

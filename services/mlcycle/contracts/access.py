@@ -49,6 +49,7 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
             ("GET", "/v1/labels"): Scope.READ,
             ("GET", "/v1/labels/{item_id}"): Scope.READ,
             ("GET", "/v1/review-queue"): Scope.READ,
+            ("GET", "/v1/label-issues"): Scope.READ,
             ("POST", "/v1/labels"): Scope.LABEL,
         },
         "featurizer": {

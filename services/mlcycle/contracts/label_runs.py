@@ -5,6 +5,8 @@ collection under kind ``label``. Its id sorts by creation time
 (``lr-20261124T181500-1a2b3c``); its labels are ``<run id>:<item id>`` in the
 ``labels`` collection. The task's latest succeeded run is named by a small
 pointer record (kind ``label-pointer``), so readers never scan run history.
+Its suspected label errors (confident learning) are records of kind
+``label-issue`` in the same collection, ``<run id>:issue:<rank>``, most suspect first.
 
 Fields a run has not reached yet (``started_at``, ``stats``, ``error``...) are
 absent from its stored form, not null: a record reads as far as its run got.
@@ -25,6 +27,7 @@ from mlcycle.contracts.timestamps import Timestamp
 LABEL_RUN_KIND = "label"
 LATEST_RUN_KIND = "label-pointer"
 RUN_ITEMS_KIND = "label-run-items"
+LABEL_ISSUE_KIND = "label-issue"
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -109,7 +112,10 @@ class ReviewItem(BaseModel):
     """An item a reviewer's label would help most, and why it is in the queue."""
 
     item_id: str
-    priority: float = Field(description="(1 - max p) / (1 + n_votes)")
+    priority: float = Field(
+        description="the queue's order (labeler.labeling.review_queue): 1 + p for a label that "
+        "overrides a moderator, else max((1 - max p) / (1 + n_votes), 1 - label quality)"
+    )
     label: int
     probability: float
     n_votes: int
@@ -117,6 +123,46 @@ class ReviewItem(BaseModel):
     reasons: list[ReviewReason] = Field(
         default_factory=lambda: ["uncertain"], description="why the item is in the queue"
     )
+
+
+class LabelIssuesSummary(BaseModel):
+    """What the search for suspected label errors (confident learning) did on a run.
+
+    ``skipped`` says why a run has no suspects when the classifier could not be fit
+    (one class only, too few items of a class); the run itself succeeds regardless.
+    """
+
+    checked: int = Field(default=0, description="labeled items given out-of-sample probabilities")
+    fitted_on: int = Field(
+        default=0, description="items the cross-validated fits saw (a seeded sample beyond a cap)"
+    )
+    folds: int = 0
+    transform: str | None = Field(
+        default=None, description="the featurization: the current transform's version, or 'fit'"
+    )
+    suspects: int = Field(default=0, description="items flagged as suspected label errors")
+    stored: int = Field(default=0, description="suspects stored (the most suspect, up to a cap)")
+    skipped: str | None = Field(default=None, description="why no suspects were looked for")
+    seconds: float | None = None
+
+
+class LabelIssue(StoredRecord):
+    """One suspected label error of a run (id ``<run>:issue:<rank>``, most suspect first)."""
+
+    kind: Literal["label-issue"] = LABEL_ISSUE_KIND
+    run: str
+    rank: int
+    item_id: str
+    given_label: int = Field(description="the run's label")
+    suggested_label: int = Field(description="the class the out-of-sample classifier prefers")
+    quality: float = Field(description="label quality score in [0, 1]: low means likely wrong")
+    probability: float = Field(description="the out-of-sample probability of the given label")
+    probabilities: list[float] = Field(description="out-of-sample probability of each class")
+
+    @staticmethod
+    def id_of(run_id: str, rank: int) -> str:
+        """The record id of run ``run_id``'s suspect at ``rank`` (0 = most suspect)."""
+        return f"{run_id}:issue:{rank:07d}"
 
 
 class LabelRun(StoredRecord):
@@ -146,6 +192,7 @@ class LabelRun(StoredRecord):
     stats: RunStats | None = None
     report: DiagnosticsReport | None = None
     review_queue: list[ReviewItem] | None = None
+    label_issues: LabelIssuesSummary | None = None
     error: str | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""The labeler's REST API: start label runs, read labels, review uncertain items.
+"""The labeler's REST API: start label runs, read labels and suspected label errors, review.
 
 ``POST /v1/label-runs`` answers 202 at once with the run id; the run executes
 on a worker thread, one at a time, and ``GET /v1/label-runs/{id}`` shows its
@@ -31,14 +31,16 @@ from mlcycle.common.keys import Caller, KeyRing
 from mlcycle.common.keys import reviewer_of as reviewer_named
 from mlcycle.common.settings import EdgeSettings, LabelerSettings, Settings
 from mlcycle.common.store import Store, open_store
+from mlcycle.common.store.base import Document
 from mlcycle.common.worker import JobWorker
 from mlcycle.contracts.access import route_scopes
 from mlcycle.contracts.comments import HumanLabel
-from mlcycle.contracts.label_runs import ReviewItem, RunParams
+from mlcycle.contracts.label_runs import LabelIssue, ReviewItem, RunParams
 from mlcycle.contracts.labels import live_run
-from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
+from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.votes import class_of
@@ -67,6 +69,11 @@ class HumanLabelsAccepted(BaseModel):
 def run_worker(runner: LabelRunner, max_queued: int | None = None) -> JobWorker:
     """The thread that executes queued label runs one at a time (at most ``max_queued`` wait)."""
     return JobWorker(runner, name="label-runs", max_queued=max_queued)
+
+
+def _issue_view(issue: LabelIssue) -> Document:
+    """A suspect as the API shows it: the record less its storage fields."""
+    return issue.model_dump(mode="json", exclude={"id", "kind", "run"})
 
 
 def _check_params(params: RunParams) -> None:
@@ -139,6 +146,7 @@ def _labels_router(
     """Labels, the review queue, and human labels sent to ``votes_topic`` as trusted votes."""
     router = APIRouter(prefix="/v1", tags=["labels"], dependencies=access.dependencies())
     runs, labels, votes = LabelRuns(store), Labels(store), Votes(store)
+    issues = LabelIssues(store)
 
     def default_run(task: str) -> str:
         """The task's latest finished run, else its live labels."""
@@ -190,9 +198,38 @@ def _labels_router(
         for entry in latest.review_queue or []:
             if len(items) == limit:
                 break
-            if not votes.reviewed(entry.item_id):
+            # A reviewed item leaves the queue at once; one whose label overrode a human's
+            # stays until the next run (it was in because of its human votes).
+            if "disagrees_with_moderators" in entry.reasons or not votes.reviewed(entry.item_id):
                 items.append(entry)
         body = {"run": latest.id, "items": [item.model_dump(mode="json") for item in items]}
+        return OrjsonResponse(body)
+
+    @router.get(
+        "/label-issues",
+        responses=error_responses(400, 401, 403, 404, 422),
+        summary="A run's suspected label errors (confident learning), most suspect first",
+        description="Each: item id, given label, suggested label, label-quality score (low: "
+        "likely wrong) and the out-of-sample probability of the given label. `summary` says "
+        "how they were found, or why a run has none.",
+    )
+    def list_label_issues(
+        run: str | None = Query(None, max_length=128, description="default: the latest run"),
+        task: str = Query(settings.task, max_length=128),
+        limit: int = Query(edge.default_page_size, ge=1, le=edge.max_page_size),
+        cursor: str | None = Query(None, max_length=4096),
+    ) -> OrjsonResponse:
+        found = runs.require_succeeded(run) if run is not None else runs.latest(task)
+        if found is None:
+            return OrjsonResponse({"run": None, "summary": None, "items": [], "next_cursor": None})
+        page = issues.page_of_run(found.id, limit=limit, cursor=cursor or None)
+        summary = found.label_issues.model_dump(mode="json") if found.label_issues else None
+        body = {
+            "run": found.id,
+            "summary": summary,
+            "items": [_issue_view(issue) for issue in page.items],
+            "next_cursor": page.next_cursor,
+        }
         return OrjsonResponse(body)
 
     @router.post(
@@ -283,7 +320,13 @@ def serve(settings: Settings) -> None:
     ensure_topics(settings.kafka)
     store = open_store(settings.store)
     producer = RecordProducer(settings.kafka, client_id=SERVICE)
-    runner = LabelRunner(settings.labeler, store, producer, topic=settings.kafka.topics.labels)
+    runner = LabelRunner(
+        settings.labeler,
+        store,
+        producer,
+        topic=settings.kafka.topics.labels,
+        transforms=TransformStore(settings.featurizer.artifacts_dir),
+    )
     worker = run_worker(runner, settings.edge.max_queued_jobs).start()
     try:
         resume_unfinished(store, worker)

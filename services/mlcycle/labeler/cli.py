@@ -15,6 +15,7 @@ from mlcycle.common.store import open_store
 from mlcycle.contracts.label_diagnostics import DiagnosticsReport
 from mlcycle.contracts.label_runs import LabelRun, RunParams, RunStats
 from mlcycle.contracts.messages import flat_errors
+from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.report import render_table, write_html
 from mlcycle.labeler.runs import LabelRunner
 
@@ -85,6 +86,7 @@ def run_label_command(
                     producer,
                     topic=settings.kafka.topics.labels,
                     on_progress=show,
+                    transforms=TransformStore(settings.featurizer.artifacts_dir),
                 )
                 if resume is None:
                     params = parse_params(
@@ -122,3 +124,11 @@ def _print_summary(run: LabelRun, console: Console) -> None:
     )
     for split, balance in stats.class_balance.items():
         console.print(f"  {split:<5} " + "  ".join(f"class {c}: {n:,}" for c, n in balance.items()))
+    issues = run.label_issues
+    if issues is not None:
+        found = (
+            f"none looked for: {issues.skipped}"
+            if issues.skipped
+            else f"{issues.suspects:,} of {issues.checked:,} labels ({issues.seconds} s)"
+        )
+        console.print(f"suspected label errors: {found}")

@@ -22,6 +22,7 @@ from mlcycle.contracts.comments import HUMAN_PREFIX, StoredComment, voter_kind
 from mlcycle.contracts.label_runs import (
     BaselineStats,
     ReviewItem,
+    ReviewReason,
     RunParams,
     RunStats,
     VoteCounts,
@@ -286,19 +287,40 @@ def _accuracy(labels: np.ndarray, gold: np.ndarray) -> float | None:
     return float(np.mean(labels[on_gold] == gold[on_gold])) if on_gold.any() else None
 
 
-def review_queue(labeling: Labeling, corpus: Corpus, size: int) -> list[ReviewItem]:
-    """The items a reviewer's label would help most, most useful first.
+def review_queue(
+    labeling: Labeling, corpus: Corpus, size: int, suspicion: np.ndarray | None = None
+) -> list[ReviewItem]:
+    """The items a reviewer's look would help most, most useful first, each with its reasons.
 
-    Priority = (1 - max p), the chance the current hard label is wrong, times
-    1 / (1 + n_votes), the share of the item's evidence one more trusted vote
-    would be: an uncertain item with two votes moves far more than an
-    uncertain item with fifty. Items a human already labeled are left out.
+    Three kinds of item, one ranking (docs/decisions/0019):
+
+    - ``disagrees_with_moderators``: a human (a reviewer, or a moderator's decision sent on
+      as a trusted vote) voted against the label the run gave: the crowd outweighed them.
+      These come first (priority 1 + p of the run's label, so the most confident overrides
+      lead): either the human erred or the label model does.
+    - ``uncertain``: the label model is unsure. Its score is (1 - max p), the chance the
+      current hard label is wrong, times 1 / (1 + n_votes), the share of the item's evidence
+      one more trusted vote would be: an uncertain item with two votes moves far more than
+      an uncertain item with fifty.
+    - ``suspected_error``: confident learning flagged the label (``suspicion`` per item:
+      1 - its label-quality score for a flagged item, 0 otherwise; see
+      :mod:`mlcycle.labeler.label_issues`). Its score is that suspicion: the chance, by a
+      classifier of the texts that never saw the item, that its label is wrong.
+
+    Every other item ranks by the larger of its two scores; its reasons name the scores
+    that placed it (both when an item is flagged and its uncertainty is the larger).
+    Items a human already labeled are left out unless they disagree with that label.
     """
     result = labeling.result
-    uncertainty = 1.0 - result.probs.max(axis=1)
-    n_votes = labeling.crowd_votes + labeling.human_votes
-    priority = uncertainty / (1.0 + n_votes)
-    eligible = (result.labels >= 0) & (labeling.human_votes == 0)
+    labeled = result.labels >= 0
+    uncertainty = (1.0 - result.probs.max(axis=1)) / (
+        1.0 + labeling.crowd_votes + labeling.human_votes
+    )
+    suspected = np.zeros(len(corpus)) if suspicion is None else np.asarray(suspicion, float)
+    disagrees = labeled & _overrides_humans(labeling)
+    run_label_p = result.probs[np.arange(len(corpus)), np.maximum(result.labels, 0)]
+    priority = np.where(disagrees, 1.0 + run_label_p, np.maximum(uncertainty, suspected))
+    eligible = labeled & ((labeling.human_votes == 0) | disagrees)
     candidates = np.flatnonzero(eligible)
     top = candidates[np.argsort(-priority[candidates], kind="stable")[:size]]
     return [
@@ -306,9 +328,29 @@ def review_queue(labeling: Labeling, corpus: Corpus, size: int) -> list[ReviewIt
             item_id=corpus.item_ids[i],
             priority=round(float(priority[i]), 6),
             label=int(result.labels[i]),
-            probability=round(float(result.probs[i, result.labels[i]]), 6),
-            n_votes=int(n_votes[i]),
+            probability=round(float(run_label_p[i]), 6),
+            n_votes=int(labeling.crowd_votes[i] + labeling.human_votes[i]),
             split=labeling.splits[i],
+            reasons=_reasons(bool(disagrees[i]), float(uncertainty[i]), float(suspected[i])),
         )
         for i in top
     ]
+
+
+def _overrides_humans(labeling: Labeling) -> np.ndarray:
+    """Per item: whether the run's label differs from what its human voters chose."""
+    humans = labeling.votes.select(labeling.votes.voter_mask("human"))
+    if humans.n_votes == 0:
+        return np.zeros(labeling.votes.n_items, bool)
+    counts = humans.counts()
+    return (counts.sum(axis=1) > 0) & (counts.argmax(axis=1) != labeling.result.labels)
+
+
+def _reasons(disagrees: bool, uncertainty: float, suspicion: float) -> list[ReviewReason]:
+    if disagrees:
+        return ["disagrees_with_moderators"]
+    if suspicion <= 0.0:
+        return ["uncertain"]
+    if uncertainty >= suspicion:
+        return ["uncertain", "suspected_error"]
+    return ["suspected_error"]

@@ -35,11 +35,13 @@ from mlcycle.contracts.label_runs import (
 )
 from mlcycle.contracts.labels import Label, label_id
 from mlcycle.contracts.repositories.comments import Comments
-from mlcycle.contracts.repositories.label_runs import LabelRuns, RunSnapshots
+from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns, RunSnapshots
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.contracts.timestamps import utc_now
+from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.diagnostics import run_diagnostics
+from mlcycle.labeler.label_issues import FinderLimits, RunIssues, find_in_run
 from mlcycle.labeler.labeling import (
     Corpus,
     Labeling,
@@ -65,7 +67,9 @@ def new_run_id(now: datetime | None = None) -> str:
 class LabelRunner:
     """Creates and executes label runs against one store and one producer.
 
-    Label events go to ``topic`` (the ``labels`` topic).
+    Label events go to ``topic`` (the ``labels`` topic). Suspected label errors are
+    looked for with the current transform of ``transforms`` (the featurizer's store), or,
+    with none, the default transform fitted on the run's texts.
     """
 
     def __init__(
@@ -77,11 +81,14 @@ class LabelRunner:
         topic: str,
         chunk_items: int | None = None,
         on_progress: ProgressHook | None = None,
+        transforms: TransformStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.runs = LabelRuns(store)
         self.snapshots = RunSnapshots(store)
+        self.issues = LabelIssues(store)
+        self.transforms = transforms
         self.labels = Labels(store)
         self.comments = Comments(store)
         self.votes = Votes(store)
@@ -153,7 +160,10 @@ class LabelRunner:
             stats = summary(labeling).model_copy(
                 update={"events": run.progress.events, "seconds": seconds}
             )
-            queue = review_queue(labeling, corpus, self.settings.review_queue_size)
+            self._phase(run, "finding label issues")
+            found = self._label_issues(run.id, labeling, corpus)
+            self.issues.save_all(found.issues)
+            queue = review_queue(labeling, corpus, self.settings.review_queue_size, found.suspicion)
         except Exception as exc:
             log.exception("label run failed", extra={"run": run_id})
             self._save(run, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -164,11 +174,35 @@ class LabelRunner:
             stats=stats,
             report=report,
             review_queue=queue,
+            label_issues=found.summary,
             progress=run.progress.model_copy(update={"phase": "done"}),
             finished_at=utc_now(),
         )
         self.runs.mark_latest(finished)
         return finished
+
+    def _label_issues(self, run_id: str, labeling: Labeling, corpus: Corpus) -> RunIssues:
+        """The run's suspected label errors; an unexpected failure leaves none, and says so.
+
+        Suspects are advice to reviewers: a finder that fails (a transform file that
+        cannot be read, say) must not fail the labels the run computed.
+        """
+        settings = self.settings
+        limits = FinderLimits(settings.issue_folds, settings.issue_seed, settings.issue_fit_items)
+        try:
+            current = self.transforms.current_version() if self.transforms else None
+            transform = self.transforms.transform(current) if self.transforms and current else None
+            return find_in_run(
+                run_id,
+                labeling,
+                corpus,
+                transform,
+                limits=limits,
+                max_stored=settings.issue_stored_items,
+            )
+        except Exception as exc:
+            log.exception("looking for label issues failed", extra={"run": run_id})
+            return RunIssues.none(len(corpus), f"the search failed: {type(exc).__name__}: {exc}")
 
     def _write_labels(
         self, run: LabelRun, params: RunParams, corpus: Corpus, labeling: Labeling

@@ -238,6 +238,14 @@ class LabelerSettings(Section):
     # The original talk's 80/10/10, for items whose source has no split of its own.
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     review_queue_size: int = Field(500, ge=1)
+    # Suspected label errors (labeler.label_issues): stratified, seeded folds of the
+    # out-of-sample fits; at most `issue_fit_items` items fitted on (a seeded sample beyond,
+    # which bounds a run's fits however large the corpus), the rest scored by the folds'
+    # models; at most `issue_stored_items` suspects stored per run, the most suspect.
+    issue_folds: int = Field(5, ge=2)
+    issue_seed: int = 0
+    issue_fit_items: int = Field(20_000, ge=10)
+    issue_stored_items: int = Field(10_000, ge=0)
     # Items per write of a label run: its labels, their events, then its progress mark.
     chunk_items: int = Field(2000, ge=1, validation_alias="label_chunk_items")
 

@@ -8,15 +8,17 @@ from mlcycle.common.errors import InvalidInput, NotFound
 from mlcycle.common.store import RUNS, Store
 from mlcycle.common.store.base import SortBy
 from mlcycle.contracts.label_runs import (
+    LABEL_ISSUE_KIND,
     LABEL_RUN_KIND,
     LATEST_RUN_KIND,
     RUN_ITEMS_KIND,
     UNFINISHED,
+    LabelIssue,
     LabelRun,
     LatestLabelRun,
     RunItems,
 )
-from mlcycle.contracts.repository import Repository
+from mlcycle.contracts.repository import RecordPage, Repository
 
 
 class _LatestPointers(Repository[LatestLabelRun]):
@@ -100,3 +102,22 @@ class RunSnapshots(Repository[RunItems]):
     def chunk(self, run_id: str, chunk: int) -> list[str]:
         """The item ids of chunk ``chunk`` of run ``run_id`` (NotFound when not stored)."""
         return self.require(RunItems.id_of(run_id, chunk)).item_ids
+
+
+class LabelIssues(Repository[LabelIssue]):
+    """Each label run's suspected label errors, most suspect first (see :class:`LabelIssue`)."""
+
+    collection = RUNS
+    record_type = LabelIssue
+    kind = LABEL_ISSUE_KIND
+    noun = "label issue"
+
+    def page_of_run(
+        self, run: str, *, limit: int = 50, cursor: str | None = None
+    ) -> RecordPage[LabelIssue]:
+        """One page of ``run``'s suspects in rank order (ids sort by rank)."""
+        return self.page(filters={"run": run}, limit=limit, cursor=cursor)
+
+    def item_ids(self, run: str) -> set[str]:
+        """The items ``run`` suspects (every stored one)."""
+        return {issue.item_id for issue in self.scan({"run": run})}
