@@ -40,10 +40,9 @@ the ``2`` of a removed ``#1``), or when lower case made a capital sigma final
 from beyond the word (``A\u200bΣ``, without transliteration); its span still
 covers all of its source. :attr:`WordSpan.exact` says which.
 
-Why a separate path: the batched clean-up works on whole batches as one array
-and forgets where characters came from, which is what makes it fast. This
-one walks a single text in Python, several times slower, and runs only when
-an explanation is asked for. Tests hold the two to the same output.
+Why a separate path: the batched clean-up forgets where characters came from, which
+makes it fast; this one walks one text, slower, only when an explanation is asked for.
+Tests hold the two to the same output.
 """
 
 from __future__ import annotations
@@ -83,6 +82,7 @@ from mlcycle.featurization.preprocess import (
 # html.unescape's own expression (CPython's html._charref, copied rather than read from a
 # private name): a "&" and what may follow it. Tests hold the edits to html.unescape.
 _CHARREF_RE = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
+_SPACES_RE = re.compile(" +")
 
 
 @dataclass(frozen=True)
@@ -361,12 +361,8 @@ def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
         out = np.frombuffer(table, np.uint8)[codes]
         marks = codes == ord(URL_MARK) if config.urls == "token" else np.zeros_like(codes, bool)
         edited = np.flatnonzero((out != codes) | marks)
-        return [
-            (i, i + 1, URL_TOKEN if mark else chr(code))
-            for i, code, mark in zip(
-                edited.tolist(), out[edited].tolist(), marks[edited].tolist(), strict=True
-            )
-        ]
+        found = zip(edited.tolist(), out[edited].tolist(), marks[edited].tolist(), strict=True)
+        return [(i, i + 1, URL_TOKEN if mark else chr(code)) for i, code, mark in found]
     kinds = None if text.isascii() else code_point_kinds()
     mark = ord(URL_MARK)
     edits = []
@@ -387,9 +383,6 @@ def _filter_edits(text: str, config: PreprocessConfig) -> list[Edit]:
         if out != ord(char):
             edits.append((i, i + 1, chr(out)))
     return edits
-
-
-_SPACES_RE = re.compile(" +")
 
 
 def _collapse_edits(text: str) -> list[Edit]:
