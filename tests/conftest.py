@@ -14,6 +14,8 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.broker",
+    "tests.fixtures.browser",
+    "tests.fixtures.console",
     "tests.fixtures.embeddings",
     "tests.fixtures.encoder",
     "tests.fixtures.registry",

@@ -97,6 +97,19 @@ def test_empty_upsert_writes_nothing(store: Store) -> None:
     assert store.count(COMMENTS) == 0
 
 
+def test_delete_removes_from_lookups_counts_and_search_and_is_idempotent(store: Store) -> None:
+    write(store, COMMENTS, [comment(f"c{i}", f"word{i} shared") for i in range(3)])
+    assert store.delete(COMMENTS, ["c1", "c1", "missing"]) == 1
+    store.refresh()
+    assert store.get(COMMENTS, "c1") is None
+    assert store.count(COMMENTS) == 2
+    assert sorted(ids(store, query="shared")) == ["c0", "c2"]
+    assert store.delete(COMMENTS, ["c1"]) == 0  # a redelivered retraction changes nothing
+    assert store.delete(COMMENTS, []) == 0
+    write(store, COMMENTS, [comment("c1", "back again")])
+    assert ids(store, query="back") == ["c1"]
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"text": "no id"}, {"id": 7, "text": "numeric id"}, {"id": "", "text": "empty id"}],

@@ -4,21 +4,26 @@ Every record is decoded and validated again here, whoever produced it (the
 REST API, an importer, or kcat straight into the topic): ``votes.raw`` is an
 ingestion edge like ``POST /v1/votes``, so a vote there that claims a
 reviewer (``human:``) or a labeling function (``lf:``) is refused; reviewers'
-votes arrive on ``votes.reviewed``, which only the labeler writes.
+votes arrive on ``votes.reviewed``, which only the labeler writes, and so do
+their retractions (a reviewer's undo): a retraction deletes the vote it names.
 
 Valid records are upserted by id in one bulk write per collection, so a
-redelivered batch never creates duplicates. Records that fail validation, and
-records the store refuses (a mapping conflict, an id it cannot hold), are
-handed back to the consumer loop, which sends them to the topic's dead-letter
-twin with the reason; the rest of the batch is stored, so one record can never
-stall its partition. A failure of the store itself (unreachable) raises: the
-loop retries the batch and commits nothing meanwhile.
+redelivered batch never creates duplicates; within a batch the last record
+for a vote id decides whether it is written or deleted, so a vote and its
+retraction in one batch leave no vote, and deleting a missing vote is a no-op.
+Records that fail validation, and records the store refuses (a mapping
+conflict, an id it cannot hold), are handed back to the consumer loop, which
+sends them to the topic's dead-letter twin with the reason; the rest of the
+batch is stored, so one record can never stall its partition. A failure of
+the store itself (unreachable) raises: the loop retries the batch and commits
+nothing meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from mlcycle.collector.metrics import DOCUMENTS_INDEXED, RECORDS_INVALID
 from mlcycle.common.kafka.consumer import ConsumedRecord, Failure
@@ -27,13 +32,15 @@ from mlcycle.common.settings import Settings, TopicNames
 from mlcycle.common.store import COMMENTS, VOTES, Store
 from mlcycle.contracts.comments import Comment, CrowdVote, Vote
 from mlcycle.contracts.messages import InvalidRecord, decode_record
+from mlcycle.contracts.retractions import VoteRetraction, decode_reviewed
 
 log = logging.getLogger(__name__)
 
 SERVICE = "collector-indexer"
 
 
-RawRecord = Comment | Vote
+RawRecord = Comment | Vote | VoteRetraction
+Decoder = Callable[[bytes | None], RawRecord]
 # The records of one batch bound for one collection, each beside the message it came in.
 Decoded = list[tuple[ConsumedRecord, RawRecord]]
 
@@ -48,10 +55,10 @@ class Indexer:
 
     def __init__(self, topics: TopicNames, store: Store) -> None:
         self.store = store
-        self._routes: dict[str, tuple[str, type[RawRecord]]] = {
-            topics.comments_raw: (COMMENTS, Comment),
-            topics.votes_raw: (VOTES, CrowdVote),
-            topics.votes_reviewed: (VOTES, Vote),
+        self._routes: dict[str, tuple[str, Decoder]] = {
+            topics.comments_raw: (COMMENTS, lambda value: decode_record(value, Comment)),
+            topics.votes_raw: (VOTES, lambda value: decode_record(value, CrowdVote)),
+            topics.votes_reviewed: (VOTES, decode_reviewed),
         }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
@@ -72,8 +79,14 @@ class Indexer:
 
     def _store(self, collection: str, decoded: Decoded) -> list[Failure]:
         """Upsert one collection's records; the ones the store refused, as failures."""
+        # Each id's last record decides: kept in order, a later vote revives a retracted one.
+        last = {value.id: value for _, value in decoded}
+        retracted = [doc_id for doc_id, value in last.items() if isinstance(value, VoteRetraction)]
+        if retracted:
+            self.store.delete(collection, retracted)
+        written = [v.to_document() for v in last.values() if not isinstance(v, VoteRetraction)]
         # A failure of the store itself propagates: the loop must not commit what was not written.
-        refused = self.store.upsert_each(collection, [r.to_document() for _, r in decoded])
+        refused = self.store.upsert_each(collection, written)
         failures = [
             Failure(record, f"the store refused it: {refused[value.id]}")
             for record, value in decoded
@@ -89,8 +102,8 @@ class Indexer:
         route = self._routes.get(record.topic)
         if route is None:
             raise InvalidRecord(f"no indexer for topic {record.topic!r}", reason="topic")
-        collection, model = route
-        return collection, decode_record(record.value, model)
+        collection, decode = route
+        return collection, decode(record.value)
 
 
 def run_indexer(settings: Settings) -> None:

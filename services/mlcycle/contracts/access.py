@@ -109,6 +109,33 @@ ROUTE_SCOPES: Mapping[str, Mapping[Route, Scope]] = MappingProxyType(
 )
 
 
+# The labeler's console (/console): HTML pages and the two POSTs its script sends. The
+# console checks these itself, with the key its login page keeps in a cookie (the labeler's
+# API table above does not list them; its OpenAPI document does not show them).
+CONSOLE_SCOPES: Mapping[Route, Scope] = MappingProxyType(
+    {
+        ("GET", "/console/queue"): Scope.READ,
+        ("GET", "/console/queue/card"): Scope.READ,
+        ("POST", "/console/labels"): Scope.LABEL,
+        ("POST", "/console/retractions"): Scope.LABEL,
+        ("GET", "/console/runs"): Scope.READ,
+        ("GET", "/console/runs/{run_id}/report"): Scope.READ,
+        ("GET", "/console/models"): Scope.READ,
+        ("GET", "/console/monitoring"): Scope.READ,
+    }
+)
+# Open: the way in, the way out, and the console's own CSS and script.
+CONSOLE_OPEN_ROUTES: frozenset[Route] = frozenset(
+    {
+        ("GET", "/console"),
+        ("GET", "/console/login"),
+        ("POST", "/console/login"),
+        ("POST", "/console/logout"),
+        ("GET", "/console/static/{name}"),
+    }
+)
+
+
 def route_scopes(service: str) -> Mapping[Route, Scope]:
     """The route → scope table of ``service`` (KeyError names an unknown service)."""
     return ROUTE_SCOPES[service]

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query
 from pydantic import BaseModel, Field
 
 from mlcycle import __version__
-from mlcycle.common.errors import InvalidInput, NotFound
+from mlcycle.common.errors import NotFound
 from mlcycle.common.http import (
     OrjsonResponse,
     RouteAccess,
@@ -28,12 +28,11 @@ from mlcycle.common.http import (
 from mlcycle.common.kafka.admin import ensure_topics
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.keys import Caller, KeyRing
-from mlcycle.common.keys import reviewer_of as reviewer_named
 from mlcycle.common.settings import EdgeSettings, LabelerSettings, Settings
 from mlcycle.common.store import Store, open_store
 from mlcycle.common.store.base import Document
 from mlcycle.common.worker import JobWorker
-from mlcycle.contracts.access import route_scopes
+from mlcycle.contracts.access import CONSOLE_OPEN_ROUTES, CONSOLE_SCOPES, route_scopes
 from mlcycle.contracts.comments import HumanLabel
 from mlcycle.contracts.label_runs import LabelIssue, ReviewItem, RunParams
 from mlcycle.contracts.labels import live_run
@@ -41,9 +40,11 @@ from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.featurization.store import TransformStore
+from mlcycle.labeler.console import console_router
+from mlcycle.labeler.console.explain import Explainer, inference_url
+from mlcycle.labeler.human_labels import HumanLabels, HumanLabelsAccepted
 from mlcycle.labeler.lfs import registered
 from mlcycle.labeler.runs import LabelRunner
-from mlcycle.labeler.votes import class_of
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,6 @@ class RunStarted(BaseModel):
     id: str
     status: str
     previous_run: str | None = Field(description="the run whose labels changes are counted from")
-
-
-class HumanLabelsAccepted(BaseModel):
-    """The labels are in Kafka as trusted votes (``human:<reviewer>``)."""
-
-    accepted: int
-    votes: list[str]
-    reviewers: list[str] = Field(description="who each label is recorded as, in order")
 
 
 def run_worker(runner: LabelRunner, max_queued: int | None = None) -> JobWorker:
@@ -79,11 +72,6 @@ def _issue_view(issue: LabelIssue) -> Document:
 def _check_params(params: RunParams) -> None:
     if params.labeling_functions:
         registered(params.task, params.labeling_functions)  # InvalidInput names unknown ones
-
-
-def reviewer_of(label: HumanLabel, caller: Caller, keys_required: bool) -> str:
-    """Who a human label is recorded as (see :func:`mlcycle.common.keys.reviewer_of`)."""
-    return reviewer_named(label.reviewer, caller, keys_required)
 
 
 def _runs_router(store: Store, worker: JobWorker, access: RouteAccess) -> APIRouter:
@@ -138,10 +126,8 @@ def _labels_router(
     settings: LabelerSettings,
     edge: EdgeSettings,
     store: Store,
-    producer: RecordProducer,
+    human_labels: HumanLabels,
     access: RouteAccess,
-    *,
-    votes_topic: str,
 ) -> APIRouter:
     """Labels, the review queue, and human labels sent to ``votes_topic`` as trusted votes."""
     router = APIRouter(prefix="/v1", tags=["labels"], dependencies=access.dependencies())
@@ -246,21 +232,8 @@ def _labels_router(
         caller: Caller = Depends(access.caller),
     ) -> OrjsonResponse:
         batch = labels if isinstance(labels, list) else [labels]
-        if not batch:
-            raise InvalidInput("the batch is empty: send at least one label")
-        for index, label in enumerate(batch):
-            n_classes = settings.classes_of(label.task)
-            if class_of(label.label, n_classes) is None:
-                raise InvalidInput(
-                    f"label {label.label} is not a class of task {label.task!r} "
-                    f"(0 to {n_classes - 1})",
-                    details={"index": index},
-                )
-        reviewers = [reviewer_of(label, caller, access.keys_required) for label in batch]
-        votes = [label.to_vote(who) for label, who in zip(batch, reviewers, strict=True)]
-        producer.send_batch(votes_topic, (v.to_message() for v in votes))
-        body = {"accepted": len(votes), "votes": [v.id for v in votes], "reviewers": reviewers}
-        return OrjsonResponse(body, status_code=202)
+        accepted = human_labels.submit(batch, caller)
+        return OrjsonResponse(accepted.model_dump(mode="json"), status_code=202)
 
     return router
 
@@ -272,14 +245,25 @@ def create_app(
     producer: RecordProducer,
     worker: JobWorker,
     keys: KeyRing | None = None,
+    explainer: Explainer | None = None,
 ) -> FastAPI:
     """The labeler's ASGI app (the caller owns the store, producer and worker).
 
-    ``keys`` defaults to the ones the settings configure.
+    ``keys`` defaults to the ones the settings configure; ``explainer`` (how the console
+    reaches the inference service) to the one the settings describe.
     """
-    access = RouteAccess(
-        keys if keys is not None else key_ring(settings.edge), route_scopes(SERVICE)
+    ring = keys if keys is not None else key_ring(settings.edge)
+    # The console checks its own routes, with the key its login page keeps in a cookie.
+    console_routes = CONSOLE_OPEN_ROUTES | frozenset(CONSOLE_SCOPES)
+    access = RouteAccess(ring, route_scopes(SERVICE), open_routes=console_routes)
+    human_labels = HumanLabels(
+        settings.labeler,
+        producer,
+        topic=settings.kafka.topics.votes_reviewed,
+        keys_required=access.keys_required,
     )
+    if explainer is None:
+        explainer = Explainer(inference_url(settings), settings.edge.service_key)
     app = FastAPI(
         title="mlcycle labeler",
         version=__version__,
@@ -292,16 +276,8 @@ def create_app(
     install_edge(app, service=SERVICE, max_body_bytes=settings.edge.max_body_bytes)
     add_health_routes(app, lambda: {"store": store.ping()})
     app.include_router(_runs_router(store, worker, access))
-    app.include_router(
-        _labels_router(
-            settings.labeler,
-            settings.edge,
-            store,
-            producer,
-            access,
-            votes_topic=settings.kafka.topics.votes_reviewed,
-        )
-    )
+    app.include_router(_labels_router(settings.labeler, settings.edge, store, human_labels, access))
+    app.include_router(console_router(settings, store, human_labels, ring, explainer))
     return access.verify(app)
 
 

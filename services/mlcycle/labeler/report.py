@@ -124,6 +124,14 @@ def _voter_cells(voter: VoterStats) -> list[str]:
 
 def write_html(report: DiagnosticsReport | Mapping[str, Any], path: Path, *, title: str) -> Path:
     """Write the report as one self-contained HTML page at ``path`` and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(report, title=title), encoding="utf-8")
+    return path
+
+
+def render_html(report: DiagnosticsReport | Mapping[str, Any], *, title: str) -> str:
+    """The report as one self-contained HTML page (the console serves it as it is)."""
     report = as_report(report)
     lfs = report.labeling_functions
     workers = report.workers
@@ -156,10 +164,7 @@ def write_html(report: DiagnosticsReport | Mapping[str, Any], path: Path, *, tit
         _html_voters(workers.top, empty="No crowd worker voted."),
         "</body></html>",
     ]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return "\n".join(parts)
 
 
 _CSS = """

@@ -1,7 +1,7 @@
 """Streaming labels: an item's label is updated as its votes arrive.
 
-The stream consumes ``votes.raw``, ``votes.reviewed`` (reviewers' votes,
-which only the labeler writes) and ``comments.raw`` in its own consumer
+The stream consumes ``votes.raw``, ``votes.reviewed`` (reviewers' votes and their
+retractions, which only the labeler writes) and ``comments.raw`` in its own consumer
 group. For every item touched by a batch that is a known comment, it takes
 the item's votes (those already stored plus those in the batch), aggregates
 them by majority with human labels deciding, and writes the result as the
@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from kafka import TopicPartition
@@ -63,6 +63,7 @@ from mlcycle.contracts.messages import InvalidRecord, decode_record
 from mlcycle.contracts.repositories.comments import Comments
 from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
+from mlcycle.contracts.retractions import VoteRetraction, decode_reviewed
 from mlcycle.contracts.splits import split_of
 from mlcycle.contracts.timestamps import utc_now
 from mlcycle.labeler.aggregate import aggregate
@@ -74,8 +75,9 @@ SERVICE = "labeler-stream"
 # How long a batch waits for the indexer to store what the stream consumed before it is retried.
 INDEXER_WAIT_S = 10.0
 
-# The votes of one batch: item id -> vote id -> vote (a later vote replaces an earlier one).
-BatchVotes = dict[str, dict[str, StoredVote]]
+# The votes of one batch: item id -> vote id -> vote (a later vote replaces an earlier one),
+# or None when the batch's last word on that vote is its retraction (a reviewer's undo).
+BatchVotes = dict[str, dict[str, StoredVote | None]]
 
 
 class LabelStream:
@@ -107,9 +109,10 @@ class LabelStream:
         self.votes = Votes(store)
         self.labels = Labels(store)
         # A vote on votes.raw cannot claim a reserved voter kind: the indexer dead-letters those.
-        self._vote_models: dict[str, type[Vote]] = {
-            topics.votes_raw: CrowdVote,
-            topics.votes_reviewed: Vote,
+        # votes.reviewed also carries reviewers' retractions of their votes.
+        self._vote_decoders: dict[str, Callable[[bytes | None], Vote | VoteRetraction]] = {
+            topics.votes_raw: lambda value: decode_record(value, CrowdVote),
+            topics.votes_reviewed: decode_reviewed,
         }
 
     def __call__(self, records: list[ConsumedRecord]) -> list[Failure]:
@@ -117,7 +120,7 @@ class LabelStream:
         votes: BatchVotes = defaultdict(dict)
         comments: dict[str, StoredComment] = {}
         for record in records:
-            if record.topic in self._vote_models:
+            if record.topic in self._vote_decoders:
                 failure = self._take_vote(record, votes)
                 if failure is not None:
                     failures.append(failure)
@@ -147,10 +150,13 @@ class LabelStream:
 
     def _take_vote(self, record: ConsumedRecord, votes: BatchVotes) -> Failure | None:
         try:
-            model = self._vote_models[record.topic]
-            vote = StoredVote.model_validate(decode_record(record.value, model).to_document())
+            decoded = self._vote_decoders[record.topic](record.value)
         except InvalidRecord:
             return None  # the indexer dead-letters it
+        if isinstance(decoded, VoteRetraction):
+            votes[decoded.item_id][decoded.id] = None
+            return None
+        vote = StoredVote.model_validate(decoded.to_document())
         n_classes = self.settings.classes_of(vote.task)
         if class_of(vote.label, n_classes) is None:
             return Failure(
@@ -171,9 +177,12 @@ class LabelStream:
             comment = known.get(item_id)
             if comment is None:
                 continue  # labeled when its comment arrives
-            stored = {vote.id: vote for vote in self.votes.all_of_item(item_id)}
+            stored: dict[str, StoredVote | None] = {
+                vote.id: vote for vote in self.votes.all_of_item(item_id)
+            }
             all_votes = stored | batch_votes.get(item_id, {})
-            labels.extend(self._labels_of(item_id, comment, all_votes.values()))
+            standing = [vote for vote in all_votes.values() if vote is not None]
+            labels.extend(self._labels_of(item_id, comment, standing))
         if not labels:
             return
         previous = self.labels.decisions([label.id for label in labels])

@@ -270,6 +270,14 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Remove the documents with ``ids``; durable when this returns.
+
+        Ids that are not stored are skipped (deleting twice is deleting once), so a
+        redelivered retraction changes nothing. Returns how many documents were removed.
+        """
+
+    @abc.abstractmethod
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""
 

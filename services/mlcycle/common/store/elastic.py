@@ -66,7 +66,12 @@ from mlcycle.common.store.elastic_bulk import (
     refusals,
 )
 from mlcycle.common.store.elastic_connection import elastic_client
-from mlcycle.common.store.elastic_update import count_updated, partial_updates
+from mlcycle.common.store.elastic_update import (
+    count_deleted,
+    count_updated,
+    deletions,
+    partial_updates,
+)
 
 if TYPE_CHECKING:
     from mlcycle.common.settings import StoreSettings
@@ -150,6 +155,14 @@ class ElasticStore(Store):
         lines = partial_updates(check_field_changes(changes))
         return sum(
             count_updated(index, self._bulk(index, chunk)["items"]) for chunk in chunks(lines)
+        )
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Bulk ``delete`` actions; an id that is not stored counts for nothing."""
+        index = self._index(collection)
+        lines = deletions([doc_id for doc_id in dict.fromkeys(ids) if doc_id])
+        return sum(
+            count_deleted(index, self._bulk(index, chunk)["items"]) for chunk in chunks(lines)
         )
 
     def upsert_each(self, collection: str, docs: Sequence[Mapping[str, Any]]) -> Refusals:

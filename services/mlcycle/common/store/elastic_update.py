@@ -57,3 +57,26 @@ def count_updated(index: str, items: list[Document]) -> int:
             details={"failed": len(failed), "first": failed[:5]},
         )
     return updated
+
+
+def deletions(ids: list[str]) -> list[BulkLine]:
+    """One ``delete`` action per id, as NDJSON."""
+    return [(doc_id, orjson.dumps({"delete": {"_id": doc_id}}) + b"\n") for doc_id in ids]
+
+
+def count_deleted(index: str, items: list[Document]) -> int:
+    """How many deletes removed a document; a missing one is skipped, any error raises."""
+    deleted = 0
+    failed = []
+    for item in items:
+        for result in item.values():
+            if "error" in result:
+                failed.append({"status": result.get("status"), "error": result["error"]})
+            elif result.get("status") != MISSING:
+                deleted += 1
+    if failed:
+        raise StoreError(
+            f"{len(failed)} documents of {index} were not deleted",
+            details={"failed": len(failed), "first": failed[:5]},
+        )
+    return deleted

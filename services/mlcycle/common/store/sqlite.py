@@ -53,7 +53,7 @@ from mlcycle.common.store.base import (
     split_long_ids,
     unique_by_id,
 )
-from mlcycle.common.store.sqlite_batch import write_batch
+from mlcycle.common.store.sqlite_batch import delete_batch, write_batch
 from mlcycle.common.store.sqlite_queries import (
     after_params,
     after_sort_position,
@@ -209,6 +209,14 @@ class SqliteStore(Store):
         if encoded:
             with self._write() as conn:
                 write_batch(conn, table, encoded)
+
+    def delete(self, collection: str, ids: Sequence[str]) -> int:
+        """Remove the documents and their full-text entries in one write transaction."""
+        table = check_collection(collection)
+        if not ids:
+            return 0
+        with self._write() as conn:
+            return delete_batch(conn, table, list(dict.fromkeys(ids)))
 
     def get(self, collection: str, doc_id: str) -> Document | None:
         """The document with ``doc_id``, or None."""

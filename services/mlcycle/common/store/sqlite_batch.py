@@ -45,3 +45,17 @@ def write_batch(
     conn.executemany(f'UPDATE "{table}" SET doc = ? WHERE rowid = ?', updates)
     conn.executemany(f'INSERT INTO "{fts}"("{fts}", rowid, text) VALUES (?, ?, ?)', unindex)
     conn.executemany(f'INSERT INTO "{fts}"(rowid, text) VALUES (?, ?)', index)
+
+
+def delete_batch(conn: sqlite3.Connection, table: str, ids: list[str]) -> int:
+    """Remove the rows with ``ids`` and their FTS entries; returns how many were stored."""
+    fts = f"{table}_fts"
+    lookup = f'SELECT rowid, text FROM "{table}" WHERE id IN (SELECT value FROM json_each(?))'
+    found = conn.execute(lookup, (orjson.dumps(ids).decode(),)).fetchall()
+    # External-content FTS: removing a row needs the exact values it was indexed with.
+    conn.executemany(
+        f'INSERT INTO "{fts}"("{fts}", rowid, text) VALUES (?, ?, ?)',
+        [("delete", rowid, text) for rowid, text in found],
+    )
+    conn.executemany(f'DELETE FROM "{table}" WHERE rowid = ?', [(rowid,) for rowid, _ in found])
+    return len(found)
