@@ -15,9 +15,10 @@ from mlcycle.common.http import BackgroundServer
 from mlcycle.common.kafka.consumer import ConsumerLoop
 from mlcycle.common.kafka.producer import RecordProducer
 from mlcycle.common.kafka.progress import CommittedOffsets
+from mlcycle.common.keys import Caller, Scope
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import COMMENTS, LABELS, RUNS, VOTES, Store, open_store
-from mlcycle.contracts.comments import Comment, Vote
+from mlcycle.contracts.comments import Comment, HumanLabel, Vote
 from mlcycle.contracts.label_runs import (
     LabelIssue,
     LabelIssuesSummary,
@@ -27,6 +28,7 @@ from mlcycle.contracts.label_runs import (
 )
 from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app, resume_unfinished, run_worker
+from mlcycle.labeler.human_labels import HumanLabels
 from mlcycle.labeler.runs import LabelRunner
 from mlcycle.labeler.stream import LabelStream, live_run, stream_topics
 from tests.fixtures.broker import (
@@ -359,6 +361,36 @@ def test_a_forged_reviewer_on_votes_raw_never_decides_a_live_label(
     # The same vote from the labeler's own topic is a reviewer's, and decides.
     producer.send_batch(topics.votes_reviewed, [forged.to_message()])
     wait_for(lambda: store.get(LABELS, f"{live_run('toxicity')}:target")["label"] == 0)
+
+
+def test_an_undone_review_leaves_the_store_and_the_live_label_through_the_broker(
+    settings: Settings, producer: RecordProducer, stream: tuple[Store, ConsumerLoop]
+) -> None:
+    store, loop = stream
+    topics = settings.kafka.topics
+    store.upsert(COMMENTS, [Comment(id="undone", text="hello").to_document()])
+    crowd = [Vote(item_id="undone", annotator_id=f"w{k}", label=1) for k in range(2)]
+    producer.send_batch(topics.votes_raw, (v.to_message() for v in crowd))
+    reviews = HumanLabels(
+        settings.labeler, producer, topic=topics.votes_reviewed, keys_required=True
+    )
+    rita = Caller("rita", frozenset({Scope.LABEL}))
+    reviews.submit([HumanLabel(item_id="undone", label=0)], rita)
+    live = f"{live_run('toxicity')}:undone"
+    wait_for(lambda: (store.get(LABELS, live) or {}).get("label") == 0)
+    reviews.retract("undone", "toxicity", rita)
+    # Redelivered, and one that is malformed: applied once, the other dead-lettered.
+    reviews.retract("undone", "toxicity", rita)
+    bad = ("undone", orjson.dumps({"retracts": "toxicity:undone:w1", "item_id": "undone"}))
+    producer.send_batch(topics.votes_reviewed, [bad])
+    wait_for(lambda: store.get(LABELS, live)["label"] == 1)
+    assert store.get(LABELS, live)["provenance"]["humans"] == []
+    assert sorted(doc["annotator_id"] for doc in store.scan(VOTES, {"item_id": "undone"})) == [
+        "w0",
+        "w1",
+    ]
+    (letter,) = read_all(settings, topics.dlq(topics.votes_reviewed), 1)
+    assert "annotator_id" in str(orjson.loads(letter.value)["error"])  # what it lacks
 
 
 def test_a_vote_outside_the_task_classes_is_dead_lettered(
