@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlcycle.contracts.access import ROUTE_SCOPES
+from mlcycle.contracts.access import CONSOLE_SCOPES, ROUTE_SCOPES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 ROW = re.compile(r"^\| (\w+) `(GET|POST|PUT|PATCH|DELETE) ([^`]+)` \| `(\w+)`", re.MULTILINE)
+CONSOLE_ROW = re.compile(r"^\| `(GET|POST) (/console[^`]*)` \| `(\w+)`", re.MULTILINE)
 
 
 def test_the_documented_scopes_are_the_enforced_ones() -> None:
@@ -19,3 +20,8 @@ def test_the_documented_scopes_are_the_enforced_ones() -> None:
         for (method, path), scope in table.items()
     }
     assert documented == enforced
+
+
+def test_the_documented_console_scopes_are_the_enforced_ones() -> None:
+    documented = {(m[0], m[1]): m[2] for m in CONSOLE_ROW.findall(DOC.read_text(encoding="utf-8"))}
+    assert documented == {route: scope.value for route, scope in CONSOLE_SCOPES.items()}

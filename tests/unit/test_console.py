@@ -22,8 +22,8 @@ from mlcycle.labeler.api import create_app
 from mlcycle.labeler.console.explain import Explainer
 from mlcycle.labeler.console.session import CSRF_COOKIE, KEY_COOKIE
 from mlcycle.labeler.runs import LabelRunner
-from tests.fixtures.apps import NotingWorker, seed
-from tests.fixtures.console import LABEL_KEY, READ_KEY, WordExplainer
+from tests.fixtures.apps import NotingWorker
+from tests.fixtures.console import LABEL_KEY, READ_KEY, WordExplainer, seed_reviews
 
 CSRF = "test-csrf-token"
 
@@ -43,7 +43,7 @@ class Producer:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     store = SqliteStore(tmp_path / "store.sqlite")
-    seed(store, n_items=24)
+    seed_reviews(store, n_items=24)
     yield store
     store.close()
 

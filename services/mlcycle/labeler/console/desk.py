@@ -144,8 +144,6 @@ class ReviewDesk:
             else (prediction.model_version if prediction else None)
         )
         note = explanation.unavailable
-        if prediction is not None and not spans:
-            note = "the served model gave no words for this text"
         return ReviewCard(
             item=item,
             run_id=run.id,
