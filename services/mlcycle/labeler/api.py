@@ -304,11 +304,15 @@ def serve(settings: Settings) -> None:
         transforms=TransformStore(settings.featurizer.artifacts_dir),
     )
     worker = run_worker(runner, settings.edge.max_queued_jobs).start()
+    explainer = Explainer(inference_url(settings), settings.edge.service_key)
     try:
         resume_unfinished(store, worker)
-        app = create_app(settings, store=store, producer=producer, worker=worker, keys=keys)
+        app = create_app(
+            settings, store=store, producer=producer, worker=worker, keys=keys, explainer=explainer
+        )
         serve_app(app, settings.host, settings.labeler.port, service=SERVICE)
     finally:
+        explainer.close()
         worker.stop()
         producer.close()
         store.close()

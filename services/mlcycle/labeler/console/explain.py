@@ -2,9 +2,9 @@
 it, and the live monitor's state.
 
 The console asks ``POST /v1/predict`` with ``"explain": true`` (the labeler presents
-``MLCYCLE_SERVICE_KEY`` when keys are on). Any failure (inference not running, a timeout,
-an error answer) gives no explanation: the page shows the text plain and says so, never
-an error of its own.
+``MLCYCLE_SERVICE_KEY`` when keys are on: a ``predict`` key, ``read`` too for the monitor).
+Any failure (inference not running, a timeout, an error answer) gives no explanation: the
+page shows the text plain and says so, never an error of its own.
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ class Explainer:
         self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
 
     def explain(self, text: str, item_id: str) -> Explanation:
-        body = {"instances": [{"text": text, "id": item_id}], "explain": True}
+        # Without the item's id: a reviewer's look is not a served prediction a moderator's
+        # decision should be joined to.
+        body = {"instances": [{"text": text}], "explain": True}
         try:
             answer = self.client.post(PREDICT_PATH, json=body)
         except httpx.HTTPError as exc:
