@@ -9,7 +9,7 @@ from mlcycle.common.errors import Forbidden, ValidationFailed
 from mlcycle.common.keys import OPEN_CALLER, Caller, Scope
 from mlcycle.contracts.comments import HumanLabel
 from mlcycle.featurizer.api import FitRequest, makes_current
-from mlcycle.labeler.api import reviewer_of
+from mlcycle.labeler.human_labels import reviewer_of
 
 ANN = Caller("ann", frozenset({Scope.LABEL}))
 LEGACY = Caller("legacy-0123abcd", frozenset(Scope), legacy=True)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from mlcycle.common.errors import InvalidInput
 from mlcycle.common.kafka.producer import RecordProducer
-from mlcycle.common.keys import Caller, reviewer_of
+from mlcycle.common.keys import Caller
+from mlcycle.common.keys import reviewer_of as reviewer_named
 from mlcycle.common.settings import LabelerSettings
 from mlcycle.contracts.comments import HumanLabel
 from mlcycle.contracts.retractions import VoteRetraction
@@ -29,6 +30,11 @@ class HumanLabelsAccepted(BaseModel):
     accepted: int
     votes: list[str]
     reviewers: list[str] = Field(description="who each label is recorded as, in order")
+
+
+def reviewer_of(label: HumanLabel, caller: Caller, keys_required: bool) -> str:
+    """Who a human label is recorded as (see :func:`mlcycle.common.keys.reviewer_of`)."""
+    return reviewer_named(label.reviewer, caller, keys_required)
 
 
 class HumanLabels:
@@ -60,7 +66,7 @@ class HumanLabels:
                     f"(0 to {n_classes - 1})",
                     details={"index": index},
                 )
-        reviewers = [reviewer_of(label.reviewer, caller, self.keys_required) for label in batch]
+        reviewers = [reviewer_of(label, caller, self.keys_required) for label in batch]
         votes = [label.to_vote(who) for label, who in zip(batch, reviewers, strict=True)]
         self.producer.send_batch(self.topic, (vote.to_message() for vote in votes))
         return HumanLabelsAccepted(
@@ -71,7 +77,7 @@ class HumanLabels:
         self, item_id: str, task: str, caller: Caller, reviewer: str | None = None
     ) -> VoteRetraction:
         """Take back the caller's own label of ``item_id`` (a no-op downstream if none)."""
-        who = reviewer_of(reviewer, caller, self.keys_required)
+        who = reviewer_named(reviewer, caller, self.keys_required)
         # The vote the label was sent as: its id is all the retraction needs.
         vote = HumanLabel(item_id=item_id, label=0, task=task, reviewer=who).to_vote(who)
         retraction = VoteRetraction.of(vote, retracted_at=utc_now())
