@@ -184,9 +184,7 @@ def _labels_router(
         for entry in latest.review_queue or []:
             if len(items) == limit:
                 break
-            # A reviewed item leaves the queue at once; one whose label overrode a human's
-            # stays until the next run (it was in because of its human votes).
-            if "disagrees_with_moderators" in entry.reasons or not votes.reviewed(entry.item_id):
+            if votes.awaits_review(entry):
                 items.append(entry)
         body = {"run": latest.id, "items": [item.model_dump(mode="json") for item in items]}
         return OrjsonResponse(body)

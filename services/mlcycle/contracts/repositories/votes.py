@@ -8,6 +8,7 @@ from typing import NamedTuple
 from mlcycle.common.store import VOTES
 from mlcycle.common.store.base import Filters
 from mlcycle.contracts.comments import StoredVote
+from mlcycle.contracts.label_runs import ReviewItem
 from mlcycle.contracts.repository import Repository
 
 # One item's votes read at most (a crowd item has a handful; reviewers add one each).
@@ -46,6 +47,14 @@ class Votes(Repository[StoredVote]):
     def reviewed(self, item_id: str) -> bool:
         """Whether a human reviewer voted on ``item_id``."""
         return any(vote.voter_kind == "human" for vote in self.of_item(item_id))
+
+    def awaits_review(self, entry: ReviewItem) -> bool:
+        """Whether a review-queue entry still waits for a reviewer.
+
+        A reviewed item leaves the queue at once; one whose label overrode a human's stays
+        until the next run (it was in because of its human votes).
+        """
+        return "disagrees_with_moderators" in entry.reasons or not self.reviewed(entry.item_id)
 
     def cast(self, task: str, batch_size: int = 5000) -> Iterator[CastVote]:
         """Every vote of ``task`` as (item, annotator, label), streamed in id order."""

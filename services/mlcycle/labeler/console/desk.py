@@ -1,8 +1,8 @@
 """What the review page shows: the next item of the queue and everything known about it.
 
 The queue is the latest finished label run's (``LabelRun.review_queue``), in priority order,
-less the items a reviewer has labeled (a human vote is stored) and the ones this browser
-has labeled or skipped since (sent as ``skip``: their votes may still be on their way).
+as ``GET /v1/review-queue`` serves it (:meth:`Votes.awaits_review`), less the ones this
+browser has labeled or skipped since (sent as ``skip``: their votes may still be on their way).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ class ReviewDesk:
         for item, comment in candidates:
             if filters.source and comment.source != filters.source:
                 continue
-            if item_id is None and self.votes.reviewed(item.item_id):
+            if item_id is None and not self.votes.awaits_review(item):
                 continue
             view.card = self._card(run, item, comment, filters.task)
             break
