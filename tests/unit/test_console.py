@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from mlcycle.common.settings import load_settings
 from mlcycle.common.store import Store
 from mlcycle.common.store.sqlite import SqliteStore
-from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.label_runs import LabelIssue, RunParams
+from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app
 from mlcycle.labeler.console.explain import Explainer
 from mlcycle.labeler.console.session import CSRF_COOKIE, KEY_COOKIE
@@ -192,3 +193,31 @@ def test_the_read_only_pages_and_assets(store: Store, tmp_path: Path) -> None:
     assert client.get("/console/static/../api.py").status_code == 404
     assert client.get("/console/static/secrets.txt").status_code == 404
     assert "/console" not in str(client.get("/openapi.json").json()["paths"])
+
+
+def test_a_suspected_label_says_what_the_run_suspects(store: Store, tmp_path: Path) -> None:
+    client, _ = _client(store, tmp_path, keys=())
+    runs = LabelRuns(store)
+    run = runs.latest("toxicity")
+    assert run is not None and run.review_queue
+    entry = run.review_queue[0]
+    run.review_queue = [entry.model_copy(update={"reasons": ["suspected_error"]})]
+    runs.save(run)
+    suggested = 1 - entry.label
+    LabelIssues(store).save(
+        LabelIssue(
+            id=LabelIssue.id_of(run.id, 0),
+            run=run.id,
+            rank=0,
+            item_id=entry.item_id,
+            given_label=entry.label,
+            suggested_label=suggested,
+            quality=0.12,
+            probability=0.2,
+            probabilities=[0.2, 0.8] if suggested == 1 else [0.8, 0.2],
+        )
+    )
+    card = client.get("/console/queue/card", params={"reason": "suspected_error"}).text
+    assert _item(card) == entry.item_id
+    assert 'id="suspicion"' in card and "label quality 0.12" in card
+    assert "suspected error" in card

@@ -121,3 +121,8 @@ class LabelIssues(Repository[LabelIssue]):
     def item_ids(self, run: str) -> set[str]:
         """The items ``run`` suspects (every stored one)."""
         return {issue.item_id for issue in self.scan({"run": run})}
+
+    def of_item(self, run: str, item_id: str) -> LabelIssue | None:
+        """``run``'s suspicion about ``item_id``, if it has one."""
+        found = self.page(filters={"run": run, "item_id": item_id}, limit=1).items
+        return found[0] if found else None

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from mlcycle.common.settings import LabelerSettings
 from mlcycle.common.store import Store
 from mlcycle.contracts.comments import StoredComment
-from mlcycle.contracts.label_runs import LabelRun, ReviewItem
+from mlcycle.contracts.label_runs import LabelIssue, LabelRun, ReviewItem
 from mlcycle.contracts.repositories.comments import Comments
-from mlcycle.contracts.repositories.label_runs import LabelRuns
+from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.contracts.repositories.scores import CommentScores
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.labeler.console.explain import Explainer
@@ -65,6 +65,7 @@ class ReviewCard:
     model_version: int | None = None
     explanation_note: str | None = None
     has_spans: bool = False
+    suspicion: LabelIssue | None = None  # why the run suspects its label, when it does
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ReviewDesk:
     def __init__(self, settings: LabelerSettings, store: Store, explainer: Explainer) -> None:
         self.settings = settings
         self.runs = LabelRuns(store)
+        self.issues = LabelIssues(store)
         self.comments = Comments(store)
         self.votes = Votes(store)
         self.scores = CommentScores(store)
@@ -156,6 +158,11 @@ class ReviewDesk:
             model_version=version,
             explanation_note=(f"Explanations are unavailable: {note}." if note else None),
             has_spans=bool(spans),
+            suspicion=(
+                self.issues.of_item(run.id, item.item_id)
+                if "suspected_error" in item.reasons
+                else None
+            ),
         )
 
     def _vote_rows(self, run: LabelRun, item_id: str, task: str) -> list[VoteRow]:
