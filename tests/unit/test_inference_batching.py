@@ -282,3 +282,33 @@ def test_readiness_asks_the_channel_predictions_use(tmp_path: Path, transform: T
         return [before_any_call, up, down]
 
     assert asyncio.run(scenario()) == [True, True, False]
+
+
+class Observed:
+    """A monitor that only counts the texts it is shown."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def observe(self, model: Any, texts: list[str], *rest: Any) -> None:
+        self.texts.extend(texts)
+
+
+def test_a_look_that_is_not_live_traffic_is_scored_but_not_monitored(
+    tmp_path: Path, transform: Transform
+) -> None:
+    rig = Rig(tmp_path, transform)
+    monitor = Observed()
+    rig.predictor.monitor = monitor  # type: ignore[assignment]
+    batcher = batcher_of(rig)
+
+    async def scenario() -> tuple:
+        looked = await batcher.predict(["a reviewer's look"], None, live=False)
+        served = await batcher.predict(["a served comment"], None)
+        await batcher.close()
+        return looked, served
+
+    looked, served = asyncio.run(scenario())
+    assert looked[1][0]["score"] == rig.expected(["a reviewer's look"], 1)[0, 1]
+    assert served[1]
+    assert monitor.texts == ["a served comment"]

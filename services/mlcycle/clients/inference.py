@@ -67,19 +67,30 @@ class PredictBody(TypedDict):
 
     instances: list[dict[str, str]]
     explain: NotRequired[bool]
+    live: NotRequired[bool]
 
 
 def predict_body(
-    texts: Sequence[str], ids: Sequence[str] | None = None, *, explain: bool = False
+    texts: Sequence[str],
+    ids: Sequence[str] | None = None,
+    *,
+    explain: bool = False,
+    live: bool = True,
 ) -> PredictBody:
     """The body of ``POST /v1/predict`` for ``texts``, one instance each (with its ``id``
     when ``ids`` are given: the prediction is then joinable with moderators' decisions);
-    ``explain`` asks for each prediction's words (``spans``)."""
+    ``explain`` asks for each prediction's words (``spans``); not ``live``: a look at the
+    texts that the live monitor must not count as served traffic."""
     if ids is None:
         instances = [{"text": text} for text in texts]
     else:
         instances = [{"text": text, "id": id_} for text, id_ in zip(texts, ids, strict=True)]
-    return {"instances": instances, "explain": True} if explain else {"instances": instances}
+    body: PredictBody = {"instances": instances}
+    if explain:
+        body["explain"] = True
+    if not live:
+        body["live"] = False
+    return body
 
 
 class InferenceClient(ServiceClient):

@@ -179,12 +179,13 @@ def _add_predict_routes(
         metadata = [instance.metadata for instance in parsed.instances]
         ids = [instance.id for instance in parsed.instances]
         given = metadata if any(metadata) else None
-        predicting = batcher.predict(texts, given, ids)
+        predicting = batcher.predict(texts, given, ids, live=parsed.live)
         if parsed.explain:
             model, predictions = await explain(predicting, texts, given)
         else:
             model, predictions = await predicting
-        scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
+        if parsed.live:
+            scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         return OrjsonResponse({"predictions": predictions})
 
     @_post(

@@ -111,10 +111,16 @@ class RequestBatcher:
         self._closing = False
 
     async def predict(
-        self, texts: Sequence[str], metadata: Metadata | None, ids: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        ids: Sequence[str] | None = None,
+        *,
+        live: bool = True,
     ) -> Result:
         """The serving version and one prediction per text, cache first (``ids``: the
-        instances' own, for the monitor)."""
+        instances' own, for the monitor; not ``live``: a look that is not served traffic,
+        which the monitor and the shadow do not see)."""
         if self._closing:
             raise Unavailable("the inference service is shutting down")
         started = time.perf_counter()
@@ -123,7 +129,7 @@ class RequestBatcher:
         tracker = self.predictor.tracker
         serving = tracker.serving()
         if serving.routed:
-            return await self._predict_routed(serving, texts, metadata, ids, started)
+            return await self._predict_routed(serving, texts, metadata, ids, started, live)
         model = serving.stable
         attempts = self.predictor.config.predict_retries + 1
         for _ in range(attempts):
@@ -136,7 +142,7 @@ class RequestBatcher:
             raise version_churn(model, attempts)
         predictions = format_predictions(model, probabilities)
         observe_request(model, predictions, "api", time.perf_counter() - started)
-        if self.predictor.monitor is not None:
+        if live and self.predictor.monitor is not None:
             self.predictor.monitor.observe(model, texts, metadata, predictions, ids)
         return model, predictions
 
@@ -174,6 +180,7 @@ class RequestBatcher:
         metadata: Metadata | None,
         ids: Sequence[str] | None,
         started: float,
+        live: bool,
     ) -> Result:
         """:meth:`predict` during a rollout: each version's group scored at once, then
         the canary's failures by the stable version (see :mod:`mlcycle.inference.routed`)."""
@@ -195,8 +202,8 @@ class RequestBatcher:
             predictions = request.finish(
                 source="api",
                 seconds=time.perf_counter() - started,
-                monitor=predictor.monitor,
-                offpath=predictor.offpath,
+                monitor=predictor.monitor if live else None,
+                offpath=predictor.offpath if live else None,
             )
             return serving.stable, predictions
         raise version_churn(serving.stable, attempts)

@@ -56,6 +56,12 @@ class PredictRequest(BaseModel):
         description="also answer, per prediction, the words of the text that drove its score "
         "(`spans`), from the same model version (409 for a version that cannot explain)",
     )
+    live: StrictBool = Field(
+        default=True,
+        description="false for a look at a comment that is not served traffic (a reviewer's "
+        "console): the live monitor and the shadow do not count it, and its score is not "
+        "kept for moderators' decisions",
+    )
 
 
 class Prediction(BaseModel):

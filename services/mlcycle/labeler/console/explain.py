@@ -64,9 +64,9 @@ class Explainer:
         self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
 
     def explain(self, text: str, item_id: str) -> Explanation:
-        # Without the item's id: a reviewer's look is not a served prediction a moderator's
-        # decision should be joined to.
-        body = {"instances": [{"text": text}], "explain": True}
+        # Not live: a reviewer's look is not served traffic, for the live monitor to count
+        # or for a moderator's decision to be joined to.
+        body = {"instances": [{"text": text}], "explain": True, "live": False}
         try:
             answer = self.client.post(PREDICT_PATH, json=body)
         except httpx.HTTPError as exc:
