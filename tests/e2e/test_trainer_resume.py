@@ -1,4 +1,4 @@
-"""SIGKILL the trainer service mid-search; the restarted service resumes the study."""
+"""SIGTERM, then SIGKILL, the trainer service mid-search; each restart resumes the study."""
 
 from __future__ import annotations
 
@@ -58,70 +58,34 @@ def _wait(condition: Any, timeout_s: float, what: str, log: Path) -> Any:
         raise AssertionError(f"{exc.message}; log:\n{log.read_text()[-3000:]}") from None
 
 
-def test_a_killed_trainer_resumes_its_search(kafka_settings: Settings, tmp_path: Path) -> None:
-    settings = kafka_settings.replace(trainer_port=free_port())
+def _trials(settings: Settings, job_id: str) -> dict[int, dict[str, Any]]:
     store = open_store(settings.store)
-    seed(store, "k", n=1500)
-    label(settings, store)
-    store.close()
-    trainer = clients_for(settings).trainer
-    log = tmp_path / "trainer.log"
-
-    first = _start(settings, log)
     try:
-        _wait(lambda: trainer.ready(timeout_s=2), 60, "the trainer was not ready", log)
-        job_id = trainer.start_job({"trials": TRIALS, "search": SEARCH}).id
-        _wait(
-            lambda: (job := _job(trainer, job_id)) is not None and job.progress.trials_done >= 2,
-            180,
-            "two trials did not finish",
-            log,
-        )
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
+        return {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
     finally:
-        if first.poll() is None:
-            first.kill()
+        store.close()
 
+
+def _status(settings: Settings, job_id: str) -> dict[str, Any]:
     store = open_store(settings.store)
-    before = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
-    assert get_status(store, job_id) == "running" and len(before) >= 2
-    store.close()
-
-    second = _start(settings, log)
     try:
-        _wait(lambda: trainer.ready(timeout_s=2), 60, "the restarted trainer was not ready", log)
-        done = _wait(
-            lambda: (j := _job(trainer, job_id)) is not None and j.finished and j,
-            300,
-            "the resumed job did not finish",
-            log,
-        )
+        return dict(store.get(RUNS, job_id))
     finally:
-        trainer.close()
-        second.send_signal(signal.SIGTERM)
-        second.wait(30)
-    assert done.status == "succeeded", done.error
-    store = open_store(settings.store)
-    after = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
-    store.close()
-    counted = [t for t in after.values() if t.get("error") != "interrupted"]
-    assert len(counted) == TRIALS
-    # The trials finished before the kill were kept, not run again.
-    for number, trial in before.items():
-        assert after[number]["params"] == trial["params"]
-        assert after[number]["value"] == trial["value"]
-    assert done.result is not None and done.result.model is not None
-    assert done.result.model.state == "production"
+        store.close()
 
 
-def get_status(store: Any, job_id: str) -> str:
-    return str(store.get(RUNS, job_id)["status"])
+def _trials_done(trainer: TrainerClient, job_id: str, at_least: int) -> bool:
+    job = _job(trainer, job_id)
+    return job is not None and job.progress.trials_done >= at_least
 
 
-def test_sigterm_lets_the_running_trial_finish_then_the_restarted_trainer_resumes(
+def test_a_stopped_then_killed_trainer_resumes_its_search_each_time(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
+    """One search, stopped twice: SIGTERM lets the running trial finish and exits cleanly;
+    SIGKILL cuts one off. Each restart resumes the study: the trials finished before are
+    kept (same parameters, same value), none is lost or run twice, and the job ends with
+    its model in production. (One test, so the suite seeds, labels and searches once.)"""
     settings = kafka_settings.replace(trainer_port=free_port())
     store = open_store(settings.store)
     seed(store, "k", n=1500)
@@ -134,30 +98,40 @@ def test_sigterm_lets_the_running_trial_finish_then_the_restarted_trainer_resume
     try:
         _wait(lambda: trainer.ready(timeout_s=2), 60, "the trainer was not ready", log)
         job_id = trainer.start_job({"trials": TRIALS, "search": SEARCH}).id
-        _wait(
-            lambda: (job := _job(trainer, job_id)) is not None and job.progress.trials_done >= 1,
-            180,
-            "a trial did not finish",
-            log,
-        )
+        _wait(lambda: _trials_done(trainer, job_id, 1), 180, "a trial did not finish", log)
         first.send_signal(signal.SIGTERM)
         # It stops taking work at once and exits once the running trial reached its end.
         assert first.wait(120) == 0, log.read_text()[-3000:]
     finally:
         if first.poll() is None:
             first.kill()
-
-    store = open_store(settings.store)
-    job = store.get(RUNS, job_id)
-    before = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
-    store.close()
+    job = _status(settings, job_id)
+    stopped = _trials(settings, job_id)
     assert job["status"] == "interrupted", job
-    assert 1 <= len(before) < TRIALS
+    assert 1 <= len(stopped) < TRIALS
     # The trial that was running when the signal came was finished, not cut off.
-    assert all(t.get("error") != "interrupted" for t in before.values()), before
-    assert job["progress"]["trials_done"] == len(before)
+    assert all(t.get("error") != "interrupted" for t in stopped.values()), stopped
+    assert job["progress"]["trials_done"] == len(stopped)
 
     second = _start(settings, log)
+    try:
+        _wait(lambda: trainer.ready(timeout_s=2), 60, "the restarted trainer was not ready", log)
+        _wait(
+            lambda: _trials_done(trainer, job_id, len(stopped) + 1),
+            180,
+            "the resumed search finished no trial",
+            log,
+        )
+        second.send_signal(signal.SIGKILL)
+        second.wait(10)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    killed = _trials(settings, job_id)
+    assert _status(settings, job_id)["status"] == "running"
+    assert len(killed) > len(stopped)
+
+    third = _start(settings, log)
     try:
         _wait(lambda: trainer.ready(timeout_s=2), 60, "the restarted trainer was not ready", log)
         done = _wait(
@@ -168,13 +142,18 @@ def test_sigterm_lets_the_running_trial_finish_then_the_restarted_trainer_resume
         )
     finally:
         trainer.close()
-        second.send_signal(signal.SIGTERM)
-        second.wait(60)
+        third.send_signal(signal.SIGTERM)
+        third.wait(60)
     assert done.status == "succeeded", done.error
-    store = open_store(settings.store)
-    after = {t["number"]: t for t in store.scan(RUNS, filters={"kind": "trial", "job": job_id})}
-    store.close()
-    assert len(after) == TRIALS  # no trial was lost to the stop, none run twice
-    for number, trial in before.items():
-        assert after[number]["params"] == trial["params"]
-        assert after[number]["value"] == trial["value"]
+    after = _trials(settings, job_id)
+    counted = [t for t in after.values() if t.get("error") != "interrupted"]
+    assert len(counted) == TRIALS  # no trial lost to either stop, none run twice
+    # The trials finished before each stop were kept, not run again.
+    for before in (stopped, killed):
+        for number, trial in before.items():
+            if trial.get("error") == "interrupted":
+                continue
+            assert after[number]["params"] == trial["params"]
+            assert after[number]["value"] == trial["value"]
+    assert done.result is not None and done.result.model is not None
+    assert done.result.model.state == "production"
