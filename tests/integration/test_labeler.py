@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from mlcycle.clients.labeler import LabelerClient
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.http import BackgroundServer
 from mlcycle.common.kafka.consumer import ConsumerLoop
@@ -552,6 +553,10 @@ def test_label_issues_are_paged_most_suspect_first(api: tuple[str, Store]) -> No
         url, headers=AUTH, params={"run": run, "limit": 3, "cursor": first["next_cursor"]}
     ).json()
     assert [item["item_id"] for item in rest["items"]] == ["c003", "c004"]
+    with LabelerClient(base, api_key="k1") as client:  # the same pages through the client
+        page = client.label_issues(run=run, limit=3)
+        assert [item.item_id for item in page.items] == ["c000", "c001", "c002"]
+        assert page.next_cursor == first["next_cursor"] and page.summary is not None
     # No finished run of a task yet: nothing to show, not an error (as the review queue).
     none = httpx.get(url, headers=AUTH, params={"task": "spam"}).json()
     assert none == {"run": None, "summary": None, "items": [], "next_cursor": None}

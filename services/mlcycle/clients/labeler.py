@@ -9,11 +9,12 @@ from pydantic import BaseModel
 
 from mlcycle.clients.base import ServiceClient
 from mlcycle.contracts.comments import HumanLabel
-from mlcycle.contracts.label_runs import LabelRun, RunParams
+from mlcycle.contracts.label_runs import LabelIssuesSummary, LabelRun, RunParams
 from mlcycle.contracts.labels import Label
 
 RUNS_PATH = "/v1/label-runs"
 LABELS_PATH = "/v1/labels"
+LABEL_ISSUES_PATH = "/v1/label-issues"
 
 
 class RunStarted(BaseModel):
@@ -35,6 +36,29 @@ class LabelPage(BaseModel):
 
     run: str
     items: list[Label]
+    next_cursor: str | None = None
+
+
+class SuspectedLabel(BaseModel):
+    """One suspected label error: the run's label and what the out-of-sample classifier
+    prefers, with the label's quality (low: likely wrong)."""
+
+    rank: int
+    item_id: str
+    given_label: int
+    suggested_label: int
+    quality: float
+    probability: float
+    probabilities: list[float]
+
+
+class LabelIssuePage(BaseModel):
+    """One page of a run's suspected label errors, most suspect first; ``summary`` says how
+    they were found, or why the run has none (no run yet: ``run`` is None)."""
+
+    run: str | None
+    summary: LabelIssuesSummary | None = None
+    items: list[SuspectedLabel]
     next_cursor: str | None = None
 
 
@@ -98,6 +122,19 @@ class LabelerClient(ServiceClient):
             cursor = page.next_cursor
             if not cursor:
                 return
+
+    def label_issues(
+        self,
+        *,
+        run: str | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> LabelIssuePage:
+        """One page of a run's suspected label errors (the task's latest run without ``run``)."""
+        given = {"run": run, "task": task, "limit": limit, "cursor": cursor}
+        params = {k: v for k, v in given.items() if v is not None}
+        return self.call_record(LabelIssuePage, "GET", LABEL_ISSUES_PATH, params=params)
 
     def label(self, item_id: str, *, run: str | None = None) -> Label:
         """An item's label in ``run`` (default: the latest run, else the live label)."""
