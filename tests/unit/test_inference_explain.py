@@ -111,12 +111,11 @@ def test_each_prediction_is_explained_by_the_version_that_scored_it(
     explain_predictions(explainer(rig), rig.tracker, texts, None, predictions)
 
     async def alongside() -> list[PredictionRow]:
-        async def predicting() -> tuple[ModelVersion, list[PredictionRow]]:
-            return rig.predictor.predict(texts, ids=ids)
-
         cache, client = rig.cache.aio(), rig.client.aio()
         batcher = ExplainBatcher(explainer(rig), lambda: (cache, client))
-        _, rows = await predict_and_explain(batcher, rig.tracker, predicting(), texts, None)
+        predicting = Predicting(rig)
+        _, rows = await predict_and_explain(batcher, predicting, rig.tracker, texts, None, ids)
+        assert predicting.observed == []  # routed: predicted (and counted) as any request
         return rows
 
     assert asyncio.run(alongside()) == predictions  # the canary's rows by the canary
@@ -127,6 +126,60 @@ def test_each_prediction_is_explained_by_the_version_that_scored_it(
             expected_scores(rig, version, text),
             rtol=1e-6,
         )
+
+
+class Predicting:
+    """The request batcher's part in an explained request, over the rig's predictor."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.observed: list[tuple[int, list[str], list[PredictionRow], bool]] = []
+
+    async def predict(
+        self, texts: list[str], metadata: object, ids: list[str] | None = None, *, live: bool = True
+    ) -> tuple[ModelVersion, list[PredictionRow]]:
+        return self.rig.predictor.predict(texts, ids=ids)
+
+    def observe(
+        self,
+        model: ModelVersion,
+        texts: list[str],
+        metadata: object,
+        predictions: list[PredictionRow],
+        ids: object,
+        *,
+        started: float,
+        live: bool,
+    ) -> None:
+        self.observed.append((model.version, list(texts), predictions, live))
+
+
+def test_outside_a_rollout_the_explanation_is_the_prediction(rig: Rig) -> None:
+    """One explain call and no Predict: the explain signature's score is the served one."""
+    texts = [TEXT, "thanks for the edit"]
+    _, plain = rig.predictor.predict(texts)
+    rig.client.calls.clear()
+
+    async def explained() -> list[PredictionRow]:
+        cache, client = rig.cache.aio(), rig.client.aio()
+        batcher = ExplainBatcher(explainer(rig), lambda: (cache, client))
+        predicting = Predicting(rig)
+        _, rows = await predict_and_explain(
+            batcher, predicting, rig.tracker, texts, None, None, live=False
+        )
+        assert [(v, t, live) for v, t, _, live in predicting.observed] == [(2, texts, False)]
+        return rows
+
+    rows = asyncio.run(explained())
+    assert rig.client.calls == [] and len(rig.client.explain_calls) == 1
+    for row, served in zip(rows, plain, strict=True):
+        assert row["score"] == pytest.approx(served["score"], abs=1e-6)
+        assert {k: v for k, v in row.items() if k not in ("score", "spans")} == {
+            k: v for k, v in served.items() if k != "score"
+        }
+    assert [s["score"] for s in rows[0]["spans"]] == pytest.approx(
+        expected_scores(rig, 2, TEXT), rel=1e-6
+    )
 
 
 def test_the_event_loop_batches_concurrent_requests_into_shared_explain_calls(rig: Rig) -> None:

@@ -179,11 +179,10 @@ def _add_predict_routes(
         metadata = [instance.metadata for instance in parsed.instances]
         ids = [instance.id for instance in parsed.instances]
         given = metadata if any(metadata) else None
-        predicting = batcher.predict(texts, given, ids, live=parsed.live)
         if parsed.explain:
-            model, predictions = await explain(predicting, texts, given)
+            model, predictions = await explain(texts, given, ids, live=parsed.live)
         else:
-            model, predictions = await predicting
+            model, predictions = await batcher.predict(texts, given, ids, live=parsed.live)
         if parsed.live:
             scores.offer(model.name, ids, predictions)  # ids: joinable with decisions
         return OrjsonResponse({"predictions": predictions})
@@ -352,7 +351,7 @@ def create_app(
         batcher,
         gate,
         feedback.recorder,
-        functools.partial(predict_and_explain, explain_batcher, runtime.tracker),
+        functools.partial(predict_and_explain, explain_batcher, batcher, runtime.tracker),
     )
     # Perspective's AnalyzeComment, over the same scoring and explain paths.
     analyze = Analyzer(batcher, explain_batcher, explainer, runtime.predictor)

@@ -141,10 +141,25 @@ class RequestBatcher:
         else:
             raise version_churn(model, attempts)
         predictions = format_predictions(model, probabilities)
+        self.observe(model, texts, metadata, predictions, ids, started=started, live=live)
+        return model, predictions
+
+    def observe(
+        self,
+        model: ModelVersion,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        predictions: list[PredictionRow],
+        ids: Sequence[str] | None,
+        *,
+        started: float,
+        live: bool,
+    ) -> None:
+        """Count a request ``model`` answered alone: its metrics, and the live monitor's
+        records when it is ``live`` traffic."""
         observe_request(model, predictions, "api", time.perf_counter() - started)
         if live and self.predictor.monitor is not None:
             self.predictor.monitor.observe(model, texts, metadata, predictions, ids)
-        return model, predictions
 
     def model_server_reachable(self, timeout_s: float = READY_TIMEOUT_S) -> bool:
         """Whether Predict calls reach the model server now; for readiness, from another thread.

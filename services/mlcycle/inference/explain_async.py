@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
+
 from mlcycle.common.errors import MlcycleError
 from mlcycle.featurization.inputs import Metadata
 from mlcycle.inference.cache import AsyncNoCache, AsyncScoreCache
@@ -38,7 +40,8 @@ from mlcycle.inference.explain import (
     split_over_words,
 )
 from mlcycle.inference.metrics import for_version
-from mlcycle.inference.predictor import featurize
+from mlcycle.inference.predictor import featurize, format_predictions
+from mlcycle.inference.routing import Serving
 from mlcycle.inference.schemas import PredictionRow
 from mlcycle.inference.servable import ModelVersion
 
@@ -50,18 +53,16 @@ T = TypeVar("T")
 AsyncClients = Callable[[], tuple[AsyncScoreCache | AsyncNoCache, AsyncModelClient]]
 
 
-# A prediction in flight, its texts and metadata -> its answer with each prediction's spans.
-ExplainedPredictions = Callable[
-    [Awaitable[tuple[ModelVersion, list[PredictionRow]]], list[str], Metadata | None],
-    Awaitable[tuple[ModelVersion, list[PredictionRow]]],
-]
+# Texts, metadata and ids (and whether they are live traffic) -> the predictions with spans.
+ExplainedPredictions = Callable[..., Awaitable[tuple[ModelVersion, list[PredictionRow]]]]
 
 
 class CurrentVersions(VersionSource, Protocol):
-    """The version tracker: the stable version now, and any version kept loaded."""
+    """The version tracker: what requests are routed between now, and any version kept
+    loaded."""
 
-    def current(self) -> ModelVersion:
-        """The stable (answering) version."""
+    def serving(self) -> Serving:
+        """The versions requests are routed between (the stable one answers)."""
         ...
 
 
@@ -185,38 +186,83 @@ async def explain_predictions_async(
         attach(predictions, rows, explained)
 
 
+class Predicting(Protocol):
+    """The request batcher: predictions, and the counting of a request answered elsewhere."""
+
+    async def predict(
+        self,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        ids: Sequence[str] | None = None,
+        *,
+        live: bool = True,
+    ) -> tuple[ModelVersion, list[PredictionRow]]:
+        """The serving version and one prediction per text."""
+        ...
+
+    def observe(
+        self,
+        model: ModelVersion,
+        texts: Sequence[str],
+        metadata: Metadata | None,
+        predictions: list[PredictionRow],
+        ids: Sequence[str] | None,
+        *,
+        started: float,
+        live: bool,
+    ) -> None:
+        """Count a request ``model`` answered alone (metrics, the live monitor)."""
+        ...
+
+
 async def predict_and_explain(
-    batcher: ExplainBatcher,
+    explaining: ExplainBatcher,
+    predicting: Predicting,
     versions: CurrentVersions,
-    predicting: Awaitable[tuple[ModelVersion, list[PredictionRow]]],
     texts: Sequence[str],
     metadata: Metadata | None,
+    ids: Sequence[str] | None,
+    *,
+    live: bool = True,
 ) -> tuple[ModelVersion, list[PredictionRow]]:
-    """``predicting``'s answer with ``spans`` on each prediction, the explanation computed
-    alongside the prediction rather than after it.
+    """One prediction per text with the words behind its score (``spans``).
 
-    The stable version answers every prediction outside a rollout, so it explains them
-    all while they are scored; a prediction another version gave (a canary's) is
-    explained by that version once it is known.
+    Outside a rollout a binary stable version answers everything, and its explain
+    signature answers the score too (the same forward pass as ``serving_default``'s,
+    equal to float rounding): the explanation *is* the prediction, one model call and
+    one cache entry per text rather than two of each. During a rollout the prediction
+    is routed as any other, the stable version explaining its rows alongside, and a
+    canary's rows are explained by the canary once known. A multi-class version's
+    explanation carries only its predicted class's probability, so it is predicted
+    and explained alongside too.
     """
+    started = time.perf_counter()
     try:
-        stable = versions.current()
+        serving = versions.serving()
     except MlcycleError:
-        return await predicting  # nothing is served: the prediction says why
-    explaining = asyncio.ensure_future(batcher.explain(stable, texts, metadata))
+        return await predicting.predict(texts, metadata, ids, live=live)  # it says why
+    stable = serving.stable
+    if not serving.routed and stable.binary:
+        explained = await explaining.explain(stable, texts, metadata)
+        scores = np.array([explanation.score for explanation in explained], np.float64)
+        predictions = format_predictions(stable, np.stack([1.0 - scores, scores], axis=1))
+        attach(predictions, list(range(len(texts))), explained)
+        predicting.observe(stable, texts, metadata, predictions, ids, started=started, live=live)
+        return stable, predictions
+    explanations = asyncio.ensure_future(explaining.explain(stable, texts, metadata))
     try:
-        model, predictions = await predicting
+        model, predictions = await predicting.predict(texts, metadata, ids, live=live)
     except BaseException:
-        explaining.cancel()
-        await asyncio.gather(explaining, return_exceptions=True)
+        explanations.cancel()
+        await asyncio.gather(explanations, return_exceptions=True)
         raise
-    explained = await explaining
+    explained = await explanations
     mine = [i for i, p in enumerate(predictions) if p["model_version"] == stable.version]
     attach(predictions, mine, [explained[i] for i in mine])
     others = [i for i, p in enumerate(predictions) if p["model_version"] != stable.version]
     if others:
         await explain_predictions_async(
-            batcher,
+            explaining,
             versions,
             [texts[i] for i in others],
             None if metadata is None else [metadata[i] for i in others],
