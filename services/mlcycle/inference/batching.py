@@ -1,17 +1,15 @@
 """The API's scoring on its event loop: cache reads and model calls shared across requests.
 
-No request waits for a thread. A request pins the serving version, computes its
-cache keys and joins the next MGET, which reads the keys of every request that
-asked since the previous one was sent: cache hits are answered from that one
-read and never wait behind misses. Misses join a queue; a batch takes what is
-queued (up to ``predict_batch_size`` rows of one model version, a text asked
-twice scored once), featurizes it with one ``Transform.apply``, scores it with
-one ``grpc.aio`` ``Predict``, answers, and stores the scores in one Redis
-write. Up to :data:`IN_FLIGHT` batches run at once, so the model server
-scores one while this process featurizes the next; one beyond the first
-starts only when enough requests wait to make it worth its fixed costs. At
-low load a request is read and scored at once, alone: nothing ever waits for
-a batch to fill.
+No request waits for a thread. A request pins the serving version, computes its cache
+keys and joins the next MGET, which reads the keys of every request that asked since the
+previous one was sent: cache hits are answered from that one read and never wait behind
+misses. Misses join a queue; a batch takes what is queued (up to ``predict_batch_size``
+rows of one model version, a text asked twice scored once), featurizes it with one
+``Transform.apply``, scores it with one ``grpc.aio`` ``Predict``, answers, and stores the
+scores in one Redis write. Up to :data:`IN_FLIGHT` batches run at once, so the model
+server scores one while this process featurizes the next; one beyond the first starts
+only when enough requests wait to make it worth its fixed costs. At low load a request
+is read and scored at once, alone: nothing ever waits for a batch to fill.
 """
 
 from __future__ import annotations
@@ -65,8 +63,7 @@ log = logging.getLogger(__name__)
 # two rows, and at 8 clients single-comment batches cost a third more CPU per request
 # than batches of three or four. Fewer queued requests wait for the running batch, which
 # takes them all when it is done. Measured on 2 cores at 8 clients, against 2 batches with
-# no threshold: 1,184 instead of 940 misses/s, p50 6.5 instead of 8.2 ms
-# (docs/benchmarks.md).
+# no threshold: 1,184 instead of 940 misses/s, p50 6.5 instead of 8.2 ms (docs/benchmarks.md).
 IN_FLIGHT = 3
 OVERLAP_AT = 3
 # MGETs in flight at once: lookups queued meanwhile share the next one, so under load
@@ -155,8 +152,7 @@ class RequestBatcher:
         started: float,
         live: bool,
     ) -> None:
-        """Count a request ``model`` answered alone: its metrics, and the live monitor's
-        records when it is ``live`` traffic."""
+        """Count a request ``model`` answered alone (metrics; the monitor's, if ``live``)."""
         observe_request(model, predictions, "api", time.perf_counter() - started)
         if live and self.predictor.monitor is not None:
             self.predictor.monitor.observe(model, texts, metadata, predictions, ids)
