@@ -121,6 +121,10 @@ CONSOLE_SCOPES: Mapping[Route, Scope] = MappingProxyType(
         ("GET", "/console/runs"): Scope.READ,
         ("GET", "/console/runs/{run_id}/report"): Scope.READ,
         ("GET", "/console/models"): Scope.READ,
+        # An admin's actions, passed on to the trainer with the admin's own key.
+        ("POST", "/console/models/rollback"): Scope.ADMIN,
+        ("POST", "/console/models/promote"): Scope.ADMIN,
+        ("POST", "/console/rollouts/steer"): Scope.ADMIN,
         ("GET", "/console/monitoring"): Scope.READ,
     }
 )

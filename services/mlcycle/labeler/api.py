@@ -41,6 +41,7 @@ from mlcycle.contracts.repositories.labels import Labels
 from mlcycle.contracts.repositories.votes import Votes
 from mlcycle.featurization.store import TransformStore
 from mlcycle.labeler.console import console_router
+from mlcycle.labeler.console.admin import TrainerAdmin, trainer_url
 from mlcycle.labeler.console.explain import Explainer, inference_url
 from mlcycle.labeler.human_labels import HumanLabels, HumanLabelsAccepted
 from mlcycle.labeler.lfs import registered
@@ -244,11 +245,12 @@ def create_app(
     worker: JobWorker,
     keys: KeyRing | None = None,
     explainer: Explainer | None = None,
+    trainer: TrainerAdmin | None = None,
 ) -> FastAPI:
     """The labeler's ASGI app (the caller owns the store, producer and worker).
 
-    ``keys`` defaults to the ones the settings configure; ``explainer`` (how the console
-    reaches the inference service) to the one the settings describe.
+    ``keys`` defaults to the ones the settings configure; ``explainer`` and ``trainer`` (how
+    the console reaches the inference service and the trainer) to the ones they describe.
     """
     ring = keys if keys is not None else key_ring(settings.edge)
     # The console checks its own routes, with the key its login page keeps in a cookie.
@@ -262,6 +264,8 @@ def create_app(
     )
     if explainer is None:
         explainer = Explainer(inference_url(settings), settings.edge.service_key)
+    if trainer is None:
+        trainer = TrainerAdmin(trainer_url(settings))
     app = FastAPI(
         title="mlcycle labeler",
         version=__version__,
@@ -275,7 +279,7 @@ def create_app(
     add_health_routes(app, lambda: {"store": store.ping()})
     app.include_router(_runs_router(store, worker, access))
     app.include_router(_labels_router(settings.labeler, settings.edge, store, human_labels, access))
-    app.include_router(console_router(settings, store, human_labels, ring, explainer))
+    app.include_router(console_router(settings, store, human_labels, ring, explainer, trainer))
     return access.verify(app)
 
 
@@ -303,13 +307,21 @@ def serve(settings: Settings) -> None:
     )
     worker = run_worker(runner, settings.edge.max_queued_jobs).start()
     explainer = Explainer(inference_url(settings), settings.edge.service_key)
+    trainer = TrainerAdmin(trainer_url(settings))
     try:
         resume_unfinished(store, worker)
         app = create_app(
-            settings, store=store, producer=producer, worker=worker, keys=keys, explainer=explainer
+            settings,
+            store=store,
+            producer=producer,
+            worker=worker,
+            keys=keys,
+            explainer=explainer,
+            trainer=trainer,
         )
         serve_app(app, settings.host, settings.labeler.port, service=SERVICE)
     finally:
+        trainer.close()
         explainer.close()
         worker.stop()
         producer.close()

@@ -1,10 +1,12 @@
-"""The console's routes: sign in and out, the review queue, labels and undo, the read-only pages.
+"""The console's routes: sign in and out, the review queue, labels and undo, the read pages,
+and an admin's actions on the models page.
 
 Pages answer HTML; a page the caller may not see answers the login page (401) or a page
 saying which scope is missing (403). The two POSTs the review page's script sends answer
 JSON in mlcycle's error shape, like the API, so a ``read`` key that tries to label gets 403.
 Labels go through :class:`~mlcycle.labeler.human_labels.HumanLabels`, as ``POST
-/v1/labels`` does.
+/v1/labels`` does. The models page's forms (``admin`` scope) answer the page again with what
+the trainer made of the action (:mod:`~mlcycle.labeler.console.admin`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, StrictInt
 
 from mlcycle.common.errors import Forbidden, NotFound, Unauthenticated
-from mlcycle.common.http import OrjsonResponse
+from mlcycle.common.http import OrjsonResponse, bearer_token
 from mlcycle.common.keys import Caller, KeyRing
 from mlcycle.common.settings import Settings
 from mlcycle.common.store import Store
@@ -26,13 +28,18 @@ from mlcycle.contracts.ids import RecordId
 from mlcycle.contracts.repositories.label_runs import LabelRuns
 from mlcycle.contracts.repositories.model_versions import ModelVersions
 from mlcycle.contracts.repositories.rollouts import Rollouts
+from mlcycle.labeler.console.admin import ROLLOUT_ORDERS, AdminOutcome, TrainerAdmin
 from mlcycle.labeler.console.desk import QueueFilters, ReviewDesk
 from mlcycle.labeler.console.explain import Explainer
 from mlcycle.labeler.console.render import Pages, report_response
 from mlcycle.labeler.console.session import (
+    KEY_COOKIE,
     ConsoleAccess,
     Session,
     check_csrf,
+    forget_notice,
+    leave_notice,
+    notice_of,
     sign_in,
     sign_out,
 )
@@ -70,6 +77,7 @@ def console_router(
     human_labels: HumanLabels,
     ring: KeyRing,
     explainer: Explainer,
+    trainer: TrainerAdmin,
 ) -> APIRouter:
     """The ``/console`` routes (left out of the OpenAPI document: they are pages, not API)."""
     router = APIRouter(prefix="/console", include_in_schema=False)
@@ -212,15 +220,81 @@ def console_router(
             raise NotFound(f"label run {run_id!r} has no diagnostics yet", details={"run": run_id})
         return report_response(render_html(run.report, title=f"Label run {run.id}"))
 
+    def models_context(session: Session) -> dict[str, object]:
+        models = ModelVersions(store).listing()
+        return {
+            "models": models,
+            "rollouts": Rollouts(store).listing(),
+            "names": sorted({model.name for model in models}),
+            "orders": ROLLOUT_ORDERS,
+        }
+
     @router.get("/models")
     def models(request: Request) -> HTMLResponse:
-        def context(session: Session) -> dict[str, object]:
-            return {
-                "models": ModelVersions(store).listing(),
-                "rollouts": Rollouts(store).listing(),
-            }
+        notice = notice_of(request)
+        outcome = AdminOutcome(True, notice) if notice else None
+        response = page(request, "models.html", lambda s: {**models_context(s), "outcome": outcome})
+        if notice:
+            forget_notice(response)  # shown once
+        return response
 
-        return page(request, "models.html", context)
+    async def admin_action(
+        request: Request, act: Callable[[str | None, dict[str, list[str]], str], AdminOutcome]
+    ) -> Response:
+        """Check the caller (``admin``) and the CSRF token and hand the form to ``act``. Done,
+        redirect to the models page, which says so (a reload does not do it again); else
+        answer the page saying why not (with the trainer's 4xx, if it refused)."""
+        try:
+            caller = access.caller(request)
+        except (Unauthenticated, Forbidden):
+            return page(request, "models.html", models_context)  # the login or 403 page
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        check_csrf(request, _field(form, "csrf"))
+        reason = _field(form, "reason")
+        if reason is None:
+            outcome = AdminOutcome(False, "Give a reason: it is kept with the change.", 400)
+        else:
+            # The caller's own key, so the trainer checks it and records its name.
+            presented = bearer_token(request) or request.cookies.get(KEY_COOKIE)
+            key = presented if access.keys_required else None
+            outcome = act(key, form, reason)
+        if outcome.done:
+            response = RedirectResponse("/console/models", status_code=303)
+            leave_notice(response, outcome.message)
+            return response
+        session = access.session(request, caller)
+        status = outcome.status if 400 <= outcome.status < 500 else 200
+        context = models_context(session)
+        return pages.render("models.html", session, status_code=status, outcome=outcome, **context)
+
+    @router.post("/models/rollback")
+    async def rollback(request: Request) -> Response:
+        def act(key: str | None, form: dict[str, list[str]], reason: str) -> AdminOutcome:
+            return trainer.rollback(key, _field(form, "name"), reason)
+
+        return await admin_action(request, act)
+
+    @router.post("/models/promote")
+    async def promote(request: Request) -> Response:
+        def act(key: str | None, form: dict[str, list[str]], reason: str) -> AdminOutcome:
+            name, _, version = (_field(form, "model") or "").rpartition("/")
+            if not version.isdigit():
+                return AdminOutcome(False, "Choose the version to promote.", 400)
+            force = _field(form, "force") is not None
+            return trainer.promote(key, name or None, int(version), reason, force=force)
+
+        return await admin_action(request, act)
+
+    @router.post("/rollouts/steer")
+    async def steer(request: Request) -> Response:
+        def act(key: str | None, form: dict[str, list[str]], reason: str) -> AdminOutcome:
+            rollout_id, order = _field(form, "rollout"), _field(form, "order")
+            if rollout_id is None or order not in ROLLOUT_ORDERS:
+                orders = ", ".join(ROLLOUT_ORDERS)
+                return AdminOutcome(False, f"Choose a rollout and an order ({orders}).", 400)
+            return trainer.steer(key, rollout_id, order, reason)
+
+        return await admin_action(request, act)
 
     @router.get("/monitoring")
     def monitoring(request: Request) -> HTMLResponse:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 from fastapi import Request, Response
 
@@ -30,6 +31,9 @@ KEY_COOKIE = "mlcycle_console_key"
 REVIEWER_COOKIE = "mlcycle_console_reviewer"
 CSRF_COOKIE = "mlcycle_console_csrf"
 CSRF_HEADER = "x-csrf-token"
+# What an admin's action came to, shown once by the page it redirects to.
+NOTICE_COOKIE = "mlcycle_console_notice"
+NOTICE_MAX_AGE_S = 60
 DEFAULT_REVIEWER = "local"
 # A working day; the key itself does not expire, the browser's copy of it does.
 COOKIE_MAX_AGE_S = 12 * 3600
@@ -105,11 +109,11 @@ def check_csrf(request: Request, sent: str | None) -> None:
         )
 
 
-def _cookie(response: Response, name: str, value: str) -> None:
+def _cookie(response: Response, name: str, value: str, max_age: int = COOKIE_MAX_AGE_S) -> None:
     response.set_cookie(
         name,
         value,
-        max_age=COOKIE_MAX_AGE_S,
+        max_age=max_age,
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
@@ -134,3 +138,18 @@ def sign_in(response: Response, *, secret: str | None, reviewer: str | None) -> 
 def sign_out(response: Response) -> None:
     for name in (KEY_COOKIE, REVIEWER_COOKIE):
         response.delete_cookie(name, path=COOKIE_PATH, httponly=True, samesite="strict")
+
+
+def leave_notice(response: Response, message: str) -> None:
+    """Have the next page say ``message`` (after a redirect, so a reload does not redo it)."""
+    _cookie(response, NOTICE_COOKIE, quote(message), max_age=NOTICE_MAX_AGE_S)
+
+
+def notice_of(request: Request) -> str | None:
+    """The notice left for this page, if any."""
+    notice = request.cookies.get(NOTICE_COOKIE)
+    return unquote(notice)[:1000] if notice else None
+
+
+def forget_notice(response: Response) -> None:
+    response.delete_cookie(NOTICE_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
