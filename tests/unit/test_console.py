@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +21,7 @@ from mlcycle.common.store.sqlite import SqliteStore
 from mlcycle.contracts.label_runs import LabelIssue, RunParams
 from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app
+from mlcycle.labeler.console.admin import refusal, trainer_url
 from mlcycle.labeler.console.explain import Explainer
 from mlcycle.labeler.console.session import CSRF_COOKIE, KEY_COOKIE
 from mlcycle.labeler.runs import LabelRunner
@@ -221,3 +223,12 @@ def test_a_suspected_label_says_what_the_run_suspects(store: Store, tmp_path: Pa
     assert _item(card) == entry.item_id
     assert 'id="suspicion"' in card and "label quality 0.12" in card
     assert "suspected error" in card
+
+
+def test_the_trainer_is_dialed_where_it_listens_and_its_answers_become_sentences() -> None:
+    assert trainer_url(load_settings(host="0.0.0.0", trainer_port=9004)) == "http://127.0.0.1:9004"
+    assert trainer_url(load_settings(host="::1", trainer_port=9004)) == "http://[::1]:9004"
+    shaped = httpx.Response(409, json={"error": {"code": "conflict", "message": "is over"}})
+    assert refusal(shaped) == "The trainer refused (409): is over"
+    proxy = httpx.Response(502, text="<html>bad gateway</html>")
+    assert refusal(proxy) == "The trainer failed (502): <html>bad gateway</html>"

@@ -96,16 +96,17 @@ class TrainerAdmin:
             )
         if answer.is_success:
             return AdminOutcome(True, f"{done}.", answer.status_code)
-        return AdminOutcome(False, _refusal(answer), answer.status_code)
+        return AdminOutcome(False, refusal(answer), answer.status_code)
 
     def close(self) -> None:
         self.client.close()
 
 
-def _refusal(answer: httpx.Response) -> str:
-    """The trainer's own message, with its status."""
+def refusal(answer: httpx.Response) -> str:
+    """The trainer's own message, with its status (a proxy's page cut short)."""
     try:
         message = _ErrorAnswer.model_validate_json(answer.content).error.message
     except ValidationError:
         message = answer.text[:300] or answer.reason_phrase
-    return f"The trainer refused ({answer.status_code}): {message}"
+    verb = "refused" if answer.status_code < 500 else "failed"
+    return f"The trainer {verb} ({answer.status_code}): {message}"
