@@ -309,7 +309,7 @@ def test_prod_kafka_and_elasticsearch_keep_three_copies() -> None:
 NEEDS: dict[str, set[str]] = {
     "collector": {"kafka", "elasticsearch"},
     "collector-indexer": {"kafka", "elasticsearch"},
-    "labeler": {"kafka", "elasticsearch"},
+    "labeler": {"kafka", "elasticsearch", "inference", "trainer"},  # its console's peers
     "labeler-stream": {"kafka", "elasticsearch"},
     "featurizer": {"elasticsearch"},
     "featurizer-batch": {"kafka", "elasticsearch"},

@@ -22,7 +22,7 @@ from mlcycle.contracts.label_runs import LabelIssue, RunParams
 from mlcycle.contracts.repositories.label_runs import LabelIssues, LabelRuns
 from mlcycle.labeler.api import create_app
 from mlcycle.labeler.console.admin import refusal, trainer_url
-from mlcycle.labeler.console.explain import Explainer
+from mlcycle.labeler.console.explain import Explainer, inference_url
 from mlcycle.labeler.console.session import CSRF_COOKIE, KEY_COOKIE
 from mlcycle.labeler.runs import LabelRunner
 from tests.fixtures.apps import NotingWorker
@@ -228,6 +228,10 @@ def test_a_suspected_label_says_what_the_run_suspects(store: Store, tmp_path: Pa
 def test_the_trainer_is_dialed_where_it_listens_and_its_answers_become_sentences() -> None:
     assert trainer_url(load_settings(host="0.0.0.0", trainer_port=9004)) == "http://127.0.0.1:9004"
     assert trainer_url(load_settings(host="::1", trainer_port=9004)) == "http://[::1]:9004"
+    # Where the services run apart (compose, Kubernetes) the peers are configured.
+    apart = load_settings(trainer_url="http://trainer:8004/", inference_url="http://inference:8000")
+    assert trainer_url(apart) == "http://trainer:8004"
+    assert inference_url(apart) == "http://inference:8000"
     shaped = httpx.Response(409, json={"error": {"code": "conflict", "message": "is over"}})
     assert refusal(shaped) == "The trainer refused (409): is over"
     proxy = httpx.Response(502, text="<html>bad gateway</html>")

@@ -107,6 +107,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     # the labeler
     "MLCYCLE_LABELER_PORT": ("18002", {"labeler.port": 18002}),
     "MLCYCLE_LABELER_STREAM_METRICS_PORT": ("19402", {"labeler.stream_metrics_port": 19402}),
+    "MLCYCLE_INFERENCE_URL": ("http://inference:8000", {"labeler.inference_url": "http://inference:8000"}),
+    "MLCYCLE_TRAINER_URL": ("http://trainer:8004", {"labeler.trainer_url": "http://trainer:8004"}),
     "MLCYCLE_LABEL_CLASSES": (
         '{"toxicity": 2, "stance": 3}',
         {

@@ -238,6 +238,11 @@ class LabelerSettings(Section):
     # The original talk's 80/10/10, for items whose source has no split of its own.
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     review_queue_size: int = Field(500, ge=1)
+    # Where the console reaches the inference service (a queued comment's score and words,
+    # the monitor) and the trainer (an admin's actions); empty: this host, at their ports
+    # (the local stack). Set them where services run apart (compose, Kubernetes).
+    inference_url: str = Field("", max_length=2048)
+    trainer_url: str = Field("", max_length=2048)
     # Suspected label errors (labeler.label_issues): stratified, seeded folds of the
     # out-of-sample fits; at most `issue_fit_items` items fitted on (a seeded sample beyond,
     # which bounds a run's fits however large the corpus), the rest scored by the folds'

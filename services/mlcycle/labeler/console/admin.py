@@ -22,7 +22,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from mlcycle.common.settings import Settings
-from mlcycle.labeler.console.explain import WILDCARD_HOSTS
+from mlcycle.labeler.console.explain import peer_url
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,8 @@ class AdminOutcome:
 
 
 def trainer_url(settings: Settings) -> str:
-    """Where the trainer of these settings listens, as a client dials it."""
-    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.trainer.port}"
+    """Where the console reaches the trainer (``MLCYCLE_TRAINER_URL``)."""
+    return peer_url(settings, settings.labeler.trainer_url, settings.trainer.port)
 
 
 class TrainerAdmin:

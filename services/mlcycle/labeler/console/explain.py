@@ -49,11 +49,18 @@ class Explanation:
     unavailable: str | None = None
 
 
-def inference_url(settings: Settings) -> str:
-    """Where the inference service of these settings listens, as a client dials it."""
+def peer_url(settings: Settings, configured: str, port: int) -> str:
+    """A peer service's URL: the one configured, else this host at ``port`` (as dialled)."""
+    if configured:
+        return configured.rstrip("/")
     host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
     host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.inference.port}"
+    return f"http://{host}:{port}"
+
+
+def inference_url(settings: Settings) -> str:
+    """Where the console reaches the inference service (``MLCYCLE_INFERENCE_URL``)."""
+    return peer_url(settings, settings.labeler.inference_url, settings.inference.port)
 
 
 class Explainer:
