@@ -11,6 +11,11 @@ What is measured, in one process on synthetic data of the wikidetox shape
   the baseline: one ``numpy.bincount`` of the same votes into per-item class
   counts, the least any aggregation must do. Ratio = strategy / baseline.
   Accuracy against the hidden truth is printed for information.
+- the peer: crowd-kit's ``DawidSkene`` (default settings: at most 100 EM
+  iterations, tol 1e-5) on the same votes, given as the pandas frame of
+  (task, worker, label) it takes; building the frame is timed apart
+  (``crowdkit_frame``) and not counted. Median over ``--peer-rounds``; the
+  ratio printed is crowd-kit's seconds over mlcycle's ``dawid_skene``.
 - labeling functions: every registered ``toxicity`` labeling function applied
   with ``apply_lfs`` to 160,000 synthetic comments
   (``mlcycle.importers.synthetic``), median over rounds, in comments/s, next
@@ -109,6 +114,10 @@ def bench_aggregation(args: argparse.Namespace) -> dict[str, object]:
         if strategy == "dawid_skene":
             iterations = (result.iterations, result.converged)
         print(f"{strategy}: {seconds[strategy]:.3f} s", file=sys.stderr)
+    peer = bench_crowdkit(votes, truth, args.peer_rounds)
+    if peer:
+        seconds["crowdkit_dawid_skene"] = peer["crowdkit_dawid_skene"]
+        accuracy["crowdkit_dawid_skene"] = peer["crowdkit_accuracy"]
 
     print()
     print(f"{'aggregation (median)':<24}{'seconds':>10}{'x bincount':>12}{'accuracy':>10}")
@@ -117,6 +126,14 @@ def bench_aggregation(args: argparse.Namespace) -> dict[str, object]:
         acc = f"{accuracy[name]:.4f}" if name in accuracy else ""
         print(f"{name:<24}{value:>10.4f}{ratio:>12.1f}{acc:>10}")
     print(f"dawid_skene: {iterations[0]} EM iterations, converged={iterations[1]}")
+    if peer:
+        ratio = peer["crowdkit_dawid_skene"] / seconds["dawid_skene"]
+        print(
+            f"crowd-kit DawidSkene {peer['crowdkit_dawid_skene']:.2f} s (its pandas frame built "
+            f"in {peer['crowdkit_frame']:.2f} s, not counted; "
+            f"{peer['crowdkit_iterations']:.0f} EM iterations) vs mlcycle dawid_skene "
+            f"{seconds['dawid_skene']:.2f} s: mlcycle is {ratio:.1f}x faster (target >= 10x)"
+        )
     return {
         "n_votes": votes.n_votes,
         "n_items": votes.n_items,
@@ -128,6 +145,36 @@ def bench_aggregation(args: argparse.Namespace) -> dict[str, object]:
         },
         "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
         "dawid_skene_iterations": iterations[0],
+        "crowdkit_frame_s": round(peer["crowdkit_frame"], 3) if peer else None,
+        "crowdkit_dawid_skene_iterations": peer["crowdkit_iterations"] if peer else None,
+        "crowdkit_speedup": round(seconds["crowdkit_dawid_skene"] / seconds["dawid_skene"], 1)
+        if peer
+        else None,
+    }
+
+
+def bench_crowdkit(votes: VoteMatrix, truth: np.ndarray, rounds: int) -> dict[str, float]:
+    """crowd-kit's Dawid-Skene on ``votes``; empty (and says why) when it cannot run."""
+    if rounds < 1:
+        return {}
+    try:
+        import pandas as pd
+        from crowdkit.aggregation import DawidSkene
+    except ImportError as exc:
+        print(f"crowd-kit not installed ({exc}): pip install -e '.[bench]'", file=sys.stderr)
+        return {}
+    started = time.perf_counter()
+    frame = pd.DataFrame({"task": votes.items, "worker": votes.voters, "label": votes.labels})
+    frame_s = time.perf_counter() - started
+    print("crowdkit DawidSkene ...", file=sys.stderr)
+    peer_s, model = timed(lambda: DawidSkene().fit(frame), rounds)
+    predicted = np.full(votes.n_items, -1)
+    predicted[model.labels_.index.to_numpy(np.int64)] = model.labels_.to_numpy(np.int64)
+    return {
+        "crowdkit_iterations": len(model.loss_history_),
+        "crowdkit_dawid_skene": peer_s,
+        "crowdkit_frame": frame_s,
+        "crowdkit_accuracy": float((predicted == truth).mean()),
     }
 
 
@@ -199,6 +246,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ds-rounds", type=int, default=3)
+    parser.add_argument(
+        "--peer-rounds", type=int, default=3, help="crowd-kit DawidSkene rounds (0: skip it)"
+    )
     args = parser.parse_args()
 
     result: dict[str, object] = {"benchmark": "label_speed"}

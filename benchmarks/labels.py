@@ -23,6 +23,18 @@ importers; binary ``toxicity`` votes):
   on, and ``dawid_skene`` accuracy with no vote hidden (where the model's
   latent class differs from the majority's, this is below 1).
 The baseline is ``majority``, run in the same process on the same kept votes.
+
+Peers (``_label_peers``), on the same kept votes of the same seeds: crowd-kit's
+``DawidSkene``, ``GLAD``, ``MACE`` and ``Wawa``; Snorkel's ``LabelModel`` over
+the voters of ``lfs_crowd``; cleanlab's CROWDLAB with a classifier's
+out-of-fold probabilities (logistic regression on the default featurization,
+fitted against the kept votes' majority). ``lfs_crowd_clf`` is mlcycle's
+``lfs_crowd`` with that same classifier as one more voter. mlcycle's default
+(``"default"`` in the JSON) is ``lfs_crowd``: a label run's defaults are
+``dawid_skene`` over the crowd and every labeling function of the task.
+Seconds are the median wall time of one fit on one seed's votes (the
+classifier's cross-validation is timed apart, ``classifier``; the default
+transform's fit and featurization once per dataset, ``featurize``).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 from _harness import median
+from _label_peers import PEERS, Features, classifier_probs, run_peers, with_classifier_voter
 
 from mlcycle.contracts.comments import Comment, Vote
 from mlcycle.evaluation.calibration import expected_calibration_error
@@ -49,6 +63,11 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 GOLD_MIN_VOTES = 5
 MAX_KEPT = 3
 STRATEGIES = ("mean_threshold", "majority", "dawid_skene", "lfs_only", "lfs_crowd")
+# What a label run does with its default parameters (RunParams: dawid_skene, every LF).
+DEFAULT = "lfs_crowd"
+FOLDS_NOTE = "logistic regression, 5-fold out-of-fold over the items with a kept vote"
+# mlcycle's own strategies next to the peers, in the order of the tables.
+METHODS = (*STRATEGIES, "lfs_crowd_clf", *PEERS)
 # Metadata fields in which a source ships its own labels; labeling functions must not see them.
 # (other_info holds, for HS-Brexit, the same annotators' votes on related tasks.)
 LABEL_FIELDS = frozenset({"hard_label", "soft_label", "class", "other_info"})
@@ -148,7 +167,10 @@ def evaluate(corpus: Corpus, seeds: list[int]) -> dict:
     gold_items = np.flatnonzero(many & ~tie)
     gold = counts[gold_items].argmax(axis=1)
     lf = lf_votes(corpus, full.n_voters)
+    started = time.perf_counter()
     lf_only = aggregate(combined(full.select(np.zeros(full.n_votes, bool)), lf), "dawid_skene")
+    lf_only_s = time.perf_counter() - started
+    features = Features.of(corpus.texts)
     covered = lf_only.n_votes[gold_items] > 0
     lf_covered_accuracy = (
         round(float((lf_only.labels[gold_items][covered] == gold[covered]).mean()), 4)
@@ -157,19 +179,44 @@ def evaluate(corpus: Corpus, seeds: list[int]) -> dict:
     )
     # Dawid-Skene on every vote, nothing hidden: how far its latent class is from the gold.
     ds_all = float((aggregate(full, "dawid_skene").labels[gold_items] == gold).mean())
-    scores: dict[str, dict[str, list[float]]] = {"accuracy": {}, "ece": {}}
+    scores: dict[str, dict[str, list[float]]] = {"accuracy": {}, "ece": {}, "seconds": {}}
+    scores["seconds"]["lfs_only"] = [lf_only_s]
+    errors: dict[str, str] = {}
     kept_per_item = []
     for seed in seeds:
         kept = full.select(hide(full, gold_items, np.random.default_rng(seed)))
         kept_per_item.append(float(kept.votes_per_item()[gold_items].mean()))
-        results = {s: aggregate(kept, s) for s in STRATEGIES[:3]}
-        results["lfs_only"] = lf_only
-        results["lfs_crowd"] = aggregate(combined(kept, lf), "dawid_skene")
-        for name, result in results.items():
-            right = result.labels[gold_items] == gold
-            ece = expected_calibration_error(result.probs[gold_items], gold)
+        started = time.perf_counter()
+        clf = classifier_probs(features, kept, seed)
+        scores["seconds"].setdefault("classifier", []).append(time.perf_counter() - started)
+        voted = np.flatnonzero(kept.votes_per_item() > 0)
+        with_lfs = combined(kept, lf)
+        ours = {s: (kept, s) for s in STRATEGIES[:3]}
+        ours["lfs_crowd"] = (with_lfs, "dawid_skene")
+        ours["lfs_crowd_clf"] = (with_classifier_voter(with_lfs, clf, voted), "dawid_skene")
+        results = {}
+        for name, (votes, strategy) in ours.items():
+            started = time.perf_counter()
+            result = aggregate(votes, strategy)
+            scores["seconds"].setdefault(name, []).append(time.perf_counter() - started)
+            results[name] = (result.probs, result.labels)
+        results["lfs_only"] = (lf_only.probs, lf_only.labels)
+        # A peer that failed on an earlier seed is not run again: null for the dataset.
+        for name, peer in run_peers(kept, with_lfs, clf, seed, skip=set(errors)).items():
+            if peer.error is not None:
+                errors[name] = peer.error
+                print(f"  {name} failed: {peer.error}", file=sys.stderr)
+                continue
+            scores["seconds"].setdefault(name, []).append(peer.seconds)
+            results[name] = (peer.probs, peer.labels)
+        for name, (probs, labels) in results.items():
+            right = labels[gold_items] == gold
+            ece = expected_calibration_error(probs[gold_items], gold)
             scores["accuracy"].setdefault(name, []).append(float(right.mean()))
             scores["ece"].setdefault(name, []).append(ece)
+    for name in errors:  # a peer counts only if it ran on every seed
+        for figure in scores.values():
+            figure.pop(name, None)
     return {
         "items": full.n_items,
         "votes": full.n_votes,
@@ -182,8 +229,18 @@ def evaluate(corpus: Corpus, seeds: list[int]) -> dict:
         "lf_coverage_on_gold": round(float(covered.mean()), 4),
         "lfs_only_accuracy_on_covered": lf_covered_accuracy,
         "dawid_skene_all_votes_accuracy": round(ds_all, 4),
-        "accuracy": {s: round(median(v), 4) for s, v in scores["accuracy"].items()},
-        "ece": {s: round(median(v), 4) for s, v in scores["ece"].items()},
+        "accuracy": _medians(scores["accuracy"], 4),
+        "ece": _medians(scores["ece"], 4),
+        "seconds": {**_medians(scores["seconds"], 3), "featurize": round(features.seconds, 3)},
+        "peer_errors": errors,
+    }
+
+
+def _medians(figures: Mapping[str, list[float]], digits: int) -> dict[str, float | None]:
+    """Each method's median, in METHODS order; null for a method with no figure."""
+    extra = [k for k in figures if k not in METHODS]
+    return {
+        k: (round(median(figures[k]), digits) if k in figures else None) for k in (*METHODS, *extra)
     }
 
 
@@ -222,11 +279,37 @@ def print_dataset(name: str, figures: Mapping, note: str) -> None:
     )
     if note:
         print(f"   note: {note}")
-    print(f"   {'strategy':<16}{'accuracy':>10}{'ECE':>10}")
-    for strategy in STRATEGIES:
-        acc, ece = figures["accuracy"][strategy], figures["ece"][strategy]
-        print(f"   {strategy:<16}{acc:>10.4f}{ece:>10.4f}")
+    print(
+        f"   featurize (default transform, once): {figures['seconds']['featurize']:.2f} s; "
+        f"classifier ({FOLDS_NOTE}): {figures['seconds']['classifier']:.2f} s a seed"
+    )
+    print(f"   {'method':<16}{'accuracy':>10}{'ECE':>10}{'seconds':>10}")
+    for method in METHODS:
+        acc, ece = figures["accuracy"][method], figures["ece"][method]
+        seconds = figures["seconds"][method]
+        if acc is None:
+            why = figures["peer_errors"][method]
+            print(f"   {method:<16}{'null':>10}{'null':>10}   failed: {why}")
+            continue
+        tag = "  <- default" if method == DEFAULT else ""
+        print(f"   {method:<16}{acc:>10.4f}{ece:>10.4f}{seconds:>10.3f}{tag}")
     print("   " + verdict(name, figures))
+    print("   " + peer_verdict(name, figures))
+
+
+def peer_verdict(name: str, figures: Mapping) -> str:
+    """One plain sentence: is the default at least as accurate as the best peer here?"""
+    ran = {p: figures["accuracy"][p] for p in PEERS if figures["accuracy"][p] is not None}
+    ours = figures["accuracy"][DEFAULT]
+    if not ran:
+        return f"{name}: no peer ran."
+    best = max(ran, key=lambda p: ran[p])
+    gap = ours - ran[best]
+    word = "at least as accurate as" if gap >= 0 else "LESS accurate than"
+    return (
+        f"{name}: the default ({DEFAULT}, {ours:.4f}) is {word} the best peer "
+        f"({best}, {ran[best]:.4f}): {gap:+.4f}."
+    )
 
 
 def main() -> None:
@@ -271,9 +354,29 @@ def main() -> None:
         print(f"{name:<14}" + "".join(f"{c:>18}" for c in cells))
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
+    print()
+    print(f"peers: median accuracy over {len(seeds)} seeds (ECE in brackets; null: failed)")
+    peer_columns = ("lfs_crowd", "lfs_crowd_clf", *PEERS)
+    print(f"{'dataset':<14}" + "".join(f"{s:>16}" for s in peer_columns))
+    for name, figures in datasets.items():
+        cells = [
+            "null"
+            if figures["accuracy"][s] is None
+            else f"{figures['accuracy'][s]:.3f} ({figures['ece'][s]:.3f})"
+            for s in peer_columns
+        ]
+        print(f"{name:<14}" + "".join(f"{c:>16}" for c in cells))
     for name, figures in datasets.items():
         print(verdict(name, figures))
-    result = {"benchmark": "labels", "seeds": seeds, "datasets": datasets, "skipped": skipped}
+    for name, figures in datasets.items():
+        print(peer_verdict(name, figures))
+    result = {
+        "benchmark": "labels",
+        "seeds": seeds,
+        "default": DEFAULT,
+        "datasets": datasets,
+        "skipped": skipped,
+    }
     print(orjson.dumps(result).decode())
 
 
