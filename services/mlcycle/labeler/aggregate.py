@@ -203,6 +203,8 @@ class _Model:
     counts: np.ndarray
     fire: np.ndarray  # (n_voters, K), P(votes | true class); 1 for voters who are not LFs
     posterior: np.ndarray  # (n_items, K)
+    # Per class, each vote's item's posterior: gathered once, used by both steps.
+    vote_posterior: list[np.ndarray]
 
     @property
     def confusion(self) -> np.ndarray:
@@ -240,8 +242,8 @@ def _dawid_skene(
         mass = posterior[observed].sum(axis=0)
         prior = (mass + 1.0) / (mass.sum() + k)
         tallies = np.empty((n_voters, k, k))
-        for i in range(k):
-            weights = posterior[:, i][items]
+        vote_posterior = [np.take(posterior[:, i], items) for i in range(k)]
+        for i, weights in enumerate(vote_posterior):
             tallies[:, i, :] = np.bincount(cell, weights, minlength=n_voters * k).reshape(-1, k)
         # Workers borrow strength from the crowd: the prior mean of a worker's confusion is
         # the pooled confusion of all learned non-LF voters (itself smoothed toward the
@@ -256,7 +258,7 @@ def _dawid_skene(
             cov = np.maximum(coverage[is_lf], _FLOOR)[:, None]
             rate = (tallies[is_lf].sum(axis=2) + pseudo) / (mass + pseudo / cov)
             fire[is_lf] = np.clip(rate, _FLOOR, 1 - _FLOOR)
-        return _Model(prior, dirichlet, fire, posterior)
+        return _Model(prior, dirichlet, fire, posterior, vote_posterior)
 
     def e_step(model: _Model) -> np.ndarray:
         log_fire = np.log(model.fire)
@@ -270,10 +272,20 @@ def _dawid_skene(
             # Each vote is scored by its voter's confusion *without that vote* (a cavity):
             # otherwise a worker with one vote "explains" it perfectly, and dissenting
             # one-vote workers drag every item toward the majority class.
-            own = model.posterior[:, i][items] * learned_vote
-            cells = model.counts[:, i, :].reshape(-1)[cell] - own
-            weights = np.log(np.maximum(cells, _FLOOR)) - np.log(row_totals[voters, i] - own)
-            weights += swap[voters, i]
+            own = model.vote_posterior[i]
+            if not learned.all():
+                own = own * learned_vote
+            # The log of the ratio, in place: one log per vote instead of two and fewer
+            # temporaries (EM's time at 1.6M votes is mostly this loop).
+            cells = np.take(model.counts[:, i, :].reshape(-1), cell)
+            cells -= own
+            np.maximum(cells, _FLOOR, out=cells)
+            totals = np.take(row_totals[:, i], voters)
+            totals -= own
+            cells /= totals
+            weights = np.log(cells, out=cells)
+            if is_lf.any():  # swap is 0 for every voter but the LFs
+                weights += np.take(swap[:, i], voters)
             log_joint[:, i] = base[i] + np.bincount(items, weights, minlength=votes.n_items)
         log_joint[~observed] = np.log(model.prior)
         log_joint -= log_joint.max(axis=1, keepdims=True)
