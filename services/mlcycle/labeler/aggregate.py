@@ -193,6 +193,18 @@ def _fixed_confusions(
     return index, confusion
 
 
+def _by_row(ufunc: np.ufunc, matrix: np.ndarray) -> np.ndarray:
+    """``ufunc`` reduced over each row of ``matrix`` (n, K), as a column (n, 1).
+
+    Column by column: numpy's own reduction along a short last axis is ~30x slower,
+    and at 160,000 items it was a quarter of an EM iteration.
+    """
+    out = matrix[:, 0].copy()
+    for j in range(1, matrix.shape[1]):
+        ufunc(out, matrix[:, j], out=out)
+    return out[:, None]
+
+
 @dataclass
 class _Model:
     """The parameters of one EM iteration, and the soft labels they were estimated from."""
@@ -239,7 +251,7 @@ def _dawid_skene(
     np.fill_diagonal(alpha, PRIOR_STRENGTH * PRIOR_ACCURACY)
 
     def m_step(posterior: np.ndarray) -> _Model:
-        mass = posterior[observed].sum(axis=0)
+        mass = np.array([column[observed].sum() for column in posterior.T])
         prior = (mass + 1.0) / (mass.sum() + k)
         tallies = np.empty((n_voters, k, k))
         vote_posterior = [np.take(posterior[:, i], items) for i in range(k)]
@@ -288,9 +300,9 @@ def _dawid_skene(
                 weights += np.take(swap[:, i], voters)
             log_joint[:, i] = base[i] + np.bincount(items, weights, minlength=votes.n_items)
         log_joint[~observed] = np.log(model.prior)
-        log_joint -= log_joint.max(axis=1, keepdims=True)
+        log_joint -= _by_row(np.maximum, log_joint)
         posterior = np.exp(log_joint)
-        posterior /= posterior.sum(axis=1, keepdims=True)
+        posterior /= _by_row(np.add, posterior)
         return posterior
 
     posterior = _shares(counts, n_votes)
@@ -298,7 +310,8 @@ def _dawid_skene(
     iterations, converged = 0, False
     while iterations < max_iter and not converged:
         updated = e_step(m_step(posterior))
-        converged = float(np.abs(updated - posterior).max(initial=0.0)) < tol
+        change = updated - posterior  # the largest |change|, without an abs() pass
+        converged = max(float(change.max(initial=0.0)), -float(change.min(initial=0.0))) < tol
         posterior = updated
         iterations += 1
     model = m_step(posterior)
