@@ -24,7 +24,8 @@ def _unfrozen():
 def test_objects_alive_at_the_freeze_are_left_out_of_later_collections() -> None:
     node = _Node()
     objects, seconds = freeze_heap()
-    assert objects == gc.get_freeze_count() > 0
+    # Frozen objects another thread of the session frees meanwhile leave the count.
+    assert 0 < gc.get_freeze_count() <= objects
     assert seconds >= 0
     assert not any(o is node for o in gc.get_objects())  # frozen: no generation holds it
     gc.unfreeze()
