@@ -18,6 +18,15 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from mlcycle.common.addresses import (  # re-exported: the clients' callers dial with them
+    auth_headers as auth_headers,
+)
+from mlcycle.common.addresses import (
+    dialable_host as dialable_host,
+)
+from mlcycle.common.addresses import (
+    service_url as service_url,
+)
 from mlcycle.common.errors import (
     Forbidden,
     InvalidInput,
@@ -38,8 +47,6 @@ DEFAULT_TIMEOUT_S = 30.0
 HEALTHZ, READYZ = "/healthz", "/readyz"
 # Timeout of a health probe: a service that takes longer is not ready yet.
 PROBE_TIMEOUT_S = 1.0
-# Hosts a server listens on that a client cannot dial; the client dials loopback instead.
-WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 _ERRORS_BY_STATUS: dict[int, type[MlcycleError]] = {
     cls.http_status: cls
     for cls in (
@@ -67,23 +74,6 @@ class Readiness(BaseModel):
 
     status: str
     checks: dict[str, bool] = {}
-
-
-def service_url(host: str, port: int) -> str:
-    """``http://host:port`` (an IPv6 address in brackets)."""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
-
-
-def dialable_host(host: str) -> str:
-    """The address a client dials for a server listening on ``host``."""
-    return "127.0.0.1" if host in WILDCARD_HOSTS else host
-
-
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    """The headers that carry ``api_key`` (none without a key)."""
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def error_from_response(service: str, response: httpx.Response) -> MlcycleError:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from mlcycle.common.addresses import auth_headers
 from mlcycle.common.settings import Settings
 from mlcycle.labeler.console.explain import peer_url
 
@@ -84,7 +85,7 @@ class TrainerAdmin:
         return self._send(path, {"reason": reason}, key, f"Rollout {rollout_id}: {order} done")
 
     def _send(self, path: str, body: dict[str, object], key: str | None, done: str) -> AdminOutcome:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = auth_headers(key)
         try:
             answer = self.client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:

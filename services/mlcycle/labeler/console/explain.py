@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from mlcycle.common.addresses import auth_headers, dialable_host, service_url
 from mlcycle.common.settings import Settings
 from mlcycle.contracts.explanations import Span
 from mlcycle.contracts.monitoring import MonitoringState
@@ -25,7 +26,6 @@ PREDICT_PATH = "/v1/predict"
 MONITORING_PATH = "/v1/monitoring"
 # A reviewer waits for the page: better no highlight than a slow one.
 TIMEOUT_S = 3.0
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class ExplainedPrediction(BaseModel):
@@ -53,9 +53,7 @@ def peer_url(settings: Settings, configured: str, port: int) -> str:
     """A peer service's URL: the one configured, else this host at ``port`` (as dialled)."""
     if configured:
         return configured.rstrip("/")
-    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{port}"
+    return service_url(dialable_host(settings.host), port)
 
 
 def inference_url(settings: Settings) -> str:
@@ -67,7 +65,7 @@ class Explainer:
     """Asks the inference service to score and explain one text at a time."""
 
     def __init__(self, url: str, service_key: str = "", timeout_s: float = TIMEOUT_S) -> None:
-        headers = {"Authorization": f"Bearer {service_key}"} if service_key else {}
+        headers = auth_headers(service_key)
         self.client = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
 
     def explain(self, text: str, item_id: str) -> Explanation:
