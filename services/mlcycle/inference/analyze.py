@@ -2,10 +2,11 @@
 
 With ``store`` (the caller did not ask ``doNotStore``) a comment is scored as
 ``POST /v1/predict`` scores it: through the request batcher, routed during a
-rollout, the score cache read and written, and its words explained by the version
-that answered. Without it nothing of the request is kept: the serving version
-scores it straight from the model server, and the explain signature's own score
-answers when words are asked for, so the cache is neither read nor written.
+rollout, the cache read and written, and its words explained by the version that
+answered (outside a rollout, by the one explain call that scores it too). Without
+it nothing of the request is kept: the serving version scores it straight from the
+model server, and the explain signature's own score answers when words are asked
+for, so the cache is neither read nor written.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mlcycle.common.errors import Conflict
 from mlcycle.contracts.explanations import Span
 from mlcycle.inference.batching import RequestBatcher
 from mlcycle.inference.explain import Explainer
-from mlcycle.inference.explain_async import ExplainBatcher, explain_predictions_async
+from mlcycle.inference.explain_async import ExplainBatcher, predict_and_explain
 from mlcycle.inference.perspective import Analysis
 from mlcycle.inference.predictor import Predictor
 from mlcycle.inference.servable import ModelVersion
@@ -50,15 +51,16 @@ class Analyzer:
     async def __call__(self, text: str, *, spans: bool, store: bool) -> Analysis:
         if not store:
             return await run_in_threadpool(self._unstored, text, spans)
-        check_binary(self.predictor.tracker.current())
-        _, predictions = await self.batcher.predict([text], None, None)
-        (prediction,) = predictions
-        words = None
-        if spans:
-            await explain_predictions_async(
-                self.explain_batcher, self.predictor.tracker, [text], None, predictions
+        tracker = self.predictor.tracker
+        check_binary(tracker.current())
+        if spans:  # one explain call answers both, as for POST /v1/predict
+            _, predictions = await predict_and_explain(
+                self.explain_batcher, self.batcher, tracker, [text], None, None
             )
-            words = [Span(**row) for row in prediction["spans"]]
+        else:
+            _, predictions = await self.batcher.predict([text], None, None)
+        (prediction,) = predictions
+        words = [Span(**row) for row in prediction["spans"]] if spans else None
         return Analysis(prediction["score"], words, prediction["model_version"])
 
     def _unstored(self, text: str, spans: bool) -> Analysis:
