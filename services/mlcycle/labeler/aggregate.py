@@ -1,6 +1,6 @@
 """Vote aggregation: one soft and one hard label per item out of a :class:`VoteMatrix`.
 
-Three strategies, all vectorized over the votes (loops only over EM
+Four strategies, all vectorized over the votes (loops only over EM
 iterations and classes):
 
 - ``mean_threshold`` — the original talk's rule, "toxic when more than 50% of
@@ -20,7 +20,16 @@ iterations and classes):
   worker's error, and the labels drift to the majority class (with one
   synthetic worker per vote, as some sources publish, everything ends up
   positive). Voters in ``fixed_voters`` (human reviewers, say) keep a fixed
-  confusion: their accuracy on the diagonal, the rest spread evenly.
+  confusion: their accuracy on the diagonal, the rest spread evenly. EM stops
+  when an iteration moves the log evidence by less than ``tol`` per vote.
+- ``anchored_dawid_skene`` — the same model, but its confusions are fitted
+  against the majority vote and the labels are one E-step from there: each
+  voter is weighed by how it agrees with the crowd's majority (as Wawa and
+  CROWDLAB weigh annotators), not by how it agrees with a latent class that
+  EM is free to move. Where annotator groups disagree systematically (the
+  conditional independence Dawid-Skene assumes does not hold), full EM's
+  latent class drifts away from what most annotators say; anchored, it
+  cannot. It is a label run's default (decision 0021).
 
 Labeling functions (voter ids ``lf:<name>``) are assumed to have been run on
 every item of the matrix, so an ``lf:`` voter's *absence* on an item is an
@@ -29,7 +38,7 @@ firing rate per true class. Without that, a function that only ever votes one
 class ("profanity -> toxic") would have the same vote distribution under
 every true class and carry no evidence at all; with it, the function's
 precision shows as "fires far more often on toxic items". The label model for
-weak supervision is therefore just ``dawid_skene`` over a matrix that mixes
+weak supervision is therefore just Dawid-Skene over a matrix that mixes
 crowd and ``lf:`` voters. Firing rates are smoothed toward the function's
 overall coverage (``LF_PRIOR_FIRINGS`` pseudo-firings spread by the class
 prior), so a function that fired twice is not taken for an oracle.
@@ -51,7 +60,9 @@ from mlcycle.common.errors import InvalidInput
 from mlcycle.contracts.comments import voter_kind
 from mlcycle.labeler.votes import VoteMatrix
 
-STRATEGIES = ("mean_threshold", "majority", "dawid_skene")
+STRATEGIES = ("mean_threshold", "majority", "dawid_skene", "anchored_dawid_skene")
+# The strategies that learn each voter's reliability (and so take fixed voters' accuracies).
+LEARNING_STRATEGIES = ("dawid_skene", "anchored_dawid_skene")
 # Dirichlet prior of a learned confusion row: worth 4 votes; the crowd's pooled confusion
 # for workers, 70% on the diagonal for labeling functions (and as the pool's own prior).
 PRIOR_ACCURACY = 0.7
@@ -86,14 +97,18 @@ def aggregate(
     threshold: float = 0.5,
     fixed_voters: Mapping[int, float] | None = None,
     max_iter: int = 100,
-    tol: float = 1e-6,
+    tol: float = 1e-8,
 ) -> Aggregate:
     """Aggregate ``votes`` with ``strategy`` (one of :data:`STRATEGIES`).
 
     ``threshold`` is used by ``mean_threshold`` only. ``fixed_voters`` maps a
-    voter index to a fixed accuracy for ``dawid_skene`` (the other strategies
-    count every vote once and ignore it). EM stops after ``max_iter``
-    iterations, or earlier when no item's soft label moved by ``tol`` or more.
+    voter index to a fixed accuracy for the :data:`LEARNING_STRATEGIES` (the
+    others count every vote once and ignore it). ``dawid_skene``'s EM stops
+    after ``max_iter`` iterations, or earlier when an iteration moved the log
+    evidence by less than ``tol`` nats per vote. crowd-kit stops at 1e-5 on its
+    bound; the default here is a thousand times stricter, and stops within 2e-4
+    of every soft label EM settles on (label_speed's 1.6M votes: 11 iterations
+    against 21; a 15,000-vote crowd: 28 against 63).
     Raises :class:`InvalidInput` for an unknown strategy or bad parameters.
     """
     if strategy not in STRATEGIES:
@@ -112,7 +127,8 @@ def aggregate(
         return _finish(probs, n_votes, prior, None, None, 0, True)
     if max_iter < 1 or not tol > 0:
         raise InvalidInput(f"need max_iter >= 1 and tol > 0, not {max_iter} and {tol}")
-    return _dawid_skene(votes, counts, n_votes, fixed_voters or {}, max_iter, tol)
+    anchored = strategy == "anchored_dawid_skene"
+    return _dawid_skene(votes, counts, n_votes, fixed_voters or {}, max_iter, tol, anchored)
 
 
 def _shares(counts: np.ndarray, n_votes: np.ndarray) -> np.ndarray:
@@ -124,6 +140,12 @@ def _mean_prior(probs: np.ndarray, has_votes: np.ndarray) -> np.ndarray:
     """The mean soft label over items with votes; uniform when there are none."""
     k = probs.shape[1]
     return probs[has_votes].mean(axis=0) if has_votes.any() else np.full(k, 1.0 / k)
+
+
+def _majority_labels(counts: np.ndarray) -> np.ndarray:
+    """One-hot rows of each item's most voted class; a tie shares the row among the tied."""
+    top = counts == counts.max(axis=1, keepdims=True)
+    return top / top.sum(axis=1, keepdims=True)
 
 
 def _hard_labels(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -231,7 +253,9 @@ def _dawid_skene(
     fixed: Mapping[int, float],
     max_iter: int,
     tol: float,
+    anchored: bool,
 ) -> Aggregate:
+    """EM from the majority; ``anchored``: one E-step from the majority's model, no more."""
     k, n_voters = votes.n_classes, votes.n_voters
     items, voters = votes.items.astype(np.intp), votes.voters.astype(np.intp)
     # One flat index per vote into a voter's row of K cells: (voter, voted class).
@@ -272,7 +296,7 @@ def _dawid_skene(
             fire[is_lf] = np.clip(rate, _FLOOR, 1 - _FLOOR)
         return _Model(prior, dirichlet, fire, posterior, vote_posterior)
 
-    def e_step(model: _Model) -> np.ndarray:
+    def e_step(model: _Model) -> tuple[np.ndarray, float]:
         log_fire = np.log(model.fire)
         log_abstain = np.where(is_lf[:, None], np.log1p(-np.minimum(model.fire, 1 - _FLOOR)), 0)
         # Every item starts as if all LFs abstained; a vote swaps its voter's abstention out.
@@ -300,21 +324,35 @@ def _dawid_skene(
                 weights += np.take(swap[:, i], voters)
             log_joint[:, i] = base[i] + np.bincount(items, weights, minlength=votes.n_items)
         log_joint[~observed] = np.log(model.prior)
-        log_joint -= _by_row(np.maximum, log_joint)
+        top = _by_row(np.maximum, log_joint)
+        log_joint -= top
         posterior = np.exp(log_joint)
-        posterior /= _by_row(np.add, posterior)
-        return posterior
+        total = _by_row(np.add, posterior)
+        posterior /= total
+        # log P(votes) per vote, for the stopping rule: each item's log-sum-exp, summed.
+        evidence = float(np.log(total[observed]).sum() + top[observed].sum())
+        return posterior, evidence / max(votes.n_votes, 1)
 
-    posterior = _shares(counts, n_votes)
+    # Anchored, the reliabilities are fitted against the majority *label*, as Wawa does.
+    # Against the vote shares a 15%-positive crowd's negatives lend their minority votes to
+    # the positive row, every voter looks unreliable on positives, and the one step lands
+    # below the majority itself (0.962 against 0.988 on label_speed's synthetic crowd,
+    # 0.995 with the label). EM starts from the shares, and its fixed point hardly cares.
+    posterior = _majority_labels(counts) if anchored else _shares(counts, n_votes)
     posterior[~has_votes] = _mean_prior(posterior, has_votes)
-    iterations, converged = 0, False
-    while iterations < max_iter and not converged:
-        updated = e_step(m_step(posterior))
-        change = updated - posterior  # the largest |change|, without an abs() pass
-        converged = max(float(change.max(initial=0.0)), -float(change.min(initial=0.0))) < tol
-        posterior = updated
-        iterations += 1
+    # The majority's model: the anchor of anchored_dawid_skene, EM's first step otherwise.
     model = m_step(posterior)
+    iterations, converged, evidence = 0, False, -np.inf
+    while iterations < max_iter and not converged:
+        posterior, updated = e_step(model)
+        iterations += 1
+        if anchored:  # the reliabilities the labels were weighed with stay those it reports
+            converged = True
+            break
+        # Cavities make this a pseudo-likelihood that need not rise at every step: |change|.
+        converged = abs(updated - evidence) < tol
+        evidence = updated
+        model = m_step(posterior)
     weight = model.prior * model.fire  # P(true=i and the voter voted), up to a constant
     diagonal = np.diagonal(model.confusion, axis1=1, axis2=2)
     accuracy = (weight * diagonal).sum(axis=1) / weight.sum(axis=1)
