@@ -132,10 +132,11 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     # Both label strategies labeled every comment (each has five crowd votes); Dawid-Skene
     # ran last, so its events are the labels that changed since the talk's rule.
     assert _figure(output, "items labeled (mean_threshold, crowd only)") == N_COMMENTS
-    assert _figure(output, "items labeled (dawid_skene + LFs)") == N_COMMENTS
+    assert _figure(output, "items labeled (anchored_dawid_skene + LFs)") == N_COMMENTS
     assert 0 < _figure(output, "label events published") <= N_COMMENTS
     agreement = re.search(
-        r"label agreement \(mean_threshold vs dawid_skene\)\s*│\s*([\d.]+) on ([\d,]+) items",
+        r"label agreement \(mean_threshold vs anchored_dawid_skene\)"
+        r"\s*│\s*([\d.]+) on ([\d,]+) items",
         output,
     )
     assert agreement, output
@@ -207,7 +208,7 @@ def test_demo_runs_every_stage_and_the_model_survives_a_restart(
     page = Path(match.group(1)).read_text(encoding="utf-8")
     # The stages' and the load test's plots, then the monitor's (per signal and quality).
     assert page.count("data:image/png;base64,") > 2
-    assert "label agreement (mean_threshold vs dawid_skene)" in page
+    assert "label agreement (mean_threshold vs anchored_dawid_skene)" in page
     assert "Watching the live model" in page
     # The production loop: the drifted batch's new words put the OOV share in alarm, and
     # moderators' decisions on the scored comments were taken and joined to their scores.

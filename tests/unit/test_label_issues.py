@@ -28,7 +28,7 @@ from mlcycle.labeler.label_issues import (
 from mlcycle.labeler.labeling import Corpus, compute, review_queue
 
 LABELER = load_settings().labeler
-CROWD_ONLY = RunParams(labeling_functions=[])  # dawid_skene over the crowd and reviewers
+CROWD_ONLY = RunParams(labeling_functions=[])  # the default strategy, crowd and reviewers
 POLITE = ["thanks", "great", "helpful", "agree", "nice", "source", "citation", "kind"]
 RUDE = ["idiot", "stupid", "moron", "hate", "loser", "dumb", "pathetic", "jerk"]
 N = 200
@@ -159,7 +159,7 @@ def test_the_queue_mixes_disagreements_suspects_and_uncertain_items() -> None:
     corpus = run_corpus()
     votes = crowd_votes()
     votes += [CastVote("c010", "w9", 1)]  # c010 (polite, label 0): 3 to 1, uncertain
-    # c020's crowd (three votes for 0) outweighs one human vote for 1 under dawid_skene.
+    # c020's crowd (three votes for 0) outweighs one human vote for 1 (a learning strategy).
     votes += [CastVote("c020", "human:mod", 1)]
     labeling = compute(corpus, votes, CROWD_ONLY, LABELER)
     assert labeling.result.labels[20] == 0
@@ -202,7 +202,7 @@ def test_a_reviewed_suspect_leaves_the_queue_and_the_next_run_follows_the_review
     assert f"c{index:03d}" not in queue
 
 
-def test_under_dawid_skene_a_unanimous_crowd_outweighs_one_review_and_says_so() -> None:
+def test_a_unanimous_crowd_outweighs_one_review_and_says_so() -> None:
     # docs/decisions/0004: a review outweighs a split crowd, not a unanimous reliable one.
     # The overruled review is not lost: the item comes back, first, as a disagreement.
     index, truth, labels, queue = reviewed_suspect(CROWD_ONLY)

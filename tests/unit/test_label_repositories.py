@@ -74,7 +74,7 @@ def test_a_run_is_stored_as_far_as_it_got(store: SqliteStore) -> None:
         "task": "toxicity",
         "status": "queued",
         "params": {
-            "strategy": "dawid_skene",
+            "strategy": "anchored_dawid_skene",
             "task": "toxicity",
             "threshold": None,
             "labeling_functions": None,

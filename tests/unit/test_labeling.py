@@ -12,6 +12,7 @@ from mlcycle.contracts.comments import StoredComment
 from mlcycle.contracts.label_runs import RunParams
 from mlcycle.contracts.labels import Label, Provenance
 from mlcycle.contracts.repositories.votes import CastVote
+from mlcycle.labeler.aggregate import LEARNING_STRATEGIES
 from mlcycle.labeler.labeling import (
     Corpus,
     ProvenanceIndex,
@@ -63,7 +64,8 @@ def test_a_human_label_decides_under_majority() -> None:
     assert labeling.crowd_votes.tolist() == [4]
 
 
-def test_a_human_label_counts_as_a_trusted_voter_under_dawid_skene() -> None:
+@pytest.mark.parametrize("strategy", LEARNING_STRATEGIES)
+def test_a_human_label_counts_as_a_trusted_voter_under_a_learning_strategy(strategy: str) -> None:
     # Three workers who are each wrong on a different third of the items.
     texts = corpus(*[(f"i{n}", "text") for n in range(30)])
     truth = [n % 2 for n in range(30)]
@@ -76,11 +78,10 @@ def test_a_human_label_counts_as_a_trusted_voter_under_dawid_skene() -> None:
     assert sorted(v.label for v in votes if v.item_id == "i0") == [0, 0, 1]
     votes = [v for v in votes if not (v.item_id == "i0" and v.annotator_id == "w1")]
     votes += [vote("i0", "w1", 1)]
-    crowd_only = compute(texts, votes, RunParams(labeling_functions=[]), LABELER)
+    params = RunParams(strategy=strategy, labeling_functions=[])
+    crowd_only = compute(texts, votes, params, LABELER)
     assert crowd_only.result.labels[0] == 1
-    reviewed = compute(
-        texts, [*votes, vote("i0", "human:ann", 0)], RunParams(labeling_functions=[]), LABELER
-    )
+    reviewed = compute(texts, [*votes, vote("i0", "human:ann", 0)], params, LABELER)
     assert reviewed.result.labels[0] == 0
     assert reviewed.result.probs[0, 0] > 0.9
 

@@ -64,8 +64,9 @@ def up(
 
 def label(
     strategy: Annotated[
-        str, typer.Option(help="mean_threshold | majority | dawid_skene")
-    ] = "dawid_skene",
+        str,
+        typer.Option(help="mean_threshold | majority | dawid_skene | anchored_dawid_skene"),
+    ] = "anchored_dawid_skene",  # RunParams' default; the contracts are imported lazily
     task: Annotated[str | None, typer.Option(help="Task to label (default from settings).")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="mean_threshold's cut (default 0.5).")

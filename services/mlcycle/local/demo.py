@@ -28,6 +28,7 @@ from rich.console import Console
 
 from mlcycle.clients import ServiceClients, clients_for
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.label_runs import DEFAULT_STRATEGY
 from mlcycle.local import demo_stages
 from mlcycle.local.demo_monitoring import watch_live_model
 from mlcycle.local.demo_records import DemoRun, SearchLimits
@@ -95,7 +96,7 @@ def _stages(
     counts = clients.collector.stats(timeout_s=5.0).counts
     search_hits = demo_stages.sample_search(clients)
     labels, agreement = demo_stages.label_runs(settings, clients, stages)
-    label_run = labels["dawid_skene"].id
+    label_run = labels[DEFAULT_STRATEGY].id
     features = stages.run(
         "featurize",
         lambda bar: step(

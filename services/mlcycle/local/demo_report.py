@@ -24,6 +24,7 @@ from mlcycle.clients.trainer import JobResult, ModelSummary, SplitFigures
 from mlcycle.common.figures import inline_figure
 from mlcycle.common.files import write_atomically
 from mlcycle.common.settings import Settings
+from mlcycle.contracts.label_runs import DEFAULT_STRATEGY
 from mlcycle.local.demo_monitoring import MonitoringRun
 from mlcycle.local.demo_records import DemoRun
 from mlcycle.local.demo_rollouts_report import rollout_rows, rollout_section
@@ -86,16 +87,16 @@ def summary_rows(
         ("sample search 'you'", f"{run.search_hits} shown"),
     ]
     mean_threshold = run.labels["mean_threshold"].stats
-    stats = run.labels["dawid_skene"].stats
+    stats = run.labels[DEFAULT_STRATEGY].stats
     rows += [
         ("items labeled (mean_threshold, crowd only)", f"{mean_threshold.labeled:,}"),
-        ("items labeled (dawid_skene + LFs)", f"{stats.labeled:,}"),
+        (f"items labeled ({DEFAULT_STRATEGY} + LFs)", f"{stats.labeled:,}"),
         ("label events published", f"{stats.events:,}"),
     ]
     agreement = run.agreement
     rows += [
         (
-            "label agreement (mean_threshold vs dawid_skene)",
+            f"label agreement (mean_threshold vs {DEFAULT_STRATEGY})",
             f"{_fmt(agreement.agreement)} on {agreement.items:,} items",
         ),
         ("label agreement, Cohen's kappa", _fmt(agreement.kappa)),
@@ -105,7 +106,7 @@ def summary_rows(
     # construction. benchmarks/labels.py hides votes first for the fair comparison.
     rows.append(
         (
-            f"dawid_skene equal to the 5+-vote majority ({stats.gold_items:,} items)",
+            f"{DEFAULT_STRATEGY} equal to the 5+-vote majority ({stats.gold_items:,} items)",
             _fmt(stats.accuracy_on_gold),
         )
     )
@@ -280,9 +281,10 @@ def write_report(
             else []
         ),
         "<h2>Label strategies</h2>",
-        "<p class='note'>Items labeled by both runs, by class: mean_threshold / dawid_skene.</p>",
+        "<p class='note'>Items labeled by both runs, by class: "
+        f"mean_threshold / {DEFAULT_STRATEGY}.</p>",
         _table(
-            ("mean_threshold / dawid_skene", "items"),
+            (f"mean_threshold / {DEFAULT_STRATEGY}", "items"),
             [(pair, f"{n:,}") for pair, n in run.agreement.pairs.items()],
         ),
         "</body></html>",

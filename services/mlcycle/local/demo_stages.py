@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from mlcycle.clients import ServiceClients
 from mlcycle.common.errors import Unavailable
 from mlcycle.common.settings import KafkaSettings, Settings, settings_to_env
-from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.label_runs import DEFAULT_STRATEGY, RunParams
 from mlcycle.local.demo_records import (
     Agreement,
     LabelOutcome,
@@ -154,12 +154,12 @@ def label_runs(
     from mlcycle.labeler.report import write_html
 
     task = settings.labeler.task
-    # The talk's rule counts crowd votes only (toxic when more than half said so);
-    # Dawid-Skene also hears the labeling functions. It runs last, so it is the
+    # The talk's rule counts crowd votes only (toxic when more than half said so); the
+    # default strategy also hears the labeling functions. It runs last, so it is the
     # labeler's latest run, the one training uses.
     strategies = {
         "mean_threshold": RunParams(strategy="mean_threshold", task=task, labeling_functions=[]),
-        "dawid_skene": RunParams(strategy="dawid_skene", task=task),
+        DEFAULT_STRATEGY: RunParams(strategy=DEFAULT_STRATEGY, task=task),
     }
     outcomes: dict[str, LabelOutcome] = {}
     for strategy, params in strategies.items():
@@ -172,10 +172,8 @@ def label_runs(
         page = settings.data_dir / "reports" / f"{run.id}.html"
         write_html(run.report or {}, page, title=f"mlcycle label run {run.id} ({strategy})")
         outcomes[strategy] = LabelOutcome(id=run.id, stats=run.stats, report=page)
-    agreement = stages.run(
-        "label agreement",
-        lambda bar: _agreement(clients, outcomes["mean_threshold"], outcomes["dawid_skene"], bar),
-    )
+    talk, default = outcomes["mean_threshold"], outcomes[DEFAULT_STRATEGY]
+    agreement = stages.run("label agreement", lambda bar: _agreement(clients, talk, default, bar))
     return outcomes, agreement
 
 
