@@ -125,3 +125,25 @@ def test_a_fixed_voter_keeps_its_accuracy_under_either_learning_strategy(strateg
     result = aggregate(votes, strategy, fixed_voters={0: 0.9, 1: 0.6})
     np.testing.assert_allclose(result.probs, [[1 / 7, 6 / 7], [6 / 7, 1 / 7]])
     np.testing.assert_allclose(result.voter_accuracy, [0.9, 0.6])
+
+
+def test_labeling_functions_are_graded_against_people_not_each_other() -> None:
+    # One careful vote per item, and two functions that fire together on a random half of
+    # the items whatever their class. Graded against every vote's majority, each looks right
+    # whenever the pair fires (two votes to one) and together they outvote the crowd.
+    rng = np.random.default_rng(3)
+    n = 400
+    truth = rng.integers(0, 2, n)
+    crowd_labels = np.where(rng.random(n) < 0.9, truth, 1 - truth)
+    fired = np.flatnonzero(rng.random(n) < 0.5)
+    votes = build(
+        np.r_[np.arange(n), fired, fired],
+        np.r_[rng.integers(0, 20, n), np.full(len(fired), 20), np.full(len(fired), 21)],
+        np.r_[crowd_labels, np.ones(2 * len(fired), int)],
+        2,
+        n,
+        [*(f"w{w}" for w in range(20)), "lf:pattern", "lf:same_pattern"],
+    )
+    result = aggregate(votes, "anchored_dawid_skene")
+    assert (result.labels == truth).mean() > 0.85
+    assert result.voter_accuracy[20:].max() < 0.65  # right about half the time they fire

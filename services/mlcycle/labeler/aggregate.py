@@ -23,10 +23,11 @@ iterations and classes):
   confusion: their accuracy on the diagonal, the rest spread evenly. EM stops
   when an iteration moves the log evidence by less than ``tol`` per vote.
 - ``anchored_dawid_skene`` — the same model, but its confusions are fitted
-  against the majority vote and the labels are one E-step from there: each
-  voter is weighed by how it agrees with the crowd's majority (as Wawa and
-  CROWDLAB weigh annotators), not by how it agrees with a latent class that
-  EM is free to move. Where annotator groups disagree systematically (the
+  against each item's majority label among people's votes (all votes where
+  only labeling functions voted) and the labels are one E-step from there:
+  each voter is weighed by how it agrees with the crowd's majority (as Wawa
+  and CROWDLAB weigh annotators), not by how it agrees with a latent class
+  that EM is free to move. Where annotator groups disagree systematically (the
   conditional independence Dawid-Skene assumes does not hold), full EM's
   latent class drifts away from what most annotators say; anchored, it
   cannot. It is a label run's default (decision 0021).
@@ -146,6 +147,19 @@ def _majority_labels(counts: np.ndarray) -> np.ndarray:
     """One-hot rows of each item's most voted class; a tie shares the row among the tied."""
     top = counts == counts.max(axis=1, keepdims=True)
     return top / top.sum(axis=1, keepdims=True)
+
+
+def _people_counts(votes: VoteMatrix, is_lf: np.ndarray) -> np.ndarray:
+    """Per item and class, the votes of people (crowd and reviewers), labeling functions left out.
+
+    Labeling functions are graded against what people say. Against the majority of every
+    vote, functions that fire together (profanity and identity attack on a slur) vouch for
+    each other: on HateXplain they outvoted its annotators, 0.880 against 0.908 without them.
+    """
+    people = ~is_lf[votes.voters]
+    flat = votes.items[people].astype(np.intp) * votes.n_classes + votes.labels[people]
+    size = votes.n_items * votes.n_classes
+    return np.bincount(flat, minlength=size).reshape(votes.n_items, votes.n_classes)
 
 
 def _hard_labels(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -338,7 +352,11 @@ def _dawid_skene(
     # the positive row, every voter looks unreliable on positives, and the one step lands
     # below the majority itself (0.962 against 0.988 on label_speed's synthetic crowd,
     # 0.995 with the label). EM starts from the shares, and its fixed point hardly cares.
-    posterior = _majority_labels(counts) if anchored else _shares(counts, n_votes)
+    if anchored:
+        people = _people_counts(votes, is_lf)
+        posterior = _majority_labels(np.where(people.any(axis=1)[:, None], people, counts))
+    else:
+        posterior = _shares(counts, n_votes)
     posterior[~has_votes] = _mean_prior(posterior, has_votes)
     # The majority's model: the anchor of anchored_dawid_skene, EM's first step otherwise.
     model = m_step(posterior)
