@@ -6,8 +6,9 @@ What is measured:
   ties are left out (as ``_corpora`` does).
 - noise: for each noise rate (5 %, 10 %) and seed, that share of the items, drawn with the
   seeded RNG, has *every* crowd vote flipped: the crowd was consistently wrong about it,
-  which no vote-counting can see. The label run is ``dawid_skene`` over the crowd (no
-  labeling functions, so the votes are the only evidence the label model has). The errors
+  which no vote-counting can see. The label run is the default strategy
+  (``anchored_dawid_skene``) over the crowd (no labeling functions, so the votes are the
+  only evidence the label model has). The errors
   to find are the items whose label differs from the clean run's (the flipped ones).
 - k = the noise rate's count of items (5 % or 10 % of the corpus), the number a reviewer
   would look at to fix them all. With k equal to the number of flips, precision at k and
@@ -40,7 +41,7 @@ from _harness import median
 
 from mlcycle.common.settings import load_settings
 from mlcycle.contracts.comments import StoredComment, Vote
-from mlcycle.contracts.label_runs import RunParams
+from mlcycle.contracts.label_runs import DEFAULT_STRATEGY, RunParams
 from mlcycle.contracts.repositories.votes import CastVote
 from mlcycle.importers import get_importer
 from mlcycle.labeler.label_issues import Suspects, find_in_run
@@ -48,7 +49,7 @@ from mlcycle.labeler.labeling import Corpus, compute, review_queue
 
 NOISE = (0.05, 0.10)
 RANKINGS = ("mlcycle", "uncertainty", "random")
-PARAMS = RunParams(strategy="dawid_skene", labeling_functions=[])
+PARAMS = RunParams(strategy=DEFAULT_STRATEGY, labeling_functions=[])
 
 
 def davidson() -> tuple[Corpus, list[CastVote]]:
@@ -151,7 +152,7 @@ def main() -> None:
     clean = compute(corpus, votes, PARAMS, load_settings().labeler).result.labels
     n = len(corpus)
     print(
-        f"Davidson: {n} items, {len(votes)} crowd votes; dawid_skene over the crowd; "
+        f"Davidson: {n} items, {len(votes)} crowd votes; {PARAMS.strategy} over the crowd; "
         f"seeds 0..{args.seeds - 1}; medians over seeds\n"
     )
     trials = {
