@@ -61,6 +61,9 @@ def test_a_reviewer_labels_five_with_the_keyboard_undoes_one_and_four_votes_coun
     moved_on_to = _current(page)
     assert moved_on_to not in labeled
 
+    # Undo outlives the page: the tab remembers the reviewer's labels across a reload.
+    page.reload()
+    page.wait_for_selector("#card[data-item-id]")
     page.keyboard.press("u")
     page.wait_for_function(
         "id => document.querySelector('#card').dataset.itemId === id", arg=labeled[-1]

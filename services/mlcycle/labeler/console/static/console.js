@@ -1,5 +1,7 @@
 // The review page: a key per class, skip and undo; the next card is fetched ahead of time.
 // Labels and undos are POSTed with the page's CSRF token; the server checks the key's scope.
+// What undo can take back is kept in the tab's sessionStorage, per reviewer, so a reload or
+// a visit to another page of the console does not lose it.
 "use strict";
 (function () {
   const queue = document.getElementById("queue");
@@ -7,12 +9,32 @@
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const status = document.getElementById("status");
   const canLabel = queue.dataset.canLabel === "true";
+  const MAX_UNDO = 100;  // labels a tab remembers for undo
   const handled = [];   // item ids labeled or skipped on this page, oldest first
-  const labeled = [];   // {itemId, task} of this page's labels, for undo
+  const historyKey = "mlcycle.console.labeled:" + (queue.dataset.reviewer || "");
+  const labeled = loadHistory(); // {itemId, task} of this tab's labels, for undo
   let prefetched = null; // {skip: string, html: Promise<string>}
   let busy = false;
 
   function say(text) { status.textContent = text; }
+
+  function loadHistory() {
+    try {
+      const stored = JSON.parse(sessionStorage.getItem(historyKey) || "[]");
+      return Array.isArray(stored)
+        ? stored.filter((l) => l && typeof l.itemId === "string" && typeof l.task === "string")
+        : [];
+    } catch (error) {
+      return []; // storage refused (privacy settings) or garbled: undo covers this page
+    }
+  }
+
+  function saveHistory() {
+    try {
+      sessionStorage.setItem(historyKey, JSON.stringify(labeled.slice(-MAX_UNDO)));
+    } catch (error) { /* storage refused: undo still covers this page */ }
+  }
+
   function card() { return document.getElementById("card"); }
 
   function cardUrl(skip, item) {
@@ -82,7 +104,9 @@
     run(() => post("/console/labels", { item_id: itemId, label: value, task: task }).then(() => {
       handled.push(itemId);
       labeled.push({ itemId: itemId, task: task });
-      say("Labeled " + itemId + ". " + labeled.length + " labeled on this page.");
+      if (labeled.length > MAX_UNDO) labeled.shift();
+      saveHistory();
+      say("Labeled " + itemId + ". " + labeled.length + " to undo in this tab.");
       return showNext();
     }));
   }
@@ -99,7 +123,9 @@
     if (!last) { say("Nothing to undo."); return; }
     run(() => post("/console/retractions", { item_id: last.itemId, task: last.task }).then(() => {
       labeled.pop();
-      handled.splice(handled.lastIndexOf(last.itemId), 1);
+      saveHistory();
+      const seen = handled.lastIndexOf(last.itemId);
+      if (seen >= 0) handled.splice(seen, 1);
       say("Undid the label of " + last.itemId + ".");
       return fetchCard(handled, last.itemId).then(show);
     }));
