@@ -64,9 +64,12 @@ def up(
 
 def label(
     strategy: Annotated[
-        str,
-        typer.Option(help="mean_threshold | majority | dawid_skene | anchored_dawid_skene"),
-    ] = "anchored_dawid_skene",  # RunParams' default; the contracts are imported lazily
+        str | None,
+        typer.Option(
+            help="mean_threshold | majority | dawid_skene | anchored_dawid_skene "
+            "(default: a label run's, anchored_dawid_skene)"
+        ),
+    ] = None,
     task: Annotated[str | None, typer.Option(help="Task to label (default from settings).")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="mean_threshold's cut (default 0.5).")

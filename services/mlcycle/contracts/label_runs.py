@@ -30,8 +30,8 @@ RUN_ITEMS_KIND = "label-run-items"
 LABEL_ISSUE_KIND = "label-issue"
 
 Strategy = Literal["mean_threshold", "majority", "dawid_skene", "anchored_dawid_skene"]
-# Dawid-Skene anchored at the majority: as accurate as the best peer on every corpus of
-# benchmarks/labels.py, where full EM falls behind on two (decision 0021).
+# Dawid-Skene anchored at the crowd's majority: where annotator groups disagree, full EM's
+# latent class drifts from what most annotators say (decision 0021).
 DEFAULT_STRATEGY: Strategy = "anchored_dawid_skene"
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 # Why an item is in the review queue: its label model is unsure of it; confident learning

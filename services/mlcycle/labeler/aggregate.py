@@ -149,19 +149,6 @@ def _majority_labels(counts: np.ndarray) -> np.ndarray:
     return top / top.sum(axis=1, keepdims=True)
 
 
-def _people_counts(votes: VoteMatrix, is_lf: np.ndarray) -> np.ndarray:
-    """Per item and class, the votes of people (crowd and reviewers), labeling functions left out.
-
-    Labeling functions are graded against what people say. Against the majority of every
-    vote, functions that fire together (profanity and identity attack on a slur) vouch for
-    each other: on HateXplain they outvoted its annotators, 0.880 against 0.908 without them.
-    """
-    people = ~is_lf[votes.voters]
-    flat = votes.items[people].astype(np.intp) * votes.n_classes + votes.labels[people]
-    size = votes.n_items * votes.n_classes
-    return np.bincount(flat, minlength=size).reshape(votes.n_items, votes.n_classes)
-
-
 def _hard_labels(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Argmax per row; exact ties go to the larger prior, then the lower index."""
     preference = np.argsort(-prior, kind="stable")
@@ -353,7 +340,11 @@ def _dawid_skene(
     # below the majority itself (0.962 against 0.988 on label_speed's synthetic crowd,
     # 0.995 with the label). EM starts from the shares, and its fixed point hardly cares.
     if anchored:
-        people = _people_counts(votes, is_lf)
+        # Labeling functions are graded against what people (crowd, reviewers) say. Against
+        # every vote's majority, functions that fire together (profanity and identity attack
+        # on a slur) vouch for each other: on HateXplain they outvoted its annotators, 0.880
+        # against 0.908 without them. Items only functions voted on keep their majority.
+        people = votes.select(~is_lf[voters]).counts()
         posterior = _majority_labels(np.where(people.any(axis=1)[:, None], people, counts))
     else:
         posterior = _shares(counts, n_votes)

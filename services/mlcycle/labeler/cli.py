@@ -22,7 +22,7 @@ from mlcycle.labeler.runs import LabelRunner
 
 def parse_params(
     *,
-    strategy: str,
+    strategy: str | None,
     task: str | None,
     threshold: float | None,
     lfs: str | None,
@@ -30,14 +30,15 @@ def parse_params(
 ) -> RunParams:
     """Command-line options as run parameters; bad values are InvalidInput naming them.
 
-    ``default_task`` is the task when ``task`` is not given.
+    ``default_task`` is the task when ``task`` is not given; without ``strategy`` the run
+    takes :class:`RunParams`' default.
     """
     names: list[str] | None = None
     if lfs is not None:
         names = [] if lfs.strip().lower() == "none" else [n.strip() for n in lfs.split(",") if n]
     try:
         return RunParams(
-            strategy=strategy,  # type: ignore[arg-type]
+            **({"strategy": strategy} if strategy else {}),
             task=task or default_task,
             threshold=threshold,
             labeling_functions=names,
@@ -50,7 +51,7 @@ def run_label_command(
     settings: Settings,
     console: Console,
     *,
-    strategy: str,
+    strategy: str | None,
     task: str | None,
     threshold: float | None,
     lfs: str | None,

@@ -4,8 +4,8 @@ Every voter goes into one :class:`VoteMatrix`: crowd workers, human reviewers
 and the selected labeling functions. The run's strategy aggregates them all;
 with ``dawid_skene`` or ``anchored_dawid_skene`` that *is* the label model, in
 which the crowd and the functions are equally noisy voters whose reliabilities
-are learned. A plain
-majority over the same voters is always computed next to it as the baseline.
+are learned. A plain majority over the same voters is always computed next to
+it as the baseline.
 """
 
 from __future__ import annotations

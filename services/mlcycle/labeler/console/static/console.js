@@ -31,7 +31,7 @@
 
   function saveHistory() {
     try {
-      sessionStorage.setItem(historyKey, JSON.stringify(labeled.slice(-MAX_UNDO)));
+      sessionStorage.setItem(historyKey, JSON.stringify(labeled));
     } catch (error) { /* storage refused: undo still covers this page */ }
   }
 
